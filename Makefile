@@ -1,0 +1,44 @@
+# Two entry points: `make run` (install everything, serve the example flow on
+# embedded defaults) and `make test` (install everything, run the test suite).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+FLOW    ?= flows/acme.ivr
+LISTEN  ?= 127.0.0.1:5060
+APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox
+
+.PHONY: run test deps system-deps lint bench clean
+
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/ivr: pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(BIN)/ivr
+
+deps: system-deps $(BIN)/ivr
+
+run: deps
+	$(BIN)/ivr serve $(FLOW) --listen $(LISTEN)
+
+test: deps
+	$(BIN)/ruff check ivr tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: deps
+	$(BIN)/ruff check ivr tests bench
+	$(BIN)/mypy
+
+bench: deps
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

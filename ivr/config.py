@@ -1,0 +1,282 @@
+"""The deployment file: everything that belongs to the installation.
+
+One TOML file (``ivr.toml`` by default) holds the listen address, data folder,
+prompt folders, TTS defaults, extensions and their SIP passwords, mailboxes,
+trunks, SMTP and speech models.  Flows (``.ivr``) hold call logic only.  Every
+part of ivr reads its settings from the :class:`Config` built here; a missing
+file means the embedded defaults (loopback, ``./data``, SQLite, espeak-ng).
+
+Relative paths in the file are resolved against the file's own folder.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_NAME = "ivr.toml"
+
+
+class ConfigError(Exception):
+    """A deployment file that cannot be used; the message names file and key."""
+
+
+def parse_duration(value: Any, *, where: str) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"500ms"``, ``"2m"`` or ``"1h"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", value)
+        if m:
+            scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
+            return float(m.group(1)) * scale
+    raise ConfigError(f"{where}: expected a duration like 30s, 500ms or 2m, got {value!r}")
+
+
+def parse_hostport(value: str, *, where: str, default_port: int = 5060) -> tuple[str, int]:
+    """``"127.0.0.1:5060"``, ``"[::1]:5060"`` or ``"host"`` -> (host, port)."""
+    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", value.strip())
+    if not m:
+        raise ConfigError(f"{where}: expected HOST:PORT, got {value!r}")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4) or default_port)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port {port} out of range")
+    return host, port
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: tuple[str, int] = ("127.0.0.1", 5060)
+    public_address: str | None = None  # address written in Contact/SDP; default: listen host
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    drain_timeout: float = 30.0
+    media_timeout: float = 30.0
+    flows: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    engine: str = "espeak"
+    voice: str = "en-us"
+    rate: int = 160
+
+
+@dataclass(frozen=True)
+class Extension:
+    number: str
+    name: str = ""
+    username: str = ""
+    password: str = ""
+    mailbox: str | None = None
+    may_call_out: bool = False
+    contacts: tuple[str, ...] = ()  # static contacts for devices that do not register
+    follow_me: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    number: str
+    owner: str = ""
+    pin_hash: str = ""
+    emails: tuple[str, ...] = ()
+    max_messages: int = 100
+    max_length: float = 180.0
+
+
+@dataclass(frozen=True)
+class Trunk:
+    name: str
+    host: str
+    port: int = 5060
+    transport: str = "udp"
+    username: str = ""
+    password: str = ""
+    register: bool = False
+    caller_id: str = ""  # the company number presented on outbound calls
+    allow: tuple[str, ...] = ()  # dial patterns the flow may reach, e.g. "+4179*"
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = ""
+    port: int = 25
+    sender: str = "ivr@localhost"
+    username: str = ""
+    password: str = ""
+    starttls: bool = False
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    engine: str = "pocketsphinx"
+    model: Path | None = None  # vosk model folder
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    base: Path = field(default_factory=Path.cwd)
+    data: Path = field(default_factory=lambda: Path("data").resolve())
+    prompt_folders: tuple[Path, ...] = ()
+    server: ServerConfig = ServerConfig()
+    tts: TtsConfig = TtsConfig()
+    extensions: tuple[Extension, ...] = ()
+    mailboxes: tuple[Mailbox, ...] = ()
+    trunks: tuple[Trunk, ...] = ()
+    smtp: SmtpConfig = SmtpConfig()
+    speech: SpeechConfig = SpeechConfig()
+
+    def extension(self, number: str) -> Extension | None:
+        return next((e for e in self.extensions if e.number == number), None)
+
+    def mailbox(self, number: str) -> Mailbox | None:
+        return next((m for m in self.mailboxes if m.number == number), None)
+
+
+def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _items(raw: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where}: [[{key}]] must be an array of tables")
+    return value
+
+
+def _strs(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: expected a string or a list of strings")
+
+
+def _build(cls: type, values: dict[str, Any], where: str, **converted: Any) -> Any:
+    known = set(cls.__dataclass_fields__)
+    unknown = set(values) - known - set(converted)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    kwargs = {k: v for k, v in values.items() if k in known}
+    kwargs.update(converted)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: Path | str | None = None, *, data: Path | str | None = None) -> Config:
+    """Read the deployment file; ``None`` and no ``./ivr.toml`` give the defaults.
+
+    ``data`` (the ``--data`` option) overrides the file's data folder.
+    """
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = Path(DEFAULT_CONFIG_NAME)
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such deployment file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        base = path.resolve().parent
+    where = str(path) if path else "defaults"
+    return _from_raw(raw, base, where, path, data)
+
+
+def _from_raw(
+    raw: dict[str, Any], base: Path, where: str, path: Path | None, data: Path | str | None
+) -> Config:
+    srv = dict(_table(raw, "server", where))
+    listen = parse_hostport(srv.pop("listen", "127.0.0.1:5060"), where=f"{where}: server.listen")
+    ports = srv.pop("rtp_ports", "20000-29999")
+    m = re.fullmatch(r"(\d+)-(\d+)", str(ports))
+    if not m or int(m.group(1)) >= int(m.group(2)):
+        raise ConfigError(f"{where}: server.rtp_ports must look like 20000-29999")
+    data_dir = Path(data) if data is not None else base / srv.pop("data", "data")
+    srv.pop("data", None)
+    server = _build(
+        ServerConfig,
+        srv,
+        f"{where}: [server]",
+        listen=listen,
+        rtp_ports=(int(m.group(1)), int(m.group(2))),
+        drain_timeout=parse_duration(srv.get("drain_timeout", 30), where=f"{where}: server.drain_timeout"),
+        media_timeout=parse_duration(srv.get("media_timeout", 30), where=f"{where}: server.media_timeout"),
+        flows=tuple(base / f for f in _strs(srv.get("flows", []), f"{where}: server.flows")),
+    )
+    prompts = _table(raw, "prompts", where)
+    folders = tuple(
+        (base / f).resolve() for f in _strs(prompts.get("folders", ["prompts"]), f"{where}: prompts.folders")
+    )
+    tts = _build(TtsConfig, _table(raw, "tts", where), f"{where}: [tts]")
+    extensions = tuple(
+        _build(
+            Extension,
+            e,
+            f"{where}: extensions[{i}]",
+            number=str(e.get("number", "")),
+            contacts=_strs(e.get("contacts", []), f"{where}: extensions[{i}].contacts"),
+            follow_me=_strs(e.get("follow_me", []), f"{where}: extensions[{i}].follow_me"),
+        )
+        for i, e in enumerate(_items(raw, "extensions", where))
+    )
+    mailboxes = tuple(
+        _build(
+            Mailbox,
+            mb,
+            f"{where}: mailboxes[{i}]",
+            number=str(mb.get("number", "")),
+            emails=_strs(mb.get("emails", []), f"{where}: mailboxes[{i}].emails"),
+            max_length=parse_duration(mb.get("max_length", 180), where=f"{where}: mailboxes[{i}].max_length"),
+        )
+        for i, mb in enumerate(_items(raw, "mailboxes", where))
+    )
+    trunks = tuple(
+        _build(Trunk, t, f"{where}: trunks[{i}]", allow=_strs(t.get("allow", []), f"{where}: trunks[{i}].allow"))
+        for i, t in enumerate(_items(raw, "trunks", where))
+    )
+    smtp = _build(SmtpConfig, _table(raw, "smtp", where), f"{where}: [smtp]")
+    sp = _table(raw, "speech", where)
+    speech = _build(
+        SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None
+    )
+    known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech"}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
+    _check_unique(extensions, "extensions", where)
+    _check_unique(mailboxes, "mailboxes", where)
+    return Config(
+        path=path,
+        base=base,
+        data=data_dir.resolve(),
+        prompt_folders=folders,
+        server=server,
+        tts=tts,
+        extensions=extensions,
+        mailboxes=mailboxes,
+        trunks=trunks,
+        smtp=smtp,
+        speech=speech,
+    )
+
+
+def _check_unique(items: tuple[Any, ...], what: str, where: str) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if not item.number:
+            raise ConfigError(f"{where}: every entry of [[{what}]] needs a number")
+        if item.number in seen:
+            raise ConfigError(f"{where}: {what} number {item.number} is defined twice")
+        seen.add(item.number)

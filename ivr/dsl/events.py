@@ -1,0 +1,243 @@
+"""The contract between a flow machine and whoever runs it.
+
+A compiled flow runs one call through :class:`ivr.dsl.machine.Machine`,
+which is sans-IO: the runner (``ivr serve``'s call runner, ``ivr simulate``,
+``ivr test``) feeds it *events* with the current time and carries out the
+*actions* it returns.  The machine never sleeps or reads a clock; it exposes
+``next_timer`` (absolute time, same scale as ``now``) and expects
+``handle(TimerFired(), now)`` when that time comes.
+
+Time is UNIX epoch seconds (float) so schedules can be evaluated from the same
+``now`` that drives timers; the simulator starts its fake clock at ``--at``.
+
+Everything here is a frozen dataclass with a ``kind`` that the simulator's
+``--json`` output uses as its ``"action"`` / ``"event"`` key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+TransferOutcome = Literal["answered", "busy", "no_answer", "unavailable", "failed"]
+TRANSFER_OUTCOMES: tuple[TransferOutcome, ...] = ("answered", "busy", "no_answer", "unavailable", "failed")
+
+
+# --------------------------------------------------------------------------- events (runner -> machine)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+
+@dataclass(frozen=True)
+class Key(Event):
+    """A DTMF key from the caller (RFC 4733, SIP INFO or in-band): ``0-9*#ABCD``."""
+
+    kind: ClassVar[str] = "key"
+    digit: str
+
+
+@dataclass(frozen=True)
+class Speech(Event):
+    """A recognised utterance (already matched against the active grammar), or ``""`` for no match."""
+
+    kind: ClassVar[str] = "speech"
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class PromptDone(Event):
+    """Playback of the prompt started by ``Say``/``Play`` with this ``prompt_id`` finished (not stopped)."""
+
+    kind: ClassVar[str] = "prompt_done"
+    prompt_id: int
+
+
+@dataclass(frozen=True)
+class TimerFired(Event):
+    """``now`` has reached ``machine.next_timer``."""
+
+    kind: ClassVar[str] = "timer"
+
+
+@dataclass(frozen=True)
+class TransferResult(Event):
+    """Outcome of a ``Transfer``/``Ring`` action; ``answered`` arrives again as ``BridgeEnded`` later."""
+
+    kind: ClassVar[str] = "transfer_result"
+    outcome: TransferOutcome
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class BridgeEnded(Event):
+    """The bridged call (after ``answered``) ended; the caller's leg is over too unless the flow continues."""
+
+    kind: ClassVar[str] = "bridge_ended"
+
+
+@dataclass(frozen=True)
+class DirectoryResult(Event):
+    """Outcome of a ``Directory`` action: a person chosen (and confirmed), nobody found, or the operator asked for."""
+
+    kind: ClassVar[str] = "directory_result"
+    outcome: Literal["selected", "not_found", "operator"]
+    extension: str = ""
+    name: str = ""
+    mailbox: str = ""
+
+
+@dataclass(frozen=True)
+class ActionDone(Event):
+    """A long-running action (voicemail, voicemail access, record, hold with a duration) finished.
+
+    ``result`` is action-specific: for ``record`` the saved path, for ``voicemail`` ``"saved"`` or
+    ``"empty"`` (caller left nothing), for ``voicemail_access`` ``"done"`` or ``"locked"``.
+    """
+
+    kind: ClassVar[str] = "action_done"
+    action: str
+    result: str = ""
+
+
+@dataclass(frozen=True)
+class Hangup(Event):
+    """The caller hung up (BYE, CANCEL, media timeout)."""
+
+    kind: ClassVar[str] = "hangup"
+
+
+# --------------------------------------------------------------------------- actions (machine -> runner)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ClassVar[str] = "action"
+
+
+@dataclass(frozen=True)
+class EnterStep(Action):
+    """The call entered a step of the flow (for logs, the call journal and flow tests)."""
+
+    kind: ClassVar[str] = "step"
+    step: str
+
+
+@dataclass(frozen=True)
+class Say(Action):
+    """Speak ``text`` by TTS; queued after earlier prompts. ``prompt_id`` comes back in ``PromptDone``."""
+
+    kind: ClassVar[str] = "say"
+    text: str
+    prompt_id: int
+    voice: str = ""
+    language: str = ""
+    barge_in: bool = True
+
+
+@dataclass(frozen=True)
+class Play(Action):
+    """Play a prompt file (path as written in the flow, resolved inside the prompt folders)."""
+
+    kind: ClassVar[str] = "play"
+    path: str
+    prompt_id: int
+    barge_in: bool = True
+
+
+@dataclass(frozen=True)
+class StopPrompts(Action):
+    """Barge-in: stop every queued prompt at the next frame."""
+
+    kind: ClassVar[str] = "stop_prompts"
+
+
+@dataclass(frozen=True)
+class Listen(Action):
+    """Start collecting input: keys always; speech when ``phrases`` is non-empty (the grammar)."""
+
+    kind: ClassVar[str] = "listen"
+    phrases: tuple[str, ...] = ()
+    timeout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Transfer(Action):
+    """Ring ``targets`` (extensions, external numbers) and bridge the first that answers.
+
+    ``plan`` is the ring plan: steps tried in order, each a tuple of targets rung together for
+    ``step timeout`` seconds (parallel) -- sequential ringing is one step per member.
+    ``music`` is a hold-music source, or ``""`` for ringback tone.
+    """
+
+    kind: ClassVar[str] = "transfer"
+    plan: tuple[tuple[tuple[str, ...], float], ...]
+    music: str = ""
+    group: str = ""
+    refer: bool = False
+
+
+@dataclass(frozen=True)
+class Directory(Action):
+    kind: ClassVar[str] = "directory"
+    name: str
+    by_speech: bool = True
+    by_keys: bool = True
+    match: Literal["last", "first", "either"] = "last"
+    confirm: bool = True
+
+
+@dataclass(frozen=True)
+class Voicemail(Action):
+    """Let the caller leave a message in ``mailbox`` (greeting, beep, record, optional review)."""
+
+    kind: ClassVar[str] = "voicemail"
+    mailbox: str
+    greeting: Literal["unavailable", "busy", "temporary"] = "unavailable"
+    review: bool = False
+
+
+@dataclass(frozen=True)
+class VoicemailAccess(Action):
+    """Mailbox owner menu: ``mailbox`` fixed, or ``""`` to ask for the number first."""
+
+    kind: ClassVar[str] = "voicemail_access"
+    mailbox: str = ""
+
+
+@dataclass(frozen=True)
+class Record(Action):
+    kind: ClassVar[str] = "record"
+    variable: str
+    max_length: float = 120.0
+    beep: bool = True
+    end_key: str = "#"
+    silence: float = 0.0  # 0: do not end on silence
+
+
+@dataclass(frozen=True)
+class Hold(Action):
+    """Play hold music (``music``: source name/path, ``""`` for the flow's default) for ``duration`` s (0 = until changed)."""
+
+    kind: ClassVar[str] = "hold"
+    music: str = ""
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class HangupCall(Action):
+    kind: ClassVar[str] = "hangup"
+    reason: str = "normal"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a call ended, for the simulator's last line, flow tests and the call journal."""
+
+    result: str  # "hangup", "transferred", "voicemail", "caller_hangup", "error" ...
+    detail: str = ""
+    step: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
