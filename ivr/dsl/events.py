@@ -104,6 +104,16 @@ class ActionDone(Event):
 
 
 @dataclass(frozen=True)
+class RecordingDone(Event):
+    """A recording started by ``StartRecording`` ended; ``reason``: key, silence, max_length, hangup, stopped."""
+
+    kind: ClassVar[str] = "recording_done"
+    path: str
+    duration: float
+    reason: str = "key"
+
+
+@dataclass(frozen=True)
 class Hangup(Event):
     """The caller hung up (BYE, CANCEL, media timeout)."""
 
@@ -140,12 +150,48 @@ class Say(Action):
 
 @dataclass(frozen=True)
 class Play(Action):
-    """Play a prompt file (path as written in the flow, resolved inside the prompt folders)."""
+    """Play a prompt file.
+
+    ``path`` is as written in the flow, resolved only inside the prompt folders; a path starting
+    with ``data:`` names a file inside the data folder (recorded messages, greetings, names).
+    """
 
     kind: ClassVar[str] = "play"
     path: str
     prompt_id: int
     barge_in: bool = True
+
+
+@dataclass(frozen=True)
+class Tone(Action):
+    """A generated tone (the beep before recording); queued like a prompt."""
+
+    kind: ClassVar[str] = "tone"
+    frequency: float
+    duration: float
+    prompt_id: int
+
+
+@dataclass(frozen=True)
+class StartRecording(Action):
+    """Record the caller's audio to ``path`` (inside the data folder; WAV PCM16 8 kHz).
+
+    Ends on ``end_key``, after ``silence`` seconds of silence (0: never), at ``max_length``, or on
+    ``StopRecording``; the runner then sends ``RecordingDone``.  Shorter than ``min_length``: the file
+    is deleted and ``RecordingDone.duration`` is 0.
+    """
+
+    kind: ClassVar[str] = "start_recording"
+    path: str
+    max_length: float = 120.0
+    end_key: str = "#"
+    silence: float = 0.0
+    min_length: float = 1.0
+
+
+@dataclass(frozen=True)
+class StopRecording(Action):
+    kind: ClassVar[str] = "stop_recording"
 
 
 @dataclass(frozen=True)
@@ -157,7 +203,12 @@ class StopPrompts(Action):
 
 @dataclass(frozen=True)
 class Listen(Action):
-    """Start collecting input: keys always; speech when ``phrases`` is non-empty (the grammar)."""
+    """Start collecting input: keys always; speech when ``phrases`` is non-empty (the grammar).
+
+    With phrases the runner feeds the caller's audio to a recogniser (endpointed by VAD) and sends
+    ``Speech(text)`` with the matched phrase, or ``Speech("")`` for no match.  A later ``Listen``
+    replaces the grammar; ``Listen()`` with no phrases stops speech recognition.
+    """
 
     kind: ClassVar[str] = "listen"
     phrases: tuple[str, ...] = ()
@@ -241,3 +292,23 @@ class Outcome:
     detail: str = ""
     step: str = ""
     variables: dict[str, str] = field(default_factory=dict)
+
+
+class SubMachine:
+    """Protocol of the sub-dialogues the runner plugs in for long actions.
+
+    The voicemail (leave / access) and directory dialogues are sans-IO machines with the same
+    shape as the flow machine: ``start(now)``/``handle(event, now)`` return actions from this
+    module, ``next_timer`` is absolute, and when ``finished`` is true ``result`` is the event to
+    hand back to the flow machine (``ActionDone`` or ``DirectoryResult``).
+    """
+
+    next_timer: float | None
+    finished: bool
+    result: Event | None
+
+    def start(self, now: float) -> list[Action]:
+        raise NotImplementedError
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        raise NotImplementedError
