@@ -1,0 +1,905 @@
+"""SIP messages on the wire: parsing and serialisation (RFC 3261 sections 7, 20, 25).
+
+This module owns the SIP message model and nothing else: :class:`Headers`
+(ordered, case-insensitive, compact forms), :class:`Request` /
+:class:`Response`, the structured header values :class:`SipUri`,
+:class:`NameAddr` and :class:`Via`, :func:`parse_message` for one datagram or
+one framed stream message, :class:`StreamFramer` for TCP (Content-Length
+framing, RFC 3261 section 18.3), and :func:`build_response` (section 8.2.6).
+
+Parsing is tolerant where RFC 4475 asks for tolerance (line folding, LWS
+around colons, slashes and semicolons, compact names, odd case, leading zeros)
+and strict where an answer would otherwise be wrong (missing or inconsistent
+mandatory headers, bad Content-Length, unknown SIP version).  Every failure is
+a :class:`SipParseError` carrying the status to answer and, when the request
+is still answerable, the request itself so a 400 can be routed back.
+
+Header values are kept as received (after unfolding) so that
+``bytes(parse_message(x)) == x`` holds for well-formed captures; structured
+access (``msg.via``, ``msg.from_``, ``msg.cseq``...) parses on demand.
+Bytes that are not UTF-8 survive the round trip (surrogateescape).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+SIP_VERSION = "SIP/2.0"
+CRLF = "\r\n"
+
+# RFC 3261 section 7.3.3 and the IANA registry of compact forms.
+COMPACT_FORMS: dict[str, str] = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+# Headers whose grammar is a comma-separated list (RFC 3261 section 7.3.1):
+# get_all() splits these.  Authorization-family headers contain commas inside
+# one value and are deliberately absent.
+_LIST_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Via", "Contact", "Route", "Record-Route", "Allow", "Supported", "Require",
+        "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
+        "Allow-Events", "Content-Encoding", "Content-Language", "In-Reply-To",
+        "Alert-Info", "Call-Info", "Error-Info", "Warning", "Path", "Service-Route",
+        "P-Asserted-Identity", "P-Preferred-Identity", "Reason", "Security-Client",
+        "Security-Server", "Security-Verify", "Accept-Contact", "Reject-Contact",
+        "Request-Disposition", "History-Info", "Diversion",
+    )
+)
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_HEADER_NAME_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:")
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    422: "Session Interval Too Small", 423: "Interval Too Brief", 429: "Too Many Requests",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
+    483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here",
+    487: "Request Terminated", 488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
+    493: "Undecipherable", 500: "Server Internal Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+# Canonical spelling for headers we write or normalise (names are compared
+# case-insensitively; this is only for output).
+_CANONICAL = {
+    n.lower(): n
+    for n in (
+        "Call-ID", "CSeq", "WWW-Authenticate", "Min-SE", "MIME-Version", "RAck", "RSeq",
+        "Session-Expires", "Content-Length", "Content-Type", "Max-Forwards", "User-Agent",
+        "Record-Route", "Retry-After", "Allow-Events", "Proxy-Authenticate",
+        "Proxy-Authorization", "P-Asserted-Identity",
+    )
+}
+
+
+def canonical_name(name: str) -> str:
+    """Full, conventionally spelt header name for ``name`` (compact forms expanded)."""
+    full = COMPACT_FORMS.get(name.lower()) if len(name) == 1 else None
+    if full:
+        return full
+    low = name.lower()
+    if low in _CANONICAL:
+        return _CANONICAL[low]
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def _key(name: str) -> str:
+    if len(name) == 1:
+        full = COMPACT_FORMS.get(name.lower())
+        if full:
+            return full.lower()
+    return name.lower()
+
+
+class SipParseError(Exception):
+    """A message that cannot be accepted as it is (RFC 3261 sections 8.2, 16.3, 21.4).
+
+    ``status`` is the response to send (400, 413, 416, 505, 513...), ``reason``
+    a human-readable explanation for the reason phrase or a Warning header,
+    and ``request`` is the request when enough of it (Via, From, To, Call-ID,
+    CSeq) survived to build that response; ``None`` means drop silently.
+    """
+
+    def __init__(self, status: int, reason: str, request: Request | None = None) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.request = request
+
+
+# --------------------------------------------------------------------------- low-level helpers
+
+
+def split_quoted(value: str, sep: str) -> list[str]:
+    """Split ``value`` on ``sep`` outside quoted strings and ``<...>``; parts are stripped."""
+    parts: list[str] = []
+    buf: list[str] = []
+    in_quote = False
+    angle = 0
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if in_quote:
+            buf.append(ch)
+            if ch == "\\" and i + 1 < len(value):
+                buf.append(value[i + 1])
+                i += 1
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+            buf.append(ch)
+        elif ch == "<":
+            angle += 1
+            buf.append(ch)
+        elif ch == ">" and angle:
+            angle -= 1
+            buf.append(ch)
+        elif ch == sep and not angle:
+            parts.append("".join(buf).strip())
+            buf = []
+        else:
+            buf.append(ch)
+        i += 1
+    parts.append("".join(buf).strip())
+    return parts
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """``;a=1;b;c="x"`` (leading ``;`` optional, LWS tolerated) -> ordered dict.
+
+    Names are lower-cased (parameter names are case-insensitive); values are
+    kept as written, quotes included, except that surrounding LWS is dropped.
+    """
+    params: dict[str, str | None] = {}
+    for part in split_quoted(text, ";"):
+        if not part:
+            continue
+        name, eq, val = part.partition("=")
+        name = name.strip()
+        if not _TOKEN_RE.fullmatch(name):
+            raise ValueError(f"invalid parameter name {name!r}")
+        params[name.lower()] = val.strip() if eq else None
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def unquote(value: str) -> str:
+    """The content of a quoted-string with backslash escapes resolved."""
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _parse_hostport(text: str) -> tuple[str, int | None]:
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"unterminated IPv6 reference in {text!r}")
+        host, rest = text[: end + 1], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"garbage after IPv6 reference in {text!r}")
+        port_s = rest[1:] if rest else ""
+    else:
+        host, _, port_s = text.partition(":")
+    if not host or not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+", host):
+        raise ValueError(f"invalid host {host!r}")
+    if not port_s:
+        if text.endswith(":"):
+            raise ValueError(f"empty port in {text!r}")
+        return host, None
+    if not port_s.strip().isdigit():
+        raise ValueError(f"invalid port {port_s!r}")
+    port = int(port_s)
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
+# --------------------------------------------------------------------------- structured values
+
+
+@dataclass(frozen=True)
+class SipUri:
+    """A sip: or sips: URI (RFC 3261 section 19.1), kept with its escapes as written."""
+
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: str = ""
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SipUri:
+        text = text.strip()
+        scheme, colon, rest = text.partition(":")
+        if not colon or scheme.lower() not in ("sip", "sips"):
+            raise ValueError(f"not a sip: URI: {text!r}")
+        rest, _, headers = rest.partition("?")
+        userinfo, at, hostpart = rest.rpartition("@")
+        user: str | None = None
+        password: str | None = None
+        if at:
+            user, pcolon, pw = userinfo.partition(":")
+            password = pw if pcolon else None
+            if not user or any(c in user for c in " \t<>\""):
+                raise ValueError(f"invalid user part in {text!r}")
+        hostport, _, param_text = hostpart.partition(";")
+        host, port = _parse_hostport(hostport)
+        params = parse_params(param_text) if param_text else {}
+        return cls(scheme.lower(), user, host, port, params, headers, password)
+
+    def __str__(self) -> str:
+        user = ""
+        if self.user is not None:
+            user = self.user + (f":{self.password}" if self.password is not None else "") + "@"
+        port = f":{self.port}" if self.port is not None else ""
+        hdrs = f"?{self.headers}" if self.headers else ""
+        return f"{self.scheme}:{user}{self.host}{port}{format_params(self.params)}{hdrs}"
+
+    @property
+    def transport(self) -> str:
+        """Transport named by the URI (``udp`` unless ``;transport=`` or sips: says otherwise)."""
+        t = self.params.get("transport")
+        if t:
+            return t.lower()
+        return "tls" if self.scheme == "sips" else "udp"
+
+    def with_params(self, **params: str | None) -> SipUri:
+        merged = dict(self.params)
+        merged.update(params)
+        return SipUri(self.scheme, self.user, self.host, self.port, merged, self.headers, self.password)
+
+
+def parse_uri(text: str) -> SipUri | str:
+    """A sip:/sips: URI as :class:`SipUri`; any other absoluteURI (tel:, urn:...) as a string."""
+    text = text.strip()
+    if re.match(r"(?i)sips?:", text):
+        return SipUri.parse(text)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+\-.]*:\S+", text):
+        raise ValueError(f"invalid URI {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class NameAddr:
+    """A name-addr or addr-spec with header parameters: From, To, Contact, Route (RFC 3261 20.10, 25.1)."""
+
+    display: str
+    uri: SipUri | str
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> NameAddr:
+        text = text.strip()
+        display = ""
+        if text.startswith('"'):
+            m = re.match(r'"((?:[^"\\]|\\.)*)"\s*', text, re.S)
+            if not m:
+                raise ValueError(f"unterminated display name in {text!r}")
+            display = re.sub(r"\\(.)", r"\1", m.group(1))
+            text = text[m.end() :]
+            if not text.startswith("<"):
+                raise ValueError("display name not followed by <URI>")
+        lt = text.find("<")
+        if lt >= 0:
+            gt = text.find(">", lt)
+            if gt < 0:
+                raise ValueError(f"unterminated <URI> in {text!r}")
+            if lt and not display:
+                display = " ".join(text[:lt].split())
+            uri_text, rest = text[lt + 1 : gt], text[gt + 1 :]
+            if uri_text != uri_text.strip():
+                # RFC 4475 3.1.2.15: LWS inside the angle brackets is invalid.
+                raise ValueError(f"whitespace inside <{uri_text}>")
+        else:
+            uri_text, _, rest = text.partition(";")
+            rest = ";" + rest if rest else ""
+            if any(c in uri_text for c in ",?") and uri_text.lower().startswith("sip"):
+                # 20.10: addr-spec with these characters must be in angle brackets.
+                raise ValueError(f"URI with ',' or '?' must be enclosed in <>: {uri_text!r}")
+        rest = rest.strip()
+        if rest and not rest.startswith(";"):
+            raise ValueError(f"unexpected text after URI: {rest!r}")
+        return cls(display, parse_uri(uri_text), parse_params(rest))
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def user(self) -> str | None:
+        return self.uri.user if isinstance(self.uri, SipUri) else None
+
+    def with_tag(self, tag: str) -> NameAddr:
+        params = dict(self.params)
+        params["tag"] = tag
+        return NameAddr(self.display, self.uri, params)
+
+    def __str__(self) -> str:
+        disp = f"{quote(self.display)} " if self.display else ""
+        return f"{disp}<{self.uri}>{format_params(self.params)}"
+
+
+_VIA_RE = re.compile(
+    r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(.*)",
+    re.S,
+)
+
+
+@dataclass(frozen=True)
+class Via:
+    """One Via header value, ``SIP/2.0/UDP host:port;branch=...`` (RFC 3261 20.42, RFC 3581)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        m = _VIA_RE.fullmatch(text)
+        if not m:
+            raise ValueError(f"invalid Via {text.strip()!r}")
+        name, version, transport, rest = m.groups()
+        if name.upper() != "SIP" or version != "2.0":
+            raise ValueError(f"unsupported Via protocol {name}/{version}")
+        sent_by, _, param_text = rest.partition(";")
+        host, port = _parse_hostport(sent_by.strip())
+        return cls(transport.upper(), host, port, parse_params(param_text))
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        value = self.params.get("rport")
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host.strip("[]"), self.port
+
+    def with_params(self, **params: str | None) -> Via:
+        merged = dict(self.params)
+        merged.update(params)
+        return Via(self.transport, self.host, self.port, merged)
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+# --------------------------------------------------------------------------- headers
+
+
+class Headers:
+    """Ordered multi-dict of SIP headers (RFC 3261 section 7.3).
+
+    Names compare case-insensitively and compact forms (``v``, ``f``, ``i``...)
+    equal their full names; each entry keeps the name as it was written so a
+    parsed message serialises back to the same bytes.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = [(n, v) for n, v in items]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = _key(name)
+        for n, v in self._items:
+            if _key(n) == key:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order; comma lists split where the header's grammar allows."""
+        key = _key(name)
+        values = [v for n, v in self._items if _key(n) == key]
+        if key not in _LIST_HEADERS:
+            return values
+        out: list[str] = []
+        for v in values:
+            out.extend(p for p in split_quoted(v, ",") if p)
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name, value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace the first ``name`` in place (keeping its position), drop the others, or append."""
+        key = _key(name)
+        out: list[tuple[str, str]] = []
+        done = False
+        for n, v in self._items:
+            if _key(n) == key:
+                if not done:
+                    out.append((n, value))
+                    done = True
+            else:
+                out.append((n, v))
+        if not done:
+            out.append((name, value))
+        self._items = out
+
+    def remove(self, name: str) -> None:
+        key = _key(name)
+        self._items = [(n, v) for n, v in self._items if _key(n) != key]
+
+    def prepend(self, name: str, value: str) -> None:
+        self._items.insert(0, (name, value))
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def copy(self) -> Headers:
+        return Headers(self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class _MessageMixin:
+    headers: Headers
+    body: bytes
+
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("Call-ID")
+        if not value:
+            raise ValueError("missing Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        value = self.headers.get("CSeq")
+        if value is None:
+            raise ValueError("missing CSeq")
+        parts = value.split()
+        if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN_RE.fullmatch(parts[1]):
+            raise ValueError(f"invalid CSeq {value!r}")
+        number = int(parts[0])
+        if number >= 2**31:
+            raise ValueError(f"CSeq number {number} too large")
+        return number, parts[1]
+
+    @property
+    def via(self) -> list[Via]:
+        return [Via.parse(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        values = self.headers.get_all("Via")
+        if not values:
+            raise ValueError("missing Via")
+        return Via.parse(values[0])
+
+    @property
+    def from_(self) -> NameAddr:
+        return _single_nameaddr(self.headers, "From")
+
+    @property
+    def to(self) -> NameAddr:
+        return _single_nameaddr(self.headers, "To")
+
+    @property
+    def contact(self) -> list[NameAddr]:
+        return [NameAddr.parse(v) for v in self.headers.get_all("Contact") if v.strip() != "*"]
+
+    @property
+    def content_type(self) -> str:
+        """Media type, lower-cased, without parameters (``application/sdp``), or ``""``."""
+        value = self.headers.get("Content-Type") or ""
+        return value.split(";")[0].strip().lower()
+
+    def header_tokens(self, name: str) -> list[str]:
+        """Option tags / methods of a token-list header (Supported, Require, Allow), lower-cased."""
+        return [v.strip().lower() for v in self.headers.get_all(name) if v.strip()]
+
+    def _head_lines(self) -> list[str]:
+        lines: list[str] = []
+        has_length = False
+        for name, value in self.headers:
+            if _key(name) == "content-length":
+                if has_length:
+                    continue
+                value = str(len(self.body))
+                has_length = True
+            lines.append(f"{name}: {value}")
+        if not has_length:
+            lines.append(f"Content-Length: {len(self.body)}")
+        return lines
+
+    def _serialise(self, start_line: str) -> bytes:
+        head = CRLF.join([start_line, *self._head_lines()]) + CRLF + CRLF
+        return head.encode("utf-8", "surrogateescape") + self.body
+
+
+def _single_nameaddr(headers: Headers, name: str) -> NameAddr:
+    values = headers.get_all(name)
+    if not values:
+        raise ValueError(f"missing {name}")
+    if len(values) > 1:
+        raise ValueError(f"more than one {name} header")
+    return NameAddr.parse(values[0])
+
+
+@dataclass(eq=False)
+class Request(_MessageMixin):
+    """A SIP request (RFC 3261 section 7.1)."""
+
+    method: str
+    uri: str
+    headers: Headers
+    body: bytes = b""
+    version: str = SIP_VERSION
+
+    def __bytes__(self) -> bytes:
+        return self._serialise(f"{self.method} {self.uri} {self.version}")
+
+    @property
+    def request_uri(self) -> SipUri | str:
+        return parse_uri(self.uri)
+
+
+@dataclass(eq=False)
+class Response(_MessageMixin):
+    """A SIP response (RFC 3261 section 7.2)."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+    version: str = SIP_VERSION
+
+    def __bytes__(self) -> bytes:
+        return self._serialise(f"{self.version} {self.status} {self.reason}")
+
+
+Message = Request | Response
+
+
+# --------------------------------------------------------------------------- parsing
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    """Header block and the rest; lines may end in CRLF or (tolerated) bare LF."""
+    end = data.find(b"\r\n\r\n")
+    end_lf = data.find(b"\n\n")
+    if end >= 0 and (end_lf < 0 or end < end_lf):
+        return data[:end], data[end + 4 :]
+    if end_lf >= 0:
+        return data[:end_lf], data[end_lf + 2 :]
+    return data.rstrip(b"\r\n"), b""
+
+
+def _unfold(head: str) -> list[str]:
+    """Header block -> logical lines, continuation lines joined with one SP (7.3.1)."""
+    lines: list[str] = []
+    for raw in re.split(r"\r?\n", head):
+        if raw[:1] in (" ", "\t") and lines:
+            lines[-1] = lines[-1].rstrip(" \t") + " " + raw.strip(" \t")
+        else:
+            lines.append(raw)
+    return lines
+
+
+def _parse_header_lines(lines: list[str]) -> Headers:
+    headers = Headers()
+    for line in lines:
+        m = _HEADER_NAME_RE.match(line)
+        if not m:
+            raise ValueError(f"malformed header line {line[:60]!r}")
+        headers.add(m.group(1), line[m.end() :].strip(" \t"))
+    return headers
+
+
+def _parse_start_line(line: str) -> tuple[str, str, str]:
+    if "\t" in line or line != line.strip():
+        raise SipParseError(400, "malformed start line")
+    parts = line.split(" ", 2)
+    if len(parts) != 3 or not all(parts[:2]):
+        raise SipParseError(400, "malformed start line")
+    return parts[0], parts[1], parts[2]
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """One SIP message from a datagram or a framed stream message.
+
+    Raises :class:`SipParseError` (never anything else) when the message
+    cannot be accepted.  Over UDP a body longer than Content-Length is cut to
+    it (RFC 3261 18.3); a shorter one is a 400.
+    """
+    try:
+        return _parse(data)
+    except SipParseError:
+        raise
+    except (ValueError, UnicodeError, IndexError) as exc:
+        raise SipParseError(400, str(exc) or "malformed message") from exc
+
+
+def _parse(data: bytes) -> Request | Response:
+    data = data.lstrip(b"\r\n")  # 7.5: ignore CRLFs before the start line
+    if not data:
+        raise SipParseError(400, "empty message")
+    head_b, body = _split_head(data)
+    if len(head_b) > MAX_HEADER_BYTES:
+        raise SipParseError(513, "header section too large")
+    head = head_b.decode("utf-8", "surrogateescape")
+    if "\x00" in head:
+        raise SipParseError(400, "NUL byte in header section")
+    lines = head.split("\n", 1)
+    start = lines[0].rstrip("\r")
+    a, b, c = _parse_start_line(start)
+    headers = _parse_header_lines(_unfold(lines[1]) if len(lines) > 1 else [])
+    if a.upper().startswith("SIP/"):
+        return _finish_response(a, b, c, headers, body)
+    return _finish_request(a, b, c, headers, body)
+
+
+def _apply_content_length(headers: Headers, body: bytes, request: Request | None) -> bytes:
+    values = headers.get_all("Content-Length")
+    if not values:
+        return body
+    if len(set(v.strip() for v in values)) > 1:
+        raise SipParseError(400, "conflicting Content-Length headers", request)
+    text = values[0].strip()
+    if not text.isdigit():
+        raise SipParseError(400, f"invalid Content-Length {text!r}", request)
+    length = int(text)
+    if length > MAX_BODY_BYTES:
+        raise SipParseError(413, "body too large", request)
+    if length > len(body):
+        raise SipParseError(400, f"Content-Length {length} but only {len(body)} body bytes", request)
+    return body[:length]
+
+
+def _finish_response(version: str, code: str, reason: str, headers: Headers, body: bytes) -> Response:
+    if version.upper() != SIP_VERSION:
+        raise SipParseError(505, f"unsupported version {version}")
+    if not (code.isdigit() and len(code) == 3 and 100 <= int(code) <= 699):
+        raise SipParseError(400, f"invalid status code {code!r}")
+    response = Response(int(code), reason, headers, body, version)
+    response.body = _apply_content_length(headers, body, None)
+    _validate_common(response)
+    return response
+
+
+def _finish_request(method: str, uri: str, version: str, headers: Headers, body: bytes) -> Request:
+    if not _TOKEN_RE.fullmatch(method):
+        raise SipParseError(400, f"invalid method {method!r}")
+    request = Request(method, uri, headers, body, version)
+    answerable = _answerable(request)
+    if not re.fullmatch(r"SIP/\d+\.\d+", version, re.I):
+        raise SipParseError(400, f"malformed SIP version {version!r}", answerable)
+    if version.upper() != SIP_VERSION:
+        raise SipParseError(505, f"unsupported version {version}", answerable)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>]+", uri):
+        raise SipParseError(400, f"invalid Request-URI {uri!r}", answerable)
+    request.body = _apply_content_length(headers, body, answerable)
+    try:
+        _validate_common(request)
+        _validate_request(request)
+        if re.match(r"(?i)sips?:", uri):
+            SipUri.parse(uri)
+    except ValueError as exc:
+        raise SipParseError(400, str(exc), answerable) from exc
+    return request
+
+
+def _answerable(request: Request) -> Request | None:
+    """The request if a response can be built and routed for it (8.2.6, 18.2.2)."""
+    h = request.headers
+    if not all(h.get(n) for n in ("Via", "From", "To", "Call-ID", "CSeq")):
+        return None
+    try:
+        request.top_via  # noqa: B018 -- raises when the response could not be routed
+    except ValueError:
+        return None
+    return request
+
+
+def _validate_common(msg: Request | Response) -> None:
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        if not msg.headers.get(name):
+            raise ValueError(f"missing {name}")
+    _, method = msg.cseq
+    if isinstance(msg, Request) and method != msg.method:
+        raise ValueError(f"CSeq method {method} does not match {msg.method}")
+    msg.via  # noqa: B018 -- validates every Via
+    msg.from_  # noqa: B018
+    msg.to  # noqa: B018
+    if any(c.isspace() for c in msg.call_id) or len(msg.headers.get_all("Call-ID")) > 1:
+        raise ValueError("invalid Call-ID")
+
+
+def _validate_request(request: Request) -> None:
+    mf = request.headers.get("Max-Forwards")
+    if mf is not None and not (mf.isdigit() and int(mf) <= 255):
+        raise ValueError(f"invalid Max-Forwards {mf!r}")
+    expires = request.headers.get("Expires")
+    if expires is not None and not expires.isdigit():
+        raise ValueError(f"invalid Expires {expires!r}")
+    for contact in request.headers.get_all("Contact"):
+        if contact.strip() != "*":
+            NameAddr.parse(contact)
+
+
+# --------------------------------------------------------------------------- stream framing
+
+
+class StreamFramer:
+    """Cuts a TCP byte stream into messages by Content-Length (RFC 3261 18.3).
+
+    CRLF keep-alives (RFC 5626 section 4.4.1) between messages are skipped.
+    A message without a valid Content-Length cannot be framed: that raises
+    :class:`SipParseError` and the connection should be closed.
+    """
+
+    def __init__(self, max_header: int = MAX_HEADER_BYTES, max_body: int = MAX_BODY_BYTES) -> None:
+        self._buf = bytearray()
+        self._max_header = max_header
+        self._max_body = max_body
+        self.keepalives = 0  # double-CRLF pings seen; the transport may answer with a single CRLF
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        while True:
+            self._skip_crlf()
+            message = self._next_message()
+            if message is None:
+                return out
+            out.append(message)
+
+    def _skip_crlf(self) -> None:
+        n = 0
+        while n < len(self._buf) and self._buf[n] in (0x0D, 0x0A):
+            n += 1
+        if n:
+            self.keepalives += self._buf[:n].count(b"\r\n\r\n")
+            del self._buf[:n]
+
+    def _next_message(self) -> bytes | None:
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > self._max_header:
+                raise SipParseError(513, "header section too large")
+            return None
+        head = bytes(self._buf[:end]).decode("utf-8", "surrogateescape")
+        length = self._content_length(head)
+        total = end + 4 + length
+        if len(self._buf) < total:
+            return None
+        message = bytes(self._buf[:total])
+        del self._buf[:total]
+        return message
+
+    def _content_length(self, head: str) -> int:
+        lines = _unfold(head.split("\n", 1)[1] if "\n" in head else "")
+        values = [
+            line.split(":", 1)[1].strip()
+            for line in lines
+            if ":" in line and _key(line.split(":", 1)[0].strip()) == "content-length"
+        ]
+        if not values:
+            raise SipParseError(400, "missing Content-Length on a stream transport")
+        if len(set(values)) > 1 or not values[0].isdigit():
+            raise SipParseError(400, f"invalid Content-Length {values[0]!r}")
+        length = int(values[0])
+        if length > self._max_body:
+            raise SipParseError(413, "body too large")
+        return length
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def build_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to ``request`` per RFC 3261 8.2.6: Via (all, in order), From,
+    To (with ``to_tag`` added when it has none), Call-ID, CSeq copied; then
+    ``headers``.  Timestamp is echoed on 100 Trying (8.2.6.1)."""
+    out = Headers()
+    for name, value in request.headers:
+        if _key(name) == "via":
+            out.add("Via", value)
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        copied = request.headers.get(name)
+        if copied is None:
+            continue
+        if name == "To" and to_tag and status != 100:
+            copied = _add_tag(copied, to_tag)
+        out.add(name, copied)
+    if status == 100 and "Timestamp" in request.headers:
+        out.add("Timestamp", request.headers["Timestamp"])
+    for name, value in headers:
+        out.add(name, value)
+    return Response(status, reason or REASON_PHRASES.get(status, "Unknown"), out, body)
+
+
+def _add_tag(to_value: str, tag: str) -> str:
+    try:
+        if NameAddr.parse(to_value).tag:
+            return to_value
+    except ValueError:
+        pass
+    return f"{to_value};tag={tag}"
