@@ -1,0 +1,43 @@
+"""``ivr prompts render FLOW...``: synthesise every constant ``say`` of the flows ahead of calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ivr.config import ConfigError, load_config
+from ivr.media.tts import TtsEngine, TtsError, texts_of
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("prompts", help="prompt tools (render the TTS cache of flows)")
+    sub = p.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
+    r = sub.add_parser("render", help="render every constant `say` text of the flows into the TTS cache")
+    r.add_argument("flows", nargs="+", type=Path, metavar="FLOW")
+    r.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
+    r.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts)")
+    r.set_defaults(func=run_render)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from ivr.dsl.errors import FlowError
+    from ivr.dsl.loader import load_flow
+
+    try:
+        config = load_config(args.config, data=args.data)
+        program = load_flow(args.flows, prompt_folders=config.prompt_folders)
+        texts = texts_of(program)
+        engine = TtsEngine(config.data / "tts", voice=config.tts.voice, rate=config.tts.rate)
+        before = engine.rendered
+        paths = engine.prerender(texts)
+    except FlowError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (ConfigError, TtsError) as exc:
+        print(f"ivr prompts render: {exc}", file=sys.stderr)
+        return 1
+    for (text, voice, rate), path in zip(texts, paths, strict=True):
+        print(f"{path}  [{voice or config.tts.voice} {rate or config.tts.rate}]  {text}")
+    print(f"{len(paths)} text(s), {engine.rendered - before} newly rendered, cache {engine.cache_dir}")
+    return 0

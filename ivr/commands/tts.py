@@ -1,0 +1,41 @@
+"""``ivr tts "text" -o out.wav``: speak a text with the deployment's TTS settings, for admins."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import soundfile
+
+from ivr.config import ConfigError, load_config
+from ivr.media.clip import RATE
+from ivr.media.tts import TtsEngine, TtsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("tts", help="render a text to an 8 kHz WAV with espeak-ng")
+    p.add_argument("text", help="what to say")
+    p.add_argument("-o", "--output", required=True, type=Path, help="WAV file to write (8 kHz mono PCM16)")
+    p.add_argument("--voice", help="espeak-ng voice (default: [tts] voice of the deployment file)")
+    p.add_argument("--rate", type=int, help="words per minute (default: [tts] rate)")
+    p.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
+    p.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config, data=args.data)
+        engine = TtsEngine(config.data / "tts", voice=config.tts.voice, rate=config.tts.rate)
+        clip = engine.render(args.text, voice=args.voice, rate=args.rate)
+    except (ConfigError, TtsError) as exc:
+        print(f"ivr tts: {exc}", file=sys.stderr)
+        return 1
+    try:
+        soundfile.write(str(args.output), clip.pcm, RATE, subtype="PCM_16", format="WAV")
+    except (OSError, soundfile.LibsndfileError) as exc:
+        print(f"ivr tts: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {clip.duration:.2f} s, 8000 Hz mono PCM16")
+    return 0

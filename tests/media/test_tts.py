@@ -1,0 +1,125 @@
+"""TtsEngine: espeak-ng through pyttsx3, disk and memory caches, thread safety, texts_of."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import soundfile
+
+from ivr.dsl.events import Say
+from ivr.media.clip import RATE
+from ivr.media.tts import TtsEngine, TtsError, cache_key, texts_of
+
+
+def test_render_gives_8k_speech_cached_on_disk(tmp_path):
+    engine = TtsEngine(tmp_path / "tts")
+    clip = engine.render("Welcome to Acme.")
+    assert 0.6 < clip.duration < 3.0
+    assert np.max(np.abs(clip.pcm)) > 3000  # speech, not silence
+    path = engine.path_for("Welcome to Acme.")
+    assert path.name == cache_key("Welcome to Acme.", "en-us", 160) + ".wav"
+    info = soundfile.info(str(path))
+    assert (info.samplerate, info.channels, info.subtype) == (RATE, 1, "PCM_16")
+    assert engine.render("Welcome to Acme.") is clip  # memory cache
+    # A fresh engine (a restarted server) reads the disk cache instead of synthesising.
+    again = TtsEngine(tmp_path / "tts")
+    assert np.array_equal(again.render("Welcome to Acme.").pcm, clip.pcm)
+    assert again.rendered == 0
+
+
+def test_voice_and_rate_are_part_of_the_key(tmp_path):
+    engine = TtsEngine(tmp_path)
+    slow = engine.render("one two three four five", rate=100)
+    fast = engine.render("one two three four five", rate=300)
+    assert slow.duration > fast.duration * 1.5
+    gb = engine.render("one two three four five", voice="en-gb")
+    assert engine.path_for("one two three four five", voice="en-gb") != engine.path_for(
+        "one two three four five"
+    )
+    assert not np.array_equal(gb.pcm[: len(slow.pcm)], slow.pcm[: len(gb.pcm)])
+    assert engine.rendered == 3
+
+
+def test_unknown_voice_and_bad_rate_are_clear_errors(tmp_path):
+    engine = TtsEngine(tmp_path)
+    with pytest.raises(TtsError, match="unknown TTS voice 'klingon'; espeak-ng voices include en"):
+        engine.render("hello", voice="klingon")
+    with pytest.raises(TtsError, match="TTS rate 5 out of range"):
+        engine.render("hello", rate=5)
+    assert not list(tmp_path.rglob("*.wav"))
+
+
+def test_concurrent_renders_from_threads(tmp_path):
+    engine = TtsEngine(tmp_path)
+    texts = [f"Caller number {i}" for i in range(6)]
+    results: dict[str, float] = {}
+    errors: list[BaseException] = []
+
+    def work(text: str) -> None:
+        try:
+            results[text] = engine.render(text).duration
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in texts + texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert set(results) == set(texts) and all(d > 0.5 for d in results.values())
+    assert len(list(tmp_path.rglob("*.wav"))) == 6
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_prerender_returns_files_in_order(tmp_path):
+    engine = TtsEngine(tmp_path)
+    paths = engine.prerender([("Good morning", None, None), ("Good night", "en-gb", 180)])
+    assert paths == [
+        engine.path_for("Good morning"),
+        engine.path_for("Good night", voice="en-gb", rate=180),
+    ]
+    assert all(p.is_file() for p in paths)
+    before = engine.rendered
+    engine.prerender([("Good morning", None, None)])
+    assert engine.rendered == before
+
+
+@dataclass(frozen=True)
+class _Settings:
+    voice: str = "en-gb"
+    rate: int = 170
+
+
+@dataclass(frozen=True)
+class _State:
+    name: str
+    actions: tuple[object, ...] = ()
+    transitions: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Program:
+    states: dict[str, _State]
+    settings: _Settings = _Settings()
+
+
+def test_texts_of_lists_constant_say_texts_once():
+    program = _Program(
+        states={
+            "welcome": _State("welcome", (Say("Welcome to Acme.", 1), Say("Hello {caller}", 2))),
+            "menu": _State(
+                "menu",
+                (Say("Press 1.", 3, voice="en-us"),),
+                {"invalid": (Say("Sorry, that is not an option.", 4), Say("Welcome to Acme.", 5))},
+            ),
+        }
+    )
+    assert texts_of(program) == [
+        ("Welcome to Acme.", "en-gb", 170),
+        ("Press 1.", "en-us", 170),
+        ("Sorry, that is not an option.", "en-gb", 170),
+    ]
