@@ -1,0 +1,201 @@
+"""``ivr simulate``: one call through a flow in the terminal, at a chosen time, from a chosen number.
+
+Prints what the caller hears and what the system does, one line per action (or one JSON object per
+line with ``--json``), and where the call ends.  Without ``--input`` the caller's part is read
+from standard input, a line of tokens at a time, whenever the flow waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ivr.config import Config, ConfigError, load_config
+from ivr.dsl.schedule import ScheduleError, parse_local
+from ivr.dsl.simulate import (
+    CallerInput,
+    Scenario,
+    Simulation,
+    SimulationError,
+    TraceLine,
+    parse_inputs,
+)
+
+EPILOG = """\
+input tokens: 1 2 # * (keys; 123# presses several), say:alice_johnson or say:"alice johnson"
+(speech), say: (speech that matches nothing), wait:10s (let time pass), wait (until the next
+timeout), hangup.  A leading ! delivers the token at once, interrupting the prompt (!1).
+
+transfer outcomes: every target answers unless named in --busy/--no-answer/--unavailable/--fail;
+with --answer only the targets named there answer (--answer none: nobody).  * names every target.
+"""
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate a call through a flow in the terminal",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="flow file(s) (.ivr)")
+    p.add_argument(
+        "--config", help="deployment file (default: ivr.toml beside the flow, else ./ivr.toml)"
+    )
+    p.add_argument("--at", help='"YYYY-MM-DD HH:MM" in the flow\'s time zone (default: now)')
+    p.add_argument("--caller", default="anonymous", help="the caller's number")
+    p.add_argument(
+        "--called", default="", help="the number called (default: the flow's first number)"
+    )
+    p.add_argument(
+        "--input",
+        dest="input_text",
+        help='caller input, e.g. "1 9 say:alice_johnson wait:10s # hangup"',
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    for flag, what in (
+        ("--answer", "answer"),
+        ("--busy", "are busy"),
+        ("--no-answer", "do not answer"),
+        ("--unavailable", "are unavailable"),
+        ("--fail", "fail"),
+    ):
+        p.add_argument(
+            flag,
+            action="append",
+            default=[],
+            metavar="EXT",
+            help=f"these targets {what} (repeat or comma-separate)",
+        )
+    p.add_argument(
+        "--directory-select",
+        action="append",
+        default=[],
+        metavar="NAME=EXT",
+        help='directory choice: "Alice Johnson=201", "not found" or "operator"',
+    )
+    p.add_argument(
+        "--switch", action="append", default=[], metavar="NAME=on|off", help="switch positions"
+    )
+    p.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="preset a flow variable"
+    )
+    p.add_argument("--voicemail-empty", action="store_true", help="the caller leaves no message")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ivr.dsl.errors import FlowError
+    from ivr.dsl.loader import load_flow
+
+    try:
+        config = find_config(args.config, args.files)
+        program = load_flow([Path(f) for f in args.files], prompt_folders=config.prompt_folders)
+        scenario = build_scenario(args, program.settings.timezone)
+    except FlowError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (ConfigError, SimulationError, ScheduleError, LookupError) as exc:
+        print(f"ivr simulate: {exc}", file=sys.stderr)
+        return 2
+    more = None if args.input_text is not None else read_stdin_input
+    printer = print_json if args.json else print_plain
+    try:
+        Simulation(
+            program,
+            scenario,
+            prompt_folders=config.prompt_folders,
+            more_input=more,
+            on_line=printer,
+        ).run()
+    except LookupError as exc:  # no entry point for the called number
+        print(f"ivr simulate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def find_config(explicit: str | None, files: list[str]) -> Config:
+    """The deployment file: --config, else ivr.toml beside the first flow, else ./ivr.toml."""
+    if explicit:
+        return load_config(explicit)
+    beside = Path(files[0]).resolve().parent / "ivr.toml"
+    if beside.is_file():
+        return load_config(beside)
+    return load_config(None)
+
+
+def build_scenario(args: argparse.Namespace, timezone: str) -> Scenario:
+    start = parse_local(args.at, timezone) if args.at else time.time()
+    inputs = tuple(parse_inputs(args.input_text)) if args.input_text is not None else ()
+    answer = _targets(args.answer)
+    return Scenario(
+        start=start,
+        caller=args.caller,
+        called=args.called,
+        inputs=inputs,
+        switches=parse_switches(args.switch),
+        variables=_pairs(args.var, "--var"),
+        answer=answer if args.answer else None,
+        busy=_targets(args.busy),
+        no_answer=_targets(args.no_answer),
+        unavailable=_targets(args.unavailable),
+        failed=_targets(args.fail),
+        directory=tuple(args.directory_select),
+        voicemail_result="empty" if args.voicemail_empty else "saved",
+    )
+
+
+def _targets(values: list[str]) -> frozenset[str]:
+    items = {v.strip() for value in values for v in value.split(",") if v.strip()}
+    return frozenset(items - {"none"})
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name.strip():
+            raise SimulationError(f"{flag} {value!r}: expected NAME=VALUE")
+        out[name.strip()] = rest.strip()
+    return out
+
+
+def parse_switches(values: list[str]) -> dict[str, bool]:
+    """``["night=on", "storm=off"]`` -> {"night": True, "storm": False}; a bare name means on."""
+    out: dict[str, bool] = {}
+    for value in values:
+        name, sep, state = value.partition("=")
+        state = state.strip().lower() if sep else "on"
+        if state not in ("on", "off", "true", "false", "1", "0"):
+            raise SimulationError(f"--switch {value!r}: expected NAME=on or NAME=off")
+        out[name.strip()] = state in ("on", "true", "1")
+    return out
+
+
+def print_plain(line: TraceLine) -> None:
+    print(line.text, flush=True)
+
+
+def print_json(line: TraceLine) -> None:
+    print(json.dumps(dict(line.data), ensure_ascii=False), flush=True)
+
+
+def read_stdin_input() -> list[CallerInput] | None:
+    """One line of tokens from the terminal; an empty line lets the next timeout happen."""
+    while True:
+        if sys.stdin.isatty():
+            print("caller> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return None
+        try:
+            return parse_inputs(line)
+        except SimulationError as exc:
+            print(f"  {exc}", file=sys.stderr)
+            if not sys.stdin.isatty():
+                return None
