@@ -1,0 +1,319 @@
+"""DTMF in all three forms a call can carry it: RFC 4733 events, SIP INFO, in-band tones.
+
+Sans-IO: packets, message bodies and PCM arrays in, digits or packets out.
+
+* :class:`TelephoneEvent` -- the 4-byte RFC 4733 payload, ``parse``/``__bytes__``.
+* :class:`DtmfReceiver` -- reports each RFC 4733 event exactly once.
+* :class:`DtmfSender` -- the packets for one key press, with their send offsets.
+* :func:`parse_dtmf_info` -- ``application/dtmf-relay`` and ``application/dtmf`` INFO bodies.
+* :class:`GoertzelDetector` -- in-band DTMF on 8 kHz PCM with Q.24-style checks.
+* :func:`dtmf_tone` -- the PCM of a key, for in-band sending.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ivr.media.rtp import RtpError, RtpPacket
+
+#: RFC 4733 section 3.2 event codes 0-15.
+EVENTS = "0123456789*#ABCD"
+EVENT_CODES = {key: code for code, key in enumerate(EVENTS)}
+SAMPLES_PER_FRAME = 160  # 20 ms at 8 kHz: the update interval of our events
+
+
+class DtmfError(ValueError):
+    """A DTMF key or payload we cannot use; the message names it."""
+
+
+def event_code(digit: str) -> int:
+    code = EVENT_CODES.get(digit.upper())
+    if code is None:
+        raise DtmfError(f"not a DTMF key: {digit!r} (expected one of {EVENTS})")
+    return code
+
+
+@dataclass(frozen=True)
+class TelephoneEvent:
+    """The telephone-event payload (RFC 4733 section 2.3): event, E bit, volume, duration."""
+
+    event: int
+    end: bool = False
+    volume: int = 10
+    duration: int = 0
+
+    @classmethod
+    def parse(cls, data: bytes) -> TelephoneEvent:
+        if len(data) < 4:
+            raise RtpError(f"telephone-event payload too short: {len(data)} bytes, needs 4")
+        event, flags, duration = struct.unpack_from("!BBH", data)
+        return cls(event, bool(flags & 0x80), flags & 0x3F, duration)
+
+    def __bytes__(self) -> bytes:
+        return struct.pack(
+            "!BBH", self.event, (0x80 if self.end else 0) | (self.volume & 0x3F), self.duration
+        )
+
+    @property
+    def digit(self) -> str | None:
+        return EVENTS[self.event] if self.event < len(EVENTS) else None
+
+
+class DtmfReceiver:
+    """Turns RFC 4733 telephone-event packets into digits, each exactly once (RFC 4733 2.5.2).
+
+    An event is identified by its RTP timestamp: every update and the three
+    end packets repeat it, so the digit is reported on the first packet seen
+    with a new timestamp (the marker packet, or a later one if that was
+    lost) and every other packet of the event is absorbed.  A long event
+    split into segments (2.5.1.5) continues with a new timestamp but no
+    marker and is not reported again.  A new SSRC is accepted: some senders
+    (sipp) start a fresh stream for events.
+    """
+
+    def __init__(self, memory: int = 16) -> None:
+        self._recent: deque[tuple[int, int]] = deque(
+            maxlen=memory
+        )  # (ssrc, timestamp) already seen
+        self._last: tuple[int, int, int, bool] | None = None  # ssrc, event, end timestamp, ended
+
+    def feed(self, packet: RtpPacket, telephone_event_pt: int) -> str | None:
+        if packet.payload_type != telephone_event_pt:
+            return None
+        try:
+            event = TelephoneEvent.parse(packet.payload)
+        except RtpError:
+            return None
+        if event.digit is None:  # flash and other signals: not keys
+            return None
+        key = (packet.ssrc, packet.timestamp)
+        if key in self._recent:
+            self._note(packet, event)
+            return None
+        continuation = self._continues(packet, event)
+        self._recent.append(key)
+        self._note(packet, event)
+        return None if continuation else event.digit
+
+    def _continues(self, packet: RtpPacket, event: TelephoneEvent) -> bool:
+        """A new segment of a long event: same source and event, no marker, previous not ended."""
+        if self._last is None or packet.marker:
+            return False
+        ssrc, code, end_ts, ended = self._last
+        gap = (packet.timestamp - end_ts) & 0xFFFFFFFF
+        return (
+            ssrc == packet.ssrc
+            and code == event.event
+            and not ended
+            and gap <= 8 * SAMPLES_PER_FRAME
+        )
+
+    def _note(self, packet: RtpPacket, event: TelephoneEvent) -> None:
+        self._last = (
+            packet.ssrc,
+            event.event,
+            (packet.timestamp + event.duration) & 0xFFFFFFFF,
+            event.end,
+        )
+
+
+class DtmfSender:
+    """Packets for one key press (RFC 4733 section 2.5.1).
+
+    One timestamp for the whole event, the marker bit on the first packet,
+    an update every 20 ms with the duration so far, and the final packet
+    (E bit) sent three times, 20 ms apart, each with its own sequence number.
+    ``packets`` returns ``(offset_frames, packet)``: send each ``offset``
+    ticks after the first.
+    """
+
+    def __init__(self, volume: int = 10) -> None:
+        self.volume = volume
+
+    def packets(
+        self, digit: str, *, ssrc: int, seq: int, timestamp: int, pt: int, duration_ms: int = 100
+    ) -> list[tuple[int, RtpPacket]]:
+        code = event_code(digit)
+        updates = max(1, round(duration_ms / 20))
+        out: list[tuple[int, RtpPacket]] = []
+        for i in range(updates + 2):
+            end = i >= updates - 1
+            duration = min(i + 1, updates) * SAMPLES_PER_FRAME
+            payload = bytes(TelephoneEvent(code, end, self.volume, duration))
+            packet = RtpPacket(pt, (seq + i) & 0xFFFF, timestamp, ssrc, payload, marker=i == 0)
+            out.append((i, packet))
+        return out
+
+
+# --------------------------------------------------------------------------- SIP INFO
+
+_INFO_SIGNALS = {str(i): str(i) for i in range(10)} | {
+    "*": "*", "#": "#", "10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D",
+    "A": "A", "B": "B", "C": "C", "D": "D",
+}  # fmt: skip
+DEFAULT_INFO_DURATION = 250  # ms, when the body gives none (Cisco's default)
+
+
+def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int] | None:
+    """(digit, duration_ms) from a SIP INFO body, or None if it carries no key.
+
+    ``application/dtmf-relay``: ``Signal=5`` and optional ``Duration=160`` lines
+    (some phones send 10/11 for * and #).  ``application/dtmf``: the key alone.
+    Content-type parameters and case are ignored.
+    """
+    media = content_type.split(";", 1)[0].strip().lower()
+    text = body.decode("utf-8", "replace")
+    if media == "application/dtmf":
+        signal, duration = text.strip(), str(DEFAULT_INFO_DURATION)
+    elif media == "application/dtmf-relay":
+        fields = dict(
+            (m.group(1).lower(), m.group(2).strip())
+            for m in re.finditer(r"^\s*(\w+)\s*=\s*(.*?)\s*$", text, re.MULTILINE)
+        )
+        signal, duration = (
+            fields.get("signal", ""),
+            fields.get("duration", str(DEFAULT_INFO_DURATION)),
+        )
+    else:
+        return None
+    digit = _INFO_SIGNALS.get(signal.upper())
+    if digit is None:
+        return None
+    return digit, int(duration) if duration.isdigit() else DEFAULT_INFO_DURATION
+
+
+# --------------------------------------------------------------------------- in-band
+
+ROWS = (697.0, 770.0, 852.0, 941.0)
+COLS = (1209.0, 1336.0, 1477.0, 1633.0)
+KEYPAD = ("123A", "456B", "789C", "*0#D")
+RATE = 8000
+PCM16 = npt.NDArray[np.int16]
+
+
+def dtmf_tone(digit: str, duration_ms: int = 100, level: float = 0.25, rate: int = RATE) -> PCM16:
+    """The two-tone PCM of a key (each tone at ``level`` of full scale)."""
+    code = event_code(digit)
+    key = EVENTS[code]
+    row = next(r for r, keys in enumerate(KEYPAD) if key in keys)
+    col = KEYPAD[row].index(key)
+    t = np.arange(int(rate * duration_ms / 1000)) / rate
+    tone = np.sin(2 * np.pi * ROWS[row] * t) + np.sin(2 * np.pi * COLS[col] * t)
+    return (tone * level * 32767).astype(np.int16)
+
+
+class GoertzelDetector:
+    """In-band DTMF detection on 8 kHz PCM (ITU-T Q.23/Q.24 style).
+
+    A 205-sample window (25.6 ms) slides by 10 ms; in each window the power at
+    the eight DTMF frequencies and their second harmonics is computed (the
+    Goertzel terms, evaluated as one small matrix product).  A window holds a
+    key when:
+
+    * both the strongest row and column tone are above ``min_level`` (dBFS
+      per tone, about -30 dBm0 with the default),
+    * twist is within +``max_twist``/-``max_reverse_twist`` dB,
+    * each tone beats the others of its group by ``min_peak_ratio`` dB,
+    * the two tones hold at least ``min_purity`` of the window's energy and
+      their second harmonics are weak (speech and music are broadband and
+      harmonic: this is what prevents talk-off).
+
+    A key is reported once when it holds for ``min_windows`` consecutive
+    windows (about 40 ms), and again only after ``release_windows`` windows
+    without it, so a short dropout in the tone does not repeat the key.
+    """
+
+    WINDOW = 205
+    HOP = 80
+
+    def __init__(
+        self,
+        *,
+        min_level: float = -36.0,
+        max_twist: float = 8.0,
+        max_reverse_twist: float = 4.0,
+        min_peak_ratio: float = 8.0,
+        min_purity: float = 0.80,
+        min_windows: int = 2,
+        release_windows: int = 4,
+    ) -> None:
+        self.min_level = min_level
+        self.max_twist = max_twist
+        self.max_reverse_twist = max_reverse_twist
+        self.min_peak_ratio = min_peak_ratio
+        self.min_purity = min_purity
+        self.min_windows = min_windows
+        self.release_windows = release_windows
+        freqs = np.array(ROWS + COLS + tuple(2 * f for f in ROWS + COLS))
+        n = np.arange(self.WINDOW)
+        self._basis = np.exp(-2j * np.pi * np.outer(freqs, n) / RATE)  # 16 x 205
+        self._buffer = np.zeros(0, dtype=np.float64)
+        self._candidate: str | None = None
+        self._count = 0
+        self._reported: str | None = None
+        self._absent = 0
+
+    def reset(self) -> None:
+        self._buffer = np.zeros(0, dtype=np.float64)
+        self._candidate, self._count, self._reported, self._absent = None, 0, None, 0
+
+    def feed(self, pcm16_8k: npt.ArrayLike) -> list[str]:
+        """Feed samples (any length); returns the keys that started in them."""
+        samples = np.asarray(pcm16_8k, dtype=np.float64) / 32768.0
+        buffer = np.concatenate([self._buffer, samples]) if len(self._buffer) else samples
+        keys: list[str] = []
+        pos = 0
+        while pos + self.WINDOW <= len(buffer):
+            key = self._step(self.classify(buffer[pos : pos + self.WINDOW]))
+            if key:
+                keys.append(key)
+            pos += self.HOP
+        self._buffer = buffer[pos:].copy()
+        return keys
+
+    def classify(self, window: npt.NDArray[np.float64]) -> str | None:
+        """The key held in one 205-sample window (floats, full scale 1.0), or None."""
+        energy = float(np.dot(window, window))
+        if energy <= 0.0:
+            return None
+        power = np.abs(self._basis @ window) ** 2 * (2.0 / self.WINDOW)  # a tone's own energy
+        rows, cols, harmonics = power[:4], power[4:8], power[8:]
+        r, c = int(np.argmax(rows)), int(np.argmax(cols))
+        row_p, col_p = rows[r], cols[c]
+        # level of each tone in dBFS (a full-scale sine has energy WINDOW / 2)
+        floor = 10 ** (self.min_level / 10) * self.WINDOW / 2
+        if row_p < floor or col_p < floor:
+            return None
+        twist = 10 * np.log10(col_p / row_p)
+        if twist > self.max_reverse_twist or twist < -self.max_twist:
+            return None
+        ratio = 10 ** (self.min_peak_ratio / 10)
+        if np.any(np.delete(rows, r) * ratio > row_p) or np.any(np.delete(cols, c) * ratio > col_p):
+            return None
+        if (row_p + col_p) < self.min_purity * energy:
+            return None
+        if harmonics[r] * 10 > row_p or harmonics[4 + c] * 10 > col_p:
+            return None
+        return KEYPAD[r][c]
+
+    def _step(self, key: str | None) -> str | None:
+        if key is not None and key == self._reported:
+            self._absent = 0
+            return None
+        if key != self._candidate:
+            self._candidate, self._count = key, 0
+        self._count += 1
+        if self._reported is not None:
+            self._absent += 1
+            if self._absent >= self.release_windows:
+                self._reported = None
+        if key is not None and self._reported is None and self._count >= self.min_windows:
+            self._reported, self._absent = key, 0
+            return key
+        return None
