@@ -478,6 +478,15 @@ class Headers:
             out.append((name, value))
         self._items = out
 
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the value of the first ``name`` header only, keeping name and position."""
+        key = _key(name)
+        for index, (n, _) in enumerate(self._items):
+            if _key(n) == key:
+                self._items[index] = (n, value)
+                return
+        self._items.append((name, value))
+
     def remove(self, name: str) -> None:
         key = _key(name)
         self._items = [(n, v) for n, v in self._items if _key(n) != key]

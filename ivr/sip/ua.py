@@ -1,0 +1,1141 @@
+"""The sans-IO SIP user agent: UAS for incoming calls, UAC for what ivr sends.
+
+This module owns the transaction user (RFC 3261 sections 8, 12-15, 17 glue,
+18.2.2 response routing with RFC 3581, RFC 4028 session timers).  The
+transport feeds it bytes with :meth:`UserAgent.receive` and the time, drains
+:meth:`UserAgent.outgoing` and :meth:`UserAgent.next_event`, and arms one
+timer at :meth:`UserAgent.next_timer`, calling :meth:`UserAgent.handle_timer`
+when it comes.  The call runner answers events with the call commands
+(``ringing``, ``answer``, ``reject``, ``hangup``, ``accept_reoffer``...).
+
+A call is keyed by its Call-ID string.
+
+Choices worth knowing (interface additions are marked "added"):
+
+* A re-INVITE without SDP surfaces as ``ReOffer(offer=None)``; the runner's
+  ``accept_reoffer(call_id, our_offer)`` puts our offer in the 200 and the
+  peer's answer, carried by the ACK, arrives as :class:`ReOfferAnswer`
+  (added).  ``CallConfirmed`` is only ever emitted once per call.
+* ``hangup`` before our final answer rejects the INVITE with 480
+  (Temporarily Unavailable); on an outgoing call it sends CANCEL (or
+  waits for the first provisional response, 9.1).  ``hangup`` of an
+  answered call whose ACK has not arrived yet sends the BYE when the ACK
+  comes or the ACK wait times out (RFC 3261 section 15).  ``CallEnded(reason
+  ="local")`` is emitted at once for every ``hangup``.
+* Commands for a call that is already gone are ignored (the runner races
+  with the network: a CANCEL may cross its ``answer``).
+* ``reject`` and ``respond`` accept extra ``headers`` (added), e.g.
+  Retry-After or Warning.
+* In-dialog requests go to the remote target / route set; for a call that
+  came over TCP, or whose Contact is a private address different from the
+  packet's source, they go back to where the INVITE came from (NAT).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import secrets
+from collections import deque
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from typing import Literal
+
+from ivr.sip.dialog import (
+    Dialog,
+    DialogError,
+    SessionTimer,
+    negotiate_uac,
+    negotiate_uas,
+)
+from ivr.sip.message import (
+    Headers,
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    SipUri,
+    Via,
+    build_response,
+    parse_message,
+    split_quoted,
+)
+from ivr.sip.timers import TimerQueue, TimerValues
+from ivr.sip.transaction import (
+    MAGIC_COOKIE,
+    Deliver,
+    InviteClientTransaction,
+    InviteServerTransaction,
+    NonInviteClientTransaction,
+    NonInviteServerTransaction,
+    State,
+    TimedOut,
+    Transaction,
+    TransactionError,
+    Transmit,
+    cancel_target_key,
+    client_key,
+    response_client_key,
+    server_key,
+)
+
+log = logging.getLogger("ivr.sip.ua")
+
+DEFAULT_ALLOW = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER")
+SUPPORTED = ("timer",)
+URI_SCHEMES = ("sip", "sips", "tel")
+ACCEPT = "application/sdp"
+
+
+# --------------------------------------------------------------------------- wire output and events
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Bytes for the transport: ``dest`` is (host, port); ``transport`` is "udp" or "tcp"."""
+
+    data: bytes
+    dest: tuple[str, int]
+    transport: str
+
+
+@dataclass(frozen=True)
+class UAEvent:
+    pass
+
+
+@dataclass(frozen=True)
+class IncomingCall(UAEvent):
+    call_id: str
+    request: Request
+    offer: bytes | None
+    caller: str
+    called: str
+    source: tuple[str, int]
+
+
+@dataclass(frozen=True)
+class CallConfirmed(UAEvent):
+    """The ACK for our 2xx arrived; ``answer`` is the SDP it carried (late offer)."""
+
+    call_id: str
+    answer: bytes | None
+
+
+@dataclass(frozen=True)
+class CallCancelled(UAEvent):
+    """CANCEL before our final answer: 200 to the CANCEL and 487 to the INVITE are sent."""
+
+    call_id: str
+
+
+EndReason = Literal["bye", "ack_timeout", "session_expired", "transaction_timeout", "local"]
+
+
+@dataclass(frozen=True)
+class CallEnded(UAEvent):
+    call_id: str
+    reason: EndReason
+
+
+@dataclass(frozen=True)
+class ReOffer(UAEvent):
+    """A re-INVITE or UPDATE in a dialog; answer with accept_reoffer / reject_reoffer."""
+
+    call_id: str
+    offer: bytes | None
+    method: str
+
+
+@dataclass(frozen=True)
+class ReOfferAnswer(UAEvent):
+    """(added) The ACK to a 2xx carrying our offer for an offer-less re-INVITE."""
+
+    call_id: str
+    answer: bytes | None
+
+
+@dataclass(frozen=True)
+class DtmfInfo(UAEvent):
+    call_id: str
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class RequestReceived(UAEvent):
+    handle: int
+    request: Request
+    source: tuple[str, int]
+    transport: str
+
+
+@dataclass(frozen=True)
+class OutgoingCallProgress(UAEvent):
+    call_id: str
+    status: int
+
+
+@dataclass(frozen=True)
+class OutgoingCallAnswered(UAEvent):
+    call_id: str
+    answer: bytes
+
+
+@dataclass(frozen=True)
+class OutgoingCallFailed(UAEvent):
+    call_id: str
+    status: int
+    reason: str
+
+
+# --------------------------------------------------------------------------- per-call state
+
+
+CallState = Literal["incoming", "early", "answered", "confirmed", "outgoing", "ended"]
+
+
+@dataclass
+class Call:
+    """What the UA keeps per call (one INVITE dialog)."""
+
+    call_id: str
+    role: Literal["uas", "uac"]
+    invite: Request
+    source: tuple[str, int]
+    transport: str
+    local_tag: str
+    state: CallState = "incoming"
+    invite_tx: Transaction | None = None
+    dialog: Dialog | None = None
+    # 2xx retransmission (13.3.1.4): the 2xx, its CSeq, its current interval
+    pending_2xx: Response | None = None
+    pending_2xx_cseq: int = 0
+    retransmit_interval: float = 0.0
+    late_offer: bool = False
+    hangup_after_ack: bool = False
+    # an incoming re-INVITE / UPDATE the runner has not answered yet
+    reoffer_tx: Transaction | None = None
+    reoffer_request: Request | None = None
+    reoffer_awaits_ack: bool = False  # our 200 carried an offer: the ACK has the answer
+    # our own re-INVITE / UPDATE (session refresh) in progress
+    local_reinvite_key: Hashable | None = None
+    session: SessionTimer | None = None
+    last_sdp: bytes = b""
+    # UAC side
+    cancel_pending: bool = False
+    got_provisional: bool = False
+    prefer_source: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _tag() -> str:
+    return secrets.token_hex(5)
+
+
+def _branch() -> str:
+    return MAGIC_COOKIE + secrets.token_hex(8)
+
+
+def _is_private(host: str) -> bool:
+    try:
+        addr = ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return addr.is_private or addr.is_loopback or addr.is_link_local
+
+
+_DTMF_SIGNAL = re.compile(r"(?im)^\s*signal\s*=\s*([0-9A-Da-d*#]|1[0-6])\s*$")
+_DTMF_DURATION = re.compile(r"(?im)^\s*duration\s*=\s*(\d+)\s*$")
+_EVENT_DIGITS = "0123456789*#ABCD"
+
+
+def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int] | None:
+    """(digit, duration ms) from an INFO body: application/dtmf-relay or application/dtmf."""
+    text = body.decode("utf-8", "replace")
+    if content_type == "application/dtmf-relay":
+        m = _DTMF_SIGNAL.search(text)
+        if not m:
+            return None
+        digit = m.group(1).upper()
+        d = _DTMF_DURATION.search(text)
+        duration = int(d.group(1)) if d else 100
+    elif content_type == "application/dtmf":
+        value = text.strip().upper()
+        if not value:
+            return None
+        digit, duration = value[:1] if not value.isdigit() else value, 100
+    else:
+        return None
+    if digit.isdigit() and len(digit) > 1:
+        code = int(digit)
+        if code > 15:
+            return None
+        digit = _EVENT_DIGITS[code]
+    if digit not in _EVENT_DIGITS:
+        return None
+    return digit, duration
+
+
+def extract_sdp(message: Request | Response) -> bytes | None:
+    """The SDP of a message: its body, or the application/sdp part of a multipart body."""
+    if not message.body:
+        return None
+    ctype = message.content_type
+    if ctype == "application/sdp":
+        return message.body
+    if ctype.startswith("multipart/"):
+        m = re.search(r'boundary\s*=\s*"?([^";]+)"?', message.headers.get("Content-Type") or "", re.I)
+        if not m:
+            return None
+        for part in message.body.split(b"--" + m.group(1).encode()):
+            head, sep, content = part.partition(b"\r\n\r\n")
+            if sep and b"application/sdp" in head.lower():
+                return content.rstrip(b"\r\n") + b"\r\n"
+    return None
+
+
+# --------------------------------------------------------------------------- the user agent
+
+
+class UserAgent:
+    """A sans-IO SIP user agent (RFC 3261 UAS and UAC cores over section 17 transactions)."""
+
+    def __init__(
+        self,
+        *,
+        local_host: str,
+        local_port: int,
+        contact_host: str | None = None,
+        user_agent: str = "ivr",
+        t1: float = 0.5,
+        t2: float = 4.0,
+        t4: float = 5.0,
+        min_se: int = 90,
+        session_expires: int = 1800,
+        allow_methods: Iterable[str] = DEFAULT_ALLOW,
+    ) -> None:
+        self.local_host = local_host
+        self.local_port = local_port
+        self.contact_host = contact_host or local_host
+        self.user_agent = user_agent
+        self.values = TimerValues(t1, t2, t4)
+        self.min_se = min_se
+        self.session_expires = max(session_expires, min_se)
+        self.allow_methods = tuple(m.upper() for m in allow_methods)
+        self.draining = False
+        self.retry_after = 30
+        self.timers = TimerQueue()
+        self.calls: dict[str, Call] = {}
+        self._server_tx: dict[Hashable, Transaction] = {}
+        self._client_tx: dict[Hashable, Transaction] = {}
+        self._tx_call: dict[Hashable, str] = {}  # client tx key -> call id
+        self._tx_purpose: dict[Hashable, str] = {}  # client tx key -> "invite" | "bye" | "refresh" ...
+        self._handles: dict[int, Transaction] = {}
+        self._handle_ids = itertools.count(1)
+        self._merge: dict[tuple[str, str, int], Hashable] = {}  # 8.2.2.2 merged-request detection
+        self._events: deque[UAEvent] = deque()
+        self._out: list[Outgoing] = []
+
+    # ------------------------------------------------------------------ driving interface
+    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> None:
+        """Feed one datagram / framed stream message.  Never raises."""
+        transport = transport.lower()
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self._reject_unparsable(exc, source, transport)
+            return
+        try:
+            if isinstance(message, Request):
+                self._on_request(message, source, transport, now)
+            else:
+                self._on_response(message, source, transport, now)
+        except Exception:  # noqa: BLE001 -- one bad message must not take the server down
+            log.exception("dropped a %s from %s:%s", type(message).__name__, *source)
+
+    def next_event(self) -> UAEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def outgoing(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        return out
+
+    def next_timer(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        for key in self.timers.pop_due(now):
+            try:
+                self._fire(key, now)
+            except Exception:  # noqa: BLE001
+                log.exception("timer %r failed", key)
+
+    # ------------------------------------------------------------------ helpers: sending
+    def _emit(self, event: UAEvent) -> None:
+        self._events.append(event)
+
+    def _send(self, message: Request | Response, dest: tuple[str, int], transport: str) -> None:
+        self._out.append(Outgoing(bytes(message), dest, transport))
+
+    def _via(self, transport: str) -> str:
+        return f"SIP/2.0/{transport.upper()} {self.local_host}:{self.local_port};branch={_branch()};rport"
+
+    def contact(self, transport: str = "udp", user: str = "ivr") -> str:
+        params = ";transport=tcp" if transport == "tcp" else ""
+        return f"<sip:{user}@{self.contact_host}:{self.local_port}{params}>"
+
+    def _response_dest(self, request: Request, source: tuple[str, int], transport: str) -> tuple[str, int]:
+        """RFC 3261 18.2.2 with RFC 3581: where a response to ``request`` goes."""
+        if transport != "udp":
+            return source  # same connection (the transport reuses it)
+        via = request.top_via
+        if "maddr" in via.params and via.params["maddr"]:
+            return str(via.params["maddr"]), via.port or 5060
+        if via.rport is not None:
+            return via.received or source[0], via.rport
+        return via.received or via.host.strip("[]"), via.port or 5060
+
+    def _stamp_via(self, request: Request, source: tuple[str, int]) -> None:
+        """Add received/rport to the top Via (18.2.1, RFC 3581 section 4)."""
+        via = request.top_via
+        params: dict[str, str | None] = {}
+        if "rport" in via.params:
+            params["rport"] = str(source[1])
+            params["received"] = source[0]
+        elif via.host.strip("[]") != source[0]:
+            params["received"] = source[0]
+        if params:
+            _replace_top_via(request.headers, via.with_params(**params))
+
+    def _reject_unparsable(self, exc: SipParseError, source: tuple[str, int], transport: str) -> None:
+        request = exc.request
+        if request is None or request.method == "ACK":
+            log.info("dropped unparsable message from %s:%s: %s", *source, exc.reason)
+            return
+        try:
+            self._stamp_via(request, source)
+            headers = [("Warning", f'399 {self.local_host} "{exc.reason[:100]}"')]
+            if exc.status == 505:
+                headers = []
+            response = build_response(request, exc.status, to_tag=_tag(), headers=headers)
+            self._send(response, self._response_dest(request, source, transport), transport)
+        except Exception:  # noqa: BLE001
+            log.info("could not answer unparsable message from %s:%s", *source)
+
+    def _common_headers(self) -> list[tuple[str, str]]:
+        return [("Allow", ", ".join(self.allow_methods)), ("Supported", ", ".join(SUPPORTED))]
+
+    # ------------------------------------------------------------------ transactions
+    def _run(self, tx: Transaction, now: float) -> list[Request | Response]:
+        """Carry out a transaction's actions; returns what it delivered to us (the TU)."""
+        delivered: list[Request | Response] = []
+        for action in tx.drain():
+            if isinstance(action, Transmit):
+                self._send(action.message, tx.dest, tx.transport)
+            elif isinstance(action, Deliver):
+                delivered.append(action.message)
+            elif isinstance(action, TimedOut):
+                self._on_tx_timeout(tx, action.timer, now)
+            else:  # Terminated
+                self._forget_tx(tx)
+        return delivered
+
+    def _forget_tx(self, tx: Transaction) -> None:
+        if isinstance(tx, InviteServerTransaction | NonInviteServerTransaction):
+            if self._server_tx.get(tx.key) is tx:
+                del self._server_tx[tx.key]
+        else:
+            self._client_tx.pop(tx.key, None)
+            self._tx_call.pop(tx.key, None)
+            self._tx_purpose.pop(tx.key, None)
+        for merge_key, key in list(self._merge.items()):
+            if key == tx.key:
+                del self._merge[merge_key]
+
+    def _fire(self, key: Hashable, now: float) -> None:
+        assert isinstance(key, tuple)
+        owner, name = key[0], key[1]
+        if owner == "call":
+            self._fire_call_timer(key[1], key[2], now)
+            return
+        tx = self._server_tx.get(owner) or self._client_tx.get(owner)
+        if tx is None:
+            return
+        tx.fire(name, now)
+        self._after_client(tx, self._run(tx, now), now)
+
+    def _server_respond(self, tx: Transaction, response: Response, now: float) -> None:
+        assert isinstance(tx, InviteServerTransaction | NonInviteServerTransaction)
+        try:
+            tx.send_response(response, now)
+        except TransactionError as exc:
+            log.warning("response not sent: %s", exc)
+            return
+        self._run(tx, now)
+
+    def _new_server_tx(self, request: Request, source: tuple[str, int], transport: str,
+                       key: Hashable) -> Transaction:
+        dest = self._response_dest(request, source, transport)
+        cls = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
+        tx = cls(key, request, dest, transport, self.timers, self.values)
+        self._server_tx[key] = tx
+        return tx
+
+    def _reply(self, tx: Transaction, status: int, now: float, *, to_tag: str | None = None,
+               headers: Iterable[tuple[str, str]] = (), body: bytes = b"", reason: str | None = None) -> None:
+        response = build_response(tx.request, status, reason, to_tag=to_tag or _tag(),
+                                  headers=list(headers), body=body)
+        self._server_respond(tx, response, now)
+
+    # ------------------------------------------------------------------ requests in
+    def _on_request(self, request: Request, source: tuple[str, int], transport: str, now: float) -> None:
+        self._stamp_via(request, source)
+        key = server_key(request)
+        if request.method == "ACK":
+            self._on_ack(request, key, now)
+            return
+        existing = self._server_tx.get(key)
+        if existing is not None:
+            try:
+                existing.receive(request, now)  # type: ignore[attr-defined]
+            except TransactionError as exc:
+                log.debug("%s", exc)
+            self._run(existing, now)
+            return
+        tx = self._new_server_tx(request, source, transport, key)
+        if request.method == "CANCEL":
+            self._on_cancel(request, tx, now)
+            return
+        if isinstance(tx, InviteServerTransaction):
+            self._server_respond(tx, build_response(request, 100), now)
+        if not self._validate(request, tx, now):
+            return
+        if request.to.tag:
+            self._on_in_dialog(request, tx, source, now)
+        else:
+            self._on_out_of_dialog(request, tx, source, transport, now)
+
+    def _validate(self, request: Request, tx: Transaction, now: float) -> bool:
+        """RFC 3261 8.2.1-8.2.3: method, URI scheme, merged requests, extensions, content."""
+        if request.method not in self.allow_methods:
+            self._reply(tx, 405, now, headers=[("Allow", ", ".join(self.allow_methods))])
+            return False
+        scheme = request.uri.split(":", 1)[0].lower()
+        if scheme not in URI_SCHEMES:
+            self._reply(tx, 416, now)
+            return False
+        if not request.to.tag:
+            merge_key = (request.call_id, request.from_.tag or "", request.cseq[0])
+            other = self._merge.get(merge_key)
+            if other is not None and other != tx.key:
+                self._reply(tx, 482, now)
+                return False
+            self._merge[merge_key] = tx.key
+        unsupported = [t for t in request.header_tokens("Require") if t not in SUPPORTED]
+        if unsupported and request.method != "CANCEL":
+            self._reply(tx, 420, now, headers=[("Unsupported", ", ".join(unsupported))])
+            return False
+        if request.method in ("INVITE", "UPDATE") and request.body and extract_sdp(request) is None:
+            self._reply(tx, 415, now, headers=[("Accept", ACCEPT)])
+            return False
+        return True
+
+    def _on_out_of_dialog(self, request: Request, tx: Transaction, source: tuple[str, int],
+                          transport: str, now: float) -> None:
+        method = request.method
+        if method == "INVITE":
+            self._on_invite(request, tx, source, transport, now)
+        elif method == "OPTIONS":
+            self._on_options(tx, now)
+        elif method in ("BYE", "UPDATE", "INFO", "PRACK"):
+            self._reply(tx, 481, now)
+        else:
+            handle = next(self._handle_ids)
+            self._handles[handle] = tx
+            self._emit(RequestReceived(handle, request, source, transport))
+
+    def _on_options(self, tx: Transaction, now: float) -> None:
+        if self.draining:
+            self._reply(tx, 503, now, headers=[("Retry-After", str(self.retry_after))])
+            return
+        headers = [*self._common_headers(), ("Accept", ACCEPT), ("Accept-Language", "en"),
+                   ("User-Agent", self.user_agent)]
+        self._reply(tx, 200, now, headers=headers)
+
+    # ------------------------------------------------------------------ incoming INVITE
+    def _on_invite(self, request: Request, tx: Transaction, source: tuple[str, int],
+                   transport: str, now: float) -> None:
+        call_id = request.call_id
+        if self.draining:
+            self._reply(tx, 503, now, headers=[("Retry-After", str(self.retry_after))])
+            return
+        if call_id in self.calls:
+            # Same Call-ID, no To tag, new branch and CSeq: a forked or broken peer.
+            self._reply(tx, 482, now)
+            return
+        try:
+            session = negotiate_uas(request, min_se=self.min_se,
+                                    default_interval=self.session_expires, now=now)
+        except DialogError as exc:
+            headers = [("Min-SE", str(self.min_se))] if exc.status == 422 else []
+            self._reply(tx, exc.status, now, headers=headers, reason=exc.reason)
+            return
+        offer = extract_sdp(request)
+        call = Call(call_id, "uas", request, source, transport, _tag(), invite_tx=tx,
+                    session=session, late_offer=offer is None)
+        call.prefer_source = self._prefer_source(request, source, transport)
+        self.calls[call_id] = call
+        self._emit(IncomingCall(call_id, request, offer, _caller(request), _called(request), source))
+
+    def _prefer_source(self, request: Request, source: tuple[str, int], transport: str) -> bool:
+        if transport != "udp":
+            return True
+        contact = request.contact
+        if not contact or not isinstance(contact[0].uri, SipUri):
+            return True
+        host = contact[0].uri.host.strip("[]")
+        return host != source[0] and _is_private(host) and not _is_private(source[0])
+
+    def _dialog_headers(self, call: Call) -> list[tuple[str, str]]:
+        return [("Contact", self.contact(call.transport)), *self._common_headers(),
+                ("User-Agent", self.user_agent)]
+
+    def _uas_response(self, call: Call, status: int, *, headers: Iterable[tuple[str, str]] = (),
+                      body: bytes = b"", reason: str | None = None) -> Response:
+        """A response to the initial INVITE: To tag, and Record-Route copied (12.1.1)."""
+        h: list[tuple[str, str]] = []
+        if 100 < status < 300:
+            h += [("Record-Route", rr) for rr in call.invite.headers.get_all("Record-Route")]
+            h += self._dialog_headers(call)
+        h += list(headers)
+        if body:
+            h.append(("Content-Type", "application/sdp"))
+        return build_response(call.invite, status, reason, to_tag=call.local_tag, headers=h, body=body)
+
+    def _ensure_dialog(self, call: Call) -> Dialog:
+        if call.dialog is None:
+            call.dialog = Dialog.as_uas(call.invite, call.local_tag, self.contact(call.transport))
+        return call.dialog
+
+    # ------------------------------------------------------------------ call commands (runner)
+    def _live_call(self, call_id: str, *states: CallState) -> Call | None:
+        call = self.calls.get(call_id)
+        if call is None or (states and call.state not in states):
+            log.debug("ignoring a command for call %s (%s)", call_id,
+                      call.state if call else "gone")
+            return None
+        return call
+
+    def ringing(self, call_id: str, now: float) -> None:
+        call = self._live_call(call_id, "incoming", "early")
+        if call is None or call.invite_tx is None:
+            return
+        self._ensure_dialog(call)
+        call.state = "early"
+        self._server_respond(call.invite_tx, self._uas_response(call, 180), now)
+
+    def answer(self, call_id: str, sdp: bytes, now: float) -> None:
+        call = self._live_call(call_id, "incoming", "early")
+        if call is None or call.invite_tx is None:
+            return
+        dialog = self._ensure_dialog(call)
+        headers: list[tuple[str, str]] = []
+        if call.session is not None:
+            headers.append(("Session-Expires", call.session.header()))
+            if call.session.peer_supports:
+                headers.append(("Require", "timer"))
+        response = self._uas_response(call, 200, headers=headers, body=sdp)
+        call.state = "answered"
+        call.last_sdp = sdp
+        self._server_respond(call.invite_tx, response, now)
+        self._start_2xx_retransmit(call, response, dialog.remote_seq or 0, now)
+
+    def reject(self, call_id: str, status: int, now: float, reason: str | None = None, *,
+               headers: Iterable[tuple[str, str]] = ()) -> None:
+        call = self._live_call(call_id, "incoming", "early")
+        if call is None or call.invite_tx is None:
+            return
+        if not 300 <= status <= 699:
+            raise ValueError(f"reject needs a final non-2xx status, got {status}")
+        self._server_respond(call.invite_tx, self._uas_response(call, status, headers=headers,
+                                                                reason=reason), now)
+        self._end(call, None)
+
+    def hangup(self, call_id: str, now: float) -> None:
+        call = self._live_call(call_id)
+        if call is None or call.state == "ended":
+            return
+        if call.role == "uac" and call.state == "outgoing":
+            self._cancel_outgoing(call, now)
+        elif call.state in ("incoming", "early"):
+            if call.invite_tx is not None:
+                self._server_respond(call.invite_tx, self._uas_response(call, 480), now)
+            self._end(call, "local")
+        elif call.state == "answered" and call.role == "uas":
+            call.hangup_after_ack = True
+            self._emit(CallEnded(call.call_id, "local"))
+        else:
+            self._send_bye(call, now)
+            self._end(call, "local")
+
+    def accept_reoffer(self, call_id: str, sdp: bytes, now: float) -> None:
+        call = self._live_call(call_id, "answered", "confirmed")
+        if call is None or call.reoffer_tx is None or call.reoffer_request is None:
+            return
+        request, tx = call.reoffer_request, call.reoffer_tx
+        call.reoffer_tx = call.reoffer_request = None
+        dialog = self._ensure_dialog(call)
+        headers = [("Contact", self.contact(call.transport)), *self._common_headers()]
+        if call.session is not None:
+            headers.append(("Session-Expires", call.session.header()))
+            if call.session.peer_supports:
+                headers.append(("Require", "timer"))
+        if sdp:
+            headers.append(("Content-Type", "application/sdp"))
+            call.last_sdp = sdp
+        response = build_response(request, 200, to_tag=dialog.local_tag, headers=headers, body=sdp)
+        self._server_respond(tx, response, now)
+        if request.method == "INVITE":
+            call.reoffer_awaits_ack = extract_sdp(request) is None
+            self._start_2xx_retransmit(call, response, request.cseq[0], now)
+
+    def reject_reoffer(self, call_id: str, status: int, now: float) -> None:
+        call = self._live_call(call_id, "answered", "confirmed")
+        if call is None or call.reoffer_tx is None or call.reoffer_request is None:
+            return
+        request, tx = call.reoffer_request, call.reoffer_tx
+        call.reoffer_tx = call.reoffer_request = None
+        dialog = self._ensure_dialog(call)
+        self._server_respond(tx, build_response(request, status, to_tag=dialog.local_tag), now)
+
+    def respond(self, request_handle: int, status: int, now: float, *,
+                headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+        tx = self._handles.get(request_handle)
+        if tx is None:
+            log.debug("ignoring respond() for unknown handle %s", request_handle)
+            return
+        if status >= 200:
+            del self._handles[request_handle]
+        h = list(headers)
+        if body and not any(n.lower() in ("content-type", "c") for n, _ in h):
+            raise ValueError("a body needs a Content-Type header")
+        self._reply(tx, status, now, headers=h, body=body)
+
+    # ------------------------------------------------------------------ 2xx retransmission (13.3.1.4)
+    def _start_2xx_retransmit(self, call: Call, response: Response, cseq: int, now: float) -> None:
+        call.pending_2xx = response
+        call.pending_2xx_cseq = cseq
+        call.retransmit_interval = self.values.t1
+        if call.transport == "udp":
+            self.timers.set(("call", call.call_id, "2xx"), now + self.values.t1)
+        self.timers.set(("call", call.call_id, "ack"), now + 64 * self.values.t1)
+
+    def _stop_2xx_retransmit(self, call: Call) -> None:
+        call.pending_2xx = None
+        self.timers.cancel(("call", call.call_id, "2xx"))
+        self.timers.cancel(("call", call.call_id, "ack"))
+
+    def _fire_call_timer(self, call_id: str, name: str, now: float) -> None:
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        if name == "2xx" and call.pending_2xx is not None:
+            self._send(call.pending_2xx, self._uas_dest(call), call.transport)
+            call.retransmit_interval = min(2 * call.retransmit_interval, self.values.t2)
+            self.timers.set(("call", call_id, "2xx"), now + call.retransmit_interval)
+        elif name == "ack" and call.pending_2xx is not None:
+            self._stop_2xx_retransmit(call)
+            log.info("call %s: no ACK for our 2xx after %ss, sending BYE", call_id, 64 * self.values.t1)
+            self._send_bye(call, now)
+            self._end(call, None if call.hangup_after_ack else "ack_timeout")
+        elif name == "refresh":
+            self._send_refresh(call, now)
+        elif name == "expire":
+            log.info("call %s: session expired without refresh", call_id)
+            self._send_bye(call, now)
+            self._end(call, "session_expired")
+
+    def _uas_dest(self, call: Call) -> tuple[str, int]:
+        if call.invite_tx is not None:
+            return call.invite_tx.dest
+        return call.source
+
+    # ------------------------------------------------------------------ ACK, CANCEL
+    def _on_ack(self, request: Request, key: Hashable, now: float) -> None:
+        tx = self._server_tx.get(key)
+        if isinstance(tx, InviteServerTransaction) and tx.state in (State.COMPLETED, State.CONFIRMED):
+            tx.receive(request, now)
+            self._run(tx, now)
+            return
+        call = self.calls.get(request.call_id)
+        if call is None or call.dialog is None or not call.dialog.matches(request):
+            log.debug("ACK for no dialog (Call-ID %s) absorbed", request.call_id)
+            return
+        if call.pending_2xx is None or request.cseq[0] != call.pending_2xx_cseq:
+            return  # retransmitted ACK
+        self._stop_2xx_retransmit(call)
+        body = extract_sdp(request)
+        if call.state == "answered":
+            call.state = "confirmed"
+            self._arm_session_timer(call, now)
+            if call.hangup_after_ack:
+                self._send_bye(call, now)
+                self._end(call, None)
+                return
+            self._emit(CallConfirmed(call.call_id, body if call.late_offer else None))
+        elif call.reoffer_awaits_ack:
+            call.reoffer_awaits_ack = False
+            self._emit(ReOfferAnswer(call.call_id, body))
+
+    def _on_cancel(self, cancel: Request, tx: Transaction, now: float) -> None:
+        invite_tx = self._server_tx.get(cancel_target_key(cancel))
+        if not isinstance(invite_tx, InviteServerTransaction):
+            self._reply(tx, 481, now)
+            return
+        call = self.calls.get(cancel.call_id)
+        local_tag = call.local_tag if call else None
+        self._reply(tx, 200, now, to_tag=local_tag)
+        if invite_tx.state is not State.PROCEEDING:
+            return  # the CANCEL crossed our final response: it has no effect (9.2)
+        if call is not None and call.invite_tx is invite_tx:
+            self._server_respond(invite_tx, self._uas_response(call, 487), now)
+            self._end(call, None)
+            self._emit(CallCancelled(call.call_id))
+        else:
+            self._reply(invite_tx, 487, now)
+
+    # ------------------------------------------------------------------ in-dialog requests
+    def _on_in_dialog(self, request: Request, tx: Transaction, source: tuple[str, int],
+                      now: float) -> None:
+        call = self.calls.get(request.call_id)
+        dialog = call.dialog if call else None
+        if call is None or dialog is None or call.state == "ended" or not dialog.matches(request):
+            self._reply(tx, 481, now)
+            return
+        try:
+            dialog.check_remote_cseq(request)
+        except DialogError as exc:
+            self._reply(tx, exc.status, now, reason=exc.reason, to_tag=dialog.local_tag)
+            return
+        method = request.method
+        if method == "BYE":
+            self._reply(tx, 200, now, to_tag=dialog.local_tag)
+            if call.role == "uas" and call.invite_tx is not None and call.invite_tx.state is State.PROCEEDING:
+                self._server_respond(call.invite_tx, self._uas_response(call, 487), now)
+            self._end(call, "bye")
+        elif method in ("INVITE", "UPDATE"):
+            self._on_reoffer(call, dialog, request, tx, now)
+        elif method == "INFO":
+            self._on_info(call, dialog, request, tx, now)
+        elif method == "OPTIONS":
+            self._reply(tx, 200, now, to_tag=dialog.local_tag,
+                        headers=[*self._common_headers(), ("Accept", ACCEPT)])
+        else:
+            self._reply(tx, 405 if method not in ("PRACK",) else 481, now, to_tag=dialog.local_tag,
+                        headers=[("Allow", ", ".join(self.allow_methods))])
+
+    def _on_info(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
+        dtmf = parse_dtmf_info(request.content_type, request.body)
+        if request.body and dtmf is None and request.content_type.startswith("application/dtmf"):
+            self._reply(tx, 400, now, to_tag=dialog.local_tag, reason="Bad DTMF Body")
+            return
+        self._reply(tx, 200, now, to_tag=dialog.local_tag)
+        if dtmf is not None:
+            self._emit(DtmfInfo(call.call_id, dtmf[0], dtmf[1]))
+
+    def _on_reoffer(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
+        """re-INVITE / UPDATE: glare (491), overlap (500), session timer, then the runner (14.2)."""
+        if call.local_reinvite_key is not None and request.method == "INVITE":
+            self._reply(tx, 491, now, to_tag=dialog.local_tag)
+            return
+        if call.reoffer_tx is not None or (request.method == "INVITE" and call.pending_2xx is not None):
+            self._reply(tx, 500, now, to_tag=dialog.local_tag,
+                        headers=[("Retry-After", str(secrets.randbelow(10) + 1))])
+            return
+        try:
+            session = negotiate_uas(request, min_se=self.min_se,
+                                    default_interval=self.session_expires, now=now)
+        except DialogError as exc:
+            headers = [("Min-SE", str(self.min_se))] if exc.status == 422 else []
+            self._reply(tx, exc.status, now, to_tag=dialog.local_tag, headers=headers)
+            return
+        dialog.refresh_target(request)
+        offer = extract_sdp(request)
+        if session is not None or call.session is not None:
+            call.session = session
+            self._arm_session_timer(call, now)
+        if request.method == "UPDATE" and offer is None:
+            # A pure session refresh (RFC 4028 section 10): answer it ourselves.
+            headers = [("Contact", self.contact(call.transport)), *self._common_headers()]
+            if call.session is not None:
+                headers.append(("Session-Expires", call.session.header()))
+                if call.session.peer_supports:
+                    headers.append(("Require", "timer"))
+            self._reply(tx, 200, now, to_tag=dialog.local_tag, headers=headers)
+            return
+        call.reoffer_tx, call.reoffer_request = tx, request
+        self._emit(ReOffer(call.call_id, offer, request.method))
+
+    # ------------------------------------------------------------------ session timers (RFC 4028)
+    def _arm_session_timer(self, call: Call, now: float) -> None:
+        self.timers.cancel(("call", call.call_id, "refresh"))
+        self.timers.cancel(("call", call.call_id, "expire"))
+        session = call.session
+        if session is None or call.state != "confirmed":
+            return
+        session.last_refresh = now
+        if session.we_refresh:
+            self.timers.set(("call", call.call_id, "refresh"), session.refresh_at())
+        self.timers.set(("call", call.call_id, "expire"), session.expire_at())
+
+    def _send_refresh(self, call: Call, now: float) -> None:
+        """We are the refresher: UPDATE without SDP if the peer allows it, else re-INVITE with
+        our last SDP unchanged (same o= version: no media change, RFC 3264 section 8)."""
+        dialog = call.dialog
+        if dialog is None or call.session is None or call.local_reinvite_key is not None:
+            return
+        allow = {m.strip().upper() for m in call.invite.headers.get_all("Allow")}
+        method = "UPDATE" if "UPDATE" in allow else "INVITE"
+        headers = [("Contact", self.contact(call.transport)), *self._common_headers(),
+                   ("Session-Expires", f"{call.session.interval};refresher=" +
+                    ("uac" if call.role == "uac" else "uas")),
+                   ("Min-SE", str(self.min_se))]
+        body = b""
+        if method == "INVITE" and call.last_sdp:
+            headers.append(("Content-Type", "application/sdp"))
+            body = call.last_sdp
+        request = dialog.create_request(method, self._via(call.transport), headers=headers, body=body)
+        key = self._start_client(request, self._dialog_dest(call), call.transport, now, call, "refresh")
+        if method == "INVITE":
+            call.local_reinvite_key = key
+
+    # ------------------------------------------------------------------ client side
+    def _dialog_dest(self, call: Call) -> tuple[str, int]:
+        dialog = call.dialog
+        if call.prefer_source or dialog is None:
+            return call.source
+        return dialog.destination() or call.source
+
+    def _start_client(self, request: Request, dest: tuple[str, int], transport: str, now: float,
+                      call: Call | None, purpose: str) -> Hashable:
+        branch = request.top_via.branch or ""
+        key = client_key(branch, request.method)
+        cls = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
+        tx = cls(key, request, dest, transport, self.timers, self.values)
+        self._client_tx[key] = tx
+        if call is not None:
+            self._tx_call[key] = call.call_id
+        self._tx_purpose[key] = purpose
+        tx.start(now)
+        self._run(tx, now)
+        return key
+
+    def _send_bye(self, call: Call, now: float) -> None:
+        dialog = call.dialog
+        if dialog is None:
+            return
+        request = dialog.create_request("BYE", self._via(call.transport),
+                                        headers=[("User-Agent", self.user_agent)])
+        self._start_client(request, self._dialog_dest(call), call.transport, now, call, "bye")
+
+    def _end(self, call: Call, reason: EndReason | None) -> None:
+        """Forget the call (its transactions finish on their own); emit CallEnded when given."""
+        call.state = "ended"
+        self._stop_2xx_retransmit(call)
+        for name in ("refresh", "expire"):
+            self.timers.cancel(("call", call.call_id, name))
+        self.calls.pop(call.call_id, None)
+        if reason is not None:
+            self._emit(CallEnded(call.call_id, reason))
+
+    def invite(self, target_uri: str, sdp: bytes, now: float, *, from_uri: str,
+               headers: Iterable[tuple[str, str]] = (), destination: tuple[str, int],
+               transport: str = "udp") -> str:
+        """Place an outgoing call (UAC); returns its Call-ID.  Cancel it with hangup()."""
+        transport = transport.lower()
+        call_id = f"{secrets.token_hex(12)}@{self.contact_host}"
+        local_tag = _tag()
+        h = Headers()
+        h.add("Via", self._via(transport))
+        h.add("Max-Forwards", "70")
+        h.add("From", f"<{from_uri}>;tag={local_tag}")
+        h.add("To", f"<{target_uri}>")
+        h.add("Call-ID", call_id)
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", self.contact(transport))
+        for name, value in [*self._common_headers(), ("User-Agent", self.user_agent), *headers]:
+            h.add(name, value)
+        if sdp:
+            h.add("Content-Type", "application/sdp")
+        request = Request("INVITE", target_uri, h, sdp)
+        call = Call(call_id, "uac", request, destination, transport, local_tag, state="outgoing")
+        call.last_sdp = sdp
+        self.calls[call_id] = call
+        call.invite_tx = self._client_tx.get(
+            self._start_client(request, destination, transport, now, call, "invite"))
+        return call_id
+
+    def _cancel_outgoing(self, call: Call, now: float) -> None:
+        if not call.got_provisional:
+            call.cancel_pending = True  # 9.1: no CANCEL before a provisional response
+            return
+        invite = call.invite
+        h = Headers()
+        h.add("Via", invite.headers.get_all("Via")[0])
+        h.add("Max-Forwards", "70")
+        for route in invite.headers.get_all("Route"):
+            h.add("Route", route)
+        h.add("From", invite.headers["From"])
+        h.add("To", invite.headers["To"])
+        h.add("Call-ID", invite.call_id)
+        h.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        cancel = Request("CANCEL", invite.uri, h)
+        self._start_client(cancel, call.source, call.transport, now, call, "cancel")
+        call.cancel_pending = False
+        call.extra["cancelled"] = "1"
+
+    # ------------------------------------------------------------------ responses in
+    def _on_response(self, response: Response, source: tuple[str, int], transport: str, now: float) -> None:
+        key = response_client_key(response)
+        tx = self._client_tx.get(key)
+        if tx is None:
+            self._stray_response(response, now)
+            return
+        assert isinstance(tx, InviteClientTransaction | NonInviteClientTransaction)
+        tx.receive(response, now)
+        self._after_client(tx, self._run(tx, now), now)
+
+    def _after_client(self, tx: Transaction, delivered: list[Request | Response], now: float) -> None:
+        purpose = self._tx_purpose.get(tx.key, "")
+        call = self.calls.get(self._tx_call.get(tx.key, ""))
+        for message in delivered:
+            if not isinstance(message, Response):
+                continue
+            if purpose == "invite" and call is not None:
+                self._on_invite_response(call, message, now)
+            elif purpose == "refresh" and call is not None:
+                self._on_refresh_response(call, tx, message, now)
+
+    def _stray_response(self, response: Response, now: float) -> None:
+        """A 2xx retransmission after the INVITE client transaction is gone: re-ACK (13.2.2.4)."""
+        if response.cseq[1] != "INVITE" or not 200 <= response.status < 300:
+            return
+        call = self.calls.get(response.call_id)
+        if call is not None and call.role == "uac" and call.dialog is not None:
+            self._send_ack(call, response, now)
+
+    def _on_invite_response(self, call: Call, response: Response, now: float) -> None:
+        status = response.status
+        if status < 200:
+            if status > 100:
+                self._emit(OutgoingCallProgress(call.call_id, status))
+            if not call.got_provisional:
+                call.got_provisional = True
+                if call.cancel_pending:
+                    self._cancel_outgoing(call, now)
+            return
+        if status < 300:
+            first = call.dialog is None
+            if first:
+                call.dialog = Dialog.as_uac(call.invite, response)
+                call.prefer_source = call.transport != "udp"
+                call.session = negotiate_uac(response, now)
+            self._send_ack(call, response, now)
+            if not first:
+                return
+            if call.cancel_pending or call.extra.get("cancelled"):
+                # Our CANCEL crossed their 200: confirm, then end it (9.1, 15).
+                self._send_bye(call, now)
+                self._end(call, None)
+                return
+            call.state = "confirmed"
+            self._arm_session_timer(call, now)
+            self._emit(OutgoingCallAnswered(call.call_id, extract_sdp(response) or b""))
+            return
+        if call.state == "outgoing":
+            self._end(call, None)
+            self._emit(OutgoingCallFailed(call.call_id, status, response.reason))
+
+    def _send_ack(self, call: Call, response: Response, now: float) -> None:
+        dialog = call.dialog
+        assert dialog is not None
+        ack = dialog.create_request("ACK", self._via(call.transport), cseq=call.invite.cseq[0])
+        self._send(ack, self._dialog_dest(call), call.transport)
+
+    def _on_refresh_response(self, call: Call, tx: Transaction, response: Response, now: float) -> None:
+        if response.status < 200:
+            return
+        if tx.request.method == "INVITE" and response.status < 300 and call.dialog is not None:
+            ack = call.dialog.create_request("ACK", self._via(call.transport), cseq=tx.request.cseq[0])
+            self._send(ack, self._dialog_dest(call), call.transport)
+        if tx.request.method == "INVITE":
+            call.local_reinvite_key = None
+        if 200 <= response.status < 300:
+            session = negotiate_uac(response, now)
+            if session is not None and call.role == "uas":
+                # Role in the refresh is ours as UAC; keep "we refresh" semantics.
+                session.we_refresh = True
+            if session is not None:
+                call.session = session
+            self._arm_session_timer(call, now)
+        elif response.status in (408, 481):
+            self._send_bye(call, now)
+            self._end(call, "session_expired")
+
+    def _on_tx_timeout(self, tx: Transaction, timer: str, now: float) -> None:
+        call = self.calls.get(self._tx_call.get(tx.key, ""))
+        purpose = self._tx_purpose.get(tx.key, "")
+        if timer == "H":
+            log.info("no ACK for a final response to %s", tx.request.call_id)
+            return
+        if call is None:
+            return
+        if purpose == "invite" and call.state == "outgoing":
+            self._end(call, None)
+            self._emit(OutgoingCallFailed(call.call_id, 408, "Request Timeout"))
+        elif purpose == "refresh":
+            call.local_reinvite_key = None
+            self._send_bye(call, now)
+            self._end(call, "transaction_timeout")
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _caller(request: Request) -> str:
+    try:
+        addr = request.from_
+    except ValueError:
+        return ""
+    return addr.user or str(addr.uri)
+
+
+def _called(request: Request) -> str:
+    try:
+        uri = request.request_uri
+    except ValueError:
+        uri = request.uri
+    if isinstance(uri, SipUri) and uri.user:
+        return uri.user.split(";")[0]
+    if isinstance(uri, str) and uri.lower().startswith("tel:"):
+        return uri[4:].split(";")[0]
+    to = request.to
+    return to.user or str(to.uri)
+
+
+def _replace_top_via(headers: Headers, via: Via) -> None:
+    """Rewrite the first Via value, keeping the header's position and any later values."""
+    first = headers.get("Via")
+    if first is not None:
+        rest = split_quoted(first, ",")[1:]
+        headers.replace_first("Via", ", ".join([str(via), *rest]))
+
+
+__all__ = [
+    "CallCancelled", "CallConfirmed", "CallEnded", "DtmfInfo", "IncomingCall", "NameAddr",
+    "Outgoing", "OutgoingCallAnswered", "OutgoingCallFailed", "OutgoingCallProgress",
+    "ReOffer", "ReOfferAnswer", "RequestReceived", "UAEvent", "UserAgent",
+]
