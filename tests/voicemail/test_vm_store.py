@@ -47,7 +47,9 @@ def test_listing_order_counts_save_and_delete(tmp_path):
     assert [m.caller for m in store.list("200")] == ["102", "100", "101"]  # new first, then saved
     assert store.counts("200") == (2, 1)
     assert [m.caller for m in store.list("200", "saved")] == ["101"]
-    path = store.get(ids[0]).path
+    first = store.get(ids[0])
+    assert first is not None
+    path = first.path
     assert store.delete(ids[0]) and not path.exists()
     assert store.get(ids[0]) is None and not store.delete(ids[0])
     assert store.counts("200") == (1, 1) and store.counts("300") == (1, 0)
