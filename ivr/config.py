@@ -56,6 +56,7 @@ class ServerConfig:
     drain_timeout: float = 30.0
     media_timeout: float = 30.0
     flows: tuple[Path, ...] = ()
+    answer_delay: float = 0.0  # seconds of ringing (180) before the call is answered
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ def _from_raw(
         rtp_ports=(int(m.group(1)), int(m.group(2))),
         drain_timeout=parse_duration(srv.get("drain_timeout", 30), where=f"{where}: server.drain_timeout"),
         media_timeout=parse_duration(srv.get("media_timeout", 30), where=f"{where}: server.media_timeout"),
+        answer_delay=parse_duration(srv.get("answer_delay", 0), where=f"{where}: server.answer_delay"),
         flows=tuple(base / f for f in _strs(srv.get("flows", []), f"{where}: server.flows")),
     )
     prompts = _table(raw, "prompts", where)

@@ -1,0 +1,864 @@
+"""The per-call runner: one call's SIP dialog, media session and flow machine, joined.
+
+:class:`CallRunner` is the only place where the three sans-IO worlds of a call
+meet asyncio:
+
+* the user agent's call events (``IncomingCall``, ``CallConfirmed``,
+  ``ReOffer``, ``DtmfInfo``, ``CallEnded``, ``CallCancelled``) arrive through
+  :meth:`CallRunner.on_sip_event`;
+* the :class:`~ivr.media.session.MediaSession` reports finished prompts,
+  keys (RFC 4733 or in-band), caller audio and media timeouts by callback;
+* the flow :class:`~ivr.dsl.machine.Machine` (and, during a long action, a
+  sub-machine: voicemail, mailbox access, directory) gets ``Event`` objects and
+  returns ``Action`` objects, which the runner carries out.
+
+Events are queued and handled one at a time (``_post``/``_drain``), so an
+action that produces an event at once (a transfer to nobody) never re-enters
+the machine.  The machine's control timers use one ``loop.call_at`` per call;
+audio is paced by the shared media clock, never here.
+
+Blocking work (TTS rendering, prompt decoding, speech decoding) runs in the
+shared thread pool; prompts still play in the order the flow asked for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivr.dsl import events as ev
+from ivr.dsl.machine import Machine
+from ivr.media.clip import Clip
+from ivr.media.session import MediaSession
+from ivr.runtime.calllog import describe
+from ivr.runtime.services import Services
+from ivr.sip import sdp
+from ivr.sip.ua import (
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    DtmfInfo,
+    IncomingCall,
+    ReOffer,
+    ReOfferAnswer,
+)
+
+log = logging.getLogger("ivr.runtime.call")
+
+MACHINE = "machine"
+
+
+@dataclass
+class _PendingPrompt:
+    media_id: int
+    barge_in: bool
+    load: Callable[[], Any]  # runs in the thread pool: returns a Clip (or a shared player)
+    label: str
+
+
+class PromptQueue:
+    """Say/Play/Tone in the order the flow gave them, although TTS renders in a thread.
+
+    Each item is loaded (rendered, decoded) in the pool while earlier ones play,
+    then handed to the media session, which queues it after what is playing.
+    A failed load is logged and reported as done, so the flow goes on.
+    """
+
+    def __init__(self, runner: CallRunner) -> None:
+        self.runner = runner
+        self.pending: deque[_PendingPrompt] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, item: _PendingPrompt) -> None:
+        self.pending.append(item)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._work())
+
+    def stop(self, *, only_barge_in: bool = True) -> None:
+        self.pending = deque(p for p in self.pending if only_barge_in and not p.barge_in)
+
+    def cancel(self) -> None:
+        self.pending.clear()
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.pending:
+            item = self.pending[0]
+            try:
+                source = await loop.run_in_executor(self.runner.services.executor, item.load)
+            except Exception as exc:  # noqa: BLE001 -- a missing prompt must not end the call
+                log.warning("call %s: cannot load %s: %s", self.runner.call_id, item.label, exc)
+                self.runner.log(event="prompt_error", prompt=item.label, error=str(exc))
+                source = None
+            if not self.pending or self.pending[0] is not item:
+                continue  # stopped (barge-in) while loading
+            self.pending.popleft()
+            if self.runner.ended or self.runner.media is None:
+                return
+            if source is None:
+                self.runner.prompt_finished(item.media_id)
+            else:
+                self.runner.media.play(source, prompt_id=item.media_id, barge_in=item.barge_in)
+
+
+class SpeechListener:
+    """Speech input for one ``Listen(phrases=...)``: endpointer on the loop, decoder in the pool.
+
+    Frames go to the endpointer as they arrive; while the caller speaks they are
+    batched to the recogniser session in the pool (one job at a time, in order).
+    When the endpointer says the utterance is over, ``finish()`` runs in the
+    pool and the matched phrase (or ``""``) becomes a ``Speech`` event.
+    """
+
+    BATCH = 10  # frames (200 ms) per decoder job
+
+    def __init__(self, runner: CallRunner, phrases: tuple[str, ...]) -> None:
+        from ivr.media.vad import Endpointer
+
+        self.runner = runner
+        self.phrases = phrases
+        self.endpointer = Endpointer()
+        self.session = runner.services.recognizer().session(list(phrases))
+        self.batch: list[np.ndarray] = []
+        self.chain: asyncio.Future[Any] | None = None
+        self.closed = False
+
+    def feed(self, pcm: np.ndarray) -> None:
+        if self.closed:
+            return
+        state = self.endpointer.feed(pcm)
+        if state == "waiting":
+            return
+        if state == "no_speech":
+            self._restart()
+            return
+        self.batch.append(pcm)
+        if state == "done" or len(self.batch) >= self.BATCH:
+            self._submit(np.concatenate(self.batch))
+            self.batch = []
+        if state == "done":
+            self.closed = True
+            asyncio.get_running_loop().create_task(self._finish())
+
+    def _submit(self, pcm: np.ndarray) -> None:
+        loop = asyncio.get_running_loop()
+        previous = self.chain
+
+        async def job() -> None:
+            if previous is not None:
+                await previous
+            await loop.run_in_executor(self.runner.services.executor, self.session.accept, pcm)
+
+        self.chain = asyncio.ensure_future(job())
+
+    async def _finish(self) -> None:
+        if self.chain is not None:
+            await self.chain
+        loop = asyncio.get_running_loop()
+        text, confidence = await loop.run_in_executor(self.runner.services.executor, self.session.finish)
+        if self.runner.listener is self:
+            self.runner.listener = None
+            self.runner.post(ev.Speech(text, confidence))
+
+    def _restart(self) -> None:
+        """No speech within the endpointer's window: keep listening with a fresh decoder."""
+        from ivr.media.vad import Endpointer
+
+        self.endpointer = Endpointer()
+        self.session = self.runner.services.recognizer().session(list(self.phrases))
+        self.batch = []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Recording:
+    """One ``StartRecording`` (or ``Record``) in progress: a WavRecorder fed with caller audio."""
+
+    def __init__(self, runner: CallRunner, action: ev.StartRecording, owner: object, done: Callable[[ev.RecordingDone], None]) -> None:
+        from ivr.media.recording import WavRecorder
+
+        self.runner = runner
+        self.action = action
+        self.owner = owner
+        self.done = done
+        self.path = runner.data_path(action.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recorder = WavRecorder(self.path, max_length=action.max_length, silence=action.silence)
+        self.finished = False
+
+    def feed(self, pcm: np.ndarray) -> None:
+        reason = self.recorder.write(pcm)
+        if reason:
+            self.stop(reason)
+
+    def stop(self, reason: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        duration = float(self.recorder.close())
+        if duration < self.action.min_length:
+            self.path.unlink(missing_ok=True)
+            duration = 0.0
+        self.done(ev.RecordingDone(path=self.action.path, duration=duration, reason=reason))
+
+
+class CallRunner:
+    """Runs one incoming call from INVITE to the end (see the module docstring)."""
+
+    def __init__(self, services: Services, call: IncomingCall, on_finished: Callable[[CallRunner], None]) -> None:
+        self.services = services
+        self.call_id: str = call.call_id
+        self.incoming = call
+        self.caller: str = call.caller
+        self.called: str = call.called
+        self.on_finished = on_finished
+        self.media: MediaSession | None = None
+        self.machine: Machine | None = None
+        self.sub: Any = None  # the active SubMachine (voicemail, mailbox access, directory)
+        self.answer: sdp.Answer | None = None
+        self.local_sdp: bytes = b""
+        self.session_id = random.randint(1, 2**31)
+        self.sdp_version = 1
+        self.prompts = PromptQueue(self)
+        self.listener: SpeechListener | None = None
+        self.recording: Recording | None = None
+        self.hold: Any = None  # the shared hold-music player being heard
+        self.hold_timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: float | None = None
+        self.answered = False
+        self.ended = False
+        self.state = "incoming"
+        self._owners: dict[int, tuple[object, int]] = {}
+        self._next_media_id = 1
+        self._inbox: deque[tuple[object, ev.Event]] = deque()
+        self._draining_inbox = False
+        self._answer_timer: asyncio.TimerHandle | None = None
+        self._recording_seq = 0
+        self._key_via = "rtp"  # RFC 4733 or in-band, unless an INFO is being handed over
+
+    # ------------------------------------------------------------------ logging
+
+    def log(self, **fields: Any) -> None:
+        self.services.calllog.call(
+            self.call_id, caller=self.caller, called=self.called, state=self.state, **fields
+        )
+
+    # ------------------------------------------------------------------ set-up
+
+    async def start(self) -> None:
+        """Negotiate, open media, ring or answer. Never raises: failures reject the call."""
+        self.log(event="incoming", source=f"{self.incoming.source[0]}:{self.incoming.source[1]}")
+        try:
+            await self._setup()
+        except Exception:
+            log.exception("call %s: set-up failed", self.call_id)
+            self._reject(500, "set-up failed")
+
+    async def _setup(self) -> None:
+        program = self.services.program
+        try:
+            entry = program.entry_for(self.called)
+        except LookupError:
+            self._reject(404, f"no entry point for {self.called!r}")
+            return
+        offer = self._parse_offer(self.incoming.offer)
+        if offer is False:
+            return
+        assert offer is None or isinstance(offer, sdp.SessionDescription)
+        cfg = self.services.config.server
+        self.media = await MediaSession.open(
+            host=self.services.media_host,
+            port_range=cfg.rtp_ports,
+            clock=self.services.clock,
+            media_timeout=cfg.media_timeout,
+        )
+        if self.ended:  # cancelled while the port was being opened
+            self.media.close()
+            return
+        self._wire_media(self.media)
+        if offer is not None and not self._negotiate(offer):
+            return
+        if offer is None:
+            self.local_sdp = self._our_offer()
+        self.state = str(entry)
+        if cfg.answer_delay > 0:
+            self.services.ua.ringing(self.call_id, self.services.sip_now())
+            self.services.flush()
+            self.log(action="ringing", delay=cfg.answer_delay)
+            self._answer_timer = asyncio.get_running_loop().call_later(cfg.answer_delay, self._answer)
+        else:
+            self._answer()
+
+    def _parse_offer(self, body: bytes | None) -> sdp.SessionDescription | None | bool:
+        if not body:
+            return None  # late offer: we offer in the 200, the answer comes with the ACK
+        try:
+            return sdp.SessionDescription.parse(body)
+        except sdp.SdpError as exc:
+            self._reject(exc.status, f"bad SDP: {exc}")
+            return False
+
+    def _negotiate(self, offer: sdp.SessionDescription) -> bool:
+        assert self.media is not None
+        try:
+            answer = sdp.negotiate(
+                offer,
+                local_ip=self.services.contact_host,
+                local_port=self.media.local_port,
+                session_id=self.session_id,
+                version=self.sdp_version,
+            )
+        except sdp.NegotiationError as exc:
+            self._reject(exc.status, exc.reason)
+            return False
+        self.answer = answer
+        self.local_sdp = bytes(answer.sdp)
+        self._configure_media(answer)
+        return True
+
+    def _our_offer(self) -> bytes:
+        assert self.media is not None
+        return bytes(
+            sdp.make_offer(
+                self.services.contact_host,
+                self.media.local_port,
+                session_id=self.session_id,
+                version=self.sdp_version,
+            )
+        )
+
+    def _configure_media(self, answer: sdp.Answer) -> None:
+        assert self.media is not None
+        self.media.configure(
+            remote=answer.remote_addr,
+            payload_type=answer.codec.payload_type,
+            dtmf_pt=answer.dtmf_pt,
+            direction=answer.local_direction,
+            ptime=answer.ptime,
+            signalling_host=self.incoming.source[0],
+        )
+        self.media.enable_inband_dtmf(answer.dtmf_pt is None)
+        self.log(
+            event="media",
+            codec=answer.codec.name,
+            payload_type=answer.codec.payload_type,
+            dtmf_pt=answer.dtmf_pt,
+            remote=f"{answer.remote_addr[0]}:{answer.remote_addr[1]}",
+            direction=answer.local_direction,
+        )
+
+    def _wire_media(self, media: MediaSession) -> None:
+        media.on_prompt_done = self.prompt_finished
+        media.on_dtmf = lambda digit: self._key(digit, self._key_via)
+        media.on_audio = self._audio
+        media.on_timeout = self._media_timeout
+
+    def _answer(self) -> None:
+        self._answer_timer = None
+        if self.ended:
+            return
+        self.services.ua.answer(self.call_id, self.local_sdp, self.services.sip_now())
+        self.services.flush()
+        self.answered = True
+        self.log(action="answer", codec=self.answer.codec.name if self.answer else "late-offer")
+        self._start_machine()
+
+    def _start_machine(self) -> None:
+        self.machine = Machine(
+            self.services.program,
+            caller=self.caller,
+            called=self.called,
+            switches=self.services.switches(),
+        )
+        try:
+            actions = self.machine.start(time.time())
+        except Exception:
+            log.exception("call %s: flow failed to start", self.call_id)
+            self.hangup("flow_error")
+            return
+        self._execute(actions, MACHINE)
+        self._drain()
+
+    def _reject(self, status: int, reason: str) -> None:
+        self.log(action="reject", status=status, reason=reason)
+        self.services.ua.reject(self.call_id, status, self.services.sip_now())
+        self.services.flush()
+        self._finish("rejected")
+
+    # ------------------------------------------------------------------ SIP events
+
+    def on_sip_event(self, event: object) -> None:
+        if self.ended:
+            return
+        if isinstance(event, CallConfirmed):
+            self._confirmed(event)
+        elif isinstance(event, ReOffer):
+            self._reoffer(event)
+        elif isinstance(event, ReOfferAnswer):
+            if event.answer and self.media is not None:  # answer to our offer in an offer-less re-INVITE
+                self._apply_answer(event.answer)
+        elif isinstance(event, DtmfInfo):
+            self._dtmf_info(event)
+        elif isinstance(event, CallCancelled):
+            self.log(event="cancel")
+            self._caller_gone("cancelled")
+        elif isinstance(event, CallEnded):
+            self.log(event="bye" if event.reason == "bye" else "ended", reason=event.reason)
+            self._caller_gone(event.reason)
+
+    def _confirmed(self, event: CallConfirmed) -> None:
+        self.log(event="ack")
+        if event.answer and self.media is not None:  # late offer: their answer to our offer
+            self._apply_answer(event.answer)
+
+    def _apply_answer(self, body: bytes) -> None:
+        try:
+            answer = sdp.parse_answer(sdp.SessionDescription.parse(self.local_sdp), body)
+        except (sdp.SdpError, sdp.NegotiationError) as exc:
+            self.log(event="bad_answer", error=str(exc))
+            self.hangup("bad_answer")
+            return
+        self.answer = answer
+        self._configure_media(answer)
+
+    def _reoffer(self, event: ReOffer) -> None:
+        ua, now = self.services.ua, self.services.sip_now()
+        if event.offer is None:
+            if event.method == "UPDATE":  # a session refresh without SDP (RFC 4028 section 9)
+                ua.accept_reoffer(self.call_id, b"", now)
+            else:  # re-INVITE without SDP: we offer again, the answer comes with the ACK
+                ua.accept_reoffer(self.call_id, self.local_sdp, now)
+            self.log(event="refresh", method=event.method)
+            self.services.flush()
+            return
+        try:
+            offer = sdp.SessionDescription.parse(event.offer)
+            answer = self._renegotiate(offer)
+        except (sdp.SdpError, sdp.NegotiationError) as exc:
+            status = getattr(exc, "status", 488)
+            self.log(event="reoffer_rejected", method=event.method, status=status, error=str(exc))
+            ua.reject_reoffer(self.call_id, status if status >= 400 else 488, now)
+            self.services.flush()
+            return
+        ua.accept_reoffer(self.call_id, self.local_sdp, now)
+        self.services.flush()
+        self.log(event="reoffer", method=event.method, hold=answer.on_hold)
+        self._configure_media(answer)
+
+    def _renegotiate(self, offer: sdp.SessionDescription) -> sdp.Answer:
+        """Answer a re-offer; the o= version goes up only when our answer changes (RFC 3264 section 8)."""
+        assert self.media is not None
+
+        def attempt(version: int) -> sdp.Answer:
+            assert self.media is not None
+            return sdp.negotiate(
+                offer,
+                local_ip=self.services.contact_host,
+                local_port=self.media.local_port,
+                session_id=self.session_id,
+                version=version,
+            )
+
+        answer = attempt(self.sdp_version)
+        if bytes(answer.sdp) != self.local_sdp:
+            self.sdp_version += 1
+            answer = attempt(self.sdp_version)
+        self.answer = answer
+        self.local_sdp = bytes(answer.sdp)
+        return answer
+
+    def _caller_gone(self, reason: str) -> None:
+        """BYE, CANCEL, session expiry or media timeout: the flow hears Hangup, then the call is over."""
+        if self.recording is not None:
+            self.recording.stop("hangup")
+        if self.machine is not None and not self.machine.finished:
+            self.post(ev.Hangup())
+        self._finish(reason)
+
+    def _media_timeout(self) -> None:
+        if self.ended:
+            return
+        self.log(event="media_timeout")
+        self.services.ua.hangup(self.call_id, self.services.sip_now())
+        self.services.flush()
+        self._caller_gone("media_timeout")
+
+    # ------------------------------------------------------------------ media events
+
+    def prompt_finished(self, media_id: int) -> None:
+        owner = self._owners.pop(media_id, None)
+        if owner is None or self.ended:
+            return
+        self._post_to(owner[0], ev.PromptDone(owner[1]))
+
+    def _dtmf_info(self, event: DtmfInfo) -> None:
+        """SIP INFO keys go through the media session, which drops a press also seen in RTP."""
+        if self.media is None:
+            return
+        self._key_via = "info"
+        try:
+            body = f"Signal={event.digit}\r\nDuration={event.duration_ms}\r\n".encode()
+            self.media.receive_dtmf_info("application/dtmf-relay", body)
+        finally:
+            self._key_via = "rtp"
+
+    def _key(self, digit: str, via: str) -> None:
+        if self.ended or self.machine is None:
+            return
+        rec = self.recording
+        if rec is not None and digit == rec.action.end_key:
+            rec.stop("key")
+            return
+        self.log(event="key", digit=digit, via=via)
+        self.post(ev.Key(digit))
+
+    def _audio(self, pcm: np.ndarray) -> None:
+        if self.recording is not None:
+            self.recording.feed(pcm)
+        if self.listener is not None:
+            self.listener.feed(pcm)
+
+    # ------------------------------------------------------------------ the event queue
+
+    def post(self, event: ev.Event) -> None:
+        """Hand an event to whoever is in charge of the call now (sub-machine or flow)."""
+        self._post_to(None, event)
+
+    def _post_to(self, owner: object, event: ev.Event) -> None:
+        self._inbox.append((owner, event))
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._draining_inbox:
+            return
+        self._draining_inbox = True
+        try:
+            while self._inbox:
+                owner, event = self._inbox.popleft()
+                self._dispatch(owner, event)
+        finally:
+            self._draining_inbox = False
+        self._arm_timer()
+        if self.machine is not None and self.machine.finished and not self.ended:
+            self._flow_finished()
+
+    def _dispatch(self, owner: object, event: ev.Event) -> None:
+        machine = self.machine
+        if machine is None or machine.finished:
+            return
+        now = time.time()
+        sub = self.sub
+        if sub is not None and owner in (None, sub):
+            self.log(event=event.kind, to="sub", **describe(event))
+            actions = self._safely(lambda: sub.handle(event, now))
+            self._execute(actions, sub)
+            if sub.finished:
+                self.sub = None
+                self.log(event="sub_finished", result=repr(sub.result))
+                if sub.result is not None:
+                    self._inbox.appendleft((MACHINE, sub.result))
+            if isinstance(event, ev.Hangup):
+                self._inbox.append((MACHINE, event))
+            return
+        if owner not in (None, MACHINE):
+            return  # a prompt of a sub-machine that has finished
+        self.log(event=event.kind, **describe(event))
+        self._execute(self._safely(lambda: machine.handle(event, now)), MACHINE)
+
+    def _safely(self, step: Callable[[], list[ev.Action]]) -> list[ev.Action]:
+        try:
+            return step()
+        except Exception as exc:  # MachineError or a bug: the caller must not hang in silence
+            log.exception("call %s: flow error", self.call_id)
+            self.log(event="flow_error", error=str(exc))
+            return [ev.HangupCall(reason="flow_error")]
+
+    # ------------------------------------------------------------------ timers
+
+    def _arm_timer(self) -> None:
+        due = [t for t in (self._machine_timer(), self.sub.next_timer if self.sub else None) if t is not None]
+        at = min(due) if due else None
+        if at == self.timer_at:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_at = None, at
+        if at is not None and not self.ended:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_at(loop.time() + max(0.0, at - time.time()), self._on_timer)
+
+    def _machine_timer(self) -> float | None:
+        m = self.machine
+        return m.next_timer if m is not None and not m.finished else None
+
+    def _on_timer(self) -> None:
+        self.timer, self.timer_at = None, None
+        now = time.time()
+        if self.sub is not None and self.sub.next_timer is not None and self.sub.next_timer <= now:
+            self._inbox.append((self.sub, ev.TimerFired()))
+        mt = self._machine_timer()
+        if mt is not None and mt <= now:
+            self._inbox.append((MACHINE, ev.TimerFired()))
+        self._drain()
+
+    # ------------------------------------------------------------------ actions
+
+    def _execute(self, actions: list[ev.Action], owner: object) -> None:
+        for action in actions:
+            if self.ended:
+                return
+            self.log(action=action.kind, **describe(action))
+            handler = getattr(self, f"_do_{type(action).__name__}", None)
+            if handler is None:
+                self.log(event="unsupported_action", action_kind=action.kind)
+                continue
+            try:
+                handler(action, owner)
+            except Exception as exc:
+                log.exception("call %s: action %s failed", self.call_id, action.kind)
+                self.log(event="action_error", error=str(exc))
+
+    def _media_id(self, owner: object, prompt_id: int) -> int:
+        media_id = self._next_media_id
+        self._next_media_id += 1
+        self._owners[media_id] = (owner, prompt_id)
+        return media_id
+
+    def _do_EnterStep(self, action: ev.EnterStep, owner: object) -> None:
+        if owner is MACHINE:
+            self.state = action.step
+
+    def _do_Say(self, action: ev.Say, owner: object) -> None:
+        settings = getattr(self.services.program, "settings", None)
+        voice = action.voice or getattr(settings, "voice", None) or None
+        rate = getattr(settings, "rate", None) or None
+        tts = self.services.tts
+        self.prompts.add(
+            _PendingPrompt(
+                self._media_id(owner, action.prompt_id),
+                action.barge_in,
+                lambda: tts.render(action.text, voice=voice, rate=rate),
+                f"say {action.text[:40]!r}",
+            )
+        )
+
+    def _do_Play(self, action: ev.Play, owner: object) -> None:
+        store = self.services.prompts
+        self.prompts.add(
+            _PendingPrompt(
+                self._media_id(owner, action.prompt_id), action.barge_in, lambda: store.load(action.path), f"play {action.path}"
+            )
+        )
+
+    def _do_Tone(self, action: ev.Tone, owner: object) -> None:
+        clip = Clip.tone(action.frequency, action.duration)
+        self.prompts.add(_PendingPrompt(self._media_id(owner, action.prompt_id), False, lambda: clip, "tone"))
+
+    def _do_StopPrompts(self, action: ev.StopPrompts, owner: object) -> None:
+        self.prompts.stop()
+        if self.media is not None:
+            self.media.stop_prompts()
+
+    def _do_Listen(self, action: ev.Listen, owner: object) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if action.phrases:
+            self.listener = SpeechListener(self, action.phrases)
+
+    def _do_StartRecording(self, action: ev.StartRecording, owner: object) -> None:
+        if self.recording is not None:
+            self.recording.stop("stopped")
+        self.recording = Recording(self, action, owner, lambda done: self._recording_done(owner, done))
+
+    def _do_StopRecording(self, action: ev.StopRecording, owner: object) -> None:
+        if self.recording is not None:
+            self.recording.stop("stopped")
+
+    def _recording_done(self, owner: object, done: ev.RecordingDone) -> None:
+        self.recording = None
+        self.log(event="recording_done", path=done.path, duration=round(done.duration, 2), reason=done.reason)
+        if isinstance(owner, _RecordAction):
+            self._post_to(MACHINE, ev.ActionDone("record", done.path if done.duration > 0 else ""))
+        elif not self.ended:
+            self._post_to(owner, done)
+
+    def _do_Record(self, action: ev.Record, owner: object) -> None:
+        """``record into VAR``: beep, record into the data folder, then ``ActionDone("record", path)``."""
+        if action.beep:
+            self._do_Tone(ev.Tone(frequency=1000.0, duration=0.25, prompt_id=-1), _RecordAction())
+        self._recording_seq += 1
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        path = f"recordings/{stamp}-{_safe(self.call_id)}-{self._recording_seq}.wav"
+        start = ev.StartRecording(
+            path=path, max_length=action.max_length, end_key=action.end_key, silence=action.silence
+        )
+        self._do_StartRecording(start, _RecordAction())
+
+    def _do_Hold(self, action: ev.Hold, owner: object) -> None:
+        self._release_hold()
+        settings = getattr(self.services.program, "settings", None)
+        source = action.music or getattr(settings, "hold_music", "") or ""
+        if not source:
+            self.log(event="hold_without_music")
+        else:
+            self.hold = self.services.hold_music.player(source)
+            if self.media is not None:
+                self.media.play(self.hold, prompt_id=self._media_id(None, -1), barge_in=True)
+        if action.duration > 0:
+            self.hold_timer = asyncio.get_running_loop().call_later(action.duration, self._hold_over)
+
+    def _hold_over(self) -> None:
+        self.hold_timer = None
+        self._release_hold()
+        self._post_to(MACHINE, ev.ActionDone("hold"))
+
+    def _release_hold(self) -> None:
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
+        if self.hold is not None:
+            if self.media is not None:
+                self.media.stop_prompts(only_barge_in=False)
+            self.services.hold_music.release(self.hold)
+            self.hold = None
+
+    def _do_Transfer(self, action: ev.Transfer, owner: object) -> None:
+        """Ring the plan's targets; a target nobody registered and no static contact is ``unavailable``."""
+        targets = [t for step, _timeout in action.plan for t in step]
+        contacts = {t: self.services.contacts_for(t) for t in targets}
+        reachable = [t for t in targets if contacts[t]]
+        if not reachable:
+            self.log(event="transfer_unavailable", targets=",".join(targets))
+            self._post_to(MACHINE, ev.TransferResult("unavailable", target=targets[0] if targets else ""))
+            return
+        # Outgoing legs and the RTP bridge are not built yet: say so truthfully to the flow.
+        self.log(event="transfer_failed", targets=",".join(reachable), error="outgoing calls are not supported yet")
+        self._post_to(MACHINE, ev.TransferResult("failed", target=reachable[0]))
+
+    def _do_Directory(self, action: ev.Directory, owner: object) -> None:
+        from ivr.directory import DirectoryDialogue  # type: ignore[attr-defined]
+
+        book = self.services.directory(action.name)
+        self._start_sub(
+            DirectoryDialogue(
+                book, by_speech=action.by_speech, by_keys=action.by_keys, match=action.match, confirm=action.confirm
+            )
+        )
+
+    def _do_Voicemail(self, action: ev.Voicemail, owner: object) -> None:
+        from ivr.voicemail.leave import LeaveMessage
+
+        mailbox = self.services.config.mailbox(action.mailbox)
+        if mailbox is None:
+            self.log(event="voicemail_unknown_mailbox", mailbox=action.mailbox)
+            self._post_to(MACHINE, ev.ActionDone("voicemail", "failed"))
+            return
+        self._start_sub(
+            LeaveMessage(
+                mailbox=mailbox,
+                store=self.services.voicemail_store,
+                caller=self.caller,
+                greeting=action.greeting,
+                review=action.review,
+                data_dir=self.services.data,
+            )
+        )
+
+    def _do_VoicemailAccess(self, action: ev.VoicemailAccess, owner: object) -> None:
+        from ivr.voicemail.access import MailboxAccess
+
+        self._start_sub(
+            MailboxAccess(
+                mailboxes=self.services.config.mailboxes,
+                store=self.services.voicemail_store,
+                mailbox=action.mailbox or None,
+                caller=self.caller,
+            )
+        )
+
+    def _start_sub(self, sub: Any) -> None:
+        self.sub = sub
+        self.log(event="sub_started", sub=type(sub).__name__)
+        actions = self._safely(lambda: sub.start(time.time()))
+        self._execute(actions, sub)
+        if sub.finished and self.sub is sub:
+            self.sub = None
+            if sub.result is not None:
+                self._post_to(MACHINE, sub.result)
+
+    def _do_HangupCall(self, action: ev.HangupCall, owner: object) -> None:
+        self.hangup(action.reason)  # also from a sub-machine (three wrong PINs end the call)
+
+    # ------------------------------------------------------------------ ending
+
+    def hangup(self, reason: str) -> None:
+        """We end the call: BYE (or reject/CANCEL semantics before answer), then clean up."""
+        if self.ended:
+            return
+        if self.recording is not None:
+            self.recording.stop("hangup")
+        self.services.ua.hangup(self.call_id, self.services.sip_now())
+        self.services.flush()
+        self.log(action="bye", reason=reason)
+        self._finish(reason)
+
+    def _flow_finished(self) -> None:
+        """The machine reached its end without a HangupCall (e.g. after voicemail): hang up."""
+        self.hangup("flow_finished")
+
+    def _finish(self, reason: str) -> None:
+        if self.ended:
+            return
+        self._drain()  # let the flow see the last events (Hangup) before everything stops
+        self.ended = True
+        for handle in (self.timer, self._answer_timer):
+            if handle is not None:
+                handle.cancel()
+        self.timer = self._answer_timer = None
+        self.prompts.cancel()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.recording is not None:
+            self.recording.stop("hangup")
+        self._release_hold()
+        if self.media is not None:
+            self.media.close()
+        outcome = self.machine.outcome if self.machine is not None else None
+        self.log(
+            event="ended",
+            reason=reason,
+            outcome=getattr(outcome, "result", None),
+            detail=getattr(outcome, "detail", None),
+        )
+        self.on_finished(self)
+
+    def data_path(self, relative: str) -> Path:
+        """A path inside the data folder; anything escaping it is refused."""
+        base = self.services.data.resolve()
+        path = (base / relative.removeprefix("data:")).resolve()
+        if not path.is_relative_to(base):
+            raise ValueError(f"recording path {relative!r} escapes the data folder")
+        return path
+
+
+class _RecordAction:
+    """Owner marker for the runner's own ``Record`` implementation (beep + recording)."""
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:48]

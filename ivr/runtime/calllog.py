@@ -1,0 +1,84 @@
+"""Structured call-event logging for ``ivr serve``.
+
+One line per call event on stderr: what the caller did (``event``), what the
+flow did (``action``), where the call is (``state``), keyed by ``call_id`` with
+``caller`` and ``called`` on every line so one grep finds a whole call.  JSON
+lines by default (``--log-format json``), ``key=value`` text otherwise.  Server
+lines (ready, draining, stopped) carry ``event`` and a human ``message``; tests
+and supervisors wait for ``listening on udp:HOST:PORT tcp:HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import fields, is_dataclass
+from typing import Any, TextIO
+
+from ivr.dsl.events import Action, Event
+
+
+def describe(item: Event | Action) -> dict[str, Any]:
+    """An event's or action's fields as JSON-friendly values, without the ``kind``."""
+    out: dict[str, Any] = {}
+    if is_dataclass(item):
+        for f in fields(item):
+            value = getattr(item, f.name)
+            out[f.name] = value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+    return out
+
+
+class CallLog:
+    """Writes call and server events as JSON lines (or text) to a stream."""
+
+    def __init__(self, stream: TextIO | None = None, *, fmt: str = "json") -> None:
+        if fmt not in ("json", "text"):
+            raise ValueError(f"log format must be json or text, not {fmt!r}")
+        self.stream = stream or sys.stderr
+        self.fmt = fmt
+
+    def server(self, event: str, message: str, **extra: Any) -> None:
+        self._write({"ts": _ts(), "event": event, "message": message, **extra})
+
+    def call(
+        self,
+        call_id: str,
+        *,
+        caller: str,
+        called: str,
+        state: str,
+        event: str | None = None,
+        action: str | None = None,
+        **extra: Any,
+    ) -> None:
+        record: dict[str, Any] = {"ts": _ts(), "call_id": call_id, "caller": caller, "called": called, "state": state}
+        if event is not None:
+            record["event"] = event
+        if action is not None:
+            record["action"] = action
+        record.update(extra)
+        self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.fmt == "json":
+            line = json.dumps(record, ensure_ascii=False, default=str)
+        elif "call_id" not in record:
+            line = f"{record['ts']} {record['message']}"
+        else:
+            line = " ".join(f"{k}={_text(v)}" for k, v in record.items())
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away; calls go on
+
+
+def _ts() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def _text(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if (" " in text or '"' in text or not text) else text

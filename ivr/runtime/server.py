@@ -1,0 +1,231 @@
+"""``ivr serve``: the server process around the user agent, the media clock and the calls.
+
+Start-up, in this order, so a broken installation fails before it binds a
+port: read the deployment file, load and check the flows (a broken flow
+prints its diagnostics and exits 1), pre-render the flow's constant ``say``
+texts, repair recordings a crash left behind, then bind UDP and TCP and log
+``listening on udp:HOST:PORT tcp:HOST:PORT``.
+
+While running, the :class:`Server` drains the user agent's events after every
+input (see :class:`~ivr.sip.transport.SipEndpoint`): new calls get a
+:class:`~ivr.runtime.call.CallRunner`, call events go to theirs, REGISTER goes
+to the registrar when one is configured, other out-of-dialog requests are
+answered 405/501.
+
+SIGTERM (or SIGINT) drains: the user agent answers new INVITEs and OPTIONS
+with 503 (a dispatcher stops sending calls), running calls go on; the process
+exits when the last call ends or after the drain timeout, hanging up what is
+left.  A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ivr.config import Config
+from ivr.media.clock import get_clock
+from ivr.runtime.call import CallRunner
+from ivr.runtime.calllog import CallLog
+from ivr.runtime.services import Services
+from ivr.sip.transport import SipEndpoint
+from ivr.sip.ua import (
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    DtmfInfo,
+    IncomingCall,
+    ReOffer,
+    ReOfferAnswer,
+    RequestReceived,
+    UserAgent,
+)
+
+log = logging.getLogger("ivr.runtime.server")
+
+CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, DtmfInfo)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The effective settings: the deployment file, overridden by command-line options."""
+
+    config: Config
+    listen: tuple[str, int]
+    drain_timeout: float
+
+
+def contact_address(config: Config, listen_host: str) -> str:
+    """The address written in Contact and SDP: public_address, the listen host, or this host's."""
+    if config.server.public_address:
+        return config.server.public_address
+    if listen_host not in ("0.0.0.0", "::", ""):
+        return listen_host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+class Server:
+    """One ``ivr serve`` process: endpoint, user agent, calls, drain."""
+
+    def __init__(self, settings: ServeSettings, program: Any, calllog: CallLog) -> None:
+        self.settings = settings
+        self.program = program
+        self.calllog = calllog
+        self.calls: dict[str, CallRunner] = {}
+        self.stopping = asyncio.Event()
+        self.idle = asyncio.Event()
+        self.services: Services | None = None
+        self.endpoint: SipEndpoint | None = None
+        self._signals = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        host, port = self.settings.listen
+        contact = contact_address(self.settings.config, host)
+        ua = UserAgent(local_host=host, local_port=port, contact_host=contact)
+        clock = get_clock()
+        services = self.services = Services(
+            config=self.settings.config,
+            program=self.program,
+            ua=ua,
+            clock=clock,
+            calllog=self.calllog,
+            contact_host=contact,
+            media_host=host,
+        )
+        endpoint = self.endpoint = SipEndpoint(ua, on_events=self._on_ua_events)
+        services.endpoint = endpoint
+        try:
+            bound = await endpoint.start(host, port)
+        except OSError as exc:
+            self.calllog.server("error", f"cannot listen on {host}:{port}: {exc}")
+            return 1
+        ua.local_port = bound.port  # port 0 asked: the agent must write the real one in Via/Contact
+        clock.start()
+        self._install_signals(loop)
+        self.calllog.server("listening", f"listening on {bound.describe()}", pid=_pid())
+        await self.stopping.wait()
+        await self._drain()
+        endpoint.close()
+        clock.stop()
+        services.executor.shutdown(wait=False, cancel_futures=True)
+        self.calllog.server("stopped", "stopped")
+        return 0
+
+    # ------------------------------------------------------------------ signals and drain
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            self.calllog.server("stopping", "second signal: stopping now")
+            self.idle.set()
+            return
+        assert self.services is not None
+        self.services.ua.draining = True
+        self.calllog.server(
+            "draining",
+            f"draining: {len(self.calls)} call(s) running, new calls get 503",
+            signal=signal.Signals(sig).name,
+            calls=len(self.calls),
+        )
+        self.stopping.set()
+
+    async def _drain(self) -> None:
+        if self.calls:
+            try:
+                await asyncio.wait_for(self.idle.wait(), self.settings.drain_timeout)
+            except TimeoutError:
+                self.calllog.server(
+                    "drain_timeout", f"drain timeout: hanging up {len(self.calls)} call(s)", calls=len(self.calls)
+                )
+        for runner in list(self.calls.values()):
+            runner.hangup("shutdown")
+        if self.endpoint is not None:
+            await self._let_byes_go()
+
+    async def _let_byes_go(self) -> None:
+        """Give the BYEs of a drain timeout a moment on the wire (retransmitted by the agent's timer)."""
+        assert self.services is not None
+        ua = self.services.ua
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while loop.time() < deadline and any(getattr(c, "state", "") != "ended" for c in ua.calls.values()):
+            await asyncio.sleep(0.05)
+
+    # ------------------------------------------------------------------ user agent events
+
+    def _on_ua_events(self) -> None:
+        assert self.services is not None
+        ua = self.services.ua
+        while (event := ua.next_event()) is not None:
+            if isinstance(event, IncomingCall):
+                self._incoming(event)
+            elif isinstance(event, CALL_EVENTS):
+                runner = self.calls.get(event.call_id)
+                if runner is not None:
+                    runner.on_sip_event(event)
+            elif isinstance(event, RequestReceived):
+                self._request(event)
+
+    def _incoming(self, event: IncomingCall) -> None:
+        assert self.services is not None
+        if event.call_id in self.calls:
+            return  # the agent absorbs retransmissions; never start a call twice
+        runner = CallRunner(self.services, event, self._call_finished)
+        self.calls[event.call_id] = runner
+        self.idle.clear()
+        task = asyncio.get_running_loop().create_task(runner.start())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _call_finished(self, runner: CallRunner) -> None:
+        if self.calls.get(runner.call_id) is runner:
+            del self.calls[runner.call_id]
+        if not self.calls:
+            self.idle.set()
+
+    def _request(self, event: RequestReceived) -> None:
+        """Out-of-dialog requests the agent does not handle itself."""
+        assert self.services is not None
+        ua, now = self.services.ua, self.services.sip_now()
+        method = event.request.method
+        registrar = self.services.registrar()
+        if method == "REGISTER" and registrar is not None:
+            registrar.handle(ua, event, now)
+            return
+        status = 501 if method == "REGISTER" else 405
+        ua.respond(event.handle, status, now, headers=[("Allow", ", ".join(ua.allow_methods))])
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def run_server(settings: ServeSettings, program: Any, calllog: CallLog) -> int:
+    """Run until drained; the process's exit status."""
+    return asyncio.run(Server(settings, program, calllog).run())
+
+
+def prepare_data(data: Path, calllog: CallLog) -> None:
+    """Create the data folder and repair recordings a crash left half-written."""
+    from ivr.media.recording import repair_all
+
+    data.mkdir(parents=True, exist_ok=True)
+    repaired = repair_all(data)
+    if repaired:
+        calllog.server("repaired", f"repaired {len(repaired)} recording(s)", files=[str(p) for p in repaired])

@@ -1,0 +1,150 @@
+"""What every call of one ``ivr serve`` process shares.
+
+The deployment config, the compiled flow, the user agent and its endpoint,
+the media clock, and the process-wide engines that are expensive to build
+(TTS, prompt cache, hold-music players, the voicemail store, directories,
+speech recognisers).  Heavy engines are built on first use, so a flow without
+voicemail or speech never loads SQLite or a speech model, and they are built
+once per process, never per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivr.commands.switch import SwitchError, read_switches
+from ivr.config import Config
+from ivr.media.prompts import PromptStore
+from ivr.media.tts import TtsEngine
+from ivr.runtime.calllog import CallLog
+
+if TYPE_CHECKING:
+    from ivr.sip.transport import SipEndpoint
+
+log = logging.getLogger("ivr.runtime")
+
+
+@dataclass
+class Services:
+    """Shared state and engines for the calls of one server process."""
+
+    config: Config
+    program: Any  # ivr.dsl.compiler.Program
+    ua: Any  # ivr.sip.ua.UserAgent
+    clock: Any  # ivr.media.clock.MediaClock
+    calllog: CallLog
+    contact_host: str
+    media_host: str
+    endpoint: SipEndpoint | None = None
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "ivr-worker"))
+    _lazy: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------------ SIP
+
+    def sip_now(self) -> float:
+        """The user agent's clock: the loop's monotonic time (its timers go to call_at as they are)."""
+        return asyncio.get_running_loop().time()
+
+    def flush(self) -> None:
+        """Send what the user agent queued after a command given outside a receive or timer turn."""
+        if self.endpoint is not None:
+            self.endpoint.service()
+
+    # ------------------------------------------------------------------ engines
+
+    @property
+    def data(self) -> Path:
+        return self.config.data
+
+    @property
+    def tts(self) -> TtsEngine:
+        return self._get("tts", lambda: TtsEngine(self.data / "tts-cache", self.config.tts.voice, self.config.tts.rate))
+
+    @property
+    def prompts(self) -> PromptStore:
+        return self._get("prompts", lambda: PromptStore(self.config.prompt_folders, self.data))
+
+    @property
+    def hold_music(self) -> Any:
+        def build() -> Any:
+            from ivr.media.holdmusic import HoldMusic
+
+            return HoldMusic(self.prompts, self.clock)
+
+        return self._get("hold_music", build)
+
+    @property
+    def voicemail_store(self) -> Any:
+        def build() -> Any:
+            from ivr.voicemail.store import VoicemailStore
+
+            return VoicemailStore(self.data)
+
+        return self._get("voicemail_store", build)
+
+    def recognizer(self) -> Any:
+        def build() -> Any:
+            from ivr.media.asr import get_recognizer
+
+            return get_recognizer(self.config.speech.engine, self.config.speech.model)
+
+        return self._get("recognizer", build)
+
+    def directory(self, name: str) -> Any:
+        """The directory book the flow declared as ``directory NAME from "file"`` (loaded once)."""
+
+        def build() -> Any:
+            from ivr.directory.source import load_directory
+
+            paths: Mapping[str, Any] = getattr(self.program.settings, "directories", {}) or {}
+            if name not in paths:
+                raise LookupError(f"the flow declares no directory named {name!r}")
+            return load_directory(Path(paths[name]), name=name)
+
+        return self._get(f"directory:{name}", build)
+
+    def registrar(self) -> Any:
+        """The registrar for the extensions of ivr.toml, or None when no extension has a password."""
+        if not any(e.password for e in self.config.extensions):
+            return None
+
+        def build() -> Any:
+            from ivr.sip.registrar import Registrar  # type: ignore[import-not-found,unused-ignore]
+
+            return Registrar.from_config(self.config)
+
+        return self._get("registrar", build)
+
+    def contacts_for(self, target: str) -> list[str]:
+        """Where an extension can be reached: registered contacts, then static ones from ivr.toml."""
+        found: list[str] = []
+        registrar = self._lazy.get("registrar")
+        if registrar is not None:
+            found.extend(str(c) for c in registrar.contacts(target))
+        ext = self.config.extension(target)
+        if ext is not None:
+            found.extend(c for c in ext.contacts if c not in found)
+        return found
+
+    def switches(self) -> dict[str, bool]:
+        """The manual switches' current positions (``ivr switch NAME on|off``), read per call."""
+        try:
+            return read_switches(self.data)
+        except SwitchError:  # a damaged state file must not stop calls: log it, every switch off
+            log.exception("cannot read switch state in %s", self.data)
+            return {}
+
+    def _get(self, key: str, build: Any) -> Any:
+        with self._lock:
+            value = self._lazy.get(key)
+            if value is None:
+                value = self._lazy[key] = build()
+            return value
