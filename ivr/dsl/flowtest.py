@@ -56,8 +56,8 @@ class Expectation:
     negate: bool = False
 
     def matches(self, trace_line: str) -> bool:
-        want = _normal(self.text)
-        have = _normal(trace_line.replace(":", "", 1))
+        want = _normal(_drop_kind_colon(self.text))
+        have = _normal(_drop_kind_colon(trace_line))
         return have == want or (have.startswith(want) and have[len(want)] == " ")
 
     def __str__(self) -> str:
@@ -164,10 +164,11 @@ class _Parser:
             raise self.fail(1, 'no flow named; start the file with: flow "myflow.ivr"')
         if not self.tests:
             raise self.fail(len(self.lines) or 1, 'no tests; add one with: test "name":')
-        names = [t.name for t in self.tests]
+        seen: set[str] = set()
         for t in self.tests:
-            if names.count(t.name) > 1:
+            if t.name in seen:
                 raise self.fail(t.line, f'test "{t.name}" is defined twice')
+            seen.add(t.name)
         return TestFile(self.path, tuple(self.flows), self.config, tuple(self.tests))
 
     def _top_level(self, line: str, number: int) -> _TestBuilder | None:
@@ -338,6 +339,11 @@ def _unquote(word: str) -> str:
 def _unquote_tail(text: str) -> str:
     """``say "Welcome."`` -> ``say Welcome.``: quotes only delimit the words."""
     return re.sub(r'"([^"]*)"', r"\1", text)
+
+
+def _drop_kind_colon(text: str) -> str:
+    """``transfer: 300`` -> ``transfer 300``: the colon after the leading words is optional."""
+    return re.sub(r"^([a-z][a-z ]*):(?=\s|$)", r"\1", text.strip())
 
 
 def _normal(text: str) -> str:

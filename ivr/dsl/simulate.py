@@ -11,7 +11,9 @@ it can be found in the prompt folders, else 2 s) and then report ``PromptDone``.
 is a list of :class:`CallerInput` tokens (``1``, ``123#``, ``say:alice_johnson``, ``wait:10s``,
 ``hangup``; a leading ``!`` interrupts the prompt that is playing).  Input is delivered when the
 flow is idle -- every prompt played and every pending result delivered -- which is when a
-caller who listens to the whole prompt would act; ``!`` tokens arrive at once (barge-in).
+caller who listens to the whole prompt would act; ``!`` tokens arrive at once (barge-in), and
+the token after a ``wait:`` arrives right when the wait ends (``wait:5s hangup`` hangs up five
+seconds in, even while a phone is still ringing).
 Timers fire when the clock reaches ``machine.next_timer``.  Transfers, directory look-ups and
 voicemail resolve as the scenario says (default: answered / selected / saved).
 """
@@ -522,6 +524,9 @@ class Simulation:
     def _caller(self, given: CallerInput, why: str = "") -> None:
         if given.kind == "wait":
             self._wait(given.seconds)
+            # What the caller does right after waiting happens then, even mid-prompt or mid-ring.
+            if self.inputs and self.inputs[0].kind != "wait" and not self.machine.finished:
+                self._caller(self.inputs.pop(0))
             return
         if given.kind == "hangup":
             self._said("hangup", f"caller hangs up{why}")
