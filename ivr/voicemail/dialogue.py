@@ -1,0 +1,189 @@
+"""The shared mechanics of the voicemail dialogues (sans-IO sub-machines).
+
+A :class:`Dialogue` is driven like the flow machine: ``start(now)`` and
+``handle(event, now)`` return actions of :mod:`ivr.dsl.events`; it never reads
+a clock.  Each dialogue is a table of states: for a state ``S`` the methods
+``_done_S`` (its prompts finished), ``_key_S`` (a key), ``_timeout_S``
+(``next_timer`` reached) and ``_recorded_S`` (a recording ended) say what
+happens; an event a state has no entry for is ignored when it is the caller's
+doing (a stray key) and raises :class:`DialogueError` naming the state and the
+event when it is the runner's (a recording result while nothing records).
+
+Prompts of one state are queued together; the state waits for the
+``PromptDone`` of the last one.  A key during barge-in prompts stops them
+(``StopPrompts``) and is handled at once, as in a menu of the flow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import ClassVar
+
+from ivr.dsl.events import (
+    Action,
+    ActionDone,
+    Event,
+    Hangup,
+    Key,
+    Play,
+    PromptDone,
+    RecordingDone,
+    Say,
+    Speech,
+    StopPrompts,
+    SubMachine,
+    TimerFired,
+    Tone,
+)
+
+log = logging.getLogger("ivr.voicemail")
+
+BEEP_HZ = 1000.0
+BEEP_SECONDS = 0.25
+FIRST_PROMPT_ID = 1_000_000  # far from the flow machine's own prompt ids
+
+
+class DialogueError(RuntimeError):
+    """An event the dialogue cannot take in its current state (a runner bug, not a caller's)."""
+
+
+class Dialogue(SubMachine):
+    """Base of :class:`~ivr.voicemail.leave.LeaveMessage` and :class:`~ivr.voicemail.access.MailboxAccess`."""
+
+    action: ClassVar[str] = ""
+
+    def __init__(
+        self, *, first_prompt_id: int = FIRST_PROMPT_ID, voice: str = "", language: str = ""
+    ) -> None:
+        self.next_timer: float | None = None
+        self.finished = False
+        self.result: Event | None = None
+        self.state = "start"
+        self.voice = voice
+        self.language = language
+        self._next_prompt = first_prompt_id
+        self._waiting: int | None = (
+            None  # prompt id whose PromptDone ends the current state's prompts
+        )
+        self._barge = True
+
+    # ------------------------------------------------------------------ SubMachine
+
+    def start(self, now: float) -> list[Action]:
+        raise NotImplementedError
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        if self.finished:
+            raise DialogueError(f"can't handle {event.kind} in state 'finished'")
+        if isinstance(event, Hangup):
+            return self.on_hangup(now)
+        if isinstance(event, PromptDone):
+            return self._prompt_done(event.prompt_id, now)
+        if isinstance(event, TimerFired):
+            return self._timer(now)
+        if isinstance(event, Key):
+            return self._key(event.digit, now)
+        if isinstance(event, RecordingDone):
+            return self._dispatch("recorded", event, now, required=True)
+        if isinstance(event, Speech):
+            return []  # the voicemail menus are keypad-only
+        raise DialogueError(f"can't handle {event.kind} in state {self.state!r}")
+
+    # ------------------------------------------------------------------ for subclasses
+
+    def on_hangup(self, now: float) -> list[Action]:
+        raise NotImplementedError
+
+    def enter(
+        self,
+        state: str,
+        prompts: list[Action],
+        *,
+        barge_in: bool = True,
+        timer: float | None = None,
+    ) -> list[Action]:
+        """Go to ``state`` playing ``prompts``; ``timer`` (absolute) arms ``next_timer`` right away."""
+        self.state = state
+        self._barge = barge_in
+        if not barge_in:
+            prompts = [
+                replace(p, barge_in=False) if isinstance(p, Say | Play) else p for p in prompts
+            ]
+        ids = [p.prompt_id for p in prompts if isinstance(p, Say | Play | Tone)]
+        self._waiting = ids[-1] if ids else None
+        self.next_timer = timer
+        return prompts
+
+    def say(self, text: str) -> Say:
+        return Say(text, self._new_id(), voice=self.voice, language=self.language)
+
+    def play(self, path: str) -> Play:
+        return Play(path, self._new_id())
+
+    def beep(self) -> Tone:
+        return Tone(BEEP_HZ, BEEP_SECONDS, self._new_id())
+
+    def finish(self, result: str) -> list[Action]:
+        self.finished = True
+        self.next_timer = None
+        self.state = "finished"
+        self.result = ActionDone(self.action, result)
+        return []
+
+    @property
+    def prompts_playing(self) -> bool:
+        return self._waiting is not None
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_id(self) -> int:
+        self._next_prompt += 1
+        return self._next_prompt
+
+    def _prompt_done(self, prompt_id: int, now: float) -> list[Action]:
+        if prompt_id != self._waiting:
+            return []  # an earlier prompt of the batch, or one stopped by barge-in
+        self._waiting = None
+        return self._dispatch("done", None, now)
+
+    def _timer(self, now: float) -> list[Action]:
+        if self.next_timer is None or now < self.next_timer:
+            return []
+        self.next_timer = None
+        return self._dispatch("timeout", None, now)
+
+    def _key(self, digit: str, now: float) -> list[Action]:
+        handler = getattr(self, f"_key_{self.state}", None)
+        if handler is None or (self.prompts_playing and not self._barge):
+            return []  # keys mean nothing here (or the prompt cannot be interrupted)
+        stop: list[Action] = []
+        if self.prompts_playing:
+            stop, self._waiting = [StopPrompts()], None
+        return stop + handler(digit, now)
+
+    def _dispatch(
+        self, what: str, event: Event | None, now: float, *, required: bool = False
+    ) -> list[Action]:
+        handler: Callable[..., list[Action]] | None = getattr(self, f"_{what}_{self.state}", None)
+        if handler is None:
+            if required:
+                raise DialogueError(
+                    f"can't handle {event.kind if event else what} in state {self.state!r}"
+                )
+            return []
+        return handler(event, now) if event is not None else handler(now)
+
+
+def spoken_number(number: str) -> str:
+    """A phone number as TTS should say it: digit by digit ("plus 4 1 7 9 ...")."""
+    if not number or not any(c.isdigit() for c in number):
+        return "an unknown caller"
+    out = ["plus"] if number.startswith("+") else []
+    out += [c for c in number if c.isdigit()]
+    return " ".join(out)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,0 +1,287 @@
+"""Leaving a message: greeting, beep, record, optional review, store.
+
+States (see :mod:`ivr.voicemail.dialogue` for the table mechanics)::
+
+    greeting --done/key--> beep --done--> recording --RecordingDone--> review | saving
+    review: 1 keep, 2 listen, 3 record again; no answer after 3 tries keeps it
+    saving --done--> finished "saved";   nothing recorded twice --> finished "empty"
+    mailbox full --> full --done--> finished "full"
+
+A message is never lost to a hang-up: hanging up during the recording stops
+it and stores what was recorded (if the runner's ``RecordingDone`` does not
+come, the file itself is measured); hanging up during review keeps it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import soundfile
+
+from ivr.config import Mailbox
+from ivr.dsl.events import Action, RecordingDone, StartRecording, StopRecording
+from ivr.media.recording import needs_repair, repair_wav
+from ivr.voicemail.dialogue import FIRST_PROMPT_ID, Dialogue, log, spoken_number
+from ivr.voicemail.store import MailboxFull, Message, VoicemailStore
+
+HANGUP_GRACE = 3.0  # seconds to wait for RecordingDone after the caller hung up mid-recording
+REVIEW_TIMEOUT = 6.0
+REVIEW_TRIES = 3
+RECORD_TRIES = 2
+
+_ABSENCE = {
+    "unavailable": "is not available",
+    "busy": "is on another call",
+    "temporary": "is away at the moment",
+}
+
+
+class LeaveMessage(Dialogue):
+    """The caller's side of voicemail (the flow's ``voicemail BOX [busy|temporary] [review]``).
+
+    Finishes with ``ActionDone("voicemail", "saved" | "empty" | "full")``.
+    """
+
+    action = "voicemail"
+
+    def __init__(
+        self,
+        *,
+        mailbox: Mailbox,
+        store: VoicemailStore,
+        caller: str,
+        greeting: str = "unavailable",
+        review: bool = False,
+        data_dir: Path,
+        silence: float = 5.0,
+        min_length: float = 1.0,
+        end_key: str = "#",
+        on_saved: Callable[[Message], None] | None = None,
+        first_prompt_id: int = FIRST_PROMPT_ID,
+        voice: str = "",
+        language: str = "",
+    ) -> None:
+        super().__init__(first_prompt_id=first_prompt_id, voice=voice, language=language)
+        self.mailbox = mailbox
+        self.store = store
+        self.caller = caller
+        self.greeting = greeting
+        self.review = review
+        self.data_dir = Path(data_dir)
+        self.silence = silence
+        self.min_length = min_length
+        self.end_key = end_key
+        self.on_saved = on_saved
+        self.message: Message | None = None
+        self._recording: Path | None = None
+        self._duration = 0.0
+        self._started_at = 0.0
+        self._tries = 0
+        self._review_tries = 0
+
+    # ------------------------------------------------------------------ start and greeting
+
+    def start(self, now: float) -> list[Action]:
+        counts = self.store.counts(self.mailbox.number)
+        if counts.new + counts.saved >= self.mailbox.max_messages:
+            log.warning(
+                "voicemail: mailbox %s is full, message from %s refused",
+                self.mailbox.number,
+                self.caller,
+            )
+            return self.enter(
+                "full", [self.say(f"Sorry, the mailbox of {self._owner()} is full. Goodbye.")]
+            )
+        return self.enter("greeting", self._greeting_prompts())
+
+    def _greeting_prompts(self) -> list[Action]:
+        box = self.mailbox.number
+        for kind in ("temporary", self.greeting):
+            if kind in _ABSENCE and self.store.has_greeting(box, kind):
+                return [self.play(self.store.data_ref(self.store.greeting_path(box, kind)))]
+        absence = _ABSENCE.get(self.greeting, _ABSENCE["unavailable"])
+        after = (
+            f"{absence}. Please leave a message after the tone, and press hash when you are done."
+        )
+        if self.store.has_greeting(box, "name"):
+            return [
+                self.play(self.store.data_ref(self.store.greeting_path(box, "name"))),
+                self.say(after[0].upper() + after[1:]),
+            ]
+        return [self.say(f"{self._owner()} {after}")]
+
+    def _owner(self) -> str:
+        return self.mailbox.owner or f"extension {spoken_number(self.mailbox.number)}"
+
+    def _done_full(self, now: float) -> list[Action]:
+        return self.finish("full")
+
+    def _done_greeting(self, now: float) -> list[Action]:
+        return self._beep()
+
+    def _key_greeting(self, digit: str, now: float) -> list[Action]:
+        return self._beep()  # any key skips the greeting
+
+    # ------------------------------------------------------------------ beep and recording
+
+    def _beep(self) -> list[Action]:
+        return self.enter("beep", [self.beep()], barge_in=False)
+
+    def _done_beep(self, now: float) -> list[Action]:
+        self._tries += 1
+        self._recording = self.store.incoming_path(self.mailbox.number, self.caller, now)
+        self._started_at = now
+        self.state = "recording"
+        return [
+            StartRecording(
+                path=str(self._recording),
+                max_length=self.mailbox.max_length,
+                end_key=self.end_key,
+                silence=self.silence,
+                min_length=self.min_length,
+            )
+        ]
+
+    def _recorded_recording(self, event: RecordingDone, now: float) -> list[Action]:
+        self._duration = event.duration
+        if event.duration <= 0:
+            return self._nothing_recorded(event.reason)
+        if self.review:
+            return self._review_menu()
+        return self._save(now, goodbye=True)
+
+    def _nothing_recorded(self, reason: str) -> list[Action]:
+        if reason == "hangup":
+            return self.finish("empty")
+        if self._tries < RECORD_TRIES:
+            return self.enter(
+                "retry", [self.say("I did not hear a message. Please speak after the tone.")]
+            )
+        return self.enter("empty_bye", [self.say("No message was recorded. Goodbye.")])
+
+    def _done_retry(self, now: float) -> list[Action]:
+        return self._beep()
+
+    def _done_empty_bye(self, now: float) -> list[Action]:
+        return self.finish("empty")
+
+    # ------------------------------------------------------------------ review
+
+    def _review_menu(self) -> list[Action]:
+        text = (
+            "To keep your message, press 1. To listen to it, press 2. To record it again, press 3."
+        )
+        return self.enter("review", [self.say(text)])
+
+    def _done_review(self, now: float) -> list[Action]:
+        self.next_timer = now + REVIEW_TIMEOUT
+        return []
+
+    def _key_review(self, digit: str, now: float) -> list[Action]:
+        self._review_tries = 0
+        if digit == "1":
+            return self._save(now, goodbye=True)
+        if digit == "2" and self._recording is not None:
+            return self.enter("listening", [self.play(self.store.data_ref(self._recording))])
+        if digit == "3":
+            self._discard()
+            self._tries = 0
+            return self._beep()
+        return self.enter(
+            "review", [self.say("Sorry, that is not an option."), *self._review_menu()]
+        )
+
+    def _timeout_review(self, now: float) -> list[Action]:
+        self._review_tries += 1
+        if self._review_tries >= REVIEW_TRIES:
+            return self._save(now, goodbye=True)  # an undecided caller still keeps the message
+        return self._review_menu()
+
+    def _done_listening(self, now: float) -> list[Action]:
+        return self._review_menu()
+
+    def _key_listening(self, digit: str, now: float) -> list[Action]:
+        return self._key_review(digit, now)
+
+    # ------------------------------------------------------------------ saving
+
+    def _save(self, now: float, *, goodbye: bool) -> list[Action]:
+        assert self._recording is not None
+        try:
+            self.message = self.store.add(
+                self.mailbox.number,
+                caller=self.caller,
+                duration=self._duration,
+                source=self._recording,
+                received_at=self._started_at,
+                notify=self.mailbox.emails,
+                max_messages=self.mailbox.max_messages,
+            )
+        except MailboxFull:
+            # Full between the greeting and now (another caller): keep the recording in
+            # incoming/, where start-up recovery indexes it, rather than lose it.
+            log.warning(
+                "voicemail: mailbox %s filled up during a call; message kept in incoming/",
+                self.mailbox.number,
+            )
+        else:
+            log.info(
+                "voicemail: message %d stored in mailbox %s from %s (%.1f s)",
+                self.message.id,
+                self.mailbox.number,
+                self.caller,
+                self._duration,
+            )
+            if self.on_saved is not None:
+                self.on_saved(self.message)
+        if not goodbye:
+            return self.finish("saved")
+        return self.enter(
+            "saved", [self.say("Your message has been saved. Goodbye.")], barge_in=False
+        )
+
+    def _done_saved(self, now: float) -> list[Action]:
+        return self.finish("saved")
+
+    def _discard(self) -> None:
+        if self._recording is not None:
+            self._recording.unlink(missing_ok=True)
+        self._recording, self._duration = None, 0.0
+
+    # ------------------------------------------------------------------ hang-up
+
+    def on_hangup(self, now: float) -> list[Action]:
+        if self.state == "recording":
+            self.state = "recording_after_hangup"
+            self.next_timer = now + HANGUP_GRACE
+            return [StopRecording()]
+        if self.state in ("review", "listening"):
+            return self._save(now, goodbye=False)
+        if self.state == "saved":
+            return self.finish("saved")
+        if self.state == "recording_after_hangup":
+            return []
+        return self.finish("empty")
+
+    def _recorded_recording_after_hangup(self, event: RecordingDone, now: float) -> list[Action]:
+        self._duration = event.duration
+        if event.duration <= 0:
+            return self.finish("empty")
+        return self._save(now, goodbye=False)
+
+    def _timeout_recording_after_hangup(self, now: float) -> list[Action]:
+        """The runner never reported the recording: measure the file ourselves."""
+        path = self._recording
+        duration = 0.0
+        if path is not None and path.is_file():
+            with contextlib.suppress(OSError, RuntimeError):
+                duration = (
+                    repair_wav(path) if needs_repair(path) else soundfile.info(str(path)).duration
+                )
+        if duration < self.min_length:
+            self._discard()
+            return self.finish("empty")
+        self._duration = duration
+        return self._save(now, goodbye=False)

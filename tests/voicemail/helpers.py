@@ -1,0 +1,59 @@
+"""Drive a voicemail dialogue like the runner does, with a fake clock and real recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ivr.dsl.events import Action, Event, Play, PromptDone, Say, StartRecording, TimerFired, Tone
+from ivr.media.recording import WavRecorder
+
+
+def prompts(actions: list[Action]) -> list[Say | Play | Tone]:
+    return [a for a in actions if isinstance(a, Say | Play | Tone)]
+
+
+def texts(actions: list[Action]) -> list[str]:
+    return [a.text if isinstance(a, Say) else f"<{a.kind}>" for a in prompts(actions)]
+
+
+def last_prompt_done(actions: list[Action]) -> PromptDone:
+    return PromptDone(prompts(actions)[-1].prompt_id)
+
+
+def record(action: StartRecording, seconds: float) -> float:
+    """Write ``seconds`` of a tone through WavRecorder to the path the dialogue asked for."""
+    rec = WavRecorder(Path(action.path), max_length=action.max_length, min_length=action.min_length)
+    t = np.arange(int(seconds * 8000)) / 8000
+    rec.write((np.sin(2 * np.pi * 350 * t) * 8000).astype(np.int16))
+    return rec.close()
+
+
+class Driver:
+    """Feeds events at a fake time; ``play_out`` acknowledges prompts as the media session would."""
+
+    def __init__(self, machine, now: float = 1_700_000_000.0) -> None:
+        self.m = machine
+        self.now = now
+        self.log: list[Action] = []
+
+    def start(self) -> list[Action]:
+        return self._keep(self.m.start(self.now))
+
+    def send(self, event: Event, advance: float = 0.5) -> list[Action]:
+        self.now += advance
+        return self._keep(self.m.handle(event, self.now))
+
+    def play_out(self, actions: list[Action]) -> list[Action]:
+        """Let the prompts of ``actions`` finish; returns what the dialogue did next."""
+        return self.send(last_prompt_done(actions), advance=2.0)
+
+    def wait_timer(self) -> list[Action]:
+        assert self.m.next_timer is not None
+        self.now = self.m.next_timer
+        return self._keep(self.m.handle(TimerFired(), self.now))
+
+    def _keep(self, actions: list[Action]) -> list[Action]:
+        self.log.extend(actions)
+        return actions
