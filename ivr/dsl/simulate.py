@@ -11,10 +11,10 @@ it can be found in the prompt folders, else 2 s) and then report ``PromptDone``.
 is a list of :class:`CallerInput` tokens (``1``, ``123#``, ``say:alice_johnson``, ``wait:10s``,
 ``hangup``; a leading ``!`` interrupts the prompt that is playing).  Input is delivered when the
 flow is idle -- every prompt played and every pending result delivered -- which is when a
-caller who listens to the whole prompt would act; ``!`` tokens arrive at once (barge-in), and
-the token after a ``wait:`` arrives right when the wait ends (``wait:5s hangup`` hangs up five
-seconds in, even while a phone is still ringing).
-Timers fire when the clock reaches ``machine.next_timer``.  Transfers, directory look-ups and
+caller who listens to the whole prompt would act; ``!`` tokens arrive at once (barge-in).  A
+``wait:`` starts at once, and the token after it arrives right when the wait ends
+(``wait:5s hangup`` hangs up five seconds in, even while a phone is still ringing).  Timers
+fire when the clock reaches ``machine.next_timer``.  Transfers, directory look-ups and
 voicemail resolve as the scenario says (default: answered / selected / saved).
 """
 
@@ -469,7 +469,7 @@ class Simulation:
     # ---- the loop
 
     def _step(self) -> None:
-        if self.inputs and self.inputs[0].barge_in:
+        if self.inputs and (self.inputs[0].barge_in or self.inputs[0].kind == "wait"):
             self._caller(self.inputs.pop(0))
             return
         due = self._next_internal()
