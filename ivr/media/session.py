@@ -1,0 +1,701 @@
+"""One call's media endpoint: RTP/RTCP sockets, prompt queue, DTMF in and out.
+
+A :class:`MediaSession` owns an even RTP port and the RTCP port above it
+(:mod:`ivr.media.ports`), and is one stream of the shared
+:class:`~ivr.media.clock.MediaClock`: on each 20 ms tick it sends at most one
+packet (the next prompt frame, a DTMF event packet, or codec silence) built
+into a preallocated buffer.  Received packets are decoded to 8 kHz int16 and
+handed to ``on_audio``; keys from RFC 4733, in-band tones or SIP INFO reach
+``on_dtmf`` once, and stop barge-in prompts at the next frame.
+
+Sending rules
+  * Random SSRC, initial sequence number and timestamp (RFC 3550 5.1); the
+    timestamp follows the clock's tick number, so it keeps advancing through
+    silence, hold and clock stalls; the first packet after a gap has the marker.
+  * While the call is up and our direction allows sending, an idle session
+    sends codec silence (keeps NAT bindings open; what most PBXs do).  On hold
+    (our direction ``recvonly``/``inactive``, or no/0.0.0.0 remote) it sends
+    nothing; prompts still advance in real time.
+  * RTCP SR (RR when we sent nothing) with SDES CNAME every ~5 s (randomised
+    0.5-1.5x, RFC 3550 6.2) to the remote RTP port + 1; BYE on close.
+
+Symmetric RTP latching (RFC 4961 spirit; hijack-safe)
+  Packets are accepted only from the current remote.  If the first packets
+  come from a different address, the session moves its remote there ONCE,
+  and only while the latch window is open: the first ``LATCH_PACKETS``
+  packets received and at most ``LATCH_SECONDS`` after the remote was
+  configured.  The new source is plausible only if its IP equals the SDP
+  address's IP (a NAT rewrote the port) or the IP the signalling came from
+  (``configure(signalling_host=...)``, a NATed phone whose SDP shows its
+  private address).  A first packet from the SDP address itself closes the
+  window.  No later re-latching: only a new SDP address (re-INVITE) opens a
+  new window.
+
+Media timeout
+  ``on_timeout`` fires once when neither RTP nor RTCP arrived for
+  ``media_timeout`` seconds while our direction is ``sendrecv`` (on hold the
+  peer may legitimately send nothing; session timers catch dead dialogs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ivr.media import g711
+from ivr.media.clip import FRAME_SAMPLES, Clip, Cursor
+from ivr.media.clock import MediaClock
+from ivr.media.dtmf import DtmfReceiver, DtmfSender, GoertzelDetector, dtmf_tone, event_code
+from ivr.media.dtmf import parse_dtmf_info as _parse_dtmf_info
+from ivr.media.ports import PortPool, pool_for
+from ivr.media.rtp import (
+    RTP_HEADER,
+    Bye,
+    ReceiverReport,
+    RtcpPacket,
+    RtpError,
+    RtpPacket,
+    SenderReport,
+    SourceDescription,
+    SourceStats,
+    ntp_timestamp,
+    parse_rtcp,
+    rtcp_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+LATCH_PACKETS = 20
+LATCH_SECONDS = 10.0
+RTCP_INTERVAL = 5.0
+DTMF_GAP_TICKS = 3  # audio frames between two sent events (60 ms inter-digit pause)
+DUPLICATE_KEY_WINDOW = 0.5  # s: the same key from another source within this is the same press
+INBAND_KEY_MS = 100
+
+
+class SharedPlayer(Protocol):
+    """A source shared by many calls (hold music); ``advance`` is driven by the clock."""
+
+    def frame(self, payload_type: int) -> bytes: ...
+
+
+@dataclass
+class _Item:
+    source: Any
+    prompt_id: int
+    barge_in: bool
+    cursor: Cursor | None  # None: a shared player, never done
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(
+        self, receive: Callable[[bytes, tuple[str, int]], None], lost: Callable[[], None]
+    ) -> None:
+        self.receive = receive
+        self.lost = lost
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.receive(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that went away: the media timeout handles it.
+        log.debug("RTP socket error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost()
+
+
+def _noop(*_: object) -> None:
+    return None
+
+
+class MediaSession:
+    """One call's RTP endpoint (RFC 3550, RFC 3551 PCMU/PCMA, RFC 4733 events)."""
+
+    on_prompt_done: Callable[[int], None]
+    on_dtmf: Callable[[str], None]
+    on_audio: Callable[[npt.NDArray[np.int16]], None] | None
+    on_timeout: Callable[[], None]
+
+    def __init__(
+        self,
+        *,
+        clock: MediaClock,
+        pool: PortPool,
+        rtp_sock: socket.socket,
+        rtcp_sock: socket.socket,
+        media_timeout: float = 30.0,
+    ) -> None:
+        self.clock = clock
+        self.loop = asyncio.get_running_loop()
+        self.media_timeout = media_timeout
+        self._pool = pool
+        self._rtp_sock, self._rtcp_sock = rtp_sock, rtcp_sock
+        self.local_host: str = rtp_sock.getsockname()[0]
+        self.local_port: int = rtp_sock.getsockname()[1]
+        self.on_prompt_done = _noop
+        self.on_dtmf = _noop
+        self.on_audio = None
+        self.on_timeout = _noop
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._closed = False
+        # sending
+        self.ssrc = random.getrandbits(32)
+        self._seq = random.getrandbits(16)
+        self._ts_base = random.getrandbits(32)
+        self._tick0: int | None = None
+        self._buf = bytearray(12 + FRAME_SAMPLES)
+        self._marker = True
+        self._pt: int | None = None
+        self._dtmf_pt: int | None = None
+        self.direction = "inactive"
+        self._frames_per_packet = 1
+        self._frame_count = 0
+        self._packet_ts = 0
+        self._queue: deque[_Item] = deque()
+        self._digits: deque[str] = deque()
+        self._event: list[tuple[int, RtpPacket]] = []
+        self._event_start = 0
+        self._dtmf_pause = 0
+        self._inband_frames: deque[bytes] = deque()
+        self._packets_sent = 0
+        self._octets_sent = 0
+        self._sent_since_report = False
+        # destination and latching
+        self.remote: tuple[str, int] | None = None  # where we send RTP now
+        self._sdp_remote: tuple[str, int] | None = None
+        self._rtcp_remote: tuple[str, int] | None = None
+        self._rtcp_latched = False
+        self._signalling_host: str | None = None
+        self._latch_open = False
+        self._latch_until = 0.0
+        self._latch_budget = 0
+        self.latched = False
+        # receiving
+        self._rx: SourceStats | None = None
+        self._rx_last_seq: int | None = None
+        self._dtmf_rx = DtmfReceiver()
+        self._inband: GoertzelDetector | None = None
+        self._oob_keys_seen = False
+        self._last_key: tuple[str, str, float] = ("", "", -1e9)  # digit, source, time
+        self._packets_received = 0
+        self._octets_received = 0
+        self._rejected = 0
+        self._invalid = 0
+        self._late = 0
+        self._lost_before: int = 0  # loss of earlier SSRCs of this call
+        self._last_rx = self.loop.time()
+        self._timeout_armed = False
+        self._timed_out = False
+        self.rtcp_interval = RTCP_INTERVAL
+        self._next_rtcp = self.loop.time() + RTCP_INTERVAL * random.uniform(0.5, 1.5)
+        self.cname = f"ivr-{self.ssrc:08x}@{self.local_host}"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        host: str,
+        port_range: tuple[int, int],
+        clock: MediaClock,
+        media_timeout: float = 30.0,
+    ) -> MediaSession:
+        """Bind an even RTP port (and RTCP on port + 1) in ``port_range`` on ``host``."""
+        loop = asyncio.get_running_loop()
+        pool = pool_for(port_range)
+        rtp_sock, rtcp_sock = pool.bind_pair(host)
+        session = cls(
+            clock=clock,
+            pool=pool,
+            rtp_sock=rtp_sock,
+            rtcp_sock=rtcp_sock,
+            media_timeout=media_timeout,
+        )
+        port = session.local_port
+        try:
+            rtp, _ = await loop.create_datagram_endpoint(
+                lambda: _Endpoint(session._on_rtp, lambda: pool.release(port)), sock=rtp_sock
+            )
+            rtcp, _ = await loop.create_datagram_endpoint(
+                lambda: _Endpoint(session._on_rtcp, _noop), sock=rtcp_sock
+            )
+        except BaseException:
+            rtp_sock.close()
+            rtcp_sock.close()
+            pool.release(port)
+            raise
+        session._rtp, session._rtcp = rtp, rtcp
+        clock.add(session)
+        return session
+
+    def close(self) -> None:
+        """Stop sending, say RTCP BYE, free the ports.  Idempotent."""
+        if self._closed:
+            return
+        self._send_rtcp(self.loop.time(), bye=True)
+        self._closed = True
+        self.clock.remove(self)
+        for item in self._queue:
+            self._release(item)
+        self._queue.clear()
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ negotiation
+
+    def configure(
+        self,
+        *,
+        remote: tuple[str, int] | None,
+        payload_type: int,
+        dtmf_pt: int | None,
+        direction: str,
+        ptime: int = 20,
+        signalling_host: str | None = None,
+        remote_rtcp: tuple[str, int] | None = None,
+    ) -> None:
+        """Apply a negotiated SDP (again on each re-INVITE).
+
+        ``direction`` is OUR direction.  ``remote`` None or 0.0.0.0 is the old
+        hold.  ``ptime`` multiples of 20 ms (up to 200) are honoured; any other
+        value sends 20 ms packets (``a=ptime`` is a preference, RFC 4566).
+        ``signalling_host`` is the IP the INVITE came from (for latching);
+        ``remote_rtcp`` is ``a=rtcp`` (RFC 3605), default remote port + 1.
+        """
+        if payload_type not in g711.CODEC_NAMES:
+            raise ValueError(f"payload type {payload_type} is not G.711 (0 PCMU or 8 PCMA)")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+        if remote is not None:
+            remote = (_ip_literal(remote[0]), int(remote[1]))
+            if ipaddress.ip_address(remote[0]).is_unspecified:
+                remote = None
+        if remote != self._sdp_remote:
+            self._sdp_remote = self.remote = remote
+            self._rtcp_remote = remote_rtcp or ((remote[0], remote[1] + 1) if remote else None)
+            self._rtcp_latched = remote_rtcp is not None
+            self.latched = False
+            self._latch_open = remote is not None
+            self._latch_until = self.loop.time() + LATCH_SECONDS
+            self._latch_budget = LATCH_PACKETS
+        if signalling_host is not None:
+            self._signalling_host = signalling_host
+        frames = ptime // 20 if ptime % 20 == 0 and 20 <= ptime <= 200 else 1
+        if frames != self._frames_per_packet or payload_type != self._pt:
+            self._frames_per_packet, self._frame_count = frames, 0
+            self._buf = bytearray(12 + FRAME_SAMPLES * frames)
+        self._pt = payload_type
+        self._dtmf_pt = dtmf_pt
+        armed = direction == "sendrecv"
+        if armed and not self._timeout_armed:
+            self._last_rx = self.loop.time()  # count from now, not from before the hold
+        self._timeout_armed = armed
+        if direction != self.direction:
+            self._marker = True
+        self.direction = direction
+
+    @property
+    def _can_send(self) -> bool:
+        return self.remote is not None and self.direction in ("sendrecv", "sendonly")
+
+    # ------------------------------------------------------------------ prompts
+
+    def play(self, source: Clip | SharedPlayer, *, prompt_id: int, barge_in: bool = True) -> None:
+        """Queue a Clip (played once) or a shared player (until stopped) after what is playing."""
+        if isinstance(source, Clip):
+            for pt in g711.CODEC_NAMES:  # encode now, not inside the clock tick
+                source.encoded(pt)
+            item = _Item(source, prompt_id, barge_in, Cursor(source))
+        elif callable(getattr(source, "frame", None)):
+            item = _Item(source, prompt_id, barge_in, None)
+            if callable(getattr(source, "advance", None)):
+                self.clock.add_shared(source)  # type: ignore[arg-type]
+        else:
+            raise TypeError(
+                f"cannot play {source!r}: expected a Clip or a shared player with .frame(pt)"
+            )
+        if self._closed:
+            return
+        self._queue.append(item)
+
+    def stop_prompts(self, *, only_barge_in: bool = True) -> None:
+        """Drop queued prompts (all, or those with ``barge_in``); the next frame sent reflects it."""
+        keep: deque[_Item] = deque()
+        for item in self._queue:
+            if only_barge_in and not item.barge_in:
+                keep.append(item)
+            else:
+                self._release(item)
+        self._queue = keep
+
+    @property
+    def playing(self) -> int | None:
+        """The prompt_id playing now, if any."""
+        return self._queue[0].prompt_id if self._queue else None
+
+    def _release(self, item: _Item) -> None:
+        if item.cursor is None and callable(getattr(item.source, "advance", None)):
+            self.clock.remove_shared(item.source)
+
+    def _next_frame(self, pt: int) -> bytes | None:
+        if self._inband_frames:
+            return self._inband_frames.popleft()
+        queue = self._queue
+        while queue:
+            item = queue[0]
+            cursor = item.cursor
+            if cursor is None:
+                frame: bytes = item.source.frame(pt)
+                return frame
+            frame_or_none = cursor.next_frame(pt)
+            if frame_or_none is None or cursor.position >= cursor.clip.frames:
+                queue.popleft()
+                self.loop.call_soon(self._prompt_done, item.prompt_id)
+            if frame_or_none is not None:
+                return frame_or_none
+        return None
+
+    def _prompt_done(self, prompt_id: int) -> None:
+        if not self._closed:
+            self.on_prompt_done(prompt_id)
+
+    # ------------------------------------------------------------------ DTMF out
+
+    def send_dtmf(self, digit: str) -> None:
+        """Send a key: RFC 4733 events when negotiated, else an in-band tone."""
+        event_code(digit)  # raises DtmfError for a non-key, before anything is queued
+        self._digits.append(digit.upper())
+
+    def _start_event(self, pt: int, ts: int) -> None:
+        digit = self._digits.popleft()
+        if self._dtmf_pt is None:
+            pcm = np.concatenate(
+                [dtmf_tone(digit, INBAND_KEY_MS), np.zeros(8 * 60, dtype=np.int16)]
+            )
+            encoded = g711.encode(pcm, pt)
+            frames = [encoded[i : i + FRAME_SAMPLES] for i in range(0, len(encoded), FRAME_SAMPLES)]
+            self._inband_frames.extend(f for f in frames if len(f) == FRAME_SAMPLES)
+            return
+        self._event = DtmfSender().packets(
+            digit, ssrc=self.ssrc, seq=self._seq, timestamp=ts, pt=self._dtmf_pt
+        )
+        self._event_start = 0
+
+    def _send_event_packet(self) -> None:
+        offset, packet = self._event[self._event_start]
+        self._event_start += 1
+        if self._event_start >= len(self._event):
+            self._event = []
+            self._dtmf_pause = DTMF_GAP_TICKS
+        data = bytes(packet)
+        self._seq = (packet.sequence + 1) & 0xFFFF
+        self._transmit(data)
+        self._marker = False
+
+    # ------------------------------------------------------------------ the tick
+
+    def on_tick(self, tick_no: int, now: float) -> None:
+        if self._timeout_armed and now - self._last_rx > self.media_timeout:
+            self._fire_timeout()
+        if now >= self._next_rtcp:
+            self._send_rtcp(now)
+        pt = self._pt
+        if pt is None:
+            return
+        if self._tick0 is None:
+            self._tick0 = tick_no
+        ts = (self._ts_base + (tick_no - self._tick0) * FRAME_SAMPLES) & 0xFFFFFFFF
+        can_send = self.remote is not None and self.direction in ("sendrecv", "sendonly")
+        if can_send and (
+            self._event or (self._digits and not self._dtmf_pause and not self._inband_frames)
+        ):
+            if not self._event:
+                self._start_event(pt, ts)
+            if self._event:
+                self._frame_count = 0
+                self._send_event_packet()
+                return
+        if self._dtmf_pause:
+            self._dtmf_pause -= 1
+        frame = self._next_frame(pt)
+        if not can_send:
+            self._marker = True
+            self._frame_count = 0
+            return
+        self._send_frame(pt, ts, frame)
+
+    def _send_frame(self, pt: int, ts: int, frame: bytes | None) -> None:
+        buf = self._buf
+        n = self._frames_per_packet
+        k = self._frame_count
+        start = 12 + k * FRAME_SAMPLES
+        if frame is None or len(frame) != FRAME_SAMPLES:
+            buf[start : start + FRAME_SAMPLES] = _SILENCE[pt]
+        else:
+            buf[start : start + FRAME_SAMPLES] = frame
+        if k == 0:
+            self._packet_ts = ts
+        if k + 1 < n:
+            self._frame_count = k + 1
+            return
+        self._frame_count = 0
+        RTP_HEADER.pack_into(
+            buf, 0, 0x80, pt | 0x80 if self._marker else pt, self._seq, self._packet_ts, self.ssrc
+        )
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._marker = False
+        self._transmit(buf)
+
+    def _transmit(self, data: bytes | bytearray) -> None:
+        transport = self._rtp
+        if transport is None or self.remote is None:
+            return
+        transport.sendto(data, self.remote)
+        self._packets_sent += 1
+        self._octets_sent += len(data) - 12
+        self._sent_since_report = True
+
+    def _fire_timeout(self) -> None:
+        self._timeout_armed = False
+        self._timed_out = True
+        self.loop.call_soon(self._timeout_callback)
+
+    def _timeout_callback(self) -> None:
+        if not self._closed:
+            self.on_timeout()
+
+    # ------------------------------------------------------------------ receiving RTP
+
+    def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+            self._invalid += 1
+            return
+        if 192 <= data[1] <= 223:  # RTCP multiplexed on the RTP port (RFC 5761)
+            self._on_rtcp(data, addr)
+            return
+        now = self.loop.time()
+        remote = self.remote
+        if (remote is None or addr[1] != remote[1] or addr[0] != remote[0]) and not self._try_latch(
+            addr, now
+        ):
+            self._rejected += 1
+            return
+        if self._latch_open:
+            self._latch_budget -= 1
+            if self._latch_budget <= 0 or now > self._latch_until:
+                self._latch_open = False
+        self._last_rx = now
+        self._packets_received += 1
+        _, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
+        pt = b1 & 0x7F
+        stats = self._rx
+        if stats is None or stats.ssrc != ssrc:
+            if stats is not None:
+                self._lost_before += max(stats.lost, 0)
+            stats = self._rx = SourceStats(ssrc)
+            self._rx_last_seq = None
+        stats.update(seq, ts, now * 8000)
+        if pt == self._dtmf_pt:
+            self._on_event_packet(data)
+            return
+        if pt != g711.PCMU and pt != g711.PCMA:
+            return  # comfort noise, sipp's filler, anything we did not offer
+        self._on_audio_packet(data, pt, seq)
+
+    def _on_event_packet(self, data: bytes) -> None:
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            self._invalid += 1
+            return
+        assert self._dtmf_pt is not None
+        digit = self._dtmf_rx.feed(packet, self._dtmf_pt)
+        if digit is not None:
+            self._key(digit, "rfc4733")
+
+    def _on_audio_packet(self, data: bytes, pt: int, seq: int) -> None:
+        last = self._rx_last_seq
+        if last is not None and (seq - last) & 0xFFFF >= 0x8000:
+            self._late += 1  # older than what we already delivered: too late to play or record
+            return
+        self._rx_last_seq = seq
+        if self.direction not in ("sendrecv", "recvonly") or (
+            self.on_audio is None and self._inband is None
+        ):
+            return
+        if data[0] & 0x3F == 0:  # no padding, extension or CSRCs: the common case
+            payload = data[12:]
+        else:
+            try:
+                payload = RtpPacket.parse(data).payload
+            except RtpError:
+                self._invalid += 1
+                return
+        self._octets_received += len(payload)
+        pcm = g711.decode(payload, pt)
+        if self._inband is not None:
+            for key in self._inband.feed(pcm):
+                self._key(key, "inband")
+        if self.on_audio is not None:
+            self.on_audio(pcm)
+
+    def _try_latch(self, addr: tuple[str, int], now: float) -> bool:
+        """Move the remote to ``addr`` once, early, and only if plausible (see the module docstring)."""
+        if not self._latch_open:
+            return False
+        if now > self._latch_until:
+            self._latch_open = False
+            return False
+        ip = addr[0]
+        sdp_ip = self._sdp_remote[0] if self._sdp_remote else None
+        if ip != sdp_ip and ip != self._signalling_host:
+            return False
+        log.info(
+            "RTP on port %d latched to %s:%d (SDP said %s)",
+            self.local_port,
+            ip,
+            addr[1],
+            self._sdp_remote,
+        )
+        self.remote = (ip, addr[1])
+        if not self._rtcp_latched:
+            self._rtcp_remote = (ip, addr[1] + 1)
+        self.latched = True
+        self._latch_open = False
+        return True
+
+    # ------------------------------------------------------------------ DTMF in
+
+    def enable_inband_dtmf(self, on: bool) -> None:
+        self._inband = GoertzelDetector() if on else None
+
+    def receive_dtmf_info(self, content_type: str, body: bytes) -> str | None:
+        """A SIP INFO body from the runner: the key (also sent to ``on_dtmf``) or None if it has none."""
+        parsed = _parse_dtmf_info(content_type, body)
+        if parsed is None:
+            return None
+        self._key(parsed[0], "info")
+        return parsed[0]
+
+    def _key(self, digit: str, source: str) -> None:
+        now = self.loop.time()
+        if source == "inband" and self._oob_keys_seen:
+            return  # the peer signals keys out of band; these tones are the same presses
+        last_digit, last_source, last_time = self._last_key
+        if source != "inband":
+            self._oob_keys_seen = True
+        if digit == last_digit and source != last_source and now - last_time < DUPLICATE_KEY_WINDOW:
+            return  # the same press seen twice (RFC 4733 and INFO, or a tone before its event)
+        self._last_key = (digit, source, now)
+        self.stop_prompts(only_barge_in=True)
+        self.on_dtmf(digit)
+
+    # ------------------------------------------------------------------ RTCP
+
+    def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.remote is None or addr[0] != self.remote[0]:
+            self._rejected += 1
+            return
+        try:
+            packets = parse_rtcp(data)
+        except RtpError:
+            self._invalid += 1
+            return
+        now = self.loop.time()
+        self._last_rx = now
+        if not self._rtcp_latched:
+            self._rtcp_remote = (
+                addr[0],
+                addr[1],
+            )  # symmetric RTCP: answer where it comes from, once
+        self._rtcp_latched = True
+        for packet in packets:
+            if (
+                isinstance(packet, SenderReport)
+                and self._rx is not None
+                and packet.ssrc == self._rx.ssrc
+            ):
+                self._rx.on_sender_report(packet, now)
+
+    def _send_rtcp(self, now: float, *, bye: bool = False) -> None:
+        self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
+        transport, dest = self._rtcp, self._rtcp_remote
+        if transport is None or dest is None or self._closed:
+            return
+        blocks = (self._rx.report_block(now),) if self._rx is not None and self._rx.received else ()
+        report: RtcpPacket
+        if self._sent_since_report:
+            tick = self.clock.current_tick - (self._tick0 or 0)
+            rtp_ts = (self._ts_base + tick * FRAME_SAMPLES) & 0xFFFFFFFF
+            report = SenderReport(
+                self.ssrc,
+                ntp_timestamp(time.time()),
+                rtp_ts,
+                self._packets_sent,
+                self._octets_sent,
+                blocks,
+            )
+        else:
+            report = ReceiverReport(self.ssrc, blocks)
+        self._sent_since_report = False
+        packets: list[RtcpPacket] = [report, SourceDescription.cname_of(self.ssrc, self.cname)]
+        if bye:
+            packets.append(Bye((self.ssrc,)))
+        try:
+            transport.sendto(rtcp_bytes(packets), dest)
+        except OSError as exc:  # pragma: no cover - unreachable peers surface in error_received
+            log.debug("RTCP send failed: %s", exc)
+
+    # ------------------------------------------------------------------ stats
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        rx = self._rx
+        return {
+            "local_port": self.local_port,
+            "remote": self.remote,
+            "latched": self.latched,
+            "packets_sent": self._packets_sent,
+            "octets_sent": self._octets_sent,
+            "packets_received": self._packets_received,
+            "octets_received": self._octets_received,
+            "lost": self._lost_before + (max(rx.lost, 0) if rx else 0),
+            "jitter_ms": rx.jitter_ms if rx else 0.0,
+            "late": self._late,
+            "rejected": self._rejected,
+            "invalid": self._invalid,
+            "timed_out": self._timed_out,
+        }
+
+
+_SILENCE = {pt: bytes([code]) * FRAME_SAMPLES for pt, code in g711.SILENCE.items()}
+
+
+def _ip_literal(host: str) -> str:
+    """The address as the socket layer reports sources (so they compare equal), or ValueError."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        raise ValueError(
+            f"remote media host {host!r} is not an IP address (resolve it first)"
+        ) from None
