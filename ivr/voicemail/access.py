@@ -1,0 +1,385 @@
+"""The mailbox owner's menu: log in with mailbox number and PIN, listen, save, delete, greetings.
+
+States (see :mod:`ivr.voicemail.dialogue` for the table mechanics)::
+
+    box -> pin -> (wrong: box or pin again; third failure: locked -> HangupCall)
+    main:     1 messages, 0 options, * exit
+    message:  1 repeat, 2 save, 3 delete, 4 previous, 6 next, * main menu
+    options:  1 unavailable, 2 busy, 3 temporary greeting, 4 name, 5 remove temporary, * main menu
+    greeting_beep -> greeting_recording -> greeting_review: 1 keep, 2 listen, 3 again, * discard
+
+Digits are collected until ``#`` or an inter-digit pause; a menu re-prompts
+after a silence and says goodbye after three.  Each failed login is logged
+(mailbox and caller); the third ends the call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ivr.config import Mailbox
+from ivr.dsl.events import Action, HangupCall, RecordingDone, StartRecording, StopRecording
+from ivr.voicemail.dialogue import FIRST_PROMPT_ID, Dialogue, log, plural, spoken_number
+from ivr.voicemail.pins import verify_pin
+from ivr.voicemail.store import Message, VoicemailStore
+
+MAX_LOGIN_FAILURES = 3
+MENU_TIMEOUT = 8.0
+FIRST_DIGIT_TIMEOUT = 8.0
+INTER_DIGIT_TIMEOUT = 4.0
+MAX_SILENT_TRIES = 3
+GREETING_MAX_LENGTH = 60.0
+
+GREETING_KEYS = {"1": "unavailable", "2": "busy", "3": "temporary", "4": "name"}
+GREETING_LABELS = {
+    "unavailable": "unavailable greeting",
+    "busy": "busy greeting",
+    "temporary": "temporary greeting",
+    "name": "name",
+}
+MAIN_MENU = (
+    "To listen to your messages, press 1. For mailbox options, press 0. To exit, press star."
+)
+MESSAGE_MENU = (
+    "To repeat this message, press 1. To save it, press 2. To delete it, press 3. "
+    "For the previous message, press 4. For the next message, press 6. For the main menu, press star."
+)
+OPTIONS_MENU = (
+    "To record your unavailable greeting, press 1. Your busy greeting, press 2. "
+    "A temporary greeting, press 3. Your name, press 4. To remove your temporary greeting, press 5. "
+    "For the main menu, press star."
+)
+GREETING_REVIEW = "To keep it, press 1. To listen to it, press 2. To record it again, press 3. To discard it, press star."
+
+Step = Callable[[float], list[Action]]
+
+
+class MailboxAccess(Dialogue):
+    """The flow's ``voicemail access [BOX]``; finishes with ``ActionDone("voicemail_access", "done" | "locked")``."""
+
+    action = "voicemail_access"
+
+    def __init__(
+        self,
+        *,
+        mailboxes: Sequence[Mailbox],
+        store: VoicemailStore,
+        mailbox: str | None,
+        caller: str,
+        timezone: str = "UTC",
+        first_prompt_id: int = FIRST_PROMPT_ID,
+        voice: str = "",
+        language: str = "",
+    ) -> None:
+        super().__init__(first_prompt_id=first_prompt_id, voice=voice, language=language)
+        self.mailboxes = {m.number: m for m in mailboxes}
+        self.store = store
+        self.fixed_box = mailbox or None
+        self.caller = caller
+        self.tz = ZoneInfo(timezone)
+        self.box: Mailbox | None = None  # set once logged in
+        self.failures = 0
+        self._entered_box = ""
+        self._digits = ""
+        self._silent = 0
+        self._queue: list[int] = []
+        self._index = 0
+        self._greeting_kind = ""
+        self._greeting_tmp: Path | None = None
+
+    # ------------------------------------------------------------------ login
+
+    def start(self, now: float) -> list[Action]:
+        return self._ask_login(now)
+
+    def _ask_login(self, now: float) -> list[Action]:
+        if self.fixed_box is None:
+            return self._collect(
+                "box", [self.say("Please enter your mailbox number, then press hash.")]
+            )
+        self._entered_box = self.fixed_box
+        return self._collect("pin", [self.say("Please enter your PIN, then press hash.")])
+
+    def _collect(self, state: str, prompts: list[Action]) -> list[Action]:
+        self._digits = ""
+        return self.enter(state, prompts)
+
+    def _done_box(self, now: float) -> list[Action]:
+        self.next_timer = now + FIRST_DIGIT_TIMEOUT
+        return []
+
+    _done_pin = _done_box
+
+    def _key_box(self, digit: str, now: float) -> list[Action]:
+        return self._collect_key(digit, now, self._got_box)
+
+    def _key_pin(self, digit: str, now: float) -> list[Action]:
+        return self._collect_key(digit, now, self._got_pin)
+
+    def _collect_key(self, digit: str, now: float, submit: Step) -> list[Action]:
+        if digit == "#":
+            return submit(now)
+        if digit == "*":
+            self._digits = ""
+        elif digit.isdigit() and len(self._digits) < 20:
+            self._digits += digit
+        self.next_timer = now + INTER_DIGIT_TIMEOUT
+        return []
+
+    def _timeout_box(self, now: float) -> list[Action]:
+        return self._got_box(now) if self._digits else self._silence(now, self._ask_login)
+
+    def _timeout_pin(self, now: float) -> list[Action]:
+        return self._got_pin(now) if self._digits else self._silence(now, self._ask_login)
+
+    def _got_box(self, now: float) -> list[Action]:
+        self._entered_box = self._digits
+        self._silent = 0
+        return self._collect("pin", [self.say("Please enter your PIN, then press hash.")])
+
+    def _got_pin(self, now: float) -> list[Action]:
+        self._silent = 0
+        box = self.mailboxes.get(self._entered_box)
+        if box is not None and box.pin_hash and verify_pin(self._digits, box.pin_hash):
+            self.box = box
+            log.info("voicemail: %s logged in to mailbox %s", self.caller, box.number)
+            return self._welcome()
+        self.failures += 1
+        log.warning(
+            "voicemail: failed login to mailbox %s from %s (%d of %d)%s",
+            self._entered_box or "?",
+            self.caller,
+            self.failures,
+            MAX_LOGIN_FAILURES,
+            "" if box is None else ("" if box.pin_hash else ": mailbox has no PIN set"),
+        )
+        if self.failures >= MAX_LOGIN_FAILURES:
+            log.error(
+                "voicemail: mailbox %s locked out for %s after %d failed logins",
+                self._entered_box or "?",
+                self.caller,
+                self.failures,
+            )
+            return self.enter(
+                "locked", [self.say("Too many failed attempts. Goodbye.")], barge_in=False
+            )
+        # The re-prompt queued after this one is what the next state waits for.
+        wrong = self.say("That mailbox number or PIN is not correct.")
+        return [wrong, *self._ask_login(now)]
+
+    def _done_locked(self, now: float) -> list[Action]:
+        self.finish("locked")
+        return [HangupCall("voicemail_locked")]
+
+    # ------------------------------------------------------------------ main menu
+
+    def _welcome(self) -> list[Action]:
+        assert self.box is not None
+        new, saved = self.store.counts(self.box.number)
+        summary = f"You have {plural(new, 'new message')} and {plural(saved, 'saved message')}."
+        return self._main_menu([self.say(summary)])
+
+    def _main_menu(self, before: list[Action] | None = None) -> list[Action]:
+        return self.enter("main", [*(before or []), self.say(MAIN_MENU)])
+
+    def _done_main(self, now: float) -> list[Action]:
+        self.next_timer = now + MENU_TIMEOUT
+        return []
+
+    _done_message = _done_options = _done_greeting_review = _done_main
+
+    def _timeout_main(self, now: float) -> list[Action]:
+        return self._silence(now, lambda now: self._main_menu())
+
+    def _key_main(self, digit: str, now: float) -> list[Action]:
+        self._silent = 0
+        if digit == "1":
+            return self._start_listening()
+        if digit == "0":
+            return self._options_menu()
+        if digit in "*#":
+            return self._goodbye()
+        return self._main_menu([self.say("Sorry, that is not an option.")])
+
+    def _silence(self, now: float, again: Step) -> list[Action]:
+        self._silent += 1
+        if self._silent >= MAX_SILENT_TRIES:
+            return self._goodbye()
+        return again(now)
+
+    def _goodbye(self) -> list[Action]:
+        return self.enter("goodbye", [self.say("Goodbye.")], barge_in=False)
+
+    def _done_goodbye(self, now: float) -> list[Action]:
+        return self.finish("done")
+
+    # ------------------------------------------------------------------ messages
+
+    def _start_listening(self) -> list[Action]:
+        assert self.box is not None
+        self._queue = [m.id for m in self.store.list(self.box.number)]
+        self._index = 0
+        if not self._queue:
+            return self._main_menu([self.say("You have no messages.")])
+        return self._play_current()
+
+    def _current(self) -> Message | None:
+        if 0 <= self._index < len(self._queue):
+            return self.store.get(self._queue[self._index])
+        return None
+
+    def _play_current(self, before: list[Action] | None = None) -> list[Action]:
+        msg = self._current()
+        while msg is None and self._index < len(self._queue):
+            self._index += 1  # deleted meanwhile (another call, the CLI): skip it
+            msg = self._current()
+        if msg is None:
+            return self._main_menu([*(before or []), self.say("No more messages.")])
+        kind = "New message" if msg.status == "new" else "Saved message"
+        header = f"{kind} {self._index + 1} of {len(self._queue)}. {self._when(msg.received_at)}, from {spoken_number(msg.caller)}."
+        prompts = [
+            *(before or []),
+            self.say(header),
+            self.play(self.store.data_ref(msg.path)),
+            self.say(MESSAGE_MENU),
+        ]
+        return self.enter("message", prompts)
+
+    def _when(self, ts: float) -> str:
+        t = datetime.fromtimestamp(ts, self.tz)
+        hour = t.strftime("%I").lstrip("0")
+        return f"Received {t.strftime('%A, %B')} {t.day}, at {hour}:{t.strftime('%M %p')}"
+
+    def _key_message(self, digit: str, now: float) -> list[Action]:
+        self._silent = 0
+        msg = self._current()
+        if digit == "1":
+            return self._play_current()
+        if digit == "2" and msg is not None:
+            self.store.mark_saved(msg.id)
+            self._index += 1
+            return self._play_current([self.say("Message saved.")])
+        if digit == "3" and msg is not None:
+            self.store.delete(msg.id)
+            self._queue.pop(self._index)
+            return self._play_current([self.say("Message deleted.")])
+        if digit == "4":
+            self._index = max(0, self._index - 1)
+            return self._play_current()
+        if digit in "6#":
+            self._index += 1
+            return self._play_current()
+        if digit == "*":
+            return self._welcome()
+        return self.enter(
+            "message", [self.say("Sorry, that is not an option."), self.say(MESSAGE_MENU)]
+        )
+
+    def _timeout_message(self, now: float) -> list[Action]:
+        return self._silence(now, lambda now: self.enter("message", [self.say(MESSAGE_MENU)]))
+
+    # ------------------------------------------------------------------ options and greetings
+
+    def _options_menu(self, before: list[Action] | None = None) -> list[Action]:
+        return self.enter("options", [*(before or []), self.say(OPTIONS_MENU)])
+
+    def _timeout_options(self, now: float) -> list[Action]:
+        return self._silence(now, lambda now: self._options_menu())
+
+    def _key_options(self, digit: str, now: float) -> list[Action]:
+        assert self.box is not None
+        self._silent = 0
+        if digit in GREETING_KEYS:
+            self._greeting_kind = GREETING_KEYS[digit]
+            label = GREETING_LABELS[self._greeting_kind]
+            return self.enter(
+                "greeting_intro",
+                [self.say(f"Record your {label} after the tone. Press hash when you are done.")],
+            )
+        if digit == "5":
+            path = self.store.greeting_path(self.box.number, "temporary")
+            text = (
+                "Your temporary greeting has been removed."
+                if path.exists()
+                else "You have no temporary greeting."
+            )
+            path.unlink(missing_ok=True)
+            return self._options_menu([self.say(text)])
+        if digit in "*#":
+            return self._main_menu()
+        return self._options_menu([self.say("Sorry, that is not an option.")])
+
+    def _done_greeting_intro(self, now: float) -> list[Action]:
+        return self.enter("greeting_beep", [self.beep()], barge_in=False)
+
+    def _key_greeting_intro(self, digit: str, now: float) -> list[Action]:
+        return self._done_greeting_intro(now)
+
+    def _done_greeting_beep(self, now: float) -> list[Action]:
+        assert self.box is not None
+        final = self.store.greeting_path(self.box.number, self._greeting_kind)
+        self._greeting_tmp = final.with_name(f".{final.stem}-new.wav")
+        self.state = "greeting_recording"
+        return [
+            StartRecording(
+                path=str(self._greeting_tmp),
+                max_length=GREETING_MAX_LENGTH,
+                silence=3.0,
+                min_length=0.5,
+            )
+        ]
+
+    def _recorded_greeting_recording(self, event: RecordingDone, now: float) -> list[Action]:
+        if event.duration <= 0:
+            return self._options_menu([self.say("I did not hear anything.")])
+        return self.enter("greeting_review", [self.say(GREETING_REVIEW)])
+
+    def _key_greeting_review(self, digit: str, now: float) -> list[Action]:
+        assert self.box is not None and self._greeting_tmp is not None
+        self._silent = 0
+        if digit == "1":
+            os.replace(
+                self._greeting_tmp, self.store.greeting_path(self.box.number, self._greeting_kind)
+            )
+            log.info(
+                "voicemail: mailbox %s recorded its %s greeting",
+                self.box.number,
+                self._greeting_kind,
+            )
+            return self._options_menu([self.say("Your greeting has been saved.")])
+        if digit == "2":
+            return self.enter(
+                "greeting_listen", [self.play(self.store.data_ref(self._greeting_tmp))]
+            )
+        if digit == "3":
+            return self._done_greeting_intro(now)
+        if digit == "*":
+            self._greeting_tmp.unlink(missing_ok=True)
+            return self._options_menu([self.say("Discarded.")])
+        return self.enter(
+            "greeting_review",
+            [self.say("Sorry, that is not an option."), self.say(GREETING_REVIEW)],
+        )
+
+    def _timeout_greeting_review(self, now: float) -> list[Action]:
+        return self._silence(
+            now, lambda now: self.enter("greeting_review", [self.say(GREETING_REVIEW)])
+        )
+
+    def _done_greeting_listen(self, now: float) -> list[Action]:
+        return self.enter("greeting_review", [self.say(GREETING_REVIEW)])
+
+    _key_greeting_listen = _key_greeting_review
+
+    # ------------------------------------------------------------------ hang-up
+
+    def on_hangup(self, now: float) -> list[Action]:
+        recording = self.state == "greeting_recording"
+        if self._greeting_tmp is not None and self.state.startswith("greeting"):
+            self._greeting_tmp.unlink(missing_ok=True)  # an unconfirmed greeting is not kept
+        self.finish("locked" if self.state == "locked" else "done")
+        return [StopRecording()] if recording else []
