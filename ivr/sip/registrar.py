@@ -1,0 +1,625 @@
+"""The registrar: REGISTER processing (RFC 3261 section 10.3) and the bindings it keeps.
+
+:class:`Registrar` decides the answer to each REGISTER (401 challenge, 403,
+404, 420, 423, 400, 500, 200 with the current bindings) from plain values:
+the Request-URI, the header (name, value) pairs, the source address and
+``now``.  Bindings live in :class:`RegistrationStore` (SQLite, a file in the
+data folder or ``":memory:"`` in tests) so phones stay reachable across a
+restart.  :meth:`Registrar.contacts` is what call transfer uses to find the
+devices of an extension: registered ones plus the static contacts from
+``ivr.toml``.
+
+The user agent answers with ``ua.respond(handle, reply.status, now,
+headers=reply.headers)``; a reply with ``drop`` set is not answered at all
+(a throttled scanner gets silence).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import Protocol
+
+from ivr.config import Config, Extension
+from ivr.sip.auth import DigestChallenger, DigestError, parse_digest
+from ivr.sip.message import NameAddr, SipUri
+from ivr.sip.throttle import AuthThrottle
+
+__all__ = [
+    "Binding",
+    "RegisterReply",
+    "Registrar",
+    "RegistrationStore",
+    "users_from_config",
+]
+
+log = logging.getLogger("ivr.sip.registrar")
+auth_log = logging.getLogger("ivr.sip.auth")
+
+HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
+_COMPACT = {"m": "contact", "i": "call-id", "t": "to", "f": "from", "k": "supported"}
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One contact of an address-of-record (RFC 3261 section 10.3 step 7).
+
+    ``aor`` is the extension number; ``source`` the address the REGISTER
+    came from (where to send requests when the phone is behind NAT);
+    ``expires_at`` absolute epoch seconds, ``math.inf`` for static contacts.
+    """
+
+    aor: str
+    uri: str
+    source: tuple[str, int] | None
+    transport: str
+    expires_at: float
+    call_id: str = ""
+    cseq: int = 0
+    q: float | None = None
+    params: str = ""  # other contact parameters as received, e.g. ;+sip.instance="<urn:...>"
+    user_agent: str = ""
+
+    @property
+    def static(self) -> bool:
+        return math.isinf(self.expires_at)
+
+    @property
+    def key(self) -> str:
+        return _uri_key(self.uri)
+
+    def expires_in(self, now: float) -> int | None:
+        """Seconds left (rounded up), ``None`` for a static contact that never expires."""
+        if self.static:
+            return None
+        return max(0, math.ceil(self.expires_at - now - 1e-9))
+
+    def contact_value(self, now: float) -> str:
+        """The Contact header value listing this binding in a 200 (RFC 3261 section 10.3 step 8)."""
+        q = f";q={_format_q(self.q)}" if self.q is not None else ""
+        return f"<{self.uri}>;expires={self.expires_in(now) or 0}{q}{self.params}"
+
+
+@dataclass(frozen=True)
+class RegisterReply:
+    """What to answer a REGISTER: a status and extra headers (Contact, WWW-Authenticate ...).
+
+    ``status`` 0 means drop the request without answering (``drop``).
+    """
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    DROP = 0
+
+    @property
+    def drop(self) -> bool:
+        return self.status == self.DROP
+
+
+class _Refusal(Exception):
+    """Internal: stop processing and answer ``reply``."""
+
+    def __init__(
+        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        super().__init__(f"{status} {reason}")
+        self.reply = RegisterReply(status, reason, headers or [])
+
+
+class RequestLike(Protocol):
+    """The parts of ``ivr.sip.message.Request`` the adapter reads."""
+
+    method: str
+    uri: str
+
+    @property
+    def headers(self) -> Iterable[tuple[str, str]]: ...
+
+
+# --------------------------------------------------------------------------- store
+
+
+class RegistrationStore:
+    """Bindings in SQLite: one row per (address-of-record, contact URI)."""
+
+    SCHEMA_VERSION = 1
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        if self.path != ":memory:":
+            # WAL + NORMAL: a commit per REGISTER without an fsync per commit.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            """CREATE TABLE IF NOT EXISTS bindings (
+                aor TEXT NOT NULL, uri_key TEXT NOT NULL, uri TEXT NOT NULL,
+                source_host TEXT, source_port INTEGER, transport TEXT NOT NULL,
+                expires_at REAL NOT NULL, call_id TEXT NOT NULL, cseq INTEGER NOT NULL,
+                q REAL, params TEXT NOT NULL, user_agent TEXT NOT NULL,
+                PRIMARY KEY (aor, uri_key))"""
+        )
+        self._db.execute(f"PRAGMA user_version={self.SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RegistrationStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def bindings(self, aor: str, now: float | None = None) -> list[Binding]:
+        """The bindings of ``aor`` (only unexpired ones when ``now`` is given), oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY rowid",
+            (aor, -math.inf if now is None else now),
+        )
+        return [_row_binding(r) for r in rows]
+
+    def all_bindings(self, now: float | None = None) -> list[Binding]:
+        rows = self._db.execute(
+            "SELECT * FROM bindings WHERE expires_at > ? ORDER BY aor, rowid",
+            (-math.inf if now is None else now,),
+        )
+        return [_row_binding(r) for r in rows]
+
+    def apply(self, aor: str, upserts: Iterable[Binding], removals: Iterable[str]) -> None:
+        """Write one REGISTER's changes atomically; ``removals`` are contact URIs."""
+        with self._transaction():
+            for uri in removals:
+                self._db.execute(
+                    "DELETE FROM bindings WHERE aor = ? AND uri_key = ?", (aor, _uri_key(uri))
+                )
+            for b in upserts:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO bindings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        aor, b.key, b.uri,
+                        b.source[0] if b.source else None, b.source[1] if b.source else None,
+                        b.transport, b.expires_at, b.call_id, b.cseq, b.q, b.params, b.user_agent,
+                    ),
+                )  # fmt: skip
+
+    def purge_expired(self, now: float) -> int:
+        """Delete bindings that expired; returns how many."""
+        with self._transaction():
+            cur = self._db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,))
+        return cur.rowcount
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _row_binding(row: tuple) -> Binding:  # type: ignore[type-arg]
+    aor, _, uri, host, port, transport, expires_at, call_id, cseq, q, params, ua = row
+    source = (host, int(port)) if host is not None else None
+    return Binding(aor, uri, source, transport, expires_at, call_id, cseq, q, params, ua)
+
+
+# --------------------------------------------------------------------------- registrar
+
+
+def users_from_config(config: Config) -> dict[str, Extension]:
+    """Auth username -> extension, for every extension that has a SIP password."""
+    return {(e.username or e.number): e for e in config.extensions if e.password}
+
+
+class Registrar:
+    """A registrar for the extensions of ``ivr.toml`` (RFC 3261 section 10.3).
+
+    Every REGISTER must carry Digest credentials of the extension whose
+    address-of-record it changes.  Wrong passwords count towards the source's
+    throttle; a throttled source is dropped (``throttle_action="drop"``) or
+    answered 403.
+    """
+
+    def __init__(
+        self,
+        store: RegistrationStore,
+        challenger: DigestChallenger,
+        users: Mapping[str, Extension],
+        *,
+        throttle: AuthThrottle | None = None,
+        throttle_action: str = "drop",
+        min_expires: int = 60,
+        max_expires: int = 3600,
+        default_expires: int = 3600,
+        max_contacts: int = 10,
+        domains: Collection[str] | None = None,
+    ) -> None:
+        if throttle_action not in ("drop", "403"):
+            raise ValueError("throttle_action must be 'drop' or '403'")
+        self.store = store
+        self.challenger = challenger
+        self.users = dict(users)
+        self.throttle = throttle
+        self.throttle_action = throttle_action
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.default_expires = default_expires
+        self.max_contacts = max_contacts
+        self.domains = {d.lower() for d in domains} if domains is not None else None
+        self._by_alias: dict[str, Extension] = {}
+        for ext in users.values():
+            self._by_alias[ext.number] = ext
+            if ext.username:
+                self._by_alias.setdefault(ext.username, ext)
+
+    # -- queries
+
+    def contacts(
+        self, extension_number: str, now: float, *, extension: Extension | None = None
+    ) -> list[Binding]:
+        """Where to reach an extension: live registrations (highest q, newest first), then static contacts.
+
+        ``extension`` supplies the static contacts of an extension that has no
+        password (and so is not among ``users``).
+        """
+        live = self._ordered(extension_number, now)
+        ext = extension or self._by_alias.get(extension_number)
+        static = [_static_binding(extension_number, uri) for uri in (ext.contacts if ext else ())]
+        return live + static
+
+    def _ordered(self, aor: str, now: float) -> list[Binding]:
+        # The store returns oldest first (rowid); a refresh moves a binding to the end.
+        live = self.store.bindings(aor, now)[::-1]
+        live.sort(key=lambda b: -(b.q if b.q is not None else 1.0))  # stable: newest first per q
+        return live
+
+    def purge(self, now: float) -> int:
+        return self.store.purge_expired(now)
+
+    # -- REGISTER
+
+    def handle_request(
+        self, request: RequestLike, source: tuple[str, int], now: float, transport: str = "udp"
+    ) -> RegisterReply:
+        """Adapter for a parsed ``ivr.sip.message.Request``."""
+        return self.handle_register(
+            request.uri,
+            list(request.headers),
+            source,
+            now,
+            transport=transport,
+            method=request.method,
+        )
+
+    def handle_register(
+        self,
+        request_uri: str,
+        headers: HeaderItems,
+        source: tuple[str, int],
+        now: float,
+        *,
+        transport: str = "udp",
+        method: str = "REGISTER",
+    ) -> RegisterReply:
+        """Process one REGISTER (retransmissions are absorbed by the transaction layer before this)."""
+        if method.upper() != "REGISTER":
+            return RegisterReply(405, "Method Not Allowed", [("Allow", "REGISTER")])
+        ip = source[0]
+        if self.throttle is not None and self.throttle.blocked(ip, now):
+            if self.throttle_action == "drop":
+                return RegisterReply(RegisterReply.DROP, "throttled: too many failed logins")
+            return RegisterReply(403, "Forbidden (too many failed logins)")
+        h = _Headers(headers)
+        try:
+            return self._register(request_uri, h, source, now, transport)
+        except _Refusal as refusal:
+            if refusal.reply.status not in (401,):
+                log.info("REGISTER from %s:%s refused: %s", ip, source[1], refusal)
+            return refusal.reply
+
+    def _register(
+        self, request_uri: str, h: _Headers, source: tuple[str, int], now: float, transport: str
+    ) -> RegisterReply:
+        call_id, cseq = _call_id_cseq(h)
+        self._check_domain(request_uri, "Request-URI")
+        if h.all("require"):
+            # We support no extensions to REGISTER (path, outbound, gruu): RFC 3261 section 8.2.2.3.
+            tokens = ", ".join(
+                t.strip() for v in h.all("require") for t in v.split(",") if t.strip()
+            )
+            raise _Refusal(420, "Bad Extension", [("Unsupported", tokens)])
+        ext = self._authenticate(request_uri, h, source, now)
+        aor = self._authorize(ext, h)
+        contacts = h.all("contact")
+        if not contacts:
+            return self._ok(aor, now)  # RFC 3261 section 10.2.3: fetching bindings
+        if any(c.strip() == "*" for c in contacts):
+            return self._remove_all(aor, contacts, h, call_id, cseq, now)
+        return self._update(aor, contacts, h, call_id, cseq, source, transport, now)
+
+    # -- steps of RFC 3261 section 10.3
+
+    def _check_domain(self, uri_text: str, what: str) -> None:
+        if self.domains is None:
+            return
+        try:
+            host = SipUri.parse(uri_text.strip().strip("<>")).host.lower()
+        except ValueError:
+            raise _Refusal(400, f"Bad Request (invalid {what})") from None
+        if host not in self.domains:
+            raise _Refusal(403, f"Forbidden (domain {host} is not served here)")
+
+    def _authenticate(
+        self, request_uri: str, h: _Headers, source: tuple[str, int], now: float
+    ) -> Extension:
+        ip = source[0]
+        values = h.all("authorization")
+        if not values:
+            raise _Refusal(401, "Unauthorized", self._challenge(now))
+        value = _ours(values, self.challenger.realm)
+        result = self.challenger.verify(
+            "REGISTER", request_uri, value, self._password, now, source=f"{ip}:{source[1]}"
+        )
+        if result.ok:
+            if self.throttle is not None:
+                self.throttle.record_success(ip)
+            return self.users[result.username or ""]
+        if result.bad_credentials and self.throttle is not None:
+            if self.throttle.record_failure(ip, now):
+                auth_log.warning(
+                    "blocking %s for %g s after repeated failed logins (last as %r)",
+                    ip, self.throttle.cooldown, result.username,
+                )  # fmt: skip
+        if result.status == 401:
+            raise _Refusal(401, "Unauthorized", self._challenge(now, result.stale))
+        if result.status == 403:
+            raise _Refusal(403, f"Forbidden ({result.reason})")
+        raise _Refusal(400, f"Bad Request ({result.reason})")
+
+    def _challenge(self, now: float, stale: bool = False) -> list[tuple[str, str]]:
+        return [("WWW-Authenticate", v) for v in self.challenger.challenge(now, stale=stale)]
+
+    def _password(self, username: str) -> str | None:
+        ext = self.users.get(username)
+        return ext.password if ext is not None and ext.password else None
+
+    def _authorize(self, ext: Extension, h: _Headers) -> str:
+        """The AOR (extension number) of the To header, which must be the caller's own."""
+        to_value = h.one("to")
+        try:
+            to = NameAddr.parse(to_value)
+        except ValueError:
+            raise _Refusal(400, "Bad Request (invalid To header)") from None
+        if not isinstance(to.uri, SipUri) or not to.uri.user:
+            raise _Refusal(404, "Not Found (To has no user part)")
+        self._check_domain(str(to.uri), "To URI")
+        user = to.uri.user
+        if user in (ext.number, ext.username):
+            return ext.number
+        if user in self._by_alias:
+            raise _Refusal(403, f"Forbidden ({ext.username or ext.number} may not register {user})")
+        raise _Refusal(404, f"Not Found (no extension {user})")
+
+    def _remove_all(
+        self, aor: str, contacts: list[str], h: _Headers, call_id: str, cseq: int, now: float
+    ) -> RegisterReply:
+        # RFC 3261 section 10.3 step 6: "*" only alone and only with Expires: 0.
+        if len(contacts) != 1 or (h.first("expires") or "").strip() != "0":
+            raise _Refusal(400, "Bad Request (Contact: * needs Expires: 0 and no other contact)")
+        current = self.store.bindings(aor)
+        for b in current:
+            if b.call_id == call_id and cseq <= b.cseq:
+                raise _Refusal(
+                    500, "Server Internal Error (out-of-order REGISTER)", [("Retry-After", "1")]
+                )
+        self.store.apply(aor, [], [b.uri for b in current])
+        log.info("%s unregistered all %d contact(s)", aor, len(current))
+        return self._ok(aor, now)
+
+    def _update(
+        self,
+        aor: str,
+        values: list[str],
+        h: _Headers,
+        call_id: str,
+        cseq: int,
+        source: tuple[str, int],
+        transport: str,
+        now: float,
+    ) -> RegisterReply:
+        default = _int_or(h.first("expires"), self.default_expires)
+        existing = {b.key: b for b in self.store.bindings(aor)}
+        upserts: list[Binding] = []
+        removals: list[str] = []
+        user_agent = (h.first("user-agent") or "")[:200]
+        for value in values:
+            uri, expires, q, params = self._parse_contact(value, default)
+            old = existing.get(_uri_key(uri))
+            # Step 7: a binding only changes on a newer CSeq of the same Call-ID (or a new Call-ID).
+            if old is not None and old.call_id == call_id and cseq <= old.cseq:
+                raise _Refusal(
+                    500, "Server Internal Error (out-of-order REGISTER)", [("Retry-After", "1")]
+                )
+            if expires == 0:
+                removals.append(uri)
+                continue
+            upserts.append(
+                Binding(
+                    aor,
+                    uri,
+                    source,
+                    transport.lower(),
+                    now + expires,
+                    call_id,
+                    cseq,
+                    q,
+                    params,
+                    user_agent,
+                )
+            )
+        self._check_intervals(upserts, now)
+        live = {k for k, b in existing.items() if b.expires_at > now}
+        kept = (live - {_uri_key(u) for u in removals}) | {b.key for b in upserts}
+        if len(kept) > self.max_contacts:
+            raise _Refusal(403, f"Forbidden (more than {self.max_contacts} contacts)")
+        self.store.apply(aor, upserts, removals)
+        for b in upserts:
+            log.info(
+                "%s registered %s from %s:%s (%s s)",
+                aor,
+                b.uri,
+                source[0],
+                source[1],
+                b.expires_in(now),
+            )
+        return self._ok(aor, now)
+
+    def _parse_contact(self, value: str, default: int) -> tuple[str, int, float | None, str]:
+        try:
+            contact = NameAddr.parse(value)
+        except ValueError as exc:
+            raise _Refusal(400, f"Bad Request (invalid Contact: {exc})") from None
+        if not isinstance(contact.uri, SipUri):
+            raise _Refusal(400, "Bad Request (Contact must be a sip: or sips: URI)")
+        params = dict(contact.params)
+        expires = _int_or(params.pop("expires", None), default)
+        if expires > self.max_expires:
+            expires = self.max_expires  # RFC 3261 section 10.3 step 7: the registrar MAY shorten
+        q = _q_or_none(params.pop("q", None))
+        rest = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+        return str(contact.uri), expires, q, rest
+
+    def _check_intervals(self, upserts: list[Binding], now: float) -> None:
+        too_brief = [b for b in upserts if b.expires_at - now < self.min_expires]
+        if too_brief:
+            # Nothing is changed: the phone retries with at least Min-Expires (step 7, 423).
+            raise _Refusal(423, "Interval Too Brief", [("Min-Expires", str(self.min_expires))])
+
+    def _ok(self, aor: str, now: float) -> RegisterReply:
+        headers = [("Contact", b.contact_value(now)) for b in self._ordered(aor, now)]
+        headers.append(("Date", formatdate(now, usegmt=True)))
+        return RegisterReply(200, "OK", headers)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Headers:
+    """(name, value) pairs looked up case-insensitively, compact forms included."""
+
+    def __init__(self, items: HeaderItems) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self.items = [(_COMPACT.get(n.strip().lower(), n.strip().lower()), v) for n, v in pairs]
+
+    def all(self, name: str) -> list[str]:
+        values = [v for n, v in self.items if n == name]
+        if name == "contact":
+            return [c for v in values for c in _split_list(v) if c]
+        return values
+
+    def first(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[0] if values else None
+
+    def one(self, name: str) -> str:
+        value = self.first(name)
+        if value is None:
+            raise _Refusal(400, f"Bad Request (missing {name.title()} header)")
+        return value
+
+
+def _call_id_cseq(h: _Headers) -> tuple[str, int]:
+    call_id = h.one("call-id").strip()
+    number, _, method = h.one("cseq").strip().partition(" ")
+    if not number.isdigit() or method.strip().upper() != "REGISTER":
+        raise _Refusal(400, "Bad Request (CSeq must be '<number> REGISTER')")
+    return call_id, int(number)
+
+
+def _ours(values: list[str], realm: str) -> str:
+    """The Authorization value for our realm; the first one when none is (it then gets 403)."""
+    for value in values:
+        try:
+            if parse_digest(value)[1].get("realm") == realm:
+                return value
+        except DigestError:
+            continue
+    return values[0]
+
+
+def _split_list(value: str) -> list[str]:
+    """Split a Contact list on commas outside quotes and <...> (RFC 3261 section 7.3.1)."""
+    parts: list[str] = []
+    buf: list[str] = []
+    quoted = angle = escaped = False
+    for ch in value:
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "<>":
+            angle = ch == "<"
+        elif ch == "," and not quoted and not angle:
+            parts.append("".join(buf).strip())
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf).strip())
+    return parts
+
+
+def _int_or(value: str | None, default: int) -> int:
+    # RFC 3261 section 20.19: a malformed expiry counts as 3600 (our default).
+    if value is None:
+        return default
+    value = value.strip().strip('"')
+    return min(int(value), 2**32 - 1) if value.isdigit() else default
+
+
+def _q_or_none(value: str | None) -> float | None:
+    try:
+        q = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return q if q is not None and 0.0 <= q <= 1.0 else None
+
+
+def _format_q(q: float) -> str:
+    return f"{q:.3f}".rstrip("0").rstrip(".") if q not in (0.0, 1.0) else str(int(q))
+
+
+def _uri_key(uri: str) -> str:
+    """Contact URIs compared as RFC 3261 section 19.1.4 mostly does: case-insensitive scheme,
+    host and parameters, parameters in any order."""
+    text = uri.strip().strip("<>")
+    head, _, params = text.partition(";")
+    scheme, _, rest = head.partition(":")
+    user, at, host = rest.rpartition("@")
+    norm = sorted(p.lower() for p in params.split(";") if p)
+    return f"{scheme.lower()}:{user}{at}{host.lower()}" + "".join(f";{p}" for p in norm)
+
+
+def _static_binding(aor: str, uri: str) -> Binding:
+    try:
+        transport = SipUri.parse(uri.strip().strip("<>")).transport
+    except ValueError:
+        transport = "udp"
+    return Binding(aor, uri.strip().strip("<>"), None, transport, math.inf)
