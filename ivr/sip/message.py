@@ -256,8 +256,9 @@ class SipUri:
         scheme, colon, rest = text.partition(":")
         if not colon or scheme.lower() not in ("sip", "sips"):
             raise ValueError(f"not a sip: URI: {text!r}")
-        rest, _, headers = rest.partition("?")
+        # userinfo may itself hold '?' and ';' (RFC 4475 3.1.1.2), so cut at '@' first.
         userinfo, at, hostpart = rest.rpartition("@")
+        hostpart, _, headers = hostpart.partition("?")
         user: str | None = None
         password: str | None = None
         if at:
@@ -328,7 +329,11 @@ class NameAddr:
             if gt < 0:
                 raise ValueError(f"unterminated <URI> in {text!r}")
             if lt and not display:
-                display = " ".join(text[:lt].split())
+                words = text[:lt].split()
+                if not all(_TOKEN_RE.fullmatch(w) for w in words):
+                    # RFC 4475 3.1.2.15: an unquoted display name is tokens only.
+                    raise ValueError(f"display name {text[:lt].strip()!r} must be quoted")
+                display = " ".join(words)
             uri_text, rest = text[lt + 1 : gt], text[gt + 1 :]
             if uri_text != uri_text.strip():
                 # RFC 4475 3.1.2.15: LWS inside the angle brackets is invalid.
@@ -376,6 +381,7 @@ class Via:
     host: str
     port: int | None = None
     params: dict[str, str | None] = field(default_factory=dict)
+    version: str = "2.0"  # kept so a 505 can still be routed (RFC 4475 3.1.2.16)
 
     @classmethod
     def parse(cls, text: str) -> Via:
@@ -383,11 +389,11 @@ class Via:
         if not m:
             raise ValueError(f"invalid Via {text.strip()!r}")
         name, version, transport, rest = m.groups()
-        if name.upper() != "SIP" or version != "2.0":
+        if name.upper() != "SIP" or not re.fullmatch(r"\d+\.\d+", version):
             raise ValueError(f"unsupported Via protocol {name}/{version}")
         sent_by, _, param_text = rest.partition(";")
         host, port = _parse_hostport(sent_by.strip())
-        return cls(transport.upper(), host, port, parse_params(param_text))
+        return cls(transport.upper(), host, port, parse_params(param_text), version)
 
     @property
     def branch(self) -> str | None:
@@ -409,11 +415,11 @@ class Via:
     def with_params(self, **params: str | None) -> Via:
         merged = dict(self.params)
         merged.update(params)
-        return Via(self.transport, self.host, self.port, merged)
+        return Via(self.transport, self.host, self.port, merged, self.version)
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
-        return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
+        return f"SIP/{self.version}/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
 # --------------------------------------------------------------------------- headers
@@ -706,14 +712,22 @@ def _parse(data: bytes) -> Request | Response:
     if len(head_b) > MAX_HEADER_BYTES:
         raise SipParseError(513, "header section too large")
     head = head_b.decode("utf-8", "surrogateescape")
-    if "\x00" in head:
+    if re.search(r"(?<!\\)\x00", head):
+        # A NUL is only legal as a quoted-pair (RFC 4475 3.1.1.2).
         raise SipParseError(400, "NUL byte in header section")
     lines = head.split("\n", 1)
     start = lines[0].rstrip("\r")
-    a, b, c = _parse_start_line(start)
     headers = _parse_header_lines(_unfold(lines[1]) if len(lines) > 1 else [])
-    if a.upper().startswith("SIP/"):
-        return _finish_response(a, b, c, headers, body)
+    if start[:4].upper() == "SIP/":
+        version, _, rest = start.partition(" ")
+        code, _, reason = rest.partition(" ")
+        return _finish_response(version, code, reason, headers, body)
+    try:
+        a, b, c = _parse_start_line(start)
+    except SipParseError as exc:
+        # Keep what is needed to answer 400 (RFC 4475 3.1.2.9, 3.1.2.10).
+        salvaged = Request(start.split(" ", 1)[0] or "UNKNOWN", "", headers)
+        raise SipParseError(exc.status, exc.reason, _answerable(salvaged)) from None
     return _finish_request(a, b, c, headers, body)
 
 
@@ -760,17 +774,20 @@ def _finish_request(method: str, uri: str, version: str, headers: Headers, body:
     try:
         _validate_common(request)
         _validate_request(request)
-        if re.match(r"(?i)sips?:", uri):
-            SipUri.parse(uri)
+        if re.match(r"(?i)sips?:", uri) and SipUri.parse(uri).headers:
+            # 19.1.1: headers are not allowed in a Request-URI (RFC 4475 3.1.2.11).
+            raise ValueError("headers in Request-URI")
     except ValueError as exc:
         raise SipParseError(400, str(exc), answerable) from exc
     return request
 
 
 def _answerable(request: Request) -> Request | None:
-    """The request if a response can be built and routed for it (8.2.6, 18.2.2)."""
+    """The request if a response can be routed for it (8.2.6, 18.2.2): a Via and a CSeq.
+
+    A request missing From/To/Call-ID still gets its 400 (RFC 4475 3.3.1)."""
     h = request.headers
-    if not all(h.get(n) for n in ("Via", "From", "To", "Call-ID", "CSeq")):
+    if not all(h.get(n) for n in ("Via", "CSeq")) or request.method == "ACK":
         return None
     try:
         request.top_via  # noqa: B018 -- raises when the response could not be routed
@@ -783,10 +800,14 @@ def _validate_common(msg: Request | Response) -> None:
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         if not msg.headers.get(name):
             raise ValueError(f"missing {name}")
+    for name in ("CSeq", "Max-Forwards", "Content-Type"):
+        if len(msg.headers.get_all(name)) > 1:
+            raise ValueError(f"more than one {name} header")
     _, method = msg.cseq
     if isinstance(msg, Request) and method != msg.method:
         raise ValueError(f"CSeq method {method} does not match {msg.method}")
-    msg.via  # noqa: B018 -- validates every Via
+    if any(v.version != "2.0" for v in msg.via):
+        raise ValueError("Via with a SIP version other than 2.0")
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
     if any(c.isspace() for c in msg.call_id) or len(msg.headers.get_all("Call-ID")) > 1:

@@ -455,7 +455,7 @@ def server_key(request: Request) -> Hashable:
     via = request.top_via
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch or ""
-    if branch.startswith(MAGIC_COOKIE):
+    if branch.startswith(MAGIC_COOKIE) and branch != MAGIC_COOKIE:  # RFC 4475 3.2.1
         return ("3261", branch, via.host.lower(), via.port, method)
     cseq, _ = request.cseq
     return ("2543", request.uri, request.from_.tag, request.call_id, cseq, str(via), method)

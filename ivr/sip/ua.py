@@ -84,6 +84,12 @@ from ivr.sip.transaction import (
 log = logging.getLogger("ivr.sip.ua")
 
 DEFAULT_ALLOW = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER")
+# Methods defined by RFC 3261 and its extensions: these get 405 when not allowed;
+# any other method token is not recognised and gets 501 (RFC 3261 8.2.1, 21.5.2).
+KNOWN_METHODS = frozenset((
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
+    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+))
 SUPPORTED = ("timer",)
 URI_SCHEMES = ("sip", "sips", "tel")
 ACCEPT = "application/sdp"
@@ -521,7 +527,8 @@ class UserAgent:
     def _validate(self, request: Request, tx: Transaction, now: float) -> bool:
         """RFC 3261 8.2.1-8.2.3: method, URI scheme, merged requests, extensions, content."""
         if request.method not in self.allow_methods:
-            self._reply(tx, 405, now, headers=[("Allow", ", ".join(self.allow_methods))])
+            status = 405 if request.method in KNOWN_METHODS else 501
+            self._reply(tx, status, now, headers=[("Allow", ", ".join(self.allow_methods))])
             return False
         scheme = request.uri.split(":", 1)[0].lower()
         if scheme not in URI_SCHEMES:
@@ -540,6 +547,10 @@ class UserAgent:
             return False
         if request.method in ("INVITE", "UPDATE") and request.body and extract_sdp(request) is None:
             self._reply(tx, 415, now, headers=[("Accept", ACCEPT)])
+            return False
+        if request.method == "INVITE" and not _accepts_sdp(request):
+            # Our 200 must carry SDP; the peer says it cannot take it (RFC 4475 3.3.15).
+            self._reply(tx, 406, now, headers=[("Accept", ACCEPT)])
             return False
         return True
 
@@ -1103,6 +1114,13 @@ class UserAgent:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+def _accepts_sdp(request: Request) -> bool:
+    accept = [a.split(";")[0].strip().lower() for a in request.headers.get_all("Accept")]
+    if "Accept" not in request.headers or not any(accept):
+        return True  # absent (or empty) Accept: application/sdp is assumed (20.1)
+    return any(a in ("application/sdp", "application/*", "*/*") for a in accept)
 
 
 def _caller(request: Request) -> str:
