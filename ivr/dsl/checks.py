@@ -1,0 +1,616 @@
+"""What ``ivr check`` finds: every mistake a flow can be rejected for before the first call.
+
+Two passes.  :func:`check_items` reads the AST of all files of a flow: names
+(unknown and duplicate steps, subs, groups, directories, hours, switches,
+variables) with did-you-mean suggestions, menus (keys bound twice, no way
+out), collects, outcome coverage of transfers/groups/directories, settings
+(time zone), numbers bound twice, and prompt files (which must stay inside the
+prompt folders).  :func:`check_program` walks the compiled state table:
+steps never reached and loops that never wait for the caller.
+
+Every message is part of the interface: tests assert their exact text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ivr.dsl import ast, schedule
+from ivr.dsl.compiler import (
+    BUILTIN_VARIABLES,
+    DIRECTORY_VARIABLES,
+    CallOp,
+    DrainOp,
+    HoldOp,
+    Program,
+    Settings,
+)
+from ivr.dsl.errors import Diagnostic, SourcePos
+
+TRANSFER_OUTCOMES = ("busy", "no_answer", "unavailable", "failed")  # answered has a default: the bridge
+ALL_TRANSFER_OUTCOMES = ("answered", *TRANSFER_OUTCOMES)
+DIRECTORY_OUTCOMES = ("not_found", "operator")  # selected has a default: connect the person
+ALL_DIRECTORY_OUTCOMES = ("selected", *DIRECTORY_OUTCOMES)
+
+
+def _spoken(outcome: str) -> str:
+    return outcome.replace("_", " ")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(set(choices)), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _error(message: str, pos: SourcePos, hint: str = "") -> Diagnostic:
+    return Diagnostic("error", message, pos, hint)
+
+
+def _warning(message: str, pos: SourcePos, hint: str = "") -> Diagnostic:
+    return Diagnostic("warning", message, pos, hint)
+
+
+# --------------------------------------------------------------------------- walking the AST
+
+
+def walk_targets(stmts: Iterable[ast.Stmt | ast.Target]) -> Iterator[ast.Stmt | ast.Target]:
+    """Every statement and inline target, depth first (outcome branches included)."""
+    for stmt in stmts:
+        yield stmt
+        if isinstance(stmt, ast.When | ast.Otherwise):
+            yield from walk_targets([stmt.target])
+        elif isinstance(stmt, ast.Transfer | ast.Directory):
+            yield from walk_targets(b.target for b in stmt.branches)
+
+
+def block_nodes(block: ast.Block) -> Iterator[ast.Stmt | ast.Target]:
+    """Every statement and target of a step, menu, collect, group or sub."""
+    if isinstance(block, ast.Step | ast.Sub):
+        yield from walk_targets(block.body)
+    elif isinstance(block, ast.Menu):
+        yield from walk_targets(block.prompts)
+        yield from walk_targets(a.prompt for a in block.asks)
+        yield from walk_targets(o.target for o in block.options)
+        yield from walk_targets(e.target for e in block.events)
+    elif isinstance(block, ast.Collect):
+        yield from walk_targets(block.prompts)
+        yield from walk_targets(a.prompt for a in block.asks)
+        yield from walk_targets(block.then)
+        yield from walk_targets(e.target for e in block.events)
+    else:
+        yield from walk_targets(b.target for b in block.branches)
+
+
+def _cond_parts(cond: ast.Cond) -> Iterator[ast.Cond]:
+    yield cond
+    if isinstance(cond, ast.Not):
+        yield from _cond_parts(cond.cond)
+    elif isinstance(cond, ast.And | ast.Or):
+        yield from _cond_parts(cond.left)
+        yield from _cond_parts(cond.right)
+
+
+def _cond_values(cond: ast.Cond) -> Iterator[ast.Value]:
+    for part in _cond_parts(cond):
+        if isinstance(part, ast.Compare | ast.StartsWith):
+            yield part.left
+            yield part.right
+        elif isinstance(part, ast.InList):
+            yield part.left
+            yield from part.options
+
+
+def _node_values(node: ast.Stmt | ast.Target) -> Iterator[ast.Value]:
+    """Values a statement reads (variables and strings with {interpolation})."""
+    if isinstance(node, ast.Say):
+        yield node.text
+    elif isinstance(node, ast.Play):
+        yield node.path
+    elif isinstance(node, ast.Set):
+        yield node.value
+    elif isinstance(node, ast.Call):
+        yield from node.args
+    elif isinstance(node, ast.Voicemail):
+        yield node.mailbox
+    elif isinstance(node, ast.VoicemailAccess) and node.mailbox is not None:
+        yield node.mailbox
+    elif isinstance(node, ast.Transfer) and not isinstance(node.target, ast.GroupRef):
+        yield node.target
+    elif isinstance(node, ast.When):
+        yield from _cond_values(node.cond)
+
+
+# --------------------------------------------------------------------------- the AST pass
+
+
+@dataclass
+class _Names:
+    blocks: dict[str, ast.Block] = field(default_factory=dict)
+    hours: dict[str, ast.HoursDef] = field(default_factory=dict)
+    switches: dict[str, ast.SwitchDecl] = field(default_factory=dict)
+    directories: dict[str, ast.DirectorySource] = field(default_factory=dict)
+    variables: set[str] = field(default_factory=set)
+
+
+def _kind(block: ast.Block) -> str:
+    return {ast.Step: "step", ast.Menu: "menu", ast.Collect: "collect", ast.Group: "group", ast.Sub: "sub"}[type(block)]
+
+
+class _Checker:
+    def __init__(self, items: Sequence[ast.Item], settings: Settings, prompt_folders: Sequence[Path]) -> None:
+        self.items = list(items)
+        self.settings = settings
+        self.prompt_folders = [Path(p) for p in prompt_folders]
+        self.out: list[Diagnostic] = []
+        self.names = _Names()
+
+    def run(self) -> list[Diagnostic]:
+        self._declarations()
+        self._settings()
+        self._numbers()
+        for block in self.names.blocks.values():
+            self._block(block)
+        for hours in self.names.hours.values():
+            self._hours(hours)
+        return self.out
+
+    # -- declarations and duplicates
+    def _declarations(self) -> None:
+        names = self.names
+        for item in self.items:
+            if isinstance(item, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub):
+                self._declare(names.blocks, item.name, item, "step")
+            elif isinstance(item, ast.HoursDef):
+                self._declare(names.hours, item.name, item, "hours")
+            elif isinstance(item, ast.DirectorySource):
+                self._declare(names.directories, item.name, item, "directory")
+            elif isinstance(item, ast.SwitchDecl):
+                names.switches.setdefault(item.name, item)
+        names.variables.update(BUILTIN_VARIABLES)
+        names.variables.update(DIRECTORY_VARIABLES)
+        for block in names.blocks.values():
+            if isinstance(block, ast.Collect):
+                names.variables.add(block.variable)
+            for node in block_nodes(block):
+                if isinstance(node, ast.Set):
+                    names.variables.add(node.name)
+                elif isinstance(node, ast.Record):
+                    names.variables.add(node.variable)
+
+    def _declare(self, table: dict[str, Any], name: str, node: ast.Node, what: str) -> None:
+        first = table.get(name)
+        if first is None:
+            table[name] = node
+            return
+        self.out.append(_error(f"duplicate {what} '{name}'", node.pos, f"'{name}' is already defined at {first.pos}"))
+
+    def _settings(self) -> None:
+        seen: dict[str, ast.Setting] = {}
+        for item in self.items:
+            if not isinstance(item, ast.Setting):
+                continue
+            first = seen.setdefault(item.key, item)
+            if first is not item and first.value != item.value:
+                self.out.append(_error(
+                    f"{item.key.replace('_', ' ')} is set twice, to '{first.value}' and '{item.value}'",
+                    item.pos, f"the first is at {first.pos}",
+                ))
+            if item.key == "timezone" and first is item:
+                try:
+                    schedule.zone(item.value)
+                except schedule.ScheduleError as exc:
+                    self.out.append(_error(str(exc), item.pos, "use an IANA name like Europe/Zurich or UTC"))
+            if item.key in ("hold_music",) and first is item:
+                self._prompt_path(item.value, item.pos, folder_ok=True)
+        for item in self.items:
+            if isinstance(item, ast.DirectorySource):
+                path = Path(item.pos.file).parent / item.path
+                if not path.is_file():
+                    self.out.append(_warning(f"directory file not found: {item.path}", item.pos))
+
+    def _numbers(self) -> None:
+        bound: dict[str, ast.NumberEntry] = {}
+        any_entry = False
+        for item in self.items:
+            if not isinstance(item, ast.NumberEntry):
+                continue
+            any_entry = True
+            self._step_ref(item.step, item.pos)
+            for number in item.numbers:
+                first = bound.setdefault(number, item)
+                if first is not item:
+                    self.out.append(_error(
+                        f"number {number} is bound twice, to '{first.step}' and '{item.step}'",
+                        item.pos, f"the first is at {first.pos}",
+                    ))
+        if not any_entry and self.items:
+            pos = self.items[0].pos
+            self.out.append(_error("the flow has no entry point", SourcePos(pos.file, 1, 1),
+                                   "add `number default -> STEP` or `number +41... -> STEP`"))
+
+    def _step_ref(self, name: str, pos: SourcePos) -> None:
+        block = self.names.blocks.get(name)
+        if block is None:
+            self.out.append(_error(f"unknown step '{name}'{did_you_mean(name, self._step_names())}", pos))
+        elif isinstance(block, ast.Sub):
+            self.out.append(_error(f"'{name}' is a sub-flow, not a step", pos, f"use `call {name}(...)`"))
+
+    def _step_names(self) -> list[str]:
+        return [n for n, b in self.names.blocks.items() if not isinstance(b, ast.Sub)]
+
+    # -- blocks
+    def _block(self, block: ast.Block) -> None:
+        params = set(block.params) if isinstance(block, ast.Sub) else set()
+        for node in block_nodes(block):
+            self._node(node, block, params)
+        if isinstance(block, ast.Menu):
+            self._menu(block)
+        elif isinstance(block, ast.Collect):
+            self._collect(block)
+        elif isinstance(block, ast.Group):
+            self._group(block)
+
+    def _node(self, node: ast.Stmt | ast.Target, block: ast.Block, params: set[str]) -> None:
+        for value in _node_values(node):
+            self._value(value, params)
+        if isinstance(node, ast.Goto):
+            self._step_ref(node.step, node.pos)
+        elif isinstance(node, ast.Call):
+            self._call(node)
+        elif isinstance(node, ast.Return) and not isinstance(block, ast.Sub):
+            self.out.append(_error("return outside a sub-flow", node.pos, "a step ends with a jump or `hangup`"))
+        elif isinstance(node, ast.When):
+            self._cond(node.cond)
+        elif isinstance(node, ast.Transfer):
+            self._transfer(node)
+        elif isinstance(node, ast.Directory):
+            self._directory(node)
+        elif isinstance(node, ast.Play):
+            self._prompt_path(node.path.text, node.path.pos)
+        elif isinstance(node, ast.Hold) and node.music is not None:
+            self._prompt_path(node.music.text, node.music.pos, folder_ok=True)
+
+    def _value(self, value: ast.Value, params: set[str]) -> None:
+        known = self.names.variables | params
+        used: list[tuple[str, SourcePos]] = []
+        if isinstance(value, ast.Var):
+            used.append((value.name, value.pos))
+        elif isinstance(value, ast.Str):
+            used.extend((name, value.pos) for name in value.variables())
+        for name, pos in used:
+            if name not in known:
+                self.out.append(_error(f"undefined variable '{name}'{did_you_mean(name, known)}", pos,
+                                       "variables come from `set`, `collect`, `record`, sub-flow parameters, "
+                                       "or are caller, called, time, weekday, date"))
+
+    def _call(self, node: ast.Call) -> None:
+        sub = self.names.blocks.get(node.sub)
+        if not isinstance(sub, ast.Sub):
+            subs = [n for n, b in self.names.blocks.items() if isinstance(b, ast.Sub)]
+            self.out.append(_error(f"unknown sub-flow '{node.sub}'{did_you_mean(node.sub, subs)}", node.pos))
+            return
+        if len(node.args) != len(sub.params):
+            want = len(sub.params)
+            self.out.append(_error(
+                f"sub-flow '{sub.name}' takes {want} argument{'s' if want != 1 else ''}, not {len(node.args)}",
+                node.pos, f"defined as `sub {sub.name}({', '.join(sub.params)})` at {sub.pos}",
+            ))
+
+    def _cond(self, cond: ast.Cond) -> None:
+        for part in _cond_parts(cond):
+            if not isinstance(part, ast.IsState):
+                continue
+            if part.name in self.names.hours:
+                if part.state not in ("open", "closed"):
+                    self.out.append(_error(f"hours '{part.name}' is open or closed, not {part.state}", part.pos))
+            elif part.name in self.names.switches:
+                if part.state not in ("on", "off"):
+                    self.out.append(_error(f"switch '{part.name}' is on or off, not {part.state}", part.pos))
+            else:
+                choices = list(self.names.hours) + list(self.names.switches)
+                self.out.append(_error(
+                    f"unknown hours or switch '{part.name}'{did_you_mean(part.name, choices)}", part.pos,
+                    "declare it with `hours NAME:` or `switch NAME`",
+                ))
+
+    # -- outcomes
+    def _outcomes(self, what: str, branches: Sequence[ast.Branch], allowed: Sequence[str],
+                  required: Sequence[str], pos: SourcePos, inherited: Sequence[ast.Branch] = ()) -> None:
+        handled: dict[str, ast.Branch] = {}
+        has_else = any("else" in b.outcomes for b in inherited)
+        covered = {o for b in inherited for o in b.outcomes}
+        for branch in branches:
+            for outcome in branch.outcomes:
+                if outcome == "else":
+                    has_else = True
+                    continue
+                if outcome not in allowed:
+                    self.out.append(_error(
+                        f"'{_spoken(outcome)}' is not an outcome of {what}", branch.pos,
+                        "its outcomes are " + ", ".join(_spoken(o) for o in allowed),
+                    ))
+                elif outcome in handled:
+                    self.out.append(_error(f"outcome '{_spoken(outcome)}' is handled twice", branch.pos,
+                                           f"the first is at {handled[outcome].pos}"))
+                else:
+                    handled[outcome] = branch
+        missing = [o for o in required if o not in handled and o not in covered]
+        if missing and not has_else:
+            self.out.append(_error(
+                f"{what} does not handle: {', '.join(_spoken(o) for o in missing)}", pos,
+                "add " + ", ".join(f"`{_spoken(o)} -> ...`" for o in missing) + " or `else -> ...`",
+            ))
+
+    def _transfer(self, node: ast.Transfer) -> None:
+        branches = list(node.branches)
+        what = f"transfer to {_target_text(node.target)}"
+        if isinstance(node.target, ast.GroupRef):
+            group = self.names.blocks.get(node.target.name)
+            if not isinstance(group, ast.Group):
+                groups = [n for n, b in self.names.blocks.items() if isinstance(b, ast.Group)]
+                if group is None:
+                    self.out.append(_error(f"unknown group '{node.target.name}'{did_you_mean(node.target.name, groups)}",
+                                           node.target.pos))
+                else:
+                    self.out.append(_error(f"'{node.target.name}' is a {_kind(group)}, not a group", node.target.pos,
+                                           f"use `-> {node.target.name}` to go to it"))
+                return
+            # The group's own branches cover what the statement leaves out.
+            self._outcomes(what, branches, ALL_TRANSFER_OUTCOMES, TRANSFER_OUTCOMES, node.pos, group.branches)
+            return
+        self._outcomes(what, branches, ALL_TRANSFER_OUTCOMES, TRANSFER_OUTCOMES, node.pos)
+
+    def _group(self, group: ast.Group) -> None:
+        self._outcomes(f"group '{group.name}'", group.branches, ALL_TRANSFER_OUTCOMES, TRANSFER_OUTCOMES, group.pos)
+        if not group.rings:
+            self.out.append(_error(f"group '{group.name}' rings nobody", group.pos, "add `ring 201, 202 together for 20s`"))
+        for ring in group.rings:
+            for member in ring.members:
+                self._value(member, set())
+
+    def _directory(self, node: ast.Directory) -> None:
+        if node.name not in self.names.directories:
+            self.out.append(_error(
+                f"unknown directory '{node.name}'{did_you_mean(node.name, self.names.directories)}", node.pos,
+                f'declare it: directory {node.name} from "staff.csv"',
+            ))
+        self._outcomes(f"directory {node.name}", node.branches, ALL_DIRECTORY_OUTCOMES, DIRECTORY_OUTCOMES, node.pos)
+
+    # -- menus and collect
+    def _twice(self, lines: Sequence[ast.Node], what: str, where: str) -> None:
+        for line in lines[1:]:
+            self.out.append(_error(f"{what} is given twice in {where}", line.pos, f"the first is at {lines[0].pos}"))
+
+    def _input_events(self, events: Sequence[ast.OnInput], where: str) -> None:
+        seen: dict[str, ast.OnInput] = {}
+        for line in events:
+            for event in line.events:
+                if event in seen:
+                    self.out.append(_error(f"'{_spoken(event)}' is handled twice in {where}", line.pos,
+                                           f"the first is at {seen[event].pos}"))
+                seen.setdefault(event, line)
+
+    def _menu(self, menu: ast.Menu) -> None:
+        where = f"menu '{menu.name}'"
+        self._twice([w for w in menu.waits if w.timeout is not None], "wait", where)
+        self._input_events(menu.events, where)
+        keys: dict[str, ast.Choice] = {}
+        phrases: dict[str, ast.Choice] = {}
+        for option in menu.options:
+            for choice in option.choices:
+                if choice.key:
+                    if choice.key in keys:
+                        self.out.append(_error(f"key {choice.key} is bound twice in {where}", choice.pos,
+                                               f"the first is at {keys[choice.key].pos}"))
+                    keys.setdefault(choice.key, choice)
+                elif choice.phrase:
+                    low = choice.phrase.lower()
+                    if low in phrases:
+                        self.out.append(_error(f'phrase "{choice.phrase}" is used twice in {where}', choice.pos,
+                                               f"the first is at {phrases[low].pos}"))
+                    phrases.setdefault(low, choice)
+        if not menu.options:
+            self.out.append(_error(f"{where} has no options", menu.pos, "add lines like `1 -> sales`"))
+        elif not any(_leaves(o.target) for o in menu.options):
+            self.out.append(_warning(
+                f"{where} has no way out: every option comes back to the menu", menu.pos,
+                "send at least one option to another step, a transfer or voicemail",
+            ))
+
+    def _collect(self, collect: ast.Collect) -> None:
+        where = f"collect '{collect.name}'"
+        self._twice([w for w in collect.waits if w.timeout is not None], "wait", where)
+        self._twice(list(collect.digits), "digits", where)
+        self._input_events(collect.events, where)
+        for digits in collect.digits[:1]:
+            if digits.low > digits.high:
+                self.out.append(_error(f"digits {digits.low}-{digits.high}: the minimum is larger than the maximum",
+                                       digits.pos))
+            if digits.low < 1:
+                self.out.append(_error("digits: at least 1 digit must be collected", digits.pos))
+        if not collect.then:
+            self.out.append(_error(f"{where} does not say where to go with the digits", collect.pos,
+                                   "add `then -> STEP`"))
+        if len(collect.then) > 1:
+            self.out.append(_error(f"then is given twice in {where}", collect.then[1].pos))
+
+    # -- hours and prompts
+    def _hours(self, hours: ast.HoursDef) -> None:
+        for line in hours.lines:
+            if isinstance(line, ast.SwitchLine) and line.switch not in self.names.switches:
+                self.out.append(_error(
+                    f"unknown switch '{line.switch}'{did_you_mean(line.switch, self.names.switches)}", line.pos,
+                    f"declare it at file level: switch {line.switch}",
+                ))
+            elif isinstance(line, ast.HoursTimezone):
+                try:
+                    schedule.zone(line.timezone)
+                except schedule.ScheduleError as exc:
+                    self.out.append(_error(str(exc), line.pos))
+
+    def _prompt_path(self, path: str, pos: SourcePos, folder_ok: bool = False) -> None:
+        if not path or "{" in path or path.startswith("data:"):
+            return  # decided at run time
+        if os.path.isabs(path) or ".." in Path(path).parts:
+            self.out.append(_error("prompt path escapes the prompt folders", pos,
+                                   "write a path relative to a prompt folder, without '..'"))
+            return
+        if not self.prompt_folders:
+            return
+        for folder in self.prompt_folders:
+            candidate = folder / path
+            if not (candidate.is_file() or (folder_ok and candidate.is_dir())):
+                continue
+            try:
+                candidate.resolve().relative_to(folder.resolve())
+            except ValueError:
+                self.out.append(_error("prompt path escapes the prompt folders", pos,
+                                       "a symbolic link leads outside the prompt folder"))
+            return
+        folders = ", ".join(str(f) for f in self.prompt_folders)
+        self.out.append(_warning(f"prompt file not found: {path}", pos, f"looked in {folders}"))
+
+
+def _leaves(target: ast.Target) -> bool:
+    """Whether a menu option's target leaves the menu (instead of speaking and re-prompting)."""
+    return not isinstance(target, ast.Say | ast.Play | ast.Set | ast.Hold | ast.Record)
+
+
+def _target_text(target: ast.Value | ast.GroupRef) -> str:
+    if isinstance(target, ast.Var):
+        return "{" + target.name + "}"
+    if isinstance(target, ast.GroupRef):
+        return target.name
+    return target.text
+
+
+def check_items(
+    items: Sequence[ast.Item], settings: Settings, prompt_folders: Sequence[Path] = (), files: Sequence[Path] = ()
+) -> list[Diagnostic]:
+    """Problems found in the AST of a flow's files (names, menus, outcomes, prompts, settings)."""
+    return _Checker(items, settings, prompt_folders).run()
+
+
+# --------------------------------------------------------------------------- the state-table pass
+
+
+def check_program(program: Program, items: Sequence[ast.Item]) -> list[Diagnostic]:
+    """Problems only the compiled table shows: unreachable steps, loops that never wait."""
+    return _unreachable(program, items) + _busy_loops(program)
+
+
+def _successors(program: Program, name: str) -> list[str]:
+    return [t for t in program.states[name].transitions.values() if t in program.states]
+
+
+def _unreachable(program: Program, items: Sequence[ast.Item]) -> list[Diagnostic]:
+    seen: set[str] = set()
+    todo = [s for s in program.entries.values() if s in program.states]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(_successors(program, name))
+    out: list[Diagnostic] = []
+    reported: set[str] = set()
+    for item in items:
+        if isinstance(item, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub) and item.name not in seen:
+            if item.name in reported:
+                continue
+            reported.add(item.name)
+            if isinstance(item, ast.Sub):
+                out.append(_warning(f"sub-flow '{item.name}' is never called", item.pos))
+            else:
+                out.append(_warning(f"step '{item.name}' is never reached", item.pos,
+                                    "no number, jump or option leads here"))
+    return out
+
+
+def _waits(program: Program, name: str) -> bool:
+    """Whether a state can stop and wait for the outside world (caller, prompts, peers)."""
+    op = program.states[name].op
+    if isinstance(op, HoldOp):
+        return bool(op.duration)
+    if isinstance(op, DrainOp):
+        return True
+    if isinstance(op, CallOp):
+        return _sub_waits(program, op.sub)
+    return bool(op.waits) or not program.states[name].transitions
+
+
+def _sub_waits(program: Program, sub: str) -> bool:
+    return any(s.step == sub and (s.op.waits or isinstance(s.op, CallOp)) for s in program.states.values())
+
+
+def _busy_loops(program: Program) -> list[Diagnostic]:
+    """Cycles of transient states: the call would spin without ever waiting for anything."""
+    transient = {n for n in program.states if not _waits(program, n)}
+    graph = {n: [t for t in _successors(program, n) if t in transient] for n in transient}
+    for name in transient:
+        op = program.states[name].op
+        if isinstance(op, CallOp):  # a call that never waits comes back at its continuation
+            graph[name] = [t for t in [program.states[name].transitions.get("return", "")] if t in transient]
+    out: list[Diagnostic] = []
+    for component in _strongly_connected(graph):
+        if len(component) == 1 and component[0] not in graph[component[0]]:
+            continue
+        steps = list(dict.fromkeys(program.states[n].step for n in sorted(component, key=_order(program))))
+        first = program.states[steps[0]] if steps[0] in program.states else program.states[component[0]]
+        path = " -> ".join([*steps, steps[0]])
+        out.append(_error(f"steps loop without waiting for the caller: {path}", first.pos,
+                          "put a menu, a collect, a hold or a hangup in the loop"))
+    return out
+
+
+def _order(program: Program):  # type: ignore[no-untyped-def]
+    index = {name: i for i, name in enumerate(program.states)}
+    return lambda n: index[n]
+
+
+def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative (flows can be thousands of states deep)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    result: list[list[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            edges = graph[node]
+            if i < len(edges):
+                work.append((node, i + 1))
+                nxt = edges[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                result.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return result
