@@ -84,7 +84,12 @@ def test_directory_of_the_main_line() -> None:
 def ivr(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "ivr", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ivr", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -97,5 +102,11 @@ def test_ivr_test_command_on_the_examples() -> None:
 
 
 def test_ivr_check_strict_command_on_the_examples() -> None:
-    done = ivr("check", "--strict", "--config", "flows/ivr.toml", *(str(p.relative_to(ROOT)) for p in EXAMPLES))
+    done = ivr(
+        "check",
+        "--strict",
+        "--config",
+        "flows/ivr.toml",
+        *(str(p.relative_to(ROOT)) for p in EXAMPLES),
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -231,7 +231,12 @@ def build_hours(name: str, timezone: str, rules: Sequence[Rule]) -> Hours:
 def parse_clock(text: str) -> int:
     """Minutes after midnight from ``HH:MM`` (``24:00`` allowed as the end of the day)."""
     m = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
-    if not m or int(m.group(2)) > 59 or int(m.group(1)) > 24 or (int(m.group(1)) == 24 and m.group(2) != "00"):
+    if (
+        not m
+        or int(m.group(2)) > 59
+        or int(m.group(1)) > 24
+        or (int(m.group(1)) == 24 and m.group(2) != "00")
+    ):
         raise ScheduleError(f"bad time of day {text!r}; expected HH:MM between 00:00 and 24:00")
     return int(m.group(1)) * 60 + int(m.group(2))
 
@@ -266,7 +271,11 @@ def _weekday(name: str) -> int:
     if name in _FULL_WEEKDAYS:
         return _FULL_WEEKDAYS.index(name)
     hint = difflib.get_close_matches(name, WEEKDAYS + _FULL_WEEKDAYS, n=1)
-    extra = f"; did you mean '{hint[0][:3]}'?" if hint else "; expected mon, tue, wed, thu, fri, sat or sun"
+    extra = (
+        f"; did you mean '{hint[0][:3]}'?"
+        if hint
+        else "; expected mon, tue, wed, thu, fri, sat or sun"
+    )
     raise ScheduleError(f"unknown weekday '{name}'{extra}")
 
 
@@ -306,7 +315,9 @@ def _holidays_for(region: str, year: int) -> Mapping[date, str]:
     try:
         table = holidays.country_holidays(country, subdiv=subdiv, years=year)
     except NotImplementedError:
-        raise ScheduleError(region_problem(region) or f"unknown holiday region '{region}'") from None
+        raise ScheduleError(
+            region_problem(region) or f"unknown holiday region '{region}'"
+        ) from None
     return {d: str(n) for d, n in table.items()}
 
 
@@ -322,7 +333,9 @@ def region_problem(region: str) -> str | None:
         hint = _closest(country, list(supported))
         if hint is None:
             return f"unknown holiday region '{region}'; expected an ISO country code like CH, DE or US-CA"
-        suggestion = hint if subdiv is None else f"{hint}-{_closest(subdiv, supported[hint]) or subdiv}"
+        suggestion = (
+            hint if subdiv is None else f"{hint}-{_closest(subdiv, supported[hint]) or subdiv}"
+        )
         return f"unknown holiday region '{region}'; did you mean '{suggestion}'?"
     if subdiv is None or subdiv in supported[country]:
         return None
@@ -367,7 +380,9 @@ def wall_to_epoch(day: date, minute: int, tz: ZoneInfo | str, *, fold: int = 0) 
 
 def _first_instant_at_or_after(wall: datetime, tz: ZoneInfo) -> float:
     """The first epoch second whose wall time in ``tz`` is >= ``wall`` (used inside DST gaps)."""
-    lo = int(wall.replace(tzinfo=UTC).timestamp()) - 2 * 86400  # wall time as UTC, +-2 days covers any offset
+    lo = (
+        int(wall.replace(tzinfo=UTC).timestamp()) - 2 * 86400
+    )  # wall time as UTC, +-2 days covers any offset
     hi = lo + 4 * 86400
     while lo < hi:
         mid = (lo + hi) // 2
@@ -432,7 +447,9 @@ def check_hours(hours: Hours) -> list[ScheduleProblem]:
     except ScheduleError as exc:
         problems.append(ScheduleProblem(str(exc), None))
     rules = hours.rules or _rules_of(hours)
-    indexed: list[tuple[int | None, Rule]] = [(i if hours.rules else None, r) for i, r in enumerate(rules)]
+    indexed: list[tuple[int | None, Rule]] = [
+        (i if hours.rules else None, r) for i, r in enumerate(rules)
+    ]
     for index, rule in indexed:
         problems.extend(_check_rule(rule, index))
     problems.extend(_check_overlaps(indexed))
@@ -440,7 +457,10 @@ def check_hours(hours: Hours) -> list[ScheduleProblem]:
     for index, rule in indexed:
         if isinstance(rule, ClosedWhen) and rule.switch != switches[0]:
             problems.append(
-                ScheduleProblem(f"hours '{hours.name}' can follow only one switch; '{rule.switch}' is ignored", index)
+                ScheduleProblem(
+                    f"hours '{hours.name}' can follow only one switch; '{rule.switch}' is ignored",
+                    index,
+                )
             )
     return problems
 
@@ -462,7 +482,10 @@ def _check_rule(rule: Rule, index: int | None) -> list[ScheduleProblem]:
                 problems.append(ScheduleProblem(f"time range {r} is outside 00:00-24:00", index))
             elif r.start >= r.end:
                 problems.append(
-                    ScheduleProblem(f"empty time range {r}: it ends before it starts (use 24:00 for midnight)", index)
+                    ScheduleProblem(
+                        f"empty time range {r}: it ends before it starts (use 24:00 for midnight)",
+                        index,
+                    )
                 )
     if isinstance(rule, ClosedDates) and rule.last < rule.first:
         problems.append(
@@ -494,7 +517,9 @@ def _check_overlaps(indexed: list[tuple[int | None, Rule]]) -> list[ScheduleProb
                 clash = next((e for e in earlier if e.overlaps(r)), None)
                 if clash is not None:
                     problems.append(
-                        ScheduleProblem(f"time range {r} overlaps {clash} on {label}", index, "warning")
+                        ScheduleProblem(
+                            f"time range {r} overlaps {clash} on {label}", index, "warning"
+                        )
                     )
                 earlier.append(r)
     return problems

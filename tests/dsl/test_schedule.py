@@ -35,7 +35,9 @@ def office() -> Hours:
         "office",
         ZRH,
         [
-            WeeklyRule(parse_weekdays("mon-fri"), (parse_range("08:00-12:00"), parse_range("13:30-17:30"))),
+            WeeklyRule(
+                parse_weekdays("mon-fri"), (parse_range("08:00-12:00"), parse_range("13:30-17:30"))
+            ),
             WeeklyRule(parse_weekdays("sat"), (parse_range("09:00-12:00"),)),
             WeeklyRule(parse_weekdays("sun"), (parse_range("22:00-24:00"),)),
             ClosedOnHolidays("CH-ZH"),
@@ -98,13 +100,17 @@ def test_holidays_of_zurich() -> None:
     assert hours.holiday_name(at("2026-12-25 10:00")) == "Christmas Day"
     assert hours.holiday_name(at("2026-12-23 10:00")) is None
     # St. Stephen's day is not a holiday everywhere: Geneva works on 26 December.
-    geneva = build_hours("g", ZRH, [WeeklyRule(tuple(range(7)), (TimeRange(0, 1440),)), ClosedOnHolidays("CH-GE")])
+    geneva = build_hours(
+        "g", ZRH, [WeeklyRule(tuple(range(7)), (TimeRange(0, 1440),)), ClosedOnHolidays("CH-GE")]
+    )
     assert geneva.is_open(at("2026-12-26 10:00"))
 
 
 def test_us_california_holidays_in_its_own_zone() -> None:
     hours = build_hours(
-        "us", "America/Los_Angeles", [WeeklyRule(tuple(range(5)), (TimeRange(540, 1020),)), ClosedOnHolidays("US-CA")]
+        "us",
+        "America/Los_Angeles",
+        [WeeklyRule(tuple(range(5)), (TimeRange(540, 1020),)), ClosedOnHolidays("US-CA")],
     )
     assert not hours.is_open(at("2026-11-26 10:00", "America/Los_Angeles"))  # Thanksgiving
     assert hours.is_open(at("2026-11-25 10:00", "America/Los_Angeles"))
@@ -166,7 +172,10 @@ def test_range_ending_in_the_fold_reopens_for_the_repeated_hour() -> None:
     reopens = hours.next_change(closes)
     assert reopens is not None and format_local(reopens, ZRH) == "2026-10-25 02:00:00 Sun CET"
     closes_again = hours.next_change(reopens)
-    assert closes_again is not None and format_local(closes_again, ZRH) == "2026-10-25 02:30:00 Sun CET"
+    assert (
+        closes_again is not None
+        and format_local(closes_again, ZRH) == "2026-10-25 02:30:00 Sun CET"
+    )
 
 
 def test_next_change_skips_holidays_and_closed_dates() -> None:
@@ -200,13 +209,22 @@ def test_parse_helpers() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: parse_clock("24:30"), "bad time of day '24:30'; expected HH:MM between 00:00 and 24:00"),
+        (
+            lambda: parse_clock("24:30"),
+            "bad time of day '24:30'; expected HH:MM between 00:00 and 24:00",
+        ),
         (lambda: parse_clock("8h"), "bad time of day '8h'; expected HH:MM between 00:00 and 24:00"),
         (lambda: parse_range("08:00"), "bad time range '08:00'; expected HH:MM-HH:MM"),
         (lambda: parse_weekdays("mnday"), "unknown weekday 'mnday'; did you mean 'mon'?"),
         (lambda: parse_local("2026-02-30 10:00", ZRH), "bad date '2026-02-30'"),
-        (lambda: parse_local("tomorrow", ZRH), "bad date and time 'tomorrow'; expected YYYY-MM-DD HH:MM"),
-        (lambda: parse_local("2026-01-01 10:00", "Europe/Zurik"), "unknown time zone 'Europe/Zurik'; did you mean 'Europe/Zurich'?"),
+        (
+            lambda: parse_local("tomorrow", ZRH),
+            "bad date and time 'tomorrow'; expected YYYY-MM-DD HH:MM",
+        ),
+        (
+            lambda: parse_local("2026-01-01 10:00", "Europe/Zurik"),
+            "unknown time zone 'Europe/Zurik'; did you mean 'Europe/Zurich'?",
+        ),
     ],
 )
 def test_bad_values_raise_with_the_exact_message(call: Callable[[], object], message: str) -> None:
@@ -239,7 +257,9 @@ def test_check_reports_every_problem_with_its_rule_index() -> None:
     )
     assert check_hours(hours) == [
         ScheduleProblem("unknown time zone 'Europe/Zurik'; did you mean 'Europe/Zurich'?", None),
-        ScheduleProblem("empty time range 12:00-08:00: it ends before it starts (use 24:00 for midnight)", 0),
+        ScheduleProblem(
+            "empty time range 12:00-08:00: it ends before it starts (use 24:00 for midnight)", 0
+        ),
         ScheduleProblem("date range 2027-01-02 .. 2026-12-24 ends before it starts", 2),
         ScheduleProblem("unknown holiday region 'CH-ZX'; did you mean 'CH-ZH'?", 3),
         ScheduleProblem(
