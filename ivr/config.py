@@ -118,6 +118,26 @@ class SpeechConfig:
 
 
 @dataclass(frozen=True)
+class RegistrarConfig:
+    """[registrar]: REGISTER handling (ivr.sip.registrar) and its digest authentication."""
+
+    realm: str = "ivr"
+    min_expires: int = 60
+    max_expires: int = 3600
+    default_expires: int = 3600
+    max_contacts: int = 10
+    # MD5 only by default: baresip 1.0.0 gives up on any non-MD5 challenge and
+    # sipp 3.6.1 on a SHA-256 one listed first; add "SHA-256" for phones that do RFC 8760.
+    digest_algorithms: tuple[str, ...] = ("MD5",)
+    nonce_ttl: float = 300.0
+    max_failures: int = 5  # wrong passwords per source IP within failure_window ...
+    failure_window: float = 60.0
+    block_time: float = 300.0  # ... block that IP this long
+    throttle_action: str = "drop"  # or "403"
+    domains: tuple[str, ...] = ()  # empty: any host in the Request-URI
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     base: Path = field(default_factory=Path.cwd)
@@ -130,6 +150,7 @@ class Config:
     trunks: tuple[Trunk, ...] = ()
     smtp: SmtpConfig = SmtpConfig()
     speech: SpeechConfig = SpeechConfig()
+    registrar: RegistrarConfig = RegistrarConfig()
 
     def extension(self, number: str) -> Extension | None:
         return next((e for e in self.extensions if e.number == number), None)
@@ -253,7 +274,8 @@ def _from_raw(
     speech = _build(
         SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None
     )
-    known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech"}
+    registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
+    known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -271,6 +293,7 @@ def _from_raw(
         trunks=trunks,
         smtp=smtp,
         speech=speech,
+        registrar=registrar,
     )
 
 
@@ -282,3 +305,33 @@ def _check_unique(items: tuple[Any, ...], what: str, where: str) -> None:
         if item.number in seen:
             raise ConfigError(f"{where}: {what} number {item.number} is defined twice")
         seen.add(item.number)
+
+
+def _registrar(values: dict[str, Any], where: str) -> RegistrarConfig:
+    durations = {
+        k: parse_duration(values[k], where=f"{where} {k}")
+        for k in ("nonce_ttl", "failure_window", "block_time")
+        if k in values
+    }
+    reg: RegistrarConfig = _build(
+        RegistrarConfig,
+        values,
+        where,
+        digest_algorithms=_strs(values.get("digest_algorithms", ["MD5"]), f"{where} digest_algorithms"),
+        domains=_strs(values.get("domains", []), f"{where} domains"),
+        **durations,
+    )
+    for key in ("min_expires", "max_expires", "default_expires", "max_contacts", "max_failures"):
+        value = getattr(reg, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a whole number of at least 1, got {value!r}")
+    if not isinstance(reg.realm, str) or not reg.realm:
+        raise ConfigError(f"{where}: realm must be a non-empty string")
+    bad = [a for a in reg.digest_algorithms if a.upper().removesuffix("-SESS") not in ("MD5", "SHA-256", "SHA-512-256")]
+    if bad or not reg.digest_algorithms:
+        raise ConfigError(f"{where}: digest_algorithms must be MD5, SHA-256 or SHA-512-256, got {bad or '[]'}")
+    if reg.throttle_action not in ("drop", "403"):
+        raise ConfigError(f"{where}: throttle_action must be \"drop\" or \"403\"")
+    if not reg.min_expires <= reg.default_expires <= reg.max_expires:
+        raise ConfigError(f"{where}: need min_expires <= default_expires <= max_expires")
+    return reg

@@ -146,12 +146,27 @@ def contacts_of(reply: RegisterReply) -> list[str]:
 # --------------------------------------------------------------------------- the normal path
 
 
-def test_first_register_is_challenged_with_sha256_and_md5() -> None:
+def test_first_register_is_challenged_with_md5_by_default() -> None:
     reply = make().handle_request(request(YEALINK, 1), DESK, NOW)
     assert (reply.status, reply.reason) == (401, "Unauthorized")
+    [(name, value)] = reply.headers
+    assert name == "WWW-Authenticate"
+    assert value.startswith('Digest realm="ivr", nonce="') and value.endswith(
+        '", algorithm=MD5, qop="auth"'
+    )
+
+
+def test_sha256_can_be_offered_first() -> None:
+    reg = make(algorithms=("SHA-256", "MD5"))
+    reply = reg.handle_request(request(YEALINK, 1), DESK, NOW)
     challenges = [v for n, v in reply.headers if n == "WWW-Authenticate"]
     assert [parse_digest(c)[1]["algorithm"] for c in challenges] == ["SHA-256", "MD5"]
-    assert all(parse_digest(c)[1]["realm"] == "ivr" for c in challenges)
+    # A phone answering the MD5 one (as Yealinks do) gets in, and so does an RFC 8760 one.
+    assert Phone(YEALINK, "201", RECEPTION.password, DESK).register(reg, NOW).status == 200
+    modern = Phone(LINPHONE, "alice", ALICE.password, SOFT)
+    first = modern.send(reg, NOW)
+    modern.challenge = [v for n, v in first.headers if "SHA-256" in v][0]
+    assert modern.send(reg, NOW).status == 200
 
 
 def test_yealink_registers() -> None:
@@ -530,3 +545,68 @@ def test_users_from_config() -> None:
     reg = make()
     lobby = reg.contacts("300", NOW, extension=cfg.extension("300"))
     assert [(b.uri, b.static) for b in lobby] == [("sip:300@10.0.0.5", True)]
+
+
+def test_from_config(tmp_path: Path) -> None:
+    from ivr.config import load_config
+
+    toml = tmp_path / "ivr.toml"
+    toml.write_text(
+        """
+[server]
+data = "state"
+
+[registrar]
+realm = "acme"
+min_expires = 120
+digest_algorithms = ["SHA-256", "MD5"]
+block_time = "10m"
+throttle_action = "403"
+
+[[extensions]]
+number = "201"
+username = "201"
+password = "kX9!desk"
+
+[[extensions]]
+number = "300"
+contacts = ["sip:300@10.0.0.5;transport=tcp"]
+""",
+        encoding="utf-8",
+    )
+    cfg = load_config(toml)
+    assert cfg.registrar.realm == "acme" and cfg.registrar.block_time == 600.0
+    reg = Registrar.from_config(cfg)
+    try:
+        assert (tmp_path / "state" / "registrations.sqlite").is_file()
+        assert reg.challenger.realm == "acme" and reg.algorithms == ("SHA-256", "MD5")
+        assert reg.min_expires == 120 and reg.throttle_action == "403"
+        assert [(b.uri, b.transport) for b in reg.contacts("300", NOW)] == [
+            ("sip:300@10.0.0.5;transport=tcp", "tcp")
+        ]
+        assert Phone(YEALINK, "201", "kX9!desk", DESK).register(reg, NOW).status == 200
+    finally:
+        reg.store.close()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            'digest_algorithms = ["SHA-1"]',
+            "digest_algorithms must be MD5, SHA-256 or SHA-512-256, got ['SHA-1']",
+        ),
+        ('throttle_action = "tarpit"', 'throttle_action must be "drop" or "403"'),
+        ("min_expires = 7200", "need min_expires <= default_expires <= max_expires"),
+        ('max_contacts = "5"', "max_contacts must be a whole number of at least 1, got '5'"),
+        ("colour = 1", "unknown key(s) colour"),
+    ],
+)
+def test_bad_registrar_config(tmp_path: Path, section: str, message: str) -> None:
+    from ivr.config import ConfigError, load_config
+
+    toml = tmp_path / "ivr.toml"
+    toml.write_text(f"[registrar]\n{section}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(toml)
+    assert str(info.value) == f"{toml}: [registrar]: {message}"
