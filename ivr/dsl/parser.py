@@ -178,11 +178,11 @@ def _terminal_name(name: str) -> str:
 
 def _found(token: Token) -> str:
     if token.type in ("_NL", "$END"):
-        return "the end of the line"
+        return "end of line"
     if token.type == "_INDENT":
         return "an indented block"
     if token.type == "_DEDENT":
-        return "the end of the block"
+        return "end of block"
     return f"'{token.value}'"
 
 
@@ -193,9 +193,27 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
     if isinstance(exc, UnexpectedToken) and exc.token.type in ("_NL", "_INDENT", "_DEDENT", "$END"):
         # An unexpected end of line is reported where the line ends, not where the next one starts.
         line_no, column = _end_of_previous_line(lines, exc.token)
+    previous = _last_code_line(lines, line_no - 1) if line_no > 1 else 0
+    if (
+        isinstance(exc, UnexpectedToken)
+        and column == 1
+        and previous
+        and _strip_comment(lines[previous - 1]).rstrip().endswith(":")
+    ):
+        # `s:` followed by a line that is not indented: the block is empty.
+        code = _strip_comment(lines[previous - 1]).rstrip()
+        return Diagnostic(
+            "error",
+            "expected an indented block after this line",
+            SourcePos(file, previous, len(code) + 1),
+            "indent the block's lines under it, e.g. by 4 spaces",
+        )
     line = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
     pos = SourcePos(file, line_no, column)
     message, hint = _explain(exc, line, column, lines, line_no)
+    words = _strip_comment(line).split()
+    if words and message.startswith(f"unknown keyword '{words[0]}'"):
+        pos = SourcePos(file, line_no, len(line) - len(line.lstrip()) + 1)  # point at the word itself
     return Diagnostic("error", message, pos, hint)
 
 
@@ -263,7 +281,7 @@ def _keyword_typo(first: str) -> tuple[str, str] | None:
     """``sya "hi"`` or ``timezon UTC``: a first word that is no keyword but close to one."""
     if not first or first in TOP_KEYWORDS or first in STMT_KEYWORDS or not re.fullmatch(r"[a-z_]+", first):
         return None
-    close = difflib.get_close_matches(first, sorted(set(TOP_KEYWORDS + STMT_KEYWORDS)), n=1, cutoff=0.75)
+    close = difflib.get_close_matches(first, sorted(set(TOP_KEYWORDS + STMT_KEYWORDS)), n=1, cutoff=0.6)
     if close:
         return f"unknown keyword '{first}'; did you mean '{close[0]}'?", ""
     return None
@@ -272,25 +290,43 @@ def _keyword_typo(first: str) -> tuple[str, str] | None:
 def _explain_token(exc: UnexpectedToken, line: str, first: str) -> tuple[str, str]:
     token = exc.token
     expected = set(exc.expected or ())
+    indent = len(line) - len(line.lstrip())
+    at_start = token.column == indent + 1
+    value = str(token.value)
     if token.type == "_INDENT":
         return (
             "unexpected indentation",
             "only the lines of a block (after a line ending with ':') or an outcome block are indented",
         )
+    if expected == {"_INDENT"}:
+        return "expected an indented block after this line", "indent the block's lines under it, e.g. by 4 spaces"
+    typo = _keyword_typo(first) if "COLON" in expected else None
+    if typo:
+        return typo
     if "COLON" in expected and token.type in ("_NL", "$END"):
         name = first if first not in TOP_KEYWORDS else (line.split()[1] if len(line.split()) > 1 else first)
         return f"missing ':' after the step name '{name.rstrip(':')}'", "a step starts with its name and a colon, e.g. `welcome:`"
+    if token.type == "COLON" and first.rstrip(":") in TOP_KEYWORDS + STMT_KEYWORDS:
+        return f"'{first.rstrip(':')}' is a keyword and cannot name a step", "choose another name"
     if "DURATION" in expected and token.type in ("INT", "NUMBER", "KEY"):
-        return f"a duration needs a unit: write {token.value}s, {token.value}ms or {token.value}m", ""
-    typo = _keyword_typo(first)
-    if typo and (first == token.value or token.column and token.column > len(line) - len(line.lstrip()) + len(first)):
-        return typo
+        return f"a duration needs a unit: write {value}s, {value}ms or {value}m", ""
+    if "NAME" in expected and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) and value != value.lower():
+        return f"names are lower-case: '{value}'", f"write '{value.lower()}'"
+    if at_start and re.fullmatch(r"[a-z_]+", value):
+        keywords = sorted(
+            v for t in expected if (v := _terminal_name(t).strip("'")) and re.fullmatch(r"[a-z]+", v)
+        )
+        close = difflib.get_close_matches(value, keywords or list(TOP_KEYWORDS + STMT_KEYWORDS), n=1, cutoff=0.6)
+        if close:
+            return f"unknown keyword '{value}'; did you mean '{close[0]}'?", ""
+        if keywords:
+            return f"unknown keyword '{value}'", "expected " + _describe_expected(expected)
     arrows = {t for t in expected if _terminal_name(t) == "'->'"}
-    if arrows and token.type not in ("_NL", "$END") and len(expected) <= 4:
+    if arrows and token.type not in ("_NL", "$END", "_DEDENT"):
         return f"missing '->' before {_found(token)}", "write `... -> TARGET`, e.g. `1 -> sales`"
-    if arrows and token.type in ("_NL", "$END") and len(expected) <= 4:
+    if arrows and len(expected) <= 4:
         return "missing '->' and a target at the end of the line", "write `... -> TARGET`, e.g. `1 -> sales`"
-    if token.type == "$END" or token.type == "_DEDENT":
+    if token.type in ("$END", "_DEDENT"):
         return f"unexpected end of block; expected {_describe_expected(expected)}", ""
     return f"unexpected {_found(token)}; expected {_describe_expected(expected)}", ""
 
