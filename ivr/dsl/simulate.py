@@ -25,6 +25,7 @@ import heapq
 import itertools
 import re
 import shlex
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -328,6 +329,8 @@ class Person:
     mailbox: str = ""
     aliases: tuple[str, ...] = ()
     hidden: bool = False
+    first_name: str = ""
+    last_name: str = ""
 
 
 def load_people(path: Path) -> list[Person]:
@@ -347,6 +350,8 @@ def load_people(path: Path) -> list[Person]:
             p.mailbox or "",
             tuple(p.aliases) + (f"{p.first_name} {p.last_name}",),
             p.hidden,
+            p.first_name,
+            p.last_name,
         )
         for p in book.people
     ]
@@ -373,13 +378,48 @@ def _people_from_csv(path: Path) -> list[Person]:
                 norm.get("mailbox", ""),
                 aliases + (f"{first} {last}".strip(),),
                 norm.get("hidden", "").lower() in ("1", "yes", "true", "x"),
+                first,
+                last,
             )
         )
     return people
 
 
+def _fold(text: str) -> str:
+    """Lower case without accents: Zürcher -> zurcher."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def _normal(text: str) -> str:
-    return " ".join(re.sub(r"[^\w ]", " ", text.lower().replace("_", " ")).split())
+    return " ".join(re.sub(r"[^\w ]", " ", _fold(text).replace("_", " ")).split())
+
+
+_KEYPAD = {c: d for d, letters in {
+    "2": "abc", "3": "def", "4": "ghi", "5": "jkl", "6": "mno", "7": "pqrs", "8": "tuv", "9": "wxyz",
+}.items() for c in letters}  # fmt: skip
+
+
+def keypad_digits(name: str) -> str:
+    """``O'Brien`` -> ``62746``: the keys that spell a name (letters only, accents folded)."""
+    return "".join(_KEYPAD[c] for c in _fold(name) if c in _KEYPAD)
+
+
+def find_by_keys(people: Iterable[Person], digits: str, match: str = "last") -> list[Person]:
+    """Visible people whose last (first, either) name starts with the letters typed as ``digits``."""
+    typed = digits.rstrip("#")
+    found = []
+    for person in people:
+        names = {"last": (person.last_name,), "first": (person.first_name,)}.get(
+            match, (person.first_name, person.last_name)
+        )
+        if (
+            typed
+            and not person.hidden
+            and any(keypad_digits(n).startswith(typed) for n in names if n)
+        ):
+            found.append(person)
+    return found
 
 
 def find_person(people: Iterable[Person], spoken: str) -> Person | None:
@@ -634,7 +674,7 @@ class Simulation:
         heapq.heappush(self._pending, (self.now + seconds, next(self._seq), event))
 
     def _directory_result(self, action: ev.Directory) -> ev.DirectoryResult:
-        """The scenario's choice, else the name the caller says next, else the first person listed."""
+        """The scenario's choice, else the name said or spelled next, else the first person listed."""
         people = self._directory_people(action.name)
         for choice in self.scenario.directory:
             lowered = choice.strip().lower().replace("_", " ")
@@ -658,10 +698,18 @@ class Simulation:
             if person is None:
                 return ev.DirectoryResult("not_found")
             return ev.DirectoryResult("selected", person.extension, person.name, person.mailbox)
-        if self.inputs and self.inputs[0].kind == "key" and self.inputs[0].value == "0":
-            self._said("key", "caller presses 0", digit="0")
-            self.inputs.pop(0)
-            return ev.DirectoryResult("operator")
+        if self.inputs and self.inputs[0].kind == "key":
+            keys = self.inputs.pop(0).value
+            self._said("key", f"caller presses {keys}", digit=keys)
+            if keys == "0":
+                return ev.DirectoryResult("operator")
+            matches = find_by_keys(people, keys, action.match)
+            if not matches:
+                return ev.DirectoryResult("not_found")
+            # The dialogue reads the matches out; the caller takes the first one.
+            return ev.DirectoryResult(
+                "selected", matches[0].extension, matches[0].name, matches[0].mailbox
+            )
         visible = [p for p in people if not p.hidden]
         if not visible:
             return ev.DirectoryResult("not_found")

@@ -19,7 +19,9 @@ from ivr.dsl.simulate import (
     SimulationError,
     SimulationResult,
     describe_transfer,
+    find_by_keys,
     find_person,
+    keypad_digits,
     load_people,
     parse_input,
     parse_inputs,
@@ -313,6 +315,25 @@ nobody:
     assert "not found" in unknown.text and "say: Nobody." in unknown.text
     operator = run(tmp_path, text=flow, directory=("operator",))
     assert "operator" in operator.text
+    spelled = run(tmp_path, "932#", text=flow)  # W-E-B on the keypad
+    assert "caller presses 932#" in spelled.text and "selected Jonas Weber (210)" in spelled.text
+    zero = run(tmp_path, "0", text=flow)
+    assert "operator" in zero.text and zero.outcome is not None and zero.outcome.result == "hangup"
+
+
+def test_keypad_spelling() -> None:
+    people = load_people(FLOWS / "staff.csv")
+    assert keypad_digits("O'Brien") == "627436"
+    assert keypad_digits("Zürcher") == "9872437"
+    assert [p.name for p in find_by_keys(people, "987")] == ["Thomas Zürcher"]
+    assert [p.name for p in find_by_keys(people, "254", "first")] == ["Alice Johnson"]
+    assert [p.name for p in find_by_keys(people, "254", "last")] == []
+    assert [p.name for p in find_by_keys(people, "2", "either")][:2] == [
+        "Alice Johnson",
+        "Marco Bernasconi",
+    ]
+    assert find_by_keys(people, "278") == []  # Brunner (27...) is hidden from the directory
+    assert [p.name for p in find_by_keys(people, "27")] == []
 
 
 def test_staff_directory_people() -> None:
