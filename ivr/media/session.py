@@ -54,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ivr.media import g711
-from ivr.media.clip import FRAME_SAMPLES, Clip, Cursor
+from ivr.media.clip import FRAME_SAMPLES, Clip
 from ivr.media.clock import MediaClock
 from ivr.media.dtmf import DtmfReceiver, DtmfSender, GoertzelDetector, dtmf_tone, event_code
 from ivr.media.dtmf import parse_dtmf_info as _parse_dtmf_info
@@ -91,12 +91,13 @@ class SharedPlayer(Protocol):
     def frame(self, payload_type: int) -> bytes: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     source: Any
     prompt_id: int
     barge_in: bool
-    cursor: Cursor | None  # None: a shared player, never done
+    clip: Clip | None  # None: a shared player, never done
+    position: int = 0  # next frame of the clip
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -172,6 +173,9 @@ class MediaSession:
         self._dtmf_pause = 0
         self._inband_frames: deque[bytes] = deque()
         self._packets_sent = 0
+        self._send_dropped = 0
+        self._send_errors = 0
+        self._sending = False
         self._octets_sent = 0
         self._sent_since_report = False
         # destination and latching
@@ -313,10 +317,7 @@ class MediaSession:
         if direction != self.direction:
             self._marker = True
         self.direction = direction
-
-    @property
-    def _can_send(self) -> bool:
-        return self.remote is not None and self.direction in ("sendrecv", "sendonly")
+        self._sending = direction in ("sendrecv", "sendonly")
 
     # ------------------------------------------------------------------ prompts
 
@@ -325,7 +326,7 @@ class MediaSession:
         if isinstance(source, Clip):
             for pt in g711.CODEC_NAMES:  # encode now, not inside the clock tick
                 source.encoded(pt)
-            item = _Item(source, prompt_id, barge_in, Cursor(source))
+            item = _Item(source, prompt_id, barge_in, source)
         elif callable(getattr(source, "frame", None)):
             item = _Item(source, prompt_id, barge_in, None)
             if callable(getattr(source, "advance", None)):
@@ -354,25 +355,31 @@ class MediaSession:
         return self._queue[0].prompt_id if self._queue else None
 
     def _release(self, item: _Item) -> None:
-        if item.cursor is None and callable(getattr(item.source, "advance", None)):
+        if item.clip is None and callable(getattr(item.source, "advance", None)):
             self.clock.remove_shared(item.source)
 
     def _next_frame(self, pt: int) -> bytes | None:
+        """This tick's frame: in-band DTMF, else the head of the queue; None means silence."""
         if self._inband_frames:
             return self._inband_frames.popleft()
         queue = self._queue
         while queue:
             item = queue[0]
-            cursor = item.cursor
-            if cursor is None:
+            clip = item.clip
+            if clip is None:
                 frame: bytes = item.source.frame(pt)
                 return frame
-            frame_or_none = cursor.next_frame(pt)
-            if frame_or_none is None or cursor.position >= cursor.clip.frames:
+            position = item.position
+            item.position = position + 1
+            if (
+                position + 1 >= clip.frames
+            ):  # the last frame (or an empty clip): done after this one
                 queue.popleft()
                 self.loop.call_soon(self._prompt_done, item.prompt_id)
-            if frame_or_none is not None:
-                return frame_or_none
+                if position >= clip.frames:
+                    continue
+            start = position * FRAME_SAMPLES
+            return clip.encoded(pt)[start : start + FRAME_SAMPLES]
         return None
 
     def _prompt_done(self, prompt_id: int) -> None:
@@ -415,18 +422,45 @@ class MediaSession:
     # ------------------------------------------------------------------ the tick
 
     def on_tick(self, tick_no: int, now: float) -> None:
+        """At most one packet per tick; the common case (one frame, no DTMF) stays on a short path."""
+        if now >= self._next_rtcp or (
+            self._timeout_armed and now - self._last_rx > self.media_timeout
+        ):
+            self._housekeeping(now)
+        pt = self._pt
+        if pt is None:
+            return
+        tick0 = self._tick0
+        if tick0 is None:
+            tick0 = self._tick0 = tick_no
+        ts = (self._ts_base + (tick_no - tick0) * FRAME_SAMPLES) & 0xFFFFFFFF
+        remote = self.remote
+        sending = remote is not None and self._sending
+        if self._digits or self._event or self._dtmf_pause or self._frames_per_packet != 1:
+            self._special_tick(pt, ts, sending)
+            return
+        frame = self._next_frame(pt)
+        if not sending:
+            self._marker = True
+            return
+        buf = self._buf
+        buf[12:] = _SILENCE[pt] if frame is None else frame
+        RTP_HEADER.pack_into(
+            buf, 0, 0x80, pt | 0x80 if self._marker else pt, self._seq, ts, self.ssrc
+        )
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._marker = False
+        self._transmit(buf)
+
+    def _housekeeping(self, now: float) -> None:
         if self._timeout_armed and now - self._last_rx > self.media_timeout:
             self._fire_timeout()
         if now >= self._next_rtcp:
             self._send_rtcp(now)
-        pt = self._pt
-        if pt is None:
-            return
-        if self._tick0 is None:
-            self._tick0 = tick_no
-        ts = (self._ts_base + (tick_no - self._tick0) * FRAME_SAMPLES) & 0xFFFFFFFF
-        can_send = self.remote is not None and self.direction in ("sendrecv", "sendonly")
-        if can_send and (
+
+    def _special_tick(self, pt: int, ts: int, sending: bool) -> None:
+        """DTMF events, the pause after them, and packets of several frames (ptime > 20)."""
+        if sending and (
             self._event or (self._digits and not self._dtmf_pause and not self._inband_frames)
         ):
             if not self._event:
@@ -438,7 +472,7 @@ class MediaSession:
         if self._dtmf_pause:
             self._dtmf_pause -= 1
         frame = self._next_frame(pt)
-        if not can_send:
+        if not sending:
             self._marker = True
             self._frame_count = 0
             return
@@ -446,16 +480,14 @@ class MediaSession:
 
     def _send_frame(self, pt: int, ts: int, frame: bytes | None) -> None:
         buf = self._buf
-        n = self._frames_per_packet
         k = self._frame_count
         start = 12 + k * FRAME_SAMPLES
-        if frame is None or len(frame) != FRAME_SAMPLES:
-            buf[start : start + FRAME_SAMPLES] = _SILENCE[pt]
-        else:
-            buf[start : start + FRAME_SAMPLES] = frame
+        buf[start : start + FRAME_SAMPLES] = (
+            _SILENCE[pt] if frame is None or len(frame) != FRAME_SAMPLES else frame
+        )
         if k == 0:
             self._packet_ts = ts
-        if k + 1 < n:
+        if k + 1 < self._frames_per_packet:
             self._frame_count = k + 1
             return
         self._frame_count = 0
@@ -467,10 +499,20 @@ class MediaSession:
         self._transmit(buf)
 
     def _transmit(self, data: bytes | bytearray) -> None:
-        transport = self._rtp
-        if transport is None or self.remote is None:
+        remote = self.remote
+        if remote is None or self._closed:
             return
-        transport.sendto(data, self.remote)
+        try:
+            self._rtp_sock.sendto(data, remote)
+        except (BlockingIOError, InterruptedError):
+            self._send_dropped += (
+                1  # socket buffer full: a late frame is worth less than the next one
+            )
+            return
+        except OSError as exc:
+            self._send_errors += 1
+            log.debug("RTP send to %s failed: %s", remote, exc)
+            return
         self._packets_sent += 1
         self._octets_sent += len(data) - 12
         self._sent_since_report = True
@@ -676,6 +718,8 @@ class MediaSession:
             "remote": self.remote,
             "latched": self.latched,
             "packets_sent": self._packets_sent,
+            "send_dropped": self._send_dropped,
+            "send_errors": self._send_errors,
             "octets_sent": self._octets_sent,
             "packets_received": self._packets_received,
             "octets_received": self._octets_received,
