@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser("render", help="render every constant `say` text of the flows into the TTS cache")
     r.add_argument("flows", nargs="+", type=Path, metavar="FLOW")
     r.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
-    r.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts)")
+    r.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts-cache)")
     r.set_defaults(func=run_render)
 
 
@@ -28,7 +28,7 @@ def run_render(args: argparse.Namespace) -> int:
         config = load_config(args.config, data=args.data)
         program = load_flow(args.flows, prompt_folders=config.prompt_folders)
         texts = texts_of(program)
-        engine = TtsEngine(config.data / "tts", voice=config.tts.voice, rate=config.tts.rate)
+        engine = TtsEngine(config.data / "tts-cache", voice=config.tts.voice, rate=config.tts.rate)
         before = engine.rendered
         paths = engine.prerender(texts)
     except FlowError as exc:

@@ -20,14 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--voice", help="espeak-ng voice (default: [tts] voice of the deployment file)")
     p.add_argument("--rate", type=int, help="words per minute (default: [tts] rate)")
     p.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
-    p.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts)")
+    p.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts-cache)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, data=args.data)
-        engine = TtsEngine(config.data / "tts", voice=config.tts.voice, rate=config.tts.rate)
+        engine = TtsEngine(config.data / "tts-cache", voice=config.tts.voice, rate=config.tts.rate)
         clip = engine.render(args.text, voice=args.voice, rate=args.rate)
     except (ConfigError, TtsError) as exc:
         print(f"ivr tts: {exc}", file=sys.stderr)

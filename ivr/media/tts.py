@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from ivr.media.prompts import load_audio, to_pcm16_8k
 
 MIN_RATE, MAX_RATE = 80, 450  # words per minute espeak-ng accepts
 MEMORY_CACHE_SIZE = 512
+_VARIABLE = re.compile(r"\{[a-z_][a-z0-9_]*\}")
 MAX_WORKERS = 2
 WORKER_TIMEOUT = 60.0
 
@@ -64,6 +66,7 @@ class TtsEngine:
         self._workers = threading.BoundedSemaphore(MAX_WORKERS)
         self._mem_lock = threading.Lock()
         self._clips: OrderedDict[str, Clip] = OrderedDict()
+        self._rendering: dict[str, threading.Lock] = {}
         self.rendered = 0  # syntheses done by this engine (cache misses), for tests and logs
 
     def path_for(self, text: str, *, voice: str | None = None, rate: int | None = None) -> Path:
@@ -104,8 +107,15 @@ class TtsEngine:
 
     def _ensure_file(self, text: str, voice: str, rate: int) -> Path:
         path = self.path_for(text, voice=voice, rate=rate)
-        if not path.is_file():
-            self._render_files([text], voice, rate)
+        if path.is_file():
+            return path
+        with self._mem_lock:
+            key_lock = self._rendering.setdefault(path.name, threading.Lock())
+        with key_lock:  # two calls asking for the same new text: one synthesis, the other waits
+            if not path.is_file():
+                self._render_files([text], voice, rate)
+        with self._mem_lock:
+            self._rendering.pop(path.name, None)
         return path
 
     def _render_files(self, texts: list[str], voice: str, rate: int) -> None:
@@ -213,13 +223,23 @@ def texts_of(program: Any) -> list[tuple[str, str | None, int | None]]:
     found: dict[tuple[str, str | None, int | None], None] = {}
     seen: set[int] = set()
     for node in _walk(getattr(program, "states", program), seen):
-        text = getattr(node, "text", None)
-        if not isinstance(text, str) or not _is_say(node) or "{" in text or not text.strip():
+        text = _text_of(node)
+        if text is None or _VARIABLE.search(text) or not text.strip():
             continue
         voice = _opt_str(getattr(node, "voice", None)) or default_voice
         rate = _opt_int(getattr(node, "rate", None)) or default_rate
         found[(text, voice, rate)] = None
     return list(found)
+
+
+def _text_of(node: Any) -> str | None:
+    """The text of a say action or statement (``text`` a str, or a string node with ``.text``)."""
+    if not _is_say(node):
+        return None
+    text = getattr(node, "text", None)
+    if not isinstance(text, str):
+        text = getattr(text, "text", None)
+    return text if isinstance(text, str) else None
 
 
 def _is_say(node: Any) -> bool:
