@@ -281,7 +281,10 @@ class _Checker:
         if isinstance(value, ast.Var):
             used.append((value.name, value.pos))
         elif isinstance(value, ast.Str):
-            used.extend((name, value.pos) for name in value.variables())
+            for name in value.variables():
+                # Point at the {name} inside the string (the opening quote is one column).
+                offset = value.text.find("{" + name + "}") + 1
+                used.append((name, SourcePos(value.pos.file, value.pos.line, value.pos.column + offset)))
         for name, pos in used:
             if name not in known:
                 self.out.append(_error(f"undefined variable '{name}'{did_you_mean(name, known)}", pos,

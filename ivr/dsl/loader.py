@@ -40,10 +40,14 @@ def read_sources(paths: Sequence[str | Path]) -> Sources:
     return sources
 
 
-def _read(path: Path, sources: Sources, seen: set[Path], stack: list[Path], at: SourcePos | None) -> None:
+def _read(
+    path: Path, sources: Sources, seen: set[Path], stack: list[tuple[Path, str]], at: SourcePos | None
+) -> None:
     real = path.resolve()
-    if real in stack:
-        cycle = " -> ".join(str(p) for p in [*stack[stack.index(real):], real])
+    reals = [r for r, _ in stack]
+    if real in reals:
+        shown = [name for _, name in stack[reals.index(real):]]
+        cycle = " -> ".join([*shown, shown[0]])
         pos = at or SourcePos(str(path), 1, 1)
         sources.diagnostics.append(Diagnostic("error", f"include cycle: {cycle}", pos, "remove one of the includes"))
         return
@@ -68,7 +72,7 @@ def _read(path: Path, sources: Sources, seen: set[Path], stack: list[Path], at: 
     sources.files.append(flow)
     for item in flow.items:
         if isinstance(item, ast.Include):
-            _read(path.parent / item.path, sources, seen, [*stack, real], item.pos)
+            _read(path.parent / item.path, sources, seen, [*stack, (real, str(path))], item.pos)
 
 
 def _analyse(paths: Sequence[str | Path], prompt_folders: Sequence[Path]) -> tuple[list[Diagnostic], Program | None, Sources]:

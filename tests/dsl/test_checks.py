@@ -1,0 +1,412 @@
+"""Every check of `ivr check`, one test each, asserting the exact text printed (it is the interface)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ivr.dsl.errors import format_diagnostics
+from ivr.dsl.loader import check_flow
+
+
+def check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> str:
+    monkeypatch.chdir(tmp_path)
+    prompts = tmp_path / "prompts"
+    prompts.mkdir(exist_ok=True)
+    (tmp_path / "secret.wav").write_bytes(b"RIFF")
+    if not (prompts / "link.wav").is_symlink():
+        os.symlink(tmp_path / "secret.wav", prompts / "link.wav")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    diagnostics = check_flow([next(iter(files))], prompt_folders=[prompts])
+    return format_diagnostics(diagnostics).replace(str(prompts), "PROMPTS")
+
+
+def test_unknown_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an unknown step, with a did-you-mean over the flow's step names"""
+    files = {'unknown_step.ivr': 'number default -> start\nstart:\n    -> suport\nsupport:\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "unknown_step.ivr:3:8: error: unknown step 'suport'; did you mean 'support'?\n"
+        '        -> suport\n'
+        '           ^'
+    )
+
+
+def test_dup_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """two blocks with one name"""
+    files = {'dup_step.ivr': 'number default -> start\nstart:\n    hangup\nstart:\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "dup_step.ivr:4:1: error: duplicate step 'start'\n"
+        '    start:\n'
+        '    ^\n'
+        "  hint: 'start' is already defined at dup_step.ivr:2:1"
+    )
+
+
+def test_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """steps nothing leads to, and sub-flows nobody calls (warnings)"""
+    files = {'unreachable.ivr': 'number default -> start\nstart:\n    hangup\nlost:\n    hangup\nsub s(a):\n    return\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "unreachable.ivr:4:1: warning: step 'lost' is never reached\n"
+        '    lost:\n'
+        '    ^\n'
+        '  hint: no number, jump or option leads here\n'
+        "unreachable.ivr:6:1: warning: sub-flow 's' is never called\n"
+        '    sub s(a):\n'
+        '    ^'
+    )
+
+
+def test_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """steps that jump in a circle without ever waiting for the caller"""
+    files = {'loop.ivr': 'number default -> a\na:\n    say "x"\n    -> b\nb:\n    set x = "1"\n    -> a\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'loop.ivr:2:1: error: steps loop without waiting for the caller: a -> b -> a\n'
+        '    a:\n'
+        '    ^\n'
+        '  hint: put a menu, a collect, a hold or a hangup in the loop'
+    )
+
+
+def test_self_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a step that can jump to itself without waiting"""
+    files = {'self_loop.ivr': 'number default -> a\na:\n    when caller == "1" -> a\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'self_loop.ivr:2:1: error: steps loop without waiting for the caller: a -> a\n'
+        '    a:\n'
+        '    ^\n'
+        '  hint: put a menu, a collect, a hold or a hangup in the loop'
+    )
+
+
+def test_menu_noway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a menu whose every option comes back to it (warning)"""
+    files = {'menu_noway.ivr': 'number default -> m\nmenu m:\n    ask "x"\n    1 -> say "one"\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "menu_noway.ivr:2:1: warning: menu 'm' has no way out: every option comes back to the menu\n"
+        '    menu m:\n'
+        '    ^\n'
+        '  hint: send at least one option to another step, a transfer or voicemail'
+    )
+
+
+def test_menu_noopt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a menu without options"""
+    files = {'menu_noopt.ivr': 'number default -> m\nmenu m:\n    ask "x"\n    invalid -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "menu_noopt.ivr:2:1: error: menu 'm' has no options\n"
+        '    menu m:\n'
+        '    ^\n'
+        '  hint: add lines like `1 -> sales`'
+    )
+
+
+def test_transfer_cov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a transfer that leaves outcomes unhandled"""
+    files = {'transfer_cov.ivr': 'number default -> s\ns:\n    transfer to 300\n        busy -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'transfer_cov.ivr:3:5: error: transfer to 300 does not handle: no answer, unavailable, failed\n'
+        '        transfer to 300\n'
+        '        ^\n'
+        '  hint: add `no answer -> ...`, `unavailable -> ...`, `failed -> ...` or `else -> ...`'
+    )
+
+
+def test_group_cov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a group that leaves outcomes unhandled"""
+    files = {'group_cov.ivr': 'number default -> g\ngroup g:\n    ring 201 for 20s\n    no answer -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "group_cov.ivr:2:1: error: group 'g' does not handle: busy, unavailable, failed\n"
+        '    group g:\n'
+        '    ^\n'
+        '  hint: add `busy -> ...`, `unavailable -> ...`, `failed -> ...` or `else -> ...`'
+    )
+
+
+def test_dir_cov(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a directory that leaves outcomes unhandled (and a missing directory file)"""
+    files = {'dir_cov.ivr': 'directory staff from "staff.csv"\nnumber default -> s\ns:\n    directory staff\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'dir_cov.ivr:4:5: error: directory staff does not handle: not found, operator\n'
+        '        directory staff\n'
+        '        ^\n'
+        '  hint: add `not found -> ...`, `operator -> ...` or `else -> ...`\n'
+        'dir_cov.ivr:1:1: warning: directory file not found: staff.csv\n'
+        '    directory staff from "staff.csv"\n'
+        '    ^'
+    )
+
+
+def test_tz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an unknown time zone"""
+    files = {'tz.ivr': 'timezone Europe/Zurch\nnumber default -> s\ns:\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "tz.ivr:1:1: error: unknown time zone 'Europe/Zurch'; did you mean 'Europe/Zurich'?\n"
+        '    timezone Europe/Zurch\n'
+        '    ^\n'
+        '  hint: use an IANA name like Europe/Zurich or UTC'
+    )
+
+
+def test_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an unknown holiday subdivision"""
+    files = {'region.ivr': 'number default -> s\nhours h:\n    mon 08:00-12:00\n    closed on holidays CH-XX\ns:\n    when h is open -> hangup\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "region.ivr:4:5: error: unknown holiday region 'CH-XX'; subdivisions of CH: AG, AI, AR, BE, BL, BS, FR, GE, GL, GR, JU, LU, NE, NW, OW, SG, SH, SO, SZ, TG, TI, UR, VD, VS, ZG, ZH\n"
+        '        closed on holidays CH-XX\n'
+        '        ^'
+    )
+
+
+def test_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """overlapping (warning) and empty (error) schedule ranges"""
+    files = {'overlap.ivr': 'number default -> s\nhours h:\n    mon-fri 08:00-12:00\n    mon 11:00-13:00\n    tue 14:00-10:00\ns:\n    when h is open -> hangup\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'overlap.ivr:5:5: error: empty time range 14:00-10:00: it ends before it starts (use 24:00 for midnight)\n'
+        '        tue 14:00-10:00\n'
+        '        ^\n'
+        'overlap.ivr:4:5: warning: time range 11:00-13:00 overlaps 08:00-12:00 on mon\n'
+        '        mon 11:00-13:00\n'
+        '        ^'
+    )
+
+
+def test_prompt_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a prompt file that is in no prompt folder (warning)"""
+    files = {'prompt_missing.ivr': 'number default -> s\ns:\n    play "nope.wav"\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'prompt_missing.ivr:3:10: warning: prompt file not found: nope.wav\n'
+        '        play "nope.wav"\n'
+        '             ^\n'
+        '  hint: looked in PROMPTS'
+    )
+
+
+def test_prompt_escape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prompt paths that leave the prompt folders: .., absolute, symlink"""
+    files = {'prompt_escape.ivr': 'number default -> s\ns:\n    play "../secret.wav"\n    play "/etc/passwd"\n    play "link.wav"\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'prompt_escape.ivr:3:10: error: prompt path escapes the prompt folders\n'
+        '        play "../secret.wav"\n'
+        '             ^\n'
+        "  hint: write a path relative to a prompt folder, without '..'\n"
+        'prompt_escape.ivr:4:10: error: prompt path escapes the prompt folders\n'
+        '        play "/etc/passwd"\n'
+        '             ^\n'
+        "  hint: write a path relative to a prompt folder, without '..'\n"
+        'prompt_escape.ivr:5:10: error: prompt path escapes the prompt folders\n'
+        '        play "link.wav"\n'
+        '             ^\n'
+        '  hint: a symbolic link leads outside the prompt folder'
+    )
+
+
+def test_key_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a key or phrase bound twice in a menu"""
+    files = {'key_twice.ivr': 'number default -> m\nmenu m:\n    ask "x"\n    1 -> a\n    1 or "sales" -> b\n    "Sales" -> a\na:\n    hangup\nb:\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "key_twice.ivr:5:5: error: key 1 is bound twice in menu 'm'\n"
+        '        1 or "sales" -> b\n'
+        '        ^\n'
+        '  hint: the first is at key_twice.ivr:4:5\n'
+        'key_twice.ivr:6:5: error: phrase "Sales" is used twice in menu \'m\'\n'
+        '        "Sales" -> a\n'
+        '        ^\n'
+        '  hint: the first is at key_twice.ivr:5:10'
+    )
+
+
+def test_undef_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an undefined variable, in a string and in a condition"""
+    files = {'undef_var.ivr': 'number default -> s\ncollect account:\n    digits 4\n    then -> s\ns:\n    say "Your number is {acount}"\n    when acount == "1" -> account\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "undef_var.ivr:6:25: error: undefined variable 'acount'; did you mean 'account'?\n"
+        '        say "Your number is {acount}"\n'
+        '                            ^\n'
+        '  hint: variables come from `set`, `collect`, `record`, sub-flow parameters, or are caller, called, time, weekday, date\n'
+        "undef_var.ivr:7:10: error: undefined variable 'acount'; did you mean 'account'?\n"
+        '        when acount == "1" -> account\n'
+        '             ^\n'
+        '  hint: variables come from `set`, `collect`, `record`, sub-flow parameters, or are caller, called, time, weekday, date'
+    )
+
+
+def test_sub_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a call with the wrong number of arguments, and of an unknown sub-flow"""
+    files = {'sub_args.ivr': 'number default -> s\nsub leave(box):\n    voicemail {box}\ns:\n    call leave("1", "2")\n    call leav("1")\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "sub_args.ivr:5:5: error: sub-flow 'leave' takes 1 argument, not 2\n"
+        '        call leave("1", "2")\n'
+        '        ^\n'
+        '  hint: defined as `sub leave(box)` at sub_args.ivr:2:1\n'
+        "sub_args.ivr:6:5: error: unknown sub-flow 'leav'; did you mean 'leave'?\n"
+        '        call leav("1")\n'
+        '        ^'
+    )
+
+
+def test_number_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a called number bound to two steps"""
+    files = {'number_twice.ivr': 'number 100 -> s\nnumber 100, 101 -> t\ns:\n    hangup\nt:\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "number_twice.ivr:2:1: error: number 100 is bound twice, to 's' and 't'\n"
+        '    number 100, 101 -> t\n'
+        '    ^\n'
+        '  hint: the first is at number_twice.ivr:1:1'
+    )
+
+
+def test_cond_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """unknown hours/switch names and states that do not fit them"""
+    files = {'cond_names.ivr': 'switch night\nnumber default -> s\nhours office:\n    mon 08:00-12:00\ns:\n    when ofice is open -> s\n    when office is on -> s\n    when night is open -> s\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "cond_names.ivr:6:10: error: unknown hours or switch 'ofice'; did you mean 'office'?\n"
+        '        when ofice is open -> s\n'
+        '             ^\n'
+        '  hint: declare it with `hours NAME:` or `switch NAME`\n'
+        "cond_names.ivr:7:10: error: hours 'office' is open or closed, not on\n"
+        '        when office is on -> s\n'
+        '             ^\n'
+        "cond_names.ivr:8:10: error: switch 'night' is on or off, not open\n"
+        '        when night is open -> s\n'
+        '             ^'
+    )
+
+
+def test_group_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transfer to an unknown group, and to a step"""
+    files = {'group_ref.ivr': 'number default -> s\ns:\n    transfer to salse else hangup\n    transfer to t else hangup\nt:\n    hangup\ngroup sales:\n    ring 201 for 20s\n    else -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "group_ref.ivr:3:17: error: unknown group 'salse'; did you mean 'sales'?\n"
+        '        transfer to salse else hangup\n'
+        '                    ^\n'
+        "group_ref.ivr:4:17: error: 't' is a step, not a group\n"
+        '        transfer to t else hangup\n'
+        '                    ^\n'
+        '  hint: use `-> t` to go to it'
+    )
+
+
+def test_unknown_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an undeclared directory"""
+    files = {'unknown_dir.ivr': 'number default -> s\ns:\n    directory stuff else hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "unknown_dir.ivr:3:5: error: unknown directory 'stuff'\n"
+        '        directory stuff else hangup\n'
+        '        ^\n'
+        '  hint: declare it: directory stuff from "staff.csv"'
+    )
+
+
+def test_return_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """return outside a sub-flow"""
+    files = {'return_outside.ivr': 'number default -> s\ns:\n    return\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'return_outside.ivr:3:5: error: return outside a sub-flow\n'
+        '        return\n'
+        '        ^\n'
+        '  hint: a step ends with a jump or `hangup`'
+    )
+
+
+def test_include_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """files that include each other, and a missing include"""
+    files = {'a.ivr': 'include "b.ivr"\nnumber default -> s\ns:\n    hangup\n', 'b.ivr': 'include "a.ivr"\ninclude "missing.ivr"\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'b.ivr:1:1: error: include cycle: a.ivr -> b.ivr -> a.ivr\n'
+        '    include "a.ivr"\n'
+        '    ^\n'
+        '  hint: remove one of the includes\n'
+        'b.ivr:2:1: error: cannot include "missing.ivr": No such file or directory\n'
+        '    include "missing.ivr"\n'
+        '    ^'
+    )
+
+
+def test_collect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a collect without `then`, and digits with min > max"""
+    files = {'collect.ivr': 'number default -> c\ncollect c:\n    digits 10-6\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "collect.ivr:2:1: error: collect 'c' does not say where to go with the digits\n"
+        '    collect c:\n'
+        '    ^\n'
+        '  hint: add `then -> STEP`\n'
+        'collect.ivr:3:5: error: digits 10-6: the minimum is larger than the maximum\n'
+        '        digits 10-6\n'
+        '        ^'
+    )
+
+
+def test_dup_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a setting given twice with different values"""
+    files = {'dup_setting.ivr': 'timezone UTC\ntimezone Europe/Zurich\nnumber default -> s\ns:\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "dup_setting.ivr:2:1: error: timezone is set twice, to 'UTC' and 'Europe/Zurich'\n"
+        '    timezone Europe/Zurich\n'
+        '    ^\n'
+        '  hint: the first is at dup_setting.ivr:1:1'
+    )
+
+
+def test_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a flow without any number"""
+    files = {'no_entry.ivr': 's:\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'no_entry.ivr:1:1: error: the flow has no entry point\n'
+        '    s:\n'
+        '    ^\n'
+        '  hint: add `number default -> STEP` or `number +41... -> STEP`'
+    )
+
+
+def test_switch_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an hours block following an undeclared switch"""
+    files = {'switch_unknown.ivr': 'number default -> s\nhours h:\n    mon 08:00-12:00\n    closed when nigth\ns:\n    when h is open -> hangup\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "switch_unknown.ivr:4:5: error: unknown switch 'nigth'\n"
+        '        closed when nigth\n'
+        '        ^\n'
+        '  hint: declare it at file level: switch nigth'
+    )
+
+
+def test_outcome_bad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an outcome that does not belong to a transfer, and one handled twice"""
+    files = {'outcome_bad.ivr': 'number default -> s\ns:\n    transfer to 100\n        selected -> hangup\n        busy -> hangup\n        busy -> hangup\n        else -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "outcome_bad.ivr:4:9: error: 'selected' is not an outcome of transfer to 100\n"
+        '            selected -> hangup\n'
+        '            ^\n'
+        '  hint: its outcomes are answered, busy, no answer, unavailable, failed\n'
+        "outcome_bad.ivr:6:9: error: outcome 'busy' is handled twice\n"
+        '            busy -> hangup\n'
+        '            ^\n'
+        '  hint: the first is at outcome_bad.ivr:5:9'
+    )
+
+
+def test_wait_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wait and a menu event given twice"""
+    files = {'wait_twice.ivr': 'number default -> m\nmenu m:\n    wait 5s\n    wait 6s\n    1 -> hangup\n    invalid -> hangup\n    invalid -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "wait_twice.ivr:4:5: error: wait is given twice in menu 'm'\n"
+        '        wait 6s\n'
+        '        ^\n'
+        '  hint: the first is at wait_twice.ivr:3:5\n'
+        "wait_twice.ivr:7:5: error: 'invalid' is handled twice in menu 'm'\n"
+        '        invalid -> hangup\n'
+        '        ^\n'
+        '  hint: the first is at wait_twice.ivr:6:5'
+    )
+
+
+def test_syntax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a syntax error reaches check_flow as a diagnostic"""
+    files = {'syntax.ivr': 'number default -> s\ns:\n    sya "x"\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "syntax.ivr:3:5: error: unknown keyword 'sya'; did you mean 'say'?\n"
+        '        sya "x"\n'
+        '        ^'
+    )
