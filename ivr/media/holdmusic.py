@@ -9,7 +9,9 @@ once per codec, so a frame for a held caller is a slice of bytes.
 
 A source is a file or a folder inside the prompt folders (a folder plays its
 audio files sorted by name), or several of them separated by commas.  The
-prefix ``random:`` shuffles the play list on every round (``random:moh/``).
+prefix ``random:`` shuffles the play list on every round (``random:moh/``),
+as does a file named ``.shuffle`` in a music folder (the way to ask for it from
+a flow's ``hold music "moh/"``, whose path must name a real folder).
 :class:`HoldMusic` hands out players, counts listeners, and takes a player off
 the clock when its last listener is released.
 """
@@ -27,6 +29,7 @@ from ivr.media.prompts import PromptStore
 
 DEFAULT_SOURCE = "moh/"
 RANDOM_PREFIX = "random:"
+SHUFFLE_MARKER = ".shuffle"
 MAX_CATCH_UP = 50  # frames; a tick gap longer than 1 s (a stalled loop) is not replayed
 Order = Literal["fixed", "random"]
 
@@ -170,9 +173,19 @@ class HoldMusic:
         return None
 
     def _build(self, key: str) -> MusicPlayer:
-        order: Order = "random" if key.startswith(RANDOM_PREFIX) else "fixed"
+        order: Order = (
+            "random" if key.startswith(RANDOM_PREFIX) or self._marked_shuffle(key) else "fixed"
+        )
         clips = [self.store.load(path) for path in self._files(key)]
         return MusicPlayer(clips, order=order, name=key)
+
+    def _marked_shuffle(self, source: str) -> bool:
+        """A folder holding a file named ``.shuffle`` plays in random order."""
+        for part in (p.strip() for p in source.split(",")):
+            real = self.store.resolve(part) if part else None
+            if real is not None and real.is_dir() and (real / SHUFFLE_MARKER).is_file():
+                return True
+        return False
 
     def _files(self, source: str) -> list[str]:
         spec = source[len(RANDOM_PREFIX) :] if source.startswith(RANDOM_PREFIX) else source

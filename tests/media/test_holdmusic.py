@@ -125,3 +125,15 @@ def test_shipped_default_track_plays(tmp_path):
         levels.append(float(np.sqrt(np.mean(player.pcm_frame().astype(float) ** 2))))
     assert np.mean(levels) > 500  # audible music, not silence
     assert (REPO_PROMPTS / "LICENSE").read_text().count("moh/default.ogg") == 1
+
+
+def test_shuffle_marker_makes_a_folder_random(tmp_path):
+    (tmp_path / "moh").mkdir()
+    for i in range(4):
+        _write(tmp_path / "moh" / f"{i}.wav", 0.1)
+    music = HoldMusic(PromptStore([tmp_path]))
+    assert music.player("moh/").order == "fixed"
+    assert music.player("random:moh/").order == "random"
+    (tmp_path / "moh" / ".shuffle").write_text("")
+    music = HoldMusic(PromptStore([tmp_path]))
+    assert music.player("moh/").order == "random"
