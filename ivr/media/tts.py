@@ -74,9 +74,21 @@ class TtsEngine:
         key = cache_key(text, voice or self.voice, rate or self.rate)
         return self.cache_dir / key[:2] / f"{key}.wav"
 
-    def render(self, text: str, *, voice: str | None = None, rate: int | None = None) -> Clip:
-        """The clip of ``text`` spoken in ``voice`` at ``rate`` (words per minute)."""
-        voice, rate = voice or self.voice, rate or self.rate
+    def render(
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        rate: int | None = None,
+        language: str | None = None,
+    ) -> Clip:
+        """The clip of ``text`` spoken in ``voice`` at ``rate`` (words per minute).
+
+        Without a voice, ``language`` (the call's language, e.g. ``de``) picks espeak-ng's voice
+        for it; the engine's default voice is the last resort.
+        """
+        voice = voice or (self.voice_for(language) if language else None) or self.voice
+        rate = rate or self.rate
         key = cache_key(text, voice, rate)
         with self._mem_lock:
             clip = self._clips.get(key)
@@ -138,6 +150,16 @@ class TtsEngine:
         if voice.lower() not in voices:
             sample = ", ".join(sorted(v for v in voices if v.startswith("en") and "/" not in v)[:6])
             raise TtsError(f"unknown TTS voice {voice!r}; espeak-ng voices include {sample}")
+
+    def voice_for(self, language: str) -> str | None:
+        """The voice espeak-ng has for ``language`` (``de``, ``fr-ch``, ``en_GB``), or None."""
+        lang = language.lower().replace("_", "-")
+        voices = self.voices()
+        while lang:
+            if lang in voices:
+                return lang
+            lang = lang.rpartition("-")[0]
+        return None
 
     def voices(self) -> dict[str, str]:
         """Every name accepted for a voice (language like ``en-gb``, file name, identifier) -> file name."""

@@ -43,6 +43,16 @@ def test_voice_and_rate_are_part_of_the_key(tmp_path):
     assert engine.rendered == 3
 
 
+def test_call_language_picks_the_voice(tmp_path):
+    engine = TtsEngine(tmp_path)
+    assert engine.voice_for("de_CH") == "de" and engine.voice_for("fr") == "fr"
+    assert engine.voice_for("xx-yy") is None
+    engine.render("Guten Tag", language="de")
+    assert engine.path_for("Guten Tag", voice="de").is_file()
+    engine.render("Hello", language="xx")  # unknown language: the default voice
+    assert engine.path_for("Hello").is_file()
+
+
 def test_unknown_voice_and_bad_rate_are_clear_errors(tmp_path):
     engine = TtsEngine(tmp_path)
     with pytest.raises(TtsError, match="unknown TTS voice 'klingon'; espeak-ng voices include en"):
