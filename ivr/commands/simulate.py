@@ -92,6 +92,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ivr.dsl.errors import FlowError
     from ivr.dsl.loader import load_flow
+    from ivr.dsl.machine import MachineError
 
     try:
         config = find_config(args.config, args.files)
@@ -116,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     except LookupError as exc:  # no entry point for the called number
         print(f"ivr simulate: {exc}", file=sys.stderr)
         return 2
+    except MachineError as exc:  # the flow machine refused an event: a bug worth reporting whole
+        print(f"ivr simulate: the flow machine stopped: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

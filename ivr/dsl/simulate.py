@@ -28,12 +28,13 @@ import shlex
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.config import ConfigError, parse_duration
 from ivr.dsl import events as ev
-from ivr.dsl.schedule import format_local
+from ivr.dsl.schedule import Hours, format_local, zone
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
@@ -483,6 +484,9 @@ class Simulation:
             "call",
             f"call from {self.scenario.caller} to {self.called} at {format_local(self.now, tz)}",
         )
+        for name in sorted(self.program.schedules):
+            hours = self.program.schedules[name]
+            self._note("hours", describe_hours(hours, self.now, self.scenario.switches))
         self._carry_out(self.machine.start(self.now))
         while not self.machine.finished:
             if self._events >= MAX_EVENTS or self.now - self.scenario.start > MAX_DURATION:
@@ -770,6 +774,27 @@ def describe_result(event: ev.Event) -> str:
     if isinstance(event, ev.RecordingDone):
         return f"recorded {_fmt_seconds(event.duration)}"
     return event.kind
+
+
+def describe_hours(hours: Hours, now: float, switches: Mapping[str, bool]) -> str:
+    """``hours office: open until 12:00``, ``hours office: closed (Christmas Day) until Mon 08:00``."""
+    state = "open" if hours.is_open(now, switches) else "closed"
+    if hours.switch and switches.get(hours.switch, False):
+        return f"hours {hours.name}: closed while switch {hours.switch} is on"
+    holiday = hours.holiday_name(now)
+    why = f" ({holiday})" if holiday and state == "closed" else ""
+    change = hours.next_change(now)
+    if change is None:
+        return f"hours {hours.name}: {state}{why}"
+    tz = zone(hours.timezone)
+    local, then = datetime.fromtimestamp(now, tz), datetime.fromtimestamp(change, tz)
+    if then.date() == local.date():
+        until = then.strftime("%H:%M")
+    elif (then.date() - local.date()).days < 7:
+        until = then.strftime("%a %H:%M")
+    else:
+        until = then.strftime("%a %Y-%m-%d %H:%M")
+    return f"hours {hours.name}: {state}{why} until {until}"
 
 
 def first_number(program: Program) -> str:

@@ -84,7 +84,7 @@ def run(
 
 
 def lines(result: SimulationResult) -> list[str]:
-    return [t for t in result.text if not t.startswith(("listen:", "call from"))]
+    return [t for t in result.text if not t.startswith(("listen:", "call from", "hours "))]
 
 
 # --------------------------------------------------------------------------- tokens
@@ -352,3 +352,21 @@ def test_a_flow_that_never_ends_is_stopped(tmp_path: Path) -> None:
     assert result.outcome is None
     assert any(t.startswith("simulation stopped after") for t in result.text)
     assert result.text[-1] == "outcome: unfinished"
+
+
+def test_the_call_starts_with_the_state_of_every_schedule(tmp_path: Path) -> None:
+    assert run(tmp_path, "hangup").text[1] == "hours office: open until 17:00"
+    assert (
+        run(tmp_path, "hangup", at="2026-11-27 18:00").text[1]
+        == "hours office: closed until Mon 08:00"
+    )
+    night = run(tmp_path, "hangup", switches={"night": True})
+    assert night.text[1] == "hours office: closed while switch night is on"
+    christmas = run(tmp_path, "hangup", at="2026-12-25 10:00", text=MENU_FLOW.replace(
+        "    closed when night\n", "    closed when night\n    closed on holidays CH-ZH\n"
+    ))  # fmt: skip
+    assert christmas.text[1] == "hours office: closed (Christmas Day) until Mon 08:00"
+    far = run(tmp_path, "hangup", at="2026-12-25 10:00", text=MENU_FLOW.replace(
+        "    closed when night\n", "    closed when night\n    closed 2026-12-24 .. 2027-01-06\n"
+    ))  # fmt: skip
+    assert far.text[1] == "hours office: closed until Thu 2027-01-07 08:00"
