@@ -453,6 +453,16 @@ def check_hours(hours: Hours) -> list[ScheduleProblem]:
     for index, rule in indexed:
         problems.extend(_check_rule(rule, index))
     problems.extend(_check_overlaps(indexed))
+    if not any(r.start < r.end for ranges in hours.weekly.values() for r in ranges) and not any(
+        r.start < r.end for _, r in hours.open_dates
+    ):
+        problems.append(
+            ScheduleProblem(
+                f"hours '{hours.name}' are never open: add times like mon-fri 08:00-17:00",
+                None,
+                "warning",
+            )
+        )
     switches = [r.switch for _, r in indexed if isinstance(r, ClosedWhen)]
     for index, rule in indexed:
         if isinstance(rule, ClosedWhen) and rule.switch != switches[0]:

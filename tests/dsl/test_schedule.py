@@ -276,6 +276,20 @@ def test_check_reports_every_problem_with_its_rule_index() -> None:
 def test_check_of_hand_built_hours_has_no_rule_indices() -> None:
     hours = Hours("h", "UTC", weekly={2: (TimeRange(600, 540),)}, holiday_regions=("ZZ",))
     problems = check_hours(hours)
-    assert [p.rule for p in problems] == [None, None]
+    assert [p.rule for p in problems] == [None, None, None]
+    assert problems[2].message.startswith("hours 'h' are never open")
     assert problems[0].message.startswith("empty time range 10:00-09:00")
     assert problems[1].message.startswith("unknown holiday region 'ZZ'")
+
+
+def test_check_warns_about_hours_that_never_open() -> None:
+    hours = build_hours(
+        "never", ZRH, [ClosedOnHolidays("CH-ZH"), WeeklyRule((0,), (TimeRange(600, 600),))]
+    )
+    assert check_hours(hours)[-1] == ScheduleProblem(
+        "hours 'never' are never open: add times like mon-fri 08:00-17:00", None, "warning"
+    )
+    only_once = build_hours(
+        "once", ZRH, [OpenDate(date(2026, 12, 27), (parse_range("10:00-14:00"),))]
+    )
+    assert check_hours(only_once) == []
