@@ -34,7 +34,7 @@ log = logging.getLogger("ivr.voicemail.mail")
 
 BASE_DELAY = 30.0
 MAX_DELAY = 3600.0
-IDLE_POLL = 60.0
+IDLE_POLL = 10.0  # also how soon a message is mailed when nobody calls wake()
 
 
 class Voice2Mail:
