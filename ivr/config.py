@@ -86,6 +86,8 @@ class Mailbox:
     emails: tuple[str, ...] = ()
     max_messages: int = 100
     max_length: float = 180.0
+    silence: float = 5.0  # a message ends after this much silence (0: only on # or max_length)
+    min_length: float = 1.0  # shorter recordings are not stored
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,8 @@ def _from_raw(
             number=str(mb.get("number", "")),
             emails=_strs(mb.get("emails", []), f"{where}: mailboxes[{i}].emails"),
             max_length=parse_duration(mb.get("max_length", 180), where=f"{where}: mailboxes[{i}].max_length"),
+            silence=parse_duration(mb.get("silence", 5), where=f"{where}: mailboxes[{i}].silence"),
+            min_length=parse_duration(mb.get("min_length", 1), where=f"{where}: mailboxes[{i}].min_length"),
         )
         for i, mb in enumerate(_items(raw, "mailboxes", where))
     )

@@ -55,8 +55,8 @@ class LeaveMessage(Dialogue):
         greeting: str = "unavailable",
         review: bool = False,
         data_dir: Path,
-        silence: float = 5.0,
-        min_length: float = 1.0,
+        silence: float | None = None,
+        min_length: float | None = None,
         end_key: str = "#",
         on_saved: Callable[[Message], None] | None = None,
         first_prompt_id: int = FIRST_PROMPT_ID,
@@ -70,8 +70,8 @@ class LeaveMessage(Dialogue):
         self.greeting = greeting
         self.review = review
         self.data_dir = Path(data_dir)
-        self.silence = silence
-        self.min_length = min_length
+        self.silence = mailbox.silence if silence is None else silence  # None: the mailbox's setting
+        self.min_length = mailbox.min_length if min_length is None else min_length
         self.end_key = end_key
         self.on_saved = on_saved
         self.message: Message | None = None

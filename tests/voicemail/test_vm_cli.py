@@ -98,3 +98,10 @@ def test_list_play_delete(deployment, tmp_path, capsys):
     assert "mailbox 200 has 1 message(s); there is no message 5" in capsys.readouterr().err
     assert main(["mailbox", "list", "555", *cfg]) == 1
     assert "no mailbox 555 in" in capsys.readouterr().err
+
+
+def test_mailbox_silence_and_min_length_in_the_deployment_file(tmp_path):
+    path = tmp_path / "ivr.toml"
+    path.write_text('[[mailboxes]]\nnumber = "200"\nsilence = "3s"\nmin_length = "500ms"\n')
+    box = load_config(path).mailbox("200")
+    assert box is not None and (box.silence, box.min_length) == (3.0, 0.5)

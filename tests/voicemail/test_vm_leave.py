@@ -63,7 +63,7 @@ def test_full_dialogue_without_review_stores_the_message(tmp_path):
     (start,) = d.play_out(actions)
     assert isinstance(start, StartRecording)
     assert Path(start.path).parent == tmp_path.resolve() / "voicemail" / "200" / "incoming"
-    assert (start.max_length, start.end_key, start.min_length) == (60, "#", 1.0)
+    assert (start.max_length, start.end_key, start.min_length, start.silence) == (60, "#", 1.0, 5.0)
     duration = record(start, 2.5)
     actions = d.send(RecordingDone(start.path, duration, "key"), advance=2.5)
     assert texts(actions) == ["Your message has been saved. Goodbye."]
@@ -217,3 +217,10 @@ def test_events_the_runner_should_never_send(tmp_path):
         d.send(RecordingDone("x.wav", 1.0))
     with pytest.raises(DialogueError, match="can't handle transfer_result in state 'greeting'"):
         d.send(TransferResult("busy"))
+
+
+def test_silence_and_min_length_come_from_the_mailbox(tmp_path):
+    box = Mailbox(number="200", owner="A", silence=0.0, min_length=2.5)
+    d, _ = _leave(tmp_path, mailbox=box)
+    start = _to_recording(d)
+    assert (start.silence, start.min_length) == (0.0, 2.5)
