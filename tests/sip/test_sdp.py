@@ -156,7 +156,7 @@ def test_answer_to_sipp_default_uac_offer() -> None:
     a = answer("sipp-uac-offer.sdp")
     assert a.codec == Codec(0, "PCMU")
     assert a.dtmf_pt is None
-    assert a.remote_addr == ("127.0.1.1", 6000)
+    assert a.remote_addr == ("127.0.0.1", 6000)
     assert a.ptime == 20
     assert (a.direction, a.on_hold, a.local_direction) == ("sendrecv", False, "sendrecv")
     assert bytes(a.sdp) == (
@@ -402,3 +402,10 @@ def test_parse_answer_refuses_rejections_and_wrong_shapes() -> None:
         parse_answer(offer, head + b"m=audio 5 RTP/AVP 18\r\n")
     with pytest.raises(SdpError):
         parse_answer(offer, b"not sdp")
+
+
+def test_answer_to_baresip_capture() -> None:
+    a = answer("baresip-offer.sdp")
+    assert a.codec == Codec(0, "PCMU") and a.dtmf_pt == 101 and a.dtmf_events == "0-15"
+    assert a.remote_addr == ("192.0.2.2", 44726)
+    assert a.ptime == 20
