@@ -12,6 +12,8 @@ import textwrap
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ivr.media.recording import RecordingError, WavRecorder, needs_repair, repair_all, repair_wav
 
@@ -153,3 +155,20 @@ def test_repair_drops_a_partial_sample_and_keeps_foreign_chunks(tmp_path):
     (tmp_path / "not.wav").write_bytes(b"hello")
     with pytest.raises(RecordingError, match="not a WAV file"):
         repair_wav(tmp_path / "not.wav")
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=300), head=st.booleans())
+def test_repair_of_any_bytes_repairs_or_raises_recording_error(tmp_path, data, head):
+    """Whatever a crash (or a stranger) left under a .wav name: repaired, or our error; never anything else."""
+    path = tmp_path / "fuzz.wav"
+    prefix = b"RIFF\x00\x00\x00\x00WAVE" if head else b""
+    path.write_bytes(prefix + data)
+    try:
+        duration = repair_wav(path)
+    except RecordingError:
+        return
+    assert duration >= 0
+    assert not needs_repair(path)
