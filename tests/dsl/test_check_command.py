@@ -1,0 +1,73 @@
+"""``ivr check``: output format, exit codes, --strict, prompt folders from --prompts and the deployment file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ivr.cli import main
+
+GOOD = 'number default -> s\ns:\n    play "hello.wav"\n    hangup\n'
+
+
+def test_valid_flow_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "good.ivr"
+    flow.write_text(GOOD)
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "hello.wav").write_bytes(b"RIFF")
+    assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts"), "--strict"]) == 0
+    assert capsys.readouterr().out == f"{flow}: ok\n"
+
+
+def test_errors_exit_1_with_file_line_col(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "bad.ivr"
+    flow.write_text("number default -> start\nstart:\n    -> suport\nsupport:\n    hangup\n")
+    assert main(["check", str(flow)]) == 1
+    out = capsys.readouterr()
+    assert out.out == (
+        f"{flow}:3:8: error: unknown step 'suport'; did you mean 'support'?\n"
+        "        -> suport\n"
+        "           ^\n"
+    )
+    assert out.err == f"{flow}: 1 error, 0 warnings\n"
+
+
+def test_warnings_fail_only_with_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "warn.ivr"
+    flow.write_text(GOOD + "lost:\n    hangup\n")
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "hello.wav").write_bytes(b"RIFF")
+    assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts")]) == 0
+    assert "warning: step 'lost' is never reached" in capsys.readouterr().out
+    assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts"), "--strict"]) == 1
+
+
+def test_prompt_folders_come_from_the_deployment_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "good.ivr"
+    flow.write_text(GOOD)
+    config = tmp_path / "ivr.toml"
+    config.write_text('[prompts]\nfolders = ["sounds"]\n')
+    assert main(["check", str(flow), "--config", str(config), "--strict"]) == 1
+    assert f"hint: looked in {tmp_path / 'sounds'}" in capsys.readouterr().out
+    (tmp_path / "sounds").mkdir()
+    (tmp_path / "sounds" / "hello.wav").write_bytes(b"RIFF")
+    assert main(["check", str(flow), "--config", str(config), "--strict"]) == 0
+
+
+def test_bad_deployment_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "good.ivr"
+    flow.write_text(GOOD)
+    assert main(["check", str(flow), "--config", str(tmp_path / "missing.toml")]) == 1
+    assert "no such deployment file" in capsys.readouterr().err
+
+
+def test_check_as_a_process(tmp_path: Path) -> None:
+    flow = tmp_path / "bad.ivr"
+    flow.write_text("s:\n    sya \"x\"\n")
+    proc = subprocess.run([sys.executable, "-m", "ivr", "check", str(flow)], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"{flow}:2:5: error: unknown keyword 'sya'; did you mean 'say'?" in proc.stdout
