@@ -45,10 +45,10 @@ def to_dot(program: Program, title: str = "flow") -> str:
                 shape = "plaintext"
             lines.append(f"    {_quote(name)} [label={_quote(state.op.describe())}, shape={shape}];")
         lines.append("  }")
-    for number, state in program.entries.items():
+    for number, first in program.entries.items():
         entry = f"number {number}"
         lines.append(f"  {_quote(entry)} [shape=cds];")
-        lines.append(f"  {_quote(entry)} -> {_quote(state)};")
+        lines.append(f"  {_quote(entry)} -> {_quote(first)};")
     for name, state in program.states.items():
         for event, target in state.transitions.items():
             lines.append(f"  {_quote(name)} -> {_quote(target)} [label={_quote(event)}];")
