@@ -83,6 +83,7 @@ RTCP_INTERVAL = 5.0
 DTMF_GAP_TICKS = 3  # audio frames between two sent events (60 ms inter-digit pause)
 DUPLICATE_KEY_WINDOW = 0.5  # s: the same key from another source within this is the same press
 INBAND_KEY_MS = 100
+MAX_GAP_FILL = 8000  # samples: up to 1 s of missing audio is delivered as silence
 
 
 class SharedPlayer(Protocol):
@@ -191,6 +192,7 @@ class MediaSession:
         # receiving
         self._rx: SourceStats | None = None
         self._rx_last_seq: int | None = None
+        self._rx_next_ts: int | None = None
         self._dtmf_rx = DtmfReceiver()
         self._inband: GoertzelDetector | None = None
         self._oob_keys_seen = False
@@ -555,14 +557,14 @@ class MediaSession:
             if stats is not None:
                 self._lost_before += max(stats.lost, 0)
             stats = self._rx = SourceStats(ssrc)
-            self._rx_last_seq = None
+            self._rx_last_seq = self._rx_next_ts = None
         stats.update(seq, ts, now * 8000)
         if pt == self._dtmf_pt:
             self._on_event_packet(data)
             return
         if pt != g711.PCMU and pt != g711.PCMA:
             return  # comfort noise, sipp's filler, anything we did not offer
-        self._on_audio_packet(data, pt, seq)
+        self._on_audio_packet(data, pt, seq, ts)
 
     def _on_event_packet(self, data: bytes) -> None:
         try:
@@ -575,10 +577,10 @@ class MediaSession:
         if digit is not None:
             self._key(digit, "rfc4733")
 
-    def _on_audio_packet(self, data: bytes, pt: int, seq: int) -> None:
+    def _on_audio_packet(self, data: bytes, pt: int, seq: int, ts: int) -> None:
         last = self._rx_last_seq
-        if last is not None and (seq - last) & 0xFFFF >= 0x8000:
-            self._late += 1  # older than what we already delivered: too late to play or record
+        if last is not None and not 0 < (seq - last) & 0xFFFF < 0x8000:
+            self._late += 1  # a duplicate, or older than what we delivered: too late to play or record
             return
         self._rx_last_seq = seq
         if self.direction not in ("sendrecv", "recvonly") or (
@@ -594,12 +596,20 @@ class MediaSession:
                 self._invalid += 1
                 return
         self._octets_received += len(payload)
+        expected, self._rx_next_ts = self._rx_next_ts, (ts + len(payload)) & 0xFFFFFFFF
+        if expected is not None and 0 < (ts - expected) & 0xFFFFFFFF <= MAX_GAP_FILL:
+            self._deliver_silence((ts - expected) & 0xFFFFFFFF)
         pcm = g711.decode(payload, pt)
         if self._inband is not None:
             for key in self._inband.feed(pcm):
                 self._key(key, "inband")
         if self.on_audio is not None:
             self.on_audio(pcm)
+
+    def _deliver_silence(self, samples: int) -> None:
+        """Lost packets (or an event in place of audio): keep recordings and recognisers on time."""
+        if self.on_audio is not None:
+            self.on_audio(np.zeros(samples, dtype=np.int16))
 
     def _try_latch(self, addr: tuple[str, int], now: float) -> bool:
         """Move the remote to ``addr`` once, early, and only if plausible (see the module docstring)."""
@@ -629,7 +639,11 @@ class MediaSession:
     # ------------------------------------------------------------------ DTMF in
 
     def enable_inband_dtmf(self, on: bool) -> None:
-        self._inband = GoertzelDetector() if on else None
+        """In-band key detection on received audio (when no telephone-event was negotiated)."""
+        if not on:
+            self._inband = None
+        elif self._inband is None:  # a re-INVITE keeps a detector that may be mid-key
+            self._inband = GoertzelDetector()
 
     def receive_dtmf_info(self, content_type: str, body: bytes) -> str | None:
         """A SIP INFO body from the runner: the key (also sent to ``on_dtmf``) or None if it has none."""

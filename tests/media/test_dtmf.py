@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ivr.media import g711
 from ivr.media.dtmf import (
@@ -261,3 +263,19 @@ def test_goertzel_no_talk_off_on_speech(tmp_path: Path, voice: str) -> None:
     mixed = pcm.copy()
     mixed[16000 : 16000 + 800] = mixed[16000 : 16000 + 800] * 0.1 + dtmf_tone("4", 100, level=0.3)
     assert run(GoertzelDetector(), mixed) == ["4"]
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+@given(st.text(max_size=40), st.binary(max_size=80))
+def test_info_bodies_never_raise(content_type: str, body: bytes) -> None:
+    result = parse_dtmf_info(content_type, body)
+    assert result is None or (result[0] in "0123456789*#ABCD" and result[1] >= 0)
+
+
+@given(st.binary(max_size=24), st.integers(0, 127), st.booleans())
+def test_receiver_never_raises_on_any_payload(payload: bytes, pt: int, marker: bool) -> None:
+    receiver = DtmfReceiver()
+    digit = receiver.feed(RtpPacket(pt, 1, 1000, 7, payload, marker=marker), 101)
+    assert digit is None or digit in "0123456789*#ABCD"

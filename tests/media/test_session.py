@@ -15,7 +15,14 @@ from ivr.media.clip import Clip
 from ivr.media.clock import MediaClock
 from ivr.media.dtmf import DtmfReceiver, TelephoneEvent
 from ivr.media.ports import PortPool, PortRangeExhausted
-from ivr.media.rtp import Bye, RtpPacket, SenderReport, SourceDescription, parse_rtcp
+from ivr.media.rtp import (
+    Bye,
+    ReceiverReport,
+    RtpPacket,
+    SenderReport,
+    SourceDescription,
+    parse_rtcp,
+)
 from ivr.media.session import MediaSession
 
 PORTS = (41000, 41999)
@@ -516,11 +523,38 @@ def test_peer_ssrc_change_is_accepted_and_loss_counted() -> None:
         )
         for seq in (10, 11, 12, 14, 15, 17):  # 13 and 16 lost
             phone.send(_rtp(seq, ssrc=1, level=500), ("127.0.0.1", s.local_port))
-        for seq in (500, 501, 502):  # a new SSRC (a transfer, a re-INVITE to another gateway)
+        for seq in (500, 501, 501, 502, 500):  # a new SSRC (a transfer); 501 twice, 500 late
             phone.send(_rtp(seq, ssrc=2, level=500), ("127.0.0.1", s.local_port))
-        await until(lambda: len(heard) == 9, clock, "all nine frames")
+        await until(lambda: s.stats["packets_received"] == 11, clock, "all packets")
+        voiced = [f for f in heard if np.abs(f.astype(np.int32)).max() > 100]
+        silent = [f for f in heard if np.abs(f.astype(np.int32)).max() == 0]
+        assert len(voiced) == 9  # the duplicate and the late packet are not heard twice
+        assert [len(f) for f in silent] == [160, 160]  # each lost packet became 20 ms of silence
+        assert sum(len(f) for f in heard) == 11 * 160  # so the timeline is intact
         stats = s.stats
-        assert stats["packets_received"] == 9 and stats["lost"] == 2
+        assert stats["lost"] == 2 and stats["late"] == 2
+        s.close()
+
+    with_clock(body)
+
+
+def test_rtcp_alone_keeps_the_call_alive() -> None:
+    async def body(clock: MediaClock) -> None:
+        phone = await peer()
+        s = await MediaSession.open(
+            host="127.0.0.1", port_range=PORTS, clock=clock, media_timeout=0.2
+        )
+        fired: list[bool] = []
+        s.on_timeout = lambda: fired.append(True)
+        s.configure(
+            remote=("127.0.0.1", phone.port), payload_type=0, dtmf_pt=None, direction="sendrecv"
+        )
+        rr = bytes(ReceiverReport(0x55))
+        for _ in range(6):  # 0.6 s, an RTCP report every 0.1 s and never any RTP
+            phone.send(rr, ("127.0.0.1", s.local_port + 1))
+            await next_tick(clock, 5)
+        assert fired == []
+        await until(lambda: fired == [True], clock, "the timeout once RTCP stops")
         s.close()
 
     with_clock(body)
