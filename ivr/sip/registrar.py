@@ -82,6 +82,9 @@ class Binding:
             return None
         return max(0, math.ceil(self.expires_at - now - 1e-9))
 
+    def __str__(self) -> str:
+        return self.uri
+
     def contact_value(self, now: float) -> str:
         """The Contact header value listing this binding in a 200 (RFC 3261 section 10.3 step 8)."""
         q = f";q={_format_q(self.q)}" if self.q is not None else ""
@@ -124,6 +127,32 @@ class RequestLike(Protocol):
 
     @property
     def headers(self) -> Iterable[tuple[str, str]]: ...
+
+
+class RequestEvent(Protocol):
+    """The parts of ``ivr.sip.ua.RequestReceived`` the adapter reads."""
+
+    @property
+    def handle(self) -> int: ...
+    @property
+    def request(self) -> RequestLike: ...
+    @property
+    def source(self) -> tuple[str, int]: ...
+    @property
+    def transport(self) -> str: ...
+
+
+class Responder(Protocol):
+    """The part of ``ivr.sip.ua.UserAgent`` the adapter calls."""
+
+    def respond(
+        self,
+        request_handle: int,
+        status: int,
+        now: float,
+        *,
+        headers: Iterable[tuple[str, str]] = ...,
+    ) -> None: ...
 
 
 # --------------------------------------------------------------------------- store
@@ -322,6 +351,23 @@ class Registrar:
         return self.store.purge_expired(now)
 
     # -- REGISTER
+
+    def blocked(self, source_ip: str, now: float) -> bool:
+        """True while ``source_ip`` is throttled: a transport may drop its datagrams unread."""
+        return self.throttle is not None and self.throttle.blocked(source_ip, now)
+
+    def handle(self, ua: Responder, event: RequestEvent, now: float) -> RegisterReply:
+        """Answer a ``RequestReceived`` REGISTER through the user agent.
+
+        The agent cannot forget a request it has handed over, so a throttled
+        source is answered 403 here; to drop silently, ask :meth:`blocked`
+        before the datagram reaches the agent.
+        """
+        reply = self.handle_request(event.request, event.source, now, event.transport)
+        if reply.drop:
+            reply = RegisterReply(403, "Forbidden (too many failed logins)")
+        ua.respond(event.handle, reply.status, now, headers=reply.headers)
+        return reply
 
     def handle_request(
         self, request: RequestLike, source: tuple[str, int], now: float, transport: str = "udp"

@@ -10,7 +10,7 @@ import pytest
 
 from ivr.config import Extension
 from ivr.sip.auth import DigestChallenger, authorization_for, parse_digest
-from ivr.sip.message import Request, parse_message
+from ivr.sip.message import Request, Response, parse_message
 from ivr.sip.registrar import (
     Binding,
     RegisterReply,
@@ -610,3 +610,47 @@ def test_bad_registrar_config(tmp_path: Path, section: str, message: str) -> Non
     with pytest.raises(ConfigError) as info:
         load_config(toml)
     assert str(info.value) == f"{toml}: [registrar]: {message}"
+
+
+# --------------------------------------------------------------------------- through the user agent
+
+
+def through_ua(reg: Registrar, msg: Request, source: tuple[str, int], now: float) -> Response:
+    from ivr.sip.ua import RequestReceived, UserAgent
+
+    ua = UserAgent(local_host="127.0.0.1", local_port=5060)
+    ua.receive(bytes(msg), source, "udp", now)
+    event = ua.next_event()
+    assert isinstance(event, RequestReceived)
+    reg.handle(ua, event, now)
+    [out] = ua.outgoing()
+    assert out.dest == source
+    response = parse_message(out.data)
+    assert isinstance(response, Response)
+    return response
+
+
+def test_handle_answers_through_the_user_agent() -> None:
+    reg = make()
+    first = through_ua(reg, request(YEALINK, 1), DESK, NOW)
+    assert first.status == 401
+    assert first.headers.get("Call-ID") == "1829178592@192.168.1.101"
+    challenge = first.headers["WWW-Authenticate"]
+    auth = authorization_for(
+        challenge, "REGISTER", "sip:192.168.1.10:5060", "201", RECEPTION.password, "c", 1
+    )
+    ok = through_ua(reg, request(YEALINK, 2, auth=auth), DESK, NOW)
+    assert ok.status == 200
+    assert ok.headers.get_all("Contact") == ["<sip:201@192.168.1.101:5062>;expires=3600"]
+
+
+def test_handle_answers_a_throttled_source_403_and_blocked_tells_the_transport() -> None:
+    reg = make(throttle=AuthThrottle(max_failures=1))
+    scanner = ("203.0.113.9", 5062)  # the Via port: no rport, so the answer goes there
+    Phone(YEALINK, "201", "password1", scanner).register(reg, NOW)
+    assert reg.blocked("203.0.113.9", NOW + 1) and not reg.blocked(DESK[0], NOW + 1)
+    assert through_ua(reg, request(YEALINK, 9), scanner, NOW + 1).status == 403
+
+
+def test_binding_str_is_its_uri() -> None:
+    assert str(Binding("201", "sip:201@10.0.0.1", None, "udp", NOW)) == "sip:201@10.0.0.1"
