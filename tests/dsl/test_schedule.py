@@ -293,3 +293,12 @@ def test_check_warns_about_hours_that_never_open() -> None:
         "once", ZRH, [OpenDate(date(2026, 12, 27), (parse_range("10:00-14:00"),))]
     )
     assert check_hours(only_once) == []
+
+
+def test_knabenschiessen_is_not_a_public_holiday_of_the_canton() -> None:
+    # The holidays package has Knabenschiessen only for the city of Zurich as an optional /
+    # half-day holiday, not for canton ZH: the Monday is a working day; close it with a date line.
+    hours = office()
+    assert hours.is_open(at("2026-09-14 09:00"))
+    closed = build_hours("h", ZRH, [*hours.rules, ClosedDates(date(2026, 9, 14), date(2026, 9, 14))])
+    assert not closed.is_open(at("2026-09-14 09:00"))
