@@ -240,6 +240,7 @@ class CallRunner:
         self.timer_at: float | None = None
         self.answered = False
         self.ended = False
+        self._ending = False  # hangup/_finish in progress: nothing may start another ending
         self.state = "incoming"
         self._owners: dict[int, tuple[object, int]] = {}
         self._next_media_id = 1
@@ -401,8 +402,8 @@ class CallRunner:
     # ------------------------------------------------------------------ SIP events
 
     def on_sip_event(self, event: object) -> None:
-        if self.ended:
-            return
+        if self.ended or (self._ending and isinstance(event, CallEnded)):
+            return  # our own hangup's CallEnded("local"), or news about a call already over
         if isinstance(event, CallConfirmed):
             self._confirmed(event)
         elif isinstance(event, ReOffer):
@@ -482,6 +483,7 @@ class CallRunner:
 
     def _caller_gone(self, reason: str) -> None:
         """BYE, CANCEL, session expiry or media timeout: the flow hears Hangup, then the call is over."""
+        self._ending = True
         if self.recording is not None:
             self.recording.stop("hangup")
         if self.machine is not None and not self.machine.finished:
@@ -552,7 +554,7 @@ class CallRunner:
         finally:
             self._draining_inbox = False
         self._arm_timer()
-        if self.machine is not None and self.machine.finished and not self.ended:
+        if self.machine is not None and self.machine.finished and not (self.ended or self._ending):
             self._flow_finished()
 
     def _dispatch(self, owner: object, event: ev.Event) -> None:
@@ -807,13 +809,14 @@ class CallRunner:
 
     def hangup(self, reason: str) -> None:
         """We end the call: BYE (or reject/CANCEL semantics before answer), then clean up."""
-        if self.ended:
+        if self.ended or self._ending:
             return
+        self._ending = True
         if self.recording is not None:
             self.recording.stop("hangup")
+        self.log(action="bye", reason=reason)
         self.services.ua.hangup(self.call_id, self.services.sip_now())
         self.services.flush()
-        self.log(action="bye", reason=reason)
         self._finish(reason)
 
     def _flow_finished(self) -> None:
@@ -823,6 +826,7 @@ class CallRunner:
     def _finish(self, reason: str) -> None:
         if self.ended:
             return
+        self._ending = True
         self._drain()  # let the flow see the last events (Hangup) before everything stops
         self.ended = True
         for handle in (self.timer, self._answer_timer):

@@ -1,0 +1,309 @@
+"""Harness for tests with real peers: ``ivr serve`` as a subprocess, sipp and baresip against it.
+
+* :func:`ivr_server` starts ``ivr serve`` on ``127.0.0.1:0`` with a temporary
+  data folder and deployment file, reads its stderr in a thread, and returns
+  once the ``listening on udp:... tcp:...`` line names the port.  Tests wait
+  for log records with :meth:`IvrServer.wait_for` (a condition variable fed
+  by the reader thread), never with sleeps.  The server is stopped (SIGTERM,
+  then SIGKILL) when the test ends.
+* :func:`sipp` runs one sipp scenario from ``scenarios/`` against a server,
+  bounded by ``-m``, ``-timeout``/``-timeout_error`` and a process timeout,
+  with its message trace kept in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE / "scenarios"
+FLOWS = HERE / "flows"
+REPO = HERE.parents[1]
+READY = re.compile(r"listening on udp:(?P<host>[^ ]+):(?P<port>\d+) tcp:")
+START_TIMEOUT = 60.0  # first start pre-renders prompts with espeak-ng: generous on a loaded 2-core box
+
+SIPP = shutil.which("sipp")
+BARESIP = shutil.which("baresip")
+
+needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed")
+needs_baresip = pytest.mark.skipif(BARESIP is None, reason="baresip (Debian baresip-core) is not installed")
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port free for UDP and TCP right now (for peers that cannot be told to pick one)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port % 2:
+            continue  # RTP wants even ports
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                t.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+                u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                u2.bind(("127.0.0.1", port + 1))
+                u2.close()
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
+@dataclass
+class IvrServer:
+    proc: subprocess.Popen[str]
+    host: str
+    port: int
+    data: Path
+    lines: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    closed: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                if isinstance(record, dict):
+                    self.records.append(record)
+                self.cond.notify_all()
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0, what: str = "") -> dict[str, Any]:
+        """The first log record matching ``predicate``, waiting for it if needed."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self.cond:
+            while True:
+                for record in self.records[seen:]:
+                    if predicate(record):
+                        return record
+                seen = len(self.records)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise AssertionError(
+                        f"no log record {what or 'matching'} within {timeout}s; server said:\n" + self.tail()
+                    )
+                self.cond.wait(left)
+
+    def wait_line(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self.cond:
+            while True:
+                for line in self.lines[seen:]:
+                    m = regex.search(line)
+                    if m:
+                        return m
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise AssertionError(f"no line matching {pattern!r} within {timeout}s; server said:\n" + self.tail())
+                self.cond.wait(left)
+
+    def call_records(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        with self.cond:
+            return [r for r in self.records if "call_id" in r and (call_id is None or r["call_id"] == call_id)]
+
+    def steps(self, call_id: str | None = None) -> list[str]:
+        return [r["step"] for r in self.call_records(call_id) if r.get("action") == "step"]
+
+    def tail(self, n: int = 60) -> str:
+        with self.cond:
+            return "\n".join(self.lines[-n:])
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("ivr serve did not exit; server said:\n" + self.tail()) from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_ivr(
+    tmp: Path,
+    flows: list[Path],
+    *,
+    config: str = "",
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> IvrServer:
+    data = tmp / "data"
+    data.mkdir(exist_ok=True)
+    rtp = free_port()
+    toml = tmp / "ivr.toml"
+    toml.write_text(
+        '[server]\nlisten = "127.0.0.1:0"\n'
+        f'rtp_ports = "{rtp}-{rtp + 400}"\n'
+        f"{config}\n"
+        f'[prompts]\nfolders = ["{REPO / "prompts"}", "{FLOWS}"]\n'
+    )
+    cmd = [
+        sys.executable, "-m", "ivr", "serve", *map(str, flows),
+        "--config", str(toml), "--data", str(data), "--listen", "127.0.0.1:0", "--log-format", "json", *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp,
+        env={**os.environ, **(env or {})},
+    )
+    server = IvrServer(proc, "127.0.0.1", 0, data)
+    threading.Thread(target=server._read, daemon=True).start()
+    try:
+        m = server.wait_line(READY.pattern, timeout=START_TIMEOUT)
+    except AssertionError:
+        server.stop()
+        raise
+    server.host, server.port = m.group("host"), int(m.group("port"))
+    return server
+
+
+@pytest.fixture(scope="module")
+def menu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
+    """One server on tests/peers/flows/menu.ivr shared by a module's tests (each filters by Call-ID)."""
+    server = start_ivr(tmp_path_factory.mktemp("menu"), [FLOWS / "menu.ivr"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ivr_server(tmp_path: Path) -> Iterator[Callable[..., IvrServer]]:
+    """Factory: ``ivr_server("menu.ivr", config="answer_delay = 5")`` -> a running IvrServer."""
+    started: list[IvrServer] = []
+
+    def start(*flows: str | Path, config: str = "", extra: tuple[str, ...] = ()) -> IvrServer:
+        paths = [f if isinstance(f, Path) else FLOWS / f for f in flows]
+        server = start_ivr(tmp_path, paths, config=config, extra=extra)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    messages: str
+    errors: str
+    logs: str
+
+    def received(self, first_line: str) -> list[str]:
+        """Messages sipp received whose first line starts with ``first_line``, as text."""
+        return [m for m in self._messages("received") if m.startswith(first_line)]
+
+    def sent(self, first_line: str) -> list[str]:
+        return [m for m in self._messages("sent") if m.startswith(first_line)]
+
+    def _messages(self, direction: str) -> list[str]:
+        # -trace_msg blocks: "----- ... \nUDP message received [N] bytes :\n\n<message>\n"
+        out = []
+        for block in re.split(r"\n-{5,}[^\n]*\n", "\n" + self.messages):
+            m = re.match(rf"\s*(?:UDP|TCP) message {direction} (?:\[\d+\] bytes :|\(\d+ bytes\):)\s*\n\n?(.*)", block, re.S)
+            if m:
+                out.append(m.group(1).lstrip())
+        return out
+
+    @property
+    def call_id(self) -> str:
+        m = re.search(r"^Call-ID:\s*(\S+)", self.messages, re.M | re.I)
+        assert m, "no Call-ID in sipp's message trace"
+        return m.group(1)
+
+    def check(self) -> None:
+        assert self.returncode == 0, (
+            f"sipp failed ({self.returncode})\n--- errors\n{self.errors[-3000:]}\n--- stdout\n{self.stdout[-2000:]}"
+        )
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Callable[..., SippResult]:
+    """Run one scenario: ``sipp("options.xml", server)`` -> SippResult (returncode 0 = all calls passed)."""
+    runs = 0
+
+    def run(
+        scenario: str,
+        server: IvrServer,
+        *,
+        service: str = "+41435435570",
+        variables: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        calls: int = 1,
+        extra: tuple[str, ...] = (),
+    ) -> SippResult:
+        nonlocal runs
+        runs += 1
+        assert SIPP is not None
+        out = tmp_path / f"sipp{runs}"
+        out.mkdir()
+        cmd = [
+            SIPP, server.address,
+            "-sf", str(SCENARIOS / scenario),
+            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
+            "-s", service, "-m", str(calls), "-nostdin",
+            "-timeout", f"{int(timeout)}s", "-timeout_error",
+            "-trace_msg", "-message_file", str(out / "messages.log"),
+            "-trace_err", "-error_file", str(out / "errors.log"),
+            "-trace_logs", "-log_file", str(out / "logs.log"),
+            "-cp", str(free_port(socket.SOCK_DGRAM)),
+            *extra,
+        ]
+        for name, value in (variables or {}).items():
+            cmd += ["-set", name, value]
+        proc = subprocess.run(
+            cmd, cwd=out, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout + 30
+        )
+
+        def read(name: str) -> str:
+            p = out / name
+            return p.read_text(errors="replace") if p.exists() else ""
+
+        return SippResult(proc.returncode, proc.stdout + proc.stderr, read("messages.log"), read("errors.log"), read("logs.log"))
+
+    return run

@@ -1,0 +1,135 @@
+"""sipp calls ``ivr serve``: signalling behaviour checked on the wire and in the server's log.
+
+Every test runs a real ``ivr serve`` subprocess on loopback (see conftest.py) and one sipp
+scenario from scenarios/; sipp's exit status says whether every expected message came, the
+message trace and the server's JSON log say what exactly happened.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
+]
+
+# The harness types live in conftest.py (fixtures: menu_server, ivr_server, sipp).
+IvrServer = Any
+SippResult = Any
+Sipp = Callable[..., Any]
+
+
+def ended(server: IvrServer, call_id: str) -> dict:
+    return server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended", what=f"ended {call_id}")
+
+
+def answer_mline(result: SippResult) -> str:
+    oks = [m for m in result.received("SIP/2.0 200") if re.search(r"^CSeq:\s*1 INVITE", m, re.M | re.I)]
+    assert oks, "no 200 to the INVITE in sipp's trace"
+    m = re.search(r"^m=audio \d+ RTP/AVP [0-9 ]+", oks[0], re.M)
+    assert m, oks[0]
+    return m.group(0).strip()
+
+
+def test_options_answered_200(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("options.xml", menu_server)
+    result.check()
+    ok = result.received("SIP/2.0 200")[0]
+    assert re.search(r"^Allow:.*INVITE", ok, re.M | re.I)
+
+
+def test_basic_call_caller_hangs_up(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("basic_caller_bye.xml", menu_server, variables={"hold_ms": "1500"})
+    result.check()
+    record = ended(menu_server, result.call_id)
+    assert record["reason"] == "bye"
+    records = menu_server.call_records(result.call_id)
+    assert [r["caller"] for r in records][:1] == ["+41791112233"]
+    assert any(r.get("action") == "answer" for r in records)
+    assert "welcome" in menu_server.steps(result.call_id)
+    assert answer_mline(result).startswith("m=audio") and answer_mline(result).split()[3] == "0"
+
+
+def test_flow_hangs_up_and_ivr_sends_bye(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
+    server = ivr_server("hangup.ivr")
+    result = sipp("basic_ivr_bye.xml", server)
+    result.check()
+    assert len(result.received("BYE ")) >= 1
+    record = ended(server, result.call_id)
+    assert record["outcome"] == "hangup"
+
+
+@pytest.mark.parametrize(("scenario", "payload_type", "codec"), [("pcma_only.xml", 8, "PCMA"), ("pcmu_only.xml", 0, "PCMU")])
+def test_single_codec_offer_is_answered_with_that_codec(
+    menu_server: IvrServer, sipp: Sipp, scenario: str, payload_type: int, codec: str
+) -> None:
+    result = sipp(scenario, menu_server, variables={"hold_ms": "300"})
+    result.check()
+    assert answer_mline(result).split()[3:] == [str(payload_type), "101"]
+    media = menu_server.wait_for(lambda r: r.get("call_id") == result.call_id and r.get("event") == "media")
+    assert (media["codec"], media["payload_type"]) == (codec, payload_type)
+    ended(menu_server, result.call_id)
+
+
+def test_offer_without_common_codec_gets_488(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("no_common_codec.xml", menu_server)
+    result.check()
+    record = menu_server.wait_for(lambda r: r.get("call_id") == result.call_id and r.get("action") == "reject")
+    assert record["status"] == 488
+    assert not any(r.get("action") == "answer" for r in menu_server.call_records(result.call_id))
+
+
+def test_cancel_before_answer(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
+    server = ivr_server("menu.ivr", config='answer_delay = "20s"')
+    result = sipp("cancel.xml", server)
+    result.check()
+    record = ended(server, result.call_id)
+    assert record["reason"] == "cancelled"
+    assert not any(r.get("action") == "answer" for r in server.call_records(result.call_id))
+
+
+def test_lost_ack_200_resent_until_ack(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("lost_ack.xml", menu_server)
+    result.check()
+    oks = [m for m in result.received("SIP/2.0 200") if re.search(r"^CSeq:\s*1 INVITE", m, re.M | re.I)]
+    # the first 200 and its retransmissions at 0.5 s and 1.5 s while the ACK was missing
+    assert len(oks) >= 3, f"only {len(oks)} 200 OK for the INVITE"
+    assert len(set(oks)) == 1  # retransmissions are the same response
+    record = ended(menu_server, result.call_id)
+    assert record["reason"] == "bye"  # the call survived the late ACK and ended by sipp's BYE
+
+
+def test_reinvite_hold_and_resume(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("reinvite_hold.xml", menu_server)
+    result.check()
+    ended(menu_server, result.call_id)
+    reoffers = [r for r in menu_server.call_records(result.call_id) if r.get("event") == "reoffer"]
+    assert [r["hold"] for r in reoffers] == [True, False]
+    directions = [r["direction"] for r in menu_server.call_records(result.call_id) if r.get("event") == "media"]
+    assert directions == ["sendrecv", "recvonly", "sendrecv"]
+
+
+def test_session_refresh_by_update_and_reinvite(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("session_timer.xml", menu_server)
+    result.check()
+    oks = result.received("SIP/2.0 200")
+    assert sum(1 for m in oks if re.search(r"^Session-Expires:\s*\d+", m, re.M | re.I)) >= 3
+    assert ended(menu_server, result.call_id)["reason"] == "bye"
+
+
+def test_dtmf_from_sipp_pcap_selects_menu_option(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("dtmf_menu.xml", menu_server)
+    result.check()
+    record = ended(menu_server, result.call_id)
+    assert record["outcome"] == "hangup"
+    keys = [r for r in menu_server.call_records(result.call_id) if r.get("event") == "key" and "via" in r]
+    assert [(k["digit"], k["via"]) for k in keys] == [("2", "rtp")]
+    steps = menu_server.steps(result.call_id)
+    assert steps[:2] == ["welcome", "support"] or ("support" in steps and "sales" not in steps)
