@@ -1,0 +1,150 @@
+"""Property tests: any text, and any mutation of the example flows, loads or raises FlowError.
+
+And any sequence of events fed to a machine yields actions or raises MachineError, never
+anything else.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ivr.dsl import events as ev
+from ivr.dsl.compiler import Program
+from ivr.dsl.errors import FlowError
+from ivr.dsl.loader import load_flow
+from ivr.dsl.machine import Machine, MachineError
+from ivr.dsl.schedule import parse_local
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parent / "data"
+EXAMPLES = sorted((ROOT / "flows").glob("*.ivr")) + [DATA / "full.ivr"]
+TEXTS = {p: p.read_text(encoding="utf-8") for p in EXAMPLES}
+WORDS = [
+    "say", "play", "menu", "collect", "group", "sub", "hours", "number", "->", ":", "\n", "    ", "\t", '"', "#",
+    "transfer to", "else", "busy", "no answer", "when", "otherwise", "is open", "and", "or", "not", "(", ")",
+    "wait 6s", "retry 3 times", "digits 4-6", "end #", "1", "*", "{x}", "call f(", "return", "hangup", "voicemail",
+    "include", "timezone Mars/Base", "closed on holidays", "mon-fri 08:00-12:00", "2026-12-24", "..", "ring",
+]
+_DIR = Path(tempfile.mkdtemp(prefix="ivr-fuzz-"))
+
+
+def load_text(text: str, name: str = "fuzz.ivr") -> Program:
+    path = _DIR / name
+    path.write_text(text, encoding="utf-8")
+    return load_flow([path])
+
+
+def loads_or_flow_error(text: str) -> Program | None:
+    try:
+        return load_text(text)
+    except FlowError as exc:
+        assert exc.diagnostics, "a FlowError always carries diagnostics"
+        assert all(d.pos.line >= 1 and d.pos.column >= 1 for d in exc.diagnostics)
+        str(exc)  # formatting never fails either
+        return None
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=300))
+def test_random_text(text: str) -> None:
+    loads_or_flow_error(text)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(WORDS + ["a", "b", " ", "s:\n"]), max_size=60))
+def test_random_keyword_soup(words: list[str]) -> None:
+    loads_or_flow_error(" ".join(words))
+
+
+@st.composite
+def mutated_example(draw: st.DrawFn) -> str:
+    text = TEXTS[draw(st.sampled_from(EXAMPLES))]
+    for _ in range(draw(st.integers(1, 4))):
+        lines = text.split("\n")
+        op = draw(st.sampled_from(["delete", "insert", "dup_line", "drop_line", "swap", "indent"]))
+        if op in ("delete", "insert") and text:
+            at = draw(st.integers(0, len(text) - 1))
+            if op == "delete":
+                text = text[:at] + text[at + draw(st.integers(1, 8)):]
+            else:
+                text = text[:at] + draw(st.sampled_from(WORDS)) + text[at:]
+        elif op in ("dup_line", "drop_line", "swap", "indent") and len(lines) > 1:
+            i = draw(st.integers(0, len(lines) - 1))
+            j = draw(st.integers(0, len(lines) - 1))
+            if op == "dup_line":
+                lines.insert(i, lines[i])
+            elif op == "drop_line":
+                del lines[i]
+            elif op == "swap":
+                lines[i], lines[j] = lines[j], lines[i]
+            else:
+                lines[i] = draw(st.sampled_from(["", "  ", "    ", "        "])) + lines[i].lstrip()
+            text = "\n".join(lines)
+    return text
+
+
+@FUZZ
+@given(mutated_example())
+def test_mutated_examples(text: str) -> None:
+    loads_or_flow_error(text)
+
+
+def test_examples_load_unmutated() -> None:
+    for path in EXAMPLES:
+        assert isinstance(load_flow([path]), Program)
+
+
+EVENTS = st.one_of(
+    st.builds(ev.Key, st.sampled_from(list("0123456789*#"))),
+    st.builds(ev.Speech, st.sampled_from(["", "sales", "support", "operator", "Alice Johnson", "reception"])),
+    st.builds(ev.PromptDone, st.integers(0, 12)),
+    st.just(ev.TimerFired()),
+    st.builds(ev.TransferResult, st.sampled_from(list(ev.TRANSFER_OUTCOMES)), st.sampled_from(["", "201"])),
+    st.just(ev.BridgeEnded()),
+    st.builds(ev.DirectoryResult, st.sampled_from(["selected", "not_found", "operator"]), st.just("201"),
+              st.just("Alice"), st.sampled_from(["", "201"])),
+    st.builds(ev.ActionDone, st.sampled_from(["voicemail", "voicemail_access", "record", "hold", ""]),
+              st.sampled_from(["saved", "done", "data/x.wav"])),
+    st.builds(ev.RecordingDone, st.just("data/r.wav"), st.floats(0, 10)),
+    st.just(ev.Hangup()),
+)
+
+
+_PROGRAMS: dict[Path, Program] = {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(EXAMPLES),
+    st.sampled_from(["+41435435570", "+41435435599", "100", "0041435435570", "999"]),
+    st.sampled_from(["2026-11-23 09:00", "2026-11-23 12:30", "2026-12-25 10:00", "2026-11-22 03:00"]),
+    st.lists(st.tuples(EVENTS, st.floats(0, 30)), max_size=25),
+)
+def test_machine_takes_any_event_sequence(path: Path, called: str, when: str, script: list[tuple[ev.Event, float]]) -> None:
+    program = _PROGRAMS.get(path) or _PROGRAMS.setdefault(path, load_flow([path]))
+    now = parse_local(when, program.settings.timezone)
+    try:
+        machine = Machine(program, caller="+41791112233", called=called)
+    except LookupError:
+        return
+    machine.start(now)
+    for event, delay in script:
+        now += delay
+        if isinstance(event, ev.TimerFired) and machine.next_timer is not None:
+            now = max(now, machine.next_timer)
+        try:
+            actions = machine.handle(event, now)
+        except MachineError:
+            continue
+        assert all(isinstance(a, ev.Action) for a in actions)
+        assert machine.next_timer is None or machine.next_timer >= now or not actions
+        if machine.finished:
+            assert machine.outcome is not None
+            return
