@@ -276,10 +276,9 @@ class Media:
     @property
     def ptime(self) -> int | None:
         value = self.attribute("ptime")
-        try:
-            return int(float(value)) if value else None
-        except ValueError:
-            return None
+        # Whole milliseconds; some stacks write "20.0". Nonsense (0, -5, inf) means "not given".
+        m = re.fullmatch(r"\s*(\d{1,4})(?:\.\d*)?\s*", value or "")
+        return int(m.group(1)) if m and 0 < int(m.group(1)) <= 1000 else None
 
 
 @dataclass(frozen=True)
@@ -568,7 +567,8 @@ def offer_session_ptime(sdp: SessionDescription) -> int | None:
     """A session-level ``a=ptime`` (not allowed by RFC 4566, but some carriers send it)."""
     for a in sdp.attributes:
         if a.name == "ptime" and a.value and a.value.strip().isdigit():
-            return int(a.value)
+            value = int(a.value)
+            return value if 0 < value <= 1000 else None
     return None
 
 

@@ -409,3 +409,66 @@ def test_answer_to_baresip_capture() -> None:
     assert a.codec == Codec(0, "PCMU") and a.dtmf_pt == 101 and a.dtmf_events == "0-15"
     assert a.remote_addr == ("192.0.2.2", 44726)
     assert a.ptime == 20
+
+
+_FORMATS = st.sampled_from(["0", "8", "18", "9", "96", "97", "101", "126", "x", "99999999999"])
+_ATTRS = st.sampled_from(
+    [
+        "rtpmap:96 PCMA/8000",
+        "rtpmap:97 telephone-event/8000",
+        "rtpmap:101 TELEPHONE-EVENT/8000",
+        "rtpmap:126 telephone-event/48000",
+        "rtpmap:96 opus/48000/2",
+        "rtpmap:0 PCMU/8000/2",
+        "rtpmap:bad",
+        "fmtp:101 0-15",
+        "fmtp:97 0-99999999",
+        "fmtp:101 16",
+        "fmtp:97 ,-,",
+        "ptime:30",
+        "ptime:-5",
+        "ptime:inf",
+        "ptime:20.5",
+        "sendonly",
+        "recvonly",
+        "inactive",
+        "sendrecv",
+    ]
+)
+_MEDIA = st.builds(
+    lambda kind, port, proto, fmts, conn, attrs: (
+        f"m={kind} {port} {proto} {' '.join(fmts)}\r\n"
+        + (f"c=IN IP4 {conn}\r\n" if conn else "")
+        + "".join(f"a={a}\r\n" for a in attrs)
+    ),
+    st.sampled_from(["audio", "video", "audio"]),
+    st.sampled_from([0, 9, 5004, 65535]),
+    st.sampled_from(["RTP/AVP", "rtp/avp", "RTP/AVPF", "RTP/SAVP", "UDP/TLS/RTP/SAVPF"]),
+    st.lists(_FORMATS, min_size=1, max_size=5),
+    st.sampled_from([None, "0.0.0.0", "198.51.100.1", "224.2.1.1/127"]),
+    st.lists(_ATTRS, max_size=6),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["", "c=IN IP4 192.0.2.1\r\n", "c=IN IP6 ::\r\n"]), st.lists(_MEDIA, max_size=3)
+)
+def test_negotiate_answers_or_refuses_any_offer(session_c: str, media: list[str]) -> None:
+    body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n" + session_c + "t=0 0\r\n" + "".join(media)
+    offer = SessionDescription.parse(body)
+    try:
+        a = negotiate(offer, local_ip="10.0.0.1", local_port=4000, session_id=1, version=1)
+    except NegotiationError as exc:
+        assert exc.status == 488
+        return
+    # Whatever we answer is well-formed and has the offer's shape (RFC 3264 section 6).
+    assert len(a.sdp.media) == len(offer.media)
+    assert [m.kind for m in a.sdp.media] == [m.kind for m in offer.media]
+    assert sum(m.port != 0 for m in a.sdp.media) == 1
+    assert a.codec.name in ("PCMU", "PCMA")
+    assert str(a.codec.payload_type) in offer.media[a.media_index].formats
+    assert 0 < a.ptime <= 1000
+    assert SessionDescription.parse(bytes(a.sdp)) == a.sdp
+    back = parse_answer(offer, a.sdp)
+    assert back.codec == a.codec and back.dtmf_pt == a.dtmf_pt
