@@ -495,6 +495,9 @@ class Simulation:
                 )
                 break
             self._step()
+        if self.inputs:
+            unused = " ".join(str(i) for i in self.inputs)
+            self._note("note", f"caller input not used: {unused}")
         outcome = self.machine.outcome
         self._emit(
             TraceLine(
@@ -575,6 +578,7 @@ class Simulation:
         if given.kind == "hangup":
             self._said("hangup", f"caller hangs up{why}")
             self._prompts.clear()
+            self._pending.clear()  # a ringing phone or a pending result dies with the call
             self._handle(ev.Hangup(), from_caller=True)
             return
         if given.kind == "speech":
@@ -584,7 +588,7 @@ class Simulation:
             return
         for i, digit in enumerate(given.value):
             if i:
-                self._advance(self.now + KEY_SPACING, fire_timers=True)
+                self._run_until(self.now + KEY_SPACING)
             if self.machine.finished:
                 return
             self._said("key", f"caller presses {digit}", digit=digit)
@@ -599,24 +603,23 @@ class Simulation:
         else:
             target = self.now + seconds
             self._said("wait", f"caller waits {_fmt_seconds(seconds)}", seconds=seconds)
+        self._run_until(target)
+
+    def _run_until(self, target: float) -> None:
+        """Deliver, in time order, every prompt end, result and timer due by ``target``."""
         while not self.machine.finished:
             due = self._next_internal()
             timer = self.machine.next_timer
-            soonest = min(t for t in (due, timer) if t is not None) if (due or timer) else None
-            if soonest is None or soonest > target:
+            times = [t for t in (due, timer) if t is not None]
+            if not times or min(times) > target:
                 break
             if due is not None and (timer is None or due <= timer):
                 self._deliver_internal()
             else:
-                self._fire_timer(soonest)
-        self._advance(max(self.now, target))
+                self._fire_timer(min(times))
+        self.now = max(self.now, target)
 
-    def _advance(self, when: float, *, fire_timers: bool = False) -> None:
-        if fire_timers:
-            timer = self.machine.next_timer
-            while timer is not None and timer <= when and not self.machine.finished:
-                self._fire_timer(timer)
-                timer = self.machine.next_timer
+    def _advance(self, when: float) -> None:
         self.now = max(self.now, when)
 
     def _handle(self, event: ev.Event, *, from_caller: bool = False) -> None:

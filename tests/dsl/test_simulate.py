@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,32 @@ def test_the_call_starts_with_the_state_of_every_schedule(tmp_path: Path) -> Non
         "    closed when night\n", "    closed when night\n    closed 2026-12-24 .. 2027-01-06\n"
     ))  # fmt: skip
     assert far.text[1] == "hours office: closed until Thu 2027-01-07 08:00"
+
+
+def test_input_left_over_is_reported(tmp_path: Path) -> None:
+    result = run(tmp_path, "hangup 1 say:sales")
+    assert result.text[-2:] == [
+        "caller input not used: 1 say:sales",
+        "outcome: caller_hangup (in welcome)",
+    ]
+
+
+def test_keys_of_one_token_are_half_a_second_apart(tmp_path: Path) -> None:
+    text = """\
+number 1 -> start
+collect account:
+    ask "Number?"
+    digits 3-6, end #
+    wait 5s, between 2s, retry 1 times
+    then -> done
+    exhausted -> hangup
+start:
+    -> account
+done:
+    say "You entered {account}."
+    hangup
+"""
+    result = run(tmp_path, "1234#", text=text)
+    keys = [line.at for line in result.lines if line.text.startswith("caller presses")]
+    assert [round(b - a, 3) for a, b in itertools.pairwise(keys)] == [0.5, 0.5, 0.5, 0.5]
+    assert "say: You entered 1234." in result.text
