@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.config import Extension
-from ivr.sip.auth import DigestChallenger, authorization_for, parse_digest
+from ivr.sip.auth import AuthResult, DigestChallenger, authorization_for, parse_digest
 from ivr.sip.message import Request, Response, parse_message
 from ivr.sip.registrar import (
     Binding,
@@ -654,3 +656,79 @@ def test_handle_answers_a_throttled_source_403_and_blocked_tells_the_transport()
 
 def test_binding_str_is_its_uri() -> None:
     assert str(Binding("201", "sip:201@10.0.0.1", None, "udp", NOW)) == "sip:201@10.0.0.1"
+
+
+# --------------------------------------------------------------------------- robustness
+
+_NAMES = st.sampled_from(
+    [
+        "To",
+        "t",
+        "Call-ID",
+        "i",
+        "CSeq",
+        "Contact",
+        "m",
+        "Expires",
+        "Authorization",
+        "Require",
+        "User-Agent",
+    ]
+)
+_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "<sip:201@ivr>",
+            "sip:alice@ivr",
+            "*",
+            "1 REGISTER",
+            "99999999999999999999 REGISTER",
+            "0",
+            "-1",
+            "4294967296",
+            "<sip:201@10.0.0.1>;expires=abc;q=2",
+            '<sip:201@10.0.0.1>;expires=60, "x" <sip:201@10.0.0.2;lr>;q=0.5',
+            "<tel:+411>",
+            'Digest username="201", realm="ivr", nonce="x", uri="sip:ivr", response="y"',
+            "Digest ,,,",
+            "",
+        ]
+    ),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+def test_any_headers_get_an_answer_never_an_exception(headers: list[tuple[str, str]]) -> None:
+    reg = make()
+    reply = reg.handle_register("sip:ivr", headers, DESK, NOW)
+    assert reply.status in (200, 400, 401, 403, 404, 420, 423, 500)
+    reg.store.close()
+
+
+class _TrustEveryone(DigestChallenger):
+    """Lets the property test below reach Contact processing without computing digests."""
+
+    def verify(self, *args: object, **kwargs: object) -> AuthResult:  # type: ignore[override]
+        return AuthResult(True, "201", False, "ok", 200)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+def test_any_authenticated_headers_get_an_answer(headers: list[tuple[str, str]]) -> None:
+    reg = Registrar(RegistrationStore(), _TrustEveryone("ivr"), {"201": RECEPTION}, max_contacts=3)
+    base = [
+        ("Authorization", "Digest x=1"),
+        ("To", "<sip:201@ivr>"),
+        ("Call-ID", "c"),
+        ("CSeq", "5 REGISTER"),
+    ]
+    names = {n.lower() for n, _ in headers}
+    kept = [(n, v) for n, v in base if n.lower() not in names]
+    reply = reg.handle_register("sip:ivr", kept + headers, DESK, NOW)
+    assert reply.status in (200, 400, 403, 404, 420, 423, 500)
+    if reply.status == 200:
+        assert all(n in ("Contact", "Date") for n, _ in reply.headers)
+        assert len(reg.contacts("201", NOW)) <= 3
+    reg.store.close()
