@@ -1,23 +1,41 @@
-"""``ivr prompts render FLOW...``: synthesise every constant ``say`` of the flows ahead of calls."""
+"""``ivr prompts render FLOW...``: synthesise every constant ``say`` of the flows ahead of calls.
+
+With mailboxes in the deployment file, the voicemail dialogues' texts are rendered too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from ivr.config import ConfigError, load_config
+from ivr.config import Config, ConfigError, load_config
 from ivr.media.tts import TtsEngine, TtsError, texts_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prompts", help="prompt tools (render the TTS cache of flows)")
     sub = p.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
-    r = sub.add_parser("render", help="render every constant `say` text of the flows into the TTS cache")
+    r = sub.add_parser(
+        "render", help="render every constant `say` text of the flows into the TTS cache"
+    )
     r.add_argument("flows", nargs="+", type=Path, metavar="FLOW")
     r.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
     r.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts-cache)")
     r.set_defaults(func=run_render)
+
+
+def voicemail_texts(program: Any, config: Config) -> list[tuple[str, str | None, int | None]]:
+    """The voicemail dialogues' texts in the flow's voice, when the deployment has mailboxes."""
+    if not config.mailboxes:
+        return []
+    from ivr.voicemail import prompt_texts
+
+    settings = getattr(program, "settings", None)
+    voice = getattr(settings, "voice", None) or None
+    rate = getattr(settings, "rate", None) or None
+    return [(text, voice, rate) for text in prompt_texts(config.mailboxes)]
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -27,7 +45,7 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, data=args.data)
         program = load_flow(args.flows, prompt_folders=config.prompt_folders)
-        texts = texts_of(program)
+        texts = texts_of(program) + voicemail_texts(program, config)
         engine = TtsEngine(config.data / "tts-cache", voice=config.tts.voice, rate=config.tts.rate)
         before = engine.rendered
         paths = engine.prerender(texts)
@@ -39,5 +57,7 @@ def run_render(args: argparse.Namespace) -> int:
         return 1
     for (text, voice, rate), path in zip(texts, paths, strict=True):
         print(f"{path}  [{voice or config.tts.voice} {rate or config.tts.rate}]  {text}")
-    print(f"{len(paths)} text(s), {engine.rendered - before} newly rendered, cache {engine.cache_dir}")
+    print(
+        f"{len(paths)} text(s), {engine.rendered - before} newly rendered, cache {engine.cache_dir}"
+    )
     return 0

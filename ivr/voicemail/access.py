@@ -54,8 +54,42 @@ OPTIONS_MENU = (
     "For the main menu, press star."
 )
 GREETING_REVIEW = "To keep it, press 1. To listen to it, press 2. To record it again, press 3. To discard it, press star."
+ASK_BOX = "Please enter your mailbox number, then press hash."
+ASK_PIN = "Please enter your PIN, then press hash."
+LOCKED = "Too many failed attempts. Goodbye."
+WRONG_LOGIN = "That mailbox number or PIN is not correct."
+NOT_AN_OPTION = "Sorry, that is not an option."
+GOODBYE = "Goodbye."
+NO_MESSAGES = "You have no messages."
+NO_MORE = "No more messages."
+SAVED = "Message saved."
+DELETED = "Message deleted."
+TEMP_REMOVED = "Your temporary greeting has been removed."
+NO_TEMP = "You have no temporary greeting."
+HEARD_NOTHING = "I did not hear anything."
+GREETING_SAVED = "Your greeting has been saved."
+DISCARDED = "Discarded."
+RECORD_INTRO = "Record your {label} after the tone. Press hash when you are done."
 
 Step = Callable[[float], list[Action]]
+
+
+def prompt_texts() -> list[str]:
+    """Every constant text of the owner's menu, for pre-rendering (counts and message headers vary)."""
+    texts = [
+        ASK_BOX,
+        ASK_PIN,
+        LOCKED,
+        WRONG_LOGIN,
+        NOT_AN_OPTION,
+        GOODBYE,
+        NO_MESSAGES,
+        NO_MORE,
+        SAVED,
+    ]
+    texts += [DELETED, TEMP_REMOVED, NO_TEMP, HEARD_NOTHING, GREETING_SAVED, DISCARDED]
+    texts += [MAIN_MENU, MESSAGE_MENU, OPTIONS_MENU, GREETING_REVIEW]
+    return texts + [RECORD_INTRO.format(label=label) for label in GREETING_LABELS.values()]
 
 
 class MailboxAccess(Dialogue):
@@ -98,11 +132,9 @@ class MailboxAccess(Dialogue):
 
     def _ask_login(self, now: float) -> list[Action]:
         if self.fixed_box is None:
-            return self._collect(
-                "box", [self.say("Please enter your mailbox number, then press hash.")]
-            )
+            return self._collect("box", [self.say(ASK_BOX)])
         self._entered_box = self.fixed_box
-        return self._collect("pin", [self.say("Please enter your PIN, then press hash.")])
+        return self._collect("pin", [self.say(ASK_PIN)])
 
     def _collect(self, state: str, prompts: list[Action]) -> list[Action]:
         self._digits = ""
@@ -139,7 +171,7 @@ class MailboxAccess(Dialogue):
     def _got_box(self, now: float) -> list[Action]:
         self._entered_box = self._digits
         self._silent = 0
-        return self._collect("pin", [self.say("Please enter your PIN, then press hash.")])
+        return self._collect("pin", [self.say(ASK_PIN)])
 
     def _got_pin(self, now: float) -> list[Action]:
         self._silent = 0
@@ -164,11 +196,9 @@ class MailboxAccess(Dialogue):
                 self.caller,
                 self.failures,
             )
-            return self.enter(
-                "locked", [self.say("Too many failed attempts. Goodbye.")], barge_in=False
-            )
+            return self.enter("locked", [self.say(LOCKED)], barge_in=False)
         # The re-prompt queued after this one is what the next state waits for.
-        wrong = self.say("That mailbox number or PIN is not correct.")
+        wrong = self.say(WRONG_LOGIN)
         return [wrong, *self._ask_login(now)]
 
     def _done_locked(self, now: float) -> list[Action]:
@@ -203,7 +233,7 @@ class MailboxAccess(Dialogue):
             return self._options_menu()
         if digit in "*#":
             return self._goodbye()
-        return self._main_menu([self.say("Sorry, that is not an option.")])
+        return self._main_menu([self.say(NOT_AN_OPTION)])
 
     def _silence(self, now: float, again: Step) -> list[Action]:
         self._silent += 1
@@ -212,7 +242,7 @@ class MailboxAccess(Dialogue):
         return again(now)
 
     def _goodbye(self) -> list[Action]:
-        return self.enter("goodbye", [self.say("Goodbye.")], barge_in=False)
+        return self.enter("goodbye", [self.say(GOODBYE)], barge_in=False)
 
     def _done_goodbye(self, now: float) -> list[Action]:
         return self.finish("done")
@@ -224,7 +254,7 @@ class MailboxAccess(Dialogue):
         self._queue = [m.id for m in self.store.list(self.box.number)]
         self._index = 0
         if not self._queue:
-            return self._main_menu([self.say("You have no messages.")])
+            return self._main_menu([self.say(NO_MESSAGES)])
         return self._play_current()
 
     def _current(self) -> Message | None:
@@ -238,7 +268,7 @@ class MailboxAccess(Dialogue):
             self._index += 1  # deleted meanwhile (another call, the CLI): skip it
             msg = self._current()
         if msg is None:
-            return self._main_menu([*(before or []), self.say("No more messages.")])
+            return self._main_menu([*(before or []), self.say(NO_MORE)])
         kind = "New message" if msg.status == "new" else "Saved message"
         header = f"{kind} {self._index + 1} of {len(self._queue)}. {self._when(msg.received_at)}, from {spoken_number(msg.caller)}."
         prompts = [
@@ -262,11 +292,11 @@ class MailboxAccess(Dialogue):
         if digit == "2" and msg is not None:
             self.store.mark_saved(msg.id)
             self._index += 1
-            return self._play_current([self.say("Message saved.")])
+            return self._play_current([self.say(SAVED)])
         if digit == "3" and msg is not None:
             self.store.delete(msg.id)
             self._queue.pop(self._index)
-            return self._play_current([self.say("Message deleted.")])
+            return self._play_current([self.say(DELETED)])
         if digit == "4":
             self._index = max(0, self._index - 1)
             return self._play_current()
@@ -275,9 +305,7 @@ class MailboxAccess(Dialogue):
             return self._play_current()
         if digit == "*":
             return self._welcome()
-        return self.enter(
-            "message", [self.say("Sorry, that is not an option."), self.say(MESSAGE_MENU)]
-        )
+        return self.enter("message", [self.say(NOT_AN_OPTION), self.say(MESSAGE_MENU)])
 
     def _timeout_message(self, now: float) -> list[Action]:
         return self._silence(now, lambda now: self.enter("message", [self.say(MESSAGE_MENU)]))
@@ -298,20 +326,16 @@ class MailboxAccess(Dialogue):
             label = GREETING_LABELS[self._greeting_kind]
             return self.enter(
                 "greeting_intro",
-                [self.say(f"Record your {label} after the tone. Press hash when you are done.")],
+                [self.say(RECORD_INTRO.format(label=label))],
             )
         if digit == "5":
             path = self.store.greeting_path(self.box.number, "temporary")
-            text = (
-                "Your temporary greeting has been removed."
-                if path.exists()
-                else "You have no temporary greeting."
-            )
+            text = TEMP_REMOVED if path.exists() else NO_TEMP
             path.unlink(missing_ok=True)
             return self._options_menu([self.say(text)])
         if digit in "*#":
             return self._main_menu()
-        return self._options_menu([self.say("Sorry, that is not an option.")])
+        return self._options_menu([self.say(NOT_AN_OPTION)])
 
     def _done_greeting_intro(self, now: float) -> list[Action]:
         return self.enter("greeting_beep", [self.beep()], barge_in=False)
@@ -335,7 +359,7 @@ class MailboxAccess(Dialogue):
 
     def _recorded_greeting_recording(self, event: RecordingDone, now: float) -> list[Action]:
         if event.duration <= 0:
-            return self._options_menu([self.say("I did not hear anything.")])
+            return self._options_menu([self.say(HEARD_NOTHING)])
         return self.enter("greeting_review", [self.say(GREETING_REVIEW)])
 
     def _key_greeting_review(self, digit: str, now: float) -> list[Action]:
@@ -350,7 +374,7 @@ class MailboxAccess(Dialogue):
                 self.box.number,
                 self._greeting_kind,
             )
-            return self._options_menu([self.say("Your greeting has been saved.")])
+            return self._options_menu([self.say(GREETING_SAVED)])
         if digit == "2":
             return self.enter(
                 "greeting_listen", [self.play(self.store.data_ref(self._greeting_tmp))]
@@ -359,10 +383,10 @@ class MailboxAccess(Dialogue):
             return self._done_greeting_intro(now)
         if digit == "*":
             self._greeting_tmp.unlink(missing_ok=True)
-            return self._options_menu([self.say("Discarded.")])
+            return self._options_menu([self.say(DISCARDED)])
         return self.enter(
             "greeting_review",
-            [self.say("Sorry, that is not an option."), self.say(GREETING_REVIEW)],
+            [self.say(NOT_AN_OPTION), self.say(GREETING_REVIEW)],
         )
 
     def _timeout_greeting_review(self, now: float) -> list[Action]:

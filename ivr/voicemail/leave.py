@@ -15,7 +15,7 @@ come, the file itself is measured); hanging up during review keeps it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import soundfile
@@ -31,11 +31,50 @@ REVIEW_TIMEOUT = 6.0
 REVIEW_TRIES = 3
 RECORD_TRIES = 2
 
+NOTHING_HEARD = "I did not hear a message. Please speak after the tone."
+NOTHING_RECORDED = "No message was recorded. Goodbye."
+NOT_AN_OPTION = "Sorry, that is not an option."
+SAVED_GOODBYE = "Your message has been saved. Goodbye."
+REVIEW_MENU = (
+    "To keep your message, press 1. To listen to it, press 2. To record it again, press 3."
+)
+FULL = "Sorry, the mailbox of {owner} is full. Goodbye."
+AFTER_ABSENCE = (
+    "{absence}. Please leave a message after the tone, and press hash when you are done."
+)
+
 _ABSENCE = {
     "unavailable": "is not available",
     "busy": "is on another call",
     "temporary": "is away at the moment",
 }
+
+
+def owner_name(mailbox: Mailbox) -> str:
+    return mailbox.owner or f"extension {spoken_number(mailbox.number)}"
+
+
+def greeting_text(owner: str, greeting: str) -> str:
+    """The TTS greeting when the owner recorded none: "<owner> is not available. Please leave ..."."""
+    return (
+        f"{owner} {AFTER_ABSENCE.format(absence=_ABSENCE.get(greeting, _ABSENCE['unavailable']))}"
+    )
+
+
+def after_name(greeting: str) -> str:
+    """What follows the owner's recorded name: "Is not available. Please leave ..."."""
+    text = AFTER_ABSENCE.format(absence=_ABSENCE.get(greeting, _ABSENCE["unavailable"]))
+    return text[0].upper() + text[1:]
+
+
+def prompt_texts(mailboxes: Sequence[Mailbox]) -> list[str]:
+    """Every text a caller leaving a message can hear, for pre-rendering."""
+    texts = [NOTHING_HEARD, NOTHING_RECORDED, NOT_AN_OPTION, SAVED_GOODBYE, REVIEW_MENU]
+    texts += [after_name(kind) for kind in _ABSENCE]
+    for box in mailboxes:
+        texts += [greeting_text(owner_name(box), kind) for kind in _ABSENCE]
+        texts.append(FULL.format(owner=owner_name(box)))
+    return texts
 
 
 class LeaveMessage(Dialogue):
@@ -70,7 +109,9 @@ class LeaveMessage(Dialogue):
         self.greeting = greeting
         self.review = review
         self.data_dir = Path(data_dir)
-        self.silence = mailbox.silence if silence is None else silence  # None: the mailbox's setting
+        self.silence = (
+            mailbox.silence if silence is None else silence
+        )  # None: the mailbox's setting
         self.min_length = mailbox.min_length if min_length is None else min_length
         self.end_key = end_key
         self.on_saved = on_saved
@@ -91,9 +132,7 @@ class LeaveMessage(Dialogue):
                 self.mailbox.number,
                 self.caller,
             )
-            return self.enter(
-                "full", [self.say(f"Sorry, the mailbox of {self._owner()} is full. Goodbye.")]
-            )
+            return self.enter("full", [self.say(FULL.format(owner=self._owner()))])
         return self.enter("greeting", self._greeting_prompts())
 
     def _greeting_prompts(self) -> list[Action]:
@@ -101,19 +140,13 @@ class LeaveMessage(Dialogue):
         for kind in ("temporary", self.greeting):
             if kind in _ABSENCE and self.store.has_greeting(box, kind):
                 return [self.play(self.store.data_ref(self.store.greeting_path(box, kind)))]
-        absence = _ABSENCE.get(self.greeting, _ABSENCE["unavailable"])
-        after = (
-            f"{absence}. Please leave a message after the tone, and press hash when you are done."
-        )
         if self.store.has_greeting(box, "name"):
-            return [
-                self.play(self.store.data_ref(self.store.greeting_path(box, "name"))),
-                self.say(after[0].upper() + after[1:]),
-            ]
-        return [self.say(f"{self._owner()} {after}")]
+            name = self.play(self.store.data_ref(self.store.greeting_path(box, "name")))
+            return [name, self.say(after_name(self.greeting))]
+        return [self.say(greeting_text(self._owner(), self.greeting))]
 
     def _owner(self) -> str:
-        return self.mailbox.owner or f"extension {spoken_number(self.mailbox.number)}"
+        return owner_name(self.mailbox)
 
     def _done_full(self, now: float) -> list[Action]:
         return self.finish("full")
@@ -156,10 +189,8 @@ class LeaveMessage(Dialogue):
         if reason == "hangup":
             return self.finish("empty")
         if self._tries < RECORD_TRIES:
-            return self.enter(
-                "retry", [self.say("I did not hear a message. Please speak after the tone.")]
-            )
-        return self.enter("empty_bye", [self.say("No message was recorded. Goodbye.")])
+            return self.enter("retry", [self.say(NOTHING_HEARD)])
+        return self.enter("empty_bye", [self.say(NOTHING_RECORDED)])
 
     def _done_retry(self, now: float) -> list[Action]:
         return self._beep()
@@ -170,10 +201,7 @@ class LeaveMessage(Dialogue):
     # ------------------------------------------------------------------ review
 
     def _review_menu(self) -> list[Action]:
-        text = (
-            "To keep your message, press 1. To listen to it, press 2. To record it again, press 3."
-        )
-        return self.enter("review", [self.say(text)])
+        return self.enter("review", [self.say(REVIEW_MENU)])
 
     def _done_review(self, now: float) -> list[Action]:
         self.next_timer = now + REVIEW_TIMEOUT
@@ -189,9 +217,7 @@ class LeaveMessage(Dialogue):
             self._discard()
             self._tries = 0
             return self._beep()
-        return self.enter(
-            "review", [self.say("Sorry, that is not an option."), *self._review_menu()]
-        )
+        return self.enter("review", [self.say(NOT_AN_OPTION), *self._review_menu()])
 
     def _timeout_review(self, now: float) -> list[Action]:
         self._review_tries += 1
@@ -238,9 +264,7 @@ class LeaveMessage(Dialogue):
                 self.on_saved(self.message)
         if not goodbye:
             return self.finish("saved")
-        return self.enter(
-            "saved", [self.say("Your message has been saved. Goodbye.")], barge_in=False
-        )
+        return self.enter("saved", [self.say(SAVED_GOODBYE)], barge_in=False)
 
     def _done_saved(self, now: float) -> list[Action]:
         return self.finish("saved")

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from ivr.dsl.events import Action, Event, Play, PromptDone, Say, StartRecording, TimerFired, Tone
 from ivr.media.recording import WavRecorder
+from ivr.voicemail import prompt_texts
+
+DYNAMIC = [
+    re.compile(r"You have \d+ new messages? and \d+ saved messages?\.$"),
+    re.compile(
+        r"(New|Saved) message \d+ of \d+\. Received \w+, \w+ \d+, at \d+:\d\d [AP]M, from .+\.$"
+    ),
+]
 
 
 def prompts(actions: list[Action]) -> list[Say | Play | Tone]:
@@ -37,6 +46,9 @@ class Driver:
         self.m = machine
         self.now = now
         self.log: list[Action] = []
+        boxes = getattr(machine, "mailboxes", None)
+        boxes = list(boxes.values()) if isinstance(boxes, dict) else [machine.mailbox]
+        self.known = set(prompt_texts(boxes))
 
     def start(self) -> list[Action]:
         return self._keep(self.m.start(self.now))
@@ -56,4 +68,9 @@ class Driver:
 
     def _keep(self, actions: list[Action]) -> list[Action]:
         self.log.extend(actions)
+        for a in actions:
+            if isinstance(a, Say):
+                assert a.text in self.known or any(p.match(a.text) for p in DYNAMIC), (
+                    f"{a.text!r} is missing from ivr.voicemail.prompt_texts (it would not be pre-rendered)"
+                )
         return actions
