@@ -680,7 +680,10 @@ class UserAgent:
         if call is None or call.state == "ended":
             return
         if call.role == "uac" and call.state == "outgoing":
-            self._cancel_outgoing(call, now)
+            if not call.extra.get("hung_up"):
+                call.extra["hung_up"] = "1"
+                self._cancel_outgoing(call, now)
+                self._emit(CallEnded(call.call_id, "local"))
         elif call.state in ("incoming", "early"):
             if call.invite_tx is not None:
                 self._server_respond(call.invite_tx, self._uas_response(call, 480), now)
@@ -1068,7 +1071,8 @@ class UserAgent:
             return
         if call.state == "outgoing":
             self._end(call, None)
-            self._emit(OutgoingCallFailed(call.call_id, status, response.reason))
+            if not call.extra.get("hung_up"):
+                self._emit(OutgoingCallFailed(call.call_id, status, response.reason))
 
     def _send_ack(self, call: Call, response: Response, now: float) -> None:
         dialog = call.dialog
@@ -1106,7 +1110,8 @@ class UserAgent:
             return
         if purpose == "invite" and call.state == "outgoing":
             self._end(call, None)
-            self._emit(OutgoingCallFailed(call.call_id, 408, "Request Timeout"))
+            if not call.extra.get("hung_up"):
+                self._emit(OutgoingCallFailed(call.call_id, 408, "Request Timeout"))
         elif purpose == "refresh":
             call.local_reinvite_key = None
             self._send_bye(call, now)

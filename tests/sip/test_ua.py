@@ -1,0 +1,725 @@
+"""The sans-IO UserAgent fed real wire bytes (softphones, PBXs, a carrier) on a fake clock."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ivr.sip.message import Headers, Request, Response, SipParseError, parse_message
+from ivr.sip.ua import (
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    DtmfInfo,
+    IncomingCall,
+    Outgoing,
+    OutgoingCallAnswered,
+    OutgoingCallFailed,
+    OutgoingCallProgress,
+    ReOffer,
+    ReOfferAnswer,
+    RequestReceived,
+    UAEvent,
+    UserAgent,
+    parse_dtmf_info,
+)
+
+DATA = Path(__file__).parent.parent / "data" / "sip"
+SDP = b"v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=ivr\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+BARESIP = ("127.0.0.1", 5062)
+
+
+def capture(name: str) -> bytes:
+    return (DATA / f"{name}.sip").read_bytes()
+
+
+def make_ua(**kwargs: object) -> UserAgent:
+    return UserAgent(local_host="127.0.0.1", local_port=5060, **kwargs)  # type: ignore[arg-type]
+
+
+def sent(ua: UserAgent) -> list[tuple[Request | Response, Outgoing]]:
+    return [(parse_message(o.data), o) for o in ua.outgoing()]
+
+
+def responses(ua: UserAgent) -> list[Response]:
+    return [m for m, _ in sent(ua) if isinstance(m, Response)]
+
+
+def events(ua: UserAgent) -> list[UAEvent]:
+    out = []
+    while (event := ua.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def in_dialog(method: str, invite: Request, response: Response, *, cseq: int, branch: str,
+              body: bytes = b"", extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """A request from the caller inside the dialog set up by ``response``."""
+    h = Headers()
+    h.add("Via", f"{invite.headers.get_all('Via')[0].split(';')[0]};branch={branch};rport")
+    h.add("Max-Forwards", "70")
+    h.add("From", invite.headers["From"])
+    h.add("To", response.headers["To"])
+    h.add("Call-ID", invite.call_id)
+    h.add("CSeq", f"{cseq} {method}")
+    for name, value in extra:
+        h.add(name, value)
+    if body:
+        h.add("Content-Type", "application/sdp")
+    target = response.contact[0].uri if response.contact else invite.uri
+    return bytes(Request(method, str(target), h, body))
+
+
+def answered_call(name: str = "baresip_invite", source: tuple[str, int] = BARESIP,
+                  **ua_kwargs: object) -> tuple[UserAgent, Request, Response]:
+    ua = make_ua(**ua_kwargs)
+    invite = parse_message(capture(name))
+    assert isinstance(invite, Request)
+    ua.receive(capture(name), source, "udp", 0.0)
+    incoming = events(ua)
+    assert isinstance(incoming[0], IncomingCall)
+    ua.outgoing()
+    ua.answer(invite.call_id, SDP, 0.1)
+    (ok,) = responses(ua)
+    return ua, invite, ok
+
+
+def confirmed_call(name: str = "baresip_invite", source: tuple[str, int] = BARESIP,
+                   **ua_kwargs: object) -> tuple[UserAgent, Request, Response]:
+    ua, invite, ok = answered_call(name, source, **ua_kwargs)
+    ua.receive(in_dialog("ACK", invite, ok, cseq=invite.cseq[0], branch="z9hG4bKack1"), source, "udp", 0.2)
+    assert events(ua) == [CallConfirmed(invite.call_id, None)]
+    return ua, invite, ok
+
+
+# --------------------------------------------------------------------------- a baresip call, byte by byte
+
+
+def test_baresip_call_trying_ringing_ok_ack_bye() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0.0)
+    (trying, out), = sent(ua)
+    assert isinstance(trying, Response) and (trying.status, trying.reason) == (100, "Trying")
+    assert out.dest == BARESIP and out.transport == "udp"
+    # RFC 3581: rport filled with the source port, received added
+    assert trying.headers["Via"] == "SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK6a8e2d1f3c5b7a9e;rport=5062;received=127.0.0.1"
+    assert trying.headers["To"] == "<sip:100@127.0.0.1:5060>"  # no tag on 100
+    assert trying.headers["CSeq"] == "19283 INVITE" and trying.call_id == "6c8d2e4f1a3b5c7d"
+
+    (incoming,) = events(ua)
+    assert isinstance(incoming, IncomingCall)
+    assert (incoming.call_id, incoming.caller, incoming.called, incoming.source) == (
+        "6c8d2e4f1a3b5c7d", "alice", "100", BARESIP)
+    assert incoming.offer is not None and incoming.offer.startswith(b"v=0\r\no=- 1733560982")
+
+    ua.ringing("6c8d2e4f1a3b5c7d", 0.05)
+    (ringing,) = responses(ua)
+    assert ringing.status == 180 and ringing.to.tag
+    ua.answer("6c8d2e4f1a3b5c7d", SDP, 0.1)
+    (ok,) = responses(ua)
+    assert ok.status == 200 and ok.to.tag == ringing.to.tag
+    assert ok.headers["Contact"] == "<sip:ivr@127.0.0.1:5060>"
+    assert ok.headers["Content-Type"] == "application/sdp" and ok.body == SDP
+    assert int(ok.headers["Content-Length"]) == len(SDP)
+    assert "INVITE" in ok.headers["Allow"] and "timer" in ok.header_tokens("Supported")
+    assert "Session-Expires" not in ok.headers  # baresip does not support timer
+
+    invite = parse_message(capture("baresip_invite"))
+    assert isinstance(invite, Request)
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKa1"), BARESIP, "udp", 0.2)
+    assert events(ua) == [CallConfirmed("6c8d2e4f1a3b5c7d", None)]
+    assert ua.outgoing() == []
+
+    ua.receive(in_dialog("BYE", invite, ok, cseq=19284, branch="z9hG4bKb1"), BARESIP, "udp", 5.0)
+    (bye_ok,) = responses(ua)
+    assert (bye_ok.status, bye_ok.cseq) == (200, (19284, "BYE"))
+    assert bye_ok.to.tag == ok.to.tag
+    assert events(ua) == [CallEnded("6c8d2e4f1a3b5c7d", "bye")]
+    assert "6c8d2e4f1a3b5c7d" not in ua.calls
+
+
+def test_invite_retransmission_is_not_a_new_call() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0.0)
+    assert [r.status for r in responses(ua)] == [100]
+    assert len(events(ua)) == 1
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0.5)
+    assert [r.status for r in responses(ua)] == [100]  # the last response, resent
+    assert events(ua) == []
+    ua.answer("6c8d2e4f1a3b5c7d", SDP, 0.6)
+    responses(ua)
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0.7)
+    assert [r.status for r in responses(ua)] == [200]
+    assert events(ua) == []
+
+
+def test_2xx_retransmitted_until_ack() -> None:
+    ua, invite, ok = answered_call()
+    stamps = []
+    now = 0.1
+    while (deadline := ua.next_timer()) is not None and deadline < 10:
+        now = deadline
+        ua.handle_timer(now)
+        stamps += [round(now, 2) for r in responses(ua) if r.status == 200]
+    assert stamps == [0.6, 1.6, 3.6, 7.6]  # T1 doubling, capped at T2 = 4 s
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKa"), BARESIP, "udp", now)
+    assert events(ua) == [CallConfirmed(invite.call_id, None)]
+    ua.handle_timer(20)
+    assert [r.status for r in responses(ua)] == []
+
+
+def test_no_ack_means_bye_after_64_t1() -> None:
+    ua, invite, ok = answered_call()
+    now = 0.1
+    while (deadline := ua.next_timer()) is not None and deadline <= 32.1:
+        now = deadline
+        ua.handle_timer(now)
+    messages = [m for m, _ in sent(ua)]
+    retransmits = [m for m in messages if isinstance(m, Response) and m.status == 200]
+    assert len(retransmits) == 10  # 0.6 1.6 3.6 7.6 11.6 ... 31.6
+    byes = [m for m in messages if isinstance(m, Request) and m.method == "BYE"]
+    assert len(byes) == 1
+    bye = byes[0]
+    assert bye.uri == "sip:alice-0x55d3c8a1b2c0@127.0.0.1:5062;transport=udp"  # the Contact
+    assert bye.from_.tag == ok.to.tag and bye.to.tag == "4f1d3e7a9b2c5d8e"
+    assert bye.cseq == (1, "BYE") and bye.call_id == invite.call_id
+    assert events(ua) == [CallEnded(invite.call_id, "ack_timeout")]
+
+
+def test_late_offer_answer_arrives_in_ack() -> None:
+    ua = make_ua()
+    raw = capture("baresip_invite")
+    head = raw.split(b"\r\n\r\n")[0].replace(b"Content-Type: application/sdp\r\n", b"")
+    head = re.sub(rb"Content-Length: \d+", b"Content-Length: 0", head)
+    invite = parse_message(head + b"\r\n\r\n")
+    assert isinstance(invite, Request) and invite.body == b""
+    ua.receive(bytes(invite), BARESIP, "udp", 0)
+    (incoming,) = events(ua)
+    assert isinstance(incoming, IncomingCall) and incoming.offer is None
+    ua.answer(invite.call_id, SDP, 0.1)  # our offer
+    ok = [r for r in responses(ua) if r.status == 200][0]
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKl", body=b"v=0\r\n"), BARESIP, "udp", 0.2)
+    assert events(ua) == [CallConfirmed(invite.call_id, b"v=0\r\n")]
+
+
+# --------------------------------------------------------------------------- response routing
+
+
+def test_response_routing_without_rport_uses_via_port_and_received() -> None:
+    ua = make_ua()
+    ua.receive(capture("yealink_invite"), ("203.0.113.9", 40000), "udp", 0)
+    (trying, out), = sent(ua)
+    assert out.dest == ("203.0.113.9", 5062)  # received host, Via port (no rport)
+    assert trying.headers["Via"].endswith(";received=203.0.113.9")
+
+
+def test_response_routing_same_host_adds_nothing() -> None:
+    ua = make_ua()
+    ua.receive(capture("yealink_invite"), ("192.168.10.42", 5062), "udp", 0)
+    (trying, out), = sent(ua)
+    assert out.dest == ("192.168.10.42", 5062)
+    assert trying.headers["Via"] == "SIP/2.0/UDP 192.168.10.42:5062;branch=z9hG4bK1783402843"
+
+
+def test_tcp_responses_go_back_on_the_connection() -> None:
+    ua = make_ua()
+    raw = capture("kamailio_options").replace(b"SIP/2.0/UDP 10.0.0.9", b"SIP/2.0/TCP 10.0.0.9")
+    ua.receive(raw, ("10.0.0.9", 41234), "tcp", 0)
+    (ok, out), = sent(ua)
+    assert out == Outgoing(out.data, ("10.0.0.9", 41234), "tcp")
+
+
+# --------------------------------------------------------------------------- carrier, Record-Route, session timers
+
+
+def test_carrier_call_record_route_and_session_timer() -> None:
+    ua, invite, ok = answered_call("carrier_invite", ("198.51.100.20", 5060))
+    assert ok.headers.get_all("Record-Route") == ["<sip:198.51.100.20;lr;ftag=as5a7c1b2d;did=8a3.b2c1>"]
+    assert ok.headers["Session-Expires"] == "1800;refresher=uac"
+    assert ok.headers["Require"] == "timer"
+    ua.receive(in_dialog("ACK", invite, ok, cseq=102, branch="z9hG4bKack"), ("198.51.100.20", 5060), "udp", 0.2)
+    assert isinstance(events(ua)[0], CallConfirmed)
+    ua.hangup(invite.call_id, 10)
+    (bye, out), = sent(ua)
+    assert isinstance(bye, Request) and bye.method == "BYE"
+    assert bye.uri == "sip:+12125550123@198.51.100.30:5060"  # remote target from Contact
+    assert bye.headers.get_all("Route") == ["<sip:198.51.100.20;lr;ftag=as5a7c1b2d;did=8a3.b2c1>"]
+    assert out.dest == ("198.51.100.20", 5060)  # loose routing: to the first route
+    assert events(ua) == [CallEnded(invite.call_id, "local")]
+
+
+def test_session_expires_when_the_refresher_is_silent() -> None:
+    ua, invite, ok = confirmed_call("asterisk_invite", ("10.0.0.2", 5060))
+    assert ok.headers["Session-Expires"] == "1800;refresher=uac"
+    ua.handle_timer(1767.0)
+    assert [m for m, _ in sent(ua)] == []
+    ua.handle_timer(1768.3)  # 0.2 + 1800 - 32
+    (bye, _), = sent(ua)
+    assert isinstance(bye, Request) and bye.method == "BYE"
+    assert events(ua) == [CallEnded(invite.call_id, "session_expired")]
+
+
+def test_update_refresh_is_answered_by_the_ua_and_rearms_the_timer() -> None:
+    ua, invite, ok = confirmed_call("freeswitch_invite", ("10.0.0.3", 5060))
+    refresh = capture("freeswitch_update_refresh").replace(b"tag=0a1b2c3d4e", b"tag=" + (ok.to.tag or "").encode())
+    ua.receive(refresh, ("10.0.0.3", 5060), "udp", 1000.0)
+    (answer,) = responses(ua)
+    assert answer.status == 200 and answer.headers["Session-Expires"] == "1800;refresher=uac"
+    assert events(ua) == []
+    ua.handle_timer(1800.0)  # would have expired without the refresh
+    assert sent(ua) == [] and events(ua) == []
+    ua.handle_timer(1000.0 + 1768.0)
+    assert events(ua) == [CallEnded(invite.call_id, "session_expired")]
+
+
+def test_session_interval_too_small_is_422_with_min_se() -> None:
+    ua = make_ua(min_se=120)
+    raw = capture("asterisk_invite").replace(b"Session-Expires: 1800", b"Session-Expires: 90")
+    ua.receive(raw, ("10.0.0.2", 5060), "udp", 0)
+    final = responses(ua)[-1]
+    assert (final.status, final.reason, final.headers["Min-SE"]) == (422, "Session Interval Too Small", "120")
+    assert events(ua) == []
+
+
+def test_we_refresh_when_the_peer_lacks_timer_support() -> None:
+    raw = capture("yealink_invite").replace(b"Supported: replaces", b"Session-Expires: 600")
+    ua = make_ua()
+    ua.receive(raw, ("192.168.10.42", 5062), "udp", 0)
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    events(ua)
+    ua.answer(invite.call_id, SDP, 0)
+    ok = [r for r in responses(ua) if r.status == 200][0]
+    assert ok.headers["Session-Expires"] == "600;refresher=uas" and "Require" not in ok.headers
+    ua.receive(in_dialog("ACK", invite, ok, cseq=2, branch="z9hG4bKa"), ("192.168.10.42", 5062), "udp", 0)
+    events(ua)
+    ua.handle_timer(300)
+    (update, _), = sent(ua)  # Yealink allows UPDATE: refresh without SDP
+    assert isinstance(update, Request) and update.method == "UPDATE" and update.body == b""
+    assert update.headers["Session-Expires"] == "600;refresher=uas"
+    reply = Response(200, "OK", update.headers.copy())
+    reply.headers.set("To", update.headers["To"])
+    ua.receive(bytes(reply), ("192.168.10.42", 5062), "udp", 300.1)
+    ua.handle_timer(300.1 + 600 - 200 - 0.5)  # the old expiry has moved
+    assert events(ua) == []
+
+
+def test_refresh_by_reinvite_when_update_is_not_allowed() -> None:
+    raw = capture("baresip_invite").replace(b"Supported: replaces,norefersub", b"Session-Expires: 300")
+    raw = raw.replace(b",UPDATE\r\n", b"\r\n")
+    ua = make_ua()
+    ua.receive(raw, BARESIP, "udp", 0)
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    events(ua)
+    ua.answer(invite.call_id, SDP, 0)
+    ok = [r for r in responses(ua) if r.status == 200][0]
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKa"), BARESIP, "udp", 0)
+    events(ua)
+    ua.handle_timer(150)
+    (reinvite, _), = sent(ua)
+    assert isinstance(reinvite, Request) and reinvite.method == "INVITE" and reinvite.body == SDP
+    # glare: the caller's own re-INVITE while ours is pending gets 491
+    ua.receive(in_dialog("INVITE", invite, ok, cseq=19284, branch="z9hG4bKg", body=b"v=0\r\n"), BARESIP, "udp", 150.1)
+    assert [r.status for r in responses(ua)] == [100, 491]
+    # their 200 to our re-INVITE: we ACK it
+    reply = Response(200, "OK", reinvite.headers.copy(), SDP)
+    ua.receive(bytes(reply), BARESIP, "udp", 150.2)
+    (ack, _), = sent(ua)
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.cseq == (reinvite.cseq[0], "ACK")
+
+
+# --------------------------------------------------------------------------- CANCEL
+
+
+def test_cancel_before_answer() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0)
+    ua.ringing("6c8d2e4f1a3b5c7d", 0.1)
+    ringing = responses(ua)[-1]
+    events(ua)
+    ua.receive(capture("baresip_cancel"), BARESIP, "udp", 1.0)
+    got = responses(ua)
+    assert [(r.status, r.cseq[1]) for r in got] == [(200, "CANCEL"), (487, "INVITE")]
+    assert got[1].to.tag == ringing.to.tag
+    assert events(ua) == [CallCancelled("6c8d2e4f1a3b5c7d")]
+    # the caller ACKs the 487 with the INVITE's branch: absorbed by the transaction
+    ack = capture("baresip_cancel").replace(b"CANCEL sip", b"ACK sip").replace(b"19283 CANCEL", b"19283 ACK")
+    ack = ack.replace(b"To: <sip:100@127.0.0.1:5060>", f"To: {got[1].headers['To']}".encode())
+    ua.receive(ack, BARESIP, "udp", 1.1)
+    assert ua.outgoing() == [] and events(ua) == []
+    ua.answer("6c8d2e4f1a3b5c7d", SDP, 1.2)  # the runner lost the race: ignored
+    assert ua.outgoing() == []
+
+
+def test_cancel_crossing_our_200_is_answered_200_and_the_call_proceeds() -> None:
+    ua, invite, ok = answered_call()
+    ua.receive(capture("baresip_cancel"), BARESIP, "udp", 0.15)
+    assert [(r.status, r.cseq[1]) for r in responses(ua)] == [(200, "CANCEL")]
+    assert events(ua) == []
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKa"), BARESIP, "udp", 0.2)
+    assert events(ua) == [CallConfirmed(invite.call_id, None)]
+
+
+def test_cancel_for_nothing_is_481() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_cancel"), BARESIP, "udp", 0)
+    assert [r.status for r in responses(ua)] == [481]
+
+
+# --------------------------------------------------------------------------- in-dialog requests
+
+
+def test_bye_for_unknown_dialog_is_481() -> None:
+    ua = make_ua()
+    ua.receive(capture("yealink_bye"), ("192.168.10.42", 5062), "udp", 0)
+    assert [r.status for r in responses(ua)] == [481]
+
+
+def test_lower_cseq_is_500() -> None:
+    ua, invite, ok = confirmed_call()
+    ua.receive(in_dialog("INFO", invite, ok, cseq=19283, branch="z9hG4bKlow"), BARESIP, "udp", 1)
+    (reply,) = responses(ua)
+    assert reply.status == 500 and reply.reason == "CSeq 19283 not above 19283"
+
+
+def test_info_dtmf_from_yealink() -> None:
+    ua, invite, ok = confirmed_call("yealink_invite", ("192.168.10.42", 5062))
+    info = capture("yealink_info_dtmf").replace(b"tag=5b7d9f1e3a", b"tag=" + (ok.to.tag or "").encode())
+    ua.receive(info, ("192.168.10.42", 5062), "udp", 3)
+    assert [r.status for r in responses(ua)] == [200]
+    assert events(ua) == [DtmfInfo(invite.call_id, "5", 160)]
+
+
+@pytest.mark.parametrize(
+    "ctype, body, expected",
+    [
+        ("application/dtmf-relay", b"Signal=#\r\nDuration=250\r\n", ("#", 250)),
+        ("application/dtmf-relay", b"Signal= 11\r\nDuration= 100\r\n", ("#", 100)),
+        ("application/dtmf-relay", b"signal=a\r\n", ("A", 100)),
+        ("application/dtmf", b"7", ("7", 100)),
+        ("application/dtmf", b"10", ("*", 100)),
+        ("application/dtmf-relay", b"Signal=X\r\n", None),
+        ("text/plain", b"Signal=1", None),
+    ],
+)
+def test_parse_dtmf_info(ctype: str, body: bytes, expected: tuple[str, int] | None) -> None:
+    assert parse_dtmf_info(ctype, body) == expected
+
+
+def test_reinvite_hold_from_zoiper() -> None:
+    ua, invite, ok = confirmed_call("zoiper_invite", ("10.0.0.50", 52468))
+    hold = capture("zoiper_reinvite_hold").replace(b"tag=8c2d4e6f10", b"tag=" + (ok.to.tag or "").encode())
+    ua.receive(hold, ("10.0.0.50", 52468), "udp", 10)
+    assert [r.status for r in responses(ua)] == [100]
+    (reoffer,) = events(ua)
+    assert isinstance(reoffer, ReOffer) and reoffer.method == "INVITE"
+    assert reoffer.offer is not None and b"a=sendonly" in reoffer.offer
+    ua.accept_reoffer(invite.call_id, SDP.replace(b"m=audio", b"a=recvonly\r\nm=audio"), 10.1)
+    (reply,) = responses(ua)
+    assert reply.status == 200 and b"a=recvonly" in reply.body and reply.cseq == (2, "INVITE")
+    assert reply.to.tag == ok.to.tag
+    reinvite = parse_message(hold)
+    assert isinstance(reinvite, Request)
+    ua.receive(in_dialog("ACK", reinvite, reply, cseq=2, branch="z9hG4bKack2"), ("10.0.0.50", 52468), "udp", 10.2)
+    assert events(ua) == [] and ua.outgoing() == []  # nothing more to say; no CallConfirmed twice
+
+
+def test_reinvite_without_sdp_offer_in_200_answer_in_ack() -> None:
+    ua, invite, ok = confirmed_call()
+    ua.receive(in_dialog("INVITE", invite, ok, cseq=19284, branch="z9hG4bKr"), BARESIP, "udp", 10)
+    responses(ua)
+    assert events(ua) == [ReOffer(invite.call_id, None, "INVITE")]
+    ua.accept_reoffer(invite.call_id, SDP, 10.1)
+    (reply,) = responses(ua)
+    assert reply.body == SDP
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19284, branch="z9hG4bKa2", body=b"v=0\r\nanswer"), BARESIP, "udp", 10.2)
+    assert events(ua) == [ReOfferAnswer(invite.call_id, b"v=0\r\nanswer")]
+
+
+def test_reject_reoffer_and_overlapping_reinvite() -> None:
+    ua, invite, ok = confirmed_call()
+    ua.receive(in_dialog("INVITE", invite, ok, cseq=19284, branch="z9hG4bKr1", body=b"v=0\r\n"), BARESIP, "udp", 10)
+    ua.receive(in_dialog("INVITE", invite, ok, cseq=19285, branch="z9hG4bKr2", body=b"v=0\r\n"), BARESIP, "udp", 10)
+    got = responses(ua)
+    assert [r.status for r in got] == [100, 100, 500]  # 14.2: a second INVITE while one is pending
+    assert "Retry-After" in got[2].headers
+    ua.reject_reoffer(invite.call_id, 488, 10.1)
+    (reply,) = responses(ua)
+    assert (reply.status, reply.cseq) == (488, (19284, "INVITE"))
+
+
+def test_in_dialog_options_and_unsupported_method() -> None:
+    ua, invite, ok = confirmed_call()
+    ua.receive(in_dialog("OPTIONS", invite, ok, cseq=19290, branch="z9hG4bKo"), BARESIP, "udp", 1)
+    ua.receive(in_dialog("REFER", invite, ok, cseq=19291, branch="z9hG4bKr"), BARESIP, "udp", 1)
+    got = responses(ua)
+    assert [r.status for r in got] == [200, 405]
+    assert "Allow" in got[1].headers
+
+
+# --------------------------------------------------------------------------- out-of-dialog requests
+
+
+def test_options_ping_and_draining() -> None:
+    ua = make_ua()
+    ua.receive(capture("kamailio_options"), ("10.0.0.9", 5060), "udp", 0)
+    (ok,) = responses(ua)
+    assert ok.status == 200
+    assert ok.headers["Accept"] == "application/sdp" and "timer" in ok.header_tokens("Supported")
+    assert "OPTIONS" in ok.header_tokens("Allow") or "options" in ok.header_tokens("Allow")
+    assert "100rel" not in ok.header_tokens("Supported")
+    ua.draining = True
+    ping = capture("kamailio_options").replace(b"z9hG4bK3b4a", b"z9hG4bK3b4b").replace(b"CSeq: 10", b"CSeq: 11")
+    ua.receive(ping, ("10.0.0.9", 5060), "udp", 1)
+    (busy,) = responses(ua)
+    assert busy.status == 503 and busy.headers["Retry-After"] == "30"
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 1)
+    assert [r.status for r in responses(ua)] == [100, 503]
+    assert events(ua) == []
+
+
+def test_require_100rel_is_420() -> None:
+    ua = make_ua()
+    raw = capture("baresip_invite").replace(b"Supported: replaces,norefersub", b"Require: 100rel")
+    ua.receive(raw, BARESIP, "udp", 0)
+    final = responses(ua)[-1]
+    assert (final.status, final.headers["Unsupported"]) == (420, "100rel")
+    assert events(ua) == []
+
+
+def test_known_but_disallowed_method_is_405_with_allow() -> None:
+    ua = make_ua()
+    raw = capture("kamailio_options").replace(b"OPTIONS sip", b"SUBSCRIBE sip").replace(b"10 OPTIONS", b"10 SUBSCRIBE")
+    ua.receive(raw, ("10.0.0.9", 5060), "udp", 0)
+    (reply,) = responses(ua)
+    assert reply.status == 405 and reply.headers["Allow"] == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+
+
+def test_register_is_surfaced_and_answered_through_respond() -> None:
+    ua = make_ua()
+    ua.receive(capture("zoiper_register"), ("10.0.0.50", 52468), "udp", 0)
+    (event,) = events(ua)
+    assert isinstance(event, RequestReceived) and event.request.method == "REGISTER"
+    assert event.source == ("10.0.0.50", 52468) and event.transport == "udp"
+    assert ua.outgoing() == []
+    ua.respond(event.handle, 200, 0.01, headers=[("Contact", "<sip:carol@10.0.0.50:52468>;expires=60")])
+    (ok, out), = sent(ua)
+    assert isinstance(ok, Response) and ok.status == 200 and ok.to.tag
+    assert ok.headers["Contact"] == "<sip:carol@10.0.0.50:52468>;expires=60"
+    assert out.dest == ("10.0.0.50", 52468)
+    ua.receive(capture("zoiper_register"), ("10.0.0.50", 52468), "udp", 0.5)  # retransmission
+    assert [r.status for r in responses(ua)] == [200] and events(ua) == []
+
+
+def test_merged_request_is_482() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0)
+    forked = capture("baresip_invite").replace(b"z9hG4bK6a8e2d1f3c5b7a9e", b"z9hG4bKfork2")
+    ua.receive(forked, BARESIP, "udp", 0.01)
+    assert [r.status for r in responses(ua)] == [100, 100, 482]
+    assert len(events(ua)) == 1
+
+
+def test_malformed_request_gets_400_with_warning() -> None:
+    ua = make_ua()
+    raw = re.sub(rb"Content-Length: \d+", b"Content-Length: -9", capture("baresip_invite"))
+    ua.receive(raw, BARESIP, "udp", 0)
+    (reply, out), = sent(ua)
+    assert isinstance(reply, Response) and reply.status == 400
+    assert reply.headers["Warning"] == "399 127.0.0.1 \"invalid Content-Length '-9'\""
+    assert out.dest == BARESIP
+
+
+# --------------------------------------------------------------------------- hangup
+
+
+def test_hangup_before_answer_is_480() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0)
+    events(ua)
+    ua.hangup("6c8d2e4f1a3b5c7d", 1)
+    assert [r.status for r in responses(ua)] == [100, 480]
+    assert events(ua) == [CallEnded("6c8d2e4f1a3b5c7d", "local")]
+
+
+def test_hangup_before_ack_waits_for_the_ack() -> None:
+    ua, invite, ok = answered_call()
+    ua.hangup(invite.call_id, 0.15)
+    assert events(ua) == [CallEnded(invite.call_id, "local")]
+    assert ua.outgoing() == []  # section 15: no BYE before the ACK
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKa"), BARESIP, "udp", 0.2)
+    (bye, _), = sent(ua)
+    assert isinstance(bye, Request) and bye.method == "BYE"
+    assert events(ua) == []
+
+
+def test_bye_we_send_is_retransmitted_over_udp() -> None:
+    ua, invite, ok = confirmed_call()
+    ua.hangup(invite.call_id, 1)
+    (bye, out), = sent(ua)
+    assert isinstance(bye, Request) and out.dest == BARESIP
+    ua.handle_timer(1.5)
+    assert [m.method for m, _ in sent(ua) if isinstance(m, Request)] == ["BYE"]
+    reply = Response(200, "OK", bye.headers.copy())
+    ua.receive(bytes(reply), BARESIP, "udp", 1.6)
+    ua.handle_timer(3)
+    assert ua.outgoing() == []
+
+
+# --------------------------------------------------------------------------- UAC and the UA pair
+
+
+class UAPair:
+    """Two user agents wired back to back on one fake clock (h11's ConnectionPair idea)."""
+
+    def __init__(self) -> None:
+        self.a = UserAgent(local_host="127.0.0.1", local_port=5070)  # ivr placing a call
+        self.b = UserAgent(local_host="127.0.0.1", local_port=5080)  # the called party
+        self.now = 0.0
+        self.drop = lambda data: False
+
+    def pump(self) -> None:
+        moved = True
+        while moved:
+            moved = False
+            for src, dst, addr in ((self.a, self.b, ("127.0.0.1", 5070)), (self.b, self.a, ("127.0.0.1", 5080))):
+                for out in src.outgoing():
+                    moved = True
+                    if not self.drop(out.data):
+                        dst.receive(out.data, addr, out.transport, self.now)
+
+    def advance(self, until: float) -> None:
+        while True:
+            deadlines = [d for d in (self.a.next_timer(), self.b.next_timer()) if d is not None]
+            if not deadlines or min(deadlines) > until:
+                self.now = until
+                return
+            self.now = min(deadlines)
+            self.a.handle_timer(self.now)
+            self.b.handle_timer(self.now)
+            self.pump()
+
+
+def test_outgoing_call_through_the_pair() -> None:
+    pair = UAPair()
+    call_id = pair.a.invite("sip:201@127.0.0.1:5080", SDP, 0.0, from_uri="sip:ivr@127.0.0.1",
+                            destination=("127.0.0.1", 5080))
+    pair.pump()
+    (incoming,) = events(pair.b)
+    assert isinstance(incoming, IncomingCall) and incoming.call_id == call_id and incoming.offer == SDP
+    assert incoming.called == "201" and incoming.caller == "ivr"
+    pair.b.ringing(call_id, 0.1)
+    pair.pump()
+    assert events(pair.a) == [OutgoingCallProgress(call_id, 180)]
+    pair.b.answer(call_id, b"v=0\r\nanswer\r\n", 0.2)
+    pair.pump()
+    assert events(pair.a) == [OutgoingCallAnswered(call_id, b"v=0\r\nanswer\r\n")]
+    assert events(pair.b) == [CallConfirmed(call_id, None)]
+    pair.b.hangup(call_id, 5)
+    pair.pump()
+    assert events(pair.a) == [CallEnded(call_id, "bye")]
+    assert events(pair.b) == [CallEnded(call_id, "local")]
+
+
+def test_pair_2xx_retransmission_and_ack_timeout() -> None:
+    pair = UAPair()
+    pair.drop = lambda data: data.startswith(b"ACK ")
+    call_id = pair.a.invite("sip:201@127.0.0.1:5080", SDP, 0.0, from_uri="sip:ivr@127.0.0.1",
+                            destination=("127.0.0.1", 5080))
+    pair.pump()
+    events(pair.b)
+    pair.b.answer(call_id, SDP, 0.0)
+    pair.pump()
+    assert events(pair.a) == [OutgoingCallAnswered(call_id, SDP)]
+    seen: list[float] = []
+    original = pair.drop
+
+    def drop(data: bytes) -> bool:
+        if data.startswith(b"SIP/2.0 200 OK") and b" INVITE\r\n" in data:
+            seen.append(pair.now)
+        return original(data)
+
+    pair.drop = drop
+    pair.advance(40)
+    assert seen == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    assert events(pair.b) == [CallEnded(call_id, "ack_timeout")]
+    assert events(pair.a) == [CallEnded(call_id, "bye")]
+
+
+def test_outgoing_call_rejected_and_timed_out() -> None:
+    pair = UAPair()
+    call_id = pair.a.invite("sip:201@127.0.0.1:5080", SDP, 0.0, from_uri="sip:ivr@127.0.0.1",
+                            destination=("127.0.0.1", 5080))
+    pair.pump()
+    events(pair.b)
+    pair.b.reject(call_id, 486, 0.1)
+    pair.pump()
+    assert events(pair.a) == [OutgoingCallFailed(call_id, 486, "Busy Here")]
+    assert call_id not in pair.b.calls
+    # nobody answers at all: timer B
+    lonely = UserAgent(local_host="127.0.0.1", local_port=5070)
+    other = lonely.invite("sip:9@192.0.2.1", SDP, 0.0, from_uri="sip:ivr@127.0.0.1", destination=("192.0.2.1", 5060))
+    while (deadline := lonely.next_timer()) is not None and deadline <= 32:
+        lonely.handle_timer(deadline)
+    invites = [o for o in lonely.outgoing() if o.data.startswith(b"INVITE ")]
+    assert len(invites) == 7
+    assert events(lonely) == [OutgoingCallFailed(other, 408, "Request Timeout")]
+
+
+def test_cancel_outgoing_call() -> None:
+    pair = UAPair()
+    call_id = pair.a.invite("sip:201@127.0.0.1:5080", SDP, 0.0, from_uri="sip:ivr@127.0.0.1",
+                            destination=("127.0.0.1", 5080))
+    pair.a.hangup(call_id, 0.0)  # before any provisional: CANCEL waits (9.1)
+    assert [o for o in pair.a.outgoing() if o.data.startswith(b"CANCEL")] == []
+    # deliver the INVITE (re-sent from the transaction's first transmission)
+    invite = pair.a._client_tx[next(iter(pair.a._client_tx))].request  # noqa: SLF001
+    pair.b.receive(bytes(invite), ("127.0.0.1", 5070), "udp", 0.0)
+    events(pair.b)
+    pair.b.ringing(call_id, 0.1)
+    pair.pump()
+    # the runner hears CallEnded at once; the 180 and the final 487 are not reported after it
+    assert events(pair.a) == [CallEnded(call_id, "local"), OutgoingCallProgress(call_id, 180)]
+    assert events(pair.b) == [CallCancelled(call_id)]
+    assert call_id not in pair.a.calls and call_id not in pair.b.calls
+
+
+# --------------------------------------------------------------------------- never raises
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=500))
+def test_receive_never_raises_on_garbage(data: bytes) -> None:
+    ua = make_ua()
+    ua.receive(data, ("192.0.2.1", 5060), "udp", 0.0)
+    ua.handle_timer(100.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(DATA.glob("*.sip"))), st.data())
+def test_receive_never_raises_on_mutated_captures(path: Path, data: st.DataObject) -> None:
+    ua = make_ua()
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 5))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.sampled_from(b"\x00\r\n :;,<>\"@=/0123xZ"))
+    try:
+        parse_message(bytes(raw))
+        well_formed = True
+    except SipParseError:
+        well_formed = False
+    ua.receive(bytes(raw), ("192.0.2.1", 5060), "udp", 0.0)
+    while (event := ua.next_event()) is not None:
+        if isinstance(event, IncomingCall):
+            ua.answer(event.call_id, SDP, 0.1)
+        elif isinstance(event, RequestReceived):
+            ua.respond(event.handle, 200, 0.1)
+    ua.handle_timer(100.0)
+    for out in ua.outgoing():
+        if well_formed:
+            parse_message(out.data)  # what we build from a valid message is valid
