@@ -58,6 +58,9 @@ def register(subparsers: Any) -> None:
         help='caller input, e.g. "1 9 say:alice_johnson wait:10s # hangup"',
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--times", action="store_true", help="start each line with the seconds since the call began"
+    )
     for flag, what in (
         ("--answer", "answer"),
         ("--busy", "are busy"),
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ivr simulate: {exc}", file=sys.stderr)
         return 2
     more = None if args.input_text is not None else read_stdin_input
-    printer = print_json if args.json else print_plain
+    printer = print_json if args.json else print_timed if args.times else print_plain
     try:
         Simulation(
             program,
@@ -183,6 +186,10 @@ def parse_switches(values: list[str]) -> dict[str, bool]:
 
 def print_plain(line: TraceLine) -> None:
     print(line.text, flush=True)
+
+
+def print_timed(line: TraceLine) -> None:
+    print(f"{line.at:8.2f}s  {line.text}", flush=True)
 
 
 def print_json(line: TraceLine) -> None:

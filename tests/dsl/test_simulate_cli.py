@@ -60,6 +60,16 @@ def test_simulate_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert objects[-1] == {"outcome": "voicemail", "detail": "201", "step": "by_name"}
 
 
+def test_simulate_with_times(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "simulate", ACME, "--at", "2026-11-23 09:00", "--input", "0", "--times"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("    0.00s  call from")
+    assert "   11.35s  caller presses 0" in lines  # after the greeting and the menu prompt
+
+
 def test_simulate_switch_and_holiday(capsys: pytest.CaptureFixture[str]) -> None:
     _, night, _ = run(
         capsys, "simulate", ACME, "--at", "2026-11-23 09:00", "--input", "", "--switch", "night=on"
