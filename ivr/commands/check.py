@@ -1,6 +1,7 @@
 """``ivr check FILE... [--strict] [--prompts DIR]... [--config ivr.toml]``: validate flows.
 
-Prints every diagnostic as ``file:line:col: severity: message`` with the source
+With a deployment file it also warns about extensions, mailboxes and external numbers the
+flow dials that the file does not provide.  Prints every diagnostic as ``file:line:col: severity: message`` with the source
 line, a caret and a hint; exit 0 when the flow is valid (warnings allowed
 unless ``--strict``), 1 otherwise.  Prompt folders come from the deployment
 file (``[prompts] folders``) plus any ``--prompts``.
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ivr check: {exc}", file=sys.stderr)
         return 1
     folders = [*config.prompt_folders, *(p.resolve() for p in args.prompts)]
-    diagnostics = check_flow(args.files, prompt_folders=folders)
+    diagnostics = check_flow(args.files, prompt_folders=folders, config=config)
     if diagnostics:
         print(format_diagnostics(diagnostics, flow_sources(args.files)))
     errors = sum(1 for d in diagnostics if d.severity == "error")

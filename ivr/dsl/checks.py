@@ -14,12 +14,14 @@ Every message is part of the interface: tests assert their exact text.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ivr.config import Config
 from ivr.dsl import ast, schedule
 from ivr.dsl.compiler import (
     BUILTIN_VARIABLES,
@@ -617,3 +619,48 @@ def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[node])
     return result
+
+
+# --------------------------------------------------------------------------- against the deployment file
+
+
+def check_deployment(items: Sequence[ast.Item], config: Config) -> list[Diagnostic]:
+    """Numbers a flow dials or mailboxes it uses that the deployment file does not provide (warnings).
+
+    Only with an actual deployment file: the embedded defaults know no extensions at all.
+    """
+    if config.path is None:
+        return []
+    name = Path(config.path).name
+    out: list[Diagnostic] = []
+    for value, pos, what in _dialled(items):
+        if not isinstance(value, ast.Num):
+            continue  # variables and names are decided at run time
+        number = value.text
+        if what == "mailbox":
+            if config.mailbox(number) is None:
+                out.append(_warning(f"mailbox {number} is not in {name}", pos, "add it under [[mailboxes]]"))
+        elif number.startswith("+"):
+            if not any(fnmatch.fnmatchcase(number, p) for t in config.trunks for p in t.allow):
+                out.append(_warning(f"no trunk in {name} allows calls to {number}", pos,
+                                    "add the number or a pattern like \"+4179*\" to a trunk's allow list"))
+        elif config.extension(number) is None:
+            out.append(_warning(f"extension {number} is not in {name}", pos, "add it under [[extensions]]"))
+    return out
+
+
+def _dialled(items: Sequence[ast.Item]) -> Iterator[tuple[ast.Value, SourcePos, str]]:
+    for item in items:
+        if isinstance(item, ast.Group):
+            for ring in item.rings:
+                for member in ring.members:
+                    yield member, member.pos, "ring"
+        if not isinstance(item, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub):
+            continue
+        for node in block_nodes(item):
+            if isinstance(node, ast.Transfer) and not isinstance(node.target, ast.GroupRef):
+                yield node.target, node.target.pos, "transfer"
+            elif isinstance(node, ast.Voicemail):
+                yield node.mailbox, node.mailbox.pos, "mailbox"
+            elif isinstance(node, ast.VoicemailAccess) and node.mailbox is not None:
+                yield node.mailbox, node.mailbox.pos, "mailbox"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ivr.config import Config
 from ivr.dsl import ast, checks
 from ivr.dsl.compiler import Compiler, Program, build_schedule, expand_hours, settings_from
 from ivr.dsl.errors import Diagnostic, FlowError, SourcePos, sort_key
@@ -75,7 +76,9 @@ def _read(
             _read(path.parent / item.path, sources, seen, [*stack, (real, str(path))], item.pos)
 
 
-def _analyse(paths: Sequence[str | Path], prompt_folders: Sequence[Path]) -> tuple[list[Diagnostic], Program | None, Sources]:
+def _analyse(
+    paths: Sequence[str | Path], prompt_folders: Sequence[Path], config: Config | None = None
+) -> tuple[list[Diagnostic], Program | None, Sources]:
     sources = read_sources(paths)
     diagnostics = list(sources.diagnostics)
     items = sources.items
@@ -88,6 +91,8 @@ def _analyse(paths: Sequence[str | Path], prompt_folders: Sequence[Path]) -> tup
             schedules[item.name], problems = build_schedule(hours, default_tz)
             diagnostics.extend(problems)
     diagnostics.extend(checks.check_items(items, settings, prompt_folders, [Path(f.path) for f in sources.files]))
+    if config is not None:
+        diagnostics.extend(checks.check_deployment(items, config))
     if any(d.severity == "error" for d in diagnostics) or not sources.files:
         return diagnostics, None, sources
     entries: dict[str, str] = {}
@@ -122,11 +127,17 @@ def load_flow(paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = (
     return replace(program, warnings=tuple(diagnostics))
 
 
-def check_flow(paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = ()) -> list[Diagnostic]:
-    """Every problem of a flow, errors first; never raises for problems in the flow itself."""
+def check_flow(
+    paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = (), config: Config | None = None
+) -> list[Diagnostic]:
+    """Every problem of a flow, errors first; never raises for problems in the flow itself.
+
+    With ``config`` (a loaded deployment file) also warns about extensions, mailboxes and
+    external numbers the flow uses that the deployment does not provide.
+    """
     if isinstance(paths, str | Path):
         paths = [paths]
-    diagnostics, _, _ = _analyse(paths, prompt_folders)
+    diagnostics, _, _ = _analyse(paths, prompt_folders, config)
     return _ordered(diagnostics)
 
 

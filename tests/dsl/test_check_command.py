@@ -71,3 +71,36 @@ def test_check_as_a_process(tmp_path: Path) -> None:
                           timeout=60, cwd=tmp_path)
     assert proc.returncode == 1
     assert f"{flow}:2:5: error: unknown keyword 'sya'; did you mean 'say'?" in proc.stdout
+
+
+def test_deployment_file_knows_the_numbers_a_flow_dials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "dial.ivr"
+    flow.write_text(
+        "number default -> s\ns:\n"
+        "    transfer to 201 else transfer to 301 else voicemail 301\n"
+        "    transfer to +41791234567 else transfer to +41441112233 else hangup\n"
+    )
+    config = tmp_path / "ivr.toml"
+    config.write_text(
+        '[prompts]\nfolders = ["."]\n'
+        '[[extensions]]\nnumber = "201"\n'
+        '[[mailboxes]]\nnumber = "201"\n'
+        '[[trunks]]\nname = "carrier"\nhost = "sip.example"\nallow = ["+4179*"]\n'
+    )
+    assert main(["check", str(flow), "--config", str(config)]) == 0
+    assert capsys.readouterr().out == (
+        f"{flow}:3:38: warning: extension 301 is not in ivr.toml\n"
+        "        transfer to 201 else transfer to 301 else voicemail 301\n"
+        "                                         ^\n"
+        "  hint: add it under [[extensions]]\n"
+        f"{flow}:3:57: warning: mailbox 301 is not in ivr.toml\n"
+        "        transfer to 201 else transfer to 301 else voicemail 301\n"
+        "                                                            ^\n"
+        "  hint: add it under [[mailboxes]]\n"
+        f"{flow}:4:47: warning: no trunk in ivr.toml allows calls to +41441112233\n"
+        "        transfer to +41791234567 else transfer to +41441112233 else hangup\n"
+        "                                                  ^\n"
+        '  hint: add the number or a pattern like "+4179*" to a trunk\'s allow list\n'
+        f"{flow}: 0 errors, 3 warnings\n"
+    )
+    assert main(["check", str(flow), "--config", str(config), "--strict"]) == 1
