@@ -88,6 +88,12 @@ class Mailbox:
     max_length: float = 180.0
     silence: float = 5.0  # a message ends after this much silence (0: only on # or max_length)
     min_length: float = 1.0  # shorter recordings are not stored
+    # Greeting prompt files (inside the prompt folders) by kind: unavailable, busy, temporary, name.
+    # Greetings the owner records by phone (in the data folder) take precedence.
+    greetings: tuple[tuple[str, str], ...] = ()
+
+    def greeting(self, kind: str) -> str | None:
+        return dict(self.greetings).get(kind)
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,16 @@ def _items(raw: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ConfigError(f"{where}: [[{key}]] must be an array of tables")
     return value
+
+
+def _greetings(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    kinds = ("unavailable", "busy", "temporary", "name")
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{where}: expected a table like {{ unavailable = \"greetings/200.wav\" }}")
+    unknown = set(value) - set(kinds)
+    if unknown:
+        raise ConfigError(f"{where}: unknown greeting(s) {', '.join(sorted(unknown))}; use {', '.join(kinds)}")
+    return tuple((k, value[k]) for k in kinds if k in value)
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
@@ -266,6 +282,7 @@ def _from_raw(
             max_length=parse_duration(mb.get("max_length", 180), where=f"{where}: mailboxes[{i}].max_length"),
             silence=parse_duration(mb.get("silence", 5), where=f"{where}: mailboxes[{i}].silence"),
             min_length=parse_duration(mb.get("min_length", 1), where=f"{where}: mailboxes[{i}].min_length"),
+            greetings=_greetings(mb.get("greetings", {}), f"{where}: mailboxes[{i}].greetings"),
         )
         for i, mb in enumerate(_items(raw, "mailboxes", where))
     )

@@ -136,14 +136,20 @@ class LeaveMessage(Dialogue):
         return self.enter("greeting", self._greeting_prompts())
 
     def _greeting_prompts(self) -> list[Action]:
-        box = self.mailbox.number
         for kind in ("temporary", self.greeting):
-            if kind in _ABSENCE and self.store.has_greeting(box, kind):
-                return [self.play(self.store.data_ref(self.store.greeting_path(box, kind)))]
-        if self.store.has_greeting(box, "name"):
-            name = self.play(self.store.data_ref(self.store.greeting_path(box, "name")))
-            return [name, self.say(after_name(self.greeting))]
+            path = self._greeting(kind) if kind in _ABSENCE else None
+            if path is not None:
+                return [self.play(path)]
+        name = self._greeting("name")
+        if name is not None:
+            return [self.play(name), self.say(after_name(self.greeting))]
         return [self.say(greeting_text(self._owner(), self.greeting))]
+
+    def _greeting(self, kind: str) -> str | None:
+        """The ``Play`` path of a greeting: recorded by phone (data folder), else from ivr.toml."""
+        if self.store.has_greeting(self.mailbox.number, kind):
+            return self.store.data_ref(self.store.greeting_path(self.mailbox.number, kind))
+        return self.mailbox.greeting(kind)
 
     def _owner(self) -> str:
         return owner_name(self.mailbox)

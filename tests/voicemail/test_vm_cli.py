@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from ivr.cli import main
-from ivr.config import load_config
+from ivr.config import ConfigError, load_config
 from ivr.voicemail.pins import verify_pin
 from ivr.voicemail.store import VoicemailStore
 
@@ -105,3 +105,21 @@ def test_mailbox_silence_and_min_length_in_the_deployment_file(tmp_path):
     path.write_text('[[mailboxes]]\nnumber = "200"\nsilence = "3s"\nmin_length = "500ms"\n')
     box = load_config(path).mailbox("200")
     assert box is not None and (box.silence, box.min_length) == (3.0, 0.5)
+
+
+def test_mailbox_greetings_in_the_deployment_file(tmp_path):
+    path = tmp_path / "ivr.toml"
+    path.write_text(
+        '[[mailboxes]]\nnumber = "200"\ngreetings = { busy = "g/busy.wav", name = "g/name.wav" }\n'
+    )
+    box = load_config(path).mailbox("200")
+    assert (
+        box is not None
+        and box.greeting("busy") == "g/busy.wav"
+        and box.greeting("temporary") is None
+    )
+    path.write_text('[[mailboxes]]\nnumber = "200"\ngreetings = { away = "x.wav" }\n')
+    with pytest.raises(
+        ConfigError, match="unknown greeting.s. away; use unavailable, busy, temporary, name"
+    ):
+        load_config(path)

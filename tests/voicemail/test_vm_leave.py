@@ -224,3 +224,23 @@ def test_silence_and_min_length_come_from_the_mailbox(tmp_path):
     d, _ = _leave(tmp_path, mailbox=box)
     start = _to_recording(d)
     assert (start.silence, start.min_length) == (0.0, 2.5)
+
+
+def test_greetings_configured_in_the_deployment_file(tmp_path):
+    box = Mailbox(
+        number="200",
+        owner="A",
+        greetings=(("busy", "greetings/busy-200.wav"), ("name", "names/a.wav")),
+    )
+    d, store = _leave(tmp_path, mailbox=box, greeting="busy")
+    assert d.start()[0] == Play("greetings/busy-200.wav", d.m._next_prompt)
+    d2, _ = _leave(tmp_path, mailbox=box, greeting="unavailable")
+    actions = d2.start()
+    assert isinstance(actions[0], Play) and actions[0].path == "names/a.wav"
+    assert texts(actions)[1].startswith("Is not available.")
+    # One recorded by phone wins over the configured file.
+    path = store.greeting_path("200", "busy")
+    path.parent.mkdir(parents=True)
+    soundfile.write(path, np.zeros(800, np.int16), 8000)
+    d3, _ = _leave(tmp_path, mailbox=box, greeting="busy")
+    assert d3.start()[0] == Play("data:voicemail/200/greetings/busy.wav", d3.m._next_prompt)
