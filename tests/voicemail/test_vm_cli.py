@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import soundfile
@@ -123,3 +125,10 @@ def test_mailbox_greetings_in_the_deployment_file(tmp_path):
         ConfigError, match="unknown greeting.s. away; use unavailable, busy, temporary, name"
     ):
         load_config(path)
+
+
+def test_set_pin_reads_one_line_from_a_pipe(deployment, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("4711\n"))
+    assert main(["mailbox", "set-pin", "200", "--config", str(deployment)]) == 0
+    box = load_config(deployment).mailbox("200")
+    assert box is not None and verify_pin("4711", box.pin_hash)
