@@ -250,6 +250,8 @@ class _Checker:
         params = set(block.params) if isinstance(block, ast.Sub) else set()
         for node in block_nodes(block):
             self._node(node, block, params)
+        if isinstance(block, ast.Step | ast.Sub):
+            self._dead_code(block.body)
         if isinstance(block, ast.Menu):
             self._menu(block)
         elif isinstance(block, ast.Collect):
@@ -276,6 +278,13 @@ class _Checker:
             self._prompt_path(node.path.text, node.path.pos)
         elif isinstance(node, ast.Hold) and node.music is not None:
             self._prompt_path(node.music.text, node.music.pos, folder_ok=True)
+
+    def _dead_code(self, body: Sequence[ast.Stmt]) -> None:
+        for stmt, after in zip(body, body[1:], strict=False):
+            ends = _ENDS_STEP.get(type(stmt))
+            if ends:
+                self.out.append(_warning(f"this line is never run: the step ends at the {ends} before it", after.pos))
+                return
 
     def _value(self, value: ast.Value, params: set[str]) -> None:
         known = self.names.variables | params
@@ -479,6 +488,16 @@ class _Checker:
             return
         folders = ", ".join(str(f) for f in self.prompt_folders)
         self.out.append(_warning(f"prompt file not found: {path}", pos, f"looked in {folders}"))
+
+
+_ENDS_STEP: dict[type, str] = {
+    ast.Goto: "jump",
+    ast.Otherwise: "`otherwise`",
+    ast.Hangup: "`hangup`",
+    ast.Voicemail: "`voicemail`",
+    ast.VoicemailAccess: "`voicemail access`",
+    ast.Return: "`return`",
+}
 
 
 def _leaves(target: ast.Target) -> bool:

@@ -410,3 +410,16 @@ def test_syntax(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         '        sya "x"\n'
         '        ^'
     )
+
+
+def test_dead_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a line after the step has ended (jump, otherwise, hangup, voicemail ...) (warning)"""
+    files = {"dead.ivr": 'number default -> s\ns:\n    otherwise -> t\n    say "never"\nt:\n    hangup\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "dead.ivr:4:5: warning: this line is never run: the step ends at the `otherwise` before it\n"
+        '        say "never"\n'
+        "        ^\n"
+        "dead.ivr:7:5: warning: this line is never run: the step ends at the `hangup` before it\n"
+        "        hangup\n"
+        "        ^"
+    )
