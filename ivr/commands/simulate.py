@@ -11,11 +11,12 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ivr.config import Config, ConfigError, load_config
-from ivr.dsl.schedule import ScheduleError, parse_local
+from ivr.dsl.schedule import ScheduleError, format_local, parse_local, wall_to_epoch, zone
 from ivr.dsl.simulate import (
     CallerInput,
     Scenario,
@@ -107,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, SimulationError, ScheduleError, LookupError) as exc:
         print(f"ivr simulate: {exc}", file=sys.stderr)
         return 2
+    if args.at:
+        warning = dst_warning(args.at, program.settings.timezone)
+        if warning:
+            print(f"ivr simulate: {warning}", file=sys.stderr)
     more = None if args.input_text is not None else read_stdin_input
     printer = print_json if args.json else print_timed if args.times else print_plain
     try:
@@ -155,6 +160,19 @@ def build_scenario(args: argparse.Namespace, timezone: str) -> Scenario:
         directory=tuple(args.directory_select),
         voicemail_result="empty" if args.voicemail_empty else "saved",
     )
+
+
+def dst_warning(text: str, timezone: str) -> str | None:
+    """Say so when ``--at`` names a wall time that daylight saving skips or repeats."""
+    start = parse_local(text, timezone)
+    local = datetime.fromtimestamp(start, zone(timezone))
+    wanted = " ".join(text.split()).replace("T", " ")[:16]
+    if local.strftime("%Y-%m-%d %H:%M") != wanted and local.strftime("%Y-%m-%d %-H:%M") != wanted:
+        return f"{wanted} does not exist in {timezone} (clocks jump); simulating {format_local(start, timezone)}"
+    later = wall_to_epoch(local.date(), local.hour * 60 + local.minute, timezone, fold=1)
+    if later != start - local.second:
+        return f"{wanted} happens twice in {timezone}; simulating the first, {format_local(start, timezone)}"
+    return None
 
 
 def _targets(values: list[str]) -> frozenset[str]:

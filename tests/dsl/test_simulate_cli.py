@@ -70,6 +70,30 @@ def test_simulate_with_times(capsys: pytest.CaptureFixture[str]) -> None:
     assert "   11.35s  caller presses 0" in lines  # after the greeting and the menu prompt
 
 
+@pytest.mark.parametrize(
+    ("at", "warning"),
+    [
+        (
+            "2026-03-29 02:30",
+            "ivr simulate: 2026-03-29 02:30 does not exist in Europe/Zurich (clocks jump); "
+            "simulating 2026-03-29 03:00:00 Sun CEST\n",
+        ),
+        (
+            "2026-10-25 02:30",
+            "ivr simulate: 2026-10-25 02:30 happens twice in Europe/Zurich; "
+            "simulating the first, 2026-10-25 02:30:00 Sun CEST\n",
+        ),
+        ("2026-10-25 03:30", ""),
+        ("2026-11-23 9:05", ""),
+    ],
+)
+def test_simulate_warns_about_dst(
+    capsys: pytest.CaptureFixture[str], at: str, warning: str
+) -> None:
+    code, _, err = run(capsys, "simulate", ACME, "--at", at, "--input", "hangup")
+    assert code == 0 and err == warning
+
+
 def test_simulate_switch_and_holiday(capsys: pytest.CaptureFixture[str]) -> None:
     _, night, _ = run(
         capsys, "simulate", ACME, "--at", "2026-11-23 09:00", "--input", "", "--switch", "night=on"
