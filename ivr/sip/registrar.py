@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -35,6 +36,7 @@ __all__ = [
     "RegisterReply",
     "Registrar",
     "RegistrationStore",
+    "RegistrationStoreError",
     "users_from_config",
 ]
 
@@ -158,14 +160,36 @@ class Responder(Protocol):
 # --------------------------------------------------------------------------- store
 
 
+class RegistrationStoreError(Exception):
+    """The bindings database cannot be opened or used; the message names the file."""
+
+
 class RegistrationStore:
-    """Bindings in SQLite: one row per (address-of-record, contact URI)."""
+    """Bindings in SQLite: one row per (address-of-record, contact URI).
+
+    One connection, guarded by a lock so the store may be built on one thread
+    and used on another (the server builds services lazily).
+    """
 
     SCHEMA_VERSION = 1
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._setup()
+        except sqlite3.Error as exc:
+            raise RegistrationStoreError(
+                f"{self.path}: cannot use as registrations database: {exc}"
+            ) from None
+
+    def _setup(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > self.SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this ivr ({self.SCHEMA_VERSION})"
+            )
         if self.path != ":memory:":
             # WAL + NORMAL: a commit per REGISTER without an fsync per commit.
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -181,7 +205,8 @@ class RegistrationStore:
         self._db.execute(f"PRAGMA user_version={self.SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> RegistrationStore:
         return self
@@ -191,17 +216,14 @@ class RegistrationStore:
 
     def bindings(self, aor: str, now: float | None = None) -> list[Binding]:
         """The bindings of ``aor`` (only unexpired ones when ``now`` is given), oldest first."""
-        rows = self._db.execute(
-            "SELECT * FROM bindings WHERE aor = ? AND expires_at > ? ORDER BY rowid",
-            (aor, -math.inf if now is None else now),
-        )
-        return [_row_binding(r) for r in rows]
+        return self._select("WHERE aor = ? AND expires_at > ? ORDER BY rowid", (aor, _after(now)))
 
     def all_bindings(self, now: float | None = None) -> list[Binding]:
-        rows = self._db.execute(
-            "SELECT * FROM bindings WHERE expires_at > ? ORDER BY aor, rowid",
-            (-math.inf if now is None else now,),
-        )
+        return self._select("WHERE expires_at > ? ORDER BY aor, rowid", (_after(now),))
+
+    def _select(self, where: str, args: tuple[object, ...]) -> list[Binding]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM bindings {where}", args).fetchall()
         return [_row_binding(r) for r in rows]
 
     def apply(self, aor: str, upserts: Iterable[Binding], removals: Iterable[str]) -> None:
@@ -228,18 +250,33 @@ class RegistrationStore:
         return cur.rowcount
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._lock)
+
+
+def _after(now: float | None) -> float:
+    return -math.inf if now is None else now
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), holding the store's lock."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
         self.db = db
+        self.lock = lock
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
 
 
 def _row_binding(row: tuple) -> Binding:  # type: ignore[type-arg]
@@ -280,6 +317,7 @@ class Registrar:
         domains: Collection[str] | None = None,
         algorithms: Sequence[str] = ("MD5",),
         extensions: Iterable[Extension] = (),
+        purge_interval: float = 300.0,
     ) -> None:
         if throttle_action not in ("drop", "403"):
             raise ValueError("throttle_action must be 'drop' or '403'")
@@ -296,6 +334,8 @@ class Registrar:
         # MD5 only unless told otherwise: measured on this project's peers, baresip 1.0.0
         # gives up on any non-MD5 challenge and sipp 3.6.1 on a SHA-256 one listed first.
         self.algorithms = tuple(algorithms)
+        self.purge_interval = purge_interval
+        self._last_purge = -math.inf
         self._by_alias: dict[str, Extension] = {}
         for ext in users.values():
             self._by_alias[ext.number] = ext
@@ -400,6 +440,10 @@ class Registrar:
             if self.throttle_action == "drop":
                 return RegisterReply(RegisterReply.DROP, "throttled: too many failed logins")
             return RegisterReply(403, "Forbidden (too many failed logins)")
+        if now - self._last_purge >= self.purge_interval:
+            # Expired rows are invisible already; sweeping now and then keeps the file small.
+            self.store.purge_expired(now)
+            self._last_purge = now
         h = _Headers(headers)
         try:
             return self._register(request_uri, h, source, now, transport)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from ivr.sip.registrar import (
     RegisterReply,
     Registrar,
     RegistrationStore,
+    RegistrationStoreError,
     users_from_config,
 )
 from ivr.sip.throttle import AuthThrottle
@@ -732,3 +735,45 @@ def test_any_authenticated_headers_get_an_answer(headers: list[tuple[str, str]])
         assert all(n in ("Contact", "Date") for n, _ in reply.headers)
         assert len(reg.contacts("201", NOW)) <= 3
     reg.store.close()
+
+
+def test_expired_bindings_are_swept_by_later_registers() -> None:
+    reg = make(purge_interval=300)
+    Phone(YEALINK, "201", RECEPTION.password, DESK).register(reg, NOW, expires=60)
+    assert len(reg.store.bindings("201")) == 1
+    Phone(BARESIP_REG, "alice", ALICE.password, BARESIP).register(reg, NOW + 200)
+    assert len(reg.store.bindings("201")) == 1  # expired, not yet swept
+    Phone(BARESIP_REG, "alice", ALICE.password, BARESIP).register(reg, NOW + 400)
+    assert reg.store.bindings("201") == []
+
+
+def test_a_damaged_database_is_reported_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "registrations.sqlite"
+    path.write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(
+        RegistrationStoreError,
+        match=r"registrations.sqlite: cannot use as registrations database: ",
+    ):
+        RegistrationStore(path)
+    assert path.read_bytes() == b"this is not SQLite" * 100
+
+
+def test_a_database_from_a_newer_ivr_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "registrations.sqlite"
+    RegistrationStore(path).close()
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version=7")
+    with pytest.raises(RegistrationStoreError, match="schema version 7 is newer than this ivr"):
+        RegistrationStore(path)
+
+
+def test_store_is_usable_from_another_thread() -> None:
+    reg = make()
+    Phone(YEALINK, "201", RECEPTION.password, DESK).register(reg, NOW)
+    found: list[list[Binding]] = []
+    worker = threading.Thread(target=lambda: found.append(reg.contacts("201", NOW)))
+    worker.start()
+    worker.join(10)
+    assert [b.uri for b in found[0]] == ["sip:201@192.168.1.101:5062"]
