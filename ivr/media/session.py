@@ -441,7 +441,7 @@ class MediaSession:
         if self._digits or self._event or self._dtmf_pause or self._frames_per_packet != 1:
             self._special_tick(pt, ts, sending)
             return
-        frame = self._next_frame(pt)
+        frame = self._next_frame(pt) if self._queue or self._inband_frames else None
         if not sending:
             self._marker = True
             return
@@ -452,7 +452,14 @@ class MediaSession:
         )
         self._seq = (self._seq + 1) & 0xFFFF
         self._marker = False
-        self._transmit(buf)
+        try:
+            self._rtp_sock.sendto(buf, remote)  # type: ignore[arg-type]
+        except OSError:
+            self._transmit(buf)  # the slow path retries once, then counts and logs
+            return
+        self._packets_sent += 1
+        self._octets_sent += len(buf) - 12
+        self._sent_since_report = True
 
     def _housekeeping(self, now: float) -> None:
         if self._timeout_armed and now - self._last_rx > self.media_timeout:
