@@ -187,6 +187,8 @@ class LeaveMessage(Dialogue):
         self._duration = event.duration
         if event.duration <= 0:
             return self._nothing_recorded(event.reason)
+        if event.reason == "hangup":  # the runner stopped it because the caller left: keep it, no goodbye
+            return self._save(now, goodbye=False)
         if self.review:
             return self._review_menu()
         return self._save(now, goodbye=True)

@@ -244,3 +244,12 @@ def test_greetings_configured_in_the_deployment_file(tmp_path):
     soundfile.write(path, np.zeros(800, np.int16), 8000)
     d3, _ = _leave(tmp_path, mailbox=box, greeting="busy")
     assert d3.start()[0] == Play("data:voicemail/200/greetings/busy.wav", d3.m._next_prompt)
+
+
+def test_recording_ended_by_hangup_is_saved_without_a_goodbye(tmp_path):
+    """The runner stops the recorder first (reason hangup), then sends Hangup: stored, finished at once."""
+    d, store = _leave(tmp_path, review=True)
+    start = _to_recording(d)
+    assert d.send(RecordingDone(start.path, record(start, 2.0), "hangup")) == []
+    assert d.m.result == ActionDone("voicemail", "saved")
+    assert [m.duration for m in store.list("200")] == [2.0]
