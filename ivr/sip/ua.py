@@ -39,7 +39,7 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Literal
 
@@ -232,9 +232,10 @@ class Call:
     last_sdp: bytes = b""
     # UAC side
     cancel_pending: bool = False
+    cancel_sent: bool = False
+    hung_up: bool = False
     got_provisional: bool = False
     prefer_source: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _tag() -> str:
@@ -333,6 +334,8 @@ class UserAgent:
         self.allow_methods = tuple(m.upper() for m in allow_methods)
         self.draining = False
         self.retry_after = 30
+        # An INVITE nobody answers is ended with 487 after its Expires, or this (13.3.1).
+        self.invite_timeout = 300.0
         self.timers = TimerQueue()
         self.calls: dict[str, Call] = {}
         self._server_tx: dict[Hashable, Transaction] = {}
@@ -342,6 +345,7 @@ class UserAgent:
         self._handles: dict[int, Transaction] = {}
         self._handle_ids = itertools.count(1)
         self._merge: dict[tuple[str, str, int], Hashable] = {}  # 8.2.2.2 merged-request detection
+        self._merge_of: dict[Hashable, tuple[str, str, int]] = {}  # tx key -> its merge key
         self._events: deque[UAEvent] = deque()
         self._out: list[Outgoing] = []
 
@@ -457,15 +461,22 @@ class UserAgent:
             self._client_tx.pop(tx.key, None)
             self._tx_call.pop(tx.key, None)
             self._tx_purpose.pop(tx.key, None)
-        for merge_key, key in list(self._merge.items()):
-            if key == tx.key:
-                del self._merge[merge_key]
+        merge_key = self._merge_of.pop(tx.key, None)
+        if merge_key is not None and self._merge.get(merge_key) == tx.key:
+            del self._merge[merge_key]
 
     def _fire(self, key: Hashable, now: float) -> None:
         assert isinstance(key, tuple)
         owner, name = key[0], key[1]
         if owner == "call":
             self._fire_call_timer(key[1], key[2], now)
+            return
+        if owner == "handle":
+            # The TU never answered: the client gave up long ago (Timer F), forget it.
+            tx = self._handles.pop(key[1], None)
+            if tx is not None:
+                log.warning("request %s from %s was never answered", tx.request.method, tx.dest)
+                self._forget_tx(tx)
             return
         tx = self._server_tx.get(owner) or self._client_tx.get(owner)
         if tx is None:
@@ -541,6 +552,7 @@ class UserAgent:
                 self._reply(tx, 482, now)
                 return False
             self._merge[merge_key] = tx.key
+            self._merge_of[tx.key] = merge_key
         unsupported = [t for t in request.header_tokens("Require") if t not in SUPPORTED]
         if unsupported and request.method != "CANCEL":
             self._reply(tx, 420, now, headers=[("Unsupported", ", ".join(unsupported))])
@@ -566,6 +578,7 @@ class UserAgent:
         else:
             handle = next(self._handle_ids)
             self._handles[handle] = tx
+            self.timers.set(("handle", handle), now + 64 * self.values.t1)
             self._emit(RequestReceived(handle, request, source, transport))
 
     def _on_options(self, tx: Transaction, now: float) -> None:
@@ -599,6 +612,9 @@ class UserAgent:
                     session=session, late_offer=offer is None)
         call.prefer_source = self._prefer_source(request, source, transport)
         self.calls[call_id] = call
+        expires = request.headers.get("Expires") or ""
+        wait = float(expires) if expires.isdigit() else self.invite_timeout
+        self.timers.set(("call", call_id, "invite_expire"), now + min(wait, self.invite_timeout))
         self._emit(IncomingCall(call_id, request, offer, _caller(request), _called(request), source))
 
     def _prefer_source(self, request: Request, source: tuple[str, int], transport: str) -> bool:
@@ -660,6 +676,7 @@ class UserAgent:
                 headers.append(("Require", "timer"))
         response = self._uas_response(call, 200, headers=headers, body=sdp)
         call.state = "answered"
+        self.timers.cancel(("call", call.call_id, "invite_expire"))
         call.last_sdp = sdp
         self._server_respond(call.invite_tx, response, now)
         self._start_2xx_retransmit(call, response, dialog.remote_seq or 0, now)
@@ -680,8 +697,8 @@ class UserAgent:
         if call is None or call.state == "ended":
             return
         if call.role == "uac" and call.state == "outgoing":
-            if not call.extra.get("hung_up"):
-                call.extra["hung_up"] = "1"
+            if not call.hung_up:
+                call.hung_up = True
                 self._cancel_outgoing(call, now)
                 self._emit(CallEnded(call.call_id, "local"))
         elif call.state in ("incoming", "early"):
@@ -696,7 +713,7 @@ class UserAgent:
             self._end(call, "local")
 
     def accept_reoffer(self, call_id: str, sdp: bytes, now: float) -> None:
-        call = self._live_call(call_id, "answered", "confirmed")
+        call = self._live_call(call_id, "early", "answered", "confirmed")
         if call is None or call.reoffer_tx is None or call.reoffer_request is None:
             return
         request, tx = call.reoffer_request, call.reoffer_tx
@@ -717,7 +734,7 @@ class UserAgent:
             self._start_2xx_retransmit(call, response, request.cseq[0], now)
 
     def reject_reoffer(self, call_id: str, status: int, now: float) -> None:
-        call = self._live_call(call_id, "answered", "confirmed")
+        call = self._live_call(call_id, "early", "answered", "confirmed")
         if call is None or call.reoffer_tx is None or call.reoffer_request is None:
             return
         request, tx = call.reoffer_request, call.reoffer_tx
@@ -733,6 +750,7 @@ class UserAgent:
             return
         if status >= 200:
             del self._handles[request_handle]
+            self.timers.cancel(("handle", request_handle))
         h = list(headers)
         if body and not any(n.lower() in ("content-type", "c") for n, _ in h):
             raise ValueError("a body needs a Content-Type header")
@@ -767,6 +785,10 @@ class UserAgent:
             self._end(call, None if call.hangup_after_ack else "ack_timeout")
         elif name == "refresh":
             self._send_refresh(call, now)
+        elif name == "invite_expire" and call.state in ("incoming", "early") and call.invite_tx:
+            log.info("call %s: INVITE expired without a final answer", call_id)
+            self._server_respond(call.invite_tx, self._uas_response(call, 487), now)
+            self._end(call, "transaction_timeout")
         elif name == "expire":
             log.info("call %s: session expired without refresh", call_id)
             self._send_bye(call, now)
@@ -914,8 +936,8 @@ class UserAgent:
         allow = {m.strip().upper() for m in call.invite.headers.get_all("Allow")}
         method = "UPDATE" if "UPDATE" in allow else "INVITE"
         headers = [("Contact", self.contact(call.transport)), *self._common_headers(),
-                   ("Session-Expires", f"{call.session.interval};refresher=" +
-                    ("uac" if call.role == "uac" else "uas")),
+                   # RFC 4028 7.4: in our refresh we are the UAC; refresher=uac keeps the role
+                   ("Session-Expires", f"{call.session.interval};refresher=uac"),
                    ("Min-SE", str(self.min_se))]
         body = b""
         if method == "INVITE" and call.last_sdp:
@@ -959,7 +981,7 @@ class UserAgent:
         """Forget the call (its transactions finish on their own); emit CallEnded when given."""
         call.state = "ended"
         self._stop_2xx_retransmit(call)
-        for name in ("refresh", "expire"):
+        for name in ("refresh", "expire", "invite_expire"):
             self.timers.cancel(("call", call.call_id, name))
         self.calls.pop(call.call_id, None)
         if reason is not None:
@@ -1009,7 +1031,7 @@ class UserAgent:
         cancel = Request("CANCEL", invite.uri, h)
         self._start_client(cancel, call.source, call.transport, now, call, "cancel")
         call.cancel_pending = False
-        call.extra["cancelled"] = "1"
+        call.cancel_sent = True
 
     # ------------------------------------------------------------------ responses in
     def _on_response(self, response: Response, source: tuple[str, int], transport: str, now: float) -> None:
@@ -1060,7 +1082,7 @@ class UserAgent:
             self._send_ack(call, response, now)
             if not first:
                 return
-            if call.cancel_pending or call.extra.get("cancelled"):
+            if call.cancel_pending or call.cancel_sent:
                 # Our CANCEL crossed their 200: confirm, then end it (9.1, 15).
                 self._send_bye(call, now)
                 self._end(call, None)
@@ -1071,7 +1093,7 @@ class UserAgent:
             return
         if call.state == "outgoing":
             self._end(call, None)
-            if not call.extra.get("hung_up"):
+            if not call.hung_up:
                 self._emit(OutgoingCallFailed(call.call_id, status, response.reason))
 
     def _send_ack(self, call: Call, response: Response, now: float) -> None:
@@ -1090,9 +1112,6 @@ class UserAgent:
             call.local_reinvite_key = None
         if 200 <= response.status < 300:
             session = negotiate_uac(response, now)
-            if session is not None and call.role == "uas":
-                # Role in the refresh is ours as UAC; keep "we refresh" semantics.
-                session.we_refresh = True
             if session is not None:
                 call.session = session
             self._arm_session_timer(call, now)
@@ -1110,7 +1129,7 @@ class UserAgent:
             return
         if purpose == "invite" and call.state == "outgoing":
             self._end(call, None)
-            if not call.extra.get("hung_up"):
+            if not call.hung_up:
                 self._emit(OutgoingCallFailed(call.call_id, 408, "Request Timeout"))
         elif purpose == "refresh":
             call.local_reinvite_key = None

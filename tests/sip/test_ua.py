@@ -300,7 +300,7 @@ def test_we_refresh_when_the_peer_lacks_timer_support() -> None:
     ua.handle_timer(300)
     (update, _), = sent(ua)  # Yealink allows UPDATE: refresh without SDP
     assert isinstance(update, Request) and update.method == "UPDATE" and update.body == b""
-    assert update.headers["Session-Expires"] == "600;refresher=uas"
+    assert update.headers["Session-Expires"] == "600;refresher=uac"  # we are its UAC (RFC 4028 7.4)
     reply = Response(200, "OK", update.headers.copy())
     reply.headers.set("To", update.headers["To"])
     ua.receive(bytes(reply), ("192.168.10.42", 5062), "udp", 300.1)
@@ -723,3 +723,46 @@ def test_receive_never_raises_on_mutated_captures(path: Path, data: st.DataObjec
     for out in ua.outgoing():
         if well_formed:
             parse_message(out.data)  # what we build from a valid message is valid
+
+
+# --------------------------------------------------------------------------- safety nets
+
+
+def test_unanswered_invite_expires_with_487() -> None:
+    ua = make_ua()
+    raw = capture("baresip_invite").replace(b"Supported:", b"Expires: 30\r\nSupported:")
+    ua.receive(raw, BARESIP, "udp", 0)
+    events(ua)
+    responses(ua)
+    ua.handle_timer(29.9)
+    assert responses(ua) == []
+    ua.handle_timer(30.0)
+    assert [r.status for r in responses(ua)] == [487]
+    assert events(ua) == [CallEnded("6c8d2e4f1a3b5c7d", "transaction_timeout")]
+
+
+def test_request_the_runner_never_answers_is_forgotten() -> None:
+    ua = make_ua()
+    ua.receive(capture("zoiper_register"), ("10.0.0.50", 52468), "udp", 0)
+    (event,) = events(ua)
+    assert isinstance(event, RequestReceived)
+    ua.handle_timer(32.0)
+    ua.respond(event.handle, 200, 40.0)  # too late: ignored
+    assert ua.outgoing() == []
+    assert ua.next_timer() is None  # nothing left behind
+
+
+def test_update_with_sdp_in_early_dialog() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0)
+    events(ua)
+    ua.ringing("6c8d2e4f1a3b5c7d", 0.1)
+    ringing = responses(ua)[-1]
+    invite = parse_message(capture("baresip_invite"))
+    assert isinstance(invite, Request)
+    update = in_dialog("UPDATE", invite, ringing, cseq=19284, branch="z9hG4bKu", body=b"v=0\r\n")
+    ua.receive(update, BARESIP, "udp", 0.2)
+    assert events(ua) == [ReOffer("6c8d2e4f1a3b5c7d", b"v=0\r\n", "UPDATE")]
+    ua.accept_reoffer("6c8d2e4f1a3b5c7d", SDP, 0.3)
+    (reply,) = responses(ua)
+    assert (reply.status, reply.cseq, reply.body) == (200, (19284, "UPDATE"), SDP)
