@@ -509,27 +509,46 @@ def _check_rule(rule: Rule, index: int | None) -> list[ScheduleProblem]:
 
 
 def _check_overlaps(indexed: list[tuple[int | None, Rule]]) -> list[ScheduleProblem]:
-    """Ranges that overlap on one weekday (or one open date): harmless, but usually a typo."""
+    """Ranges that overlap on one weekday (or one open date): harmless, but usually a typo.
+
+    One warning per range and clash, naming every day it happens on (``mon-fri``).
+    """
     problems: list[ScheduleProblem] = []
     seen: dict[object, list[TimeRange]] = {}
     for index, rule in indexed:
         if isinstance(rule, WeeklyRule):
-            keys: list[tuple[object, str]] = [(d, WEEKDAYS[d]) for d in rule.days]
+            keys: list[object] = list(rule.days)
         elif isinstance(rule, OpenDate):
-            keys = [(rule.day, str(rule.day))]
+            keys = [rule.day]
         else:
             continue
-        for key, label in keys:
+        clashes: dict[tuple[TimeRange, TimeRange], list[object]] = {}
+        for key in keys:
             earlier = seen.setdefault(key, [])
             for r in rule.ranges:
-                if r.start >= r.end:
-                    continue
-                clash = next((e for e in earlier if e.overlaps(r)), None)
+                clash = (
+                    next((e for e in earlier if e.overlaps(r)), None) if r.start < r.end else None
+                )
                 if clash is not None:
-                    problems.append(
-                        ScheduleProblem(
-                            f"time range {r} overlaps {clash} on {label}", index, "warning"
-                        )
-                    )
+                    clashes.setdefault((r, clash), []).append(key)
                 earlier.append(r)
+        for (r, clash), where in clashes.items():
+            message = f"time range {r} overlaps {clash} on {_format_days(where)}"
+            problems.append(ScheduleProblem(message, index, "warning"))
     return problems
+
+
+def _format_days(keys: Sequence[object]) -> str:
+    """``[0, 1, 2, 4]`` -> ``mon-wed, fri``; a date stays a date."""
+    if not all(isinstance(k, int) for k in keys):
+        return ", ".join(str(k) for k in keys)
+    days = sorted(k for k in keys if isinstance(k, int))
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(
+        WEEKDAYS[r[0]] if len(r) == 1 else f"{WEEKDAYS[r[0]]}-{WEEKDAYS[r[-1]]}" for r in runs
+    )

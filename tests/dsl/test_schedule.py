@@ -302,3 +302,19 @@ def test_knabenschiessen_is_not_a_public_holiday_of_the_canton() -> None:
     assert hours.is_open(at("2026-09-14 09:00"))
     closed = build_hours("h", ZRH, [*hours.rules, ClosedDates(date(2026, 9, 14), date(2026, 9, 14))])
     assert not closed.is_open(at("2026-09-14 09:00"))
+
+
+def test_overlap_is_reported_once_per_range_with_its_days() -> None:
+    hours = build_hours(
+        "h",
+        ZRH,
+        [
+            WeeklyRule(parse_weekdays("mon-wed,fri"), (parse_range("08:00-12:00"),)),
+            WeeklyRule(parse_weekdays("mon-sun"), (parse_range("11:30-14:00"),)),
+            OpenDate(date(2026, 12, 27), (parse_range("10:00-12:00"), parse_range("11:00-13:00"))),
+        ],
+    )
+    assert check_hours(hours) == [
+        ScheduleProblem("time range 11:30-14:00 overlaps 08:00-12:00 on mon-wed, fri", 1, "warning"),
+        ScheduleProblem("time range 11:00-13:00 overlaps 10:00-12:00 on 2026-12-27", 2, "warning"),
+    ]
