@@ -28,6 +28,7 @@ __all__ = [
     "ALGORITHMS",
     "AuthResult",
     "DigestChallenger",
+    "DigestClient",
     "DigestError",
     "authorization_for",
     "choose_challenge",
@@ -489,3 +490,70 @@ def authorization_for(
     if "opaque" in p:
         params.append(("opaque", p["opaque"], True))
     return format_digest(params)
+
+
+class DigestClient:
+    """Client side of Digest for one account, e.g. a trunk (RFC 3261 sections 22.2-22.3).
+
+    :meth:`credentials` answers a 401 (``WWW-Authenticate`` -> ``Authorization``)
+    or 407 (``Proxy-Authenticate`` -> ``Proxy-Authorization``): one header per
+    realm challenged, each for that realm's topmost supported algorithm.
+    :meth:`again` reuses the last challenges with the next nonce count, for
+    requests sent before the server asks again (re-REGISTER, in-dialog BYE).
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        cnonce: Callable[[], str] = lambda: secrets.token_hex(8),
+    ) -> None:
+        self.username = username
+        self.password = password
+        self._cnonce = cnonce
+        self._challenges: list[tuple[str, str]] = []  # (header name to send, challenge)
+        self._nc: dict[str, int] = {}  # nonce -> last count used
+
+    def credentials(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        method: str,
+        uri: str,
+        *,
+        body: bytes = b"",
+    ) -> list[tuple[str, str]]:
+        """The headers to add when resending the request that got ``status`` with ``headers``."""
+        if status not in (401, 407):
+            raise DigestError(f"only 401 and 407 carry challenges, not {status}")
+        wanted = "www-authenticate" if status == 401 else "proxy-authenticate"
+        send_as = "Authorization" if status == 401 else "Proxy-Authorization"
+        by_realm: dict[str, list[str]] = {}
+        for name, value in headers:
+            if name.strip().lower() != wanted:
+                continue
+            try:
+                scheme, p = parse_digest(value)
+            except DigestError:
+                continue
+            if scheme.lower() == "digest" and "realm" in p:
+                by_realm.setdefault(p["realm"], []).append(value)
+        if not by_realm:
+            raise DigestError(f"the {status} carries no Digest challenge")
+        self._challenges = [(send_as, choose_challenge(values)) for values in by_realm.values()]
+        return self.again(method, uri, body=body)
+
+    def again(self, method: str, uri: str, *, body: bytes = b"") -> list[tuple[str, str]]:
+        """Credentials for the last challenges with the next nonce count (empty before any)."""
+        out = []
+        current = [parse_digest(c)[1].get("nonce", "") for _, c in self._challenges]
+        # Counts of nonces no longer challenged with are never needed again.
+        self._nc = {n: c for n, c in self._nc.items() if n in current}
+        for (send_as, challenge), nonce in zip(self._challenges, current, strict=True):
+            nc = self._nc[nonce] = self._nc.get(nonce, 0) + 1
+            value = authorization_for(
+                challenge, method, uri, self.username, self.password, self._cnonce(), nc, body=body
+            )
+            out.append((send_as, value))
+        return out

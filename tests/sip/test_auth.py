@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ivr.sip.auth import (
     AuthResult,
     DigestChallenger,
+    DigestClient,
     DigestError,
     authorization_for,
     choose_challenge,
@@ -411,3 +412,37 @@ def test_any_header_parses_or_raises_digest_error(text: str) -> None:
 def test_verify_never_raises(text: str) -> None:
     result = verify(DigestChallenger("ivr", "secret"), text)
     assert not result.ok
+
+
+# --------------------------------------------------------------------------- DigestClient (trunks)
+
+
+def test_digest_client_answers_our_own_challenger() -> None:
+    ch = DigestChallenger("carrier", "secret")
+    client = DigestClient("201", USERS["201"], cnonce=lambda: "fixed")
+    headers = [("Via", "x"), *(("WWW-Authenticate", v) for v in ch.challenge(NOW))]
+    [(name, value)] = client.credentials(401, headers, "REGISTER", URI)
+    assert name == "Authorization" and "algorithm=SHA-256" in value and "nc=00000001" in value
+    ok = ch.verify("REGISTER", URI, value, USERS.get, NOW)
+    assert ok.ok
+    [(_, refresh)] = client.again("REGISTER", URI)
+    assert "nc=00000002" in refresh
+    assert ch.verify("REGISTER", URI, refresh, USERS.get, NOW + 60).ok
+
+
+def test_digest_client_answers_a_proxy_challenge_per_realm() -> None:
+    client = DigestClient("u", "p", cnonce=lambda: "c")
+    headers = [
+        ("Proxy-Authenticate", 'Digest realm="edge", nonce="n1", qop="auth"'),
+        ("Proxy-Authenticate", 'Digest realm="core", nonce="n2", algorithm=SHA-256, qop="auth"'),
+        ("Proxy-Authenticate", 'Digest realm="core", nonce="n3", algorithm=MD5, qop="auth"'),
+        ("Proxy-Authenticate", 'Basic realm="old"'),
+    ]
+    creds = client.credentials(407, headers, "INVITE", "sip:+41441234567@carrier")
+    assert [n for n, _ in creds] == ["Proxy-Authorization", "Proxy-Authorization"]
+    assert [parse_digest(v)[1]["nonce"] for _, v in creds] == ["n1", "n2"]
+    with pytest.raises(DigestError, match="the 401 carries no Digest challenge"):
+        client.credentials(401, headers, "INVITE", "sip:x@y")
+    with pytest.raises(DigestError, match="only 401 and 407 carry challenges, not 403"):
+        client.credentials(403, headers, "INVITE", "sip:x@y")
+    assert DigestClient("u", "p").again("BYE", "sip:x@y") == []
