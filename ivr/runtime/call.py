@@ -840,7 +840,10 @@ class CallRunner:
         if self.recording is not None:
             self.recording.stop("hangup")
         self._release_hold()
+        media: dict[str, Any] = {}
         if self.media is not None:
+            stats = self.media.stats
+            media = {k: stats.get(k) for k in ("packets_sent", "packets_received", "lost", "jitter_ms")}
             self.media.close()
         outcome = self.machine.outcome if self.machine is not None else None
         self.log(
@@ -848,6 +851,7 @@ class CallRunner:
             reason=reason,
             outcome=getattr(outcome, "result", None),
             detail=getattr(outcome, "detail", None),
+            **media,
         )
         self.on_finished(self)
 
