@@ -265,7 +265,14 @@ def _caller_action(word: str, rest: str, number: int, parser: _Parser) -> list[C
 def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup:
     m = re.fullmatch(r"at\s+(\d{4}-\d{2}-\d{2}\s+\d{1,2}:\d{2}(?::\d{2})?)", line)
     if m:
-        return replace(setup, at=" ".join(m.group(1).split()))
+        when = " ".join(m.group(1).split())
+        try:
+            parse_local(when, "UTC")  # the date and time exist at all; DST is the flow's business
+        except ScheduleError as exc:
+            raise parser.fail(number, str(exc)) from None
+        return replace(setup, at=when)
+    if line.startswith("at "):
+        raise parser.fail(number, "expected: at YYYY-MM-DD HH:MM (the flow's local time)")
     m = re.fullmatch(r"(caller|called)\s+(\S+)", line)
     if m:
         number_text = _unquote(m.group(2))

@@ -130,6 +130,18 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
             ":4: cannot understand 'dial 5'; see docs/flow-language.md, Flow tests",
         ),
         (
+            'flow "f.ivr"\ntest "x":\n    at 2026-02-30 10:00\n    expect hangup\n',
+            ":3: bad date '2026-02-30'",
+        ),
+        (
+            'flow "f.ivr"\ntest "x":\n    at 2026-02-03 25:00\n    expect hangup\n',
+            ":3: bad time of day in '2026-02-03 25:00'",
+        ),
+        (
+            'flow "f.ivr"\ntest "x":\n    at tomorrow\n    expect hangup\n',
+            ":3: expected: at YYYY-MM-DD HH:MM (the flow's local time)",
+        ),
+        (
             'flow "f.ivr"\nat 2026-01-01 10:00\ntest "x":\n    expect hangup\ntest "x":\n    expect hangup\n',
             ':5: test "x" is defined twice',
         ),
@@ -218,3 +230,10 @@ def test_unwanted_line_shows_as_added() -> None:
 def test_listen_lines_are_left_out_of_diffs() -> None:
     diff = compare([Expectation("hangup", 9)], CALL)
     assert diff and not any("listen" in line for line in diff)
+
+
+def test_expect_no_answer_versus_forbidding_it(tmp_path: Path) -> None:
+    text = 'flow "f.ivr"\nat 2026-01-01 10:00\ntest "t":\n    expect no answer\n    expect no "no answer"\n'
+    (positive, negative) = parse_test_file(write(tmp_path, text)).tests[0].expectations
+    assert positive == Expectation("no answer", 4)
+    assert negative == Expectation("no answer", 5, negate=True)
