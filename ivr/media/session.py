@@ -107,9 +107,18 @@ class _Endpoint(asyncio.DatagramProtocol):
     ) -> None:
         self.receive = receive
         self.lost = lost
+        self.errors = 0
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.receive(data, addr)
+        try:
+            self.receive(data, addr)
+        except Exception:
+            # A failing callback (recorder, recogniser) must not cost the call its media.
+            self.errors += 1
+            if self.errors <= 5 or self.errors % 1000 == 0:
+                log.exception(
+                    "media: handling a packet from %s failed (%d so far)", addr, self.errors
+                )
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: the media timeout handles it.
@@ -247,6 +256,7 @@ class MediaSession:
             raise
         session._rtp, session._rtcp = rtp, rtcp
         clock.add(session)
+        clock.start()  # idempotent: the runner's clock is normally running already
         return session
 
     def close(self) -> None:
@@ -325,6 +335,8 @@ class MediaSession:
 
     def play(self, source: Clip | SharedPlayer, *, prompt_id: int, barge_in: bool = True) -> None:
         """Queue a Clip (played once) or a shared player (until stopped) after what is playing."""
+        if self._closed:
+            return
         if isinstance(source, Clip):
             for pt in g711.CODEC_NAMES:  # encode now, not inside the clock tick
                 source.encoded(pt)
@@ -337,8 +349,6 @@ class MediaSession:
             raise TypeError(
                 f"cannot play {source!r}: expected a Clip or a shared player with .frame(pt)"
             )
-        if self._closed:
-            return
         self._queue.append(item)
 
     def stop_prompts(self, *, only_barge_in: bool = True) -> None:
@@ -587,7 +597,9 @@ class MediaSession:
     def _on_audio_packet(self, data: bytes, pt: int, seq: int, ts: int) -> None:
         last = self._rx_last_seq
         if last is not None and not 0 < (seq - last) & 0xFFFF < 0x8000:
-            self._late += 1  # a duplicate, or older than what we delivered: too late to play or record
+            self._late += (
+                1  # a duplicate, or older than what we delivered: too late to play or record
+            )
             return
         self._rx_last_seq = seq
         if self.direction not in ("sendrecv", "recvonly") or (

@@ -642,3 +642,32 @@ def test_session_close_frees_its_port() -> None:
         t.close()
 
     with_clock(body)
+
+
+def test_a_failing_audio_callback_does_not_cost_the_call_its_media() -> None:
+    async def body(clock: MediaClock) -> None:
+        phone = await peer()
+        s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
+        calls: list[int] = []
+
+        def broken(pcm: np.ndarray) -> None:
+            calls.append(len(pcm))
+            raise RuntimeError("recorder bug")
+
+        s.on_audio = broken
+        keys: list[str] = []
+        s.on_dtmf = keys.append
+        s.configure(
+            remote=("127.0.0.1", phone.port), payload_type=0, dtmf_pt=101, direction="sendrecv"
+        )
+        for seq in range(5):
+            phone.send(_rtp(seq, level=500), ("127.0.0.1", s.local_port))
+        event = RtpPacket(
+            101, 5, 5 * 160, 0x1234, bytes(TelephoneEvent(9, True, 10, 800)), marker=True
+        )
+        phone.send(bytes(event), ("127.0.0.1", s.local_port))
+        await until(lambda: keys == ["9"], clock, "the key after the failing callbacks")
+        assert len(calls) == 5 and s.stats["packets_received"] == 6
+        s.close()
+
+    with_clock(body)
