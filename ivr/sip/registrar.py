@@ -16,6 +16,7 @@ headers=reply.headers)``; a reply with ``drop`` set is not answered at all
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sqlite3
@@ -442,11 +443,18 @@ class Registrar:
             return RegisterReply(403, "Forbidden (too many failed logins)")
         if now - self._last_purge >= self.purge_interval:
             # Expired rows are invisible already; sweeping now and then keeps the file small.
-            self.store.purge_expired(now)
             self._last_purge = now
+            with contextlib.suppress(sqlite3.Error):
+                self.store.purge_expired(now)
         h = _Headers(headers)
         try:
             return self._register(request_uri, h, source, now, transport)
+        except sqlite3.Error:
+            # Disk full, file removed ...: the phone retries; the operator reads why.
+            log.exception("registrations database %s failed", self.store.path)
+            return RegisterReply(
+                500, "Server Internal Error (registrations database)", [("Retry-After", "30")]
+            )
         except _Refusal as refusal:
             if refusal.reply.status not in (401,):
                 log.info("REGISTER from %s:%s refused: %s", ip, source[1], refusal)

@@ -777,3 +777,17 @@ def test_store_is_usable_from_another_thread() -> None:
     worker.start()
     worker.join(10)
     assert [b.uri for b in found[0]] == ["sip:201@192.168.1.101:5062"]
+
+
+def test_a_failing_database_is_500_with_retry_after(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reg = make(tmp_path / "registrations.sqlite")
+    phone = Phone(YEALINK, "201", RECEPTION.password, DESK)
+    phone.register(reg, NOW)
+    reg.store._db.execute("PRAGMA query_only=1")  # the disk refuses writes from here on
+    reply = phone.send(reg, NOW + 60)
+    assert (reply.status, reply.reason) == (500, "Server Internal Error (registrations database)")
+    assert reply.headers == [("Retry-After", "30")]
+    assert "registrations database" in caplog.text
+    reg.store.close()
