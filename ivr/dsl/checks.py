@@ -30,6 +30,7 @@ from ivr.dsl.compiler import (
     DrainOp,
     HoldOp,
     Program,
+    PromptOp,
     Settings,
 )
 from ivr.dsl.errors import Diagnostic, SourcePos
@@ -562,7 +563,7 @@ def _waits(program: Program, name: str) -> bool:
     if isinstance(op, HoldOp):
         return bool(op.duration)
     if isinstance(op, DrainOp):
-        return True
+        return False  # waits only for prompts queued before it: see _busy_loops
     if isinstance(op, CallOp):
         return _sub_waits(program, op.sub)
     return bool(op.waits) or not program.states[name].transitions
@@ -584,11 +585,14 @@ def _busy_loops(program: Program) -> list[Diagnostic]:
     for component in _strongly_connected(graph):
         if len(component) == 1 and component[0] not in graph[component[0]]:
             continue
+        ops = [program.states[n].op for n in component]
+        if any(isinstance(op, PromptOp) for op in ops) and any(isinstance(op, DrainOp) for op in ops):
+            continue  # each round speaks, then waits for the caller to have heard it
         steps = list(dict.fromkeys(program.states[n].step for n in sorted(component, key=_order(program))))
         first = program.states[steps[0]] if steps[0] in program.states else program.states[component[0]]
         path = " -> ".join([*steps, steps[0]])
         out.append(_error(f"steps loop without waiting for the caller: {path}", first.pos,
-                          "put a menu, a collect, a hold or a hangup in the loop"))
+                          "put a menu, a collect, `hold for ...` or a hangup in the loop"))
     return out
 
 

@@ -66,7 +66,7 @@ def test_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         'loop.ivr:2:1: error: steps loop without waiting for the caller: a -> b -> a\n'
         '    a:\n'
         '    ^\n'
-        '  hint: put a menu, a collect, a hold or a hangup in the loop'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )
 
 
@@ -77,7 +77,7 @@ def test_self_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         'self_loop.ivr:2:1: error: steps loop without waiting for the caller: a -> a\n'
         '    a:\n'
         '    ^\n'
-        '  hint: put a menu, a collect, a hold or a hangup in the loop'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )
 
 
@@ -422,4 +422,19 @@ def test_dead_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "dead.ivr:7:5: warning: this line is never run: the step ends at the `hangup` before it\n"
         "        hangup\n"
         "        ^"
+    )
+
+
+def test_loop_through_hold_without_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hold without a duration does not wait: a loop through it spins; one that speaks and drains does not"""
+    files = {"hold.ivr": 'number default -> a\na:\n    hold\n    -> a\nb:\n    say "x"\n    hold\n    -> b\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "hold.ivr:2:1: error: steps loop without waiting for the caller: a -> a\n"
+        "    a:\n"
+        "    ^\n"
+        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n"
+        "hold.ivr:5:1: warning: step 'b' is never reached\n"
+        "    b:\n"
+        "    ^\n"
+        "  hint: no number, jump or option leads here"
     )
