@@ -400,3 +400,23 @@ done:
     keys = [line.at for line in result.lines if line.text.startswith("caller presses")]
     assert [round(b - a, 3) for a, b in itertools.pairwise(keys)] == [0.5, 0.5, 0.5, 0.5]
     assert "say: You entered 1234." in result.text
+
+
+def test_preset_variables_reach_the_flow(tmp_path: Path) -> None:
+    # A variable the flow sets itself may be preset (as the runner does from call data).
+    text = """\
+number 1 -> start
+start:
+    when name != "" -> known
+    set name = ""
+    say "Hello."
+    hangup
+known:
+    say "Hello, {name}."
+    hangup
+"""
+    program = program_from(tmp_path, text)
+    result = simulate(program, Scenario(start=0.0, variables={"name": "Ms Keller"}))
+    assert "say: Hello, Ms Keller." in result.text
+    plain = simulate(program, Scenario(start=0.0, variables={"name": ""}))
+    assert "say: Hello." in plain.text
