@@ -33,6 +33,10 @@ timeout), hangup.  A leading ! delivers the token at once, interrupting the prom
 
 transfer outcomes: every target answers unless named in --busy/--no-answer/--unavailable/--fail;
 with --answer only the targets named there answer (--answer none: nobody).  * names every target.
+
+--json: one object per line: {"action": "say", "text": ..., "t": seconds} for what the flow does,
+{"event": "key", "digit": "1", "t": ...} for the caller and the network, {"note": ...} for the
+call and schedule lines, and last {"outcome": ..., "detail": ..., "step": ...}.
 """
 
 
