@@ -22,6 +22,7 @@ Bytes that are not UTF-8 survive the round trip (surrogateescape).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ def canonical_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(name: str) -> str:
     if len(name) == 1:
         full = COMPACT_FORMS.get(name.lower())
@@ -143,6 +145,10 @@ class SipParseError(Exception):
 
 def split_quoted(value: str, sep: str) -> list[str]:
     """Split ``value`` on ``sep`` outside quoted strings and ``<...>``; parts are stripped."""
+    if sep not in value:
+        return [value.strip()]
+    if '"' not in value and "<" not in value:
+        return [part.strip() for part in value.split(sep)]
     parts: list[str] = []
     buf: list[str] = []
     in_quote = False

@@ -1,0 +1,71 @@
+"""SIP signalling cost: parse/serialise throughput and full calls through two UserAgents.
+
+Prints messages parsed per second on real captures, and calls per second for
+a complete INVITE / 180 / 200 / ACK / BYE / 200 exchange between two sans-IO
+user agents on a fake clock (no sockets: the signalling core alone).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ivr.sip.message import parse_message
+from ivr.sip.ua import IncomingCall, UserAgent
+
+DATA = Path(__file__).parent.parent / "tests" / "data" / "sip"
+SDP = b"v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n"
+
+
+def bench_parse(rounds: int = 300) -> None:
+    captures = [p.read_bytes() for p in sorted(DATA.glob("*.sip"))]
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for raw in captures:
+            bytes(parse_message(raw))
+    elapsed = time.perf_counter() - start
+    count = rounds * len(captures)
+    print(f"parse+serialise: {count} messages in {elapsed:.2f} s = {count / elapsed:,.0f} msg/s")
+
+
+def pump(a: UserAgent, b: UserAgent, now: float) -> int:
+    moved = 0
+    while True:
+        out_a, out_b = a.outgoing(), b.outgoing()
+        if not out_a and not out_b:
+            return moved
+        for o in out_a:
+            b.receive(o.data, ("127.0.0.1", a.local_port), "udp", now)
+        for o in out_b:
+            a.receive(o.data, ("127.0.0.1", b.local_port), "udp", now)
+        moved += len(out_a) + len(out_b)
+
+
+def bench_calls(calls: int = 2000) -> None:
+    caller = UserAgent(local_host="127.0.0.1", local_port=5070)
+    ivr = UserAgent(local_host="127.0.0.1", local_port=5060)
+    messages = 0
+    start = time.perf_counter()
+    for i in range(calls):
+        now = float(i)
+        call_id = caller.invite("sip:100@127.0.0.1", SDP, now, from_uri="sip:bench@127.0.0.1",
+                                destination=("127.0.0.1", 5060))
+        messages += pump(caller, ivr, now)
+        while (event := ivr.next_event()) is not None:
+            if isinstance(event, IncomingCall):
+                ivr.ringing(event.call_id, now)
+                ivr.answer(event.call_id, SDP, now)
+        messages += pump(caller, ivr, now)
+        caller.hangup(call_id, now + 0.5)
+        messages += pump(caller, ivr, now + 0.5)
+        while caller.next_event() or ivr.next_event():
+            pass
+    elapsed = time.perf_counter() - start
+    print(f"calls: {calls} in {elapsed:.2f} s = {calls / elapsed:,.0f} calls/s, "
+          f"{messages / elapsed:,.0f} messages/s through both user agents")
+    print(f"left behind: {len(caller.calls) + len(ivr.calls)} calls (expected 0)")
+
+
+if __name__ == "__main__":
+    bench_parse()
+    bench_calls()
