@@ -587,12 +587,15 @@ def make_offer(
     """Our offer (RFC 3264 section 5): static types for PCMU/PCMA, telephone-event at ``dtmf_pt``."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    used = {dtmf_pt} if dtmf_pt is not None else set()
-    dynamic = iter(pt for pt in range(96, 128) if pt not in used)
     chosen: list[Codec] = []
     for name in codecs:
         pt = _STATIC_BY_NAME.get(name.upper())
-        chosen.append(Codec(pt if pt is not None else next(dynamic), name.upper()))
+        if pt is None:
+            # Only 8 kHz codecs with a static type (RFC 3551): a dynamic one needs its own rate.
+            raise ValueError(f"cannot offer {name!r}: known are {', '.join(_STATIC_BY_NAME)}")
+        chosen.append(Codec(pt, name.upper()))
+    if dtmf_pt is not None and not 96 <= dtmf_pt <= 127:
+        raise ValueError(f"telephone-event needs a dynamic payload type 96-127, got {dtmf_pt}")
     if not chosen:
         raise ValueError("an offer needs at least one codec")
     attrs = [Attribute("rtpmap", f"{c.payload_type} {c.name}/{c.clock_rate}") for c in chosen]

@@ -472,3 +472,19 @@ def test_negotiate_answers_or_refuses_any_offer(session_c: str, media: list[str]
     assert SessionDescription.parse(bytes(a.sdp)) == a.sdp
     back = parse_answer(offer, a.sdp)
     assert back.codec == a.codec and back.dtmf_pt == a.dtmf_pt
+
+
+def test_make_offer_refuses_what_it_cannot_describe() -> None:
+    with pytest.raises(
+        ValueError, match="cannot offer 'opus': known are PCMU, GSM, G723, PCMA, G722, G729"
+    ):
+        make_offer("10.0.0.5", 30000, session_id=1, version=1, codecs=("opus",))
+    with pytest.raises(
+        ValueError, match="telephone-event needs a dynamic payload type 96-127, got 8"
+    ):
+        make_offer("10.0.0.5", 30000, session_id=1, version=1, dtmf_pt=8)
+    with pytest.raises(ValueError, match="an offer needs at least one codec"):
+        make_offer("10.0.0.5", 30000, session_id=1, version=1, codecs=())
+    assert make_offer("10.0.0.5", 1, session_id=1, version=1, codecs=("pcma",)).media[
+        0
+    ].formats == ("8", "101")
