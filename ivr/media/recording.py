@@ -7,6 +7,10 @@ a file that is playable up to the last second; :func:`repair_wav` (run by
 :func:`repair_all` over the data folder at start-up) fixes the sizes of the
 files a crash left behind.
 
+Samples are written with ``os.pwrite`` on the event loop (a page-cache copy);
+the fsyncs happen on one background thread for all recordings, so a slow
+disk never delays the media clock.
+
 The recorder also decides when a recording ends by itself: at ``max_length``
 or after ``silence`` seconds below ``silence_threshold_db`` (dBFS, RMS per
 20 ms frame).  On a silence end the trailing silence is cut off.  Ending on a
@@ -19,10 +23,10 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -57,8 +61,67 @@ def level_db(pcm16: np.ndarray) -> float:
     return 20 * np.log10(rms / 32768) if rms > 0 else float("-inf")
 
 
+class _Syncer:
+    """One background thread that fsyncs recordings, so the event loop never waits for the disk.
+
+    fsync can take milliseconds (more on a busy disk); done on the loop for dozens of
+    recordings a second it would delay RTP.  Writes and header updates stay on the loop
+    (page-cache writes, microseconds); only the flush to the device happens here.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, WavRecorder] = {}
+        self._busy = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def request(self, recorder: WavRecorder) -> None:
+        with self._cond:
+            self._pending[id(recorder)] = recorder
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="recording-fsync", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every requested fsync is done (shutdown, tests); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._pending))
+                batch = list(self._pending.values())
+                self._pending.clear()
+                self._busy = len(batch)
+            for recorder in batch:
+                try:
+                    recorder._fsync()
+                except OSError:
+                    pass  # the disk failed; the recorder's next write reports it on the loop
+            with self._cond:
+                self._busy = 0
+                self._cond.notify_all()
+
+
+def drain_syncs(timeout: float = 10.0) -> bool:
+    """Wait for the background fsyncs of all recordings (call before exiting)."""
+    return _SYNCER.drain(timeout)
+
+
+_SYNCER = _Syncer()
+
+
 class WavRecorder:
-    """Appends int16 8 kHz audio to a WAV file that stays playable if the process dies."""
+    """Appends int16 8 kHz audio to a WAV file that stays playable if the process dies.
+
+    Samples go straight to the kernel (``os.pwrite``, no user-space buffer), so a SIGKILL
+    loses nothing written; the header sizes are rewritten and an fsync requested at least
+    once a second (``background_sync``: by a helper thread, off the event loop).
+    """
 
     def __init__(
         self,
@@ -69,6 +132,7 @@ class WavRecorder:
         silence_threshold_db: float = -45,
         min_length: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        background_sync: bool = True,
     ) -> None:
         self.path = Path(path)
         self.max_samples = int(max_length * RATE)
@@ -77,17 +141,19 @@ class WavRecorder:
         self.min_length = min_length
         self.samples = 0
         self.reason: str | None = None
+        self.fsyncs = 0  # completed fsyncs, for tests and the curious
         self._silent_since: int | None = None  # sample index where the current silence began
         self._clock = clock
-        self._last_sync = clock()
+        self._background = background_sync
+        self._fd_lock = threading.Lock()  # the fsync thread must never touch a closed (reused) fd
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Unbuffered: every frame reaches the kernel at once, so SIGKILL loses nothing written.
-            self._file: BinaryIO | None = open(self.path, "wb", buffering=0)  # noqa: SIM115
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         except OSError as exc:
             raise RecordingError(f"{self.path}: cannot record: {exc.strerror}") from None
-        self._file.write(wav_header(0))
-        self._sync()
+        os.pwrite(self._fd, wav_header(0), 0)
+        self._last_sync = clock()
+        self._fsync()
 
     @property
     def duration(self) -> float:
@@ -98,31 +164,34 @@ class WavRecorder:
 
         After an end reason is returned further audio is ignored (the reason is returned again).
         """
-        if self.reason is not None or self._file is None:
+        if self.reason is not None or self._fd is None:
             return self.reason
         pcm = np.asarray(pcm16, dtype="<i2")
         room = self.max_samples - self.samples
         if len(pcm) >= room:
             pcm, self.reason = pcm[:room], "max_length"
-        self._file.write(pcm.tobytes())
+        os.pwrite(self._fd, pcm.tobytes(), HEADER_BYTES + self.samples * SAMPLE_BYTES)
         self._track_silence(pcm)
         self.samples += len(pcm)
         if self.reason is None and self._silence_reached():
             self.reason = "silence"
         if self._clock() - self._last_sync >= SYNC_INTERVAL:
-            self._sync()
+            self._checkpoint()
         return self.reason
 
     def close(self) -> float:
         """Finish the file and return its duration; 0.0 (file deleted) when shorter than ``min_length``."""
-        if self._file is None:
+        if self._fd is None:
             return self.duration
         if self.reason == "silence" and self._silent_since is not None:
             self.samples = min(self.samples, self._silent_since + int(KEEP_SILENCE * RATE))
-            self._file.truncate(HEADER_BYTES + self.samples * SAMPLE_BYTES)
-        self._sync()
-        self._file.close()
-        self._file = None
+        with self._fd_lock:
+            fd, self._fd = self._fd, None
+            os.ftruncate(fd, HEADER_BYTES + self.samples * SAMPLE_BYTES)
+            _write_sizes(fd, self.samples * SAMPLE_BYTES)
+            os.fsync(fd)  # once per recording: the message is complete on disk before it is indexed
+            os.close(fd)
+            self.fsyncs += 1
         if self.duration < self.min_length or self.samples == 0:
             self.path.unlink(missing_ok=True)
             self.samples = 0
@@ -146,20 +215,26 @@ class WavRecorder:
             and self.samples - self._silent_since >= self.silence_samples
         )
 
-    def _sync(self) -> None:
-        """Rewrite the sizes in the header and force everything to disk."""
-        f = self._file
-        assert f is not None
-        data = self.samples * SAMPLE_BYTES
-        f.flush()
-        f.seek(4)
-        f.write(struct.pack("<I", 36 + data))
-        f.seek(40)
-        f.write(struct.pack("<I", data))
-        f.seek(0, os.SEEK_END)
-        f.flush()
-        os.fsync(f.fileno())
+    def _checkpoint(self) -> None:
+        """Rewrite the sizes in the header, then have everything flushed to the device."""
+        assert self._fd is not None
+        _write_sizes(self._fd, self.samples * SAMPLE_BYTES)
         self._last_sync = self._clock()
+        if self._background:
+            _SYNCER.request(self)
+        else:
+            self._fsync()
+
+    def _fsync(self) -> None:
+        with self._fd_lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+                self.fsyncs += 1
+
+
+def _write_sizes(fd: int, data_bytes: int) -> None:
+    os.pwrite(fd, struct.pack("<I", 36 + data_bytes), 4)
+    os.pwrite(fd, struct.pack("<I", data_bytes), 40)
 
 
 def _data_chunk(raw: bytes) -> tuple[int, int] | None:

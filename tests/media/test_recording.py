@@ -15,7 +15,14 @@ import soundfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr.media.recording import RecordingError, WavRecorder, needs_repair, repair_all, repair_wav
+from ivr.media.recording import (
+    RecordingError,
+    WavRecorder,
+    drain_syncs,
+    needs_repair,
+    repair_all,
+    repair_wav,
+)
 
 RATE = 8000
 
@@ -93,6 +100,26 @@ def test_header_is_updated_every_second_while_recording(tmp_path):
     info = soundfile.info(str(tmp_path / "m.wav"))
     assert 2.0 <= info.duration < 3.0
     rec.close()
+
+
+def test_fsync_every_second_off_the_calling_thread(tmp_path):
+    now = [0.0]
+    rec = WavRecorder(tmp_path / "m.wav", max_length=60, clock=lambda: now[0])
+    assert rec.fsyncs == 1  # the empty file with its header
+    for i, frame in enumerate(_frames(_speech_like(3.0))):
+        now[0] = i * 0.02
+        rec.write(frame)
+    assert drain_syncs(timeout=10)
+    # Requested at the 1 s and 2 s marks; the background thread may merge two requests into one.
+    assert rec.fsyncs in (2, 3)
+    inline = WavRecorder(
+        tmp_path / "n.wav", max_length=60, clock=lambda: now[0], background_sync=False
+    )
+    now[0] += 1.0
+    inline.write(_speech_like(0.02))
+    assert inline.fsyncs == 2
+    rec.close()
+    inline.close()
 
 
 def test_unwritable_path_is_a_clear_error(tmp_path):
