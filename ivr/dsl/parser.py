@@ -125,9 +125,39 @@ def parse_text(text: str, file: str = "<flow>") -> ast.FlowFile:
         raise FlowError([diag], {file: text}) from None
     except UnexpectedInput as exc:
         raise FlowError([_syntax_diagnostic(exc, text, file)], {file: text}) from None
-    builder = AstBuilder(file)
-    items = builder.transform(tree)
-    return ast.FlowFile(pos=SourcePos(file, 1, 1), path=file, items=tuple(items))
+    try:
+        items = AstBuilder(file).transform(tree)
+    except RecursionError:
+        items = None
+    deep = _too_deep(items, file, text)
+    if deep is not None:
+        raise FlowError([deep], {file: text}) from None
+    return ast.FlowFile(pos=SourcePos(file, 1, 1), path=file, items=tuple(items or ()))
+
+
+MAX_DEPTH = 100  # nesting of conditions, else-chains and outcome blocks; keeps every later pass far from Python's stack limit
+
+
+def _too_deep(items: list[Any] | None, file: str, text: str) -> Diagnostic | None:
+    """The first item nested deeper than MAX_DEPTH (measured without recursion), if any."""
+    hint = "split it into several steps"
+    if items is None:  # the tree itself was too deep to build: blame the longest line
+        lines = text.splitlines() or [""]
+        number = max(range(len(lines)), key=lambda i: len(lines[i])) + 1
+        return Diagnostic("error", f"nested more than {MAX_DEPTH} levels deep", SourcePos(file, number, 1), hint)
+    for item in items:
+        stack: list[tuple[Any, int]] = [(item, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                pos = getattr(node, "pos", None) or item.pos
+                return Diagnostic("error", f"nested more than {MAX_DEPTH} levels deep", pos, hint)
+            children = node if isinstance(node, tuple) else (
+                [getattr(node, f) for f in node.__dataclass_fields__] if isinstance(node, ast.Node) else ()
+            )
+            step = 0 if isinstance(node, tuple) else 1
+            stack.extend((child, depth + step) for child in children if isinstance(child, ast.Node | tuple))
+    return None
 
 
 def parse_file(path: str | Path) -> ast.FlowFile:
