@@ -16,6 +16,7 @@ also cached: one decode and one encode per file, whatever the number of calls.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +28,7 @@ from ivr.media.clip import RATE, Clip
 
 DATA_PREFIX = "data:"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
+DATA_CACHE_SIZE = 64
 
 
 class PromptPathError(ValueError):
@@ -62,13 +64,16 @@ class PromptStore:
 
     The cache holds one clip per file and is invalidated when the file's mtime
     or size changes, so an admin replacing a prompt is heard on the next play.
-    Thread-safe: the runner may load from worker threads.
+    Prompt-folder files stay cached (the admin's prompt set is bounded); ``data:``
+    files (messages, greetings: they grow with use) are kept in an LRU of
+    :data:`DATA_CACHE_SIZE` entries.  Thread-safe: the runner may load from worker threads.
     """
 
     def __init__(self, folders: Sequence[Path], data_dir: Path | None = None) -> None:
         self.folders = tuple(Path(f).resolve() for f in folders)
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._cache: dict[Path, tuple[int, int, Clip]] = {}
+        self._data_cache: OrderedDict[Path, tuple[int, int, Clip]] = OrderedDict()
         self._lock = threading.Lock()
 
     def resolve(self, path: str) -> Path:
@@ -87,13 +92,19 @@ class PromptStore:
         if real.is_dir():
             raise PromptFormatError(f"{path!r} is a folder, not an audio file")
         st = real.stat()
+        data = path.startswith(DATA_PREFIX)
+        cache = self._data_cache if data else self._cache
         with self._lock:
-            hit = self._cache.get(real)
+            hit = cache.get(real)
             if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+                if data:
+                    self._data_cache.move_to_end(real)
                 return hit[2]
         clip = load_audio(real)
         with self._lock:
-            self._cache[real] = (st.st_mtime_ns, st.st_size, clip)
+            cache[real] = (st.st_mtime_ns, st.st_size, clip)
+            while len(self._data_cache) > DATA_CACHE_SIZE:
+                self._data_cache.popitem(last=False)
         return clip
 
     def check(self, path: str) -> str | None:

@@ -142,3 +142,18 @@ def test_audio_files_of_a_folder(folders):
     names = [p.name for p in store.audio_files("menu")]
     assert names == ["a.flac", "welcome.wav"]
     assert store.relative(store.resolve("menu/a.flac")) == "menu/a.flac"
+
+
+def test_data_files_are_cached_in_a_bounded_lru(folders, monkeypatch):
+    prompts, data, _ = folders
+    monkeypatch.setattr("ivr.media.prompts.DATA_CACHE_SIZE", 2)
+    for i in range(3):
+        soundfile.write(data / f"m{i}.wav", _tone(8000, 0.1), 8000)
+    store = PromptStore([prompts], data_dir=data)
+    first = store.load("data:m0.wav")
+    assert store.load("data:m0.wav") is first
+    store.load("data:m1.wav")
+    store.load("data:m0.wav")  # most recently used again
+    store.load("data:m2.wav")  # evicts m1, the least recently used
+    assert store.load("data:m0.wav") is first
+    assert len(store._data_cache) == 2
