@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +314,25 @@ def test_report_block_carries_lsr_and_dlsr() -> None:
     block = stats.report_block(now=51.5)
     assert block.lsr == ntp_middle(sr.ntp_timestamp)
     assert block.dlsr == int(1.5 * 65536)
+
+
+@given(
+    st.builds(
+        RtpPacket,
+        payload_type=st.integers(0, 127),
+        sequence=st.integers(0, 0xFFFF),
+        timestamp=st.integers(0, 0xFFFFFFFF),
+        ssrc=st.integers(0, 0xFFFFFFFF),
+        payload=st.binary(max_size=200),
+        marker=st.booleans(),
+        csrc=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15).map(tuple),
+        padding=st.integers(0, 255),
+        extension=st.booleans(),
+        extension_profile=st.integers(0, 0xFFFF),
+        extension_data=st.binary(max_size=12).map(lambda b: b[: len(b) // 4 * 4]),
+    )
+)
+def test_any_packet_round_trips(packet: RtpPacket) -> None:
+    if not packet.extension:
+        packet = replace(packet, extension_profile=0, extension_data=b"")
+    assert RtpPacket.parse(bytes(packet)) == packet
