@@ -378,8 +378,8 @@ def test_messages_never_show_lark_token_names() -> None:
 
 def test_nesting_is_bounded() -> None:
     chain = "s:\n    transfer to 1" + " else transfer to 1" * 60 + " else hangup\n"
-    assert syntax_error(chain).startswith("t.ivr:3:955: error: nested more than 100 levels deep\n")
+    assert syntax_error(chain).startswith("t.ivr:2:955: error: nested more than 100 levels deep\n")
     nots = "s:\n    when " + "not " * 3000 + 'caller == "1" -> s\n'
-    assert syntax_error(nots).startswith("t.ivr:3:1: error: nested more than 100 levels deep\n")
+    assert syntax_error(nots).startswith("t.ivr:2:1: error: nested more than 100 levels deep\n")
     fine = "s:\n    transfer to 1" + " else transfer to 1" * 40 + " else hangup\n"
     assert parse_text(fine, "t.ivr").items
