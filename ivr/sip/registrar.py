@@ -576,8 +576,10 @@ class Registrar:
         upserts: list[Binding] = []
         removals: list[str] = []
         user_agent = (h.first("user-agent") or "")[:200]
+        granted: list[int] = []
         for value in values:
             uri, expires, q, params = self._parse_contact(value, default)
+            granted.append(expires)
             old = existing.get(_uri_key(uri))
             # Step 7: a binding only changes on a newer CSeq of the same Call-ID (or a new Call-ID).
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
@@ -616,7 +618,8 @@ class Registrar:
                 source[1],
                 b.expires_in(now),
             )
-        return self._ok(aor, now)
+        # Some phones read the granted interval from Expires rather than the Contact list.
+        return self._ok(aor, now, expires=granted[0])
 
     def _parse_contact(self, value: str, default: int) -> tuple[str, int, float | None, str]:
         try:
@@ -639,8 +642,10 @@ class Registrar:
             # Nothing is changed: the phone retries with at least Min-Expires (step 7, 423).
             raise _Refusal(423, "Interval Too Brief", [("Min-Expires", str(self.min_expires))])
 
-    def _ok(self, aor: str, now: float) -> RegisterReply:
+    def _ok(self, aor: str, now: float, *, expires: int | None = None) -> RegisterReply:
         headers = [("Contact", b.contact_value(now)) for b in self._ordered(aor, now)]
+        if expires is not None:
+            headers.append(("Expires", str(expires)))
         headers.append(("Date", formatdate(now, usegmt=True)))
         return RegisterReply(200, "OK", headers)
 
