@@ -240,6 +240,9 @@ class DigestChallenger:
     """Server side of Digest (RFC 7616 section 3.3-3.4, RFC 8760 for SIP, RFC 3261 section 22.4).
 
     Offers SHA-256 first and MD5 second (phones send MD5), with ``qop="auth"``.
+    Not every client copes with that: baresip 1.0.0 gives up on any non-MD5
+    challenge and sipp 3.6.1 on a SHA-256 one listed first, which is why the
+    registrar asks for ``algorithms=("MD5",)`` unless configured otherwise.
     A nonce is ``<issued:8 hex><random:16 hex><hmac:32 hex>``; it is valid for
     ``nonce_ttl`` seconds, after which a correct answer gets ``stale=true``.
     """
