@@ -31,6 +31,7 @@ ZRH = "Europe/Zurich"
 YEAR_2026 = (parse_local("2026-01-01 00:00", ZRH), parse_local("2026-12-31 00:00", ZRH))
 
 
+@settings(deadline=None)  # shared CI cores: no per-example time limit
 @given(st.text(max_size=30))
 def test_parsers_raise_only_schedule_error(text: str) -> None:
     for parse in (parse_clock, parse_range, parse_weekdays):
@@ -44,6 +45,7 @@ def test_parsers_raise_only_schedule_error(text: str) -> None:
         pass
 
 
+@settings(deadline=None)
 @given(st.text(max_size=60))
 def test_input_tokens_raise_only_simulation_error(text: str) -> None:
     try:
@@ -52,6 +54,7 @@ def test_input_tokens_raise_only_simulation_error(text: str) -> None:
         pass
 
 
+@settings(deadline=None)
 @given(st.lists(st.text(max_size=40), max_size=8))
 def test_test_files_raise_only_flow_test_error(lines: list[str]) -> None:
     text = 'flow "f.ivr"\ntest "t":\n    at 2026-01-01 10:00\n' + "\n".join(
