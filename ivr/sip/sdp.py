@@ -143,6 +143,11 @@ class Attribute:
         name, sep, value = text.partition(":")
         return cls(name, value if sep else None)
 
+    @property
+    def key(self) -> str:
+        """The name for lookups: stray blanks (``a=sendonly `` from some stacks) ignored."""
+        return self.name.strip()
+
     def __str__(self) -> str:
         return self.name if self.value is None else f"{self.name}:{self.value}"
 
@@ -238,12 +243,12 @@ class Media:
     def attribute(self, name: str) -> str | None:
         """The value of the first ``a=name:value`` (``""`` for a property ``a=name``)."""
         for a in self.attributes:
-            if a.name == name:
+            if a.key == name:
                 return a.value if a.value is not None else ""
         return None
 
     def attribute_values(self, name: str) -> list[str]:
-        return [a.value for a in self.attributes if a.name == name and a.value is not None]
+        return [a.value for a in self.attributes if a.key == name and a.value is not None]
 
     @property
     def rtpmaps(self) -> dict[int, RtpMap]:
@@ -269,8 +274,8 @@ class Media:
 
     def direction(self, default: str = "sendrecv") -> str:
         for a in self.attributes:
-            if a.name in DIRECTIONS and a.value is None:
-                return a.name
+            if a.key in DIRECTIONS and a.value is None:
+                return a.key
         return default
 
     @property
@@ -331,8 +336,8 @@ class SessionDescription:
 
     def direction(self) -> str:
         for a in self.attributes:
-            if a.name in DIRECTIONS and a.value is None:
-                return a.name
+            if a.key in DIRECTIONS and a.value is None:
+                return a.key
         return "sendrecv"
 
     def media_connection(self, media: Media) -> Connection | None:
@@ -566,7 +571,7 @@ def negotiate(
 def offer_session_ptime(sdp: SessionDescription) -> int | None:
     """A session-level ``a=ptime`` (not allowed by RFC 4566, but some carriers send it)."""
     for a in sdp.attributes:
-        if a.name == "ptime" and a.value and a.value.strip().isdigit():
+        if a.key == "ptime" and a.value and a.value.strip().isdigit():
             value = int(a.value)
             return value if 0 < value <= 1000 else None
     return None

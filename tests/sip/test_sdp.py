@@ -488,3 +488,11 @@ def test_make_offer_refuses_what_it_cannot_describe() -> None:
     assert make_offer("10.0.0.5", 1, session_id=1, version=1, codecs=("pcma",)).media[
         0
     ].formats == ("8", "101")
+
+
+def test_stray_blanks_after_attribute_names_are_tolerated() -> None:
+    body = load("yealink-hold.sdp").replace(b"a=sendonly\r\n", b"a=sendonly \r\n")
+    sdp = SessionDescription.parse(body)
+    assert bytes(sdp) == body
+    a = negotiate(sdp, local_ip="10.0.0.1", local_port=4000, session_id=1, version=2)
+    assert a.on_hold and a.local_direction == "recvonly"
