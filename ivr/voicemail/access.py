@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from ivr.config import Mailbox
 from ivr.dsl.events import Action, HangupCall, RecordingDone, StartRecording, StopRecording
 from ivr.voicemail.dialogue import FIRST_PROMPT_ID, Dialogue, log, plural, spoken_number
-from ivr.voicemail.pins import verify_pin
+from ivr.voicemail.pins import hash_pin, verify_pin
 from ivr.voicemail.store import Message, VoicemailStore
 
 MAX_LOGIN_FAILURES = 3
@@ -72,6 +72,13 @@ DISCARDED = "Discarded."
 RECORD_INTRO = "Record your {label} after the tone. Press hash when you are done."
 
 Step = Callable[[float], list[Action]]
+_DECOY: list[str] = []
+
+
+def _decoy_hash() -> str:
+    if not _DECOY:
+        _DECOY.append(hash_pin("80417359"))
+    return _DECOY[0]
 
 
 def prompt_texts() -> list[str]:
@@ -127,7 +134,7 @@ class MailboxAccess(Dialogue):
 
     # ------------------------------------------------------------------ login
 
-    def start(self, now: float) -> list[Action]:
+    def begin(self, now: float) -> list[Action]:
         return self._ask_login(now)
 
     def _ask_login(self, now: float) -> list[Action]:
@@ -176,7 +183,10 @@ class MailboxAccess(Dialogue):
     def _got_pin(self, now: float) -> list[Action]:
         self._silent = 0
         box = self.mailboxes.get(self._entered_box)
-        if box is not None and box.pin_hash and verify_pin(self._digits, box.pin_hash):
+        # An unknown box costs one scrypt too, so timing does not tell which mailboxes exist.
+        stored = box.pin_hash if box is not None and box.pin_hash else _decoy_hash()
+        matched = verify_pin(self._digits, stored)
+        if matched and box is not None and box.pin_hash:
             self.box = box
             log.info("voicemail: %s logged in to mailbox %s", self.caller, box.number)
             return self._welcome()

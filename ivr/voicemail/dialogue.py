@@ -27,6 +27,7 @@ from ivr.dsl.events import (
     Event,
     Hangup,
     Key,
+    Listen,
     Play,
     PromptDone,
     RecordingDone,
@@ -72,7 +73,8 @@ class Dialogue(SubMachine):
     # ------------------------------------------------------------------ SubMachine
 
     def start(self, now: float) -> list[Action]:
-        raise NotImplementedError
+        """``Listen()`` first: keys only, the flow's speech recognition (if any) stops here."""
+        return [Listen(), *self.begin(now)]
 
     def handle(self, event: Event, now: float) -> list[Action]:
         if self.finished:
@@ -92,6 +94,9 @@ class Dialogue(SubMachine):
         raise DialogueError(f"can't handle {event.kind} in state {self.state!r}")
 
     # ------------------------------------------------------------------ for subclasses
+
+    def begin(self, now: float) -> list[Action]:
+        raise NotImplementedError
 
     def on_hangup(self, now: float) -> list[Action]:
         raise NotImplementedError

@@ -124,7 +124,7 @@ class LeaveMessage(Dialogue):
 
     # ------------------------------------------------------------------ start and greeting
 
-    def start(self, now: float) -> list[Action]:
+    def begin(self, now: float) -> list[Action]:
         counts = self.store.counts(self.mailbox.number)
         if counts.new + counts.saved >= self.mailbox.max_messages:
             log.warning(
@@ -187,7 +187,9 @@ class LeaveMessage(Dialogue):
         self._duration = event.duration
         if event.duration <= 0:
             return self._nothing_recorded(event.reason)
-        if event.reason == "hangup":  # the runner stopped it because the caller left: keep it, no goodbye
+        if (
+            event.reason == "hangup"
+        ):  # the runner stopped it because the caller left: keep it, no goodbye
             return self._save(now, goodbye=False)
         if self.review:
             return self._review_menu()

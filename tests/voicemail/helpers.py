@@ -7,7 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ivr.dsl.events import Action, Event, Play, PromptDone, Say, StartRecording, TimerFired, Tone
+from ivr.dsl.events import (
+    Action,
+    Event,
+    Listen,
+    Play,
+    PromptDone,
+    Say,
+    StartRecording,
+    TimerFired,
+    Tone,
+)
 from ivr.media.recording import WavRecorder
 from ivr.voicemail import prompt_texts
 
@@ -51,7 +61,10 @@ class Driver:
         self.known = set(prompt_texts(boxes))
 
     def start(self) -> list[Action]:
-        return self._keep(self.m.start(self.now))
+        """Start the dialogue; its first action (stop speech recognition) is checked and left out."""
+        actions = self._keep(self.m.start(self.now))
+        assert actions[0] == Listen()
+        return actions[1:]
 
     def send(self, event: Event, advance: float = 0.5) -> list[Action]:
         self.now += advance
