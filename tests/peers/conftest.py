@@ -44,10 +44,14 @@ needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) i
 needs_baresip = pytest.mark.skipif(BARESIP is None, reason="baresip (Debian baresip-core) is not installed")
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for UDP and TCP right now (for peers that cannot be told to pick one)."""
+def free_port() -> int:
+    """An even port free for UDP and TCP, with port + 1 free for UDP (RTCP), right now.
+
+    For peers that cannot be told to pick their own port.  Probed with UDP: Linux hands out
+    odd ports to TCP bind(0).
+    """
     for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         if port % 2:
@@ -291,7 +295,7 @@ def sipp(tmp_path: Path) -> Callable[..., SippResult]:
             "-trace_msg", "-message_file", str(out / "messages.log"),
             "-trace_err", "-error_file", str(out / "errors.log"),
             "-trace_logs", "-log_file", str(out / "logs.log"),
-            "-cp", str(free_port(socket.SOCK_DGRAM)),
+            "-cp", str(free_port()),
             *extra,
         ]
         for name, value in (variables or {}).items():
@@ -307,3 +311,146 @@ def sipp(tmp_path: Path) -> Callable[..., SippResult]:
         return SippResult(proc.returncode, proc.stdout + proc.stderr, read("messages.log"), read("errors.log"), read("logs.log"))
 
     return run
+
+
+# --------------------------------------------------------------------------- baresip
+
+BARESIP_CONFIG = """\
+poll_method\t\tepoll
+sip_listen\t\t127.0.0.1:{sip_port}
+sip_trans_def\t\tudp
+module_path\t\t/usr/lib/baresip/modules
+module\t\t\tg711.so
+module\t\t\taufile.so
+module\t\t\taubridge.so
+module\t\t\tsndfile.so
+module\t\t\tctrl_tcp.so
+module_app\t\tmenu.so
+module_app\t\taccount.so
+audio_source\t\taufile,{mic}
+audio_player\t\taubridge,nowhere
+audio_alert\t\taubridge,nowhere
+ausrc_srate\t\t8000
+auplay_srate\t\t8000
+ausrc_channels\t\t1
+auplay_channels\t\t1
+rtp_ports\t\t{rtp_low}-{rtp_high}
+snd_path\t\t{recordings}
+ctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}
+"""
+
+
+class Baresip:
+    """A baresip softphone driven over ctrl_tcp (netstring JSON), recording what it hears.
+
+    Its microphone is ``mic`` (a WAV played by the aufile module); the sndfile module writes
+    what it hears to ``recordings/dump-*-dec.wav``.  Events (CALL_ESTABLISHED, CALL_CLOSED...)
+    are read from the control connection, so tests wait for them instead of sleeping.
+    """
+
+    def __init__(self, folder: Path, mic: Path) -> None:
+        assert BARESIP is not None
+        self.folder = folder
+        self.recordings = folder / "recordings"
+        self.recordings.mkdir(parents=True)
+        self.ctrl_port = free_port()
+        rtp = free_port()
+        (folder / "config").write_text(
+            BARESIP_CONFIG.format(
+                sip_port=free_port(), mic=mic, rtp_low=rtp, rtp_high=rtp + 20,
+                recordings=self.recordings, ctrl_port=self.ctrl_port,
+            )
+        )
+        (folder / "accounts").write_text("<sip:tester@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA\n")
+        self.log = open(folder / "baresip.log", "w")  # noqa: SIM115 -- closed in stop()
+        self.proc = subprocess.Popen(
+            [BARESIP, "-f", str(folder)], stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        self.events: list[dict[str, Any]] = []
+        self._buffer = b""
+        self.sock = self._connect()
+
+    def _connect(self, timeout: float = 20.0) -> socket.socket:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise AssertionError("baresip's control port never opened:\n" + self.output()) from None
+                time.sleep(0.05)  # polling a port that is not open yet: nothing to wait on
+
+    def command(self, command: str, params: str = "") -> None:
+        body = json.dumps({"command": command, "params": params, "token": command}).encode()
+        self.sock.sendall(str(len(body)).encode() + b":" + body + b",")
+
+    def wait_event(self, kind: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if event.get("type") == kind:
+                    return event
+            seen = len(self.events)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"baresip: no {kind} within {timeout}s; events: {[e.get('type') for e in self.events]}")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise AssertionError(f"baresip closed its control connection waiting for {kind}:\n" + self.output())
+            self._buffer += chunk
+            self._parse()
+
+    def _parse(self) -> None:
+        while True:
+            head, sep, rest = self._buffer.partition(b":")
+            if not sep or not head.isdigit() or len(rest) < int(head) + 1:
+                return
+            size = int(head)
+            payload, self._buffer = rest[:size], rest[size + 1 :]
+            try:
+                message = json.loads(payload)
+            except ValueError:
+                continue
+            if message.get("event"):
+                self.events.append(message)
+
+    def heard(self) -> Path:
+        """The WAV of what baresip heard in its (last) call."""
+        files = sorted(self.recordings.glob("dump-*-dec.wav"))
+        assert files, "baresip recorded nothing:\n" + self.output()
+        return files[-1]
+
+    def output(self) -> str:
+        self.log.flush()
+        return (self.folder / "baresip.log").read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.command("quit")
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+        self.sock.close()
+        self.log.close()
+
+
+@pytest.fixture
+def baresip(tmp_path: Path) -> Iterator[Callable[[Path], Baresip]]:
+    """Factory: ``baresip(mic_wav)`` -> a running Baresip phone; stopped after the test."""
+    phones: list[Baresip] = []
+
+    def start(mic: Path) -> Baresip:
+        phone = Baresip(tmp_path / f"baresip{len(phones)}", mic)
+        phones.append(phone)
+        return phone
+
+    yield start
+    for phone in phones:
+        phone.stop()
