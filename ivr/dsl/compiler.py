@@ -514,7 +514,7 @@ class Compiler:
             self._block(block)  # type: ignore[arg-type]
         kinds = {name: kind for name in self.states if (kind := self.blocks.kind(name) or "")}
         return Program(
-            states=MappingProxyType(dict(self.states)),
+            states=MappingProxyType(self._used(kinds)),
             entries=MappingProxyType(dict(entries)),
             settings=settings,
             schedules=MappingProxyType(dict(schedules)),
@@ -522,6 +522,18 @@ class Compiler:
             steps=MappingProxyType(kinds),
             files=tuple(files),
         )
+
+    def _used(self, blocks: Mapping[str, str]) -> dict[str, State]:
+        """The states reachable from some block's entry (the others were built but never linked)."""
+        seen: set[str] = set()
+        todo = list(blocks)
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.states:
+                continue
+            seen.add(name)
+            todo.extend(self.states[name].transitions.values())
+        return {name: state for name, state in self.states.items() if name in seen}
 
     def _block(self, block: ast.Block) -> None:
         self._step = block.name
