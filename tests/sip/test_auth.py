@@ -446,3 +446,20 @@ def test_digest_client_answers_a_proxy_challenge_per_realm() -> None:
     with pytest.raises(DigestError, match="only 401 and 407 carry challenges, not 403"):
         client.credentials(403, headers, "INVITE", "sip:x@y")
     assert DigestClient("u", "p").again("BYE", "sip:x@y") == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=300), max_size=60))
+def test_nonce_count_window_matches_a_simple_model(counts: list[int]) -> None:
+    from ivr.sip.auth import _NonceCounts
+
+    table = _NonceCounts(max_nonces=10)
+    seen: set[int] = set()
+    top = 0
+    for nc in counts:
+        # Accepted exactly when never seen and not more than 63 below the highest count so far.
+        expected = nc not in seen and nc > top - _NonceCounts.WINDOW
+        assert table.use("n", 100, nc) is expected, (nc, top)
+        if expected:
+            seen.add(nc)
+            top = max(top, nc)
