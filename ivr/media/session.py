@@ -84,6 +84,9 @@ DTMF_GAP_TICKS = 3  # audio frames between two sent events (60 ms inter-digit pa
 DUPLICATE_KEY_WINDOW = 0.5  # s: the same key from another source within this is the same press
 INBAND_KEY_MS = 100
 MAX_GAP_FILL = 8000  # samples: up to 1 s of missing audio is delivered as silence
+REORDER_PACKETS = 2  # audio packets held while waiting for a missing one (40 ms)
+REORDER_WAIT = 0.06  # s: after this a missing packet is given up even if nothing follows
+MAX_REORDER_JUMP = 100  # a sequence jump beyond this is a restart, not reordering
 
 
 class SharedPlayer(Protocol):
@@ -200,8 +203,10 @@ class MediaSession:
         self.latched = False
         # receiving
         self._rx: SourceStats | None = None
-        self._rx_last_seq: int | None = None
-        self._rx_next_ts: int | None = None
+        self._rx_expected: int | None = None  # the next audio sequence number to deliver
+        self._rx_next_ts: int | None = None  # the timestamp that follows the last delivered audio
+        self._reorder: dict[int, tuple[int, int, bytes]] = {}  # seq -> (pt, ts, payload), held
+        self._reorder_since = 0.0
         self._dtmf_rx = DtmfReceiver()
         self._inband: GoertzelDetector | None = None
         self._oob_keys_seen = False
@@ -435,8 +440,10 @@ class MediaSession:
 
     def on_tick(self, tick_no: int, now: float) -> None:
         """At most one packet per tick; the common case (one frame, no DTMF) stays on a short path."""
-        if now >= self._next_rtcp or (
-            self._timeout_armed and now - self._last_rx > self.media_timeout
+        if (
+            now >= self._next_rtcp
+            or (self._timeout_armed and now - self._last_rx > self.media_timeout)
+            or (self._reorder and now - self._reorder_since > REORDER_WAIT)
         ):
             self._housekeeping(now)
         pt = self._pt
@@ -472,6 +479,8 @@ class MediaSession:
         self._sent_since_report = True
 
     def _housekeeping(self, now: float) -> None:
+        if self._reorder and now - self._reorder_since > REORDER_WAIT:
+            self._flush_reorder()
         if self._timeout_armed and now - self._last_rx > self.media_timeout:
             self._fire_timeout()
         if now >= self._next_rtcp:
@@ -574,7 +583,8 @@ class MediaSession:
             if stats is not None:
                 self._lost_before += max(stats.lost, 0)
             stats = self._rx = SourceStats(ssrc)
-            self._rx_last_seq = self._rx_next_ts = None
+            self._flush_reorder()
+            self._rx_expected = self._rx_next_ts = None
         stats.update(seq, ts, now * 8000)
         if pt == self._dtmf_pt:
             self._on_event_packet(data)
@@ -595,16 +605,16 @@ class MediaSession:
             self._key(digit, "rfc4733")
 
     def _on_audio_packet(self, data: bytes, pt: int, seq: int, ts: int) -> None:
-        last = self._rx_last_seq
-        if last is not None and not 0 < (seq - last) & 0xFFFF < 0x8000:
-            self._late += (
-                1  # a duplicate, or older than what we delivered: too late to play or record
-            )
-            return
-        self._rx_last_seq = seq
+        """Put audio back in sequence order (a small reorder window), then deliver it."""
         if self.direction not in ("sendrecv", "recvonly") or (
             self.on_audio is None and self._inband is None
         ):
+            self._rx_expected = (seq + 1) & 0xFFFF
+            return
+        expected = self._rx_expected
+        delta = 0 if expected is None else (seq - expected) & 0xFFFF
+        if delta >= 0x8000 or seq in self._reorder:
+            self._late += 1  # a duplicate, or older than what we delivered: too late to use
             return
         if data[0] & 0x3F == 0:  # no padding, extension or CSRCs: the common case
             payload = data[12:]
@@ -615,6 +625,41 @@ class MediaSession:
                 self._invalid += 1
                 return
         self._octets_received += len(payload)
+        if delta == 0:
+            self._deliver(pt, ts, payload)
+            self._rx_expected = (seq + 1) & 0xFFFF
+            if self._reorder:
+                self._drain()
+        elif delta > MAX_REORDER_JUMP:  # the sender restarted its numbering: no point waiting
+            self._flush_reorder()
+            self._deliver(pt, ts, payload)
+            self._rx_expected = (seq + 1) & 0xFFFF
+        else:
+            if not self._reorder:
+                self._reorder_since = self.loop.time()
+            self._reorder[seq] = (pt, ts, payload)
+            if len(self._reorder) > REORDER_PACKETS:
+                self._flush_reorder()
+
+    def _drain(self) -> None:
+        """Deliver held packets that are now in order."""
+        while self._rx_expected in self._reorder:
+            pt, ts, payload = self._reorder.pop(self._rx_expected)
+            self._deliver(pt, ts, payload)
+            self._rx_expected = (self._rx_expected + 1) & 0xFFFF  # type: ignore[operator]
+        if self._reorder:
+            self._reorder_since = self.loop.time()
+
+    def _flush_reorder(self) -> None:
+        """Give up on the missing packets: they are lost (their time becomes silence)."""
+        expected = self._rx_expected
+        while self._reorder:
+            assert expected is not None
+            seq = min(self._reorder, key=lambda s: (s - expected) & 0xFFFF)
+            self._rx_expected = seq
+            self._drain()
+
+    def _deliver(self, pt: int, ts: int, payload: bytes) -> None:
         expected, self._rx_next_ts = self._rx_next_ts, (ts + len(payload)) & 0xFFFFFFFF
         if expected is not None and 0 < (ts - expected) & 0xFFFFFFFF <= MAX_GAP_FILL:
             self._deliver_silence((ts - expected) & 0xFFFFFFFF)

@@ -671,3 +671,31 @@ def test_a_failing_audio_callback_does_not_cost_the_call_its_media() -> None:
         s.close()
 
     with_clock(body)
+
+
+def test_reordered_audio_is_put_back_in_order_and_a_lost_packet_is_given_up() -> None:
+    async def body(clock: MediaClock) -> None:
+        phone = await peer()
+        s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
+        heard: list[int] = []  # the level of each delivered frame identifies its packet
+        s.on_audio = lambda pcm: heard.append(int(np.abs(pcm.astype(np.int32)).max()))
+        s.configure(
+            remote=("127.0.0.1", phone.port), payload_type=0, dtmf_pt=None, direction="sendrecv"
+        )
+        level = {seq: 1000 * seq for seq in range(1, 10)}
+        for seq in (1, 2, 4, 3, 5):
+            phone.send(_rtp(seq, level=level[seq]), ("127.0.0.1", s.local_port))
+        await until(lambda: len(heard) == 5, clock, "five frames")
+        expected = [
+            int(np.abs(g711.decode(_rtp(q, level=level[q])[12:], 0).astype(np.int32)).max())
+            for q in range(1, 6)
+        ]
+        assert heard == expected and s.stats["late"] == 0
+        phone.send(
+            _rtp(7, level=level[7]), ("127.0.0.1", s.local_port)
+        )  # 6 is lost, nothing follows
+        await until(lambda: len(heard) == 7, clock, "the held packet after the reorder wait")
+        assert heard[5] == 0 and heard[6] > 0  # 20 ms of silence for 6, then 7
+        s.close()
+
+    with_clock(body)
