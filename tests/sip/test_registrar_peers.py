@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from ivr.config import Extension
 from ivr.sip.auth import DigestChallenger
 from ivr.sip.message import Request, build_response, parse_message
 from ivr.sip.registrar import RegisterReply, Registrar, RegistrationStore
+from ivr.sip.throttle import AuthThrottle
 
 pytestmark = [pytest.mark.slow, pytest.mark.peer]
 
@@ -112,6 +114,44 @@ def test_baresip_registers_and_unregisters(tmp_path: Path) -> None:
             reg.store.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.skipif(
+    shutil.which("baresip") is None, reason="baresip (Debian baresip-core) not installed"
+)
+def test_baresip_with_a_wrong_password_is_logged_and_throttled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ivr.sip.auth")
+
+    async def run() -> None:
+        reg = Registrar(
+            RegistrationStore(), DigestChallenger("ivr"), {"alice": ALICE},
+            throttle=AuthThrottle(max_failures=1), throttle_action="403",
+        )  # fmt: skip
+        responder, port, transport = await serve(reg)
+        (tmp_path / "config").write_text(
+            "sip_listen 127.0.0.1:0\nmodule_path /usr/lib/baresip/modules\nmodule g711.so\nmodule account.so\n"
+        )
+        (tmp_path / "accounts").write_text(
+            f"<sip:alice@127.0.0.1:{port}>;auth_pass=guess;regint=600\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            "baresip", "-f", str(tmp_path), "-t", "10",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            statuses = [(await responder.next_reply())[1].status for _ in range(2)]
+            assert statuses == [401, 401]
+            assert reg.blocked("127.0.0.1", time.time())
+        finally:
+            await stop(proc)
+            transport.close()
+            reg.store.close()
+
+    asyncio.run(run())
+    assert "wrong password for user 'alice' (realm 'ivr') from 127.0.0.1:" in caplog.text
+    assert "blocking 127.0.0.1 for 300 s" in caplog.text
 
 
 SIPP_REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
