@@ -20,16 +20,26 @@ Sending rules
     0.5-1.5x, RFC 3550 6.2) to the remote RTP port + 1; BYE on close.
 
 Symmetric RTP latching (RFC 4961 spirit; hijack-safe)
-  Packets are accepted only from the current remote.  If the first packets
-  come from a different address, the session moves its remote there ONCE,
-  and only while the latch window is open: the first ``LATCH_PACKETS``
-  packets received and at most ``LATCH_SECONDS`` after the remote was
-  configured.  The new source is plausible only if its IP equals the SDP
-  address's IP (a NAT rewrote the port) or the IP the signalling came from
-  (``configure(signalling_host=...)``, a NATed phone whose SDP shows its
+  Packets are accepted only from the current remote.  If the first packet
+  comes from a different address, the session moves its remote there ONCE,
+  and only while the latch window is open: until the first accepted packet,
+  and at most ``LATCH_SECONDS`` after the remote was configured.  The new
+  source is plausible only if its IP equals the SDP address's IP (a NAT
+  rewrote the port) or the IP the signalling came from
+  (``configure(signalling_host=...)``: a NATed phone whose SDP shows its
   private address).  A first packet from the SDP address itself closes the
-  window.  No later re-latching: only a new SDP address (re-INVITE) opens a
-  new window.
+  window; implausible packets are dropped without closing it (so junk cannot
+  deny a real phone its latch).  No later re-latching: only a new SDP
+  address (re-INVITE) opens a new window.
+
+Receiving
+  Audio (PCMU/PCMA, whatever the negotiated codec: a re-INVITE may switch) is
+  put back in sequence order through a 2-packet / 60 ms reorder window,
+  duplicates and too-late packets are dropped, and the time of lost packets
+  (or of an RFC 4733 event sent instead of audio) is delivered as silence, so
+  recordings and recognisers stay on the caller's timeline.  A new SSRC from
+  the peer is accepted.  Callbacks run on the event loop; one that raises is
+  logged and the call keeps its media.
 
 Media timeout
   ``on_timeout`` fires once when neither RTP nor RTCP arrived for
@@ -77,7 +87,6 @@ from ivr.media.rtp import (
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-LATCH_PACKETS = 20
 LATCH_SECONDS = 10.0
 RTCP_INTERVAL = 5.0
 DTMF_GAP_TICKS = 3  # audio frames between two sent events (60 ms inter-digit pause)
@@ -199,7 +208,6 @@ class MediaSession:
         self._signalling_host: str | None = None
         self._latch_open = False
         self._latch_until = 0.0
-        self._latch_budget = 0
         self.latched = False
         # receiving
         self._rx: SourceStats | None = None
@@ -318,7 +326,6 @@ class MediaSession:
             self.latched = False
             self._latch_open = remote is not None
             self._latch_until = self.loop.time() + LATCH_SECONDS
-            self._latch_budget = LATCH_PACKETS
         if signalling_host is not None:
             self._signalling_host = signalling_host
         frames = ptime // 20 if ptime % 20 == 0 and 20 <= ptime <= 200 else 1
@@ -571,9 +578,8 @@ class MediaSession:
             self._rejected += 1
             return
         if self._latch_open:
-            self._latch_budget -= 1
-            if self._latch_budget <= 0 or now > self._latch_until:
-                self._latch_open = False
+            # media from the SDP address itself: nothing to latch, and nobody may later
+            self._latch_open = False
         self._last_rx = now
         self._packets_received += 1
         _, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)

@@ -492,7 +492,9 @@ def test_no_latch_to_an_implausible_address_or_after_the_window() -> None:
         phone.send(_rtp(2), ("127.0.0.1", s.local_port))  # the SDP address itself closes the window
         await until(lambda: s.stats["packets_received"] == 1, clock, "the phone's packet")
         other.send(_rtp(3), ("127.0.0.1", s.local_port))
-        await until(lambda: s.stats["rejected"] == 2, clock, "the rejections")
+        sibling = await peer()  # the SDP's IP, another port: plausible, but the window is closed
+        sibling.send(_rtp(4), ("127.0.0.1", s.local_port))
+        await until(lambda: s.stats["rejected"] == 3, clock, "the rejections")
         assert not s.latched and s.remote == ("127.0.0.1", phone.port)
         # a NATed phone: SDP shows a private address, the INVITE came from 127.0.0.2
         t = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
@@ -503,6 +505,10 @@ def test_no_latch_to_an_implausible_address_or_after_the_window() -> None:
             direction="sendrecv",
             signalling_host="127.0.0.2",
         )
+        junk = await peer("127.0.0.3")
+        for seq in range(30):  # junk does not use up the window
+            junk.send(_rtp(seq), ("127.0.0.1", t.local_port))
+        await until(lambda: t.stats["rejected"] == 30, clock, "the junk")
         other.send(_rtp(1), ("127.0.0.1", t.local_port))
         await until(lambda: t.latched, clock, "the latch to the signalling source")
         assert t.remote == ("127.0.0.2", other.port)
