@@ -46,6 +46,7 @@ auth_log = logging.getLogger("ivr.sip.auth")
 
 HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
 _COMPACT = {"m": "contact", "i": "call-id", "t": "to", "f": "from", "k": "supported"}
+_SPELLING = {"call-id": "Call-ID", "cseq": "CSeq", "to": "To"}
 
 
 # --------------------------------------------------------------------------- values
@@ -673,14 +674,15 @@ class _Headers:
     def one(self, name: str) -> str:
         value = self.first(name)
         if value is None:
-            raise _Refusal(400, f"Bad Request (missing {name.title()} header)")
+            raise _Refusal(400, f"Bad Request (missing {_SPELLING.get(name, name)} header)")
         return value
 
 
 def _call_id_cseq(h: _Headers) -> tuple[str, int]:
     call_id = h.one("call-id").strip()
     number, _, method = h.one("cseq").strip().partition(" ")
-    if not number.isdigit() or method.strip().upper() != "REGISTER":
+    # RFC 3261 section 8.1.1.5: the sequence number is below 2**31.
+    if not number.isdigit() or int(number) >= 2**31 or method.strip().upper() != "REGISTER":
         raise _Refusal(400, "Bad Request (CSeq must be '<number> REGISTER')")
     return call_id, int(number)
 

@@ -413,9 +413,10 @@ def test_stale_nonce_gets_stale_challenge() -> None:
 @pytest.mark.parametrize(
     ("header", "value", "reason"),
     [
-        ("Call-ID", None, "Bad Request (missing Call-Id header)"),
+        ("Call-ID", None, "Bad Request (missing Call-ID header)"),
         ("CSeq", "1 INVITE", "Bad Request (CSeq must be '<number> REGISTER')"),
         ("CSeq", "one REGISTER", "Bad Request (CSeq must be '<number> REGISTER')"),
+        ("CSeq", "2147483648 REGISTER", "Bad Request (CSeq must be '<number> REGISTER')"),
         ("To", None, "Bad Request (missing To header)"),
         ("To", "<sip:201@192.168.1.10", "Bad Request (invalid To header)"),
         ("Contact", "<tel:+41441234567>", "Bad Request (Contact must be a sip: or sips: URI)"),
