@@ -723,7 +723,8 @@ class Compiler:
                 label = f"key:{choice.key}" if choice.key else f"speech:{choice.phrase}" if choice.phrase else "speech"
                 edges.setdefault(label, target)
         self._add(wait_name, op, menu.pos, edges)
-        first = self._prompts(menu.prompts, self._prompts([a.prompt for a in menu.asks], wait_name))
+        # The first round plays the prompts, then the re-prompt states themselves.
+        first = self._prompts(menu.prompts, retry if menu.asks else wait_name)
         return self._state("start", MenuStartOp(menu.name), menu.pos, {"next": first})
 
     def _collect(self, collect: ast.Collect) -> str:
@@ -748,7 +749,7 @@ class Compiler:
         end = self._drain(collect.pos, self._finish("hangup", collect.pos))
         edges["done"] = self._target(collect.then[0], end) if collect.then else end
         self._add(wait_name, op, collect.pos, edges)
-        first = self._prompts(collect.prompts, self._prompts([a.prompt for a in collect.asks], wait_name))
+        first = self._prompts(collect.prompts, retry if collect.asks else wait_name)
         return self._state("start", CollectStartOp(collect.name), collect.pos, {"next": first})
 
 

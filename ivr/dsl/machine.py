@@ -178,6 +178,7 @@ class Machine:
             label = self._enter(state)
             if label is None or self.finished:
                 return
+            self._leave(state, label)  # a wait state can move on at once (type-ahead)
             target = state.transitions.get(label)
             if target is None:
                 if isinstance(state.op, ReturnOp):

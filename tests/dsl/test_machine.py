@@ -446,3 +446,16 @@ def test_type_ahead_during_a_prompt_reaches_the_next_menu(tmp_path: Path) -> Non
     assert m.handle(ev.PromptDone(1), T0 + 1) == [ev.Hold("", 2.0)]
     actions = m.handle(ev.ActionDone("hold"), T0 + 3)
     assert kinds(actions) == ["step", "say", "stop_prompts", "hangup"]
+
+
+def test_type_ahead_into_a_speech_menu_stops_listening_and_the_timer(tmp_path: Path) -> None:
+    text = (
+        'number default -> s\ns:\n    say "Hello."\n    hold for 2s\n    -> m\n'
+        'menu m:\n    ask "Choose."\n    1 or "one" -> t\n    invalid -> hangup\nt:\n    hold for 9s\n'
+    )
+    m, _ = start(tmp_path, text)
+    m.handle(ev.Key("1"), T0 + 0.1)
+    m.handle(ev.PromptDone(1), T0 + 1)
+    actions = m.handle(ev.ActionDone("hold"), T0 + 3)
+    assert kinds(actions) == ["step", "say", "listen", "stop_prompts", "listen", "step", "hold"]
+    assert actions[4] == ev.Listen() and m.next_timer is None
