@@ -81,6 +81,10 @@ def _analyse(
 ) -> tuple[list[Diagnostic], Program | None, Sources]:
     sources = read_sources(paths)
     diagnostics = list(sources.diagnostics)
+    if diagnostics:
+        # A file that did not parse hides its steps: checking the rest would only add
+        # "unknown step" noise about them.
+        return diagnostics, None, sources
     items = sources.items
     settings = settings_from(items, {f.path: Path(f.path).parent for f in sources.files})
     schedules = {}

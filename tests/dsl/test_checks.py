@@ -438,3 +438,17 @@ def test_loop_through_hold_without_prompts(tmp_path: Path, monkeypatch: pytest.M
         "    ^\n"
         "  hint: no number, jump or option leads here"
     )
+
+
+def test_syntax_error_hides_the_name_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a file that does not parse: only its syntax error, no noise about the steps it would define"""
+    files = {
+        "main.ivr": 'include "more.ivr"\nnumber default -> s\ns:\n    -> t\n',
+        "more.ivr": "t\n    hangup\n",
+    }
+    assert check(tmp_path, monkeypatch, files) == (
+        "more.ivr:1:2: error: missing ':' after the step name 't'\n"
+        "    t\n"
+        "     ^\n"
+        "  hint: a step starts with its name and a colon, e.g. `welcome:`"
+    )
