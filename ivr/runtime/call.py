@@ -643,9 +643,12 @@ class CallRunner:
         if owner is MACHINE:
             self.state = action.step
 
+    def _voice(self) -> str:
+        return str(getattr(self.services.program.settings, "voice", "") or "")
+
     def _do_Say(self, action: ev.Say, owner: object) -> None:
         settings = getattr(self.services.program, "settings", None)
-        voice = action.voice or getattr(settings, "voice", None) or None
+        voice = action.voice or self._voice() or None
         rate = getattr(settings, "rate", None) or None
         tts = self.services.tts
         self.prompts.add(
@@ -777,6 +780,8 @@ class CallRunner:
                 greeting=action.greeting,
                 review=action.review,
                 data_dir=self.services.data,
+                on_saved=self.services.voicemail.message_saved,
+                voice=self._voice(),
             )
         )
 
@@ -789,6 +794,8 @@ class CallRunner:
                 store=self.services.voicemail_store,
                 mailbox=action.mailbox or None,
                 caller=self.caller,
+                timezone=self.services.timezone,
+                voice=self._voice(),
             )
         )
 

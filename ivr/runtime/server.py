@@ -24,6 +24,7 @@ import asyncio
 import logging
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,12 @@ class Server:
             self.calllog.server("error", f"cannot listen on {host}:{port}: {exc}")
             return 1
         ua.local_port = bound.port  # port 0 asked: the agent must write the real one in Via/Contact
+        registrar = services.registrar()
+        endpoint.blocked = lambda ip: bool(registrar.blocked(ip, time.time()))
+        if self.settings.config.mailboxes:
+            recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
+            if recovered:
+                self.calllog.server("recovered", f"recovered {len(recovered)} voicemail message(s)")
         clock.start()
         self._install_signals(loop)
         self.calllog.server("listening", f"listening on {bound.describe()}", pid=_pid())
@@ -117,6 +124,8 @@ class Server:
         await self._drain()
         endpoint.close()
         clock.stop()
+        if self.settings.config.mailboxes:
+            services.voicemail.stop()
         services.executor.shutdown(wait=False, cancel_futures=True)
         self.calllog.server("stopped", "stopped")
         return 0
@@ -198,16 +207,22 @@ class Server:
             self.idle.set()
 
     def _request(self, event: RequestReceived) -> None:
-        """Out-of-dialog requests the agent does not handle itself."""
+        """Out-of-dialog requests the agent does not handle itself: REGISTER goes to the registrar."""
         assert self.services is not None
         ua, now = self.services.ua, self.services.sip_now()
         method = event.request.method
-        registrar = self.services.registrar()
-        if method == "REGISTER" and registrar is not None:
-            registrar.handle(ua, event, now)
+        if method != "REGISTER":
+            ua.respond(event.handle, 405, now, headers=[("Allow", ", ".join(ua.allow_methods))])
             return
-        status = 501 if method == "REGISTER" else 405
-        ua.respond(event.handle, status, now, headers=[("Allow", ", ".join(ua.allow_methods))])
+        # The registrar keeps bindings on wall-clock time (they survive a restart); the agent's
+        # transaction timers run on the loop's clock: each gets its own "now".
+        reply = self.services.registrar().handle_request(event.request, event.source, time.time(), event.transport)
+        status = 403 if reply.drop else reply.status
+        ua.respond(event.handle, status, now, headers=reply.headers)
+        self.calllog.server(
+            "register", f"REGISTER from {event.source[0]}:{event.source[1]}: {status}", status=status,
+            aor=event.request.to.user if hasattr(event.request.to, "user") else "",
+        )
 
 
 def _pid() -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,13 +83,23 @@ class Services:
         return self._get("hold_music", build)
 
     @property
-    def voicemail_store(self) -> Any:
+    def voicemail(self) -> Any:
+        """The voicemail service: message store, crash recovery and Voice2Mail (ivr.voicemail.service)."""
+
         def build() -> Any:
-            from ivr.voicemail.store import VoicemailStore
+            from ivr.voicemail.service import VoicemailService
 
-            return VoicemailStore(self.data)
+            return VoicemailService(self.config, timezone=self.timezone)
 
-        return self._get("voicemail_store", build)
+        return self._get("voicemail", build)
+
+    @property
+    def voicemail_store(self) -> Any:
+        return self.voicemail.store
+
+    @property
+    def timezone(self) -> str:
+        return str(getattr(self.program.settings, "timezone", "") or "UTC")
 
     def recognizer(self) -> Any:
         def build() -> Any:
@@ -112,27 +123,20 @@ class Services:
         return self._get(f"directory:{name}", build)
 
     def registrar(self) -> Any:
-        """The registrar for the extensions of ivr.toml, or None when no extension has a password."""
-        if not any(e.password for e in self.config.extensions):
-            return None
+        """The registrar of ivr.toml's extensions (bindings in the data folder), built once."""
 
         def build() -> Any:
-            from ivr.sip.registrar import Registrar  # type: ignore[import-not-found,unused-ignore]
+            from ivr.sip.registrar import Registrar
 
             return Registrar.from_config(self.config)
 
         return self._get("registrar", build)
 
     def contacts_for(self, target: str) -> list[str]:
-        """Where an extension can be reached: registered contacts, then static ones from ivr.toml."""
-        found: list[str] = []
-        registrar = self._lazy.get("registrar")
-        if registrar is not None:
-            found.extend(str(c) for c in registrar.contacts(target))
-        ext = self.config.extension(target)
-        if ext is not None:
-            found.extend(c for c in ext.contacts if c not in found)
-        return found
+        """Where an extension can be reached: registered contacts first, then static ones from ivr.toml."""
+        if self.config.extension(target) is None:
+            return []  # not one of ours (an external number goes through a trunk)
+        return [b.uri for b in self.registrar().contacts(target, time.time())]
 
     def switches(self) -> dict[str, bool]:
         """The manual switches' current positions (``ivr switch NAME on|off``), read per call."""

@@ -158,6 +158,8 @@ class SipEndpoint:
         self._servicing = False
         self._again = False
         self._connecting: dict[Address, list[bytes]] = {}
+        #: Sources to ignore unread (a throttled password scanner gets silence, not answers).
+        self.blocked: Callable[[str], bool] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +198,8 @@ class SipEndpoint:
     # ------------------------------------------------------------------ input
 
     def receive(self, data: bytes, source: Address, transport: str) -> None:
+        if self.blocked is not None and self.blocked(source[0]):
+            return
         try:
             self.agent.receive(data, source, transport, self.loop.time())
         except Exception:  # the agent promises not to raise; never trust that with the server's life

@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 FLOWS = HERE / "flows"
 REPO = HERE.parents[1]
+EXAMPLES = REPO / "flows"
 READY = re.compile(r"listening on udp:(?P<host>[^ ]+):(?P<port>\d+) tcp:")
 START_TIMEOUT = 60.0  # first start pre-renders prompts with espeak-ng: generous on a loaded 2-core box
 
@@ -169,11 +170,15 @@ def start_ivr(
     flows: list[Path],
     *,
     config: str = "",
+    sections: str = "",
+    data_files: dict[str, str] | None = None,
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> IvrServer:
     data = tmp / "data"
     data.mkdir(exist_ok=True)
+    for name, text in (data_files or {}).items():
+        (data / name).write_text(text)
     rtp = free_port()
     toml = tmp / "ivr.toml"
     toml.write_text(
@@ -181,6 +186,7 @@ def start_ivr(
         f'rtp_ports = "{rtp}-{rtp + 400}"\n'
         f"{config}\n"
         f'[prompts]\nfolders = ["{REPO / "prompts"}", "{FLOWS}"]\n'
+        f"{sections}\n"
     )
     cmd = [
         sys.executable, "-m", "ivr", "serve", *map(str, flows),
@@ -216,12 +222,22 @@ def menu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]
 
 @pytest.fixture
 def ivr_server(tmp_path: Path) -> Iterator[Callable[..., IvrServer]]:
-    """Factory: ``ivr_server("menu.ivr", config="answer_delay = 5")`` -> a running IvrServer."""
+    """Factory: ``ivr_server("menu.ivr", config='answer_delay = "5s"')`` -> a running IvrServer.
+
+    ``config`` adds lines to [server]; ``sections`` appends whole TOML sections; ``data_files``
+    are written into the data folder before the start (e.g. switches.json).
+    """
     started: list[IvrServer] = []
 
-    def start(*flows: str | Path, config: str = "", extra: tuple[str, ...] = ()) -> IvrServer:
+    def start(
+        *flows: str | Path,
+        config: str = "",
+        sections: str = "",
+        data_files: dict[str, str] | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> IvrServer:
         paths = [f if isinstance(f, Path) else FLOWS / f for f in flows]
-        server = start_ivr(tmp_path, paths, config=config, extra=extra)
+        server = start_ivr(tmp_path, paths, config=config, sections=sections, data_files=data_files, extra=extra)
         started.append(server)
         return server
 
