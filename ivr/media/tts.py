@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -312,16 +313,32 @@ def _worker_main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(voices))
         return 0
     voice, rate = argv
-    driver = (
-        engine.proxy._driver
-    )  # set on the driver: Engine.setProperty is queued behind the loop start
+    driver = engine.proxy._driver  # set on the driver: Engine.setProperty is queued behind the loop
     driver.setProperty("voice", voice)
     driver.setProperty("rate", int(rate))
     for text, path in json.load(sys.stdin):
         engine.save_to_file(text, path)
         engine.runAndWait()
+        _wait_for_synthesis(driver)
+        if not Path(path).is_file():
+            sys.stderr.write(f"no audio written for {text[:60]!r}\n")
+            return 1
     return 0
 
+
+def _wait_for_synthesis(driver: Any) -> None:
+    """Block until espeak-ng has delivered the whole utterance.
+
+    pyttsx3 initialises espeak-ng with AUDIO_OUTPUT_RETRIEVAL, which synthesises on espeak's own
+    thread: ``runAndWait`` can return before the driver's callback has written the WAV, and a
+    worker exiting then leaves no file (seen in about half the runs under load).
+    """
+    from pyttsx3.drivers import _espeak
+
+    _espeak.Synchronize()
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    while driver._speaking and time.monotonic() < deadline:
+        time.sleep(0.005)  # the callback thread finishes writing right after Synchronize returns
 
 if __name__ == "__main__":
     sys.exit(_worker_main(sys.argv[1:]))
