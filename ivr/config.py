@@ -11,6 +11,7 @@ Relative paths in the file are resolved against the file's own folder.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _build(cls: type, values: dict[str, Any], where: str, **converted: Any) -> Any:
-    known = set(cls.__dataclass_fields__)
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known - set(converted)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
