@@ -26,7 +26,7 @@ $(BIN)/ivr: pyproject.toml
 deps: system-deps $(BIN)/ivr
 
 run: deps
-	$(BIN)/ivr serve $(FLOW) --listen $(LISTEN)
+	$(BIN)/ivr serve $(FLOW) --config flows/ivr.toml --listen $(LISTEN)
 
 test: deps
 	$(BIN)/ruff check ivr tests bench
