@@ -88,13 +88,27 @@ def _replay(session: MediaSession, prompt: Clip) -> Callable[[int], None]:
     return lambda prompt_id: session.play(prompt, prompt_id=prompt_id + 1)
 
 
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _pin_sink() -> None:
+    """The sink on the first CPU, this process on the last (as PEERS.md's harness pins peers)."""
+    cpus = _cpus()
+    if len(cpus) >= 2:
+        os.sched_setaffinity(0, {cpus[0]})
+
+
 def p99(values: list[float]) -> float:
     return float(np.percentile(values, 99)) if values else float("nan")
 
 
 async def step(calls: int, seconds: float, warmup: float) -> dict[str, float]:
     sink = subprocess.Popen(
-        [sys.executable, "-c", SINK, str(warmup), str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SINK, str(warmup), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_pin_sink,  # only sets CPU affinity
     )
     assert sink.stdout is not None
     sink_port = int(sink.stdout.readline())
@@ -155,9 +169,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     args = parser.parse_args()
+    cpus = _cpus()
+    if len(cpus) >= 2:
+        os.sched_setaffinity(0, {cpus[-1]})
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
-    print(f"media clock benchmark: loopback UDP, {args.seconds:g} s per step, pid {os.getpid()}")
+    print(
+        f"media clock benchmark: loopback UDP, {args.seconds:g} s per step, "
+        f"sessions on CPU {sorted(os.sched_getaffinity(0))}, sink on another; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(
         f"{'calls':>6} {'cores':>6} {'us/stream/tick':>15} {'late ticks':>10} {'lateness p99':>13} "
         f"{'max':>7} {'lost':>6} {'p99 delta':>10} {'p99 jitter':>11}  verdict"
