@@ -283,7 +283,7 @@ def _explain(exc: UnexpectedInput, line: str, column: int, lines: list[str], lin
     if isinstance(exc, UnexpectedCharacters):
         return _explain_characters(exc, line, column, first)
     if isinstance(exc, UnexpectedToken):
-        return _explain_token(exc, line, first)
+        return _explain_token(exc, line, first, _block_kind(lines, line_no))
     if isinstance(exc, UnexpectedEOF):
         return "unexpected end of file", ""
     return "syntax error", ""
@@ -317,7 +317,37 @@ def _keyword_typo(first: str) -> tuple[str, str] | None:
     return None
 
 
-def _explain_token(exc: UnexpectedToken, line: str, first: str) -> tuple[str, str]:
+def _block_kind(lines: list[str], line_no: int) -> str:
+    """What the block around ``line_no`` is: menu, collect, group, hours, sub or step."""
+    for n in range(min(line_no, len(lines)), 0, -1):
+        code = _strip_comment(lines[n - 1])
+        if code.strip() and not code[0].isspace():
+            word = code.split()[0].rstrip(":")
+            return word if word in ("menu", "collect", "group", "hours", "sub") else "step"
+    return "file"
+
+
+@lru_cache(maxsize=1)
+def _keywords() -> frozenset[str]:
+    return frozenset(
+        t.pattern.value for t in _lark().terminals if t.pattern.type == "str" and t.pattern.value.isalpha()
+    )
+
+
+_BLOCK_LINES = {
+    "menu": "a menu has prompts (say, play, ask), wait/retry, options like `1 -> sales` and "
+            "invalid/no input/exhausted lines; actions go after `->`",
+    "collect": "a collect has prompts, digits, wait, into, `then -> STEP` and invalid/no input/exhausted lines",
+    "group": "a group has ring lines, music and outcome lines like `busy -> STEP`",
+    "hours": "an hours block has weekday ranges, closed/open dates, holidays and `closed when SWITCH`",
+    "step": "a step has statements: say, play, set, when, otherwise, ->, call, transfer, voicemail, hangup ...",
+    "sub": "a sub-flow has statements: say, play, set, when, ->, call, return, transfer, voicemail ...",
+    "outcome block": "outcome lines look like `busy, no answer -> voicemail 300` or `else -> STEP`",
+    "file": "at file level: settings, number lines and blocks (`NAME:`, `menu NAME:` ...)",
+}
+
+
+def _explain_token(exc: UnexpectedToken, line: str, first: str, block: str = "step") -> tuple[str, str]:
     token = exc.token
     expected = set(exc.expected or ())
     indent = len(line) - len(line.lstrip())
@@ -342,6 +372,13 @@ def _explain_token(exc: UnexpectedToken, line: str, first: str) -> tuple[str, st
         return f"a duration needs a unit: write {value}s, {value}ms or {value}m", ""
     if "NAME" in expected and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) and value != value.lower():
         return f"names are lower-case: '{value}'", f"write '{value.lower()}'"
+    if {"BUSY", "ANSWERED"} <= expected and block != "group" and indent > 4:
+        block = "outcome block"
+    if at_start and value in _keywords() and block != "file":
+        where = f"in an {block}" if block[0] in "aeiou" else f"in a {block}"
+        return f"'{value}' cannot be used {where}", _BLOCK_LINES.get(block, "")
+    if at_start and not re.fullmatch(r"[a-z_]+", value) and token.type not in ("_NL", "$END", "_DEDENT"):
+        return f"a line cannot start with '{value}' here", _BLOCK_LINES.get(block, "")
     if at_start and re.fullmatch(r"[a-z_]+", value):
         keywords = sorted(
             v for t in expected if (v := _terminal_name(t).strip("'")) and re.fullmatch(r"[a-z]+", v)

@@ -383,3 +383,17 @@ def test_nesting_is_bounded() -> None:
     assert syntax_error(nots).startswith("t.ivr:2:1: error: nested more than 100 levels deep\n")
     fine = "s:\n    transfer to 1" + " else transfer to 1" * 40 + " else hangup\n"
     assert parse_text(fine, "t.ivr").items
+
+
+def test_keywords_out_of_place_say_where_they_belong() -> None:
+    assert syntax_error('s:\n    ask "x"\n').startswith(
+        "t.ivr:2:5: error: 'ask' cannot be used in a step\n        ask \"x\"\n        ^\n"
+        "  hint: a step has statements: say, play, set, when, otherwise, ->, call, transfer, voicemail, hangup ...")
+    assert "error: 'hangup' cannot be used in a menu" in syntax_error("menu m:\n    hangup\n")
+    assert "actions go after `->`" in syntax_error("menu m:\n    hangup\n")
+    assert "error: 'say' cannot be used in a group" in syntax_error('group g:\n    say "x"\n')
+    assert "t.ivr:3:9: error: 'hangup' cannot be used in an outcome block" in syntax_error(
+        "s:\n    transfer to 1\n        hangup\n")
+    assert "t.ivr:2:5: error: a line cannot start with '1' here" in syntax_error("s:\n    1 -> x\n")
+    assert "t.ivr:2:20: error: unexpected 'opened'; expected open, closed, on or off" in syntax_error(
+        "s:\n    when office is opened -> x\n")
