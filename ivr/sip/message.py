@@ -70,6 +70,8 @@ _LIST_HEADERS = frozenset(
 )
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# gen-value = token / host / quoted-string (RFC 3261 25.1); URI params also allow escapes.
+_PARAM_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]/&$]+")
 _HEADER_NAME_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:")
 
 REASON_PHRASES: dict[int, str] = {
@@ -196,7 +198,10 @@ def parse_params(text: str) -> dict[str, str | None]:
         name = name.strip()
         if not _TOKEN_RE.fullmatch(name):
             raise ValueError(f"invalid parameter name {name!r}")
-        params[name.lower()] = val.strip() if eq else None
+        val = val.strip()
+        if eq and not (_PARAM_VALUE_RE.fullmatch(val) or (len(val) > 1 and val[0] == val[-1] == '"')):
+            raise ValueError(f"invalid value for parameter {name!r}")
+        params[name.lower()] = val if eq else None
     return params
 
 
@@ -594,7 +599,7 @@ class _MessageMixin:
                     continue
                 value = str(len(self.body))
                 has_length = True
-            lines.append(f"{name}: {value}")
+            lines.append(f"{name}: {value}" if value else f"{name}:")
         if not has_length:
             lines.append(f"Content-Length: {len(self.body)}")
         return lines
@@ -721,6 +726,8 @@ def _parse(data: bytes) -> Request | Response:
     if re.search(r"(?<!\\)\x00", head):
         # A NUL is only legal as a quoted-pair (RFC 4475 3.1.1.2).
         raise SipParseError(400, "NUL byte in header section")
+    if "\r" in head.replace("\r\n", ""):
+        raise SipParseError(400, "bare CR in header section")
     lines = head.split("\n", 1)
     start = lines[0].rstrip("\r")
     headers = _parse_header_lines(_unfold(lines[1]) if len(lines) > 1 else [])
@@ -818,6 +825,12 @@ def _validate_common(msg: Request | Response) -> None:
     msg.to  # noqa: B018
     if any(c.isspace() for c in msg.call_id) or len(msg.headers.get_all("Call-ID")) > 1:
         raise ValueError("invalid Call-ID")
+    for contact in msg.headers.get_all("Contact"):
+        if contact.strip() != "*":
+            NameAddr.parse(contact)
+    for name in ("Record-Route", "Route"):
+        for route in msg.headers.get_all(name):
+            NameAddr.parse(route)  # a dialog built on a broken route set could not be used
 
 
 def _validate_request(request: Request) -> None:
@@ -827,9 +840,7 @@ def _validate_request(request: Request) -> None:
     expires = request.headers.get("Expires")
     if expires is not None and not expires.isdigit():
         raise ValueError(f"invalid Expires {expires!r}")
-    for contact in request.headers.get_all("Contact"):
-        if contact.strip() != "*":
-            NameAddr.parse(contact)
+
 
 
 # --------------------------------------------------------------------------- stream framing

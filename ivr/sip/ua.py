@@ -973,9 +973,12 @@ class UserAgent:
         dialog = call.dialog
         if dialog is None:
             return
-        request = dialog.create_request("BYE", self._via(call.transport),
-                                        headers=[("User-Agent", self.user_agent)])
-        self._start_client(request, self._dialog_dest(call), call.transport, now, call, "bye")
+        try:
+            request = dialog.create_request("BYE", self._via(call.transport),
+                                            headers=[("User-Agent", self.user_agent)])
+            self._start_client(request, self._dialog_dest(call), call.transport, now, call, "bye")
+        except ValueError as exc:  # a route set or target we cannot use: the call still ends
+            log.warning("call %s: BYE not sent: %s", call.call_id, exc)
 
     def _end(self, call: Call, reason: EndReason | None) -> None:
         """Forget the call (its transactions finish on their own); emit CallEnded when given."""

@@ -766,3 +766,33 @@ def test_update_with_sdp_in_early_dialog() -> None:
     ua.accept_reoffer("6c8d2e4f1a3b5c7d", SDP, 0.3)
     (reply,) = responses(ua)
     assert (reply.status, reply.cseq, reply.body) == (200, (19284, "UPDATE"), SDP)
+
+
+# --------------------------------------------------------------------------- recorded real peers
+
+
+@pytest.mark.parametrize(
+    "prefix, our_tag, source",
+    [("baresip_real", "b2cfaf3ea4", ("127.0.0.1", 5062)), ("sipp_uac", "9a6ba53c57", ("127.0.0.1", 5098))],
+)
+def test_replay_recorded_call(monkeypatch: pytest.MonkeyPatch, prefix: str, our_tag: str,
+                              source: tuple[str, int]) -> None:
+    """INVITE, ACK and BYE exactly as baresip / sipp sent them to ivr on this machine."""
+    monkeypatch.setattr("ivr.sip.ua._tag", lambda: our_tag)  # the tag ivr gave them then
+    ua = UserAgent(local_host="127.0.0.1", local_port=5099)
+    ua.receive(capture(f"{prefix}_invite"), source, "udp", 0.0)
+    (incoming,) = events(ua)
+    assert isinstance(incoming, IncomingCall) and incoming.offer is not None
+    ua.ringing(incoming.call_id, 0.0)
+    ua.answer(incoming.call_id, SDP, 0.0)
+    got = responses(ua)
+    assert [r.status for r in got] == [100, 180, 200]
+    assert all(r.to.tag == our_tag for r in got[1:])
+    ua.receive(capture(f"{prefix}_ack"), source, "udp", 0.01)
+    assert events(ua) == [CallConfirmed(incoming.call_id, None)]
+    ua.handle_timer(5.0)
+    assert responses(ua) == []  # the ACK stopped the 2xx retransmissions
+    ua.receive(capture(f"{prefix}_bye"), source, "udp", 6.0)
+    (ok,) = responses(ua)
+    assert (ok.status, ok.cseq[1]) == (200, "BYE")
+    assert events(ua) == [CallEnded(incoming.call_id, "bye")]
