@@ -160,7 +160,23 @@ class _Checker:
             self._block(block)
         for hours in self.names.hours.values():
             self._hours(hours)
+        self._recursion()
         return self.out
+
+    def _recursion(self) -> None:
+        """Sub-flows that call themselves, directly or through others: every call would stack up."""
+        calls: dict[str, list[ast.Call]] = {}
+        for name, block in self.names.blocks.items():
+            if isinstance(block, ast.Sub):
+                calls[name] = [n for n in block_nodes(block) if isinstance(n, ast.Call) and n.sub in self.names.blocks]
+        reported: set[str] = set()
+        for start in calls:
+            path = _call_cycle(start, calls)
+            if path and not reported & set(path):
+                reported.update(path)
+                call = next(c for c in calls[path[-2]] if c.sub == path[-1])
+                self.out.append(_error(f"sub-flow '{start}' calls itself: {' -> '.join(path)}", call.pos,
+                                       "sub-flows cannot be recursive; use a step and `->` to repeat"))
 
     # -- declarations and duplicates
     def _declarations(self) -> None:
@@ -489,6 +505,21 @@ class _Checker:
             return
         folders = ", ".join(str(f) for f in self.prompt_folders)
         self.out.append(_warning(f"prompt file not found: {path}", pos, f"looked in {folders}"))
+
+
+def _call_cycle(start: str, calls: dict[str, list[ast.Call]]) -> list[str] | None:
+    """The first chain of calls from ``start`` back to ``start`` (depth first), if any."""
+    todo: list[list[str]] = [[start]]
+    seen: set[str] = set()
+    while todo:
+        path = todo.pop()
+        for call in calls.get(path[-1], []):
+            if call.sub == start:
+                return [*path, start]
+            if call.sub not in seen:
+                seen.add(call.sub)
+                todo.append([*path, call.sub])
+    return None
 
 
 _ENDS_STEP: dict[type, str] = {

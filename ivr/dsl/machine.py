@@ -47,6 +47,7 @@ from ivr.dsl.compiler import (
 )
 
 STEP_LIMIT = 1000  # transitions per event: a flow that loops without waiting is stopped, not hung
+MAX_CALL_DEPTH = 50  # sub-flows calling sub-flows; checks reject recursion, this guards the rest
 TYPE_AHEAD = 32  # keys kept while a prompt plays outside a menu
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _INTERPOLATION = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -227,6 +228,10 @@ class Machine:
         return "true" if self._test(op.cond) else "false"
 
     def _enter_CallOp(self, op: CallOp) -> str:
+        if len(self._frames) >= MAX_CALL_DEPTH:
+            raise MachineError(
+                f"sub-flow calls nest deeper than {MAX_CALL_DEPTH} at state '{self.state}' (call {op.sub})"
+            )
         frame = _Frame(op.sub, self.current.transitions["return"])
         frame.locals = {p: self._eval(a) for p, a in zip(op.params, op.args, strict=False)}
         self._frames.append(frame)

@@ -452,3 +452,14 @@ def test_syntax_error_hides_the_name_checks(tmp_path: Path, monkeypatch: pytest.
         "     ^\n"
         "  hint: a step starts with its name and a colon, e.g. `welcome:`"
     )
+
+
+def test_recursive_sub_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sub-flows that call themselves through another"""
+    files = {"rec.ivr": 'number default -> s\ns:\n    call a()\nsub a():\n    call b()\nsub b():\n    say "x"\n    call a()\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "rec.ivr:8:5: error: sub-flow 'a' calls itself: a -> b -> a\n"
+        "        call a()\n"
+        "        ^\n"
+        "  hint: sub-flows cannot be recursive; use a step and `->` to repeat"
+    )

@@ -459,3 +459,12 @@ def test_type_ahead_into_a_speech_menu_stops_listening_and_the_timer(tmp_path: P
     actions = m.handle(ev.ActionDone("hold"), T0 + 3)
     assert kinds(actions) == ["step", "say", "listen", "stop_prompts", "listen", "step", "hold"]
     assert actions[4] == ev.Listen() and m.next_timer is None
+
+
+def test_runaway_sub_flow_recursion_is_stopped() -> None:
+    # checks reject recursion; compiled directly, the machine still refuses to stack calls forever
+    flow = parse_text('number default -> s\ns:\n    call a()\nsub a():\n    say "x"\n    call a()\n', "rec.ivr")
+    prog = Compiler(flow.items).compile(Settings(), {}, {"default": "s"})
+    m = Machine(prog, caller="1", called="2")
+    with pytest.raises(MachineError, match=r"sub-flow calls nest deeper than 50 at state 'a\.call@6' \(call a\)"):
+        m.start(T0)
