@@ -350,8 +350,7 @@ class MediaSession:
         if self._closed:
             return
         if isinstance(source, Clip):
-            for pt in g711.CODEC_NAMES:  # encode now, not inside the clock tick
-                source.encoded(pt)
+            source.encoded(g711.PCMU if self._pt is None else self._pt)  # now, not in the tick
             item = _Item(source, prompt_id, barge_in, source)
         elif callable(getattr(source, "frame", None)):
             item = _Item(source, prompt_id, barge_in, None)
@@ -395,9 +394,8 @@ class MediaSession:
                 return frame
             position = item.position
             item.position = position + 1
-            if (
-                position + 1 >= clip.frames
-            ):  # the last frame (or an empty clip): done after this one
+            # the last frame (or an empty clip): the prompt is done once this frame is out
+            if position + 1 >= clip.frames:
                 queue.popleft()
                 self.loop.call_soon(self._prompt_done, item.prompt_id)
                 if position >= clip.frames:
@@ -433,7 +431,7 @@ class MediaSession:
         self._event_start = 0
 
     def _send_event_packet(self) -> None:
-        offset, packet = self._event[self._event_start]
+        _, packet = self._event[self._event_start]
         self._event_start += 1
         if self._event_start >= len(self._event):
             self._event = []
@@ -540,9 +538,8 @@ class MediaSession:
         try:
             self._rtp_sock.sendto(data, remote)
         except (BlockingIOError, InterruptedError):
-            self._send_dropped += (
-                1  # socket buffer full: a late frame is worth less than the next one
-            )
+            # socket buffer full: drop, a late frame is worth less than the next one
+            self._send_dropped += 1
             return
         except OSError as exc:
             self._send_errors += 1
