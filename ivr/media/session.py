@@ -746,11 +746,8 @@ class MediaSession:
             return
         now = self.loop.time()
         self._last_rx = now
-        if not self._rtcp_latched:
-            self._rtcp_remote = (
-                addr[0],
-                addr[1],
-            )  # symmetric RTCP: answer where it comes from, once
+        if not self._rtcp_latched:  # symmetric RTCP: answer where it comes from, once
+            self._rtcp_remote = (addr[0], addr[1])
         self._rtcp_latched = True
         for packet in packets:
             if (
