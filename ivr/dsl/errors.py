@@ -66,7 +66,7 @@ def source_line(pos: SourcePos, sources: Mapping[str, str] | None = None) -> str
     text = (sources or {}).get(pos.file)
     if text is None:
         try:
-            text = Path(pos.file).read_text(encoding="utf-8", errors="replace")
+            text = Path(pos.file).read_text(encoding="utf-8-sig", errors="replace")
         except OSError:
             return None
     lines = text.splitlines()

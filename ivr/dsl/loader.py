@@ -56,7 +56,7 @@ def _read(
         return  # included from two places: its steps are already in
     seen.add(real)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
         if at is not None:

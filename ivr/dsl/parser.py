@@ -112,7 +112,9 @@ def parse_text(text: str, file: str = "<flow>") -> ast.FlowFile:
     tab = _tab_indent(text, file)
     if tab is not None:
         raise FlowError([tab], {file: text})
-    source = text if text.endswith("\n") else text + "\n"
+    # Old Mac line ends and a stray BOM are not worth an error; columns stay as in the file.
+    source = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    source = source if source.endswith("\n") else source + "\n"
     try:
         tree = _lark().parse(source)
     except _IndentError as exc:
@@ -163,7 +165,7 @@ def _too_deep(items: list[Any] | None, file: str, text: str) -> Diagnostic | Non
 def parse_file(path: str | Path) -> ast.FlowFile:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise FlowError([Diagnostic("error", f"cannot read flow file: {reason}", SourcePos(str(path), 1, 1))]) from None

@@ -397,3 +397,11 @@ def test_keywords_out_of_place_say_where_they_belong() -> None:
     assert "t.ivr:2:5: error: a line cannot start with '1' here" in syntax_error("s:\n    1 -> x\n")
     assert "t.ivr:2:20: error: unexpected 'opened'; expected open, closed, on or off" in syntax_error(
         "s:\n    when office is opened -> x\n")
+
+
+def test_line_ends_and_bom(tmp_path: Path) -> None:
+    for text in ("number default -> s\rs:\r    hangup\r", "\ufeffnumber default -> s\ns:\n    hangup\n"):
+        assert [type(i).__name__ for i in parse_text(text, "t.ivr").items] == ["NumberEntry", "Step"]
+    path = tmp_path / "bom.ivr"
+    path.write_bytes("number default -> s\ns:\n    hangup\n".encode("utf-8-sig"))
+    assert len(parse_file(path).items) == 2
