@@ -148,7 +148,18 @@ class Machine:
 
     @property
     def current(self) -> State:
+        """The current row of the state table."""
         return self.program.states[self.state]
+
+    @property
+    def step(self) -> str:
+        """The flow step (menu, group, sub ...) the call is in."""
+        return self.current.step
+
+    @property
+    def waits(self) -> tuple[str, ...]:
+        """The event kinds the current state waits for (keys, prompt ends and hangups are always taken)."""
+        return () if self.finished else self.current.waits
 
     def _take(self) -> list[events.Action]:
         out, self._out = self._out, []

@@ -468,3 +468,12 @@ def test_runaway_sub_flow_recursion_is_stopped() -> None:
     m = Machine(prog, caller="1", called="2")
     with pytest.raises(MachineError, match=r"sub-flow calls nest deeper than 50 at state 'a\.call@6' \(call a\)"):
         m.start(T0)
+
+
+def test_step_and_waits_properties(tmp_path: Path) -> None:
+    m, _ = start(tmp_path, MENU)
+    assert (m.step, m.waits) == ("welcome", ("key", "speech", "prompt_done", "timer"))
+    m.handle(ev.Key("1"), T0)
+    assert (m.step, m.waits) == ("sales", ("prompt_done",))
+    m.handle(ev.Hangup(), T0 + 1)
+    assert m.waits == ()
