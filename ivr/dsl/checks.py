@@ -254,7 +254,10 @@ class _Checker:
 
     def _step_ref(self, name: str, pos: SourcePos) -> None:
         block = self.names.blocks.get(name)
-        if block is None:
+        if block is None and name in self.names.hours:
+            self.out.append(_error(f"'{name}' is an hours block, not a step", pos,
+                                   f"branch on it: `when {name} is open -> STEP`"))
+        elif block is None:
             self.out.append(_error(f"unknown step '{name}'{did_you_mean(name, self._step_names())}", pos))
         elif isinstance(block, ast.Sub):
             self.out.append(_error(f"'{name}' is a sub-flow, not a step", pos, f"use `call {name}(...)`"))
