@@ -217,6 +217,10 @@ def negotiate_uas(
     Raises :class:`DialogError` 422 when the requested interval is below our
     Min-SE; the caller adds ``Min-SE: min_se`` to that response.
     """
+    peer_min = (request.headers.get("Min-SE") or "").split(";")[0].strip()
+    if peer_min.isdigit():
+        # 9: our interval must not go below what anyone on the path asked for.
+        min_se = max(min_se, int(peer_min))
     supported = {t.strip().lower() for t in request.headers.get_all("Supported")}
     required = {t.strip().lower() for t in request.headers.get_all("Require")}
     peer_supports = "timer" in supported or "timer" in required

@@ -39,10 +39,11 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Literal
 
+from ivr.sip.auth import DigestClient, parse_digest
 from ivr.sip.dialog import (
     Dialog,
     DialogError,
@@ -233,6 +234,10 @@ class Call:
     # UAC side
     cancel_pending: bool = False
     cancel_sent: bool = False
+    ack: Request | None = None  # our ACK for their 2xx, re-sent on retransmissions
+    auth: DigestClient | None = None
+    auth_tries: int = 0
+    auth_nonces: set[str] = field(default_factory=set)
     hung_up: bool = False
     got_provisional: bool = False
     prefer_source: bool = False
@@ -992,8 +997,12 @@ class UserAgent:
 
     def invite(self, target_uri: str, sdp: bytes, now: float, *, from_uri: str,
                headers: Iterable[tuple[str, str]] = (), destination: tuple[str, int],
-               transport: str = "udp") -> str:
-        """Place an outgoing call (UAC); returns its Call-ID.  Cancel it with hangup()."""
+               transport: str = "udp", auth: DigestClient | None = None) -> str:
+        """Place an outgoing call (UAC); returns its Call-ID.  Cancel it with hangup().
+
+        ``auth`` (added): a trunk's :class:`~ivr.sip.auth.DigestClient`; a 401/407
+        is then answered once with credentials instead of failing the call.
+        """
         transport = transport.lower()
         call_id = f"{secrets.token_hex(12)}@{self.contact_host}"
         local_tag = _tag()
@@ -1012,6 +1021,7 @@ class UserAgent:
         request = Request("INVITE", target_uri, h, sdp)
         call = Call(call_id, "uac", request, destination, transport, local_tag, state="outgoing")
         call.last_sdp = sdp
+        call.auth = auth
         self.calls[call_id] = call
         call.invite_tx = self._client_tx.get(
             self._start_client(request, destination, transport, now, call, "invite"))
@@ -1082,6 +1092,9 @@ class UserAgent:
                 call.dialog = Dialog.as_uac(call.invite, response)
                 call.prefer_source = call.transport != "udp"
                 call.session = negotiate_uac(response, now)
+            elif call.dialog is not None and (response.to.tag or "") != call.dialog.remote_tag:
+                self._drop_fork(call, response, now)
+                return
             self._send_ack(call, response, now)
             if not first:
                 return
@@ -1095,15 +1108,65 @@ class UserAgent:
             self._emit(OutgoingCallAnswered(call.call_id, extract_sdp(response) or b""))
             return
         if call.state == "outgoing":
+            if status in (401, 407) and not call.hung_up and self._retry_with_credentials(call, response, now):
+                return
             self._end(call, None)
             if not call.hung_up:
                 self._emit(OutgoingCallFailed(call.call_id, status, response.reason))
 
     def _send_ack(self, call: Call, response: Response, now: float) -> None:
+        """ACK for a 2xx (13.2.2.4); built once, re-sent as is for every retransmitted 2xx."""
         dialog = call.dialog
         assert dialog is not None
-        ack = dialog.create_request("ACK", self._via(call.transport), cseq=call.invite.cseq[0])
-        self._send(ack, self._dialog_dest(call), call.transport)
+        if call.ack is None or call.ack.cseq[0] != call.invite.cseq[0]:
+            call.ack = dialog.create_request("ACK", self._via(call.transport), cseq=call.invite.cseq[0])
+        self._send(call.ack, self._dialog_dest(call), call.transport)
+
+    def _drop_fork(self, call: Call, response: Response, now: float) -> None:
+        """A 2xx from a second fork of our INVITE: acknowledge it, then end it (13.2.2.4)."""
+        fork = Dialog.as_uac(call.invite, response)
+        dest = fork.destination() or call.source
+        ack = fork.create_request("ACK", self._via(call.transport), cseq=call.invite.cseq[0])
+        self._send(ack, dest, call.transport)
+        bye = fork.create_request("BYE", self._via(call.transport), headers=[("User-Agent", self.user_agent)])
+        self._start_client(bye, dest, call.transport, now, None, "bye")
+
+    def _retry_with_credentials(self, call: Call, response: Response, now: float) -> bool:
+        """Resend the INVITE with Digest credentials after a 401/407 (RFC 3261 22.2).
+
+        A challenge repeating a nonce we already answered means wrong credentials
+        (unless it says stale=true): the call fails instead of looping.
+        """
+        if call.auth is None or call.auth_tries >= 3:
+            return False
+        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        for value in response.headers.get_all(name):
+            try:
+                params = parse_digest(value)[1]
+            except ValueError:
+                continue
+            if params.get("nonce") in call.auth_nonces and params.get("stale", "").lower() != "true":
+                return False
+            call.auth_nonces.add(params.get("nonce", ""))
+        try:
+            creds = call.auth.credentials(response.status, response.headers.items(), "INVITE",
+                                          call.invite.uri, body=call.invite.body)
+        except ValueError as exc:  # DigestError: nothing we can answer
+            log.info("call %s: cannot answer the %s challenge: %s", call.call_id, response.status, exc)
+            return False
+        call.auth_tries += 1
+        h = call.invite.headers.copy()
+        h.remove("Authorization")
+        h.remove("Proxy-Authorization")
+        h.replace_first("Via", self._via(call.transport))
+        h.set("CSeq", f"{call.invite.cseq[0] + 1} INVITE")
+        for name, value in creds:
+            h.add(name, value)
+        call.invite = Request("INVITE", call.invite.uri, h, call.invite.body)
+        call.got_provisional = False
+        key = self._start_client(call.invite, call.source, call.transport, now, call, "invite")
+        call.invite_tx = self._client_tx.get(key)
+        return True
 
     def _on_refresh_response(self, call: Call, tx: Transaction, response: Response, now: float) -> None:
         if response.status < 200:
@@ -1113,6 +1176,13 @@ class UserAgent:
             self._send(ack, self._dialog_dest(call), call.transport)
         if tx.request.method == "INVITE":
             call.local_reinvite_key = None
+        if response.status == 422 and call.session is not None:
+            # RFC 4028 7.4: retry with at least the peer's Min-SE.
+            wanted = (response.headers.get("Min-SE") or "").split(";")[0].strip()
+            if wanted.isdigit() and int(wanted) > call.session.interval:
+                call.session.interval = int(wanted)
+                self._send_refresh(call, now)
+                return
         if 200 <= response.status < 300:
             session = negotiate_uac(response, now)
             if session is not None:

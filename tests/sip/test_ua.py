@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivr.sip.message import Headers, Request, Response, SipParseError, parse_message
+from ivr.sip.message import Headers, Request, Response, SipParseError, build_response, parse_message
 from ivr.sip.ua import (
     CallCancelled,
     CallConfirmed,
@@ -796,3 +796,97 @@ def test_replay_recorded_call(monkeypatch: pytest.MonkeyPatch, prefix: str, our_
     (ok,) = responses(ua)
     assert (ok.status, ok.cseq[1]) == (200, "BYE")
     assert events(ua) == [CallEnded(incoming.call_id, "bye")]
+
+
+# --------------------------------------------------------------------------- UAC details
+
+
+def _lone_invite(ua: UserAgent, **kwargs: object) -> tuple[str, Request]:
+    call_id = ua.invite("sip:+15551230000@trunk.example.net", SDP, 0.0, from_uri="sip:ivr@203.0.113.10",
+                        destination=("198.51.100.1", 5060), **kwargs)  # type: ignore[arg-type]
+    (invite, out), = sent(ua)
+    assert isinstance(invite, Request) and out.dest == ("198.51.100.1", 5060)
+    return call_id, invite
+
+
+def test_outgoing_invite_answers_a_digest_challenge_once() -> None:
+    from ivr.sip.auth import DigestClient
+
+    ua = make_ua()
+    call_id, invite = _lone_invite(ua, auth=DigestClient("trunk", "s3cret", cnonce=lambda: "c0ffee"))
+    challenge = build_response(invite, 407, to_tag="x", headers=[
+        ("Proxy-Authenticate", 'Digest realm="trunk.example.net", nonce="abc123", qop="auth", algorithm=MD5')])
+    ua.receive(bytes(challenge), ("198.51.100.1", 5060), "udp", 0.1)
+    (ack, _), (again, _) = sent(ua)
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.to.tag == "x"
+    assert isinstance(again, Request) and again.method == "INVITE" and again.cseq == (2, "INVITE")
+    assert again.top_via.branch != invite.top_via.branch and again.call_id == call_id
+    assert again.from_.tag == invite.from_.tag
+    credentials = again.headers["Proxy-Authorization"]
+    assert credentials.startswith('Digest username="trunk", realm="trunk.example.net", nonce="abc123"')
+    assert 'cnonce="c0ffee"' in credentials and "nc=00000001" in credentials
+    assert events(ua) == []
+    # a second challenge for the same call is not answered again
+    ua.receive(bytes(build_response(again, 407, to_tag="y", headers=challenge.headers.items()[-1:])),
+               ("198.51.100.1", 5060), "udp", 0.2)
+    assert events(ua) == [OutgoingCallFailed(call_id, 407, "Proxy Authentication Required")]
+
+
+def test_outgoing_invite_without_credentials_fails_on_401() -> None:
+    ua = make_ua()
+    call_id, invite = _lone_invite(ua)
+    ua.receive(bytes(build_response(invite, 401, to_tag="x", headers=[("WWW-Authenticate", 'Digest realm="r", nonce="n"')])),
+               ("198.51.100.1", 5060), "udp", 0.1)
+    assert events(ua) == [OutgoingCallFailed(call_id, 401, "Unauthorized")]
+
+
+def test_forked_2xx_is_acked_and_released() -> None:
+    ua = make_ua()
+    call_id, invite = _lone_invite(ua)
+    first = build_response(invite, 200, to_tag="fork1", body=SDP, headers=[
+        ("Contact", "<sip:a@198.51.100.2>"), ("Content-Type", "application/sdp")])
+    ua.receive(bytes(first), ("198.51.100.1", 5060), "udp", 0.1)
+    (ack1, _), = sent(ua)
+    assert isinstance(ack1, Request) and ack1.method == "ACK" and ack1.to.tag == "fork1"
+    assert events(ua) == [OutgoingCallAnswered(call_id, SDP)]
+    ua.receive(bytes(first), ("198.51.100.1", 5060), "udp", 0.6)  # retransmitted 2xx: the same ACK
+    (ack1_again, _), = sent(ua)
+    assert bytes(ack1_again) == bytes(ack1)
+    second = build_response(invite, 200, to_tag="fork2", headers=[("Contact", "<sip:b@198.51.100.3>")], body=SDP)
+    ua.receive(bytes(second), ("198.51.100.1", 5060), "udp", 0.7)
+    (ack2, out2), (bye2, _) = sent(ua)
+    assert isinstance(ack2, Request) and ack2.method == "ACK" and ack2.to.tag == "fork2"
+    assert out2.dest == ("198.51.100.3", 5060)
+    assert isinstance(bye2, Request) and bye2.method == "BYE" and bye2.to.tag == "fork2"
+    assert events(ua) == [] and ua.calls[call_id].state == "confirmed"
+
+
+def test_peer_min_se_raises_our_interval() -> None:
+    ua = make_ua()
+    raw = capture("freeswitch_invite").replace(b"Supported: timer", b"Min-SE: 2000\r\nSupported: timer")
+    ua.receive(raw, ("10.0.0.3", 5060), "udp", 0)
+    (incoming,) = events(ua)
+    assert isinstance(incoming, IncomingCall)
+    ua.answer(incoming.call_id, SDP, 0.1)
+    ok = responses(ua)[-1]
+    assert ok.headers["Session-Expires"] == "2000;refresher=uac"
+
+
+def test_refresh_rejected_422_is_retried_with_min_se() -> None:
+    raw = capture("yealink_invite").replace(b"Supported: replaces", b"Session-Expires: 600")
+    ua = make_ua()
+    ua.receive(raw, ("192.168.10.42", 5062), "udp", 0)
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    events(ua)
+    ua.answer(invite.call_id, SDP, 0)
+    ok = [r for r in responses(ua) if r.status == 200][0]
+    ua.receive(in_dialog("ACK", invite, ok, cseq=2, branch="z9hG4bKa"), ("192.168.10.42", 5062), "udp", 0)
+    ua.handle_timer(300)
+    (update, _), = sent(ua)
+    assert isinstance(update, Request)
+    too_small = build_response(update, 422, headers=[("Min-SE", "1200")])
+    ua.receive(bytes(too_small), ("192.168.10.42", 5062), "udp", 300.1)
+    (retry, _), = sent(ua)
+    assert isinstance(retry, Request) and retry.method == "UPDATE"
+    assert retry.headers["Session-Expires"] == "1200;refresher=uac" and retry.cseq[0] == update.cseq[0] + 1
