@@ -350,6 +350,7 @@ class SwitchDecl(Node):
 class NumberEntry(Node):
     numbers: tuple[str, ...]  # "default" for any other called number
     step: str
+    step_pos: SourcePos | None = None  # where the step name is written
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -239,7 +239,7 @@ class _Checker:
             if not isinstance(item, ast.NumberEntry):
                 continue
             any_entry = True
-            self._step_ref(item.step, item.pos)
+            self._step_ref(item.step, item.step_pos or item.pos)
             for number in item.numbers:
                 first = bound.setdefault(number, item)
                 if first is not item:

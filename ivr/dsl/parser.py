@@ -499,7 +499,7 @@ class AstBuilder(Transformer[Token, Any]):
         return _unquote(token) if token.type == "STRING" else str(token)
 
     def number(self, meta: Any, c: list[Any]) -> ast.NumberEntry:
-        return ast.NumberEntry(pos=self._pos(meta), numbers=tuple(c[:-1]), step=str(c[-1]))
+        return ast.NumberEntry(pos=self._pos(meta), numbers=tuple(c[:-1]), step=str(c[-1]), step_pos=self._tpos(c[-1]))
 
     # -- hours
     def hours(self, meta: Any, c: list[Any]) -> ast.HoursDef:

@@ -469,8 +469,8 @@ def test_jump_to_hours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a jump to an hours block instead of a step"""
     files = {"h.ivr": "number default -> office\nhours office:\n    mon 08:00-12:00\n"}
     assert check(tmp_path, monkeypatch, files) == (
-        "h.ivr:1:1: error: 'office' is an hours block, not a step\n"
+        "h.ivr:1:19: error: 'office' is an hours block, not a step\n"
         "    number default -> office\n"
-        "    ^\n"
+        "                      ^\n"
         "  hint: branch on it: `when office is open -> STEP`"
     )
