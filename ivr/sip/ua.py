@@ -16,19 +16,31 @@ Choices worth knowing (interface additions are marked "added"):
   ``accept_reoffer(call_id, our_offer)`` puts our offer in the 200 and the
   peer's answer, carried by the ACK, arrives as :class:`ReOfferAnswer`
   (added).  ``CallConfirmed`` is only ever emitted once per call.
+* An UPDATE without SDP is a pure session refresh (RFC 4028): the UA
+  answers it itself and emits nothing.
 * ``hangup`` before our final answer rejects the INVITE with 480
   (Temporarily Unavailable); on an outgoing call it sends CANCEL (or
   waits for the first provisional response, 9.1).  ``hangup`` of an
   answered call whose ACK has not arrived yet sends the BYE when the ACK
   comes or the ACK wait times out (RFC 3261 section 15).  ``CallEnded(reason
-  ="local")`` is emitted at once for every ``hangup``.
+  ="local")`` is emitted at once for every ``hangup``; ``reject`` emits
+  nothing (the runner chose it).
+* An INVITE the runner never answers gets 487 after its Expires (at most
+  ``invite_timeout``, 300 s) and ``CallEnded(reason="transaction_timeout")``.
+  A ``RequestReceived`` never answered is forgotten after 64*T1.
 * Commands for a call that is already gone are ignored (the runner races
   with the network: a CANCEL may cross its ``answer``).
 * ``reject`` and ``respond`` accept extra ``headers`` (added), e.g.
-  Retry-After or Warning.
+  Retry-After or Warning; ``invite`` accepts ``auth=DigestClient(...)``
+  (added) to answer a trunk's 401/407.
+* A method the UA does not allow gets 405 with Allow when it is a SIP method
+  we know of (SUBSCRIBE, REFER...), 501 with Allow when the method is not
+  recognised at all (RFC 3261 21.5.2, RFC 4475 3.1.1.2).
 * In-dialog requests go to the remote target / route set; for a call that
   came over TCP, or whose Contact is a private address different from the
   packet's source, they go back to where the INVITE came from (NAT).
+* No hostname resolution here (sans-IO): ``Outgoing.dest`` may carry a host
+  name from a Contact or Route; the transport resolves it.
 """
 
 from __future__ import annotations
