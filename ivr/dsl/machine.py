@@ -226,7 +226,10 @@ class Machine:
         if isinstance(prompt, ast.Say):
             settings = self.program.settings
             text = self._interpolate(prompt.text.text)
-            self._emit(events.Say(text, pid, settings.voice, settings.language, prompt.barge_in))
+            # `set language = "de"` / `set voice = "de"` switch this call's TTS from then on.
+            voice = self._lookup("voice") or settings.voice
+            language = self._lookup("language") or settings.language
+            self._emit(events.Say(text, pid, voice, language, prompt.barge_in))
         else:
             self._emit(events.Play(self._interpolate(prompt.path.text), pid, prompt.barge_in))
         return "next"

@@ -477,3 +477,13 @@ def test_step_and_waits_properties(tmp_path: Path) -> None:
     assert (m.step, m.waits) == ("sales", ("prompt_done",))
     m.handle(ev.Hangup(), T0 + 1)
     assert m.waits == ()
+
+
+def test_per_call_language_and_voice(tmp_path: Path) -> None:
+    text = (
+        'voice en-us\nlanguage en\nnumber default -> s\ns:\n    say "Hello."\n'
+        '    set language = "de"\n    set voice = "de"\n    say "Hallo."\n    hangup\n'
+    )
+    _, actions = start(tmp_path, text)
+    says = [a for a in actions if isinstance(a, ev.Say)]
+    assert [(a.voice, a.language) for a in says] == [("en-us", "en"), ("de", "de")]
