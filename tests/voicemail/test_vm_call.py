@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from ivr.voicemail.pins import hash_pin
 from ivr.voicemail.store import VoicemailStore
 
 SCENARIO = Path(__file__).resolve().parent / "data" / "leave_message.xml"
@@ -84,7 +85,7 @@ class Log:
                 self.cond.wait(left)
 
 
-def _deployment(tmp_path: Path) -> tuple[Path, Path, Path]:
+def _deployment(tmp_path: Path, steps: str) -> tuple[Path, Path, Path]:
     prompts, data = tmp_path / "prompts", tmp_path / "data"
     prompts.mkdir()
     t = np.arange(8000) / 8000  # a 1 s greeting file keeps the call short
@@ -98,53 +99,72 @@ def _deployment(tmp_path: Path) -> tuple[Path, Path, Path]:
         'greetings = { unavailable = "greeting.wav" }\n'
     )
     flow = tmp_path / "vm.ivr"
-    flow.write_text("number default -> start\n\nstart:\n    voicemail 200\n")
+    flow.write_text("number default -> start\n\n" + steps)
     return flow, data, tmp_path / "ivr.toml"
 
 
-def test_a_sip_caller_leaves_a_message_and_hangs_up(tmp_path):
-    flow, data, config = _deployment(tmp_path)
-    cmd = [
-        sys.executable,
-        "-m",
-        "ivr",
-        "serve",
-        str(flow),
-        "--config",
-        str(config),
-        "--data",
-        str(data),
-    ]
-    cmd += ["--listen", "127.0.0.1:0", "--log-format", "json"]
-    server = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
-        log = Log(server.stderr)
-        ready = READY.search(log.wait(READY.pattern, timeout=90))
-        assert ready is not None
-        port = int(ready.group(1))
-        sipp = [
-            "sipp", "-nostdin", "-sf", str(SCENARIO), "-m", "1", "-i", "127.0.0.1",
-            "-p", str(_free_udp_port()), "-mp", str(_free_udp_port() & ~1), "-s", "100",
-            "-timeout", "40", "-timeout_error", f"127.0.0.1:{port}",
-        ]  # fmt: skip
-        result = subprocess.run(sipp, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-        done = json.loads(log.wait(r'"event": "recording_done", "to": "sub"', timeout=30))
-        log.wait(r"sub_finished.*result='saved'", timeout=30)
-    finally:
-        server.send_signal(signal.SIGTERM)
+class Server:
+    """``ivr serve`` on a free loopback port with its log read by a thread."""
+
+    def __init__(self, tmp_path: Path, flow: Path, config: Path, data: Path) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "ivr",
+            "serve",
+            str(flow),
+            "--config",
+            str(config),
+            "--data",
+            str(data),
+        ]
+        cmd += ["--listen", "127.0.0.1:0", "--log-format", "json"]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        self.log = Log(self.proc.stderr)
         try:
-            server.wait(20)
+            ready = READY.search(self.log.wait(READY.pattern, timeout=90))
+        except BaseException:
+            self.stop()
+            raise
+        assert ready is not None
+        self.port = int(ready.group(1))
+
+    def sipp(self, scenario: Path, cwd: Path) -> None:
+        cmd = [
+            "sipp", "-nostdin", "-sf", str(scenario), "-m", "1", "-i", "127.0.0.1",
+            "-p", str(_free_udp_port()), "-mp", str(_free_udp_port() & ~1), "-s", "100",
+            "-timeout", "40", "-timeout_error", f"127.0.0.1:{self.port}",
+        ]  # fmt: skip
+        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (
+            result.stdout[-2000:] + result.stderr[-2000:] + "\n".join(self.log.lines[-30:])
+        )
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def test_a_sip_caller_leaves_a_message_and_hangs_up(tmp_path):
+    flow, data, config = _deployment(tmp_path, "start:\n    voicemail 200\n")
+    server = Server(tmp_path, flow, config, data)
+    try:
+        server.sipp(SCENARIO, tmp_path)
+        done = json.loads(server.log.wait(r'"event": "recording_done", "to": "sub"', timeout=30))
+        server.log.wait(r"sub_finished.*result='saved'", timeout=30)
+    finally:
+        server.stop()
     (message,) = VoicemailStore(data).list("200")
     assert message.caller == "+41791112233" and message.status == "new"
     assert done["reason"] == "hangup"
@@ -155,3 +175,84 @@ def test_a_sip_caller_leaves_a_message_and_hangs_up(tmp_path):
     assert (
         float(np.sqrt(np.mean(audio.astype(float) ** 2))) > 300
     )  # the caller's speech, not silence
+
+
+def _info_scenario(pins: list[str]) -> str:
+    """sipp scenario: call, type each PIN + # by SIP INFO (application/dtmf-relay), expect ivr's BYE."""
+    head, _, _ = SCENARIO.read_text().partition('  <pause milliseconds="2000"/>')
+    head = head.replace("Leave a voicemail and hang up", "Three wrong PINs")
+    head = head.replace("RTP/AVP 8 101", "RTP/AVP 0 101").replace(
+        "a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000"
+    )
+    body, cseq = ['  <pause milliseconds="1000"/>'], 1
+    for pin in pins:
+        for digit in pin + "#":
+            cseq += 1
+            body.append(INFO.replace("@CSEQ@", str(cseq)).replace("@KEY@", digit))
+            body.append('  <pause milliseconds="150"/>')
+        body.append('  <pause milliseconds="1500"/>')
+    return head + "\n".join(body) + BYE_FROM_IVR
+
+
+INFO = """  <send retrans="500">
+    <![CDATA[
+
+      INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "sipp" <sip:+41791112233@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: @CSEQ@ INFO
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal=@KEY@
+      Duration=160
+
+    ]]>
+  </send>
+  <recv response="200"/>"""
+
+BYE_FROM_IVR = """
+  <recv request="BYE" timeout="30000"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def test_three_wrong_pins_over_sip_end_the_call_and_are_logged(tmp_path):
+    flow, data, config = _deployment(tmp_path, "start:\n    voicemail access 200\n    hangup\n")
+    pin_hash = hash_pin("2580", "200")
+    config.write_text(
+        config.read_text().replace(
+            'owner = "Alice Example"', f'owner = "Alice Example"\npin_hash = "{pin_hash}"'
+        )
+    )
+    scenario = tmp_path / "wrong_pins.xml"
+    scenario.write_text(_info_scenario(["1357", "9999", "2581"]))
+    server = Server(tmp_path, flow, config, data)
+    try:
+        server.sipp(scenario, tmp_path)
+        for n in (1, 2, 3):
+            server.log.wait(
+                rf"failed login to mailbox 200 from \+41791112233 \({n} of 3\)", timeout=10
+            )
+        server.log.wait(r"sub_finished.*voicemail_access.*result='locked'", timeout=10)
+        hangup = json.loads(server.log.wait(r'"action": "hangup"', timeout=10))
+        assert hangup["reason"] == "voicemail_locked"
+    finally:
+        server.stop()
