@@ -208,11 +208,16 @@ class Listen(Action):
     With phrases the runner feeds the caller's audio to a recogniser (endpointed by VAD) and sends
     ``Speech(text)`` with the matched phrase, or ``Speech("")`` for no match.  A later ``Listen``
     replaces the grammar; ``Listen()`` with no phrases stops speech recognition.
+
+    ``any_speech``: the menu also takes an utterance that matches no phrase (its ``speech ->``
+    option), so the runner listens even when ``phrases`` is empty and reports such an utterance
+    as ``Speech(text)`` (free-form recognisers) or ``Speech("")`` (grammar recognisers).
     """
 
     kind: ClassVar[str] = "listen"
     phrases: tuple[str, ...] = ()
     timeout: float = 0.0
+    any_speech: bool = False
 
 
 @dataclass(frozen=True)

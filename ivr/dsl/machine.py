@@ -270,7 +270,7 @@ class Machine:
     def _enter_MenuWaitOp(self, op: MenuWaitOp) -> str | None:
         if op.phrases or op.any_speech:
             self._listening = op.phrases
-            self._emit(events.Listen(op.phrases, op.timeout))
+            self._emit(events.Listen(op.phrases, op.timeout, op.any_speech))
         self._arm_input_timer(op.timeout)
         if self._type_ahead:
             return self._menu_key(op, self._type_ahead.pop(0))
@@ -458,7 +458,8 @@ class Machine:
         for phrase in op.phrases:
             if wanted and phrase.lower() == wanted:
                 return f"speech:{phrase}"
-        if wanted and op.any_speech:
+        if op.any_speech:
+            # `speech ->` takes whatever matched no option, also what the recogniser could not match
             self.variables["speech"] = text.strip()
             return "speech"
         return self._count("invalid", op.tries)

@@ -148,12 +148,14 @@ def test_speech_options(tmp_path: Path) -> None:
         "sales:\n    hangup\n"
     )
     m, actions = start(tmp_path, text)
-    assert actions[-1] == ev.Listen(("sales",), 5.0)
+    assert actions[-1] == ev.Listen(("sales",), 5.0, any_speech=True)
     assert texts(m.handle(ev.Speech("Alice Johnson"), T0 + 1)) == ["You said Alice Johnson.", "Say sales or a name."]
     actions = m.handle(ev.Speech("SALES"), T0 + 2)
     assert actions[:3] == [ev.StopPrompts(), ev.Listen(), ev.EnterStep("sales")]
     m2, _ = start(tmp_path, text)
-    assert m2.handle(ev.Speech(""), T0 + 1)[-1] == ev.HangupCall()  # no match -> invalid
+    assert texts(m2.handle(ev.Speech(""), T0 + 1)) == ["You said .", "Say sales or a name."]  # unmatched -> speech
+    m3, _ = start(tmp_path, text.replace('    speech -> say "You said {speech}."\n', ""))
+    assert m3.handle(ev.Speech(""), T0 + 1)[-1] == ev.HangupCall()  # no `speech ->`: no match is invalid
 
 
 def test_speech_when_not_listening_is_impossible(tmp_path: Path) -> None:
