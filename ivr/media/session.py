@@ -58,7 +58,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -242,7 +242,7 @@ class MediaSession:
         port_range: tuple[int, int],
         clock: MediaClock,
         media_timeout: float = 30.0,
-    ) -> MediaSession:
+    ) -> Self:
         """Bind an even RTP port (and RTCP on port + 1) in ``port_range`` on ``host``."""
         loop = asyncio.get_running_loop()
         pool = pool_for(port_range)

@@ -46,12 +46,12 @@ def capture(name: str) -> list[tuple[float, bytes]]:
     return out
 
 
-CAPTURES = sorted(p.stem for p in DATA.glob("*.bin"))
+CAPTURES = sorted(p.stem for p in DATA.glob("*.bin") if not p.stem.endswith("_rtcp"))
 
 
 def test_captures_are_present() -> None:
-    assert len(CAPTURES) == 13
-    assert "g711a" in CAPTURES
+    assert len(CAPTURES) == 13  # sipp's 12 DTMF keys and its PCMA speech
+    assert "g711a" in CAPTURES and (DATA / "baresip_rtcp.bin").exists()
 
 
 @pytest.mark.parametrize("name", CAPTURES)
@@ -336,3 +336,26 @@ def test_any_packet_round_trips(packet: RtpPacket) -> None:
     if not packet.extension:
         packet = replace(packet, extension_profile=0, extension_data=b"")
     assert RtpPacket.parse(bytes(packet)) == packet
+
+
+# --------------------------------------------------------------------------- real RTCP (baresip)
+
+
+def test_baresip_rtcp_round_trips_and_reads_right() -> None:
+    """RTCP baresip 1.0.0 sent in a call with a MediaSession (capture_baresip_rtcp.py)."""
+    datagrams = [data for _, data in capture("baresip_rtcp")]
+    compounds = [parse_rtcp(d) for d in datagrams]
+    assert [rtcp_bytes(c) for c in compounds] == datagrams
+    app, first, second, bye = compounds
+    assert len(app) == 1 and isinstance(app[0], RtcpUnknown)
+    assert (app[0].packet_type, app[0].count) == (204, 0) and app[0].body.endswith(b"PINGPONG")
+    for compound, packets in ((first, 250), (second, 500)):  # 5 s and 10 s of 20 ms packets
+        sr, sdes = compound
+        assert isinstance(sr, SenderReport) and sr.packet_count == packets
+        assert sr.octet_count == 160 * packets
+        assert len(sr.reports) == 1 and sr.reports[0].cumulative_lost == 0
+        assert (
+            isinstance(sdes, SourceDescription) and sdes.chunks[0].cname == "sip:capture@127.0.0.1"
+        )
+    assert isinstance(second[0], SenderReport) and second[0].reports[0].lsr != 0  # it echoed our SR
+    assert isinstance(bye[0], Bye) and bye[0].reason == "Adjo"
