@@ -9,6 +9,7 @@ that is not a syntax error is left to :mod:`ivr.dsl.checks`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Iterator
@@ -632,12 +633,10 @@ class AstBuilder(Transformer[Token, Any]):
         return self._with_branches(c[0], c[1] if len(c) > 1 else [])
 
     def _with_branches(self, node: Any, branches: list[Any]) -> Any:
-        from dataclasses import replace
-
         flat: list[ast.Branch] = []
         for b in branches:
             flat.extend(b if isinstance(b, list) else [b])
-        return replace(node, branches=node.branches + tuple(flat))
+        return dataclasses.replace(node, branches=node.branches + tuple(flat))
 
     def transfer(self, meta: Any, c: list[Any]) -> ast.Transfer:
         target = c[0]
@@ -690,8 +689,7 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.Branch(pos=self._pos(meta), outcomes=tuple(c[:-1]), target=c[-1])
 
     def __default__(self, data: Any, children: list[Any], meta: Any) -> Any:
-        # `simple _NL outcomes?` and `outcome_action _NL outcomes?` arrive here as the action
-        # followed by its outcome block when the rule is inlined; anything else is a bug.
+        # Every rule of grammar.lark has a builder method; reaching this is a bug in this module.
         raise TypeError(f"no AST builder for {data}")
 
     # -- menus and collect
