@@ -150,14 +150,15 @@ def transfer_outcome(scenario: Scenario, target: str) -> ev.TransferOutcome:
 
     if listed(scenario.answer):
         return "answered"
-    for outcome, group in (
+    refusals: tuple[tuple[ev.TransferOutcome, frozenset[str]], ...] = (
         ("busy", scenario.busy),
         ("no_answer", scenario.no_answer),
         ("unavailable", scenario.unavailable),
         ("failed", scenario.failed),
-    ):
+    )
+    for outcome, group in refusals:
         if listed(group):
-            return outcome  # type: ignore[return-value]
+            return outcome
     return "answered" if scenario.answer is None else "no_answer"
 
 
@@ -181,9 +182,10 @@ def ring_plan(scenario: Scenario, plan: ev.Transfer) -> tuple[ev.TransferOutcome
 
 def _overall(outcomes: Sequence[ev.TransferOutcome]) -> ev.TransferOutcome:
     """Nobody answered: all busy -> busy, all unreachable -> unavailable, all failed -> failed."""
-    for single in ("busy", "unavailable", "failed"):
+    singles: tuple[ev.TransferOutcome, ...] = ("busy", "unavailable", "failed")
+    for single in singles:
         if outcomes and all(o == single for o in outcomes):
-            return single  # type: ignore[return-value]
+            return single
     return "no_answer"
 
 
