@@ -249,6 +249,7 @@ class CallRunner:
         self._answer_timer: asyncio.TimerHandle | None = None
         self._recording_seq = 0
         self._key_via = "rtp"  # RFC 4733 or in-band, unless an INFO is being handed over
+        self.transfer: Any = None  # the ivr.runtime.transfer.TransferSession of a Transfer action
 
     # ------------------------------------------------------------------ logging
 
@@ -256,6 +257,7 @@ class CallRunner:
         self.services.calllog.call(
             self.call_id, caller=self.caller, called=self.called, state=self.state, **fields
         )
+        self.services.journal.record(self.call_id, self.caller, self.called, fields)
 
     # ------------------------------------------------------------------ set-up
 
@@ -742,17 +744,13 @@ class CallRunner:
             self.hold = None
 
     def _do_Transfer(self, action: ev.Transfer, owner: object) -> None:
-        """Ring the plan's targets; a target nobody registered and no static contact is ``unavailable``."""
-        targets = [t for step, _timeout in action.plan for t in step]
-        contacts = {t: self.services.contacts_for(t) for t in targets}
-        reachable = [t for t in targets if contacts[t]]
-        if not reachable:
-            self.log(event="transfer_unavailable", targets=",".join(targets))
-            self._post_to(MACHINE, ev.TransferResult("unavailable", target=targets[0] if targets else ""))
-            return
-        # Outgoing legs and the RTP bridge are not built yet: say so truthfully to the flow.
-        self.log(event="transfer_failed", targets=",".join(reachable), error="outgoing calls are not supported yet")
-        self._post_to(MACHINE, ev.TransferResult("failed", target=reachable[0]))
+        """Ring the plan's targets and bridge the answer (ivr.runtime.transfer); results come as events."""
+        from ivr.runtime.transfer import TransferSession
+
+        if self.transfer is not None:
+            self.transfer.close()
+        self.transfer = TransferSession(self, action, lambda event: self._post_to(MACHINE, event))
+        self.transfer.start()
 
     def _do_Directory(self, action: ev.Directory, owner: object) -> None:
         from ivr.directory import DirectoryDialogue  # type: ignore[attr-defined]
@@ -847,6 +845,8 @@ class CallRunner:
         if self.recording is not None:
             self.recording.stop("hangup")
         self._release_hold()
+        if self.transfer is not None:
+            self.transfer.close()  # cancel ringing legs, hang up a bridged one
         media: dict[str, Any] = {}
         if self.media is not None:
             stats = self.media.stats

@@ -182,6 +182,8 @@ class Server:
         while (event := ua.next_event()) is not None:
             if isinstance(event, IncomingCall):
                 self._incoming(event)
+            elif self.services.leg_event(event):
+                pass  # an outgoing leg of a transfer (ivr.runtime.transfer)
             elif isinstance(event, CALL_EVENTS):
                 runner = self.calls.get(event.call_id)
                 if runner is not None:

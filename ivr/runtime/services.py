@@ -46,6 +46,8 @@ class Services:
     endpoint: SipEndpoint | None = None
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "ivr-worker"))
     _lazy: dict[str, Any] = field(default_factory=dict)
+    # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
+    legs: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------------ SIP
@@ -137,6 +139,40 @@ class Services:
         if self.config.extension(target) is None:
             return []  # not one of ours (an external number goes through a trunk)
         return [b.uri for b in self.registrar().contacts(target, time.time())]
+
+    def leg_event(self, event: Any) -> bool:
+        """Route a user agent event about an outgoing transfer leg; False if it is not one."""
+        handler = self.legs.get(getattr(event, "call_id", ""))
+        if handler is None:
+            return False
+        handler(event)
+        return True
+
+    def destinations_for(self, target: str, caller: str) -> list[Any]:
+        """Where to send the INVITEs that ring ``target`` (ivr.runtime.transfer.destinations)."""
+        from ivr.runtime.transfer import destinations
+
+        return destinations(self, target, caller)
+
+    @property
+    def trunks(self) -> Any:
+        def build() -> Any:
+            from ivr.sip.trunk import Trunks
+
+            return Trunks(self.config.trunks)
+
+        return self._get("trunks", build)
+
+    @property
+    def journal(self) -> Any:
+        """The call journal (SQLite in the data folder), opened on first use."""
+
+        def build() -> Any:
+            from ivr.runtime.journal import Journal
+
+            return Journal.open(self.data)
+
+        return self._get("journal", build)
 
     def switches(self) -> dict[str, bool]:
         """The manual switches' current positions (``ivr switch NAME on|off``), read per call."""

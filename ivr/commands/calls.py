@@ -1,0 +1,87 @@
+"""``ivr calls``: read the call journal (ivr.runtime.journal) of a data folder.
+
+One line per call, newest first: start time, caller, number called, duration
+and what became of the call (``transferred to 201``, ``voicemail 200``,
+``hangup in goodbye``); ``--json`` prints one JSON object per line with the
+full path through the flow.  ``--since`` takes an ISO date/time (UTC) or an
+age like ``2h`` / ``30m`` / ``7d``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
+
+
+class SinceError(ValueError):
+    """A --since value that is neither an age nor an ISO date/time."""
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """Epoch seconds from ``"2h"`` (ago) or ``"2026-11-22"`` / ``"2026-11-22T08:00"`` (UTC)."""
+    now = time.time() if now is None else now
+    m = _AGE.fullmatch(value.strip())
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        parsed = datetime.fromisoformat(value.strip().removesuffix("Z"))
+    except ValueError:
+        raise SinceError(f"--since {value!r}: expected an age like 2h, 30m, 7d or a date like 2026-11-22T08:00") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "calls",
+        help="list calls from the call journal",
+        description="List the calls ivr serve took, newest first, from the journal in the data folder.",
+    )
+    p.add_argument("--data", help="data folder (default: from the deployment file)")
+    p.add_argument("--config", help="deployment file (default: ./ivr.toml)")
+    p.add_argument("--since", help="only calls started since: an age (2h, 30m, 7d) or an ISO date/time (UTC)")
+    p.add_argument("--caller", help="only calls whose caller contains this")
+    p.add_argument("--outcome", help="only calls with this outcome (transferred, voicemail, hangup, caller_hangup ...)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many calls (default 50)")
+    p.add_argument("--json", action="store_true", help="one JSON object per call")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ivr.config import ConfigError, load_config
+    from ivr.runtime.journal import Journal
+
+    try:
+        since = parse_since(args.since) if args.since else None
+        data = Path(args.data) if args.data else load_config(args.config).data
+        journal = Journal.reader(data)
+    except (SinceError, ConfigError, FileNotFoundError) as exc:
+        print(f"ivr calls: {exc}", file=sys.stderr)
+        return 1
+    if args.limit < 0:
+        print("ivr calls: --limit must be 0 or more", file=sys.stderr)
+        return 1
+    try:
+        rows = journal.query(since=since, caller=args.caller, outcome=args.outcome, limit=args.limit)
+    except Exception as exc:  # sqlite3.Error: a damaged file
+        print(f"ivr calls: cannot read the journal in {data}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        journal.close()
+    for row in rows:
+        if args.json:
+            print(json.dumps(row.as_dict(), ensure_ascii=False))
+        else:
+            started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.started))
+            duration = f"{row.duration:7.1f}s" if row.duration is not None else "      -"
+            print(f"{started}  {row.caller or '-':<16} -> {row.called or '-':<14} {duration}  {row.describe()}")
+    return 0

@@ -1,0 +1,181 @@
+"""Bridging two call legs: the caller's media session and the callee's.
+
+Each leg keeps its own :class:`~ivr.media.session.MediaSession` with the codec
+negotiated on that leg, its own SSRC, sequence numbers and timestamps (so
+each phone sees one continuous stream, RFC 3550 section 7.1 on translators).
+Audio crosses as 8 kHz PCM: what one session decodes is queued in an
+:class:`AudioRelay`, which the other session plays as a never-ending source,
+encoding each 20 ms frame in its own codec.  PCMU on one side and PCMA on
+the other is therefore transcoded; same codec on both sides round-trips
+exactly (G.711 decode then encode is the identity).  Keys are passed on as
+keys: an RFC 4733 event or SIP INFO from one side is sent to the other as an
+event (or an in-band tone if that leg negotiated no telephone-event), and
+in-band detection is switched off while bridged so a tone that already
+travels in the audio is not doubled.
+
+The relay absorbs the two clocks' drift and network jitter with a small
+buffer: playback starts once ``PREBUFFER`` frames are queued, an underrun
+plays silence and rebuffers, and more than ``MAX_FRAMES`` queued drops the
+oldest audio so the delay never grows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ivr.media import g711
+from ivr.media.clip import FRAME_SAMPLES
+from ivr.media.dtmf import DtmfError
+from ivr.media.session import MediaSession
+
+log = logging.getLogger("ivr.runtime.bridge")
+
+PREBUFFER = 2  # frames (40 ms) queued before a relay starts playing
+MAX_FRAMES = 10  # frames (200 ms): beyond this the oldest audio is dropped
+
+
+class AudioRelay:
+    """PCM in at the sender's pace, G.711 frames out at the media clock's (one direction of a bridge)."""
+
+    def __init__(self, prebuffer: int = PREBUFFER, max_frames: int = MAX_FRAMES) -> None:
+        self.prebuffer = prebuffer * FRAME_SAMPLES
+        self.limit = max_frames * FRAME_SAMPLES
+        self.chunks: deque[npt.NDArray[np.int16]] = deque()
+        self.queued = 0
+        self.playing = False
+        self.underruns = 0
+        self.dropped = 0  # samples dropped to bound the delay
+        self.frames_out = 0
+
+    def push(self, pcm: npt.NDArray[np.int16]) -> None:
+        if not len(pcm):
+            return
+        self.chunks.append(pcm)
+        self.queued += len(pcm)
+        excess = self.queued - self.limit
+        if excess > 0:
+            self._discard(excess)
+
+    def pcm_frame(self) -> npt.NDArray[np.int16] | None:
+        """The next 160 samples, or None (silence) while buffering."""
+        if not self.playing:
+            if self.queued < self.prebuffer:
+                return None
+            self.playing = True
+        if self.queued < FRAME_SAMPLES:
+            self.playing = False
+            self.underruns += 1
+            return None
+        out = np.empty(FRAME_SAMPLES, dtype=np.int16)
+        filled = 0
+        while filled < FRAME_SAMPLES:
+            chunk = self.chunks[0]
+            take = min(FRAME_SAMPLES - filled, len(chunk))
+            out[filled : filled + take] = chunk[:take]
+            filled += take
+            if take == len(chunk):
+                self.chunks.popleft()
+            else:
+                self.chunks[0] = chunk[take:]
+        self.queued -= FRAME_SAMPLES
+        self.frames_out += 1
+        return out
+
+    def frame(self, payload_type: int) -> bytes:
+        """A player for :meth:`MediaSession.play`: this tick's frame in the leg's codec."""
+        pcm = self.pcm_frame()
+        if pcm is None:
+            return _SILENCE[payload_type]
+        return g711.encode(pcm, payload_type)
+
+    def _discard(self, samples: int) -> None:
+        self.dropped += samples
+        self.queued -= samples
+        while samples > 0:
+            chunk = self.chunks[0]
+            if len(chunk) <= samples:
+                self.chunks.popleft()
+                samples -= len(chunk)
+            else:
+                self.chunks[0] = chunk[samples:]
+                samples = 0
+
+
+_SILENCE = {pt: bytes([code]) * FRAME_SAMPLES for pt, code in g711.SILENCE.items()}
+
+
+class Bridge:
+    """Caller and callee talking through ivr (see the module docstring).
+
+    :meth:`start` takes over both sessions' audio and key callbacks;
+    :meth:`stop` gives the caller's back (the flow may go on after the bridge).
+    """
+
+    def __init__(self, caller: MediaSession, callee: MediaSession) -> None:
+        self.caller = caller
+        self.callee = callee
+        self.to_callee = AudioRelay()
+        self.to_caller = AudioRelay()
+        self.keys: list[tuple[str, str]] = []  # (direction, digit), for logs and tests
+        self._saved: dict[str, Any] = {}
+        self.active = False
+
+    def start(self) -> None:
+        self._saved = {
+            "on_audio": self.caller.on_audio,
+            "on_dtmf": self.caller.on_dtmf,
+            "inband": self.caller._inband is not None,  # noqa: SLF001 -- restored on stop
+        }
+        self.caller.stop_prompts(only_barge_in=False)
+        self.caller.enable_inband_dtmf(False)
+        self.callee.enable_inband_dtmf(False)
+        self.caller.on_audio = self.to_callee.push
+        self.callee.on_audio = self.to_caller.push
+        self.caller.on_dtmf = self._relay_key(self.callee, "to_callee")
+        self.callee.on_dtmf = self._relay_key(self.caller, "to_caller")
+        self.caller.play(self.to_caller, prompt_id=-1, barge_in=False)
+        self.callee.play(self.to_callee, prompt_id=-1, barge_in=False)
+        self.active = True
+
+    def key_from_callee(self, digit: str) -> None:
+        """A key the callee sent by SIP INFO (the runner's leg events deliver it here)."""
+        self._relay_key(self.caller, "to_caller")(digit)
+
+    def _relay_key(self, target: MediaSession, direction: str) -> Callable[[str], None]:
+        def relay(digit: str) -> None:
+            if not self.active or target.closed:
+                return
+            try:
+                target.send_dtmf(digit)
+            except DtmfError:
+                return
+            self.keys.append((direction, digit))
+
+        return relay
+
+    def stop(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        if not self.caller.closed:
+            self.caller.stop_prompts(only_barge_in=False)
+            self.caller.on_audio = self._saved.get("on_audio")
+            self.caller.on_dtmf = self._saved.get("on_dtmf") or self.caller.on_dtmf
+            self.caller.enable_inband_dtmf(bool(self._saved.get("inband")))
+        self.callee.on_audio = None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {
+            "to_callee_frames": self.to_callee.frames_out,
+            "to_caller_frames": self.to_caller.frames_out,
+            "underruns": self.to_callee.underruns + self.to_caller.underruns,
+            "dropped_samples": self.to_callee.dropped + self.to_caller.dropped,
+            "keys": len(self.keys),
+        }

@@ -1,0 +1,252 @@
+"""The call journal: one row per call in SQLite (WAL) in the data folder.
+
+``journal.sqlite3`` holds, for every call ``ivr serve`` took: when it
+started, was answered and ended, the caller and the number called, the path
+through the flow (steps entered and the caller's events: keys, speech,
+transfer results...), the outcome (``transferred`` with whom, ``voicemail``
+with the mailbox, ``hangup`` or ``caller_hangup`` with the step it happened
+in, ``rejected``...), the duration and the hangup cause.  ``ivr calls``
+reads it.
+
+The runner feeds the journal the same records it writes to the call log
+(:meth:`Journal.record`), so the two never disagree.  A row is written when
+the call starts (a crash still leaves a trace), updated when it is
+answered, and completed when it ends; the path is kept in memory meanwhile.
+WAL mode lets ``ivr calls`` read while the server writes.  A journal that
+cannot be written is logged and the call goes on: the journal never costs a
+caller their call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ivr.runtime.journal")
+
+JOURNAL_FILE = "journal.sqlite3"
+MAX_PATH = 400  # entries kept per call: a caller looping in a menu for an hour is not a reason to grow
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id      TEXT PRIMARY KEY,
+    started      REAL NOT NULL,
+    answered     REAL,
+    ended        REAL,
+    caller       TEXT NOT NULL DEFAULT '',
+    called       TEXT NOT NULL DEFAULT '',
+    path         TEXT NOT NULL DEFAULT '[]',
+    outcome      TEXT,
+    detail       TEXT NOT NULL DEFAULT '',
+    step         TEXT NOT NULL DEFAULT '',
+    duration     REAL,
+    hangup_cause TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls (started);
+"""
+
+# Caller-side events worth a place in the path (prompt_done and timers are noise).
+PATH_EVENTS = ("key", "speech", "transfer_result", "directory_result", "action_done", "recording_done",
+               "bridge_ended", "cancel", "bye", "media_timeout")
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    """One call as stored; times are epoch seconds."""
+
+    call_id: str
+    started: float
+    answered: float | None
+    ended: float | None
+    caller: str
+    called: str
+    path: tuple[str, ...]
+    outcome: str | None
+    detail: str
+    step: str
+    duration: float | None
+    hangup_cause: str
+
+    def describe(self) -> str:
+        """The outcome in words: ``transferred to 201``, ``voicemail 200``, ``hangup in menu``."""
+        if self.outcome is None:
+            return "in progress" if self.ended is None else "unknown"
+        if self.outcome == "transferred":
+            return f"transferred to {self.detail}" if self.detail else "transferred"
+        if self.outcome in ("voicemail", "voicemail_access"):
+            return f"{self.outcome} {self.detail}".strip()
+        where = f" in {self.step}" if self.step else ""
+        return f"{self.outcome}{where}" + (f" ({self.detail})" if self.detail else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id, "started": _iso(self.started), "answered": _iso(self.answered),
+            "ended": _iso(self.ended), "caller": self.caller, "called": self.called, "path": list(self.path),
+            "outcome": self.outcome, "detail": self.detail, "step": self.step, "duration": self.duration,
+            "hangup_cause": self.hangup_cause, "summary": self.describe(),
+        }
+
+
+@dataclass
+class _Live:
+    path: list[str] = field(default_factory=list)
+    step: str = ""
+    transfer: str = ""  # who answered the last transfer, for calls that end while bridged
+
+
+class Journal:
+    """Writes the call journal (see the module docstring); thread-safe, one connection."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path | None = None) -> None:
+        self.db = db
+        self.path = path
+        self.lock = threading.Lock()
+        self.live: dict[str, _Live] = {}
+        self.failed = False
+
+    @classmethod
+    def open(cls, data: Path) -> Journal:
+        data.mkdir(parents=True, exist_ok=True)
+        path = data / JOURNAL_FILE
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        return cls(db, path)
+
+    @classmethod
+    def reader(cls, data: Path) -> Journal:
+        """Open an existing journal for queries (``ivr calls``); FileNotFoundError if there is none."""
+        path = data / JOURNAL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no call journal in {data} (no call has been taken there yet)")
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=5.0)
+        return cls(db, path)
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def record(self, call_id: str, caller: str, called: str, fields: dict[str, Any]) -> None:
+        """Take one call-log record of the runner (``event``/``action`` plus details)."""
+        event, action = fields.get("event"), fields.get("action")
+        if event == "incoming":
+            self.started(call_id, caller, called)
+            return
+        live = self.live.get(call_id)
+        if live is None:
+            return
+        if action == "answer":
+            self.answered(call_id)
+        elif action == "step":
+            live.step = str(fields.get("step", ""))
+            self._add(live, str(fields.get("step", "")))
+        elif event == "ended":
+            self.ended(call_id, outcome=fields.get("outcome"), detail=fields.get("detail"),
+                       cause=str(fields.get("reason", "")))
+        elif event == "transfer_result":
+            target = str(fields.get("target", ""))
+            if fields.get("outcome") == "answered":
+                live.transfer = target
+            self._add(live, f"transfer:{fields.get('outcome')}" + (f"({target})" if target else ""))
+        elif event in PATH_EVENTS and not (event == "key" and "via" in fields):  # a key is logged twice
+            self._add(live, _entry(str(event), fields))
+        elif action == "reject":
+            live.path.append(f"rejected:{fields.get('status')}")
+
+    def started(self, call_id: str, caller: str, called: str, at: float | None = None) -> None:
+        self.live[call_id] = _Live()
+        self._write(
+            "INSERT OR REPLACE INTO calls (call_id, started, caller, called) VALUES (?, ?, ?, ?)",
+            (call_id, at or time.time(), caller, called),
+        )
+
+    def answered(self, call_id: str, at: float | None = None) -> None:
+        self._write("UPDATE calls SET answered = ? WHERE call_id = ?", (at or time.time(), call_id))
+
+    def ended(self, call_id: str, *, outcome: Any, detail: Any, cause: str, at: float | None = None) -> None:
+        live = self.live.pop(call_id, None) or _Live()
+        at = at or time.time()
+        result = str(outcome) if outcome else ("rejected" if cause == "rejected" else "caller_hangup")
+        text = str(detail or "")
+        if result == "transferred" and not text:
+            text = live.transfer
+        self._write(
+            "UPDATE calls SET ended = ?, outcome = ?, detail = ?, step = ?, path = ?, hangup_cause = ?,"
+            " duration = round(? - started, 3) WHERE call_id = ?",
+            (at, result, text, live.step, json.dumps(live.path), cause, at, call_id),
+        )
+
+    def _add(self, live: _Live, entry: str) -> None:
+        if len(live.path) < MAX_PATH:
+            live.path.append(entry)
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        try:
+            with self.lock:
+                self.db.execute(sql, params)
+        except sqlite3.Error as exc:
+            if not self.failed:  # once: a full disk must not flood the log
+                log.error("call journal %s cannot be written: %s", self.path, exc)
+            self.failed = True
+
+    # ------------------------------------------------------------------ reading
+
+    def query(
+        self, *, since: float | None = None, caller: str | None = None, outcome: str | None = None, limit: int = 50
+    ) -> list[JournalRow]:
+        """Newest calls first, filtered by start time, caller (substring) and outcome."""
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("started >= ?")
+            params.append(since)
+        if caller:
+            where.append("instr(caller, ?) > 0")
+            params.append(caller)
+        if outcome:
+            where.append("outcome = ?")
+            params.append(outcome)
+        sql = "SELECT call_id, started, answered, ended, caller, called, path, outcome, detail, step, duration," \
+              " hangup_cause FROM calls"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started DESC, rowid DESC LIMIT ?"
+        params.append(max(0, limit))
+        with self.lock:
+            rows = self.db.execute(sql, params).fetchall()
+        return [_row(r) for r in rows]
+
+
+def _entry(event: str, fields: dict[str, Any]) -> str:
+    if event == "key":
+        return f"key:{fields.get('digit', '')}"
+    if event == "speech":
+        return f"speech:{fields.get('text', '')}"
+    if event == "directory_result":
+        return f"directory:{fields.get('outcome', '')}" + (f"({fields['extension']})" if fields.get("extension") else "")
+    if event == "action_done":
+        return f"{fields.get('action', 'action')}:{fields.get('result', '')}"
+    return event
+
+
+def _row(r: tuple[Any, ...]) -> JournalRow:
+    try:
+        path = tuple(str(p) for p in json.loads(r[6] or "[]"))
+    except ValueError:
+        path = ()
+    return JournalRow(r[0], r[1], r[2], r[3], r[4], r[5], path, r[7], r[8] or "", r[9] or "", r[10], r[11] or "")
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"

@@ -1,0 +1,648 @@
+"""Ring plans: placing the outgoing legs of a transfer and picking the one that answers.
+
+A flow's ``transfer to 201`` or ``group sales`` becomes an
+:class:`~ivr.dsl.events.Transfer` action whose ``plan`` is a tuple of steps,
+each a tuple of targets rung together for the step's timeout.  This module
+owns carrying that plan out:
+
+* :class:`RingPlan` is the sans-IO core: told which targets answered or failed
+  and the time, it says which targets to dial or cancel next and, at the end,
+  the single outcome the flow hears (``answered``, ``busy``, ``no_answer``,
+  ``unavailable``, ``failed``).  Parallel steps: the first answer wins and the
+  others are cancelled; a step ends early when every target in it failed;
+  sequential ringing is one step per member.
+* :func:`outcome_for_status` maps a final SIP status to an outcome and
+  :func:`combine` chooses the outcome of several failures.
+* :class:`TransferSession` is the asyncio adapter on one call: it resolves
+  targets to contacts (registrar bindings and static contacts for
+  extensions, a trunk for external numbers), opens a media session per
+  contact, sends the INVITEs through the shared user agent, plays ringback
+  tone (or hold music) to the caller while ringing, and on an answer hands
+  both legs to :class:`~ivr.runtime.bridge.Bridge`.  ``by refer`` transfers
+  go out as a REFER on the caller's dialog instead (RFC 3515).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ivr.dsl import events as ev
+from ivr.dsl.events import TransferOutcome
+from ivr.media import g711
+from ivr.media.clip import FRAME_SAMPLES, RATE
+from ivr.media.session import MediaSession
+from ivr.runtime.bridge import Bridge
+from ivr.sip import sdp
+from ivr.sip.message import SipParseError, SipUri
+from ivr.sip.ua import (
+    CallEnded,
+    DtmfInfo,
+    OutgoingCallAnswered,
+    OutgoingCallFailed,
+    OutgoingCallProgress,
+    ReOffer,
+)
+
+log = logging.getLogger("ivr.runtime.transfer")
+
+# Which outcome wins when several targets failed differently: someone was rung and
+# did not answer beats busy, busy beats a broken leg, which beats nobody to ring.
+_PRIORITY: dict[TransferOutcome, int] = {"no_answer": 4, "busy": 3, "failed": 2, "unavailable": 1, "answered": 5}
+
+
+def outcome_for_status(status: int) -> TransferOutcome:
+    """The flow outcome of a final non-2xx answer to our INVITE (408 is also our own timeout)."""
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480):
+        return "no_answer"
+    if status in (404, 410, 604):
+        return "unavailable"
+    return "failed"
+
+
+def combine(outcomes: Iterable[TransferOutcome]) -> TransferOutcome:
+    """One outcome for several failed targets (see ``_PRIORITY``); nobody rung is ``unavailable``."""
+    return max(outcomes, key=lambda o: _PRIORITY[o], default="unavailable")
+
+
+# --------------------------------------------------------------------------- the sans-IO ring plan
+
+
+@dataclass(frozen=True)
+class Dial:
+    """Start ringing ``target`` (all of its contacts)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop ringing ``target`` (CANCEL its pending INVITEs)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The plan is over: ``outcome`` for the flow, ``target`` who answered (or the last one tried)."""
+
+    outcome: TransferOutcome
+    target: str
+
+
+Command = Dial | Cancel | Finished
+Plan = tuple[tuple[tuple[str, ...], float], ...]
+
+
+class RingPlan:
+    """Steps of targets rung together, each for its timeout; the first answer wins.
+
+    Commands come back from every call in the order to carry them out; the
+    adapter reports each dialled target once with :meth:`answered` or
+    :meth:`failed` and calls :meth:`timer` at :attr:`next_timer`.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.steps = [(tuple(dict.fromkeys(t for t in targets if t)), float(timeout)) for targets, timeout in plan]
+        self.index = -1
+        self.active: list[str] = []
+        self.deadline: float | None = None
+        self.results: list[tuple[TransferOutcome, str]] = []
+        self.outcome: Finished | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def next_timer(self) -> float | None:
+        return None if self.finished else self.deadline
+
+    def start(self, now: float) -> list[Command]:
+        return self._next_step(now)
+
+    def answered(self, target: str, now: float) -> list[Command]:
+        if self.finished or target not in self.active:
+            return []
+        others = [Cancel(t) for t in self.active if t != target]
+        self.active = []
+        return [*others, self._finish(Finished("answered", target))]
+
+    def failed(self, target: str, outcome: TransferOutcome, now: float) -> list[Command]:
+        if self.finished or target not in self.active:
+            return []
+        self.active.remove(target)
+        self.results.append((outcome, target))
+        return [] if self.active else self._next_step(now)
+
+    def timer(self, now: float) -> list[Command]:
+        if self.finished or self.deadline is None or now < self.deadline:
+            return []
+        cancels: list[Command] = [Cancel(t) for t in self.active]
+        self.results += [("no_answer", t) for t in self.active]
+        self.active = []
+        return cancels + self._next_step(now)
+
+    def abandon(self) -> list[Command]:
+        """The caller went away: cancel whatever rings; no outcome for the flow."""
+        cancels: list[Command] = [Cancel(t) for t in self.active]
+        self.active = []
+        self.outcome = Finished("failed", "")
+        return cancels
+
+    def _next_step(self, now: float) -> list[Command]:
+        while True:
+            self.index += 1
+            if self.index >= len(self.steps):
+                self.deadline = None
+                return [self._finish(self._failure())]
+            targets, timeout = self.steps[self.index]
+            if targets:
+                self.active = list(targets)
+                self.deadline = now + timeout
+                return [Dial(t) for t in targets]
+
+    def _failure(self) -> Finished:
+        outcome = combine(o for o, _ in self.results)
+        best = [t for o, t in self.results if o == outcome]
+        return Finished(outcome, best[-1] if best else "")
+
+    def _finish(self, result: Finished) -> Finished:
+        self.outcome = result
+        self.deadline = None
+        return result
+
+
+# --------------------------------------------------------------------------- ringback
+
+
+def _ringback_cadence() -> np.ndarray:
+    """ITU-T E.180 ringing tone: 425 Hz, 1 s on, 4 s off (the European cadence)."""
+    t = np.arange(RATE) / RATE
+    on = (np.sin(2 * np.pi * 425 * t) * 0.2 * 32767).astype(np.int16)
+    return np.concatenate([on, np.zeros(4 * RATE, dtype=np.int16)])
+
+
+_RINGBACK: dict[int, bytes] = {}
+
+
+class Ringback:
+    """Ringback tone for one caller, as a player for :meth:`MediaSession.play` (never finishes)."""
+
+    def __init__(self) -> None:
+        self.position = 0
+
+    def frame(self, payload_type: int) -> bytes:
+        data = _RINGBACK.get(payload_type)
+        if data is None:
+            data = _RINGBACK[payload_type] = g711.encode(_ringback_cadence(), payload_type)
+        start = self.position * FRAME_SAMPLES
+        self.position = (self.position + 1) % (len(data) // FRAME_SAMPLES)
+        return data[start : start + FRAME_SAMPLES]
+
+
+# --------------------------------------------------------------------------- destinations
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where one leg's INVITE goes: Request-URI, next hop, From, extra headers, trunk credentials."""
+
+    uri: str
+    address: tuple[str, int]
+    transport: str = "udp"
+    from_uri: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    auth: Any = None  # ivr.sip.auth.DigestClient for trunks that challenge
+    via: str = ""  # "trunk NAME" or "extension", for logs
+
+
+class Unreachable(Exception):
+    """A target with no way to ring it; ``outcome`` is what the flow hears, the message why."""
+
+    def __init__(self, outcome: TransferOutcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+
+
+def uri_address(uri: str) -> tuple[str, int]:
+    """The next hop of a contact URI: its host and port (5060 by default)."""
+    try:
+        parsed = SipUri.parse(uri)
+    except (SipParseError, ValueError) as exc:
+        raise Unreachable("failed", f"unusable contact {uri!r}: {exc}") from None
+    return parsed.host.strip("[]"), parsed.port or 5060
+
+
+def destinations(services: Any, target: str, caller: str) -> list[Destination]:
+    """Every contact that should ring for ``target``, or :class:`Unreachable` with the outcome.
+
+    An extension rings all its registered contacts and its static ones; an
+    external number goes out through the trunk that allows it (see
+    :mod:`ivr.sip.trunk`); anything else does not exist here.
+    """
+    from ivr.sip.trunk import TrunkRefused, is_external
+
+    from_uri = f"sip:{caller or 'ivr'}@{services.contact_host}"
+    if services.config.extension(target) is not None:
+        bindings = services.registrar().contacts(target, time.time())
+        if not bindings:
+            raise Unreachable("unavailable", f"extension {target} has no registered or static contact")
+        return [
+            Destination(b.uri, b.source or uri_address(b.uri), (b.transport or "udp").lower(), from_uri, via="extension")
+            for b in bindings
+        ]
+    if not is_external(target):
+        raise Unreachable("unavailable", f"{target!r} is neither an extension in ivr.toml nor a telephone number")
+    try:
+        route = services.trunks.route(target, local_host=services.contact_host)
+    except TrunkRefused as exc:
+        raise Unreachable("failed", str(exc)) from None
+    return [
+        Destination(route.uri, route.address, route.transport, route.from_uri, route.headers,
+                    services.trunks.auth(route.trunk), via=f"trunk {route.trunk.name}")
+    ]
+
+
+# --------------------------------------------------------------------------- the asyncio adapter
+
+
+class CallerSide(Protocol):
+    """What a transfer needs from the call it belongs to (the call runner)."""
+
+    call_id: str
+    caller: str
+    called: str
+    services: Any
+    media: MediaSession | None
+    ended: bool
+
+    def log(self, **fields: Any) -> None: ...
+
+
+@dataclass
+class Leg:
+    """One outgoing INVITE to one contact of a target."""
+
+    target: str
+    destination: Destination
+    media: MediaSession
+    offer: sdp.SessionDescription
+    call_id: str = ""
+    answer: sdp.Answer | None = None
+    status: int = 0
+    done: bool = False
+
+
+@dataclass
+class _Ring:
+    """All legs of one dialled target (a phone registered twice rings twice)."""
+
+    target: str
+    legs: list[Leg] = field(default_factory=list)
+    outcomes: list[TransferOutcome] = field(default_factory=list)
+    cancelled: bool = False
+    pending: int = 0  # contacts whose media port is still being opened
+
+
+class TransferSession:
+    """Carries out one ``Transfer`` action for a call (see the module docstring).
+
+    ``post`` hands ``TransferResult`` and later ``BridgeEnded`` to the flow.
+    :meth:`close` (the caller hung up, or the call ends) cancels ringing legs
+    and hangs up a bridged one.
+    """
+
+    def __init__(self, caller: CallerSide, action: ev.Transfer, post: Callable[[ev.Event], None]) -> None:
+        self.caller = caller
+        self.action = action
+        self.post = post
+        self.services = caller.services
+        self.loop = asyncio.get_running_loop()
+        self.plan = RingPlan(action.plan)
+        self.rings: dict[str, _Ring] = {}
+        self.legs: dict[str, Leg] = {}  # by Call-ID
+        self.bridge: Bridge | None = None
+        self.bridged: Leg | None = None
+        self.closed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._queue: deque[Command] = deque()
+        self._running = False
+        self._music: Any = None
+        self._ringback: Ringback | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refer: Any = None
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        targets = [t for step, _ in self.action.plan for t in step]
+        self.caller.log(event="transfer_start", targets=",".join(targets), group=self.action.group,
+                        refer=self.action.refer)
+        if self.action.refer:
+            from ivr.runtime.refer import BlindTransfer
+
+            self._refer = BlindTransfer(self, targets[0] if targets else "")
+            self._refer.start()
+            return
+        self._start_ringback()
+        self._run(self.plan.start(time.time()))
+
+    def _start_ringback(self) -> None:
+        media = self.caller.media
+        if media is None:
+            return
+        if self.action.music:
+            try:
+                self._music = self.services.hold_music.player(self.action.music)
+            except Exception as exc:  # noqa: BLE001 -- ringback tone instead of music that cannot play
+                self.caller.log(event="transfer_music_error", music=self.action.music, error=str(exc))
+        source: Any = self._music
+        if source is None:
+            source = self._ringback = Ringback()
+        media.stop_prompts(only_barge_in=False)
+        media.play(source, prompt_id=-1, barge_in=False)
+
+    def _stop_ringback(self) -> None:
+        media = self.caller.media
+        if media is not None and (self._music is not None or self._ringback is not None):
+            media.stop_prompts(only_barge_in=False)
+        if self._music is not None:
+            self.services.hold_music.release(self._music)
+        self._music = self._ringback = None
+
+    # ------------------------------------------------------------------ commands
+
+    def _run(self, commands: Iterable[Command]) -> None:
+        self._queue.extend(commands)
+        if self._running:
+            return
+        self._running = True
+        try:
+            while self._queue:
+                command = self._queue.popleft()
+                if isinstance(command, Dial):
+                    self._dial(command.target)
+                elif isinstance(command, Cancel):
+                    self._cancel(command.target)
+                else:
+                    self._finished(command)
+        finally:
+            self._running = False
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        at = self.plan.next_timer
+        if at is not None and not self.closed:
+            self._timer = self.loop.call_later(max(0.0, at - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._run(self.plan.timer(time.time()))
+
+    def _dial(self, target: str) -> None:
+        ring = self.rings[target] = _Ring(target)
+        try:
+            destinations = self.services.destinations_for(target, self.caller.caller)
+        except Unreachable as exc:
+            self.caller.log(event="transfer_target_unreachable", target=target, outcome=exc.outcome, reason=str(exc))
+            self._queue.extend(self.plan.failed(target, exc.outcome, time.time()))
+            return
+        ring.pending = len(destinations)
+        for destination in destinations:
+            task = self.loop.create_task(self._place(ring, destination))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _place(self, ring: _Ring, destination: Destination) -> None:
+        """Open a media port for one contact and send the INVITE (unless cancelled meanwhile)."""
+        cfg = self.services.config.server
+        try:
+            media = await MediaSession.open(
+                host=self.services.media_host, port_range=cfg.rtp_ports, clock=self.services.clock,
+                media_timeout=cfg.media_timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 -- no port: this contact fails, the plan goes on
+            log.exception("call %s: no media port for %s", self.caller.call_id, ring.target)
+            ring.pending -= 1
+            self._leg_over(ring, None, "failed", f"no media port: {exc}")
+            return
+        ring.pending -= 1
+        if ring.cancelled or self.closed:
+            media.close()
+            self._leg_over(ring, None, "failed", "cancelled")
+            return
+        offer = sdp.make_offer(
+            self.services.contact_host, media.local_port, session_id=random.randint(1, 2**31), version=1
+        )
+        leg = Leg(ring.target, destination, media, offer)
+        media.on_timeout = lambda: self._leg_media_timeout(leg)
+        ua, now = self.services.ua, self.services.sip_now()
+        leg.call_id = ua.invite(
+            destination.uri, bytes(offer), now, from_uri=destination.from_uri or self._from_uri(),
+            headers=destination.headers, destination=destination.address, transport=destination.transport,
+            auth=destination.auth,
+        )
+        ring.legs.append(leg)
+        self.legs[leg.call_id] = leg
+        self.services.legs[leg.call_id] = self.on_leg_event
+        self.services.flush()
+        self.caller.log(event="leg_invite", target=ring.target, leg=leg.call_id, uri=destination.uri,
+                        via=destination.via, to=f"{destination.address[0]}:{destination.address[1]}")
+
+    def _from_uri(self) -> str:
+        user = self.caller.caller or "ivr"
+        return f"sip:{user}@{self.services.contact_host}"
+
+    def _cancel(self, target: str) -> None:
+        ring = self.rings.get(target)
+        if ring is None:
+            return
+        ring.cancelled = True
+        for leg in ring.legs:
+            if not leg.done and leg is not self.bridged:
+                self._drop_leg(leg, "cancel")
+
+    def _drop_leg(self, leg: Leg, why: str) -> None:
+        leg.done = True
+        self.services.ua.hangup(leg.call_id, self.services.sip_now())  # CANCEL (or BYE if it answered)
+        self.services.flush()
+        self._forget(leg)
+        self.caller.log(event="leg_" + why, target=leg.target, leg=leg.call_id)
+
+    def _forget(self, leg: Leg) -> None:
+        leg.media.close()
+        self.services.legs.pop(leg.call_id, None)
+        self.legs.pop(leg.call_id, None)
+
+    # ------------------------------------------------------------------ leg events
+
+    def on_leg_event(self, event: object) -> None:
+        """A user agent event about one of our outgoing calls (routed by Call-ID)."""
+        call_id = getattr(event, "call_id", "")
+        leg = self.legs.get(call_id)
+        if leg is None:
+            return
+        if isinstance(event, OutgoingCallProgress):
+            self.caller.log(event="leg_progress", target=leg.target, leg=call_id, status=event.status)
+        elif isinstance(event, OutgoingCallAnswered):
+            self._leg_answered(leg, event.answer)
+        elif isinstance(event, OutgoingCallFailed):
+            leg.status = event.status
+            self._leg_failed(leg, outcome_for_status(event.status), f"{event.status} {event.reason}")
+        elif isinstance(event, CallEnded):
+            if event.reason != "local":
+                self._leg_ended(leg, event.reason)
+        elif isinstance(event, ReOffer):
+            self._leg_reoffer(leg, event)
+        elif isinstance(event, DtmfInfo) and self.bridge is not None and leg is self.bridged:
+            self.bridge.key_from_callee(event.digit)
+
+    def _leg_answered(self, leg: Leg, body: bytes) -> None:
+        ring = self.rings.get(leg.target)
+        if leg.done or ring is None or ring.cancelled or self.closed or self.plan.finished:
+            # Lost the race (another phone answered first, or the caller left): hang it up.
+            self._drop_leg(leg, "bye_late_answer")
+            return
+        try:
+            leg.answer = sdp.parse_answer(leg.offer, body)
+        except (sdp.SdpError, sdp.NegotiationError) as exc:
+            self.caller.log(event="leg_bad_answer", target=leg.target, leg=leg.call_id, error=str(exc))
+            self._drop_leg(leg, "bye_bad_answer")
+            self._leg_over(ring, leg, "failed", "bad SDP answer")
+            return
+        leg.media.configure(
+            remote=leg.answer.remote_addr, payload_type=leg.answer.codec.payload_type, dtmf_pt=leg.answer.dtmf_pt,
+            direction=leg.answer.local_direction, ptime=leg.answer.ptime, signalling_host=leg.destination.address[0],
+        )
+        self.bridged = leg
+        for other in ring.legs:  # the same phone's other registrations stop ringing
+            if other is not leg and not other.done:
+                self._drop_leg(other, "cancel")
+        self.caller.log(event="leg_answered", target=leg.target, leg=leg.call_id, codec=leg.answer.codec.name,
+                        ring_time=round(time.monotonic() - self.started, 2))
+        self._run(self.plan.answered(leg.target, time.time()))
+
+    def _leg_failed(self, leg: Leg, outcome: TransferOutcome, reason: str) -> None:
+        if leg.done:
+            return
+        leg.done = True
+        self._forget(leg)
+        ring = self.rings.get(leg.target)
+        if ring is not None:
+            self._leg_over(ring, leg, outcome, reason)
+
+    def _leg_over(self, ring: _Ring, leg: Leg | None, outcome: TransferOutcome, reason: str) -> None:
+        """One contact of a target is out; the target fails when none is left ringing."""
+        self.caller.log(event="leg_failed", target=ring.target, leg=leg.call_id if leg else "", outcome=outcome,
+                        reason=reason)
+        if not ring.cancelled:
+            ring.outcomes.append(outcome)
+        if ring.cancelled or ring.pending or any(not x.done for x in ring.legs):
+            return
+        self._run(self.plan.failed(ring.target, combine(ring.outcomes), time.time()))
+
+    def _leg_ended(self, leg: Leg, reason: str) -> None:
+        """The callee hung up (BYE), or its dialog died (session timer, no ACK)."""
+        leg.done = True
+        self._forget(leg)
+        if leg is self.bridged:
+            self._end_bridge(f"callee_{reason}")
+
+    def _leg_media_timeout(self, leg: Leg) -> None:
+        if leg is self.bridged and not leg.done:
+            self.caller.log(event="leg_media_timeout", target=leg.target, leg=leg.call_id)
+            self._drop_leg(leg, "bye_media_timeout")
+            self._end_bridge("callee_media_timeout")
+
+    def _leg_reoffer(self, leg: Leg, event: ReOffer) -> None:
+        """The callee holds or moves its media (re-INVITE/UPDATE): answer from the leg's own port."""
+        ua, now = self.services.ua, self.services.sip_now()
+        if event.offer is None:
+            ua.accept_reoffer(leg.call_id, b"" if event.method == "UPDATE" else bytes(leg.offer), now)
+            self.services.flush()
+            return
+        try:
+            answer = sdp.negotiate(
+                sdp.SessionDescription.parse(event.offer), local_ip=self.services.contact_host,
+                local_port=leg.media.local_port, session_id=leg.offer.origin.session_id,
+                version=int(leg.offer.origin.version) + 1,
+            )
+        except (sdp.SdpError, sdp.NegotiationError) as exc:
+            ua.reject_reoffer(leg.call_id, 488, now)
+            self.services.flush()
+            self.caller.log(event="leg_reoffer_rejected", leg=leg.call_id, error=str(exc))
+            return
+        ua.accept_reoffer(leg.call_id, bytes(answer.sdp), now)
+        self.services.flush()
+        leg.media.configure(remote=answer.remote_addr, payload_type=answer.codec.payload_type,
+                            dtmf_pt=answer.dtmf_pt, direction=answer.local_direction, ptime=answer.ptime)
+        self.caller.log(event="leg_reoffer", leg=leg.call_id, hold=answer.on_hold)
+
+    # ------------------------------------------------------------------ the result
+
+    def _finished(self, result: Finished) -> None:
+        self._stop_ringback()
+        if self.closed:
+            return
+        self.caller.log(event="transfer_done", outcome=result.outcome, target=result.target,
+                        ring_time=round(time.monotonic() - self.started, 2))
+        if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
+            self.bridge = Bridge(self.caller.media, self.bridged.media)
+            self.bridge.start()
+        self.post(ev.TransferResult(result.outcome, target=result.target))
+
+    def _end_bridge(self, reason: str) -> None:
+        if self.bridge is None or self.closed:
+            return
+        self.bridge.stop()
+        self.bridge = None
+        self.bridged = None
+        self.caller.log(event="bridge_ended", reason=reason)
+        self.closed = True
+        self.post(ev.BridgeEnded())
+
+    def refer_result(self, outcome: TransferOutcome, target: str) -> None:
+        """The REFER side reports: ``answered`` means the peer took the call over."""
+        if not self.closed:
+            self.post(ev.TransferResult(outcome, target=target))
+
+    def close(self) -> None:
+        """The caller's call is ending: cancel ringing legs, hang up a bridged one."""
+        if self.closed and not self.legs:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.plan.finished:
+            for command in self.plan.abandon():
+                if isinstance(command, Cancel):
+                    self._cancel(command.target)
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
+        for leg in list(self.legs.values()):
+            if not leg.done:
+                self._drop_leg(leg, "bye" if leg is self.bridged else "cancel")
+            else:
+                self._forget(leg)
+        for ring in self.rings.values():
+            ring.cancelled = True
+        self._stop_ringback()
+        if self._refer is not None:
+            self._refer.close()

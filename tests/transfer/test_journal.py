@@ -1,0 +1,93 @@
+"""The call journal: rows from the runner's log records, queries, and the ``ivr calls`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ivr.commands.calls import SinceError, parse_since
+from ivr.runtime.journal import Journal
+
+
+def feed(journal: Journal, call_id: str, records: list[dict[str, object]], caller: str = "+41791112233") -> None:
+    for fields in records:
+        journal.record(call_id, caller, "+41435435570", fields)
+
+
+TRANSFERRED = [
+    {"event": "incoming", "source": "127.0.0.1:5062"},
+    {"action": "answer", "codec": "PCMU"},
+    {"action": "step", "step": "welcome"},
+    {"event": "key", "digit": "1", "via": "rtp"},
+    {"event": "key", "digit": "1"},
+    {"action": "step", "step": "sales"},
+    {"event": "transfer_result", "outcome": "no_answer", "target": "201"},
+    {"event": "transfer_result", "outcome": "answered", "target": "202"},
+    {"event": "bridge_ended"},
+    {"event": "ended", "reason": "flow_finished", "outcome": "transferred", "detail": "202"},
+]
+
+
+def test_a_transferred_call_is_one_row_with_its_path(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    feed(journal, "c1", TRANSFERRED)
+    [row] = journal.query()
+    assert row.call_id == "c1" and row.caller == "+41791112233" and row.called == "+41435435570"
+    assert row.path == ("welcome", "key:1", "sales", "transfer:no_answer(201)", "transfer:answered(202)",
+                        "bridge_ended")
+    assert row.outcome == "transferred" and row.describe() == "transferred to 202"
+    assert row.hangup_cause == "flow_finished" and row.answered is not None
+    assert row.duration is not None and row.duration >= 0
+    assert journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    journal.close()
+
+
+def test_queries_filter_and_in_progress_calls_show(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    feed(journal, "c1", TRANSFERRED)
+    feed(journal, "c2", [{"event": "incoming"}, {"action": "answer"}, {"action": "step", "step": "welcome"},
+                         {"event": "bye", "reason": "bye"},
+                         {"event": "ended", "reason": "bye", "outcome": "caller_hangup", "detail": ""}],
+         caller="+41220000000")
+    feed(journal, "c3", [{"event": "incoming"}])
+    assert [r.call_id for r in journal.query()] == ["c3", "c2", "c1"]
+    assert [r.call_id for r in journal.query(outcome="caller_hangup")] == ["c2"]
+    assert [r.call_id for r in journal.query(caller="4122")] == ["c2"]
+    assert journal.query(outcome="caller_hangup")[0].describe() == "caller_hangup in welcome"
+    assert journal.query(limit=1)[0].describe() == "in progress"
+    assert journal.query(since=10**10) == []
+
+
+def test_rejected_call(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    feed(journal, "r", [{"event": "incoming"}, {"action": "reject", "status": 404},
+                        {"event": "ended", "reason": "rejected", "outcome": None, "detail": None}])
+    [row] = journal.query()
+    assert row.outcome == "rejected" and row.path == ("rejected:404",) and row.answered is None
+
+
+def test_ivr_calls_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ivr.cli import main
+
+    journal = Journal.open(tmp_path)
+    feed(journal, "c1", TRANSFERRED)
+    journal.close()
+    assert main(["calls", "--data", str(tmp_path), "--json", "--outcome", "transferred"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert record["call_id"] == "c1" and record["summary"] == "transferred to 202" and record["path"][0] == "welcome"
+    assert main(["calls", "--data", str(tmp_path), "--since", "1h"]) == 0
+    assert "transferred to 202" in capsys.readouterr().out
+    assert main(["calls", "--data", str(tmp_path / "nothing")]) == 1
+    assert "no call journal in" in capsys.readouterr().err
+    assert main(["calls", "--data", str(tmp_path), "--since", "yesterday"]) == 1
+    assert "expected an age like 2h" in capsys.readouterr().err
+
+
+def test_parse_since() -> None:
+    assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+    assert parse_since("2026-11-22T08:00") == parse_since("2026-11-22T08:00:00Z")
+    with pytest.raises(SinceError):
+        parse_since("soon")
