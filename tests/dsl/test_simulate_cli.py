@@ -38,7 +38,7 @@ def test_simulate_prints_plain_words(capsys: pytest.CaptureFixture[str]) -> None
         in lines
     )
     assert "voicemail: 200" in lines
-    assert lines[-1] == "outcome: voicemail 200 (in sales_voicemail)"
+    assert lines[-1] == "outcome: voicemail 200 (in take_message)"
 
 
 def test_simulate_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +100,7 @@ def test_simulate_switch_and_holiday(capsys: pytest.CaptureFixture[str]) -> None
     )
     assert "say: Acme is closed today." in night
     _, christmas, _ = run(capsys, "simulate", ACME, "--at", "2026-12-25 09:00", "--input", "")
-    assert christmas.splitlines()[-1] == "outcome: voicemail 200 (in after_hours)"
+    assert christmas.splitlines()[-1] == "outcome: voicemail 200 (in take_message)"
 
 
 def test_simulate_reads_the_caller_from_stdin(
