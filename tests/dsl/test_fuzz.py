@@ -6,6 +6,7 @@ anything else.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def loads_or_flow_error(text: str) -> Program | None:
         return None
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# IVR_FUZZ_EXAMPLES=5000 for a longer hunt; CI runs the default.
+EXAMPLES_PER_TEST = int(os.environ.get("IVR_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES_PER_TEST, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
@@ -120,7 +123,7 @@ EVENTS = st.one_of(
 _PROGRAMS: dict[Path, Program] = {}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES_PER_TEST, deadline=None)
 @given(
     st.sampled_from(EXAMPLES),
     st.sampled_from(["+41435435570", "+41435435599", "100", "0041435435570", "999"]),
