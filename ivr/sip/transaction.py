@@ -84,6 +84,8 @@ class Terminated:
 
 Action = Transmit | Deliver | TimedOut | Terminated
 
+_WAIT_TIMERS = frozenset("DIJK")
+
 
 def _response_event(response: Response) -> str:
     if response.status < 200:
@@ -155,12 +157,15 @@ class Transaction:
 
     # -- timers
     def start_timer(self, name: str, interval: float, now: float) -> None:
-        """Arm timer ``name``; an interval of 0 (reliable transports) fires at once."""
-        self._intervals[name] = interval
+        """Arm timer ``name``.  The wait timers D, I, J and K are zero over reliable
+        transports (17.1.1.2, 17.2.1, 17.2.2, 17.1.2.2): those fire at once.  A
+        retransmission timer is never armed with zero (there is nothing to resend)."""
         if interval <= 0:
-            self._intervals.pop(name)
-            self.fire(name, now)
+            self._intervals.pop(name, None)
+            if name in _WAIT_TIMERS:
+                self.fire(name, now)
             return
+        self._intervals[name] = interval
         self.timers.set((self.key, name), now + interval)
 
     def stop_timer(self, name: str) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.sip.message import Headers, Request, Response, build_response, parse_message
 from ivr.sip.timers import TimerQueue, TimerValues
@@ -430,3 +432,51 @@ def test_timer_queue_replaces_and_cancels() -> None:
     assert q.next_deadline() == 1
     assert q.pop_due(10) == ["a"]
     assert q.next_deadline() is None and len(q) == 0
+
+
+# --------------------------------------------------------------------------- any event sequence
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([InviteServerTransaction, NonInviteServerTransaction, InviteClientTransaction,
+                     NonInviteClientTransaction]),
+    st.sampled_from(["udp", "tcp"]),
+    st.lists(st.tuples(st.sampled_from(["request", "ack", "send", "recv", "timer", "fire"]),
+                       st.sampled_from([100, 180, 200, 486]),
+                       st.sampled_from(list("ABDEFGHIJKLM")),
+                       st.floats(0, 5)), max_size=25),
+)
+def test_any_event_sequence_moves_by_the_table_or_is_rejected(
+    cls: type[Transaction], transport: str, steps: list[tuple[str, int, str, float]]
+) -> None:
+    timers = TimerQueue()
+    method = "INVITE" if cls in (InviteServerTransaction, InviteClientTransaction) else "OPTIONS"
+    request = make_request(method)
+    tx = cls("k", request, ("h", 1), transport, timers, VALUES)  # type: ignore[call-arg]
+    now = 0.0
+    if isinstance(tx, InviteClientTransaction | NonInviteClientTransaction):
+        tx.start(now)
+    for kind, status, timer, dt in steps:
+        now += dt
+        before = tx.state
+        try:
+            if kind == "request" and isinstance(tx, InviteServerTransaction | NonInviteServerTransaction):
+                tx.receive(request, now)
+            elif kind == "ack" and isinstance(tx, InviteServerTransaction):
+                tx.receive(make_request("ACK"), now)
+            elif kind == "send" and isinstance(tx, InviteServerTransaction | NonInviteServerTransaction):
+                tx.send_response(build_response(request, status, to_tag="t"), now)
+            elif kind == "recv" and isinstance(tx, InviteClientTransaction | NonInviteClientTransaction):
+                tx.receive(build_response(request, status, to_tag="t"), now)
+            elif kind == "fire":  # a timer firing out of turn: in the table or rejected
+                tx.fire(timer, now)
+            elif kind == "timer":
+                for key in timers.pop_due(now):
+                    assert isinstance(key, tuple)
+                    tx.fire(key[1], now)
+        except TransactionError as exc:
+            assert exc.state is before and str(exc).startswith(f"{tx.KIND}: can't handle ")
+        tx.drain()
+        if tx.state is State.TERMINATED:
+            assert timers.next_deadline() is None  # nothing left armed
