@@ -474,3 +474,63 @@ def test_jump_to_hours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "                      ^\n"
         "  hint: branch on it: `when office is open -> STEP`"
     )
+
+
+def test_group_nobody(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a group without ring lines"""
+    files = {'group_nobody.ivr': 'number default -> g\ngroup g:\n    else -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "group_nobody.ivr:2:1: error: group 'g' rings nobody\n"
+        '    group g:\n'
+        '    ^\n'
+        '  hint: add `ring 201, 202 together for 20s`'
+    )
+
+
+def test_collect_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a collect of zero digits, and `then` given twice"""
+    files = {'collect_more.ivr': 'number default -> c\ncollect c:\n    digits 0-4\n    then -> c\n    then -> c\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'collect_more.ivr:3:5: error: digits: at least 1 digit must be collected\n'
+        '        digits 0-4\n'
+        '        ^\n'
+        "collect_more.ivr:5:13: error: then is given twice in collect 'c'\n"
+        '        then -> c\n'
+        '                ^'
+    )
+
+
+def test_hours_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bad weekday, date and time in an hours block (schedule module messages, at their lines)"""
+    files = {'hours_values.ivr': 'number default -> s\nhours h:\n    mondy 08:00-12:00\n    closed 2026-13-01\n    mon 25:00-26:00\ns:\n    when h is open -> hangup\n    hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "hours_values.ivr:3:5: error: unknown weekday 'mondy'; did you mean 'mon'?\n"
+        '        mondy 08:00-12:00\n'
+        '        ^\n'
+        'hours_values.ivr:4:5: error: bad date 2026-13-01; expected YYYY-MM-DD\n'
+        '        closed 2026-13-01\n'
+        '        ^\n'
+        "hours_values.ivr:5:5: error: bad time of day '25:00'; expected HH:MM between 00:00 and 24:00\n"
+        '        mon 25:00-26:00\n'
+        '        ^\n'
+        "hours_values.ivr:2:1: warning: hours 'h' are never open: add times like mon-fri 08:00-17:00\n"
+        '    hours h:\n'
+        '    ^'
+    )
+
+
+def test_sub_as_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a number or jump that names a sub-flow"""
+    files = {'sub_as_step.ivr': 'number default -> f\nsub f():\n    return\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "sub_as_step.ivr:1:19: error: 'f' is a sub-flow, not a step\n"
+        '    number default -> f\n'
+        '                      ^\n'
+        '  hint: use `call f(...)`'
+    )
+
+
+def test_unreadable_flow_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a flow file that does not exist"""
+    monkeypatch.chdir(tmp_path)
+    assert format_diagnostics(check_flow(["nope.ivr"])) == "nope.ivr:1:1: error: cannot read flow file: No such file or directory"
