@@ -163,11 +163,76 @@ async def step(calls: int, seconds: float, warmup: float) -> dict[str, float]:
     }
 
 
+async def ring_step(calls: int, seconds: float, warmup: float) -> dict[str, float]:
+    """Sessions in pairs, each playing to its partner: each sends AND receives 50 packets/s.
+
+    One session of a pair stands for the IVR's side of a call, the other for the caller,
+    so ``calls`` sessions are ``calls`` streams each way; the CPU per session per tick is
+    what one call costs the IVR.
+    """
+    loop = asyncio.get_running_loop()
+    clock = MediaClock(loop)
+    prompt = Clip.tone(440, 3.0, name="bench")
+    sessions: list[MediaSession] = []
+    frames = [0]
+
+    def heard(pcm: object) -> None:  # what a recorder's cheapest callback costs
+        frames[0] += 1
+
+    try:
+        for _ in range(calls):
+            s = await MediaSession.open(
+                host="127.0.0.1", port_range=PORTS, clock=clock, media_timeout=3600
+            )
+            s.on_audio = heard
+            s.on_prompt_done = _replay(s, prompt)
+            sessions.append(s)
+        for i, s in enumerate(sessions):
+            peer = sessions[i ^ 1] if (i ^ 1) < calls else s  # an odd one out talks to itself
+            s.configure(
+                remote=("127.0.0.1", peer.local_port),
+                payload_type=0,
+                dtmf_pt=101,
+                direction="sendrecv",
+            )
+            s.play(prompt, prompt_id=1)
+        await asyncio.sleep(warmup)
+        ticks0, late0, cpu0, wall0 = (
+            clock.ticks,
+            clock.late_ticks,
+            time.process_time(),
+            time.monotonic(),
+        )
+        lateness_from = len(clock.lateness)
+        await asyncio.sleep(seconds)
+        ticks, late = clock.ticks - ticks0, clock.late_ticks - late0
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        lateness = list(clock.lateness)[lateness_from:]
+        stats = [s.stats for s in sessions]
+    finally:
+        clock.stop()
+        for s in sessions:
+            s.close()
+    return {
+        "calls": calls,
+        "cpu_cores": cpu / wall,
+        "us_per_stream_tick": cpu / max(ticks, 1) / calls * 1e6,
+        "late_ticks": late,
+        "lateness_p99_ms": p99(lateness) * 1000,
+        "lateness_max_ms": max(lateness, default=float("nan")) * 1000,
+        "lost": sum(st["lost"] for st in stats),
+        "p99_jitter_ms": p99([st["jitter_ms"] for st in stats]),
+        "frames_heard": frames[0],
+        "frames_per_session_tick": frames[0] / max(clock.ticks, 1) / calls,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--calls", default="200,500,1000")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--mode", choices=("sink", "ring", "both"), default="both")
     args = parser.parse_args()
     cpus = _cpus()
     if len(cpus) >= 2:
@@ -176,22 +241,41 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
     print(
         f"media clock benchmark: loopback UDP, {args.seconds:g} s per step, "
-        f"sessions on CPU {sorted(os.sched_getaffinity(0))}, sink on another; "
+        f"sessions on CPU {sorted(os.sched_getaffinity(0))}; "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    print(
-        f"{'calls':>6} {'cores':>6} {'us/stream/tick':>15} {'late ticks':>10} {'lateness p99':>13} "
-        f"{'max':>7} {'lost':>6} {'p99 delta':>10} {'p99 jitter':>11}  verdict"
-    )
-    for calls in (int(c) for c in args.calls.split(",")):
-        r = asyncio.run(step(calls, args.seconds, args.warmup))
-        ok = r["lost"] == 0 and r["p99_max_jitter_ms"] <= 5 and r["p99_max_delta_ms"] <= 40
+    counts = [int(c) for c in args.calls.split(",")]
+    if args.mode in ("sink", "both"):
+        print("\nsend only: N sessions play a prompt into a sink process (on another CPU)")
         print(
-            f"{r['calls']:>6} {r['cpu_cores']:>6.2f} {r['us_per_stream_tick']:>15.1f} {r['late_ticks']:>10} "
-            f"{r['lateness_p99_ms']:>11.2f}ms {r['lateness_max_ms']:>5.1f}ms {r['lost']:>6} "
-            f"{r['p99_max_delta_ms']:>8.1f}ms {r['p99_max_jitter_ms']:>9.2f}ms  {'pass' if ok else 'FAIL'}",
-            flush=True,
+            f"{'calls':>6} {'cores':>6} {'us/stream/tick':>15} {'late ticks':>10} {'lateness p99':>13} "
+            f"{'max':>7} {'lost':>6} {'p99 delta':>10} {'p99 jitter':>11}  verdict"
         )
+        for calls in counts:
+            r = asyncio.run(step(calls, args.seconds, args.warmup))
+            ok = r["lost"] == 0 and r["p99_max_jitter_ms"] <= 5 and r["p99_max_delta_ms"] <= 40
+            print(
+                f"{r['calls']:>6} {r['cpu_cores']:>6.2f} {r['us_per_stream_tick']:>15.1f} {r['late_ticks']:>10} "
+                f"{r['lateness_p99_ms']:>11.2f}ms {r['lateness_max_ms']:>5.1f}ms {r['lost']:>6} "
+                f"{r['p99_max_delta_ms']:>8.1f}ms {r['p99_max_jitter_ms']:>9.2f}ms  {'pass' if ok else 'FAIL'}",
+                flush=True,
+            )
+    if args.mode in ("ring", "both"):
+        print(
+            "\nsend and receive: sessions in pairs, each plays to its partner and decodes what it hears"
+        )
+        print(
+            f"{'calls':>6} {'cores':>6} {'us/call/tick':>13} {'late ticks':>10} {'lateness p99':>13} "
+            f"{'max':>7} {'lost':>6} {'p99 jitter':>11}"
+        )
+        for calls in counts:
+            r = asyncio.run(ring_step(calls, args.seconds, args.warmup))
+            print(
+                f"{r['calls']:>6} {r['cpu_cores']:>6.2f} {r['us_per_stream_tick']:>13.1f} {r['late_ticks']:>10} "
+                f"{r['lateness_p99_ms']:>11.2f}ms {r['lateness_max_ms']:>5.1f}ms {r['lost']:>6} "
+                f"{r['p99_jitter_ms']:>9.2f}ms",
+                flush=True,
+            )
     return 0
 
 

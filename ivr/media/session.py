@@ -95,6 +95,7 @@ INBAND_KEY_MS = 100
 MAX_GAP_FILL = 8000  # samples: up to 1 s of missing audio is delivered as silence
 REORDER_PACKETS = 2  # audio packets held while waiting for a missing one (40 ms)
 REORDER_WAIT = 0.06  # s: after this a missing packet is given up even if nothing follows
+RECV_SIZE = 4096  # bytes: G.711 at ptime 200 ms is 1612; RTCP compounds are smaller
 MAX_REORDER_JUMP = 100  # a sequence jump beyond this is a restart, not reordering
 
 
@@ -267,6 +268,11 @@ class MediaSession:
             rtcp_sock.close()
             pool.release(port)
             raise
+        for transport in (rtp, rtcp):
+            # asyncio reads datagrams into a 256 KiB buffer by default, which costs ten
+            # times the system call itself; our packets are small.
+            if hasattr(transport, "max_size"):
+                setattr(transport, "max_size", RECV_SIZE)  # noqa: B010
         session._rtp, session._rtcp = rtp, rtcp
         clock.add(session)
         clock.start()  # idempotent: the runner's clock is normally running already
