@@ -102,14 +102,21 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ivr.config import ConfigError, load_config
+    from ivr.config import ConfigError
 
     try:
-        data = Path(args.data) if args.data else load_config(args.config).data
+        data, declared = _data_and_declared(args)
         if args.name is None:
-            for name, on in sorted(read_switches(data).items()):
+            positions = dict.fromkeys(declared, False) | read_switches(data)
+            for name, on in sorted(positions.items()):
                 print(f"{name}: {'on' if on else 'off'}")
             return 0
+        if declared and args.name not in declared:
+            print(
+                f"ivr switch: warning: no flow declares switch '{args.name}' "
+                f"(declared: {', '.join(declared)})",
+                file=sys.stderr,
+            )
         if args.state == "status":
             on = read_switches(data).get(args.name, False)
         else:
@@ -119,3 +126,30 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.name}: {'on' if on else 'off'}")
     return 0
+
+
+def _data_and_declared(args: argparse.Namespace) -> tuple[Path, tuple[str, ...]]:
+    """The data folder and the declared switches; --data alone is enough if the config is broken."""
+    from ivr.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError:
+        if not args.data:
+            raise
+        return Path(args.data), ()  # the flows only add a typo check
+    data = Path(args.data) if args.data else config.data
+    return data, declared_switches(config.server.flows, config.prompt_folders)
+
+
+def declared_switches(flows: tuple[Path, ...], prompt_folders: tuple[Path, ...]) -> tuple[str, ...]:
+    """The switches the deployment's flows declare (``switch night``); () if they cannot be read."""
+    if not flows:
+        return ()
+    from ivr.dsl.errors import FlowError
+    from ivr.dsl.loader import load_flow
+
+    try:
+        return tuple(load_flow(list(flows), prompt_folders=prompt_folders).settings.switches)
+    except (FlowError, OSError):
+        return ()

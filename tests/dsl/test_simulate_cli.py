@@ -240,3 +240,31 @@ def test_switch_name_is_checked(tmp_path: Path) -> None:
         write_switch(tmp_path, "Night Mode", True)
     assert str(info.value) == "bad switch name 'Night Mode': use lower-case letters, digits and _"
     assert read_switches(tmp_path / "missing") == {}
+
+
+def test_switch_knows_the_switches_of_the_deployment(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = str(FLOWS / "ivr.toml")
+    data = str(tmp_path)
+    assert run(capsys, "switch", "--config", config, "--data", data) == (0, "night: off\n", "")
+    code, out, err = run(capsys, "switch", "nigth", "on", "--config", config, "--data", data)
+    assert (code, out) == (0, "nigth: on\n")
+    assert err == "ivr switch: warning: no flow declares switch 'nigth' (declared: night)\n"
+    assert run(capsys, "switch", "--config", config, "--data", data) == (
+        0,
+        "night: off\nnigth: on\n",
+        "",
+    )
+
+
+def test_switch_with_data_works_despite_a_broken_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "ivr.toml"
+    broken.write_text("[server\n", encoding="utf-8")
+    assert run(
+        capsys, "switch", "night", "on", "--config", str(broken), "--data", str(tmp_path)
+    ) == (0, "night: on\n", "")
+    code, _, err = run(capsys, "switch", "night", "--config", str(broken))
+    assert code == 1 and err.startswith(f"ivr switch: {broken}:")
