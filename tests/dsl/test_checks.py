@@ -502,20 +502,20 @@ def test_collect_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_hours_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bad weekday, date and time in an hours block (schedule module messages, at their lines)"""
-    files = {'hours_values.ivr': 'number default -> s\nhours h:\n    mondy 08:00-12:00\n    closed 2026-13-01\n    mon 25:00-26:00\ns:\n    when h is open -> hangup\n    hangup\n'}
+    files = {"hours_values.ivr": (
+        "number default -> s\nhours h:\n    tue 08:00-12:00\n    mondy 08:00-12:00\n    closed 2026-13-01\n"
+        "    mon 25:00-26:00\ns:\n    when h is open -> hangup\n    hangup\n"
+    )}
     assert check(tmp_path, monkeypatch, files) == (
-        "hours_values.ivr:3:5: error: unknown weekday 'mondy'; did you mean 'mon'?\n"
-        '        mondy 08:00-12:00\n'
-        '        ^\n'
-        'hours_values.ivr:4:5: error: bad date 2026-13-01; expected YYYY-MM-DD\n'
-        '        closed 2026-13-01\n'
-        '        ^\n'
-        "hours_values.ivr:5:5: error: bad time of day '25:00'; expected HH:MM between 00:00 and 24:00\n"
-        '        mon 25:00-26:00\n'
-        '        ^\n'
-        "hours_values.ivr:2:1: warning: hours 'h' are never open: add times like mon-fri 08:00-17:00\n"
-        '    hours h:\n'
-        '    ^'
+        "hours_values.ivr:4:5: error: unknown weekday 'mondy'; did you mean 'mon'?\n"
+        "        mondy 08:00-12:00\n"
+        "        ^\n"
+        "hours_values.ivr:5:5: error: bad date 2026-13-01; expected YYYY-MM-DD\n"
+        "        closed 2026-13-01\n"
+        "        ^\n"
+        "hours_values.ivr:6:5: error: bad time of day '25:00'; expected HH:MM between 00:00 and 24:00\n"
+        "        mon 25:00-26:00\n"
+        "        ^"
     )
 
 
