@@ -177,20 +177,21 @@ def test_a_sip_caller_leaves_a_message_and_hangs_up(tmp_path):
     )  # the caller's speech, not silence
 
 
-def _info_scenario(pins: list[str]) -> str:
-    """sipp scenario: call, type each PIN + # by SIP INFO (application/dtmf-relay), expect ivr's BYE."""
+def _info_scenario(typed: list[tuple[str, int]]) -> str:
+    """sipp scenario: call, type each group of keys by SIP INFO (application/dtmf-relay) followed by
+    a pause in ms, then expect ivr's BYE."""
     head, _, _ = SCENARIO.read_text().partition('  <pause milliseconds="2000"/>')
-    head = head.replace("Leave a voicemail and hang up", "Three wrong PINs")
+    head = head.replace("Leave a voicemail and hang up", "Mailbox keys by SIP INFO")
     head = head.replace("RTP/AVP 8 101", "RTP/AVP 0 101").replace(
         "a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000"
     )
     body, cseq = ['  <pause milliseconds="1000"/>'], 1
-    for pin in pins:
-        for digit in pin + "#":
+    for keys, pause in typed:
+        for digit in keys:
             cseq += 1
             body.append(INFO.replace("@CSEQ@", str(cseq)).replace("@KEY@", digit))
             body.append('  <pause milliseconds="150"/>')
-        body.append('  <pause milliseconds="1500"/>')
+        body.append(f'  <pause milliseconds="{pause}"/>')
     return head + "\n".join(body) + BYE_FROM_IVR
 
 
@@ -234,16 +235,40 @@ BYE_FROM_IVR = """
 """
 
 
+def _with_pin(config: Path) -> None:
+    pin_hash = hash_pin("2580", "200")
+    text = config.read_text().replace(
+        'owner = "Alice Example"', f'owner = "Alice Example"\npin_hash = "{pin_hash}"'
+    )
+    config.write_text(text)
+
+
+def test_owner_logs_in_listens_and_deletes_over_sip(tmp_path):
+    flow, data, config = _deployment(tmp_path, "start:\n    voicemail access 200\n    hangup\n")
+    _with_pin(config)
+    store = VoicemailStore(data)
+    src = tmp_path / "left.wav"
+    soundfile.write(src, np.zeros(4000, np.int16), 8000)
+    message = store.add("200", caller="+41445556677", duration=0.5, source=src)
+    scenario = tmp_path / "listen.xml"
+    scenario.write_text(_info_scenario([("2580#", 1200), ("1", 1500), ("3", 800), ("*", 300)]))
+    server = Server(tmp_path, flow, config, data)
+    try:
+        server.sipp(scenario, tmp_path)
+        play = json.loads(server.log.wait(r'"action": "play"', timeout=10))
+        assert play["path"] == store.data_ref(message.path)
+        server.log.wait(r"sub_finished.*voicemail_access.*result='done'", timeout=10)
+    finally:
+        server.stop()
+    assert store.list("200") == [] and not message.path.exists()
+    assert not any("prompt_error" in line for line in server.log.lines)
+
+
 def test_three_wrong_pins_over_sip_end_the_call_and_are_logged(tmp_path):
     flow, data, config = _deployment(tmp_path, "start:\n    voicemail access 200\n    hangup\n")
-    pin_hash = hash_pin("2580", "200")
-    config.write_text(
-        config.read_text().replace(
-            'owner = "Alice Example"', f'owner = "Alice Example"\npin_hash = "{pin_hash}"'
-        )
-    )
+    _with_pin(config)
     scenario = tmp_path / "wrong_pins.xml"
-    scenario.write_text(_info_scenario(["1357", "9999", "2581"]))
+    scenario.write_text(_info_scenario([("1357#", 800), ("9999#", 800), ("2581#", 300)]))
     server = Server(tmp_path, flow, config, data)
     try:
         server.sipp(scenario, tmp_path)
