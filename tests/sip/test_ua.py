@@ -890,3 +890,32 @@ def test_refresh_rejected_422_is_retried_with_min_se() -> None:
     (retry, _), = sent(ua)
     assert isinstance(retry, Request) and retry.method == "UPDATE"
     assert retry.headers["Session-Expires"] == "1200;refresher=uac" and retry.cseq[0] == update.cseq[0] + 1
+
+
+def test_call_over_tcp_uses_the_connection_and_no_retransmissions() -> None:
+    ua = make_ua()
+    raw = capture("baresip_real_invite").replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+    source = ("127.0.0.1", 40321)  # the caller's ephemeral port of its connection
+    ua.receive(raw, source, "tcp", 0.0)
+    (incoming,) = events(ua)
+    assert isinstance(incoming, IncomingCall)
+    ua.answer(incoming.call_id, SDP, 0.1)
+    got = sent(ua)
+    assert [(m.status, o.dest, o.transport) for m, o in got if isinstance(m, Response)] == [
+        (100, source, "tcp"), (200, source, "tcp")]
+    ok = got[-1][0]
+    assert isinstance(ok, Response) and ok.headers["Contact"] == "<sip:ivr@127.0.0.1:5060;transport=tcp>"
+    ua.handle_timer(5.0)
+    assert ua.outgoing() == []  # no 2xx retransmission over a reliable transport
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    ack = in_dialog("ACK", invite, ok, cseq=invite.cseq[0], branch="z9hG4bKt").replace(b"/UDP", b"/TCP")
+    ua.receive(ack, source, "tcp", 5.1)
+    assert events(ua) == [CallConfirmed(incoming.call_id, None)]
+    ua.hangup(incoming.call_id, 6.0)
+    (bye, out), = sent(ua)
+    assert isinstance(bye, Request) and bye.method == "BYE"
+    assert (out.dest, out.transport) == (source, "tcp")
+    assert bye.top_via.transport == "TCP"
+    ua.handle_timer(7.0)
+    assert ua.outgoing() == []  # no timer E over TCP
