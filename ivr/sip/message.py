@@ -628,6 +628,14 @@ class Request(_MessageMixin):
     body: bytes = b""
     version: str = SIP_VERSION
 
+    @classmethod
+    def parse(cls, data: bytes) -> Request:
+        """Like :func:`parse_message`, for data that must be a request."""
+        message = parse_message(data)
+        if not isinstance(message, Request):
+            raise SipParseError(400, "expected a request, got a response")
+        return message
+
     def __bytes__(self) -> bytes:
         return self._serialise(f"{self.method} {self.uri} {self.version}")
 
@@ -645,6 +653,14 @@ class Response(_MessageMixin):
     headers: Headers
     body: bytes = b""
     version: str = SIP_VERSION
+
+    @classmethod
+    def parse(cls, data: bytes) -> Response:
+        """Like :func:`parse_message`, for data that must be a response."""
+        message = parse_message(data)
+        if not isinstance(message, Response):
+            raise SipParseError(400, "expected a response, got a request")
+        return message
 
     def __bytes__(self) -> bytes:
         return self._serialise(f"{self.version} {self.status} {self.reason}")

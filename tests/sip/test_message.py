@@ -62,6 +62,15 @@ def test_recorded_captures_are_present() -> None:
     assert parse_message(capture("baresip_real_invite")).headers["Supported"] == ""
 
 
+def test_typed_parse() -> None:
+    assert Request.parse(capture("yealink_bye")).method == "BYE"
+    assert Response.parse(capture("asterisk_401")).status == 401
+    with pytest.raises(SipParseError, match="expected a request, got a response"):
+        Request.parse(capture("asterisk_401"))
+    with pytest.raises(SipParseError, match="expected a response, got a request"):
+        Response.parse(capture("yealink_bye"))
+
+
 def test_baresip_invite_fields() -> None:
     msg = parse_message(capture("baresip_invite"))
     assert isinstance(msg, Request)
