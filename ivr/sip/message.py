@@ -18,6 +18,11 @@ Header values are kept as received (after unfolding) so that
 ``bytes(parse_message(x)) == x`` holds for well-formed captures; structured
 access (``msg.via``, ``msg.from_``, ``msg.cseq``...) parses on demand.
 Bytes that are not UTF-8 survive the round trip (surrogateescape).
+
+Added to the agreed interface (nothing renamed): ``Request.parse`` /
+``Response.parse``, ``Headers.replace_first`` / ``prepend`` / ``copy``,
+``Via.version`` (kept so a 505 can be routed), ``parse_uri`` (sip/sips as
+:class:`SipUri`, other schemes as strings), ``canonical_name``.
 """
 
 from __future__ import annotations
