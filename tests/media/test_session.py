@@ -409,15 +409,24 @@ def test_media_timeout_fires_once_without_rtp_or_rtcp() -> None:
         s = await MediaSession.open(
             host="127.0.0.1", port_range=PORTS, clock=clock, media_timeout=0.3
         )
-        fired = asyncio.get_running_loop().create_future()
-        s.on_timeout = lambda: fired.set_result(clock.ticks)
+        loop = asyncio.get_running_loop()
+        fired = loop.create_future()
+        count: list[float] = []
+
+        def timed_out() -> None:
+            count.append(loop.time())
+            if not fired.done():
+                fired.set_result(loop.time())
+
+        s.on_timeout = timed_out
         s.configure(
             remote=("127.0.0.1", silent.port), payload_type=0, dtmf_pt=None, direction="sendrecv"
         )
-        start = clock.ticks
-        ticks = await asyncio.wait_for(fired, 5)
-        assert ticks - start >= 14  # not before 0.3 s of ticks
-        assert s.stats["timed_out"]
+        start = loop.time()
+        at = await asyncio.wait_for(fired, 5)
+        assert at - start >= 0.3  # not before the timeout
+        await next_tick(clock, 5)
+        assert len(count) == 1 and s.stats["timed_out"]  # once
         s.close()
 
     with_clock(body)
