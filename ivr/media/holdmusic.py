@@ -77,6 +77,8 @@ class MusicPlayer:
             self._last_tick = tick_no
             return
         steps = tick_no - self._last_tick
+        if steps < 0:
+            self._last_tick = tick_no  # a new clock (restarted loop) counts from scratch
         if steps <= 0:
             return
         self._last_tick = tick_no

@@ -54,6 +54,15 @@ def test_skipped_ticks_are_skipped_in_the_music_too():
     assert int(player.pcm_frame()[0]) == 4
 
 
+def test_a_restarted_clock_does_not_freeze_the_music():
+    player = MusicPlayer([_numbered_clip(v, 1) for v in (1, 2, 3)], name="t")
+    player.advance(500)
+    player.advance(501)
+    player.advance(0)  # tick numbers start again
+    player.advance(1)
+    assert int(player.pcm_frame()[0]) == 3
+
+
 def test_random_order_plays_every_track_each_round_without_repeating_across_rounds():
     clips = [_numbered_clip(v, 1) for v in range(1, 6)]
     player = MusicPlayer(clips, order="random", seed=7, name="r")

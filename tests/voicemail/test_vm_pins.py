@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ivr.voicemail.pins import PinError, hash_pin, is_hash, validate_pin, verify_pin
 
@@ -36,3 +38,12 @@ def test_hash_is_salted_scrypt_and_verifies():
     assert not verify_pin("2580", "")
     assert not verify_pin("2580", "scrypt$x$8$1$AA==$AA==")
     assert not is_hash("2580")
+
+
+@given(st.text(max_size=16), st.text(alphabet="0123456789", max_size=6))
+def test_policy_accepts_or_raises_pin_error_only(pin, mailbox):
+    try:
+        validate_pin(pin, mailbox)
+    except PinError:
+        return
+    assert pin.isdigit() and 4 <= len(pin) <= 12 and len(set(pin)) > 1 and pin != mailbox
