@@ -489,3 +489,30 @@ def test_per_call_language_and_voice(tmp_path: Path) -> None:
     _, actions = start(tmp_path, text)
     says = [a for a in actions if isinstance(a, ev.Say)]
     assert [(a.voice, a.language) for a in says] == [("en-us", "en"), ("de", "de")]
+
+
+def test_hangup_outcomes_depend_on_where_the_caller_is(tmp_path: Path) -> None:
+    text = "number default -> s\ns:\n    voicemail 200\n"
+    m, actions = start(tmp_path, text)
+    assert actions[-1] == ev.Voicemail("200")
+    with pytest.raises(MachineError, match=r"can't handle ActionDone in state 's\.voicemail@3' \(waiting for voicemail"):
+        m.handle(ev.ActionDone("record"), T0 + 1)
+    assert m.handle(ev.Hangup(), T0 + 30) == []  # hung up after the message: the runner saves it
+    assert m.outcome is not None and (m.outcome.result, m.outcome.detail, m.outcome.step) == ("voicemail", "200", "s")
+
+
+def test_directory_person_without_mailbox_ends_in_error(tmp_path: Path) -> None:
+    text = 'directory staff from "staff.csv"\nnumber default -> s\ns:\n    directory staff\n        else -> hangup\n'
+    m, _ = start(tmp_path, text)
+    m.handle(ev.DirectoryResult("selected", "209", "Temp", ""), T0 + 5)
+    assert m.handle(ev.TransferResult("busy"), T0 + 10) == [ev.HangupCall("error")]
+    assert m.outcome is not None and (m.outcome.result, m.outcome.detail) == ("error", "no mailbox to leave a message in")
+
+
+def test_empty_recording_and_holds_without_duration(tmp_path: Path) -> None:
+    text = 'number default -> s\ns:\n    record into note\n    hold music "moh/"\n    say "[{note}]"\n    hangup\n'
+    m, actions = start(tmp_path, text)
+    actions = m.handle(ev.RecordingDone("data/x.wav", 0.0, "silence"), T0 + 5)
+    assert actions == [ev.Hold("moh/", 0.0), ev.Say("[]", 1)]  # too short: no file; hold goes on at once
+    with pytest.raises(MachineError, match="can't handle ActionDone"):
+        m.handle(ev.ActionDone("hold"), T0 + 6)
