@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from ivr.config import Mailbox
 from ivr.dsl.events import Action, HangupCall, RecordingDone, StartRecording, StopRecording
 from ivr.voicemail.dialogue import FIRST_PROMPT_ID, Dialogue, log, plural, spoken_number
-from ivr.voicemail.pins import hash_pin, verify_pin
+from ivr.voicemail.pins import hash_pin, is_hash, verify_pin
 from ivr.voicemail.store import Message, VoicemailStore
 
 MAX_LOGIN_FAILURES = 3
@@ -73,6 +73,17 @@ RECORD_INTRO = "Record your {label} after the tone. Press hash when you are done
 
 Step = Callable[[float], list[Action]]
 _DECOY: list[str] = []
+
+
+def _pin_problem(box: Mailbox | None) -> str:
+    """What the admin must fix when nobody can log in to ``box`` (for the failed-login log line)."""
+    if box is None:
+        return ""
+    if not box.pin_hash:
+        return ": mailbox has no PIN set (ivr mailbox set-pin)"
+    if not is_hash(box.pin_hash):
+        return ": its pin_hash is not a hash made by `ivr mailbox set-pin`"
+    return ""
 
 
 def _decoy_hash() -> str:
@@ -197,7 +208,7 @@ class MailboxAccess(Dialogue):
             self.caller,
             self.failures,
             MAX_LOGIN_FAILURES,
-            "" if box is None else ("" if box.pin_hash else ": mailbox has no PIN set"),
+            _pin_problem(box),
         )
         if self.failures >= MAX_LOGIN_FAILURES:
             log.error(

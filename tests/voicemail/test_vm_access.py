@@ -110,6 +110,21 @@ def test_unknown_mailbox_and_mailbox_without_pin_cannot_log_in(tmp_path):
     assert d.m.failures == 2 and d.m.box is None
 
 
+def test_a_pin_written_in_clear_is_refused_and_the_log_says_why(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="ivr.voicemail")
+    machine = MailboxAccess(
+        mailboxes=[Mailbox(number="400", pin_hash="2580")],
+        store=VoicemailStore(tmp_path),
+        mailbox="400",
+        caller="1",
+    )
+    d = Driver(machine)
+    d.play_out(d.start())
+    actions = _type(d, "2580#")
+    assert texts(actions)[0] == "That mailbox number or PIN is not correct."
+    assert "its pin_hash is not a hash made by `ivr mailbox set-pin`" in caplog.text
+
+
 def test_fixed_mailbox_asks_only_the_pin_and_logs_in(tmp_path):
     d = _access(tmp_path, mailbox="200")
     actions = d.start()
