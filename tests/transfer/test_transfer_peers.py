@@ -1,0 +1,245 @@
+"""Transfers with real peers: ``ivr serve`` as a process, baresip phones registered as extensions,
+sipp as callers and as phones that are busy or never answer.
+
+* key 1: baresip registered (digest) as 201 rings and answers; the caller (another baresip)
+  and 201 each hear the other's test tone through ivr's bridge;
+* key 2: group 203 + 201 rung together: 201 answers, 203 (sipp, ringing) gets a CANCEL;
+* key 3: 202 answers 486: the flow's busy branch runs;
+* key 4: 203 rings out: the flow falls through to voicemail 203 (and 203 gets a CANCEL);
+* a phone with a wrong password is refused and, after repeated failures, blocked.
+
+Every call leaves a journal row with the right outcome.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from ivr.runtime.journal import Journal, JournalRow
+from tests.peers.conftest import SIPP, free_port
+
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"),
+]
+
+HERE = Path(__file__).resolve().parent
+FLOW = HERE / "flows" / "transfer.ivr"
+SCENARIOS = HERE / "scenarios"
+PASSWORD = "pw-201-Xk4q"
+CALLER_TONE, CALLEE_TONE = 600.0, 1000.0
+
+
+def sections(busy_port: int = 9, ring_port: int = 9, registrar: str = "") -> str:
+    return f"""
+[[extensions]]
+number = "201"
+username = "201"
+password = "{PASSWORD}"
+mailbox = "201"
+
+[[extensions]]
+number = "202"
+contacts = ["sip:202@127.0.0.1:{busy_port}"]
+
+[[extensions]]
+number = "203"
+contacts = ["sip:203@127.0.0.1:{ring_port}"]
+mailbox = "203"
+
+[[mailboxes]]
+number = "201"
+
+[[mailboxes]]
+number = "203"
+
+[registrar]
+{registrar}
+"""
+
+
+def tone_wav(path: Path, freq: float, seconds: float = 60.0) -> Path:
+    t = np.arange(int(seconds * 8000)) / 8000
+    soundfile.write(path, (np.sin(2 * np.pi * freq * t) * 8000).astype(np.int16), 8000, subtype="PCM_16")
+    return path
+
+
+def tone_share(path: Path, freq: float) -> float:
+    """Share of the recording's energy within 30 Hz of ``freq`` (the loud part only)."""
+    pcm, rate = soundfile.read(path, dtype="float64")
+    if pcm.ndim > 1:
+        pcm = pcm[:, 0]
+    spectrum = np.abs(np.fft.rfft(pcm)) ** 2
+    freqs = np.fft.rfftfreq(len(pcm), 1 / rate)
+    total = spectrum[freqs > 100].sum()
+    return float(spectrum[np.abs(freqs - freq) < 30].sum() / total) if total else 0.0
+
+
+class Uas:
+    """A sipp phone at a fixed port (a static contact of an extension), one call."""
+
+    def __init__(self, scenario: str, folder: Path) -> None:
+        assert SIPP is not None
+        self.port = free_port()
+        folder.mkdir()
+        self.folder = folder
+        self.proc = subprocess.Popen(
+            [SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
+             "-mp", str(free_port()), "-cp", str(free_port()), "-m", "1", "-nostdin",
+             "-timeout", "60s", "-timeout_error", "-trace_msg", "-message_file", str(folder / "messages.log"),
+             "-trace_err", "-error_file", str(folder / "errors.log")],
+            cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    def passed(self, timeout: float = 30.0) -> str:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        log = (self.folder / "messages.log").read_text(errors="replace") if (self.folder / "messages.log").exists() else ""
+        assert self.proc.returncode == 0, f"sipp UAS failed ({self.proc.returncode}):\n{out[-2000:]}\n{log[-3000:]}"
+        return log
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def uas(tmp_path: Path) -> Iterator[Callable[[str], Uas]]:
+    started: list[Uas] = []
+
+    def start(scenario: str) -> Uas:
+        phone = Uas(scenario, tmp_path / f"uas{len(started)}")
+        started.append(phone)
+        return phone
+
+    yield start
+    for phone in started:
+        phone.stop()
+
+
+def caller_scenario(tmp: Path, key: str, stay_ms: int) -> str:
+    text = (SCENARIOS / "uac_key.xml").read_text().replace("KEY", key).replace("STAY", str(stay_ms))
+    path = tmp / f"uac_key_{key}.xml"
+    path.write_text(text)
+    return str(path)
+
+
+def journal_row(server: Any, call_id: str) -> JournalRow:
+    journal = Journal.reader(server.data)
+    try:
+        rows = [r for r in journal.query(limit=100) if r.call_id == call_id]
+    finally:
+        journal.close()
+    assert rows, f"no journal row for {call_id}"
+    return rows[0]
+
+
+def register_201(server: Any, phone: Any) -> None:
+    phone.command("uanew", f"<sip:201@{server.address}>;auth_pass={PASSWORD};answermode=auto;regint=120")
+    server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="201 registered")
+
+
+def run_caller(sipp: Callable[..., Any], server: Any, tmp: Path, key: str, stay_ms: int) -> Any:
+    result = sipp(caller_scenario(tmp, key, stay_ms), server, timeout=40)
+    result.check()
+    return result
+
+
+def test_201_answers_and_each_side_hears_the_other(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], tmp_path: Path
+) -> None:
+    server = ivr_server(FLOW, sections=sections())
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    register_201(server, callee)
+    caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
+    caller.command("dial", f"sip:+41435435570@{server.address}")
+    caller.wait_event("CALL_ESTABLISHED")
+    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    caller.command("sndcode", "1")
+    callee.wait_event("CALL_ESTABLISHED")
+    done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done")
+    assert done["outcome"] == "answered" and done["target"] == "201"
+    time.sleep(3.0)  # the conversation: three seconds of both tones crossing the bridge
+    caller.command("hangup")
+    callee.wait_event("CALL_CLOSED")  # ivr hung up 201 when the caller left
+    ended = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
+    assert ended["outcome"] == "transferred" and ended["detail"] == "201"
+    caller.stop()
+    callee.stop()
+    heard_by_caller, heard_by_callee = caller.heard(), callee.heard()
+    assert tone_share(heard_by_caller, CALLEE_TONE) > 0.2, "the caller did not hear 201's tone"
+    assert tone_share(heard_by_callee, CALLER_TONE) > 0.5, "201 did not hear the caller's tone"
+    assert tone_share(heard_by_callee, CALLEE_TONE) < 0.05  # no echo of its own voice
+    row = journal_row(server, call_id)
+    assert row.outcome == "transferred" and row.detail == "201"
+    assert "key:1" in row.path and "transfer:answered(201)" in row.path and row.answered is not None
+
+
+def test_group_second_member_answers_and_the_first_is_cancelled(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], sipp: Callable[..., Any],
+    uas: Callable[[str], Uas], tmp_path: Path,
+) -> None:
+    ringing = uas("uas_ring_cancel.xml")
+    server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    register_201(server, callee)
+    result = run_caller(sipp, server, tmp_path, "2", 4000)
+    messages = ringing.passed()
+    assert "CANCEL sip:203@127.0.0.1" in messages
+    callee.wait_event("CALL_CLOSED")
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "201", row
+    assert "pair" in row.path and "transfer:answered(201)" in row.path
+
+
+def test_busy_goes_to_the_busy_branch(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[[str], Uas], tmp_path: Path
+) -> None:
+    busy = uas("uas_busy.xml")
+    server = ivr_server(FLOW, sections=sections(busy_port=busy.port))
+    result = run_caller(sipp, server, tmp_path, "3", 20000)
+    assert result.received("BYE "), "ivr should hang up after the busy branch"
+    busy.passed()
+    assert "busy_branch" in server.steps(result.call_id)
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "hangup" and row.step == "busy_branch"
+    assert "transfer:busy(202)" in row.path
+
+
+def test_no_answer_falls_through_to_voicemail(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[[str], Uas], tmp_path: Path
+) -> None:
+    ringing = uas("uas_ring_cancel.xml")
+    server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
+    result = run_caller(sipp, server, tmp_path, "4", 9000)
+    ringing.passed()
+    row = journal_row(server, result.call_id)
+    assert "transfer:no_answer(203)" in row.path
+    assert row.outcome == "voicemail" and row.detail == "203", row
+
+
+def test_wrong_password_is_refused_and_repeated_failures_are_blocked(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], tmp_path: Path
+) -> None:
+    server = ivr_server(FLOW, sections=sections(registrar="max_failures = 2\nthrottle_action = \"403\""))
+    phone = baresip(tone_wav(tmp_path / "mic.wav", CALLEE_TONE, 5))
+    phone.command("uanew", f"<sip:201@{server.address}>;auth_pass=wrong-guess;regint=120")
+    server.wait_line(r"blocking 127\.0\.0\.1 for")
+    statuses = [r["status"] for r in server.records if r.get("event") == "register"]
+    assert 200 not in statuses and statuses.count(401) >= 2
