@@ -24,6 +24,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,7 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
-    def record(self, call_id: str, caller: str, called: str, fields: dict[str, Any]) -> None:
+    def record(self, call_id: str, caller: str, called: str, fields: Mapping[str, Any]) -> None:
         """Take one call-log record of the runner (``event``/``action`` plus details)."""
         event, action = fields.get("event"), fields.get("action")
         if event == "incoming":
@@ -226,7 +227,7 @@ class Journal:
         return [_row(r) for r in rows]
 
 
-def _entry(event: str, fields: dict[str, Any]) -> str:
+def _entry(event: str, fields: Mapping[str, Any]) -> str:
     if event == "key":
         return f"key:{fields.get('digit', '')}"
     if event == "speech":

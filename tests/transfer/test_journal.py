@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from ivr.commands.calls import SinceError, parse_since
 from ivr.runtime.journal import Journal
 
 
-def feed(journal: Journal, call_id: str, records: list[dict[str, object]], caller: str = "+41791112233") -> None:
+def feed(journal: Journal, call_id: str, records: Sequence[Mapping[str, object]], caller: str = "+41791112233") -> None:
     for fields in records:
         journal.record(call_id, caller, "+41435435570", fields)
 
