@@ -433,6 +433,10 @@ class _Checker:
         where = f"menu '{menu.name}'"
         self._twice([w for w in menu.waits if w.timeout is not None], "wait", where)
         self._input_events(menu.events, where)
+        for wait in menu.waits:
+            if wait.between is not None:
+                self.out.append(_warning("`between` has no effect in a menu", wait.pos,
+                                         "the time between digits applies to `collect`"))
         keys: dict[str, ast.Choice] = {}
         phrases: dict[str, ast.Choice] = {}
         for option in menu.options:
@@ -475,6 +479,16 @@ class _Checker:
 
     # -- hours and prompts
     def _hours(self, hours: ast.HoursDef) -> None:
+        used = any(
+            isinstance(part, ast.IsState) and part.name == hours.name
+            for block in self.names.blocks.values()
+            for node in block_nodes(block)
+            if isinstance(node, ast.When)
+            for part in _cond_parts(node.cond)
+        )
+        if not used:
+            self.out.append(_warning(f"hours '{hours.name}' is never used", hours.pos,
+                                     f"branch on it: `when {hours.name} is open -> STEP`"))
         for line in hours.lines:
             if isinstance(line, ast.SwitchLine) and line.switch not in self.names.switches:
                 self.out.append(_error(

@@ -472,6 +472,10 @@ def test_jump_to_hours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "h.ivr:1:19: error: 'office' is an hours block, not a step\n"
         "    number default -> office\n"
         "                      ^\n"
+        "  hint: branch on it: `when office is open -> STEP`\n"
+        "h.ivr:2:1: warning: hours 'office' is never used\n"
+        "    hours office:\n"
+        "    ^\n"
         "  hint: branch on it: `when office is open -> STEP`"
     )
 
@@ -534,3 +538,14 @@ def test_unreadable_flow_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     """a flow file that does not exist"""
     monkeypatch.chdir(tmp_path)
     assert format_diagnostics(check_flow(["nope.ivr"])) == "nope.ivr:1:1: error: cannot read flow file: No such file or directory"
+
+
+def test_between_in_a_menu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an inter-digit timeout in a menu, where it does nothing (warning)"""
+    files = {"b.ivr": "number default -> m\nmenu m:\n    wait 5s, between 2s\n    1 -> hangup\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "b.ivr:3:5: warning: `between` has no effect in a menu\n"
+        "        wait 5s, between 2s\n"
+        "        ^\n"
+        "  hint: the time between digits applies to `collect`"
+    )
