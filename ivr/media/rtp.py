@@ -463,7 +463,14 @@ class SourceStats:
         self.cycles = self.received = self.received_prior = self.expected_prior = 0
 
     def update(self, seq: int, timestamp: int, arrival: float) -> bool:
-        if not self._update_seq(seq):
+        max_seq = self.max_seq
+        if not self.probation and self.started and 0 < (seq - max_seq) % RTP_SEQ_MOD < MAX_DROPOUT:
+            # the common case, inline (once per packet per call): the next packet, or a small gap
+            if seq < max_seq:
+                self.cycles += RTP_SEQ_MOD
+            self.max_seq = seq
+            self.received += 1
+        elif not self._update_seq(seq):
             return False
         self._update_jitter(timestamp, arrival)
         return True
