@@ -30,6 +30,7 @@ Choices worth knowing (interface additions are marked "added"):
   A ``RequestReceived`` never answered is forgotten after 64*T1.
 * Commands for a call that is already gone are ignored (the runner races
   with the network: a CANCEL may cross its ``answer``).
+* ``progress(call_id, sdp, now)`` (added) sends 183 with early media.
 * ``reject`` and ``respond`` accept extra ``headers`` (added), e.g.
   Retry-After or Warning; ``invite`` accepts ``auth=DigestClient(...)``
   (added) to answer a trunk's 401/407.
@@ -680,6 +681,17 @@ class UserAgent:
         self._ensure_dialog(call)
         call.state = "early"
         self._server_respond(call.invite_tx, self._uas_response(call, 180), now)
+
+    def progress(self, call_id: str, sdp: bytes, now: float) -> None:
+        """(added) 183 Session Progress with our SDP: early media, e.g. an announcement
+        before a reject.  Sent unreliably (no 100rel); the final answer repeats the SDP."""
+        call = self._live_call(call_id, "incoming", "early")
+        if call is None or call.invite_tx is None:
+            return
+        self._ensure_dialog(call)
+        call.state = "early"
+        call.last_sdp = sdp
+        self._server_respond(call.invite_tx, self._uas_response(call, 183, body=sdp), now)
 
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
         call = self._live_call(call_id, "incoming", "early")

@@ -919,3 +919,18 @@ def test_call_over_tcp_uses_the_connection_and_no_retransmissions() -> None:
     assert bye.top_via.transport == "TCP"
     ua.handle_timer(7.0)
     assert ua.outgoing() == []  # no timer E over TCP
+
+
+def test_early_media_then_reject() -> None:
+    ua = make_ua()
+    ua.receive(capture("baresip_invite"), BARESIP, "udp", 0)
+    events(ua)
+    ua.progress("6c8d2e4f1a3b5c7d", SDP, 0.1)
+    (early,) = responses(ua)[-1:]
+    assert (early.status, early.reason, early.body) == (183, "Session Progress", SDP)
+    assert early.headers["Content-Type"] == "application/sdp" and early.to.tag
+    assert "Require" not in early.headers  # unreliable provisional: no 100rel
+    ua.reject("6c8d2e4f1a3b5c7d", 480, 8.0, headers=[("Retry-After", "3600")])
+    (final,) = responses(ua)
+    assert (final.status, final.headers["Retry-After"], final.to.tag) == (480, "3600", early.to.tag)
+    assert events(ua) == []
