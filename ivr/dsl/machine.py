@@ -376,7 +376,7 @@ class Machine:
             return "next"
         raise self._impossible(event)
 
-    def _action_done(self, op: Op, event: events.ActionDone) -> str:
+    def _action_done(self, op: Op, event: events.ActionDone) -> str | None:
         expected = {VoicemailOp: "voicemail", VoicemailAccessOp: "voicemail_access", RecordOp: "record",
                     HoldOp: "hold"}.get(type(op))
         if expected is None or (event.action and event.action != expected):
@@ -386,6 +386,10 @@ class Machine:
         if isinstance(op, RecordOp):
             self._assign(op.variable, event.result)
             return "next"
+        if isinstance(op, VoicemailOp) and event.result == "failed":
+            # the runner could not take a message (unknown mailbox, storage error)
+            self._end("error", f"voicemail {self._eval(op.mailbox)} failed")
+            return None
         if isinstance(op, VoicemailOp | VoicemailAccessOp):
             return "done"
         return "next"

@@ -516,3 +516,9 @@ def test_empty_recording_and_holds_without_duration(tmp_path: Path) -> None:
     assert actions == [ev.Hold("moh/", 0.0), ev.Say("[]", 1)]  # too short: no file; hold goes on at once
     with pytest.raises(MachineError, match="can't handle ActionDone"):
         m.handle(ev.ActionDone("hold"), T0 + 6)
+
+
+def test_failed_voicemail_ends_in_error(tmp_path: Path) -> None:
+    m, _ = start(tmp_path, "number default -> s\ns:\n    voicemail 999\n")
+    assert m.handle(ev.ActionDone("voicemail", "failed"), T0 + 1) == [ev.HangupCall("error")]
+    assert m.outcome is not None and (m.outcome.result, m.outcome.detail) == ("error", "voicemail 999 failed")
