@@ -870,7 +870,10 @@ class UserAgent:
             self._end(call, None)
             self._emit(CallCancelled(call.call_id))
         else:
+            # A CANCELled re-INVITE: 487 to it; the dialog itself goes on (RFC 3261 9.2).
             self._reply(invite_tx, 487, now)
+            if call is not None and call.reoffer_tx is invite_tx:
+                call.reoffer_tx = call.reoffer_request = None
 
     # ------------------------------------------------------------------ in-dialog requests
     def _on_in_dialog(self, request: Request, tx: Transaction, source: tuple[str, int],

@@ -934,3 +934,18 @@ def test_early_media_then_reject() -> None:
     (final,) = responses(ua)
     assert (final.status, final.headers["Retry-After"], final.to.tag) == (480, "3600", early.to.tag)
     assert events(ua) == []
+
+
+def test_cancelled_reinvite_gets_487_and_the_call_goes_on() -> None:
+    ua, invite, ok = confirmed_call()
+    reinvite = in_dialog("INVITE", invite, ok, cseq=19290, branch="z9hG4bKre", body=b"v=0\r\n")
+    ua.receive(reinvite, BARESIP, "udp", 1)
+    assert isinstance(events(ua)[0], ReOffer)
+    cancel = reinvite.replace(b"INVITE sip", b"CANCEL sip").replace(b"19290 INVITE", b"19290 CANCEL")
+    cancel = re.sub(rb"Content-Type: application/sdp\r\nContent-Length: \d+\r\n\r\n.*", b"Content-Length: 0\r\n\r\n",
+                    cancel, flags=re.S)
+    ua.receive(cancel, BARESIP, "udp", 1.1)
+    assert [(r.status, r.cseq[1]) for r in responses(ua)] == [(100, "INVITE"), (200, "CANCEL"), (487, "INVITE")]
+    ua.accept_reoffer(invite.call_id, SDP, 1.2)  # too late: nothing pending any more
+    assert ua.outgoing() == []
+    assert events(ua) == [] and ua.calls[invite.call_id].state == "confirmed"
