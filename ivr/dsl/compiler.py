@@ -480,7 +480,6 @@ class Compiler:
                 table.setdefault(item.name, item)  # type: ignore[union-attr]
         self.states: dict[str, State] = {}
         self._step = ""
-        self._pending: dict[str, tuple[str, Op, SourcePos]] = {}
 
     # -- state table helpers
     def _name(self, kind: str, pos: SourcePos) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ivr.dsl import ast, events, schedule
+from ivr.dsl import ast, events
 from ivr.dsl.compiler import (
     AssignOp,
     BranchOp,
@@ -585,4 +585,4 @@ def _compare(op: str, a: str, b: str) -> bool:
     return left >= right  # type: ignore[operator]
 
 
-__all__ = ["Machine", "MachineError", "STEP_LIMIT", "schedule"]
+__all__ = ["MAX_CALL_DEPTH", "STEP_LIMIT", "Machine", "MachineError"]
