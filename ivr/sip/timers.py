@@ -73,6 +73,14 @@ class TimerQueue:
     def set(self, key: Hashable, deadline: float) -> None:
         self._deadline[key] = deadline
         heapq.heappush(self._heap, (deadline, next(self._seq), key))
+        if len(self._heap) > 1024 and len(self._heap) > 4 * len(self._deadline):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop replaced and cancelled entries (re-armed timers leave them behind)."""
+        live = [entry for entry in self._heap if self._deadline.get(entry[2]) == entry[0]]
+        heapq.heapify(live)
+        self._heap = live
 
     def cancel(self, key: Hashable) -> None:
         self._deadline.pop(key, None)

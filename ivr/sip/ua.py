@@ -205,6 +205,21 @@ class OutgoingCallAnswered(UAEvent):
 
 
 @dataclass(frozen=True)
+class ReferProgress(UAEvent):
+    """(added) How a REFER we sent goes (RFC 3515 sections 2.4.4-2.4.5).
+
+    ``kind`` "response": ``status`` is the final response to the REFER (202: accepted);
+    "notify": the status line of the sipfrag body of a NOTIFY (100 trying, 180 ringing,
+    200 the transfer target answered, 4xx-6xx it failed).  ``final``: nothing more will come.
+    """
+
+    call_id: str
+    kind: Literal["response", "notify"]
+    status: int
+    final: bool = False
+
+
+@dataclass(frozen=True)
 class OutgoingCallFailed(UAEvent):
     call_id: str
     status: int
@@ -254,6 +269,7 @@ class Call:
     hung_up: bool = False
     got_provisional: bool = False
     prefer_source: bool = False
+    refer_pending: bool = False  # (added) a REFER we sent: its NOTIFYs are accepted (RFC 3515)
 
 
 def _tag() -> str:
@@ -555,7 +571,7 @@ class UserAgent:
 
     def _validate(self, request: Request, tx: Transaction, now: float) -> bool:
         """RFC 3261 8.2.1-8.2.3: method, URI scheme, merged requests, extensions, content."""
-        if request.method not in self.allow_methods:
+        if request.method not in self.allow_methods and not self._is_refer_notify(request):
             status = 405 if request.method in KNOWN_METHODS else 501
             self._reply(tx, status, now, headers=[("Allow", ", ".join(self.allow_methods))])
             return False
@@ -814,6 +830,12 @@ class UserAgent:
             self._end(call, None if call.hangup_after_ack else "ack_timeout")
         elif name == "refresh":
             self._send_refresh(call, now)
+        elif name == "cancel_wait" and call.state == "outgoing":
+            log.info("call %s: no final response after our CANCEL", call_id)
+            if call.invite_tx is not None:
+                self._forget_tx(call.invite_tx)
+                self.timers.cancel((call.invite_tx.key, "B"))
+            self._end(call, None)
         elif name == "invite_expire" and call.state in ("incoming", "early") and call.invite_tx:
             log.info("call %s: INVITE expired without a final answer", call_id)
             self._server_respond(call.invite_tx, self._uas_response(call, 487), now)
@@ -898,12 +920,55 @@ class UserAgent:
             self._on_reoffer(call, dialog, request, tx, now)
         elif method == "INFO":
             self._on_info(call, dialog, request, tx, now)
+        elif method == "NOTIFY" and call.refer_pending:
+            self._on_refer_notify(call, dialog, request, tx, now)
         elif method == "OPTIONS":
             self._reply(tx, 200, now, to_tag=dialog.local_tag,
                         headers=[*self._common_headers(), ("Accept", ACCEPT)])
         else:
             self._reply(tx, 405 if method not in ("PRACK",) else 481, now, to_tag=dialog.local_tag,
                         headers=[("Allow", ", ".join(self.allow_methods))])
+
+    def refer(self, call_id: str, refer_to: str, now: float, *, referred_by: str | None = None) -> bool:
+        """(added) Blind transfer: send REFER with ``Refer-To: <refer_to>`` in the call's dialog
+        (RFC 3515).  Its response and the NOTIFYs that follow arrive as :class:`ReferProgress`.
+        False when the call is not confirmed (a REFER needs an established dialog)."""
+        call = self._live_call(call_id, "confirmed")
+        if call is None or call.dialog is None:
+            return False
+        headers = [("Refer-To", f"<{refer_to}>"), ("Contact", self.contact(call.transport)),
+                   ("User-Agent", self.user_agent)]
+        if referred_by:
+            headers.append(("Referred-By", f"<{referred_by}>"))
+        request = call.dialog.create_request("REFER", self._via(call.transport), headers=headers)
+        self._start_client(request, self._dialog_dest(call), call.transport, now, call, "refer")
+        call.refer_pending = True
+        return True
+
+    def _is_refer_notify(self, request: Request) -> bool:
+        """A NOTIFY in the dialog of a call whose REFER is pending: allowed although not in Allow."""
+        if request.method != "NOTIFY" or not request.to.tag:
+            return False
+        call = self.calls.get(request.call_id)
+        return call is not None and call.refer_pending
+
+    def _on_refer_notify(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
+        """NOTIFY of the implicit refer subscription: 200, then the sipfrag status (RFC 3515 2.4.5)."""
+        event = (request.headers.get("Event") or request.headers.get("o") or "").split(";")[0].strip().lower()
+        if event != "refer":
+            self._reply(tx, 489, now, to_tag=dialog.local_tag, reason="Bad Event")
+            return
+        match = re.match(rb"\s*SIP/2\.0\s+(\d{3})", request.body or b"")
+        if match is None:
+            self._reply(tx, 400, now, to_tag=dialog.local_tag, reason="Bad Sipfrag")
+            return
+        self._reply(tx, 200, now, to_tag=dialog.local_tag)
+        state = (request.headers.get("Subscription-State") or "").split(";")[0].strip().lower()
+        status = int(match.group(1))
+        final = state == "terminated" or status >= 200
+        if final:
+            call.refer_pending = False
+        self._emit(ReferProgress(call.call_id, "notify", status, final=final))
 
     def _on_info(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
         dtmf = parse_dtmf_info(request.content_type, request.body)
@@ -1016,7 +1081,7 @@ class UserAgent:
         """Forget the call (its transactions finish on their own); emit CallEnded when given."""
         call.state = "ended"
         self._stop_2xx_retransmit(call)
-        for name in ("refresh", "expire", "invite_expire"):
+        for name in ("refresh", "expire", "invite_expire", "cancel_wait"):
             self.timers.cancel(("call", call.call_id, name))
         self.calls.pop(call.call_id, None)
         if reason is not None:
@@ -1072,6 +1137,8 @@ class UserAgent:
         self._start_client(cancel, call.source, call.transport, now, call, "cancel")
         call.cancel_pending = False
         call.cancel_sent = True
+        # 9.1: no final response 64*T1 after the CANCEL: consider the INVITE dead.
+        self.timers.set(("call", call.call_id, "cancel_wait"), now + 64 * self.values.t1)
 
     # ------------------------------------------------------------------ responses in
     def _on_response(self, response: Response, source: tuple[str, int], transport: str, now: float) -> None:
@@ -1094,6 +1161,9 @@ class UserAgent:
                 self._on_invite_response(call, message, now)
             elif purpose == "refresh" and call is not None:
                 self._on_refresh_response(call, tx, message, now)
+            elif purpose == "refer" and call is not None and message.status >= 200:
+                call.refer_pending = call.refer_pending and message.status < 300
+                self._emit(ReferProgress(call.call_id, "response", message.status, final=message.status >= 300))
 
     def _stray_response(self, response: Response, now: float) -> None:
         """A 2xx retransmission after the INVITE client transaction is gone: re-ACK (13.2.2.4)."""
@@ -1231,6 +1301,9 @@ class UserAgent:
             self._end(call, None)
             if not call.hung_up:
                 self._emit(OutgoingCallFailed(call.call_id, 408, "Request Timeout"))
+        elif purpose == "refer":
+            call.refer_pending = False
+            self._emit(ReferProgress(call.call_id, "response", 408, final=True))
         elif purpose == "refresh":
             call.local_reinvite_key = None
             self._send_bye(call, now)
@@ -1279,5 +1352,5 @@ def _replace_top_via(headers: Headers, via: Via) -> None:
 __all__ = [
     "CallCancelled", "CallConfirmed", "CallEnded", "DtmfInfo", "IncomingCall", "NameAddr",
     "Outgoing", "OutgoingCallAnswered", "OutgoingCallFailed", "OutgoingCallProgress",
-    "ReOffer", "ReOfferAnswer", "RequestReceived", "UAEvent", "UserAgent",
+    "ReOffer", "ReOfferAnswer", "ReferProgress", "RequestReceived", "UAEvent", "UserAgent",
 ]

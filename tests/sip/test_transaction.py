@@ -480,3 +480,13 @@ def test_any_event_sequence_moves_by_the_table_or_is_rejected(
         tx.drain()
         if tx.state is State.TERMINATED:
             assert timers.next_deadline() is None  # nothing left armed
+
+
+def test_timer_queue_compacts_rearmed_entries() -> None:
+    q = TimerQueue()
+    for i in range(5000):
+        q.set(("call", i % 10), float(i))  # ten timers re-armed over and over
+    assert len(q) == 10 and len(q._heap) <= 4 * 1024  # noqa: SLF001
+    assert q.pop_due(4989.5) == []
+    assert q.pop_due(4995.0) == [("call", k) for k in range(6)]
+    assert q.next_deadline() == 4996.0

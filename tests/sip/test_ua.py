@@ -949,3 +949,22 @@ def test_cancelled_reinvite_gets_487_and_the_call_goes_on() -> None:
     ua.accept_reoffer(invite.call_id, SDP, 1.2)  # too late: nothing pending any more
     assert ua.outgoing() == []
     assert events(ua) == [] and ua.calls[invite.call_id].state == "confirmed"
+
+
+def test_cancelled_outgoing_call_without_final_response_is_forgotten() -> None:
+    ua = make_ua()
+    call_id, invite = _lone_invite(ua)
+    ua.receive(bytes(build_response(invite, 180, to_tag="r")), ("198.51.100.1", 5060), "udp", 0.1)
+    events(ua)
+    ua.hangup(call_id, 1.0)
+    (cancel, _), = sent(ua)
+    assert isinstance(cancel, Request) and cancel.method == "CANCEL" and cancel.cseq == (1, "CANCEL")
+    assert cancel.top_via.branch == invite.top_via.branch
+    assert events(ua) == [CallEnded(call_id, "local")]
+    ua.receive(bytes(build_response(cancel, 200, to_tag="r")), ("198.51.100.1", 5060), "udp", 1.1)
+    ua.handle_timer(32.9)
+    assert call_id in ua.calls  # still waiting for the 487
+    ua.handle_timer(33.0)
+    assert call_id not in ua.calls and events(ua) == []
+    ua.handle_timer(100.0)
+    assert ua.next_timer() is None
