@@ -55,6 +55,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Literal
+from urllib.parse import unquote
 
 from ivr.sip.auth import DigestClient, parse_digest
 from ivr.sip.dialog import (
@@ -1321,24 +1322,28 @@ def _accepts_sdp(request: Request) -> bool:
 
 
 def _caller(request: Request) -> str:
+    """The From user part, unescaped (``%2B41...`` -> ``+41...``), else the whole URI."""
     try:
         addr = request.from_
     except ValueError:
         return ""
-    return addr.user or str(addr.uri)
+    if isinstance(addr.uri, str) and addr.uri.lower().startswith("tel:"):
+        return unquote(addr.uri[4:].split(";")[0])
+    return unquote(addr.user.split(";")[0]) if addr.user else str(addr.uri)
 
 
 def _called(request: Request) -> str:
+    """The Request-URI user part (tel: number), else the To user, unescaped."""
     try:
         uri = request.request_uri
     except ValueError:
         uri = request.uri
     if isinstance(uri, SipUri) and uri.user:
-        return uri.user.split(";")[0]
+        return unquote(uri.user.split(";")[0])
     if isinstance(uri, str) and uri.lower().startswith("tel:"):
-        return uri[4:].split(";")[0]
+        return unquote(uri[4:].split(";")[0])
     to = request.to
-    return to.user or str(to.uri)
+    return unquote(to.user.split(";")[0]) if to.user else str(to.uri)
 
 
 def _replace_top_via(headers: Headers, via: Via) -> None:

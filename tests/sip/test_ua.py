@@ -968,3 +968,23 @@ def test_cancelled_outgoing_call_without_final_response_is_forgotten() -> None:
     assert call_id not in ua.calls and events(ua) == []
     ua.handle_timer(100.0)
     assert ua.next_timer() is None
+
+
+@pytest.mark.parametrize(
+    "ruri, frm, called, caller",
+    [
+        ("sip:%2B41435435570@10.0.0.1", "<sip:%2B41790000000@gw>;tag=1", "+41435435570", "+41790000000"),
+        ("tel:+15551234;phone-context=example.com", "<tel:+15559999>;tag=1", "+15551234", "+15559999"),
+        ("sip:10.0.0.1:5060", '"Bob" <sip:200@pbx>;tag=1', "100", "200"),
+        ("sip:5551234;phone-context=+1@gw.example.net;user=phone", "<sip:anonymous@anonymous.invalid>;tag=1",
+         "5551234", "anonymous"),
+    ],
+)
+def test_caller_and_called_numbers(ruri: str, frm: str, called: str, caller: str) -> None:
+    raw = capture("yealink_invite").replace(b"INVITE sip:100@192.168.10.1:5060 SIP/2.0", f"INVITE {ruri} SIP/2.0".encode())
+    raw = raw.replace(b'From: "Reception" <sip:201@192.168.10.1:5060>;tag=1318483129', f"From: {frm}".encode())
+    ua = make_ua()
+    ua.receive(raw, ("192.168.10.42", 5062), "udp", 0)
+    (incoming,) = events(ua)
+    assert isinstance(incoming, IncomingCall)
+    assert (incoming.called, incoming.caller) == (called, caller)
