@@ -26,3 +26,13 @@ def test_full_fixture_loads_and_busy_transfer_reaches_voicemail() -> None:
     assert machine.finished
     assert machine.outcome is not None
     assert (machine.outcome.result, machine.outcome.detail) == ("voicemail", "300")
+
+
+def test_full_fixture_is_clean_under_strict() -> None:
+    program = load_flow([DATA / "full.ivr"], prompt_folders=[DATA / "prompts"], strict=True)
+    assert program.warnings == ()
+    assert program.settings.voice == "en-us" and program.settings.rate == 170
+    assert program.settings.directories["staff"] == str((DATA / "staff.csv").resolve())
+    assert program.settings.switches == ("night",)
+    assert set(program.schedules) == {"office"}
+    assert program.entries == {"+41435435570": "start", "100": "support", "101": "support", "default": "start"}

@@ -291,6 +291,7 @@ def test_positions_point_at_the_source() -> None:
     menu = next(i for i in flow.items if isinstance(i, ast.Menu))
     assert (menu.pos.file, menu.pos.line, menu.pos.column) == (str(DATA / "full.ivr"), 34, 1)
     assert (menu.options[0].pos.line, menu.options[0].pos.column) == (38, 5)
+    assert [o.pos.line for o in menu.options][-1] == 45
 
 
 # --------------------------------------------------------------------------- friendly syntax errors
