@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -162,9 +161,7 @@ class MediaClock:
             )
 
 
-_CLOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaClock] = (
-    weakref.WeakKeyDictionary()
-)
+_CLOCKS: dict[asyncio.AbstractEventLoop, MediaClock] = {}
 
 
 def get_clock() -> MediaClock:
@@ -172,6 +169,8 @@ def get_clock() -> MediaClock:
     loop = asyncio.get_running_loop()
     clock = _CLOCKS.get(loop)
     if clock is None:
+        for old in [lp for lp in _CLOCKS if lp.is_closed()]:  # loops of earlier asyncio.run()s
+            del _CLOCKS[old]
         clock = _CLOCKS[loop] = MediaClock(loop)
         clock.start()
     return clock
