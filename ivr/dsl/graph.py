@@ -43,7 +43,10 @@ def to_dot(program: Program, title: str = "flow") -> str:
                 shape = "box"
             else:
                 shape = "plaintext"
-            lines.append(f"    {_quote(name)} [label={_quote(state.op.describe())}, shape={shape}];")
+            label = state.op.describe()
+            if state.waits:  # what the state waits for, under what it does
+                label += "\n(" + ", ".join(state.waits) + ")"
+            lines.append(f"    {_quote(name)} [label={_quote(label)}, shape={shape}];")
         lines.append("  }")
     for number, first in program.entries.items():
         entry = f"number {number}"

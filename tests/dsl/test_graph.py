@@ -42,7 +42,7 @@ def test_dot_has_states_and_labelled_transitions(tmp_path: Path) -> None:
     assert '"sales.ring@6" -> "sales.drain@8" [label="busy"];' in dot
     assert '"sales.ring@6" -> "sales.drain@8#2" [label="no_answer"];' in dot
     assert '"sales.ring@6" -> "sales.drain@8#2" [label="failed"];' in dot
-    assert '"welcome.wait@2" [label="wait 5s for a choice", shape=box];' in dot
+    assert '"welcome.wait@2" [label="wait 5s for a choice\\n(key, speech, prompt_done, timer)", shape=box];' in dot
     # every transition of the table is an edge
     edges = sum(len(s.transitions) for s in program.states.values())
     assert dot.count("[label=") - len(program.states) == edges
