@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr.sip.message import (
@@ -350,7 +350,7 @@ def test_stream_framer_limits() -> None:
 # --------------------------------------------------------------------------- properties
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600))
 def test_any_bytes_parse_or_raise_sip_parse_error(data: bytes) -> None:
     try:
@@ -359,7 +359,7 @@ def test_any_bytes_parse_or_raise_sip_parse_error(data: bytes) -> None:
         assert 400 <= exc.status <= 599
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(CAPTURES), st.data())
 def test_mutated_captures_parse_or_raise_sip_parse_error(path: Path, data: st.DataObject) -> None:
     raw = bytearray(path.read_bytes())
@@ -373,7 +373,7 @@ def test_mutated_captures_parse_or_raise_sip_parse_error(path: Path, data: st.Da
     parse_message(bytes(message))  # whatever we accept, we can write back and read again
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400), st.integers(1, 50))
 def test_stream_framer_on_any_bytes(data: bytes, chunk: int) -> None:
     framer = StreamFramer()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr.sip.message import Headers, Request, Response, build_response, parse_message
@@ -437,7 +437,7 @@ def test_timer_queue_replaces_and_cancels() -> None:
 # --------------------------------------------------------------------------- any event sequence
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from([InviteServerTransaction, NonInviteServerTransaction, InviteClientTransaction,
                      NonInviteClientTransaction]),

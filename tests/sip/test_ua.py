@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivr.sip.message import Headers, Request, Response, SipParseError, build_response, parse_message
@@ -692,7 +692,7 @@ def test_cancel_outgoing_call() -> None:
 # --------------------------------------------------------------------------- never raises
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=500))
 def test_receive_never_raises_on_garbage(data: bytes) -> None:
     ua = make_ua()
@@ -700,7 +700,7 @@ def test_receive_never_raises_on_garbage(data: bytes) -> None:
     ua.handle_timer(100.0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(DATA.glob("*.sip"))), st.data())
 def test_receive_never_raises_on_mutated_captures(path: Path, data: st.DataObject) -> None:
     ua = make_ua()
