@@ -137,17 +137,27 @@ def test_machine_takes_any_event_sequence(path: Path, called: str, when: str, sc
         machine = Machine(program, caller="+41791112233", called=called)
     except LookupError:
         return
-    machine.start(now)
+    issued = _prompt_ids(machine.start(now))
     for event, delay in script:
         now += delay
         if isinstance(event, ev.TimerFired) and machine.next_timer is not None:
             now = max(now, machine.next_timer)
+        # What a caller and a media stack can always send must never be refused.
+        always_legal = isinstance(event, ev.Key | ev.Hangup) or (
+            isinstance(event, ev.PromptDone) and 1 <= event.prompt_id <= issued
+        ) or (isinstance(event, ev.TimerFired) and machine.next_timer is not None)
         try:
             actions = machine.handle(event, now)
-        except MachineError:
+        except MachineError as exc:
+            assert not always_legal, f"{event} refused: {exc}"
             continue
+        issued = max(issued, _prompt_ids(actions))
         assert all(isinstance(a, ev.Action) for a in actions)
-        assert machine.next_timer is None or machine.next_timer >= now or not actions
         if machine.finished:
-            assert machine.outcome is not None
+            assert machine.outcome is not None and machine.next_timer is None
             return
+        assert machine.next_timer is None or machine.next_timer >= now
+
+
+def _prompt_ids(actions: list[ev.Action]) -> int:
+    return max((a.prompt_id for a in actions if isinstance(a, ev.Say | ev.Play)), default=0)
