@@ -295,30 +295,29 @@ _EVENT_DIGITS = "0123456789*#ABCD"
 
 
 def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int] | None:
-    """(digit, duration ms) from an INFO body: application/dtmf-relay or application/dtmf."""
+    """(digit, duration ms) from an INFO body, or None when it carries no key.
+
+    application/dtmf-relay is ``Signal=5`` / ``Duration=160`` lines (Cisco,
+    Yealink, Asterisk); application/dtmf is the bare key or its RFC 4733 event
+    code; either one written the other way round is accepted too.
+    """
+    if content_type not in ("application/dtmf-relay", "application/dtmf"):
+        return None
     text = body.decode("utf-8", "replace")
-    if content_type == "application/dtmf-relay":
-        m = _DTMF_SIGNAL.search(text)
-        if not m:
-            return None
-        digit = m.group(1).upper()
+    m = _DTMF_SIGNAL.search(text)
+    if m:
         d = _DTMF_DURATION.search(text)
-        duration = int(d.group(1)) if d else 100
-    elif content_type == "application/dtmf":
-        value = text.strip().upper()
-        if not value:
-            return None
-        digit, duration = value[:1] if not value.isdigit() else value, 100
-    else:
-        return None
-    if digit.isdigit() and len(digit) > 1:
-        code = int(digit)
-        if code > 15:
-            return None
-        digit = _EVENT_DIGITS[code]
-    if digit not in _EVENT_DIGITS:
-        return None
-    return digit, duration
+        return _dtmf_key(m.group(1), int(d.group(1)) if d else 100)
+    value = text.strip()
+    return _dtmf_key(value, 100) if value else None
+
+
+def _dtmf_key(value: str, duration: int) -> tuple[str, int] | None:
+    value = value.strip().upper()
+    if value.isdigit() and len(value) > 1:
+        code = int(value)
+        value = _EVENT_DIGITS[code] if code < len(_EVENT_DIGITS) else ""  # 16 is flash: not a key
+    return (value, duration) if len(value) == 1 and value in _EVENT_DIGITS else None
 
 
 def extract_sdp(message: Request | Response) -> bytes | None:

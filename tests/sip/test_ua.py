@@ -404,6 +404,10 @@ def test_info_dtmf_from_yealink() -> None:
         ("application/dtmf", b"7", ("7", 100)),
         ("application/dtmf", b"10", ("*", 100)),
         ("application/dtmf-relay", b"Signal=X\r\n", None),
+        ("application/dtmf-relay", b"Signal=16\r\n", None),
+        ("application/dtmf", b"Signal=9\r\nDuration=80\r\n", ("9", 80)),
+        ("application/dtmf", b"", None),
+        ("application/dtmf", b"12 ", ("A", 100)),  # RFC 4733 event 12
         ("text/plain", b"Signal=1", None),
     ],
 )
