@@ -48,7 +48,7 @@ class Services:
     _lazy: dict[str, Any] = field(default_factory=dict)
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
     legs: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # engines build on each other
 
     # ------------------------------------------------------------------ SIP
 
@@ -141,12 +141,14 @@ class Services:
         return [b.uri for b in self.registrar().contacts(target, time.time())]
 
     def leg_event(self, event: Any) -> bool:
-        """Route a user agent event about an outgoing transfer leg; False if it is not one."""
+        """Route a user agent event about an outgoing transfer leg; False if it is not one.
+
+        A handler that returns False declines the event (a REFER watching the caller's own
+        dialog takes only ``ReferProgress``; the rest goes to the call's runner)."""
         handler = self.legs.get(getattr(event, "call_id", ""))
         if handler is None:
             return False
-        handler(event)
-        return True
+        return handler(event) is not False
 
     def destinations_for(self, target: str, caller: str) -> list[Any]:
         """Where to send the INVITEs that ring ``target`` (ivr.runtime.transfer.destinations)."""

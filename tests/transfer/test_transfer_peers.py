@@ -243,3 +243,22 @@ def test_wrong_password_is_refused_and_repeated_failures_are_blocked(
     server.wait_line(r"blocking 127\.0\.0\.1 for")
     statuses = [r["status"] for r in server.records if r.get("event") == "register"]
     assert 200 not in statuses and statuses.count(401) >= 2
+
+
+@pytest.mark.parametrize(("status", "outcome", "step"), [("200 OK", "transferred", "referred"),
+                                                          ("486 Busy Here", "hangup", "busy_branch")])
+def test_blind_transfer_by_refer(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], tmp_path: Path, status: str, outcome: str, step: str
+) -> None:
+    server = ivr_server(FLOW, sections=sections(busy_port=5999))
+    text = (SCENARIOS / "uac_refer.xml").read_text().replace("KEY", "5").replace("REFER_STATUS", status)
+    scenario = tmp_path / "uac_refer.xml"
+    scenario.write_text(text)
+    result = sipp(str(scenario), server, timeout=40)
+    result.check()
+    [refer] = result.received("REFER ")
+    assert "Referred-By: <sip:ivr@" in refer
+    row = journal_row(server, result.call_id)
+    assert row.outcome == outcome and row.step == step, row
+    expected = "transfer:answered(202)" if outcome == "transferred" else "transfer:busy(202)"
+    assert expected in row.path
