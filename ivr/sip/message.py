@@ -461,6 +461,8 @@ class Headers:
         return value
 
     def get(self, name: str, default: str | None = None) -> str | None:
+        """Value of the first header line named ``name``: a comma list comes back whole
+        (``get_all`` splits it)."""
         key = _key(name)
         for n, v in self._items:
             if _key(n) == key:
