@@ -25,7 +25,7 @@ import logging
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,8 @@ class Server:
         ua.local_port = bound.port  # port 0 asked: the agent must write the real one in Via/Contact
         registrar = services.registrar()
         endpoint.blocked = lambda ip: bool(registrar.blocked(ip, time.time()))
+        services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
+        self._prepare_hold_music(services)
         if self.settings.config.mailboxes:
             recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
             if recovered:
@@ -129,6 +131,18 @@ class Server:
         services.executor.shutdown(wait=False, cancel_futures=True)
         self.calllog.server("stopped", "stopped")
         return 0
+
+    def _prepare_hold_music(self, services: Services) -> None:
+        """Decode and encode the flow's hold music now: the first held caller must not stall the loop."""
+        for source in sorted(music_sources(self.program)):
+            try:
+                player = services.hold_music.player(source)
+            except Exception as exc:  # reported by ivr check; a call will just hear silence
+                self.calllog.server("hold_music_error", f"hold music {source!r}: {exc}")
+                continue
+            for clip in getattr(player, "_clips", ()):
+                clip.encoded(0), clip.encoded(8)
+            services.hold_music.release(player)
 
     # ------------------------------------------------------------------ signals and drain
 
@@ -225,6 +239,29 @@ class Server:
             "register", f"REGISTER from {event.source[0]}:{event.source[1]}: {status}", status=status,
             aor=event.request.to.user if hasattr(event.request.to, "user") else "",
         )
+
+
+def music_sources(program: Any) -> set[str]:
+    """Every hold-music source a flow can ask for: its default and each ``music`` of its states."""
+    found = {str(getattr(program.settings, "hold_music", "") or "")}
+    seen: set[int] = set()
+    stack: list[Any] = [getattr(program, "states", {})]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or isinstance(node, str | bytes | int | float | bool) or node is None:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict) or hasattr(node, "values") and hasattr(node, "keys"):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+        elif is_dataclass(node):
+            music = getattr(node, "music", None)
+            if isinstance(music, str):
+                found.add(music)
+            stack.extend(getattr(node, f.name) for f in fields(node))
+    found.discard("")
+    return found
 
 
 def _pid() -> int:

@@ -165,6 +165,14 @@ class Services:
 
         return self._get("trunks", build)
 
+    def start_trunks(self) -> None:
+        """Register with the trunks whose ``register = true`` (ivr.runtime.trunks); nothing otherwise."""
+        if any(t.register for t in self.config.trunks):
+            from ivr.runtime.trunks import TrunkRegistrations
+
+            registrations = self._get("trunk_registrations", lambda: TrunkRegistrations(self))
+            registrations.start()
+
     @property
     def journal(self) -> Any:
         """The call journal (SQLite in the data folder), opened on first use."""

@@ -1,0 +1,307 @@
+"""Density benchmark: sipp places N concurrent calls into ``ivr serve`` and we measure what callers hear.
+
+Each call (tests/peers/scenarios/load_call.xml) hears the menu prompt, presses 1 (RFC 4733 events
+from sipp's bundled capture), hears a second prompt and hold music, and hangs up after 16 s.
+Calls are placed at ``--rate`` per second.  For each step (default 50, 100, 200 calls) it prints:
+
+* calls: placed / succeeded (sipp) / key recognised by the flow (ivr's log) / peak concurrent;
+* setup rate: calls answered per second (ivr's log);
+* CPU of the ivr process (from /proc/PID/stat) per call, while all calls were up;
+* RTP as the callers received it, from a loopback capture of ivr's RTP ports (dumpcap) read by
+  ``tshark -z rtp,streams``: packets lost, and over streams the p99 and max of each stream's max
+  inter-packet delta and max jitter.
+
+The pass bar (/work/shared/PEERS.md): every call succeeds, no RTP packet lost, p99 of max jitter
+<= 5 ms, p99 of max delta <= 40 ms.  Bounded: sipp -m N with -timeout, every wait has a limit.
+sipp is pinned to core 0 and ivr to core 1 when the machine has two cores or more.
+
+    python bench/load_sipp.py [--steps 50,100,200] [--rate 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIO = REPO / "tests" / "peers" / "scenarios" / "load_call.xml"
+READY = re.compile(r"listening on udp:(?P<host>[^ ]+):(?P<port>\d+) tcp:")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+FLOW = """\
+# Density benchmark flow: a menu prompt, key 1, a second prompt, then hold music.
+hold music "moh/"
+number default -> welcome
+
+menu welcome:
+    ask "Thank you for calling the density benchmark. Please press one to continue."
+    wait 20s, retry 1 times
+    1 -> chosen
+    exhausted -> hangup
+
+chosen:
+    say "You pressed one. Please hold the line."
+    hold for 60s
+    hangup
+"""
+
+
+@dataclass
+class Step:
+    calls: int
+    succeeded: int = 0
+    failed: int = 0
+    keys: int = 0
+    peak: int = 0
+    setup_rate: float = 0.0
+    cpu_per_call: float = 0.0  # % of one core per call, while all calls were up
+    cpu_total: float = 0.0  # % of one core, while all calls were up
+    streams: int = 0
+    lost: int = 0
+    delta_p99: float = 0.0
+    delta_max: float = 0.0
+    jitter_p99: float = 0.0
+    jitter_max: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.succeeded == self.calls
+            and self.lost == 0
+            and self.streams >= self.calls
+            and self.jitter_p99 <= 5.0
+            and self.delta_p99 <= 40.0
+        )
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def pin(core: int) -> None:
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {core})
+
+
+class Server:
+    """``ivr serve`` on the bench flow; its JSON log is collected by a reader thread."""
+
+    def __init__(self, folder: Path, rtp: tuple[int, int]) -> None:
+        flow = folder / "bench.ivr"
+        flow.write_text(FLOW)
+        (folder / "ivr.toml").write_text(
+            f'[server]\nlisten = "127.0.0.1:0"\nrtp_ports = "{rtp[0]}-{rtp[1]}"\nmedia_timeout = "60s"\n'
+            f'[prompts]\nfolders = ["{REPO / "prompts"}"]\n'
+        )
+        self.records: list[dict] = []
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ivr", "serve", str(flow), "--config", str(folder / "ivr.toml"),
+             "--data", str(folder / "data"), "--listen", "127.0.0.1:0"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: pin(1),
+        )
+        self.port = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(120):
+            self.stop()
+            raise SystemExit("ivr serve did not become ready:\n" + "\n".join(self.lines[-20:]))
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+            m = READY.search(line)
+            if m:
+                self.port = int(m.group("port"))
+                self.ready.set()
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                self.records.append(record)
+
+    def count(self, predicate) -> int:  # type: ignore[no-untyped-def]
+        return sum(1 for r in list(self.records) if predicate(r))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_step(calls: int, rate: float, folder: Path) -> Step:
+    step = Step(calls)
+    base = random.randrange(33000, 50000, 2)  # ivr's RTP ports; the capture keeps only these sources
+    rtp = (base, base + 4 * calls + 100)
+    server = Server(folder, rtp)
+    media_port = free_udp_port()
+    capture = folder / "rtp.pcapng"
+    dumpcap = subprocess.Popen(
+        ["dumpcap", "-q", "-i", "lo", "-f", f"udp src portrange {rtp[0]}-{rtp[1]}", "-w", str(capture)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # dumpcap has no ready signal on stdout; give it a moment to open the interface
+    try:
+        sipp = subprocess.Popen(
+            ["sipp", f"127.0.0.1:{server.port}", "-sf", str(SCENARIO), "-i", "127.0.0.1",
+             "-p", str(free_udp_port()), "-mp", str(media_port), "-s", "+41435435570",
+             "-r", str(rate), "-l", str(calls), "-m", str(calls), "-nostdin",
+             "-timeout", f"{int(calls / rate) + 60}s", "-timeout_error", "-cp", str(free_udp_port()),
+             "-trace_err", "-error_file", str(folder / "errors.log")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder, preexec_fn=lambda: pin(0),
+        )
+        cpu = measure_cpu_while_all_up(server, calls, deadline=time.monotonic() + calls / rate + 60)
+        output, _ = sipp.communicate(timeout=calls / rate + 120)
+    finally:
+        time.sleep(0.5)
+        dumpcap.send_signal(signal.SIGINT)
+        dumpcap.wait(30)
+        server.stop()
+    step.succeeded = int(_sipp_counter(output, "Successful call"))
+    step.failed = int(_sipp_counter(output, "Failed call"))
+    if step.succeeded < calls:
+        errors = folder / "errors.log"
+        detail = errors.read_text(errors="replace") if errors.exists() else output
+        print(f"sipp: {step.failed} call(s) failed:\n{detail[-1500:]}", file=sys.stderr)
+    step.keys = server.count(lambda r: r.get("event") == "key" and r.get("digit") == "1" and "via" in r)
+    step.peak, step.setup_rate = concurrency(server.records)
+    if cpu is not None:
+        step.cpu_total = cpu * 100
+        step.cpu_per_call = cpu * 100 / calls
+    else:
+        step.notes.append("never had all calls up at once")
+    rtp_streams(capture, rtp, step)
+    return step
+
+
+def measure_cpu_while_all_up(server: Server, calls: int, deadline: float) -> float | None:
+    """Cores used by ivr over a window in which every call was answered and none had ended."""
+    answered = lambda r: r.get("action") == "answer"  # noqa: E731
+    ended = lambda r: r.get("event") == "ended"  # noqa: E731
+    while server.count(answered) < calls:
+        if time.monotonic() > deadline or server.count(ended) > 0:
+            return None
+        time.sleep(0.05)  # polling the log the reader thread fills
+    if server.count(ended):
+        return None
+    t0, c0 = time.monotonic(), cpu_seconds(server.proc.pid)
+    time.sleep(3.0)
+    if server.count(ended):
+        return None
+    return (cpu_seconds(server.proc.pid) - c0) / (time.monotonic() - t0)
+
+
+def concurrency(records: list[dict]) -> tuple[int, float]:
+    events: list[tuple[float, int]] = []
+    answers: list[float] = []
+    for r in records:
+        if "call_id" not in r:
+            continue
+        ts = time.mktime(time.strptime(r["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float(r["ts"][19:-1] or 0)
+        if r.get("action") == "answer":
+            events.append((ts, 1))
+            answers.append(ts)
+        elif r.get("event") == "ended":
+            events.append((ts, -1))
+    peak = level = 0
+    for _, delta in sorted(events):
+        level += delta
+        peak = max(peak, level)
+    rate = (len(answers) - 1) / (max(answers) - min(answers)) if len(answers) > 1 and max(answers) > min(answers) else 0.0
+    return peak, rate
+
+
+def rtp_streams(capture: Path, rtp: tuple[int, int], step: Step) -> None:
+    out = subprocess.run(
+        ["tshark", "-r", str(capture), "-q", "-z", "rtp,streams", "-o", "rtp.heuristic_rtp:TRUE"],
+        capture_output=True, text=True, timeout=600,
+    ).stdout
+    deltas: list[float] = []
+    jitters: list[float] = []
+    for line in out.splitlines():
+        # Start time, End time, Src IP, Src port, Dst IP, Dst port, SSRC, Payload, Pkts, Lost (pct), Min/Mean/Max delta, Min/Mean/Max jitter
+        parts = line.split()
+        if len(parts) < 14 or not parts[3].isdigit() or not rtp[0] <= int(parts[3]) <= rtp[1]:
+            continue
+        lost_m = re.search(r"\s(-?\d+)\s+\((-?[\d.]+)%\)", line)
+        numbers = re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w.%])", line.split(")")[-1])
+        if lost_m is None or len(numbers) < 6:
+            continue
+        step.lost += max(0, int(lost_m.group(1)))
+        max_delta, max_jitter = float(numbers[2]), float(numbers[5])
+        deltas.append(max_delta)
+        jitters.append(max_jitter)
+    step.streams = len(deltas)
+    if deltas:
+        step.delta_p99, step.delta_max = percentile(deltas, 99), max(deltas)
+        step.jitter_p99, step.jitter_max = percentile(jitters, 99), max(jitters)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[index]
+
+
+def _sipp_counter(output: str, name: str) -> float:
+    m = None
+    for m in re.finditer(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output):
+        pass
+    return float(m.group(1)) if m else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", default="50,100,200", help="concurrent calls per step")
+    parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    args = parser.parse_args()
+    for tool in ("sipp", "dumpcap", "tshark"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed", file=sys.stderr)
+            return 2
+    print("calls  ok  keys  peak  setup/s  cpu%  cpu%/call  streams  lost  delta p99/max ms  jitter p99/max ms  pass")
+    failed = False
+    for calls in (int(s) for s in args.steps.split(",")):
+        with tempfile.TemporaryDirectory(prefix="ivr-load-") as tmp:
+            step = run_step(calls, args.rate, Path(tmp))
+        failed |= step.succeeded != step.calls
+        print(
+            f"{step.calls:5d} {step.succeeded:4d} {step.keys:5d} {step.peak:5d} {step.setup_rate:8.1f} "
+            f"{step.cpu_total:5.1f} {step.cpu_per_call:10.3f} {step.streams:8d} {step.lost:5d} "
+            f"{step.delta_p99:8.1f}/{step.delta_max:<8.1f} {step.jitter_p99:8.2f}/{step.jitter_max:<8.2f} "
+            f"{'yes' if step.passed else 'no'} {' '.join(step.notes)}",
+            flush=True,
+        )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
