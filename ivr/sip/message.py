@@ -260,11 +260,11 @@ class SipUri:
 
     scheme: str
     user: str | None
+    password: str | None
     host: str
     port: int | None = None
     params: dict[str, str | None] = field(default_factory=dict)
     headers: str = ""
-    password: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
@@ -285,7 +285,7 @@ class SipUri:
         hostport, _, param_text = hostpart.partition(";")
         host, port = _parse_hostport(hostport)
         params = parse_params(param_text) if param_text else {}
-        return cls(scheme.lower(), user, host, port, params, headers, password)
+        return cls(scheme.lower(), user, password, host, port, params, headers)
 
     def __str__(self) -> str:
         user = ""
@@ -306,7 +306,7 @@ class SipUri:
     def with_params(self, **params: str | None) -> SipUri:
         merged = dict(self.params)
         merged.update(params)
-        return SipUri(self.scheme, self.user, self.host, self.port, merged, self.headers, self.password)
+        return SipUri(self.scheme, self.user, self.password, self.host, self.port, merged, self.headers)
 
 
 def parse_uri(text: str) -> SipUri | str:

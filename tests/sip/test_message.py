@@ -80,7 +80,7 @@ def test_baresip_invite_fields() -> None:
     assert msg.via == [Via("UDP", "127.0.0.1", 5062, {"branch": "z9hG4bK6a8e2d1f3c5b7a9e", "rport": None})]
     assert msg.from_.display == "Alice" and msg.from_.tag == "4f1d3e7a9b2c5d8e"
     assert msg.to.tag is None and msg.to.user == "100"
-    assert msg.contact[0].uri == SipUri("sip", "alice-0x55d3c8a1b2c0", "127.0.0.1", 5062, {"transport": "udp"})
+    assert msg.contact[0].uri == SipUri("sip", "alice-0x55d3c8a1b2c0", None, "127.0.0.1", 5062, {"transport": "udp"})
     assert msg.content_type == "application/sdp"
     assert msg.body.startswith(b"v=0\r\n") and len(msg.body) == int(msg.headers["Content-Length"])
     assert msg.header_tokens("Allow")[:3] == ["invite", "ack", "bye"]
