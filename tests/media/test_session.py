@@ -489,10 +489,13 @@ def test_latches_once_to_a_plausible_source_and_never_again() -> None:
         assert s.latched and s.remote == ("127.0.0.1", nat.port)
         for seq in range(3, 6):
             intruder.send(_rtp(seq, ssrc=0x666, level=20000), ("127.0.0.1", s.local_port))
-        await next_tick(clock, 3)
-        assert s.remote == ("127.0.0.1", nat.port)
-        assert s.stats["rejected"] == 3 and intruder.received == []
-        assert len(heard) == 3
+        nat.send(_rtp(3, level=1000), ("127.0.0.1", s.local_port))  # sent after the intruder's
+        await until(lambda: len(heard) == 4, clock, "the phone's next frame")
+        assert s.remote == ("127.0.0.1", nat.port) and intruder.received == []
+        assert all(np.abs(f.astype(np.int32)).max() < 2000 for f in heard)  # none of the intruder's
+        assert s.stats["packets_received"] == 4
+        # on Linux the socket is now connect()ed: the kernel drops the intruder's packets
+        assert s.stats["connected"] or s.stats["rejected"] == 3
         s.close()
 
     with_clock(body)
@@ -512,8 +515,10 @@ def test_no_latch_to_an_implausible_address_or_after_the_window() -> None:
         other.send(_rtp(3), ("127.0.0.1", s.local_port))
         sibling = await peer()  # the SDP's IP, another port: plausible, but the window is closed
         sibling.send(_rtp(4), ("127.0.0.1", s.local_port))
-        await until(lambda: s.stats["rejected"] == 3, clock, "the rejections")
+        phone.send(_rtp(3), ("127.0.0.1", s.local_port))
+        await until(lambda: s.stats["packets_received"] == 2, clock, "the phone's next packet")
         assert not s.latched and s.remote == ("127.0.0.1", phone.port)
+        assert s.stats["rejected"] == (1 if s.stats["connected"] else 3)
         # a NATed phone: SDP shows a private address, the INVITE came from 127.0.0.2
         t = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
         t.configure(
@@ -720,6 +725,33 @@ def test_reordered_audio_is_put_back_in_order_and_a_lost_packet_is_given_up() ->
         )  # 6 is lost, nothing follows
         await until(lambda: len(heard) == 7, clock, "the held packet after the reorder wait")
         assert heard[5] == 0 and heard[6] > 0  # 20 ms of silence for 6, then 7
+        s.close()
+
+    with_clock(body)
+
+
+def test_reinvite_moves_media_to_a_new_address_after_the_first_was_locked_in() -> None:
+    async def body(clock: MediaClock) -> None:
+        first, second = await peer(), await peer()
+        s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
+        heard: list[np.ndarray] = []
+        s.on_audio = heard.append
+        s.configure(
+            remote=("127.0.0.1", first.port), payload_type=0, dtmf_pt=None, direction="sendrecv"
+        )
+        first.send(_rtp(1, ssrc=1), ("127.0.0.1", s.local_port))
+        await until(lambda: len(heard) == 1 and len(first.received) >= 2, clock, "the first peer")
+        locked = s.stats["connected"]
+        # a transfer: the re-INVITE's SDP names another media address
+        s.configure(
+            remote=("127.0.0.1", second.port), payload_type=0, dtmf_pt=None, direction="sendrecv"
+        )
+        second.send(_rtp(1, ssrc=2), ("127.0.0.1", s.local_port))
+        await until(lambda: len(heard) == 2, clock, "audio from the new address")
+        sent_to_first = len(first.received)
+        await until(lambda: len(second.received) >= 3, clock, "media sent to the new address")
+        assert len(first.received) <= sent_to_first + 1  # at most one packet already in flight
+        assert s.stats["connected"] == locked and not s.latched
         s.close()
 
     with_clock(body)
