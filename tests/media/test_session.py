@@ -13,7 +13,7 @@ import pytest
 from ivr.media import g711
 from ivr.media.clip import Clip
 from ivr.media.clock import MediaClock
-from ivr.media.dtmf import DtmfReceiver, TelephoneEvent
+from ivr.media.dtmf import DtmfError, DtmfReceiver, TelephoneEvent
 from ivr.media.ports import PortPool, PortRangeExhausted
 from ivr.media.rtp import (
     Bye,
@@ -238,6 +238,10 @@ def test_play_rejects_what_it_cannot_play() -> None:
         s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
         with pytest.raises(TypeError, match="cannot play 'hello.wav': expected a Clip"):
             s.play("hello.wav", prompt_id=1)  # type: ignore[arg-type]
+        with pytest.raises(DtmfError, match="not a DTMF key: 'x'"):
+            s.send_dtmf("x")
+        with pytest.raises(ValueError, match="direction 'hold' is not one of sendrecv"):
+            s.configure(remote=None, payload_type=0, dtmf_pt=None, direction="hold")
         with pytest.raises(ValueError, match="payload type 18 is not G.711"):
             s.configure(remote=None, payload_type=18, dtmf_pt=None, direction="sendrecv")
         with pytest.raises(
