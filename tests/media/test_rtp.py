@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr.media import g711
@@ -127,6 +127,7 @@ def test_invalid_rtp_packets_raise_with_reason(data: bytes, message: str) -> Non
     assert str(info.value) == message
 
 
+@settings(deadline=None)  # timing is not under test; a loaded CI machine must not fail it
 @given(st.binary(max_size=64))
 def test_any_bytes_parse_or_raise_rtp_error(data: bytes) -> None:
     try:
@@ -136,6 +137,7 @@ def test_any_bytes_parse_or_raise_rtp_error(data: bytes) -> None:
     assert bytes(packet)[:12] == data[:12]
 
 
+@settings(deadline=None)  # timing is not under test; a loaded CI machine must not fail it
 @given(st.binary(max_size=96))
 def test_any_bytes_parse_as_rtcp_or_raise_rtp_error(data: bytes) -> None:
     try:
@@ -316,6 +318,7 @@ def test_report_block_carries_lsr_and_dlsr() -> None:
     assert block.dlsr == int(1.5 * 65536)
 
 
+@settings(deadline=None)  # timing is not under test; a loaded CI machine must not fail it
 @given(
     st.builds(
         RtpPacket,
