@@ -624,11 +624,9 @@ def _sub_waits(program: Program, sub: str) -> bool:
 def _busy_loops(program: Program) -> list[Diagnostic]:
     """Cycles of transient states: the call would spin without ever waiting for anything."""
     transient = {n for n in program.states if not _waits(program, n)}
+    # A call that never waits has both edges: into the sub-flow (which may jump out of it)
+    # and on to its continuation, where the sub-flow's `return` comes back.
     graph = {n: [t for t in _successors(program, n) if t in transient] for n in transient}
-    for name in transient:
-        op = program.states[name].op
-        if isinstance(op, CallOp):  # a call that never waits comes back at its continuation
-            graph[name] = [t for t in [program.states[name].transitions.get("return", "")] if t in transient]
     out: list[Diagnostic] = []
     for component in _strongly_connected(graph):
         if len(component) == 1 and component[0] not in graph[component[0]]:

@@ -549,3 +549,14 @@ def test_between_in_a_menu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         "        ^\n"
         "  hint: the time between digits applies to `collect`"
     )
+
+
+def test_loop_through_a_sub_flow_that_jumps_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a step calls a sub-flow that jumps back to the step: a loop found by the fuzzer"""
+    files = {"subloop.ivr": 'number default -> a\na:\n    call s("y")\nsub s(p):\n    when caller starts with "+41" -> a\n    return\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "subloop.ivr:2:1: error: steps loop without waiting for the caller: a -> s -> a\n"
+        "    a:\n"
+        "    ^\n"
+        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop"
+    )

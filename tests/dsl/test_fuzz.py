@@ -137,12 +137,19 @@ def test_machine_takes_any_event_sequence(path: Path, called: str, when: str, sc
         machine = Machine(program, caller="+41791112233", called=called)
     except LookupError:
         return
+    drive(machine, now, script)
+
+
+def drive(machine: Machine, now: float, script: list[tuple[ev.Event, float]]) -> None:
+    """Feed ``script``; what a caller and a media stack can always send must never be refused."""
     issued = _prompt_ids(machine.start(now))
     for event, delay in script:
+        if machine.finished:
+            assert machine.outcome is not None and machine.next_timer is None
+            return
         now += delay
         if isinstance(event, ev.TimerFired) and machine.next_timer is not None:
             now = max(now, machine.next_timer)
-        # What a caller and a media stack can always send must never be refused.
         always_legal = isinstance(event, ev.Key | ev.Hangup) or (
             isinstance(event, ev.PromptDone) and 1 <= event.prompt_id <= issued
         ) or (isinstance(event, ev.TimerFired) and machine.next_timer is not None)
@@ -161,3 +168,67 @@ def test_machine_takes_any_event_sequence(path: Path, called: str, when: str, sc
 
 def _prompt_ids(actions: list[ev.Action]) -> int:
     return max((a.prompt_id for a in actions if isinstance(a, ev.Say | ev.Play)), default=0)
+
+
+# --------------------------------------------------------------------------- generated well-formed flows
+
+NAMES = ["a", "b", "c", "m", "k", "g"]
+
+
+@st.composite
+def target(draw: st.DrawFn, inline: bool = True) -> str:
+    choices = [f"{n}" for n in ["a", "b", "c", "m", "k", "g"]]
+    if inline:
+        choices += ['say "hi {caller}"', "hangup", "voicemail 200", "transfer to 300 else hangup",
+                    "transfer to g else voicemail 201", "directory staff else hangup", 'set v = "1"', "call s(\"x\")"]
+    return draw(st.sampled_from(choices))
+
+
+@st.composite
+def statement(draw: st.DrawFn) -> str:
+    return draw(st.sampled_from([
+        f'when caller starts with "+41" -> {draw(target())}',
+        f"when office is open and not night is on -> {draw(target())}",
+        f'when v == "1" or k > 5 -> {draw(target())}',
+        f"-> {draw(target(inline=False))}",
+        'say "Hello {v}."',
+        'play "x.wav" no barge-in',
+        'set v = "2"',
+        "hold for 2s",
+        "record into note max 10s",
+        'call s("y")',
+        f"transfer to {{v}}\n        busy -> {draw(target())}\n        else -> hangup",
+    ]))
+
+
+@st.composite
+def generated_flow(draw: st.DrawFn) -> str:
+    def body(n: int) -> str:
+        return "".join(f"    {draw(statement())}\n" for _ in range(n))
+
+    parts = [
+        'switch night\ndirectory staff from "staff.csv"\nnumber default -> a\n',
+        "hours office:\n    mon-fri 08:00-17:00\n    closed when night\n",
+        "a:\n" + body(draw(st.integers(1, 4))),
+        "b:\n" + body(draw(st.integers(1, 3))),
+        "c:\n" + body(draw(st.integers(1, 3))),
+        "sub s(p):\n" + body(draw(st.integers(0, 2))).replace("call s", "say \"no recursion\" #") + "    return\n",
+        "menu m:\n    ask \"Choose.\"\n    wait 3s, retry 2 times\n"
+        f"    1 -> {draw(target())}\n    2 or \"two\" -> {draw(target())}\n    speech -> {draw(target())}\n"
+        f"    invalid -> {draw(target())}\n    exhausted -> {draw(target())}\n",
+        "collect k:\n    ask \"Digits.\"\n    digits 1-3\n"
+        f"    then -> {draw(target(inline=False))}\n    no input -> {draw(target())}\n",
+        f"group g:\n    ring 201, 202 together for 5s\n    then ring 203 for 5s\n    else -> {draw(target())}\n",
+    ]
+    return "".join(parts)
+
+
+@settings(max_examples=EXAMPLES_PER_TEST, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(generated_flow(), st.lists(st.tuples(EVENTS, st.floats(0, 10)), max_size=20))
+def test_generated_flows_compile_and_run(text: str, script: list[tuple[ev.Event, float]]) -> None:
+    program = loads_or_flow_error(text)
+    if program is not None:  # a flow that loads never fails during a call
+        drive(Machine(program, caller="+41791112233", called="100"), T_FUZZ, script)
+
+
+T_FUZZ = parse_local("2026-11-23 09:00", "UTC")
