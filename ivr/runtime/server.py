@@ -21,6 +21,7 @@ left.  A second signal stops at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -119,6 +120,10 @@ class Server:
             recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
             if recovered:
                 self.calllog.server("recovered", f"recovered {len(recovered)} voicemail message(s)")
+        # Start-up objects (flow tables, codec tables, decoded prompts) live as long as the
+        # process: freezing them keeps full garbage collections short during calls.
+        gc.collect()
+        gc.freeze()
         clock.start()
         self._install_signals(loop)
         self.calllog.server("listening", f"listening on {bound.describe()}", pid=_pid())

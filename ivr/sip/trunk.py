@@ -18,6 +18,7 @@ Authentication: IP-authenticated trunks need nothing; a trunk with a
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,3 +88,107 @@ class Trunks:
 
     def auth(self, trunk: Trunk) -> DigestClient | None:
         return self._auth.get(trunk.name)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@dataclass
+class RegisterRequest:
+    """One REGISTER to send: Request-URI and headers (the UA adds Via and Max-Forwards)."""
+
+    uri: str
+    headers: list[tuple[str, str]]
+
+
+class TrunkRegistration:
+    """Keeps ivr registered with a trunk that wants it (RFC 3261 section 10.2), sans-IO.
+
+    :meth:`request` gives the REGISTER to send now; :meth:`response` takes the final
+    answer's status and headers and says what happens next: a 401/407 is answered at
+    once with credentials (once per nonce, so a wrong password does not loop), a 2xx
+    is refreshed at 80 % of the granted interval (Contact ``expires`` or Expires), any
+    failure is retried after ``retry`` seconds.  Same Call-ID, CSeq going up, throughout.
+    """
+
+    def __init__(self, trunk: Trunk, contact: str, call_id: str, *, auth: DigestClient | None = None,
+                 expires: int = 3600, retry: float = 60.0) -> None:
+        self.trunk = trunk
+        self.contact = contact
+        self.call_id = call_id
+        self.auth = auth
+        self.expires = expires
+        self.retry = retry
+        self.cseq = 0
+        self.registered_until: float | None = None
+        self.next_at: float | None = 0.0  # send the first REGISTER at once
+        self.last_status = 0
+        self._credentials: list[tuple[str, str]] = []
+        self._nonces: set[str] = set()
+        self._tag = secrets.token_hex(5)
+
+    @property
+    def uri(self) -> str:
+        host = f"[{self.trunk.host}]" if ":" in self.trunk.host else self.trunk.host
+        return f"sip:{host}:{self.trunk.port}"
+
+    def request(self, now: float) -> RegisterRequest:
+        self.cseq += 1
+        self.next_at = None  # until the answer (or its timeout) arrives
+        aor = f"sip:{self.trunk.username or self.trunk.caller_id or 'ivr'}@{self.trunk.host}"
+        headers = [
+            ("From", f"<{aor}>;tag={self._tag}"), ("To", f"<{aor}>"), ("Call-ID", self.call_id),
+            ("CSeq", f"{self.cseq} REGISTER"), ("Contact", self.contact), ("Expires", str(self.expires)),
+            *self._credentials,
+        ]
+        return RegisterRequest(self.uri, headers)
+
+    def response(self, status: int, headers: Sequence[tuple[str, str]], now: float) -> str:
+        """``"challenged"`` (send again now), ``"registered"`` or ``"failed"`` (retry later)."""
+        self.last_status = status
+        if status in (401, 407) and self.auth is not None and self._new_nonce(headers):
+            try:
+                self._credentials = self.auth.credentials(status, headers, "REGISTER", self.uri)
+            except ValueError:
+                return self._failed(now)
+            self.next_at = now
+            return "challenged"
+        if 200 <= status < 300:
+            granted = _granted(headers, self.contact) or self.expires
+            self.registered_until = now + granted
+            self.next_at = now + max(5.0, granted * 0.8)
+            self._nonces.clear()
+            if self.auth is not None and self._credentials:
+                self._credentials = []  # the next refresh will be challenged afresh if the trunk wants
+            return "registered"
+        return self._failed(now)
+
+    def _failed(self, now: float) -> str:
+        self.registered_until = None
+        self.next_at = now + self.retry
+        self._credentials = []
+        self._nonces.clear()
+        return "failed"
+
+    def _new_nonce(self, headers: Sequence[tuple[str, str]]) -> bool:
+        nonces = set(re.findall(r'nonce="([^"]*)"', " ".join(v for n, v in headers
+                                                              if n.lower() in ("www-authenticate", "proxy-authenticate"))))
+        stale = any("stale=true" in v.lower().replace(" ", "") for n, v in headers if "authenticate" in n.lower())
+        if nonces and nonces <= self._nonces and not stale:
+            return False  # the same challenge again: our password is wrong
+        self._nonces |= nonces
+        return True
+
+
+def _granted(headers: Sequence[tuple[str, str]], contact: str) -> int | None:
+    """The interval the registrar granted our contact: its Contact ``expires``, else Expires."""
+    ours = contact.strip("<>").split(";")[0]
+    for name, value in headers:
+        if name.lower() in ("contact", "m") and ours in value:
+            m = re.search(r"expires\s*=\s*(\d+)", value, re.I)
+            if m:
+                return int(m.group(1))
+    for name, value in headers:
+        if name.lower() == "expires" and value.strip().isdigit():
+            return int(value.strip())
+    return None

@@ -221,6 +221,16 @@ class ReferProgress(UAEvent):
 
 
 @dataclass(frozen=True)
+class RequestResult(UAEvent):
+    """(added) The final response to a request sent with :meth:`UserAgent.send_request`
+    (``status`` 408 and no ``response`` when the transaction timed out)."""
+
+    call_id: str
+    status: int
+    response: Response | None
+
+
+@dataclass(frozen=True)
 class OutgoingCallFailed(UAEvent):
     call_id: str
     status: int
@@ -945,6 +955,21 @@ class UserAgent:
         call.refer_pending = True
         return True
 
+    def send_request(self, method: str, uri: str, headers: Iterable[tuple[str, str]], now: float, *,
+                     destination: tuple[str, int], transport: str = "udp", body: bytes = b"") -> None:
+        """(added) An out-of-dialog non-INVITE request (e.g. a trunk's REGISTER): the caller gives
+        From, To, Call-ID, CSeq and the rest; the UA adds Via and Max-Forwards, runs the client
+        transaction (retransmissions, Timer F) and reports the final answer as :class:`RequestResult`."""
+        if method in ("INVITE", "ACK", "CANCEL"):
+            raise ValueError(f"send_request is for non-INVITE requests, not {method}")
+        transport = transport.lower()
+        h = Headers()
+        h.add("Via", self._via(transport))
+        h.add("Max-Forwards", "70")
+        for name, value in headers:
+            h.add(name, value)
+        self._start_client(Request(method, uri, h, body), destination, transport, now, None, "request")
+
     def _is_refer_notify(self, request: Request) -> bool:
         """A NOTIFY in the dialog of a call whose REFER is pending: allowed although not in Allow."""
         if request.method != "NOTIFY" or not request.to.tag:
@@ -1161,6 +1186,8 @@ class UserAgent:
                 self._on_invite_response(call, message, now)
             elif purpose == "refresh" and call is not None:
                 self._on_refresh_response(call, tx, message, now)
+            elif purpose == "request" and message.status >= 200:
+                self._emit(RequestResult(message.call_id, message.status, message))
             elif purpose == "refer" and call is not None and message.status >= 200:
                 call.refer_pending = call.refer_pending and message.status < 300
                 self._emit(ReferProgress(call.call_id, "response", message.status, final=message.status >= 300))
@@ -1295,6 +1322,9 @@ class UserAgent:
         if timer == "H":
             log.info("no ACK for a final response to %s", tx.request.call_id)
             return
+        if purpose == "request":
+            self._emit(RequestResult(tx.request.call_id, 408, None))
+            return
         if call is None:
             return
         if purpose == "invite" and call.state == "outgoing":
@@ -1356,5 +1386,5 @@ def _replace_top_via(headers: Headers, via: Via) -> None:
 __all__ = [
     "CallCancelled", "CallConfirmed", "CallEnded", "DtmfInfo", "IncomingCall", "NameAddr",
     "Outgoing", "OutgoingCallAnswered", "OutgoingCallFailed", "OutgoingCallProgress",
-    "ReOffer", "ReOfferAnswer", "ReferProgress", "RequestReceived", "UAEvent", "UserAgent",
+    "ReOffer", "ReOfferAnswer", "ReferProgress", "RequestReceived", "RequestResult", "UAEvent", "UserAgent",
 ]

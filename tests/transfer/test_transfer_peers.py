@@ -13,6 +13,8 @@ Every call leaves a journal row with the right outcome.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import subprocess
 import time
@@ -89,14 +91,14 @@ def tone_share(path: Path, freq: float) -> float:
 class Uas:
     """A sipp phone at a fixed port (a static contact of an extension), one call."""
 
-    def __init__(self, scenario: str, folder: Path) -> None:
+    def __init__(self, scenario: str, folder: Path, calls: int = 1) -> None:
         assert SIPP is not None
         self.port = free_port()
         folder.mkdir()
         self.folder = folder
         self.proc = subprocess.Popen(
             [SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
-             "-mp", str(free_port()), "-cp", str(free_port()), "-m", "1", "-nostdin",
+             "-mp", str(free_port()), "-cp", str(free_port()), "-m", str(calls), "-nostdin",
              "-timeout", "60s", "-timeout_error", "-trace_msg", "-message_file", str(folder / "messages.log"),
              "-trace_err", "-error_file", str(folder / "errors.log")],
             cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -119,11 +121,11 @@ class Uas:
 
 
 @pytest.fixture
-def uas(tmp_path: Path) -> Iterator[Callable[[str], Uas]]:
+def uas(tmp_path: Path) -> Iterator[Callable[..., Uas]]:
     started: list[Uas] = []
 
-    def start(scenario: str) -> Uas:
-        phone = Uas(scenario, tmp_path / f"uas{len(started)}")
+    def start(scenario: str, calls: int = 1) -> Uas:
+        phone = Uas(scenario, tmp_path / f"uas{len(started)}", calls)
         started.append(phone)
         return phone
 
@@ -193,7 +195,7 @@ def test_201_answers_and_each_side_hears_the_other(
 
 def test_group_second_member_answers_and_the_first_is_cancelled(
     ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], sipp: Callable[..., Any],
-    uas: Callable[[str], Uas], tmp_path: Path,
+    uas: Callable[..., Uas], tmp_path: Path,
 ) -> None:
     ringing = uas("uas_ring_cancel.xml")
     server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
@@ -209,7 +211,7 @@ def test_group_second_member_answers_and_the_first_is_cancelled(
 
 
 def test_busy_goes_to_the_busy_branch(
-    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[[str], Uas], tmp_path: Path
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path
 ) -> None:
     busy = uas("uas_busy.xml")
     server = ivr_server(FLOW, sections=sections(busy_port=busy.port))
@@ -223,7 +225,7 @@ def test_busy_goes_to_the_busy_branch(
 
 
 def test_no_answer_falls_through_to_voicemail(
-    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[[str], Uas], tmp_path: Path
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path
 ) -> None:
     ringing = uas("uas_ring_cancel.xml")
     server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
@@ -262,3 +264,54 @@ def test_blind_transfer_by_refer(
     assert row.outcome == outcome and row.step == step, row
     expected = "transfer:answered(202)" if outcome == "transferred" else "transfer:busy(202)"
     assert expected in row.path
+
+
+def assert_digest(messages: str, header: str, method: str, password: str) -> None:
+    """Recompute the RFC 2617 qop=auth response of ``header`` in sipp's trace (independent of ivr's code)."""
+    m = re.search(rf"^{header}: Digest (.*)$", messages, re.M)
+    assert m, f"no {header} sent"
+    p = dict(re.findall(r'(\w+)="?([^",]*)"?', m.group(1)))
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    ha1 = md5(f"{p['username']}:{p['realm']}:{password}")
+    ha2 = md5(f"{method}:{p['uri']}")
+    assert p["response"] == md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:{p['qop']}:{ha2}")
+
+
+def trunk_section(port: int) -> str:
+    return f"""
+[[trunks]]
+name = "carrier"
+host = "127.0.0.1"
+port = {port}
+username = "acme"
+password = "trunk-Pw7"
+register = true
+caller_id = "+41435435570"
+allow = ["+4179*"]
+"""
+
+
+def test_outbound_call_through_a_registering_trunk_and_numbers_it_does_not_allow(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path
+) -> None:
+    trunk = uas("uas_trunk.xml", calls=2)
+    server = ivr_server(FLOW, sections=sections() + trunk_section(trunk.port))
+    registered = server.wait_for(lambda r: r.get("event") == "trunk_registered", what="trunk registration")
+    assert registered["trunk"] == "carrier" and 590 <= registered["expires"] <= 600
+    result = run_caller(sipp, server, tmp_path, "6", 3000)
+    messages = trunk.passed()
+    assert 'Authorization: Digest username="acme", realm="trunk.example"' in messages
+    assert_digest(messages, "Proxy-Authorization", "INVITE", "trunk-Pw7")
+    assert "P-Asserted-Identity: <sip:+41435435570@127.0.0.1>" in messages
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "+41791234567", row
+
+    refused = run_caller(sipp, server, tmp_path, "7", 20000)
+    assert refused.received("BYE ")
+    reason = server.wait_for(lambda r: r.get("call_id") == refused.call_id and r.get("event") == "transfer_target_unreachable")
+    assert reason["reason"] == "+41901234567 is not allowed by any trunk's allow patterns (carrier)"
+    row = journal_row(server, refused.call_id)
+    assert row.outcome == "hangup" and row.step == "refused" and "transfer:failed(+41901234567)" in row.path
