@@ -1057,3 +1057,59 @@ def test_refer_timeout() -> None:
     assert ua.refer(invite.call_id, "sip:201@pbx", 1.0)
     ua.handle_timer(33.0)
     assert events(ua) == [ReferProgress(invite.call_id, "response", 408, final=True)]
+
+
+# --------------------------------------------------------------------------- any sequence
+
+
+_STEPS = st.one_of(
+    st.tuples(st.just("receive"), st.sampled_from(sorted(p.name for p in DATA.glob("*.sip"))), st.integers(0, 3)),
+    st.tuples(st.just("command"), st.sampled_from(["ringing", "progress", "answer", "reject", "hangup",
+                                                   "accept_reoffer", "reject_reoffer", "respond", "invite",
+                                                   "refer"]), st.integers(0, 3)),
+    st.tuples(st.just("time"), st.sampled_from(["0.01", "0.5", "4", "33", "1800"]), st.integers(0, 0)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_STEPS, max_size=30))
+def test_any_sequence_of_network_input_and_commands_never_raises(steps: list[tuple[str, str, int]]) -> None:
+    """Peers and the runner race: whatever order things happen in, the UA neither raises
+    nor sends what it cannot parse back."""
+    ua = make_ua()
+    now = 0.0
+    handles: list[int] = []
+    for kind, what, n in steps:
+        if kind == "receive":
+            ua.receive((DATA / what).read_bytes(), ("10.0.0.2", 5060 + n), "udp" if n < 3 else "tcp", now)
+        elif kind == "time":
+            now += float(what)
+            ua.handle_timer(now)
+        else:
+            call_ids = sorted(ua.calls) or ["gone"]
+            call_id = call_ids[n % len(call_ids)]
+            if what == "answer":
+                ua.answer(call_id, SDP, now)
+            elif what == "progress":
+                ua.progress(call_id, SDP, now)
+            elif what == "ringing":
+                ua.ringing(call_id, now)
+            elif what == "reject":
+                ua.reject(call_id, 486, now)
+            elif what == "hangup":
+                ua.hangup(call_id, now)
+            elif what == "accept_reoffer":
+                ua.accept_reoffer(call_id, SDP, now)
+            elif what == "reject_reoffer":
+                ua.reject_reoffer(call_id, 488, now)
+            elif what == "respond" and handles:
+                ua.respond(handles.pop(), 200, now)
+            elif what == "invite":
+                ua.invite("sip:1@10.0.0.2", SDP, now, from_uri="sip:ivr@127.0.0.1", destination=("10.0.0.2", 5060))
+            elif what == "refer":
+                ua.refer(call_id, "sip:2@10.0.0.2", now)
+        while (event := ua.next_event()) is not None:
+            if isinstance(event, RequestReceived):
+                handles.append(event.handle)
+        for out in ua.outgoing():
+            parse_message(out.data)
