@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -595,18 +596,10 @@ def test_rtcp_alone_keeps_the_call_alive() -> None:
 
 def test_rtcp_reports_on_the_next_port_and_bye_on_close() -> None:
     async def body(clock: MediaClock) -> None:
-        rtp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        port = 0
-        for candidate in range(42000, 42100, 2):  # an even port with a free odd neighbour
-            try:
-                rtp_sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            port = candidate
-            break
+        port = free_block(2)  # the phone's RTP port and RTCP on port + 1
         loop = asyncio.get_running_loop()
         _, rtcp_peer = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", port + 1))
-        _, rtp_peer = await loop.create_datagram_endpoint(Peer, sock=rtp_sock)
+        _, rtp_peer = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", port))
         s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
         s.rtcp_interval = 0.1
         s._next_rtcp = 0.0  # report at the next tick
@@ -631,13 +624,35 @@ def test_rtcp_reports_on_the_next_port_and_bye_on_close() -> None:
 # --------------------------------------------------------------------------- ports
 
 
+def free_block(size: int) -> int:
+    """An even port starting ``size`` free ports, below Linux's ephemeral range (fixed ports collide)."""
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(10000, 19000, 2)
+        socks = []
+        try:
+            for port in range(base, base + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise AssertionError("no free block of ports")
+
+
 def test_port_pool_hands_out_even_pairs_and_runs_out() -> None:
-    pool = PortPool(43001, 43008)  # pairs 43002, 43004, 43006 (43008 has no odd partner in range)
+    base = free_block(8)
+    pool = PortPool(base - 1, base + 6)  # pairs base, +2, +4 (base+6 has no odd partner in range)
     socks = [pool.bind_pair("127.0.0.1") for _ in range(pool.pairs)]
     ports = sorted(s[0].getsockname()[1] for s in socks)
-    assert ports == [43002, 43004, 43006]
+    assert ports == [base, base + 2, base + 4]
     assert all(b.getsockname()[1] == a.getsockname()[1] + 1 for a, b in socks)
-    with pytest.raises(PortRangeExhausted, match="all 3 RTP port pairs in 43002-43008 are in use"):
+    message = f"all 3 RTP port pairs in {base}-{base + 6} are in use"
+    with pytest.raises(PortRangeExhausted, match=message):
         pool.bind_pair("127.0.0.1")
     first = socks[0][0].getsockname()[1]
     socks[0][0].close()
@@ -651,12 +666,13 @@ def test_port_pool_hands_out_even_pairs_and_runs_out() -> None:
 
 
 def test_port_taken_by_someone_else_is_skipped() -> None:
+    base = free_block(4)
     blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    blocker.bind(("127.0.0.1", 43101))  # the odd half of the only first pair
+    blocker.bind(("127.0.0.1", base + 1))  # the odd half of the first pair
     try:
-        pool = PortPool(43100, 43103)
+        pool = PortPool(base, base + 3)
         rtp_sock, rtcp_sock = pool.bind_pair("127.0.0.1")
-        assert rtp_sock.getsockname()[1] == 43102
+        assert rtp_sock.getsockname()[1] == base + 2
         rtp_sock.close()
         rtcp_sock.close()
     finally:
@@ -665,13 +681,14 @@ def test_port_taken_by_someone_else_is_skipped() -> None:
 
 def test_session_close_frees_its_port() -> None:
     async def body(clock: MediaClock) -> None:
-        s = await MediaSession.open(host="127.0.0.1", port_range=(43200, 43201), clock=clock)
+        base = free_block(2)
+        s = await MediaSession.open(host="127.0.0.1", port_range=(base, base + 1), clock=clock)
         with pytest.raises(PortRangeExhausted):
-            await MediaSession.open(host="127.0.0.1", port_range=(43200, 43201), clock=clock)
+            await MediaSession.open(host="127.0.0.1", port_range=(base, base + 1), clock=clock)
         s.close()
         await asyncio.sleep(0)
-        t = await MediaSession.open(host="127.0.0.1", port_range=(43200, 43201), clock=clock)
-        assert t.local_port == 43200
+        t = await MediaSession.open(host="127.0.0.1", port_range=(base, base + 1), clock=clock)
+        assert t.local_port == base
         t.close()
 
     with_clock(body)

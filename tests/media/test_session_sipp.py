@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
+import socket
 import struct
 from pathlib import Path
 
@@ -87,6 +89,25 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <recv response="200"/>
 </scenario>
 """
+
+
+def free_media_port() -> int:
+    """A free even port with free neighbours for sipp's media sockets (fixed ports collide)."""
+    for _ in range(100):
+        base = random.randrange(10000, 19000, 2)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + 4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise AssertionError("no free media port for sipp")
 
 
 def short_pcap(source: Path, packets: int) -> bytes:
@@ -173,7 +194,7 @@ def test_sipp_pcap_replay_gives_speech_and_each_key_once(tmp_path: Path) -> None
         sip_port = transport.get_extra_info("sockname")[1]
         sipp = await asyncio.create_subprocess_exec(
             "sipp", f"127.0.0.1:{sip_port}", "-sf", str(scenario), "-m", "1", "-i", "127.0.0.1",
-            "-p", "0", "-mp", "45000", "-nostdin", "-timeout", "30", "-timeout_error",
+            "-p", "0", "-mp", str(free_media_port()), "-nostdin", "-timeout", "30", "-timeout_error",
             "-trace_err", "-error_file", str(tmp_path / "sipp_errors.log"),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
         )  # fmt: skip
