@@ -31,6 +31,10 @@ Choices worth knowing (interface additions are marked "added"):
 * Commands for a call that is already gone are ignored (the runner races
   with the network: a CANCEL may cross its ``answer``).
 * ``progress(call_id, sdp, now)`` (added) sends 183 with early media.
+* For transfers and trunks (added by that work): ``refer`` sends a REFER in
+  a confirmed dialog and reports its response and NOTIFYs as
+  :class:`ReferProgress`; ``send_request`` runs an out-of-dialog non-INVITE
+  client transaction (a trunk's REGISTER) and reports :class:`RequestResult`.
 * ``reject`` and ``respond`` accept extra ``headers`` (added), e.g.
   Retry-After or Warning; ``invite`` accepts ``auth=DigestClient(...)``
   (added) to answer a trunk's 401/407.
