@@ -178,7 +178,7 @@ class Machine:
 
     def _leave(self, state: State, label: str) -> None:
         self.next_timer = None
-        if isinstance(state.op, MenuWaitOp) and label not in ("invalid", "no_input") and self._listening:
+        if isinstance(state.op, MenuWaitOp) and label not in ("invalid", "no_input") and self._listening is not None:
             self._listening = None
             self._emit(events.Listen())
 

@@ -522,3 +522,11 @@ def test_failed_voicemail_ends_in_error(tmp_path: Path) -> None:
     m, _ = start(tmp_path, "number default -> s\ns:\n    voicemail 999\n")
     assert m.handle(ev.ActionDone("voicemail", "failed"), T0 + 1) == [ev.HangupCall("error")]
     assert m.outcome is not None and (m.outcome.result, m.outcome.detail) == ("error", "voicemail 999 failed")
+
+
+def test_speech_only_menu_listens_and_stops(tmp_path: Path) -> None:
+    text = 'number default -> m\nmenu m:\n    ask "Say a name."\n    speech -> say "Looking up {speech}."\n    1 -> hangup\n'
+    m, actions = start(tmp_path, text)
+    assert actions[-1] == ev.Listen((), 5.0, any_speech=True)
+    actions = m.handle(ev.Key("1"), T0 + 1)
+    assert actions[:2] == [ev.StopPrompts(), ev.Listen()]
