@@ -66,6 +66,34 @@ def bench_calls(calls: int = 2000) -> None:
     print(f"left behind: {len(caller.calls) + len(ivr.calls)} calls (expected 0)")
 
 
+def bench_concurrent(calls: int = 1000) -> None:
+    """``calls`` calls up at once (all confirmed, session timers armed), then all hung up."""
+    caller = UserAgent(local_host="127.0.0.1", local_port=5070)
+    ivr = UserAgent(local_host="127.0.0.1", local_port=5060)
+    start = time.perf_counter()
+    ids = [caller.invite("sip:100@127.0.0.1", SDP, 0.0, from_uri="sip:bench@127.0.0.1",
+                         destination=("127.0.0.1", 5060), headers=[("Supported", "timer"),
+                                                                   ("Session-Expires", "1800")])
+           for _ in range(calls)]
+    pump(caller, ivr, 0.0)
+    while (event := ivr.next_event()) is not None:
+        if isinstance(event, IncomingCall):
+            ivr.answer(event.call_id, SDP, 0.0)
+    pump(caller, ivr, 0.0)
+    up = time.perf_counter() - start
+    confirmed = sum(1 for c in ivr.calls.values() if c.state == "confirmed")
+    ivr.handle_timer(60.0)  # every transaction timer of the set-up is due by now
+    caller.handle_timer(60.0)
+    start = time.perf_counter()
+    for call_id in ids:
+        caller.hangup(call_id, 61.0)
+    pump(caller, ivr, 61.0)
+    down = time.perf_counter() - start
+    print(f"{calls} concurrent calls: set up in {up:.2f} s ({confirmed} confirmed), "
+          f"torn down in {down:.2f} s; left behind: {len(caller.calls) + len(ivr.calls)}")
+
+
 if __name__ == "__main__":
     bench_parse()
     bench_calls()
+    bench_concurrent()
