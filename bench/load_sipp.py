@@ -31,7 +31,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +104,11 @@ def pin(core: int) -> None:
 
 
 class Server:
-    """``ivr serve`` on the bench flow; its JSON log is collected by a reader thread."""
+    """``ivr serve`` on the bench flow.
+
+    Its log goes to a file, not a pipe: a pipe whose reader falls behind would block the
+    server's writes and show up as RTP stalls that are the benchmark's own fault.
+    """
 
     def __init__(self, folder: Path, rtp: tuple[int, int]) -> None:
         flow = folder / "bench.ivr"
@@ -114,29 +117,38 @@ class Server:
             f'[server]\nlisten = "127.0.0.1:0"\nrtp_ports = "{rtp[0]}-{rtp[1]}"\nmedia_timeout = "60s"\n'
             f'[prompts]\nfolders = ["{REPO / "prompts"}"]\n'
         )
+        self.log_path = folder / "ivr.log"
         self.records: list[dict] = []
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ivr", "serve", str(flow), "--config", str(folder / "ivr.toml"),
-             "--data", str(folder / "data"), "--listen", "127.0.0.1:0"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: pin(1),
-        )
+        self._offset = 0
+        self._partial = ""
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ivr", "serve", str(flow), "--config", str(folder / "ivr.toml"),
+                 "--data", str(folder / "data"), "--listen", "127.0.0.1:0"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, text=True,
+                preexec_fn=lambda: pin(1),
+            )
         self.port = 0
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(120):
-            self.stop()
-            raise SystemExit("ivr serve did not become ready:\n" + "\n".join(self.lines[-20:]))
+        deadline = time.monotonic() + 120
+        while not self.port:
+            self.poll()
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise SystemExit("ivr serve did not become ready:\n" + self.log_path.read_text()[-3000:])
+            time.sleep(0.1)  # polling the log file for the ready line
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip())
+    def poll(self) -> None:
+        """Read what the server logged since the last poll."""
+        with open(self.log_path) as log:
+            log.seek(self._offset)
+            chunk = log.read()
+            self._offset = log.tell()
+        lines = (self._partial + chunk).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
             m = READY.search(line)
             if m:
                 self.port = int(m.group("port"))
-                self.ready.set()
             try:
                 record = json.loads(line)
             except ValueError:
@@ -145,7 +157,8 @@ class Server:
                 self.records.append(record)
 
     def count(self, predicate) -> int:  # type: ignore[no-untyped-def]
-        return sum(1 for r in list(self.records) if predicate(r))
+        self.poll()
+        return sum(1 for r in self.records if predicate(r))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -155,6 +168,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.poll()
 
 
 def run_step(calls: int, rate: float, folder: Path) -> Step:
@@ -272,10 +286,9 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def _sipp_counter(output: str, name: str) -> float:
-    m = None
-    for m in re.finditer(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output):
-        pass
-    return float(m.group(1)) if m else 0.0
+    """The cumulative column of the last statistics screen sipp printed."""
+    values = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", output)
+    return float(values[-1]) if values else 0.0
 
 
 def main() -> int:
