@@ -287,6 +287,13 @@ class Call:
     refer_pending: bool = False  # (added) a REFER we sent: its NOTIFYs are accepted (RFC 3515)
 
 
+def _hostport(host: str, port: int) -> str:
+    """``host:port`` with an IPv6 address in brackets (RFC 3261 25.1 IPv6reference)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
 def _tag() -> str:
     return secrets.token_hex(5)
 
@@ -439,11 +446,12 @@ class UserAgent:
         self._out.append(Outgoing(bytes(message), dest, transport))
 
     def _via(self, transport: str) -> str:
-        return f"SIP/2.0/{transport.upper()} {self.local_host}:{self.local_port};branch={_branch()};rport"
+        sent_by = _hostport(self.local_host, self.local_port)
+        return f"SIP/2.0/{transport.upper()} {sent_by};branch={_branch()};rport"
 
     def contact(self, transport: str = "udp", user: str = "ivr") -> str:
         params = ";transport=tcp" if transport == "tcp" else ""
-        return f"<sip:{user}@{self.contact_host}:{self.local_port}{params}>"
+        return f"<sip:{user}@{_hostport(self.contact_host, self.local_port)}{params}>"
 
     def _response_dest(self, request: Request, source: tuple[str, int], transport: str) -> tuple[str, int]:
         """RFC 3261 18.2.2 with RFC 3581: where a response to ``request`` goes."""

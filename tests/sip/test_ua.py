@@ -1113,3 +1113,25 @@ def test_any_sequence_of_network_input_and_commands_never_raises(steps: list[tup
                 handles.append(event.handle)
         for out in ua.outgoing():
             parse_message(out.data)
+
+
+def test_ipv6_call() -> None:
+    ua = UserAgent(local_host="::1", local_port=5060)
+    raw = capture("baresip_real_invite").replace(b"127.0.0.1:5062", b"[::1]:5062")
+    ua.receive(raw, ("::1", 5062), "udp", 0.0)
+    (incoming,) = events(ua)
+    assert isinstance(incoming, IncomingCall)
+    ua.answer(incoming.call_id, SDP, 0.1)
+    got = sent(ua)
+    ok, out = got[-1]
+    assert isinstance(ok, Response) and out.dest == ("::1", 5062)
+    assert ok.headers["Contact"] == "<sip:ivr@[::1]:5060>"
+    assert ok.top_via.params["received"] == "::1" and ok.top_via.rport == 5062
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    ua.receive(in_dialog("ACK", invite, ok, cseq=invite.cseq[0], branch="z9hG4bK6"), ("::1", 5062), "udp", 0.2)
+    events(ua)
+    ua.hangup(incoming.call_id, 1.0)
+    (bye, bye_out), = sent(ua)
+    assert isinstance(bye, Request) and bye.top_via.host == "[::1]" and bye.top_via.port == 5060
+    assert bye_out.dest == ("::1", 5062)
