@@ -315,3 +315,39 @@ def test_outbound_call_through_a_registering_trunk_and_numbers_it_does_not_allow
     assert reason["reason"] == "+41901234567 is not allowed by any trunk's allow patterns (carrier)"
     row = journal_row(server, refused.call_id)
     assert row.outcome == "hangup" and row.step == "refused" and "transfer:failed(+41901234567)" in row.path
+
+
+def test_caller_hanging_up_while_it_rings_cancels_the_leg(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path
+) -> None:
+    ringing = uas("uas_ring_cancel.xml")
+    server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
+    result = run_caller(sipp, server, tmp_path, "4", 1200)  # BYE while 203 rings (it would ring 3 s)
+    messages = ringing.passed()
+    assert "CANCEL sip:203@127.0.0.1" in messages
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "caller_hangup" and row.step == "slow_line" and row.hangup_cause == "bye", row
+
+
+def test_callee_hanging_up_ends_the_callers_call(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], sipp: Callable[..., Any], tmp_path: Path
+) -> None:
+    import threading
+
+    server = ivr_server(FLOW, sections=sections())
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    register_201(server, callee)
+    outcome: list[Any] = []
+    caller = threading.Thread(target=lambda: outcome.append(run_caller(sipp, server, tmp_path, "1", 30000)))
+    caller.start()
+    try:
+        callee.wait_event("CALL_ESTABLISHED")
+        server.wait_for(lambda r: r.get("event") == "transfer_done" and r.get("outcome") == "answered")
+        callee.command("uafind", f"sip:201@{server.address}")  # "hangup" acts on the current account
+        callee.command("hangup")
+    finally:
+        caller.join(60)
+    [result] = outcome
+    assert result.received("BYE "), "ivr should hang up the caller when 201 hangs up:\n" + server.tail(25)
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "201" and row.path[-1] == "bridge_ended", row
