@@ -264,7 +264,11 @@ class CallRunner:
 
     async def start(self) -> None:
         """Negotiate, open media, ring or answer. Never raises: failures reject the call."""
-        self.log(event="incoming", source=f"{self.incoming.source[0]}:{self.incoming.source[1]}")
+        self.log(
+            event="incoming",
+            source=f"{self.incoming.source[0]}:{self.incoming.source[1]}",
+            transport=getattr(self.incoming, "transport", "") or _transport_of(self.incoming.request),
+        )
         try:
             await self._setup()
         except Exception:
@@ -874,6 +878,14 @@ class CallRunner:
 
 class _RecordAction:
     """Owner marker for the runner's own ``Record`` implementation (beep + recording)."""
+
+
+def _transport_of(request: Any) -> str:
+    """The transport of the INVITE, from its top Via (``SIP/2.0/TCP``)."""
+    try:
+        return str(request.top_via.transport).lower()
+    except Exception:  # no usable Via: the agent answered it anyway
+        return ""
 
 
 def _safe(text: str) -> str:

@@ -58,6 +58,14 @@ def test_basic_call_caller_hangs_up(menu_server: IvrServer, sipp: Sipp) -> None:
     assert answer_mline(result).startswith("m=audio") and answer_mline(result).split()[3] == "0"
 
 
+def test_call_over_tcp(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("basic_caller_bye.xml", menu_server, extra=("-t", "t1"))
+    result.check()
+    incoming = menu_server.wait_for(lambda r: r.get("call_id") == result.call_id and r.get("event") == "incoming")
+    assert incoming["transport"] == "tcp"
+    assert ended(menu_server, result.call_id)["reason"] == "bye"
+
+
 def test_flow_hangs_up_and_ivr_sends_bye(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
     server = ivr_server("hangup.ivr")
     result = sipp("basic_ivr_bye.xml", server)
