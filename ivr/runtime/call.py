@@ -501,6 +501,7 @@ class CallRunner:
         if self.ended:
             return
         self.log(event="media_timeout")
+        self._ending = True  # the agent's CallEnded("local") for this BYE is ours, not news
         self.services.ua.hangup(self.call_id, self.services.sip_now())
         self.services.flush()
         self._caller_gone("media_timeout")

@@ -142,3 +142,21 @@ def test_dtmf_from_sipp_pcap_selects_menu_option(menu_server: IvrServer, sipp: S
     assert [(k["digit"], k["via"]) for k in keys] == [("2", "rtp")]
     steps = menu_server.steps(result.call_id)
     assert steps[:2] == ["welcome", "support"] or ("support" in steps and "sales" not in steps)
+
+
+def test_dtmf_by_sip_info_selects_menu_option(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("dtmf_info.xml", menu_server)
+    result.check()
+    ended(menu_server, result.call_id)
+    keys = [r for r in menu_server.call_records(result.call_id) if r.get("event") == "key" and "via" in r]
+    assert [(k["digit"], k["via"]) for k in keys] == [("2", "info")]
+    assert "support" in menu_server.steps(result.call_id)
+
+
+def test_media_timeout_ends_a_silent_call(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
+    server = ivr_server("menu.ivr", config='media_timeout = "2s"')
+    result = sipp("basic_ivr_bye.xml", server)  # sipp sends no RTP at all: a dead call
+    result.check()  # ivr sent the BYE and sipp answered it
+    record = ended(server, result.call_id)
+    assert record["reason"] == "media_timeout"
+    assert record["packets_received"] == 0
