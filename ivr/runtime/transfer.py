@@ -183,6 +183,19 @@ class RingPlan:
         return result
 
 
+def with_follow_me(plan: Plan, follow_me: Callable[[str], Iterable[str]]) -> Plan:
+    """A step that rings one person continues to that person's follow-me numbers
+    (``Extension.follow_me`` in ivr.toml), one after the other, each for the step's ring time:
+    the desk phone first, then the mobile.  Steps ringing several targets together are left
+    as they are, and follow-me numbers are not followed further."""
+    out: list[tuple[tuple[str, ...], float]] = []
+    for targets, timeout in plan:
+        out.append((targets, timeout))
+        if len(targets) == 1:
+            out += [((number,), timeout) for number in follow_me(targets[0]) if number != targets[0]]
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- ringback
 
 
@@ -329,7 +342,7 @@ class TransferSession:
         self.post = post
         self.services = caller.services
         self.loop = asyncio.get_running_loop()
-        self.plan = RingPlan(action.plan)
+        self.plan = RingPlan(action.plan if action.group else with_follow_me(action.plan, self._follow_me))
         self.rings: dict[str, _Ring] = {}
         self.legs: dict[str, Leg] = {}  # by Call-ID
         self.bridge: Bridge | None = None
@@ -344,12 +357,16 @@ class TransferSession:
         self._refer: Any = None
         self.started = time.monotonic()
 
+    def _follow_me(self, target: str) -> tuple[str, ...]:
+        extension = self.services.config.extension(target)
+        return tuple(extension.follow_me) if extension is not None else ()
+
     # ------------------------------------------------------------------ start
 
     def start(self) -> None:
         targets = [t for step, _ in self.action.plan for t in step]
         self.caller.log(event="transfer_start", targets=",".join(targets), group=self.action.group,
-                        refer=self.action.refer)
+                        refer=self.action.refer, steps=len(self.plan.steps))
         if self.action.refer:
             from ivr.runtime.refer import BlindTransfer
 

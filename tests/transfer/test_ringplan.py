@@ -73,3 +73,15 @@ def test_abandon_cancels_what_rings() -> None:
     plan.failed("201", "busy", 1.0)
     assert plan.abandon() == [Cancel("202")]
     assert plan.finished and plan.timer(99.0) == []
+
+
+def test_follow_me_continues_a_one_person_step_to_their_numbers() -> None:
+    from ivr.runtime.transfer import with_follow_me
+
+    numbers = {"201": ("+41791234567", "201", "203"), "202": ("+41790000000",)}
+    plan = ((("201",), 20.0), (("202", "203"), 10.0), (("200",), 5.0))
+    assert with_follow_me(plan, lambda t: numbers.get(t, ())) == (
+        (("201",), 20.0), (("+41791234567",), 20.0), (("203",), 20.0),  # itself is not rung twice
+        (("202", "203"), 10.0),  # a group step is left alone
+        (("200",), 5.0),
+    )

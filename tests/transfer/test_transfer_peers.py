@@ -43,7 +43,7 @@ PASSWORD = "pw-201-Xk4q"
 CALLER_TONE, CALLEE_TONE = 600.0, 1000.0
 
 
-def sections(busy_port: int = 9, ring_port: int = 9, registrar: str = "") -> str:
+def sections(busy_port: int = 9, ring_port: int = 9, registrar: str = "", follow_me: str = "") -> str:
     return f"""
 [[extensions]]
 number = "201"
@@ -54,6 +54,7 @@ mailbox = "201"
 [[extensions]]
 number = "202"
 contacts = ["sip:202@127.0.0.1:{busy_port}"]
+follow_me = [{follow_me}]
 
 [[extensions]]
 number = "203"
@@ -351,3 +352,19 @@ def test_callee_hanging_up_ends_the_callers_call(
     assert result.received("BYE "), "ivr should hang up the caller when 201 hangs up:\n" + server.tail(25)
     row = journal_row(server, result.call_id)
     assert row.outcome == "transferred" and row.detail == "201" and row.path[-1] == "bridge_ended", row
+
+
+def test_follow_me_rings_the_next_number_when_the_desk_phone_is_busy(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], sipp: Callable[..., Any],
+    uas: Callable[..., Uas], tmp_path: Path,
+) -> None:
+    busy = uas("uas_busy.xml")
+    server = ivr_server(FLOW, sections=sections(busy_port=busy.port, follow_me='"201"'))
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    register_201(server, callee)
+    result = run_caller(sipp, server, tmp_path, "3", 3000)
+    busy.passed()
+    callee.wait_event("CALL_CLOSED")
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "201", row
+    assert "transfer:answered(201)" in row.path
