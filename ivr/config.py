@@ -127,6 +127,14 @@ class SpeechConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """[transfers]: ringing phones for the flow (ivr.runtime.transfer)."""
+
+    # A registered phone dialling this picks up a call ringing its extension or its group ("" off).
+    pickup_code: str = "*8"
+
+
+@dataclass(frozen=True)
 class RegistrarConfig:
     """[registrar]: REGISTER handling (ivr.sip.registrar) and its digest authentication."""
 
@@ -160,6 +168,7 @@ class Config:
     smtp: SmtpConfig = SmtpConfig()
     speech: SpeechConfig = SpeechConfig()
     registrar: RegistrarConfig = RegistrarConfig()
+    transfers: TransferConfig = TransferConfig()
 
     def extension(self, number: str) -> Extension | None:
         return next((e for e in self.extensions if e.number == number), None)
@@ -297,7 +306,9 @@ def _from_raw(
         SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None
     )
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
-    known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar"}
+    transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
+    known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",
+             "transfers"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -316,6 +327,7 @@ def _from_raw(
         smtp=smtp,
         speech=speech,
         registrar=registrar,
+        transfers=transfers,
     )
 
 

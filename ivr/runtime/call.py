@@ -277,6 +277,12 @@ class CallRunner:
 
     async def _setup(self) -> None:
         program = self.services.program
+        pickup = self.services.config.transfers.pickup_code
+        if pickup and self.called == pickup:  # a phone picks up a call ringing elsewhere
+            from ivr.runtime.transfer import pick_up
+
+            await pick_up(self)
+            return
         try:
             entry = program.entry_for(self.called)
         except LookupError:

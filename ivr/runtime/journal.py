@@ -80,6 +80,8 @@ class JournalRow:
             return "in progress" if self.ended is None else "unknown"
         if self.outcome == "transferred":
             return f"transferred to {self.detail}" if self.detail else "transferred"
+        if self.outcome == "pickup":
+            return f"picked up a call at {self.detail}"
         if self.outcome in ("voicemail", "voicemail_access"):
             return f"{self.outcome} {self.detail}".strip()
         where = f" in {self.step}" if self.step else ""
@@ -99,6 +101,7 @@ class _Live:
     path: list[str] = field(default_factory=list)
     step: str = ""
     transfer: str = ""  # who answered the last transfer, for calls that end while bridged
+    pickup: str = ""  # a phone's call to the pickup code: the extension that picked up
 
 
 class Journal:
@@ -146,6 +149,7 @@ class Journal:
         if live is None:
             return
         if action == "answer":
+            live.pickup = str(fields.get("pickup") or "")
             self.answered(call_id)
         elif action == "step":
             live.step = str(fields.get("step", ""))
@@ -178,6 +182,8 @@ class Journal:
         at = at or time.time()
         result = str(outcome) if outcome else ("rejected" if cause == "rejected" else "caller_hangup")
         text = str(detail or "")
+        if not outcome and live.pickup:
+            result, text = "pickup", live.pickup
         if result == "transferred" and not text:
             text = live.transfer
         self._write(

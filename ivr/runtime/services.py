@@ -48,6 +48,8 @@ class Services:
     _lazy: dict[str, Any] = field(default_factory=dict)
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
     legs: dict[str, Any] = field(default_factory=dict)
+    # Transfers ringing now, for call pickup (ivr.runtime.transfer.pick_up)
+    ringing: list[Any] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)  # engines build on each other
 
     # ------------------------------------------------------------------ SIP

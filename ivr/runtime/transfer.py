@@ -355,6 +355,7 @@ class TransferSession:
         self._ringback: Ringback | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._refer: Any = None
+        self.picker: Any = None  # the CallRunner of a phone that picked this call up
         self.started = time.monotonic()
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
@@ -374,6 +375,7 @@ class TransferSession:
             self._refer.start()
             return
         self._start_ringback()
+        self.services.ringing.append(self)
         self._run(self.plan.start(time.time()))
 
     def _start_ringback(self) -> None:
@@ -614,11 +616,13 @@ class TransferSession:
 
     def _finished(self, result: Finished) -> None:
         self._stop_ringback()
+        self._not_ringing()
         if self.closed:
             return
         self.caller.log(event="transfer_done", outcome=result.outcome, target=result.target,
                         ring_time=round(time.monotonic() - self.started, 2))
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
+            # (a pickup bridges after this, with the picker's media)
             self.bridge = Bridge(self.caller.media, self.bridged.media)
             self.bridge.start()
         self.post(ev.TransferResult(result.outcome, target=result.target))
@@ -638,8 +642,42 @@ class TransferSession:
         if not self.closed:
             self.post(ev.TransferResult(outcome, target=target))
 
+    def _not_ringing(self) -> None:
+        if self in self.services.ringing:
+            self.services.ringing.remove(self)
+
+    def rings_for(self, extension: str, teams: Iterable[frozenset[str]] = ()) -> bool:
+        """Whether a phone of ``extension`` may pick this call up: it is ringing, and the
+        extension is one of its targets, or shares a flow group (``teams``) with one that rings."""
+        if self.closed or self.plan.finished or not self.plan.active:
+            return False
+        if any(extension in targets for targets, _ in self.plan.steps):
+            return True
+        return any(extension in team and team.intersection(self.plan.active) for team in teams)
+
+    def picked_up(self, picker: Any, extension: str) -> None:
+        """``picker`` (a CallRunner with answered media) takes the call: stop ringing, bridge."""
+        self.picker = picker
+        for command in self.plan.abandon():
+            if isinstance(command, Cancel):
+                self._cancel(command.target)
+        self.plan.outcome = Finished("answered", extension)
+        self.caller.log(event="picked_up", by=extension, picker=picker.call_id)
+        self._finished(self.plan.outcome)
+        if self.caller.media is not None and picker.media is not None:
+            self.bridge = Bridge(self.caller.media, picker.media)
+            self.bridge.start()
+
+    def picker_gone(self, reason: str) -> None:
+        self.picker = None
+        self._end_bridge(f"picker_{reason}")
+
     def close(self) -> None:
         """The caller's call is ending: cancel ringing legs, hang up a bridged one."""
+        self._not_ringing()
+        if self.picker is not None:
+            picker, self.picker = self.picker, None
+            picker.hangup("bridge_ended")
         if self.closed and not self.legs:
             return
         self.closed = True
@@ -663,3 +701,81 @@ class TransferSession:
         self._stop_ringback()
         if self._refer is not None:
             self._refer.close()
+
+
+# --------------------------------------------------------------------------- call pickup
+
+
+class _PickupLink:
+    """The picker's runner ``transfer``: when the picker's call ends, the bridge ends."""
+
+    def __init__(self, session: TransferSession) -> None:
+        self.session = session
+
+    def close(self) -> None:
+        if self.session.picker is not None:
+            self.session.picker_gone("hangup")
+
+
+def pickup_teams(program: Any) -> list[frozenset[str]]:
+    """The members of every ``group`` of the flow: a phone may pick up calls ringing its team."""
+    from ivr.dsl.compiler import TransferOp
+
+    teams = []
+    for state in getattr(program, "states", {}).values():
+        op = state.op
+        if isinstance(op, TransferOp) and op.group:
+            members = {getattr(v, "text", None) for targets, _ in op.plan for v in targets}
+            teams.append(frozenset(m for m in members if isinstance(m, str) and m))
+    return teams
+
+
+def picker_extension(services: Any, source: tuple[str, int]) -> str | None:
+    """The extension a registered phone belongs to, by the address its INVITE came from."""
+    now = time.time()
+    for extension in services.config.extensions:
+        for binding in services.registrar().contacts(extension.number, now):
+            if binding.source is not None and tuple(binding.source) == tuple(source):
+                return str(extension.number)
+    return None
+
+
+async def pick_up(runner: Any) -> None:
+    """A phone dialled the pickup code: answer it and bridge it to a call ringing its extension.
+
+    Only a registered phone may pick up (its INVITE must come from the address it registered
+    from), and only a call whose ring plan includes its extension: 403 and 404 otherwise.
+    """
+    services = runner.services
+    extension = picker_extension(services, runner.incoming.source)
+    if extension is None:
+        runner._reject(403, "pickup: the caller is not a registered phone")
+        return
+    teams = pickup_teams(services.program)
+    session = next((s for s in services.ringing if s.rings_for(extension, teams)), None)
+    if session is None:
+        runner._reject(404, f"pickup: no call is ringing for extension {extension}")
+        return
+    offer = runner._parse_offer(runner.incoming.offer)
+    if offer is False:
+        return
+    cfg = services.config.server
+    runner.media = await MediaSession.open(host=services.media_host, port_range=cfg.rtp_ports, clock=services.clock,
+                                           media_timeout=cfg.media_timeout)
+    runner._wire_media(runner.media)
+    if runner.ended or not session.rings_for(extension, teams):  # the caller left, or someone answered, meanwhile
+        runner.media.close()
+        if not runner.ended:
+            runner._reject(404, "pickup: the call stopped ringing")
+        return
+    if offer is not None and not runner._negotiate(offer):
+        return
+    if offer is None:
+        runner.local_sdp = runner._our_offer()
+    runner.state = "pickup"
+    services.ua.answer(runner.call_id, runner.local_sdp, services.sip_now())
+    services.flush()
+    runner.answered = True
+    runner.log(action="answer", codec=runner.answer.codec.name if runner.answer else "late-offer", pickup=extension)
+    runner.transfer = _PickupLink(session)
+    session.picked_up(runner, extension)

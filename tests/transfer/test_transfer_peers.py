@@ -61,6 +61,11 @@ number = "203"
 contacts = ["sip:203@127.0.0.1:{ring_port}"]
 mailbox = "203"
 
+[[extensions]]
+number = "204"
+username = "204"
+password = "pw-204-Lq8z"
+
 [[mailboxes]]
 number = "201"
 
@@ -368,3 +373,39 @@ def test_follow_me_rings_the_next_number_when_the_desk_phone_is_busy(
     row = journal_row(server, result.call_id)
     assert row.outcome == "transferred" and row.detail == "201", row
     assert "transfer:answered(201)" in row.path
+
+
+def test_a_registered_phone_picks_up_a_call_ringing_in_its_group(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path
+) -> None:
+    import threading
+
+    ringing = uas("uas_ring_cancel.xml")
+    server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
+    outcome: list[Any] = []
+    caller = threading.Thread(target=lambda: outcome.append(run_caller(sipp, server, tmp_path, "8", 30000)))
+    caller.start()
+    try:
+        server.wait_for(lambda r: r.get("event") == "leg_progress" and r.get("target") == "203", what="203 ringing")
+        picker = sipp(str(SCENARIOS / "picker.xml"), server, service="*8", timeout=30)
+    finally:
+        caller.join(60)
+    picker.check()
+    [result] = outcome
+    assert result.received("BYE "), "the caller is hung up when the picker hangs up"
+    assert "CANCEL sip:203@127.0.0.1" in ringing.passed()
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "204" and "transfer:answered(204)" in row.path, row
+    picked = journal_row(server, picker.call_id)
+    assert picked.outcome == "pickup" and picked.detail == "204", picked
+
+
+def test_pickup_by_an_unregistered_phone_is_refused(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], tmp_path: Path
+) -> None:
+    server = ivr_server(FLOW, sections=sections())
+    scenario = tmp_path / "rejected.xml"
+    scenario.write_text((SCENARIOS / "uac_rejected.xml").read_text().replace("STATUS", "403"))
+    sipp(str(scenario), server, service="*8").check()
+    server.wait_for(lambda r: r.get("action") == "reject" and r.get("status") == 403
+                    and r.get("reason") == "pickup: the caller is not a registered phone")
