@@ -107,7 +107,7 @@ class _Live:
 class Journal:
     """Writes the call journal (see the module docstring); thread-safe, one connection."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path | None = None) -> None:
+    def __init__(self, db: sqlite3.Connection | None, path: Path | None = None) -> None:
         self.db = db
         self.path = path
         self.lock = threading.Lock()
@@ -116,12 +116,19 @@ class Journal:
 
     @classmethod
     def open(cls, data: Path) -> Journal:
-        data.mkdir(parents=True, exist_ok=True)
+        """The data folder's journal; one that cannot be opened is logged and writes nothing."""
         path = data / JOURNAL_FILE
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("call journal %s cannot be opened, calls are not journalled: %s", path, exc)
+            journal = cls(None, path)
+            journal.failed = True
+            return journal
         return cls(db, path)
 
     @classmethod
@@ -135,7 +142,8 @@ class Journal:
 
     def close(self) -> None:
         with self.lock:
-            self.db.close()
+            if self.db is not None:
+                self.db.close()
 
     # ------------------------------------------------------------------ writing
 
@@ -197,6 +205,8 @@ class Journal:
             live.path.append(entry)
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        if self.db is None:
+            return
         try:
             with self.lock:
                 self.db.execute(sql, params)
@@ -228,6 +238,8 @@ class Journal:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC, rowid DESC LIMIT ?"
         params.append(max(0, limit))
+        if self.db is None:
+            return []
         with self.lock:
             rows = self.db.execute(sql, params).fetchall()
         return [_row(r) for r in rows]

@@ -41,7 +41,7 @@ def test_a_transferred_call_is_one_row_with_its_path(tmp_path: Path) -> None:
     assert row.outcome == "transferred" and row.describe() == "transferred to 202"
     assert row.hangup_cause == "flow_finished" and row.answered is not None
     assert row.duration is not None and row.duration >= 0
-    assert journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal.db is not None and journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     journal.close()
 
 
@@ -92,3 +92,19 @@ def test_parse_since() -> None:
     assert parse_since("2026-11-22T08:00") == parse_since("2026-11-22T08:00:00Z")
     with pytest.raises(SinceError):
         parse_since("soon")
+
+
+def test_a_journal_that_cannot_be_opened_never_stops_a_call(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    journal = Journal.open(blocker)
+    feed(journal, "c1", TRANSFERRED)  # nothing raised
+    assert journal.failed and journal.query() == []
+    assert "cannot be opened, calls are not journalled" in caplog.text
+
+
+def test_a_full_disk_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    journal = Journal.open(tmp_path)
+    journal.db.close()  # type: ignore[union-attr]  # every later write fails like a broken disk would
+    feed(journal, "c1", TRANSFERRED)
+    assert journal.failed and caplog.text.count("cannot be written") == 1
