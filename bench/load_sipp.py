@@ -68,6 +68,8 @@ class Step:
     setup_rate: float = 0.0
     cpu_per_call: float = 0.0  # % of one core per call, while all calls were up
     cpu_total: float = 0.0  # % of one core, while all calls were up
+    clock_late_ms: float = 0.0  # worst lateness of ivr's media clock tick
+    clock_skipped: int = 0  # ticks ivr's media clock skipped: its loop (or the process) stalled
     streams: int = 0
     lost: int = 0
     delta_p99: float = 0.0
@@ -121,6 +123,7 @@ class Server:
         self.records: list[dict] = []
         self._offset = 0
         self._partial = ""
+        self.keep = os.environ.get("LOAD_SIPP_KEEP")  # a folder to copy the server log to, for digging
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ivr", "serve", str(flow), "--config", str(folder / "ivr.toml"),
@@ -169,6 +172,8 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.poll()
+        if self.keep:
+            shutil.copy(self.log_path, Path(self.keep) / f"ivr-{len(self.records)}.log")
 
 
 def run_step(calls: int, rate: float, folder: Path) -> Step:
@@ -207,6 +212,9 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
         print(f"sipp: {step.failed} call(s) failed:\n{detail[-1500:]}", file=sys.stderr)
     step.keys = server.count(lambda r: r.get("event") == "key" and r.get("digit") == "1" and "via" in r)
     step.peak, step.setup_rate = concurrency(server.records)
+    stopped = [r for r in server.records if r.get("event") == "stopped"]
+    step.clock_late_ms = float(stopped[-1].get("clock_max_lateness_ms", 0.0)) if stopped else 0.0
+    step.clock_skipped = int(stopped[-1].get("clock_late_ticks", 0)) if stopped else 0
     if cpu is not None:
         step.cpu_total = cpu * 100
         step.cpu_per_call = cpu * 100 / calls
@@ -300,7 +308,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
-    print("calls  ok  keys  peak  setup/s  cpu%  cpu%/call  streams  lost  delta p99/max ms  jitter p99/max ms  pass")
+    print("calls  ok  keys  peak  setup/s  cpu%  cpu%/call  streams  lost  delta p99/max ms  jitter p99/max ms  tick late ms/skipped  pass")
     failed = False
     for calls in (int(s) for s in args.steps.split(",")):
         with tempfile.TemporaryDirectory(prefix="ivr-load-") as tmp:
@@ -310,7 +318,7 @@ def main() -> int:
             f"{step.calls:5d} {step.succeeded:4d} {step.keys:5d} {step.peak:5d} {step.setup_rate:8.1f} "
             f"{step.cpu_total:5.1f} {step.cpu_per_call:10.3f} {step.streams:8d} {step.lost:5d} "
             f"{step.delta_p99:8.1f}/{step.delta_max:<8.1f} {step.jitter_p99:8.2f}/{step.jitter_max:<8.2f} "
-            f"{'yes' if step.passed else 'no'} {' '.join(step.notes)}",
+            f"{step.clock_late_ms:12.1f}/{step.clock_skipped:<7d}  {'yes' if step.passed else 'no'} {' '.join(step.notes)}",
             flush=True,
         )
     return 1 if failed else 0

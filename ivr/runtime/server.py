@@ -134,7 +134,13 @@ class Server:
         if self.settings.config.mailboxes:
             services.voicemail.stop()
         services.executor.shutdown(wait=False, cancel_futures=True)
-        self.calllog.server("stopped", "stopped")
+        self.calllog.server(
+            "stopped",
+            "stopped",
+            clock_ticks=clock.ticks,
+            clock_late_ticks=clock.late_ticks,
+            clock_max_lateness_ms=round(clock.max_lateness * 1000, 2),
+        )
         return 0
 
     def _prepare_hold_music(self, services: Services) -> None:
