@@ -85,3 +85,19 @@ def test_follow_me_continues_a_one_person_step_to_their_numbers() -> None:
         (("202", "203"), 10.0),  # a group step is left alone
         (("200",), 5.0),
     )
+
+
+def test_ringback_is_425_hz_one_second_on_four_off() -> None:
+    import numpy as np
+
+    from ivr.media import g711
+    from ivr.runtime.transfer import Ringback
+
+    ringback = Ringback()
+    frames = [ringback.frame(g711.PCMA) for _ in range(500)]
+    pcm = g711.decode(b"".join(frames), g711.PCMA).astype(np.float64)
+    on, off = pcm[:8000], pcm[8000:40000]
+    spectrum = np.abs(np.fft.rfft(on))
+    assert abs(np.argmax(spectrum) * 8000 / len(on) - 425) < 2
+    assert np.max(np.abs(off)) < 50  # silence between rings
+    assert frames[:250] == frames[250:]  # the cadence repeats every 5 s
