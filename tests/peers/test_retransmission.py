@@ -1,4 +1,4 @@
-"""INVITE retransmissions against ``ivr serve``, from a scripted UDP peer on loopback.
+"""Scripted UDP/TCP peers against ``ivr serve``: INVITE retransmissions and malformed input.
 
 A phone that does not hear the 100 Trying or the 200 OK retransmits its INVITE with the same
 branch and CSeq (RFC 3261 section 17.1.1.2).  ivr must absorb the copies into the same call
@@ -100,3 +100,36 @@ def test_invite_copies_before_and_after_the_200_are_one_call(menu_server: IvrSer
     records = menu_server.call_records(call_id)
     assert [r["event"] for r in records if r.get("event") == "incoming"] == ["incoming"]
     assert len([r for r in records if r.get("action") == "answer"]) == 1
+
+
+def options(port: int, branch: str) -> bytes:
+    return (
+        f"OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{branch}\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:ivr@127.0.0.1>\r\nCall-ID: {branch}\r\n"
+        f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_garbage_on_udp_and_tcp_never_stops_the_server(menu_server: IvrServer) -> None:
+    dest = (menu_server.host, menu_server.port)
+    garbage = [
+        b"",
+        b"\x00\xff" * 700,
+        b"INVITE sip:x SIP/2.0\r\n\r\n",  # no Via, no Call-ID
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKnothing\r\n\r\n",  # a stray response
+        b"OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nContent-Length: 99999\r\n\r\n",
+        "INVITE sip:\u00e9@x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n".encode(),
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        for data in garbage:
+            sock.sendto(data, dest)
+        with socket.create_connection(dest, timeout=10) as stream:
+            stream.sendall(b"OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nContent-Length: lots\r\n\r\n")
+            stream.settimeout(10)
+            while stream.recv(4096):  # the server answers what it can, then closes the broken stream
+                pass
+        sock.sendto(options(sock.getsockname()[1], "alive"), dest)
+        answer = receive_until(sock, lambda d: b"Call-ID: alive" in d)[-1]
+    assert answer.startswith(b"SIP/2.0 200")
+    assert menu_server.proc.poll() is None
