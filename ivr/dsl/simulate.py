@@ -20,7 +20,6 @@ voicemail resolve as the scenario says (default: answered / selected / saved).
 
 from __future__ import annotations
 
-import csv
 import heapq
 import itertools
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.config import ConfigError, parse_duration
+from ivr.directory.source import DirectoryError, load_directory
 from ivr.dsl import events as ev
 from ivr.dsl.schedule import Hours, format_local, zone
 
@@ -337,14 +337,10 @@ class Person:
 
 
 def load_people(path: Path) -> list[Person]:
-    """People of a directory file, through the directory module's loader; [] if unreadable."""
-    try:
-        from ivr.directory.source import load_directory
-    except ImportError:
-        return _people_from_csv(path)
+    """People of a directory file (:func:`ivr.directory.source.load_directory`); [] if unusable."""
     try:
         book = load_directory(path)
-    except Exception:  # the flow check reports bad directories; the simulator carries on
+    except DirectoryError:  # `ivr check` reports bad directories; the simulator carries on
         return []
     return [
         Person(
@@ -358,34 +354,6 @@ def load_people(path: Path) -> list[Person]:
         )
         for p in book.people
     ]
-
-
-def _people_from_csv(path: Path) -> list[Person]:
-    """Fallback reader for the columns of flows/staff.csv, used only without ivr.directory."""
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return []
-    people = []
-    for row in rows:
-        norm = {
-            (k or "").strip().lower().replace("_", " "): (v or "").strip() for k, v in row.items()
-        }
-        first, last = norm.get("first name", ""), norm.get("last name", "")
-        aliases = tuple(a.strip() for a in re.split(r"[;|]", norm.get("aliases", "")) if a.strip())
-        people.append(
-            Person(
-                norm.get("display name") or f"{first} {last}".strip(),
-                norm.get("extension", ""),
-                norm.get("mailbox", ""),
-                aliases + (f"{first} {last}".strip(),),
-                norm.get("hidden", "").lower() in ("1", "yes", "true", "x"),
-                first,
-                last,
-            )
-        )
-    return people
 
 
 def _fold(text: str) -> str:
