@@ -72,6 +72,10 @@ class AudioRelay:
             self.playing = False
             self.underruns += 1
             return None
+        self.queued -= FRAME_SAMPLES
+        self.frames_out += 1
+        if len(self.chunks[0]) == FRAME_SAMPLES:  # the usual case: one received packet is one frame
+            return self.chunks.popleft()
         out = np.empty(FRAME_SAMPLES, dtype=np.int16)
         filled = 0
         while filled < FRAME_SAMPLES:
@@ -83,8 +87,6 @@ class AudioRelay:
                 self.chunks.popleft()
             else:
                 self.chunks[0] = chunk[take:]
-        self.queued -= FRAME_SAMPLES
-        self.frames_out += 1
         return out
 
     def frame(self, payload_type: int) -> bytes:
