@@ -409,3 +409,31 @@ def test_pickup_by_an_unregistered_phone_is_refused(
     sipp(str(scenario), server, service="*8").check()
     server.wait_for(lambda r: r.get("action") == "reject" and r.get("status") == 403
                     and r.get("reason") == "pickup: the caller is not a registered phone")
+
+
+def test_caller_hears_ringback_while_it_rings(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], uas: Callable[..., Uas], tmp_path: Path
+) -> None:
+    ringing = uas("uas_ring_cancel.xml")
+    server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
+    caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
+    caller.command("dial", f"sip:+41435435570@{server.address}")
+    caller.wait_event("CALL_ESTABLISHED")
+    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    caller.command("sndcode", "4")
+    done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done", timeout=20)
+    assert done["outcome"] == "no_answer" and done["ring_time"] >= 3.0
+    caller.command("hangup")
+    caller.wait_event("CALL_CLOSED")
+    ringing.passed()
+    caller.stop()
+    pcm, rate = soundfile.read(caller.heard(), dtype="float64")
+    windows = [pcm[i : i + 4000] for i in range(0, len(pcm) - 4000, 2000)]  # half-second windows
+    shares = []
+    for w in windows:
+        spectrum = np.abs(np.fft.rfft(w)) ** 2
+        freqs = np.fft.rfftfreq(len(w), 1 / rate)
+        total = spectrum[freqs > 100].sum()
+        shares.append(spectrum[np.abs(freqs - 425) < 20].sum() / total if total else 0.0)
+    assert max(shares) > 0.8, "no 425 Hz ringback heard while 203 rang"
