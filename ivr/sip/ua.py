@@ -1307,6 +1307,8 @@ class UserAgent:
     def _on_refresh_response(self, call: Call, tx: Transaction, response: Response, now: float) -> None:
         if response.status < 200:
             return
+        if response.status < 300 and call.dialog is not None:
+            call.dialog.refresh_target(response)  # 12.2.1.2: a target refresh, before the ACK
         if tx.request.method == "INVITE" and response.status < 300 and call.dialog is not None:
             ack = call.dialog.create_request("ACK", self._via(call.transport), cseq=tx.request.cseq[0])
             self._send(ack, self._dialog_dest(call), call.transport)
@@ -1327,6 +1329,11 @@ class UserAgent:
         elif response.status in (408, 481):
             self._send_bye(call, now)
             self._end(call, "session_expired")
+        elif response.status in (491, 500, 503):
+            # 14.1: glare (491) is retried after 2.1-4 s; a busy peer after its Retry-After.
+            retry = (response.headers.get("Retry-After") or "").split(";")[0].strip()
+            delay = float(retry) if retry.isdigit() else 2.1 + secrets.randbelow(1900) / 1000
+            self.timers.set(("call", call.call_id, "refresh"), now + delay)
 
     def _on_tx_timeout(self, tx: Transaction, timer: str, now: float) -> None:
         call = self.calls.get(self._tx_call.get(tx.key, ""))

@@ -1135,3 +1135,31 @@ def test_ipv6_call() -> None:
     (bye, bye_out), = sent(ua)
     assert isinstance(bye, Request) and bye.top_via.host == "[::1]" and bye.top_via.port == 5060
     assert bye_out.dest == ("::1", 5062)
+
+
+def test_our_refresh_meeting_glare_is_retried() -> None:
+    raw = capture("baresip_invite").replace(b"Supported: replaces,norefersub", b"Session-Expires: 300")
+    raw = raw.replace(b",UPDATE\r\n", b"\r\n")
+    ua = make_ua()
+    ua.receive(raw, BARESIP, "udp", 0)
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    events(ua)
+    ua.answer(invite.call_id, SDP, 0)
+    ok = [r for r in responses(ua) if r.status == 200][0]
+    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKa"), BARESIP, "udp", 0)
+    ua.handle_timer(150)
+    (reinvite, _), = sent(ua)
+    assert isinstance(reinvite, Request) and reinvite.method == "INVITE"
+    ua.receive(bytes(build_response(reinvite, 491, to_tag="x")), BARESIP, "udp", 150.1)
+    assert [m.method for m, _ in sent(ua) if isinstance(m, Request)] == ["ACK"]  # the transaction's ACK
+    ua.handle_timer(152.1)
+    assert sent(ua) == []
+    ua.handle_timer(154.2)
+    (again, _), = sent(ua)
+    assert isinstance(again, Request) and again.method == "INVITE" and again.cseq[0] == reinvite.cseq[0] + 1
+    moved = build_response(again, 200, to_tag="x", body=SDP, headers=[
+        ("Contact", "<sip:alice@127.0.0.1:6000>"), ("Content-Type", "application/sdp")])
+    ua.receive(bytes(moved), BARESIP, "udp", 154.3)
+    (ack, out), = sent(ua)
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.uri == "sip:alice@127.0.0.1:6000"
