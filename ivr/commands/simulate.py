@@ -94,6 +94,12 @@ def register(subparsers: Any) -> None:
         "--var", action="append", default=[], metavar="NAME=VALUE", help="preset a flow variable"
     )
     p.add_argument("--voicemail-empty", action="store_true", help="the caller leaves no message")
+    p.add_argument(
+        "--dialogues",
+        action="store_true",
+        help="run the directory's own dialogue (its prompts, spelling on the keypad, confirmation) "
+        "instead of choosing the person at once",
+    )
     p.set_defaults(func=run)
 
 
@@ -163,6 +169,7 @@ def build_scenario(args: argparse.Namespace, timezone: str) -> Scenario:
         failed=_targets(args.fail),
         directory=tuple(args.directory_select),
         voicemail_result="empty" if args.voicemail_empty else "saved",
+        dialogues=args.dialogues,
     )
 
 

@@ -15,7 +15,10 @@ caller who listens to the whole prompt would act; ``!`` tokens arrive at once (b
 ``wait:`` starts at once, and the token after it arrives right when the wait ends
 (``wait:5s hangup`` hangs up five seconds in, even while a phone is still ringing).  Timers
 fire when the clock reaches ``machine.next_timer``.  Transfers, directory look-ups and
-voicemail resolve as the scenario says (default: answered / selected / saved).
+voicemail resolve as the scenario says (default: answered / selected / saved); with
+``Scenario.dialogues`` a ``directory`` step runs the directory's own sans-IO dialogue instead, fed
+the same way as the flow machine (its prompts, timers and the caller's keys), and its result goes
+back to the flow.
 """
 
 from __future__ import annotations
@@ -140,6 +143,9 @@ class Scenario:
     # Directory: "Name=EXT" picks a person; "not found" / "operator" give that outcome.
     directory: tuple[str, ...] = ()
     voicemail_result: str = "saved"
+    # Run the directory's own dialogue (its prompts, keypad spelling, confirmation) instead of
+    # resolving a ``directory`` step at once; needs ivr.directory's dialogue for that mode.
+    dialogues: bool = False
 
 
 def transfer_outcome(scenario: Scenario, target: str) -> ev.TransferOutcome:
@@ -428,7 +434,9 @@ class Simulation:
         self.now = scenario.start
         self.lines: list[TraceLine] = []
         self.inputs = list(scenario.inputs)
-        self._prompts: list[tuple[int, float]] = []  # (prompt_id, ends at), in playing order
+        # (prompt_id, ends at, owner: the machine or a sub-dialogue), in playing order
+        self._prompts: list[tuple[int, float, object]] = []
+        self.sub: Any = None  # the running sub-dialogue (SubMachine), if any
         self._pending: list[tuple[float, int, ev.Event]] = []  # results the "network" will deliver
         self._seq = itertools.count()
         self._events = 0
@@ -490,7 +498,7 @@ class Simulation:
             self._caller(self.inputs.pop(0))
             return
         due = self._next_internal()
-        timer = self.machine.next_timer
+        timer = self._timer()
         if due is not None and (timer is None or due <= timer):
             self._deliver_internal()
             return
@@ -515,16 +523,19 @@ class Simulation:
         return True
 
     def _next_internal(self) -> float | None:
-        times = [end for _, end in self._prompts[:1]] + [t for t, _, _ in self._pending[:1]]
+        times = [end for _, end, _ in self._prompts[:1]] + [t for t, _, _ in self._pending[:1]]
         return min(times) if times else None
 
     def _deliver_internal(self) -> None:
         prompt_end = self._prompts[0][1] if self._prompts else None
         pending_at = self._pending[0][0] if self._pending else None
         if prompt_end is not None and (pending_at is None or prompt_end <= pending_at):
-            prompt_id, end = self._prompts.pop(0)
+            prompt_id, end, owner = self._prompts.pop(0)
             self._advance(end)
-            self._handle(ev.PromptDone(prompt_id))
+            if (
+                owner is self.machine or owner is self.sub
+            ):  # a finished dialogue's prompt: nobody waits
+                self._handle(ev.PromptDone(prompt_id))
             return
         at, _, event = heapq.heappop(self._pending)
         self._advance(at)
@@ -567,7 +578,7 @@ class Simulation:
     def _wait(self, seconds: float) -> None:
         """Let time pass: prompts finish, results arrive and timers fire on the way."""
         if seconds == 0:
-            target = self.machine.next_timer
+            target = self._timer()
             if target is None:
                 return
         else:
@@ -579,7 +590,7 @@ class Simulation:
         """Deliver, in time order, every prompt end, result and timer due by ``target``."""
         while not self.machine.finished:
             due = self._next_internal()
-            timer = self.machine.next_timer
+            timer = self._timer()
             times = [t for t in (due, timer) if t is not None]
             if not times or min(times) > target:
                 break
@@ -592,10 +603,20 @@ class Simulation:
     def _advance(self, when: float) -> None:
         self.now = max(self.now, when)
 
+    def _timer(self) -> float | None:
+        return self.sub.next_timer if self.sub is not None else self.machine.next_timer
+
     def _handle(self, event: ev.Event, *, from_caller: bool = False) -> None:
         if self.machine.finished:
             return
         self._events += 1
+        if self.sub is not None and isinstance(event, ev.Hangup):
+            # The dialogue's answer to a hang-up means nothing to the flow: the call is over.
+            self._carry_out(self.sub.handle(event, self.now), owner=self.sub)
+            self.sub = None
+        elif self.sub is not None:
+            self._handle_sub(event)
+            return
         try:
             actions = self.machine.handle(event, self.now)
         except self._machine_error as exc:
@@ -606,23 +627,35 @@ class Simulation:
             return
         self._carry_out(actions)
 
+    def _handle_sub(self, event: ev.Event) -> None:
+        """Events go to the running dialogue; its result, when it finishes, goes to the flow."""
+        self._carry_out(self.sub.handle(event, self.now), owner=self.sub)
+        self._sub_finished()
+
+    def _sub_finished(self) -> None:
+        if self.sub is None or not self.sub.finished:
+            return
+        result, self.sub = self.sub.result, None
+        if result is not None:
+            self._result_line(result)
+            self._handle(result)
+
     # ---- actions
 
-    def _carry_out(self, actions: Iterable[ev.Action]) -> None:
+    def _carry_out(self, actions: Iterable[ev.Action], owner: object = None) -> None:
         for action in actions:
             self._emit(
                 TraceLine(
                     self._t(), action.kind, describe_action(action), action_json(action, self._t())
                 )
             )
-            self._perform(action)
+            self._perform(action, self.machine if owner is None else owner)
 
-    def _perform(self, action: ev.Action) -> None:
+    def _perform(self, action: ev.Action, owner: object) -> None:
         if isinstance(action, ev.Say | ev.Play | ev.Tone):
             starts = self._prompts[-1][1] if self._prompts else self.now
-            self._prompts.append(
-                (action.prompt_id, starts + prompt_seconds(action, self.prompt_folders))
-            )
+            ends = starts + prompt_seconds(action, self.prompt_folders)
+            self._prompts.append((action.prompt_id, ends, owner))
         elif isinstance(action, ev.StopPrompts):
             self._prompts.clear()
         elif isinstance(action, ev.Transfer):
@@ -631,7 +664,13 @@ class Simulation:
             if outcome == "answered":
                 self._later(seconds + TALK_SECONDS, ev.BridgeEnded())
         elif isinstance(action, ev.Directory):
-            self._later(3.0, self._directory_result(action))
+            dialogue = self._dialogue_for(action)
+            if dialogue is None:
+                self._later(3.0, self._directory_result(action))
+            else:
+                self.sub = dialogue
+                self._carry_out(dialogue.start(self.now), owner=dialogue)
+                self._sub_finished()
         elif isinstance(action, ev.Voicemail):
             self._later(
                 VOICEMAIL_SECONDS, ev.ActionDone("voicemail", self.scenario.voicemail_result)
@@ -693,6 +732,31 @@ class Simulation:
         return ev.DirectoryResult(
             "selected", visible[0].extension, visible[0].name, visible[0].mailbox
         )
+
+    def _dialogue_for(self, action: ev.Directory) -> Any:
+        """The directory's own dialogue for ``--dialogues`` (None: resolve the step at once)."""
+        source = self.program.settings.directories.get(action.name)
+        if not self.scenario.dialogues or self.scenario.directory or not source:
+            return None
+        try:
+            book = load_directory(Path(source), name=action.name)
+        except DirectoryError:
+            return None
+        import ivr.directory
+        from ivr.directory.keypad import KeypadDialogue
+
+        full = getattr(ivr.directory, "DirectoryDialogue", None)  # speech and keys, when it exists
+        if full is not None:
+            return full(
+                book,
+                by_speech=action.by_speech,
+                by_keys=action.by_keys,
+                match=action.match,
+                confirm=action.confirm,
+            )
+        if action.by_keys:
+            return KeypadDialogue(book, match=action.match)
+        return None
 
     def _directory_people(self, name: str) -> list[Person]:
         if name not in self._people:

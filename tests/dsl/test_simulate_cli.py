@@ -268,3 +268,20 @@ def test_switch_with_data_works_despite_a_broken_config(
     ) == (0, "night: on\n", "")
     code, _, err = run(capsys, "switch", "night", "--config", str(broken))
     assert code == 1 and err.startswith(f"ivr switch: {broken}:")
+
+
+def test_simulate_with_the_directory_dialogue(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", ACME, "--at", "2026-11-23 09:00", "--dialogues", "--input"]
+    code, out, _ = run(capsys, *argv, "9 932 1")
+    assert code == 0
+    lines = out.splitlines()
+    start = lines.index("directory: staff")
+    spelled = lines.index("caller presses 9", start)
+    assert any(line.startswith("say: ") for line in lines[start:spelled])  # the dialogue asks first
+    chosen = lines.index("caller presses 1", spelled)
+    assert lines.index("selected Jonas Weber (210)") > chosen
+    assert lines[-1] == "outcome: transferred 210 (in by_name)"
+    _, operator, _ = run(capsys, *argv, "9 0")
+    assert "operator" in operator.splitlines() and "transfer: 100 (20s)" in operator.splitlines()
+    _, gone, _ = run(capsys, *argv, "9 wait:2s hangup")
+    assert gone.splitlines()[-1] == "outcome: caller_hangup (in by_name)"  # the flow goes no further
