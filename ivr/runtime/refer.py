@@ -9,7 +9,8 @@ flow hears ``answered`` and ends, and the runner hangs up our leg, as
 RFC 5589 section 6.1 describes), or X's failure status (486 ``busy``,
 408/480 ``no_answer`` ... as for our own legs).  A peer that never says how
 it ended is given the plan's ring time plus ``GRACE`` seconds, then the
-flow hears ``no_answer``.
+flow hears ``no_answer``.  A peer that accepted (202) and then ends our leg
+with BYE before saying how it went has taken the call over: ``answered``.
 
 Refer-To is the target's first contact for an extension, or
 ``sip:NUMBER@HOST`` for an external number, where HOST is the address the
@@ -25,7 +26,7 @@ from typing import Any
 from ivr.dsl.events import TransferOutcome
 from ivr.runtime.transfer import Unreachable, outcome_for_status
 from ivr.sip.trunk import is_external
-from ivr.sip.ua import ReferProgress
+from ivr.sip.ua import CallEnded, ReferProgress
 
 GRACE = 10.0  # seconds beyond the ring time before a silent REFER counts as no answer
 
@@ -39,6 +40,7 @@ class BlindTransfer:
         self.services = session.services
         self.target = target
         self.done = False
+        self.accepted = False
         self._timer: asyncio.TimerHandle | None = None
 
     def refer_to(self) -> str:
@@ -70,10 +72,14 @@ class BlindTransfer:
 
     def on_event(self, event: object) -> bool:
         """Only the REFER's progress is ours; every other event of the call goes to its runner."""
+        if isinstance(event, CallEnded) and self.accepted and not self.done:
+            self._finish("answered", "the peer ended our leg after accepting the REFER")
+            return False  # the runner still hears the BYE
         if not isinstance(event, ReferProgress) or self.done:
             return False
         self.caller.log(event="refer_progress", kind=event.kind, status=event.status, final=event.final)
         if event.kind == "response":
+            self.accepted = 200 <= event.status < 300
             if event.status >= 300:
                 self._finish("failed", f"REFER refused with {event.status}")
         elif event.status >= 200:

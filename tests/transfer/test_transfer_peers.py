@@ -437,3 +437,15 @@ def test_caller_hears_ringback_while_it_rings(
         total = spectrum[freqs > 100].sum()
         shares.append(spectrum[np.abs(freqs - 425) < 20].sum() / total if total else 0.0)
     assert max(shares) > 0.8, "no 425 Hz ringback heard while 203 rang"
+
+
+def test_refer_accepted_then_bye_counts_as_transferred(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], tmp_path: Path
+) -> None:
+    server = ivr_server(FLOW, sections=sections(busy_port=5999))
+    scenario = tmp_path / "uac_refer_bye.xml"
+    scenario.write_text((SCENARIOS / "uac_refer_bye.xml").read_text().replace("KEY", "5"))
+    result = sipp(str(scenario), server, timeout=40)
+    result.check()
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "202" and "transfer:answered(202)" in row.path, row
