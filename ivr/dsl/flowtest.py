@@ -80,6 +80,7 @@ class Setup:
     failed: frozenset[str] = frozenset()
     directory: tuple[str, ...] = ()
     voicemail_result: str = "saved"
+    dialogues: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,8 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
         return replace(setup, directory=(choice,))
     if line in ("caller leaves no message", "voicemail empty"):
         return replace(setup, voicemail_result="empty")
+    if line == "directory dialogue on":
+        return replace(setup, dialogues=True)
     raise parser.fail(number, f"cannot understand {line!r}; see docs/flow-language.md, Flow tests")
 
 
@@ -431,6 +434,7 @@ def scenario_for(test: FlowTest, timezone: str) -> Scenario:
         failed=s.failed,
         directory=s.directory,
         voicemail_result=s.voicemail_result,
+        dialogues=s.dialogues,
     )
 
 

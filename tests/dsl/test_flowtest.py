@@ -49,6 +49,7 @@ test "Press 1, then hash":
     fail 205
     directory picks "Alice Johnson" at 201
     caller leaves no message
+    directory dialogue on
     expect ring 201, 202
     expect no voicemail
     expect no answer
@@ -75,6 +76,7 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
     assert s.no_answer == frozenset({"+41791234567"})
     assert s.unavailable == frozenset({"204"}) and s.failed == frozenset({"205"})
     assert s.directory == ("Alice Johnson=201",) and s.voicemail_result == "empty"
+    assert s.dialogues and not second.setup.dialogues
     assert first.inputs == (
         CallerInput("key", "1"),
         CallerInput("key", "12#"),
@@ -87,10 +89,10 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
         CallerInput("hangup"),
     )
     assert first.expectations == (
-        Expectation("ring 201, 202", 27),
-        Expectation("voicemail", 28, negate=True),
-        Expectation("no answer", 29),
-        Expectation("say Welcome.", 30),
+        Expectation("ring 201, 202", 28),
+        Expectation("voicemail", 29, negate=True),
+        Expectation("no answer", 30),
+        Expectation("say Welcome.", 31),
     )
     assert second.setup.at == "2026-12-25 10:00" and second.setup.caller == "+41791112233"
     assert second.setup.answer == frozenset() and second.setup.directory == ("not found",)
