@@ -116,6 +116,8 @@ class Server:
         endpoint.blocked = lambda ip: bool(registrar.blocked(ip, time.time()))
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         self._prepare_hold_music(services)
+        if uses_speech(self.program):
+            services.recognizer()  # load the speech model now, not in the first caller's turn
         if self.settings.config.mailboxes:
             recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
             if recovered:
@@ -129,6 +131,7 @@ class Server:
         self.calllog.server("listening", f"listening on {bound.describe()}", pid=_pid())
         await self.stopping.wait()
         await self._drain()
+        services.stop_trunks()  # un-REGISTER before the socket closes
         endpoint.close()
         clock.stop()
         if self.settings.config.mailboxes:
@@ -273,6 +276,26 @@ def music_sources(program: Any) -> set[str]:
             stack.extend(getattr(node, f.name) for f in fields(node))
     found.discard("")
     return found
+
+
+def uses_speech(program: Any) -> bool:
+    """Whether any state of the flow listens for speech (a non-empty ``phrases``)."""
+    seen: set[int] = set()
+    stack: list[Any] = [getattr(program, "states", {})]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or isinstance(node, str | bytes | int | float | bool) or node is None:
+            continue
+        seen.add(id(node))
+        if hasattr(node, "values") and hasattr(node, "keys"):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+        elif is_dataclass(node):
+            if getattr(node, "phrases", None):
+                return True
+            stack.extend(getattr(node, f.name) for f in fields(node))
+    return False
 
 
 def _pid() -> int:

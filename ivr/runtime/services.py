@@ -175,6 +175,12 @@ class Services:
             registrations = self._get("trunk_registrations", lambda: TrunkRegistrations(self))
             registrations.start()
 
+    def stop_trunks(self) -> None:
+        """Un-REGISTER from the trunks we registered with (the server is stopping)."""
+        registrations = self._lazy.get("trunk_registrations")
+        if registrations is not None:
+            registrations.stop()
+
     @property
     def journal(self) -> Any:
         """The call journal (SQLite in the data folder), opened on first use."""

@@ -41,11 +41,18 @@ class TrunkRegistrations:
             self._send(reg)
 
     def stop(self) -> None:
+        """ivr is stopping: remove our bindings (Expires 0) and stop refreshing them."""
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        ua = self.services.ua
         for reg in self.regs:
             self.services.legs.pop(reg.call_id, None)
+            request = reg.unregister(self.loop.time())
+            if request is not None:
+                ua.send_request("REGISTER", request.uri, request.headers, self.services.sip_now(),
+                                destination=(reg.trunk.host, reg.trunk.port), transport=reg.trunk.transport)
+        self.services.flush()
 
     def _send(self, reg: TrunkRegistration) -> None:
         self._timers.pop(reg.call_id, None)

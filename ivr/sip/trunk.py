@@ -143,6 +143,21 @@ class TrunkRegistration:
         ]
         return RegisterRequest(self.uri, headers)
 
+    def unregister(self, now: float) -> RegisterRequest | None:
+        """The REGISTER that removes our binding (Expires 0) when ivr stops, if we are registered.
+
+        Answers the last challenge again (next nonce count): a trunk that challenges once more
+        is not followed at shutdown; its binding then expires by itself."""
+        if self.registered_until is None or now >= self.registered_until:
+            return None
+        self.registered_until = None
+        self.next_at = None
+        request = self.request(now)
+        request.headers = [(n, "0" if n == "Expires" else v) for n, v in request.headers]
+        if self.auth is not None:
+            request.headers += self.auth.again("REGISTER", request.uri)
+        return request
+
     def response(self, status: int, headers: Sequence[tuple[str, str]], now: float) -> str:
         """``"challenged"`` (send again now), ``"registered"`` or ``"failed"`` (retry later)."""
         self.last_status = status

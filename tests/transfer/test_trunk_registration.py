@@ -76,3 +76,19 @@ def test_user_agent_sends_the_request_and_reports_the_final_answer() -> None:
     event = ua.next_event()
     assert isinstance(event, RequestResult) and event.status == 200 and event.call_id == "reg-1@203.0.113.5"
     assert event.response is not None and event.response.headers["Expires"] == "300"
+
+
+def test_unregister_on_stop_uses_expires_0_and_the_last_challenge() -> None:
+    reg, trunk = registration(), DigestChallenger("carrier.example", "k")
+    assert reg.unregister(0.0) is None  # never registered: nothing to remove
+    reg.request(0.0)
+    reg.response(401, [("WWW-Authenticate", v) for v in trunk.challenge(0.0, algorithms=("MD5",))], 0.1)
+    reg.request(0.1)
+    reg.response(200, [("Expires", "600")], 0.2)
+    bye = reg.unregister(100.0)
+    assert bye is not None
+    assert header(bye.headers, "Expires") == "0" and header(bye.headers, "CSeq") == "3 REGISTER"
+    authorization = header(bye.headers, "Authorization")
+    assert authorization is not None and "nc=00000002" in authorization
+    assert trunk.verify("REGISTER", bye.uri, authorization, {"acme": "s3cret"}.get, 100.0).ok
+    assert reg.unregister(101.0) is None and reg.next_at is None  # once, and no more refreshes
