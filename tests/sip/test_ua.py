@@ -1163,3 +1163,36 @@ def test_our_refresh_meeting_glare_is_retried() -> None:
     ua.receive(bytes(moved), BARESIP, "udp", 154.3)
     (ack, out), = sent(ua)
     assert isinstance(ack, Request) and ack.method == "ACK" and ack.uri == "sip:alice@127.0.0.1:6000"
+
+
+def test_outgoing_call_against_recorded_sipp_uas() -> None:
+    """ivr's INVITE answered by sipp's built-in uas scenario: its 180, 200 and the 200 to our
+    BYE as recorded, with the identifiers of this run put in place of the recorded ones."""
+    ua = make_ua()
+    call_id = ua.invite("sip:service@127.0.0.1:5096", SDP, 0.0, from_uri="sip:ivr@127.0.0.1",
+                        destination=("127.0.0.1", 5096))
+    (invite, _), = sent(ua)
+    assert isinstance(invite, Request)
+
+    def as_this_run(name: str, branch: str) -> bytes:
+        data = capture(name).replace(b"c9eb8cf581fffd0e91aeb459@127.0.0.1", call_id.encode())
+        data = data.replace(b"tag=92848d430d", f"tag={invite.from_.tag}".encode())
+        return data.replace(b"z9hG4bK7a8a2186e1f698c6" if b"INVITE" in data else b"z9hG4bKd6f24912e5e089a0",
+                            branch.encode())
+
+    sipp = ("127.0.0.1", 5096)
+    ua.receive(as_this_run("sipp_uas_180", invite.top_via.branch or ""), sipp, "udp", 0.01)
+    assert events(ua) == [OutgoingCallProgress(call_id, 180)]
+    ua.receive(as_this_run("sipp_uas_200", invite.top_via.branch or ""), sipp, "udp", 0.02)
+    (answered,) = events(ua)
+    assert isinstance(answered, OutgoingCallAnswered) and answered.answer.startswith(b"v=0\r\no=user1")
+    (ack, ack_out), = sent(ua)
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.uri == "sip:127.0.0.1:5096;transport=UDP"
+    assert ack.to.tag == "10986SIPpTag011" and ack_out.dest == sipp
+    ua.hangup(call_id, 1.0)
+    (bye, _), = sent(ua)
+    assert isinstance(bye, Request) and bye.method == "BYE" and bye.cseq == (2, "BYE")
+    ua.receive(as_this_run("sipp_uas_bye_200", bye.top_via.branch or ""), sipp, "udp", 1.01)
+    ua.handle_timer(1.6)
+    assert ua.outgoing() == []  # the 200 matched our BYE: no retransmission
+    assert events(ua) == [CallEnded(call_id, "local")]
