@@ -97,8 +97,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--dialogues",
         action="store_true",
-        help="run the directory's own dialogue (its prompts, spelling on the keypad, confirmation) "
-        "instead of choosing the person at once",
+        help="run the real dial-by-name and voicemail dialogues (their prompts, keypad spelling, "
+        "the beep, a throw-away mailbox) instead of resolving those steps at once",
     )
     p.set_defaults(func=run)
 
@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             prompt_folders=config.prompt_folders,
             more_input=more,
             on_line=printer,
+            config=config,
         ).run()
     except LookupError as exc:  # no entry point for the called number
         print(f"ivr simulate: {exc}", file=sys.stderr)

@@ -16,9 +16,10 @@ caller who listens to the whole prompt would act; ``!`` tokens arrive at once (b
 (``wait:5s hangup`` hangs up five seconds in, even while a phone is still ringing).  Timers
 fire when the clock reaches ``machine.next_timer``.  Transfers, directory look-ups and
 voicemail resolve as the scenario says (default: answered / selected / saved); with
-``Scenario.dialogues`` a ``directory`` step runs the directory's own sans-IO dialogue instead, fed
-the same way as the flow machine (its prompts, timers and the caller's keys), and its result goes
-back to the flow.
+``Scenario.dialogues`` the ``directory``, ``voicemail`` and ``voicemail access`` steps run the real
+sans-IO dialogues of ivr.directory and ivr.voicemail instead (on a throw-away data folder), fed the
+same way as the flow machine (prompts, timers, the caller's keys, a recording of a few seconds of
+"voice"), and their result goes back to the flow.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import heapq
 import itertools
 import re
 import shlex
+import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -34,7 +36,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ivr.config import ConfigError, parse_duration
+import numpy as np
+import soundfile
+
+from ivr.config import Config, ConfigError, parse_duration
 from ivr.directory.source import DirectoryError, load_directory
 from ivr.dsl import events as ev
 from ivr.dsl.schedule import Hours, format_local, zone
@@ -321,11 +326,9 @@ def _file_seconds(path: str, folders: Sequence[Path]) -> float:
         candidate = (Path(folder) / path).resolve()
         if candidate.is_file() and candidate.is_relative_to(Path(folder).resolve()):
             try:
-                import soundfile
-
                 return float(soundfile.info(str(candidate)).duration)
-            except Exception:  # unreadable audio: the check command reports it, we just guess
-                return DEFAULT_PLAY_SECONDS
+            except (soundfile.LibsndfileError, RuntimeError, OSError):
+                return DEFAULT_PLAY_SECONDS  # unreadable audio: `ivr check` reports it, we guess
     return DEFAULT_PLAY_SECONDS
 
 
@@ -425,9 +428,13 @@ class Simulation:
         prompt_folders: Sequence[Path] = (),
         more_input: InputSource | None = None,
         on_line: Callable[[TraceLine], None] | None = None,
+        config: Config | None = None,
     ) -> None:
         self.program = program
         self.scenario = scenario
+        self.config = config  # mailboxes for the voicemail dialogues of Scenario.dialogues
+        self._data: tempfile.TemporaryDirectory[str] | None = None  # their throw-away data folder
+        self._store: Any = None
         self.prompt_folders = tuple(prompt_folders)
         self.more_input = more_input
         self.on_line = on_line
@@ -457,6 +464,13 @@ class Simulation:
     # ---- public
 
     def run(self) -> SimulationResult:
+        try:
+            return self._run()
+        finally:
+            if self._data is not None:
+                self._data.cleanup()
+
+    def _run(self) -> SimulationResult:
         tz = self.program.settings.timezone
         self._note(
             "call",
@@ -644,11 +658,10 @@ class Simulation:
 
     def _carry_out(self, actions: Iterable[ev.Action], owner: object = None) -> None:
         for action in actions:
-            self._emit(
-                TraceLine(
-                    self._t(), action.kind, describe_action(action), action_json(action, self._t())
-                )
-            )
+            text = describe_action(action)
+            if self._data is not None:  # show the throw-away data folder as the data: it stands for
+                text = text.replace(str(Path(self._data.name).resolve()) + "/", "data:")
+            self._emit(TraceLine(self._t(), action.kind, text, action_json(action, self._t())))
             self._perform(action, self.machine if owner is None else owner)
 
     def _perform(self, action: ev.Action, owner: object) -> None:
@@ -668,21 +681,25 @@ class Simulation:
             if dialogue is None:
                 self._later(3.0, self._directory_result(action))
             else:
-                self.sub = dialogue
-                self._carry_out(dialogue.start(self.now), owner=dialogue)
-                self._sub_finished()
-        elif isinstance(action, ev.Voicemail):
-            self._later(
-                VOICEMAIL_SECONDS, ev.ActionDone("voicemail", self.scenario.voicemail_result)
-            )
-        elif isinstance(action, ev.VoicemailAccess):
-            self._later(VOICEMAIL_SECONDS, ev.ActionDone("voicemail_access", "done"))
+                self._start_dialogue(dialogue)
+        elif isinstance(action, ev.Voicemail | ev.VoicemailAccess):
+            dialogue = self._voicemail_dialogue(action)
+            if dialogue is not None:
+                self._start_dialogue(dialogue)
+            elif isinstance(action, ev.Voicemail):
+                result = self.scenario.voicemail_result
+                self._later(VOICEMAIL_SECONDS, ev.ActionDone("voicemail", result))
+            else:
+                self._later(VOICEMAIL_SECONDS, ev.ActionDone("voicemail_access", "done"))
         elif isinstance(action, ev.Record):
             self._later(
                 RECORD_SECONDS, ev.ActionDone("record", f"data:recordings/{action.variable}.wav")
             )
         elif isinstance(action, ev.StartRecording):
-            self._later(RECORD_SECONDS, ev.RecordingDone(action.path, RECORD_SECONDS, "key"))
+            seconds = self._record(action.path)
+            self._later(
+                seconds, ev.RecordingDone(action.path, seconds, "key" if seconds else "silence")
+            )
         elif isinstance(action, ev.Hold) and action.duration:
             self._later(action.duration, ev.ActionDone("hold"))
 
@@ -733,8 +750,64 @@ class Simulation:
             "selected", visible[0].extension, visible[0].name, visible[0].mailbox
         )
 
+    def _start_dialogue(self, dialogue: Any) -> None:
+        self.sub = dialogue
+        self._carry_out(dialogue.start(self.now), owner=dialogue)
+        self._sub_finished()
+
+    def _voicemail_dialogue(self, action: ev.Voicemail | ev.VoicemailAccess) -> Any:
+        """The voicemail engineer's dialogues for Scenario.dialogues, on a throw-away store."""
+        if not self.scenario.dialogues or self.config is None:
+            return None
+        from ivr.voicemail.access import MailboxAccess
+        from ivr.voicemail.leave import LeaveMessage
+
+        store = self._voicemail_store()
+        if isinstance(action, ev.VoicemailAccess):
+            return MailboxAccess(
+                mailboxes=self.config.mailboxes,
+                store=store,
+                mailbox=action.mailbox or None,
+                caller=self.scenario.caller,
+                timezone=self.program.settings.timezone,
+            )
+        mailbox = self.config.mailbox(action.mailbox)
+        if mailbox is None:  # `ivr check` reports it; the real runner answers "failed" too
+            return None
+        return LeaveMessage(
+            mailbox=mailbox,
+            store=store,
+            caller=self.scenario.caller,
+            greeting=action.greeting,
+            review=action.review,
+            data_dir=store.data_dir,
+        )
+
+    def _voicemail_store(self) -> Any:
+        if self._store is None:
+            from ivr.voicemail.store import VoicemailStore
+
+            self._data = tempfile.TemporaryDirectory(prefix="ivr-simulate-")
+            self._store = VoicemailStore(Path(self._data.name))
+        return self._store
+
+    def _record(self, path: str) -> float:
+        """Make the caller's recording for StartRecording: a few seconds of "voice", or nothing."""
+        seconds = 0.0 if self.scenario.voicemail_result == "empty" else RECORD_SECONDS
+        if self._data is None:
+            return seconds
+        target = Path(path.removeprefix("data:"))
+        target = target if target.is_absolute() else Path(self._data.name) / target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        t = np.arange(int(seconds * 8000)) / 8000
+        voice = (np.sin(2 * np.pi * 220 * t) * 4000).astype(
+            np.int16
+        )  # loud enough to count as speech
+        soundfile.write(target, voice, 8000, subtype="PCM_16")
+        return seconds
+
     def _dialogue_for(self, action: ev.Directory) -> Any:
-        """The directory's own dialogue for ``--dialogues`` (None: resolve the step at once)."""
+        """The directory's own dialogue for Scenario.dialogues (None: resolve the step at once)."""
         source = self.program.settings.directories.get(action.name)
         if not self.scenario.dialogues or self.scenario.directory or not source:
             return None
@@ -846,6 +919,10 @@ def simulate(
     *,
     prompt_folders: Sequence[Path] = (),
     on_line: Callable[[TraceLine], None] | None = None,
+    config: Config | None = None,
 ) -> SimulationResult:
     """Run one simulated call to its end and return the trace."""
-    return Simulation(program, scenario, prompt_folders=prompt_folders, on_line=on_line).run()
+    sim = Simulation(
+        program, scenario, prompt_folders=prompt_folders, on_line=on_line, config=config
+    )
+    return sim.run()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from ivr.config import load_config
 from ivr.dsl.compiler import Program
 from ivr.dsl.events import Transfer
 from ivr.dsl.loader import load_flow
@@ -17,6 +18,7 @@ from ivr.dsl.schedule import parse_local
 from ivr.dsl.simulate import (
     CallerInput,
     Scenario,
+    Simulation,
     SimulationError,
     SimulationResult,
     describe_transfer,
@@ -420,3 +422,32 @@ known:
     assert "say: Hello, Ms Keller." in result.text
     plain = simulate(program, Scenario(start=0.0, variables={"name": ""}))
     assert "say: Hello." in plain.text
+
+
+def test_dialogues_leave_a_real_message_in_a_throw_away_mailbox() -> None:
+    config = load_config(FLOWS / "ivr.toml")
+    program = load_flow([FLOWS / "acme.ivr"], prompt_folders=config.prompt_folders)
+    start = parse_local("2026-12-25 10:00", "Europe/Zurich")
+    sim = Simulation(program, Scenario(start=start, dialogues=True), config=config)
+    result = sim.run()
+    text = result.text
+    beep = next(i for i, t in enumerate(text) if t.startswith("tone: "))
+    recording = next(
+        i for i, t in enumerate(text) if t.startswith("recording: data:voicemail/200/")
+    )
+    assert beep < recording < text.index("recorded 5s") < text.index("voicemail saved")
+    assert result.outcome is not None and (result.outcome.result, result.outcome.detail) == (
+        "voicemail",
+        "200",
+    )
+    assert sim._data is not None and not Path(sim._data.name).exists()  # the mailbox is gone again
+
+    empty = simulate(
+        program, Scenario(start=start, dialogues=True, voicemail_result="empty"), config=config
+    )
+    assert "voicemail empty" in empty.text and "recorded 0s" in empty.text
+
+
+def test_dialogues_without_a_deployment_resolve_voicemail_at_once(tmp_path: Path) -> None:
+    result = run(tmp_path, at="2026-11-23 18:00", dialogues=True)
+    assert "voicemail saved" in result.text and not any(t.startswith("tone:") for t in result.text)
