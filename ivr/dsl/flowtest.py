@@ -33,6 +33,7 @@ from ivr.dsl.simulate import (
 )
 
 if TYPE_CHECKING:
+    from ivr.config import Config
     from ivr.dsl.compiler import Program
 
 TEST_SUFFIX = ".ivrtest"
@@ -302,7 +303,7 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
         return replace(setup, directory=(choice,))
     if line in ("caller leaves no message", "voicemail empty"):
         return replace(setup, voicemail_result="empty")
-    if line == "directory dialogue on":
+    if line == "dialogues on":
         return replace(setup, dialogues=True)
     raise parser.fail(number, f"cannot understand {line!r}; see docs/flow-language.md, Flow tests")
 
@@ -387,7 +388,7 @@ def run_test_file(path: Path | str, *, config: Path | None = None) -> list[TestR
     except (FlowError, ConfigError) as exc:
         return [TestResult(test_file.path, t.name, False, error=str(exc)) for t in test_file.tests]
     return [
-        run_test(test_file.path, program, t, prompt_folders=cfg.prompt_folders)
+        run_test(test_file.path, program, t, prompt_folders=cfg.prompt_folders, config=cfg)
         for t in test_file.tests
     ]
 
@@ -402,12 +403,17 @@ def _config_path(test_file: TestFile, override: Path | None) -> Path | None:
 
 
 def run_test(
-    file: Path, program: Program, test: FlowTest, *, prompt_folders: Sequence[Path] = ()
+    file: Path,
+    program: Program,
+    test: FlowTest,
+    *,
+    prompt_folders: Sequence[Path] = (),
+    config: Config | None = None,
 ) -> TestResult:
     """One test: simulate the call, then match the expectations against its trace."""
     try:
         scenario = scenario_for(test, program.settings.timezone)
-        result = simulate(program, scenario, prompt_folders=prompt_folders)
+        result = simulate(program, scenario, prompt_folders=prompt_folders, config=config)
     except (ScheduleError, SimulationError, LookupError) as exc:
         return TestResult(file, test.name, False, error=f"{file}:{test.line}: {exc}")
     except Exception as exc:  # a machine error is a failing test, not a crashed test run

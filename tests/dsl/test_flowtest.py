@@ -49,7 +49,7 @@ test "Press 1, then hash":
     fail 205
     directory picks "Alice Johnson" at 201
     caller leaves no message
-    directory dialogue on
+    dialogues on
     expect ring 201, 202
     expect no voicemail
     expect no answer
