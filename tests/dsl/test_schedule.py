@@ -300,7 +300,9 @@ def test_knabenschiessen_is_not_a_public_holiday_of_the_canton() -> None:
     # half-day holiday, not for canton ZH: the Monday is a working day; close it with a date line.
     hours = office()
     assert hours.is_open(at("2026-09-14 09:00"))
-    closed = build_hours("h", ZRH, [*hours.rules, ClosedDates(date(2026, 9, 14), date(2026, 9, 14))])
+    closed = build_hours(
+        "h", ZRH, [*hours.rules, ClosedDates(date(2026, 9, 14), date(2026, 9, 14))]
+    )
     assert not closed.is_open(at("2026-09-14 09:00"))
 
 
@@ -315,6 +317,8 @@ def test_overlap_is_reported_once_per_range_with_its_days() -> None:
         ],
     )
     assert check_hours(hours) == [
-        ScheduleProblem("time range 11:30-14:00 overlaps 08:00-12:00 on mon-wed, fri", 1, "warning"),
+        ScheduleProblem(
+            "time range 11:30-14:00 overlaps 08:00-12:00 on mon-wed, fri", 1, "warning"
+        ),
         ScheduleProblem("time range 11:00-13:00 overlaps 10:00-12:00 on 2026-12-27", 2, "warning"),
     ]

@@ -284,4 +284,5 @@ def test_simulate_with_the_directory_dialogue(capsys: pytest.CaptureFixture[str]
     _, operator, _ = run(capsys, *argv, "9 0")
     assert "operator" in operator.splitlines() and "transfer: 100 (20s)" in operator.splitlines()
     _, gone, _ = run(capsys, *argv, "9 wait:2s hangup")
-    assert gone.splitlines()[-1] == "outcome: caller_hangup (in by_name)"  # the flow goes no further
+    # The flow goes no further than the dialogue the caller hung up in.
+    assert gone.splitlines()[-1] == "outcome: caller_hangup (in by_name)"
