@@ -113,71 +113,84 @@ class PromptQueue:
 
 
 class SpeechListener:
-    """Speech input for one ``Listen(phrases=...)``: endpointer on the loop, decoder in the pool.
+    """Speech input for one ``Listen(phrases=...)``: endpointer on the loop, recogniser in the pool.
 
-    Frames go to the endpointer as they arrive; while the caller speaks they are
-    batched to the recogniser session in the pool (one job at a time, in order).
-    When the endpointer says the utterance is over, ``finish()`` runs in the
-    pool and the matched phrase (or ``""``) becomes a ``Speech`` event.
+    The recogniser session (grammar compilation) is built in the pool, never on the loop;
+    frames go to the endpointer as they arrive and, once the caller speaks, are batched to
+    the session in the pool (one job at a time, in order).  When the endpointer says the
+    utterance is over, ``finish()`` runs in the pool and the matched phrase (or ``""``)
+    becomes a ``Speech`` event.  No speech within the endpointer's window: listening goes on
+    with a fresh session until the flow's own timer decides.
     """
 
     BATCH = 10  # frames (200 ms) per decoder job
+    PREROLL = 15  # frames (300 ms) before the endpointer is sure speech began, handed over too
 
     def __init__(self, runner: CallRunner, phrases: tuple[str, ...]) -> None:
-        from ivr.media.vad import Endpointer
-
         self.runner = runner
         self.phrases = phrases
-        self.endpointer = Endpointer()
-        self.session = runner.services.recognizer().session(list(phrases))
-        self.batch: list[np.ndarray] = []
-        self.chain: asyncio.Future[Any] | None = None
         self.closed = False
+        self._begin()
+
+    def _begin(self) -> None:
+        from ivr.media.vad import Endpointer
+
+        loop = asyncio.get_running_loop()
+        services = self.runner.services
+        phrases = list(self.phrases)
+        self.endpointer = Endpointer()
+        self.batch: list[np.ndarray] = []
+        self.preroll: deque[np.ndarray] = deque(maxlen=self.PREROLL)
+        self.session: asyncio.Future[Any] = loop.run_in_executor(
+            services.executor, lambda: services.recognizer().session(phrases)
+        )
+        self.chain: asyncio.Future[Any] = self.session
 
     def feed(self, pcm: np.ndarray) -> None:
         if self.closed:
             return
         state = self.endpointer.feed(pcm)
         if state == "waiting":
+            self.preroll.append(pcm)  # the VAD needs a few voiced frames to be sure: keep them
             return
         if state == "no_speech":
-            self._restart()
+            self._begin()
             return
+        if self.preroll:
+            self.batch.extend(self.preroll)
+            self.preroll.clear()
         self.batch.append(pcm)
         if state == "done" or len(self.batch) >= self.BATCH:
             self._submit(np.concatenate(self.batch))
             self.batch = []
         if state == "done":
             self.closed = True
-            asyncio.get_running_loop().create_task(self._finish())
+            asyncio.ensure_future(self._finish())
 
     def _submit(self, pcm: np.ndarray) -> None:
         loop = asyncio.get_running_loop()
-        previous = self.chain
+        previous, session = self.chain, self.session
 
         async def job() -> None:
-            if previous is not None:
-                await previous
-            await loop.run_in_executor(self.runner.services.executor, self.session.accept, pcm)
+            await previous
+            decoder = await session
+            await loop.run_in_executor(self.runner.services.executor, decoder.accept, pcm)
 
         self.chain = asyncio.ensure_future(job())
 
     async def _finish(self) -> None:
-        if self.chain is not None:
-            await self.chain
         loop = asyncio.get_running_loop()
-        text, confidence = await loop.run_in_executor(self.runner.services.executor, self.session.finish)
-        if self.runner.listener is self:
+        try:
+            await self.chain
+            decoder = await self.session
+            text, confidence = await loop.run_in_executor(self.runner.services.executor, decoder.finish)
+        except Exception as exc:  # a recogniser failure is a no-match, never a dead call
+            log.exception("call %s: speech recognition failed", self.runner.call_id)
+            self.runner.log(event="speech_error", error=str(exc))
+            text, confidence = "", 0.0
+        if self.runner.listener is self and not self.runner.ended:
             self.runner.listener = None
             self.runner.post(ev.Speech(text, confidence))
-
-    def _restart(self) -> None:
-        """No speech within the endpointer's window: keep listening with a fresh decoder."""
-        from ivr.media.vad import Endpointer
-
-        self.endpointer = Endpointer()
-        self.session = self.runner.services.recognizer().session(list(self.phrases))
-        self.batch = []
 
     def close(self) -> None:
         self.closed = True

@@ -117,7 +117,10 @@ class Server:
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         self._prepare_hold_music(services)
         if uses_speech(self.program):
-            services.recognizer()  # load the speech model now, not in the first caller's turn
+            try:
+                services.recognizer()  # load the speech model now, not in the first caller's turn
+            except Exception as exc:  # keys still work; each utterance will be a no-match
+                self.calllog.server("speech_unavailable", f"speech recognition unavailable: {exc}")
         if self.settings.config.mailboxes:
             recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
             if recovered:

@@ -95,3 +95,24 @@ def test_baresip_hears_the_greeting_and_key_2_reaches_support(
     assert lag < 8000, f"the greeting starts {lag / 8000:.2f}s into the call"
     match = refine(heard, clips[0][:16000], lag)
     assert match > 0.8, f"what baresip heard is not the greeting (correlation {match:.2f})"
+
+
+def test_baresip_says_technical_support_and_the_speech_menu_takes_it(
+    ivr_server: Callable[..., IvrServer], baresip: Callable[[Path], Phone], tmp_path: Path
+) -> None:
+    server = ivr_server("speech.ivr")
+    spoken = TtsEngine(tmp_path / "tts").render("technical support", voice="en-us", rate=160).pcm
+    mic = np.zeros(40 * 8000, np.int16)
+    mic[4 * 8000 : 4 * 8000 + len(spoken)] = spoken  # the caller answers the menu 4 s into the call
+    soundfile.write(tmp_path / "mic.wav", mic, 8000, subtype="PCM_16")
+    phone = baresip(tmp_path / "mic.wav")
+    phone.command("dial", f"sip:+41435435570@{server.address}")
+    phone.wait_event("CALL_ESTABLISHED")
+    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    phone.wait_event("CALL_CLOSED", timeout=60)  # the flow said "Support." and hung up
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
+    phone.stop()
+    speech = [r for r in server.call_records(call_id) if r.get("event") == "speech"]
+    assert [r["text"] for r in speech] == ["technical support"]
+    steps = server.steps(call_id)
+    assert "support" in steps and "sales" not in steps
