@@ -1,1 +1,26 @@
-"""ivr.directory package."""
+"""Dial-by-name directory: sources (CSV/TOML), matching, and the keypad and speech sub-dialogues."""
+
+from ivr.directory.keypad import DirectoryPrompts, KeypadDialogue
+from ivr.directory.matching import PhraseIndex, keypad_digits, keypad_matches
+from ivr.directory.source import (
+    DirectoryBook,
+    DirectoryError,
+    Person,
+    check_directory,
+    load_directory,
+)
+from ivr.directory.speech import DirectoryDialogue
+
+__all__ = [
+    "DirectoryBook",
+    "DirectoryDialogue",
+    "DirectoryError",
+    "DirectoryPrompts",
+    "KeypadDialogue",
+    "Person",
+    "PhraseIndex",
+    "check_directory",
+    "keypad_digits",
+    "keypad_matches",
+    "load_directory",
+]

@@ -1,0 +1,210 @@
+"""Dial by name by speech, with keypad fallback: the sans-IO sub-dialogue behind ``directory NAME``.
+
+The caller is asked for a name; the runner recognizes it against the
+directory's phrases (``Listen(phrases=...)``) and sends back ``Speech(text)``
+with a whole phrase, or ``""`` for no match.  :class:`~ivr.directory.matching.PhraseIndex`
+maps the phrase back to people; namesakes are told apart by department (said
+or keyed) or extension; the match is confirmed ("Did you say Alice Johnson?
+Say yes or press 1") unless the flow says ``no confirm``.  Two misses (no
+match, no input, or a "no" at the confirmation) hand over to the keypad
+directory when the flow allows keys; a digit 2-9 does so at once, starting
+the keypad search with that letter; 0 asks for the operator.
+"""
+
+from __future__ import annotations
+
+from ivr.directory.keypad import DialogueBase, DirectoryPrompts, KeypadDialogue, selected
+from ivr.directory.matching import MatchBy, PhraseIndex, distinguishing_label
+from ivr.directory.source import DirectoryBook, Person, normalize_phrase
+from ivr.dsl.events import (
+    Action,
+    DirectoryResult,
+    Event,
+    Hangup,
+    Key,
+    Listen,
+    PromptDone,
+    Speech,
+    TimerFired,
+)
+
+YES = ("yes", "yeah", "yep", "correct", "right", "that's right", "yes please")
+NO = ("no", "nope", "wrong", "no thanks")
+SPEECH_MISSES = 2
+# A recognizer answer can take up to the endpointer's max utterance after the prompt ends;
+# our own timer is only the safety net for a runner that never answers.
+SPEECH_GRACE = 10.0
+
+
+class DirectoryDialogue(DialogueBase):
+    """``directory NAME [by speech] [by keys] [by first|last|either name] [no confirm]``."""
+
+    def __init__(
+        self,
+        book: DirectoryBook,
+        *,
+        by_speech: bool = True,
+        by_keys: bool = True,
+        match: MatchBy = "last",
+        confirm: bool = True,
+        voice: str = "",
+        language: str = "",
+        prompts: DirectoryPrompts | None = None,
+        timeout: float = 6.0,
+        tries: int = 3,
+    ) -> None:
+        if not (by_speech or by_keys):
+            raise ValueError("a directory needs speech, keys or both")
+        super().__init__(voice=voice, language=language, timeout=timeout, tries=tries)
+        self.book = book
+        self.by_speech = by_speech
+        self.by_keys = by_keys
+        self.match = match
+        self.confirm = confirm
+        self.prompts = prompts or DirectoryPrompts()
+        self.index = PhraseIndex.build(book)
+        self.state = "name"
+        self.misses = 0
+        self.candidates: tuple[Person, ...] = ()
+        self.chosen: Person | None = None
+        self.keypad: KeypadDialogue | None = None
+
+    # ------------------------------------------------------------------ SubMachine
+    def start(self, now: float) -> list[Action]:
+        if not self.by_speech or not self.index.phrases:
+            return self._to_keypad(now, "")
+        return self._ask_name(self.prompts.say_name, [])
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        if self.finished:
+            return []
+        if self.keypad is not None:
+            return self._delegate(event, now)
+        out: list[Action] = []
+        if isinstance(event, Hangup):
+            return self._finish(DirectoryResult("not_found"), out)
+        if isinstance(event, PromptDone):
+            if self._prompt_done(event, now):
+                self.next_timer = now + self.timeout + SPEECH_GRACE
+        elif isinstance(event, TimerFired) and self.next_timer is not None and now >= self.next_timer:
+            return self._miss(now, out)
+        elif isinstance(event, Key):
+            self._barge_in(out)
+            return self._key(event.digit, now, out)
+        elif isinstance(event, Speech):
+            self._barge_in(out)
+            return self._speech(event.text, now, out)
+        return out
+
+    def _delegate(self, event: Event, now: float) -> list[Action]:
+        assert self.keypad is not None
+        out = self.keypad.handle(event, now)
+        self._follow_keypad()
+        return out
+
+    def _follow_keypad(self) -> None:
+        assert self.keypad is not None
+        self.next_timer = self.keypad.next_timer
+        if self.keypad.finished:
+            self.finished = True
+            self.result = self.keypad.result
+            self.next_timer = None
+
+    # ------------------------------------------------------------------ states
+    def _listen_phrases(self) -> tuple[str, ...]:
+        if self.state == "confirm":
+            return YES + NO
+        if self.state == "namesakes":
+            return tuple(dict.fromkeys(normalize_phrase(p.department) for p in self.candidates if p.department))
+        return self.index.phrases
+
+    def _ask(self, texts: list[str], out: list[Action]) -> list[Action]:
+        self.next_timer = None
+        for text in texts:
+            self._say(text, out)
+        out.append(Listen(phrases=self._listen_phrases(), timeout=self.timeout))
+        return out
+
+    def _ask_name(self, text: str, out: list[Action]) -> list[Action]:
+        self.state = "name"
+        return self._ask([text], out)
+
+    def _key(self, digit: str, now: float, out: list[Action]) -> list[Action]:
+        if digit == "0":
+            return self._finish(DirectoryResult("operator"), out)
+        if self.state == "confirm":
+            return self._answer(digit == "1" if digit in "12" else None, now, out)
+        if self.state == "namesakes":
+            return self._pick_namesake(digit, now, out)
+        if digit in "23456789" and self.by_keys:
+            return out + self._to_keypad(now, digit)
+        return out
+
+    def _speech(self, text: str, now: float, out: list[Action]) -> list[Action]:
+        said = normalize_phrase(text)
+        if self.state == "confirm":
+            answer = True if said in YES else False if said in NO else None
+            return self._answer(answer, now, out)
+        if self.state == "namesakes":
+            found = [p for p in self.candidates if said and normalize_phrase(p.department) == said]
+            return self._choose(found[0], now, out) if len(found) == 1 else self._miss(now, out)
+        people = self.index.lookup(text)
+        if not people:
+            return self._miss(now, out)
+        self.candidates = people
+        if len(people) > 1:
+            return self._ask_namesakes(out)
+        return self._choose(people[0], now, out)
+
+    def _ask_namesakes(self, out: list[Action]) -> list[Action]:
+        self.state = "namesakes"
+        texts = [self.prompts.namesakes.format(count=len(self.candidates), name=self.candidates[0].display_name)]
+        for n, person in enumerate(self.candidates[:9], start=1):
+            texts.append(f"{self.prompts.press_for.format(n=n)} {distinguishing_label(person, self.candidates)}.")
+        return self._ask(texts, out)
+
+    def _pick_namesake(self, digit: str, now: float, out: list[Action]) -> list[Action]:
+        if digit.isdigit() and 1 <= int(digit) <= min(len(self.candidates), 9):
+            return self._choose(self.candidates[int(digit) - 1], now, out)
+        return self._ask_namesakes(out)
+
+    def _choose(self, person: Person, now: float, out: list[Action]) -> list[Action]:
+        self.chosen = person
+        if not self.confirm:
+            return self._finish(selected(person), out)
+        self.state = "confirm"
+        return self._ask([self.prompts.confirm.format(name=person.display_name)], out)
+
+    def _answer(self, yes: bool | None, now: float, out: list[Action]) -> list[Action]:
+        if yes is True and self.chosen is not None:
+            return self._finish(selected(self.chosen), out)
+        if yes is None:
+            assert self.chosen is not None
+            return self._choose(self.chosen, now, out)  # neither yes nor no: ask again
+        self.chosen = None
+        return self._miss(now, out)
+
+    def _miss(self, now: float, out: list[Action]) -> list[Action]:
+        self.misses += 1
+        if self.misses >= SPEECH_MISSES and self.by_keys:
+            return out + self._to_keypad(now, "")
+        if self.misses >= max(SPEECH_MISSES, self.tries):
+            self._say(self.prompts.goodbye, out)
+            return self._finish(DirectoryResult("not_found"), out)
+        return self._ask_name(self.prompts.say_again, out)
+
+    def _to_keypad(self, now: float, first_digit: str) -> list[Action]:
+        self.state = "keypad"
+        self.keypad = KeypadDialogue(
+            self.book,
+            match=self.match,
+            prompts=self.prompts,
+            voice=self.voice,
+            language=self.language,
+            timeout=self.timeout,
+            tries=self.tries,
+        )
+        out: list[Action] = [Listen()] if self.by_speech else []
+        out += self.keypad.start(now, first_digit)
+        self._follow_keypad()
+        return out
