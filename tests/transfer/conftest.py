@@ -1,3 +1,3 @@
-"""The transfer peer tests reuse the server engineer's harness in tests/peers/conftest.py."""
+"""The transfer peer tests use the fixtures of tests/peers/conftest.py (see harness.py)."""
 
-from tests.peers.conftest import baresip, ivr_server, sipp  # noqa: F401 -- fixtures
+from .harness import baresip, ivr_server, sipp  # noqa: F401 -- fixtures

@@ -27,7 +27,8 @@ import pytest
 import soundfile
 
 from ivr.runtime.journal import Journal, JournalRow
-from tests.peers.conftest import SIPP, free_port
+
+from .harness import SIPP, free_port
 
 pytestmark = [
     pytest.mark.peer,
