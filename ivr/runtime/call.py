@@ -778,12 +778,17 @@ class CallRunner:
         self.transfer.start()
 
     def _do_Directory(self, action: ev.Directory, owner: object) -> None:
-        from ivr.directory import DirectoryDialogue  # type: ignore[attr-defined]
+        from ivr.directory import DirectoryDialogue
 
         book = self.services.directory(action.name)
         self._start_sub(
             DirectoryDialogue(
-                book, by_speech=action.by_speech, by_keys=action.by_keys, match=action.match, confirm=action.confirm
+                book,
+                by_speech=action.by_speech,
+                by_keys=action.by_keys,
+                match=action.match,
+                confirm=action.confirm,
+                voice=self._voice(),
             )
         )
 
