@@ -19,6 +19,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"),
 ]
 
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "directory"
 IvrServer = Any  # conftest.IvrServer
 EXTENSION_201 = """
 [[extensions]]
@@ -66,6 +67,34 @@ def test_keypad_directory_routes_to_the_chosen_person(
         lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_result", timeout=30
     )
     assert outcome["outcome"] == "unavailable"  # extension 201 exists, but no phone registered it
+    phone.command("hangup")
+    phone.wait_event("CALL_CLOSED")
+    phone.stop()
+
+
+def test_spoken_name_is_confirmed_by_key_and_routed(
+    ivr_server: Callable[..., IvrServer], baresip: Callable[[Path], Phone], tmp_path: Path
+) -> None:
+    server = ivr_server("directory_speech.ivr", sections=EXTENSION_201)
+    name, rate = soundfile.read(FIXTURES / "alice-johnson-us.wav", dtype="int16")
+    assert rate == 8000
+    mic = np.zeros(60 * 8000, np.int16)
+    mic[7 * 8000 : 7 * 8000 + len(name)] = name  # after "Please say the name of the person ..."
+    soundfile.write(tmp_path / "mic.wav", mic, 8000, subtype="PCM_16")
+    phone = baresip(tmp_path / "mic.wav")
+    phone.command("dial", f"sip:+41435435570@{server.address}")
+    phone.wait_event("CALL_ESTABLISHED")
+    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    server.wait_for(
+        lambda r: r.get("call_id") == call_id and r.get("action") == "say" and "Did you say Alice Johnson" in r.get("text", ""),
+        timeout=60,
+        what="the confirmation question",
+    )
+    phone.command("sndcode", "1")
+    result = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "directory_result", timeout=60)
+    assert (result["outcome"], result["extension"]) == ("selected", "201")
+    outcome = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_result", timeout=30)
+    assert outcome["outcome"] == "unavailable"
     phone.command("hangup")
     phone.wait_event("CALL_CLOSED")
     phone.stop()
