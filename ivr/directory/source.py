@@ -73,7 +73,11 @@ class Person:
     @property
     def spoken_names(self) -> tuple[str, ...]:
         """Every way a caller may say this person: display name, "first last", aliases."""
-        names = [self.display_name, f"{self.first_name} {self.last_name}".strip(), *self.aliases]
+        names = [self.display_name, *self.aliases]
+        squeezed = normalize_phrase(self.display_name).replace(" ", "")
+        family_first = normalize_phrase(self.last_name + self.first_name).replace(" ", "")
+        if squeezed != family_first:  # "김민준" is never said as "민준 김"
+            names.insert(1, f"{self.first_name} {self.last_name}".strip())
         seen: dict[str, str] = {}
         for n in names:
             key = normalize_phrase(n)

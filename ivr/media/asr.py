@@ -309,10 +309,12 @@ class VoskRecognizer:
         except Exception as exc:  # vosk raises a bare Exception on a bad folder
             raise RecognizerError(f"vosk: cannot load model {model}: {exc}") from None
         self.path = model
+        # "[unk]" is the garbage word that lets out-of-grammar speech be no match; small models lack it.
+        self.has_unk = self.model.vosk_model_find_word("[unk]") >= 0
 
     def unknown_words(self, phrases: Sequence[str]) -> list[str]:
         words = sorted({w for p in grammar_phrases(phrases) for w in p.split()})
-        return [w for w in words if self.model.find_word(w) < 0]
+        return [w for w in words if self.model.vosk_model_find_word(w) < 0]
 
     def check(self, phrases: Sequence[str]) -> list[str]:
         """Phrases vosk would silently drop (a word outside the model's vocabulary)."""
@@ -336,7 +338,9 @@ class VoskSession:
         import vosk
 
         self._phrases = phrases
-        self._rec: Any = vosk.KaldiRecognizer(owner.model, INPUT_RATE, json.dumps([*phrases, "[unk]"]))
+        # ensure_ascii=False: vosk reads the grammar as UTF-8 and does not undo JSON's \\u escapes.
+        grammar = [*phrases, "[unk]"] if owner.has_unk else list(phrases)
+        self._rec: Any = vosk.KaldiRecognizer(owner.model, INPUT_RATE, json.dumps(grammar, ensure_ascii=False))
         self._rec.SetWords(True)
         self._lock = threading.Lock()
         self._results: list[dict[str, Any]] = []

@@ -4,9 +4,9 @@
 set -e
 cd "$(dirname "$0")"
 say() {  # say FILE VOICE SPEED TEXT
-    espeak-ng -v "$2" -s "$3" -w "/tmp/$1.22k.wav" "$4"
-    sox "/tmp/$1.22k.wav" -r 8000 -c 1 -b 16 "$1.wav"
-    rm -f "/tmp/$1.22k.wav"
+    espeak-ng -v "$2" -s "$3" -w "/tmp/$(basename $1).22k.wav" "$4"
+    sox "/tmp/$(basename $1).22k.wav" -r 8000 -c 1 -b 16 "$1.wav"
+    rm -f "/tmp/$(basename $1).22k.wav"
 }
 say alice-johnson-us en-us 150 "Alice Johnson"
 say alice-johnson-gb en-gb+f2 140 "Alice Johnson"
@@ -21,3 +21,5 @@ say ko-kim-minjun ko 140 "김민준"
 say ko-lee-seoyeon ko 140 "이서연"
 say ko-park-jihun ko 140 "박지훈"
 say ko-choi-yuna ko 140 "최유나"
+mkdir -p names
+say names/zurcher en-gb+f2 140 "Anna Zürcher"

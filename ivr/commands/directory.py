@@ -1,0 +1,150 @@
+"""``ivr directory``: admin tools for dial-by-name directories.
+
+``ivr directory list FILE`` prints the people of a CSV/TOML directory and the
+problems :func:`~ivr.directory.source.check_directory` finds.
+``ivr directory test FILE AUDIO...`` runs each recording (WAV, any rate) the
+way a call would (8 kHz, G.711, endpointing, the directory's grammar) and
+prints ``AUDIO<TAB>display name`` or ``AUDIO<TAB>-`` for no match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivr.directory.matching import PhraseIndex
+from ivr.directory.source import DirectoryBook, DirectoryError, check_directory, load_directory
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("directory", help="list a dial-by-name directory or test speech against it")
+    sub = parser.add_subparsers(dest="directory_command", metavar="ACTION", required=True)
+    lister = sub.add_parser("list", help="print the people of a directory file and its problems")
+    lister.add_argument("file", type=Path)
+    lister.set_defaults(func=list_handler)
+    tester = sub.add_parser("test", help="recognize recorded names against a directory")
+    tester.add_argument("file", type=Path)
+    tester.add_argument("audio", type=Path, nargs="+", help="WAV files (any rate, mono or stereo)")
+    tester.add_argument("--engine", choices=("pocketsphinx", "vosk"), default=None, help="default: [speech] engine")
+    tester.add_argument("--model", type=Path, default=None, help="model folder (vosk); default: [speech] model")
+    tester.add_argument("--config", type=Path, default=None, help="deployment file (default ./ivr.toml)")
+    tester.add_argument("--codec", choices=("pcmu", "pcma", "none"), default="pcmu", help="G.711 on the way")
+    tester.set_defaults(func=test_handler)
+
+
+def _load(path: Path) -> DirectoryBook | None:
+    try:
+        return load_directory(path)
+    except DirectoryError as exc:
+        print(f"ivr directory: {exc}", file=sys.stderr)
+        return None
+
+
+def list_handler(args: argparse.Namespace) -> int:
+    book = _load(args.file)
+    if book is None:
+        return 1
+    rows = [("NAME", "EXTENSION", "DEPARTMENT", "MAILBOX", "ALIASES", "NOTES")]
+    for p in book.people:
+        notes = ", ".join(n for n, on in (("hidden", p.hidden), (f"recording {p.name_recording}", p.name_recording)) if on)
+        rows.append((p.display_name, p.extension, p.department, p.mailbox or "", "; ".join(p.aliases), notes))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    problems = check_directory(book, extensions=None)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def test_handler(args: argparse.Namespace) -> int:
+    from ivr.config import ConfigError, load_config
+    from ivr.media.asr import RecognizerError, get_recognizer
+
+    book = _load(args.file)
+    if book is None:
+        return 1
+    try:
+        speech = load_config(args.config).speech
+    except ConfigError as exc:
+        print(f"ivr directory: {exc}", file=sys.stderr)
+        return 1
+    engine = args.engine or speech.engine
+    model = args.model if args.model is not None else (speech.model if engine == speech.engine else None)
+    index = PhraseIndex.build(book)
+    try:
+        recognizer = get_recognizer(engine, model)
+        phrases = _usable_phrases(recognizer, index.phrases)
+    except RecognizerError as exc:
+        print(f"ivr directory: {exc}", file=sys.stderr)
+        return 1
+    status = 0
+    for audio in args.audio:
+        try:
+            pcm = read_call_audio(audio, args.codec)
+        except (OSError, RuntimeError, ValueError) as exc:
+            print(f"ivr directory: cannot read {audio}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        text = recognize(recognizer, phrases, pcm)
+        people = index.lookup(text)
+        print(f"{audio}\t{people[0].display_name if people else '-'}", flush=True)
+    return status
+
+
+def _usable_phrases(recognizer: Any, phrases: tuple[str, ...]) -> tuple[str, ...]:
+    """Report (on stderr) the phrases the engine cannot recognize, and keep the others."""
+    problems = recognizer.check(phrases)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not problems:
+        return phrases
+    usable = tuple(p for p in phrases if not recognizer.check([p]))
+    if not usable:
+        from ivr.media.asr import RecognizerError
+
+        raise RecognizerError(f"{recognizer.engine}: no phrase of the directory can be recognized")
+    return usable
+
+
+def read_call_audio(path: Path, codec: str) -> np.ndarray:
+    """A WAV file as the caller's side of a call: mono, 8 kHz, optionally through G.711."""
+    import soundfile as sf
+    import soxr
+
+    from ivr.media import g711
+
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    if rate != 8000:
+        mono = soxr.resample(mono, rate, 8000)
+    pcm = np.clip(mono * 32768.0, -32768, 32767).astype(np.int16)
+    pcm = np.concatenate([pcm, np.zeros(8000, dtype=np.int16)])  # room for the end-of-speech hangover
+    if codec == "none":
+        return pcm
+    pt = g711.PCMU if codec == "pcmu" else g711.PCMA
+    return g711.decode(g711.encode(pcm, pt), pt)
+
+
+def recognize(recognizer: Any, phrases: tuple[str, ...], pcm: np.ndarray) -> str:
+    """Frames through the endpointer and a session, as the call runner does; "" for no match."""
+    from ivr.media.vad import FRAME_SAMPLES, Endpointer
+
+    session = recognizer.session(phrases)
+    endpointer = Endpointer()
+    heard = False
+    for i in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+        frame = pcm[i : i + FRAME_SAMPLES]
+        session.accept(frame)
+        state = endpointer.feed(frame)
+        heard = heard or state != "waiting"
+        if state in ("done", "no_speech"):
+            break
+    if not heard:
+        session.close()
+        return ""
+    return str(session.finish()[0])
