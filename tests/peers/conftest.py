@@ -174,9 +174,12 @@ def start_ivr(
     data_files: dict[str, str] | None = None,
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    tts_cache: Path | None = None,
 ) -> IvrServer:
     data = tmp / "data"
     data.mkdir(exist_ok=True)
+    if tts_cache is not None:  # one espeak-ng rendering per text for the whole test session
+        (data / "tts-cache").symlink_to(tts_cache, target_is_directory=True)
     for name, text in (data_files or {}).items():
         (data / name).write_text(text)
     rtp = free_port()
@@ -212,16 +215,22 @@ def start_ivr(
     return server
 
 
+@pytest.fixture(scope="session")
+def tts_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TTS cache shared by every server of the session (renders are written atomically)."""
+    return tmp_path_factory.mktemp("tts-cache")
+
+
 @pytest.fixture(scope="module")
-def menu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IvrServer]:
+def menu_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[IvrServer]:
     """One server on tests/peers/flows/menu.ivr shared by a module's tests (each filters by Call-ID)."""
-    server = start_ivr(tmp_path_factory.mktemp("menu"), [FLOWS / "menu.ivr"])
+    server = start_ivr(tmp_path_factory.mktemp("menu"), [FLOWS / "menu.ivr"], tts_cache=tts_cache)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def ivr_server(tmp_path: Path) -> Iterator[Callable[..., IvrServer]]:
+def ivr_server(tmp_path: Path, tts_cache: Path) -> Iterator[Callable[..., IvrServer]]:
     """Factory: ``ivr_server("menu.ivr", config='answer_delay = "5s"')`` -> a running IvrServer.
 
     ``config`` adds lines to [server]; ``sections`` appends whole TOML sections; ``data_files``
@@ -237,7 +246,9 @@ def ivr_server(tmp_path: Path) -> Iterator[Callable[..., IvrServer]]:
         extra: tuple[str, ...] = (),
     ) -> IvrServer:
         paths = [f if isinstance(f, Path) else FLOWS / f for f in flows]
-        server = start_ivr(tmp_path, paths, config=config, sections=sections, data_files=data_files, extra=extra)
+        server = start_ivr(
+            tmp_path, paths, config=config, sections=sections, data_files=data_files, extra=extra, tts_cache=tts_cache
+        )
         started.append(server)
         return server
 
