@@ -13,6 +13,8 @@ the keypad search with that letter; 0 asks for the operator.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ivr.directory.keypad import DialogueBase, DirectoryPrompts, KeypadDialogue, selected
 from ivr.directory.matching import MatchBy, PhraseIndex, distinguishing_label
 from ivr.directory.source import DirectoryBook, Person, normalize_phrase
@@ -27,6 +29,9 @@ from ivr.dsl.events import (
     Speech,
     TimerFired,
 )
+
+if TYPE_CHECKING:
+    from ivr.media.asr import Recognizer
 
 YES = ("yes", "yeah", "yep", "correct", "right", "that's right", "yes please")
 NO = ("no", "nope", "wrong", "no thanks")
@@ -208,3 +213,12 @@ class DirectoryDialogue(DialogueBase):
         out += self.keypad.start(now, first_digit)
         self._follow_keypad()
         return out
+
+
+def check_speech(book: DirectoryBook, recognizer: Recognizer) -> list[str]:
+    """Names of ``book`` that ``recognizer`` cannot hear, for ``ivr check`` and server start-up.
+
+    vosk drops phrases with out-of-vocabulary words without a word; pocketsphinx cannot load a
+    word without a pronunciation.  Either way the caller could never be put through by voice.
+    """
+    return [f"{book.path}: {problem}" for problem in recognizer.check(PhraseIndex.build(book).phrases)]

@@ -51,6 +51,18 @@ def test_out_of_vocabulary_phrases_are_reported_not_silently_dropped() -> None:
         recognizer.session([*NAMES, "Alice Johnson"])
 
 
+def test_directory_names_outside_the_vocabulary_are_reported_at_load_time() -> None:
+    from ivr.directory.source import load_directory
+    from ivr.directory.speech import check_speech
+
+    recognizer = get_recognizer("vosk", MODEL)
+    assert check_speech(load_directory(DATA / "korean.csv"), recognizer) == []
+    staff = DATA / "staff.csv"
+    problems = check_speech(load_directory(staff), recognizer)
+    assert f"{staff}: vosk: 'siobhan kelly' cannot be recognized: siobhan, kelly not in the model's vocabulary" in problems
+    assert len(problems) == 11  # every phrase of the English directory
+
+
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecognizerError, match="is not a vosk model folder"):
         get_recognizer("vosk", tmp_path)
