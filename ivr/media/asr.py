@@ -279,10 +279,16 @@ class PocketsphinxSession:
         return text, float(hyp.prob)
 
     def close(self) -> None:
+        """Give the decoder back without a result (the caller hung up, or the runner moved on)."""
         with self._lock:
             if self._decoder is not None:
                 self._decoder.decoder.end_utt()
                 self._release()
+
+    def __del__(self) -> None:
+        # A runner that drops a session without finish()/close() must not leak a decoder.
+        if getattr(self, "_decoder", None) is not None:
+            self.close()
 
     def _release(self) -> None:
         assert self._decoder is not None

@@ -113,3 +113,22 @@ def test_word_without_any_pronunciation_is_reported(monkeypatch: pytest.MonkeyPa
     ]
     with pytest.raises(RecognizerError, match="qwxyzzt"):
         get_recognizer().session(["Alice Qwxyzzt"])
+
+
+def test_a_dropped_session_gives_its_decoder_back() -> None:
+    import gc
+
+    recognizer = get_recognizer()
+    pool = recognizer._pool  # type: ignore[attr-defined]
+    recognizer.session(YES_NO).close()
+    idle = pool.qsize()
+    assert idle >= 1
+    first = recognizer.session(YES_NO)
+    first.accept(call_audio("no")[:800])
+    assert pool.qsize() == idle - 1
+    del first
+    gc.collect()
+    assert pool.qsize() == idle
+    second = recognizer.session(YES_NO)  # a decoder dropped mid-utterance is usable again
+    second.accept(call_audio("no"))
+    assert second.finish()[0] == "no"
