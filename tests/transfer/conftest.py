@@ -1,3 +1,5 @@
 """The transfer peer tests use the fixtures of tests/peers/conftest.py (see harness.py)."""
 
-from .harness import baresip, ivr_server, sipp  # noqa: F401 -- fixtures
+from .harness import fixtures
+
+globals().update(fixtures)  # ivr_server, sipp, baresip and the fixtures they depend on

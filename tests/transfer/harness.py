@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _pytest.fixtures import FixtureFunctionDefinition
+
 _PATH = Path(__file__).resolve().parents[1] / "peers" / "conftest.py"
 
 
@@ -28,8 +30,10 @@ def _load() -> Any:
 
 peers = _load()
 
-baresip = peers.baresip
-ivr_server = peers.ivr_server
-sipp = peers.sipp
+# Every fixture of the harness (ivr_server, sipp, baresip and whatever they come to depend on).
+fixtures: dict[str, Any] = {
+    name: value for name, value in vars(peers).items()
+    if isinstance(value, FixtureFunctionDefinition) or hasattr(value, "_pytestfixturefunction")
+}
 SIPP: str | None = peers.SIPP
 free_port = peers.free_port

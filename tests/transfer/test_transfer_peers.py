@@ -450,3 +450,51 @@ def test_refer_accepted_then_bye_counts_as_transferred(
     result.check()
     row = journal_row(server, result.call_id)
     assert row.outcome == "transferred" and row.detail == "202" and "transfer:answered(202)" in row.path, row
+
+
+def pcap_speech() -> np.ndarray:
+    """The audio of sipp's g711a.pcap (tests/data/rtp/g711a.bin: its RTP payloads), decoded."""
+    import struct
+
+    from ivr.media import g711
+
+    data = (HERE.parent / "data" / "rtp" / "g711a.bin").read_bytes()
+    payloads, pos = [], 0
+    while pos < len(data):
+        _, size = struct.unpack_from("!IH", data, pos)
+        packet = data[pos + 6 : pos + 6 + size]
+        pos += 6 + size
+        if len(packet) > 12 and packet[1] & 0x7F == g711.PCMA:
+            payloads.append(packet[12:])
+    return g711.decode(b"".join(payloads), g711.PCMA).astype(np.float64)
+
+
+def best_correlation(heard: np.ndarray, clip: np.ndarray) -> float:
+    """Highest normalised correlation of ``clip`` at any offset in ``heard``."""
+    dots = np.correlate(heard, clip, mode="valid")
+    energy = np.cumsum(np.concatenate([[0.0], heard**2]))
+    window = energy[len(clip):] - energy[: -len(clip)]
+    norms = np.sqrt(np.maximum(window, 1e-9) * np.dot(clip, clip))
+    return float(np.max(dots / norms))
+
+
+def test_pcma_caller_speech_reaches_a_pcmu_phone_transcoded(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], sipp: Callable[..., Any], tmp_path: Path
+) -> None:
+    server = ivr_server(FLOW, sections=sections())
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    callee.command("uanew", f"<sip:201@{server.address}>;auth_pass={PASSWORD};answermode=auto;regint=120;"
+                            "audio_codecs=PCMU")
+    server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="201 registered")
+    scenario = tmp_path / "pcma.xml"
+    scenario.write_text((SCENARIOS / "uac_pcma_speech.xml").read_text().replace("KEY", "1").replace("STAY", "500"))
+    result = sipp(str(scenario), server, timeout=40)
+    result.check()
+    callee.wait_event("CALL_CLOSED")
+    media = [r for r in server.call_records(result.call_id) if r.get("event") in ("media", "leg_answered")]
+    assert [r["codec"] for r in media] == ["PCMA", "PCMU"]  # the caller's leg, then 201's
+    callee.stop()
+    heard, _ = soundfile.read(callee.heard(), dtype="float64")
+    speech = pcap_speech()
+    clip = speech[len(speech) // 3 : len(speech) // 3 + 8000]  # one second from the middle
+    assert best_correlation(heard * 32768, clip) > 0.9, "201 did not hear the caller's speech"
