@@ -33,7 +33,7 @@ from ivr.dsl.events import (
 if TYPE_CHECKING:
     from ivr.media.asr import Recognizer
 
-YES = ("yes", "yeah", "yep", "correct", "right", "that's right", "yes please")
+YES = ("yes", "yeah", "yep", "correct", "right", "that is right", "yes please")
 NO = ("no", "nope", "wrong", "no thanks")
 SPEECH_MISSES = 2
 # A recognizer answer can take up to the endpointer's max utterance after the prompt ends;
@@ -178,7 +178,15 @@ class DirectoryDialogue(DialogueBase):
         if not self.confirm:
             return self._finish(selected(person), out)
         self.state = "confirm"
-        return self._ask([self.prompts.confirm.format(name=person.display_name)], out)
+        if not person.name_recording:
+            return self._ask([self.prompts.confirm.format(name=person.display_name)], out)
+        # The person's own recording is clearer than TTS of a name: "Did you say <recording>? ..."
+        before, _, after = self.prompts.confirm.partition("{name}")
+        self.next_timer = None
+        if before.strip():
+            self._say(before.strip(), out)
+        self._play(person.name_recording, out)
+        return self._ask([after.lstrip("?.!, ").strip()], out)
 
     def _answer(self, yes: bool | None, now: float, out: list[Action]) -> list[Action]:
         if yes is True and self.chosen is not None:

@@ -14,6 +14,7 @@ from ivr.dsl.events import (
     Hangup,
     Key,
     Listen,
+    Play,
     PromptDone,
     Say,
     Speech,
@@ -59,6 +60,17 @@ def test_alias_and_confirmation_by_key() -> None:
     d.handle(Speech("Robert Miller"), 2.0)
     d.handle(Key("1"), 3.0)
     assert d.result == DirectoryResult("selected", "202", "Bob Miller", "202")
+
+
+def test_confirmation_plays_the_recorded_name() -> None:
+    d = DirectoryDialogue(BOOK)
+    d.start(0.0)
+    out = d.handle(Speech("anna zurcher"), 2.0)
+    prompts = [a.text if isinstance(a, Say) else a.path for a in out if isinstance(a, Say | Play)]
+    assert prompts == ["Did you say", "names/zurcher.wav", "Say yes or press 1. Say no or press 2."]
+    assert listen(out).phrases == YES + NO
+    d.handle(Speech("that is right"), 4.0)
+    assert d.result == DirectoryResult("selected", "205", "Anna Zürcher", "205")
 
 
 def test_no_confirm_selects_at_once() -> None:
