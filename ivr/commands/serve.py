@@ -59,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # TTS voice missing, data folder unwritable: fail before binding
         print(f"ivr serve: {exc}", file=sys.stderr)
         return 1
-    return run_server(settings, program, calllog)
+    calllog = CallLog(sys.stderr, fmt=args.log_format, threaded=True)  # from here on, never block the loop
+    try:
+        return run_server(settings, program, calllog)
+    finally:
+        calllog.close()
 
 
 def _settings(args: argparse.Namespace) -> tuple[Any, list[Path]]:

@@ -11,7 +11,9 @@ and supervisors wait for ``listening on udp:HOST:PORT tcp:HOST:PORT``.
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
 from dataclasses import fields, is_dataclass
 from typing import Any, TextIO
@@ -30,13 +32,48 @@ def describe(item: Event | Action) -> dict[str, Any]:
 
 
 class CallLog:
-    """Writes call and server events as JSON lines (or text) to a stream."""
+    """Writes call and server events as JSON lines (or text) to a stream.
 
-    def __init__(self, stream: TextIO | None = None, *, fmt: str = "json") -> None:
+    With ``threaded=True`` (the server) lines are handed to a writer thread, so a slow
+    reader of stderr (a pipe to a busy log collector) never stalls the event loop; the
+    order of lines is kept, and :meth:`close` writes whatever is still queued.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, fmt: str = "json", threaded: bool = False) -> None:
         if fmt not in ("json", "text"):
             raise ValueError(f"log format must be json or text, not {fmt!r}")
         self.stream = stream or sys.stderr
         self.fmt = fmt
+        self._queue: queue.SimpleQueue[str | None] | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._writer, name="ivr-calllog", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(10)
+            self._queue = None
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        q = self._queue
+        while True:
+            line = q.get()
+            lines: list[str] = []
+            while line is not None:
+                lines.append(line)
+                try:
+                    line = q.get_nowait()
+                except queue.Empty:
+                    break
+            if lines:
+                self._emit("".join(lines))
+            if line is None:
+                return
 
     def server(self, event: str, message: str, **extra: Any) -> None:
         self._write({"ts": _ts(), "event": event, "message": message, **extra})
@@ -67,10 +104,16 @@ class CallLog:
             line = f"{record['ts']} {record['message']}"
         else:
             line = " ".join(f"{k}={_text(v)}" for k, v in record.items())
+        if self._queue is not None:
+            self._queue.put(line + "\n")
+        else:
+            self._emit(line + "\n")
+
+    def _emit(self, text: str) -> None:
         try:
-            self.stream.write(line + "\n")
+            self.stream.write(text)
             self.stream.flush()
-        except (BrokenPipeError, ValueError):
+        except (BrokenPipeError, ValueError, OSError):
             pass  # the reader went away; calls go on
 
 

@@ -58,3 +58,12 @@ def test_startup_finds_hold_music_and_speech_in_a_flow() -> None:
     menu = load_flow([FLOWS / "menu.ivr"])
     assert music_sources(menu) == set() and not uses_speech(menu)
     assert uses_speech(load_flow([FLOWS / "speech.ivr"]))
+
+
+def test_threaded_log_keeps_order_and_close_writes_everything() -> None:
+    out = io.StringIO()
+    log = CallLog(out, threaded=True)
+    for n in range(500):
+        log.call("c", caller="", called="", state="s", event="key", n=n)
+    log.close()
+    assert [json.loads(line)["n"] for line in out.getvalue().splitlines()] == list(range(500))
