@@ -305,6 +305,10 @@ def _from_raw(
     speech = _build(
         SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None
     )
+    if speech.engine not in ("pocketsphinx", "vosk"):
+        raise ConfigError(f"{where}: [speech] engine must be pocketsphinx or vosk, got {speech.engine!r}")
+    if speech.engine == "vosk" and speech.model is None:
+        raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
     known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",

@@ -132,3 +132,18 @@ def test_a_dropped_session_gives_its_decoder_back() -> None:
     second = recognizer.session(YES_NO)  # a decoder dropped mid-utterance is usable again
     second.accept(call_audio("no"))
     assert second.finish()[0] == "no"
+
+
+def test_speech_section_of_the_deployment_file(tmp_path: Path) -> None:
+    from ivr.config import ConfigError, load_config
+
+    path = tmp_path / "ivr.toml"
+    path.write_text('[speech]\nengine = "vosk"\nmodel = "models/ko"\n')
+    speech = load_config(path).speech
+    assert (speech.engine, speech.model) == ("vosk", tmp_path / "models" / "ko")
+    path.write_text('[speech]\nengine = "whisper"\n')
+    with pytest.raises(ConfigError, match="engine must be pocketsphinx or vosk, got 'whisper'"):
+        load_config(path)
+    path.write_text('[speech]\nengine = "vosk"\n')
+    with pytest.raises(ConfigError, match='needs model = "path/to/vosk-model"'):
+        load_config(path)
