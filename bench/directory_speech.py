@@ -164,12 +164,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one voice per name (CI)")
     parser.add_argument("--filler-weight", type=float, default=None, help="override the filler branch weight")
     parser.add_argument("--fold", type=float, default=None, help="override the spectral folding level")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="pocketsphinx decoder option")
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         print("espeak-ng is not installed", file=sys.stderr)
         return 1
     if args.filler_weight is not None:
         asr.FILLER_WEIGHT = args.filler_weight
+    for option in args.option:
+        key, _, value = option.partition("=")
+        asr.DECODER_OPTIONS[key] = float(value) if value.replace(".", "").replace("e-", "").isdigit() else value
     if args.fold is not None:
         asr.FOLD_LEVEL = args.fold
     report(run(args), args.people)

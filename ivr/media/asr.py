@@ -102,6 +102,8 @@ def _load(engine: str, model: Path | None) -> Recognizer:
 FOLD_LEVEL = 0.3  # level of the mirrored 4-8 kHz band; chosen by the benchmark
 FILLER_WEIGHT = 1e-10  # JSGF weight of the out-of-grammar branch against the phrases (weight 1): see the benchmark
 FILLER_WORDS_MAX = 2
+#: Extra pocketsphinx decoder options (beams, penalties), for tuning with the benchmark.
+DECODER_OPTIONS: dict[str, Any] = {}
 _SILENCE_WORD = "sil_"
 
 
@@ -178,7 +180,14 @@ class _Decoder:
         # dither with a fixed seed: the folded high band is not silent, but digital silence is,
         # and a fixed seed keeps results reproducible run to run.
         self.decoder = Decoder(
-            hmm=str(hmm), dict=str(empty), lm=None, logfn="/dev/null", dither=True, seed=1, fsgusefiller=False
+            hmm=str(hmm),
+            dict=str(empty),
+            lm=None,
+            logfn="/dev/null",
+            dither=True,
+            seed=1,
+            fsgusefiller=False,
+            **DECODER_OPTIONS,
         )
         self.decoder.add_word(_SILENCE_WORD, "SIL", True)
         self.words: set[str] = set()
