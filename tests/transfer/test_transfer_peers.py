@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -95,6 +96,23 @@ def tone_share(path: Path, freq: float) -> float:
     return float(spectrum[np.abs(freqs - freq) < 30].sum() / total) if total else 0.0
 
 
+def media_port() -> int:
+    """A port for sipp's media: sipp binds it and port + 2 (video) at start; both must be free now.
+
+    Passed as a second ``-mp`` (sipp takes the last), since ivr's RTP range and the phones' may
+    hold port + 2 of a port that is free itself."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind(("127.0.0.1", port + 2))
+                b.bind(("127.0.0.1", port + 3))
+            return int(port)
+        except OSError:
+            continue
+    raise RuntimeError("no free media ports for sipp")
+
+
 class Uas:
     """A sipp phone at a fixed port (a static contact of an extension), one call."""
 
@@ -105,7 +123,7 @@ class Uas:
         self.folder = folder
         self.proc = subprocess.Popen(
             [SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
-             "-mp", str(free_port()), "-cp", str(free_port()), "-m", str(calls), "-nostdin",
+             "-mp", str(media_port()), "-cp", str(free_port()), "-m", str(calls), "-nostdin",
              "-timeout", "60s", "-timeout_error", "-trace_msg", "-message_file", str(folder / "messages.log"),
              "-trace_err", "-error_file", str(folder / "errors.log")],
             cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -164,7 +182,7 @@ def register_201(server: Any, phone: Any) -> None:
 
 
 def run_caller(sipp: Callable[..., Any], server: Any, tmp: Path, key: str, stay_ms: int) -> Any:
-    result = sipp(caller_scenario(tmp, key, stay_ms), server, timeout=40)
+    result = sipp(caller_scenario(tmp, key, stay_ms), server, timeout=40, extra=("-mp", str(media_port())))
     result.check()
     return result
 
@@ -263,7 +281,7 @@ def test_blind_transfer_by_refer(
     text = (SCENARIOS / "uac_refer.xml").read_text().replace("KEY", "5").replace("REFER_STATUS", status)
     scenario = tmp_path / "uac_refer.xml"
     scenario.write_text(text)
-    result = sipp(str(scenario), server, timeout=40)
+    result = sipp(str(scenario), server, timeout=40, extra=("-mp", str(media_port())))
     result.check()
     [refer] = result.received("REFER ")
     assert "Referred-By: <sip:ivr@" in refer
@@ -388,7 +406,7 @@ def test_a_registered_phone_picks_up_a_call_ringing_in_its_group(
     caller.start()
     try:
         server.wait_for(lambda r: r.get("event") == "leg_progress" and r.get("target") == "203", what="203 ringing")
-        picker = sipp(str(SCENARIOS / "picker.xml"), server, service="*8", timeout=30)
+        picker = sipp(str(SCENARIOS / "picker.xml"), server, service="*8", timeout=30, extra=("-mp", str(media_port())))
     finally:
         caller.join(60)
     picker.check()
@@ -407,7 +425,7 @@ def test_pickup_by_an_unregistered_phone_is_refused(
     server = ivr_server(FLOW, sections=sections())
     scenario = tmp_path / "rejected.xml"
     scenario.write_text((SCENARIOS / "uac_rejected.xml").read_text().replace("STATUS", "403"))
-    sipp(str(scenario), server, service="*8").check()
+    sipp(str(scenario), server, service="*8", extra=("-mp", str(media_port()))).check()
     server.wait_for(lambda r: r.get("action") == "reject" and r.get("status") == 403
                     and r.get("reason") == "pickup: the caller is not a registered phone")
 
@@ -446,7 +464,7 @@ def test_refer_accepted_then_bye_counts_as_transferred(
     server = ivr_server(FLOW, sections=sections(busy_port=5999))
     scenario = tmp_path / "uac_refer_bye.xml"
     scenario.write_text((SCENARIOS / "uac_refer_bye.xml").read_text().replace("KEY", "5"))
-    result = sipp(str(scenario), server, timeout=40)
+    result = sipp(str(scenario), server, timeout=40, extra=("-mp", str(media_port())))
     result.check()
     row = journal_row(server, result.call_id)
     assert row.outcome == "transferred" and row.detail == "202" and "transfer:answered(202)" in row.path, row
@@ -488,7 +506,7 @@ def test_pcma_caller_speech_reaches_a_pcmu_phone_transcoded(
     server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="201 registered")
     scenario = tmp_path / "pcma.xml"
     scenario.write_text((SCENARIOS / "uac_pcma_speech.xml").read_text().replace("KEY", "1").replace("STAY", "500"))
-    result = sipp(str(scenario), server, timeout=40)
+    result = sipp(str(scenario), server, timeout=40, extra=("-mp", str(media_port())))
     result.check()
     callee.wait_event("CALL_CLOSED")
     media = [r for r in server.call_records(result.call_id) if r.get("event") in ("media", "leg_answered")]
