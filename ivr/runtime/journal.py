@@ -102,6 +102,7 @@ class _Live:
     step: str = ""
     transfer: str = ""  # who answered the last transfer, for calls that end while bridged
     pickup: str = ""  # a phone's call to the pickup code: the extension that picked up
+    bridge_end: str = ""  # why the last bridge ended (callee_bye ...): the real hangup cause
 
 
 class Journal:
@@ -170,6 +171,8 @@ class Journal:
             if fields.get("outcome") == "answered":
                 live.transfer = target
             self._add(live, f"transfer:{fields.get('outcome')}" + (f"({target})" if target else ""))
+        elif event == "bridge_end":
+            live.bridge_end = str(fields.get("reason", ""))
         elif event in PATH_EVENTS and not (event == "key" and "via" in fields):  # a key is logged twice
             self._add(live, _entry(str(event), fields))
         elif action == "reject":
@@ -192,6 +195,8 @@ class Journal:
         text = str(detail or "")
         if not outcome and live.pickup:
             result, text = "pickup", live.pickup
+        if live.bridge_end and cause in ("normal", "flow_finished"):
+            cause = live.bridge_end  # the flow only hung up because the callee had
         if result == "transferred" and not text:
             text = live.transfer
         self._write(

@@ -633,7 +633,7 @@ class TransferSession:
         self.bridge.stop()
         self.bridge = None
         self.bridged = None
-        self.caller.log(event="bridge_ended", reason=reason)
+        self.caller.log(event="bridge_end", reason=reason)  # the flow then hears BridgeEnded
         self.closed = True
         self.post(ev.BridgeEnded())
 

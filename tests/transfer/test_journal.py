@@ -26,8 +26,9 @@ TRANSFERRED = [
     {"action": "step", "step": "sales"},
     {"event": "transfer_result", "outcome": "no_answer", "target": "201"},
     {"event": "transfer_result", "outcome": "answered", "target": "202"},
+    {"event": "bridge_end", "reason": "callee_bye"},
     {"event": "bridge_ended"},
-    {"event": "ended", "reason": "flow_finished", "outcome": "transferred", "detail": "202"},
+    {"event": "ended", "reason": "normal", "outcome": "transferred", "detail": "202"},
 ]
 
 
@@ -39,7 +40,7 @@ def test_a_transferred_call_is_one_row_with_its_path(tmp_path: Path) -> None:
     assert row.path == ("welcome", "key:1", "sales", "transfer:no_answer(201)", "transfer:answered(202)",
                         "bridge_ended")
     assert row.outcome == "transferred" and row.describe() == "transferred to 202"
-    assert row.hangup_cause == "flow_finished" and row.answered is not None
+    assert row.hangup_cause == "callee_bye" and row.answered is not None
     assert row.duration is not None and row.duration >= 0
     assert journal.db is not None and journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     journal.close()

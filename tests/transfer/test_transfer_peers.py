@@ -376,6 +376,7 @@ def test_callee_hanging_up_ends_the_callers_call(
     assert result.received("BYE "), "ivr should hang up the caller when 201 hangs up:\n" + server.tail(25)
     row = journal_row(server, result.call_id)
     assert row.outcome == "transferred" and row.detail == "201" and row.path[-1] == "bridge_ended", row
+    assert row.path.count("bridge_ended") == 1 and row.hangup_cause == "callee_bye"
 
 
 def test_follow_me_rings_the_next_number_when_the_desk_phone_is_busy(
