@@ -80,13 +80,9 @@ class Step:
 
     @property
     def passed(self) -> bool:
-        return (
-            self.succeeded == self.calls
-            and self.lost == 0
-            and self.streams >= self.calls
-            and self.jitter_p99 <= 5.0
-            and self.delta_p99 <= 40.0
-        )
+        # ``streams`` is printed, not judged: tshark's heuristic occasionally splits or misses
+        # a stream; a missing call shows in ``ok`` and ``keys`` anyway.
+        return self.succeeded == self.calls and self.lost == 0 and self.jitter_p99 <= 5.0 and self.delta_p99 <= 40.0
 
 
 def free_udp_port() -> int:
@@ -100,8 +96,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+PIN = True  # --no-pin: let the scheduler place sipp and ivr (better on a machine others use too)
+
+
 def pin(core: int) -> None:
-    if (os.cpu_count() or 1) >= 2:
+    if PIN and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {core})
 
 
@@ -303,7 +302,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", default="50,100,200", help="concurrent calls per step")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin sipp to core 0 and ivr to core 1")
     args = parser.parse_args()
+    global PIN
+    PIN = not args.no_pin
     for tool in ("sipp", "dumpcap", "tshark"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
