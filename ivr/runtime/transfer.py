@@ -390,6 +390,7 @@ class TransferSession:
         source: Any = self._music
         if source is None:
             source = self._ringback = Ringback()
+        self.caller.log(event="transfer_ringback", source=self.action.music if self._music is not None else "tone")
         media.stop_prompts(only_barge_in=False)
         media.play(source, prompt_id=-1, barge_in=False)
 

@@ -414,6 +414,8 @@ def test_a_registered_phone_picks_up_a_call_ringing_in_its_group(
     [result] = outcome
     assert result.received("BYE "), "the caller is hung up when the picker hangs up"
     assert "CANCEL sip:203@127.0.0.1" in ringing.passed()
+    waiting = [r for r in server.call_records(result.call_id) if r.get("event") == "transfer_ringback"]
+    assert [r["source"] for r in waiting] == ["moh/"]  # the flow's music while it rang
     row = journal_row(server, result.call_id)
     assert row.outcome == "transferred" and row.detail == "204" and "transfer:answered(204)" in row.path, row
     picked = journal_row(server, picker.call_id)
@@ -442,6 +444,8 @@ def test_caller_hears_ringback_while_it_rings(
     call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
     server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
     caller.command("sndcode", "4")
+    ringback = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_ringback")
+    assert ringback["source"] == "tone"
     done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done", timeout=20)
     assert done["outcome"] == "no_answer" and done["ring_time"] >= 3.0
     caller.command("hangup")
