@@ -36,6 +36,7 @@ def test_list_of_a_bad_file_names_the_line(tmp_path: Path) -> None:
     assert done.stderr == f"ivr directory: {bad}:2: Alice Johnson: missing extension\n"
 
 
+@pytest.mark.slow
 def test_test_prints_one_line_per_audio_file(tmp_path: Path) -> None:
     # A 22.05 kHz stereo copy checks that any rate and channel count is accepted.
     import numpy as np
@@ -55,6 +56,7 @@ def test_test_prints_one_line_per_audio_file(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_unreadable_audio_is_reported_and_the_rest_still_run(tmp_path: Path) -> None:
     done = ivr("directory", "test", DATA / "staff.csv", tmp_path / "none.wav", DATA / "bob-miller-m3.wav", cwd=tmp_path)
     assert done.returncode == 1
