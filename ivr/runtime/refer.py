@@ -12,7 +12,8 @@ it ended is given the plan's ring time plus ``GRACE`` seconds, then the
 flow hears ``no_answer``.  A peer that accepted (202) and then ends our leg
 with BYE before saying how it went has taken the call over: ``answered``.
 
-Refer-To is the target's first contact for an extension, or
+Only the plan's first target is referred (a group cannot be handed over:
+the peer would ring one number).  Refer-To is the target's first contact for an extension, or
 ``sip:NUMBER@HOST`` for an external number, where HOST is the address the
 call came from (the carrier that must place the new call).
 """

@@ -293,6 +293,7 @@ def destinations(services: Any, target: str, caller: str) -> list[Destination]:
 class CallerSide(Protocol):
     """What a transfer needs from the call it belongs to (the call runner)."""
 
+    incoming: Any  # the IncomingCall (its source address, for REFER to a carrier)
     call_id: str
     caller: str
     called: str
@@ -622,8 +623,8 @@ class TransferSession:
             return
         self.caller.log(event="transfer_done", outcome=result.outcome, target=result.target,
                         ring_time=round(time.monotonic() - self.started, 2))
+        # A leg that answered is bridged here; a pickup (no leg) is bridged by picked_up().
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
-            # (a pickup bridges after this, with the picker's media)
             self.bridge = Bridge(self.caller.media, self.bridged.media)
             self.bridge.start()
         self.post(ev.TransferResult(result.outcome, target=result.target))
