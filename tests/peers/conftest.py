@@ -307,12 +307,15 @@ def sipp(tmp_path: Path) -> Callable[..., SippResult]:
         timeout: float = 30.0,
         calls: int = 1,
         extra: tuple[str, ...] = (),
+        files: dict[str, bytes] | None = None,
     ) -> SippResult:
         nonlocal runs
         runs += 1
         assert SIPP is not None
         out = tmp_path / f"sipp{runs}"
         out.mkdir()
+        for name, data in (files or {}).items():  # e.g. a pcap the scenario plays, by relative path
+            (out / name).write_bytes(data)
         cmd = [
             SIPP, server.address,
             "-sf", str(SCENARIOS / scenario),

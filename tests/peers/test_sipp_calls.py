@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
+
+from ivr.media import g711
 
 pytestmark = [
     pytest.mark.peer,
@@ -160,3 +164,30 @@ def test_media_timeout_ends_a_silent_call(ivr_server: Callable[..., IvrServer], 
     record = ended(server, result.call_id)
     assert record["reason"] == "media_timeout"
     assert record["packets_received"] == 0
+
+
+def rtp_pcap(payloads: list[bytes], payload_type: int) -> bytes:
+    """A pcap of RTP packets 20 ms apart (Ethernet/IPv4/UDP, as sipp's play_pcap_audio reads them)."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for n, payload in enumerate(payloads):
+        rtp = struct.pack("!BBHII", 0x80, payload_type, n, n * 160, 0x1234ABCD) + payload
+        udp = struct.pack("!HHHH", 40000, 40000, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        out.append(struct.pack("<IIII", n // 50, n % 50 * 20000, len(frame), len(frame)) + frame)
+    return b"".join(out)
+
+
+def test_inband_dtmf_from_a_phone_without_rfc4733(menu_server: IvrServer, sipp: Sipp) -> None:
+    t = np.arange(int(0.15 * 8000)) / 8000
+    tone = (np.sin(2 * np.pi * 697 * t) + np.sin(2 * np.pi * 1336 * t)) * 8000  # key 2 (ITU-T Q.23)
+    audio = np.concatenate([np.zeros(1600), tone, np.zeros(8000)]).astype(np.int16)
+    payloads = [g711.encode(audio[i : i + 160], 0) for i in range(0, len(audio) - 159, 160)]
+    result = sipp("dtmf_inband.xml", menu_server, files={"inband_2.pcap": rtp_pcap(payloads, 0)})
+    result.check()
+    media = menu_server.wait_for(lambda r: r.get("call_id") == result.call_id and r.get("event") == "media")
+    assert media["dtmf_pt"] is None  # nothing but audio was negotiated
+    ended(menu_server, result.call_id)
+    keys = [r["digit"] for r in menu_server.call_records(result.call_id) if r.get("event") == "key" and "via" in r]
+    assert keys == ["2"]
+    assert "support" in menu_server.steps(result.call_id)
