@@ -70,6 +70,14 @@ def test_call_over_tcp(menu_server: IvrServer, sipp: Sipp) -> None:
     assert ended(menu_server, result.call_id)["reason"] == "bye"
 
 
+def test_ivr_bye_over_tcp_uses_the_callers_connection(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
+    server = ivr_server("hangup.ivr")
+    result = sipp("basic_ivr_bye.xml", server, extra=("-t", "t1"))
+    result.check()  # sipp (one TCP socket) received ivr's BYE on the connection it opened
+    assert result.received("BYE ")
+    assert ended(server, result.call_id)["outcome"] == "hangup"
+
+
 def test_flow_hangs_up_and_ivr_sends_bye(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
     server = ivr_server("hangup.ivr")
     result = sipp("basic_ivr_bye.xml", server)
