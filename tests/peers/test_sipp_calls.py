@@ -199,3 +199,13 @@ def test_inband_dtmf_from_a_phone_without_rfc4733(menu_server: IvrServer, sipp: 
     keys = [r["digit"] for r in menu_server.call_records(result.call_id) if r.get("event") == "key" and "via" in r]
     assert keys == ["2"]
     assert "support" in menu_server.steps(result.call_id)
+
+
+def test_late_offer_answer_in_the_ack(menu_server: IvrServer, sipp: Sipp) -> None:
+    result = sipp("late_offer.xml", menu_server)
+    result.check()
+    ended(menu_server, result.call_id)
+    records = menu_server.call_records(result.call_id)
+    ack = next(i for i, r in enumerate(records) if r.get("event") == "ack")
+    media = [r for r in records[ack:] if r.get("event") == "media"]
+    assert [(m["codec"], m["payload_type"]) for m in media] == [("PCMA", 8)]  # applied from the ACK's answer
