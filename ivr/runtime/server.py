@@ -9,8 +9,9 @@ texts, repair recordings a crash left behind, then bind UDP and TCP and log
 While running, the :class:`Server` drains the user agent's events after every
 input (see :class:`~ivr.sip.transport.SipEndpoint`): new calls get a
 :class:`~ivr.runtime.call.CallRunner`, call events go to theirs, REGISTER goes
-to the registrar when one is configured, other out-of-dialog requests are
-answered 405/501.
+to the registrar (:mod:`ivr.sip.registrar`), other out-of-dialog requests the
+agent hands over are answered 405.  A watchdog logs ``loop_stall`` whenever
+the event loop stops turning for more than 50 ms.
 
 SIGTERM (or SIGINT) drains: the user agent answers new INVITEs and OPTIONS
 with 503 (a dispatcher stops sending calls), running calls go on; the process
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -309,31 +311,8 @@ class Server:
         )
 
 
-def music_sources(program: Any) -> set[str]:
-    """Every hold-music source a flow can ask for: its default and each ``music`` of its states."""
-    found = {str(getattr(program.settings, "hold_music", "") or "")}
-    seen: set[int] = set()
-    stack: list[Any] = [getattr(program, "states", {})]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or isinstance(node, str | bytes | int | float | bool) or node is None:
-            continue
-        seen.add(id(node))
-        if isinstance(node, dict) or hasattr(node, "values") and hasattr(node, "keys"):
-            stack.extend(node.values())
-        elif isinstance(node, list | tuple | set | frozenset):
-            stack.extend(node)
-        elif is_dataclass(node):
-            music = getattr(node, "music", None)
-            if isinstance(music, str):
-                found.add(music)
-            stack.extend(getattr(node, f.name) for f in fields(node))
-    found.discard("")
-    return found
-
-
-def uses_speech(program: Any) -> bool:
-    """Whether any state of the flow listens for speech (a non-empty ``phrases``)."""
+def _nodes(program: Any) -> Iterator[Any]:
+    """Every dataclass reachable from the program's state tables (ops, actions, options)."""
     seen: set[int] = set()
     stack: list[Any] = [getattr(program, "states", {})]
     while stack:
@@ -346,10 +325,21 @@ def uses_speech(program: Any) -> bool:
         elif isinstance(node, list | tuple | set | frozenset):
             stack.extend(node)
         elif is_dataclass(node):
-            if getattr(node, "phrases", None):
-                return True
+            yield node
             stack.extend(getattr(node, f.name) for f in fields(node))
-    return False
+
+
+def music_sources(program: Any) -> set[str]:
+    """Every hold-music source a flow can ask for: its default and each ``music`` of its states."""
+    found = {str(getattr(program.settings, "hold_music", "") or "")}
+    found.update(m for node in _nodes(program) if isinstance(m := getattr(node, "music", None), str))
+    found.discard("")
+    return found
+
+
+def uses_speech(program: Any) -> bool:
+    """Whether any state of the flow listens for speech (a non-empty ``phrases``)."""
+    return any(getattr(node, "phrases", None) for node in _nodes(program))
 
 
 def _pid() -> int:
