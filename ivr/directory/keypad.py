@@ -56,6 +56,7 @@ class DirectoryPrompts:
     no_more: str = "There are no more names."
     say_name: str = "Please say the name of the person you are calling, or press 0 for the operator."
     say_again: str = "Sorry, I did not find that name. Please say it again, or spell it on the keypad."
+    say_again_speech_only: str = "Sorry, I did not find that name. Please say it again."
     confirm: str = "Did you say {name}? Say yes or press 1. Say no or press 2."
     namesakes: str = "There are {count} people named {name}."
     goodbye: str = "Sorry, I could not find that person."

@@ -204,7 +204,8 @@ class DirectoryDialogue(DialogueBase):
         if self.misses >= max(SPEECH_MISSES, self.tries):
             self._say(self.prompts.goodbye, out)
             return self._finish(DirectoryResult("not_found"), out)
-        return self._ask_name(self.prompts.say_again, out)
+        again = self.prompts.say_again if self.by_keys else self.prompts.say_again_speech_only
+        return self._ask_name(again, out)
 
     def _to_keypad(self, now: float, first_digit: str) -> list[Action]:
         self.state = "keypad"

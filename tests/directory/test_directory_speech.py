@@ -142,7 +142,8 @@ def test_operator_and_hangup() -> None:
 def test_speech_only_gives_up_after_the_tries() -> None:
     d = DirectoryDialogue(BOOK, by_keys=False, tries=3)
     d.start(0.0)
-    d.handle(Speech(""), 1.0)
+    out = d.handle(Speech(""), 1.0)
+    assert said(out) == ["Sorry, I did not find that name. Please say it again."]
     d.handle(Key("5"), 1.5)  # no keypad directory here: ignored
     d.handle(Speech("somebody else"), 2.0)
     assert not d.finished
