@@ -470,7 +470,14 @@ class SourceStats:
                 self.cycles += RTP_SEQ_MOD
             self.max_seq = seq
             self.received += 1
-        elif not self._update_seq(seq):
+            # _update_jitter, inline for the same reason
+            transit = arrival - timestamp
+            d = abs(transit - self.transit) if self.transit is not None else 1 << 30
+            if d < 1 << 30:
+                self.jitter += (d - self.jitter) / 16
+            self.transit = transit
+            return True
+        if not self._update_seq(seq):
             return False
         self._update_jitter(timestamp, arrival)
         return True

@@ -73,6 +73,7 @@ from ivr.media.clock import MediaClock
 from ivr.media.dtmf import DtmfReceiver, DtmfSender, GoertzelDetector, dtmf_tone, event_code
 from ivr.media.dtmf import parse_dtmf_info as _parse_dtmf_info
 from ivr.media.ports import PortPool, pool_for
+from ivr.media.reactor import Reactor, get_reactor
 from ivr.media.rtp import (
     RTP_HEADER,
     Bye,
@@ -101,6 +102,7 @@ REORDER_PACKETS = 2  # audio packets held while waiting for a missing one (40 ms
 REORDER_WAIT = 0.06  # s: after this a missing packet is given up even if nothing follows
 RECV_SIZE = 4096  # bytes: G.711 at ptime 200 ms is 1612; RTCP compounds are smaller
 MAX_REORDER_JUMP = 100  # a sequence jump beyond this is a restart, not reordering
+HOUSEKEEPING = 0.1  # s: how often a tick looks at RTCP and media timeout (not every 20 ms)
 
 
 class SharedPlayer(Protocol):
@@ -116,6 +118,10 @@ class _Item:
     barge_in: bool
     clip: Clip | None  # None: a shared player, never done
     position: int = 0  # next frame of the clip
+    # the tick's fast path: the clip's encoding in ``pt`` and its frame count (0: a player)
+    pt: int = -1
+    data: bytes = b""
+    frames: int = 0
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -177,7 +183,7 @@ class MediaSession:
         self.on_dtmf = _noop
         self.on_audio = None
         self.on_timeout = _noop
-        self._rtp: asyncio.DatagramTransport | None = None
+        self._reactor: Reactor | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._closed = False
         # sending
@@ -203,6 +209,7 @@ class MediaSession:
         self._send_dropped = 0
         self._send_errors = 0
         self._sending = False
+        self._receiving = False
         self._connected = False  # the RTP socket is connect()ed to the remote
         self._octets_sent = 0
         self._sent_since_report = False
@@ -236,6 +243,7 @@ class MediaSession:
         self._timed_out = False
         self.rtcp_interval = RTCP_INTERVAL
         self._next_rtcp = self.loop.time() + RTCP_INTERVAL * random.uniform(0.5, 1.5)
+        self._next_house = 0.0  # when on_tick next looks at RTCP and the media timeout
         self.cname = f"ivr-{self.ssrc:08x}@{self.local_host}"
 
     # ------------------------------------------------------------------ lifecycle
@@ -260,25 +268,23 @@ class MediaSession:
             rtcp_sock=rtcp_sock,
             media_timeout=media_timeout,
         )
-        port = session.local_port
         try:
-            rtp, _ = await loop.create_datagram_endpoint(
-                lambda: _Endpoint(session._on_rtp, lambda: pool.release(port)), sock=rtp_sock
-            )
             rtcp, _ = await loop.create_datagram_endpoint(
                 lambda: _Endpoint(session._on_rtcp, _noop), sock=rtcp_sock
             )
+            # RTP (50 packets/s) bypasses asyncio's transport: see ivr.media.reactor.
+            reactor = get_reactor()
+            reactor.add(rtp_sock.fileno(), session._rtp_readable)
         except BaseException:
             rtp_sock.close()
             rtcp_sock.close()
-            pool.release(port)
+            pool.release(session.local_port)
             raise
-        for transport in (rtp, rtcp):
-            # asyncio reads datagrams into a 256 KiB buffer by default, which costs ten
-            # times the system call itself; our packets are small.
-            if hasattr(transport, "max_size"):
-                setattr(transport, "max_size", RECV_SIZE)  # noqa: B010
-        session._rtp, session._rtcp = rtp, rtcp
+        # asyncio reads datagrams into a 256 KiB buffer by default, which costs ten
+        # times the system call itself; our packets are small.
+        if hasattr(rtcp, "max_size"):
+            setattr(rtcp, "max_size", RECV_SIZE)  # noqa: B010
+        session._reactor, session._rtcp = reactor, rtcp
         clock.add(session)
         clock.start()  # idempotent: the runner's clock is normally running already
         return session
@@ -293,9 +299,12 @@ class MediaSession:
         for item in self._queue:
             self._release(item)
         self._queue.clear()
-        for transport in (self._rtp, self._rtcp):
-            if transport is not None:
-                transport.close()
+        if self._reactor is not None:
+            self._reactor.remove(self._rtp_sock.fileno())  # before the descriptor is reused
+        self._rtp_sock.close()
+        self._pool.release(self.local_port)
+        if self._rtcp is not None:
+            self._rtcp.close()
 
     @property
     def closed(self) -> bool:
@@ -354,6 +363,7 @@ class MediaSession:
             self._marker = True
         self.direction = direction
         self._sending = direction in ("sendrecv", "sendonly")
+        self._receiving = direction in ("sendrecv", "recvonly")
 
     # ------------------------------------------------------------------ prompts
 
@@ -362,8 +372,11 @@ class MediaSession:
         if self._closed:
             return
         if isinstance(source, Clip):
-            source.encoded(g711.PCMU if self._pt is None else self._pt)  # now, not in the tick
-            item = _Item(source, prompt_id, barge_in, source)
+            pt = g711.PCMU if self._pt is None else self._pt
+            # encoded now, not in the tick; a re-INVITE to the other codec takes the slow path
+            item = _Item(
+                source, prompt_id, barge_in, source, 0, pt, source.encoded(pt), source.frames
+            )
         elif callable(getattr(source, "frame", None)):
             item = _Item(source, prompt_id, barge_in, None)
             if callable(getattr(source, "advance", None)):
@@ -456,12 +469,14 @@ class MediaSession:
     # ------------------------------------------------------------------ the tick
 
     def on_tick(self, tick_no: int, now: float) -> None:
-        """At most one packet per tick; the common case (one frame, no DTMF) stays on a short path."""
-        if (
-            now >= self._next_rtcp
-            or (self._timeout_armed and now - self._last_rx > self.media_timeout)
-            or (self._reorder and now - self._reorder_since > REORDER_WAIT)
-        ):
+        """At most one packet per tick; the common case (one frame, no DTMF) stays on a short path.
+
+        Run for every call 50 times a second, so it avoids calls and allocations
+        where it can: housekeeping (RTCP, media timeout) is looked at every
+        ``HOUSEKEEPING`` seconds, a clip's next frame is sliced straight from its
+        encoding, the packet is built in place in a preallocated buffer.
+        """
+        if now >= self._next_house or self._reorder:
             self._housekeeping(now)
         pt = self._pt
         if pt is None:
@@ -475,12 +490,24 @@ class MediaSession:
         if self._digits or self._event or self._dtmf_pause or self._frames_per_packet != 1:
             self._special_tick(pt, ts, sending)
             return
-        frame = self._next_frame(pt) if self._queue or self._inband_frames else None
+        frame: bytes | None = None
+        queue = self._queue
+        if queue and not self._inband_frames:
+            item = queue[0]
+            position = item.position
+            if position + 1 < item.frames and item.pt == pt:  # a clip, not its last frame
+                item.position = position + 1
+                start = position * FRAME_SAMPLES
+                frame = item.data[start : start + FRAME_SAMPLES]
+            else:
+                frame = self._next_frame(pt)
+        elif self._inband_frames:
+            frame = self._next_frame(pt)
         if not sending:
             self._marker = True
             return
         buf = self._buf
-        buf[12:] = _SILENCE[pt] if frame is None else frame
+        buf[12:] = _SILENCE[pt] if frame is None or len(frame) != FRAME_SAMPLES else frame
         RTP_HEADER.pack_into(
             buf, 0, 0x80, pt | 0x80 if self._marker else pt, self._seq, ts, self.ssrc
         )
@@ -495,16 +522,18 @@ class MediaSession:
             self._transmit(buf)  # the slow path retries once, then counts and logs
             return
         self._packets_sent += 1
-        self._octets_sent += len(buf) - 12
+        self._octets_sent += FRAME_SAMPLES
         self._sent_since_report = True
 
     def _housekeeping(self, now: float) -> None:
+        self._next_house = min(self._next_rtcp, now + HOUSEKEEPING)
         if self._reorder and now - self._reorder_since > REORDER_WAIT:
             self._flush_reorder()
         if self._timeout_armed and now - self._last_rx > self.media_timeout:
             self._fire_timeout()
         if now >= self._next_rtcp:
             self._send_rtcp(now)
+            self._next_house = min(self._next_rtcp, now + HOUSEKEEPING)
 
     def _special_tick(self, pt: int, ts: int, sending: bool) -> None:
         """DTMF events, the pause after them, and packets of several frames (ptime > 20)."""
@@ -578,14 +607,29 @@ class MediaSession:
 
     # ------------------------------------------------------------------ receiving RTP
 
-    def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _rtp_readable(self, now: float) -> None:
+        """The reactor's handler: read ONE datagram (level-triggered: more wake us again)."""
+        try:
+            if self._connected:  # the kernel only lets the remote's packets in
+                data = self._rtp_sock.recv(RECV_SIZE)
+                addr = self.remote
+            else:
+                data, addr = self._rtp_sock.recvfrom(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # ICMP port unreachable from a peer that went away: the media timeout handles it.
+            log.debug("RTP socket error on port %d: %s", self.local_port, exc)
+            return
+        self._on_rtp(data, addr, now)  # type: ignore[arg-type]
+
+    def _on_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self._invalid += 1
             return
         if 192 <= data[1] <= 223:  # RTCP multiplexed on the RTP port (RFC 5761)
             self._on_rtcp(data, addr)
             return
-        now = self.loop.time()
         remote = self.remote
         if (remote is None or addr[1] != remote[1] or addr[0] != remote[0]) and not self._try_latch(
             addr, now
@@ -628,17 +672,23 @@ class MediaSession:
 
     def _on_audio_packet(self, data: bytes, pt: int, seq: int, ts: int) -> None:
         """Put audio back in sequence order (a small reorder window), then deliver it."""
-        if self.direction not in ("sendrecv", "recvonly") or (
-            self.on_audio is None and self._inband is None
-        ):
+        if not self._receiving or (self.on_audio is None and self._inband is None):
+            # nobody listens: no reordering and no decoding, only the bookkeeping
             self._rx_expected = (seq + 1) & 0xFFFF
+            self._octets_received += len(data) - 12
             return
         expected = self._rx_expected
         delta = 0 if expected is None else (seq - expected) & 0xFFFF
+        if delta == 0 and not self._reorder and data[0] & 0x3F == 0:
+            # the common case: in order, nothing held, a plain header; decoded in place
+            self._octets_received += len(data) - 12
+            self._rx_expected = (seq + 1) & 0xFFFF
+            self._deliver(pt, ts, data, 12)
+            return
         if delta >= 0x8000 or seq in self._reorder:
             self._late += 1  # a duplicate, or older than what we delivered: too late to use
             return
-        if data[0] & 0x3F == 0:  # no padding, extension or CSRCs: the common case
+        if data[0] & 0x3F == 0:  # no padding, extension or CSRCs
             payload = data[12:]
         else:
             try:
@@ -681,11 +731,15 @@ class MediaSession:
             self._rx_expected = seq
             self._drain()
 
-    def _deliver(self, pt: int, ts: int, payload: bytes) -> None:
-        expected, self._rx_next_ts = self._rx_next_ts, (ts + len(payload)) & 0xFFFFFFFF
-        if expected is not None and 0 < (ts - expected) & 0xFFFFFFFF <= MAX_GAP_FILL:
-            self._deliver_silence((ts - expected) & 0xFFFFFFFF)
-        pcm = g711.decode(payload, pt)
+    def _deliver(self, pt: int, ts: int, payload: bytes, start: int = 0) -> None:
+        """Decode ``payload[start:]`` (G.711 ``pt``) and hand it on, after silence for any gap."""
+        expected, self._rx_next_ts = self._rx_next_ts, (ts + len(payload) - start) & 0xFFFFFFFF
+        if expected is not None and expected != ts:
+            gap = (ts - expected) & 0xFFFFFFFF
+            if gap <= MAX_GAP_FILL:
+                self._deliver_silence(gap)
+        # a view of the packet itself (no copy of the payload) through the decoding table
+        pcm = (_ULAW if pt == g711.PCMU else _ALAW).take(np.frombuffer(payload, "B", offset=start))
         if self._inband is not None:
             for key in self._inband.feed(pcm):
                 self._key(key, "inband")
@@ -853,6 +907,7 @@ class MediaSession:
 
 
 _SILENCE = {pt: bytes([code]) * FRAME_SAMPLES for pt, code in g711.SILENCE.items()}
+_ULAW, _ALAW = g711.ULAW_DECODE, g711.ALAW_DECODE
 
 
 class _Sockaddr(ctypes.Structure):

@@ -776,3 +776,87 @@ def test_reinvite_moves_media_to_a_new_address_after_the_first_was_locked_in() -
         s.close()
 
     with_clock(body)
+
+
+# --------------------------------------------------------------------------- the fast paths
+
+
+def test_a_prompt_goes_on_in_the_new_codec_after_a_reinvite_mid_clip() -> None:
+    async def body(clock: MediaClock) -> None:
+        p = await peer()
+        s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
+        remote = ("127.0.0.1", p.port)
+        s.configure(remote=remote, payload_type=0, dtmf_pt=None, direction="sendrecv")
+        rng = np.random.default_rng(7)
+        clip = Clip(rng.integers(-8000, 8000, 160 * 40).astype(np.int16), "noise")
+        done: list[int] = []
+        s.on_prompt_done = done.append
+        s.play(clip, prompt_id=5)
+        await until(lambda: len(p.received) >= 8, clock, "PCMU frames of the clip")
+        s.configure(remote=remote, payload_type=8, dtmf_pt=None, direction="sendrecv")
+        frames = {
+            pt: [clip.encoded(pt)[k * 160 : (k + 1) * 160] for k in range(40)] for pt in (0, 8)
+        }
+
+        def in_order() -> list[tuple[int, int]]:
+            return [
+                (x.payload_type, frames[x.payload_type].index(x.payload))
+                for x in p.rtp()
+                if x.payload in frames[x.payload_type]
+            ]
+
+        await until(lambda: done == [5], clock, "the end of the clip")
+        await until(lambda: in_order()[-1][1] == 39, clock, "the last frame at the peer")
+        await next_tick(clock, 3)  # a frame sent twice would have arrived by now
+        played = in_order()
+        # every frame of the clip exactly once, in order, each in the codec of its moment
+        assert [k for _, k in played] == list(range(40))
+        switch = next(i for i, (pt, _) in enumerate(played) if pt == 8)
+        assert 8 <= switch < 40 and {pt for pt, _ in played[switch:]} == {8}
+        s.close()
+
+    with_clock(body)
+
+
+def test_audio_nobody_listens_to_is_counted_not_decoded() -> None:
+    async def body(clock: MediaClock) -> None:
+        phone = await peer()
+        s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
+        s.configure(
+            remote=("127.0.0.1", phone.port), payload_type=0, dtmf_pt=None, direction="sendrecv"
+        )
+        for seq in range(5):
+            phone.send(_rtp(seq, level=500), ("127.0.0.1", s.local_port))
+        await until(lambda: s.stats["packets_received"] == 5, clock, "five packets")
+        assert s.stats["octets_received"] == 800 and s.stats["lost"] == 0
+        heard: list[np.ndarray] = []
+        s.on_audio = heard.append  # a recording starts: the next packets are decoded
+        for seq in range(5, 8):
+            phone.send(_rtp(seq, level=500), ("127.0.0.1", s.local_port))
+        await until(lambda: len(heard) == 3, clock, "three decoded frames")
+        expected = g711.decode(_rtp(5, level=500)[12:], 0)
+        assert all(np.array_equal(pcm, expected) for pcm in heard)
+        assert heard[0].dtype == np.int16 and s.stats["late"] == 0
+        s.close()
+
+    with_clock(body)
+
+
+def test_close_stops_reading_at_once_and_frees_the_port() -> None:
+    async def body(clock: MediaClock) -> None:
+        from ivr.media.reactor import get_reactor
+
+        reactor = get_reactor()
+        base = free_block(2)
+        s = await MediaSession.open(host="127.0.0.1", port_range=(base, base + 1), clock=clock)
+        watched = len(reactor)
+        s.close()
+        assert len(reactor) == watched - 1  # the descriptor may be reused from now on
+        await asyncio.sleep(0)  # asyncio closes the RTCP socket on the next iteration
+        t = await MediaSession.open(host="127.0.0.1", port_range=(base, base + 1), clock=clock)
+        assert t.local_port == base
+        t.close()
+        s.close()  # idempotent
+        assert len(reactor) == watched - 1
+
+    with_clock(body)
