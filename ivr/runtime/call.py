@@ -780,7 +780,12 @@ class CallRunner:
     def _do_Directory(self, action: ev.Directory, owner: object) -> None:
         from ivr.directory import DirectoryDialogue
 
-        book = self.services.directory(action.name)
+        try:
+            book = self.services.directory(action.name)
+        except Exception as exc:  # unreadable since start-up: the flow's "not found" branch, not silence
+            self.log(event="directory_error", directory=action.name, error=str(exc))
+            self._post_to(MACHINE, ev.DirectoryResult("not_found"))
+            return
         self._start_sub(
             DirectoryDialogue(
                 book,

@@ -166,6 +166,11 @@ class Server:
         endpoint.blocked = lambda ip: bool(registrar.blocked(ip, time.time()))
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         self._prepare_hold_music(services)
+        for name in getattr(self.program.settings, "directories", {}) or {}:
+            try:
+                services.directory(name)  # read the directory file now, not during a call
+            except Exception as exc:  # ivr check reports it; a call reaching it hears "not found"
+                self.calllog.server("directory_error", f"directory {name!r}: {exc}")
         if uses_speech(self.program):
             try:
                 services.recognizer()  # load the speech model now, not in the first caller's turn
