@@ -659,6 +659,24 @@ class CallRunner:
             except Exception as exc:
                 log.exception("call %s: action %s failed", self.call_id, action.kind)
                 self.log(event="action_error", error=str(exc))
+                self._action_failed(action, owner)
+
+    def _action_failed(self, action: ev.Action, owner: object) -> None:
+        """A long action that could not start still ends, so the flow never waits for nothing."""
+        if isinstance(action, ev.StartRecording):  # e.g. the disk is full: nothing was recorded
+            self._post_to(owner, ev.RecordingDone(path=action.path, duration=0.0, reason="stopped"))
+            return
+        fallback: ev.Event | None = {
+            ev.Voicemail: ev.ActionDone("voicemail", "failed"),
+            ev.VoicemailAccess: ev.ActionDone("voicemail_access", "failed"),
+            ev.Record: ev.ActionDone("record", ""),
+            ev.Directory: ev.DirectoryResult("not_found"),
+            ev.Transfer: ev.TransferResult("failed"),
+        }.get(type(action))
+        if isinstance(action, ev.Hold) and action.duration > 0:
+            fallback = ev.ActionDone("hold")
+        if fallback is not None and owner is MACHINE:
+            self._post_to(MACHINE, fallback)
 
     def _media_id(self, owner: object, prompt_id: int) -> int:
         media_id = self._next_media_id

@@ -209,3 +209,13 @@ def test_late_offer_answer_in_the_ack(menu_server: IvrServer, sipp: Sipp) -> Non
     ack = next(i for i, r in enumerate(records) if r.get("event") == "ack")
     media = [r for r in records[ack:] if r.get("event") == "media"]
     assert [(m["codec"], m["payload_type"]) for m in media] == [("PCMA", 8)]  # applied from the ACK's answer
+
+
+def test_voicemail_to_a_missing_mailbox_ends_the_call_instead_of_silence(
+    ivr_server: Callable[..., IvrServer], sipp: Sipp
+) -> None:
+    server = ivr_server("no_mailbox.ivr")
+    result = sipp("basic_ivr_bye.xml", server)
+    result.check()  # ivr hung up by itself
+    record = ended(server, result.call_id)
+    assert record["outcome"] == "error" and "999" in record["detail"]
