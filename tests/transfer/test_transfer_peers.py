@@ -521,3 +521,20 @@ def test_pcma_caller_speech_reaches_a_pcmu_phone_transcoded(
     speech = pcap_speech()
     clip = speech[len(speech) // 3 : len(speech) // 3 + 8000]  # one second from the middle
     assert best_correlation(heard * 32768, clip) > 0.9, "201 did not hear the caller's speech"
+
+
+def test_sequential_group_moves_to_the_next_member_after_the_ring_time(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], sipp: Callable[..., Any],
+    uas: Callable[..., Uas], tmp_path: Path,
+) -> None:
+    ringing = uas("uas_ring_cancel.xml")
+    server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    register_201(server, callee)
+    result = run_caller(sipp, server, tmp_path, "pound", 7000)  # 3 s of 203, then 201 answers
+    assert "CANCEL sip:203@127.0.0.1" in ringing.passed()  # 203 rang its 3 s first
+    callee.wait_event("CALL_CLOSED")
+    done = server.wait_for(lambda r: r.get("call_id") == result.call_id and r.get("event") == "transfer_done")
+    assert done["outcome"] == "answered" and done["target"] == "201" and done["ring_time"] >= 3.0
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "201" and "hunt" in row.path, row
