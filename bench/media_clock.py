@@ -43,6 +43,7 @@ import numpy as np
 
 from ivr.media.clip import Clip
 from ivr.media.clock import MediaClock
+from ivr.media.reactor import get_reactor
 from ivr.media.session import MediaSession
 
 PORTS = (50000, 59999)
@@ -95,6 +96,44 @@ print(json.dumps({
     "max_delta_ms": sorted(s[5] * 1000 for s in measured),
     "max_jitter_ms": sorted(s[7] / 8 for s in measured),
 }), flush=True)
+"""
+
+
+PHONES = r"""
+import json, socket, struct, sys, time
+# Independent phones: each call's packets every 20 ms, the calls spread evenly over the period,
+# all from one socket (the sessions' remote); what the sessions send back is drained.
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+sock.bind(("127.0.0.1", 0))
+sock.setblocking(False)
+print(sock.getsockname()[1], flush=True)
+ports = json.loads(sys.stdin.readline())
+seconds = float(sys.argv[1])
+payload = bytes([0xFF]) * 160
+slots = 20  # 1 ms slots
+groups = [ports[i::slots] for i in range(slots)]
+seq = 0
+sent = received = 0
+start = time.perf_counter()
+deadline = start + seconds
+while time.perf_counter() < deadline:
+    for i, group in enumerate(groups):
+        due = start + (seq * slots + i) * 0.001
+        while (wait := due - time.perf_counter()) > 0:
+            time.sleep(wait if wait > 0.0002 else 0)
+        for port in group:
+            sock.sendto(struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, port) + payload,
+                        ("127.0.0.1", port))
+            sent += 1
+        try:
+            while True:
+                sock.recv(2048)
+                received += 1
+        except BlockingIOError:
+            pass
+    seq += 1
+print(json.dumps({"sent": sent, "received": received}), flush=True)
 """
 
 
@@ -225,6 +264,61 @@ async def sink_step(calls: int, seconds: float, warmup: float) -> dict[str, floa
     return result
 
 
+async def phones_step(calls: int, seconds: float, warmup: float) -> dict[str, float]:
+    """N calls with independent phones (another process): packets arrive spread over each
+    20 ms, not in bursts right after our tick as in ``ring``; every wake-up of the loop costs.
+    The sessions send prompt audio back and have an ``on_audio`` consumer."""
+    phones = subprocess.Popen(
+        [sys.executable, "-c", PHONES, str(warmup + seconds + 0.5)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_pin_sink,  # only sets CPU affinity
+    )
+    assert phones.stdout is not None and phones.stdin is not None
+    phone_port = int(phones.stdout.readline())
+    clock = MediaClock(asyncio.get_running_loop())
+    prompt = Clip.tone(440, 3.0, name="bench")
+    sessions: list[MediaSession] = []
+    frames = [0]
+
+    def heard(pcm: object) -> None:
+        frames[0] += 1
+
+    try:
+        sessions = await open_sessions(clock, calls)
+        for s in sessions:
+            s.configure(
+                remote=("127.0.0.1", phone_port), payload_type=0, dtmf_pt=101, direction="sendrecv"
+            )
+            s.on_audio = heard
+            s.on_prompt_done = _replay(s, prompt)
+            s.play(prompt, prompt_id=1)
+        phones.stdin.write(json.dumps([s.local_port for s in sessions]) + "\n")
+        phones.stdin.flush()
+        await asyncio.sleep(warmup)
+        reactor = get_reactor()
+        wakeups0 = reactor.wakeups
+        received0 = sum(s.stats["packets_received"] for s in sessions)
+        result = await measure(clock, calls, seconds)
+        result["wakeups_per_tick"] = (reactor.wakeups - wakeups0) / (seconds / clock.interval)
+        result["received"] = sum(s.stats["packets_received"] for s in sessions) - received0
+        stats = [s.stats for s in sessions]
+    finally:
+        clock.stop()
+        for s in sessions:
+            s.close()
+    out, _ = phones.communicate(timeout=seconds + warmup + 30)
+    report = json.loads(out.strip().splitlines()[-1])
+    result.update(
+        sent=sum(st["packets_sent"] for st in stats),
+        lost=sum(st["lost"] for st in stats),
+        phones_sent=report["sent"],
+        p99_jitter_ms=pct([st["jitter_ms"] for st in stats], 99),
+    )
+    return result
+
+
 async def ring_step(calls: int, seconds: float, warmup: float) -> dict[str, float]:
     """Sessions in pairs, each playing to its partner: each sends AND receives 50 packets/s.
 
@@ -346,6 +440,7 @@ REALTIME = [
 ]
 SINK_COLUMNS = [*REALTIME, ("p99_max_delta_ms", ".1f", 16), ("p99_max_jitter_ms", ".2f", 17)]
 RING_COLUMNS = [*REALTIME, ("p99_jitter_ms", ".2f", 13)]
+PHONES_COLUMNS = [*RING_COLUMNS, ("wakeups_per_tick", ".1f", 16)]
 CPU_COLUMNS = [
     ("calls", "d", 5),
     ("listen", "", 6),
@@ -364,7 +459,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--ticks", type=int, default=100, help="ticks per cpu step")
-    parser.add_argument("--mode", default="cpu,sink,ring", help="any of cpu, sink, ring")
+    parser.add_argument(
+        "--mode", default="cpu,sink,phones,ring", help="any of cpu, sink, phones, ring"
+    )
     args = parser.parse_args()
     seconds = min(args.seconds, MAX_SECONDS)
     modes = set(args.mode.split(","))
@@ -395,6 +492,14 @@ def main() -> int:
             r = asyncio.run(sink_step(calls, seconds, args.warmup))
             ok = r["lost"] == 0 and r["p99_max_jitter_ms"] <= 5 and r["p99_max_delta_ms"] <= 40
             print(_row(SINK_COLUMNS, r) + ("  pass" if ok else "  FAIL"), flush=True)
+    if "phones" in modes:
+        print(
+            f"\nphones: independent phones (another process) send to every call, {seconds:g} s per step"
+        )
+        print(_header(PHONES_COLUMNS))
+        for calls in counts:
+            r = asyncio.run(phones_step(calls, seconds, args.warmup))
+            print(_row(PHONES_COLUMNS, r), flush=True)
     if "ring" in modes:
         print(f"\nring: pairs play to each other and decode, real time, {seconds:g} s per step")
         print(_header(RING_COLUMNS))
