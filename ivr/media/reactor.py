@@ -13,7 +13,9 @@ loop calls :meth:`Reactor._ready` once; it asks the epoll set which sockets
 are ready and calls each one's handler directly with one arrival time for the
 batch.  Level-triggered: a socket with more than one queued datagram is
 simply reported again on the next wake-up, so a handler reads one datagram
-and never needs a failing extra ``recv`` to learn the queue is empty.
+and never needs a failing extra ``recv`` to learn the queue is empty.  At
+most ``BATCH`` sockets are served per wake-up, so timers (the media tick)
+run between batches.
 
 Where ``select.epoll`` does not exist (not Linux), each socket is registered
 with ``loop.add_reader`` and its handler gets the loop's time per packet: the
@@ -33,6 +35,10 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 Handler = Callable[[float], None]
+
+# Sockets served per wake-up.  More wait for the next loop iteration (level-triggered, and
+# epoll rotates its ready list), so a due media tick never waits behind a thousand reads.
+BATCH = 128
 
 
 class Reactor:
@@ -98,7 +104,7 @@ class Reactor:
     def _ready(self) -> None:
         assert self._epoll is not None
         handlers = self._handlers
-        events = self._epoll.poll(0, len(handlers) or 1)
+        events = self._epoll.poll(0, BATCH)
         now = self.loop.time()
         self.wakeups += 1
         self.dispatched += len(events)

@@ -739,7 +739,7 @@ class MediaSession:
             if gap <= MAX_GAP_FILL:
                 self._deliver_silence(gap)
         # a view of the packet itself (no copy of the payload) through the decoding table
-        pcm = (_ULAW if pt == g711.PCMU else _ALAW).take(np.frombuffer(payload, "B", offset=start))
+        pcm = (_ULAW if pt == g711.PCMU else _ALAW).take(np.frombuffer(payload, _U8, -1, start))
         if self._inband is not None:
             for key in self._inband.feed(pcm):
                 self._key(key, "inband")
@@ -908,6 +908,7 @@ class MediaSession:
 
 _SILENCE = {pt: bytes([code]) * FRAME_SAMPLES for pt, code in g711.SILENCE.items()}
 _ULAW, _ALAW = g711.ULAW_DECODE, g711.ALAW_DECODE
+_U8 = np.dtype(np.uint8)  # a dtype object, positional arguments: numpy parses no keywords
 
 
 class _Sockaddr(ctypes.Structure):

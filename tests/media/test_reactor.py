@@ -146,3 +146,29 @@ def test_get_reactor_is_one_per_loop() -> None:
 
     one, two = asyncio.run(body()), asyncio.run(body())
     assert one is not two
+
+
+def test_a_wake_up_serves_at_most_a_batch_and_the_rest_come_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ivr.media.reactor as reactor_module
+
+    monkeypatch.setattr(reactor_module, "BATCH", 4)
+
+    async def body() -> None:
+        reactor = Reactor(asyncio.get_running_loop())
+        socks = [udp() for _ in range(10)]
+        got: list[tuple[int, bytes, float]] = []
+        for sock in socks:
+            reactor.add(sock.fileno(), reader(sock, got))
+        sender = udp()
+        for sock in socks:
+            sender.sendto(b"x", sock.getsockname())
+        await until(lambda: len(got) == 10, "all ten datagrams")
+        assert reactor.wakeups >= 3  # 4 + 4 + 2 at the most per wake-up
+        assert sorted(p for p, _, _ in got) == sorted(s.getsockname()[1] for s in socks)
+        reactor.close()
+        for sock in [*socks, sender]:
+            sock.close()
+
+    run(body())
