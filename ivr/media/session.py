@@ -630,16 +630,17 @@ class MediaSession:
         if 192 <= data[1] <= 223:  # RTCP multiplexed on the RTP port (RFC 5761)
             self._on_rtcp(data, addr)
             return
-        remote = self.remote
-        if (remote is None or addr[1] != remote[1] or addr[0] != remote[0]) and not self._try_latch(
-            addr, now
-        ):
-            self._rejected += 1
-            return
-        if self._latch_open:
-            # media from the SDP address itself: nothing to latch, and nobody may later
-            self._latch_open = False
-            self._connect()
+        if not self._connected:  # (connected: the kernel let only the remote's packets in)
+            remote = self.remote
+            if (
+                remote is None or addr[1] != remote[1] or addr[0] != remote[0]
+            ) and not self._try_latch(addr, now):
+                self._rejected += 1
+                return
+            if self._latch_open:
+                # media from the SDP address itself: nothing to latch, and nobody may later
+                self._latch_open = False
+                self._connect()
         self._last_rx = now
         self._packets_received += 1
         _, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
