@@ -153,10 +153,9 @@ class DtmfSender:
 
 # --------------------------------------------------------------------------- SIP INFO
 
-_INFO_SIGNALS = {str(i): str(i) for i in range(10)} | {
-    "*": "*", "#": "#", "10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D",
-    "A": "A", "B": "B", "C": "C", "D": "D",
-}  # fmt: skip
+_INFO_KEYS = "0123456789*#ABCD"  # index = RFC 4733 event code (16, flash, is not a key)
+_INFO_SIGNAL = re.compile(r"(?im)^\s*signal\s*=\s*(\S+)\s*$")
+_INFO_DURATION = re.compile(r"(?im)^\s*duration\s*=\s*(\d+)\s*$")
 DEFAULT_INFO_DURATION = 250  # ms, when the body gives none (Cisco's default)
 
 
@@ -164,28 +163,28 @@ def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int] | None:
     """(digit, duration_ms) from a SIP INFO body, or None if it carries no key.
 
     ``application/dtmf-relay``: ``Signal=5`` and optional ``Duration=160`` lines
-    (some phones send 10/11 for * and #).  ``application/dtmf``: the key alone.
+    (Cisco, Yealink, Asterisk).  ``application/dtmf``: the key alone.  Phones mix
+    the two up, so either body is accepted under either type; a key may also be
+    written as its RFC 4733 event code (10/11 for * and #, 12-15 for A-D).
     Content-type parameters and case are ignored.
     """
     media = content_type.split(";", 1)[0].strip().lower()
+    if media not in ("application/dtmf", "application/dtmf-relay"):
+        return None
     text = body.decode("utf-8", "replace")
-    if media == "application/dtmf":
-        signal, duration = text.strip(), str(DEFAULT_INFO_DURATION)
-    elif media == "application/dtmf-relay":
-        fields = dict(
-            (m.group(1).lower(), m.group(2).strip())
-            for m in re.finditer(r"^\s*(\w+)\s*=\s*(.*?)\s*$", text, re.MULTILINE)
-        )
-        signal, duration = (
-            fields.get("signal", ""),
-            fields.get("duration", str(DEFAULT_INFO_DURATION)),
-        )
-    else:
-        return None
-    digit = _INFO_SIGNALS.get(signal.upper())
-    if digit is None:
-        return None
-    return digit, int(duration) if duration.isdigit() else DEFAULT_INFO_DURATION
+    signal = _INFO_SIGNAL.search(text)
+    if signal is None:
+        return _info_key(text.strip(), DEFAULT_INFO_DURATION)
+    duration = _INFO_DURATION.search(text)
+    return _info_key(signal.group(1), int(duration.group(1)) if duration else DEFAULT_INFO_DURATION)
+
+
+def _info_key(value: str, duration: int) -> tuple[str, int] | None:
+    value = value.upper()
+    if value.isdecimal():
+        code = int(value)
+        value = _INFO_KEYS[code] if code < 16 else ""
+    return (value, duration) if len(value) == 1 and value in _INFO_KEYS else None
 
 
 # --------------------------------------------------------------------------- in-band

@@ -61,6 +61,7 @@ from ipaddress import ip_address
 from typing import Literal
 from urllib.parse import unquote
 
+from ivr.media.dtmf import parse_dtmf_info
 from ivr.sip.auth import DigestClient, parse_digest
 from ivr.sip.dialog import (
     Dialog,
@@ -308,37 +309,6 @@ def _is_private(host: str) -> bool:
     except ValueError:
         return False
     return addr.is_private or addr.is_loopback or addr.is_link_local
-
-
-_DTMF_SIGNAL = re.compile(r"(?im)^\s*signal\s*=\s*([0-9A-Da-d*#]|1[0-6])\s*$")
-_DTMF_DURATION = re.compile(r"(?im)^\s*duration\s*=\s*(\d+)\s*$")
-_EVENT_DIGITS = "0123456789*#ABCD"
-
-
-def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int] | None:
-    """(digit, duration ms) from an INFO body, or None when it carries no key.
-
-    application/dtmf-relay is ``Signal=5`` / ``Duration=160`` lines (Cisco,
-    Yealink, Asterisk); application/dtmf is the bare key or its RFC 4733 event
-    code; either one written the other way round is accepted too.
-    """
-    if content_type not in ("application/dtmf-relay", "application/dtmf"):
-        return None
-    text = body.decode("utf-8", "replace")
-    m = _DTMF_SIGNAL.search(text)
-    if m:
-        d = _DTMF_DURATION.search(text)
-        return _dtmf_key(m.group(1), int(d.group(1)) if d else 100)
-    value = text.strip()
-    return _dtmf_key(value, 100) if value else None
-
-
-def _dtmf_key(value: str, duration: int) -> tuple[str, int] | None:
-    value = value.strip().upper()
-    if value.isdigit() and len(value) > 1:
-        code = int(value)
-        value = _EVENT_DIGITS[code] if code < len(_EVENT_DIGITS) else ""  # 16 is flash: not a key
-    return (value, duration) if len(value) == 1 and value in _EVENT_DIGITS else None
 
 
 def extract_sdp(message: Request | Response) -> bytes | None:

@@ -147,6 +147,15 @@ def test_sender_rejects_a_non_key() -> None:
         ("application/dtmf-relay", b"Duration=100", None),
         ("application/sdp", b"v=0\r\n", None),
         ("application/dtmf", b"", None),
+        # the two formats mixed up, and keys written as RFC 4733 event codes
+        ("application/dtmf", b"Signal=9\r\nDuration=80\r\n", ("9", 80)),
+        ("application/dtmf-relay", b"7\r\n", ("7", 250)),
+        ("application/dtmf", b"10", ("*", 250)),
+        ("application/dtmf", b"12 ", ("A", 250)),
+        ("application/dtmf-relay", b"Signal=15\r\nDuration= 90", ("D", 90)),
+        ("application/dtmf-relay", b"Signal=X\r\n", None),
+        ("application/dtmf-relay", b"Signal=\r\n", None),
+        ("text/plain", b"Signal=1", None),
     ],
 )
 def test_parse_dtmf_info(content_type: str, body: bytes, expected: tuple[str, int] | None) -> None:

@@ -25,7 +25,6 @@ from ivr.sip.ua import (
     RequestReceived,
     UAEvent,
     UserAgent,
-    parse_dtmf_info,
 )
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
@@ -395,24 +394,13 @@ def test_info_dtmf_from_yealink() -> None:
     assert events(ua) == [DtmfInfo(invite.call_id, "5", 160)]
 
 
-@pytest.mark.parametrize(
-    "ctype, body, expected",
-    [
-        ("application/dtmf-relay", b"Signal=#\r\nDuration=250\r\n", ("#", 250)),
-        ("application/dtmf-relay", b"Signal= 11\r\nDuration= 100\r\n", ("#", 100)),
-        ("application/dtmf-relay", b"signal=a\r\n", ("A", 100)),
-        ("application/dtmf", b"7", ("7", 100)),
-        ("application/dtmf", b"10", ("*", 100)),
-        ("application/dtmf-relay", b"Signal=X\r\n", None),
-        ("application/dtmf-relay", b"Signal=16\r\n", None),
-        ("application/dtmf", b"Signal=9\r\nDuration=80\r\n", ("9", 80)),
-        ("application/dtmf", b"", None),
-        ("application/dtmf", b"12 ", ("A", 100)),  # RFC 4733 event 12
-        ("text/plain", b"Signal=1", None),
-    ],
-)
-def test_parse_dtmf_info(ctype: str, body: bytes, expected: tuple[str, int] | None) -> None:
-    assert parse_dtmf_info(ctype, body) == expected
+def test_info_with_a_bad_dtmf_body_is_400_and_no_key() -> None:
+    ua, invite, ok = confirmed_call()
+    info = in_dialog("INFO", invite, ok, cseq=19284, branch="z9hG4bKbadkey", body=b"Signal=X\r\n")
+    ua.receive(info.replace(b"application/sdp", b"application/dtmf-relay"), BARESIP, "udp", 1)
+    (reply,) = responses(ua)
+    assert (reply.status, reply.reason) == (400, "Bad DTMF Body")
+    assert events(ua) == []
 
 
 def test_reinvite_hold_from_zoiper() -> None:
