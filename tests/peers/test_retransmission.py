@@ -1,4 +1,4 @@
-"""Scripted UDP/TCP peers against ``ivr serve``: INVITE retransmissions and malformed input.
+"""Scripted UDP/TCP peers against ``ivr serve``: INVITE retransmissions, malformed input, hold on the wire.
 
 A phone that does not hear the 100 Trying or the 200 OK retransmits its INVITE with the same
 branch and CSeq (RFC 3261 section 17.1.1.2).  ivr must absorb the copies into the same call
@@ -133,3 +133,64 @@ def test_garbage_on_udp_and_tcp_never_stops_the_server(menu_server: IvrServer) -
         answer = receive_until(sock, lambda d: b"Call-ID: alive" in d)[-1]
     assert answer.startswith(b"SIP/2.0 200")
     assert menu_server.proc.poll() is None
+
+
+def offer_invite(port: int, call_id: str, rtp_port: int, *, direction: str, cseq: int, tag: str = "") -> bytes:
+    sdp = (
+        f"v=0\r\no=peer 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
+    )
+    to = "<sip:+41435435570@127.0.0.1>" + (f";tag={tag}" if tag else "")
+    return (
+        f"INVITE sip:+41435435570@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-hold-{cseq}-{call_id};rport\r\n"
+        f"From: <sip:+41791112233@127.0.0.1>;tag=peer1\r\nTo: {to}\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n"
+        f"Contact: <sip:peer@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+
+
+def rtp_packets(sock: socket.socket, seconds: float) -> int:
+    """RTP packets arriving within ``seconds``."""
+    count, deadline = 0, time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            sock.recv(2048)
+        except TimeoutError:
+            break
+        count += 1
+    return count
+
+
+def test_hold_stops_ivrs_rtp_on_the_wire_and_resume_restarts_it(menu_server: IvrServer) -> None:
+    call_id = f"hold-{time.time_ns()}"
+    dest = (menu_server.host, menu_server.port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
+        sip.bind(("127.0.0.1", 0))
+        rtp.bind(("127.0.0.1", 0))
+        port, rtp_port = sip.getsockname()[1], rtp.getsockname()[1]
+
+        def exchange(direction: str, cseq: int, tag: str = "") -> bytes:
+            sip.sendto(offer_invite(port, call_id, rtp_port, direction=direction, cseq=cseq, tag=tag), dest)
+            ok = receive_until(sip, lambda d: d.startswith(b"SIP/2.0 200") and f"CSeq: {cseq} INVITE".encode() in d)[-1]
+            sip.sendto(in_dialog("ACK", cseq, port, call_id, to_tag(ok)), dest)
+            return ok
+
+        ok = exchange("sendrecv", 1)
+        tag = to_tag(ok)
+        assert rtp_packets(rtp, 1.0) >= 10  # prompt audio, 50 packets a second (a loaded CI box stalls)
+
+        held = exchange("sendonly", 2, tag)
+        assert b"a=recvonly" in held
+        rtp_packets(rtp, 0.1)  # what was already in flight
+        assert rtp_packets(rtp, 0.6) == 0  # on hold: ivr sends nothing
+
+        resumed = exchange("sendrecv", 3, tag)
+        assert b"a=sendrecv" in resumed
+        assert rtp_packets(rtp, 1.0) >= 10  # and the audio is back
+
+        sip.sendto(in_dialog("BYE", 4, port, call_id, tag), dest)
+        receive_until(sip, lambda d: d.startswith(b"SIP/2.0 200") and b"CSeq: 4 BYE" in d)
+    menu_server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
