@@ -24,6 +24,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from ivr.sip.message import uri_key
+
 __all__ = [
     "ALGORITHMS",
     "AuthResult",
@@ -407,19 +409,7 @@ class DigestChallenger:
 
 def _same_uri(a: str, b: str) -> bool:
     """Digest uri vs Request-URI, tolerating case of scheme/host and the order of parameters."""
-    return a == b or _uri_key(a) == _uri_key(b)
-
-
-def _uri_key(uri: str) -> tuple[str, str, frozenset[str]]:
-    uri = uri.strip().strip("<>")
-    head, _, params = uri.partition(";")
-    scheme, _, rest = head.partition(":")
-    user, at, host = rest.rpartition("@")
-    return (
-        scheme.lower(),
-        f"{user}{at}{host.lower()}",
-        frozenset(x.lower() for x in params.split(";") if x),
-    )
+    return a == b or uri_key(a) == uri_key(b)
 
 
 # --------------------------------------------------------------------------- client side

@@ -319,6 +319,19 @@ def parse_uri(text: str) -> SipUri | str:
     return text
 
 
+def uri_key(uri: str) -> str:
+    """A URI's comparison key, as RFC 3261 section 19.1.4 mostly compares: scheme and
+    host case-insensitive, user case-sensitive, parameters case-insensitive and in any
+    order.  Text-level, so it also serves a URI that does not parse (a registrar must
+    still find the binding to remove, a digest uri need not be a SIP URI)."""
+    text = uri.strip().strip("<>")
+    head, _, params = text.partition(";")
+    scheme, _, rest = head.partition(":")
+    user, at, host = rest.rpartition("@")
+    norm = sorted(p.lower() for p in params.split(";") if p)
+    return f"{scheme.lower()}:{user}{at}{host.lower()}" + "".join(f";{p}" for p in norm)
+
+
 @dataclass(frozen=True)
 class NameAddr:
     """A name-addr or addr-spec with header parameters: From, To, Contact, Route (RFC 3261 20.10, 25.1)."""

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from ivr.config import Config, Extension
 from ivr.sip.auth import DigestChallenger, DigestError, parse_digest
-from ivr.sip.message import NameAddr, SipUri
+from ivr.sip.message import NameAddr, SipUri, format_params, uri_key
 from ivr.sip.throttle import AuthThrottle
 
 __all__ = [
@@ -78,7 +78,7 @@ class Binding:
 
     @property
     def key(self) -> str:
-        return _uri_key(self.uri)
+        return uri_key(self.uri)
 
     def expires_in(self, now: float) -> int | None:
         """Seconds left (rounded up), ``None`` for a static contact that never expires."""
@@ -233,7 +233,7 @@ class RegistrationStore:
         with self._transaction():
             for uri in removals:
                 self._db.execute(
-                    "DELETE FROM bindings WHERE aor = ? AND uri_key = ?", (aor, _uri_key(uri))
+                    "DELETE FROM bindings WHERE aor = ? AND uri_key = ?", (aor, uri_key(uri))
                 )
             for b in upserts:
                 self._db.execute(
@@ -581,7 +581,7 @@ class Registrar:
         for value in values:
             uri, expires, q, params = self._parse_contact(value, default)
             granted.append(expires)
-            old = existing.get(_uri_key(uri))
+            old = existing.get(uri_key(uri))
             # Step 7: a binding only changes on a newer CSeq of the same Call-ID (or a new Call-ID).
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
                 raise _Refusal(
@@ -606,7 +606,7 @@ class Registrar:
             )
         self._check_intervals(upserts, now)
         live = {k for k, b in existing.items() if b.expires_at > now}
-        kept = (live - {_uri_key(u) for u in removals}) | {b.key for b in upserts}
+        kept = (live - {uri_key(u) for u in removals}) | {b.key for b in upserts}
         if len(kept) > self.max_contacts:
             raise _Refusal(403, f"Forbidden (more than {self.max_contacts} contacts)")
         self.store.apply(aor, upserts, removals)
@@ -634,7 +634,7 @@ class Registrar:
         if expires > self.max_expires:
             expires = self.max_expires  # RFC 3261 section 10.3 step 7: the registrar MAY shorten
         q = _q_or_none(params.pop("q", None))
-        rest = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+        rest = format_params(params)
         return str(contact.uri), expires, q, rest
 
     def _check_intervals(self, upserts: list[Binding], now: float) -> None:
@@ -739,17 +739,6 @@ def _q_or_none(value: str | None) -> float | None:
 
 def _format_q(q: float) -> str:
     return f"{q:.3f}".rstrip("0").rstrip(".") if q not in (0.0, 1.0) else str(int(q))
-
-
-def _uri_key(uri: str) -> str:
-    """Contact URIs compared as RFC 3261 section 19.1.4 mostly does: case-insensitive scheme,
-    host and parameters, parameters in any order."""
-    text = uri.strip().strip("<>")
-    head, _, params = text.partition(";")
-    scheme, _, rest = head.partition(":")
-    user, at, host = rest.rpartition("@")
-    norm = sorted(p.lower() for p in params.split(";") if p)
-    return f"{scheme.lower()}:{user}{at}{host.lower()}" + "".join(f";{p}" for p in norm)
 
 
 def _static_binding(aor: str, uri: str) -> Binding:

@@ -20,6 +20,7 @@ from ivr.sip.message import (
     Via,
     build_response,
     parse_message,
+    uri_key,
 )
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
@@ -383,3 +384,10 @@ def test_stream_framer_on_any_bytes(data: bytes, chunk: int) -> None:
                 assert isinstance(message, bytes)
     except SipParseError:
         pass
+
+
+def test_uri_key_compares_as_rfc3261_19_1_4() -> None:
+    key = uri_key("sip:alice@example.com;lr;transport=udp")
+    assert uri_key("<SIP:alice@Example.COM;Transport=UDP;lr>") == key
+    assert uri_key("sip:Alice@example.com;lr;transport=udp") != key  # the user part is case-sensitive
+    assert uri_key("sip:alice@example.com;transport=tcp;lr") != key
