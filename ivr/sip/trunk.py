@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ivr.config import Trunk
-from ivr.sip.auth import DigestClient
+from ivr.sip.auth import DigestClient, DigestError, parse_digest
+from ivr.sip.message import NameAddr, split_quoted, uri_key
 
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
 
@@ -186,24 +187,44 @@ class TrunkRegistration:
         return "failed"
 
     def _new_nonce(self, headers: Sequence[tuple[str, str]]) -> bool:
-        nonces = set(re.findall(r'nonce="([^"]*)"', " ".join(v for n, v in headers
-                                                              if n.lower() in ("www-authenticate", "proxy-authenticate"))))
-        stale = any("stale=true" in v.lower().replace(" ", "") for n, v in headers if "authenticate" in n.lower())
+        challenges = [_digest_params(v) for n, v in headers
+                      if n.lower() in ("www-authenticate", "proxy-authenticate")]
+        nonces = {p["nonce"] for p in challenges if "nonce" in p}
+        stale = any(p.get("stale", "").lower() == "true" for p in challenges)
         if nonces and nonces <= self._nonces and not stale:
             return False  # the same challenge again: our password is wrong
         self._nonces |= nonces
         return True
 
 
+def _digest_params(value: str) -> dict[str, str]:
+    try:
+        return parse_digest(value)[1]
+    except DigestError:
+        return {}  # a challenge we cannot read is answered (or refused) by DigestClient
+
+
 def _granted(headers: Sequence[tuple[str, str]], contact: str) -> int | None:
     """The interval the registrar granted our contact: its Contact ``expires``, else Expires."""
-    ours = contact.strip("<>").split(";")[0]
+    ours = _address(contact)
     for name, value in headers:
-        if name.lower() in ("contact", "m") and ours in value:
-            m = re.search(r"expires\s*=\s*(\d+)", value, re.I)
-            if m:
-                return int(m.group(1))
+        if name.lower() not in ("contact", "m"):
+            continue
+        for item in split_quoted(value, ","):
+            try:
+                addr = NameAddr.parse(item)
+            except ValueError:
+                continue
+            expires = addr.params.get("expires") or ""
+            if _address(str(addr.uri)) == ours and expires.isdigit():
+                return int(expires)
     for name, value in headers:
         if name.lower() == "expires" and value.strip().isdigit():
             return int(value.strip())
     return None
+
+
+def _address(uri: str) -> str:
+    """scheme:user@host:port, compared as RFC 3261 section 19.1.4 does; URI parameters
+    are left out because registrars add and drop some (ob, transport) in their answer."""
+    return uri_key(uri).split(";", 1)[0]

@@ -51,6 +51,29 @@ def test_the_same_challenge_twice_means_a_wrong_password_no_loop() -> None:
     assert header(third.headers, "Authorization") is None  # a fresh start after the pause
 
 
+def test_a_stale_nonce_is_answered_again() -> None:
+    reg, trunk = registration(), DigestChallenger("carrier.example", "k")
+    challenge = [("WWW-Authenticate", v) for v in trunk.challenge(0.0, algorithms=("MD5",))]
+    reg.request(0.0)
+    assert reg.response(401, challenge, 0.1) == "challenged"
+    reg.request(0.1)
+    stale = [(n, v + ", stale=TRUE") for n, v in challenge]  # same nonce, but the password was right
+    assert reg.response(401, stale, 0.2) == "challenged"
+
+
+def test_the_grant_is_read_from_our_own_contact() -> None:
+    reg = registration()
+    reg.request(0.0)
+    granted = [
+        ("Contact", '<sip:other@203.0.113.9>;expires=30, "ivr" <SIP:acme@203.0.113.5:5060;ob>;Expires=900'),
+        ("Expires", "3600"),
+    ]
+    assert reg.response(200, granted, 1.0) == "registered" and reg.registered_until == 901.0
+    reg.request(reg.next_at or 0.0)
+    assert reg.response(200, [("Contact", "<sip:other@203.0.113.9>;expires=30"), ("Expires", "120")], 800.0)
+    assert reg.registered_until == 920.0
+
+
 def test_refusal_and_timeout_retry_later() -> None:
     reg = registration()
     reg.request(0.0)
