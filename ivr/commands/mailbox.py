@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import shutil
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import tomlkit
 
+from ivr.commands.atomic import write_text_atomically
 from ivr.config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
 from ivr.voicemail.pins import PinError, hash_pin, validate_pin
 from ivr.voicemail.store import Message, VoicemailStore
@@ -168,16 +167,7 @@ def set_pin_hash(path: Path, box: str, pin_hash: str) -> None:
     entry["pin_hash"] = pin_hash
     text = tomlkit.dumps(doc)
     _check_toml(text, path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_text_atomically(path, text)
 
 
 def _check_toml(text: str, path: Path) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ivr.commands.atomic import write_text_atomically
 
 SWITCHES_FILE = "switches.json"
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -55,7 +55,7 @@ def write_switch(data: Path, name: str, on: bool) -> dict[str, bool]:
     with _locked(data):
         positions = read_switches(data)  # a corrupt file raises: never overwrite what we can't read
         positions[name] = on
-        _atomic_write(switches_path(data), json.dumps(positions, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(switches_path(data), json.dumps(positions, indent=2, sort_keys=True) + "\n")
     return positions
 
 
@@ -67,24 +67,6 @@ def _locked(data: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 def register(subparsers: Any) -> None:

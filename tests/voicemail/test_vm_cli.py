@@ -38,6 +38,7 @@ def deployment(tmp_path):
 
 
 def test_set_pin_rewrites_only_that_hash(deployment, capsys):
+    deployment.chmod(0o640)  # it holds PIN hashes: the rewrite keeps the file's mode
     assert main(["mailbox", "set-pin", "200", "--pin", "2580", "--config", str(deployment)]) == 0
     text = deployment.read_text()
     assert "# Acme deployment" in text and 'owner = "Alice Example"   # sales' in text
@@ -48,6 +49,8 @@ def test_set_pin_rewrites_only_that_hash(deployment, capsys):
     assert "PIN of mailbox 200 set" in capsys.readouterr().out
     assert main(["mailbox", "set-pin", "300", "--pin", "7391", "--config", str(deployment)]) == 0
     assert 'pin_hash = "keep-me"' not in deployment.read_text()
+    assert deployment.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in deployment.parent.iterdir()] == ["ivr.toml"]  # no temporary file left
 
 
 @pytest.mark.parametrize(
