@@ -45,29 +45,35 @@ needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) i
 needs_baresip = pytest.mark.skipif(BARESIP is None, reason="baresip (Debian baresip-core) is not installed")
 
 
-def free_port() -> int:
-    """An even port free for UDP and TCP, with port + 1 free for UDP (RTCP), right now.
+def free_port(span: int = 2) -> int:
+    """An even port free for TCP and UDP, with the ``span - 1`` ports above it free for UDP, right now.
 
-    For peers that cannot be told to pick their own port.  Probed with UDP: Linux hands out
-    odd ports to TCP bind(0).
+    For peers that cannot be told to pick their own port (RTCP is port + 1; sipp's media port
+    also takes port + 2 and + 3 for video).  Probed with UDP: Linux hands out odd ports to
+    TCP bind(0).
     """
-    for _ in range(50):
+    for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port % 2:
-            continue  # RTP wants even ports
+        if port % 2 or port + span > 65535:
+            continue
+        held: list[socket.socket] = []
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                t.bind(("127.0.0.1", port))
-                u.bind(("127.0.0.1", port))
-                u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                u2.bind(("127.0.0.1", port + 1))
-                u2.close()
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(tcp)
+            tcp.bind(("127.0.0.1", port))
+            for p in range(port, port + span):
+                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(udp)
+                udp.bind(("127.0.0.1", p))
             return port
         except OSError:
             continue
-    raise RuntimeError("no free port pair on 127.0.0.1")
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no free run of ports on 127.0.0.1")
 
 
 @dataclass
@@ -319,7 +325,7 @@ def sipp(tmp_path: Path) -> Callable[..., SippResult]:
         cmd = [
             SIPP, server.address,
             "-sf", str(SCENARIOS / scenario),
-            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
+            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port(span=4)),
             "-s", service, "-m", str(calls), "-nostdin",
             "-timeout", f"{int(timeout)}s", "-timeout_error",
             "-trace_msg", "-message_file", str(out / "messages.log"),

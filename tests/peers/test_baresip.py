@@ -91,10 +91,14 @@ def test_baresip_hears_the_greeting_and_key_2_reaches_support(
     expected = sum(len(c) for c in clips)
     assert len(heard) >= expected, f"heard {len(heard) / 8000:.1f}s, the greeting alone is {expected / 8000:.1f}s"
     assert np.sqrt(np.mean(heard[:expected].astype(np.float64) ** 2)) > 300  # not silence
-    score, lag = best_match(heard, clips[0][:16000], search=16000)
-    assert lag < 8000, f"the greeting starts {lag / 8000:.2f}s into the call"
-    match = refine(heard, clips[0][:16000], lag)
-    assert match > 0.8, f"what baresip heard is not the greeting (correlation {match:.2f})"
+    # The first 2 s of the greeting, in four 0.5 s pieces, each found where it belongs: a jitter
+    # buffer adjusting once (a loaded machine) may shift one piece, not the whole greeting.
+    pieces = [clips[0][i : i + 4000] for i in range(0, 16000, 4000)]
+    found = []
+    for n, piece in enumerate(pieces):
+        score, lag = best_match(heard, piece, search=8000 + n * 4000 + 4000)
+        found.append(refine(heard, piece, lag) if score > 0.5 else score)
+    assert sum(score > 0.8 for score in found) >= 3, f"what baresip heard is not the greeting: {found}"
 
 
 def test_baresip_says_technical_support_and_the_speech_menu_takes_it(
