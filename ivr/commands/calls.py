@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ivr.commands.options import add_config_option, add_data_option
+
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
 
 
@@ -46,8 +48,8 @@ def register(subparsers: Any) -> None:
         help="list calls from the call journal",
         description="List the calls ivr serve took, newest first, from the journal in the data folder.",
     )
-    p.add_argument("--data", help="data folder (default: from the deployment file)")
-    p.add_argument("--config", help="deployment file (default: ./ivr.toml)")
+    add_data_option(p)
+    add_config_option(p)
     p.add_argument("--since", help="only calls started since: an age (2h, 30m, 7d) or an ISO date/time (UTC)")
     p.add_argument("--caller", help="only calls whose caller contains this")
     p.add_argument("--outcome", help="only calls with this outcome (transferred, voicemail, hangup, caller_hangup ...)")

@@ -1,8 +1,8 @@
 """``ivr check FILE... [--strict] [--prompts DIR]... [--config ivr.toml]``: validate flows.
 
 With a deployment file it also warns about extensions, mailboxes and external numbers the
-flow dials that the file does not provide.  Prints every diagnostic as ``file:line:col: severity: message`` with the source
-line, a caret and a hint; exit 0 when the flow is valid (warnings allowed
+flow dials that the file does not provide.  Prints every diagnostic as ``file:line:col: severity: message`` with
+the source line, a caret and a hint; exit 0 when the flow is valid (warnings allowed
 unless ``--strict``), 1 otherwise.  Prompt folders come from the deployment
 file (``[prompts] folders``) plus any ``--prompts``.
 """
@@ -14,18 +14,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ivr.commands.options import add_config_option, description
 from ivr.config import ConfigError, load_config
 from ivr.dsl.errors import format_diagnostics
 from ivr.dsl.loader import check_flow, flow_sources
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("check", help="check flow files for errors and warnings")
+    parser = subparsers.add_parser(
+        "check", help="check flow files for errors and warnings", description=description(__doc__)
+    )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="flow files (.ivr)")
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
     parser.add_argument("--prompts", action="append", type=Path, default=[], metavar="DIR",
                         help="a prompt folder (repeatable; added to the deployment file's)")
-    parser.add_argument("--config", type=Path, default=None, help="deployment file (default: ./ivr.toml if present)")
+    add_config_option(parser)
     parser.set_defaults(func=run)
 
 

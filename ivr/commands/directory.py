@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ivr.commands.options import add_config_option
 from ivr.directory.matching import PhraseIndex
 from ivr.directory.source import DirectoryBook, DirectoryError, check_directory, load_directory
 
@@ -24,15 +25,15 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("directory", help="list a dial-by-name directory or test speech against it")
     sub = parser.add_subparsers(dest="directory_command", metavar="ACTION", required=True)
     lister = sub.add_parser("list", help="print the people of a directory file and its problems")
-    lister.add_argument("file", type=Path)
+    lister.add_argument("file", type=Path, metavar="FILE", help="directory file (.csv or .toml)")
     lister.set_defaults(func=list_handler)
     tester = sub.add_parser("test", help="recognize recorded names against a directory")
-    tester.add_argument("file", type=Path)
+    tester.add_argument("file", type=Path, metavar="FILE", help="directory file (.csv or .toml)")
     tester.add_argument("audio", type=Path, nargs="+", help="WAV files (any rate, mono or stereo)")
     tester.add_argument("--engine", choices=("pocketsphinx", "vosk"), default=None, help="default: [speech] engine")
     tester.add_argument("--model", type=Path, default=None, help="model folder (vosk); default: [speech] model")
-    tester.add_argument("--config", type=Path, default=None, help="deployment file (default ./ivr.toml)")
-    tester.add_argument("--codec", choices=("pcmu", "pcma", "none"), default="pcmu", help="G.711 on the way")
+    add_config_option(tester)
+    tester.add_argument("--codec", choices=("pcmu", "pcma", "none"), default="pcmu", help="G.711 codec the audio passes through first, as on a call (default: pcmu)")
     tester.set_defaults(func=test_handler)
 
 

@@ -1,4 +1,4 @@
-"""``ivr graph FILE... -o OUT.(dot|svg|png)``: draw a flow's compiled state machine."""
+"""``ivr graph FILE... -o OUT.(dot|gv|svg|png|pdf)``: draw a flow's compiled state machine."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ivr.commands.options import description
 from ivr.dsl.errors import FlowError
 from ivr.dsl.graph import GraphError, render, to_dot
 from ivr.dsl.loader import load_flow
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("graph", help="draw a flow's states and transitions (DOT, SVG, PNG)")
+    parser = subparsers.add_parser(
+        "graph", help="draw a flow's states and transitions (DOT, SVG, PNG, PDF)", description=description(__doc__)
+    )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="flow files (.ivr)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                        help="output file: .dot, .svg, .png or .pdf")
+                        help="output file: .dot (or .gv), .svg, .png or .pdf")
     parser.set_defaults(func=run)
 
 

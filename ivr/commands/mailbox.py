@@ -20,6 +20,7 @@ from pathlib import Path
 import tomlkit
 
 from ivr.commands.atomic import write_text_atomically
+from ivr.commands.options import add_config_option, add_data_option
 from ivr.config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
 from ivr.voicemail.pins import PinError, hash_pin, validate_pin
 from ivr.voicemail.store import Message, VoicemailStore
@@ -35,33 +36,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="mailbox_command", metavar="ACTION", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", help=f"deployment file (default: ./{DEFAULT_CONFIG_NAME} if present)"
-    )
-    common.add_argument("--data", help="data folder (default: the deployment file's)")
+    add_config_option(common)
+    add_data_option(common)
 
     s = sub.add_parser(
         "set-pin", parents=[common], help="set a mailbox PIN (stored hashed in the deployment file)"
     )
-    s.add_argument("box")
+    s.add_argument("box", metavar="BOX", help="mailbox number")
     s.add_argument(
         "--pin", help="the new PIN (default: asked twice on the terminal, or one line on stdin)"
     )
     s.set_defaults(func=run_set_pin)
 
     ls = sub.add_parser("list", parents=[common], help="list a mailbox's messages")
-    ls.add_argument("box")
+    ls.add_argument("box", metavar="BOX", help="mailbox number")
     ls.set_defaults(func=run_list)
 
     pl = sub.add_parser("play", parents=[common], help="write message N of a mailbox to a WAV file")
-    pl.add_argument("box")
-    pl.add_argument("n", type=int, metavar="N")
-    pl.add_argument("-o", "--output", required=True, type=Path)
+    pl.add_argument("box", metavar="BOX", help="mailbox number")
+    pl.add_argument("n", type=int, metavar="N", help="message number, as `ivr mailbox list` shows it")
+    pl.add_argument("-o", "--output", required=True, type=Path, help="WAV file to write")
     pl.set_defaults(func=run_play)
 
     de = sub.add_parser("delete", parents=[common], help="delete message N of a mailbox")
-    de.add_argument("box")
-    de.add_argument("n", type=int, metavar="N")
+    de.add_argument("box", metavar="BOX", help="mailbox number")
+    de.add_argument("n", type=int, metavar="N", help="message number, as `ivr mailbox list` shows it")
     de.set_defaults(func=run_delete)
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ivr.commands.options import add_config_option, add_data_option
 from ivr.config import Config, ConfigError, load_config
 from ivr.media.tts import TtsEngine, TtsError, texts_of
 
@@ -20,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
         "render", help="render every constant `say` text of the flows into the TTS cache"
     )
-    r.add_argument("flows", nargs="+", type=Path, metavar="FLOW")
-    r.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
-    r.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts-cache)")
+    r.add_argument("flows", nargs="+", type=Path, metavar="FLOW", help="flow files (.ivr)")
+    add_config_option(r)
+    add_data_option(r, ", whose tts-cache/ is filled")
     r.set_defaults(func=run_render)
 
 

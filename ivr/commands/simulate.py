@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ivr.commands.options import description
 from ivr.config import Config, ConfigError, load_config
 from ivr.dsl.schedule import ScheduleError, format_local, parse_local, wall_to_epoch, zone
 from ivr.dsl.simulate import (
@@ -44,13 +45,14 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "simulate",
         help="simulate a call through a flow in the terminal",
-        description=__doc__,
+        description=description(__doc__),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="flow file(s) (.ivr)")
     p.add_argument(
-        "--config", help="deployment file (default: ivr.toml beside the flow, else ./ivr.toml)"
+        "--config", metavar="FILE",
+        help="deployment file (default: ivr.toml beside the flow, else ./ivr.toml if present)"
     )
     p.add_argument("--at", help='"YYYY-MM-DD HH:MM" in the flow\'s time zone (default: now)')
     p.add_argument("--caller", default="anonymous", help="the caller's number")

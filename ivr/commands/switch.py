@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr.commands.atomic import write_text_atomically
+from ivr.commands.options import add_config_option, add_data_option
 
 SWITCHES_FILE = "switches.json"
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -77,9 +78,10 @@ def register(subparsers: Any) -> None:
         "Without a name, lists every switch that has been set.",
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="the switch, e.g. night")
-    p.add_argument("state", nargs="?", choices=("on", "off", "status"), default="status")
-    p.add_argument("--data", help="data folder (default: from the deployment file)")
-    p.add_argument("--config", help="deployment file (default: ./ivr.toml)")
+    p.add_argument("state", nargs="?", choices=("on", "off", "status"), default="status",
+                   metavar="on|off|status", help="flip it, or show it (default: status)")
+    add_data_option(p, " holding switches.json")
+    add_config_option(p)
     p.set_defaults(func=run)
 
 

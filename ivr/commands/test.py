@@ -11,15 +11,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ivr.commands.options import description
 from ivr.dsl.flowtest import FlowTestError, find_test_files, run_test_file
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("test", help="run flow tests (*.ivrtest)", description=__doc__)
+    p = subparsers.add_parser("test", help="run flow tests (*.ivrtest)", description=description(__doc__))
     p.add_argument("paths", nargs="+", metavar="PATH", help=".ivrtest files or folders to search")
     p.add_argument(
-        "--config",
-        help="deployment file for every test (default: the test file's `config`, else ivr.toml beside the flow)",
+        "--config", metavar="FILE",
+        help="deployment file for every test (default: the test file's `config`, else ivr.toml "
+        "beside the flow, else ./ivr.toml if present)",
     )
     p.add_argument(
         "-v", "--verbose", action="store_true", help="print the whole call trace of every test"

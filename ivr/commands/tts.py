@@ -8,19 +8,20 @@ from pathlib import Path
 
 import soundfile
 
+from ivr.commands.options import add_config_option, add_data_option, description
 from ivr.config import ConfigError, load_config
 from ivr.media.clip import RATE
 from ivr.media.tts import TtsEngine, TtsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("tts", help="render a text to an 8 kHz WAV with espeak-ng")
+    p = subparsers.add_parser("tts", help="render a text to an 8 kHz WAV with espeak-ng", description=description(__doc__))
     p.add_argument("text", help="what to say")
     p.add_argument("-o", "--output", required=True, type=Path, help="WAV file to write (8 kHz mono PCM16)")
     p.add_argument("--voice", help="espeak-ng voice (default: [tts] voice of the deployment file)")
     p.add_argument("--rate", type=int, help="words per minute (default: [tts] rate)")
-    p.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
-    p.add_argument("--data", help="data folder (the TTS cache lives in DATA/tts-cache)")
+    add_config_option(p)
+    add_data_option(p, ", whose tts-cache/ is used")
     p.set_defaults(func=run)
 
 
