@@ -35,11 +35,15 @@ Symmetric RTP latching (RFC 4961 spirit; hijack-safe)
   everyone else's packets and sends are cheaper.
 
 Receiving
+  RTP is read through the loop's :class:`~ivr.media.reactor.Reactor` (one
+  epoll wake-up serves many calls; no asyncio transport per packet); RTCP,
+  a few packets a minute, through an ordinary asyncio datagram endpoint.
   Audio (PCMU/PCMA, whatever the negotiated codec: a re-INVITE may switch) is
   put back in sequence order through a 2-packet / 60 ms reorder window,
   duplicates and too-late packets are dropped, and the time of lost packets
   (or of an RFC 4733 event sent instead of audio) is delivered as silence, so
-  recordings and recognisers stay on the caller's timeline.  A new SSRC from
+  recordings and recognisers stay on the caller's timeline; with no
+  ``on_audio`` and no in-band detector nothing is decoded.  A new SSRC from
   the peer is accepted.  Callbacks run on the event loop; one that raises is
   logged and the call keeps its media.
 
