@@ -20,9 +20,10 @@ packets sent/received/lost and the load average (the machine is shared:
 lateness is only meaningful when the load average is low).
 
 Usage: python bench/media_clock.py [--calls 200,500,1000] [--seconds 5]
-       [--mode cpu,sink,ring] [--ticks 100]
-Bounded: each real-time step runs ``--seconds`` (at most 15) plus 1 s of
-warm-up; the sink stops on its own; a cpu step runs ``--ticks`` ticks.
+       [--mode cpu,sink,phones,ring] [--ticks 100]
+Bounded: each real-time step runs ``--seconds`` (at most 15) plus ``--warmup``
+(at most 2 s); the sink and phone processes stop on their own; a cpu step runs
+``--ticks`` ticks (at most 500).
 """
 
 from __future__ import annotations
@@ -470,7 +471,12 @@ def main() -> int:
         "--mode", default="cpu,sink,phones,ring", help="any of cpu, sink, phones, ring"
     )
     args = parser.parse_args()
-    seconds = min(args.seconds, MAX_SECONDS)
+    # every step bounded: at most 15 s measured after at most 2 s of warm-up, 500 cpu ticks
+    seconds, warmup, ticks = (
+        min(args.seconds, MAX_SECONDS),
+        min(args.warmup, 2.0),
+        min(args.ticks, 500),
+    )
     modes = set(args.mode.split(","))
     cpus = _cpus()
     if len(cpus) >= 2:
@@ -488,18 +494,18 @@ def main() -> int:
     )
     if "cpu" in modes:
         print(
-            f"\ncpu: pairs, {args.ticks} ticks back to back; us = CPU per call (send+receive) per tick"
+            f"\ncpu: pairs, {ticks} ticks back to back; us = CPU per call (send+receive) per tick"
         )
         print(_header(CPU_COLUMNS))
         for listen in (True, False):
             for calls in counts:
-                r = asyncio.run(cpu_step(calls, args.ticks, listen))
+                r = asyncio.run(cpu_step(calls, ticks, listen))
                 print(_row(CPU_COLUMNS, {**r, "listen": "yes" if listen else "no"}), flush=True)
     if "sink" in modes:
         print(f"\nsink: send only into a sink process on another CPU, {seconds:g} s per step")
         print(_header(SINK_COLUMNS) + "  verdict")
         for calls in counts:
-            r = asyncio.run(sink_step(calls, seconds, args.warmup))
+            r = asyncio.run(sink_step(calls, seconds, warmup))
             ok = r["lost"] == 0 and r["p99_max_jitter_ms"] <= 5 and r["p99_max_delta_ms"] <= 40
             print(_row(SINK_COLUMNS, r) + ("  pass" if ok else "  FAIL"), flush=True)
     if "phones" in modes:
@@ -508,13 +514,13 @@ def main() -> int:
         )
         print(_header(PHONES_COLUMNS))
         for calls in counts:
-            r = asyncio.run(phones_step(calls, seconds, args.warmup))
+            r = asyncio.run(phones_step(calls, seconds, warmup))
             print(_row(PHONES_COLUMNS, r), flush=True)
     if "ring" in modes:
         print(f"\nring: pairs play to each other and decode, real time, {seconds:g} s per step")
         print(_header(RING_COLUMNS))
         for calls in counts:
-            r = asyncio.run(ring_step(calls, seconds, args.warmup))
+            r = asyncio.run(ring_step(calls, seconds, warmup))
             print(_row(RING_COLUMNS, r), flush=True)
     return 0
 
