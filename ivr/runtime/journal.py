@@ -182,15 +182,15 @@ class Journal:
         self.live[call_id] = _Live()
         self._write(
             "INSERT OR REPLACE INTO calls (call_id, started, caller, called) VALUES (?, ?, ?, ?)",
-            (call_id, at or time.time(), caller, called),
+            (call_id, time.time() if at is None else at, caller, called),
         )
 
     def answered(self, call_id: str, at: float | None = None) -> None:
-        self._write("UPDATE calls SET answered = ? WHERE call_id = ?", (at or time.time(), call_id))
+        self._write("UPDATE calls SET answered = ? WHERE call_id = ?", (time.time() if at is None else at, call_id))
 
     def ended(self, call_id: str, *, outcome: Any, detail: Any, cause: str, at: float | None = None) -> None:
         live = self.live.pop(call_id, None) or _Live()
-        at = at or time.time()
+        at = time.time() if at is None else at
         result = str(outcome) if outcome else ("rejected" if cause == "rejected" else "caller_hangup")
         text = str(detail or "")
         if not outcome and live.pickup:

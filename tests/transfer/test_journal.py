@@ -46,6 +46,16 @@ def test_a_transferred_call_is_one_row_with_its_path(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_times_given_are_kept_even_the_epoch(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    journal.started("c0", "+41791112233", "+41435435570", at=0.0)
+    journal.answered("c0", at=1.5)
+    journal.ended("c0", outcome="hangup", detail="", cause="normal", at=42.25)
+    [row] = journal.query()
+    assert (row.started, row.answered, row.duration) == (0.0, 1.5, 42.25)
+    journal.close()
+
+
 def test_queries_filter_and_in_progress_calls_show(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path)
     feed(journal, "c1", TRANSFERRED)
