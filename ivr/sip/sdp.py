@@ -540,32 +540,15 @@ def negotiate(
     Raises :class:`NegotiationError` (488) when no audio stream has a codec
     from ``supported``.  Pass a larger ``version`` for each changed re-answer.
     """
-    chosen = _pick_audio(offer, supported)
-    index, media, codec, dtmf = chosen
-    theirs = _remote_direction(offer, media)
-    conn = offer.media_connection(media)
-    assert conn is not None  # checked by _pick_audio
-    events = _dtmf_events(media, dtmf)
-    answer_media = []
-    for i, m in enumerate(offer.media):
-        if i == index:
-            answer_media.append(
-                _audio_media(local_port, m.proto, codec, dtmf, events, _COMPLEMENT[theirs], ptime)
-            )
-        else:
-            answer_media.append(_rejected(m))
-    sdp = _session(local_ip, username, session_id, version, answer_media)
-    return Answer(
-        sdp=sdp,
-        codec=codec,
-        dtmf_pt=dtmf if events else None,
-        remote_addr=(conn.host, media.port),
-        ptime=media.ptime or offer_session_ptime(offer) or DEFAULT_PTIME,
-        direction=theirs,
-        on_hold=theirs in ("sendonly", "inactive"),
-        media_index=index,
-        dtmf_events=events,
-    )
+    index, media, codec, dtmf = _pick_audio(offer, supported)
+    agreed = _agreed(offer, index, media, codec, dtmf)
+    answer_media = [
+        _audio_media(local_port, m.proto, codec, dtmf, agreed.dtmf_events, agreed.local_direction, ptime)
+        if i == index
+        else _rejected(m)
+        for i, m in enumerate(offer.media)
+    ]
+    return replace(agreed, sdp=_session(local_ip, username, session_id, version, answer_media))
 
 
 def offer_session_ptime(sdp: SessionDescription) -> int | None:
@@ -639,16 +622,22 @@ def parse_answer(
         raise NegotiationError(
             f"answer m-line {index + 1} is {media.kind}, we offered {offer.media[index].kind}"
         )
-    conn = sdp.media_connection(media)
-    assert conn is not None
-    theirs = _remote_direction(sdp, media)
+    return _agreed(sdp, index, media, codec, dtmf)
+
+
+def _agreed(remote: SessionDescription, index: int, media: Media, codec: Codec, dtmf: int | None) -> Answer:
+    """The call's media from the peer's stream ``media`` (m-line ``index`` of ``remote``);
+    ``sdp`` is ``remote`` itself, which :func:`negotiate` replaces with its answer."""
+    conn = remote.media_connection(media)
+    assert conn is not None  # checked by _pick_audio
+    theirs = _remote_direction(remote, media)
     events = _dtmf_events(media, dtmf)
     return Answer(
-        sdp=sdp,
+        sdp=remote,
         codec=codec,
         dtmf_pt=dtmf if events else None,
         remote_addr=(conn.host, media.port),
-        ptime=media.ptime or offer_session_ptime(sdp) or DEFAULT_PTIME,
+        ptime=media.ptime or offer_session_ptime(remote) or DEFAULT_PTIME,
         direction=theirs,
         on_hold=theirs in ("sendonly", "inactive"),
         media_index=index,
