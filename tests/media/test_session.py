@@ -23,6 +23,7 @@ from ivr.media.rtp import (
     SenderReport,
     SourceDescription,
     parse_rtcp,
+    rtcp_bytes,
 )
 from ivr.media.session import MediaSession
 
@@ -858,5 +859,27 @@ def test_close_stops_reading_at_once_and_frees_the_port() -> None:
         t.close()
         s.close()  # idempotent
         assert len(reactor) == watched - 1
+
+    with_clock(body)
+
+
+def test_rtcp_multiplexed_on_the_rtp_port_is_taken_as_rtcp() -> None:
+    async def body(clock: MediaClock) -> None:
+        phone = await peer()
+        s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
+        s.configure(
+            remote=("127.0.0.1", phone.port), payload_type=0, dtmf_pt=None, direction="sendrecv"
+        )
+        for seq in range(3):
+            phone.send(_rtp(seq), ("127.0.0.1", s.local_port))
+        await until(lambda: s.stats["packets_received"] == 3, clock, "three RTP packets")
+        assert s.stats["connected"]  # the reactor now reads with recv() on the connected socket
+        report = SenderReport(0x1234, 0x0123456789ABCDEF, 480, 3, 480)  # RFC 5761 on the RTP port
+        phone.send(rtcp_bytes([report]), ("127.0.0.1", s.local_port))
+        await until(lambda: s._rx is not None and s._rx.last_sr != 0, clock, "the muxed SR")
+        assert s._rx is not None and s._rx.last_sr == 0x456789AB  # the middle 32 bits
+        stats = s.stats
+        assert (stats["packets_received"], stats["invalid"], stats["rejected"]) == (3, 0, 0)
+        s.close()
 
     with_clock(body)
