@@ -299,6 +299,11 @@ class Outcome:
     variables: dict[str, str] = field(default_factory=dict)
 
 
+# Prompt ids of a sub-dialogue start here; the flow machine counts its own from 1 per call,
+# so a PromptDone the runner hands back can never be taken for the other's prompt.
+SUB_MACHINE_FIRST_PROMPT_ID = 1_000_000
+
+
 class SubMachine:
     """Protocol of the sub-dialogues the runner plugs in for long actions.
 

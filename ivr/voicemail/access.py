@@ -22,8 +22,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ivr.config import Mailbox
-from ivr.dsl.events import Action, HangupCall, RecordingDone, StartRecording, StopRecording
-from ivr.voicemail.dialogue import FIRST_PROMPT_ID, Dialogue, log, plural, spoken_number
+from ivr.dsl.events import (
+    SUB_MACHINE_FIRST_PROMPT_ID,
+    Action,
+    HangupCall,
+    RecordingDone,
+    StartRecording,
+    StopRecording,
+)
+from ivr.voicemail.dialogue import Dialogue, log, plural, spoken_number
 from ivr.voicemail.pins import hash_pin, is_hash, verify_pin
 from ivr.voicemail.store import Message, VoicemailStore
 
@@ -123,7 +130,7 @@ class MailboxAccess(Dialogue):
         mailbox: str | None,
         caller: str,
         timezone: str = "UTC",
-        first_prompt_id: int = FIRST_PROMPT_ID,
+        first_prompt_id: int = SUB_MACHINE_FIRST_PROMPT_ID,
         voice: str = "",
         language: str = "",
     ) -> None:

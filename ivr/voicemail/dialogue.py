@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from ivr.dsl.events import (
+    SUB_MACHINE_FIRST_PROMPT_ID,
     Action,
     ActionDone,
     Event,
@@ -43,7 +44,6 @@ log = logging.getLogger("ivr.voicemail")
 
 BEEP_HZ = 1000.0
 BEEP_SECONDS = 0.25
-FIRST_PROMPT_ID = 1_000_000  # far from the flow machine's own prompt ids
 
 
 class DialogueError(RuntimeError):
@@ -56,7 +56,7 @@ class Dialogue(SubMachine):
     action: ClassVar[str] = ""
 
     def __init__(
-        self, *, first_prompt_id: int = FIRST_PROMPT_ID, voice: str = "", language: str = ""
+        self, *, first_prompt_id: int = SUB_MACHINE_FIRST_PROMPT_ID, voice: str = "", language: str = ""
     ) -> None:
         self.next_timer: float | None = None
         self.finished = False

@@ -21,9 +21,15 @@ from pathlib import Path
 import soundfile
 
 from ivr.config import Mailbox
-from ivr.dsl.events import Action, RecordingDone, StartRecording, StopRecording
+from ivr.dsl.events import (
+    SUB_MACHINE_FIRST_PROMPT_ID,
+    Action,
+    RecordingDone,
+    StartRecording,
+    StopRecording,
+)
 from ivr.media.recording import needs_repair, repair_wav
-from ivr.voicemail.dialogue import FIRST_PROMPT_ID, Dialogue, log, spoken_number
+from ivr.voicemail.dialogue import Dialogue, log, spoken_number
 from ivr.voicemail.store import MailboxFull, Message, VoicemailStore
 
 HANGUP_GRACE = 3.0  # seconds to wait for RecordingDone after the caller hung up mid-recording
@@ -98,7 +104,7 @@ class LeaveMessage(Dialogue):
         min_length: float | None = None,
         end_key: str = "#",
         on_saved: Callable[[Message], None] | None = None,
-        first_prompt_id: int = FIRST_PROMPT_ID,
+        first_prompt_id: int = SUB_MACHINE_FIRST_PROMPT_ID,
         voice: str = "",
         language: str = "",
     ) -> None:
