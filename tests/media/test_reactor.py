@@ -138,14 +138,22 @@ def test_removed_sockets_are_not_served_even_within_one_batch() -> None:
     run(body())
 
 
-def test_get_reactor_is_one_per_loop() -> None:
+def test_get_reactor_is_one_per_loop_and_a_closed_loops_reactor_is_closed() -> None:
+    left = udp()  # still watched when its loop ends (a call nobody closed)
+
     async def body() -> Reactor:
         first = get_reactor()
         assert get_reactor() is first
+        if not len(first):
+            first.add(left.fileno(), lambda now: None)
         return first
 
-    one, two = asyncio.run(body()), asyncio.run(body())
+    one = asyncio.run(body())
+    two = asyncio.run(body())  # the first loop is closed: its reactor goes with it
     assert one is not two
+    assert one._epoll is not None and one._epoll.closed and len(one) == 0
+    two.close()
+    left.close()
 
 
 def test_a_wake_up_serves_at_most_a_batch_and_the_rest_come_next(
