@@ -386,11 +386,6 @@ class NameAddr:
     def user(self) -> str | None:
         return self.uri.user if isinstance(self.uri, SipUri) else None
 
-    def with_tag(self, tag: str) -> NameAddr:
-        params = dict(self.params)
-        params["tag"] = tag
-        return NameAddr(self.display, self.uri, params)
-
     def __str__(self) -> str:
         disp = f"{quote(self.display)} " if self.display else ""
         return f"{disp}<{self.uri}>{format_params(self.params)}"

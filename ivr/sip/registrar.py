@@ -220,9 +220,6 @@ class RegistrationStore:
         """The bindings of ``aor`` (only unexpired ones when ``now`` is given), oldest first."""
         return self._select("WHERE aor = ? AND expires_at > ? ORDER BY rowid", (aor, _after(now)))
 
-    def all_bindings(self, now: float | None = None) -> list[Binding]:
-        return self._select("WHERE expires_at > ? ORDER BY aor, rowid", (_after(now),))
-
     def _select(self, where: str, args: tuple[object, ...]) -> list[Binding]:
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM bindings {where}", args).fetchall()
