@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,25 +11,41 @@ import soundfile
 
 from ivr.media import g711
 from ivr.media.clip import Clip
+from ivr.media.clock import MediaClock
 from ivr.media.holdmusic import HoldMusic, HoldMusicError, MusicPlayer
 from ivr.media.prompts import PromptStore
 
 REPO_PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 
 
-class FakeClock:
+class _Handle:
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when, self.callback, self.cancelled = when, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualLoop:
+    """The one thing the real MediaClock needs of a loop, with time moved by the test."""
+
     def __init__(self) -> None:
-        self.shared: list[object] = []
+        self.now = 0.0
+        self.timers: list[_Handle] = []
 
-    def add_shared(self, source: object) -> None:
-        self.shared.append(source)
+    def time(self) -> float:
+        return self.now
 
-    def remove_shared(self, source: object) -> None:
-        self.shared.remove(source)
+    def call_at(self, when: float, callback: Callable[[], object]) -> _Handle:
+        self.timers.append(_Handle(when, callback))
+        return self.timers[-1]
 
-    def tick(self, n: int) -> None:
-        for s in self.shared:
-            s.advance(n)  # type: ignore[attr-defined]
+    def run_ticks(self, n: int) -> None:
+        for _ in range(n):
+            handle = min((h for h in self.timers if not h.cancelled), key=lambda h: h.when)
+            self.timers.remove(handle)
+            self.now = handle.when
+            handle.callback()
 
 
 def _numbered_clip(value: int, frames: int) -> Clip:
@@ -92,22 +109,26 @@ def test_hold_music_shares_one_player_per_source_and_refcounts(tmp_path):
     _write(tmp_path / "moh" / "b.wav", 0.2)
     _write(tmp_path / "moh" / "a.wav", 0.1)
     _write(tmp_path / "jingle.wav", 0.3)
-    clock = FakeClock()
+    loop = ManualLoop()
+    clock = MediaClock(loop)
+    clock.start()
     music = HoldMusic(PromptStore([tmp_path]), clock)
     p1, p2 = music.player("moh/"), music.player("moh/")
-    assert p1 is p2 and clock.shared == [p1] and music.listeners("moh/") == 2
+    assert p1 is p2 and music.listeners("moh/") == 2
     # Folder: files in name order (a then b).
     assert [c.name.rsplit("/", 1)[-1] for c in (p1.clip,)] == ["a.wav"]
     other = music.player("jingle.wav, moh/a.wav")
-    assert other is not p1 and len(clock.shared) == 2
-    clock.tick(0)
-    for tick in range(1, 6):
-        clock.tick(tick)
+    assert other is not p1
+    loop.run_ticks(6)  # ticks 0-5: the first one sets the start, five frames follow
     assert p1.clip.name.endswith("b.wav")  # 5 frames per clip: the sixth tick is b's first frame
+    assert other.clip.name.endswith("moh/a.wav") and other.position == 0  # after the jingle's 5 frames
     music.release(p1)
-    assert clock.shared == [p1, other]
+    loop.run_ticks(1)
+    assert p1.position == 1 and other.position == 1  # one listener left: p1 still advances
     music.release(p2)
-    assert clock.shared == [other] and music.listeners("moh/") == 0
+    assert music.listeners("moh/") == 0
+    loop.run_ticks(3)
+    assert p1.position == 1 and other.position == 4  # off the clock: p1 stands still
     assert music.player("moh/") is not p1  # a later listener starts a new player
     with pytest.raises(ValueError, match="not in use"):
         music.release(p1)
