@@ -17,8 +17,11 @@ action that produces an event at once (a transfer to nobody) never re-enters
 the machine.  The machine's control timers use one ``loop.call_at`` per call;
 audio is paced by the shared media clock, never here.
 
-Blocking work (TTS rendering, prompt decoding, speech decoding) runs in the
-shared thread pool; prompts still play in the order the flow asked for them.
+Blocking work (TTS rendering, prompt decoding, building and running speech
+grammars) runs in the shared thread pool; prompts still play in the order the
+flow asked for them.  A long action that cannot start (no such mailbox, an
+unreadable directory, a recording the disk refuses) still ends with its
+failure event, so the flow moves on and no caller waits in silence.
 """
 
 from __future__ import annotations
