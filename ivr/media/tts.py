@@ -72,7 +72,9 @@ class TtsEngine:
 
     def path_for(self, text: str, *, voice: str | None = None, rate: int | None = None) -> Path:
         """Where the rendering of ``text`` is (or will be) cached."""
-        key = cache_key(text, voice or self.voice, rate or self.rate)
+        return self._path(cache_key(text, voice or self.voice, rate or self.rate))
+
+    def _path(self, key: str) -> Path:
         return self.cache_dir / key[:2] / f"{key}.wav"
 
     def render(
@@ -96,7 +98,7 @@ class TtsEngine:
             if clip is not None:
                 self._clips.move_to_end(key)
                 return clip
-        clip = load_audio(self._ensure_file(text, voice, rate))
+        clip = load_audio(self._ensure_file(text, voice, rate, self._path(key)))
         clip.name = f"tts:{text[:40]}"
         with self._mem_lock:
             self._clips[key] = clip
@@ -118,8 +120,7 @@ class TtsEngine:
             self._render_files(list(dict.fromkeys(batch)), voice, rate)
         return [self.path_for(text, voice=voice, rate=rate) for text, voice, rate in items]
 
-    def _ensure_file(self, text: str, voice: str, rate: int) -> Path:
-        path = self.path_for(text, voice=voice, rate=rate)
+    def _ensure_file(self, text: str, voice: str, rate: int, path: Path) -> Path:
         if path.is_file():
             return path
         with self._mem_lock:
