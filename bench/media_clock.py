@@ -57,16 +57,22 @@ sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
 sock.bind(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)
 warmup, seconds = float(sys.argv[1]), float(sys.argv[2])
-sock.settimeout(0.5)
+# non-blocking, drained until empty, then one wait: one system call per packet, and the
+# process sleeps (and must be woken by the sender's CPU) only when it has caught up
+sock.setblocking(False)
+import select
+poller = select.epoll()
+poller.register(sock.fileno(), select.EPOLLIN)
 streams = {}  # ssrc -> [last_seq, last_arrival, last_ts, received, lost, max_delta, jitter, max_jitter, transit]
 deadline = None
 t_start = None
 while True:
     try:
         data = sock.recv(2048)
-    except socket.timeout:
+    except BlockingIOError:
         if deadline is not None and time.monotonic() > deadline:
             break
+        poller.poll(0.5)
         continue
     now = time.monotonic()
     if t_start is None:
