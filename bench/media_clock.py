@@ -201,11 +201,14 @@ async def measure(clock: MediaClock, calls: int, seconds: float) -> dict[str, fl
     sent0, received0 = _packets(sessions)
     ticks0, late0 = clock.ticks, clock.late_ticks
     cpu0, wall0 = time.process_time(), time.monotonic()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     lateness_from = len(clock.lateness)
     with GcPauses() as pauses:
         await asyncio.sleep(seconds)
     ticks, late = clock.ticks - ticks0, clock.late_ticks - late0
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    per = 1e6 / max(ticks, 1) / calls
     lateness = list(clock.lateness)[lateness_from:]
     sent, received = _packets(sessions)
     return {
@@ -213,7 +216,9 @@ async def measure(clock: MediaClock, calls: int, seconds: float) -> dict[str, fl
         "sent": sent - sent0,
         "received": received - received0,
         "cpu_cores": cpu / wall,
-        "us_per_call_tick": cpu / max(ticks, 1) / calls * 1e6,
+        "us_per_call_tick": cpu * per,
+        "user_us": (usage.ru_utime - usage0.ru_utime) * per,
+        "sys_us": (usage.ru_stime - usage0.ru_stime) * per,
         "late_ticks": late,
         "lateness_p50_ms": pct(lateness, 50) * 1000,
         "lateness_p99_ms": pct(lateness, 99) * 1000,
@@ -441,6 +446,8 @@ def _header(columns: list[tuple[str, str, int]]) -> str:
 REALTIME = [
     ("calls", "d", 5),
     ("us_per_call_tick", ".1f", 16),
+    ("user_us", ".1f", 7),
+    ("sys_us", ".1f", 6),
     ("cpu_cores", ".2f", 9),
     ("late_ticks", "d", 10),
     ("lateness_p50_ms", ".2f", 15),
