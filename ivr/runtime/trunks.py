@@ -14,7 +14,7 @@ import asyncio
 import secrets
 from typing import Any
 
-from ivr.sip.trunk import TrunkRegistration
+from ivr.sip.trunk import RegisterRequest, TrunkRegistration
 from ivr.sip.ua import RequestResult
 
 
@@ -31,7 +31,7 @@ class TrunkRegistrations:
             if not trunk.register:
                 continue
             user = trunk.username or trunk.caller_id or "ivr"
-            contact = f"<sip:{user}@{services.contact_host}:{ua.local_port}>"
+            contact = ua.contact(trunk.transport, user)  # transport=tcp and IPv6 brackets as the UA writes them
             call_id = f"{secrets.token_hex(10)}@{services.contact_host}"
             self.regs.append(TrunkRegistration(trunk, contact, call_id, auth=services.trunks.auth(trunk)))
 
@@ -45,22 +45,21 @@ class TrunkRegistrations:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        ua = self.services.ua
         for reg in self.regs:
             self.services.legs.pop(reg.call_id, None)
             request = reg.unregister(self.loop.time())
             if request is not None:
-                ua.send_request("REGISTER", request.uri, request.headers, self.services.sip_now(),
-                                destination=(reg.trunk.host, reg.trunk.port), transport=reg.trunk.transport)
+                self._transmit(reg, request)
         self.services.flush()
 
     def _send(self, reg: TrunkRegistration) -> None:
         self._timers.pop(reg.call_id, None)
-        ua = self.services.ua
-        request = reg.request(self.loop.time())
-        ua.send_request("REGISTER", request.uri, request.headers, self.services.sip_now(),
-                        destination=(reg.trunk.host, reg.trunk.port), transport=reg.trunk.transport)
+        self._transmit(reg, reg.request(self.loop.time()))
         self.services.flush()
+
+    def _transmit(self, reg: TrunkRegistration, request: RegisterRequest) -> None:
+        self.services.ua.send_request("REGISTER", request.uri, request.headers, self.services.sip_now(),
+                                      destination=(reg.trunk.host, reg.trunk.port), transport=reg.trunk.transport)
 
     def _on_event(self, reg: TrunkRegistration, event: object) -> bool:
         if not isinstance(event, RequestResult):
