@@ -123,7 +123,10 @@ class SpeechListener:
     the session in the pool (one job at a time, in order).  When the endpointer says the
     utterance is over, ``finish()`` runs in the pool and the matched phrase (or ``""``)
     becomes a ``Speech`` event.  No speech within the endpointer's window: listening goes on
-    with a fresh session until the flow's own timer decides.
+    with a fresh session until the flow's own timer decides.  With no phrases (a menu whose
+    only speech option is ``speech ->``) there is no grammar to decode against: the
+    endpointer alone decides, and a finished utterance is ``Speech("")``, which such a menu
+    takes as its ``speech`` branch.
     """
 
     BATCH = 10  # frames (200 ms) per decoder job
@@ -144,9 +147,12 @@ class SpeechListener:
         self.endpointer = Endpointer()
         self.batch: list[np.ndarray] = []
         self.preroll: deque[np.ndarray] = deque(maxlen=self.PREROLL)
-        self.session: asyncio.Future[Any] = loop.run_in_executor(
-            services.executor, lambda: services.recognizer().session(phrases)
-        )
+        self.session: asyncio.Future[Any]
+        if phrases:
+            self.session = loop.run_in_executor(services.executor, lambda: services.recognizer().session(phrases))
+        else:
+            self.session = loop.create_future()
+            self.session.set_result(None)
         self.chain: asyncio.Future[Any] = self.session
 
     def feed(self, pcm: np.ndarray) -> None:
@@ -171,6 +177,8 @@ class SpeechListener:
             asyncio.ensure_future(self._finish())
 
     def _submit(self, pcm: np.ndarray) -> None:
+        if not self.phrases:
+            return  # endpointing only: nothing to decode
         loop = asyncio.get_running_loop()
         previous, session = self.chain, self.session
 
@@ -186,7 +194,10 @@ class SpeechListener:
         try:
             await self.chain
             decoder = await self.session
-            text, confidence = await loop.run_in_executor(self.runner.services.executor, decoder.finish)
+            if decoder is None:
+                text, confidence = "", 1.0
+            else:
+                text, confidence = await loop.run_in_executor(self.runner.services.executor, decoder.finish)
         except Exception as exc:  # a recogniser failure is a no-match, never a dead call
             log.exception("call %s: speech recognition failed", self.runner.call_id)
             self.runner.log(event="speech_error", error=str(exc))
@@ -729,7 +740,7 @@ class CallRunner:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-        if action.phrases:
+        if action.phrases or action.any_speech:
             self.listener = SpeechListener(self, action.phrases)
 
     def _do_StartRecording(self, action: ev.StartRecording, owner: object) -> None:

@@ -120,3 +120,25 @@ def test_baresip_says_technical_support_and_the_speech_menu_takes_it(
     assert [r["text"] for r in speech] == ["technical support"]
     steps = server.steps(call_id)
     assert "support" in steps and "sales" not in steps
+
+
+def test_any_speech_menu_without_phrases_takes_its_speech_branch(
+    ivr_server: Callable[..., IvrServer], baresip: Callable[[Path], Phone], tmp_path: Path
+) -> None:
+    """`speech ->` with no phrases: voice activity alone ends the utterance and picks the branch."""
+    server = ivr_server("speech_any.ivr")
+    spoken = TtsEngine(tmp_path / "tts").render("I would like to speak to someone", voice="en-us", rate=160).pcm
+    mic = np.zeros(40 * 8000, np.int16)
+    mic[4 * 8000 : 4 * 8000 + len(spoken)] = spoken
+    soundfile.write(tmp_path / "mic.wav", mic, 8000, subtype="PCM_16")
+    phone = baresip(tmp_path / "mic.wav")
+    phone.command("dial", f"sip:+41435435570@{server.address}")
+    phone.wait_event("CALL_ESTABLISHED")
+    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    phone.wait_event("CALL_CLOSED", timeout=60)
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
+    phone.stop()
+    speech = [r for r in server.call_records(call_id) if r.get("event") == "speech"]
+    assert [r["text"] for r in speech] == [""]
+    steps = server.steps(call_id)
+    assert "talker" in steps and "goodbye" not in steps and "sales" not in steps
