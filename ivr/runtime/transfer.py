@@ -42,7 +42,9 @@ from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.session import MediaSession
 from ivr.runtime.bridge import Bridge
 from ivr.sip import sdp
+from ivr.sip.auth import DigestClient
 from ivr.sip.message import SipParseError, SipUri
+from ivr.sip.trunk import TrunkRefused, is_external
 from ivr.sip.ua import (
     CallEnded,
     DtmfInfo,
@@ -236,7 +238,7 @@ class Destination:
     transport: str = "udp"
     from_uri: str = ""
     headers: tuple[tuple[str, str], ...] = ()
-    auth: Any = None  # ivr.sip.auth.DigestClient for trunks that challenge
+    auth: DigestClient | None = None  # for trunks that challenge
     via: str = ""  # "trunk NAME" or "extension", for logs
 
 
@@ -264,8 +266,6 @@ def destinations(services: Any, target: str, caller: str) -> list[Destination]:
     external number goes out through the trunk that allows it (see
     :mod:`ivr.sip.trunk`); anything else does not exist here.
     """
-    from ivr.sip.trunk import TrunkRefused, is_external
-
     from_uri = f"sip:{caller or 'ivr'}@{services.contact_host}"
     if services.config.extension(target) is not None:
         bindings = services.registrar().contacts(target, time.time())
