@@ -48,14 +48,16 @@ def test_dot_has_states_and_labelled_transitions(tmp_path: Path) -> None:
     assert dot.count("[label=") - len(program.states) == edges
 
 
-def test_render_svg_and_png(tmp_path: Path) -> None:
+def test_render_svg_png_and_pdf(tmp_path: Path) -> None:
     if shutil.which("dot") is None:
         pytest.skip("Graphviz is not installed")
     dot = to_dot(load_flow([write(tmp_path)]))
     render(dot, tmp_path / "g.svg")
     render(dot, tmp_path / "g.png")
+    render(dot, tmp_path / "g.pdf")
     assert b"<svg" in (tmp_path / "g.svg").read_bytes()
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "g.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_render_rejects_unknown_formats(tmp_path: Path) -> None:
