@@ -83,10 +83,11 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Path]]:
 
 
 def _prerender(program: Any, config: Any, calllog: CallLog) -> None:
-    """Render every constant ``say`` of the flow now, so no caller waits for synthesis."""
+    """Render every constant ``say`` of the flow and the voicemail dialogues' texts now, so no caller waits for synthesis."""
+    from ivr.commands.prompts import voicemail_texts
     from ivr.media.tts import TtsEngine, texts_of
 
-    texts = texts_of(program)
+    texts = texts_of(program) + voicemail_texts(program, config)
     if not texts:
         return
     engine = TtsEngine(config.data / "tts-cache", config.tts.voice, config.tts.rate)
