@@ -29,7 +29,7 @@ from typing import Protocol
 
 from ivr.config import Config, Extension
 from ivr.sip.auth import DigestChallenger, DigestError, parse_digest
-from ivr.sip.message import NameAddr, SipUri, format_params, uri_key
+from ivr.sip.message import NameAddr, SipUri, canonical_name, format_params, split_quoted, uri_key
 from ivr.sip.throttle import AuthThrottle
 
 __all__ = [
@@ -45,7 +45,6 @@ log = logging.getLogger("ivr.sip.registrar")
 auth_log = logging.getLogger("ivr.sip.auth")
 
 HeaderItems = Mapping[str, str] | Iterable[tuple[str, str]]
-_COMPACT = {"m": "contact", "i": "call-id", "t": "to", "f": "from", "k": "supported"}
 _SPELLING = {"call-id": "Call-ID", "cseq": "CSeq", "to": "To"}
 
 
@@ -656,12 +655,12 @@ class _Headers:
 
     def __init__(self, items: HeaderItems) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
-        self.items = [(_COMPACT.get(n.strip().lower(), n.strip().lower()), v) for n, v in pairs]
+        self.items = [(canonical_name(n.strip()).lower(), v) for n, v in pairs]
 
     def all(self, name: str) -> list[str]:
         values = [v for n, v in self.items if n == name]
         if name == "contact":
-            return [c for v in values for c in _split_list(v) if c]
+            return [c for v in values for c in split_quoted(v, ",") if c]
         return values
 
     def first(self, name: str) -> str | None:
@@ -693,29 +692,6 @@ def _ours(values: list[str], realm: str) -> str:
         except DigestError:
             continue
     return values[0]
-
-
-def _split_list(value: str) -> list[str]:
-    """Split a Contact list on commas outside quotes and <...> (RFC 3261 section 7.3.1)."""
-    parts: list[str] = []
-    buf: list[str] = []
-    quoted = angle = escaped = False
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in "<>":
-            angle = ch == "<"
-        elif ch == "," and not quoted and not angle:
-            parts.append("".join(buf).strip())
-            buf = []
-            continue
-        buf.append(ch)
-    parts.append("".join(buf).strip())
-    return parts
 
 
 def _int_or(value: str | None, default: int) -> int:
