@@ -3,66 +3,15 @@ and the NOTIFYs with sipfrag bodies that report how the transfer went."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ivr.sip.message import Headers, Request, Response, build_response, parse_message
-from ivr.sip.ua import CallConfirmed, IncomingCall, Outgoing, ReferProgress, UAEvent, UserAgent
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "sip"
-SDP = b"v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=ivr\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n"
-BARESIP = ("127.0.0.1", 5062)
-
-
-def sent(ua: UserAgent) -> list[tuple[Request | Response, Outgoing]]:
-    return [(parse_message(o.data), o) for o in ua.outgoing()]
-
-
-def events(ua: UserAgent) -> list[UAEvent]:
-    out = []
-    while (event := ua.next_event()) is not None:
-        out.append(event)
-    return out
-
-
-def in_dialog(method: str, invite: Request, response: Response, *, cseq: int, branch: str,
-              extra: tuple[tuple[str, str], ...] = ()) -> bytes:
-    """A request from baresip inside the dialog our 200 set up."""
-    h = Headers()
-    h.add("Via", f"{invite.headers.get_all('Via')[0].split(';')[0]};branch={branch};rport")
-    h.add("Max-Forwards", "70")
-    h.add("From", invite.headers["From"])
-    h.add("To", response.headers["To"])
-    h.add("Call-ID", invite.call_id)
-    h.add("CSeq", f"{cseq} {method}")
-    for name, value in extra:
-        h.add(name, value)
-    target = response.contact[0].uri if response.contact else invite.uri
-    return bytes(Request(method, str(target), h, b""))
-
-
-def confirmed_call() -> tuple[UserAgent, Request, Response]:
-    """A real baresip INVITE (tests/data/sip), answered by us and ACKed."""
-    ua = UserAgent(local_host="127.0.0.1", local_port=5060)
-    raw = (DATA / "baresip_invite.sip").read_bytes()
-    invite = parse_message(raw)
-    assert isinstance(invite, Request)
-    ua.receive(raw, BARESIP, "udp", 0.0)
-    assert isinstance(events(ua)[0], IncomingCall)
-    ua.outgoing()
-    ua.answer(invite.call_id, SDP, 0.1)
-    [ok] = [m for m, _ in sent(ua) if isinstance(m, Response)]
-    ua.receive(in_dialog("ACK", invite, ok, cseq=invite.cseq[0], branch="z9hG4bKack1"), BARESIP, "udp", 0.2)
-    assert events(ua) == [CallConfirmed(invite.call_id, None)]
-    return ua, invite, ok
+from ivr.sip.message import Request, Response, build_response
+from ivr.sip.ua import ReferProgress, UserAgent
+from tests.sip.ua_harness import BARESIP, confirmed_call, events, in_dialog, sent
 
 
 def notify(invite: Request, ok: Response, cseq: int, frag: bytes, state: str, event: str = "refer") -> bytes:
-    raw = in_dialog("NOTIFY", invite, ok, cseq=invite.cseq[0] + cseq, branch=f"z9hG4bKn{cseq}",
-                    extra=(("Event", event), ("Subscription-State", state),
-                           ("Content-Type", "message/sipfrag;version=2.0")))
-    head, _, _ = raw.partition(b"\r\n\r\n")
-    head = head.replace(b"Content-Length: 0", f"Content-Length: {len(frag)}".encode())
-    return head + b"\r\n\r\n" + frag
+    return in_dialog("NOTIFY", invite, ok, cseq=invite.cseq[0] + cseq, branch=f"z9hG4bKn{cseq}", body=frag,
+                     content_type="message/sipfrag;version=2.0",
+                     extra=(("Event", event), ("Subscription-State", state)))
 
 
 def refer_sent() -> tuple[UserAgent, Request, Response, Request]:
