@@ -22,7 +22,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Protocol
@@ -568,11 +568,12 @@ class Registrar:
         transport: str,
         now: float,
     ) -> RegisterReply:
-        default = _int_or(h.first("expires"), self.default_expires)
         existing = {b.key: b for b in self.store.bindings(aor)}
+        template = Binding(aor, "", source, transport.lower(), now, call_id, cseq,
+                           user_agent=(h.first("user-agent") or "")[:200])
+        default = _int_or(h.first("expires"), self.default_expires)
         upserts: list[Binding] = []
         removals: list[str] = []
-        user_agent = (h.first("user-agent") or "")[:200]
         granted: list[int] = []
         for value in values:
             uri, expires, q, params = self._parse_contact(value, default)
@@ -585,38 +586,23 @@ class Registrar:
                 )
             if expires == 0:
                 removals.append(uri)
-                continue
-            upserts.append(
-                Binding(
-                    aor,
-                    uri,
-                    source,
-                    transport.lower(),
-                    now + expires,
-                    call_id,
-                    cseq,
-                    q,
-                    params,
-                    user_agent,
-                )
-            )
+            else:
+                upserts.append(replace(template, uri=uri, expires_at=now + expires, q=q, params=params))
         self._check_intervals(upserts, now)
+        self._check_count(existing, upserts, removals, now)
+        self.store.apply(aor, upserts, removals)
+        for b in upserts:
+            log.info("%s registered %s from %s:%s (%s s)", aor, b.uri, *source, b.expires_in(now))
+        # Some phones read the granted interval from Expires rather than the Contact list.
+        return self._ok(aor, now, expires=granted[0])
+
+    def _check_count(
+        self, existing: Mapping[str, Binding], upserts: list[Binding], removals: list[str], now: float
+    ) -> None:
         live = {k for k, b in existing.items() if b.expires_at > now}
         kept = (live - {uri_key(u) for u in removals}) | {b.key for b in upserts}
         if len(kept) > self.max_contacts:
             raise _Refusal(403, f"Forbidden (more than {self.max_contacts} contacts)")
-        self.store.apply(aor, upserts, removals)
-        for b in upserts:
-            log.info(
-                "%s registered %s from %s:%s (%s s)",
-                aor,
-                b.uri,
-                source[0],
-                source[1],
-                b.expires_in(now),
-            )
-        # Some phones read the granted interval from Expires rather than the Contact list.
-        return self._ok(aor, now, expires=granted[0])
 
     def _parse_contact(self, value: str, default: int) -> tuple[str, int, float | None, str]:
         try:
