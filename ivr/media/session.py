@@ -61,6 +61,7 @@ import ipaddress
 import logging
 import random
 import socket
+import struct
 import sys
 import time
 from collections import deque
@@ -195,8 +196,7 @@ class MediaSession:
         self._seq = random.getrandbits(16)
         self._ts_base = random.getrandbits(32)
         self._tick0: int | None = None
-        self._buf = bytearray(12 + FRAME_SAMPLES)
-        self._payload = memoryview(self._buf)[12:]  # copying into a view: half a slice's cost
+        self._buf, self._payload = self._packet_buffer(1)
         self._marker = True
         self._pt: int | None = None
         self._dtmf_pt: int | None = None
@@ -357,8 +357,7 @@ class MediaSession:
         frames = ptime // 20 if ptime % 20 == 0 and 20 <= ptime <= 200 else 1
         if frames != self._frames_per_packet or payload_type != self._pt:
             self._frames_per_packet, self._frame_count = frames, 0
-            self._buf = bytearray(12 + FRAME_SAMPLES * frames)
-            self._payload = memoryview(self._buf)[12:]
+            self._buf, self._payload = self._packet_buffer(frames)
         self._pt = payload_type
         self._dtmf_pt = dtmf_pt
         armed = direction == "sendrecv"
@@ -370,6 +369,17 @@ class MediaSession:
         self.direction = direction
         self._sending = direction in ("sendrecv", "sendonly")
         self._receiving = direction in ("sendrecv", "recvonly")
+
+    def _packet_buffer(self, frames: int) -> tuple[bytearray, memoryview]:
+        """A packet of ``frames`` 20 ms frames, with the header's fixed parts (V=2, SSRC) set.
+
+        The tick then writes only what changes (payload type and marker, sequence,
+        timestamp) and copies the payload through the view: a copy into a memoryview
+        costs half a bytearray slice assignment.
+        """
+        buf = bytearray(12 + FRAME_SAMPLES * frames)
+        RTP_HEADER.pack_into(buf, 0, 0x80, 0, 0, 0, self.ssrc)
+        return buf, memoryview(buf)[12:]
 
     # ------------------------------------------------------------------ prompts
 
@@ -514,9 +524,8 @@ class MediaSession:
             return
         buf = self._buf
         self._payload[:] = _SILENCE[pt] if frame is None or len(frame) != FRAME_SAMPLES else frame
-        RTP_HEADER.pack_into(
-            buf, 0, 0x80, pt | 0x80 if self._marker else pt, self._seq, ts, self.ssrc
-        )
+        buf[1] = pt | 0x80 if self._marker else pt
+        _SEQ_TS.pack_into(buf, 2, self._seq, ts)  # V=2 and the SSRC are in place already
         self._seq = (self._seq + 1) & 0xFFFF
         self._marker = False
         try:
@@ -915,6 +924,7 @@ class MediaSession:
 
 _SILENCE = {pt: bytes([code]) * FRAME_SAMPLES for pt, code in g711.SILENCE.items()}
 _ULAW, _ALAW = g711.ULAW_DECODE, g711.ALAW_DECODE
+_SEQ_TS = struct.Struct("!HI")  # RTP header bytes 2-7: sequence number, timestamp
 _U8 = np.dtype(np.uint8)  # a dtype object, positional arguments: numpy parses no keywords
 
 
