@@ -12,15 +12,18 @@ The runner feeds the journal the same records it writes to the call log
 (:meth:`Journal.record`), so the two never disagree.  A row is written when
 the call starts (a crash still leaves a trace), updated when it is
 answered, and completed when it ends; the path is kept in memory meanwhile.
-WAL mode lets ``ivr calls`` read while the server writes.  A journal that
-cannot be written is logged and the call goes on: the journal never costs a
-caller their call.
+WAL mode lets ``ivr calls`` read while the server writes.  Writes go through
+one writer thread, in order, so a slow disk or a WAL checkpoint never stalls
+the event loop that paces every call's media; reads wait for the writes queued
+before them.  A journal that cannot be written is logged and the call goes on:
+the journal never costs a caller their call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -114,6 +117,8 @@ class Journal:
         self.lock = threading.Lock()
         self.live: dict[str, _Live] = {}
         self.failed = False
+        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
 
     @classmethod
     def open(cls, data: Path) -> Journal:
@@ -142,9 +147,19 @@ class Journal:
         return cls(db, path)
 
     def close(self) -> None:
+        """Write what is queued, stop the writer, close the database."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         with self.lock:
             if self.db is not None:
                 self.db.close()
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is in the database."""
+        if self._writer is not None:
+            self._queue.join()
 
     # ------------------------------------------------------------------ writing
 
@@ -212,6 +227,23 @@ class Journal:
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         if self.db is None:
             return
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_queued, name="ivr-journal", daemon=True)
+            self._writer.start()
+        self._queue.put((sql, params))
+
+    def _write_queued(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._execute(*item)
+            finally:
+                self._queue.task_done()
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        assert self.db is not None
         try:
             with self.lock:
                 self.db.execute(sql, params)
@@ -245,6 +277,7 @@ class Journal:
         params.append(max(0, limit))
         if self.db is None:
             return []
+        self.flush()
         with self.lock:
             rows = self.db.execute(sql, params).fetchall()
         return [_row(r) for r in rows]

@@ -197,6 +197,7 @@ class Server:
         clock.stop()
         if self.settings.config.mailboxes:
             services.voicemail.stop()
+        services.close_journal()  # its writer thread finishes the rows still queued
         services.executor.shutdown(wait=False, cancel_futures=True)
         self.calllog.server(
             "stopped",

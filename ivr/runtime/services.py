@@ -200,6 +200,12 @@ class Services:
             log.exception("cannot read switch state in %s", self.data)
             return {}
 
+    def close_journal(self) -> None:
+        """Write the journal rows still queued and close it (the server is stopping)."""
+        journal = self._lazy.pop("journal", None)
+        if journal is not None:
+            journal.close()
+
     def _get(self, key: str, build: Any) -> Any:
         with self._lock:
             value = self._lazy.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -118,4 +119,22 @@ def test_a_full_disk_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFix
     journal = Journal.open(tmp_path)
     journal.db.close()  # type: ignore[union-attr]  # every later write fails like a broken disk would
     feed(journal, "c1", TRANSFERRED)
+    journal.flush()
     assert journal.failed and caplog.text.count("cannot be written") == 1
+
+
+def test_writes_run_on_the_journal_thread_and_close_keeps_every_queued_row(tmp_path: Path) -> None:
+    """The event loop's thread never executes SQL; rows queued before close() are all on disk."""
+    journal = Journal.open(tmp_path)
+    assert journal.db is not None
+    threads: set[str] = set()
+    journal.db.set_trace_callback(lambda _sql: threads.add(threading.current_thread().name))
+    for i in range(200):
+        journal.started(f"c{i}", "+41791112233", "+41435435570", at=float(i))
+        journal.ended(f"c{i}", outcome="hangup", detail="", cause="normal", at=float(i) + 1)
+    journal.close()
+    assert threads == {"ivr-journal"}
+    reader = Journal.reader(tmp_path)
+    rows = reader.query(limit=1000)
+    reader.close()
+    assert len(rows) == 200 and all(r.ended is not None and r.outcome == "hangup" for r in rows)

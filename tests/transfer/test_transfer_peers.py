@@ -166,12 +166,19 @@ def caller_scenario(tmp: Path, key: str, stay_ms: int) -> str:
     return str(path)
 
 
-def journal_row(server: Any, call_id: str) -> JournalRow:
-    journal = Journal.reader(server.data)
-    try:
-        rows = [r for r in journal.query(limit=100) if r.call_id == call_id]
-    finally:
-        journal.close()
+def journal_row(server: Any, call_id: str, timeout: float = 10.0) -> JournalRow:
+    """The call's row once it is complete: the server's writer thread completes it just after
+    the call's ``ended`` log line, and only the database itself can tell this process when."""
+    deadline = time.monotonic() + timeout
+    while True:
+        journal = Journal.reader(server.data)
+        try:
+            rows = [r for r in journal.query(limit=100) if r.call_id == call_id]
+        finally:
+            journal.close()
+        if (rows and rows[0].ended is not None) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert rows, f"no journal row for {call_id}"
     return rows[0]
 
