@@ -47,7 +47,7 @@ def run_render(args: argparse.Namespace) -> int:
         config = load_config(args.config, data=args.data)
         program = load_flow(args.flows, prompt_folders=config.prompt_folders)
         texts = texts_of(program) + voicemail_texts(program, config)
-        engine = TtsEngine(config.data / "tts-cache", voice=config.tts.voice, rate=config.tts.rate)
+        engine = TtsEngine.for_config(config)
         before = engine.rendered
         paths = engine.prerender(texts)
     except FlowError as exc:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from ivr.config import Config
 from ivr.dsl.events import Say
 from ivr.media.clip import RATE, Clip
 from ivr.media.prompts import load_audio, to_pcm16_8k
@@ -43,6 +44,7 @@ MIN_RATE, MAX_RATE = 80, 450  # words per minute espeak-ng accepts
 MEMORY_CACHE_SIZE = 512
 _VARIABLE = re.compile(r"\{[a-z_][a-z0-9_]*\}")
 MAX_WORKERS = 2
+CACHE_FOLDER = "tts-cache"  # below the data folder
 WORKER_TIMEOUT = 60.0
 
 
@@ -69,6 +71,11 @@ class TtsEngine:
         self._clips: OrderedDict[str, Clip] = OrderedDict()
         self._rendering: dict[str, threading.Lock] = {}
         self.rendered = 0  # syntheses done by this engine (cache misses), for tests and logs
+
+    @classmethod
+    def for_config(cls, config: Config) -> TtsEngine:
+        """The deployment's engine: ``[tts]`` voice and rate, renderings cached in ``DATA/tts-cache``."""
+        return cls(config.data / CACHE_FOLDER, voice=config.tts.voice, rate=config.tts.rate)
 
     def path_for(self, text: str, *, voice: str | None = None, rate: int | None = None) -> Path:
         """Where the rendering of ``text`` is (or will be) cached."""
