@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -125,15 +124,15 @@ class Bridge:
         self.to_callee = AudioRelay()
         self.to_caller = AudioRelay()
         self.keys: list[tuple[str, str]] = []  # (direction, digit), for logs and tests
-        self._saved: dict[str, Any] = {}
+        # The caller's own callbacks and in-band detection, given back by stop()
+        self._caller_audio: Callable[[npt.NDArray[np.int16]], None] | None = None
+        self._caller_dtmf: Callable[[str], None] | None = None
+        self._caller_inband = False
         self.active = False
 
     def start(self) -> None:
-        self._saved = {
-            "on_audio": self.caller.on_audio,
-            "on_dtmf": self.caller.on_dtmf,
-            "inband": self.caller._inband is not None,  # noqa: SLF001 -- restored on stop
-        }
+        self._caller_audio, self._caller_dtmf = self.caller.on_audio, self.caller.on_dtmf
+        self._caller_inband = self.caller._inband is not None  # noqa: SLF001 -- restored on stop
         self.caller.stop_prompts(only_barge_in=False)
         self.caller.enable_inband_dtmf(False)
         self.callee.enable_inband_dtmf(False)
@@ -167,9 +166,9 @@ class Bridge:
         self.active = False
         if not self.caller.closed:
             self.caller.stop_prompts(only_barge_in=False)
-            self.caller.on_audio = self._saved.get("on_audio")
-            self.caller.on_dtmf = self._saved.get("on_dtmf") or self.caller.on_dtmf
-            self.caller.enable_inband_dtmf(bool(self._saved.get("inband")))
+            self.caller.on_audio = self._caller_audio
+            self.caller.on_dtmf = self._caller_dtmf or self.caller.on_dtmf
+            self.caller.enable_inband_dtmf(self._caller_inband)
         self.callee.on_audio = None
 
     @property
