@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from ivr.dsl import events as ev
 from ivr.dsl.events import TransferOutcome
 from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES, RATE
+from ivr.media.holdmusic import MusicPlayer
 from ivr.media.session import MediaSession
 from ivr.runtime.bridge import Bridge
 from ivr.sip import sdp
@@ -53,6 +54,9 @@ from ivr.sip.ua import (
     OutgoingCallProgress,
     ReOffer,
 )
+
+if TYPE_CHECKING:
+    from ivr.runtime.refer import BlindTransfer  # refer.py imports this module
 
 log = logging.getLogger("ivr.runtime.transfer")
 
@@ -352,10 +356,10 @@ class TransferSession:
         self._timer: asyncio.TimerHandle | None = None
         self._queue: deque[Command] = deque()
         self._running = False
-        self._music: Any = None
+        self._music: MusicPlayer | None = None
         self._ringback: Ringback | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._refer: Any = None
+        self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
         self.started = time.monotonic()
 
@@ -388,7 +392,7 @@ class TransferSession:
                 self._music = self.services.hold_music.player(self.action.music)
             except Exception as exc:  # noqa: BLE001 -- ringback tone instead of music that cannot play
                 self.caller.log(event="transfer_music_error", music=self.action.music, error=str(exc))
-        source: Any = self._music
+        source: MusicPlayer | Ringback | None = self._music
         if source is None:
             source = self._ringback = Ringback()
         self.caller.log(event="transfer_ringback", source=self.action.music if self._music is not None else "tone")
