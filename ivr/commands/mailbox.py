@@ -35,12 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mailbox", help="voicemail boxes: set PINs, list, play and delete messages"
     )
     sub = p.add_subparsers(dest="mailbox_command", metavar="ACTION", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    add_config_option(common)
+    config_only = argparse.ArgumentParser(add_help=False)
+    add_config_option(config_only)
+    common = argparse.ArgumentParser(add_help=False, parents=[config_only])
     add_data_option(common)
 
-    s = sub.add_parser(
-        "set-pin", parents=[common], help="set a mailbox PIN (stored hashed in the deployment file)"
+    s = sub.add_parser(  # set-pin writes the deployment file only: no --data
+        "set-pin", parents=[config_only], help="set a mailbox PIN (stored hashed in the deployment file)"
     )
     s.add_argument("box", metavar="BOX", help="mailbox number")
     s.add_argument(
