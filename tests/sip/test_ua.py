@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr.sip.message import Headers, Request, Response, SipParseError, build_response, parse_message
+from ivr.sip.message import Request, Response, SipParseError, build_response, parse_message
 from ivr.sip.ua import (
     CallCancelled,
     CallConfirmed,
@@ -925,71 +925,6 @@ def test_caller_and_called_numbers(ruri: str, frm: str, called: str, caller: str
     (incoming,) = events(ua)
     assert isinstance(incoming, IncomingCall)
     assert (incoming.called, incoming.caller) == (called, caller)
-
-
-# --------------------------------------------------------------------------- REFER (blind transfer, RFC 3515)
-
-
-def _notify(invite: Request, ok: Response, cseq: int, frag: bytes, state: str, event: str = "refer") -> bytes:
-    h = Headers()
-    h.add("Via", f"SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKn{cseq};rport")
-    h.add("Max-Forwards", "70")
-    h.add("From", invite.headers["From"])
-    h.add("To", ok.headers["To"])
-    h.add("Call-ID", invite.call_id)
-    h.add("CSeq", f"{cseq} NOTIFY")
-    h.add("Event", event)
-    h.add("Subscription-State", state)
-    h.add("Content-Type", "message/sipfrag;version=2.0")
-    return bytes(Request("NOTIFY", "sip:ivr@127.0.0.1:5060", h, frag))
-
-
-def test_refer_and_its_notifications() -> None:
-    from ivr.sip.ua import ReferProgress
-
-    ua, invite, ok = confirmed_call()
-    assert ua.refer(invite.call_id, "sip:201@pbx.example.com", 1.0, referred_by="sip:ivr@127.0.0.1")
-    (refer, out), = sent(ua)
-    assert isinstance(refer, Request) and refer.method == "REFER" and out.dest == BARESIP
-    assert refer.headers["Refer-To"] == "<sip:201@pbx.example.com>"
-    assert refer.headers["Referred-By"] == "<sip:ivr@127.0.0.1>"
-    assert refer.to.tag == "4f1d3e7a9b2c5d8e" and refer.from_.tag == ok.to.tag
-    ua.receive(bytes(build_response(refer, 202)), BARESIP, "udp", 1.1)
-    assert events(ua) == [ReferProgress(invite.call_id, "response", 202, final=False)]
-    ua.receive(_notify(invite, ok, 19290, b"SIP/2.0 100 Trying\r\n", "active;expires=60"), BARESIP, "udp", 1.2)
-    assert [r.status for r in responses(ua)] == [200]
-    assert events(ua) == [ReferProgress(invite.call_id, "notify", 100, final=False)]
-    ua.receive(_notify(invite, ok, 19291, b"SIP/2.0 200 OK\r\n", "terminated;reason=noresource"), BARESIP, "udp", 3)
-    assert [r.status for r in responses(ua)] == [200]
-    assert events(ua) == [ReferProgress(invite.call_id, "notify", 200, final=True)]
-    # the subscription is over: a further NOTIFY is not accepted
-    ua.receive(_notify(invite, ok, 19292, b"SIP/2.0 200 OK\r\n", "terminated"), BARESIP, "udp", 4)
-    assert [r.status for r in responses(ua)] == [405]
-
-
-def test_refer_rejected_bad_event_and_not_confirmed() -> None:
-    from ivr.sip.ua import ReferProgress
-
-    ua, invite, ok = answered_call()
-    assert not ua.refer(invite.call_id, "sip:201@pbx", 0.2)  # no ACK yet: no REFER
-    ua.receive(in_dialog("ACK", invite, ok, cseq=19283, branch="z9hG4bKa"), BARESIP, "udp", 0.3)
-    events(ua)
-    assert ua.refer(invite.call_id, "sip:201@pbx", 1.0)
-    (refer, _), = sent(ua)
-    assert isinstance(refer, Request)
-    ua.receive(_notify(invite, ok, 19290, b"SIP/2.0 100 Trying\r\n", "active", event="dialog"), BARESIP, "udp", 1.05)
-    assert [(r.status, r.reason) for r in responses(ua)] == [(489, "Bad Event")]
-    ua.receive(bytes(build_response(refer, 603)), BARESIP, "udp", 1.1)
-    assert events(ua) == [ReferProgress(invite.call_id, "response", 603, final=True)]
-
-
-def test_refer_timeout() -> None:
-    from ivr.sip.ua import ReferProgress
-
-    ua, invite, ok = confirmed_call()
-    assert ua.refer(invite.call_id, "sip:201@pbx", 1.0)
-    ua.handle_timer(33.0)
-    assert events(ua) == [ReferProgress(invite.call_id, "response", 408, final=True)]
 
 
 # --------------------------------------------------------------------------- any sequence

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ivr.sip.message import Request, Response, build_response
 from ivr.sip.ua import ReferProgress, UserAgent
-from tests.sip.ua_harness import BARESIP, confirmed_call, events, in_dialog, sent
+from tests.sip.ua_harness import BARESIP, answered_call, confirmed_call, events, in_dialog, sent
 
 
 def notify(invite: Request, ok: Response, cseq: int, frag: bytes, state: str, event: str = "refer") -> bytes:
@@ -60,7 +60,11 @@ def test_refused_refer_and_bad_notifies() -> None:
 
 
 def test_refer_needs_a_confirmed_call() -> None:
-    ua, invite, ok = confirmed_call()
+    ua, invite, ok = answered_call()
+    assert not ua.refer(invite.call_id, "sip:201@192.0.2.20", 0.2)  # no ACK yet: no REFER
+    assert sent(ua) == []
+    ua.receive(in_dialog("ACK", invite, ok, cseq=invite.cseq[0], branch="z9hG4bKa"), BARESIP, "udp", 0.3)
+    assert ua.refer(invite.call_id, "sip:201@192.0.2.20", 1.0)
     assert not ua.refer("no-such-call", "sip:201@192.0.2.20", 1.0)
 
 
