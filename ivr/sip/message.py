@@ -309,12 +309,17 @@ class SipUri:
         return SipUri(self.scheme, self.user, self.password, self.host, self.port, merged, self.headers)
 
 
+# scheme ":" and no white space or angle brackets (RFC 3986 excludes them; a Contact or Route
+# must give a URI the Request-URI check below accepts when it becomes one)
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>]+")
+
+
 def parse_uri(text: str) -> SipUri | str:
     """A sip:/sips: URI as :class:`SipUri`; any other absoluteURI (tel:, urn:...) as a string."""
     text = text.strip()
     if re.match(r"(?i)sips?:", text):
         return SipUri.parse(text)
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+\-.]*:\S+", text):
+    if not _ABSOLUTE_URI.fullmatch(text):
         raise ValueError(f"invalid URI {text!r}")
     return text
 
@@ -812,7 +817,7 @@ def _finish_request(method: str, uri: str, version: str, headers: Headers, body:
         raise SipParseError(400, f"malformed SIP version {version!r}", answerable)
     if version.upper() != SIP_VERSION:
         raise SipParseError(505, f"unsupported version {version}", answerable)
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>]+", uri):
+    if not _ABSOLUTE_URI.fullmatch(uri):
         raise SipParseError(400, f"invalid Request-URI {uri!r}", answerable)
     request.body = _apply_content_length(headers, body, answerable)
     try:

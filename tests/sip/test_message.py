@@ -391,3 +391,11 @@ def test_uri_key_compares_as_rfc3261_19_1_4() -> None:
     assert uri_key("<SIP:alice@Example.COM;Transport=UDP;lr>") == key
     assert uri_key("sip:Alice@example.com;lr;transport=udp") != key  # the user part is case-sensitive
     assert uri_key("sip:alice@example.com;transport=tcp;lr") != key
+
+
+def test_a_contact_that_could_not_become_a_request_uri_is_400() -> None:
+    """Hypothesis found it: a Contact accepted here came back as the Request-URI of our BYE."""
+    raw = capture("zoiper_invite").replace(b"<sip:carol@10.0.0.50", b"<s0p:<arol@10.0.0.50")
+    with pytest.raises(SipParseError) as info:
+        parse_message(raw)
+    assert info.value.status == 400 and str(info.value) == "400 invalid URI 's0p:<arol@10.0.0.50:52468;transport=UDP'"
