@@ -519,9 +519,26 @@ class _Checker:
             except ValueError:
                 self.out.append(_error("prompt path escapes the prompt folders", pos,
                                        "a symbolic link leads outside the prompt folder"))
+                return
+            self._prompt_audio(folder, path, pos)
             return
         folders = ", ".join(str(f) for f in self.prompt_folders)
         self.out.append(_warning(f"prompt file not found: {path}", pos, f"looked in {folders}"))
+
+
+    def _prompt_audio(self, folder: Path, path: str, pos: SourcePos) -> None:
+        """A prompt that exists must play: a readable audio file, or a folder holding some."""
+        from ivr.media.prompts import PromptStore
+
+        store = PromptStore([folder])
+        if (folder / path).is_dir():
+            if not store.audio_files(path):
+                self.out.append(_error(f"no audio files in prompt folder: {path}", pos,
+                                       "put WAV, FLAC or OGG files in it"))
+            return
+        problem = store.check(path)
+        if problem is not None:
+            self.out.append(_error(f"prompt file is not playable: {path}", pos, problem))
 
 
 def _call_cycle(start: str, calls: dict[str, list[ast.Call]]) -> list[str] | None:

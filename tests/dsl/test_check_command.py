@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 from ivr.cli import main
 
+
+def _wav() -> bytes:
+    """A real 0.1 s WAV: prompts are checked for being playable, not only for existing."""
+    out = io.BytesIO()
+    soundfile.write(out, np.zeros(800, dtype=np.int16), 8000, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+WAV = _wav()
 GOOD = 'number default -> s\ns:\n    play "hello.wav"\n    hangup\n'
 
 
@@ -17,7 +29,7 @@ def test_valid_flow_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     flow = tmp_path / "good.ivr"
     flow.write_text(GOOD)
     (tmp_path / "prompts").mkdir()
-    (tmp_path / "prompts" / "hello.wav").write_bytes(b"RIFF")
+    (tmp_path / "prompts" / "hello.wav").write_bytes(WAV)
     assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts"), "--strict"]) == 0
     assert capsys.readouterr().out == f"{flow}: ok\n"
 
@@ -39,7 +51,7 @@ def test_warnings_fail_only_with_strict(tmp_path: Path, capsys: pytest.CaptureFi
     flow = tmp_path / "warn.ivr"
     flow.write_text(GOOD + "lost:\n    hangup\n")
     (tmp_path / "prompts").mkdir()
-    (tmp_path / "prompts" / "hello.wav").write_bytes(b"RIFF")
+    (tmp_path / "prompts" / "hello.wav").write_bytes(WAV)
     assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts")]) == 0
     assert "warning: step 'lost' is never reached" in capsys.readouterr().out
     assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts"), "--strict"]) == 1
@@ -53,7 +65,7 @@ def test_prompt_folders_come_from_the_deployment_file(tmp_path: Path, capsys: py
     assert main(["check", str(flow), "--config", str(config), "--strict"]) == 1
     assert f"hint: looked in {tmp_path / 'sounds'}" in capsys.readouterr().out
     (tmp_path / "sounds").mkdir()
-    (tmp_path / "sounds" / "hello.wav").write_bytes(b"RIFF")
+    (tmp_path / "sounds" / "hello.wav").write_bytes(WAV)
     assert main(["check", str(flow), "--config", str(config), "--strict"]) == 0
 
 
@@ -104,3 +116,24 @@ def test_deployment_file_knows_the_numbers_a_flow_dials(tmp_path: Path, capsys: 
         f"{flow}: 0 errors, 3 warnings\n"
     )
     assert main(["check", str(flow), "--config", str(config), "--strict"]) == 1
+
+
+def test_a_prompt_that_is_not_audio_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "good.ivr"
+    flow.write_text(GOOD)
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "hello.wav").write_bytes(b"RIFF")
+    assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{flow}:3:10: error: prompt file is not playable: hello.wav\n")
+    assert "is not a readable audio file" in out
+
+
+def test_a_hold_music_folder_without_audio_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = tmp_path / "moh.ivr"
+    flow.write_text('number default -> s\ns:\n    hold music "tunes/" for 10s\n    hangup\n')
+    (tmp_path / "prompts" / "tunes").mkdir(parents=True)
+    assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts")]) == 1
+    assert f"{flow}:3:16: error: no audio files in prompt folder: tunes/\n" in capsys.readouterr().out
+    (tmp_path / "prompts" / "tunes" / "track.wav").write_bytes(WAV)
+    assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts"), "--strict"]) == 0
