@@ -13,6 +13,10 @@ order; the first that allows the number carries the call.
 Authentication: IP-authenticated trunks need nothing; a trunk with a
 ``username`` answers 401/407 challenges with a :class:`~ivr.sip.auth.DigestClient`
 (one per trunk, so nonce counts carry over between calls).
+
+Registration: a trunk with ``register = true`` gets a sans-IO
+:class:`TrunkRegistration` that says which REGISTER to send when and reads the
+answers (challenges, the granted interval); ivr.runtime.trunks sends them.
 """
 
 from __future__ import annotations
