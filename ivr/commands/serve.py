@@ -90,6 +90,6 @@ def _prerender(program: Any, config: Any, calllog: CallLog) -> None:
     texts = texts_of(program) + voicemail_texts(program, config)
     if not texts:
         return
-    engine = TtsEngine(config.data / "tts-cache", config.tts.voice, config.tts.rate)
+    engine = TtsEngine.for_config(config)
     engine.prerender(texts)
     calllog.server("prerendered", f"pre-rendered {len(texts)} prompt text(s)", texts=len(texts))

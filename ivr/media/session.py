@@ -828,8 +828,12 @@ class MediaSession:
         parsed = _parse_dtmf_info(content_type, body)
         if parsed is None:
             return None
-        self._key(parsed[0], "info")
+        self.receive_info_key(parsed[0])
         return parsed[0]
+
+    def receive_info_key(self, digit: str) -> None:
+        """A key the signalling already parsed (SIP INFO): same duplicate suppression as RTP keys."""
+        self._key(digit, "info")
 
     def _key(self, digit: str, source: str) -> None:
         now = self.loop.time()

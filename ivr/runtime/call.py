@@ -553,8 +553,7 @@ class CallRunner:
             return
         self._key_via = "info"
         try:
-            body = f"Signal={event.digit}\r\nDuration={event.duration_ms}\r\n".encode()
-            self.media.receive_dtmf_info("application/dtmf-relay", body)
+            self.media.receive_info_key(event.digit)
         finally:
             self._key_via = "rtp"
 

@@ -71,7 +71,7 @@ class Services:
 
     @property
     def tts(self) -> TtsEngine:
-        return self._get("tts", lambda: TtsEngine(self.data / "tts-cache", self.config.tts.voice, self.config.tts.rate))
+        return self._get("tts", lambda: TtsEngine.for_config(self.config))
 
     @property
     def prompts(self) -> PromptStore:
