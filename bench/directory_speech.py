@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,14 +52,18 @@ LAST = (
     "alexander russell griffin diaz hayes myers ford hamilton graham sullivan wallace woods cole "
     "west jordan owens nguyen zurcher dvorak okonkwo"
 ).split()
-# Out-of-directory callers' names: no word in common with the directory.
+# Out-of-directory callers' names: no word in common with the directory or the filler list.
 OUTSIDERS = [
     f"{f} {sur}"
     for f, sur in zip(
         "leonard gwendolyn rupert agnes bernard cecilia dominic florence herbert ingrid lucille "
-        "marcus norman phoebe rosalind sylvia vernon wilbur harriet conrad".split(),
+        "marcus norman phoebe rosalind sylvia vernon wilbur harriet conrad "
+        "ambrose beatrix cornelius delphine ezekiel fenella gideon hortense ignatius jemima "
+        "lysander marguerite octavia percival rosamund thaddeus winifred barnaby clementine desmond".split(),
         "dubois svensson okafor schneider novak yamamoto fischer rossi kowalski nakamura "
-        "lindqvist brennan gallagher hargreaves whitfield pemberton blackwood moreau castellano petrov".split(),
+        "lindqvist brennan gallagher hargreaves whitfield pemberton blackwood moreau castellano petrov "
+        "abernathy bancroft delacroix eriksen fairbanks hawthorne ishikawa jablonski kavanagh lindgren "
+        "mcallister nakashima oyelaran pritchard quesada rasmussen szymanski thackeray vandermeer wojcik".split(),
         strict=True,
     )
 ]
@@ -77,6 +82,13 @@ class Trial:
     expected: str  # display name, or "" for an outsider
     got: str
     latency: float
+    group: int  # number of the person (or outsider) in its list: even = tuning split, odd = held-out
+    heard: str = ""  # the recognizer's phrase, for the confusion list
+    said: str = ""  # an outsider's name (expected is "")
+
+    @property
+    def held_out(self) -> bool:
+        return self.group % 2 == 1
 
 
 def make_directory(people: int, folder: Path) -> Path:
@@ -123,35 +135,63 @@ def run(args: argparse.Namespace) -> list[Trial]:
     with tempfile.TemporaryDirectory() as folder:
         book = load_directory(make_directory(args.people, Path(folder)))
     index = PhraseIndex.build(book)
+    taken = {w for p in index.phrases for w in p.split()} | set(asr.filler_words())
+    overlap = sorted(taken.intersection(w for name in OUTSIDERS for w in name.split()))
+    if overlap:
+        raise SystemExit(f"outsiders' names must not share words with the directory or the filler: {overlap}")
     voices = VOICES[: args.voices]
     trials: list[Trial] = []
     for n, person in enumerate(book.people):
         for voice, speed in voices if not args.quick else [voices[n % len(voices)]]:
             text, latency = recognize(recognizer, index.phrases, synthesize(person.display_name, voice, speed, rng))
             got = index.lookup(text)
-            trials.append(Trial(person.display_name, got[0].display_name if got else "", latency))
+            trials.append(Trial(person.display_name, got[0].display_name if got else "", latency, n, text))
     for n, name in enumerate(OUTSIDERS[: args.outsiders]):
         for voice, speed in voices if not args.quick else [voices[n % len(voices)]]:
             text, latency = recognize(recognizer, index.phrases, synthesize(name.title(), voice, speed, rng))
             got = index.lookup(text)
-            trials.append(Trial("", got[0].display_name if got else "", latency))
+            trials.append(Trial("", got[0].display_name if got else "", latency, n, text, name.title()))
     return trials
 
 
-def report(trials: list[Trial], people: int) -> None:
+def figures(trials: list[Trial], label: str) -> None:
     inside = [t for t in trials if t.expected]
     outside = [t for t in trials if not t.expected]
+    if not inside or not outside:
+        return
     correct = sum(t.got == t.expected for t in inside)
     wrong = sum(bool(t.got) and t.got != t.expected for t in inside)
     false_accepts = sum(bool(t.got) for t in outside)
     latencies = sorted(t.latency * 1000 for t in trials)
     p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-    print(f"directory: {people} people; utterances: {len(inside)} in directory, {len(outside)} outsiders")
+    print(f"[{label}] utterances: {len(inside)} in directory, {len(outside)} outsiders")
     print(f"top-1 accuracy:   {100 * correct / len(inside):5.1f}%  ({correct}/{len(inside)})")
     print(f"wrong person:     {100 * wrong / len(inside):5.1f}%  ({wrong}/{len(inside)})")
     print(f"rejected (no match): {100 * (len(inside) - correct - wrong) / len(inside):5.1f}%")
     print(f"false accepts:    {100 * false_accepts / len(outside):5.1f}%  ({false_accepts}/{len(outside)})")
     print(f"latency after end of speech: mean {statistics.mean(latencies):.1f} ms, p95 {p95:.1f} ms")
+
+
+def confusions(trials: list[Trial], top: int) -> None:
+    """The most frequent mistakes, said -> heard ("-" for no match), to find bad pronunciations."""
+    counts = Counter(
+        (t.expected or f"outsider {t.said}", t.heard or "-")
+        for t in trials
+        if (t.expected and t.got != t.expected) or (not t.expected and t.got)
+    )
+    if counts:
+        print(f"most frequent mistakes (of {sum(counts.values())}):")
+    for (said, heard), count in counts.most_common(top):
+        print(f"  {count} x {said} -> {heard}")
+
+
+def report(trials: list[Trial], people: int, top: int) -> None:
+    print(f"directory: {people} people")
+    print("split: tuning = even-numbered people and outsiders, held-out = odd-numbered (all voices each)")
+    figures([t for t in trials if not t.held_out], "tuning")
+    figures([t for t in trials if t.held_out], "held-out")
+    figures(trials, "all")
+    confusions(trials, top)
 
 
 def main() -> int:
@@ -161,10 +201,14 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=100)
     parser.add_argument("--voices", type=int, default=len(VOICES))
     parser.add_argument("--outsiders", type=int, default=len(OUTSIDERS), help="names not in the directory")
+    parser.add_argument("--confusions", type=int, default=15, help="how many frequent mistakes to list")
     parser.add_argument("--quick", action="store_true", help="one voice per name (CI)")
     parser.add_argument("--filler-weight", type=float, default=None, help="override the filler branch weight")
     parser.add_argument("--fold", type=float, default=None, help="override the spectral folding level")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="pocketsphinx decoder option")
+    parser.add_argument(
+        "--feature", action="append", default=[], metavar="KEY=VALUE", help="front-end option over feat.params (cmn=live)"
+    )
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         print("espeak-ng is not installed", file=sys.stderr)
@@ -174,9 +218,12 @@ def main() -> int:
     for option in args.option:
         key, _, value = option.partition("=")
         asr.DECODER_OPTIONS[key] = float(value) if value.replace(".", "").replace("e-", "").isdigit() else value
+    for option in args.feature:
+        key, _, value = option.partition("=")
+        asr.FEATURE_OPTIONS[key] = value
     if args.fold is not None:
         asr.FOLD_LEVEL = args.fold
-    report(run(args), args.people)
+    report(run(args), args.people, args.confusions)
     return 0
 
 

@@ -17,11 +17,15 @@ Engines:
   plus espeak-ng's (:mod:`ivr.media.g2p`), so unknown names still load.  The
   model is 16 kHz: G.711 audio is resampled with soxr, and the empty band
   above 4 kHz is refilled with a quiet mirror image of the band below
-  (spectral folding): on names alone this took top-1 from 70 % to 76 % in
-  our trials; with the filler branch on, the benchmark
-  (``bench/directory_speech.py``) shows no difference beyond its noise.  Speech that is not in the
-  grammar is absorbed by a filler branch (any sequence of the grammar's own
-  words, at a low weight): a result that is not a whole phrase is no match.
+  (spectral folding): without it the model hears clean, noise-free audio
+  badly (every test fixture is rejected), though on the noisy benchmark
+  (``bench/directory_speech.py``) it scores a little better; narrowing the
+  model's filterbank (``upperf`` 4000) instead is far worse (25 % top-1).
+  Front-end options go through :data:`FEATURE_OPTIONS` because the model's
+  feat.params overrides decoder arguments.  Speech that is not in the
+  grammar is absorbed by a filler branch (one or two common names, at a low weight, leaving out names one
+  phone away from a grammar word): a result that is not a whole phrase is no
+  match.
 * ``vosk``: a Kaldi model folder from ``[speech] model`` in ``ivr.toml``, in
   grammar mode at 8 kHz with an ``[unk]`` filler.  Vosk silently drops
   phrases with out-of-vocabulary words, so :meth:`Recognizer.check` lists
@@ -33,6 +37,7 @@ from __future__ import annotations
 import functools
 import json
 import queue
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,12 +104,34 @@ def _load(engine: str, model: Path | None) -> Recognizer:
 
 # --------------------------------------------------------------------------- pocketsphinx
 
-FOLD_LEVEL = 0.3  # level of the mirrored 4-8 kHz band; chosen by the benchmark
-FILLER_WEIGHT = 1e-10  # JSGF weight of the out-of-grammar branch against the phrases (weight 1): see the benchmark
+FOLD_LEVEL = 0.3  # level of the mirrored 4-8 kHz band: without it clean (noise-free) audio is heard poorly
+FILLER_WEIGHT = 1e-5  # JSGF weight of the out-of-grammar branch against the phrases (weight 1): see the benchmark
 FILLER_WORDS_MAX = 2
+FILLER_MIN_DISTANCE = 1  # filler words this many phones or fewer from a grammar word are left out
 #: Extra pocketsphinx decoder options (beams, penalties), for tuning with the benchmark.
 DECODER_OPTIONS: dict[str, Any] = {}
+#: Front-end options overriding the model's feat.params (which wins over decoder arguments).
+FEATURE_OPTIONS: dict[str, str] = {}
 _SILENCE_WORD = "sil_"
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_params(hmm: Path, overrides: tuple[tuple[str, str], ...]) -> Path:
+    """The model's feat.params with ``overrides`` applied, as a file pocketsphinx reads.
+
+    pocketsphinx applies an acoustic model's feat.params after the decoder's own arguments,
+    so front-end settings (cmn, filters, noise removal) only take effect through this file.
+    """
+    params: dict[str, str] = {}
+    for line in (hmm / "feat.params").read_text(encoding="utf-8").splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key.startswith("-"):
+            params[key[1:]] = value.strip()
+    params.update(overrides)
+    folder = Path(tempfile.mkdtemp(prefix="ivr-asr-"))
+    path = folder / "feat.params"
+    path.write_text("".join(f"-{k} {v}\n" for k, v in params.items()), encoding="utf-8")
+    return path
 
 
 class _Upsampler:
@@ -137,6 +164,32 @@ def filler_words() -> tuple[str, ...]:
     return tuple(w for w in words if w in cmudict())
 
 
+def _distinct_filler(lexicon: dict[str, tuple[str, ...]]) -> list[str]:
+    """Filler words that sound unlike every word of the grammar (more than one phone apart).
+
+    A filler word one phone from a grammar word ("johnston" for "johnson", "adam" for "adams",
+    "rice" for "price") steals that word's callers instead of catching outsiders.
+    """
+    own = {tuple(p.split()) for prons in lexicon.values() for p in prons}
+    return [
+        w
+        for w in filler_words()
+        if w not in lexicon and all(_phones_apart(tuple(p.split()), o) > FILLER_MIN_DISTANCE for p in cmudict()[w] for o in own)
+    ]
+
+
+def _phones_apart(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """Levenshtein distance between two phone strings (capped: only "close or not" matters)."""
+    if abs(len(a) - len(b)) > FILLER_MIN_DISTANCE:
+        return FILLER_MIN_DISTANCE + 1
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
 class _Grammar:
     """A JSGF grammar of whole phrases plus a filler branch, and the pronunciations it needs."""
 
@@ -144,8 +197,7 @@ class _Grammar:
         self.phrases = phrases
         self.name = f"g{abs(hash(phrases)):x}"
         self.words = sorted({w for p in phrases for w in p.split()})
-        self.filler = [w for w in filler_words() if w not in self.words]
-        self.lexicon: dict[str, tuple[str, ...]] = {w: cmudict()[w] for w in self.filler}
+        self.lexicon: dict[str, tuple[str, ...]] = {}
         missing: list[str] = []
         for w in self.words:
             try:
@@ -154,6 +206,8 @@ class _Grammar:
                 missing.append(f"{w} ({exc})")
         if missing:
             raise RecognizerError(f"pocketsphinx: no pronunciation for {', '.join(missing)}")
+        self.filler = _distinct_filler(self.lexicon)
+        self.lexicon.update((w, cmudict()[w]) for w in self.filler)
         self.words += self.filler
         self.jsgf = self._jsgf()
 
@@ -177,6 +231,7 @@ class _Decoder:
         from pocketsphinx import Decoder
 
         empty = Path(__file__).with_name("asr_empty.dict")
+        features = {"featparams": str(_feature_params(hmm, tuple(sorted(FEATURE_OPTIONS.items()))))} if FEATURE_OPTIONS else {}
         # dither with a fixed seed: the folded high band is not silent, but digital silence is,
         # and a fixed seed keeps results reproducible run to run.
         self.decoder = Decoder(
@@ -187,6 +242,7 @@ class _Decoder:
             dither=True,
             seed=1,
             fsgusefiller=False,
+            **features,
             **DECODER_OPTIONS,
         )
         self.decoder.add_word(_SILENCE_WORD, "SIL", True)

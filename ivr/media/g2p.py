@@ -21,7 +21,7 @@ from pathlib import Path
 
 #: IPA (as espeak-ng prints it) -> ARPAbet; longest sequences are tried first.
 IPA_TO_ARPABET: dict[str, str] = {
-    "aɪə": "AY ER",
+    "aɪə": "AY AH",  # "Diaz" dˈaɪəz: a schwa, not an r-coloured vowel
     "aɪ": "AY",
     "aʊ": "AW",
     "eɪ": "EY",
@@ -32,7 +32,7 @@ IPA_TO_ARPABET: dict[str, str] = {
     "ɛə": "EH R",
     "ɪə": "IH R",
     "ʊə": "UH R",
-    "uːə": "UW ER",
+    "uːə": "UW AH",
     "tʃ": "CH",
     "dʒ": "JH",
     "ɜː": "ER",
@@ -152,10 +152,11 @@ def ipa_to_arpabet(ipa: str) -> list[str]:
 
 
 def _merge_repeats(phones: list[str]) -> list[str]:
-    """espeak-ng writes geminates ("tt") that ARPAbet words never have."""
+    """espeak-ng writes geminates ("tt") that ARPAbet words never have, and "ɚɹ" where ARPAbet's ER
+    already holds the r ("Zachary" zˈækɚɹi is Z AE K ER IY, as in cmudict)."""
     out: list[str] = []
     for p in phones:
-        if not out or out[-1] != p:
+        if not out or (out[-1] != p and (out[-1], p) != ("ER", "R")):
             out.append(p)
     return out
 

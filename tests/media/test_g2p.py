@@ -8,7 +8,9 @@ from ivr.media.g2p import ARPABET, ipa_to_arpabet, normalize_phrase, pronunciati
 def test_ipa_maps_to_arpabet() -> None:
     assert ipa_to_arpabet("ʃɪvˈɔːn") == ["SH", "IH", "V", "AO", "N"]
     assert ipa_to_arpabet("dʒˈɑːnsən") == ["JH", "AA", "N", "S", "AH", "N"]
-    assert ipa_to_arpabet("zˈuːətʃɚ") == ["Z", "UW", "ER", "CH", "ER"]
+    assert ipa_to_arpabet("zˈuːətʃɚ") == ["Z", "UW", "AH", "CH", "ER"]
+    assert ipa_to_arpabet("zˈækɚɹi") == ["Z", "AE", "K", "ER", "IY"]  # ER holds the r
+    assert ipa_to_arpabet("dˈaɪəz") == ["D", "AY", "AH", "Z"]
     assert ipa_to_arpabet("tˈɒtt") == ["T", "AA", "T"]  # geminates merged
 
 
