@@ -9,7 +9,7 @@ the directory (a disjoint list) measure false accepts.  Latency is the time
 ``session.finish()`` takes once the endpointer says the caller is done,
 i.e. what the caller waits after the end-of-speech hangover.
 
-    python bench/directory_speech.py                 # full run (about 400 utterances)
+    python bench/directory_speech.py                 # full run (700 utterances, a few minutes)
     python bench/directory_speech.py --quick         # CI: fewer voices and people
 """
 
