@@ -259,8 +259,8 @@ class CallRunner:
         self.session_id = random.randint(1, 2**31)
         self.sdp_version = 1
         self.prompts = PromptQueue(self)
-        self.listener: SpeechListener | None = None
-        self.recording: Recording | None = None
+        self._listener: SpeechListener | None = None
+        self._recording: Recording | None = None
         self.hold: Any = None  # the shared hold-music player being heard
         self.hold_timer: asyncio.TimerHandle | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -401,10 +401,37 @@ class CallRunner:
             direction=answer.local_direction,
         )
 
+    # The caller's audio is decoded only while something consumes it (a recording or a speech
+    # listener): the media session skips the G.711 decode of every frame when on_audio is None.
+    @property
+    def listener(self) -> SpeechListener | None:
+        return self._listener
+
+    @listener.setter
+    def listener(self, value: SpeechListener | None) -> None:
+        self._listener = value
+        self._tap_audio()
+
+    @property
+    def recording(self) -> Recording | None:
+        return self._recording
+
+    @recording.setter
+    def recording(self, value: Recording | None) -> None:
+        self._recording = value
+        self._tap_audio()
+
+    def _tap_audio(self) -> None:
+        media = self.media
+        if media is None or media.on_audio not in (None, self._audio):
+            return  # a bridge relays the caller's audio now: not ours to change
+        wanted = self._listener is not None or self._recording is not None
+        media.on_audio = self._audio if wanted else None
+
     def _wire_media(self, media: MediaSession) -> None:
         media.on_prompt_done = self.prompt_finished
         media.on_dtmf = lambda digit: self._key(digit, self._key_via)
-        media.on_audio = self._audio
+        media.on_audio = None  # until a recording or a listener starts (see _tap_audio)
         media.on_timeout = self._media_timeout
 
     def _answer(self) -> None:
