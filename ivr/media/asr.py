@@ -105,7 +105,7 @@ def _load(engine: str, model: Path | None) -> Recognizer:
 # --------------------------------------------------------------------------- pocketsphinx
 
 FOLD_LEVEL = 0.3  # level of the mirrored 4-8 kHz band: without it clean (noise-free) audio is heard poorly
-FILLER_WEIGHT = 1e-5  # JSGF weight of the out-of-grammar branch against the phrases (weight 1): see the benchmark
+FILLER_WEIGHT = 1e-3  # JSGF weight of the out-of-grammar branch against the phrases (weight 1): see the benchmark
 FILLER_WORDS_MAX = 2
 FILLER_MIN_DISTANCE = 1  # filler words this many phones or fewer from a grammar word are left out
 #: Extra pocketsphinx decoder options (beams, penalties), for tuning with the benchmark.
