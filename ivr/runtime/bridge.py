@@ -17,6 +17,13 @@ The relay absorbs the two clocks' drift and network jitter with a small
 buffer: playback starts once ``PREBUFFER`` frames are queued, an underrun
 plays silence and rebuffers, and more than ``MAX_FRAMES`` queued drops the
 oldest audio so the delay never grows.
+
+A caller who puts the call on hold (re-INVITE with ``sendonly``/``inactive`` or
+the old ``c=0.0.0.0``, RFC 3264 section 8.4) is seen on the caller's session
+(our direction becomes ``recvonly``/``inactive``, or no remote address): the
+callee then hears hold music from our side instead of the caller's audio, and
+the bridge resumes when the caller does.  No re-INVITE goes to the callee:
+its leg keeps sending and receiving as before, which every phone handles.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +119,37 @@ class AudioRelay:
 _SILENCE = {pt: bytes([code]) * FRAME_SAMPLES for pt, code in g711.SILENCE.items()}
 
 
+class HoldPlayer(Protocol):
+    """A shared player (``ivr.media.holdmusic.MusicPlayer``): one frame per tick, in any codec."""
+
+    def frame(self, payload_type: int) -> bytes: ...
+
+
+HoldSource = tuple[Callable[[], HoldPlayer], Callable[[HoldPlayer], None]]  # (acquire, release)
+
+
+def caller_holds(session: MediaSession) -> bool:
+    """Whether the phone of ``session`` put the call on hold (our direction follows theirs)."""
+    return session.direction in ("recvonly", "inactive") or session.remote is None
+
+
+class _CalleeFeed:
+    """What the callee's session plays: the caller's relayed audio, or hold music while the
+    caller holds (acquired at the first hold, released on resume or when the bridge stops)."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def frame(self, payload_type: int) -> bytes:
+        bridge = self.bridge
+        if caller_holds(bridge.caller):
+            music = bridge.hold_started()
+            return music.frame(payload_type) if music is not None else _SILENCE[payload_type]
+        if bridge.music is not None:
+            bridge.hold_ended()
+        return bridge.to_callee.frame(payload_type)
+
+
 class Bridge:
     """Caller and callee talking through ivr (see the module docstring).
 
@@ -118,11 +157,15 @@ class Bridge:
     :meth:`stop` gives the caller's back (the flow may go on after the bridge).
     """
 
-    def __init__(self, caller: MediaSession, callee: MediaSession) -> None:
+    def __init__(self, caller: MediaSession, callee: MediaSession, hold: HoldSource | None = None) -> None:
         self.caller = caller
         self.callee = callee
         self.to_callee = AudioRelay()
         self.to_caller = AudioRelay()
+        self.hold = hold  # where the callee's hold music comes from (None: silence while held)
+        self.music: HoldPlayer | None = None  # playing to the callee while the caller holds
+        self.holds = 0  # times the caller put the call on hold, for logs and tests
+        self.on_hold: Callable[[bool], None] | None = None  # told True on hold, False on resume (call logs)
         self.keys: list[tuple[str, str]] = []  # (direction, digit), for logs and tests
         # The caller's own callbacks and in-band detection, given back by stop()
         self._caller_audio: Callable[[npt.NDArray[np.int16]], None] | None = None
@@ -141,8 +184,32 @@ class Bridge:
         self.caller.on_dtmf = self._relay_key(self.callee, "to_callee")
         self.callee.on_dtmf = self._relay_key(self.caller, "to_caller")
         self.caller.play(self.to_caller, prompt_id=-1, barge_in=False)
-        self.callee.play(self.to_callee, prompt_id=-1, barge_in=False)
+        self.callee.play(_CalleeFeed(self), prompt_id=-1, barge_in=False)
         self.active = True
+
+    def hold_started(self) -> HoldPlayer | None:
+        """The caller holds: the hold music to play to the callee (taken once per hold)."""
+        if self.music is None and self.hold is not None:
+            self.holds += 1
+            try:
+                self.music = self.hold[0]()
+            except Exception:  # noqa: BLE001 -- music that cannot play: the callee hears silence
+                log.exception("bridge: no hold music for the callee")
+                self.hold = None
+            if self.on_hold is not None:
+                self.on_hold(True)
+        return self.music
+
+    def hold_ended(self) -> None:
+        """The caller resumed (or the bridge stops): give the music back, drop audio queued while held."""
+        music, self.music = self.music, None
+        if music is not None and self.hold is not None:
+            self.hold[1](music)
+            if self.on_hold is not None and self.active:
+                self.on_hold(False)
+            self.to_callee.chunks.clear()
+            self.to_callee.queued = 0
+            self.to_callee.playing = False
 
     def key_from_callee(self, digit: str) -> None:
         """A key the callee sent by SIP INFO (the runner's leg events deliver it here)."""
@@ -170,6 +237,7 @@ class Bridge:
             self.caller.on_dtmf = self._caller_dtmf or self.caller.on_dtmf
             self.caller.enable_inband_dtmf(self._caller_inband)
         self.callee.on_audio = None
+        self.hold_ended()
 
     @property
     def stats(self) -> dict[str, int]:

@@ -18,7 +18,10 @@ owns carrying that plan out:
   extensions, a trunk for external numbers), opens a media session per
   contact, sends the INVITEs through the shared user agent, plays ringback
   tone (or hold music) to the caller while ringing, and on an answer hands
-  both legs to :class:`~ivr.runtime.bridge.Bridge`.  ``by refer`` transfers
+  both legs to :class:`~ivr.runtime.bridge.Bridge`.  A callee that sends early
+  media (183 Session Progress with SDP, RFC 3261 section 13.2.1; RFC 3960's
+  gateway model) is heard by the caller instead of our ringback until it
+  answers or fails: a carrier's announcement or its own ringback.  ``by refer`` transfers
   go out as a REFER on the caller's dialog instead (RFC 3515).
 """
 
@@ -41,7 +44,7 @@ from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.holdmusic import MusicPlayer
 from ivr.media.session import MediaSession
-from ivr.runtime.bridge import Bridge
+from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
 from ivr.sip import sdp
 from ivr.sip.auth import DigestClient
 from ivr.sip.message import SipParseError, SipUri
@@ -358,6 +361,7 @@ class TransferSession:
         self._running = False
         self._music: MusicPlayer | None = None
         self._ringback: Ringback | None = None
+        self._early: Leg | None = None  # the leg whose early media the caller hears instead of ringback
         self._tasks: set[asyncio.Task[None]] = set()
         self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
@@ -401,8 +405,9 @@ class TransferSession:
 
     def _stop_ringback(self) -> None:
         media = self.caller.media
-        if media is not None and (self._music is not None or self._ringback is not None):
+        if media is not None and (self._music is not None or self._ringback is not None or self._early is not None):
             media.stop_prompts(only_barge_in=False)
+        self._early = None
         if self._music is not None:
             self.services.hold_music.release(self._music)
         self._music = self._ringback = None
@@ -487,7 +492,8 @@ class TransferSession:
         self.services.legs[leg.call_id] = self.on_leg_event
         self.services.flush()
         self.caller.log(event="leg_invite", target=ring.target, leg=leg.call_id, uri=destination.uri,
-                        via=destination.via, to=f"{destination.address[0]}:{destination.address[1]}")
+                        via=destination.via, to=f"{destination.address[0]}:{destination.address[1]}",
+                        transport=destination.transport)
 
     def _from_uri(self) -> str:
         user = self.caller.caller or "ivr"
@@ -510,6 +516,8 @@ class TransferSession:
         self.caller.log(event="leg_" + why, target=leg.target, leg=leg.call_id)
 
     def _forget(self, leg: Leg) -> None:
+        if leg is self._early:
+            self._early_over()
         leg.media.close()
         self.services.legs.pop(leg.call_id, None)
         self.legs.pop(leg.call_id, None)
@@ -523,7 +531,10 @@ class TransferSession:
         if leg is None:
             return
         if isinstance(event, OutgoingCallProgress):
-            self.caller.log(event="leg_progress", target=leg.target, leg=call_id, status=event.status)
+            self.caller.log(event="leg_progress", target=leg.target, leg=call_id, status=event.status,
+                            early_media=bool(event.sdp))
+            if event.sdp:
+                self._early_media(leg, event.sdp)
         elif isinstance(event, OutgoingCallAnswered):
             self._leg_answered(leg, event.answer)
         elif isinstance(event, OutgoingCallFailed):
@@ -536,6 +547,45 @@ class TransferSession:
             self._leg_reoffer(leg, event)
         elif isinstance(event, DtmfInfo) and self.bridge is not None and leg is self.bridged:
             self.bridge.key_from_callee(event.digit)
+
+    def _early_media(self, leg: Leg, body: bytes) -> None:
+        """A 18x with SDP: the caller hears this leg (the first one to send early media)
+        instead of our ringback, as Asterisk and FreeSWITCH do, until it answers or fails."""
+        media = self.caller.media
+        if media is None or leg.done or self.closed or self.plan.finished:
+            return
+        if self._early is not None and self._early is not leg:
+            return  # two phones of a group both sending early media: the first keeps the caller
+        try:
+            answer = sdp.parse_answer(leg.offer, body)
+        except (sdp.SdpError, sdp.NegotiationError) as exc:
+            self.caller.log(event="leg_bad_early_media", target=leg.target, leg=leg.call_id, error=str(exc))
+            return  # the caller keeps hearing our ringback
+        leg.media.configure(
+            remote=answer.remote_addr, payload_type=answer.codec.payload_type, dtmf_pt=answer.dtmf_pt,
+            direction=answer.local_direction, ptime=answer.ptime, signalling_host=leg.destination.address[0],
+        )
+        if self._early is leg:
+            return  # a second 183 of the same leg: media moved, already relayed
+        self._early = leg
+        relay = AudioRelay()
+        leg.media.on_audio = relay.push
+        media.stop_prompts(only_barge_in=False)
+        media.play(relay, prompt_id=-1, barge_in=False)
+        self.caller.log(event="transfer_early_media", target=leg.target, leg=leg.call_id, codec=answer.codec.name)
+
+    def _early_over(self) -> None:
+        """The early-media leg failed or was cancelled while the plan goes on: ringback again."""
+        leg, self._early = self._early, None
+        if leg is not None:
+            leg.media.on_audio = None
+        media = self.caller.media
+        source: MusicPlayer | Ringback | None = self._music or self._ringback
+        if media is None or source is None or self.closed or self.plan.finished or self.bridge is not None:
+            return
+        media.stop_prompts(only_barge_in=False)
+        media.play(source, prompt_id=-1, barge_in=False)
+        self.caller.log(event="transfer_ringback", source="music" if self._music is not None else "tone")
 
     def _leg_answered(self, leg: Leg, body: bytes) -> None:
         ring = self.rings.get(leg.target)
@@ -629,9 +679,19 @@ class TransferSession:
                         ring_time=round(time.monotonic() - self.started, 2))
         # A leg that answered is bridged here; a pickup (no leg) is bridged by picked_up().
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
-            self.bridge = Bridge(self.caller.media, self.bridged.media)
+            self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
+            self.bridge.on_hold = self._caller_holds
             self.bridge.start()
         self.post(ev.TransferResult(result.outcome, target=result.target))
+
+    def _hold_source(self) -> HoldSource:
+        """Hold music for the callee while the caller holds: the flow's (``music``), else the default."""
+        hold_music = self.services.hold_music
+        return (lambda: hold_music.player(self.action.music or ""), hold_music.release)
+
+    def _caller_holds(self, held: bool) -> None:
+        self.caller.log(event="bridge_hold" if held else "bridge_resume",
+                        music=(self.action.music or "default") if held else "")
 
     def _end_bridge(self, reason: str) -> None:
         if self.bridge is None or self.closed:
@@ -671,7 +731,8 @@ class TransferSession:
         self.caller.log(event="picked_up", by=extension, picker=picker.call_id)
         self._finished(self.plan.outcome)
         if self.caller.media is not None and picker.media is not None:
-            self.bridge = Bridge(self.caller.media, picker.media)
+            self.bridge = Bridge(self.caller.media, picker.media, self._hold_source())
+            self.bridge.on_hold = self._caller_holds
             self.bridge.start()
 
     def picker_gone(self, reason: str) -> None:

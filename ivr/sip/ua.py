@@ -202,6 +202,7 @@ class RequestReceived(UAEvent):
 class OutgoingCallProgress(UAEvent):
     call_id: str
     status: int
+    sdp: bytes | None = None  # (added) the callee's early-media answer (183 with SDP, RFC 3261 13.2.1)
 
 
 @dataclass(frozen=True)
@@ -1186,7 +1187,7 @@ class UserAgent:
         status = response.status
         if status < 200:
             if status > 100:
-                self._emit(OutgoingCallProgress(call.call_id, status))
+                self._emit(OutgoingCallProgress(call.call_id, status, extract_sdp(response)))
             if not call.got_provisional:
                 call.got_provisional = True
                 if call.cancel_pending:

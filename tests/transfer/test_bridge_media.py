@@ -11,6 +11,7 @@ import numpy as np
 from ivr.media import g711
 from ivr.media.clip import Clip
 from ivr.media.clock import MediaClock
+from ivr.media.holdmusic import MusicPlayer
 from ivr.media.session import MediaSession
 from ivr.runtime.bridge import Bridge
 
@@ -82,6 +83,70 @@ def test_audio_and_keys_cross_a_pcmu_to_pcma_bridge() -> None:
 
             bridge.stop()
             assert ivr_a.on_audio is None and ivr_a.playing is None
+            for session in (caller, ivr_a, callee, ivr_b):
+                session.close()
+        finally:
+            clock.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_caller_hold_plays_hold_music_to_the_callee_and_resume_restores_the_bridge() -> None:
+    """The caller's re-INVITE with sendonly (our side becomes recvonly), then c=0.0.0.0: the callee
+    hears the hold music instead of the caller (who still sends its tone); sendrecv brings it back."""
+
+    async def main() -> None:
+        clock = MediaClock(asyncio.get_running_loop())
+        clock.start()
+        music = MusicPlayer([Clip.tone(400, 2.0)], name="moh")
+        taken: list[MusicPlayer] = []
+        released: list[object] = []
+
+        def acquire() -> MusicPlayer:
+            clock.add_shared(music)
+            taken.append(music)
+            return music
+
+        def release(player: object) -> None:
+            clock.remove_shared(music)
+            released.append(player)
+
+        try:
+            caller, ivr_a = await linked(clock, g711.PCMU, 101)
+            callee, ivr_b = await linked(clock, g711.PCMA, None)
+            bridge = Bridge(ivr_a, ivr_b, (acquire, release))
+            bridge.start()
+            heard: list[np.ndarray] = []
+            callee.on_audio = heard.append
+            caller.play(Clip.tone(600, 10.0), prompt_id=1)
+
+            async def listen(frames: int) -> np.ndarray:
+                await ticks(clock, 10)  # what was on the way before the change
+                heard.clear()
+                await ticks(clock, frames)
+                return np.concatenate(heard)
+
+            pcm = await listen(40)
+            assert share(pcm, 600) > 0.6 and not taken
+
+            ivr_a.configure(remote=("127.0.0.1", caller.local_port), payload_type=g711.PCMU, dtmf_pt=101,
+                            direction="recvonly")  # the caller sent a=sendonly
+            pcm = await listen(40)
+            assert share(pcm, 400) > 0.6 and share(pcm, 600) < 0.01, "the callee should hear hold music only"
+            assert taken == [music] and bridge.holds == 1
+
+            ivr_a.configure(remote=("127.0.0.1", caller.local_port), payload_type=g711.PCMU, dtmf_pt=101,
+                            direction="sendrecv")  # resume
+            pcm = await listen(40)
+            assert share(pcm, 600) > 0.6 and share(pcm, 400) < 0.01
+            assert released == [music]
+
+            ivr_a.configure(remote=("0.0.0.0", caller.local_port), payload_type=g711.PCMU, dtmf_pt=101,
+                            direction="sendrecv")  # the old hold of RFC 2543: c=0.0.0.0
+            pcm = await listen(40)
+            assert share(pcm, 400) > 0.6 and bridge.holds == 2
+            bridge.stop()  # ending the bridge while held gives the music back
+            assert released == [music, music]
             for session in (caller, ivr_a, callee, ivr_b):
                 session.close()
         finally:

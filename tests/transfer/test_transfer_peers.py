@@ -545,3 +545,89 @@ def test_sequential_group_moves_to_the_next_member_after_the_ring_time(
     assert done["outcome"] == "answered" and done["target"] == "201" and done["ring_time"] >= 3.0
     row = journal_row(server, result.call_id)
     assert row.outcome == "transferred" and row.detail == "201" and "hunt" in row.path, row
+
+
+EARLY_TONE = 1000.0
+
+
+def test_early_media_from_the_callee_replaces_our_ringback(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], uas: Callable[..., Uas], tmp_path: Path
+) -> None:
+    """202 answers 183 with SDP and streams a tone (a carrier's announcement), then 486: the
+    caller hears that tone instead of our 425 Hz ringback, and the flow's busy branch runs."""
+    announcement = tone_wav(tmp_path / "announcement.wav", EARLY_TONE, 10)
+    pcm, _ = soundfile.read(announcement, dtype="int16")
+    # sipp streams mu-law as it is, and reads the file when it starts: it must exist before
+    soundfile.write(tmp_path / "early_tone.wav", pcm, 8000, subtype="ULAW")
+    carrier = uas("uas_early_media.xml")
+    server = ivr_server(FLOW, sections=sections(busy_port=carrier.port))
+    caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
+    caller.command("dial", f"sip:+41435435570@{server.address}")
+    caller.wait_event("CALL_ESTABLISHED")
+    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    caller.command("sndcode", "3")
+    done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done", timeout=20)
+    assert done["outcome"] == "busy" and done["target"] == "202"
+    carrier.passed()
+    caller.wait_event("CALL_CLOSED")  # the busy branch says its line and hangs up
+    caller.stop()
+    heard = caller.heard()
+    assert tone_share(heard, EARLY_TONE) > 0.2, "the caller did not hear the callee's early media"
+    assert tone_share(heard, 425.0) < 0.02, "the caller heard our ringback over the callee's early media"
+    row = journal_row(server, call_id)
+    assert "transfer:busy(202)" in row.path and row.step == "busy_branch", row
+
+
+def test_a_phone_registered_over_tcp_gets_its_invite_over_tcp(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], sipp: Callable[..., Any], tmp_path: Path
+) -> None:
+    """201 registers over TCP (baresip, transport=tcp): the transfer's INVITE goes back on TCP to
+    the address it registered from, the phone answers, and the caller is bridged to it."""
+    server = ivr_server(FLOW, sections=sections())
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    callee.command("uanew", f"<sip:201@{server.address};transport=tcp>;auth_pass={PASSWORD};answermode=auto;regint=120")
+    server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="201 on TCP")
+    result = run_caller(sipp, server, tmp_path, "1", 4000)
+    callee.wait_event("CALL_ESTABLISHED")
+    [invite] = [r for r in server.call_records(result.call_id) if r.get("event") == "leg_invite"]
+    assert invite["transport"] == "tcp" and invite["target"] == "201", invite
+    assert "{0/TCP/v4} 200 OK" in callee.output()  # the phone registered over TCP, not UDP
+    callee.wait_event("CALL_CLOSED")  # ivr hung 201 up when the caller left
+    row = journal_row(server, result.call_id)
+    assert row.outcome == "transferred" and row.detail == "201" and "transfer:answered(201)" in row.path, row
+
+
+def test_the_caller_holding_the_bridge_plays_hold_music_to_the_callee(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], tmp_path: Path
+) -> None:
+    """While bridged to 201 the caller (baresip) holds (re-INVITE a=sendonly) and resumes: 201
+    hears hold music meanwhile, and the caller's voice again after (the media of ivr's side; no
+    re-INVITE goes to 201)."""
+    server = ivr_server(FLOW, sections=sections())
+    callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
+    register_201(server, callee)
+    caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
+    caller.command("dial", f"sip:+41435435570@{server.address}")
+    caller.wait_event("CALL_ESTABLISHED")
+    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    caller.command("sndcode", "1")
+    callee.wait_event("CALL_ESTABLISHED")
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done")
+    caller.command("hold")
+    held = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "bridge_hold")
+    assert held["music"] == "default"
+    time.sleep(2.0)  # two seconds of hold music for 201
+    caller.command("resume")
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "bridge_resume")
+    time.sleep(2.0)  # and the caller's tone again
+    caller.command("hangup")
+    callee.wait_event("CALL_CLOSED")
+    caller.stop()
+    callee.stop()
+    heard = callee.heard()
+    assert tone_share(heard, CALLER_TONE) > 0.2, "201 did not hear the caller after the resume"
+    assert 1 - tone_share(heard, CALLER_TONE) - tone_share(heard, CALLEE_TONE) > 0.1, "201 heard no hold music"
+    reinvites = [r for r in server.call_records(call_id) if r.get("event") == "reoffer"]
+    assert [r["hold"] for r in reinvites][:2] == [True, False], reinvites
