@@ -183,6 +183,15 @@ def journal_row(server: Any, call_id: str, timeout: float = 10.0) -> JournalRow:
     return rows[0]
 
 
+def dial_the_menu(server: Any, caller: Any) -> str:
+    """The caller (baresip) dials the company number and waits until the menu listens; its Call-ID."""
+    caller.command("dial", f"sip:+41435435570@{server.address}")
+    caller.wait_event("CALL_ESTABLISHED")
+    call_id: str = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    return call_id
+
+
 def register_201(server: Any, phone: Any) -> None:
     phone.command("uanew", f"<sip:201@{server.address}>;auth_pass={PASSWORD};answermode=auto;regint=120")
     server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="201 registered")
@@ -201,10 +210,7 @@ def test_201_answers_and_each_side_hears_the_other(
     callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
     register_201(server, callee)
     caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
-    caller.command("dial", f"sip:+41435435570@{server.address}")
-    caller.wait_event("CALL_ESTABLISHED")
-    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
-    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    call_id = dial_the_menu(server, caller)
     caller.command("sndcode", "1")
     callee.wait_event("CALL_ESTABLISHED")
     done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done")
@@ -446,10 +452,7 @@ def test_caller_hears_ringback_while_it_rings(
     ringing = uas("uas_ring_cancel.xml")
     server = ivr_server(FLOW, sections=sections(ring_port=ringing.port))
     caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
-    caller.command("dial", f"sip:+41435435570@{server.address}")
-    caller.wait_event("CALL_ESTABLISHED")
-    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
-    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    call_id = dial_the_menu(server, caller)
     caller.command("sndcode", "4")
     ringback = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_ringback")
     assert ringback["source"] == "tone"
@@ -562,10 +565,7 @@ def test_early_media_from_the_callee_replaces_our_ringback(
     carrier = uas("uas_early_media.xml")
     server = ivr_server(FLOW, sections=sections(busy_port=carrier.port))
     caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
-    caller.command("dial", f"sip:+41435435570@{server.address}")
-    caller.wait_event("CALL_ESTABLISHED")
-    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
-    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    call_id = dial_the_menu(server, caller)
     caller.command("sndcode", "3")
     done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done", timeout=20)
     assert done["outcome"] == "busy" and done["target"] == "202"
@@ -608,10 +608,7 @@ def test_the_caller_holding_the_bridge_plays_hold_music_to_the_callee(
     callee = baresip(tone_wav(tmp_path / "callee.wav", CALLEE_TONE))
     register_201(server, callee)
     caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
-    caller.command("dial", f"sip:+41435435570@{server.address}")
-    caller.wait_event("CALL_ESTABLISHED")
-    call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
-    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step" and r.get("step") == "welcome")
+    call_id = dial_the_menu(server, caller)
     caller.command("sndcode", "1")
     callee.wait_event("CALL_ESTABLISHED")
     server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done")
