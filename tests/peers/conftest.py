@@ -181,6 +181,7 @@ def start_ivr(
     extra: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     tts_cache: Path | None = None,
+    prompt_folders: tuple[Path, ...] = (),
 ) -> IvrServer:
     data = tmp / "data"
     data.mkdir(exist_ok=True)
@@ -189,12 +190,13 @@ def start_ivr(
     for name, text in (data_files or {}).items():
         (data / name).write_text(text)
     rtp = free_port()
+    folders = ", ".join(f'"{p}"' for p in (*prompt_folders, REPO / "prompts", FLOWS))
     toml = tmp / "ivr.toml"
     toml.write_text(
         '[server]\nlisten = "127.0.0.1:0"\n'
         f'rtp_ports = "{rtp}-{rtp + 400}"\n'
         f"{config}\n"
-        f'[prompts]\nfolders = ["{REPO / "prompts"}", "{FLOWS}"]\n'
+        f"[prompts]\nfolders = [{folders}]\n"
         f"{sections}\n"
     )
     cmd = [
