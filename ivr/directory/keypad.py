@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ivr.directory.matching import MatchBy, distinguishing_label, keypad_matches
 from ivr.directory.source import DirectoryBook, Person
 from ivr.dsl.events import (
+    SUB_MACHINE_FIRST_PROMPT_ID,
     Action,
     DirectoryResult,
     Event,
@@ -39,9 +40,9 @@ from ivr.dsl.events import (
 PAGE_SIZE = 8
 LETTERS_NEEDED = 3
 
-# Prompt ids of sub-dialogues start far above the flow machine's so the runner's
-# PromptDone events can never be mistaken for one of the flow's prompts.
-_prompt_ids = itertools.count(1_000_000)
+# Prompt ids of sub-dialogues start far above the flow machine's (the events contract) so the
+# runner's PromptDone events can never be mistaken for one of the flow's prompts.
+_prompt_ids = itertools.count(SUB_MACHINE_FIRST_PROMPT_ID)
 
 
 @dataclass(frozen=True)
