@@ -6,7 +6,9 @@ trunks, SMTP and speech models.  Flows (``.ivr``) hold call logic only.  Every
 part of ivr reads its settings from the :class:`Config` built here; a missing
 file means the embedded defaults (loopback, ``./data``, SQLite, espeak-ng).
 
-Relative paths in the file are resolved against the file's own folder.
+Relative paths in the file are resolved against the file's own folder.  Every
+section and key is described in ``docs/deployment.md`` (tests/test_config.py
+keeps the two in step).
 """
 
 from __future__ import annotations
@@ -271,6 +273,8 @@ def _from_raw(
         (base / f).resolve() for f in _strs(prompts.get("folders", ["prompts"]), f"{where}: prompts.folders")
     )
     tts = _build(TtsConfig, _table(raw, "tts", where), f"{where}: [tts]")
+    if tts.engine != "espeak":
+        raise ConfigError(f"{where}: [tts] engine must be \"espeak\" (espeak-ng through pyttsx3), got {tts.engine!r}")
     extensions = tuple(
         _build(
             Extension,

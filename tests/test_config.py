@@ -1,0 +1,124 @@
+"""The deployment file: its reference (docs/deployment.md) stays true, and bad files say where they are bad."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from ivr import config as cfg
+from ivr.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "deployment.md"
+
+# section heading in the doc -> the dataclass whose fields are its keys
+SECTIONS: dict[str, type] = {
+    "[server]": cfg.ServerConfig,
+    "[tts]": cfg.TtsConfig,
+    "[[extensions]]": cfg.Extension,
+    "[[mailboxes]]": cfg.Mailbox,
+    "[[trunks]]": cfg.Trunk,
+    "[smtp]": cfg.SmtpConfig,
+    "[speech]": cfg.SpeechConfig,
+    "[registrar]": cfg.RegistrarConfig,
+    "[transfers]": cfg.TransferConfig,
+}
+# keys read from the file that are not fields of the section's dataclass
+EXTRA_KEYS = {"[server]": {"data"}, "[prompts]": {"folders"}}
+
+
+def documented_keys() -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    section = ""
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        heading = re.fullmatch(r"## `(\[\[?\w+\]\]?)`", line)
+        if heading:
+            section = heading.group(1)
+            keys[section] = set()
+        row = re.match(r"\| `(\w+)` \|", line)
+        if row and section:
+            keys[section].add(row.group(1))
+    return keys
+
+
+def test_every_section_of_the_file_is_documented() -> None:
+    config_sections = {f.name for f in dataclasses.fields(cfg.Config)} - {"path", "base", "data", "prompt_folders"}
+    assert {s.strip("[]") for s in SECTIONS} == config_sections
+    assert set(documented_keys()) == set(SECTIONS) | {"[prompts]"}
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_the_reference_lists_exactly_the_keys_the_loader_takes(section: str) -> None:
+    fields = {f.name for f in dataclasses.fields(SECTIONS[section])} | EXTRA_KEYS.get(section, set())
+    assert documented_keys()[section] == fields
+
+
+def test_the_reference_lists_the_prompt_folders() -> None:
+    assert documented_keys()["[prompts]"] == EXTRA_KEYS["[prompts]"]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ivr.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_no_file_gives_the_embedded_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    assert config.path is None
+    assert config.server.listen == ("127.0.0.1", 5060)
+    assert config.data == (tmp_path / "data").resolve()
+    assert config.speech.engine == "pocketsphinx" and config.tts.engine == "espeak"
+
+
+def test_relative_paths_are_resolved_against_the_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    path = write(folder, '[server]\ndata = "store"\nflows = ["main.ivr"]\n[prompts]\nfolders = ["sounds"]\n')
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path)
+    assert config.data == folder / "store"
+    assert config.server.flows == (folder / "main.ivr",)
+    assert config.prompt_folders == (folder / "sounds",)
+
+
+def test_durations_in_every_spelling(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[server]\ndrain_timeout = "2m"\nmedia_timeout = "500ms"\nanswer_delay = 3\n'))
+    assert (config.server.drain_timeout, config.server.media_timeout, config.server.answer_delay) == (120.0, 0.5, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[registrar]\nrealmm = \"x\"\n", "[registrar]: unknown key(s) realmm"),
+        ("[serverr]\n", "unknown section(s) serverr"),
+        ("[server]\ndrain_timeout = \"soon\"\n", "server.drain_timeout: expected a duration like 30s"),
+        ("[server]\nrtp_ports = \"3000-2000\"\n", "server.rtp_ports must look like 20000-29999"),
+        ("[server]\nlisten = \"host:99999\"\n", "server.listen: port 99999 out of range"),
+        ("[tts]\nengine = \"festival\"\n", "[tts] engine must be \"espeak\""),
+        ("[speech]\nengine = \"vosk\"\n", "engine = \"vosk\" needs model"),
+        ("[[extensions]]\nnumber = \"201\"\n[[extensions]]\nnumber = \"201\"\n", "extensions number 201 is defined twice"),
+        ("[[mailboxes]]\nowner = \"x\"\n", "every entry of [[mailboxes]] needs a number"),
+        ("[server\n", "ivr.toml: "),
+    ],
+)
+def test_a_bad_file_names_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert str(caught.value).startswith(str(tmp_path / "ivr.toml"))
+    assert message in str(caught.value)
+
+
+def test_a_missing_file_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such deployment file"):
+        load_config(tmp_path / "nowhere.toml")
+
+
+def test_the_example_deployment_loads() -> None:
+    config = load_config(ROOT / "flows" / "ivr.toml")
+    assert config.extension("201") is not None and config.mailbox("201") is not None
+    assert all(not m.pin_hash for m in config.mailboxes)  # shipped without PINs: set with `ivr mailbox set-pin`
