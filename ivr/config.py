@@ -60,6 +60,19 @@ class ServerConfig:
     media_timeout: float = 30.0
     flows: tuple[Path, ...] = ()
     answer_delay: float = 0.0  # seconds of ringing (180) before the call is answered
+    # Calls up at once; more get 503 + Retry-After.  0: derived from rtp_ports (see call_limit).
+    max_calls: int = 0
+
+    @property
+    def rtp_pairs(self) -> int:
+        """How many even/odd RTP+RTCP port pairs ``rtp_ports`` holds."""
+        first = self.rtp_ports[0] + self.rtp_ports[0] % 2
+        return max(0, (self.rtp_ports[1] - first + 1) // 2)
+
+    @property
+    def call_limit(self) -> int:
+        """``max_calls``, or half the RTP port pairs: a call bridged to a transfer takes a second pair."""
+        return self.max_calls or max(1, self.rtp_pairs // 2)
 
 
 @dataclass(frozen=True)
@@ -267,6 +280,7 @@ def _from_raw(
         media_timeout=parse_duration(srv.get("media_timeout", 30), where=f"{where}: server.media_timeout"),
         answer_delay=parse_duration(srv.get("answer_delay", 0), where=f"{where}: server.answer_delay"),
         flows=tuple(base / f for f in _strs(srv.get("flows", []), f"{where}: server.flows")),
+        max_calls=_max_calls(srv.get("max_calls", 0), f"{where}: server.max_calls"),
     )
     prompts = _table(raw, "prompts", where)
     folders = tuple(
@@ -337,6 +351,12 @@ def _from_raw(
         registrar=registrar,
         transfers=transfers,
     )
+
+
+def _max_calls(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: expected a whole number of calls (0: derived from rtp_ports), got {value!r}")
+    return value
 
 
 def _check_unique(items: tuple[Any, ...], what: str, where: str) -> None:

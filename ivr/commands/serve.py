@@ -20,12 +20,26 @@ def register(subparsers: Any) -> None:
             "Load and check the flows, then answer calls on SIP (UDP and TCP). "
             "SIGTERM drains: new calls get 503, running calls finish."
         ),
+        epilog=(
+            "Signals: SIGTERM or SIGINT drains (new INVITEs and OPTIONS get 503, running calls "
+            "finish, then exit; a second signal stops at once). SIGHUP reloads: the deployment "
+            "file is read again and the flows loaded, checked and their texts pre-rendered; new "
+            "calls then run the new flows while running calls finish on the old ones. A flow that "
+            "fails the check is logged (reload_failed, with file:line:col diagnostics) and the old "
+            "flows keep serving. listen, public_address, data, rtp_ports and [smtp] need a restart "
+            "(reload_ignored names them). SIGHUP while draining is ignored."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("flows", nargs="*", metavar="FLOW", help="flow files (default: server.flows in the config)")
     p.add_argument("--config", help="deployment file (default: ./ivr.toml if present)")
     p.add_argument("--listen", metavar="HOST:PORT", help="SIP address (default: server.listen, 127.0.0.1:5060)")
     p.add_argument("--data", metavar="DIR", help="data folder (default: from the config, ./data)")
     p.add_argument("--drain-timeout", metavar="DURATION", help="how long SIGTERM waits for calls (default 30s)")
+    p.add_argument(
+        "--max-calls", metavar="N", type=_positive,
+        help="calls up at once, more get 503 (default: server.max_calls, else half the RTP port pairs)",
+    )
     p.add_argument("--log-format", choices=("json", "text"), default="json", help="call event log format")
     p.set_defaults(func=run)
 
@@ -51,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in getattr(program, "warnings", ()):
         print(warning.format(), file=sys.stderr)
-    from ivr.runtime.server import prepare_data, run_server
+    from ivr.runtime.server import prepare_data, prerender, run_server
 
     try:
-        _prerender(program, settings.config, calllog)
+        prerender(program, settings.config, calllog)
         prepare_data(settings.config.data, calllog)
     except Exception as exc:  # TTS voice missing, data folder unwritable: fail before binding
         print(f"ivr serve: {exc}", file=sys.stderr)
@@ -66,7 +80,18 @@ def run(args: argparse.Namespace) -> int:
         calllog.close()
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of calls of at least 1, got {value!r}")
+    return number
+
+
 def _settings(args: argparse.Namespace) -> tuple[Any, list[Path]]:
+    """The deployment file overridden by the options, and the flows; SIGHUP calls it again."""
     from ivr.runtime.server import ServeSettings
 
     config = load_config(args.config, data=args.data)
@@ -79,17 +104,8 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Path]]:
     flows = [Path(f) for f in args.flows] or list(config.server.flows)
     if not flows:
         raise ConfigError("no flow given: name one (ivr serve FLOW) or set server.flows in the deployment file")
-    return ServeSettings(config=config, listen=listen, drain_timeout=drain), flows
-
-
-def _prerender(program: Any, config: Any, calllog: CallLog) -> None:
-    """Render every constant ``say`` of the flow and the voicemail dialogues' texts now, so no caller waits for synthesis."""
-    from ivr.commands.prompts import voicemail_texts
-    from ivr.media.tts import TtsEngine, texts_of
-
-    texts = texts_of(program) + voicemail_texts(program, config)
-    if not texts:
-        return
-    engine = TtsEngine.for_config(config)
-    engine.prerender(texts)
-    calllog.server("prerendered", f"pre-rendered {len(texts)} prompt text(s)", texts=len(texts))
+    settings = ServeSettings(
+        config=config, listen=listen, drain_timeout=drain, max_calls=args.max_calls or 0,
+        reread=lambda: _settings(args),
+    )
+    return settings, flows

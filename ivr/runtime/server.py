@@ -17,11 +17,24 @@ SIGTERM (or SIGINT) drains: the user agent answers new INVITEs and OPTIONS
 with 503 (a dispatcher stops sending calls), running calls go on; the process
 exits when the last call ends or after the drain timeout, hanging up what is
 left.  A second signal stops at once.
+
+Capacity: with ``max_calls`` calls up (``--max-calls``, ``server.max_calls``, by default
+half the RTP port pairs), or no RTP port pair left, a new INVITE gets 503 with
+Retry-After and a ``call_rejected`` record, and OPTIONS answers 503 as well
+(:class:`ServerAgent`).  A transfer's outgoing leg is not a call.
+
+SIGHUP reloads: :func:`prepare_reload` re-reads the deployment file, loads,
+checks and pre-renders the flows in a worker thread; then new calls get the
+next generation of :class:`~ivr.runtime.services.Services` while running calls
+keep theirs.  A flow that fails its check is logged (``reload_failed``, with
+``file:line:col`` diagnostics) and changes nothing; settings a running process
+cannot change are kept and named (``reload_ignored``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
@@ -30,16 +43,17 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from ivr.config import Config
 from ivr.media.clock import get_clock
+from ivr.media.ports import pool_for
 from ivr.runtime.call import CallRunner
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.services import Services
+from ivr.runtime.services import Services, kept_engines
 from ivr.sip.transport import SipEndpoint
 from ivr.sip.ua import (
     CallCancelled,
@@ -56,6 +70,9 @@ from ivr.sip.ua import (
 log = logging.getLogger("ivr.runtime.server")
 
 CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, DtmfInfo)
+# Seconds a caller (or a dispatcher) is asked to wait when every call slot is taken: calls
+# end all the time, so a slot is likely free again soon (a drain asks for ua.retry_after).
+CAPACITY_RETRY_AFTER = 5
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,32 @@ class ServeSettings:
     config: Config
     listen: tuple[str, int]
     drain_timeout: float
+    max_calls: int = 0  # --max-calls; 0: the deployment file's server.call_limit
+    # Re-reads the deployment file with the same command-line options (SIGHUP): new
+    # settings and the flow files to load.  None: this server cannot reload.
+    reread: Callable[[], tuple[ServeSettings, list[Path]]] | None = None
+
+    @property
+    def call_limit(self) -> int:
+        return self.max_calls or self.config.server.call_limit
+
+
+class ServerAgent(UserAgent):
+    """The user agent of ``ivr serve``: OPTIONS answers 503 while a new call would be refused.
+
+    RFC 3261 section 11.2: the response to OPTIONS is the one an INVITE would get, so a
+    dispatcher that probes with OPTIONS (Kamailio's dispatcher module) stops routing calls
+    here while we are full and resumes when a call ends.  Draining answers 503 already.
+    ``refusal`` says why a new call would be refused now ("" if it would be taken).
+    """
+
+    refusal: Callable[[], str] = staticmethod(lambda: "")
+
+    def _on_options(self, tx: Any, now: float) -> None:
+        if not self.draining and self.refusal():
+            self._reply(tx, 503, now, headers=[("Retry-After", str(CAPACITY_RETRY_AFTER))])
+            return
+        super()._on_options(tx, now)
 
 
 def contact_address(config: Config, listen_host: str) -> str:
@@ -138,12 +181,16 @@ class Server:
         self.endpoint: SipEndpoint | None = None
         self._signals = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
+        self._full = False  # every call slot taken (logged on each change)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         host, port = self.settings.listen
         contact = contact_address(self.settings.config, host)
-        ua = UserAgent(local_host=host, local_port=port, contact_host=contact)
+        ua = ServerAgent(local_host=host, local_port=port, contact_host=contact)
+        ua.refusal = self._refusal
         clock = get_clock()
         services = self.services = Services(
             config=self.settings.config,
@@ -162,8 +209,8 @@ class Server:
             self.calllog.server("error", f"cannot listen on {host}:{port}: {exc}")
             return 1
         ua.local_port = bound.port  # port 0 asked: the agent must write the real one in Via/Contact
-        registrar = services.registrar()
-        endpoint.blocked = lambda ip: bool(registrar.blocked(ip, time.time()))
+        services.registrar()  # open the bindings now, not at the first REGISTER
+        endpoint.blocked = self._blocked
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         self._prepare_hold_music(services)
         for name in getattr(self.program.settings, "directories", {}) or {}:
@@ -208,9 +255,14 @@ class Server:
         )
         return 0
 
-    def _prepare_hold_music(self, services: Services) -> None:
+    def _blocked(self, ip: str) -> bool:
+        """The registrar's throttle (the current generation's: a reload may change the extensions)."""
+        assert self.services is not None
+        return bool(self.services.registrar().blocked(ip, time.time()))
+
+    def _prepare_hold_music(self, services: Services, skip: frozenset[str] = frozenset()) -> None:
         """Decode and encode the flow's hold music now: the first held caller must not stall the loop."""
-        for source in sorted(music_sources(self.program)):
+        for source in sorted(music_sources(services.program) - skip):
             try:
                 player = services.hold_music.player(source)
             except Exception as exc:  # reported by ivr check; a call will just hear silence
@@ -225,6 +277,7 @@ class Server:
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
 
     def _on_signal(self, sig: int) -> None:
         self._signals += 1
@@ -264,6 +317,73 @@ class Server:
         while loop.time() < deadline and any(getattr(c, "state", "") != "ended" for c in ua.calls.values()):
             await asyncio.sleep(0.05)
 
+    # ------------------------------------------------------------------ reload (SIGHUP)
+
+    def _on_reload_signal(self) -> None:
+        if self.stopping.is_set():
+            self.calllog.server("reload_skipped", "SIGHUP while draining: not reloading", reason="draining")
+            return
+        if self._reloading is not None and not self._reloading.done():
+            self._reload_again = True  # the file may have changed again since that reload read it
+            self.calllog.server("reload_queued", "SIGHUP during a reload: reloading again after it")
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
+        """Prepare the new settings and flows off the loop, then switch new calls to them."""
+        assert self.services is not None
+        self._reload_again = False
+        self.calllog.server("reloading", "SIGHUP: reading the deployment file and the flows again")
+        loop = asyncio.get_running_loop()
+        try:
+            prepared = await loop.run_in_executor(self.services.executor, prepare_reload, self.settings, self.services)
+        except ReloadError as exc:
+            self.calllog.server("reload_failed", f"reload failed, still serving the old flows: {exc}", **exc.fields)
+        except Exception as exc:  # a bug must not take the SIGHUP handler down with it: say so, serve on
+            log.exception("reload failed")
+            self.calllog.server(
+                "reload_failed", f"reload failed, still serving the old flows: {exc!r}", stage="internal"
+            )
+        else:
+            if self.stopping.is_set():
+                self.calllog.server("reload_skipped", "draining started during the reload", reason="draining")
+                return
+            self._switch(prepared)
+        if self._reload_again and not self.stopping.is_set():
+            self._reloading = loop.create_task(self._reload())
+
+    def _switch(self, new: PreparedReload) -> None:
+        """From now on new calls get ``new``; running calls keep the generation they started with."""
+        old = self.services
+        assert old is not None
+        self.settings, self.program, self.services = new.settings, new.program, new.services
+        if old.config.trunks != new.settings.config.trunks:
+            old.stop_trunks()  # un-REGISTER the old trunks, register the new ones
+            new.services.start_trunks()
+        self._prepare_hold_music(new.services, skip=new.warm_music)
+        self._update_capacity()
+        if new.restart:
+            self.calllog.server(
+                "reload_ignored", f"changed setting(s) that need a restart: {', '.join(new.restart)}",
+                settings=list(new.restart),
+            )
+        program = new.program
+        self.calllog.server(
+            "reloaded",
+            f"reloaded {len(new.flows)} flow file(s): new calls use them, {len(self.calls)} running call(s) "
+            "finish on the old ones",
+            flows=[str(f) for f in new.flows],
+            files=len(getattr(program, "files", ()) or new.flows),
+            steps=len(getattr(program, "steps", {}) or {}),
+            states=len(getattr(program, "states", {}) or {}),
+            entries=sorted(getattr(program, "entries", {}) or {}),
+            texts=new.texts,
+            warnings=[_diagnostic_line(d) for d in getattr(program, "warnings", ())],
+            changed=list(new.changed),
+            calls_on_old=len(self.calls),
+            max_calls=self.settings.call_limit,
+        )
+
     # ------------------------------------------------------------------ user agent events
 
     def _on_ua_events(self) -> None:
@@ -285,16 +405,64 @@ class Server:
         assert self.services is not None
         if event.call_id in self.calls:
             return  # the agent absorbs retransmissions; never start a call twice
+        reason = self._refusal()
+        if reason:
+            self._refuse(event, reason)
+            return
         runner = CallRunner(self.services, event, self._call_finished)
         self.calls[event.call_id] = runner
         self.idle.clear()
+        self._update_capacity()
         task = asyncio.get_running_loop().create_task(runner.start())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _refusal(self) -> str:
+        """Why a new call cannot be taken now ("" if it can): every slot or every RTP port busy."""
+        if len(self.calls) >= self.settings.call_limit:
+            return "capacity"
+        pool = pool_for(self.settings.config.server.rtp_ports)
+        if len(pool.in_use) >= pool.pairs:  # transfer legs hold pairs too
+            return "rtp_ports"
+        return ""
+
+    def _refuse(self, event: IncomingCall, reason: str) -> None:
+        """503 with Retry-After (RFC 3261 section 21.5.4): the caller or its proxy tries again later."""
+        assert self.services is not None
+        services = self.services
+        services.ua.reject(
+            event.call_id, 503, services.sip_now(), headers=[("Retry-After", str(CAPACITY_RETRY_AFTER))]
+        )
+        self.calllog.call(
+            event.call_id,
+            caller=event.caller,
+            called=event.called,
+            state="rejected",
+            event="call_rejected",
+            reason=reason,
+            status=503,
+            calls=len(self.calls),
+            max_calls=self.settings.call_limit,
+            source=f"{event.source[0]}:{event.source[1]}",
+        )
+
+    def _update_capacity(self) -> None:
+        """Log when the call slots fill up and when one is free again (OPTIONS asks _refusal itself)."""
+        full = len(self.calls) >= self.settings.call_limit
+        if full != self._full:
+            self._full = full
+            self.calllog.server(
+                "capacity_full" if full else "capacity_available",
+                f"{len(self.calls)} of {self.settings.call_limit} call(s) up: "
+                + ("new calls get 503" if full else "taking calls again"),
+                calls=len(self.calls),
+                max_calls=self.settings.call_limit,
+            )
+
     def _call_finished(self, runner: CallRunner) -> None:
         if self.calls.get(runner.call_id) is runner:
             del self.calls[runner.call_id]
+        self._update_capacity()
         if not self.calls:
             self.idle.set()
 
@@ -315,6 +483,133 @@ class Server:
             "register", f"REGISTER from {event.source[0]}:{event.source[1]}: {status}", status=status,
             aor=event.request.to.user if hasattr(event.request.to, "user") else "",
         )
+
+
+class ReloadError(Exception):
+    """A reload that cannot be used; ``fields`` go into the ``reload_failed`` record."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+@dataclass(frozen=True)
+class PreparedReload:
+    """Everything a reload built off the loop, ready to switch to."""
+
+    settings: ServeSettings
+    program: Any
+    flows: tuple[Path, ...]
+    services: Services
+    texts: int  # say texts pre-rendered
+    restart: tuple[str, ...]  # changed settings that only a restart applies (kept at their old values)
+    changed: tuple[str, ...]  # sections of the deployment file that changed and were applied
+    warm_music: frozenset[str]  # hold-music sources already decoded by the old generation
+
+
+# Settings a running process cannot change: its sockets, its data folder, its mail thread.
+RESTART_ONLY = ("listen", "public_address", "data", "rtp_ports", "smtp")
+
+
+def prepare_reload(current: ServeSettings, services: Services) -> PreparedReload:
+    """Re-read the deployment file, load, check and pre-render the flows: a worker thread's job.
+
+    Raises :class:`ReloadError` (with the flow's ``file:line:col`` diagnostics) when the new
+    files cannot be used; nothing of the running server has changed then.
+    """
+    from ivr.config import ConfigError
+    from ivr.dsl.errors import FlowError
+    from ivr.dsl.loader import load_flow
+
+    if current.reread is None:
+        raise ReloadError("this server was started without its command line; restart it instead")
+    try:
+        fresh, flows = current.reread()
+    except ConfigError as exc:
+        raise ReloadError(f"deployment file: {exc}", stage="config") from None
+    settings, restart = keep_restart_only(current, fresh)
+    try:
+        program = load_flow(flows, prompt_folders=settings.config.prompt_folders)
+    except FlowError as exc:
+        errors = [_diagnostic_line(d) for d in exc.errors]
+        raise ReloadError(
+            f"{len(errors)} error(s) in the flows; first: {errors[0] if errors else exc}",
+            stage="check", flows=[str(f) for f in flows], diagnostics=[_diagnostic_line(d) for d in exc.diagnostics],
+        ) from None
+    except OSError as exc:
+        raise ReloadError(f"cannot read the flows: {exc}", stage="check", flows=[str(f) for f in flows]) from None
+    try:
+        texts = prerender(program, settings.config, None)
+    except Exception as exc:  # a TTS voice missing: no caller may wait for a render that fails
+        raise ReloadError(f"cannot pre-render the flows' texts: {exc}", stage="prerender") from None
+    new = services.reloaded(settings.config, program)
+    _warm(new, program, services)
+    keeps_music = "hold_music" in kept_engines(services.config, settings.config)
+    return PreparedReload(
+        settings=settings, program=program, flows=tuple(flows), services=new, texts=texts,
+        restart=restart, changed=changed_sections(current.config, settings.config),
+        warm_music=frozenset(music_sources(services.program)) if keeps_music else frozenset(),
+    )
+
+
+def keep_restart_only(current: ServeSettings, fresh: ServeSettings) -> tuple[ServeSettings, tuple[str, ...]]:
+    """``fresh`` with the :data:`RESTART_ONLY` settings put back to ``current``'s, and which of them differed."""
+    old, new = current.config, fresh.config
+    differ = {
+        "listen": current.listen != fresh.listen,
+        "public_address": old.server.public_address != new.server.public_address,
+        "data": old.data != new.data,
+        "rtp_ports": old.server.rtp_ports != new.server.rtp_ports,
+        "smtp": old.smtp != new.smtp,
+    }
+    server = dataclasses.replace(
+        new.server, listen=old.server.listen, public_address=old.server.public_address, rtp_ports=old.server.rtp_ports
+    )
+    config = dataclasses.replace(new, server=server, data=old.data, smtp=old.smtp)
+    settings = dataclasses.replace(fresh, config=config, listen=current.listen)
+    return settings, tuple(name for name in RESTART_ONLY if differ[name])
+
+
+def changed_sections(old: Config, new: Config) -> tuple[str, ...]:
+    """The deployment file's sections that differ (after :func:`keep_restart_only`)."""
+    names = [f.name for f in fields(Config) if f.name not in ("path", "base", "data")]
+    return tuple(name for name in names if getattr(old, name) != getattr(new, name))
+
+
+def _warm(new: Services, program: Any, old: Services) -> None:
+    """Read the new flow's directories and load its speech model now, not during a caller's turn."""
+    for name in getattr(program.settings, "directories", {}) or {}:
+        try:
+            new.directory(name)
+        except Exception as exc:  # as at start-up: a call reaching it hears "not found"
+            new.calllog.server("directory_error", f"directory {name!r}: {exc}")
+    if uses_speech(program):
+        try:
+            new.recognizer()
+        except Exception as exc:
+            new.calllog.server("speech_unavailable", f"speech recognition unavailable: {exc}")
+
+
+def _diagnostic_line(diagnostic: Any) -> str:
+    """``file:line:col: severity: message (hint)``: one log-friendly line of a flow diagnostic."""
+    line = f"{diagnostic.pos}: {diagnostic.severity}: {diagnostic.message}"
+    return f"{line} (hint: {diagnostic.hint})" if getattr(diagnostic, "hint", "") else line
+
+
+def prerender(program: Any, config: Config, calllog: CallLog | None) -> int:
+    """Render every constant ``say`` of the flow and the voicemail dialogues' texts now, so no caller
+    waits for synthesis; the number of texts."""
+    from ivr.commands.prompts import voicemail_texts
+    from ivr.media.tts import TtsEngine, texts_of
+
+    texts = texts_of(program) + voicemail_texts(program, config)
+    if not texts:
+        return 0
+    engine = TtsEngine.for_config(config)
+    engine.prerender(texts)
+    if calllog is not None:
+        calllog.server("prerendered", f"pre-rendered {len(texts)} prompt text(s)", texts=len(texts))
+    return len(texts)
 
 
 def _nodes(program: Any) -> Iterator[Any]:

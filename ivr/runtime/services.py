@@ -11,6 +11,7 @@ once per process, never per call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -31,10 +32,39 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ivr.runtime")
 
+# Engines every generation of Services shares (see Services.reloaded): one writer of the
+# call journal, one voicemail store and mail thread for the process.
+PROCESS_WIDE = frozenset({"journal", "voicemail"})
+
+
+def kept_engines(old: Config, new: Config) -> set[str]:
+    """The engines a reload from ``old`` to ``new`` settings can keep: built from unchanged settings.
+
+    Directories are never kept: a reload reads their files again.
+    """
+    keep: set[str] = set()
+    if old.tts == new.tts:
+        keep.add("tts")
+    if old.prompt_folders == new.prompt_folders:
+        keep |= {"prompts", "hold_music"}
+    if old.speech == new.speech:
+        keep.add("recognizer")
+    if old.trunks == new.trunks:
+        keep |= {"trunks", "trunk_registrations"}
+    if old.registrar == new.registrar and old.extensions == new.extensions:
+        keep.add("registrar")
+    return keep
+
 
 @dataclass
 class Services:
-    """Shared state and engines for the calls of one server process."""
+    """Shared state and engines for the calls of one server process.
+
+    A reload (SIGHUP) makes a new generation with :meth:`reloaded`: new calls get it, running
+    calls keep the one they started with, so a call never sees half of the old flow and half
+    of the new one.  Generations share the user agent, clock, executor, transfer legs and the
+    :data:`PROCESS_WIDE` engines.
+    """
 
     config: Config
     program: Any  # ivr.dsl.compiler.Program
@@ -51,6 +81,37 @@ class Services:
     # Transfers ringing now, for call pickup (ivr.runtime.transfer.pick_up)
     ringing: list[Any] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)  # engines build on each other
+    _shared: dict[str, Any] = field(default_factory=dict)  # PROCESS_WIDE engines, one dict for all generations
+
+    # ------------------------------------------------------------------ reload
+
+    def reloaded(self, config: Config, program: Any) -> Services:
+        """The next generation: ``config`` and ``program``, engines kept where their settings are unchanged.
+
+        Safe to call from a worker thread.  Trunk registrations of changed trunks are not
+        touched here: the server stops this generation's and starts the new one's when it
+        switches (:meth:`stop_trunks`, :meth:`start_trunks`).
+        """
+        kept = kept_engines(self.config, config)
+        with self._lock:
+            lazy = {k: v for k, v in self._lazy.items() if k in kept}
+            old_registrar = self._lazy.get("registrar")
+        if old_registrar is not None and "registrar" not in kept:
+            lazy["registrar"] = self._next_registrar(old_registrar, config)
+        new = dataclasses.replace(self, config=config, program=program, _lazy=lazy)
+        voicemail = self._shared.get("voicemail")
+        if voicemail is not None:
+            _update_mailer(voicemail, config, new.timezone)
+        return new
+
+    def _next_registrar(self, old: Any, config: Config) -> Any:
+        """The registrar of the new extensions on the same bindings; a blocked scanner stays blocked."""
+        from ivr.sip.registrar import Registrar
+
+        registrar = Registrar.from_config(config, store=old.store)
+        if config.registrar == self.config.registrar:
+            registrar.throttle = old.throttle
+        return registrar
 
     # ------------------------------------------------------------------ SIP
 
@@ -202,13 +263,26 @@ class Services:
 
     def close_journal(self) -> None:
         """Write the journal rows still queued and close it (the server is stopping)."""
-        journal = self._lazy.pop("journal", None)
+        journal = self._shared.pop("journal", None)
         if journal is not None:
             journal.close()
 
     def _get(self, key: str, build: Any) -> Any:
+        engines = self._shared if key in PROCESS_WIDE else self._lazy
         with self._lock:
-            value = self._lazy.get(key)
+            value = engines.get(key)
             if value is None:
-                value = self._lazy[key] = build()
+                value = engines[key] = build()
             return value
+
+
+def _update_mailer(voicemail: Any, config: Config, timezone: str) -> None:
+    """Voice2Mail names the new owners and dates mails in the new flow's zone ([smtp] needs a restart)."""
+    from zoneinfo import ZoneInfo
+
+    mailer = voicemail.mailer
+    mailer.owners = {m.number: m.owner for m in config.mailboxes}
+    try:
+        mailer.tz = ZoneInfo(timezone)
+    except (ValueError, LookupError):  # ivr check refuses an unknown zone; keep the old one
+        log.warning("voicemail: unknown time zone %r, mails keep the old one", timezone)
