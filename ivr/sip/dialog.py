@@ -199,7 +199,7 @@ def parse_session_expires(value: str) -> tuple[int, str | None]:
     """``1800;refresher=uac`` -> (1800, "uac"); raises ValueError when malformed."""
     head, _, params = value.partition(";")
     head = head.strip()
-    if not head.isdigit():
+    if not head.isdecimal():
         raise ValueError(f"invalid Session-Expires {value!r}")
     refresher = None
     for param in params.split(";"):
@@ -218,7 +218,7 @@ def negotiate_uas(
     Min-SE; the caller adds ``Min-SE: min_se`` to that response.
     """
     peer_min = (request.headers.get("Min-SE") or "").split(";")[0].strip()
-    if peer_min.isdigit():
+    if peer_min.isdecimal():
         # 9: our interval must not go below what anyone on the path asked for.
         min_se = max(min_se, int(peer_min))
     supported = {t.strip().lower() for t in request.headers.get_all("Supported")}

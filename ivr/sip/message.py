@@ -31,6 +31,7 @@ import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 SIP_VERSION = "SIP/2.0"
 CRLF = "\r\n"
@@ -225,6 +226,12 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def is_digits(text: str) -> bool:
+    """``1*DIGIT`` (RFC 5234: ASCII only).  ``str.isdigit`` also accepts ``²`` and ``١``, which
+    ``int()`` refuses or reads: a number on the wire must be plain digits."""
+    return text.isascii() and text.isdigit()
+
+
 def _parse_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
@@ -243,7 +250,7 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
         if text.endswith(":"):
             raise ValueError(f"empty port in {text!r}")
         return host, None
-    if not port_s.strip().isdigit():
+    if not is_digits(port_s.strip()):
         raise ValueError(f"invalid port {port_s!r}")
     port = int(port_s)
     if not 0 < port <= 65535:
@@ -435,7 +442,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         value = self.params.get("rport")
-        return int(value) if value and value.isdigit() else None
+        return int(value) if value and is_digits(value) else None
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
@@ -570,7 +577,7 @@ class _MessageMixin:
         if value is None:
             raise ValueError("missing CSeq")
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN_RE.fullmatch(parts[1]):
+        if len(parts) != 2 or not is_digits(parts[0]) or not _TOKEN_RE.fullmatch(parts[1]):
             raise ValueError(f"invalid CSeq {value!r}")
         number = int(parts[0])
         if number >= 2**31:
@@ -691,8 +698,19 @@ Message = Request | Response
 
 # --------------------------------------------------------------------------- parsing
 
+#: Largest header section accepted (start line and header fields, before the blank line).
 MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 1024 * 1024
+#: Largest body accepted (413 above it).
+MAX_BODY_BYTES = 64 * 1024
+#: Largest whole message (513 above it): the largest UDP datagram, so any message that can
+#: travel over UDP can travel over TCP and nothing bigger ties up a stream's buffer.
+MAX_MESSAGE_BYTES = 65535
+#: Most header fields (after unfolding) in one message: real ones carry a few dozen, RFC
+#: 4475's longest 40; thousands only cost parse time (every lookup scans them).
+MAX_HEADER_FIELDS = 500
+#: A salvaged request (to answer 513/400 when the whole cannot be parsed) keeps at most this
+#: many bytes of Via/From/To/Call-ID/CSeq: an answer must not be an amplifier.
+_MAX_SALVAGE_BYTES = 8 * 1024
 
 
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
@@ -718,6 +736,8 @@ def _unfold(head: str) -> list[str]:
 
 
 def _parse_header_lines(lines: list[str]) -> Headers:
+    if len(lines) > MAX_HEADER_FIELDS:
+        raise SipParseError(513, f"more than {MAX_HEADER_FIELDS} header fields")
     headers = Headers()
     for line in lines:
         m = _HEADER_NAME_RE.match(line)
@@ -751,13 +771,51 @@ def parse_message(data: bytes) -> Request | Response:
         raise SipParseError(400, str(exc) or "malformed message") from exc
 
 
+def salvage_request(head: bytes) -> Request | None:
+    """The request to answer for a header section that cannot be parsed whole, or ``None``.
+
+    For a message too large to accept (RFC 3261 21.5.14: 513) or whose framing is broken:
+    ``head`` may be cut anywhere, so a last line without its line end is ignored, and only
+    what a response copies (8.2.6: Via, From, To, Call-ID, CSeq) is kept, and only while
+    it is small.  ``None`` when no response could be routed (no request line, no Via or
+    CSeq, an ACK) or the kept headers are too large to send back.
+    """
+    text = head.decode("utf-8", "surrogateescape")
+    text = text[: text.rfind("\n") + 1]  # a last line without its line end may be cut short
+    start, _, rest = text.lstrip("\r\n").partition("\n")
+    parts = start.rstrip("\r").split(" ")
+    if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]) or parts[0] == "ACK" or start[:4].upper() == "SIP/":
+        return None
+    if "\x00" in text or "\r" in text.replace("\r\n", ""):
+        return None
+    kept = Headers()
+    size = 0
+    for line in re.split(r"\r?\n", rest):
+        m = _HEADER_NAME_RE.match(line)
+        if not m or _key(m.group(1)) not in ("via", "from", "to", "call-id", "cseq"):
+            continue
+        size += len(line)
+        if size > _MAX_SALVAGE_BYTES:
+            return None
+        kept.add(m.group(1), line[m.end() :].strip(" \t"))
+    request = Request(parts[0], parts[1], kept)
+    try:
+        if request.cseq[1] != request.method:
+            return None
+    except ValueError:
+        return None
+    return _answerable(request)
+
+
 def _parse(data: bytes) -> Request | Response:
     data = data.lstrip(b"\r\n")  # 7.5: ignore CRLFs before the start line
     if not data:
         raise SipParseError(400, "empty message")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipParseError(513, "message too large", salvage_request(data[:MAX_HEADER_BYTES]))
     head_b, body = _split_head(data)
     if len(head_b) > MAX_HEADER_BYTES:
-        raise SipParseError(513, "header section too large")
+        raise SipParseError(513, "header section too large", salvage_request(head_b[:MAX_HEADER_BYTES]))
     head = head_b.decode("utf-8", "surrogateescape")
     if re.search(r"(?<!\\)\x00", head):
         # A NUL is only legal as a quoted-pair (RFC 4475 3.1.1.2).
@@ -766,7 +824,12 @@ def _parse(data: bytes) -> Request | Response:
         raise SipParseError(400, "bare CR in header section")
     lines = head.split("\n", 1)
     start = lines[0].rstrip("\r")
-    headers = _parse_header_lines(_unfold(lines[1]) if len(lines) > 1 else [])
+    try:
+        headers = _parse_header_lines(_unfold(lines[1]) if len(lines) > 1 else [])
+    except SipParseError as exc:
+        raise SipParseError(exc.status, exc.reason, salvage_request(head_b + b"\r\n")) from None
+    except ValueError as exc:  # a malformed header line: still answer 400 if it can be routed
+        raise SipParseError(400, str(exc), salvage_request(head_b + b"\r\n")) from None
     if start[:4].upper() == "SIP/":
         version, _, rest = start.partition(" ")
         code, _, reason = rest.partition(" ")
@@ -787,7 +850,7 @@ def _apply_content_length(headers: Headers, body: bytes, request: Request | None
     if len(set(v.strip() for v in values)) > 1:
         raise SipParseError(400, "conflicting Content-Length headers", request)
     text = values[0].strip()
-    if not text.isdigit():
+    if not is_digits(text):
         raise SipParseError(400, f"invalid Content-Length {text!r}", request)
     length = int(text)
     if length > MAX_BODY_BYTES:
@@ -800,7 +863,7 @@ def _apply_content_length(headers: Headers, body: bytes, request: Request | None
 def _finish_response(version: str, code: str, reason: str, headers: Headers, body: bytes) -> Response:
     if version.upper() != SIP_VERSION:
         raise SipParseError(505, f"unsupported version {version}")
-    if not (code.isdigit() and len(code) == 3 and 100 <= int(code) <= 699):
+    if not (is_digits(code) and len(code) == 3 and 100 <= int(code) <= 699):
         raise SipParseError(400, f"invalid status code {code!r}")
     response = Response(int(code), reason, headers, body, version)
     response.body = _apply_content_length(headers, body, None)
@@ -871,10 +934,10 @@ def _validate_common(msg: Request | Response) -> None:
 
 def _validate_request(request: Request) -> None:
     mf = request.headers.get("Max-Forwards")
-    if mf is not None and not (mf.isdigit() and int(mf) <= 255):
+    if mf is not None and not (is_digits(mf) and int(mf) <= 255):
         raise ValueError(f"invalid Max-Forwards {mf!r}")
     expires = request.headers.get("Expires")
-    if expires is not None and not expires.isdigit():
+    if expires is not None and not is_digits(expires):
         raise ValueError(f"invalid Expires {expires!r}")
 
 
@@ -885,16 +948,28 @@ def _validate_request(request: Request) -> None:
 class StreamFramer:
     """Cuts a TCP byte stream into messages by Content-Length (RFC 3261 18.3).
 
-    CRLF keep-alives (RFC 5626 section 4.4.1) between messages are skipped.
-    A message without a valid Content-Length cannot be framed: that raises
-    :class:`SipParseError` and the connection should be closed.
+    CRLF keep-alives (RFC 5626 section 4.4.1) between messages are skipped and
+    counted.  A message that cannot be framed (no valid Content-Length) or is
+    too large (a header section beyond ``max_header`` with or without its end,
+    a body beyond ``max_body``, a whole beyond ``max_message``) raises
+    :class:`SipParseError` carrying, when it can be routed, the request to
+    answer (400, 413, 513); the stream cannot be resynchronised after that and
+    the connection should be closed.  Nothing beyond the limits is buffered.
     """
 
-    def __init__(self, max_header: int = MAX_HEADER_BYTES, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, max_header: int = MAX_HEADER_BYTES, max_body: int = MAX_BODY_BYTES, max_message: int = MAX_MESSAGE_BYTES
+    ) -> None:
         self._buf = bytearray()
         self._max_header = max_header
         self._max_body = max_body
-        self.keepalives = 0  # double-CRLF pings seen; the transport may answer with a single CRLF
+        self._max_message = max_message
+        self.keepalives = 0  # double-CRLF pings seen; the transport answers each with a single CRLF
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a message that has begun and not yet completed."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
@@ -915,21 +990,28 @@ class StreamFramer:
             del self._buf[:n]
 
     def _next_message(self) -> bytes | None:
-        end = self._buf.find(b"\r\n\r\n")
-        if end < 0:
+        end = self._buf.find(b"\r\n\r\n", 0, self._max_header + 4)
+        if end < 0 or end > self._max_header:
             if len(self._buf) > self._max_header:
-                raise SipParseError(513, "header section too large")
+                self._fail(513, "header section too large", self._max_header)
             return None
         head = bytes(self._buf[:end]).decode("utf-8", "surrogateescape")
-        length = self._content_length(head)
+        length = self._content_length(head, end)
         total = end + 4 + length
+        if total > self._max_message:
+            self._fail(513, "message too large", end)
         if len(self._buf) < total:
             return None
         message = bytes(self._buf[:total])
         del self._buf[:total]
         return message
 
-    def _content_length(self, head: str) -> int:
+    def _fail(self, status: int, reason: str, head_end: int) -> NoReturn:
+        request = salvage_request(bytes(self._buf[:head_end]))
+        self._buf.clear()
+        raise SipParseError(status, reason, request)
+
+    def _content_length(self, head: str, end: int) -> int:
         lines = _unfold(head.split("\n", 1)[1] if "\n" in head else "")
         values = [
             line.split(":", 1)[1].strip()
@@ -937,12 +1019,12 @@ class StreamFramer:
             if ":" in line and _key(line.split(":", 1)[0].strip()) == "content-length"
         ]
         if not values:
-            raise SipParseError(400, "missing Content-Length on a stream transport")
-        if len(set(values)) > 1 or not values[0].isdigit():
-            raise SipParseError(400, f"invalid Content-Length {values[0]!r}")
+            self._fail(400, "missing Content-Length on a stream transport", end + 2)
+        if len(set(values)) > 1 or not is_digits(values[0]):
+            self._fail(400, f"invalid Content-Length {values[0][:40]!r}", end + 2)
         length = int(values[0])
         if length > self._max_body:
-            raise SipParseError(413, "body too large")
+            self._fail(413, "body too large", end + 2)
         return length
 
 

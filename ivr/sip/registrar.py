@@ -664,7 +664,7 @@ def _call_id_cseq(h: _Headers) -> tuple[str, int]:
     call_id = h.one("call-id").strip()
     number, _, method = h.one("cseq").strip().partition(" ")
     # RFC 3261 section 8.1.1.5: the sequence number is below 2**31.
-    if not number.isdigit() or int(number) >= 2**31 or method.strip().upper() != "REGISTER":
+    if not number.isdecimal() or int(number) >= 2**31 or method.strip().upper() != "REGISTER":
         raise _Refusal(400, "Bad Request (CSeq must be '<number> REGISTER')")
     return call_id, int(number)
 
@@ -685,7 +685,7 @@ def _int_or(value: str | None, default: int) -> int:
     if value is None:
         return default
     value = value.strip().strip('"')
-    return min(int(value), 2**32 - 1) if value.isdigit() else default
+    return min(int(value), 2**32 - 1) if value.isdecimal() else default
 
 
 def _q_or_none(value: str | None) -> float | None:

@@ -90,7 +90,7 @@ class Origin:
     @classmethod
     def parse(cls, value: str) -> Origin:
         parts = value.split()
-        if len(parts) != 6 or not parts[2].isdigit():
+        if len(parts) != 6 or not parts[2].isdecimal():
             raise ValueError(
                 f"o= needs 6 fields '<user> <id> <version> IN IP4 <addr>', got {value!r}"
             )
@@ -261,7 +261,7 @@ class Media:
                 continue  # one bad rtpmap must not cost the whole call
             maps.setdefault(rm.payload_type, rm)
         for fmt in self.formats:
-            if fmt.isdigit() and int(fmt) not in maps and int(fmt) in STATIC_PAYLOAD_TYPES:
+            if fmt.isdecimal() and int(fmt) not in maps and int(fmt) in STATIC_PAYLOAD_TYPES:
                 maps[int(fmt)] = STATIC_PAYLOAD_TYPES[int(fmt)]
         return maps
 
@@ -554,7 +554,7 @@ def negotiate(
 def offer_session_ptime(sdp: SessionDescription) -> int | None:
     """A session-level ``a=ptime`` (not allowed by RFC 4566, but some carriers send it)."""
     for a in sdp.attributes:
-        if a.key == "ptime" and a.value and a.value.strip().isdigit():
+        if a.key == "ptime" and a.value and a.value.strip().isdecimal():
             value = int(a.value)
             return value if 0 < value <= 1000 else None
     return None
@@ -687,7 +687,7 @@ def _first_supported(media: Media, supported: Sequence[str]) -> Codec | None:
     maps = media.rtpmaps
     wanted = [s.lower() for s in supported]
     for fmt in media.formats:
-        rm = maps.get(int(fmt)) if fmt.isdigit() else None
+        rm = maps.get(int(fmt)) if fmt.isdecimal() else None
         if rm is not None and rm.encoding.lower() in wanted and rm.matches(rm.encoding):
             # Report our canonical spelling: "pcmu" on the wire is still PCMU.
             name = supported[wanted.index(rm.encoding.lower())]
@@ -698,7 +698,7 @@ def _first_supported(media: Media, supported: Sequence[str]) -> Codec | None:
 def _telephone_event_pt(media: Media) -> int | None:
     maps = media.rtpmaps
     for fmt in media.formats:
-        rm = maps.get(int(fmt)) if fmt.isdigit() else None
+        rm = maps.get(int(fmt)) if fmt.isdecimal() else None
         if rm is not None and rm.matches("telephone-event", 8000):
             return rm.payload_type
     return None
@@ -708,7 +708,7 @@ def _format_names(media: Media) -> list[str]:
     maps = media.rtpmaps
     names = []
     for fmt in media.formats:
-        rm = maps.get(int(fmt)) if fmt.isdigit() else None
+        rm = maps.get(int(fmt)) if fmt.isdecimal() else None
         names.append(f"{rm.encoding}/{rm.clock_rate}" if rm else fmt)
     return names
 
@@ -726,7 +726,7 @@ def _parse_events(spec: str) -> set[int]:
     events: set[int] = set()
     for part in spec.replace(" ", "").split(","):
         lo, _, hi = part.partition("-")
-        if lo.isdigit() and (not hi or hi.isdigit()):
+        if lo.isdecimal() and (not hi or hi.isdecimal()):
             end = int(hi) if hi else int(lo)
             events.update(range(int(lo), min(end, 255) + 1))
     return events

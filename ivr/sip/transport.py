@@ -8,7 +8,11 @@ This module is the only SIP code that touches sockets.  It owns:
   18.3: messages on a stream are framed by Content-Length);
 * reuse of the connection a request arrived on for its responses (section
   18.2.2), falling back to a new connection to the destination the UA chose;
-* closing TCP connections that stay idle;
+* closing TCP connections that stay idle, and those holding a message that
+  does not complete in time (a slow sender must not pin a buffer forever);
+* answering RFC 5626 double-CRLF keep-alive pings with a single CRLF;
+* capping inbound TCP connections, in total and per source address (the
+  excess is closed at once and logged);
 * the agent's single timer: after every receive, timer and command the
   endpoint flushes ``outgoing()`` and re-arms ONE ``loop.call_at`` at
   ``next_timer()`` (the aioquic pattern), so the agent itself never sleeps.
@@ -17,8 +21,9 @@ The agent is told the time from ``loop.time()`` (monotonic); its timers are on
 the same scale, so they can be handed to ``call_at`` directly.
 
 Malformed input never kills the server: the agent answers or drops what it
-cannot parse, a TCP stream whose framing is broken is closed, and every
-exception escaping the agent is logged and the datagram dropped.
+cannot parse, a TCP stream whose framing is broken or whose message is too
+large is answered (400/413/513, when the request can be routed) and closed,
+and every exception escaping the agent is logged and the datagram dropped.
 """
 
 from __future__ import annotations
@@ -38,6 +43,16 @@ Address = tuple[str, int]
 #: A TCP connection with no traffic for this long is closed (RFC 5626 keeps
 #: flows alive with CRLF pings far more often than this).
 DEFAULT_IDLE_TIMEOUT = 120.0
+#: A message must complete within this long of its first byte, and an inbound connection
+#: must deliver its first message within this long of opening (64*T1: what any
+#: transaction waits); otherwise it is closed.
+DEFAULT_MESSAGE_TIMEOUT = 32.0
+#: Inbound TCP connections accepted at once, in total and from one address.  A proxy in
+#: front (Kamailio) uses a handful; phones one each.
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
+#: Refused connections from one address are logged at most this often.
+_REFUSAL_LOG_INTERVAL = 10.0
 
 
 class OutgoingLike(Protocol):
@@ -47,7 +62,11 @@ class OutgoingLike(Protocol):
 
 
 class SansIOAgent(Protocol):
-    """What the transports need from the user agent (``ivr.sip.ua.UserAgent``)."""
+    """What the transports need from the user agent (``ivr.sip.ua.UserAgent``).
+
+    An agent may also have ``reject_unparsable(exc, source, transport)``: a TCP message the
+    framer refuses (too large, no Content-Length) is then answered before the close.
+    """
 
     def receive(self, data: bytes, source: Address, transport: str, now: float) -> None: ...
 
@@ -85,32 +104,60 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class _TcpConnection(asyncio.Protocol):
     """One TCP connection: frames the stream and remembers the peer for reuse."""
 
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    def __init__(self, endpoint: SipEndpoint, inbound: bool) -> None:
         self.endpoint = endpoint
+        self.inbound = inbound
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Address | None = None
         self.last_activity = endpoint.loop.time()
+        #: When the message being received began (or, inbound, when the connection opened
+        #: and nothing has arrived yet); None when nothing is pending.
+        self.waiting_since: float | None = self.last_activity if inbound else None
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        if self.inbound and not self.endpoint._admit(self):
+            transport.abort()
+            return
         self.endpoint.connections[self.peer] = self
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self.endpoint.loop.time()
-        assert self.peer is not None
+        if self.peer is None or (self.inbound and not self.counted):
+            return  # refused: its transport is being aborted
+        now = self.last_activity = self.endpoint.loop.time()
+        pings = self.framer.keepalives
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
-            # A stream whose framing is lost cannot be resynchronised (18.3).
-            log.warning("closing tcp connection from %s:%d: %s", *self.peer, exc.reason)
-            self.close()
+            self._fail(exc)
             return
+        if self.framer.keepalives != pings:
+            self.send(b"\r\n")  # RFC 5626 3.5.1: a double-CRLF ping gets a single-CRLF pong
+        if self.framer.pending:
+            if self.waiting_since is None or messages:
+                self.waiting_since = now
+        else:
+            self.waiting_since = None
         for message in messages:
             self.endpoint.receive(message, self.peer, "tcp")
+
+    def _fail(self, exc: SipParseError) -> None:
+        """A stream whose framing is lost cannot be resynchronised (18.3): answer if possible, close."""
+        assert self.peer is not None
+        log.warning("closing tcp connection from %s:%d: %d %s", *self.peer, exc.status, exc.reason)
+        reject = getattr(self.endpoint.agent, "reject_unparsable", None)
+        if exc.request is not None and reject is not None:
+            try:
+                reject(exc, self.peer, "tcp")
+            except Exception:
+                log.exception("could not answer a broken tcp stream from %s:%d", *self.peer)
+            self.endpoint.service()  # the answer goes out on this connection before it closes
+        self.close()
 
     def send(self, data: bytes) -> None:
         self.last_activity = self.endpoint.loop.time()
@@ -119,11 +166,12 @@ class _TcpConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None:
-            self.transport.close()
+            self.transport.close()  # what was written (an answer) is flushed first
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None and self.endpoint.connections.get(self.peer) is self:
             del self.endpoint.connections[self.peer]
+        self.endpoint._release(self)
 
 
 class SipEndpoint:
@@ -143,11 +191,20 @@ class SipEndpoint:
         on_events: Callable[[], None] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        message_timeout: float = DEFAULT_MESSAGE_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     ) -> None:
         self.agent = agent
         self.on_events = on_events
         self.loop = loop or asyncio.get_running_loop()
         self.idle_timeout = idle_timeout
+        self.message_timeout = message_timeout
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
+        self._inbound: dict[str, int] = {}  # source IP -> inbound connections open
+        self._inbound_total = 0
+        self._refusals: dict[str, tuple[float, int]] = {}  # IP -> (last logged, refused since)
         self.connections: dict[Address, _TcpConnection] = {}
         self.address: ListenAddresses | None = None
         self._udp: asyncio.DatagramTransport | None = None
@@ -172,7 +229,7 @@ class SipEndpoint:
         bound = udp.get_extra_info("sockname")
         try:
             self._tcp_server = await self.loop.create_server(
-                lambda: _TcpConnection(self), host=bound[0], port=bound[1], reuse_address=True
+                lambda: _TcpConnection(self, inbound=True), host=bound[0], port=bound[1], reuse_address=True
             )
         except OSError:
             udp.close()
@@ -194,6 +251,45 @@ class SipEndpoint:
             self._tcp_server.close()
         if self._udp is not None:
             self._udp.close()
+
+    # ------------------------------------------------------------------ connection caps
+
+    def _admit(self, conn: _TcpConnection) -> bool:
+        """Count an inbound connection in, or refuse it (and say so, without flooding the log)."""
+        assert conn.peer is not None
+        ip = conn.peer[0]
+        open_here = self._inbound.get(ip, 0)
+        if self._inbound_total >= self.max_connections or open_here >= self.max_connections_per_address:
+            now = self.loop.time()
+            last, refused = self._refusals.get(ip, (float("-inf"), 0))
+            refused += 1
+            if now - last >= _REFUSAL_LOG_INTERVAL:
+                log.warning(
+                    "refused %d tcp connection(s) from %s: %d open from it, %d in all (limits %d, %d)",
+                    refused, ip, open_here, self._inbound_total,
+                    self.max_connections_per_address, self.max_connections,
+                )
+                last, refused = now, 0
+            if len(self._refusals) > 4096:
+                self._refusals.clear()
+            self._refusals[ip] = (last, refused)
+            return False
+        self._inbound[ip] = open_here + 1
+        self._inbound_total += 1
+        conn.counted = True
+        return True
+
+    def _release(self, conn: _TcpConnection) -> None:
+        if not conn.counted or conn.peer is None:
+            return
+        conn.counted = False
+        ip = conn.peer[0]
+        self._inbound_total -= 1
+        left = self._inbound.get(ip, 1) - 1
+        if left > 0:
+            self._inbound[ip] = left
+        else:
+            self._inbound.pop(ip, None)
 
     # ------------------------------------------------------------------ input
 
@@ -268,7 +364,7 @@ class SipEndpoint:
 
     async def _connect(self, dest: Address) -> None:
         try:
-            _, conn = await self.loop.create_connection(lambda: _TcpConnection(self), dest[0], dest[1])
+            _, conn = await self.loop.create_connection(lambda: _TcpConnection(self, inbound=False), dest[0], dest[1])
         except OSError as exc:
             log.warning("tcp connect to %s:%d failed: %s", dest[0], dest[1], exc)
             self._connecting.pop(dest, None)
@@ -291,12 +387,18 @@ class SipEndpoint:
     # ------------------------------------------------------------------ idle connections
 
     def _sweep_interval(self) -> float:
-        return max(0.5, min(10.0, self.idle_timeout / 4))
+        return max(0.05, min(10.0, self.idle_timeout / 4, self.message_timeout / 4))
 
     def _sweep_idle(self) -> None:
         now = self.loop.time()
         for conn in list(self.connections.values()):
             if now - conn.last_activity > self.idle_timeout:
                 log.info("closing idle tcp connection from %s:%d", *(conn.peer or ("?", 0)))
+                conn.close()
+            elif conn.waiting_since is not None and now - conn.waiting_since > self.message_timeout:
+                log.warning(
+                    "closing tcp connection from %s:%d: no complete message within %g s (%d bytes pending)",
+                    *(conn.peer or ("?", 0)), self.message_timeout, conn.framer.pending,
+                )
                 conn.close()
         self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep_idle)

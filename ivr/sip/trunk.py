@@ -220,10 +220,10 @@ def _granted(headers: Sequence[tuple[str, str]], contact: str) -> int | None:
             except ValueError:
                 continue
             expires = addr.params.get("expires") or ""
-            if _address(str(addr.uri)) == ours and expires.isdigit():
+            if _address(str(addr.uri)) == ours and expires.isdecimal():
                 return int(expires)
     for name, value in headers:
-        if name.lower() == "expires" and value.strip().isdigit():
+        if name.lower() == "expires" and value.strip().isdecimal():
             return int(value.strip())
     return None
 

@@ -379,10 +379,14 @@ class UserAgent:
     def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> None:
         """Feed one datagram / framed stream message.  Never raises."""
         transport = transport.lower()
+        if not data.strip(b"\r\n"):
+            # An RFC 5626 CRLF keep-alive (phones send them over UDP too) or an empty
+            # datagram: nothing to answer, nothing worth a log line.
+            return
         try:
             message = parse_message(data)
         except SipParseError as exc:
-            self._reject_unparsable(exc, source, transport)
+            self.reject_unparsable(exc, source, transport)
             return
         try:
             if isinstance(message, Request):
@@ -447,14 +451,18 @@ class UserAgent:
         if params:
             _replace_top_via(request.headers, via.with_params(**params))
 
-    def _reject_unparsable(self, exc: SipParseError, source: tuple[str, int], transport: str) -> None:
+    def reject_unparsable(self, exc: SipParseError, source: tuple[str, int], transport: str) -> None:
+        """Answer a message that could not be accepted with ``exc.status`` when it can be routed
+        (the transport calls this too, for a TCP message its framer refused); else drop it."""
         request = exc.request
         if request is None or request.method == "ACK":
             log.info("dropped unparsable message from %s:%s: %s", *source, exc.reason)
             return
         try:
             self._stamp_via(request, source)
-            headers = [("Warning", f'399 {self.local_host} "{exc.reason[:100]}"')]
+            # The reason may quote the offending input: keep the quoted-string well formed.
+            text = "".join(c if c.isprintable() and c not in '"\\' else "?" for c in exc.reason[:100])
+            headers = [("Warning", f'399 {self.local_host} "{text}"')]
             if exc.status == 505:
                 headers = []
             response = build_response(request, exc.status, to_tag=_tag(), headers=headers)
@@ -640,7 +648,7 @@ class UserAgent:
         call.prefer_source = self._prefer_source(request, source, transport)
         self.calls[call_id] = call
         expires = request.headers.get("Expires") or ""
-        wait = float(expires) if expires.isdigit() else self.invite_timeout
+        wait = float(expires) if expires.isdecimal() else self.invite_timeout
         self.timers.set(("call", call_id, "invite_expire"), now + min(wait, self.invite_timeout))
         self._emit(IncomingCall(call_id, request, offer, _caller(request), _called(request), source))
 
@@ -1288,7 +1296,7 @@ class UserAgent:
         if response.status == 422 and call.session is not None:
             # RFC 4028 7.4: retry with at least the peer's Min-SE.
             wanted = (response.headers.get("Min-SE") or "").split(";")[0].strip()
-            if wanted.isdigit() and int(wanted) > call.session.interval:
+            if wanted.isdecimal() and int(wanted) > call.session.interval:
                 call.session.interval = int(wanted)
                 self._send_refresh(call, now)
                 return
@@ -1303,7 +1311,7 @@ class UserAgent:
         elif response.status in (491, 500, 503):
             # 14.1: glare (491) is retried after 2.1-4 s; a busy peer after its Retry-After.
             retry = (response.headers.get("Retry-After") or "").split(";")[0].strip()
-            delay = float(retry) if retry.isdigit() else 2.1 + secrets.randbelow(1900) / 1000
+            delay = float(retry) if retry.isdecimal() else 2.1 + secrets.randbelow(1900) / 1000
             self.timers.set(("call", call.call_id, "refresh"), now + delay)
 
     def _on_tx_timeout(self, tx: Transaction, timer: str, now: float) -> None:
