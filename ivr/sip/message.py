@@ -705,6 +705,9 @@ MAX_BODY_BYTES = 64 * 1024
 #: Largest whole message (513 above it): the largest UDP datagram, so any message that can
 #: travel over UDP can travel over TCP and nothing bigger ties up a stream's buffer.
 MAX_MESSAGE_BYTES = 65535
+#: Longest Request-URI accepted (414 above it, RFC 3261 21.4.12): phones and carriers send
+#: well under 1 KB; the rest of the request stays answerable.
+MAX_URI_BYTES = 8 * 1024
 #: Most header fields (after unfolding) in one message: real ones carry a few dozen, RFC
 #: 4475's longest 40; thousands only cost parse time (every lookup scans them).
 MAX_HEADER_FIELDS = 500
@@ -786,14 +789,14 @@ def salvage_request(head: bytes) -> Request | None:
     parts = start.rstrip("\r").split(" ")
     if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]) or parts[0] == "ACK" or start[:4].upper() == "SIP/":
         return None
-    if "\x00" in text or "\r" in text.replace("\r\n", ""):
-        return None
     kept = Headers()
     size = 0
     for line in re.split(r"\r?\n", rest):
         m = _HEADER_NAME_RE.match(line)
         if not m or _key(m.group(1)) not in ("via", "from", "to", "call-id", "cseq"):
             continue
+        if "\x00" in line or "\r" in line:
+            return None  # what we would copy into the answer is itself broken
         size += len(line)
         if size > _MAX_SALVAGE_BYTES:
             return None
@@ -819,9 +822,9 @@ def _parse(data: bytes) -> Request | Response:
     head = head_b.decode("utf-8", "surrogateescape")
     if re.search(r"(?<!\\)\x00", head):
         # A NUL is only legal as a quoted-pair (RFC 4475 3.1.1.2).
-        raise SipParseError(400, "NUL byte in header section")
+        raise SipParseError(400, "NUL byte in header section", salvage_request(head_b + b"\r\n"))
     if "\r" in head.replace("\r\n", ""):
-        raise SipParseError(400, "bare CR in header section")
+        raise SipParseError(400, "bare CR in header section", salvage_request(head_b + b"\r\n"))
     lines = head.split("\n", 1)
     start = lines[0].rstrip("\r")
     try:
@@ -880,8 +883,10 @@ def _finish_request(method: str, uri: str, version: str, headers: Headers, body:
         raise SipParseError(400, f"malformed SIP version {version!r}", answerable)
     if version.upper() != SIP_VERSION:
         raise SipParseError(505, f"unsupported version {version}", answerable)
+    if len(uri) > MAX_URI_BYTES:
+        raise SipParseError(414, f"Request-URI of {len(uri)} bytes", answerable)
     if not _ABSOLUTE_URI.fullmatch(uri):
-        raise SipParseError(400, f"invalid Request-URI {uri!r}", answerable)
+        raise SipParseError(400, f"invalid Request-URI {uri[:200]!r}", answerable)
     request.body = _apply_content_length(headers, body, answerable)
     try:
         _validate_common(request)

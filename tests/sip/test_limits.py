@@ -407,3 +407,23 @@ def test_tcp_connections_beyond_the_caps_are_refused_and_logged(caplog: pytest.L
         endpoint.close()
 
     run(body)
+
+
+def test_a_request_uri_of_64_kb_is_answered_414() -> None:
+    data = OPTIONS.replace(b"OPTIONS sip:ivr@", b"OPTIONS sip:" + b"u" * 65_000 + b"@", 1)
+    ua = UserAgent(local_host="192.0.2.200", local_port=5060)
+    ua.receive(data, SOURCE, "udp", 0.0)
+    (reply,) = replies(ua)
+    assert reply.status == 414 and len(reply.headers["Warning"]) < 200
+
+
+@pytest.mark.parametrize("bad", [b"Subject: a\x00b\r\n", b"Subject: a\rb\r\n"])
+def test_nul_or_bare_cr_outside_what_an_answer_copies_is_answered_400(bad: bytes) -> None:
+    """Before: dropped silently, though Via, From, To, Call-ID and CSeq were intact."""
+    ua = UserAgent(local_host="192.0.2.200", local_port=5060)
+    ua.receive(OPTIONS_HEAD + bad + b"Content-Length: 0\r\n\r\n", SOURCE, "udp", 0.0)
+    (reply,) = replies(ua)
+    assert reply.status == 400 and reply.call_id == "limits-a84b4c76e66710"
+    in_via = OPTIONS_HEAD.replace(b";branch=", b";x=\x00;branch=") + b"Content-Length: 0\r\n\r\n"
+    ua.receive(in_via, SOURCE, "udp", 0.0)
+    assert ua.outgoing() == []  # the Via itself is broken: nothing to answer along
