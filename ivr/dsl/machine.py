@@ -231,7 +231,13 @@ class Machine:
             language = self._lookup("language") or settings.language
             self._emit(events.Say(text, pid, voice, language, prompt.barge_in))
         else:
-            self._emit(events.Play(self._interpolate(prompt.path.text), pid, prompt.barge_in))
+            path = self._interpolate(prompt.path.text)
+            if path.startswith("data:") and not prompt.path.text.startswith("data:"):
+                # Only the flow's own text may name the data folder: a variable's value (a
+                # caller ID, a called number) must not turn a prompt into another mailbox's
+                # message.  "./" keeps it a prompt-folder path, which will not be found.
+                path = "./" + path
+            self._emit(events.Play(path, pid, prompt.barge_in))
         return "next"
 
     def _enter_AssignOp(self, op: AssignOp) -> str:

@@ -1348,6 +1348,21 @@ def _accepts_sdp(request: Request) -> bool:
     return any(a in ("application/sdp", "application/*", "*/*") for a in accept)
 
 
+#: Longest caller / called number handed to the flow (E.164 is 15 digits; SIP users are names).
+MAX_PARTY_CHARS = 128
+
+
+def party_text(raw: str) -> str:
+    """A caller or called number as the flow sees it: unescaped, printable, bounded.
+
+    The value is the caller's to choose (``%0D%0A``, ``%00``, bytes that are not UTF-8 all
+    unescape to something): it reaches the flow's variables, logs, the voicemail index and
+    Voice2Mail headers, so control and unencodable characters become U+FFFD.
+    """
+    text = unquote(raw, errors="replace")[:MAX_PARTY_CHARS]
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
 def _caller(request: Request) -> str:
     """The From user part, unescaped (``%2B41...`` -> ``+41...``), else the whole URI."""
     try:
@@ -1355,8 +1370,8 @@ def _caller(request: Request) -> str:
     except ValueError:
         return ""
     if isinstance(addr.uri, str) and addr.uri.lower().startswith("tel:"):
-        return unquote(addr.uri[4:].split(";")[0])
-    return unquote(addr.user.split(";")[0]) if addr.user else str(addr.uri)
+        return party_text(addr.uri[4:].split(";")[0])
+    return party_text(addr.user.split(";")[0] if addr.user else str(addr.uri))
 
 
 def _called(request: Request) -> str:
@@ -1366,11 +1381,11 @@ def _called(request: Request) -> str:
     except ValueError:
         uri = request.uri
     if isinstance(uri, SipUri) and uri.user:
-        return unquote(uri.user.split(";")[0])
+        return party_text(uri.user.split(";")[0])
     if isinstance(uri, str) and uri.lower().startswith("tel:"):
-        return unquote(uri[4:].split(";")[0])
+        return party_text(uri[4:].split(";")[0])
     to = request.to
-    return unquote(to.user.split(";")[0]) if to.user else str(to.uri)
+    return party_text(to.user.split(";")[0] if to.user else str(to.uri))
 
 
 def _replace_top_via(headers: Headers, via: Via) -> None:

@@ -116,7 +116,9 @@ class Voice2Mail:
         m = item.message
         when = datetime.fromtimestamp(m.received_at, self.tz)
         owner = self.owners.get(m.mailbox, "")
-        caller = m.caller or "unknown caller"
+        # Header values must not carry CR/LF or unencodable characters (a raising build would
+        # hold up every e-mail queued behind this one); callers arrive cleaned, old rows may not.
+        caller = "".join(c if c.isprintable() else "\ufffd" for c in m.caller) or "unknown caller"
         mail = EmailMessage()
         mail["From"] = self.smtp.sender
         mail["To"] = ", ".join(item.recipients)
