@@ -99,6 +99,9 @@ class Services:
         if old_registrar is not None and "registrar" not in kept:
             lazy["registrar"] = self._next_registrar(old_registrar, config)
         new = dataclasses.replace(self, config=config, program=program, _lazy=lazy)
+        registrations = lazy.get("trunk_registrations")
+        if registrations is not None:  # kept: it must not hold the old flow alive
+            registrations.services = new
         voicemail = self._shared.get("voicemail")
         if voicemail is not None:
             _update_mailer(voicemail, config, new.timezone)

@@ -11,6 +11,8 @@ import dataclasses
 import io
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +128,7 @@ def test_new_calls_take_the_new_flow_and_a_running_call_keeps_its_own(
 
     thread.join(60)
     out[0].check()
-    server.wait_for(lambda r: r.get("call_id") == held and r.get("event") in ("bye", "ended"), what="held call ended")
+    server.wait_for(lambda r: r.get("call_id") == held and r.get("event") == "ended", what="held call ended")
     after = [r for r in server.records[mark:] if r.get("call_id") == held and r.get("action") == "say"]
     assert after, "the held call said nothing after the reload"
     assert all("Line A" in str(r.get("text")) for r in after)  # re-prompts of A, never B's
@@ -157,6 +159,32 @@ def test_a_broken_flow_is_reported_and_the_old_one_keeps_serving(
     fixed = sipp("basic_caller_bye.xml", server)
     fixed.check()
     assert server.steps(fixed.call_id)[:1] == ["b_menu"]
+
+
+@peer
+def test_a_sighup_during_a_reload_reloads_again_so_the_latest_files_win(
+    ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
+) -> None:
+    flow = tmp_path / "main.ivr"
+    flow.write_text(FLOW_A)
+    server = ivr_server(flow)
+    flow.write_text(FLOW_BROKEN)
+    server.proc.send_signal(signal.SIGHUP)
+    # Two signals sent back to back may reach the process as one: the second goes once the
+    # first is being handled, most likely while that reload runs (then it is queued).
+    server.wait_for(lambda r: r.get("event") == "reloading", what="reloading")
+    flow.write_text(FLOW_B)  # the first reload may read either file; the second reads this one
+    server.proc.send_signal(signal.SIGHUP)
+
+    def outcomes() -> list[str]:
+        return [str(r["event"]) for r in server.records if r.get("event") in ("reloaded", "reload_failed")]
+
+    server.wait_for(lambda r: len(outcomes()) == 2, timeout=60, what="two reloads")
+    assert outcomes()[-1] == "reloaded"
+    call = sipp("basic_caller_bye.xml", server)
+    call.check()
+    assert server.steps(call.call_id)[:1] == ["b_menu"]
+    assert len(outcomes()) == 2  # no third reload
 
 
 @peer
@@ -209,6 +237,16 @@ def test_a_bad_deployment_file_fails_the_reload_and_sighup_while_draining_is_ski
 
 
 # --------------------------------------------------------------------------- unit level
+
+
+def test_serve_help_documents_sighup_and_max_calls() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ivr", "serve", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "SIGHUP reloads" in text and "reload_failed" in text and "--max-calls N" in text
+    assert "SIGHUP while draining is ignored" in text
 
 
 def test_settings_that_need_a_restart_keep_their_old_values() -> None:
