@@ -533,7 +533,7 @@ def prepare_reload(current: ServeSettings, services: Services) -> PreparedReload
     except FlowError as exc:
         errors = [_diagnostic_line(d) for d in exc.errors]
         raise ReloadError(
-            f"{len(errors)} error(s) in the flows; first: {errors[0] if errors else exc}",
+            f"{len(errors)} error(s) in the flows: {'; '.join(errors) if errors else exc}",  # text logs show this
             stage="check", flows=[str(f) for f in flows], diagnostics=[_diagnostic_line(d) for d in exc.diagnostics],
         ) from None
     except OSError as exc:

@@ -188,6 +188,28 @@ def test_a_sighup_during_a_reload_reloads_again_so_the_latest_files_win(
 
 
 @peer
+def test_an_extension_added_by_a_reload_can_register(
+    ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
+) -> None:
+    flow = tmp_path / "main.ivr"
+    flow.write_text(FLOW_A)
+    server = ivr_server(flow)
+    login = {"service": "301", "extra": ("-au", "301", "-ap", "secret-301")}
+    before = sipp("register_auth.xml", server, **login)
+    # no such extension yet: the credentials are challenged again (who exists is not told)
+    assert before.returncode != 0 and len(before.received("SIP/2.0 401")) == 2
+    assert not before.received("SIP/2.0 200")
+
+    toml = tmp_path / "ivr.toml"
+    toml.write_text(toml.read_text() + '\n[[extensions]]\nnumber = "301"\npassword = "secret-301"\n')
+    reloaded = reload(server, "reloaded")
+    assert reloaded["changed"] == ["extensions"]
+    sipp("register_auth.xml", server, **login).check()  # 401, then 200 with the new password
+    registered = server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="200")
+    assert registered["aor"] == "301"
+
+
+@peer
 def test_settings_that_need_a_restart_are_named_and_the_rest_applies(
     ivr_server: Callable[..., IvrServer], tmp_path: Path
 ) -> None:
