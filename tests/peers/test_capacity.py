@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -84,15 +85,15 @@ def test_a_full_server_answers_503_until_a_call_ends(ivr_server: Callable[..., I
     assert any(r.get("action") == "answer" for r in server.call_records(again.call_id))
 
 
-def free_rtp_pair() -> int:
-    """An even UDP port whose odd neighbour is free too, right now."""
+def free_ports(span: int = 2) -> int:
+    """An even UDP port with the ``span - 1`` ports above it free too, right now."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port % 2 or port >= 65534:
+        if port % 2 or port + span > 65535:
             continue
-        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(span)]
         try:
             for offset, sock in enumerate(socks):
                 sock.bind(("127.0.0.1", port + offset))
@@ -102,7 +103,58 @@ def free_rtp_pair() -> int:
         finally:
             for sock in socks:
                 sock.close()
-    raise RuntimeError("no free RTP port pair on 127.0.0.1")
+    raise RuntimeError(f"no {span} free UDP ports in a row on 127.0.0.1")
+
+
+TRANSFER_FLOW = """\
+number default -> desk
+
+desk:
+    transfer to 202 for 15s
+        else -> hangup
+"""
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@needs_sipp
+def test_a_transfers_outgoing_leg_is_not_a_call(
+    ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
+) -> None:
+    """max_calls 2: a caller bridged to phone 202 holds two RTP pairs but one slot; a second caller gets in."""
+    phone_port = free_ports(1)
+    phone_dir = tmp_path / "phone"
+    phone_dir.mkdir()
+    phone = subprocess.Popen(
+        [shutil.which("sipp") or "sipp", "-sf", str(Path(__file__).parent / "scenarios" / "uas_answer.xml"),
+         "-i", "127.0.0.1", "-p", str(phone_port), "-mp", str(free_ports(4)), "-m", "1", "-nostdin",
+         "-timeout", "60s", "-timeout_error", "-trace_msg", "-message_file", str(phone_dir / "messages.log")],
+        cwd=phone_dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        flow = tmp_path / "desk.ivr"
+        flow.write_text(TRANSFER_FLOW)
+        extension = f'[[extensions]]\nnumber = "202"\ncontacts = ["sip:202@127.0.0.1:{phone_port}"]\n'
+        server = ivr_server(flow, sections=extension, extra=("--max-calls", "2"))
+        thread, out = in_background(lambda: sipp("held_call.xml", server, extra=("-d", HELD_MS)))
+        done = server.wait_for(lambda r: r.get("event") == "transfer_done", what="transfer_done")
+        assert done["outcome"] == "answered" and done["target"] == "202"
+
+        sipp("options.xml", server).check()  # one call of two up, the leg aside: 200
+        assert not any(r.get("event") == "capacity_full" for r in server.records)
+        second = sipp("basic_caller_bye.xml", server)
+        second.check()  # answered: the leg did not take the second slot
+        assert not any(r.get("event") == "call_rejected" for r in server.records)
+        assert any(r.get("action") == "answer" for r in server.call_records(second.call_id))
+
+        thread.join(60)
+        out[0].check()  # the caller hung up; ivr hung up the phone
+        phone_out, _ = phone.communicate(timeout=30)
+        assert phone.returncode == 0, phone_out[-2000:]
+    finally:
+        if phone.poll() is None:
+            phone.kill()
+            phone.communicate()
 
 
 @pytest.mark.peer
@@ -112,7 +164,7 @@ def test_no_free_rtp_port_pair_is_a_503_not_a_failed_call(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
     """One RTP port pair and max_calls 5: the second call finds no port and is refused with 503."""
-    rtp = free_rtp_pair()
+    rtp = free_ports(2)
     toml = tmp_path / "one-pair.toml"
     prompts = Path(__file__).resolve().parents[2] / "prompts"
     toml.write_text(
