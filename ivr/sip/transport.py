@@ -51,6 +51,10 @@ DEFAULT_MESSAGE_TIMEOUT = 32.0
 #: front (Kamailio) uses a handful; phones one each.
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
+#: After answering a stream it must close (broken framing, a message too large), input is
+#: read and dropped this long before the close: closing with unread input would reset the
+#: connection and could destroy the answer before the peer reads it.
+LINGER = 2.0
 #: Refused connections from one address are logged at most this often.
 _REFUSAL_LOG_INTERVAL = 10.0
 
@@ -115,6 +119,7 @@ class _TcpConnection(asyncio.Protocol):
         #: and nothing has arrived yet); None when nothing is pending.
         self.waiting_since: float | None = self.last_activity if inbound else None
         self.counted = False
+        self.lingering = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -127,8 +132,8 @@ class _TcpConnection(asyncio.Protocol):
         self.endpoint.connections[self.peer] = self
 
     def data_received(self, data: bytes) -> None:
-        if self.peer is None or (self.inbound and not self.counted):
-            return  # refused: its transport is being aborted
+        if self.peer is None or (self.inbound and not self.counted) or self.lingering:
+            return  # refused (being aborted) or answered and closing: input is dropped
         now = self.last_activity = self.endpoint.loop.time()
         pings = self.framer.keepalives
         try:
@@ -157,7 +162,21 @@ class _TcpConnection(asyncio.Protocol):
             except Exception:
                 log.exception("could not answer a broken tcp stream from %s:%d", *self.peer)
             self.endpoint.service()  # the answer goes out on this connection before it closes
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close after what was written, drop input, close for good after :data:`LINGER`."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            self.close()
+            return
+        self.lingering = True
+        self.waiting_since = None
+        transport.write_eof()
+        self.endpoint.loop.call_later(LINGER, self.close)
+
+    def eof_received(self) -> bool | None:
+        return False  # the peer is done sending: close (after writing what is queued)
 
     def send(self, data: bytes) -> None:
         self.last_activity = self.endpoint.loop.time()
@@ -221,19 +240,25 @@ class SipEndpoint:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, host: str, port: int) -> ListenAddresses:
-        """Bind UDP first (port 0 picks a free one), then TCP on the same port."""
-        udp, _ = await self.loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(host, port)
-        )
-        self._udp = udp
-        bound = udp.get_extra_info("sockname")
-        try:
-            self._tcp_server = await self.loop.create_server(
-                lambda: _TcpConnection(self, inbound=True), host=bound[0], port=bound[1], reuse_address=True
+        """Bind UDP first (port 0 picks a free one), then TCP on the same port.
+
+        With port 0 the UDP port the kernel picked may be taken for TCP (another program's
+        connection): then another UDP port is tried, a few times."""
+        for attempt in range(1 if port else 20):
+            udp, _ = await self.loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port)
             )
-        except OSError:
-            udp.close()
-            raise
+            bound = udp.get_extra_info("sockname")
+            try:
+                self._tcp_server = await self.loop.create_server(
+                    lambda: _TcpConnection(self, inbound=True), host=bound[0], port=bound[1], reuse_address=True
+                )
+                break
+            except OSError:
+                udp.close()
+                if port or attempt == 19:
+                    raise
+        self._udp = udp
         self.address = ListenAddresses(bound[0], bound[1])
         self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep_idle)
         return self.address

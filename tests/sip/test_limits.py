@@ -300,12 +300,13 @@ def test_tcp_header_section_without_end_is_answered_513_and_closed() -> None:
                 await writer.drain()
         except ConnectionError:
             pass  # closed under our feet once the limit was passed: what we want
-        answer = await read_to_eof(reader)
+        answer = await read_to_eof(reader)  # the answer, then the server's half-close
         assert answer.startswith(b"SIP/2.0 513 "), answer[:80]
         assert b"Call-ID: limits-a84b4c76e66710" in answer
-        assert endpoint.connections == {} or all(c.transport and c.transport.is_closing()
-                                                 for c in endpoint.connections.values())
+        assert all(c.lingering for c in endpoint.connections.values())  # reading and dropping
         writer.close()
+        while endpoint.connections:  # our close ends its linger (no event to await on that side)
+            await asyncio.sleep(0.01)
         endpoint.close()
 
     run(body)
@@ -427,3 +428,34 @@ def test_nul_or_bare_cr_outside_what_an_answer_copies_is_answered_400(bad: bytes
     in_via = OPTIONS_HEAD.replace(b";branch=", b";x=\x00;branch=") + b"Content-Length: 0\r\n\r\n"
     ua.receive(in_via, SOURCE, "udp", 0.0)
     assert ua.outgoing() == []  # the Via itself is broken: nothing to answer along
+
+
+def test_port_0_tries_another_port_when_tcp_cannot_have_the_udp_one() -> None:
+    """The kernel's free UDP port may be some other program's TCP port: a start on port 0
+    (every test, ``ivr serve --listen host:0``) must not fail on that collision."""
+
+    async def body() -> None:
+        endpoint = SipEndpoint(UserAgent(local_host="127.0.0.1", local_port=0))
+        loop = asyncio.get_running_loop()
+        real = loop.create_server
+        failures = [OSError(98, "address already in use")] * 2
+
+        async def flaky(*args: Any, **kw: Any) -> Any:
+            if failures:
+                raise failures.pop()
+            return await real(*args, **kw)
+
+        loop.create_server = flaky  # type: ignore[method-assign]
+        try:
+            address = await endpoint.start("127.0.0.1", 0)
+        finally:
+            loop.create_server = real  # type: ignore[method-assign]
+        assert failures == [] and address.port > 0
+        endpoint.close()
+        with pytest.raises(OSError):  # a fixed port is the operator's choice: no silent change
+            failures.append(OSError(98, "address already in use"))
+            loop.create_server = flaky  # type: ignore[method-assign]
+            await SipEndpoint(UserAgent(local_host="127.0.0.1", local_port=0)).start("127.0.0.1", address.port)
+        loop.create_server = real  # type: ignore[method-assign]
+
+    run(body)
