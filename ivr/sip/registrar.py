@@ -568,9 +568,12 @@ class Registrar:
         transport: str,
         now: float,
     ) -> RegisterReply:
+        if any("\udc80" <= c <= "\udcff" for text in (call_id, *values) for c in text):
+            # Bytes that were not UTF-8 (kept as surrogates by the parser) cannot be stored.
+            raise _Refusal(400, "Bad Request (Contact and Call-ID must be UTF-8)")
         existing = {b.key: b for b in self.store.bindings(aor)}
-        template = Binding(aor, "", source, transport.lower(), now, call_id, cseq,
-                           user_agent=(h.first("user-agent") or "")[:200])
+        user_agent = (h.first("user-agent") or "")[:200].encode("utf-8", "replace").decode()
+        template = Binding(aor, "", source, transport.lower(), now, call_id, cseq, user_agent=user_agent)
         default = _int_or(h.first("expires"), self.default_expires)
         upserts: list[Binding] = []
         removals: list[str] = []

@@ -459,3 +459,32 @@ def test_port_0_tries_another_port_when_tcp_cannot_have_the_udp_one() -> None:
         loop.create_server = real  # type: ignore[method-assign]
 
     run(body)
+
+
+def test_register_with_bytes_that_are_not_utf8_is_answered_not_raised() -> None:
+    """Before: a phone's Latin-1 User-Agent (or such a byte in its Contact) made the binding's
+    sqlite insert raise: a traceback, and the REGISTER never answered."""
+    from ivr.sip.auth import authorization_for
+    from tests.sip.test_registrar import DESK, NOW, RECEPTION, YEALINK, make
+
+    reg = make()
+
+    def register(cseq: int, user_agent: bytes, contact: bytes, challenge: str = "") -> Any:
+        text = YEALINK.replace("{cseq}", str(cseq)).replace("{expires}", "3600")
+        auth = authorization_for(challenge, "REGISTER", "sip:192.168.1.10:5060", "201",
+                                 RECEPTION.password, "0a4f113b", cseq) if challenge else ""
+        text = text.replace("{auth}", f"Authorization: {auth}\n" if auth else "").replace("\n", "\r\n")
+        raw = text.encode().replace(b"Yealink SIP-T46S 66.86.0.15", user_agent).replace(
+            b"<sip:201@192.168.1.101:5062>", contact)
+        message = parse_message(raw)
+        reply = reg.handle_request(message, DESK, NOW + cseq)
+        if reply.status == 401 and not challenge:
+            md5 = [v for n, v in reply.headers if n == "WWW-Authenticate" and "algorithm=MD5" in v]
+            return register(cseq + 1, user_agent, contact, md5[0])
+        return reply
+
+    reply = register(1, b"T\xe9l\xe9phone", b"<sip:201@192.168.1.101:5062>")
+    assert reply.status == 200
+    assert reg.contacts("201", NOW + 5)[0].user_agent == "T?l?phone"
+    reply = register(10, b"Yealink", b"<sip:201\xff@192.168.1.101:5062>")
+    assert reply.status == 400 and "UTF-8" in reply.reason
