@@ -23,6 +23,7 @@ from ivr.sip.message import (
     MAX_HEADER_FIELDS,
     MAX_MESSAGE_BYTES,
     Headers,
+    Request,
     Response,
     SipParseError,
     StreamFramer,
@@ -477,6 +478,7 @@ def test_register_with_bytes_that_are_not_utf8_is_answered_not_raised() -> None:
         raw = text.encode().replace(b"Yealink SIP-T46S 66.86.0.15", user_agent).replace(
             b"<sip:201@192.168.1.101:5062>", contact)
         message = parse_message(raw)
+        assert isinstance(message, Request)
         reply = reg.handle_request(message, DESK, NOW + cseq)
         if reply.status == 401 and not challenge:
             md5 = [v for n, v in reply.headers if n == "WWW-Authenticate" and "algorithm=MD5" in v]
