@@ -6,7 +6,9 @@ Calls are placed at ``--rate`` per second.  For each step (default 50, 100, 200 
 
 * calls: placed / succeeded (sipp) / key recognised by the flow (ivr's log) / peak concurrent;
 * setup rate: calls answered per second (ivr's log);
-* CPU of the ivr process (from /proc/PID/stat) per call, while all calls were up;
+* CPU of the ivr process (from /proc/PID/stat) per call, while all calls were up: % of a core,
+  the same as microseconds per call per 20 ms tick (bench/media_clock.py's unit), and the user
+  space share of it (the rest is the kernel's: sending RTP, on loopback also delivering it);
 * RTP as the callers received it, from a loopback capture of ivr's RTP ports (dumpcap) read by
   ``tshark -z rtp,streams``: packets lost, and over streams the p99 and max of each stream's max
   inter-packet delta and max jitter.
@@ -15,7 +17,12 @@ The pass bar (/work/shared/PEERS.md): every call succeeds, no RTP packet lost, p
 <= 5 ms, p99 of max delta <= 40 ms.  Bounded: sipp -m N with -timeout, every wait has a limit.
 sipp is pinned to core 0 and ivr to core 1 when the machine has two cores or more.
 
-    python bench/load_sipp.py [--steps 50,100,200] [--rate 20]
+    python bench/load_sipp.py [--steps 50,100,200] [--rate 20] [--profile FILE]
+
+``--hold SECONDS`` keeps every call SECONDS after its key instead of 10 s and measures the CPU in
+the steady state (every call on hold music, 4 s after the last key, for 5 s): the figure to compare
+with bench/media_clock.py's ``send`` mode.  ``--profile FILE`` samples ivr with py-spy (``pip install py-spy``; not a project dependency)
+over the same 3 s window, without pausing it, into FILE as collapsed stacks.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ class Step:
     setup_rate: float = 0.0
     cpu_per_call: float = 0.0  # % of one core per call, while all calls were up
     cpu_total: float = 0.0  # % of one core, while all calls were up
+    user_share: float = 0.0  # the part of cpu_total in user space (the rest is the kernel's)
     clock_late_ms: float = 0.0  # worst lateness of ivr's media clock tick
     clock_skipped: int = 0  # ticks ivr's media clock skipped: its loop (or the process) stalled
     streams: int = 0
@@ -92,8 +100,31 @@ def free_udp_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds of ``pid`` (utime, stime of /proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+HOLD = 0.0  # --hold: seconds each call stays after its key (0: the scenario's 10 s)
+STEADY_AFTER_KEY = 4.0  # s after the last key: the second prompt is over, everyone hears hold music
+STEADY_WINDOW = 5.0
+
+
+def scenario(folder: Path) -> Path:
+    """The call scenario; with --hold, a copy whose pause after the key lasts HOLD seconds."""
+    if not HOLD:
+        return SCENARIO
+    text = SCENARIO.read_text(encoding="iso-8859-1")
+    held = text.replace('<pause milliseconds="10000"/>', f'<pause milliseconds="{int(HOLD * 1000)}"/>')
+    if held == text:
+        raise SystemExit(f"{SCENARIO} has no 10 s pause after the key to lengthen")
+    path = folder / "held_call.xml"
+    path.write_text(held, encoding="iso-8859-1")
+    return path
 
 
 PIN = True  # --no-pin: let the scheduler place sipp and ivr (better on a machine others use too)
@@ -189,15 +220,16 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     time.sleep(1.0)  # dumpcap has no ready signal on stdout; give it a moment to open the interface
     try:
         sipp = subprocess.Popen(
-            ["sipp", f"127.0.0.1:{server.port}", "-sf", str(SCENARIO), "-i", "127.0.0.1",
+            ["sipp", f"127.0.0.1:{server.port}", "-sf", str(scenario(folder)), "-i", "127.0.0.1",
              "-p", str(free_udp_port()), "-mp", str(media_port), "-s", "+41435435570",
              "-r", str(rate), "-l", str(calls), "-m", str(calls), "-nostdin",
-             "-timeout", f"{int(calls / rate) + 60}s", "-timeout_error", "-cp", str(free_udp_port()),
+             "-timeout", f"{int(calls / rate + HOLD) + 60}s", "-timeout_error", "-cp", str(free_udp_port()),
              "-trace_err", "-error_file", str(folder / "errors.log")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder, preexec_fn=lambda: pin(0),
         )
-        cpu = measure_cpu_while_all_up(server, calls, deadline=time.monotonic() + calls / rate + 60)
-        output, _ = sipp.communicate(timeout=calls / rate + 120)
+        deadline = time.monotonic() + calls / rate + 60
+        cpu = measure_cpu_steady(server, calls, deadline) if HOLD else measure_cpu_while_all_up(server, calls, deadline)
+        output, _ = sipp.communicate(timeout=calls / rate + HOLD + 120)
     finally:
         time.sleep(0.5)
         dumpcap.send_signal(signal.SIGINT)
@@ -215,16 +247,17 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     step.clock_late_ms = float(stopped[-1].get("clock_max_lateness_ms", 0.0)) if stopped else 0.0
     step.clock_skipped = int(stopped[-1].get("clock_late_ticks", 0)) if stopped else 0
     if cpu is not None:
-        step.cpu_total = cpu * 100
-        step.cpu_per_call = cpu * 100 / calls
+        step.cpu_total = cpu[0] * 100
+        step.cpu_per_call = cpu[0] * 100 / calls
+        step.user_share = cpu[1] / cpu[0] if cpu[0] else 0.0
     else:
         step.notes.append("never had all calls up at once")
     rtp_streams(capture, rtp, step)
     return step
 
 
-def measure_cpu_while_all_up(server: Server, calls: int, deadline: float) -> float | None:
-    """Cores used by ivr over a window in which every call was answered and none had ended."""
+def measure_cpu_while_all_up(server: Server, calls: int, deadline: float) -> tuple[float, float] | None:
+    """Cores used by ivr (all, user) over a window in which every call was answered and none had ended."""
     answered = lambda r: r.get("action") == "answer"  # noqa: E731
     ended = lambda r: r.get("event") == "ended"  # noqa: E731
     while server.count(answered) < calls:
@@ -233,11 +266,51 @@ def measure_cpu_while_all_up(server: Server, calls: int, deadline: float) -> flo
         time.sleep(0.05)  # polling the log the reader thread fills
     if server.count(ended):
         return None
-    t0, c0 = time.monotonic(), cpu_seconds(server.proc.pid)
-    time.sleep(3.0)
-    if server.count(ended):
+    cpu = cpu_window(server.proc.pid, 3.0)
+    return None if server.count(ended) else cpu
+
+
+def measure_cpu_steady(server: Server, calls: int, deadline: float) -> tuple[float, float] | None:
+    """Cores used by ivr (all, user) while every call is on hold music (--hold)."""
+    keyed = lambda r: r.get("event") == "key"  # noqa: E731
+    ended = lambda r: r.get("event") == "ended"  # noqa: E731
+    while server.count(keyed) < calls:
+        if time.monotonic() > deadline + 10 or server.count(ended) > 0:
+            return None
+        time.sleep(0.1)  # polling the log file
+    time.sleep(STEADY_AFTER_KEY)
+    cpu = cpu_window(server.proc.pid, STEADY_WINDOW)
+    return None if server.count(ended) else cpu
+
+
+def cpu_window(pid: int, seconds: float) -> tuple[float, float]:
+    """Cores used by ``pid`` over the next ``seconds``, all and user space (py-spy alongside if asked)."""
+    t0, (u0, s0) = time.monotonic(), cpu_times(pid)
+    spy = _profiler(pid, seconds)
+    time.sleep(seconds)
+    if spy is not None:
+        spy.wait(30)
+    (u1, s1), wall = cpu_times(pid), time.monotonic() - t0
+    return (u1 - u0 + s1 - s0) / wall, (u1 - u0) / wall
+
+
+PROFILE: Path | None = None  # --profile: py-spy's collapsed stacks of ivr over the CPU window
+
+
+def _profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling ivr over the CPU window, without pausing it (its own CPU is not ivr's)."""
+    if PROFILE is None:
         return None
-    return (cpu_seconds(server.proc.pid) - c0) / (time.monotonic() - t0)
+    return subprocess.Popen(
+        [_py_spy(), "record", "--nonblocking", "-r", "200", "-d", str(round(seconds)), "-f", "raw",
+         "-o", str(PROFILE), "-p", str(pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _py_spy() -> str:
+    """py-spy on PATH, or next to this Python (a venv not activated)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 
 
 def concurrency(records: list[dict]) -> tuple[int, float]:
@@ -303,14 +376,20 @@ def main() -> int:
     parser.add_argument("--steps", default="50,100,200", help="concurrent calls per step")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
     parser.add_argument("--no-pin", action="store_true", help="do not pin sipp to core 0 and ivr to core 1")
+    parser.add_argument("--hold", type=float, default=0.0, help="seconds each call stays after its key; CPU measured on hold")
+    parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of ivr while all calls are up (needs py-spy)")
     args = parser.parse_args()
-    global PIN
+    global PIN, PROFILE, HOLD
     PIN = not args.no_pin
-    for tool in ("sipp", "dumpcap", "tshark"):
+    PROFILE = args.profile
+    HOLD = args.hold
+    if HOLD and HOLD < STEADY_AFTER_KEY + STEADY_WINDOW + 5:
+        parser.error(f"--hold must be at least {STEADY_AFTER_KEY + STEADY_WINDOW + 5:g} s (the steady window)")
+    for tool in ("sipp", "dumpcap", "tshark") + ((_py_spy(),) if PROFILE else ()):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
-    print("calls  ok  keys  peak  setup/s  cpu%  cpu%/call  streams  lost  delta p99/max ms  jitter p99/max ms  tick late ms/skipped  pass")
+    print("calls  ok  keys  peak  setup/s  cpu%  cpu%/call  us/call/tick  user%  streams  lost  delta p99/max ms  jitter p99/max ms  tick late ms/skipped  pass")
     failed = False
     for calls in (int(s) for s in args.steps.split(",")):
         with tempfile.TemporaryDirectory(prefix="ivr-load-") as tmp:
@@ -318,7 +397,8 @@ def main() -> int:
         failed |= step.succeeded != step.calls
         print(
             f"{step.calls:5d} {step.succeeded:4d} {step.keys:5d} {step.peak:5d} {step.setup_rate:8.1f} "
-            f"{step.cpu_total:5.1f} {step.cpu_per_call:10.3f} {step.streams:8d} {step.lost:5d} "
+            f"{step.cpu_total:5.1f} {step.cpu_per_call:10.3f} {step.cpu_per_call / 100 * 20000:13.1f} "
+            f"{step.user_share * 100:6.0f} {step.streams:8d} {step.lost:5d} "
             f"{step.delta_p99:8.1f}/{step.delta_max:<8.1f} {step.jitter_p99:8.2f}/{step.jitter_max:<8.2f} "
             f"{step.clock_late_ms:12.1f}/{step.clock_skipped:<7d}  {'yes' if step.passed else 'no'} {' '.join(step.notes)}",
             flush=True,

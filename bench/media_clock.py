@@ -13,6 +13,12 @@ Three measurements, for each N (default 200, 500, 1000):
           delta <= 40 ms).
 ``ring``  sessions in pairs play to each other in real time and decode what
           they hear: a full call's cost (send and receive), tick lateness.
+``send``  the steady state of ``ivr serve`` under bench/load_sipp.py: send
+          only, every session connected to one socket nobody reads (sipp's
+          media port), hearing a prompt (a clip) or shared hold music; ticks
+          back to back (``cpu``, the repeatable figure, and the one to run
+          under ``valgrind --tool=callgrind``) and in real time (``rt``, where
+          the caches are cold at every tick: about twice the CPU).
 
 Every real-time step reports process CPU per call per tick, the share of
 one core, tick lateness p50/p99/max, the longest garbage-collection pause,
@@ -20,7 +26,7 @@ packets sent/received/lost and the load average (the machine is shared:
 lateness is only meaningful when the load average is low).
 
 Usage: python bench/media_clock.py [--calls 200,500,1000] [--seconds 5]
-       [--mode cpu,sink,phones,ring] [--ticks 100]
+       [--mode cpu,sink,phones,ring,send] [--ticks 100]
 Bounded: each real-time step runs ``--seconds`` (at most 15) plus ``--warmup``
 (at most 2 s); the sink and phone processes stop on their own; a cpu step runs
 ``--ticks`` ticks (at most 500).
@@ -33,7 +39,9 @@ import asyncio
 import gc
 import json
 import os
+import random
 import resource
+import socket
 import subprocess
 import sys
 import time
@@ -44,6 +52,7 @@ import numpy as np
 
 from ivr.media.clip import Clip
 from ivr.media.clock import MediaClock
+from ivr.media.holdmusic import MusicPlayer
 from ivr.media.reactor import get_reactor
 from ivr.media.session import MediaSession
 
@@ -435,6 +444,78 @@ async def cpu_step(calls: int, ticks: int, listen: bool) -> dict[str, float]:
     }
 
 
+async def send_step(
+    calls: int, source: str, *, ticks: int = 0, seconds: float = 0.0, warmup: float = 0.0
+) -> dict[str, Any]:
+    """Send only, as ``ivr serve`` holds calls: ``ticks`` back to back, else ``seconds`` in real time.
+
+    Every session is connected to one socket that is never read (its small buffer overflows,
+    as sipp's media port does), and plays ``source``: ``clip`` (a looped prompt) or ``moh``
+    (one shared hold music player, advanced by the clock).
+    """
+    if ticks:
+        random.seed(1)  # the same SSRCs, sequence numbers and ports: repeatable instruction counts
+    loop = asyncio.get_running_loop()
+    clock = MediaClock(loop)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sink.bind(("127.0.0.1", 0))
+    prompt = Clip.tone(440, 3.0, name="bench")
+    player = MusicPlayer([prompt])
+    sessions: list[MediaSession] = []
+    try:
+        sessions = await open_sessions(clock, calls)
+        clock.stop()
+        for s in sessions:
+            s.configure(
+                remote=sink.getsockname(), payload_type=0, dtmf_pt=101, direction="sendrecv"
+            )
+            s._latch_open = False  # noqa: SLF001 -- as after the phone's first packet:
+            s._connect()  # noqa: SLF001 -- connected, as in ivr serve once the key came
+            if ticks:  # no RTCP: under valgrind the ticks run 50 times slower than real time
+                s._next_rtcp = float("inf")  # noqa: SLF001
+            if source == "moh":
+                s.play(player, prompt_id=1)  # adds the player to the clock's shared sources
+            else:
+                s.on_prompt_done = _replay(s, prompt)
+                s.play(prompt, prompt_id=1)
+        if not ticks:
+            clock.start()
+            await asyncio.sleep(warmup)
+            return {**await measure(clock, calls, seconds), "source": source, "timing": "rt"}
+        first, start = 0, loop.time()
+
+        async def run(count: int) -> None:
+            nonlocal first
+            for tick in range(first, first + count):
+                # the tick body, without the timer; the tick's own time (not the wall clock, which
+                # valgrind slows down 50 times), so housekeeping runs every 5th tick as in real time
+                clock._run(tick, start + tick * clock.interval)  # noqa: SLF001
+                if tick % 10 == 0:
+                    await asyncio.sleep(0)  # prompt-done callbacks
+            first += count
+
+        await run(20)  # warm-up
+        before, cpu0 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
+        await run(ticks)
+        cpu, after = time.process_time() - cpu0, resource.getrusage(resource.RUSAGE_SELF)
+        per = 1e6 / (ticks * calls)
+        return {
+            "calls": calls,
+            "source": source,
+            "timing": "cpu",
+            "us_per_call_tick": cpu * per,
+            "user_us": (after.ru_utime - before.ru_utime) * per,
+            "sys_us": (after.ru_stime - before.ru_stime) * per,
+            "sent": sum(s.stats["packets_sent"] for s in sessions),
+        }
+    finally:
+        clock.stop()
+        for s in sessions:
+            s.close()
+        sink.close()
+
+
 def _row(columns: list[tuple[str, str, int]], r: dict[str, Any]) -> str:
     return " ".join(format(r[key], f">{width}{fmt}") for key, fmt, width in columns)
 
@@ -462,6 +543,15 @@ REALTIME = [
 SINK_COLUMNS = [*REALTIME, ("p99_max_delta_ms", ".1f", 16), ("p99_max_jitter_ms", ".2f", 17)]
 RING_COLUMNS = [*REALTIME, ("p99_jitter_ms", ".2f", 13)]
 PHONES_COLUMNS = [*RING_COLUMNS, ("wakeups_per_tick", ".1f", 16)]
+SEND_COLUMNS = [
+    ("calls", "d", 5),
+    ("source", "", 6),
+    ("timing", "", 6),
+    ("us_per_call_tick", ".1f", 16),
+    ("user_us", ".1f", 7),
+    ("sys_us", ".1f", 6),
+    ("sent", "d", 8),
+]
 CPU_COLUMNS = [
     ("calls", "d", 5),
     ("listen", "", 6),
@@ -481,8 +571,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--ticks", type=int, default=100, help="ticks per cpu step")
     parser.add_argument(
-        "--mode", default="cpu,sink,phones,ring", help="any of cpu, sink, phones, ring"
+        "--mode", default="cpu,sink,phones,ring", help="any of cpu, sink, phones, ring, send"
     )
+    parser.add_argument(
+        "--timing", default="cpu,rt", help="send mode: cpu (back to back), rt (real time) or both"
+    )
+    parser.add_argument("--source", default="clip,moh", help="send mode: clip, moh or both")
     args = parser.parse_args()
     # every step bounded: at most 15 s measured after at most 2 s of warm-up, 500 cpu ticks
     seconds, warmup, ticks = (
@@ -514,6 +608,20 @@ def main() -> int:
             for calls in counts:
                 r = asyncio.run(cpu_step(calls, ticks, listen))
                 print(_row(CPU_COLUMNS, {**r, "listen": "yes" if listen else "no"}), flush=True)
+    if "send" in modes:
+        print(
+            f"\nsend: send only into a socket nobody reads, {ticks} ticks back to back (cpu) "
+            f"and {seconds:g} s in real time (rt); us = CPU per call per tick"
+        )
+        print(_header(SEND_COLUMNS))
+        for source in args.source.split(","):
+            for calls in counts:
+                if "cpu" in args.timing:
+                    r = asyncio.run(send_step(calls, source, ticks=ticks))
+                    print(_row(SEND_COLUMNS, r), flush=True)
+                if "rt" in args.timing:
+                    r = asyncio.run(send_step(calls, source, seconds=seconds, warmup=warmup))
+                    print(_row(SEND_COLUMNS, r), flush=True)
     if "sink" in modes:
         print(f"\nsink: send only into a sink process on another CPU, {seconds:g} s per step")
         print(_header(SINK_COLUMNS) + "  verdict")
