@@ -196,6 +196,7 @@ class MediaSession:
         self._seq = random.getrandbits(16)
         self._ts_base = random.getrandbits(32)
         self._tick0: int | None = None
+        self._ts_offset: int | None = None  # timestamp of tick 0 (_ts_base - _tick0 * 160)
         self._buf, self._payload = self._packet_buffer(1)
         self._marker = True
         self._pt: int | None = None
@@ -210,14 +211,18 @@ class MediaSession:
         self._event_start = 0
         self._dtmf_pause = 0
         self._inband_frames: deque[bytes] = deque()
-        self._packets_sent = 0
+        # False while a key, its pause, in-band tone frames or ptime > 20 need _special_tick:
+        # the tick's fast path then tests one attribute instead of four containers and counters
+        self._plain = True
+        self._packets_sent = 0  # by _transmit; the tick's fast path counts in _frames_sent
+        self._frames_sent = 0  # packets of one 160-byte frame sent by the fast path
         self._send_dropped = 0
         self._send_errors = 0
         self._sending = False
         self._receiving = False
         self._connected = False  # the RTP socket is connect()ed to the remote
         self._octets_sent = 0
-        self._sent_since_report = False
+        self._reported_sent = 0  # packets sent when the last RTCP report went out
         # destination and latching
         self.remote: tuple[str, int] | None = None  # where we send RTP now
         self._sdp_remote: tuple[str, int] | None = None
@@ -358,6 +363,7 @@ class MediaSession:
         if frames != self._frames_per_packet or payload_type != self._pt:
             self._frames_per_packet, self._frame_count = frames, 0
             self._buf, self._payload = self._packet_buffer(frames)
+            self._update_plain()
         self._pt = payload_type
         self._dtmf_pt = dtmf_pt
         armed = direction == "sendrecv"
@@ -455,6 +461,7 @@ class MediaSession:
         """Send a key: RFC 4733 events when negotiated, else an in-band tone."""
         event_code(digit)  # raises DtmfError for a non-key, before anything is queued
         self._digits.append(digit.upper())
+        self._plain = False
 
     def _start_event(self, pt: int, ts: int) -> None:
         digit = self._digits.popleft()
@@ -492,23 +499,25 @@ class MediaSession:
         ``HOUSEKEEPING`` seconds, a clip's next frame is sliced straight from its
         encoding, the packet is built in place in a preallocated buffer.
         """
-        if now >= self._next_house or self._reorder:
+        if now >= self._next_house:
             self._housekeeping(now)
         pt = self._pt
         if pt is None:
             return
-        tick0 = self._tick0
-        if tick0 is None:
-            tick0 = self._tick0 = tick_no
-        ts = (self._ts_base + (tick_no - tick0) * FRAME_SAMPLES) & 0xFFFFFFFF
+        offset = self._ts_offset
+        if offset is None:
+            self._tick0 = tick_no
+            offset = self._ts_offset = self._ts_base - tick_no * FRAME_SAMPLES
+        ts = (offset + tick_no * FRAME_SAMPLES) & 0xFFFFFFFF
         remote = self.remote
         sending = remote is not None and self._sending
-        if self._digits or self._event or self._dtmf_pause or self._frames_per_packet != 1:
+        if not self._plain:
             self._special_tick(pt, ts, sending)
+            self._update_plain()
             return
         frame: bytes | None = None
         queue = self._queue
-        if queue and not self._inband_frames:
+        if queue:
             item = queue[0]
             position = item.position
             if position + 1 < item.frames and item.pt == pt:  # a clip, not its last frame
@@ -517,8 +526,6 @@ class MediaSession:
                 frame = item.data[start : start + FRAME_SAMPLES]
             else:
                 frame = self._next_frame(pt)
-        elif self._inband_frames:
-            frame = self._next_frame(pt)
         if not sending:
             self._marker = True
             return
@@ -536,19 +543,26 @@ class MediaSession:
         except OSError:
             self._transmit(buf)  # the slow path retries once, then counts and logs
             return
-        self._packets_sent += 1
-        self._octets_sent += FRAME_SAMPLES
-        self._sent_since_report = True
+        self._frames_sent += 1
+
+    def _update_plain(self) -> None:
+        self._plain = not (
+            self._digits
+            or self._event
+            or self._dtmf_pause
+            or self._inband_frames
+            or self._frames_per_packet != 1
+        )
 
     def _housekeeping(self, now: float) -> None:
-        self._next_house = min(self._next_rtcp, now + HOUSEKEEPING)
         if self._reorder and now - self._reorder_since > REORDER_WAIT:
             self._flush_reorder()
         if self._timeout_armed and now - self._last_rx > self.media_timeout:
             self._fire_timeout()
         if now >= self._next_rtcp:
             self._send_rtcp(now)
-            self._next_house = min(self._next_rtcp, now + HOUSEKEEPING)
+        # while received packets are held for reordering, look again at the next tick
+        self._next_house = 0.0 if self._reorder else min(self._next_rtcp, now + HOUSEKEEPING)
 
     def _special_tick(self, pt: int, ts: int, sending: bool) -> None:
         """DTMF events, the pause after them, and packets of several frames (ptime > 20)."""
@@ -609,7 +623,6 @@ class MediaSession:
             return
         self._packets_sent += 1
         self._octets_sent += len(data) - 12
-        self._sent_since_report = True
 
     def _fire_timeout(self) -> None:
         self._timeout_armed = False
@@ -725,6 +738,7 @@ class MediaSession:
         else:
             if not self._reorder:
                 self._reorder_since = self.loop.time()
+                self._next_house = 0.0  # the tick gives up on the gap after REORDER_WAIT
             self._reorder[seq] = (pt, ts, payload)
             if len(self._reorder) > REORDER_PACKETS:
                 self._flush_reorder()
@@ -879,20 +893,21 @@ class MediaSession:
             return
         blocks = (self._rx.report_block(now),) if self._rx is not None and self._rx.received else ()
         report: RtcpPacket
-        if self._sent_since_report:
+        packets_sent, octets_sent = self._sent_totals()
+        if packets_sent != self._reported_sent:
             tick = self.clock.current_tick - (self._tick0 or 0)
             rtp_ts = (self._ts_base + tick * FRAME_SAMPLES) & 0xFFFFFFFF
             report = SenderReport(
                 self.ssrc,
                 ntp_timestamp(time.time()),
                 rtp_ts,
-                self._packets_sent,
-                self._octets_sent,
+                packets_sent,
+                octets_sent,
                 blocks,
             )
         else:
             report = ReceiverReport(self.ssrc, blocks)
-        self._sent_since_report = False
+        self._reported_sent = packets_sent
         packets: list[RtcpPacket] = [report, SourceDescription.cname_of(self.ssrc, self.cname)]
         if bye:
             packets.append(Bye((self.ssrc,)))
@@ -903,18 +918,24 @@ class MediaSession:
 
     # ------------------------------------------------------------------ stats
 
+    def _sent_totals(self) -> tuple[int, int]:
+        """Packets and payload octets sent, by the tick's fast path and by _transmit."""
+        frames = self._frames_sent
+        return self._packets_sent + frames, self._octets_sent + frames * FRAME_SAMPLES
+
     @property
     def stats(self) -> dict[str, Any]:
         rx = self._rx
+        packets_sent, octets_sent = self._sent_totals()
         return {
             "local_port": self.local_port,
             "remote": self.remote,
             "latched": self.latched,
             "connected": self._connected,
-            "packets_sent": self._packets_sent,
+            "packets_sent": packets_sent,
             "send_dropped": self._send_dropped,
             "send_errors": self._send_errors,
-            "octets_sent": self._octets_sent,
+            "octets_sent": octets_sent,
             "packets_received": self._packets_received,
             "octets_received": self._octets_received,
             "lost": self._lost_before + (max(rx.lost, 0) if rx else 0),
