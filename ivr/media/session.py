@@ -64,6 +64,7 @@ import socket
 import struct
 import sys
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,6 +128,43 @@ class _Item:
     pt: int = -1
     data: bytes = b""
     frames: int = 0
+    shared: _SharedFrames | None = None  # a player the clock advances: one frame per tick
+
+
+class _SharedFrames:
+    """The frames a shared player (hold music) plays during the current tick, per payload type.
+
+    The clock advances a shared source once per tick before any stream reads it, so
+    within a tick every listener hears the same frame: it is asked of the player once
+    per tick and payload type, not once per held call (four calls deep for hold music).
+    """
+
+    __slots__ = ("source", "tick", "frames")
+
+    def __init__(self, source: SharedPlayer) -> None:
+        self.source = source
+        self.tick = -1
+        self.frames: list[bytes | None] = [None] * 128  # by RTP payload type (7 bits)
+
+    def fetch(self, pt: int, tick_no: int) -> bytes:
+        if tick_no != self.tick:
+            self.tick, self.frames = tick_no, [None] * 128
+        frame = self.frames[pt] = self.source.frame(pt)
+        return frame
+
+
+_SHARED: weakref.WeakKeyDictionary[Any, _SharedFrames] = weakref.WeakKeyDictionary()
+
+
+def _shared_frames(source: SharedPlayer) -> _SharedFrames | None:
+    """The per-tick frame cache of a shared player (None if it cannot be a weak key)."""
+    try:
+        shared = _SHARED.get(source)
+        if shared is None:
+            shared = _SHARED[source] = _SharedFrames(source)
+    except TypeError:  # not hashable or not weakly referenceable: asked on every tick
+        return None
+    return shared
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -403,6 +441,7 @@ class MediaSession:
             item = _Item(source, prompt_id, barge_in, None)
             if callable(getattr(source, "advance", None)):
                 self.clock.add_shared(source)  # type: ignore[arg-type]
+                item.shared = _shared_frames(source)
         else:
             raise TypeError(
                 f"cannot play {source!r}: expected a Clip or a shared player with .frame(pt)"
@@ -524,6 +563,11 @@ class MediaSession:
                 item.position = position + 1
                 start = position * FRAME_SAMPLES
                 frame = item.data[start : start + FRAME_SAMPLES]
+            elif item.shared is not None:  # hold music: the frame all its listeners hear
+                shared = item.shared
+                frame = shared.frames[pt] if shared.tick == tick_no else None
+                if frame is None:
+                    frame = shared.fetch(pt, tick_no)
             else:
                 frame = self._next_frame(pt)
         if not sending:

@@ -235,6 +235,66 @@ def test_shared_player_is_advanced_by_the_clock_and_released_when_stopped() -> N
     with_clock(body)
 
 
+class _ManualLoop:
+    """The clock's loop for tests that run its ticks by hand (the sessions still use the real one)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.due: list[Callable[[], object]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Any:
+        self.now = max(self.now, when)
+        self.due.append(callback)
+        return asyncio.get_running_loop().call_later(3600, lambda: None)  # a cancellable handle
+
+    def tick(self) -> None:
+        self.due.pop(0)()
+
+
+def test_listeners_of_a_shared_player_hear_one_frame_per_tick_asked_once_per_codec() -> None:
+    class Player:
+        def __init__(self) -> None:
+            self.tick = -1
+            self.asked: list[tuple[int, int]] = []
+
+        def advance(self, tick_no: int) -> None:
+            self.tick = tick_no
+
+        def frame(self, payload_type: int) -> bytes:
+            self.asked.append((self.tick, payload_type))
+            return bytes([self.tick % 128 + payload_type]) * 160
+
+    async def body() -> None:
+        manual = _ManualLoop()
+        clock = MediaClock(manual)
+        player = Player()
+        listeners = []
+        for pt in (g711.PCMU, g711.PCMU, g711.PCMA):
+            ear = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ear.bind(("127.0.0.1", 0))
+            ear.settimeout(5)
+            s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
+            s.configure(remote=ear.getsockname(), payload_type=pt, dtmf_pt=None, direction="sendrecv")
+            s.play(player, prompt_id=1)
+            listeners.append((s, ear, pt))
+        for _ in range(4):
+            manual.tick()
+        # asked once per tick and codec, however many calls listen
+        assert player.asked == [(t, pt) for t in range(4) for pt in (g711.PCMU, g711.PCMA)]
+        for s, ear, pt in listeners:
+            heard = [RtpPacket.parse(ear.recv(2048)) for _ in range(4)]
+            assert [p.payload for p in heard] == [bytes([t + pt]) * 160 for t in range(4)]
+            assert [p.payload_type for p in heard] == [pt] * 4
+            s.close()
+            ear.close()
+        clock.stop()
+
+    run(body())
+
+
 def test_play_rejects_what_it_cannot_play() -> None:
     async def body(clock: MediaClock) -> None:
         s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
