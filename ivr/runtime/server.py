@@ -516,7 +516,8 @@ RESTART_ONLY = ("listen", "public_address", "data", "rtp_ports", "smtp")
 
 # While a reload parses and compiles in a worker thread, the loop hands the GIL over at every
 # sendto of the media clock and waits the switch interval (5 ms) to get it back: with 20 calls
-# up, a 2,000-line flow's reload stalled the loop ~60 ms (loop_stall).  0.5 ms: no stall.
+# up, a 2,000-line flow's reload stalled the loop ~60 ms (loop_stall); with 0.5 ms mostly none
+# (bench/serve_reload.py).
 RELOAD_SWITCH_INTERVAL = 0.0005
 
 
