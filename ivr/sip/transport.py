@@ -29,7 +29,9 @@ and every exception escaping the agent is logged and the datagram dropped.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,6 +57,11 @@ DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
 #: read and dropped this long before the close: closing with unread input would reset the
 #: connection and could destroy the answer before the peer reads it.
 LINGER = 2.0
+#: A UDP destination named by a host name (a Contact, a Route) is resolved off the event
+#: loop (a sendto() would resolve it synchronously: a slow DNS server, possibly the
+#: caller's own, would stall every call's audio), at most this many at once, this long each.
+MAX_RESOLVING = 16
+RESOLVE_TIMEOUT = 5.0
 #: Refused connections from one address are logged at most this often.
 _REFUSAL_LOG_INTERVAL = 10.0
 
@@ -234,6 +241,7 @@ class SipEndpoint:
         self._servicing = False
         self._again = False
         self._connecting: dict[Address, list[bytes]] = {}
+        self._resolving = 0
         #: Sources to ignore unread (a throttled password scanner gets silence, not answers).
         self.blocked: Callable[[str], bool] | None = None
 
@@ -371,9 +379,31 @@ class SipEndpoint:
 
     def send(self, data: bytes, dest: Address, transport: str) -> None:
         if transport.lower() == "tcp":
-            self._send_tcp(data, dest)
+            self._send_tcp(data, dest)  # create_connection resolves a name off the loop itself
         elif self._udp is not None:
-            self._udp.sendto(data, dest)
+            if _is_ip(dest[0]):
+                self._udp.sendto(data, dest)
+            elif self._resolving >= MAX_RESOLVING:
+                log.warning("dropped a datagram to %s:%d: %d names being resolved", dest[0], dest[1], self._resolving)
+            else:
+                self._resolving += 1
+                self.loop.create_task(self._send_resolved(data, dest))
+
+    async def _send_resolved(self, data: bytes, dest: Address) -> None:
+        try:
+            assert self._udp is not None
+            family = self._udp.get_extra_info("socket").family
+            infos = await asyncio.wait_for(
+                self.loop.getaddrinfo(dest[0], dest[1], family=family, type=socket.SOCK_DGRAM), RESOLVE_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            log.info("cannot send to %s:%d: %s", dest[0], dest[1], exc or "resolving timed out")
+            return
+        finally:
+            self._resolving -= 1
+        if infos and self._udp is not None and not self._udp.is_closing():
+            address = infos[0][4]
+            self._udp.sendto(data, (str(address[0]), int(address[1])))
 
     def _send_tcp(self, data: bytes, dest: Address) -> None:
         conn = self.connections.get(dest)
@@ -427,3 +457,11 @@ class SipEndpoint:
                 )
                 conn.close()
         self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep_idle)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from ivr.sip.message import (
     parse_message,
     salvage_request,
 )
-from ivr.sip.transport import SipEndpoint
+from ivr.sip.transport import MAX_RESOLVING, SipEndpoint
 from ivr.sip.ua import IncomingCall, RequestReceived, UserAgent
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
@@ -490,3 +491,40 @@ def test_register_with_bytes_that_are_not_utf8_is_answered_not_raised() -> None:
     assert reg.contacts("201", NOW + 5)[0].user_agent == "T?l?phone"
     reply = register(10, b"Yealink", b"<sip:201\xff@192.168.1.101:5062>")
     assert reply.status == 400 and "UTF-8" in reply.reason
+
+
+def test_a_udp_destination_named_by_a_host_name_is_resolved_off_the_loop() -> None:
+    """Before: sendto() resolved a Contact's host name synchronously; a caller pointing its
+    Contact at a slow DNS server stalled the event loop (every call's audio) per request."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        endpoint = SipEndpoint(UserAgent(local_host="127.0.0.1", local_port=0))
+        await endpoint.start("127.0.0.1", 0)
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        port = peer.getsockname()[1]
+        release, called = asyncio.Event(), asyncio.Event()
+        asked: list[str] = []
+
+        async def slow_dns(host: str, port: int, **kw: Any) -> Any:
+            asked.append(host)
+            called.set()
+            await release.wait()  # a DNS server that takes its time
+            return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port))]
+
+        loop.getaddrinfo = slow_dns  # type: ignore[assignment,method-assign]
+        endpoint.send(b"OPTIONS over a name", ("phone.example.com", port), "udp")
+        await asyncio.wait_for(called.wait(), 5)  # asked from a task: the loop kept turning
+        assert asked == ["phone.example.com"]
+        release.set()
+        data = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
+        assert data == b"OPTIONS over a name"
+        for _ in range(MAX_RESOLVING + 3):  # a flood of names: bounded, the excess dropped
+            endpoint.send(b"x", ("other.example.com", port), "udp")
+        assert endpoint._resolving == MAX_RESOLVING
+        peer.close()
+        endpoint.close()
+
+    run(body)
