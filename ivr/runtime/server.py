@@ -185,6 +185,7 @@ class Server:
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self._full = False  # every call slot taken (logged on each change)
+        self._voicemail_started = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -224,10 +225,7 @@ class Server:
                 services.recognizer()  # load the speech model now, not in the first caller's turn
             except Exception as exc:  # keys still work; each utterance will be a no-match
                 self.calllog.server("speech_unavailable", f"speech recognition unavailable: {exc}")
-        if self.settings.config.mailboxes:
-            recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
-            if recovered:
-                self.calllog.server("recovered", f"recovered {len(recovered)} voicemail message(s)")
+        self._start_voicemail(services)
         # Start-up objects (flow tables, codec tables, decoded prompts) live as long as the
         # process: freezing them keeps full garbage collections short during calls.
         gc.collect()
@@ -239,11 +237,13 @@ class Server:
         self.calllog.server("listening", f"listening on {bound.describe()}", pid=_pid())
         await self.stopping.wait()
         await self._drain()
+        services = self.services  # a reload may have made a new generation
+        assert services is not None
         services.stop_trunks()  # un-REGISTER before the socket closes
         watchdog.stop()
         endpoint.close()
         clock.stop()
-        if self.settings.config.mailboxes:
+        if self._voicemail_started:
             services.voicemail.stop()
         services.close_journal()  # its writer thread finishes the rows still queued
         services.executor.shutdown(wait=False, cancel_futures=True)
@@ -255,6 +255,15 @@ class Server:
             clock_max_lateness_ms=round(clock.max_lateness * 1000, 2),
         )
         return 0
+
+    def _start_voicemail(self, services: Services) -> None:
+        """Once the deployment has mailboxes (at start-up or after a reload): recover, start Voice2Mail."""
+        if self._voicemail_started or not services.config.mailboxes:
+            return
+        self._voicemail_started = True
+        recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
+        if recovered:
+            self.calllog.server("recovered", f"recovered {len(recovered)} voicemail message(s)")
 
     def _blocked(self, ip: str) -> bool:
         """The registrar's throttle (the current generation's: a reload may change the extensions)."""
@@ -362,6 +371,7 @@ class Server:
             old.stop_trunks()  # un-REGISTER the old trunks, register the new ones
             new.services.start_trunks()
         self._prepare_hold_music(new.services, new.music)
+        self._start_voicemail(new.services)  # the first mailboxes may come with this reload
         self._update_capacity()
         if new.restart:
             self.calllog.server(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -207,6 +209,50 @@ def test_an_extension_added_by_a_reload_can_register(
     sipp("register_auth.xml", server, **login).check()  # 401, then 200 with the new password
     registered = server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="200")
     assert registered["aor"] == "301"
+
+
+@peer
+def test_a_trunk_added_by_a_reload_registers_and_is_unregistered_at_the_stop(
+    ivr_server: Callable[..., IvrServer], tmp_path: Path
+) -> None:
+    registrar_port = free_udp_port()
+    folder = tmp_path / "carrier"
+    folder.mkdir()
+    carrier = subprocess.Popen(
+        [shutil.which("sipp") or "sipp", "-sf", str(Path(__file__).parent / "scenarios" / "registrar_trunk.xml"),
+         "-i", "127.0.0.1", "-p", str(registrar_port), "-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error",
+         "-trace_msg", "-message_file", str(folder / "messages.log")],
+        cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        flow = tmp_path / "main.ivr"
+        flow.write_text(FLOW_A)
+        server = ivr_server(flow)
+        toml = tmp_path / "ivr.toml"
+        toml.write_text(
+            toml.read_text()
+            + f'\n[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {registrar_port}\nregister = true\n'
+        )
+        assert reload(server, "reloaded")["changed"] == ["trunks"]
+        registered = server.wait_for(lambda r: r.get("event") == "trunk_registered", what="trunk_registered")
+        assert registered["trunk"] == "carrier"
+
+        server.terminate()  # the stop un-REGISTERs the trunk the reload added
+        assert server.wait_exit(30) == 0
+        out, _ = carrier.communicate(timeout=30)
+        assert carrier.returncode == 0, out[-2000:]
+        trace = (folder / "messages.log").read_text(errors="replace")
+        assert trace.count("REGISTER sip:") == 2 and re.search(r"expires[=:]\s*0\b", trace, re.I)
+    finally:
+        if carrier.poll() is None:
+            carrier.kill()
+            carrier.communicate()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @peer
