@@ -244,6 +244,9 @@ class Journal:
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         assert self.db is not None
+        # Text a caller chose may hold bytes that were not UTF-8 (surrogates): sqlite refuses
+        # them, and the exception would end this writer thread and every later row with it.
+        params = tuple(p.encode("utf-8", "replace").decode() if isinstance(p, str) else p for p in params)
         try:
             with self.lock:
                 self.db.execute(sql, params)

@@ -78,6 +78,7 @@ _LIST_HEADERS = frozenset(
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # gen-value = token / host / quoted-string (RFC 3261 25.1); URI params also allow escapes.
 _PARAM_VALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]/&$]+")
+_CALL_ID_RE = re.compile(r"[!-~]+")  # callid = word ["@" word]: visible ASCII, no LWS
 _HEADER_NAME_RE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:")
 
 REASON_PHRASES: dict[int, str] = {
@@ -927,7 +928,8 @@ def _validate_common(msg: Request | Response) -> None:
         raise ValueError("Via with a SIP version other than 2.0")
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
-    if any(c.isspace() for c in msg.call_id) or len(msg.headers.get_all("Call-ID")) > 1:
+    if not _CALL_ID_RE.fullmatch(msg.call_id) or len(msg.headers.get_all("Call-ID")) > 1:
+        # 25.1: words of visible ASCII; a Call-ID names files, journal rows and log lines
         raise ValueError("invalid Call-ID")
     for contact in msg.headers.get_all("Contact"):
         if contact.strip() != "*":

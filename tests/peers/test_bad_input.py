@@ -312,7 +312,8 @@ def test_mutated_captures_over_tcp(server: IvrServer, path: Path, data: st.DataO
         framed, refused = [], exc
     statuses = [int(s) for s in re.findall(rb"(?m)^SIP/2\.0 (\d{3}) ", answer)]
     if refused is not None and refused.request is not None:
-        assert statuses[:1] == [refused.status], (refused, answer[:200])
+        # (a message framed before the refused one, if any, was answered first)
+        assert refused.status in statuses, (refused, answer[:200])
     if len(framed) == 1:
         try:
             message = parse_message(framed[0])

@@ -178,3 +178,22 @@ def test_voice2mail_builds_a_clean_mail_for_a_caller_stored_with_control_charact
     assert "Bcc" not in mail.keys()
     assert "\n" not in mail["Subject"] and "evil@example.com" in mail["Subject"]
     mail.as_bytes()  # serialisable as it would be sent
+
+
+# --------------------------------------------------------------------------- the call journal
+
+
+def test_text_that_was_not_utf8_does_not_stop_the_journal(tmp_path: Path) -> None:
+    """Before: a value holding a surrogate (bytes that were not UTF-8) raised in the journal's
+    writer thread, which died: that call and every later one went unjournalled."""
+    from ivr.runtime.journal import Journal
+
+    journal = Journal.open(tmp_path)
+    journal.started("bad-\udcd6", "caf\udcc3", "100", at=1.0)
+    journal.ended("bad-\udcd6", outcome="hangup", detail="\udcff", cause="bye", at=2.0)
+    journal.started("next-call", "+41791112233", "100", at=3.0)
+    journal.flush()
+    rows = {row.call_id: row for row in journal.query()}
+    assert set(rows) == {"bad-?", "next-call"}  # the writer lived on
+    assert rows["bad-?"].caller == "caf?" and rows["bad-?"].ended == 2.0
+    journal.close()

@@ -528,3 +528,12 @@ def test_a_udp_destination_named_by_a_host_name_is_resolved_off_the_loop() -> No
         endpoint.close()
 
     run(body)
+
+
+@pytest.mark.parametrize("call_id", [b"caf\xc3\xa9-1", b"\xd6bc", b"a\x7fb", b"a\x01b"])
+def test_a_call_id_must_be_visible_ascii(call_id: bytes) -> None:
+    """25.1: a Call-ID is words of visible ASCII; it names files and journal rows."""
+    ua = UserAgent(local_host="192.0.2.200", local_port=5060)
+    raw = capture("baresip_invite").replace(b"Call-ID: 6c8d2e4f1a3b5c7d", b"Call-ID: " + call_id)
+    ua.receive(raw, SOURCE, "udp", 0.0)
+    assert [r.status for r in replies(ua)] == [400] and ua.next_event() is None
