@@ -680,22 +680,24 @@ class MediaSession:
     # ------------------------------------------------------------------ receiving RTP
 
     def _rtp_readable(self, now: float) -> None:
-        """The reactor's handler: read ONE datagram (level-triggered: more wake us again)."""
+        """The reactor's handler: read ONE datagram (level-triggered: more wake us again).
+
+        Run for every call 50 times a second: the checks of a packet are inline here
+        rather than in a function of their own, and audio nobody listens to costs only
+        its bookkeeping (no call of :meth:`_on_audio_packet`).
+        """
         try:
-            if self._connected:  # the kernel only lets the remote's packets in
+            if not self._connected:
+                data, addr = self._rtp_sock.recvfrom(RECV_SIZE)
+            else:  # the kernel only lets the remote's packets in
                 data = self._rtp_sock.recv(RECV_SIZE)
                 addr = self.remote
-            else:
-                data, addr = self._rtp_sock.recvfrom(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             # ICMP port unreachable from a peer that went away: the media timeout handles it.
             log.debug("RTP socket error on port %d: %s", self.local_port, exc)
             return
-        self._on_rtp(data, addr, now)  # type: ignore[arg-type]
-
-    def _on_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             self._invalid += 1
             return
@@ -730,7 +732,11 @@ class MediaSession:
             return
         if pt != g711.PCMU and pt != g711.PCMA:
             return  # comfort noise, sipp's filler, anything we did not offer
-        self._on_audio_packet(data, pt, seq, ts)
+        if self._receiving and (self.on_audio is not None or self._inband is not None):
+            self._on_audio_packet(data, pt, seq, ts)
+        else:  # nobody listens: no reordering and no decoding, only the bookkeeping
+            self._rx_expected = (seq + 1) & 0xFFFF
+            self._octets_received += len(data) - 12
 
     def _on_event_packet(self, data: bytes) -> None:
         try:
@@ -745,11 +751,6 @@ class MediaSession:
 
     def _on_audio_packet(self, data: bytes, pt: int, seq: int, ts: int) -> None:
         """Put audio back in sequence order (a small reorder window), then deliver it."""
-        if not self._receiving or (self.on_audio is None and self._inband is None):
-            # nobody listens: no reordering and no decoding, only the bookkeeping
-            self._rx_expected = (seq + 1) & 0xFFFF
-            self._octets_received += len(data) - 12
-            return
         expected = self._rx_expected
         delta = 0 if expected is None else (seq - expected) & 0xFFFF
         if delta == 0 and not self._reorder and data[0] & 0x3F == 0:
