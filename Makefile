@@ -7,7 +7,7 @@ FLOW    ?= flows/acme.ivr
 LISTEN  ?= 127.0.0.1:5060
 APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox tshark
 
-.PHONY: run test deps system-deps lint bench clean
+.PHONY: run test deps system-deps speech-deps lint bench clean
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -23,7 +23,15 @@ $(BIN)/ivr: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(BIN)/ivr
 
-deps: system-deps $(BIN)/ivr
+# The moonshine speech engine (ivr/media/asr_moonshine.py): onnxruntime, onnx and the English
+# model inside PyPI's moonshine-cpp wheel (about 130 MB in all), installed when missing.
+SPEECH_PKGS := onnxruntime>=1.17 onnx>=1.15 moonshine-cpp==0.1.4
+
+speech-deps: $(BIN)/ivr
+	@$(BIN)/python -c "import onnxruntime, onnx; from ivr.media.asr_moonshine import default_model; assert default_model()" 2>/dev/null || \
+	  $(BIN)/pip install -q $(foreach p,$(SPEECH_PKGS),'$(p)')
+
+deps: system-deps $(BIN)/ivr speech-deps
 
 run: deps
 	$(BIN)/ivr serve $(FLOW) --config flows/ivr.toml --listen $(LISTEN)

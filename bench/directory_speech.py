@@ -11,6 +11,7 @@ i.e. what the caller waits after the end-of-speech hangover.
 
     python bench/directory_speech.py                 # full run (700 utterances, a few minutes)
     python bench/directory_speech.py --quick         # CI: fewer voices and people
+    python bench/directory_speech.py --engine moonshine   # Moonshine base (PyPI moonshine-cpp)
 """
 
 from __future__ import annotations
@@ -205,6 +206,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one voice per name (CI)")
     parser.add_argument("--filler-weight", type=float, default=None, help="override the filler branch weight")
     parser.add_argument("--fold", type=float, default=None, help="override the spectral folding level")
+    parser.add_argument(
+        "--filler-margin", type=float, default=None, help="moonshine: log-probability a phrase must beat the filler by"
+    )
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="pocketsphinx decoder option")
     parser.add_argument(
         "--feature", action="append", default=[], metavar="KEY=VALUE", help="front-end option over feat.params (cmn=live)"
@@ -223,6 +227,10 @@ def main() -> int:
         asr.FEATURE_OPTIONS[key] = value
     if args.fold is not None:
         asr.FOLD_LEVEL = args.fold
+    if args.filler_margin is not None:
+        from ivr.media import asr_moonshine
+
+        asr_moonshine.FILLER_MARGIN = args.filler_margin
     report(run(args), args.people, args.confusions)
     return 0
 

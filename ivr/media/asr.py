@@ -30,6 +30,8 @@ Engines:
   grammar mode at 8 kHz with an ``[unk]`` filler.  Vosk silently drops
   phrases with out-of-vocabulary words, so :meth:`Recognizer.check` lists
   them and a session refuses a grammar that lost phrases.
+* ``moonshine``: Moonshine base (English) from PyPI's moonshine-cpp wheel, decoding restricted
+  to the phrases with a filler rival (:mod:`ivr.media.asr_moonshine`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import soxr
 from ivr.media.g2p import PronunciationError, cmudict, normalize_phrase, pronunciations
 
 PCM16 = npt.NDArray[np.int16]
-ENGINES = ("pocketsphinx", "vosk")
+ENGINES = ("pocketsphinx", "vosk", "moonshine")
 INPUT_RATE = 8000
 
 
@@ -99,6 +101,10 @@ def _load(engine: str, model: Path | None) -> Recognizer:
         if model is None:
             raise RecognizerError("vosk needs a model folder: set [speech] model in ivr.toml or --model")
         return VoskRecognizer(model)
+    if engine == "moonshine":
+        from ivr.media.asr_moonshine import MoonshineRecognizer
+
+        return MoonshineRecognizer(model)
     raise RecognizerError(f"unknown speech engine {engine!r}; known: {', '.join(ENGINES)}")
 
 
