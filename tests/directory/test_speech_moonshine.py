@@ -133,6 +133,7 @@ def test_deployment_file_selects_moonshine(tmp_path: Path) -> None:
         ("alice-johnson-gb", "alice johnson"),
         ("bob-miller-m3", "bob miller"),
         ("siobhan-kelly-gb", "siobhan kelly"),
+        ("nguyen-van-minh", "nguyen van minh"),
     ],
 )
 def test_names_are_recognized(fixture: str, expected: str) -> None:
@@ -143,8 +144,9 @@ def test_names_are_recognized(fixture: str, expected: str) -> None:
 
 @pytest.mark.slow
 @needs_model
-def test_a_name_outside_the_directory_is_no_match() -> None:
-    assert recognize(STAFF, call_audio("leonard-dubois")) == ("", 0.0)
+@pytest.mark.parametrize("fixture", ["leonard-dubois", "emma-wilson"])
+def test_a_name_outside_the_directory_is_no_match(fixture: str) -> None:
+    assert recognize(STAFF, call_audio(fixture)) == ("", 0.0)
 
 
 @pytest.mark.slow
@@ -165,6 +167,25 @@ def test_session_refuses_audio_after_finish_and_close_is_quiet() -> None:
     other.accept(call_audio("alice-johnson-us")[:800])
     other.close()
     assert other.finish() == ("", 0.0)
+
+
+@pytest.mark.slow
+@needs_model
+def test_sessions_decode_side_by_side_from_several_threads() -> None:
+    import threading
+
+    cases = {"alice-johnson-us": "alice johnson", "bob-miller-m3": "bob miller", "leonard-dubois": ""}
+    results: dict[str, str] = {}
+
+    def run(fixture: str) -> None:
+        results[fixture] = recognize(STAFF, call_audio(fixture))[0]
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in cases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == cases
 
 
 @pytest.mark.slow
