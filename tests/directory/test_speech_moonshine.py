@@ -65,6 +65,9 @@ def test_tokenizer_file_is_read_and_a_truncated_one_refused(tmp_path: Path) -> N
     path.write_bytes(b"\x05ab")
     with pytest.raises(RecognizerError, match="truncated at token 0"):
         read_tokens(path)
+    path.write_bytes(b"\x01a\x81")  # a two-byte length cut after its first byte
+    with pytest.raises(RecognizerError, match="truncated at token 1"):
+        read_tokens(path)
 
 
 def test_grammar_allows_only_tokens_that_continue_a_phrase_or_the_filler() -> None:
