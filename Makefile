@@ -24,7 +24,7 @@ $(BIN)/ivr: pyproject.toml
 	touch $(BIN)/ivr
 
 # The moonshine speech engine (ivr/media/asr_moonshine.py): onnxruntime, onnx and the English
-# model inside PyPI's moonshine-cpp wheel (about 130 MB in all), installed when missing.
+# model inside PyPI's moonshine-cpp wheel (about 185 MB installed), installed when missing.
 SPEECH_PKGS := onnxruntime>=1.17 onnx>=1.15 moonshine-cpp==0.1.4
 
 speech-deps: $(BIN)/ivr
