@@ -210,6 +210,7 @@ class MediaSession:
         "remote",
         "_sending",
         "_plain",
+        "_head",
         "_queue",
         "_marker",
         "_buf",
@@ -325,6 +326,7 @@ class MediaSession:
         self._frame_count = 0
         self._packet_ts = 0
         self._queue: deque[_Item] = deque()
+        self._head: _Item | None = None  # _queue[0]: the tick reads it without the deque's block
         self._digits: deque[str] = deque()
         self._event: list[tuple[int, RtpPacket]] = []
         self._event_start = 0
@@ -428,6 +430,7 @@ class MediaSession:
         for item in self._queue:
             self._release(item)
         self._queue.clear()
+        self._head = None
         if self._reactor is not None:
             self._reactor.remove(self._rtp_sock.fileno())  # before the descriptor is reused
         self._rtp_sock.close()
@@ -528,6 +531,7 @@ class MediaSession:
                 f"cannot play {source!r}: expected a Clip or a shared player with .frame(pt)"
             )
         self._queue.append(item)
+        self._head = self._queue[0]
 
     def stop_prompts(self, *, only_barge_in: bool = True) -> None:
         """Drop queued prompts (all, or those with ``barge_in``); the next frame sent reflects it."""
@@ -538,6 +542,7 @@ class MediaSession:
             else:
                 self._release(item)
         self._queue = keep
+        self._head = keep[0] if keep else None
 
     @property
     def playing(self) -> int | None:
@@ -564,6 +569,7 @@ class MediaSession:
             # the last frame (or an empty clip): the prompt is done once this frame is out
             if position + 1 >= clip.frames:
                 queue.popleft()
+                self._head = queue[0] if queue else None
                 self.loop.call_soon(self._prompt_done, item.prompt_id)
                 if position >= clip.frames:
                     continue
@@ -636,9 +642,8 @@ class MediaSession:
             self._update_plain()
             return
         frame: bytes | None = None
-        queue = self._queue
-        if queue:
-            item = queue[0]
+        item = self._head
+        if item is not None:
             position = item.position
             if position + 1 < item.frames and item.pt == pt:  # a clip, not its last frame
                 item.position = position + 1
