@@ -241,7 +241,7 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
         errors = folder / "errors.log"
         detail = errors.read_text(errors="replace") if errors.exists() else output
         print(f"sipp: {step.failed} call(s) failed:\n{detail[-1500:]}", file=sys.stderr)
-    step.keys = server.count(lambda r: r.get("event") == "key" and r.get("digit") == "1" and "via" in r)
+    step.keys = server.count(_keyed)
     step.peak, step.setup_rate = concurrency(server.records)
     stopped = [r for r in server.records if r.get("event") == "stopped"]
     step.clock_late_ms = float(stopped[-1].get("clock_max_lateness_ms", 0.0)) if stopped else 0.0
@@ -270,11 +270,15 @@ def measure_cpu_while_all_up(server: Server, calls: int, deadline: float) -> tup
     return None if server.count(ended) else cpu
 
 
+def _keyed(record: dict) -> bool:
+    """The flow's record of a call's key 1 (one per call; the media's own key records have no "via")."""
+    return record.get("event") == "key" and record.get("digit") == "1" and "via" in record
+
+
 def measure_cpu_steady(server: Server, calls: int, deadline: float) -> tuple[float, float] | None:
     """Cores used by ivr (all, user) while every call is on hold music (--hold)."""
-    keyed = lambda r: r.get("event") == "key"  # noqa: E731
     ended = lambda r: r.get("event") == "ended"  # noqa: E731
-    while server.count(keyed) < calls:
+    while server.count(_keyed) < calls:
         if time.monotonic() > deadline + 10 or server.count(ended) > 0:
             return None
         time.sleep(0.1)  # polling the log file
