@@ -137,19 +137,19 @@ class _SharedFrames:
     The clock advances a shared source once per tick before any stream reads it, so
     within a tick every listener hears the same frame: it is asked of the player once
     per tick and payload type, not once per held call (four calls deep for hold music).
+    It holds no reference to the player (it is the value of a weak-keyed registry).
     """
 
-    __slots__ = ("source", "tick", "frames")
+    __slots__ = ("tick", "frames")
 
-    def __init__(self, source: SharedPlayer) -> None:
-        self.source = source
+    def __init__(self) -> None:
         self.tick = -1
         self.frames: list[bytes | None] = [None] * 128  # by RTP payload type (7 bits)
 
-    def fetch(self, pt: int, tick_no: int) -> bytes:
+    def fetch(self, source: SharedPlayer, pt: int, tick_no: int) -> bytes:
         if tick_no != self.tick:
             self.tick, self.frames = tick_no, [None] * 128
-        frame = self.frames[pt] = self.source.frame(pt)
+        frame = self.frames[pt] = source.frame(pt)
         return frame
 
 
@@ -161,7 +161,7 @@ def _shared_frames(source: SharedPlayer) -> _SharedFrames | None:
     try:
         shared = _SHARED.get(source)
         if shared is None:
-            shared = _SHARED[source] = _SharedFrames(source)
+            shared = _SHARED[source] = _SharedFrames()
     except TypeError:  # not hashable or not weakly referenceable: asked on every tick
         return None
     return shared
@@ -653,7 +653,7 @@ class MediaSession:
                 shared = item.shared
                 frame = shared.frames[pt] if shared.tick == tick_no else None
                 if frame is None:
-                    frame = shared.fetch(pt, tick_no)
+                    frame = shared.fetch(item.source, pt, tick_no)
             else:
                 frame = self._next_frame(pt)
         if not sending:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -291,6 +293,11 @@ def test_listeners_of_a_shared_player_hear_one_frame_per_tick_asked_once_per_cod
             s.close()
             ear.close()
         clock.stop()
+        # the frame cache keeps no player alive once nobody plays it
+        gone = weakref.ref(player)
+        del player, listeners, s
+        gc.collect()
+        assert gone() is None
 
     run(body())
 
