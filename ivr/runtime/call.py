@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ import numpy as np
 from ivr.dsl import events as ev
 from ivr.dsl.machine import Machine
 from ivr.media.clip import Clip
+from ivr.media.ports import PortRangeExhausted
 from ivr.media.session import MediaSession
 from ivr.runtime.calllog import describe
 from ivr.runtime.services import Services
@@ -56,6 +57,10 @@ from ivr.sip.ua import (
 )
 
 log = logging.getLogger("ivr.runtime.call")
+
+# Seconds a refused caller (or its proxy) is asked to wait before trying again (RFC 3261
+# section 21.5.4): calls end all the time, so a slot or a port is likely free again soon.
+BUSY_RETRY_AFTER = 5
 
 MACHINE = "machine"
 
@@ -298,6 +303,8 @@ class CallRunner:
         )
         try:
             await self._setup()
+        except PortRangeExhausted as exc:  # other programs hold the free ports: busy, not broken
+            self._reject(503, f"no RTP port: {exc}", headers=[("Retry-After", str(BUSY_RETRY_AFTER))])
         except Exception:
             log.exception("call %s: set-up failed", self.call_id)
             self._reject(500, "set-up failed")
@@ -460,9 +467,9 @@ class CallRunner:
         self._execute(actions, MACHINE)
         self._drain()
 
-    def _reject(self, status: int, reason: str) -> None:
+    def _reject(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
         self.log(action="reject", status=status, reason=reason)
-        self.services.ua.reject(self.call_id, status, self.services.sip_now())
+        self.services.ua.reject(self.call_id, status, self.services.sip_now(), headers=headers)
         self.services.flush()
         self._finish("rejected")
 

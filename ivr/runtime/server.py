@@ -52,7 +52,7 @@ from typing import Any
 from ivr.config import Config
 from ivr.media.clock import get_clock
 from ivr.media.ports import pool_for
-from ivr.runtime.call import CallRunner
+from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.services import Services, kept_engines
 from ivr.sip.transport import SipEndpoint
@@ -71,9 +71,9 @@ from ivr.sip.ua import (
 log = logging.getLogger("ivr.runtime.server")
 
 CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, DtmfInfo)
-# Seconds a caller (or a dispatcher) is asked to wait when every call slot is taken: calls
-# end all the time, so a slot is likely free again soon (a drain asks for ua.retry_after).
-CAPACITY_RETRY_AFTER = 5
+# Seconds a caller (or a dispatcher) is asked to wait when every call slot is taken
+# (a drain asks for ua.retry_after).
+CAPACITY_RETRY_AFTER = BUSY_RETRY_AFTER
 
 
 @dataclass(frozen=True)

@@ -244,3 +244,32 @@ def test_a_bad_max_calls_names_the_key(tmp_path: Path, value: str) -> None:
     toml.write_text(f"[server]\nmax_calls = {value}\n")
     with pytest.raises(ConfigError, match=r"server\.max_calls: expected a whole number of calls"):
         load_config(toml)
+
+
+@pytest.mark.peer
+@needs_sipp
+def test_rtp_ports_held_by_another_program_are_a_503_not_a_failed_call(
+    ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
+) -> None:
+    """Our pool thinks the one pair is free, but another program has bound it: 503, Retry-After, no 500."""
+    rtp = free_ports(2)
+    toml = tmp_path / "taken-pair.toml"
+    prompts = Path(__file__).resolve().parents[2] / "prompts"
+    toml.write_text(f'[server]\nrtp_ports = "{rtp}-{rtp + 1}"\n[prompts]\nfolders = ["{prompts}"]\n')
+    squatters = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for offset, sock in enumerate(squatters):
+            sock.bind(("127.0.0.1", rtp + offset))
+        server = ivr_server("menu.ivr", extra=("--config", str(toml)))
+        rejected = sipp("invite_rejected.xml", server)
+        rejected.check()
+        assert retry_after(rejected) == str(CAPACITY_RETRY_AFTER)
+        record = server.wait_for(
+            lambda r: r.get("call_id") == rejected.call_id and r.get("action") == "reject", what="reject"
+        )
+        assert record["status"] == 503 and "no RTP port" in record["reason"]
+    finally:
+        for sock in squatters:
+            sock.close()
+    again = sipp("basic_caller_bye.xml", server)  # the other program is gone: the pair takes calls
+    again.check()
