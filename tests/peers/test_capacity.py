@@ -21,6 +21,7 @@ import pytest
 from ivr.config import ConfigError, ServerConfig, load_config
 from ivr.runtime.server import CAPACITY_RETRY_AFTER, ServerAgent
 from ivr.sip.message import Response, parse_message
+from tests.transfer.harness import peers
 
 needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")
 
@@ -85,25 +86,13 @@ def test_a_full_server_answers_503_until_a_call_ends(ivr_server: Callable[..., I
     assert any(r.get("action") == "answer" for r in server.call_records(again.call_id))
 
 
-def free_ports(span: int = 2) -> int:
-    """An even UDP port with the ``span - 1`` ports above it free too, right now."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port % 2 or port + span > 65535:
-            continue
-        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(span)]
-        try:
-            for offset, sock in enumerate(socks):
-                sock.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no {span} free UDP ports in a row on 127.0.0.1")
+def one_pair_server(ivr_server: Callable[..., IvrServer], tmp_path: Path, server_keys: str = "") -> tuple[IvrServer, int]:
+    """``ivr serve`` on menu.ivr whose RTP range is a single even/odd pair (free right now); that port."""
+    rtp = peers.free_port(2)
+    toml = tmp_path / "one-pair.toml"
+    prompts = Path(__file__).resolve().parents[2] / "prompts"
+    toml.write_text(f'[server]\nrtp_ports = "{rtp}-{rtp + 1}"\n{server_keys}[prompts]\nfolders = ["{prompts}"]\n')
+    return ivr_server("menu.ivr", extra=("--config", str(toml))), rtp  # the last --config wins
 
 
 TRANSFER_FLOW = """\
@@ -122,12 +111,12 @@ def test_a_transfers_outgoing_leg_is_not_a_call(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
     """max_calls 2: a caller bridged to phone 202 holds two RTP pairs but one slot; a second caller gets in."""
-    phone_port = free_ports(1)
+    phone_port = peers.free_port(1)
     phone_dir = tmp_path / "phone"
     phone_dir.mkdir()
     phone = subprocess.Popen(
         [shutil.which("sipp") or "sipp", "-sf", str(Path(__file__).parent / "scenarios" / "uas_answer.xml"),
-         "-i", "127.0.0.1", "-p", str(phone_port), "-mp", str(free_ports(4)), "-m", "1", "-nostdin",
+         "-i", "127.0.0.1", "-p", str(phone_port), "-mp", str(peers.free_port(4)), "-m", "1", "-nostdin",
          "-timeout", "60s", "-timeout_error", "-trace_msg", "-message_file", str(phone_dir / "messages.log")],
         cwd=phone_dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -164,13 +153,7 @@ def test_no_free_rtp_port_pair_is_a_503_not_a_failed_call(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
     """One RTP port pair and max_calls 5: the second call finds no port and is refused with 503."""
-    rtp = free_ports(2)
-    toml = tmp_path / "one-pair.toml"
-    prompts = Path(__file__).resolve().parents[2] / "prompts"
-    toml.write_text(
-        f'[server]\nrtp_ports = "{rtp}-{rtp + 1}"\nmax_calls = 5\n[prompts]\nfolders = ["{prompts}"]\n'
-    )
-    server = ivr_server("menu.ivr", extra=("--config", str(toml)))  # the last --config wins
+    server, _ = one_pair_server(ivr_server, tmp_path, "max_calls = 5\n")
     thread, out, held = hold_one_call(server, sipp)
 
     probe = sipp("options_draining.xml", server)
@@ -252,15 +235,11 @@ def test_rtp_ports_held_by_another_program_are_a_503_not_a_failed_call(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
     """Our pool thinks the one pair is free, but another program has bound it: 503, Retry-After, no 500."""
-    rtp = free_ports(2)
-    toml = tmp_path / "taken-pair.toml"
-    prompts = Path(__file__).resolve().parents[2] / "prompts"
-    toml.write_text(f'[server]\nrtp_ports = "{rtp}-{rtp + 1}"\n[prompts]\nfolders = ["{prompts}"]\n')
+    server, rtp = one_pair_server(ivr_server, tmp_path)
     squatters = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
     try:
         for offset, sock in enumerate(squatters):
-            sock.bind(("127.0.0.1", rtp + offset))
-        server = ivr_server("menu.ivr", extra=("--config", str(toml)))
+            sock.bind(("127.0.0.1", rtp + offset))  # after the start: ivr binds RTP only per call
         rejected = sipp("invite_rejected.xml", server)
         rejected.check()
         assert retry_after(rejected) == str(CAPACITY_RETRY_AFTER)

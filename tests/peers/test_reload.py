@@ -101,6 +101,20 @@ def reload(server: IvrServer, outcome: str) -> dict[str, Any]:
     )
 
 
+def serve_flow_a(ivr_server: Callable[..., IvrServer], tmp_path: Path, **options: Any) -> tuple[IvrServer, Path]:
+    """``ivr serve`` on ``main.ivr`` holding FLOW_A; the file, for the test to rewrite before a SIGHUP."""
+    flow = tmp_path / "main.ivr"
+    flow.write_text(FLOW_A)
+    return ivr_server(flow, **options), flow
+
+
+def first_step_of_a_new_call(server: IvrServer, sipp: Sipp) -> str:
+    """A new sipp call (it hangs up itself): the flow step it started in, A's or B's."""
+    call = sipp("basic_caller_bye.xml", server)
+    call.check()
+    return str(server.steps(call.call_id)[0])
+
+
 def said(server: IvrServer, call_id: str) -> list[str]:
     return [str(r.get("text", "")) for r in server.call_records(call_id) if r.get("action") == "say"]
 
@@ -109,9 +123,7 @@ def said(server: IvrServer, call_id: str) -> list[str]:
 def test_new_calls_take_the_new_flow_and_a_running_call_keeps_its_own(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "main.ivr"
-    flow.write_text(FLOW_A)
-    server = ivr_server(flow)
+    server, flow = serve_flow_a(ivr_server, tmp_path)
     thread, out = in_background(lambda: sipp("held_call.xml", server, extra=("-d", "10000")))
     held = server.wait_for(lambda r: r.get("action") == "answer", what="the held call answered")["call_id"]
     server.wait_for(lambda r: r.get("call_id") == held and r.get("action") == "say", what="held call's prompt")
@@ -141,9 +153,7 @@ def test_new_calls_take_the_new_flow_and_a_running_call_keeps_its_own(
 def test_a_broken_flow_is_reported_and_the_old_one_keeps_serving(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "main.ivr"
-    flow.write_text(FLOW_A)
-    server = ivr_server(flow)
+    server, flow = serve_flow_a(ivr_server, tmp_path)
 
     flow.write_text(FLOW_BROKEN)
     failed = reload(server, "reload_failed")
@@ -152,24 +162,18 @@ def test_a_broken_flow_is_reported_and_the_old_one_keeps_serving(
     assert f"{flow}:5:" in failed["message"]
     assert not any(r.get("event") == "reloaded" for r in server.records)
 
-    call = sipp("basic_caller_bye.xml", server)
-    call.check()
-    assert server.steps(call.call_id)[:1] == ["a_menu"]
+    assert first_step_of_a_new_call(server, sipp) == "a_menu"
 
     flow.write_text(FLOW_B)  # fixed: the next SIGHUP takes it
     reload(server, "reloaded")
-    fixed = sipp("basic_caller_bye.xml", server)
-    fixed.check()
-    assert server.steps(fixed.call_id)[:1] == ["b_menu"]
+    assert first_step_of_a_new_call(server, sipp) == "b_menu"
 
 
 @peer
 def test_a_sighup_during_a_reload_reloads_again_so_the_latest_files_win(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "main.ivr"
-    flow.write_text(FLOW_A)
-    server = ivr_server(flow)
+    server, flow = serve_flow_a(ivr_server, tmp_path)
     flow.write_text(FLOW_BROKEN)
     server.proc.send_signal(signal.SIGHUP)
     # Two signals sent back to back may reach the process as one: the second goes once the
@@ -183,9 +187,7 @@ def test_a_sighup_during_a_reload_reloads_again_so_the_latest_files_win(
 
     server.wait_for(lambda r: len(outcomes()) == 2, timeout=60, what="two reloads")
     assert outcomes()[-1] == "reloaded"
-    call = sipp("basic_caller_bye.xml", server)
-    call.check()
-    assert server.steps(call.call_id)[:1] == ["b_menu"]
+    assert first_step_of_a_new_call(server, sipp) == "b_menu"
     assert len(outcomes()) == 2  # no third reload
 
 
@@ -193,9 +195,7 @@ def test_a_sighup_during_a_reload_reloads_again_so_the_latest_files_win(
 def test_an_extension_added_by_a_reload_can_register(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "main.ivr"
-    flow.write_text(FLOW_A)
-    server = ivr_server(flow)
+    server, flow = serve_flow_a(ivr_server, tmp_path)
     login = {"service": "301", "extra": ("-au", "301", "-ap", "secret-301")}
     before = sipp("register_auth.xml", server, **login)
     # no such extension yet: the credentials are challenged again (who exists is not told)
@@ -225,9 +225,7 @@ def test_a_trunk_added_by_a_reload_registers_and_is_unregistered_at_the_stop(
         cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        flow = tmp_path / "main.ivr"
-        flow.write_text(FLOW_A)
-        server = ivr_server(flow)
+        server, flow = serve_flow_a(ivr_server, tmp_path)
         toml = tmp_path / "ivr.toml"
         toml.write_text(
             toml.read_text()
@@ -259,9 +257,7 @@ def free_udp_port() -> int:
 def test_settings_that_need_a_restart_are_named_and_the_rest_applies(
     ivr_server: Callable[..., IvrServer], tmp_path: Path
 ) -> None:
-    flow = tmp_path / "main.ivr"
-    flow.write_text(FLOW_A)
-    server = ivr_server(flow)
+    server, flow = serve_flow_a(ivr_server, tmp_path)
     toml = tmp_path / "ivr.toml"  # the harness's deployment file
     text = toml.read_text()
     old_ports = next(line for line in text.splitlines() if line.startswith("rtp_ports"))
@@ -279,9 +275,7 @@ def test_settings_that_need_a_restart_are_named_and_the_rest_applies(
 def test_a_bad_deployment_file_fails_the_reload_and_sighup_while_draining_is_skipped(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:
-    flow = tmp_path / "main.ivr"
-    flow.write_text(FLOW_A)
-    server = ivr_server(flow, extra=("--drain-timeout", "60s"))
+    server, flow = serve_flow_a(ivr_server, tmp_path, extra=("--drain-timeout", "60s"))
     toml = tmp_path / "ivr.toml"
     good = toml.read_text()
     toml.write_text(good + '[server2]\n')
