@@ -281,11 +281,7 @@ class Services:
 
 def _update_mailer(voicemail: Any, config: Config, timezone: str) -> None:
     """Voice2Mail names the new owners and dates mails in the new flow's zone ([smtp] needs a restart)."""
-    from zoneinfo import ZoneInfo
-
-    mailer = voicemail.mailer
-    mailer.owners = {m.number: m.owner for m in config.mailboxes}
     try:
-        mailer.tz = ZoneInfo(timezone)
+        voicemail.mailer.describe(config.mailboxes, timezone)
     except (ValueError, LookupError):  # ivr check refuses an unknown zone; keep the old one
         log.warning("voicemail: unknown time zone %r, mails keep the old one", timezone)

@@ -53,13 +53,22 @@ class Voice2Mail:
     ) -> None:
         self.store = store
         self.smtp = smtp
-        self.owners = {m.number: m.owner for m in mailboxes}
-        self.tz = ZoneInfo(timezone)
+        self.owners: dict[str, str] = {}
+        self.tz = ZoneInfo("UTC")
+        self.describe(mailboxes, timezone)
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.timeout = timeout
         self._lock = threading.Lock()
         self._wake = threading.Event()
+
+    def describe(self, mailboxes: Sequence[Mailbox], timezone: str) -> None:
+        """Name the owners of ``mailboxes`` and date mails in ``timezone`` (a reload calls this again).
+
+        Raises ``ValueError``/``LookupError`` for an unknown zone, keeping the owners set.
+        """
+        self.owners = {m.number: m.owner for m in mailboxes}
+        self.tz = ZoneInfo(timezone)
 
     @property
     def configured(self) -> bool:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ivr.config import Config, Extension, ServerConfig, SmtpConfig, TtsConfig
+from ivr.config import Config, Extension, Mailbox, ServerConfig, SmtpConfig, TtsConfig
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.server import ServeSettings, changed_sections, keep_restart_only
 from ivr.runtime.services import Services
@@ -347,6 +347,25 @@ def test_a_new_generation_shares_the_journal_and_rebuilds_what_changed(tmp_path:
         assert new.contacts_for("201") == ["sip:201@192.0.2.5"]
         assert old.contacts_for("201") == []  # the old generation still has the old extensions
         assert new.legs is old.legs and new.executor is old.executor
+    finally:
+        new.close_journal()
+        old.executor.shutdown()
+
+
+def test_a_new_generation_names_new_mailbox_owners_and_dates_mail_in_the_new_zone(tmp_path: Path) -> None:
+    config = Config(data=tmp_path, mailboxes=(Mailbox(number="200", owner="Sales"),))
+    program = SimpleNamespace(settings=SimpleNamespace(timezone="Europe/Zurich"), states={})
+    old = Services(config=config, program=program, ua=None, clock=None, calllog=CallLog(io.StringIO()),
+                   contact_host="127.0.0.1", media_host="127.0.0.1")
+    mailer = old.voicemail.mailer
+    assert mailer.owners == {"200": "Sales"} and str(mailer.tz) == "Europe/Zurich"
+    boxes = (Mailbox(number="200", owner="Sales team"), Mailbox(number="201", owner="Alice Johnson"))
+    new = old.reloaded(dataclasses.replace(config, mailboxes=boxes),
+                       SimpleNamespace(settings=SimpleNamespace(timezone="America/New_York"), states={}))
+    try:
+        assert new.voicemail is old.voicemail  # one store and mail thread for the process
+        assert mailer.owners == {"200": "Sales team", "201": "Alice Johnson"}
+        assert str(mailer.tz) == "America/New_York"
     finally:
         new.close_journal()
         old.executor.shutdown()
