@@ -35,6 +35,7 @@ import soxr
 from ivr.directory.matching import PhraseIndex
 from ivr.directory.source import load_directory
 from ivr.media import asr, g711
+from ivr.media.recognizer import Recognizer, filler_words
 from ivr.media.vad import FRAME_SAMPLES, Endpointer
 
 FIRST = (
@@ -117,7 +118,7 @@ def synthesize(text: str, voice: str, speed: int, rng: np.random.Generator) -> n
     return g711.ulaw_decode(g711.ulaw_encode(pcm))
 
 
-def recognize(recognizer: asr.Recognizer, phrases: tuple[str, ...], pcm: np.ndarray) -> tuple[str, float]:
+def recognize(recognizer: Recognizer, phrases: tuple[str, ...], pcm: np.ndarray) -> tuple[str, float]:
     session = recognizer.session(phrases)
     endpointer = Endpointer(no_speech_timeout=5.0, max_utterance=8.0, hangover=0.6)
     for i in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> list[Trial]:
     with tempfile.TemporaryDirectory() as folder:
         book = load_directory(make_directory(args.people, Path(folder)))
     index = PhraseIndex.build(book)
-    taken = {w for p in index.phrases for w in p.split()} | set(asr.filler_words())
+    taken = {w for p in index.phrases for w in p.split()} | set(filler_words())
     overlap = sorted(taken.intersection(w for name in OUTSIDERS for w in name.split()))
     if overlap:
         raise SystemExit(f"outsiders' names must not share words with the directory or the filler: {overlap}")

@@ -65,7 +65,8 @@ def list_handler(args: argparse.Namespace) -> int:
 
 def test_handler(args: argparse.Namespace) -> int:
     from ivr.config import ConfigError, load_config
-    from ivr.media.asr import RecognizerError, get_recognizer
+    from ivr.media.asr import get_recognizer
+    from ivr.media.recognizer import RecognizerError
 
     book = _load(args.file)
     if book is None:
@@ -107,7 +108,7 @@ def _usable_phrases(recognizer: Any, phrases: tuple[str, ...]) -> tuple[str, ...
         return phrases
     usable = tuple(p for p in phrases if not recognizer.check([p]))
     if not usable:
-        from ivr.media.asr import RecognizerError
+        from ivr.media.recognizer import RecognizerError
 
         raise RecognizerError(f"{recognizer.engine}: no phrase of the directory can be recognized")
     return usable

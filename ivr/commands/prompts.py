@@ -12,7 +12,8 @@ from typing import Any
 
 from ivr.commands.options import add_config_option, add_data_option
 from ivr.config import Config, ConfigError, load_config
-from ivr.media.tts import TtsEngine, TtsError, texts_of
+from ivr.dsl.texts import texts_of
+from ivr.media.tts import TtsEngine, TtsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def run_render(args: argparse.Namespace) -> int:
         config = load_config(args.config, data=args.data)
         program = load_flow(args.flows, prompt_folders=config.prompt_folders)
         texts = texts_of(program) + voicemail_texts(program, config)
-        engine = TtsEngine.for_config(config)
+        engine = TtsEngine.in_data_folder(config.data, config.tts)
         before = engine.rendered
         paths = engine.prerender(texts)
     except FlowError as exc:

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, data=args.data)
-        engine = TtsEngine.for_config(config)
+        engine = TtsEngine.in_data_folder(config.data, config.tts)
         clip = engine.render(args.text, voice=args.voice, rate=args.rate)
     except (ConfigError, TtsError) as exc:
         print(f"ivr tts: {exc}", file=sys.stderr)

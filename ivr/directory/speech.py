@@ -31,7 +31,7 @@ from ivr.dsl.events import (
 )
 
 if TYPE_CHECKING:
-    from ivr.media.asr import Recognizer
+    from ivr.media.recognizer import Recognizer
 
 YES = ("yes", "yeah", "yep", "correct", "right", "that is right", "yes please")
 NO = ("no", "nope", "wrong", "no thanks")

@@ -1,9 +1,9 @@
-"""Speech recognition of whole phrases from a grammar: the recognizer interface and its engines.
+"""Speech recognition of whole phrases from a grammar: the engines, picked by name.
 
-A :class:`Recognizer` is loaded once per process and shared by every call
-(:func:`get_recognizer` caches one per engine and model).  Each utterance
-gets its own :class:`RecognizerSession` built for a grammar of whole
-phrases: ``accept`` takes 8 kHz 16-bit frames as they arrive (decoding
+A recognizer (the interface every engine implements is in
+:mod:`ivr.media.recognizer`) is loaded once per process and shared by every
+call (:func:`get_recognizer` caches one per engine and model).  Each
+utterance gets its own session built for a grammar of whole phrases: ``accept`` takes 8 kHz 16-bit frames as they arrive (decoding
 incrementally, so ``finish`` after the end of speech is quick), ``finish``
 returns ``(phrase, confidence)``, or ``("", 0.0)`` when what was said is not
 exactly one of the phrases.  Sessions are synchronous and safe to drive from
@@ -43,49 +43,22 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import soxr
 
-from ivr.media.g2p import PronunciationError, cmudict, normalize_phrase, pronunciations
+from ivr.media.g2p import PronunciationError, cmudict, pronunciations
+from ivr.media.recognizer import (
+    INPUT_RATE,
+    PCM16,
+    Recognizer,
+    RecognizerError,
+    distinct_filler,
+    grammar_phrases,
+)
 
-PCM16 = npt.NDArray[np.int16]
 ENGINES = ("pocketsphinx", "vosk", "moonshine")
-INPUT_RATE = 8000
-
-
-class RecognizerError(Exception):
-    """A recognizer or grammar that cannot be used; the message names the engine and the cause."""
-
-
-class RecognizerSession(Protocol):
-    def accept(self, pcm16_8k: PCM16) -> None: ...
-
-    def finish(self) -> tuple[str, float]: ...
-
-    def close(self) -> None: ...
-
-
-class Recognizer(Protocol):
-    engine: str
-
-    def session(self, phrases: Sequence[str]) -> RecognizerSession: ...
-
-    def check(self, phrases: Sequence[str]) -> list[str]: ...
-
-
-def grammar_phrases(phrases: Sequence[str]) -> tuple[str, ...]:
-    """Normalized, deduplicated phrases in their given order (empty ones dropped)."""
-    seen: dict[str, None] = {}
-    for p in phrases:
-        n = normalize_phrase(p)
-        if n:
-            seen.setdefault(n, None)
-    if not seen:
-        raise RecognizerError("a grammar needs at least one phrase with letters")
-    return tuple(seen)
 
 
 def get_recognizer(engine: str = "pocketsphinx", model: Path | None = None) -> Recognizer:
@@ -113,7 +86,6 @@ def _load(engine: str, model: Path | None) -> Recognizer:
 FOLD_LEVEL = 0.3  # level of the mirrored 4-8 kHz band: without it clean (noise-free) audio is heard poorly
 FILLER_WEIGHT = 1e-3  # JSGF weight of the out-of-grammar branch against the phrases (weight 1): see the benchmark
 FILLER_WORDS_MAX = 2
-FILLER_MIN_DISTANCE = 1  # filler words this many phones or fewer from a grammar word are left out
 #: Extra pocketsphinx decoder options (beams, penalties), for tuning with the benchmark.
 DECODER_OPTIONS: dict[str, Any] = {}
 #: Front-end options overriding the model's feat.params (which wins over decoder arguments).
@@ -162,40 +134,6 @@ class _Upsampler:
         return np.clip(y, -32768, 32767).astype(np.int16).tobytes()
 
 
-@functools.lru_cache(maxsize=1)
-def filler_words() -> tuple[str, ...]:
-    """The filler vocabulary (``asr_filler.txt``), restricted to words cmudict can pronounce."""
-    text = Path(__file__).with_name("asr_filler.txt").read_text(encoding="utf-8")
-    words = [w for line in text.splitlines() if not line.startswith("#") for w in line.split()]
-    return tuple(w for w in words if w in cmudict())
-
-
-def _distinct_filler(lexicon: dict[str, tuple[str, ...]]) -> list[str]:
-    """Filler words that sound unlike every word of the grammar (more than one phone apart).
-
-    A filler word one phone from a grammar word ("johnston" for "johnson", "adam" for "adams",
-    "rice" for "price") steals that word's callers instead of catching outsiders.
-    """
-    own = {tuple(p.split()) for prons in lexicon.values() for p in prons}
-    return [
-        w
-        for w in filler_words()
-        if w not in lexicon and all(_phones_apart(tuple(p.split()), o) > FILLER_MIN_DISTANCE for p in cmudict()[w] for o in own)
-    ]
-
-
-def _phones_apart(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    """Levenshtein distance between two phone strings (capped: only "close or not" matters)."""
-    if abs(len(a) - len(b)) > FILLER_MIN_DISTANCE:
-        return FILLER_MIN_DISTANCE + 1
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
 class _Grammar:
     """A JSGF grammar of whole phrases plus a filler branch, and the pronunciations it needs."""
 
@@ -212,7 +150,7 @@ class _Grammar:
                 missing.append(f"{w} ({exc})")
         if missing:
             raise RecognizerError(f"pocketsphinx: no pronunciation for {', '.join(missing)}")
-        self.filler = _distinct_filler(self.lexicon)
+        self.filler = distinct_filler(self.lexicon)
         self.lexicon.update((w, cmudict()[w]) for w in self.filler)
         self.words += self.filler
         self.jsgf = self._jsgf()

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from ivr.media.asr import PCM16, RecognizerError, grammar_phrases
+from ivr.media.recognizer import PCM16, RecognizerError, distinct_filler, grammar_phrases
 
 MODEL_PACKAGE = "moonshine_cpp"
 MODEL_SUBDIR = Path("models") / "base-en"
@@ -390,7 +390,6 @@ def _spellable(spelling: _Spelling, phrase: str) -> bool:
 @functools.lru_cache(maxsize=32)
 def _filler(phrases: tuple[str, ...]) -> tuple[str, ...]:
     """The pocketsphinx engine's filler words that do not sound like a word of the grammar."""
-    from ivr.media.asr import _distinct_filler
     from ivr.media.g2p import PronunciationError, pronunciations
 
     lexicon: dict[str, tuple[str, ...]] = {}
@@ -399,7 +398,7 @@ def _filler(phrases: tuple[str, ...]) -> tuple[str, ...]:
             lexicon[w] = pronunciations(w)
         except PronunciationError:
             lexicon[w] = ()  # unpronounceable here still decodes: moonshine spells, it does not need phones
-    return tuple(_distinct_filler(lexicon))
+    return tuple(distinct_filler(lexicon))
 
 
 # --------------------------------------------------------------------------- ORT format -> ONNX

@@ -2,10 +2,12 @@
 
 Each rendering is keyed by sha256 of (text, voice, rate) and kept as an 8 kHz
 mono PCM16 WAV under the cache folder, so a text is synthesised once per
-installation and later loads are a file read.  :func:`texts_of` lists the
-constant texts of a compiled flow so they can be rendered when the flow loads
-(``ivr prompts render``, ``ivr serve`` at start-up): no caller waits for
-synthesis.  Texts with ``{variables}`` are rendered at call time.
+installation and later loads are a file read.  :meth:`TtsEngine.prerender`
+renders the constant texts of a flow (:func:`ivr.dsl.texts.texts_of`) when it
+loads (``ivr prompts render``, ``ivr serve`` at start-up): no caller waits for
+synthesis.  Texts with ``{variables}`` are rendered at call time.  The engine
+knows no deployment file: it takes a folder, a voice and a rate
+(:class:`TtsSettings` is what it reads of the ``[tts]`` settings).
 
 Synthesis runs in a short-lived worker process (this module run as a script,
 about 0.15 s): pyttsx3's espeak driver is not re-entrant (one espeak instance
@@ -17,32 +19,27 @@ threads run side by side (at most :data:`MAX_WORKERS` at a time).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import soundfile
 
-from ivr.config import Config
-from ivr.dsl.events import Say
 from ivr.media.clip import RATE, Clip
 from ivr.media.prompts import load_audio, to_pcm16_8k
 
 MIN_RATE, MAX_RATE = 80, 450  # words per minute espeak-ng accepts
 MEMORY_CACHE_SIZE = 512
-_VARIABLE = re.compile(r"\{[a-z_][a-z0-9_]*\}")
 MAX_WORKERS = 2
 CACHE_FOLDER = "tts-cache"  # below the data folder
 WORKER_TIMEOUT = 60.0
@@ -50,6 +47,16 @@ WORKER_TIMEOUT = 60.0
 
 class TtsError(RuntimeError):
     """Synthesis failed or was asked for something espeak-ng cannot do (unknown voice, bad rate)."""
+
+
+class TtsSettings(Protocol):
+    """The default voice and rate of a deployment (``[tts]`` in ivr.toml; the runtime passes its record)."""
+
+    @property
+    def voice(self) -> str: ...
+
+    @property
+    def rate(self) -> int: ...
 
 
 def cache_key(text: str, voice: str, rate: int) -> str:
@@ -73,9 +80,9 @@ class TtsEngine:
         self.rendered = 0  # syntheses done by this engine (cache misses), for tests and logs
 
     @classmethod
-    def for_config(cls, config: Config) -> TtsEngine:
-        """The deployment's engine: ``[tts]`` voice and rate, renderings cached in ``DATA/tts-cache``."""
-        return cls(config.data / CACHE_FOLDER, voice=config.tts.voice, rate=config.tts.rate)
+    def in_data_folder(cls, data: Path, settings: TtsSettings) -> TtsEngine:
+        """The engine of a deployment: its voice and rate, renderings cached in ``data/tts-cache``."""
+        return cls(Path(data) / CACHE_FOLDER, voice=settings.voice, rate=settings.rate)
 
     def path_for(self, text: str, *, voice: str | None = None, rate: int | None = None) -> Path:
         """Where the rendering of ``text`` is (or will be) cached."""
@@ -239,73 +246,6 @@ def _write_atomically(path: Path, pcm: np.ndarray) -> None:
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
-
-
-def texts_of(program: Any) -> list[tuple[str, str | None, int | None]]:
-    """Every constant ``say`` text of a compiled flow, with its voice and rate (None: the default).
-
-    Walks the program's state tables for :class:`~ivr.dsl.events.Say` actions (and any
-    frozen record with a ``text`` field named like a say statement); texts with
-    ``{variables}`` depend on the call and are left out.  Duplicates are listed once.
-    """
-    settings = getattr(program, "settings", None)
-    default_voice = _opt_str(getattr(settings, "voice", None))
-    default_rate = _opt_int(getattr(settings, "rate", None))
-    found: dict[tuple[str, str | None, int | None], None] = {}
-    seen: set[int] = set()
-    for node in _walk(getattr(program, "states", program), seen):
-        text = _text_of(node)
-        if text is None or _VARIABLE.search(text) or not text.strip():
-            continue
-        voice = _opt_str(getattr(node, "voice", None)) or default_voice
-        rate = _opt_int(getattr(node, "rate", None)) or default_rate
-        found[(text, voice, rate)] = None
-    return list(found)
-
-
-def _text_of(node: Any) -> str | None:
-    """The text of a say action or statement (``text`` a str, or a string node with ``.text``)."""
-    if not _is_say(node):
-        return None
-    text = getattr(node, "text", None)
-    if not isinstance(text, str):
-        text = getattr(text, "text", None)
-    return text if isinstance(text, str) else None
-
-
-def _is_say(node: Any) -> bool:
-    return isinstance(node, Say) or type(node).__name__.lower() in {
-        "say",
-        "saystmt",
-        "saystatement",
-        "sayprompt",
-        "ask",
-    }
-
-
-def _walk(node: Any, seen: set[int]) -> Iterable[Any]:
-    if isinstance(node, str | bytes | int | float | bool) or node is None or id(node) in seen:
-        return
-    seen.add(id(node))
-    yield node
-    if isinstance(node, Mapping):
-        children: Iterable[Any] = node.values()
-    elif isinstance(node, list | tuple | set | frozenset):
-        children = node
-    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-        children = (getattr(node, f.name, None) for f in dataclasses.fields(node))
-    else:
-        return
-    for child in children:
-        yield from _walk(child, seen)
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _opt_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _worker_main(argv: list[str]) -> int:

@@ -638,12 +638,13 @@ def prerender(program: Any, config: Config, calllog: CallLog | None) -> int:
     """Render every constant ``say`` of the flow and the voicemail dialogues' texts now, so no caller
     waits for synthesis; the number of texts."""
     from ivr.commands.prompts import voicemail_texts
-    from ivr.media.tts import TtsEngine, texts_of
+    from ivr.dsl.texts import texts_of
+    from ivr.media.tts import TtsEngine
 
     texts = texts_of(program) + voicemail_texts(program, config)
     if not texts:
         return 0
-    engine = TtsEngine.for_config(config)
+    engine = TtsEngine.in_data_folder(config.data, config.tts)
     engine.prerender(texts)
     if calllog is not None:
         calllog.server("prerendered", f"pre-rendered {len(texts)} prompt text(s)", texts=len(texts))

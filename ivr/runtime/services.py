@@ -135,7 +135,7 @@ class Services:
 
     @property
     def tts(self) -> TtsEngine:
-        return self._get("tts", lambda: TtsEngine.for_config(self.config))
+        return self._get("tts", lambda: TtsEngine.in_data_folder(self.config.data, self.config.tts))
 
     @property
     def prompts(self) -> PromptStore:

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from ivr.media import g711
-from ivr.media.asr import RecognizerError, get_recognizer
+from ivr.media.asr import get_recognizer
 from ivr.media.asr_moonshine import (
     _Grammar,
     _Spelling,
@@ -24,6 +24,7 @@ from ivr.media.asr_moonshine import (
     read_tokens,
     speech_only,
 )
+from ivr.media.recognizer import RecognizerError
 
 DATA = Path(__file__).parent.parent / "data" / "directory"
 STAFF = ("Alice Johnson", "Bob Miller", "Robert Miller", "Siobhan Kelly", "Nguyen Van Minh", "Anna Zürcher", "John Smith", "Jack Johnston")

@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from ivr.media import g711
-from ivr.media.asr import RecognizerError, get_recognizer, grammar_phrases
+from ivr.media.asr import get_recognizer
+from ivr.media.recognizer import RecognizerError, grammar_phrases
 
 DATA = Path(__file__).parent.parent / "data" / "directory"
 STAFF = (
@@ -167,11 +168,11 @@ def test_front_end_options_override_the_models_feat_params(monkeypatch: pytest.M
 
 
 def test_filler_leaves_out_names_one_phone_from_a_grammar_word() -> None:
-    from ivr.media import asr
+    from ivr.media import recognizer
 
-    assert asr._phones_apart(("JH", "AA", "N", "S", "AH", "N"), ("JH", "AA", "N", "S", "T", "AH", "N")) == 1
-    assert asr._phones_apart(("R", "AY", "S"), ("P", "R", "AY", "S")) == 1
-    assert asr._phones_apart(("AE", "D", "AH", "M"), ("W", "IH", "L", "S", "AH", "N")) > 1
+    assert recognizer._phones_apart(("JH", "AA", "N", "S", "AH", "N"), ("JH", "AA", "N", "S", "T", "AH", "N")) == 1
+    assert recognizer._phones_apart(("R", "AY", "S"), ("P", "R", "AY", "S")) == 1
+    assert recognizer._phones_apart(("AE", "D", "AH", "M"), ("W", "IH", "L", "S", "AH", "N")) > 1
     filler = get_recognizer().grammar(["Alice Johnson"]).filler  # type: ignore[attr-defined]
     assert "johnston" not in filler  # one phone from "johnson"
     assert "adam" in filler and "lisa" in filler

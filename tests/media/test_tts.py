@@ -1,17 +1,16 @@
-"""TtsEngine: espeak-ng through pyttsx3, disk and memory caches, thread safety, texts_of."""
+"""TtsEngine: espeak-ng through pyttsx3, disk and memory caches, threads, the data folder engine."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import soundfile
 
-from ivr.dsl.events import Say
+from ivr.config import TtsConfig
 from ivr.media.clip import RATE
-from ivr.media.tts import TtsEngine, TtsError, cache_key, texts_of
+from ivr.media.tts import TtsEngine, TtsError, cache_key
 
 
 def test_render_gives_8k_speech_cached_on_disk(tmp_path):
@@ -99,58 +98,8 @@ def test_prerender_returns_files_in_order(tmp_path):
     assert engine.rendered == before
 
 
-@dataclass(frozen=True)
-class _Settings:
-    voice: str = "en-gb"
-    rate: int = 170
-
-
-@dataclass(frozen=True)
-class _State:
-    name: str
-    actions: tuple[object, ...] = ()
-    transitions: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Program:
-    states: dict[str, _State]
-    settings: _Settings = _Settings()
-
-
-def test_texts_of_lists_constant_say_texts_once():
-    program = _Program(
-        states={
-            "welcome": _State("welcome", (Say("Welcome to Acme.", 1), Say("Hello {caller}", 2))),
-            "menu": _State(
-                "menu",
-                (Say("Press 1.", 3, voice="en-us"),),
-                {"invalid": (Say("Sorry, that is not an option.", 4), Say("Welcome to Acme.", 5))},
-            ),
-        }
-    )
-    assert texts_of(program) == [
-        ("Welcome to Acme.", "en-gb", 170),
-        ("Press 1.", "en-us", 170),
-        ("Sorry, that is not an option.", "en-gb", 170),
-    ]
-
-
-def test_texts_of_a_compiled_flow(tmp_path):
-    loader = pytest.importorskip("ivr.dsl.loader")
-    flow = tmp_path / "f.ivr"
-    flow.write_text(
-        "voice en-gb\n\nnumber default -> welcome\n\n"
-        "menu welcome:\n"
-        '    say "Welcome to Acme."\n'
-        '    ask "For sales, press 1."\n'
-        "    1 -> bye\n"
-        '    invalid -> say "Sorry, {caller}."\n\n'
-        "bye:\n"
-        '    say "Goodbye."\n'
-        "    hangup\n"
-    )
-    program = loader.load_flow([flow])
-    found = texts_of(program)
-    assert sorted(t for t, _, _ in found) == ["For sales, press 1.", "Goodbye.", "Welcome to Acme."]
-    assert {v for _, v, _ in found} == {"en-gb"}
+def test_the_engine_of_a_data_folder_caches_below_it_in_the_deployments_voice(tmp_path):
+    engine = TtsEngine.in_data_folder(tmp_path, TtsConfig(voice="en-gb", rate=180))
+    assert (engine.voice, engine.rate) == ("en-gb", 180)
+    key = cache_key("Hello", "en-gb", 180)
+    assert engine.path_for("Hello") == tmp_path / "tts-cache" / key[:2] / f"{key}.wav"

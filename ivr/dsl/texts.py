@@ -1,0 +1,87 @@
+"""The constant texts a compiled flow speaks, so they can be rendered before the first call.
+
+:func:`texts_of` lists every ``say`` text without ``{variables}``, with the
+voice and rate it is spoken in; ``ivr prompts render`` and ``ivr serve`` at
+start-up hand the list to the TTS engine (:mod:`ivr.media.tts`), so no caller
+waits for synthesis.  Texts with variables depend on the call and are
+rendered at call time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ivr.dsl.events import Say
+
+_VARIABLE = re.compile(r"\{[a-z_][a-z0-9_]*\}")
+
+
+def texts_of(program: Any) -> list[tuple[str, str | None, int | None]]:
+    """Every constant ``say`` text of a compiled flow, with its voice and rate (None: the default).
+
+    Walks the program's state tables for :class:`~ivr.dsl.events.Say` actions (and any
+    frozen record with a ``text`` field named like a say statement); texts with
+    ``{variables}`` depend on the call and are left out.  Duplicates are listed once.
+    """
+    settings = getattr(program, "settings", None)
+    default_voice = _opt_str(getattr(settings, "voice", None))
+    default_rate = _opt_int(getattr(settings, "rate", None))
+    found: dict[tuple[str, str | None, int | None], None] = {}
+    seen: set[int] = set()
+    for node in _walk(getattr(program, "states", program), seen):
+        text = _text_of(node)
+        if text is None or _VARIABLE.search(text) or not text.strip():
+            continue
+        voice = _opt_str(getattr(node, "voice", None)) or default_voice
+        rate = _opt_int(getattr(node, "rate", None)) or default_rate
+        found[(text, voice, rate)] = None
+    return list(found)
+
+
+def _text_of(node: Any) -> str | None:
+    """The text of a say action or statement (``text`` a str, or a string node with ``.text``)."""
+    if not _is_say(node):
+        return None
+    text = getattr(node, "text", None)
+    if not isinstance(text, str):
+        text = getattr(text, "text", None)
+    return text if isinstance(text, str) else None
+
+
+def _is_say(node: Any) -> bool:
+    return isinstance(node, Say) or type(node).__name__.lower() in {
+        "say",
+        "saystmt",
+        "saystatement",
+        "sayprompt",
+        "ask",
+    }
+
+
+def _walk(node: Any, seen: set[int]) -> Iterable[Any]:
+    if isinstance(node, str | bytes | int | float | bool) or node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    yield node
+    if isinstance(node, Mapping):
+        children: Iterable[Any] = node.values()
+    elif isinstance(node, list | tuple | set | frozenset):
+        children = node
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        children = (getattr(node, f.name, None) for f in dataclasses.fields(node))
+    else:
+        return
+    for child in children:
+        yield from _walk(child, seen)
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _opt_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
