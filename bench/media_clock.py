@@ -409,7 +409,7 @@ async def cpu_step(calls: int, ticks: int, listen: bool) -> dict[str, float]:
         clock.stop()  # open() starts it; this benchmark drives the ticks itself
         for s in sessions:
             s.on_audio = on_audio if listen else None
-            s._next_rtcp = float("inf")  # noqa: SLF001 -- no RTCP (valgrind runs 50 times slower)
+            s._reporter.next_report = float("inf")  # noqa: SLF001 -- no RTCP (valgrind runs 50 times slower)
         pair_up(sessions, prompt)
         start = loop.time()
 
@@ -476,10 +476,10 @@ async def send_step(
             s.configure(
                 remote=sink.getsockname(), payload_type=0, dtmf_pt=101, direction="sendrecv"
             )
-            s._latch_open = False  # noqa: SLF001 -- as after the phone's first packet:
+            s._latch.open = False  # noqa: SLF001 -- as after the phone's first packet:
             s._connect()  # noqa: SLF001 -- connected, as in ivr serve once the key came
             if ticks:  # no RTCP: under valgrind the ticks run 50 times slower than real time
-                s._next_rtcp = float("inf")  # noqa: SLF001
+                s._reporter.next_report = float("inf")  # noqa: SLF001
             if source == "moh":
                 s.play(player, prompt_id=1)  # adds the player to the clock's shared sources
             else:

@@ -17,32 +17,27 @@ Sending rules
     (our direction ``recvonly``/``inactive``, or no/0.0.0.0 remote) it sends
     nothing; prompts still advance in real time.
   * RTCP SR (RR when we sent nothing) with SDES CNAME every ~5 s (randomised
-    0.5-1.5x, RFC 3550 6.2) to the remote RTP port + 1; BYE on close.
+    0.5-1.5x, RFC 3550 6.2) to the remote RTP port + 1; BYE on close
+    (what and when: :mod:`ivr.media.rtcp_reports`).
 
 Symmetric RTP latching (RFC 4961 spirit; hijack-safe)
-  Packets are accepted only from the current remote.  If the first packet
-  comes from a different address, the session moves its remote there ONCE,
-  and only while the latch window is open: until the first accepted packet,
-  and at most ``LATCH_SECONDS`` after the remote was configured.  The new
-  source is plausible only if its IP equals the SDP address's IP (a NAT
-  rewrote the port) or the IP the signalling came from
-  (``configure(signalling_host=...)``: a NATed phone whose SDP shows its
-  private address).  A first packet from the SDP address itself closes the
-  window; implausible packets are dropped without closing it (so junk cannot
-  deny a real phone its latch).  No later re-latching: only a new SDP
-  address (re-INVITE) opens a new window.  Once the window closes, the RTP
-  socket is connect()ed to the remote (Linux), so the kernel itself drops
-  everyone else's packets and sends are cheaper.
+  Packets are accepted only from the current remote; the first one from
+  elsewhere may move it once, early, to a plausible source (the rules:
+  :mod:`ivr.media.latch`; ``configure(signalling_host=...)`` names the IP the
+  INVITE came from).  Once the latch window closes, the RTP socket is
+  connect()ed to the remote (Linux), so the kernel itself drops everyone
+  else's packets and sends are cheaper.
 
 Receiving
   RTP is read through the loop's :class:`~ivr.media.reactor.Reactor` (one
   epoll wake-up serves many calls; no asyncio transport per packet); RTCP,
   a few packets a minute, through an ordinary asyncio datagram endpoint.
   Audio (PCMU/PCMA, whatever the negotiated codec: a re-INVITE may switch) is
-  put back in sequence order through a 2-packet / 60 ms reorder window,
-  duplicates and too-late packets are dropped, and the time of lost packets
-  (or of an RFC 4733 event sent instead of audio) is delivered as silence, so
-  recordings and recognisers stay on the caller's timeline; with no
+  put back in sequence order through a 2-packet / 60 ms reorder window
+  (:mod:`ivr.media.reorder`), duplicates and too-late packets are dropped, and
+  the time of lost packets (or of an RFC 4733 event sent instead of audio) is
+  delivered as silence, so recordings and recognisers stay on the caller's
+  timeline; with no
   ``on_audio`` and no in-band detector nothing is decoded.  A new SSRC from
   the peer is accepted.  Callbacks run on the event loop; one that raises is
   logged and the call keeps its media.
@@ -57,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ipaddress
 import logging
 import random
 import socket
@@ -78,36 +72,20 @@ from ivr.media.clip import FRAME_SAMPLES, Clip
 from ivr.media.clock import MediaClock
 from ivr.media.dtmf import DtmfReceiver, DtmfSender, GoertzelDetector, dtmf_tone, event_code
 from ivr.media.dtmf import parse_dtmf_info as _parse_dtmf_info
+from ivr.media.latch import Latch
 from ivr.media.ports import PortPool, pool_for
 from ivr.media.reactor import Reactor, get_reactor
-from ivr.media.rtp import (
-    RTP_HEADER,
-    Bye,
-    ReceiverReport,
-    RtcpPacket,
-    RtpError,
-    RtpPacket,
-    SenderReport,
-    SourceDescription,
-    SourceStats,
-    ntp_timestamp,
-    parse_rtcp,
-    rtcp_bytes,
-)
+from ivr.media.reorder import ReorderBuffer
+from ivr.media.rtcp_reports import RtcpReporter
+from ivr.media.rtp import RTP_HEADER, RtpError, RtpPacket, SourceStats
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-LATCH_SECONDS = 10.0
-RTCP_INTERVAL = 5.0
 DTMF_GAP_TICKS = 3  # audio frames between two sent events (60 ms inter-digit pause)
 DUPLICATE_KEY_WINDOW = 0.5  # s: the same key from another source within this is the same press
 INBAND_KEY_MS = 100
-MAX_GAP_FILL = 8000  # samples: up to 1 s of missing audio is delivered as silence
-REORDER_PACKETS = 2  # audio packets held while waiting for a missing one (40 ms)
-REORDER_WAIT = 0.06  # s: after this a missing packet is given up even if nothing follows
 RECV_SIZE = 4096  # bytes: G.711 at ptime 200 ms is 1612; RTCP compounds are smaller
-MAX_REORDER_JUMP = 100  # a sequence jump beyond this is a restart, not reordering
 HOUSEKEEPING = 0.1  # s: how often a tick looks at RTCP and media timeout (not every 20 ms)
 
 
@@ -226,8 +204,9 @@ class MediaSession:
         "_receiving",
         "on_audio",
         "_inband",
-        "_rx_expected",
-        "_octets_received",
+        "_reorder",
+        "_invalid",
+        "_latch",
         "clock",
         "loop",
         "media_timeout",
@@ -257,29 +236,14 @@ class MediaSession:
         "_send_dropped",
         "_send_errors",
         "_octets_sent",
-        "_reported_sent",
-        "_sdp_remote",
-        "_rtcp_remote",
-        "_rtcp_latched",
-        "_signalling_host",
-        "_latch_open",
-        "_latch_until",
-        "latched",
-        "_rx_next_ts",
-        "_reorder",
-        "_reorder_since",
         "_dtmf_rx",
         "_oob_keys_seen",
         "_last_key",
         "_rejected",
-        "_invalid",
-        "_late",
         "_lost_before",
         "_timeout_armed",
         "_timed_out",
-        "rtcp_interval",
-        "_next_rtcp",
-        "cname",
+        "_reporter",
         "__weakref__",
     )
 
@@ -343,39 +307,26 @@ class MediaSession:
         self._receiving = False
         self._connected = False  # the RTP socket is connect()ed to the remote
         self._octets_sent = 0
-        self._reported_sent = 0  # packets sent when the last RTCP report went out
         # destination and latching
-        self.remote: tuple[str, int] | None = None  # where we send RTP now
-        self._sdp_remote: tuple[str, int] | None = None
-        self._rtcp_remote: tuple[str, int] | None = None
-        self._rtcp_latched = False
-        self._signalling_host: str | None = None
-        self._latch_open = False
-        self._latch_until = 0.0
-        self.latched = False
+        self.remote: tuple[str, int] | None = None  # where we send RTP now (the latch moves it)
+        self._latch = Latch()
         # receiving
         self._rx: SourceStats | None = None
-        self._rx_expected: int | None = None  # the next audio sequence number to deliver
-        self._rx_next_ts: int | None = None  # the timestamp that follows the last delivered audio
-        self._reorder: dict[int, tuple[int, int, bytes]] = {}  # seq -> (pt, ts, payload), held
-        self._reorder_since = 0.0
+        self._reorder = ReorderBuffer(self._deliver, self._deliver_silence)
         self._dtmf_rx = DtmfReceiver()
         self._inband: GoertzelDetector | None = None
         self._oob_keys_seen = False
         self._last_key: tuple[str, str, float] = ("", "", -1e9)  # digit, source, time
         self._packets_received = 0
-        self._octets_received = 0
         self._rejected = 0
         self._invalid = 0
-        self._late = 0
         self._lost_before: int = 0  # loss of earlier SSRCs of this call
         self._last_rx = self.loop.time()
         self._timeout_armed = False
         self._timed_out = False
-        self.rtcp_interval = RTCP_INTERVAL
-        self._next_rtcp = self.loop.time() + RTCP_INTERVAL * random.uniform(0.5, 1.5)
+        cname = f"ivr-{self.ssrc:08x}@{self.local_host}"
+        self._reporter = RtcpReporter(self.ssrc, cname, self.loop.time())
         self._next_house = 0.0  # when on_tick next looks at RTCP and the media timeout
-        self.cname = f"ivr-{self.ssrc:08x}@{self.local_host}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -442,6 +393,25 @@ class MediaSession:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def latched(self) -> bool:
+        """True once the remote moved to where the peer's media came from (symmetric RTP)."""
+        return self._latch.latched
+
+    @property
+    def cname(self) -> str:
+        """Our RTCP SDES CNAME."""
+        return self._reporter.cname
+
+    @property
+    def rtcp_interval(self) -> float:
+        """Seconds between RTCP reports, before randomisation (RFC 3550 6.2)."""
+        return self._reporter.interval
+
+    @rtcp_interval.setter
+    def rtcp_interval(self, seconds: float) -> None:
+        self._reporter.interval = seconds
+
     # ------------------------------------------------------------------ negotiation
 
     def configure(
@@ -467,20 +437,12 @@ class MediaSession:
             raise ValueError(f"payload type {payload_type} is not G.711 (0 PCMU or 8 PCMA)")
         if direction not in DIRECTIONS:
             raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
-        if remote is not None:
-            remote = (_ip_literal(remote[0]), int(remote[1]))
-            if ipaddress.ip_address(remote[0]).is_unspecified:
-                remote = None
-        if remote != self._sdp_remote:
+        latch = self._latch
+        if latch.configure(
+            remote, rtcp=remote_rtcp, signalling_host=signalling_host, now=self.loop.time()
+        ):
             self._disconnect()
-            self._sdp_remote = self.remote = remote
-            self._rtcp_remote = remote_rtcp or ((remote[0], remote[1] + 1) if remote else None)
-            self._rtcp_latched = remote_rtcp is not None
-            self.latched = False
-            self._latch_open = remote is not None
-            self._latch_until = self.loop.time() + LATCH_SECONDS
-        if signalling_host is not None:
-            self._signalling_host = signalling_host
+            self.remote = latch.sdp_remote
         frames = ptime // 20 if ptime % 20 == 0 and 20 <= ptime <= 200 else 1
         if frames != self._frames_per_packet or payload_type != self._pt:
             self._frames_per_packet, self._frame_count = frames, 0
@@ -685,14 +647,17 @@ class MediaSession:
         )
 
     def _housekeeping(self, now: float) -> None:
-        if self._reorder and now - self._reorder_since > REORDER_WAIT:
-            self._flush_reorder()
+        reorder = self._reorder
+        if reorder.held:
+            reorder.expire(now)
         if self._timeout_armed and now - self._last_rx > self.media_timeout:
             self._fire_timeout()
-        if now >= self._next_rtcp:
+        next_rtcp = self._reporter.next_report
+        if now >= next_rtcp:
             self._send_rtcp(now)
+            next_rtcp = self._reporter.next_report
         # while received packets are held for reordering, look again at the next tick
-        self._next_house = 0.0 if self._reorder else min(self._next_rtcp, now + HOUSEKEEPING)
+        self._next_house = 0.0 if reorder.held else min(next_rtcp, now + HOUSEKEEPING)
 
     def _special_tick(self, pt: int, ts: int, sending: bool) -> None:
         """DTMF events, the pause after them, and packets of several frames (ptime > 20)."""
@@ -792,14 +757,13 @@ class MediaSession:
             return
         if not self._connected:  # (connected: the kernel let only the remote's packets in)
             remote = self.remote
-            if (
-                remote is None or addr[1] != remote[1] or addr[0] != remote[0]
-            ) and not self._try_latch(addr, now):
-                self._rejected += 1
-                return
-            if self._latch_open:
+            if remote is None or addr[1] != remote[1] or addr[0] != remote[0]:
+                if not self._latch_to(addr, now):
+                    self._rejected += 1
+                    return
+            elif self._latch.open:
                 # media from the SDP address itself: nothing to latch, and nobody may later
-                self._latch_open = False
+                self._latch.open = False
                 self._connect()
         self._last_rx = now
         self._packets_received += 1
@@ -810,8 +774,7 @@ class MediaSession:
             if stats is not None:
                 self._lost_before += max(stats.lost, 0)
             stats = self._rx = SourceStats(ssrc)
-            self._flush_reorder()
-            self._rx_expected = self._rx_next_ts = None
+            self._reorder.restart()
         stats.update(seq, ts, now * 8000)
         if pt == self._dtmf_pt:
             self._on_event_packet(data)
@@ -819,10 +782,15 @@ class MediaSession:
         if pt != g711.PCMU and pt != g711.PCMA:
             return  # comfort noise, sipp's filler, anything we did not offer
         if self._receiving and (self.on_audio is not None or self._inband is not None):
-            self._on_audio_packet(data, pt, seq, ts)
+            try:
+                if self._reorder.push(data, pt, seq, ts, now):
+                    self._next_house = 0.0  # the tick gives up on the gap after REORDER_WAIT
+            except RtpError:
+                self._invalid += 1
         else:  # nobody listens: no reordering and no decoding, only the bookkeeping
-            self._rx_expected = (seq + 1) & 0xFFFF
-            self._octets_received += len(data) - 12
+            reorder = self._reorder
+            reorder.expected = (seq + 1) & 0xFFFF
+            reorder.octets += len(data) - 12
 
     def _on_event_packet(self, data: bytes) -> None:
         try:
@@ -835,70 +803,8 @@ class MediaSession:
         if digit is not None:
             self._key(digit, "rfc4733")
 
-    def _on_audio_packet(self, data: bytes, pt: int, seq: int, ts: int) -> None:
-        """Put audio back in sequence order (a small reorder window), then deliver it."""
-        expected = self._rx_expected
-        delta = 0 if expected is None else (seq - expected) & 0xFFFF
-        if delta == 0 and not self._reorder and data[0] & 0x3F == 0:
-            # the common case: in order, nothing held, a plain header; decoded in place
-            self._octets_received += len(data) - 12
-            self._rx_expected = (seq + 1) & 0xFFFF
-            self._deliver(pt, ts, data, 12)
-            return
-        if delta >= 0x8000 or seq in self._reorder:
-            self._late += 1  # a duplicate, or older than what we delivered: too late to use
-            return
-        if data[0] & 0x3F == 0:  # no padding, extension or CSRCs
-            payload = data[12:]
-        else:
-            try:
-                payload = RtpPacket.parse(data).payload
-            except RtpError:
-                self._invalid += 1
-                return
-        self._octets_received += len(payload)
-        if delta == 0:
-            self._deliver(pt, ts, payload)
-            self._rx_expected = (seq + 1) & 0xFFFF
-            if self._reorder:
-                self._drain()
-        elif delta > MAX_REORDER_JUMP:  # the sender restarted its numbering: no point waiting
-            self._flush_reorder()
-            self._deliver(pt, ts, payload)
-            self._rx_expected = (seq + 1) & 0xFFFF
-        else:
-            if not self._reorder:
-                self._reorder_since = self.loop.time()
-                self._next_house = 0.0  # the tick gives up on the gap after REORDER_WAIT
-            self._reorder[seq] = (pt, ts, payload)
-            if len(self._reorder) > REORDER_PACKETS:
-                self._flush_reorder()
-
-    def _drain(self) -> None:
-        """Deliver held packets that are now in order."""
-        while self._rx_expected in self._reorder:
-            pt, ts, payload = self._reorder.pop(self._rx_expected)
-            self._deliver(pt, ts, payload)
-            self._rx_expected = (self._rx_expected + 1) & 0xFFFF  # type: ignore[operator]
-        if self._reorder:
-            self._reorder_since = self.loop.time()
-
-    def _flush_reorder(self) -> None:
-        """Give up on the missing packets: they are lost (their time becomes silence)."""
-        expected = self._rx_expected
-        while self._reorder:
-            assert expected is not None
-            seq = min(self._reorder, key=lambda s: (s - expected) & 0xFFFF)
-            self._rx_expected = seq
-            self._drain()
-
-    def _deliver(self, pt: int, ts: int, payload: bytes, start: int = 0) -> None:
-        """Decode ``payload[start:]`` (G.711 ``pt``) and hand it on, after silence for any gap."""
-        expected, self._rx_next_ts = self._rx_next_ts, (ts + len(payload) - start) & 0xFFFFFFFF
-        if expected is not None and expected != ts:
-            gap = (ts - expected) & 0xFFFFFFFF
-            if gap <= MAX_GAP_FILL:
-                self._deliver_silence(gap)
+    def _deliver(self, pt: int, payload: bytes, start: int) -> None:
+        """Decode ``payload[start:]`` (G.711 ``pt``, in sequence order) and hand it on."""
         # a view of the packet itself (no copy of the payload) through the decoding table
         pcm = (_ULAW if pt == g711.PCMU else _ALAW).take(np.frombuffer(payload, _U8, -1, start))
         if self._inband is not None:
@@ -933,29 +839,19 @@ class MediaSession:
         if self._connected:
             self._connected = not _dissolve(self._rtp_sock)
 
-    def _try_latch(self, addr: tuple[str, int], now: float) -> bool:
-        """Move the remote to ``addr`` once, early, and only if plausible (see the module docstring)."""
-        if not self._latch_open:
-            return False
-        if now > self._latch_until:
-            self._latch_open = False
-            return False
-        ip = addr[0]
-        sdp_ip = self._sdp_remote[0] if self._sdp_remote else None
-        if ip != sdp_ip and ip != self._signalling_host:
+    def _latch_to(self, addr: tuple[str, int], now: float) -> bool:
+        """Move the remote to ``addr`` if the latch allows it (see :mod:`ivr.media.latch`)."""
+        remote = self._latch.move(addr, now)
+        if remote is None:
             return False
         log.info(
             "RTP on port %d latched to %s:%d (SDP said %s)",
             self.local_port,
-            ip,
-            addr[1],
-            self._sdp_remote,
+            remote[0],
+            remote[1],
+            self._latch.sdp_remote,
         )
-        self.remote = (ip, addr[1])
-        if not self._rtcp_latched:
-            self._rtcp_remote = (ip, addr[1] + 1)
-        self.latched = True
-        self._latch_open = False
+        self.remote = remote
         self._connect()
         return True
 
@@ -999,51 +895,32 @@ class MediaSession:
         if self.remote is None or addr[0] != self.remote[0]:
             self._rejected += 1
             return
+        now = self.loop.time()
         try:
-            packets = parse_rtcp(data)
+            self._reporter.received(data, now, self._rx)
         except RtpError:
             self._invalid += 1
             return
-        now = self.loop.time()
         self._last_rx = now
-        if not self._rtcp_latched:  # symmetric RTCP: answer where it comes from, once
-            self._rtcp_remote = (addr[0], addr[1])
-        self._rtcp_latched = True
-        for packet in packets:
-            if (
-                isinstance(packet, SenderReport)
-                and self._rx is not None
-                and packet.ssrc == self._rx.ssrc
-            ):
-                self._rx.on_sender_report(packet, now)
+        self._latch.rtcp_from(addr)  # symmetric RTCP: answer where it comes from
 
     def _send_rtcp(self, now: float, *, bye: bool = False) -> None:
-        self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
-        transport, dest = self._rtcp, self._rtcp_remote
+        reporter = self._reporter
+        reporter.schedule(now)
+        transport, dest = self._rtcp, self._latch.rtcp_remote
         if transport is None or dest is None or self._closed:
             return
-        blocks = (self._rx.report_block(now),) if self._rx is not None and self._rx.received else ()
-        report: RtcpPacket
-        packets_sent, octets_sent = self._sent_totals()
-        if packets_sent != self._reported_sent:
-            tick = self.clock.current_tick - (self._tick0 or 0)
-            rtp_ts = (self._ts_base + tick * FRAME_SAMPLES) & 0xFFFFFFFF
-            report = SenderReport(
-                self.ssrc,
-                ntp_timestamp(time.time()),
-                rtp_ts,
-                packets_sent,
-                octets_sent,
-                blocks,
-            )
-        else:
-            report = ReceiverReport(self.ssrc, blocks)
-        self._reported_sent = packets_sent
-        packets: list[RtcpPacket] = [report, SourceDescription.cname_of(self.ssrc, self.cname)]
-        if bye:
-            packets.append(Bye((self.ssrc,)))
+        tick = self.clock.current_tick - (self._tick0 or 0)
+        data = reporter.compound(
+            now,
+            wallclock=time.time(),
+            rtp_timestamp=(self._ts_base + tick * FRAME_SAMPLES) & 0xFFFFFFFF,
+            sent=self._sent_totals(),
+            source=self._rx,
+            bye=bye,
+        )
         try:
-            transport.sendto(rtcp_bytes(packets), dest)
+            transport.sendto(data, dest)
         except OSError as exc:  # pragma: no cover - unreachable peers surface in error_received
             log.debug("RTCP send failed: %s", exc)
 
@@ -1068,10 +945,10 @@ class MediaSession:
             "send_errors": self._send_errors,
             "octets_sent": octets_sent,
             "packets_received": self._packets_received,
-            "octets_received": self._octets_received,
+            "octets_received": self._reorder.octets,
             "lost": self._lost_before + (max(rx.lost, 0) if rx else 0),
             "jitter_ms": rx.jitter_ms if rx else 0.0,
-            "late": self._late,
+            "late": self._reorder.late,
             "rejected": self._rejected,
             "invalid": self._invalid,
             "timed_out": self._timed_out,
@@ -1112,12 +989,3 @@ def _dissolve(sock: socket.socket) -> bool:
         return False
     return True
 
-
-def _ip_literal(host: str) -> str:
-    """The address as the socket layer reports sources (so they compare equal), or ValueError."""
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        raise ValueError(
-            f"remote media host {host!r} is not an IP address (resolve it first)"
-        ) from None

@@ -670,7 +670,7 @@ def test_rtcp_reports_on_the_next_port_and_bye_on_close() -> None:
         _, rtp_peer = await loop.create_datagram_endpoint(Peer, local_addr=("127.0.0.1", port))
         s = await MediaSession.open(host="127.0.0.1", port_range=PORTS, clock=clock)
         s.rtcp_interval = 0.1
-        s._next_rtcp = 0.0  # report at the next tick
+        s._reporter.next_report = 0.0  # report at the next tick
         s.configure(remote=("127.0.0.1", port), payload_type=0, dtmf_pt=None, direction="sendrecv")
         for seq in range(5):
             rtp_peer.send(_rtp(seq), ("127.0.0.1", s.local_port))
