@@ -32,19 +32,7 @@ from ivr.media.rtp import (
     parse_rtcp,
     rtcp_bytes,
 )
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "rtp"
-
-
-def capture(name: str) -> list[tuple[float, bytes]]:
-    """(arrival seconds, UDP payload) records of tests/data/rtp/NAME.bin (see make_captures.py)."""
-    data, pos, out = (DATA / f"{name}.bin").read_bytes(), 0, []
-    while pos < len(data):
-        usec, length = struct.unpack_from("!IH", data, pos)
-        out.append((usec / 1e6, data[pos + 6 : pos + 6 + length]))
-        pos += 6 + length
-    return out
-
+from tests.media.captures import DATA, capture
 
 CAPTURES = sorted(p.stem for p in DATA.glob("*.bin") if not p.stem.endswith("_rtcp"))
 
