@@ -31,7 +31,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,11 @@ class PromptQueue:
             self.task = asyncio.get_running_loop().create_task(self._work())
 
     def stop(self, *, only_barge_in: bool = True) -> None:
+        """Drop prompts not loaded yet; each is over for whoever started it (PromptDone)."""
+        dropped = [p for p in self.pending if not (only_barge_in and not p.barge_in)]
         self.pending = deque(p for p in self.pending if only_barge_in and not p.barge_in)
+        for item in dropped:
+            self.runner.prompt_finished(item.media_id)
 
     def cancel(self) -> None:
         self.pending.clear()
@@ -249,8 +253,15 @@ class Recording:
 class CallRunner:
     """Runs one incoming call from INVITE to the end (see the module docstring)."""
 
-    def __init__(self, services: Services, call: IncomingCall, on_finished: Callable[[CallRunner], None]) -> None:
+    def __init__(
+        self,
+        services: Services,
+        call: IncomingCall,
+        on_finished: Callable[[CallRunner], None],
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
         self.services = services
+        self.variables = dict(variables or {})  # the flow's variables set before the call starts
         self.call_id: str = call.call_id
         self.incoming = call
         self.caller: str = call.caller
@@ -327,12 +338,7 @@ class CallRunner:
             return
         assert offer is None or isinstance(offer, sdp.SessionDescription)
         cfg = self.services.config.server
-        self.media = await MediaSession.open(
-            host=self.services.media_host,
-            port_range=cfg.rtp_ports,
-            clock=self.services.clock,
-            media_timeout=cfg.media_timeout,
-        )
+        self.media = await self.services.open_media()
         if self.ended:  # cancelled while the port was being opened
             self.media.close()
             return
@@ -457,9 +463,10 @@ class CallRunner:
             caller=self.caller,
             called=self.called,
             switches=self.services.switches(),
+            variables=self.variables,
         )
         try:
-            actions = self.machine.start(time.time())
+            actions = self.machine.start(self.services.wall())
         except Exception:
             log.exception("call %s: flow failed to start", self.call_id)
             self.hangup("flow_error")
@@ -576,9 +583,10 @@ class CallRunner:
     # ------------------------------------------------------------------ media events
 
     def prompt_finished(self, media_id: int) -> None:
+        """A prompt ended (played out or stopped): its owner (flow or sub-machine) hears PromptDone."""
         owner = self._owners.pop(media_id, None)
-        if owner is None or self.ended:
-            return
+        if owner is None or self.ended or owner[1] <= 0:
+            return  # not ours, or the runner's own sound (hold music, the recording beep)
         self._post_to(owner[0], ev.PromptDone(owner[1]))
 
     def _dtmf_info(self, event: DtmfInfo) -> None:
@@ -635,7 +643,7 @@ class CallRunner:
         machine = self.machine
         if machine is None or machine.finished:
             return
-        now = time.time()
+        now = self.services.wall()
         sub = self.sub
         if sub is not None and owner in (None, sub):
             self.log(event=event.kind, to="sub", **describe(event))
@@ -651,7 +659,7 @@ class CallRunner:
             return
         if owner not in (None, MACHINE):
             return  # a prompt of a sub-machine that has finished
-        self.log(event=event.kind, **describe(event))
+        self.log(event=event.kind, to="flow", **describe(event))
         self._execute(self._safely(lambda: machine.handle(event, now)), MACHINE)
 
     def _safely(self, step: Callable[[], list[ev.Action]]) -> list[ev.Action]:
@@ -674,7 +682,7 @@ class CallRunner:
         self.timer, self.timer_at = None, at
         if at is not None and not self.ended:
             loop = asyncio.get_running_loop()
-            self.timer = loop.call_at(loop.time() + max(0.0, at - time.time()), self._on_timer)
+            self.timer = loop.call_at(loop.time() + max(0.0, at - self.services.wall()), self._on_timer)
 
     def _machine_timer(self) -> float | None:
         m = self.machine
@@ -682,7 +690,7 @@ class CallRunner:
 
     def _on_timer(self) -> None:
         self.timer, self.timer_at = None, None
-        now = time.time()
+        now = self.services.wall()
         if self.sub is not None and self.sub.next_timer is not None and self.sub.next_timer <= now:
             self._inbox.append((self.sub, ev.TimerFired()))
         mt = self._machine_timer()
@@ -697,12 +705,12 @@ class CallRunner:
             if self.ended:
                 return
             self.log(action=action.kind, **describe(action))
-            handler = getattr(self, f"_do_{type(action).__name__}", None)
+            handler = HANDLERS.get(type(action))
             if handler is None:
                 self.log(event="unsupported_action", action_kind=action.kind)
                 continue
             try:
-                handler(action, owner)
+                handler(self, action, owner)
             except Exception as exc:
                 log.exception("call %s: action %s failed", self.call_id, action.kind)
                 self.log(event="action_error", error=str(exc))
@@ -798,7 +806,7 @@ class CallRunner:
         if action.beep:
             self._do_Tone(ev.Tone(frequency=1000.0, duration=0.25, prompt_id=-1), _RecordAction())
         self._recording_seq += 1
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.services.wall()))
         path = f"recordings/{stamp}-{_safe(self.call_id)}-{self._recording_seq}.wav"
         start = ev.StartRecording(
             path=path, max_length=action.max_length, end_key=action.end_key, silence=action.silence
@@ -900,7 +908,7 @@ class CallRunner:
     def _start_sub(self, sub: Any) -> None:
         self.sub = sub
         self.log(event="sub_started", sub=type(sub).__name__)
-        actions = self._safely(lambda: sub.start(time.time()))
+        actions = self._safely(lambda: sub.start(self.services.wall()))
         self._execute(actions, sub)
         if sub.finished and self.sub is sub:
             self.sub = None
@@ -958,6 +966,7 @@ class CallRunner:
             reason=reason,
             outcome=getattr(outcome, "result", None),
             detail=getattr(outcome, "detail", None),
+            step=getattr(outcome, "step", None),
             **media,
         )
         self.on_finished(self)
@@ -969,6 +978,27 @@ class CallRunner:
         if not path.is_relative_to(base):
             raise ValueError(f"recording path {relative!r} escapes the data folder")
         return path
+
+
+# Every action the flow machine or a sub-machine can ask for, and the runner's method that
+# carries it out (tests/runtime check that no Action subclass is missing).
+HANDLERS: dict[type[ev.Action], Callable[[CallRunner, Any, object], None]] = {
+    ev.EnterStep: CallRunner._do_EnterStep,
+    ev.Say: CallRunner._do_Say,
+    ev.Play: CallRunner._do_Play,
+    ev.Tone: CallRunner._do_Tone,
+    ev.StopPrompts: CallRunner._do_StopPrompts,
+    ev.Listen: CallRunner._do_Listen,
+    ev.StartRecording: CallRunner._do_StartRecording,
+    ev.StopRecording: CallRunner._do_StopRecording,
+    ev.Record: CallRunner._do_Record,
+    ev.Hold: CallRunner._do_Hold,
+    ev.Transfer: CallRunner._do_Transfer,
+    ev.Directory: CallRunner._do_Directory,
+    ev.Voicemail: CallRunner._do_Voicemail,
+    ev.VoicemailAccess: CallRunner._do_VoicemailAccess,
+    ev.HangupCall: CallRunner._do_HangupCall,
+}
 
 
 class _RecordAction:

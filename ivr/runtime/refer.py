@@ -21,7 +21,6 @@ call came from (the carrier that must place the new call).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from ivr.dsl.events import TransferOutcome
@@ -48,7 +47,7 @@ class BlindTransfer:
         if is_external(self.target) and self.services.config.extension(self.target) is None:
             host, port = self.caller.incoming.source
             return f"sip:{self.target}@{host}:{port}"
-        bindings = self.services.registrar().contacts(self.target, time.time())
+        bindings = self.services.registrar().contacts(self.target, self.services.wall())
         if not bindings:
             raise Unreachable("unavailable", f"extension {self.target} has no registered or static contact")
         return str(bindings[0].uri)

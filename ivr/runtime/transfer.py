@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -275,7 +274,7 @@ def destinations(services: Any, target: str, caller: str) -> list[Destination]:
     """
     from_uri = f"sip:{caller or 'ivr'}@{services.contact_host}"
     if services.config.extension(target) is not None:
-        bindings = services.registrar().contacts(target, time.time())
+        bindings = services.registrar().contacts(target, services.wall())
         if not bindings:
             raise Unreachable("unavailable", f"extension {target} has no registered or static contact")
         return [
@@ -365,7 +364,7 @@ class TransferSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
-        self.started = time.monotonic()
+        self.started = self.services.wall()
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
         extension = self.services.config.extension(target)
@@ -385,7 +384,7 @@ class TransferSession:
             return
         self._start_ringback()
         self.services.ringing.append(self)
-        self._run(self.plan.start(time.time()))
+        self._run(self.plan.start(self.services.wall()))
 
     def _start_ringback(self) -> None:
         media = self.caller.media
@@ -438,11 +437,11 @@ class TransferSession:
             self._timer = None
         at = self.plan.next_timer
         if at is not None and not self.closed:
-            self._timer = self.loop.call_later(max(0.0, at - time.time()), self._on_timer)
+            self._timer = self.loop.call_later(max(0.0, at - self.services.wall()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._run(self.plan.timer(time.time()))
+        self._run(self.plan.timer(self.services.wall()))
 
     def _dial(self, target: str) -> None:
         ring = self.rings[target] = _Ring(target)
@@ -450,7 +449,7 @@ class TransferSession:
             destinations = self.services.destinations_for(target, self.caller.caller)
         except Unreachable as exc:
             self.caller.log(event="transfer_target_unreachable", target=target, outcome=exc.outcome, reason=str(exc))
-            self._queue.extend(self.plan.failed(target, exc.outcome, time.time()))
+            self._queue.extend(self.plan.failed(target, exc.outcome, self.services.wall()))
             return
         ring.pending = len(destinations)
         for destination in destinations:
@@ -460,12 +459,8 @@ class TransferSession:
 
     async def _place(self, ring: _Ring, destination: Destination) -> None:
         """Open a media port for one contact and send the INVITE (unless cancelled meanwhile)."""
-        cfg = self.services.config.server
         try:
-            media = await MediaSession.open(
-                host=self.services.media_host, port_range=cfg.rtp_ports, clock=self.services.clock,
-                media_timeout=cfg.media_timeout,
-            )
+            media = await self.services.open_media()
         except Exception as exc:  # noqa: BLE001 -- no port: this contact fails, the plan goes on
             log.exception("call %s: no media port for %s", self.caller.call_id, ring.target)
             ring.pending -= 1
@@ -609,8 +604,8 @@ class TransferSession:
             if other is not leg and not other.done:
                 self._drop_leg(other, "cancel")
         self.caller.log(event="leg_answered", target=leg.target, leg=leg.call_id, codec=leg.answer.codec.name,
-                        ring_time=round(time.monotonic() - self.started, 2))
-        self._run(self.plan.answered(leg.target, time.time()))
+                        ring_time=round(self.services.wall() - self.started, 2))
+        self._run(self.plan.answered(leg.target, self.services.wall()))
 
     def _leg_failed(self, leg: Leg, outcome: TransferOutcome, reason: str) -> None:
         if leg.done:
@@ -629,7 +624,7 @@ class TransferSession:
             ring.outcomes.append(outcome)
         if ring.cancelled or ring.pending or any(not x.done for x in ring.legs):
             return
-        self._run(self.plan.failed(ring.target, combine(ring.outcomes), time.time()))
+        self._run(self.plan.failed(ring.target, combine(ring.outcomes), self.services.wall()))
 
     def _leg_ended(self, leg: Leg, reason: str) -> None:
         """The callee hung up (BYE), or its dialog died (session timer, no ACK)."""
@@ -676,7 +671,7 @@ class TransferSession:
         if self.closed:
             return
         self.caller.log(event="transfer_done", outcome=result.outcome, target=result.target,
-                        ring_time=round(time.monotonic() - self.started, 2))
+                        ring_time=round(self.services.wall() - self.started, 2))
         # A leg that answered is bridged here; a pickup (no leg) is bridged by picked_up().
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
             self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
@@ -799,7 +794,7 @@ def pickup_teams(program: Any) -> list[frozenset[str]]:
 
 def picker_extension(services: Any, source: tuple[str, int]) -> str | None:
     """The extension a registered phone belongs to, by the address its INVITE came from."""
-    now = time.time()
+    now = services.wall()
     for extension in services.config.extensions:
         for binding in services.registrar().contacts(extension.number, now):
             if binding.source is not None and tuple(binding.source) == tuple(source):
@@ -826,9 +821,7 @@ async def pick_up(runner: Any) -> None:
     offer = runner._parse_offer(runner.incoming.offer)
     if offer is False:
         return
-    cfg = services.config.server
-    runner.media = await MediaSession.open(host=services.media_host, port_range=cfg.rtp_ports, clock=services.clock,
-                                           media_timeout=cfg.media_timeout)
+    runner.media = await services.open_media()
     runner._wire_media(runner.media)
     if runner.ended or not session.rings_for(extension, teams):  # the caller left, or someone answered, meanwhile
         runner.media.close()

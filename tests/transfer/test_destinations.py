@@ -3,6 +3,7 @@ allows it, and the outcome (with its reason) for targets nobody can ring."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,7 +39,7 @@ def services(tmp_path: Path) -> SimpleNamespace:
     config = load_config(tmp_path / "ivr.toml", data=tmp_path / "data")
     registrar = Registrar.from_config(config, store=RegistrationStore())
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=Trunks(config.trunks),
-                           contact_host="203.0.113.5")
+                           contact_host="203.0.113.5", wall=time.time)
 
 
 def test_every_contact_of_an_extension_rings(services: SimpleNamespace) -> None:
