@@ -113,7 +113,9 @@ def describe_action(action: ev.Action) -> str:
     if isinstance(action, ev.Tone):
         return f"tone: {action.frequency:g} Hz ({fmt_seconds(action.duration)})"
     if isinstance(action, ev.Listen):
-        speech = f", speech ({' | '.join(action.phrases)})" if action.phrases else ""
+        options = [" | ".join(action.phrases)] if action.phrases else []
+        options += ["anything"] if action.any_speech else []
+        speech = f", speech ({' | '.join(options)})" if options else ""
         return f"listen: keys{speech}"
     if isinstance(action, ev.Transfer):
         return describe_transfer(action)
