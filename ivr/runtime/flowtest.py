@@ -292,12 +292,10 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
     m = re.fullmatch(r"(answer|busy|no answer|unavailable|fail)\s+(.+)", line)
     if m:
         return _network(setup, m.group(1), m.group(2))
-    m = re.fullmatch(
-        r'directory\s+(picks\s+"([^"]+)"(?:\s+at\s+(\S+))?|finds nobody|operator)', line
-    )
+    m = re.fullmatch(r'directory\s+(picks\s+"([^"]+)"|finds nobody|operator)', line)
     if m:
         if m.group(2):
-            choice = m.group(2) + (f"={m.group(3)}" if m.group(3) else "")
+            choice = m.group(2)
         else:
             choice = "not found" if m.group(1) == "finds nobody" else "operator"
         return replace(setup, directory=(choice,))

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ivr.dsl.flowtest import (
+from ivr.runtime.flowtest import (
     Expectation,
     FlowTestError,
     compare,
     find_test_files,
     parse_test_file,
 )
-from ivr.dsl.simulate import CallerInput, TraceLine
+from ivr.runtime.simulate import CallerInput, TraceLine
 
 
 def write(tmp_path: Path, text: str, name: str = "t.ivrtest") -> Path:
@@ -47,9 +47,8 @@ test "Press 1, then hash":
     no answer +41791234567
     unavailable 204
     fail 205
-    directory picks "Alice Johnson" at 201
+    directory picks "Alice Johnson"
     caller leaves no message
-    dialogues on
     expect ring 201, 202
     expect no voicemail
     expect no answer
@@ -75,8 +74,8 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
     assert s.answer == frozenset({"201", "202"}) and s.busy == frozenset({"300"})
     assert s.no_answer == frozenset({"+41791234567"})
     assert s.unavailable == frozenset({"204"}) and s.failed == frozenset({"205"})
-    assert s.directory == ("Alice Johnson=201",) and s.voicemail_result == "empty"
-    assert s.dialogues and not second.setup.dialogues
+    assert s.directory == ("Alice Johnson",) and s.voicemail_result == "empty"
+    assert second.setup.directory == ("not found",) and second.setup.voicemail_result == "saved"
     assert first.inputs == (
         CallerInput("key", "1"),
         CallerInput("key", "12#"),
@@ -89,10 +88,10 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
         CallerInput("hangup"),
     )
     assert first.expectations == (
-        Expectation("ring 201, 202", 28),
-        Expectation("voicemail", 29, negate=True),
-        Expectation("no answer", 30),
-        Expectation("say Welcome.", 31),
+        Expectation("ring 201, 202", 27),
+        Expectation("voicemail", 28, negate=True),
+        Expectation("no answer", 29),
+        Expectation("say Welcome.", 30),
     )
     assert second.setup.at == "2026-12-25 10:00" and second.setup.caller == "+41791112233"
     assert second.setup.answer == frozenset() and second.setup.directory == ("not found",)
