@@ -652,7 +652,8 @@ class CallRunner:
             if sub.finished:
                 self.sub = None
                 self.log(event="sub_finished", result=repr(sub.result))
-                if sub.result is not None:
+                if sub.result is not None and not isinstance(event, ev.Hangup):
+                    # (a dialogue's answer to a hang-up means nothing to the flow: the call is over)
                     self._inbox.appendleft((MACHINE, sub.result))
             if isinstance(event, ev.Hangup):
                 self._inbox.append((MACHINE, event))

@@ -291,6 +291,8 @@ class Simulation:
     # ---- public
 
     def run(self) -> SimulationResult:
+        """Run the call to its end; LookupError when the flow has no entry for the number called."""
+        self.program.entry_for(self.called)  # a bad --called is the user's mistake, not a call
         with tempfile.TemporaryDirectory(prefix="ivr-simulate-") as data:
             self.loop.on_idle = self._on_idle
             try:
@@ -423,7 +425,7 @@ class Simulation:
         if self._busy:
             return False
         self._answer_directory(runner)
-        if not self.inputs and not self._ask_for_input():
+        if not self.inputs and (not (self._listening(runner) or deadline is None) or not self._ask_for_input()):
             if deadline is None:
                 return self._hangup(" (no more input)")
             return False
