@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from ivr.dsl import events as ev
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,8 @@ class TraceLine:
         return self.text
 
 
-def _subclasses(base: type) -> list[type]:
-    found = []
+def _subclasses(base: type[T]) -> list[type[T]]:
+    found: list[type[T]] = []
     for sub in base.__subclasses__():
         found.append(sub)
         found.extend(_subclasses(sub))
