@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +55,10 @@ from ivr.sip.ua import (
     ReOffer,
     ReOfferAnswer,
 )
+
+if TYPE_CHECKING:
+    from ivr.media.holdmusic import MusicPlayer
+    from ivr.runtime.transfer import TransferSession
 
 log = logging.getLogger("ivr.runtime.call")
 
@@ -269,7 +273,7 @@ class CallRunner:
         self.on_finished = on_finished
         self.media: MediaSession | None = None
         self.machine: Machine | None = None
-        self.sub: Any = None  # the active SubMachine (voicemail, mailbox access, directory)
+        self.sub: ev.SubMachine | None = None  # the active dialogue (voicemail, mailbox access, directory)
         self.answer: sdp.Answer | None = None
         self.local_sdp: bytes = b""
         self.session_id = random.randint(1, 2**31)
@@ -277,7 +281,7 @@ class CallRunner:
         self.prompts = PromptQueue(self)
         self._listener: SpeechListener | None = None
         self._recording: Recording | None = None
-        self.hold: Any = None  # the shared hold-music player being heard
+        self.hold: MusicPlayer | None = None  # the shared hold-music player being heard
         self.hold_timer: asyncio.TimerHandle | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: float | None = None
@@ -292,7 +296,7 @@ class CallRunner:
         self._answer_timer: asyncio.TimerHandle | None = None
         self._recording_seq = 0
         self._key_via = "rtp"  # RFC 4733 or in-band, unless an INFO is being handed over
-        self.transfer: Any = None  # the ivr.runtime.transfer.TransferSession of a Transfer action
+        self.transfer: TransferSession | None = None  # carrying out a Transfer action
 
     # ------------------------------------------------------------------ logging
 
@@ -906,7 +910,7 @@ class CallRunner:
             )
         )
 
-    def _start_sub(self, sub: Any) -> None:
+    def _start_sub(self, sub: ev.SubMachine) -> None:
         self.sub = sub
         self.log(event="sub_started", sub=type(sub).__name__)
         actions = self._safely(lambda: sub.start(self.services.wall()))

@@ -58,9 +58,10 @@ class Expectation:
     negate: bool = False
 
     def matches(self, trace_line: str) -> bool:
-        want = _normal(_drop_kind_colon(self.text))
-        have = _normal(_drop_kind_colon(trace_line))
-        return have == want or (have.startswith(want) and have[len(want)] == " ")
+        """Word for word from the beginning of the line (docs/flow-language.md, Flow tests)."""
+        want = _line_words(_drop_kind_colon(self.text))
+        have = _line_words(_drop_kind_colon(trace_line))
+        return bool(want) and have[: len(want)] == want
 
     def __str__(self) -> str:
         return ("no " if self.negate else "") + self.text
@@ -353,8 +354,9 @@ def _drop_kind_colon(text: str) -> str:
     return re.sub(r"^([a-z][a-z ]*):(?=\s|$)", r"\1", text.strip())
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.split())
+def _line_words(text: str) -> list[str]:
+    """The words of a line; a comma ending a word only separates list items (``201, 202``)."""
+    return [w.removesuffix(",") for w in text.split()]
 
 
 # --------------------------------------------------------------------------- running
@@ -450,7 +452,9 @@ def compare(expectations: Sequence[Expectation], trace: Sequence[TraceLine]) -> 
             continue
         hit = next((i for i in range(position, len(actual)) if exp.matches(actual[i])), None)
         if hit is None:
-            missing.setdefault(position, []).append(f"{exp.text}   (expected, line {exp.line})")
+            near = difflib.get_close_matches(exp.text, actual[position:], n=1, cutoff=0.5)
+            nearest = f"; nearest: {near[0]!r}" if near else ""
+            missing.setdefault(position, []).append(f"{exp.text}   (expected, line {exp.line}{nearest})")
         else:
             position = hit + 1
     if not missing and not unwanted:

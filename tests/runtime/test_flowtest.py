@@ -196,8 +196,14 @@ def test_expectations_match_in_order_by_prefix() -> None:
     assert (
         compare([Expectation("no answer", 1), Expectation("voicemail", 2, negate=True)], CALL) != []
     )
-    # A prefix must end at a word boundary: 201 is not 2010, and "ring 201" is not "ring 201, 202".
-    assert compare([Expectation("ring 201", 1)], CALL) != []
+    # Word for word from the beginning (the documented rule): a list may be matched by its
+    # first items, but 201 is not 2010 and "Welcome." is not "Welcome".
+    assert compare([Expectation("ring 201, 202", 1)], CALL) == []
+    assert compare([Expectation("ring 201", 1)], CALL) == []
+    assert compare([Expectation("ring 2010", 1)], CALL) != []
+    assert compare([Expectation("ring 202", 1)], CALL) != []
+    assert compare([Expectation("say Welcome", 1)], CALL) == []
+    assert compare([Expectation("say Welcome.", 1)], CALL) != []  # the line says "Welcome to Acme."
 
 
 def test_missing_expectation_diff_shows_where_it_was_expected() -> None:
@@ -238,3 +244,23 @@ def test_expect_no_answer_versus_forbidding_it(tmp_path: Path) -> None:
     (positive, negative) = parse_test_file(write(tmp_path, text)).tests[0].expectations
     assert positive == Expectation("no answer", 4)
     assert negative == Expectation("no answer", 5, negate=True)
+
+
+def test_a_missing_expectation_names_the_nearest_line_of_the_call() -> None:
+    diff = compare([Expectation("voicemail 201", 4)], CALL)
+    assert "-voicemail 201   (expected, line 4; nearest: 'voicemail: 200')" in diff
+
+
+def test_the_documented_ring_example_holds_on_acme() -> None:
+    """docs/flow-language.md: `expect ring 201, 202` matches the sales group's ring line."""
+    from ivr.config import load_config
+    from ivr.dsl.loader import load_flow
+    from ivr.dsl.schedule import parse_local
+    from ivr.runtime.simulate import Scenario, parse_inputs, simulate
+
+    flows = Path(__file__).resolve().parents[2] / "flows"
+    config = load_config(flows / "ivr.toml")
+    program = load_flow([flows / "acme.ivr"], prompt_folders=config.prompt_folders)
+    scenario = Scenario(start=parse_local("2026-11-23 09:00", "Europe/Zurich"), inputs=tuple(parse_inputs("1")))
+    result = simulate(program, scenario, config=config)
+    assert compare([Expectation("ring 201, 202", 1), Expectation("answered by 201", 2)], result.lines) == []
