@@ -74,7 +74,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str, str]] = {
 # The members of each import cycle today.  Only ever delete from this.
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"ivr.media.asr", "ivr.media.asr_moonshine"}),
-    frozenset({"ivr.runtime.refer", "ivr.runtime.transfer"}),
 }
 
 
