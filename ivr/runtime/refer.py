@@ -24,7 +24,7 @@ import asyncio
 from typing import Any
 
 from ivr.dsl.events import TransferOutcome
-from ivr.runtime.transfer import Unreachable, outcome_for_status
+from ivr.runtime.outcomes import Unreachable, outcome_for_status
 from ivr.sip.trunk import is_external
 from ivr.sip.ua import CallEnded, ReferProgress
 

@@ -11,8 +11,9 @@ owns carrying that plan out:
   ``unavailable``, ``failed``).  Parallel steps: the first answer wins and the
   others are cancelled; a step ends early when every target in it failed;
   sequential ringing is one step per member.
-* :func:`outcome_for_status` maps a final SIP status to an outcome and
-  :func:`combine` chooses the outcome of several failures.
+* :func:`~ivr.runtime.outcomes.outcome_for_status` maps a final SIP status to an
+  outcome and :func:`~ivr.runtime.outcomes.combine` chooses the outcome of several
+  failures (:mod:`ivr.runtime.outcomes`, shared with the REFERs).
 * :class:`TransferSession` is the asyncio adapter on one call: it resolves
   targets to contacts (registrar bindings and static contacts for
   extensions, a trunk for external numbers), opens a media session per
@@ -44,6 +45,7 @@ from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.holdmusic import MusicPlayer
 from ivr.media.session import MediaSession
 from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
+from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
 from ivr.sip import sdp
 from ivr.sip.auth import DigestClient
 from ivr.sip.message import SipParseError, SipUri
@@ -58,30 +60,9 @@ from ivr.sip.ua import (
 )
 
 if TYPE_CHECKING:
-    from ivr.runtime.refer import BlindTransfer  # refer.py imports this module
+    from ivr.runtime.refer import BlindTransfer
 
 log = logging.getLogger("ivr.runtime.transfer")
-
-# Which outcome wins when several targets failed differently: someone was rung and
-# did not answer beats busy, busy beats a broken leg, which beats nobody to ring.
-_PRIORITY: dict[TransferOutcome, int] = {"no_answer": 4, "busy": 3, "failed": 2, "unavailable": 1, "answered": 5}
-
-
-def outcome_for_status(status: int) -> TransferOutcome:
-    """The flow outcome of a final non-2xx answer to our INVITE (408 is also our own timeout)."""
-    if status in (486, 600):
-        return "busy"
-    if status in (408, 480):
-        return "no_answer"
-    if status in (404, 410, 604):
-        return "unavailable"
-    return "failed"
-
-
-def combine(outcomes: Iterable[TransferOutcome]) -> TransferOutcome:
-    """One outcome for several failed targets (see ``_PRIORITY``); nobody rung is ``unavailable``."""
-    return max(outcomes, key=lambda o: _PRIORITY[o], default="unavailable")
-
 
 # --------------------------------------------------------------------------- the sans-IO ring plan
 
@@ -246,14 +227,6 @@ class Destination:
     headers: tuple[tuple[str, str], ...] = ()
     auth: DigestClient | None = None  # for trunks that challenge
     via: str = ""  # "trunk NAME" or "extension", for logs
-
-
-class Unreachable(Exception):
-    """A target with no way to ring it; ``outcome`` is what the flow hears, the message why."""
-
-    def __init__(self, outcome: TransferOutcome, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
 
 
 def uri_address(uri: str) -> tuple[str, int]:

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from ivr.config import load_config
-from ivr.runtime.transfer import Unreachable, destinations, uri_address
+from ivr.runtime.outcomes import Unreachable
+from ivr.runtime.transfer import destinations, uri_address
 from ivr.sip.registrar import Registrar, RegistrationStore
 from ivr.sip.trunk import Trunks
 
