@@ -27,7 +27,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,9 +41,6 @@ from ivr.sip.ua import (
     OutgoingCallProgress,
     ReferProgress,
 )
-
-if TYPE_CHECKING:
-    from ivr.runtime.simulate import Simulation
 
 RING_ANSWER_SECONDS = 5.0  # a phone that answers picks up after ringing this long
 REFUSED_SECONDS = 1.0  # busy / unavailable / failed come back quickly
@@ -177,6 +174,19 @@ class SimulatedMedia:
 # --------------------------------------------------------------------------- network
 
 
+class World(Protocol):
+    """What the network needs from the simulated call it belongs to."""
+
+    def outcome_for(self, target: str) -> ev.TransferOutcome:
+        """How the far end ``target`` behaves when it is rung."""
+
+    def to_runner(self, event: object) -> None:
+        """Hand an event of the caller's dialog to the call runner."""
+
+    def to_network_user(self, event: object) -> None:
+        """Hand an event about a transfer leg or a REFER to whoever placed it."""
+
+
 class SimulatedNetwork:
     """The SIP world around one simulated call: its caller's dialog and the far-end phones.
 
@@ -185,7 +195,7 @@ class SimulatedNetwork:
     the runner's ``on_sip_event``, the transfer legs' through ``services.leg_event``.
     """
 
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self, sim: World) -> None:
         self.sim = sim
         self._ids = itertools.count(1)
         self._timers: dict[str, list[asyncio.TimerHandle]] = {}
