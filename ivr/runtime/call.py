@@ -17,9 +17,17 @@ action that produces an event at once (a transfer to nobody) never re-enters
 the machine.  The machine's control timers use one ``loop.call_at`` per call;
 audio is paced by the shared media clock, never here.
 
-Blocking work (TTS rendering, prompt decoding, building and running speech
-grammars) runs in the shared thread pool; prompts still play in the order the
-flow asked for them.  A long action that cannot start (no such mailbox, an
+Its helpers live beside it: the SDP offer/answer state (ivr.runtime.negotiation),
+the prompt queue (ivr.runtime.prompting: TTS and decoding in the executor, prompts in
+the flow's order), speech input (ivr.runtime.listening) and recordings
+(ivr.runtime.recordings).  Barge-in has one owner: the flow machine (or a dialogue)
+decides, and the runner stops prompts only on its ``StopPrompts``; every prompt that
+ends, played out or stopped, comes back as ``PromptDone`` to whoever started it.
+
+The outside world reaches the runner only through its services: the user agent
+(``services.ua``), the media sessions (``services.open_media``), the clock
+(``services.wall``) and the engines; ``ivr serve`` fills them with the real thing and
+the simulator (ivr.runtime.simulate) with its own, so both run this code.  A long action that cannot start (no such mailbox, an
 unreadable directory, a recording the disk refuses) still ends with its
 failure event, so the flow moves on and no caller waits in silence.
 """
@@ -28,11 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +50,10 @@ from ivr.media.clip import Clip
 from ivr.media.ports import PortRangeExhausted
 from ivr.media.session import MediaSession
 from ivr.runtime.calllog import describe
+from ivr.runtime.listening import SpeechListener
+from ivr.runtime.negotiation import OfferAnswer
+from ivr.runtime.prompting import PendingPrompt, PromptQueue
+from ivr.runtime.recordings import Recording
 from ivr.runtime.services import Services
 from ivr.sip import sdp
 from ivr.sip.ua import (
@@ -69,191 +79,6 @@ BUSY_RETRY_AFTER = 5
 MACHINE = "machine"
 
 
-@dataclass
-class _PendingPrompt:
-    media_id: int
-    barge_in: bool
-    load: Callable[[], Any]  # runs in the thread pool: returns a Clip (or a shared player)
-    label: str
-
-
-class PromptQueue:
-    """Say/Play/Tone in the order the flow gave them, although TTS renders in a thread.
-
-    Each item is loaded (rendered, decoded) in the pool while earlier ones play,
-    then handed to the media session, which queues it after what is playing.
-    A failed load is logged and reported as done, so the flow goes on.
-    """
-
-    def __init__(self, runner: CallRunner) -> None:
-        self.runner = runner
-        self.pending: deque[_PendingPrompt] = deque()
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, item: _PendingPrompt) -> None:
-        self.pending.append(item)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._work())
-
-    def stop(self, *, only_barge_in: bool = True) -> None:
-        """Drop prompts not loaded yet; each is over for whoever started it (PromptDone)."""
-        dropped = [p for p in self.pending if not (only_barge_in and not p.barge_in)]
-        self.pending = deque(p for p in self.pending if only_barge_in and not p.barge_in)
-        for item in dropped:
-            self.runner.prompt_finished(item.media_id)
-
-    def cancel(self) -> None:
-        self.pending.clear()
-        if self.task is not None:
-            self.task.cancel()
-
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.pending:
-            item = self.pending[0]
-            try:
-                source = await loop.run_in_executor(self.runner.services.executor, item.load)
-            except Exception as exc:  # noqa: BLE001 -- a missing prompt must not end the call
-                log.warning("call %s: cannot load %s: %s", self.runner.call_id, item.label, exc)
-                self.runner.log(event="prompt_error", prompt=item.label, error=str(exc))
-                source = None
-            if not self.pending or self.pending[0] is not item:
-                continue  # stopped (barge-in) while loading
-            self.pending.popleft()
-            if self.runner.ended or self.runner.media is None:
-                return
-            if source is None:
-                self.runner.prompt_finished(item.media_id)
-            else:
-                self.runner.media.play(source, prompt_id=item.media_id, barge_in=item.barge_in)
-
-
-class SpeechListener:
-    """Speech input for one ``Listen(phrases=...)``: endpointer on the loop, recogniser in the pool.
-
-    The recogniser session (grammar compilation) is built in the pool, never on the loop;
-    frames go to the endpointer as they arrive and, once the caller speaks, are batched to
-    the session in the pool (one job at a time, in order).  When the endpointer says the
-    utterance is over, ``finish()`` runs in the pool and the matched phrase (or ``""``)
-    becomes a ``Speech`` event.  No speech within the endpointer's window: listening goes on
-    with a fresh session until the flow's own timer decides.  With no phrases (a menu whose
-    only speech option is ``speech ->``) there is no grammar to decode against: the
-    endpointer alone decides, and a finished utterance is ``Speech("")``, which such a menu
-    takes as its ``speech`` branch.
-    """
-
-    BATCH = 10  # frames (200 ms) per decoder job
-    PREROLL = 15  # frames (300 ms) before the endpointer is sure speech began, handed over too
-
-    def __init__(self, runner: CallRunner, phrases: tuple[str, ...]) -> None:
-        self.runner = runner
-        self.phrases = phrases
-        self.closed = False
-        self._begin()
-
-    def _begin(self) -> None:
-        from ivr.media.vad import Endpointer
-
-        loop = asyncio.get_running_loop()
-        services = self.runner.services
-        phrases = list(self.phrases)
-        self.endpointer = Endpointer()
-        self.batch: list[np.ndarray] = []
-        self.preroll: deque[np.ndarray] = deque(maxlen=self.PREROLL)
-        self.session: asyncio.Future[Any]
-        if phrases:
-            self.session = loop.run_in_executor(services.executor, lambda: services.recognizer().session(phrases))
-        else:
-            self.session = loop.create_future()
-            self.session.set_result(None)
-        self.chain: asyncio.Future[Any] = self.session
-
-    def feed(self, pcm: np.ndarray) -> None:
-        if self.closed:
-            return
-        state = self.endpointer.feed(pcm)
-        if state == "waiting":
-            self.preroll.append(pcm)  # the VAD needs a few voiced frames to be sure: keep them
-            return
-        if state == "no_speech":
-            self._begin()
-            return
-        if self.preroll:
-            self.batch.extend(self.preroll)
-            self.preroll.clear()
-        self.batch.append(pcm)
-        if state == "done" or len(self.batch) >= self.BATCH:
-            self._submit(np.concatenate(self.batch))
-            self.batch = []
-        if state == "done":
-            self.closed = True
-            asyncio.ensure_future(self._finish())
-
-    def _submit(self, pcm: np.ndarray) -> None:
-        if not self.phrases:
-            return  # endpointing only: nothing to decode
-        loop = asyncio.get_running_loop()
-        previous, session = self.chain, self.session
-
-        async def job() -> None:
-            await previous
-            decoder = await session
-            await loop.run_in_executor(self.runner.services.executor, decoder.accept, pcm)
-
-        self.chain = asyncio.ensure_future(job())
-
-    async def _finish(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await self.chain
-            decoder = await self.session
-            if decoder is None:
-                text, confidence = "", 1.0
-            else:
-                text, confidence = await loop.run_in_executor(self.runner.services.executor, decoder.finish)
-        except Exception as exc:  # a recogniser failure is a no-match, never a dead call
-            log.exception("call %s: speech recognition failed", self.runner.call_id)
-            self.runner.log(event="speech_error", error=str(exc))
-            text, confidence = "", 0.0
-        if self.runner.listener is self and not self.runner.ended:
-            self.runner.listener = None
-            self.runner.post(ev.Speech(text, confidence))
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class Recording:
-    """One ``StartRecording`` (or ``Record``) in progress: a WavRecorder fed with caller audio."""
-
-    def __init__(self, runner: CallRunner, action: ev.StartRecording, owner: object, done: Callable[[ev.RecordingDone], None]) -> None:
-        from ivr.media.recording import WavRecorder
-
-        self.runner = runner
-        self.action = action
-        self.owner = owner
-        self.done = done
-        self.path = runner.data_path(action.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recorder = WavRecorder(self.path, max_length=action.max_length, silence=action.silence)
-        self.finished = False
-
-    def feed(self, pcm: np.ndarray) -> None:
-        reason = self.recorder.write(pcm)
-        if reason:
-            self.stop(reason)
-
-    def stop(self, reason: str) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        duration = float(self.recorder.close())
-        if duration < self.action.min_length:
-            self.path.unlink(missing_ok=True)
-            duration = 0.0
-        self.done(ev.RecordingDone(path=self.action.path, duration=duration, reason=reason))
-
-
 class CallRunner:
     """Runs one incoming call from INVITE to the end (see the module docstring)."""
 
@@ -274,10 +99,7 @@ class CallRunner:
         self.media: MediaSession | None = None
         self.machine: Machine | None = None
         self.sub: ev.SubMachine | None = None  # the active dialogue (voicemail, mailbox access, directory)
-        self.answer: sdp.Answer | None = None
-        self.local_sdp: bytes = b""
-        self.session_id = random.randint(1, 2**31)
-        self.sdp_version = 1
+        self.sdp = OfferAnswer(services.contact_host)
         self.prompts = PromptQueue(self)
         self._listener: SpeechListener | None = None
         self._recording: Recording | None = None
@@ -350,7 +172,7 @@ class CallRunner:
         if offer is not None and not self._negotiate(offer):
             return
         if offer is None:
-            self.local_sdp = self._our_offer()
+            self._our_offer()
         self.state = str(entry)
         if cfg.answer_delay > 0:
             self.services.ua.ringing(self.call_id, self.services.sip_now())
@@ -372,31 +194,24 @@ class CallRunner:
     def _negotiate(self, offer: sdp.SessionDescription) -> bool:
         assert self.media is not None
         try:
-            answer = sdp.negotiate(
-                offer,
-                local_ip=self.services.contact_host,
-                local_port=self.media.local_port,
-                session_id=self.session_id,
-                version=self.sdp_version,
-            )
+            answer = self.sdp.answer_offer(offer, self.media.local_port)
         except sdp.NegotiationError as exc:
             self._reject(exc.status, exc.reason)
             return False
-        self.answer = answer
-        self.local_sdp = bytes(answer.sdp)
         self._configure_media(answer)
         return True
 
     def _our_offer(self) -> bytes:
         assert self.media is not None
-        return bytes(
-            sdp.make_offer(
-                self.services.contact_host,
-                self.media.local_port,
-                session_id=self.session_id,
-                version=self.sdp_version,
-            )
-        )
+        return self.sdp.offer(self.media.local_port)
+
+    @property
+    def local_sdp(self) -> bytes:
+        return self.sdp.local_sdp
+
+    @property
+    def answer(self) -> sdp.Answer | None:
+        return self.sdp.answer
 
     def _configure_media(self, answer: sdp.Answer) -> None:
         assert self.media is not None
@@ -512,27 +327,23 @@ class CallRunner:
 
     def _apply_answer(self, body: bytes) -> None:
         try:
-            answer = sdp.parse_answer(sdp.SessionDescription.parse(self.local_sdp), body)
+            answer = self.sdp.take_answer(body)
         except (sdp.SdpError, sdp.NegotiationError) as exc:
             self.log(event="bad_answer", error=str(exc))
             self.hangup("bad_answer")
             return
-        self.answer = answer
         self._configure_media(answer)
 
     def _reoffer(self, event: ReOffer) -> None:
         ua, now = self.services.ua, self.services.sip_now()
-        if event.offer is None:
-            if event.method == "UPDATE":  # a session refresh without SDP (RFC 4028 section 9)
-                ua.accept_reoffer(self.call_id, b"", now)
-            else:  # re-INVITE without SDP: we offer again, the answer comes with the ACK
-                ua.accept_reoffer(self.call_id, self.local_sdp, now)
+        if event.offer is None:  # a refresh; after a re-INVITE the answer comes with the ACK
+            ua.accept_reoffer(self.call_id, self.sdp.refresh_body(event.method), now)
             self.log(event="refresh", method=event.method)
             self.services.flush()
             return
         try:
-            offer = sdp.SessionDescription.parse(event.offer)
-            answer = self._renegotiate(offer)
+            assert self.media is not None
+            answer = self.sdp.reanswer(sdp.SessionDescription.parse(event.offer), self.media.local_port)
         except (sdp.SdpError, sdp.NegotiationError) as exc:
             status = getattr(exc, "status", 488)
             self.log(event="reoffer_rejected", method=event.method, status=status, error=str(exc))
@@ -543,28 +354,6 @@ class CallRunner:
         self.services.flush()
         self.log(event="reoffer", method=event.method, hold=answer.on_hold)
         self._configure_media(answer)
-
-    def _renegotiate(self, offer: sdp.SessionDescription) -> sdp.Answer:
-        """Answer a re-offer; the o= version goes up only when our answer changes (RFC 3264 section 8)."""
-        assert self.media is not None
-
-        def attempt(version: int) -> sdp.Answer:
-            assert self.media is not None
-            return sdp.negotiate(
-                offer,
-                local_ip=self.services.contact_host,
-                local_port=self.media.local_port,
-                session_id=self.session_id,
-                version=version,
-            )
-
-        answer = attempt(self.sdp_version)
-        if bytes(answer.sdp) != self.local_sdp:
-            self.sdp_version += 1
-            answer = attempt(self.sdp_version)
-        self.answer = answer
-        self.local_sdp = bytes(answer.sdp)
-        return answer
 
     def _caller_gone(self, reason: str) -> None:
         """BYE, CANCEL, session expiry or media timeout: the flow hears Hangup, then the call is over."""
@@ -757,7 +546,7 @@ class CallRunner:
         rate = getattr(settings, "rate", None) or None
         tts = self.services.tts
         self.prompts.add(
-            _PendingPrompt(
+            PendingPrompt(
                 self._media_id(owner, action.prompt_id),
                 action.barge_in,
                 lambda: tts.render(action.text, voice=voice, rate=rate),
@@ -768,14 +557,14 @@ class CallRunner:
     def _do_Play(self, action: ev.Play, owner: object) -> None:
         store = self.services.prompts
         self.prompts.add(
-            _PendingPrompt(
+            PendingPrompt(
                 self._media_id(owner, action.prompt_id), action.barge_in, lambda: store.load(action.path), f"play {action.path}"
             )
         )
 
     def _do_Tone(self, action: ev.Tone, owner: object) -> None:
         clip = Clip.tone(action.frequency, action.duration)
-        self.prompts.add(_PendingPrompt(self._media_id(owner, action.prompt_id), False, lambda: clip, "tone"))
+        self.prompts.add(PendingPrompt(self._media_id(owner, action.prompt_id), False, lambda: clip, "tone"))
 
     def _do_StopPrompts(self, action: ev.StopPrompts, owner: object) -> None:
         self.prompts.stop()

@@ -804,7 +804,7 @@ async def pick_up(runner: Any) -> None:
     if offer is not None and not runner._negotiate(offer):
         return
     if offer is None:
-        runner.local_sdp = runner._our_offer()
+        runner._our_offer()
     runner.state = "pickup"
     services.ua.answer(runner.call_id, runner.local_sdp, services.sip_now())
     services.flush()
