@@ -56,3 +56,17 @@ def test_every_bench_script_the_benchmarks_page_names_exists() -> None:
     named = set(BENCH_SCRIPT.findall(BENCHMARKS.read_text(encoding="utf-8")))
     assert named, "docs/benchmarks.md names no bench/*.py command"
     assert sorted(s for s in named if not (ROOT / s).is_file()) == []
+
+
+def test_the_readmes_first_flow_and_its_tests_pass(tmp_path: Path) -> None:
+    """README's "A first flow": the flow and the tests a newcomer copies pass as written."""
+    import shutil
+
+    from ivr.runtime.flowtest import run_test_file
+
+    flow, tests = re.findall(r"```\n(.*?)```", README.read_text(encoding="utf-8"), re.S)[:2]
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    (tmp_path / "flows" / "hello.ivr").write_text(flow, encoding="utf-8")
+    (tmp_path / "flows" / "hello.ivrtest").write_text(tests, encoding="utf-8")
+    results = run_test_file(tmp_path / "flows" / "hello.ivrtest")
+    assert len(results) == 2 and all(r.passed for r in results), [r.report() for r in results]
