@@ -12,6 +12,7 @@ i.e. what the caller waits after the end-of-speech hangover.
     python bench/directory_speech.py                 # full run (700 utterances, a few minutes)
     python bench/directory_speech.py --quick         # CI: fewer voices and people
     python bench/directory_speech.py --engine moonshine   # Moonshine base (PyPI moonshine-cpp)
+    python bench/directory_speech.py --engine moonshine --filler-margin 4 --beam 16
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ def main() -> int:
     parser.add_argument(
         "--filler-margin", type=float, default=None, help="moonshine: log-probability a phrase must beat the filler by"
     )
+    parser.add_argument("--beam", type=int, default=None, help="moonshine: hypotheses kept per beam and step")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="pocketsphinx decoder option")
     parser.add_argument(
         "--feature", action="append", default=[], metavar="KEY=VALUE", help="front-end option over feat.params (cmn=live)"
@@ -228,10 +230,13 @@ def main() -> int:
         asr.FEATURE_OPTIONS[key] = value
     if args.fold is not None:
         asr.FOLD_LEVEL = args.fold
-    if args.filler_margin is not None:
+    if args.filler_margin is not None or args.beam is not None:
         from ivr.media import asr_moonshine
 
-        asr_moonshine.FILLER_MARGIN = args.filler_margin
+        if args.filler_margin is not None:
+            asr_moonshine.FILLER_MARGIN = args.filler_margin
+        if args.beam is not None:
+            asr_moonshine.BEAM = args.beam
     report(run(args), args.people, args.confusions)
     return 0
 

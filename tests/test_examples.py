@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ivr.config import load_config
-from ivr.dsl.flowtest import find_test_files, parse_test_file, run_test_file
 from ivr.dsl.loader import check_flow, load_flow
 from ivr.dsl.schedule import parse_local
-from ivr.dsl.simulate import Scenario, parse_inputs, simulate
+from ivr.runtime.flowtest import find_test_files, parse_test_file, run_test_file
+from ivr.runtime.simulate import Scenario, parse_inputs, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWS = ROOT / "flows"
@@ -65,7 +65,7 @@ def test_every_example_simulates_to_an_end(flow: Path) -> None:
             result = simulate(
                 program,
                 Scenario(start=start, caller="+41791112233", inputs=tuple(parse_inputs(inputs))),
-                prompt_folders=CONFIG.prompt_folders,
+                config=CONFIG,
             )
             assert result.outcome is not None, f"{flow.name} {when} {inputs!r}: {result.text}"
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from ivr.commands.options import add_config_option, add_data_option
-from ivr.config import Config, ConfigError, load_config
-from ivr.dsl.texts import texts_of
+from ivr.config import ConfigError, load_config
 from ivr.media.tts import TtsEngine, TtsError
+from ivr.runtime.prepare import flow_texts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,18 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_render)
 
 
-def voicemail_texts(program: Any, config: Config) -> list[tuple[str, str | None, int | None]]:
-    """The voicemail dialogues' texts in the flow's voice, when the deployment has mailboxes."""
-    if not config.mailboxes:
-        return []
-    from ivr.voicemail import prompt_texts
-
-    settings = getattr(program, "settings", None)
-    voice = getattr(settings, "voice", None) or None
-    rate = getattr(settings, "rate", None) or None
-    return [(text, voice, rate) for text in prompt_texts(config.mailboxes)]
-
-
 def run_render(args: argparse.Namespace) -> int:
     from ivr.dsl.errors import FlowError
     from ivr.dsl.loader import load_flow
@@ -47,7 +34,7 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, data=args.data)
         program = load_flow(args.flows, prompt_folders=config.prompt_folders)
-        texts = texts_of(program) + voicemail_texts(program, config)
+        texts = flow_texts(program, config)
         engine = TtsEngine.in_data_folder(config.data, config.tts)
         before = engine.rendered
         paths = engine.prerender(texts)

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in getattr(program, "warnings", ()):
         print(warning.format(), file=sys.stderr)
-    from ivr.runtime.server import prepare_data, prerender, run_server
+    from ivr.runtime.prepare import prerender
+    from ivr.runtime.server import prepare_data, run_server
 
     try:
         prerender(program, settings.config, calllog)
@@ -92,7 +93,7 @@ def _positive(value: str) -> int:
 
 def _settings(args: argparse.Namespace) -> tuple[Any, list[Path]]:
     """The deployment file overridden by the options, and the flows; SIGHUP calls it again."""
-    from ivr.runtime.server import ServeSettings
+    from ivr.runtime.settings import ServeSettings
 
     config = load_config(args.config, data=args.data)
     listen = config.server.listen

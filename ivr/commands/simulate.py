@@ -1,6 +1,8 @@
 """``ivr simulate``: one call through a flow in the terminal, at a chosen time, from a chosen number.
 
-Prints what the caller hears and what the system does, one line per action (or one JSON object per
+The call runs on the server's own call runtime in virtual time (ivr.runtime.simulate): the
+flow, prompts, transfers, the directory and voicemail dialogues are ``ivr serve``'s code; the
+caller, the far-end phones and the clock are simulated.  Prints what the caller hears and what the system does, one line per action (or one JSON object per
 line with ``--json``), and where the call ends.  Without ``--input`` the caller's part is read
 from standard input, a line of tokens at a time, whenever the flow waits.
 """
@@ -16,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from ivr.commands.options import description
+from ivr.commands.switch import SwitchError, read_switches
 from ivr.config import Config, ConfigError, load_config
 from ivr.dsl.schedule import ScheduleError, format_local, parse_local, wall_to_epoch, zone
-from ivr.dsl.simulate import (
+from ivr.runtime.simulate import (
     CallerInput,
     Scenario,
     Simulation,
     SimulationError,
-    TraceLine,
     parse_inputs,
 )
+from ivr.runtime.trace import TraceLine
 
 EPILOG = """\
 input tokens: 1 2 # * (keys; 123# presses several), say:alice_johnson or say:"alice johnson"
@@ -86,22 +89,18 @@ def register(subparsers: Any) -> None:
         "--directory-select",
         action="append",
         default=[],
-        metavar="NAME=EXT",
-        help='directory choice: "Alice Johnson=201", "not found" or "operator"',
+        metavar="NAME",
+        help='when the directory asks, the caller says NAME and confirms it with 1; '
+        '"not found": says a name nobody has; "operator": presses 0',
     )
     p.add_argument(
-        "--switch", action="append", default=[], metavar="NAME=on|off", help="switch positions"
+        "--switch", action="append", default=[], metavar="NAME=on|off",
+        help="switch positions (default: as `ivr switch` set them in the data folder)",
     )
     p.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="preset a flow variable"
     )
     p.add_argument("--voicemail-empty", action="store_true", help="the caller leaves no message")
-    p.add_argument(
-        "--dialogues",
-        action="store_true",
-        help="run the real dial-by-name and voicemail dialogues (their prompts, keypad spelling, "
-        "the beep, a throw-away mailbox) instead of resolving those steps at once",
-    )
     p.set_defaults(func=run)
 
 
@@ -113,11 +112,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = find_config(args.config, args.files)
         program = load_flow([Path(f) for f in args.files], prompt_folders=config.prompt_folders)
-        scenario = build_scenario(args, program.settings.timezone)
+        scenario = build_scenario(args, program.settings.timezone, read_switches(config.data))
     except FlowError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    except (ConfigError, SimulationError, ScheduleError, LookupError) as exc:
+    except (SwitchError, ConfigError, SimulationError, ScheduleError, LookupError) as exc:
         print(f"ivr simulate: {exc}", file=sys.stderr)
         return 2
     if args.at:
@@ -130,7 +129,6 @@ def run(args: argparse.Namespace) -> int:
         Simulation(
             program,
             scenario,
-            prompt_folders=config.prompt_folders,
             more_input=more,
             on_line=printer,
             config=config,
@@ -154,7 +152,8 @@ def find_config(explicit: str | None, files: list[str]) -> Config:
     return load_config(None)
 
 
-def build_scenario(args: argparse.Namespace, timezone: str) -> Scenario:
+def build_scenario(args: argparse.Namespace, timezone: str, switches: dict[str, bool] | None = None) -> Scenario:
+    """The scenario the flags describe; ``switches``: the positions in the data folder, which --switch overrides."""
     start = parse_local(args.at, timezone) if args.at else time.time()
     inputs = tuple(parse_inputs(args.input_text)) if args.input_text is not None else ()
     answer = _targets(args.answer)
@@ -163,7 +162,7 @@ def build_scenario(args: argparse.Namespace, timezone: str) -> Scenario:
         caller=args.caller,
         called=args.called,
         inputs=inputs,
-        switches=parse_switches(args.switch),
+        switches={**(switches or {}), **parse_switches(args.switch)},
         variables=_pairs(args.var, "--var"),
         answer=answer if args.answer else None,
         busy=_targets(args.busy),
@@ -172,7 +171,6 @@ def build_scenario(args: argparse.Namespace, timezone: str) -> Scenario:
         failed=_targets(args.fail),
         directory=tuple(args.directory_select),
         voicemail_result="empty" if args.voicemail_empty else "saved",
-        dialogues=args.dialogues,
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ivr.commands.options import description
-from ivr.dsl.flowtest import FlowTestError, find_test_files, run_test_file
+from ivr.runtime.flowtest import FlowTestError, find_test_files, run_test_file
 
 
 def register(subparsers: Any) -> None:

@@ -43,7 +43,7 @@ from ivr.media.recognizer import PCM16, RecognizerError, distinct_filler, gramma
 MODEL_PACKAGE = "moonshine_cpp"
 MODEL_SUBDIR = Path("models") / "base-en"
 MODEL_FILES = ("encoder_model.ort", "decoder_model_merged.ort", "tokenizer.bin")
-BEAM = 8  # hypotheses kept per beam and step (4 loses accuracy, 16 costs latency: README)
+BEAM = 8  # hypotheses kept per beam and step (4 loses accuracy, 16 costs latency: docs/benchmarks.md)
 MAX_TOKENS = 24
 FILLER_WORDS_MAX = 2
 #: A phrase wins only if its log-probability beats the best filler's plus this (tuning split).

@@ -6,7 +6,9 @@ A :class:`MediaSession` owns an even RTP port and the RTCP port above it
 packet (the next prompt frame, a DTMF event packet, or codec silence) built
 into a preallocated buffer.  Received packets are decoded to 8 kHz int16 and
 handed to ``on_audio``; keys from RFC 4733, in-band tones or SIP INFO reach
-``on_dtmf`` once, and stop barge-in prompts at the next frame.
+``on_dtmf`` once.  Media never decides barge-in: the flow stops prompts
+(``stop_prompts``), and every prompt that ends, played out or stopped, is
+reported to ``on_prompt_done``.
 
 Sending rules
   * Random SSRC, initial sequence number and timestamp (RFC 3550 5.1); the
@@ -496,13 +498,18 @@ class MediaSession:
         self._head = self._queue[0]
 
     def stop_prompts(self, *, only_barge_in: bool = True) -> None:
-        """Drop queued prompts (all, or those with ``barge_in``); the next frame sent reflects it."""
+        """Drop queued prompts (all, or those with ``barge_in``); the next frame sent reflects it.
+
+        Each dropped prompt is reported to ``on_prompt_done`` like one that played to its end:
+        whoever started it learns that it is over, whoever stopped it.
+        """
         keep: deque[_Item] = deque()
         for item in self._queue:
             if only_barge_in and not item.barge_in:
                 keep.append(item)
             else:
                 self._release(item)
+                self.loop.call_soon(self._prompt_done, item.prompt_id)  # a stopped prompt is over too
         self._queue = keep
         self._head = keep[0] if keep else None
 
@@ -886,8 +893,7 @@ class MediaSession:
         if digit == last_digit and source != last_source and now - last_time < DUPLICATE_KEY_WINDOW:
             return  # the same press seen twice (RFC 4733 and INFO, or a tone before its event)
         self._last_key = (digit, source, now)
-        self.stop_prompts(only_barge_in=True)
-        self.on_dtmf(digit)
+        self.on_dtmf(digit)  # whether the key interrupts the prompt is the flow's decision
 
     # ------------------------------------------------------------------ RTCP
 

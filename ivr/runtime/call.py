@@ -17,9 +17,17 @@ action that produces an event at once (a transfer to nobody) never re-enters
 the machine.  The machine's control timers use one ``loop.call_at`` per call;
 audio is paced by the shared media clock, never here.
 
-Blocking work (TTS rendering, prompt decoding, building and running speech
-grammars) runs in the shared thread pool; prompts still play in the order the
-flow asked for them.  A long action that cannot start (no such mailbox, an
+Its helpers live beside it: the SDP offer/answer state (ivr.runtime.negotiation),
+the prompt queue (ivr.runtime.prompting: TTS and decoding in the executor, prompts in
+the flow's order), speech input (ivr.runtime.listening) and recordings
+(ivr.runtime.recordings).  Barge-in has one owner: the flow machine (or a dialogue)
+decides, and the runner stops prompts only on its ``StopPrompts``; every prompt that
+ends, played out or stopped, comes back as ``PromptDone`` to whoever started it.
+
+The outside world reaches the runner only through its services: the user agent
+(``services.ua``), the media sessions (``services.open_media``), the clock
+(``services.wall``) and the engines; ``ivr serve`` fills them with the real thing and
+the simulator (ivr.runtime.simulate) with its own, so both run this code.  A long action that cannot start (no such mailbox, an
 unreadable directory, a recording the disk refuses) still ends with its
 failure event, so the flow moves on and no caller waits in silence.
 """
@@ -28,13 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +50,10 @@ from ivr.media.clip import Clip
 from ivr.media.ports import PortRangeExhausted
 from ivr.media.session import MediaSession
 from ivr.runtime.calllog import describe
+from ivr.runtime.listening import SpeechListener
+from ivr.runtime.negotiation import OfferAnswer
+from ivr.runtime.prompting import PendingPrompt, PromptQueue
+from ivr.runtime.recordings import Recording
 from ivr.runtime.services import Services
 from ivr.sip import sdp
 from ivr.sip.ua import (
@@ -56,6 +66,10 @@ from ivr.sip.ua import (
     ReOfferAnswer,
 )
 
+if TYPE_CHECKING:
+    from ivr.media.holdmusic import MusicPlayer
+    from ivr.runtime.transfer import TransferSession
+
 log = logging.getLogger("ivr.runtime.call")
 
 # Seconds a refused caller (or its proxy) is asked to wait before trying again (RFC 3261
@@ -65,192 +79,18 @@ BUSY_RETRY_AFTER = 5
 MACHINE = "machine"
 
 
-@dataclass
-class _PendingPrompt:
-    media_id: int
-    barge_in: bool
-    load: Callable[[], Any]  # runs in the thread pool: returns a Clip (or a shared player)
-    label: str
-
-
-class PromptQueue:
-    """Say/Play/Tone in the order the flow gave them, although TTS renders in a thread.
-
-    Each item is loaded (rendered, decoded) in the pool while earlier ones play,
-    then handed to the media session, which queues it after what is playing.
-    A failed load is logged and reported as done, so the flow goes on.
-    """
-
-    def __init__(self, runner: CallRunner) -> None:
-        self.runner = runner
-        self.pending: deque[_PendingPrompt] = deque()
-        self.task: asyncio.Task[None] | None = None
-
-    def add(self, item: _PendingPrompt) -> None:
-        self.pending.append(item)
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._work())
-
-    def stop(self, *, only_barge_in: bool = True) -> None:
-        self.pending = deque(p for p in self.pending if only_barge_in and not p.barge_in)
-
-    def cancel(self) -> None:
-        self.pending.clear()
-        if self.task is not None:
-            self.task.cancel()
-
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.pending:
-            item = self.pending[0]
-            try:
-                source = await loop.run_in_executor(self.runner.services.executor, item.load)
-            except Exception as exc:  # noqa: BLE001 -- a missing prompt must not end the call
-                log.warning("call %s: cannot load %s: %s", self.runner.call_id, item.label, exc)
-                self.runner.log(event="prompt_error", prompt=item.label, error=str(exc))
-                source = None
-            if not self.pending or self.pending[0] is not item:
-                continue  # stopped (barge-in) while loading
-            self.pending.popleft()
-            if self.runner.ended or self.runner.media is None:
-                return
-            if source is None:
-                self.runner.prompt_finished(item.media_id)
-            else:
-                self.runner.media.play(source, prompt_id=item.media_id, barge_in=item.barge_in)
-
-
-class SpeechListener:
-    """Speech input for one ``Listen(phrases=...)``: endpointer on the loop, recogniser in the pool.
-
-    The recogniser session (grammar compilation) is built in the pool, never on the loop;
-    frames go to the endpointer as they arrive and, once the caller speaks, are batched to
-    the session in the pool (one job at a time, in order).  When the endpointer says the
-    utterance is over, ``finish()`` runs in the pool and the matched phrase (or ``""``)
-    becomes a ``Speech`` event.  No speech within the endpointer's window: listening goes on
-    with a fresh session until the flow's own timer decides.  With no phrases (a menu whose
-    only speech option is ``speech ->``) there is no grammar to decode against: the
-    endpointer alone decides, and a finished utterance is ``Speech("")``, which such a menu
-    takes as its ``speech`` branch.
-    """
-
-    BATCH = 10  # frames (200 ms) per decoder job
-    PREROLL = 15  # frames (300 ms) before the endpointer is sure speech began, handed over too
-
-    def __init__(self, runner: CallRunner, phrases: tuple[str, ...]) -> None:
-        self.runner = runner
-        self.phrases = phrases
-        self.closed = False
-        self._begin()
-
-    def _begin(self) -> None:
-        from ivr.media.vad import Endpointer
-
-        loop = asyncio.get_running_loop()
-        services = self.runner.services
-        phrases = list(self.phrases)
-        self.endpointer = Endpointer()
-        self.batch: list[np.ndarray] = []
-        self.preroll: deque[np.ndarray] = deque(maxlen=self.PREROLL)
-        self.session: asyncio.Future[Any]
-        if phrases:
-            self.session = loop.run_in_executor(services.executor, lambda: services.recognizer().session(phrases))
-        else:
-            self.session = loop.create_future()
-            self.session.set_result(None)
-        self.chain: asyncio.Future[Any] = self.session
-
-    def feed(self, pcm: np.ndarray) -> None:
-        if self.closed:
-            return
-        state = self.endpointer.feed(pcm)
-        if state == "waiting":
-            self.preroll.append(pcm)  # the VAD needs a few voiced frames to be sure: keep them
-            return
-        if state == "no_speech":
-            self._begin()
-            return
-        if self.preroll:
-            self.batch.extend(self.preroll)
-            self.preroll.clear()
-        self.batch.append(pcm)
-        if state == "done" or len(self.batch) >= self.BATCH:
-            self._submit(np.concatenate(self.batch))
-            self.batch = []
-        if state == "done":
-            self.closed = True
-            asyncio.ensure_future(self._finish())
-
-    def _submit(self, pcm: np.ndarray) -> None:
-        if not self.phrases:
-            return  # endpointing only: nothing to decode
-        loop = asyncio.get_running_loop()
-        previous, session = self.chain, self.session
-
-        async def job() -> None:
-            await previous
-            decoder = await session
-            await loop.run_in_executor(self.runner.services.executor, decoder.accept, pcm)
-
-        self.chain = asyncio.ensure_future(job())
-
-    async def _finish(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await self.chain
-            decoder = await self.session
-            if decoder is None:
-                text, confidence = "", 1.0
-            else:
-                text, confidence = await loop.run_in_executor(self.runner.services.executor, decoder.finish)
-        except Exception as exc:  # a recogniser failure is a no-match, never a dead call
-            log.exception("call %s: speech recognition failed", self.runner.call_id)
-            self.runner.log(event="speech_error", error=str(exc))
-            text, confidence = "", 0.0
-        if self.runner.listener is self and not self.runner.ended:
-            self.runner.listener = None
-            self.runner.post(ev.Speech(text, confidence))
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class Recording:
-    """One ``StartRecording`` (or ``Record``) in progress: a WavRecorder fed with caller audio."""
-
-    def __init__(self, runner: CallRunner, action: ev.StartRecording, owner: object, done: Callable[[ev.RecordingDone], None]) -> None:
-        from ivr.media.recording import WavRecorder
-
-        self.runner = runner
-        self.action = action
-        self.owner = owner
-        self.done = done
-        self.path = runner.data_path(action.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recorder = WavRecorder(self.path, max_length=action.max_length, silence=action.silence)
-        self.finished = False
-
-    def feed(self, pcm: np.ndarray) -> None:
-        reason = self.recorder.write(pcm)
-        if reason:
-            self.stop(reason)
-
-    def stop(self, reason: str) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        duration = float(self.recorder.close())
-        if duration < self.action.min_length:
-            self.path.unlink(missing_ok=True)
-            duration = 0.0
-        self.done(ev.RecordingDone(path=self.action.path, duration=duration, reason=reason))
-
-
 class CallRunner:
     """Runs one incoming call from INVITE to the end (see the module docstring)."""
 
-    def __init__(self, services: Services, call: IncomingCall, on_finished: Callable[[CallRunner], None]) -> None:
+    def __init__(
+        self,
+        services: Services,
+        call: IncomingCall,
+        on_finished: Callable[[CallRunner], None],
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
         self.services = services
+        self.variables = dict(variables or {})  # the flow's variables set before the call starts
         self.call_id: str = call.call_id
         self.incoming = call
         self.caller: str = call.caller
@@ -258,15 +98,12 @@ class CallRunner:
         self.on_finished = on_finished
         self.media: MediaSession | None = None
         self.machine: Machine | None = None
-        self.sub: Any = None  # the active SubMachine (voicemail, mailbox access, directory)
-        self.answer: sdp.Answer | None = None
-        self.local_sdp: bytes = b""
-        self.session_id = random.randint(1, 2**31)
-        self.sdp_version = 1
+        self.sub: ev.SubMachine | None = None  # the active dialogue (voicemail, mailbox access, directory)
+        self.sdp = OfferAnswer(services.contact_host)
         self.prompts = PromptQueue(self)
         self._listener: SpeechListener | None = None
         self._recording: Recording | None = None
-        self.hold: Any = None  # the shared hold-music player being heard
+        self.hold: MusicPlayer | None = None  # the shared hold-music player being heard
         self.hold_timer: asyncio.TimerHandle | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: float | None = None
@@ -281,7 +118,7 @@ class CallRunner:
         self._answer_timer: asyncio.TimerHandle | None = None
         self._recording_seq = 0
         self._key_via = "rtp"  # RFC 4733 or in-band, unless an INFO is being handed over
-        self.transfer: Any = None  # the ivr.runtime.transfer.TransferSession of a Transfer action
+        self.transfer: TransferSession | None = None  # carrying out a Transfer action
 
     # ------------------------------------------------------------------ logging
 
@@ -327,12 +164,7 @@ class CallRunner:
             return
         assert offer is None or isinstance(offer, sdp.SessionDescription)
         cfg = self.services.config.server
-        self.media = await MediaSession.open(
-            host=self.services.media_host,
-            port_range=cfg.rtp_ports,
-            clock=self.services.clock,
-            media_timeout=cfg.media_timeout,
-        )
+        self.media = await self.services.open_media()
         if self.ended:  # cancelled while the port was being opened
             self.media.close()
             return
@@ -340,7 +172,7 @@ class CallRunner:
         if offer is not None and not self._negotiate(offer):
             return
         if offer is None:
-            self.local_sdp = self._our_offer()
+            self._our_offer()
         self.state = str(entry)
         if cfg.answer_delay > 0:
             self.services.ua.ringing(self.call_id, self.services.sip_now())
@@ -362,31 +194,24 @@ class CallRunner:
     def _negotiate(self, offer: sdp.SessionDescription) -> bool:
         assert self.media is not None
         try:
-            answer = sdp.negotiate(
-                offer,
-                local_ip=self.services.contact_host,
-                local_port=self.media.local_port,
-                session_id=self.session_id,
-                version=self.sdp_version,
-            )
+            answer = self.sdp.answer_offer(offer, self.media.local_port)
         except sdp.NegotiationError as exc:
             self._reject(exc.status, exc.reason)
             return False
-        self.answer = answer
-        self.local_sdp = bytes(answer.sdp)
         self._configure_media(answer)
         return True
 
     def _our_offer(self) -> bytes:
         assert self.media is not None
-        return bytes(
-            sdp.make_offer(
-                self.services.contact_host,
-                self.media.local_port,
-                session_id=self.session_id,
-                version=self.sdp_version,
-            )
-        )
+        return self.sdp.offer(self.media.local_port)
+
+    @property
+    def local_sdp(self) -> bytes:
+        return self.sdp.local_sdp
+
+    @property
+    def answer(self) -> sdp.Answer | None:
+        return self.sdp.answer
 
     def _configure_media(self, answer: sdp.Answer) -> None:
         assert self.media is not None
@@ -457,9 +282,10 @@ class CallRunner:
             caller=self.caller,
             called=self.called,
             switches=self.services.switches(),
+            variables=self.variables,
         )
         try:
-            actions = self.machine.start(time.time())
+            actions = self.machine.start(self.services.wall())
         except Exception:
             log.exception("call %s: flow failed to start", self.call_id)
             self.hangup("flow_error")
@@ -501,27 +327,23 @@ class CallRunner:
 
     def _apply_answer(self, body: bytes) -> None:
         try:
-            answer = sdp.parse_answer(sdp.SessionDescription.parse(self.local_sdp), body)
+            answer = self.sdp.take_answer(body)
         except (sdp.SdpError, sdp.NegotiationError) as exc:
             self.log(event="bad_answer", error=str(exc))
             self.hangup("bad_answer")
             return
-        self.answer = answer
         self._configure_media(answer)
 
     def _reoffer(self, event: ReOffer) -> None:
         ua, now = self.services.ua, self.services.sip_now()
-        if event.offer is None:
-            if event.method == "UPDATE":  # a session refresh without SDP (RFC 4028 section 9)
-                ua.accept_reoffer(self.call_id, b"", now)
-            else:  # re-INVITE without SDP: we offer again, the answer comes with the ACK
-                ua.accept_reoffer(self.call_id, self.local_sdp, now)
+        if event.offer is None:  # a refresh; after a re-INVITE the answer comes with the ACK
+            ua.accept_reoffer(self.call_id, self.sdp.refresh_body(event.method), now)
             self.log(event="refresh", method=event.method)
             self.services.flush()
             return
         try:
-            offer = sdp.SessionDescription.parse(event.offer)
-            answer = self._renegotiate(offer)
+            assert self.media is not None
+            answer = self.sdp.reanswer(sdp.SessionDescription.parse(event.offer), self.media.local_port)
         except (sdp.SdpError, sdp.NegotiationError) as exc:
             status = getattr(exc, "status", 488)
             self.log(event="reoffer_rejected", method=event.method, status=status, error=str(exc))
@@ -532,28 +354,6 @@ class CallRunner:
         self.services.flush()
         self.log(event="reoffer", method=event.method, hold=answer.on_hold)
         self._configure_media(answer)
-
-    def _renegotiate(self, offer: sdp.SessionDescription) -> sdp.Answer:
-        """Answer a re-offer; the o= version goes up only when our answer changes (RFC 3264 section 8)."""
-        assert self.media is not None
-
-        def attempt(version: int) -> sdp.Answer:
-            assert self.media is not None
-            return sdp.negotiate(
-                offer,
-                local_ip=self.services.contact_host,
-                local_port=self.media.local_port,
-                session_id=self.session_id,
-                version=version,
-            )
-
-        answer = attempt(self.sdp_version)
-        if bytes(answer.sdp) != self.local_sdp:
-            self.sdp_version += 1
-            answer = attempt(self.sdp_version)
-        self.answer = answer
-        self.local_sdp = bytes(answer.sdp)
-        return answer
 
     def _caller_gone(self, reason: str) -> None:
         """BYE, CANCEL, session expiry or media timeout: the flow hears Hangup, then the call is over."""
@@ -576,9 +376,10 @@ class CallRunner:
     # ------------------------------------------------------------------ media events
 
     def prompt_finished(self, media_id: int) -> None:
+        """A prompt ended (played out or stopped): its owner (flow or sub-machine) hears PromptDone."""
         owner = self._owners.pop(media_id, None)
-        if owner is None or self.ended:
-            return
+        if owner is None or self.ended or owner[1] <= 0:
+            return  # not ours, or the runner's own sound (hold music, the recording beep)
         self._post_to(owner[0], ev.PromptDone(owner[1]))
 
     def _dtmf_info(self, event: DtmfInfo) -> None:
@@ -635,7 +436,7 @@ class CallRunner:
         machine = self.machine
         if machine is None or machine.finished:
             return
-        now = time.time()
+        now = self.services.wall()
         sub = self.sub
         if sub is not None and owner in (None, sub):
             self.log(event=event.kind, to="sub", **describe(event))
@@ -644,14 +445,15 @@ class CallRunner:
             if sub.finished:
                 self.sub = None
                 self.log(event="sub_finished", result=repr(sub.result))
-                if sub.result is not None:
+                if sub.result is not None and not isinstance(event, ev.Hangup):
+                    # (a dialogue's answer to a hang-up means nothing to the flow: the call is over)
                     self._inbox.appendleft((MACHINE, sub.result))
             if isinstance(event, ev.Hangup):
                 self._inbox.append((MACHINE, event))
             return
         if owner not in (None, MACHINE):
             return  # a prompt of a sub-machine that has finished
-        self.log(event=event.kind, **describe(event))
+        self.log(event=event.kind, to="flow", **describe(event))
         self._execute(self._safely(lambda: machine.handle(event, now)), MACHINE)
 
     def _safely(self, step: Callable[[], list[ev.Action]]) -> list[ev.Action]:
@@ -674,7 +476,7 @@ class CallRunner:
         self.timer, self.timer_at = None, at
         if at is not None and not self.ended:
             loop = asyncio.get_running_loop()
-            self.timer = loop.call_at(loop.time() + max(0.0, at - time.time()), self._on_timer)
+            self.timer = loop.call_at(loop.time() + max(0.0, at - self.services.wall()), self._on_timer)
 
     def _machine_timer(self) -> float | None:
         m = self.machine
@@ -682,7 +484,7 @@ class CallRunner:
 
     def _on_timer(self) -> None:
         self.timer, self.timer_at = None, None
-        now = time.time()
+        now = self.services.wall()
         if self.sub is not None and self.sub.next_timer is not None and self.sub.next_timer <= now:
             self._inbox.append((self.sub, ev.TimerFired()))
         mt = self._machine_timer()
@@ -697,12 +499,12 @@ class CallRunner:
             if self.ended:
                 return
             self.log(action=action.kind, **describe(action))
-            handler = getattr(self, f"_do_{type(action).__name__}", None)
+            handler = HANDLERS.get(type(action))
             if handler is None:
                 self.log(event="unsupported_action", action_kind=action.kind)
                 continue
             try:
-                handler(action, owner)
+                handler(self, action, owner)
             except Exception as exc:
                 log.exception("call %s: action %s failed", self.call_id, action.kind)
                 self.log(event="action_error", error=str(exc))
@@ -744,7 +546,7 @@ class CallRunner:
         rate = getattr(settings, "rate", None) or None
         tts = self.services.tts
         self.prompts.add(
-            _PendingPrompt(
+            PendingPrompt(
                 self._media_id(owner, action.prompt_id),
                 action.barge_in,
                 lambda: tts.render(action.text, voice=voice, rate=rate),
@@ -755,14 +557,14 @@ class CallRunner:
     def _do_Play(self, action: ev.Play, owner: object) -> None:
         store = self.services.prompts
         self.prompts.add(
-            _PendingPrompt(
+            PendingPrompt(
                 self._media_id(owner, action.prompt_id), action.barge_in, lambda: store.load(action.path), f"play {action.path}"
             )
         )
 
     def _do_Tone(self, action: ev.Tone, owner: object) -> None:
         clip = Clip.tone(action.frequency, action.duration)
-        self.prompts.add(_PendingPrompt(self._media_id(owner, action.prompt_id), False, lambda: clip, "tone"))
+        self.prompts.add(PendingPrompt(self._media_id(owner, action.prompt_id), False, lambda: clip, "tone"))
 
     def _do_StopPrompts(self, action: ev.StopPrompts, owner: object) -> None:
         self.prompts.stop()
@@ -798,7 +600,7 @@ class CallRunner:
         if action.beep:
             self._do_Tone(ev.Tone(frequency=1000.0, duration=0.25, prompt_id=-1), _RecordAction())
         self._recording_seq += 1
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.services.wall()))
         path = f"recordings/{stamp}-{_safe(self.call_id)}-{self._recording_seq}.wav"
         start = ev.StartRecording(
             path=path, max_length=action.max_length, end_key=action.end_key, silence=action.silence
@@ -897,10 +699,10 @@ class CallRunner:
             )
         )
 
-    def _start_sub(self, sub: Any) -> None:
+    def _start_sub(self, sub: ev.SubMachine) -> None:
         self.sub = sub
         self.log(event="sub_started", sub=type(sub).__name__)
-        actions = self._safely(lambda: sub.start(time.time()))
+        actions = self._safely(lambda: sub.start(self.services.wall()))
         self._execute(actions, sub)
         if sub.finished and self.sub is sub:
             self.sub = None
@@ -958,6 +760,7 @@ class CallRunner:
             reason=reason,
             outcome=getattr(outcome, "result", None),
             detail=getattr(outcome, "detail", None),
+            step=getattr(outcome, "step", None),
             **media,
         )
         self.on_finished(self)
@@ -969,6 +772,27 @@ class CallRunner:
         if not path.is_relative_to(base):
             raise ValueError(f"recording path {relative!r} escapes the data folder")
         return path
+
+
+# Every action the flow machine or a sub-machine can ask for, and the runner's method that
+# carries it out (tests/runtime check that no Action subclass is missing).
+HANDLERS: dict[type[ev.Action], Callable[[CallRunner, Any, object], None]] = {
+    ev.EnterStep: CallRunner._do_EnterStep,
+    ev.Say: CallRunner._do_Say,
+    ev.Play: CallRunner._do_Play,
+    ev.Tone: CallRunner._do_Tone,
+    ev.StopPrompts: CallRunner._do_StopPrompts,
+    ev.Listen: CallRunner._do_Listen,
+    ev.StartRecording: CallRunner._do_StartRecording,
+    ev.StopRecording: CallRunner._do_StopRecording,
+    ev.Record: CallRunner._do_Record,
+    ev.Hold: CallRunner._do_Hold,
+    ev.Transfer: CallRunner._do_Transfer,
+    ev.Directory: CallRunner._do_Directory,
+    ev.Voicemail: CallRunner._do_Voicemail,
+    ev.VoicemailAccess: CallRunner._do_VoicemailAccess,
+    ev.HangupCall: CallRunner._do_HangupCall,
+}
 
 
 class _RecordAction:

@@ -19,6 +19,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any, TextIO
 
 from ivr.dsl.events import Action, Event
+from ivr.runtime.trace import jsonable
 
 
 def describe(item: Event | Action) -> dict[str, Any]:
@@ -27,7 +28,12 @@ def describe(item: Event | Action) -> dict[str, Any]:
     if is_dataclass(item):
         for f in fields(item):
             value = getattr(item, f.name)
-            out[f.name] = value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+            if isinstance(value, tuple | list):
+                out[f.name] = jsonable(value)  # a ring plan stays a list of lists
+            elif isinstance(value, str | int | float | bool | type(None)):
+                out[f.name] = value
+            else:
+                out[f.name] = str(value)
     return out
 
 

@@ -21,11 +21,10 @@ call came from (the carrier that must place the new call).
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from ivr.dsl.events import TransferOutcome
-from ivr.runtime.transfer import Unreachable, outcome_for_status
+from ivr.runtime.outcomes import Unreachable, outcome_for_status
 from ivr.sip.trunk import is_external
 from ivr.sip.ua import CallEnded, ReferProgress
 
@@ -48,7 +47,7 @@ class BlindTransfer:
         if is_external(self.target) and self.services.config.extension(self.target) is None:
             host, port = self.caller.incoming.source
             return f"sip:{self.target}@{host}:{port}"
-        bindings = self.services.registrar().contacts(self.target, time.time())
+        bindings = self.services.registrar().contacts(self.target, self.services.wall())
         if not bindings:
             raise Unreachable("unavailable", f"extension {self.target} has no registered or static contact")
         return str(bindings[0].uri)

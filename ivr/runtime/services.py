@@ -15,8 +15,8 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
 
 if TYPE_CHECKING:
+    from ivr.media.session import MediaSession
     from ivr.sip.transport import SipEndpoint
 
 log = logging.getLogger("ivr.runtime")
@@ -74,7 +75,12 @@ class Services:
     contact_host: str
     media_host: str
     endpoint: SipEndpoint | None = None
-    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, "ivr-worker"))
+    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, "ivr-worker"))
+    # The outside world's edges that are not the user agent: the wall clock (flows, schedules,
+    # the voicemail store) and where a call's audio goes.  ``ivr serve`` keeps the defaults (the
+    # system clock, RTP sockets); the simulator (ivr.runtime.simulate) fills both with its own.
+    wall: Callable[[], float] = time.time
+    media_factory: Callable[[], Awaitable[MediaSession]] | None = None
     _lazy: dict[str, Any] = field(default_factory=dict)
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
     legs: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +127,17 @@ class Services:
     def sip_now(self) -> float:
         """The user agent's clock: the loop's monotonic time (its timers go to call_at as they are)."""
         return asyncio.get_running_loop().time()
+
+    async def open_media(self) -> MediaSession:
+        """A media session for one call or transfer leg (an RTP port pair from ``[server] rtp_ports``)."""
+        if self.media_factory is not None:
+            return await self.media_factory()
+        from ivr.media.session import MediaSession
+
+        cfg = self.config.server
+        return await MediaSession.open(
+            host=self.media_host, port_range=cfg.rtp_ports, clock=self.clock, media_timeout=cfg.media_timeout
+        )
 
     def flush(self) -> None:
         """Send what the user agent queued after a command given outside a receive or timer turn."""
@@ -204,7 +221,7 @@ class Services:
         """Where an extension can be reached: registered contacts first, then static ones from ivr.toml."""
         if self.config.extension(target) is None:
             return []  # not one of ours (an external number goes through a trunk)
-        return [b.uri for b in self.registrar().contacts(target, time.time())]
+        return [b.uri for b in self.registrar().contacts(target, self.wall())]
 
     def leg_event(self, event: Any) -> bool:
         """Route a user agent event about an outgoing transfer leg; False if it is not one.

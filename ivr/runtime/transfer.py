@@ -11,8 +11,9 @@ owns carrying that plan out:
   ``unavailable``, ``failed``).  Parallel steps: the first answer wins and the
   others are cancelled; a step ends early when every target in it failed;
   sequential ringing is one step per member.
-* :func:`outcome_for_status` maps a final SIP status to an outcome and
-  :func:`combine` chooses the outcome of several failures.
+* :func:`~ivr.runtime.outcomes.outcome_for_status` maps a final SIP status to an
+  outcome and :func:`~ivr.runtime.outcomes.combine` chooses the outcome of several
+  failures (:mod:`ivr.runtime.outcomes`, shared with the REFERs).
 * :class:`TransferSession` is the asyncio adapter on one call: it resolves
   targets to contacts (registrar bindings and static contacts for
   extensions, a trunk for external numbers), opens a media session per
@@ -30,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +45,7 @@ from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.holdmusic import MusicPlayer
 from ivr.media.session import MediaSession
 from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
+from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
 from ivr.sip import sdp
 from ivr.sip.auth import DigestClient
 from ivr.sip.message import SipParseError, SipUri
@@ -59,30 +60,9 @@ from ivr.sip.ua import (
 )
 
 if TYPE_CHECKING:
-    from ivr.runtime.refer import BlindTransfer  # refer.py imports this module
+    from ivr.runtime.refer import BlindTransfer
 
 log = logging.getLogger("ivr.runtime.transfer")
-
-# Which outcome wins when several targets failed differently: someone was rung and
-# did not answer beats busy, busy beats a broken leg, which beats nobody to ring.
-_PRIORITY: dict[TransferOutcome, int] = {"no_answer": 4, "busy": 3, "failed": 2, "unavailable": 1, "answered": 5}
-
-
-def outcome_for_status(status: int) -> TransferOutcome:
-    """The flow outcome of a final non-2xx answer to our INVITE (408 is also our own timeout)."""
-    if status in (486, 600):
-        return "busy"
-    if status in (408, 480):
-        return "no_answer"
-    if status in (404, 410, 604):
-        return "unavailable"
-    return "failed"
-
-
-def combine(outcomes: Iterable[TransferOutcome]) -> TransferOutcome:
-    """One outcome for several failed targets (see ``_PRIORITY``); nobody rung is ``unavailable``."""
-    return max(outcomes, key=lambda o: _PRIORITY[o], default="unavailable")
-
 
 # --------------------------------------------------------------------------- the sans-IO ring plan
 
@@ -249,14 +229,6 @@ class Destination:
     via: str = ""  # "trunk NAME" or "extension", for logs
 
 
-class Unreachable(Exception):
-    """A target with no way to ring it; ``outcome`` is what the flow hears, the message why."""
-
-    def __init__(self, outcome: TransferOutcome, reason: str) -> None:
-        super().__init__(reason)
-        self.outcome = outcome
-
-
 def uri_address(uri: str) -> tuple[str, int]:
     """The next hop of a contact URI: its host and port (5060 by default)."""
     try:
@@ -275,7 +247,7 @@ def destinations(services: Any, target: str, caller: str) -> list[Destination]:
     """
     from_uri = f"sip:{caller or 'ivr'}@{services.contact_host}"
     if services.config.extension(target) is not None:
-        bindings = services.registrar().contacts(target, time.time())
+        bindings = services.registrar().contacts(target, services.wall())
         if not bindings:
             raise Unreachable("unavailable", f"extension {target} has no registered or static contact")
         return [
@@ -365,7 +337,7 @@ class TransferSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
-        self.started = time.monotonic()
+        self.started = self.services.wall()
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
         extension = self.services.config.extension(target)
@@ -385,7 +357,7 @@ class TransferSession:
             return
         self._start_ringback()
         self.services.ringing.append(self)
-        self._run(self.plan.start(time.time()))
+        self._run(self.plan.start(self.services.wall()))
 
     def _start_ringback(self) -> None:
         media = self.caller.media
@@ -438,11 +410,11 @@ class TransferSession:
             self._timer = None
         at = self.plan.next_timer
         if at is not None and not self.closed:
-            self._timer = self.loop.call_later(max(0.0, at - time.time()), self._on_timer)
+            self._timer = self.loop.call_later(max(0.0, at - self.services.wall()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._run(self.plan.timer(time.time()))
+        self._run(self.plan.timer(self.services.wall()))
 
     def _dial(self, target: str) -> None:
         ring = self.rings[target] = _Ring(target)
@@ -450,7 +422,7 @@ class TransferSession:
             destinations = self.services.destinations_for(target, self.caller.caller)
         except Unreachable as exc:
             self.caller.log(event="transfer_target_unreachable", target=target, outcome=exc.outcome, reason=str(exc))
-            self._queue.extend(self.plan.failed(target, exc.outcome, time.time()))
+            self._queue.extend(self.plan.failed(target, exc.outcome, self.services.wall()))
             return
         ring.pending = len(destinations)
         for destination in destinations:
@@ -460,12 +432,8 @@ class TransferSession:
 
     async def _place(self, ring: _Ring, destination: Destination) -> None:
         """Open a media port for one contact and send the INVITE (unless cancelled meanwhile)."""
-        cfg = self.services.config.server
         try:
-            media = await MediaSession.open(
-                host=self.services.media_host, port_range=cfg.rtp_ports, clock=self.services.clock,
-                media_timeout=cfg.media_timeout,
-            )
+            media = await self.services.open_media()
         except Exception as exc:  # noqa: BLE001 -- no port: this contact fails, the plan goes on
             log.exception("call %s: no media port for %s", self.caller.call_id, ring.target)
             ring.pending -= 1
@@ -609,8 +577,8 @@ class TransferSession:
             if other is not leg and not other.done:
                 self._drop_leg(other, "cancel")
         self.caller.log(event="leg_answered", target=leg.target, leg=leg.call_id, codec=leg.answer.codec.name,
-                        ring_time=round(time.monotonic() - self.started, 2))
-        self._run(self.plan.answered(leg.target, time.time()))
+                        ring_time=round(self.services.wall() - self.started, 2))
+        self._run(self.plan.answered(leg.target, self.services.wall()))
 
     def _leg_failed(self, leg: Leg, outcome: TransferOutcome, reason: str) -> None:
         if leg.done:
@@ -629,7 +597,7 @@ class TransferSession:
             ring.outcomes.append(outcome)
         if ring.cancelled or ring.pending or any(not x.done for x in ring.legs):
             return
-        self._run(self.plan.failed(ring.target, combine(ring.outcomes), time.time()))
+        self._run(self.plan.failed(ring.target, combine(ring.outcomes), self.services.wall()))
 
     def _leg_ended(self, leg: Leg, reason: str) -> None:
         """The callee hung up (BYE), or its dialog died (session timer, no ACK)."""
@@ -676,7 +644,7 @@ class TransferSession:
         if self.closed:
             return
         self.caller.log(event="transfer_done", outcome=result.outcome, target=result.target,
-                        ring_time=round(time.monotonic() - self.started, 2))
+                        ring_time=round(self.services.wall() - self.started, 2))
         # A leg that answered is bridged here; a pickup (no leg) is bridged by picked_up().
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
             self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
@@ -799,7 +767,7 @@ def pickup_teams(program: Any) -> list[frozenset[str]]:
 
 def picker_extension(services: Any, source: tuple[str, int]) -> str | None:
     """The extension a registered phone belongs to, by the address its INVITE came from."""
-    now = time.time()
+    now = services.wall()
     for extension in services.config.extensions:
         for binding in services.registrar().contacts(extension.number, now):
             if binding.source is not None and tuple(binding.source) == tuple(source):
@@ -826,9 +794,7 @@ async def pick_up(runner: Any) -> None:
     offer = runner._parse_offer(runner.incoming.offer)
     if offer is False:
         return
-    cfg = services.config.server
-    runner.media = await MediaSession.open(host=services.media_host, port_range=cfg.rtp_ports, clock=services.clock,
-                                           media_timeout=cfg.media_timeout)
+    runner.media = await services.open_media()
     runner._wire_media(runner.media)
     if runner.ended or not session.rings_for(extension, teams):  # the caller left, or someone answered, meanwhile
         runner.media.close()
@@ -838,7 +804,7 @@ async def pick_up(runner: Any) -> None:
     if offer is not None and not runner._negotiate(offer):
         return
     if offer is None:
-        runner.local_sdp = runner._our_offer()
+        runner._our_offer()
     runner.state = "pickup"
     services.ua.answer(runner.call_id, runner.local_sdp, services.sip_now())
     services.flush()

@@ -1,6 +1,6 @@
 """The speech benchmark runs end to end (synthesis, G.711, noise, VAD, recognizer) on a small set.
 
-Figures are the benchmark's business (README); this only checks it runs and reports them.
+Figures are the benchmark's business (docs/benchmarks.md); this only checks it runs and reports them.
 """
 
 from __future__ import annotations

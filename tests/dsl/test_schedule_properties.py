@@ -9,7 +9,6 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivr.dsl.flowtest import FlowTestError, _Parser
 from ivr.dsl.schedule import (
     ClosedDates,
     ClosedOnHolidays,
@@ -25,7 +24,8 @@ from ivr.dsl.schedule import (
     parse_range,
     parse_weekdays,
 )
-from ivr.dsl.simulate import SimulationError, parse_inputs
+from ivr.runtime.flowtest import FlowTestError, _Parser
+from ivr.runtime.simulate import SimulationError, parse_inputs
 
 ZRH = "Europe/Zurich"
 YEAR_2026 = (parse_local("2026-01-01 00:00", ZRH), parse_local("2026-12-31 00:00", ZRH))

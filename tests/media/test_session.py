@@ -407,45 +407,65 @@ def test_duplicate_keys_across_rfc4733_info_and_inband_are_suppressed() -> None:
     with_clock(body)
 
 
-def test_barge_in_key_stops_the_prompt_at_the_next_frame() -> None:
+def test_a_key_is_reported_and_the_prompt_plays_on_until_told_to_stop() -> None:
+    """Barge-in is the flow's decision: media reports the key and keeps playing."""
+
     async def body(clock: MediaClock) -> None:
         a, b = await pair(clock)
         done: list[int] = []
         a.on_prompt_done = done.append
-        heard: list[tuple[int, np.ndarray]] = []  # (a's key count when heard, pcm)
         keys: list[str] = []
         a.on_dtmf = keys.append
-        b.on_audio = lambda pcm: heard.append((len(keys), pcm))
         a.play(Clip.tone(800, 5.0), prompt_id=1, barge_in=True)
-        a.play(Clip.tone(400, 5.0), prompt_id=2, barge_in=True)
-        await until(lambda: len(heard) >= 10, clock, "the prompt")
         b.send_dtmf("1")
         await until(lambda: bool(keys), clock, "the key")
-        assert a.playing is None  # both barge-in prompts dropped at once
-        await next_tick(clock, 5)
-        after = [pcm for n, pcm in heard if n == 1]
-        assert len(after) >= 4
-        # at most the frame already in flight when the key arrived, then silence
-        assert all(np.abs(pcm.astype(np.int32)).max() <= 8 for pcm in after[1:])
-        assert done == []  # stopped prompts are not "done"
+        assert a.playing == 1
+        assert done == []
         a.close()
         b.close()
 
     with_clock(body)
 
 
-def test_non_barge_in_prompt_survives_a_key() -> None:
+def test_stopped_prompts_end_at_the_next_frame_and_are_reported_done() -> None:
     async def body(clock: MediaClock) -> None:
         a, b = await pair(clock)
+        done: list[int] = []
+        a.on_prompt_done = done.append
+        heard: list[tuple[int, np.ndarray]] = []  # (prompts stopped when heard, pcm)
+        stopped = [0]
+        b.on_audio = lambda pcm: heard.append((stopped[0], pcm))
+        a.play(Clip.tone(800, 5.0), prompt_id=1, barge_in=True)
+        a.play(Clip.tone(400, 5.0), prompt_id=2, barge_in=True)
+        await until(lambda: len(heard) >= 10, clock, "the prompt")
+        a.stop_prompts()
+        stopped[0] = 1
+        assert a.playing is None  # both barge-in prompts dropped at once
+        await next_tick(clock, 5)
+        after = [pcm for n, pcm in heard if n == 1]
+        assert len(after) >= 4
+        # at most the frame already in flight when they were stopped, then silence
+        assert all(np.abs(pcm.astype(np.int32)).max() <= 8 for pcm in after[1:])
+        assert done == [1, 2]  # whoever started them learns they are over
+        a.close()
+        b.close()
+
+    with_clock(body)
+
+
+def test_non_barge_in_prompt_survives_stopping_the_barge_in_ones() -> None:
+    async def body(clock: MediaClock) -> None:
+        a, b = await pair(clock)
+        done: list[int] = []
+        a.on_prompt_done = done.append
         a.play(Clip.tone(800, 5.0), prompt_id=1, barge_in=False)
         a.play(Clip.tone(400, 5.0), prompt_id=2, barge_in=True)
-        keys: list[str] = []
-        a.on_dtmf = keys.append
-        b.send_dtmf("2")
-        await until(lambda: bool(keys), clock, "the key")
+        a.stop_prompts(only_barge_in=True)
         assert a.playing == 1
         a.stop_prompts(only_barge_in=False)
         assert a.playing is None
+        await next_tick(clock, 1)
+        assert done == [2, 1]
         a.close()
         b.close()
 

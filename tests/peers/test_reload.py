@@ -25,8 +25,9 @@ import pytest
 
 from ivr.config import Config, Extension, Mailbox, ServerConfig, SmtpConfig, TtsConfig
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.server import ServeSettings, changed_sections, keep_restart_only
+from ivr.runtime.reload import changed_sections, keep_restart_only
 from ivr.runtime.services import Services
+from ivr.runtime.settings import ServeSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -219,3 +219,18 @@ def test_voicemail_to_a_missing_mailbox_ends_the_call_instead_of_silence(
     result.check()  # ivr hung up by itself
     record = ended(server, result.call_id)
     assert record["outcome"] == "error" and "999" in record["detail"]
+
+
+def test_a_key_during_a_plain_say_does_not_leave_the_call_hanging(
+    ivr_server: Callable[..., IvrServer], sipp: Sipp
+) -> None:
+    """Regression: the media session used to stop the prompt on a key without reporting it, so
+    the flow waited for a prompt end that never came and ivr never sent its BYE."""
+    server = ivr_server("say_then_hangup.ivr")
+    result = sipp("dtmf_menu.xml", server)  # presses 2 one second in, then waits for our BYE
+    result.check()
+    record = ended(server, result.call_id)
+    assert record["outcome"] == "hangup"
+    records = server.call_records(result.call_id)
+    assert [r["digit"] for r in records if r.get("event") == "key" and "via" in r] == ["2"]
+    assert not any(r.get("action") == "stop_prompts" for r in records)  # not a menu: the say plays on

@@ -10,7 +10,9 @@ from ivr.config import Config, ServerConfig
 from ivr.dsl import events as ev
 from ivr.dsl.loader import load_flow
 from ivr.runtime.calllog import CallLog, describe
-from ivr.runtime.server import contact_address, music_sources, uses_speech
+from ivr.runtime.prepare import music_sources, uses_speech
+from ivr.runtime.server import contact_address
+from ivr.runtime.trace import action_from_record
 
 FLOWS = Path(__file__).resolve().parents[1] / "peers" / "flows"
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +44,8 @@ def test_describe_gives_the_fields_of_events_and_actions() -> None:
     assert describe(ev.Key("7")) == {"digit": "7"}
     assert describe(ev.Say("Hi", 3)) == {"text": "Hi", "prompt_id": 3, "voice": "", "language": "", "barge_in": True}
     plan = describe(ev.Transfer(plan=((("201", "202"), 25.0),)))
-    assert plan["plan"] == "((('201', '202'), 25.0),)"
+    assert plan["plan"] == [[["201", "202"], 25.0]]  # JSON lists, read back by ivr.runtime.trace
+    assert action_from_record({"action": "transfer", **plan}) == ev.Transfer(plan=((("201", "202"), 25.0),))
 
 
 def test_contact_address_prefers_public_then_listen_host() -> None:

@@ -3,13 +3,15 @@ allows it, and the outcome (with its reason) for targets nobody can ring."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from ivr.config import load_config
-from ivr.runtime.transfer import Unreachable, destinations, uri_address
+from ivr.runtime.outcomes import Unreachable
+from ivr.runtime.transfer import destinations, uri_address
 from ivr.sip.registrar import Registrar, RegistrationStore
 from ivr.sip.trunk import Trunks
 
@@ -38,7 +40,7 @@ def services(tmp_path: Path) -> SimpleNamespace:
     config = load_config(tmp_path / "ivr.toml", data=tmp_path / "data")
     registrar = Registrar.from_config(config, store=RegistrationStore())
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=Trunks(config.trunks),
-                           contact_host="203.0.113.5")
+                           contact_host="203.0.113.5", wall=time.time)
 
 
 def test_every_contact_of_an_extension_rings(services: SimpleNamespace) -> None:

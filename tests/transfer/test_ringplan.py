@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ivr.runtime.transfer import Cancel, Dial, Finished, RingPlan, combine, outcome_for_status
+from ivr.runtime.outcomes import combine, outcome_for_status
+from ivr.runtime.transfer import Cancel, Dial, Finished, RingPlan
 
 
 def test_status_mapping() -> None:

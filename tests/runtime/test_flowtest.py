@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ivr.dsl.flowtest import (
+from ivr.runtime.flowtest import (
     Expectation,
     FlowTestError,
     compare,
     find_test_files,
     parse_test_file,
 )
-from ivr.dsl.simulate import CallerInput, TraceLine
+from ivr.runtime.simulate import CallerInput, TraceLine
 
 
 def write(tmp_path: Path, text: str, name: str = "t.ivrtest") -> Path:
@@ -47,9 +47,8 @@ test "Press 1, then hash":
     no answer +41791234567
     unavailable 204
     fail 205
-    directory picks "Alice Johnson" at 201
+    directory picks "Alice Johnson"
     caller leaves no message
-    dialogues on
     expect ring 201, 202
     expect no voicemail
     expect no answer
@@ -75,8 +74,8 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
     assert s.answer == frozenset({"201", "202"}) and s.busy == frozenset({"300"})
     assert s.no_answer == frozenset({"+41791234567"})
     assert s.unavailable == frozenset({"204"}) and s.failed == frozenset({"205"})
-    assert s.directory == ("Alice Johnson=201",) and s.voicemail_result == "empty"
-    assert s.dialogues and not second.setup.dialogues
+    assert s.directory == ("Alice Johnson",) and s.voicemail_result == "empty"
+    assert second.setup.directory == ("not found",) and second.setup.voicemail_result == "saved"
     assert first.inputs == (
         CallerInput("key", "1"),
         CallerInput("key", "12#"),
@@ -89,10 +88,10 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
         CallerInput("hangup"),
     )
     assert first.expectations == (
-        Expectation("ring 201, 202", 28),
-        Expectation("voicemail", 29, negate=True),
-        Expectation("no answer", 30),
-        Expectation("say Welcome.", 31),
+        Expectation("ring 201, 202", 27),
+        Expectation("voicemail", 28, negate=True),
+        Expectation("no answer", 29),
+        Expectation("say Welcome.", 30),
     )
     assert second.setup.at == "2026-12-25 10:00" and second.setup.caller == "+41791112233"
     assert second.setup.answer == frozenset() and second.setup.directory == ("not found",)
@@ -197,8 +196,14 @@ def test_expectations_match_in_order_by_prefix() -> None:
     assert (
         compare([Expectation("no answer", 1), Expectation("voicemail", 2, negate=True)], CALL) != []
     )
-    # A prefix must end at a word boundary: 201 is not 2010, and "ring 201" is not "ring 201, 202".
-    assert compare([Expectation("ring 201", 1)], CALL) != []
+    # Word for word from the beginning (the documented rule): a list may be matched by its
+    # first items, but 201 is not 2010 and "Welcome." is not "Welcome".
+    assert compare([Expectation("ring 201, 202", 1)], CALL) == []
+    assert compare([Expectation("ring 201", 1)], CALL) == []
+    assert compare([Expectation("ring 2010", 1)], CALL) != []
+    assert compare([Expectation("ring 202", 1)], CALL) != []
+    assert compare([Expectation("say Welcome", 1)], CALL) == []
+    assert compare([Expectation("say Welcome.", 1)], CALL) != []  # the line says "Welcome to Acme."
 
 
 def test_missing_expectation_diff_shows_where_it_was_expected() -> None:
@@ -239,3 +244,23 @@ def test_expect_no_answer_versus_forbidding_it(tmp_path: Path) -> None:
     (positive, negative) = parse_test_file(write(tmp_path, text)).tests[0].expectations
     assert positive == Expectation("no answer", 4)
     assert negative == Expectation("no answer", 5, negate=True)
+
+
+def test_a_missing_expectation_names_the_nearest_line_of_the_call() -> None:
+    diff = compare([Expectation("voicemail 201", 4)], CALL)
+    assert "-voicemail 201   (expected, line 4; nearest: 'voicemail: 200')" in diff
+
+
+def test_the_documented_ring_example_holds_on_acme() -> None:
+    """docs/flow-language.md: `expect ring 201, 202` matches the sales group's ring line."""
+    from ivr.config import load_config
+    from ivr.dsl.loader import load_flow
+    from ivr.dsl.schedule import parse_local
+    from ivr.runtime.simulate import Scenario, parse_inputs, simulate
+
+    flows = Path(__file__).resolve().parents[2] / "flows"
+    config = load_config(flows / "ivr.toml")
+    program = load_flow([flows / "acme.ivr"], prompt_folders=config.prompt_folders)
+    scenario = Scenario(start=parse_local("2026-11-23 09:00", "Europe/Zurich"), inputs=tuple(parse_inputs("1")))
+    result = simulate(program, scenario, config=config)
+    assert compare([Expectation("ring 201, 202", 1), Expectation("answered by 201", 2)], result.lines) == []

@@ -1,7 +1,8 @@
 """Flow tests: ``*.ivrtest`` files an admin writes beside a flow, run by ``ivr test``.
 
 This module owns the test file format (docs/flow-language.md, "Flow tests"), its parser and the
-runner.  Each test is one simulated call (:mod:`ivr.dsl.simulate`): *setup* lines say when and
+runner.  Each test is one simulated call (:mod:`ivr.runtime.simulate`: the server's own call
+runtime in virtual time): *setup* lines say when and
 from where the call comes and how the network behaves (``at``, ``caller``, ``called``, ``switch``,
 ``answer``/``busy``/``no answer``..., ``directory picks``), *caller* lines say what the caller
 does in order (``press``, ``say``, ``wait``, ``hang up``), and *expect* lines list what must
@@ -22,15 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ivr.dsl.schedule import ScheduleError, parse_local
-from ivr.dsl.simulate import (
+from ivr.runtime.simulate import (
     CallerInput,
     Scenario,
     SimulationError,
     SimulationResult,
-    TraceLine,
     parse_input,
     simulate,
 )
+from ivr.runtime.trace import TraceLine
 
 if TYPE_CHECKING:
     from ivr.config import Config
@@ -57,9 +58,10 @@ class Expectation:
     negate: bool = False
 
     def matches(self, trace_line: str) -> bool:
-        want = _normal(_drop_kind_colon(self.text))
-        have = _normal(_drop_kind_colon(trace_line))
-        return have == want or (have.startswith(want) and have[len(want)] == " ")
+        """Word for word from the beginning of the line (docs/flow-language.md, Flow tests)."""
+        want = _line_words(_drop_kind_colon(self.text))
+        have = _line_words(_drop_kind_colon(trace_line))
+        return bool(want) and have[: len(want)] == want
 
     def __str__(self) -> str:
         return ("no " if self.negate else "") + self.text
@@ -81,7 +83,6 @@ class Setup:
     failed: frozenset[str] = frozenset()
     directory: tuple[str, ...] = ()
     voicemail_result: str = "saved"
-    dialogues: bool = False
 
 
 @dataclass(frozen=True)
@@ -292,19 +293,15 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
     m = re.fullmatch(r"(answer|busy|no answer|unavailable|fail)\s+(.+)", line)
     if m:
         return _network(setup, m.group(1), m.group(2))
-    m = re.fullmatch(
-        r'directory\s+(picks\s+"([^"]+)"(?:\s+at\s+(\S+))?|finds nobody|operator)', line
-    )
+    m = re.fullmatch(r'directory\s+(picks\s+"([^"]+)"|finds nobody|operator)', line)
     if m:
         if m.group(2):
-            choice = m.group(2) + (f"={m.group(3)}" if m.group(3) else "")
+            choice = m.group(2)
         else:
             choice = "not found" if m.group(1) == "finds nobody" else "operator"
         return replace(setup, directory=(choice,))
     if line in ("caller leaves no message", "voicemail empty"):
         return replace(setup, voicemail_result="empty")
-    if line == "dialogues on":
-        return replace(setup, dialogues=True)
     raise parser.fail(number, f"cannot understand {line!r}; see docs/flow-language.md, Flow tests")
 
 
@@ -357,8 +354,9 @@ def _drop_kind_colon(text: str) -> str:
     return re.sub(r"^([a-z][a-z ]*):(?=\s|$)", r"\1", text.strip())
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.split())
+def _line_words(text: str) -> list[str]:
+    """The words of a line; a comma ending a word only separates list items (``201, 202``)."""
+    return [w.removesuffix(",") for w in text.split()]
 
 
 # --------------------------------------------------------------------------- running
@@ -388,7 +386,7 @@ def run_test_file(path: Path | str, *, config: Path | None = None) -> list[TestR
     except (FlowError, ConfigError) as exc:
         return [TestResult(test_file.path, t.name, False, error=str(exc)) for t in test_file.tests]
     return [
-        run_test(test_file.path, program, t, prompt_folders=cfg.prompt_folders, config=cfg)
+        run_test(test_file.path, program, t, config=cfg)
         for t in test_file.tests
     ]
 
@@ -407,13 +405,12 @@ def run_test(
     program: Program,
     test: FlowTest,
     *,
-    prompt_folders: Sequence[Path] = (),
     config: Config | None = None,
 ) -> TestResult:
     """One test: simulate the call, then match the expectations against its trace."""
     try:
         scenario = scenario_for(test, program.settings.timezone)
-        result = simulate(program, scenario, prompt_folders=prompt_folders, config=config)
+        result = simulate(program, scenario, config=config)
     except (ScheduleError, SimulationError, LookupError) as exc:
         return TestResult(file, test.name, False, error=f"{file}:{test.line}: {exc}")
     except Exception as exc:  # a machine error is a failing test, not a crashed test run
@@ -440,7 +437,6 @@ def scenario_for(test: FlowTest, timezone: str) -> Scenario:
         failed=s.failed,
         directory=s.directory,
         voicemail_result=s.voicemail_result,
-        dialogues=s.dialogues,
     )
 
 
@@ -456,7 +452,9 @@ def compare(expectations: Sequence[Expectation], trace: Sequence[TraceLine]) -> 
             continue
         hit = next((i for i in range(position, len(actual)) if exp.matches(actual[i])), None)
         if hit is None:
-            missing.setdefault(position, []).append(f"{exp.text}   (expected, line {exp.line})")
+            near = difflib.get_close_matches(exp.text, actual[position:], n=1, cutoff=0.5)
+            nearest = f"; nearest: {near[0]!r}" if near else ""
+            missing.setdefault(position, []).append(f"{exp.text}   (expected, line {exp.line}{nearest})")
         else:
             position = hit + 1
     if not missing and not unwanted:

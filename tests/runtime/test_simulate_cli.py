@@ -10,6 +10,8 @@ import pytest
 
 from ivr.cli import main
 from ivr.commands.switch import SwitchError, read_switches, write_switch
+from ivr.config import load_config
+from ivr.media.tts import TtsEngine
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 ACME = str(FLOWS / "acme.ivr")
@@ -43,7 +45,7 @@ def test_simulate_prints_plain_words(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_simulate_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, "simulate", ACME, "--at", "2026-11-23 09:00", "--input", "9 say:alice_johnson",
+        capsys, "simulate", ACME, "--at", "2026-11-23 09:00", "--input", "9 say:alice_johnson 1",
         "--json", "--busy", "201",
     )  # fmt: skip
     assert code == 0
@@ -67,7 +69,11 @@ def test_simulate_with_times(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("    0.00s  call from")
-    assert "   11.35s  caller presses 0" in lines  # after the greeting and the menu prompt
+    says = [line.split("say: ", 1)[1] for line in lines if "  say: " in line]
+    config = load_config(FLOWS / "ivr.toml")
+    tts = TtsEngine.in_data_folder(config.data, config.tts)
+    heard = sum(tts.render(text).duration for text in says)  # the greeting and the menu prompt
+    assert f"{heard:8.2f}s  caller presses 0" in lines
 
 
 @pytest.mark.parametrize(
@@ -271,7 +277,7 @@ def test_switch_with_data_works_despite_a_broken_config(
 
 
 def test_simulate_with_the_directory_dialogue(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["simulate", ACME, "--at", "2026-11-23 09:00", "--dialogues", "--input"]
+    argv = ["simulate", ACME, "--at", "2026-11-23 09:00", "--input"]
     code, out, _ = run(capsys, *argv, "9 932 1")
     assert code == 0
     lines = out.splitlines()

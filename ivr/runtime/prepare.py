@@ -1,0 +1,122 @@
+"""Getting a flow ready before its first caller: what ``ivr serve`` does at start-up and on a reload.
+
+A caller must never wait for work that could be done before the call: synthesising a
+constant ``say`` text, decoding hold music, reading a directory file, loading a speech
+model.  This module owns finding that work in a compiled flow and doing it:
+
+* :func:`flow_texts` is every text a flow will speak with its voice: its constant ``say``
+  texts and, when the deployment has mailboxes, the voicemail dialogues' texts;
+  :func:`prerender` renders them into the TTS cache (``ivr prompts render`` lists them);
+* :func:`music_sources` and :func:`uses_speech` read the flow's state tables;
+  :func:`prepare_hold_music` decodes the music and :func:`warm` reads the directories and
+  loads the speech model through a generation of :class:`~ivr.runtime.services.Services`.
+
+A failure here is logged and the call that reaches the feature hears its fallback (silence,
+"not found", a no-match); only a text that cannot be rendered stops a start or a reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import fields, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+from ivr.config import Config
+from ivr.runtime.calllog import CallLog
+
+if TYPE_CHECKING:
+    from ivr.runtime.services import Services
+
+Text = tuple[str, str | None, int | None]  # text, voice, rate (None: the deployment's)
+
+
+def voicemail_texts(program: Any, config: Config) -> list[Text]:
+    """The voicemail dialogues' texts in the flow's voice, when the deployment has mailboxes."""
+    if not config.mailboxes:
+        return []
+    from ivr.voicemail import prompt_texts
+
+    settings = getattr(program, "settings", None)
+    voice = getattr(settings, "voice", None) or None
+    rate = getattr(settings, "rate", None) or None
+    return [(text, voice, rate) for text in prompt_texts(config.mailboxes)]
+
+
+def flow_texts(program: Any, config: Config) -> list[Text]:
+    """Every constant ``say`` of the flow, then the voicemail dialogues' texts."""
+    from ivr.dsl.texts import texts_of
+
+    return texts_of(program) + voicemail_texts(program, config)
+
+
+def prerender(program: Any, config: Config, calllog: CallLog | None) -> int:
+    """Render every constant ``say`` of the flow and the voicemail dialogues' texts now, so no caller
+    waits for synthesis; the number of texts."""
+    from ivr.media.tts import TtsEngine
+
+    texts = flow_texts(program, config)
+    if not texts:
+        return 0
+    engine = TtsEngine.in_data_folder(config.data, config.tts)
+    engine.prerender(texts)
+    if calllog is not None:
+        calllog.server("prerendered", f"pre-rendered {len(texts)} prompt text(s)", texts=len(texts))
+    return len(texts)
+
+
+def prepare_hold_music(services: Services, sources: Iterable[str] | None = None) -> None:
+    """Decode and encode the flow's hold music now: the first held caller must not stall the loop."""
+    for source in sorted(music_sources(services.program) if sources is None else sources):
+        try:
+            player = services.hold_music.player(source)
+        except Exception as exc:  # reported by ivr check; a call will just hear silence
+            services.calllog.server("hold_music_error", f"hold music {source!r}: {exc}")
+            continue
+        for clip in getattr(player, "_clips", ()):
+            clip.encoded(0), clip.encoded(8)
+        services.hold_music.release(player)
+
+
+def warm(services: Services, program: Any) -> None:
+    """Read the flow's directories and load its speech model now, not during a caller's turn."""
+    for name in getattr(program.settings, "directories", {}) or {}:
+        try:
+            services.directory(name)
+        except Exception as exc:  # ivr check reports it; a call reaching it hears "not found"
+            services.calllog.server("directory_error", f"directory {name!r}: {exc}")
+    if uses_speech(program):
+        try:
+            services.recognizer()
+        except Exception as exc:  # keys still work; each utterance will be a no-match
+            services.calllog.server("speech_unavailable", f"speech recognition unavailable: {exc}")
+
+
+def _nodes(program: Any) -> Iterator[Any]:
+    """Every dataclass reachable from the program's state tables (ops, actions, options)."""
+    seen: set[int] = set()
+    stack: list[Any] = [getattr(program, "states", {})]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or isinstance(node, str | bytes | int | float | bool) or node is None:
+            continue
+        seen.add(id(node))
+        if hasattr(node, "values") and hasattr(node, "keys"):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+        elif is_dataclass(node):
+            yield node
+            stack.extend(getattr(node, f.name) for f in fields(node))
+
+
+def music_sources(program: Any) -> set[str]:
+    """Every hold-music source a flow can ask for: its default and each ``music`` of its states."""
+    found = {str(getattr(program.settings, "hold_music", "") or "")}
+    found.update(m for node in _nodes(program) if isinstance(m := getattr(node, "music", None), str))
+    found.discard("")
+    return found
+
+
+def uses_speech(program: Any) -> bool:
+    """Whether any state of the flow listens for speech (a non-empty ``phrases``)."""
+    return any(getattr(node, "phrases", None) for node in _nodes(program))

@@ -1,0 +1,96 @@
+"""The prompt queue of one call: Say, Play and Tone in the flow's order, loaded off the loop.
+
+Rendering a ``say`` (TTS) or decoding a file takes time, so it runs in the services'
+executor while earlier prompts play; :class:`PromptQueue` hands each loaded source to the
+media session in the order the flow asked for them.  A prompt that cannot be loaded is
+logged (``prompt_error``) and reported done, so the flow goes on as if it had played.
+Prompts dropped before they were loaded (the flow stopped them) are reported done too:
+whoever started a prompt always learns that it is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ivr.media.session import MediaSession
+    from ivr.runtime.services import Services
+
+log = logging.getLogger("ivr.runtime.call")
+
+
+class Call(Protocol):
+    """What the prompt queue needs from the call it serves (the call runner)."""
+
+    call_id: str
+    ended: bool
+    media: MediaSession | None
+    services: Services
+
+    def log(self, **fields: Any) -> None: ...
+
+    def prompt_finished(self, media_id: int) -> None: ...
+
+
+@dataclass
+class PendingPrompt:
+    media_id: int
+    barge_in: bool
+    load: Callable[[], Any]  # runs in the thread pool: returns a Clip (or a shared player)
+    label: str
+
+
+class PromptQueue:
+    """Say/Play/Tone in the order the flow gave them, although TTS renders in a thread.
+
+    Each item is loaded (rendered, decoded) in the pool while earlier ones play,
+    then handed to the media session, which queues it after what is playing.
+    A failed load is logged and reported as done, so the flow goes on.
+    """
+
+    def __init__(self, runner: Call) -> None:
+        self.runner = runner
+        self.pending: deque[PendingPrompt] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, item: PendingPrompt) -> None:
+        self.pending.append(item)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._work())
+
+    def stop(self, *, only_barge_in: bool = True) -> None:
+        """Drop prompts not loaded yet; each is over for whoever started it (PromptDone)."""
+        dropped = [p for p in self.pending if not (only_barge_in and not p.barge_in)]
+        self.pending = deque(p for p in self.pending if only_barge_in and not p.barge_in)
+        for item in dropped:
+            self.runner.prompt_finished(item.media_id)
+
+    def cancel(self) -> None:
+        self.pending.clear()
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.pending:
+            item = self.pending[0]
+            try:
+                source = await loop.run_in_executor(self.runner.services.executor, item.load)
+            except Exception as exc:  # noqa: BLE001 -- a missing prompt must not end the call
+                log.warning("call %s: cannot load %s: %s", self.runner.call_id, item.label, exc)
+                self.runner.log(event="prompt_error", prompt=item.label, error=str(exc))
+                source = None
+            if not self.pending or self.pending[0] is not item:
+                continue  # stopped (barge-in) while loading
+            self.pending.popleft()
+            if self.runner.ended or self.runner.media is None:
+                return
+            if source is None:
+                self.runner.prompt_finished(item.media_id)
+            else:
+                self.runner.media.play(source, prompt_id=item.media_id, barge_in=item.barge_in)

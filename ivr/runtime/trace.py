@@ -1,0 +1,189 @@
+"""A call's trace in plain words, read from the runtime's own call log.
+
+The call runner logs every action it carries out (``action=<kind>`` with the action's
+fields) and every event it hands to the flow or a dialogue (``event=<kind>``, ``to=flow`` or
+``to=sub``).  This module turns those records back into the flow's actions and events
+(:func:`action_from_record`, :func:`event_from_record`) and into the lines ``ivr simulate``
+prints and flow tests match (:func:`trace_line`): ``say: Welcome to Acme.``, ``ring: 201,
+202 (25s), then 204 (15s) (group sales)``, ``answered by 202``, ``outcome: voicemail 200``.
+
+Because the simulator's trace and a live server's JSON log are the same records, the same
+functions read both: that is how a flow test run in virtual time is compared with the same
+call on ``ivr serve``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from ivr.dsl import events as ev
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TraceLine:
+    """One line of a call's trace: an action, a caller event, a result or the outcome."""
+
+    at: float  # seconds since the call started
+    kind: str  # action kind ("say", "transfer" ...), "caller", "timer", "result", "outcome", "note"
+    text: str  # the plain-words line
+    data: Mapping[str, Any] = field(default_factory=dict)  # the JSON object
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _subclasses(base: type[T]) -> list[type[T]]:
+    found: list[type[T]] = []
+    for sub in base.__subclasses__():
+        found.append(sub)
+        found.extend(_subclasses(sub))
+    return found
+
+
+ACTIONS: dict[str, type[ev.Action]] = {cls.kind: cls for cls in _subclasses(ev.Action)}
+EVENTS: dict[str, type[ev.Event]] = {cls.kind: cls for cls in _subclasses(ev.Event)}
+# Events the network or a dialogue reports back to the flow: shown as "result" lines.
+RESULTS = (ev.TransferResult, ev.BridgeEnded, ev.DirectoryResult, ev.ActionDone, ev.RecordingDone)
+
+
+def jsonable(value: Any) -> Any:
+    """Tuples (a ring plan) as lists, everything else as it is."""
+    if isinstance(value, tuple | list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _tupled(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tupled(v) for v in value)
+    return value
+
+
+def _build(cls: type[Any], record: Mapping[str, Any]) -> Any:
+    args = {f.name: _tupled(record[f.name]) for f in fields(cls) if f.name in record}
+    try:
+        return cls(**args)
+    except TypeError:  # a record of another version of ivr: not one of ours
+        return None
+
+
+def action_from_record(record: Mapping[str, Any]) -> ev.Action | None:
+    """The action a call-log record (``action=...``) stands for, or None."""
+    cls = ACTIONS.get(str(record.get("action", "")))
+    return None if cls is None else _build(cls, record)
+
+
+def event_from_record(record: Mapping[str, Any]) -> ev.Event | None:
+    """The event handed to the flow or a dialogue (``event=...`` with ``to``), or None."""
+    if "to" not in record:
+        return None
+    cls = EVENTS.get(str(record.get("event", "")))
+    return None if cls is None else _build(cls, record)
+
+
+def trace_line(record: Mapping[str, Any], at: float) -> TraceLine | None:
+    """The trace line for one call-log record, or None when it is not one the trace shows."""
+    stamp = round(at, 3)
+    action = action_from_record(record)
+    if action is not None:
+        return TraceLine(at, action.kind, describe_action(action), {**action_json(action), "t": stamp})
+    event = event_from_record(record)
+    if isinstance(event, RESULTS):
+        data = {"event": event.kind, **{f.name: jsonable(getattr(event, f.name)) for f in fields(event)}}
+        return TraceLine(at, "result", describe_result(event), {**data, "t": stamp})
+    if isinstance(event, ev.TimerFired):
+        return TraceLine(at, "timer", "timeout", {"event": "timer", "t": stamp})
+    return None
+
+
+def action_json(action: ev.Action) -> dict[str, Any]:
+    return {"action": action.kind, **{f.name: jsonable(getattr(action, f.name)) for f in fields(action)}}
+
+
+def describe_action(action: ev.Action) -> str:
+    """The plain-words line for an action: what the caller hears or what the system does."""
+    if isinstance(action, ev.Say):
+        return f"say: {action.text}"
+    if isinstance(action, ev.Play):
+        return f"play: {action.path}"
+    if isinstance(action, ev.EnterStep):
+        return f"step: {action.step}"
+    if isinstance(action, ev.Tone):
+        return f"tone: {action.frequency:g} Hz ({fmt_seconds(action.duration)})"
+    if isinstance(action, ev.Listen):
+        options = [" | ".join(action.phrases)] if action.phrases else []
+        options += ["anything"] if action.any_speech else []
+        speech = f", speech ({' | '.join(options)})" if options else ""
+        return f"listen: keys{speech}"
+    if isinstance(action, ev.Transfer):
+        return describe_transfer(action)
+    if isinstance(action, ev.Directory):
+        return f"directory: {action.name}"
+    if isinstance(action, ev.Voicemail):
+        extra = "" if action.greeting == "unavailable" else f" ({action.greeting} greeting)"
+        return f"voicemail: {action.mailbox}{extra}" + (" with review" if action.review else "")
+    if isinstance(action, ev.VoicemailAccess):
+        return f"voicemail access: {action.mailbox}" if action.mailbox else "voicemail access"
+    if isinstance(action, ev.Record):
+        return f"record: into {action.variable} (max {fmt_seconds(action.max_length)})"
+    if isinstance(action, ev.StartRecording):
+        return f"recording: {action.path}"
+    if isinstance(action, ev.StopRecording):
+        return "recording stopped"
+    if isinstance(action, ev.Hold):
+        music = action.music or "default music"
+        return f"hold: {music}" + (f" ({fmt_seconds(action.duration)})" if action.duration else "")
+    if isinstance(action, ev.StopPrompts):
+        return "prompts stopped (barge-in)"
+    if isinstance(action, ev.HangupCall):
+        return "hangup" if action.reason == "normal" else f"hangup: {action.reason}"
+    return f"{action.kind}"
+
+
+def describe_transfer(action: ev.Transfer) -> str:
+    """``transfer: 300 (20s)`` for one target; ``ring: 201, 202 (25s), then 204 (15s) (group sales)``."""
+    steps = [f"{', '.join(targets)} ({fmt_seconds(timeout)})" for targets, timeout in action.plan]
+    single = len(action.plan) == 1 and len(action.plan[0][0]) == 1 and not action.group
+    verb = "transfer" if single else "ring"
+    group = f" (group {action.group})" if action.group else ""
+    return f"{verb}: " + ", then ".join(steps) + (" by refer" if action.refer else "") + group
+
+
+def describe_result(event: ev.Event) -> str:
+    """The plain-words line for what the network reports back (a transfer's outcome, a choice)."""
+    if isinstance(event, ev.TransferResult):
+        if event.outcome == "answered":
+            return f"answered by {event.target}" if event.target else "answered"
+        return event.outcome.replace("_", " ")
+    if isinstance(event, ev.BridgeEnded):
+        return "call ended by the other side"
+    if isinstance(event, ev.DirectoryResult):
+        if event.outcome == "selected":
+            who = f"{event.name} ({event.extension})" if event.name else event.extension
+            return f"selected {who}"
+        return event.outcome.replace("_", " ")
+    if isinstance(event, ev.ActionDone):
+        return f"{event.action.replace('_', ' ')} {event.result}".strip()
+    if isinstance(event, ev.RecordingDone):
+        return f"recorded {fmt_seconds(event.duration)}"
+    return event.kind
+
+
+def describe_outcome(outcome: ev.Outcome | None) -> str:
+    if outcome is None:
+        return "outcome: unfinished"
+    detail = f" {outcome.detail}" if outcome.detail else ""
+    step = f" (in {outcome.step})" if outcome.step else ""
+    return f"outcome: {outcome.result}{detail}{step}"
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds:.1f}s"

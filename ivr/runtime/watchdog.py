@@ -1,0 +1,62 @@
+"""The event loop's watchdog: every stall of the loop of ``ivr serve`` becomes a ``loop_stall`` record.
+
+One loop carries every call's SIP, media clock and flow; when it stops turning for more
+than 50 ms, every caller hears a gap in their audio.  :class:`LoopWatchdog` owns noticing
+that from outside the loop (a heartbeat the loop keeps, checked by a thread) and saying where
+the loop's thread was stuck, so operators can find the code that held it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+import traceback
+
+from ivr.runtime.calllog import CallLog
+
+
+class LoopWatchdog:
+    """Reports event-loop stalls: a heartbeat on the loop, checked by a thread.
+
+    When the loop has not run the heartbeat for ``threshold`` seconds, the thread logs a
+    ``loop_stall`` record with where the loop's thread is stuck (the innermost frames), once
+    per stall.  Every caller hears a stall as a gap in their audio, so operators must see it.
+    """
+
+    def __init__(self, calllog: CallLog, *, threshold: float = 0.05, period: float = 0.01) -> None:
+        self.calllog = calllog
+        self.threshold = threshold
+        self.period = period
+        self.beat = time.monotonic()
+        self.loop_thread = threading.get_ident()
+        self._stop = threading.Event()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._tick(loop)
+        threading.Thread(target=self._watch, name="ivr-watchdog", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.beat = time.monotonic()
+        self._handle = loop.call_later(self.period, self._tick, loop)
+
+    def _watch(self) -> None:
+        reported = 0.0
+        while not self._stop.wait(self.period):
+            late = time.monotonic() - self.beat
+            if late < self.threshold or self.beat == reported:
+                continue
+            reported = self.beat
+            frame = sys._current_frames().get(self.loop_thread)
+            where = traceback.format_stack(frame, limit=6) if frame is not None else []
+            self.calllog.server(
+                "loop_stall", f"event loop stalled for {late * 1000:.0f} ms",
+                stalled_ms=round(late * 1000), where=[w.strip().replace("\n", " | ") for w in where],
+            )
