@@ -22,7 +22,7 @@ Told the time (``now``), never reading a clock: the media session calls
 from its tick while packets are held.  The receive path runs for every call 50
 times a second, so the in-order case is a few inline checks and one call of
 ``deliver``; audio nobody listens to never reaches the buffer (the session
-only advances ``expected`` and ``octets``).
+only advances ``expected``).
 """
 
 from __future__ import annotations
@@ -68,9 +68,7 @@ class ReorderBuffer:
         Raises :class:`~ivr.media.rtp.RtpError` for a packet whose header extension or
         padding does not fit it.
         """
-        expected = self.expected
-        delta = 0 if expected is None else (seq - expected) & 0xFFFF
-        if delta == 0 and not self.held and data[0] & 0x3F == 0:
+        if seq == self.expected and not self.held and data[0] & 0x3F == 0:
             # the common case: in order, nothing held, a plain header; handed on in place
             self.octets += len(data) - 12
             self.expected = (seq + 1) & 0xFFFF
@@ -79,6 +77,8 @@ class ReorderBuffer:
                 self._fill(ts, next_ts)
             self._deliver(pt, data, 12)
             return False
+        expected = self.expected
+        delta = 0 if expected is None else (seq - expected) & 0xFFFF
         if delta >= 0x8000 or seq in self.held:
             self.late += 1  # a duplicate, or older than what we delivered: too late to use
             return bool(self.held)

@@ -207,6 +207,7 @@ class MediaSession:
         "on_audio",
         "_inband",
         "_reorder",
+        "_octets_unheard",
         "_invalid",
         "_latch",
         "clock",
@@ -320,6 +321,7 @@ class MediaSession:
         self._oob_keys_seen = False
         self._last_key: tuple[str, str, float] = ("", "", -1e9)  # digit, source, time
         self._packets_received = 0
+        self._octets_unheard = 0  # audio octets nobody listened to (the buffer counts the rest)
         self._rejected = 0
         self._invalid = 0
         self._lost_before: int = 0  # loss of earlier SSRCs of this call
@@ -654,17 +656,16 @@ class MediaSession:
         )
 
     def _housekeeping(self, now: float) -> None:
-        reorder = self._reorder
-        if reorder.held:
-            reorder.expire(now)
+        if self._reorder.held:
+            self._reorder.expire(now)
         if self._timeout_armed and now - self._last_rx > self.media_timeout:
             self._fire_timeout()
-        next_rtcp = self._reporter.next_report
-        if now >= next_rtcp:
+        if now >= self._reporter.next_report:
             self._send_rtcp(now)
-            next_rtcp = self._reporter.next_report
         # while received packets are held for reordering, look again at the next tick
-        self._next_house = 0.0 if reorder.held else min(next_rtcp, now + HOUSEKEEPING)
+        self._next_house = (
+            0.0 if self._reorder.held else min(self._reporter.next_report, now + HOUSEKEEPING)
+        )
 
     def _special_tick(self, pt: int, ts: int, sending: bool) -> None:
         """DTMF events, the pause after them, and packets of several frames (ptime > 20)."""
@@ -795,9 +796,8 @@ class MediaSession:
             except RtpError:
                 self._invalid += 1
         else:  # nobody listens: no reordering and no decoding, only the bookkeeping
-            reorder = self._reorder
-            reorder.expected = (seq + 1) & 0xFFFF
-            reorder.octets += len(data) - 12
+            self._reorder.expected = (seq + 1) & 0xFFFF
+            self._octets_unheard += len(data) - 12
 
     def _on_event_packet(self, data: bytes) -> None:
         try:
@@ -951,7 +951,7 @@ class MediaSession:
             "send_errors": self._send_errors,
             "octets_sent": octets_sent,
             "packets_received": self._packets_received,
-            "octets_received": self._reorder.octets,
+            "octets_received": self._reorder.octets + self._octets_unheard,
             "lost": self._lost_before + (max(rx.lost, 0) if rx else 0),
             "jitter_ms": rx.jitter_ms if rx else 0.0,
             "late": self._reorder.late,
