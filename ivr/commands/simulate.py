@@ -77,6 +77,7 @@ def register(subparsers: Any) -> None:
         ("--no-answer", "do not answer"),
         ("--unavailable", "are unavailable"),
         ("--fail", "fail"),
+        ("--early-media", "send early media (183 with SDP) while they ring"),
     ):
         p.add_argument(
             flag,
@@ -169,6 +170,7 @@ def build_scenario(args: argparse.Namespace, timezone: str, switches: dict[str, 
         no_answer=_targets(args.no_answer),
         unavailable=_targets(args.unavailable),
         failed=_targets(args.fail),
+        early_media=_targets(args.early_media),
         directory=tuple(args.directory_select),
         voicemail_result="empty" if args.voicemail_empty else "saved",
     )

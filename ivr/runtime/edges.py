@@ -180,6 +180,9 @@ class World(Protocol):
     def outcome_for(self, target: str) -> ev.TransferOutcome:
         """How the far end ``target`` behaves when it is rung."""
 
+    def sends_early_media(self, target: str) -> bool:
+        """Whether ``target`` answers ringing with early media (183 with SDP)."""
+
     def to_runner(self, event: object) -> None:
         """Hand an event of the caller's dialog to the call runner."""
 
@@ -238,9 +241,12 @@ class SimulatedNetwork:
         call_id = f"leg-{next(self._ids)}@simulated"
         target = _user_of(target_uri)
         outcome = self.sim.outcome_for(target)
-        self._at(call_id, 0.0, OutgoingCallProgress(call_id, 180))
+        answer = _answer_for(body)
+        if self.sim.sends_early_media(target):
+            self._at(call_id, 0.0, OutgoingCallProgress(call_id, 183, answer))
+        else:
+            self._at(call_id, 0.0, OutgoingCallProgress(call_id, 180))
         if outcome == "answered":
-            answer = _answer_for(body)
             self._at(call_id, RING_ANSWER_SECONDS, OutgoingCallAnswered(call_id, answer))
             self._at(call_id, RING_ANSWER_SECONDS + TALK_SECONDS, CallEnded(call_id, "bye"))
         elif outcome != "no_answer":

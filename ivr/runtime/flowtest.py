@@ -81,6 +81,7 @@ class Setup:
     no_answer: frozenset[str] = frozenset()
     unavailable: frozenset[str] = frozenset()
     failed: frozenset[str] = frozenset()
+    early_media: frozenset[str] = frozenset()
     directory: tuple[str, ...] = ()
     voicemail_result: str = "saved"
 
@@ -290,7 +291,7 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
     if m:
         variables = dict(setup.variables) | {m.group(1): m.group(2)}
         return replace(setup, variables=tuple(sorted(variables.items())))
-    m = re.fullmatch(r"(answer|busy|no answer|unavailable|fail)\s+(.+)", line)
+    m = re.fullmatch(r"(answer|busy|no answer|unavailable|fail|early media)\s+(.+)", line)
     if m:
         return _network(setup, m.group(1), m.group(2))
     m = re.fullmatch(r'directory\s+(picks\s+"([^"]+)"|finds nobody|operator)', line)
@@ -316,6 +317,7 @@ def _network(setup: Setup, verb: str, targets_text: str) -> Setup:
         "no answer": "no_answer",
         "unavailable": "unavailable",
         "fail": "failed",
+        "early media": "early_media",
     }[verb]
     return replace(setup, **{key: getattr(setup, key) | targets})
 
@@ -435,6 +437,7 @@ def scenario_for(test: FlowTest, timezone: str) -> Scenario:
         no_answer=s.no_answer,
         unavailable=s.unavailable,
         failed=s.failed,
+        early_media=s.early_media,
         directory=s.directory,
         voicemail_result=s.voicemail_result,
     )
