@@ -11,7 +11,7 @@ import pytest
 
 from ivr.config import load_config
 from ivr.dsl.flowtest import find_test_files, parse_test_file, run_test_file
-from ivr.dsl.loader import check_flow, load_flow
+from ivr.runtime.deployment import check_flow, load_flow
 from ivr.dsl.schedule import parse_local
 from ivr.dsl.simulate import Scenario, parse_inputs, simulate
 

@@ -107,8 +107,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
     from ivr.dsl.machine import MachineError
+    from ivr.runtime.deployment import load_flow
 
     try:
         config = find_config(args.config, args.files)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ivr.dsl.errors import format_diagnostics
-from ivr.dsl.loader import check_flow
+from ivr.runtime.deployment import check_flow
 
 
 def check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> str:
@@ -63,9 +63,9 @@ def test_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """steps that jump in a circle without ever waiting for the caller"""
     files = {'loop.ivr': 'number default -> a\na:\n    say "x"\n    -> b\nb:\n    set x = "1"\n    -> a\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        'loop.ivr:2:1: error: steps loop without waiting for the caller: a -> b -> a\n'
-        '    a:\n'
-        '    ^\n'
+        'loop.ivr:7:8: error: steps loop without waiting for the caller: a -> b -> a\n'
+        '        -> a\n'
+        '           ^\n'
         '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )
 
@@ -74,9 +74,9 @@ def test_self_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a step that can jump to itself without waiting"""
     files = {'self_loop.ivr': 'number default -> a\na:\n    when caller == "1" -> a\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        'self_loop.ivr:2:1: error: steps loop without waiting for the caller: a -> a\n'
-        '    a:\n'
-        '    ^\n'
+        'self_loop.ivr:3:27: error: steps loop without waiting for the caller: a -> a\n'
+        '        when caller == "1" -> a\n'
+        '                              ^\n'
         '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )
 
@@ -143,9 +143,9 @@ def test_tz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """an unknown time zone"""
     files = {'tz.ivr': 'timezone Europe/Zurch\nnumber default -> s\ns:\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "tz.ivr:1:1: error: unknown time zone 'Europe/Zurch'; did you mean 'Europe/Zurich'?\n"
+        "tz.ivr:1:10: error: unknown time zone 'Europe/Zurch'; did you mean 'Europe/Zurich'?\n"
         '    timezone Europe/Zurch\n'
-        '    ^\n'
+        '             ^\n'
         '  hint: use an IANA name like Europe/Zurich or UTC'
     )
 
@@ -154,9 +154,9 @@ def test_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """an unknown holiday subdivision"""
     files = {'region.ivr': 'number default -> s\nhours h:\n    mon 08:00-12:00\n    closed on holidays CH-XX\ns:\n    when h is open -> hangup\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "region.ivr:4:5: error: unknown holiday region 'CH-XX'; subdivisions of CH: AG, AI, AR, BE, BL, BS, FR, GE, GL, GR, JU, LU, NE, NW, OW, SG, SH, SO, SZ, TG, TI, UR, VD, VS, ZG, ZH\n"
+        "region.ivr:4:24: error: unknown holiday region 'CH-XX'; subdivisions of CH: AG, AI, AR, BE, BL, BS, FR, GE, GL, GR, JU, LU, NE, NW, OW, SG, SH, SO, SZ, TG, TI, UR, VD, VS, ZG, ZH\n"
         '        closed on holidays CH-XX\n'
-        '        ^'
+        '                           ^'
     )
 
 
@@ -164,12 +164,12 @@ def test_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """overlapping (warning) and empty (error) schedule ranges"""
     files = {'overlap.ivr': 'number default -> s\nhours h:\n    mon-fri 08:00-12:00\n    mon 11:00-13:00\n    tue 14:00-10:00\ns:\n    when h is open -> hangup\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        'overlap.ivr:5:5: error: empty time range 14:00-10:00: it ends before it starts (use 24:00 for midnight)\n'
+        'overlap.ivr:5:9: error: empty time range 14:00-10:00: it ends before it starts (use 24:00 for midnight)\n'
         '        tue 14:00-10:00\n'
-        '        ^\n'
-        'overlap.ivr:4:5: warning: time range 11:00-13:00 overlaps 08:00-12:00 on mon\n'
+        '            ^\n'
+        'overlap.ivr:4:9: warning: time range 11:00-13:00 overlaps 08:00-12:00 on mon\n'
         '        mon 11:00-13:00\n'
-        '        ^'
+        '            ^'
     )
 
 
@@ -266,6 +266,10 @@ def test_cond_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         '        when ofice is open -> s\n'
         '             ^\n'
         '  hint: declare it with `hours NAME:` or `switch NAME`\n'
+        'cond_names.ivr:6:27: error: steps loop without waiting for the caller: s -> s\n'
+        '        when ofice is open -> s\n'
+        '                              ^\n'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n'
         "cond_names.ivr:7:10: error: hours 'office' is open or closed, not on\n"
         '        when office is on -> s\n'
         '             ^\n'
@@ -429,14 +433,14 @@ def test_loop_through_hold_without_prompts(tmp_path: Path, monkeypatch: pytest.M
     """hold without a duration does not wait: a loop through it spins; one that speaks and drains does not"""
     files = {"hold.ivr": 'number default -> a\na:\n    hold\n    -> a\nb:\n    say "x"\n    hold\n    -> b\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "hold.ivr:2:1: error: steps loop without waiting for the caller: a -> a\n"
-        "    a:\n"
-        "    ^\n"
-        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n"
+        'hold.ivr:4:8: error: steps loop without waiting for the caller: a -> a\n'
+        '        -> a\n'
+        '           ^\n'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n'
         "hold.ivr:5:1: warning: step 'b' is never reached\n"
-        "    b:\n"
-        "    ^\n"
-        "  hint: no number, jump or option leads here"
+        '    b:\n'
+        '    ^\n'
+        '  hint: no number, jump or option leads here'
     )
 
 
@@ -512,14 +516,14 @@ def test_hours_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )}
     assert check(tmp_path, monkeypatch, files) == (
         "hours_values.ivr:4:5: error: unknown weekday 'mondy'; did you mean 'mon'?\n"
-        "        mondy 08:00-12:00\n"
-        "        ^\n"
-        "hours_values.ivr:5:5: error: bad date 2026-13-01; expected YYYY-MM-DD\n"
-        "        closed 2026-13-01\n"
-        "        ^\n"
-        "hours_values.ivr:6:5: error: bad time of day '25:00'; expected HH:MM between 00:00 and 24:00\n"
-        "        mon 25:00-26:00\n"
-        "        ^"
+        '        mondy 08:00-12:00\n'
+        '        ^\n'
+        'hours_values.ivr:5:12: error: bad date 2026-13-01; expected YYYY-MM-DD\n'
+        '        closed 2026-13-01\n'
+        '               ^\n'
+        "hours_values.ivr:6:9: error: bad time of day '25:00'; expected HH:MM between 00:00 and 24:00\n"
+        '        mon 25:00-26:00\n'
+        '            ^'
     )
 
 
@@ -555,8 +559,8 @@ def test_loop_through_a_sub_flow_that_jumps_out(tmp_path: Path, monkeypatch: pyt
     """a step calls a sub-flow that jumps back to the step: a loop found by the fuzzer"""
     files = {"subloop.ivr": 'number default -> a\na:\n    call s("y")\nsub s(p):\n    when caller starts with "+41" -> a\n    return\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "subloop.ivr:2:1: error: steps loop without waiting for the caller: a -> s -> a\n"
-        "    a:\n"
-        "    ^\n"
-        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop"
+        'subloop.ivr:5:38: error: steps loop without waiting for the caller: a -> s -> a\n'
+        '        when caller starts with "+41" -> a\n'
+        '                                         ^\n'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )

@@ -13,7 +13,7 @@ import soundfile
 from ivr.config import load_config
 from ivr.dsl.compiler import Program
 from ivr.dsl.events import Transfer
-from ivr.dsl.loader import load_flow
+from ivr.runtime.deployment import load_flow
 from ivr.dsl.schedule import parse_local
 from ivr.dsl.simulate import (
     CallerInput,
