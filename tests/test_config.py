@@ -169,3 +169,21 @@ def test_without_a_country_a_national_number_matches_only_as_written(tmp_path: P
     assert program.entry_for("+41435435570") == "c"
     assert program.entry_for("0041445550100") == "b"  # E.164 forms match each other, as before
     assert program.entry_for("0445550100") == "c"
+
+
+@pytest.mark.parametrize("uri_user", ["0435435570", "%2B41435435570", "0041435435570"])
+def test_an_invite_to_any_form_of_the_number_finds_the_entry(tmp_path: Path, uri_user: str) -> None:
+    """The called number as the user agent parses it from a real INVITE, looked up as a call does."""
+    from ivr.runtime.deployment import load_flow
+    from ivr.sip.ua import IncomingCall, UserAgent
+
+    flow = tmp_path / "f.ivr"
+    flow.write_text("number 0435435570 -> a\nnumber default -> c\na:\n    hangup\nc:\n    hangup\n", encoding="utf-8")
+    program = load_flow([flow], config=load_config(write(tmp_path, '[numbers]\ncountry = "CH"\n')))
+    raw = (ROOT / "tests" / "data" / "sip" / "baresip_invite.sip").read_bytes()
+    raw = raw.replace(b"INVITE sip:100@", b"INVITE sip:" + uri_user.encode() + b"@", 1)
+    ua = UserAgent(local_host="127.0.0.1", local_port=5060)
+    ua.receive(raw, ("127.0.0.1", 5062), "udp", 0.0)
+    event = ua.next_event()
+    assert isinstance(event, IncomingCall)
+    assert program.entry_for(event.called) == "a"

@@ -564,3 +564,91 @@ def test_loop_through_a_sub_flow_that_jumps_out(tmp_path: Path, monkeypatch: pyt
         '                                         ^\n'
         '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )
+
+
+def test_a_loop_is_reported_next_to_other_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """one run reports every problem: the loop `start -> start` and an unknown step elsewhere"""
+    files = {"both.ivr": "number default -> start\nstart:\n    -> start\nother:\n    -> nowhere\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "both.ivr:3:8: error: steps loop without waiting for the caller: start -> start\n"
+        "        -> start\n"
+        "           ^\n"
+        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n"
+        "both.ivr:5:8: error: unknown step 'nowhere'; did you mean 'other'?\n"
+        "        -> nowhere\n"
+        "           ^"
+    )
+
+
+def test_a_menu_option_to_the_menu_itself_is_no_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`2 -> welcome` inside `menu welcome` comes back to the menu (warning)"""
+    files = {"self.ivr": 'number default -> welcome\nmenu welcome:\n    ask "x"\n    1 -> say "one"\n    2 -> welcome\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "self.ivr:2:1: warning: menu 'welcome' has no way out: every option comes back to the menu\n"
+        "    menu welcome:\n"
+        "    ^\n"
+        "  hint: send at least one option to another step, a transfer or voicemail"
+    )
+
+
+MENU_THROUGH_STEPS = (
+    'number default -> welcome\nmenu welcome:\n    ask "x"\n    1 -> info\n    2 -> call note()\n'
+    'info:\n    say "info"\n    -> welcome\nsub note():\n    say "n"\n    return\n'
+)
+
+
+def test_a_menu_whose_options_go_through_steps_that_come_back_has_no_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a step that jumps back and a sub-flow that returns both come back to the menu (warning)"""
+    files = {"through.ivr": MENU_THROUGH_STEPS}
+    assert check(tmp_path, monkeypatch, files) == (
+        "through.ivr:2:1: warning: menu 'welcome' has no way out: every option comes back to the menu\n"
+        "    menu welcome:\n"
+        "    ^\n"
+        "  hint: send at least one option to another step, a transfer or voicemail"
+    )
+
+
+def test_a_menu_with_one_option_that_leaves_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an option to a step that hangs up, or a step that may branch away, is a way out"""
+    leaves = MENU_THROUGH_STEPS.replace("    -> welcome\n", '    when caller == "1" -> bye\n    -> welcome\n')
+    files = {"leaves.ivr": leaves + "bye:\n    hangup\n"}
+    assert check(tmp_path, monkeypatch, files) == ""
+
+
+def test_a_bad_time_zone_is_reported_once_at_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """the flow's zone once (not again for each hours block using it); an hours block's own zone at its name"""
+    files = {"zones.ivr": (
+        "timezone Europe/Zurch\nnumber default -> s\nhours h:\n    timezone Mars/Base\n    mon 08:00-12:00\n"
+        "hours k:\n    mon 08:00-12:00\ns:\n    when h is open -> hangup\n    when k is open -> hangup\n    hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "zones.ivr:1:10: error: unknown time zone 'Europe/Zurch'; did you mean 'Europe/Zurich'?\n"
+        "    timezone Europe/Zurch\n"
+        "             ^\n"
+        "  hint: use an IANA name like Europe/Zurich or UTC\n"
+        "zones.ivr:4:14: error: unknown time zone 'Mars/Base'\n"
+        "        timezone Mars/Base\n"
+        "                 ^\n"
+        "  hint: use an IANA name like Europe/Zurich or UTC"
+    )
+
+
+def test_the_caret_points_at_the_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """the second range of a line, a reversed date range, an open date's range"""
+    files = {"ranges.ivr": (
+        "number default -> s\nhours h:\n    mon-fri 08:00-12:00, 14:00-13:00\n    closed 2026-12-31 .. 2026-12-24\n"
+        "    open 2026-12-27 10:00-09:00\ns:\n    when h is open -> hangup\n    hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "ranges.ivr:3:26: error: empty time range 14:00-13:00: it ends before it starts (use 24:00 for midnight)\n"
+        "        mon-fri 08:00-12:00, 14:00-13:00\n"
+        "                             ^\n"
+        "ranges.ivr:4:12: error: date range 2026-12-31 .. 2026-12-24 ends before it starts\n"
+        "        closed 2026-12-31 .. 2026-12-24\n"
+        "               ^\n"
+        "ranges.ivr:5:21: error: empty time range 10:00-09:00: it ends before it starts (use 24:00 for midnight)\n"
+        "        open 2026-12-27 10:00-09:00\n"
+        "                        ^"
+    )

@@ -13,7 +13,6 @@ import soundfile
 from ivr.config import load_config
 from ivr.dsl.compiler import Program
 from ivr.dsl.events import Transfer
-from ivr.runtime.deployment import load_flow
 from ivr.dsl.schedule import parse_local
 from ivr.dsl.simulate import (
     CallerInput,
@@ -31,6 +30,7 @@ from ivr.dsl.simulate import (
     ring_plan,
     simulate,
 )
+from ivr.runtime.deployment import load_flow
 
 FLOWS = Path(__file__).resolve().parents[2] / "flows"
 MONDAY_9 = "2026-11-23 09:00"

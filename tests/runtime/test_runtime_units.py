@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ivr.config import Config, ServerConfig
 from ivr.dsl import events as ev
-from ivr.runtime.deployment import load_flow
 from ivr.runtime.calllog import CallLog, describe
+from ivr.runtime.deployment import load_flow
 from ivr.runtime.server import contact_address, music_sources, uses_speech
 
 FLOWS = Path(__file__).resolve().parents[1] / "peers" / "flows"
