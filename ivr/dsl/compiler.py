@@ -315,6 +315,7 @@ class Program:
     files: tuple[str, ...] = ()
     # Called number -> the form entries are compared in.  The deployment may give one that also
     # knows national numbers (ivr.runtime.deployment.number_key, from [numbers] country).
+    # (A lambda: normalize_number is defined below.)
     number_key: Callable[[str], str] = field(default=lambda n: normalize_number(n), compare=False, repr=False)
 
     def entry_for(self, called: str) -> str:
@@ -448,12 +449,14 @@ def _parts(line: ast.HoursLine) -> tuple[tuple[str, ...], tuple[SourcePos, ...]]
 
 def _part_pos(line: ast.HoursLine, part: int | None) -> SourcePos:
     """Where range (or date, region) number ``part`` of a rule is written; the line if unknown."""
-    texts, places = _parts(line)
+    _, places = _parts(line)
     if isinstance(line, ast.OpenLine) and part is not None:
         part += 1  # the date comes first
-    if part is None or not 0 <= part < len(places):
-        return places[0] if places and not isinstance(line, ast.WeeklyLine | ast.OpenLine) else line.pos
-    return places[part]
+    if part is not None and 0 <= part < len(places):
+        return places[part]
+    if places and isinstance(line, ast.ClosedLine | ast.HolidaysLine):
+        return places[0]  # a reversed date range, an unknown region
+    return line.pos
 
 
 def _mentioned_pos(line: ast.HoursLine, message: str) -> SourcePos:
