@@ -187,3 +187,25 @@ def test_an_invite_to_any_form_of_the_number_finds_the_entry(tmp_path: Path, uri
     event = ua.next_event()
     assert isinstance(event, IncomingCall)
     assert program.entry_for(event.called) == "a"
+
+
+def test_two_forms_of_one_number_bound_to_different_steps_are_an_error(tmp_path: Path) -> None:
+    from ivr.runtime.deployment import check_flow
+
+    flow = tmp_path / "f.ivr"
+    flow.write_text("number 0435435570 -> a\nnumber +41435435570, 0435435570 -> b\nnumber 0041445550100 -> a\n"
+                    "number +41445550100 -> b\na:\n    hangup\nb:\n    hangup\n", encoding="utf-8")
+    config = load_config(write(tmp_path, '[numbers]\ncountry = "CH"\n'))
+    shown = [f"{d.pos}: {d.message} ({d.hint})" for d in check_flow([flow], config=config)]
+    assert shown == [
+        f"{flow}:2:1: number +41435435570 is the same as 0435435570, bound to 'a' and 'b' (with [numbers] country = "
+        f'"CH" a national number and its international form are one; the first is at {flow}:1:1)',
+        f"{flow}:2:1: number 0435435570 is bound twice, to 'a' and 'b' (the first is at {flow}:1:1)",
+        f"{flow}:4:1: number +41445550100 is the same as 0041445550100, bound to 'a' and 'b' "
+        f"(+41..., 0041... and 41... are one number; the first is at {flow}:3:1)",
+    ]
+    without = [d.message for d in check_flow([flow], config=load_config(write(tmp_path, "")))]
+    assert without == [
+        "number 0435435570 is bound twice, to 'a' and 'b'",
+        "number +41445550100 is the same as 0041445550100, bound to 'a' and 'b'",
+    ]

@@ -64,7 +64,8 @@ def check_flow(
 
 def deployment_checks(prompt_folders: Sequence[Path], config: Config | None) -> list[ItemCheck]:
     folders = [Path(f) for f in prompt_folders]
-    found: list[ItemCheck] = [lambda items: check_prompts(items, folders)]
+    numbers = config.numbers if config is not None else NumbersConfig()
+    found: list[ItemCheck] = [lambda items: check_prompts(items, folders), lambda items: check_entries(items, numbers)]
     if config is not None and config.path is not None:
         found.append(lambda items: check_numbers(items, config))
         found.append(lambda items: check_directories(items, config))
@@ -92,6 +93,34 @@ def number_key(numbers: NumbersConfig) -> Callable[[str], str]:
         return digits
 
     return key
+
+
+def check_entries(items: Sequence[ast.Item], numbers: NumbersConfig) -> list[Diagnostic]:
+    """Two ``number`` lines, written differently, that a call matches alike but that go to different steps."""
+    key = number_key(numbers)
+    first: dict[str, tuple[str, ast.NumberEntry]] = {}
+    out: list[Diagnostic] = []
+    for item in items:
+        if not isinstance(item, ast.NumberEntry):
+            continue
+        for number in item.numbers:
+            if number == "default" or not key(number):
+                continue
+            written, entry = first.setdefault(key(number), (number, item))
+            if written != number and entry.step != item.step:
+                out.append(Diagnostic(
+                    "error", f"number {number} is the same as {written}, bound to '{entry.step}' and '{item.step}'",
+                    item.pos, _same_number_hint(numbers, written, number, entry.pos),
+                ))
+    return out
+
+
+def _same_number_hint(numbers: NumbersConfig, one: str, other: str, first: SourcePos) -> str:
+    if numbers.country and (_national(one) or _national(other)):
+        why = f"with [numbers] country = \"{numbers.country}\" a national number and its international form are one"
+    else:
+        why = "+41..., 0041... and 41... are one number"
+    return f"{why}; the first is at {first}"
 
 
 def _national(number: str) -> bool:
