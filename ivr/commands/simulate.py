@@ -107,12 +107,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
     from ivr.dsl.machine import MachineError
+    from ivr.runtime.deployment import load_flow
 
     try:
         config = find_config(args.config, args.files)
-        program = load_flow([Path(f) for f in args.files], prompt_folders=config.prompt_folders)
+        program = load_flow([Path(f) for f in args.files], prompt_folders=config.prompt_folders, config=config)
         scenario = build_scenario(args, program.settings.timezone, read_switches(config.data))
     except FlowError as exc:
         print(str(exc), file=sys.stderr)

@@ -379,12 +379,12 @@ def run_test_file(path: Path | str, *, config: Path | None = None) -> list[TestR
     """Parse and run every test of one file; a flow that does not load fails every test."""
     from ivr.config import ConfigError, load_config
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
+    from ivr.runtime.deployment import load_flow
 
     test_file = parse_test_file(path)
     try:
         cfg = load_config(_config_path(test_file, config))
-        program = load_flow(test_file.flows, prompt_folders=cfg.prompt_folders)
+        program = load_flow(test_file.flows, prompt_folders=cfg.prompt_folders, config=cfg)
     except (FlowError, ConfigError) as exc:
         return [TestResult(test_file.path, t.name, False, error=str(exc)) for t in test_file.tests]
     return [

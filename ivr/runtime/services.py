@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivr.commands.switch import SwitchError, read_switches
 from ivr.config import Config
 from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.switches import SwitchError, read_switches
 
 if TYPE_CHECKING:
     from ivr.media.session import MediaSession

@@ -16,9 +16,9 @@ import soundfile
 
 from ivr.config import Config, load_config
 from ivr.dsl.compiler import Program
-from ivr.dsl.loader import load_flow
 from ivr.dsl.schedule import parse_local
 from ivr.media.tts import TtsEngine
+from ivr.runtime.deployment import load_flow
 from ivr.runtime.simulate import (
     CallerInput,
     Scenario,
