@@ -177,7 +177,7 @@ def test_ivr_test_reports_a_failure_with_a_diff(
     lines = out.splitlines()
     assert lines[0] == "PASS acme.ivrtest: sales"
     assert lines[1] == "FAIL acme.ivrtest: wrong"
-    assert "    -transfer: 100   (expected, line 10)" in lines
+    assert "    -transfer: 100   (expected, line 10; nearest: 'transfer: 300 (30s)')" in lines
     assert "    +++ actual" in lines
     assert lines[-1] == "1 passed, 1 failed"
 
