@@ -27,7 +27,7 @@ class TrunkRegistrations:
         self.regs: list[TrunkRegistration] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         ua = services.ua
-        for trunk in services.config.trunks:
+        for trunk in services.trunks.trunks:
             if not trunk.register:
                 continue
             user = trunk.username or trunk.caller_id or "ivr"

@@ -61,7 +61,6 @@ from ipaddress import ip_address
 from typing import Literal
 from urllib.parse import unquote
 
-from ivr.media.dtmf import parse_dtmf_info
 from ivr.sip.auth import DigestClient, parse_digest
 from ivr.sip.dialog import (
     Dialog,
@@ -70,6 +69,7 @@ from ivr.sip.dialog import (
     negotiate_uac,
     negotiate_uas,
 )
+from ivr.sip.info import DtmfBody, DtmfBodyError
 from ivr.sip.message import (
     Headers,
     NameAddr,
@@ -987,13 +987,14 @@ class UserAgent:
         self._emit(ReferProgress(call.call_id, "notify", status, final=final))
 
     def _on_info(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
-        dtmf = parse_dtmf_info(request.content_type, request.body)
-        if request.body and dtmf is None and request.content_type.startswith("application/dtmf"):
-            self._reply(tx, 400, now, to_tag=dialog.local_tag, reason="Bad DTMF Body")
+        try:
+            key = DtmfBody.parse(request.content_type, request.body)
+        except DtmfBodyError as exc:
+            self._reply(tx, exc.status, now, to_tag=dialog.local_tag, reason=exc.reason)
             return
         self._reply(tx, 200, now, to_tag=dialog.local_tag)
-        if dtmf is not None:
-            self._emit(DtmfInfo(call.call_id, dtmf[0], dtmf[1]))
+        if key is not None:
+            self._emit(DtmfInfo(call.call_id, key.digit, key.duration_ms))
 
     def _on_reoffer(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
         """re-INVITE / UPDATE: glare (491), overlap (500), session timer, then the runner (14.2)."""
