@@ -46,7 +46,7 @@ from ivr.media.session import MediaSession
 from ivr.runtime.calllog import describe
 from ivr.runtime.services import Services
 from ivr.sip import sdp
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallCancelled,
     CallConfirmed,
     CallEnded,

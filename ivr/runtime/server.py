@@ -55,8 +55,7 @@ from ivr.media.ports import pool_for
 from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.services import Services, kept_engines
-from ivr.sip.transport import SipEndpoint
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
@@ -65,8 +64,9 @@ from ivr.sip.ua import (
     ReOffer,
     ReOfferAnswer,
     RequestReceived,
-    UserAgent,
 )
+from ivr.sip.transport import SipEndpoint
+from ivr.sip.ua import UserAgent
 
 log = logging.getLogger("ivr.runtime.server")
 

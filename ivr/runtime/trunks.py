@@ -14,8 +14,8 @@ import asyncio
 import secrets
 from typing import Any
 
+from ivr.sip.events import RequestResult
 from ivr.sip.trunk import RegisterRequest, TrunkRegistration
-from ivr.sip.ua import RequestResult
 
 
 class TrunkRegistrations:

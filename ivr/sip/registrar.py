@@ -29,7 +29,16 @@ from pathlib import Path
 from typing import Protocol
 
 from ivr.sip.auth import DigestChallenger, DigestError, parse_digest
-from ivr.sip.message import NameAddr, SipUri, canonical_name, format_params, split_quoted, uri_key
+from ivr.sip.events import RequestReceived
+from ivr.sip.message import (
+    NameAddr,
+    Request,
+    SipUri,
+    canonical_name,
+    format_params,
+    split_quoted,
+    uri_key,
+)
 from ivr.sip.throttle import AuthThrottle
 
 __all__ = [
@@ -135,29 +144,6 @@ class _Refusal(Exception):
     ) -> None:
         super().__init__(f"{status} {reason}")
         self.reply = RegisterReply(status, reason, headers or [])
-
-
-class RequestLike(Protocol):
-    """The parts of ``ivr.sip.message.Request`` the adapter reads."""
-
-    method: str
-    uri: str
-
-    @property
-    def headers(self) -> Iterable[tuple[str, str]]: ...
-
-
-class RequestEvent(Protocol):
-    """The parts of ``ivr.sip.ua.RequestReceived`` the adapter reads."""
-
-    @property
-    def handle(self) -> int: ...
-    @property
-    def request(self) -> RequestLike: ...
-    @property
-    def source(self) -> tuple[str, int]: ...
-    @property
-    def transport(self) -> str: ...
 
 
 class Responder(Protocol):
@@ -383,7 +369,7 @@ class Registrar:
         """True while ``source_ip`` is throttled: a transport may drop its datagrams unread."""
         return self.throttle is not None and self.throttle.blocked(source_ip, now)
 
-    def handle(self, ua: Responder, event: RequestEvent, now: float) -> RegisterReply:
+    def handle(self, ua: Responder, event: RequestReceived, now: float) -> RegisterReply:
         """Answer a ``RequestReceived`` REGISTER through the user agent.
 
         The agent cannot forget a request it has handed over, so a throttled
@@ -397,7 +383,7 @@ class Registrar:
         return reply
 
     def handle_request(
-        self, request: RequestLike, source: tuple[str, int], now: float, transport: str = "udp"
+        self, request: Request, source: tuple[str, int], now: float, transport: str = "udp"
     ) -> RegisterReply:
         """Adapter for a parsed ``ivr.sip.message.Request``."""
         return self.handle_register(

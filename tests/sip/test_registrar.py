@@ -558,7 +558,8 @@ def test_an_account_without_a_password_is_reached_at_its_static_contacts_only() 
 
 
 def through_ua(reg: Registrar, msg: Request, source: tuple[str, int], now: float) -> Response:
-    from ivr.sip.ua import RequestReceived, UserAgent
+    from ivr.sip.events import RequestReceived
+    from ivr.sip.ua import UserAgent
 
     ua = UserAgent(local_host="127.0.0.1", local_port=5060)
     ua.receive(bytes(msg), source, "udp", now)
