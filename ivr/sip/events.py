@@ -25,11 +25,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class UAEvent:
-    pass
+    """Base of everything :meth:`~ivr.sip.ua.UserAgent.next_event` returns."""
 
 
 @dataclass(frozen=True)
 class IncomingCall(UAEvent):
+    """A new INVITE: ``offer`` is its SDP (None: late offer); ``caller`` and ``called`` the
+    unescaped From user and Request-URI user; answer with ringing / answer / reject."""
+
     call_id: str
     request: Request
     offer: bytes | None
@@ -58,6 +61,8 @@ EndReason = Literal["bye", "ack_timeout", "session_expired", "transaction_timeou
 
 @dataclass(frozen=True)
 class CallEnded(UAEvent):
+    """The call is over (BYE, our hangup, no ACK, session expired or never answered)."""
+
     call_id: str
     reason: EndReason
 
@@ -81,6 +86,8 @@ class ReOfferAnswer(UAEvent):
 
 @dataclass(frozen=True)
 class DtmfInfo(UAEvent):
+    """A key sent by SIP INFO in the call's dialog (ivr.sip.info); the INFO got its 200."""
+
     call_id: str
     digit: str
     duration_ms: int
@@ -88,6 +95,9 @@ class DtmfInfo(UAEvent):
 
 @dataclass(frozen=True)
 class RequestReceived(UAEvent):
+    """An out-of-dialog request the agent does not handle itself (REGISTER ...):
+    answer it with ``respond(handle, ...)`` within 64*T1."""
+
     handle: int
     request: Request
     source: tuple[str, int]
@@ -96,6 +106,8 @@ class RequestReceived(UAEvent):
 
 @dataclass(frozen=True)
 class OutgoingCallProgress(UAEvent):
+    """A provisional response (180, 183 ...) to an INVITE we sent."""
+
     call_id: str
     status: int
     sdp: bytes | None = None  # (added) the callee's early-media answer (183 with SDP, RFC 3261 13.2.1)
@@ -103,6 +115,8 @@ class OutgoingCallProgress(UAEvent):
 
 @dataclass(frozen=True)
 class OutgoingCallAnswered(UAEvent):
+    """The callee answered our INVITE (the ACK is sent); ``answer`` is its SDP."""
+
     call_id: str
     answer: bytes
 
@@ -134,6 +148,8 @@ class RequestResult(UAEvent):
 
 @dataclass(frozen=True)
 class OutgoingCallFailed(UAEvent):
+    """Our INVITE got a final non-2xx answer (408 when it timed out)."""
+
     call_id: str
     status: int
     reason: str
