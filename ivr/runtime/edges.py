@@ -33,7 +33,7 @@ import numpy as np
 
 from ivr.dsl import events as ev
 from ivr.sip import sdp
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallConfirmed,
     CallEnded,
     OutgoingCallAnswered,

@@ -55,8 +55,7 @@ from ivr.runtime.reload import Reloader
 from ivr.runtime.services import Services
 from ivr.runtime.settings import ServeSettings
 from ivr.runtime.watchdog import LoopWatchdog
-from ivr.sip.transport import SipEndpoint
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
@@ -65,8 +64,9 @@ from ivr.sip.ua import (
     ReOffer,
     ReOfferAnswer,
     RequestReceived,
-    UserAgent,
 )
+from ivr.sip.transport import SipEndpoint
+from ivr.sip.ua import UserAgent
 
 CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, DtmfInfo)
 # Seconds a caller (or a dispatcher) is asked to wait when every call slot is taken

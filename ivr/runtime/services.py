@@ -29,7 +29,9 @@ from ivr.runtime.switches import SwitchError, read_switches
 
 if TYPE_CHECKING:
     from ivr.media.session import MediaSession
+    from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
+    from ivr.sip.trunk import Trunks
 
 log = logging.getLogger("ivr.runtime")
 
@@ -113,11 +115,11 @@ class Services:
             _update_mailer(voicemail, config, new.timezone)
         return new
 
-    def _next_registrar(self, old: Any, config: Config) -> Any:
+    def _next_registrar(self, old: Registrar, config: Config) -> Registrar:
         """The registrar of the new extensions on the same bindings; a blocked scanner stays blocked."""
-        from ivr.sip.registrar import Registrar
+        from ivr.runtime import sipconfig
 
-        registrar = Registrar.from_config(config, store=old.store)
+        registrar = sipconfig.registrar(config, store=old.store)
         if config.registrar == self.config.registrar:
             registrar.throttle = old.throttle
         return registrar
@@ -207,13 +209,13 @@ class Services:
 
         return self._get(f"directory:{name}", build)
 
-    def registrar(self) -> Any:
+    def registrar(self) -> Registrar:
         """The registrar of ivr.toml's extensions (bindings in the data folder), built once."""
 
-        def build() -> Any:
-            from ivr.sip.registrar import Registrar
+        def build() -> Registrar:
+            from ivr.runtime import sipconfig
 
-            return Registrar.from_config(self.config)
+            return sipconfig.registrar(self.config)
 
         return self._get("registrar", build)
 
@@ -240,11 +242,11 @@ class Services:
         return destinations(self, target, caller)
 
     @property
-    def trunks(self) -> Any:
-        def build() -> Any:
-            from ivr.sip.trunk import Trunks
+    def trunks(self) -> Trunks:
+        def build() -> Trunks:
+            from ivr.runtime import sipconfig
 
-            return Trunks(self.config.trunks)
+            return sipconfig.trunks(self.config)
 
         return self._get("trunks", build)
 

@@ -57,9 +57,9 @@ from ivr.runtime.edges import ScriptedRecognizer, SimulatedMedia, SimulatedNetwo
 from ivr.runtime.services import Services
 from ivr.runtime.trace import TraceLine, describe_outcome, fmt_seconds, trace_line
 from ivr.runtime.virtual import InlineExecutor, VirtualLoop
+from ivr.sip.events import CallEnded, IncomingCall
 from ivr.sip.message import Request, parse_message
 from ivr.sip.sdp import make_offer
-from ivr.sip.ua import CallEnded, IncomingCall
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
