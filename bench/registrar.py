@@ -12,9 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ivr.config import Extension
 from ivr.sip.auth import DigestChallenger, authorization_for
-from ivr.sip.registrar import Registrar, RegistrationStore
+from ivr.sip.registrar import Account, Registrar, RegistrationStore
 from ivr.sip.sdp import SessionDescription, negotiate
 
 PHONES = 2000
@@ -39,11 +38,8 @@ def headers(n: int, cseq: int, auth: str | None) -> list[tuple[str, str]]:
 
 
 def run(store: RegistrationStore) -> tuple[float, float, float]:
-    users = {
-        str(1000 + n): Extension(str(1000 + n), username=str(1000 + n), password=f"pw{n}")
-        for n in range(PHONES)
-    }
-    reg = Registrar(store, DigestChallenger("pbx", b"bench"), users)
+    accounts = [Account(str(1000 + n), username=str(1000 + n), password=f"pw{n}") for n in range(PHONES)]
+    reg = Registrar(store, DigestChallenger("pbx", b"bench"), accounts)
     challenges: dict[int, str] = {}
     t0 = time.perf_counter()
     for n in range(PHONES):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ivr.sip.events import IncomingCall
 from ivr.sip.message import parse_message
-from ivr.sip.ua import IncomingCall, UserAgent
+from ivr.sip.ua import UserAgent
 
 DATA = Path(__file__).parent.parent / "tests" / "data" / "sip"
 SDP = b"v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n"

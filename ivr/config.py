@@ -2,7 +2,8 @@
 
 One TOML file (``ivr.toml`` by default) holds the listen address, data folder,
 prompt folders, TTS defaults, extensions and their SIP passwords, mailboxes,
-trunks, SMTP and speech models.  Flows (``.ivr``) hold call logic only.  Every
+trunks, SMTP, speech models and the country whose national numbers a flow's
+``number`` lines also match.  Flows (``.ivr``) hold call logic only.  Every
 part of ivr reads its settings from the :class:`Config` built here; a missing
 file means the embedded defaults (loopback, ``./data``, SQLite, espeak-ng).
 
@@ -149,6 +150,28 @@ class TransferConfig:
     pickup_code: str = "*8"
 
 
+# Countries whose national numbers are the international number without the country code and
+# with the trunk prefix 0 in front (0435435570 is +41435435570 in CH): ISO code -> country code.
+TRUNK_PREFIX_COUNTRIES: dict[str, str] = {
+    "AT": "43", "AU": "61", "BE": "32", "CH": "41", "DE": "49", "FI": "358", "FR": "33", "GB": "44",
+    "IE": "353", "LI": "423", "NL": "31", "NZ": "64", "SE": "46",
+}
+
+
+@dataclass(frozen=True)
+class NumbersConfig:
+    """[numbers]: how called numbers are matched to a flow's ``number`` lines (ivr.runtime.deployment)."""
+
+    # ISO country code: its national numbers (0435435570) then also match their international
+    # forms (+41435435570, 0041435435570).  "": national numbers match only as written.
+    country: str = ""
+
+    @property
+    def country_code(self) -> str:
+        """The country's calling code ("41"), "" without a country."""
+        return TRUNK_PREFIX_COUNTRIES.get(self.country, "")
+
+
 @dataclass(frozen=True)
 class RegistrarConfig:
     """[registrar]: REGISTER handling (ivr.sip.registrar) and its digest authentication."""
@@ -184,6 +207,7 @@ class Config:
     speech: SpeechConfig = SpeechConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     transfers: TransferConfig = TransferConfig()
+    numbers: NumbersConfig = NumbersConfig()
 
     def extension(self, number: str) -> Extension | None:
         return next((e for e in self.extensions if e.number == number), None)
@@ -329,8 +353,9 @@ def _from_raw(
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
+    numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
     known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",
-             "transfers"}
+             "transfers", "numbers"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -350,7 +375,16 @@ def _from_raw(
         speech=speech,
         registrar=registrar,
         transfers=transfers,
+        numbers=numbers,
     )
+
+
+def _numbers(values: dict[str, Any], where: str) -> NumbersConfig:
+    numbers: NumbersConfig = _build(NumbersConfig, values, where)
+    if numbers.country and numbers.country not in TRUNK_PREFIX_COUNTRIES:
+        known = ", ".join(sorted(TRUNK_PREFIX_COUNTRIES))
+        raise ConfigError(f"{where}: unknown country {numbers.country!r}; use one of {known}")
+    return numbers
 
 
 def _max_calls(value: Any, where: str) -> int:

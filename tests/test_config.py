@@ -25,6 +25,7 @@ SECTIONS: dict[str, type] = {
     "[speech]": cfg.SpeechConfig,
     "[registrar]": cfg.RegistrarConfig,
     "[transfers]": cfg.TransferConfig,
+    "[numbers]": cfg.NumbersConfig,
 }
 # keys read from the file that are not fields of the section's dataclass
 EXTRA_KEYS = {"[server]": {"data"}, "[prompts]": {"folders"}}
@@ -122,3 +123,89 @@ def test_the_example_deployment_loads() -> None:
     config = load_config(ROOT / "flows" / "ivr.toml")
     assert config.extension("201") is not None and config.mailbox("201") is not None
     assert all(not m.pin_hash for m in config.mailboxes)  # shipped without PINs: set with `ivr mailbox set-pin`
+
+
+def test_numbers_country_is_read_and_checked(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).numbers == cfg.NumbersConfig(country="")
+    config = load_config(write(tmp_path, '[numbers]\ncountry = "CH"\n'))
+    assert (config.numbers.country, config.numbers.country_code) == ("CH", "41")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[numbers]\ncountry = "XX"\n'))
+    assert str(caught.value) == (
+        f"{tmp_path / 'ivr.toml'}: [numbers]: unknown country 'XX'; "
+        "use one of AT, AU, BE, CH, DE, FI, FR, GB, IE, LI, NL, NZ, SE"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, '[numbers]\ncountyr = "CH"\n'))
+    assert str(caught.value) == f"{tmp_path / 'ivr.toml'}: [numbers]: unknown key(s) countyr"
+
+
+@pytest.mark.parametrize("written", ["0435435570", "+41435435570", "0041435435570"])
+def test_with_a_country_a_number_line_answers_its_national_and_international_forms(
+    tmp_path: Path, written: str
+) -> None:
+    from ivr.runtime.deployment import load_flow
+
+    flow = tmp_path / "f.ivr"
+    flow.write_text(f"number {written} -> a\nnumber 100 -> b\nnumber default -> c\na:\n    hangup\nb:\n    hangup\n"
+                    "c:\n    hangup\n", encoding="utf-8")
+    config = load_config(write(tmp_path, '[numbers]\ncountry = "CH"\n'))
+    program = load_flow([flow], config=config)
+    for called in ("0435435570", "+41435435570", "0041435435570", "sip:043 543 55 70@example.com"):
+        assert program.entry_for(called) == "a", called
+    assert program.entry_for("100") == "b"
+    assert program.entry_for("0435435571") == "c"
+    assert program.entry_for("+49435435570") == "c"  # another country's number with the same digits
+
+
+def test_without_a_country_a_national_number_matches_only_as_written(tmp_path: Path) -> None:
+    from ivr.runtime.deployment import load_flow
+
+    flow = tmp_path / "f.ivr"
+    flow.write_text("number 0435435570 -> a\nnumber +41445550100 -> b\nnumber default -> c\n"
+                    "a:\n    hangup\nb:\n    hangup\nc:\n    hangup\n", encoding="utf-8")
+    program = load_flow([flow], config=load_config(write(tmp_path, "")))
+    assert program.entry_for("0435435570") == "a"
+    assert program.entry_for("+41435435570") == "c"
+    assert program.entry_for("0041445550100") == "b"  # E.164 forms match each other, as before
+    assert program.entry_for("0445550100") == "c"
+
+
+@pytest.mark.parametrize("uri_user", ["0435435570", "%2B41435435570", "0041435435570"])
+def test_an_invite_to_any_form_of_the_number_finds_the_entry(tmp_path: Path, uri_user: str) -> None:
+    """The called number as the user agent parses it from a real INVITE, looked up as a call does."""
+    from ivr.runtime.deployment import load_flow
+    from ivr.sip.ua import IncomingCall, UserAgent
+
+    flow = tmp_path / "f.ivr"
+    flow.write_text("number 0435435570 -> a\nnumber default -> c\na:\n    hangup\nc:\n    hangup\n", encoding="utf-8")
+    program = load_flow([flow], config=load_config(write(tmp_path, '[numbers]\ncountry = "CH"\n')))
+    raw = (ROOT / "tests" / "data" / "sip" / "baresip_invite.sip").read_bytes()
+    raw = raw.replace(b"INVITE sip:100@", b"INVITE sip:" + uri_user.encode() + b"@", 1)
+    ua = UserAgent(local_host="127.0.0.1", local_port=5060)
+    ua.receive(raw, ("127.0.0.1", 5062), "udp", 0.0)
+    event = ua.next_event()
+    assert isinstance(event, IncomingCall)
+    assert program.entry_for(event.called) == "a"
+
+
+def test_two_forms_of_one_number_bound_to_different_steps_are_an_error(tmp_path: Path) -> None:
+    from ivr.runtime.deployment import check_flow
+
+    flow = tmp_path / "f.ivr"
+    flow.write_text("number 0435435570 -> a\nnumber +41435435570, 0435435570 -> b\nnumber 0041445550100 -> a\n"
+                    "number +41445550100 -> b\na:\n    hangup\nb:\n    hangup\n", encoding="utf-8")
+    config = load_config(write(tmp_path, '[numbers]\ncountry = "CH"\n'))
+    shown = [f"{d.pos}: {d.message} ({d.hint})" for d in check_flow([flow], config=config)]
+    assert shown == [
+        f"{flow}:2:1: number +41435435570 is the same as 0435435570, bound to 'a' and 'b' (with [numbers] country = "
+        f'"CH" a national number and its international form are one; the first is at {flow}:1:1)',
+        f"{flow}:2:1: number 0435435570 is bound twice, to 'a' and 'b' (the first is at {flow}:1:1)",
+        f"{flow}:4:1: number +41445550100 is the same as 0041445550100, bound to 'a' and 'b' "
+        f"(+41..., 0041... and 41... are one number; the first is at {flow}:3:1)",
+    ]
+    without = [d.message for d in check_flow([flow], config=load_config(write(tmp_path, "")))]
+    assert without == [
+        "number 0435435570 is bound twice, to 'a' and 'b'",
+        "number +41445550100 is the same as 0041445550100, bound to 'a' and 'b'",
+    ]

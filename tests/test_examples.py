@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ivr.config import load_config
-from ivr.dsl.loader import check_flow, load_flow
 from ivr.dsl.schedule import parse_local
+from ivr.runtime.deployment import check_flow, load_flow
 from ivr.runtime.flowtest import find_test_files, parse_test_file, run_test_file
 from ivr.runtime.simulate import Scenario, parse_inputs, simulate
 
@@ -32,14 +32,14 @@ def test_the_examples_are_there() -> None:
 
 @pytest.mark.parametrize("flow", EXAMPLES, ids=lambda p: p.name)
 def test_check_strict_finds_nothing(flow: Path) -> None:
-    assert check_flow([flow], prompt_folders=CONFIG.prompt_folders) == []
-    load_flow([flow], prompt_folders=CONFIG.prompt_folders, strict=True)
+    assert check_flow([flow], prompt_folders=CONFIG.prompt_folders, config=CONFIG) == []
+    load_flow([flow], prompt_folders=CONFIG.prompt_folders, strict=True, config=CONFIG)
 
 
 def test_the_deployment_serves_all_examples_together() -> None:
     # `ivr serve` loads server.flows as one program: names and numbers must not clash.
     assert sorted(CONFIG.server.flows) == EXAMPLES
-    program = load_flow(CONFIG.server.flows, prompt_folders=CONFIG.prompt_folders, strict=True)
+    program = load_flow(CONFIG.server.flows, prompt_folders=CONFIG.prompt_folders, strict=True, config=CONFIG)
     assert program.entry_for("+41435435570") == "start"
     assert program.entry_for("+41435435580") == "hotline"
     assert program.entry_for("0041445550100") == "miller_and_partners"

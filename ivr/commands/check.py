@@ -1,7 +1,9 @@
 """``ivr check FILE... [--strict] [--prompts DIR]... [--config ivr.toml]``: validate flows.
 
-With a deployment file it also warns about extensions, mailboxes and external numbers the
-flow dials that the file does not provide.  Prints every diagnostic as ``file:line:col: severity: message`` with
+The flow's own checks (:mod:`ivr.dsl.checks`) and the deployment's
+(:mod:`ivr.runtime.deployment`): prompt files, and with a deployment file the
+extensions, mailboxes and external numbers the flow dials and the people of its
+directories.  Prints every diagnostic as ``file:line:col: severity: message`` with
 the source line, a caret and a hint; exit 0 when the flow is valid (warnings allowed
 unless ``--strict``), 1 otherwise.  Prompt folders come from the deployment
 file (``[prompts] folders``) plus any ``--prompts``.
@@ -17,7 +19,8 @@ from typing import Any
 from ivr.commands.options import add_config_option, description
 from ivr.config import ConfigError, load_config
 from ivr.dsl.errors import format_diagnostics
-from ivr.dsl.loader import check_flow, flow_sources
+from ivr.dsl.loader import flow_sources
+from ivr.runtime.deployment import check_flow
 
 
 def register(subparsers: Any) -> None:

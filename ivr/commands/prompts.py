@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_render(args: argparse.Namespace) -> int:
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
+    from ivr.runtime.deployment import load_flow
 
     try:
         config = load_config(args.config, data=args.data)

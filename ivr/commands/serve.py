@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"ivr serve: {exc}", file=sys.stderr)
         return 2
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
+    from ivr.runtime.deployment import load_flow
 
     try:
-        program = load_flow(flows, prompt_folders=settings.config.prompt_folders)
+        program = load_flow(flows, prompt_folders=settings.config.prompt_folders, config=settings.config)
     except FlowError as exc:
         print(str(exc), file=sys.stderr)
         return 1

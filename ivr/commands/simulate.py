@@ -77,6 +77,7 @@ def register(subparsers: Any) -> None:
         ("--no-answer", "do not answer"),
         ("--unavailable", "are unavailable"),
         ("--fail", "fail"),
+        ("--early-media", "send early media (183 with SDP) while they ring"),
     ):
         p.add_argument(
             flag,
@@ -106,12 +107,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
     from ivr.dsl.machine import MachineError
+    from ivr.runtime.deployment import load_flow
 
     try:
         config = find_config(args.config, args.files)
-        program = load_flow([Path(f) for f in args.files], prompt_folders=config.prompt_folders)
+        program = load_flow([Path(f) for f in args.files], prompt_folders=config.prompt_folders, config=config)
         scenario = build_scenario(args, program.settings.timezone, read_switches(config.data))
     except FlowError as exc:
         print(str(exc), file=sys.stderr)
@@ -169,6 +170,7 @@ def build_scenario(args: argparse.Namespace, timezone: str, switches: dict[str, 
         no_answer=_targets(args.no_answer),
         unavailable=_targets(args.unavailable),
         failed=_targets(args.fail),
+        early_media=_targets(args.early_media),
         directory=tuple(args.directory_select),
         voicemail_result="empty" if args.voicemail_empty else "saved",
     )

@@ -1,17 +1,17 @@
 """``ivr switch``: the manual switches (``switch night`` in a flow) an admin flips.
 
-The positions live in ``switches.json`` in the data folder, e.g. ``{"night": true}``.  Writes are
+The file and its format (``switches.json`` in the data folder) belong to
+:mod:`ivr.runtime.switches`, which ``ivr serve`` reads when a call starts.  Writes here are
 atomic (a temporary file in the same folder, fsync, rename) under an exclusive lock, so two admins
-flipping switches at once both win and a running server never reads half a file.  ``ivr serve``
-reads the file with :func:`read_switches` when a call starts.
+flipping switches at once both win and a running server never reads half a file.  When the
+deployment's flows can be read, only the switches they declare are accepted: a typo (``nigth``)
+is refused with the declared names, not written as a switch no flow reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
-import json
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,43 +20,30 @@ from typing import Any
 
 from ivr.commands.atomic import write_text_atomically
 from ivr.commands.options import add_config_option, add_data_option
+from ivr.dsl.checks import did_you_mean
+from ivr.runtime.switches import (
+    SWITCH_NAME,
+    SWITCHES_FILE,
+    SwitchError,
+    declared_switches,
+    format_switches,
+    read_switches,
+    switches_path,
+)
 
-SWITCHES_FILE = "switches.json"
-_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-class SwitchError(Exception):
-    """A switch file or name that cannot be used; the message names the file or the name."""
-
-
-def switches_path(data: Path) -> Path:
-    return Path(data) / SWITCHES_FILE
-
-
-def read_switches(data: Path) -> dict[str, bool]:
-    """Switch positions from the data folder; a missing file means every switch is off."""
-    path = switches_path(data)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SwitchError(f"{path}: cannot read switch positions: {exc}") from None
-    if not isinstance(raw, dict) or not all(isinstance(v, bool) for v in raw.values()):
-        raise SwitchError(f'{path}: expected an object of true/false values like {{"night": true}}')
-    return {str(k): v for k, v in raw.items()}
+__all__ = ["SwitchError", "read_switches", "register", "run", "write_switch"]
 
 
 def write_switch(data: Path, name: str, on: bool) -> dict[str, bool]:
     """Set one switch and return all positions; the file is replaced atomically."""
-    if not _NAME.fullmatch(name):
+    if not SWITCH_NAME.fullmatch(name):
         raise SwitchError(f"bad switch name {name!r}: use lower-case letters, digits and _")
     data = Path(data)
     data.mkdir(parents=True, exist_ok=True)
     with _locked(data):
         positions = read_switches(data)  # a corrupt file raises: never overwrite what we can't read
         positions[name] = on
-        write_text_atomically(switches_path(data), json.dumps(positions, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(switches_path(data), format_switches(positions))
     return positions
 
 
@@ -91,16 +78,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         data, declared = _data_and_declared(args)
         if args.name is None:
-            positions = dict.fromkeys(declared, False) | read_switches(data)
+            positions = dict.fromkeys(declared or (), False) | read_switches(data)
             for name, on in sorted(positions.items()):
                 print(f"{name}: {'on' if on else 'off'}")
             return 0
-        if declared and args.name not in declared:
-            print(
-                f"ivr switch: warning: no flow declares switch '{args.name}' "
-                f"(declared: {', '.join(declared)})",
-                file=sys.stderr,
-            )
+        if declared is not None and args.name not in declared:
+            raise SwitchError(_undeclared(args.name, declared))
         if args.state == "status":
             on = read_switches(data).get(args.name, False)
         else:
@@ -112,8 +95,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_and_declared(args: argparse.Namespace) -> tuple[Path, tuple[str, ...]]:
-    """The data folder and the declared switches; --data alone is enough if the config is broken."""
+def _undeclared(name: str, declared: tuple[str, ...]) -> str:
+    if not declared:
+        return f"no flow declares switch '{name}': the flows declare no switches (add `switch {name}` to one)"
+    return f"no flow declares switch '{name}'{did_you_mean(name, declared)} (declared: {', '.join(declared)})"
+
+
+def _data_and_declared(args: argparse.Namespace) -> tuple[Path, tuple[str, ...] | None]:
+    """The data folder and the declared switches (None: unknown, any name is taken).
+
+    --data alone is enough if the deployment file is broken.
+    """
     from ivr.config import ConfigError, load_config
 
     try:
@@ -121,19 +113,6 @@ def _data_and_declared(args: argparse.Namespace) -> tuple[Path, tuple[str, ...]]
     except ConfigError:
         if not args.data:
             raise
-        return Path(args.data), ()  # the flows only add a typo check
+        return Path(args.data), None  # the flows only add a typo check
     data = Path(args.data) if args.data else config.data
-    return data, declared_switches(config.server.flows, config.prompt_folders)
-
-
-def declared_switches(flows: tuple[Path, ...], prompt_folders: tuple[Path, ...]) -> tuple[str, ...]:
-    """The switches the deployment's flows declare (``switch night``); () if they cannot be read."""
-    if not flows:
-        return ()
-    from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
-
-    try:
-        return tuple(load_flow(list(flows), prompt_folders=prompt_folders).settings.switches)
-    except (FlowError, OSError):
-        return ()
+    return data, declared_switches(config.server.flows)

@@ -23,7 +23,7 @@ import csv
 import io
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ class Person:
     hidden: bool = False
     mailbox: str | None = None
     department: str = ""
+    line: int = field(default=0, compare=False)  # where the directory file lists this person (0: unknown)
 
     @property
     def spoken_names(self) -> tuple[str, ...]:
@@ -212,6 +213,7 @@ def _person(row: dict[str, Any], line: int, path: Path) -> Person:
         hidden=_flag(row.get("hidden"), line, path),
         mailbox=_text(row, "mailbox", line, path) or None,
         department=_text(row, "department", line, path),
+        line=line,
     )
 
 

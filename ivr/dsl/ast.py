@@ -8,7 +8,7 @@ so they can be compared in tests and shared between compiled states.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ivr.dsl.errors import SourcePos
@@ -333,6 +333,7 @@ class Setting(Node):
 
     key: Literal["timezone", "voice", "rate", "language", "hold_music"]
     value: str
+    value_pos: SourcePos | None = field(default=None, compare=False)  # where the value is written
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,23 +358,28 @@ class NumberEntry(Node):
 class WeeklyLine(Node):
     days: str  # "mon-fri,sat" as written (schedule.parse_weekdays reads it)
     ranges: tuple[str, ...]  # "08:00-12:00"
+    range_pos: tuple[SourcePos, ...] = field(default=(), compare=False)  # where each range is written
 
 
 @dataclass(frozen=True, kw_only=True)
 class HolidaysLine(Node):
     regions: tuple[str, ...]
+    region_pos: tuple[SourcePos, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClosedLine(Node):
     first: str  # YYYY-MM-DD
     last: str
+    date_pos: tuple[SourcePos, ...] = field(default=(), compare=False)  # first, and last if written
 
 
 @dataclass(frozen=True, kw_only=True)
 class OpenLine(Node):
     day: str
     ranges: tuple[str, ...]
+    date_pos: tuple[SourcePos, ...] = field(default=(), compare=False)
+    range_pos: tuple[SourcePos, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -384,6 +390,7 @@ class SwitchLine(Node):
 @dataclass(frozen=True, kw_only=True)
 class HoursTimezone(Node):
     timezone: str
+    zone_pos: SourcePos | None = field(default=None, compare=False)
 
 
 HoursLine = WeeklyLine | HolidaysLine | ClosedLine | OpenLine | SwitchLine | HoursTimezone

@@ -1,12 +1,18 @@
-"""What ``ivr check`` finds: every mistake a flow can be rejected for before the first call.
+"""What ``ivr check`` finds in a flow itself: every mistake it can be rejected for before the first call.
 
 Two passes.  :func:`check_items` reads the AST of all files of a flow: names
 (unknown and duplicate steps, subs, groups, directories, hours, switches,
-variables) with did-you-mean suggestions, menus (keys bound twice, no way
-out), collects, outcome coverage of transfers/groups/directories, settings
-(time zone), numbers bound twice, and prompt files (which must stay inside the
-prompt folders).  :func:`check_program` walks the compiled state table:
-steps never reached and loops that never wait for the caller.
+variables) with did-you-mean suggestions, menus (keys bound twice, no
+options), collects, outcome coverage of transfers/groups/directories, settings
+(time zone), numbers bound twice, and prompt paths (which must stay inside the
+prompt folders).  :func:`check_program` walks the compiled state table: loops
+that never wait for the caller, menus whose every option comes back to them,
+and steps never reached.
+
+Nothing here knows the deployment: whether a prompt file exists in the prompt
+folders, an extension or mailbox is defined, or a trunk allows a number is
+checked by :mod:`ivr.runtime.deployment`, which walks the places this module
+names (:func:`prompt_paths`, :func:`dialled`).
 
 Every message is part of the interface: tests assert their exact text.
 """
@@ -14,24 +20,33 @@ Every message is part of the interface: tests assert their exact text.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ivr.config import Config
 from ivr.dsl import ast, schedule
 from ivr.dsl.compiler import (
     BUILTIN_VARIABLES,
     DIRECTORY_VARIABLES,
+    ZONE_HINT,
     CallOp,
+    CollectWaitOp,
+    DirectoryOp,
     DrainOp,
+    FinishOp,
     HoldOp,
+    MenuWaitOp,
+    Op,
     Program,
     PromptOp,
+    ReturnOp,
     Settings,
+    TransferOp,
+    VoicemailAccessOp,
+    VoicemailOp,
 )
 from ivr.dsl.errors import Diagnostic, SourcePos
 
@@ -145,10 +160,9 @@ def _kind(block: ast.Block) -> str:
 
 
 class _Checker:
-    def __init__(self, items: Sequence[ast.Item], settings: Settings, prompt_folders: Sequence[Path]) -> None:
+    def __init__(self, items: Sequence[ast.Item], settings: Settings) -> None:
         self.items = list(items)
         self.settings = settings
-        self.prompt_folders = [Path(p) for p in prompt_folders]
         self.out: list[Diagnostic] = []
         self.names = _Names()
 
@@ -223,9 +237,9 @@ class _Checker:
                 try:
                     schedule.zone(item.value)
                 except schedule.ScheduleError as exc:
-                    self.out.append(_error(str(exc), item.pos, "use an IANA name like Europe/Zurich or UTC"))
+                    self.out.append(_error(str(exc), item.value_pos or item.pos, ZONE_HINT))
             if item.key in ("hold_music",) and first is item:
-                self._prompt_path(item.value, item.pos, folder_ok=True)
+                self._prompt_path(item.value, item.pos)
         for item in self.items:
             if isinstance(item, ast.DirectorySource):
                 path = Path(item.pos.file).parent / item.path
@@ -297,7 +311,7 @@ class _Checker:
         elif isinstance(node, ast.Play):
             self._prompt_path(node.path.text, node.path.pos)
         elif isinstance(node, ast.Hold) and node.music is not None:
-            self._prompt_path(node.music.text, node.music.pos, folder_ok=True)
+            self._prompt_path(node.music.text, node.music.pos)
 
     def _dead_code(self, body: Sequence[ast.Stmt]) -> None:
         for stmt, after in zip(body, body[1:], strict=False):
@@ -454,11 +468,6 @@ class _Checker:
                     phrases.setdefault(low, choice)
         if not menu.options:
             self.out.append(_error(f"{where} has no options", menu.pos, "add lines like `1 -> sales`"))
-        elif not any(_leaves(o.target) for o in menu.options):
-            self.out.append(_warning(
-                f"{where} has no way out: every option comes back to the menu", menu.pos,
-                "send at least one option to another step, a transfer or voicemail",
-            ))
 
     def _collect(self, collect: ast.Collect) -> None:
         where = f"collect '{collect.name}'"
@@ -495,50 +504,14 @@ class _Checker:
                     f"unknown switch '{line.switch}'{did_you_mean(line.switch, self.names.switches)}", line.pos,
                     f"declare it at file level: switch {line.switch}",
                 ))
-            elif isinstance(line, ast.HoursTimezone):
-                try:
-                    schedule.zone(line.timezone)
-                except schedule.ScheduleError as exc:
-                    self.out.append(_error(str(exc), line.pos))
 
-    def _prompt_path(self, path: str, pos: SourcePos, folder_ok: bool = False) -> None:
+    def _prompt_path(self, path: str, pos: SourcePos) -> None:
+        """A prompt path must stay inside the prompt folders; whether the file is there is the deployment's."""
         if not path or "{" in path or path.startswith("data:"):
             return  # decided at run time
         if os.path.isabs(path) or ".." in Path(path).parts:
             self.out.append(_error("prompt path escapes the prompt folders", pos,
                                    "write a path relative to a prompt folder, without '..'"))
-            return
-        if not self.prompt_folders:
-            return
-        for folder in self.prompt_folders:
-            candidate = folder / path
-            if not (candidate.is_file() or (folder_ok and candidate.is_dir())):
-                continue
-            try:
-                candidate.resolve().relative_to(folder.resolve())
-            except ValueError:
-                self.out.append(_error("prompt path escapes the prompt folders", pos,
-                                       "a symbolic link leads outside the prompt folder"))
-                return
-            self._prompt_audio(folder, path, pos)
-            return
-        folders = ", ".join(str(f) for f in self.prompt_folders)
-        self.out.append(_warning(f"prompt file not found: {path}", pos, f"looked in {folders}"))
-
-
-    def _prompt_audio(self, folder: Path, path: str, pos: SourcePos) -> None:
-        """A prompt that exists must play: a readable audio file, or a folder holding some."""
-        from ivr.media.prompts import PromptStore
-
-        store = PromptStore([folder])
-        if (folder / path).is_dir():
-            if not store.audio_files(path):
-                self.out.append(_error(f"no audio files in prompt folder: {path}", pos,
-                                       "put WAV, FLAC or OGG files in it"))
-            return
-        problem = store.check(path)
-        if problem is not None:
-            self.out.append(_error(f"prompt file is not playable: {path}", pos, problem))
 
 
 def _call_cycle(start: str, calls: dict[str, list[ast.Call]]) -> list[str] | None:
@@ -566,11 +539,6 @@ _ENDS_STEP: dict[type, str] = {
 }
 
 
-def _leaves(target: ast.Target) -> bool:
-    """Whether a menu option's target leaves the menu (instead of speaking and re-prompting)."""
-    return not isinstance(target, ast.Say | ast.Play | ast.Set | ast.Hold | ast.Record)
-
-
 def _target_text(target: ast.Value | ast.GroupRef) -> str:
     if isinstance(target, ast.Var):
         return "{" + target.name + "}"
@@ -579,19 +547,38 @@ def _target_text(target: ast.Value | ast.GroupRef) -> str:
     return target.text
 
 
-def check_items(
-    items: Sequence[ast.Item], settings: Settings, prompt_folders: Sequence[Path] = (), files: Sequence[Path] = ()
-) -> list[Diagnostic]:
-    """Problems found in the AST of a flow's files (names, menus, outcomes, prompts, settings)."""
-    return _Checker(items, settings, prompt_folders).run()
+def check_items(items: Sequence[ast.Item], settings: Settings) -> list[Diagnostic]:
+    """Problems found in the AST of a flow's files (names, menus, outcomes, prompt paths, settings)."""
+    return _Checker(items, settings).run()
+
+
+def prompt_paths(items: Sequence[ast.Item]) -> Iterator[tuple[str, SourcePos, bool]]:
+    """Every constant prompt path a flow plays: (path, where, whether a folder of files may do)."""
+    for item in items:
+        if isinstance(item, ast.Setting) and item.key == "hold_music":
+            yield item.value, item.pos, True
+        if not isinstance(item, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub):
+            continue
+        for node in block_nodes(item):
+            if isinstance(node, ast.Play):
+                yield node.path.text, node.path.pos, False
+            elif isinstance(node, ast.Hold) and node.music is not None:
+                yield node.music.text, node.music.pos, True
 
 
 # --------------------------------------------------------------------------- the state-table pass
 
 
-def check_program(program: Program, items: Sequence[ast.Item]) -> list[Diagnostic]:
-    """Problems only the compiled table shows: unreachable steps, loops that never wait."""
-    return _unreachable(program, items) + _busy_loops(program)
+def check_program(program: Program, items: Sequence[ast.Item], *, reachability: bool = True) -> list[Diagnostic]:
+    """Problems only the compiled table shows: loops that never wait, menus without a way out,
+    and (with ``reachability``) steps never reached.
+
+    The loader runs this even on a flow with errors (their jumps compile to an error ending), so
+    one run reports every problem; it leaves out reachability then, which a broken jump would
+    only blur.
+    """
+    found = _busy_loops(program, items) + _menus_without_way_out(program, items)
+    return (_unreachable(program, items) if reachability else []) + found
 
 
 def _successors(program: Program, name: str) -> list[str]:
@@ -638,7 +625,7 @@ def _sub_waits(program: Program, sub: str) -> bool:
     return any(s.step == sub and (s.op.waits or isinstance(s.op, CallOp)) for s in program.states.values())
 
 
-def _busy_loops(program: Program) -> list[Diagnostic]:
+def _busy_loops(program: Program, items: Sequence[ast.Item]) -> list[Diagnostic]:
     """Cycles of transient states: the call would spin without ever waiting for anything."""
     transient = {n for n in program.states if not _waits(program, n)}
     # A call that never waits has both edges: into the sub-flow (which may jump out of it)
@@ -654,9 +641,74 @@ def _busy_loops(program: Program) -> list[Diagnostic]:
         steps = list(dict.fromkeys(program.states[n].step for n in sorted(component, key=_order(program))))
         first = program.states[steps[0]] if steps[0] in program.states else program.states[component[0]]
         path = " -> ".join([*steps, steps[0]])
-        out.append(_error(f"steps loop without waiting for the caller: {path}", first.pos,
+        pos = _jump_pos(items, steps[-1], steps[0]) or first.pos
+        out.append(_error(f"steps loop without waiting for the caller: {path}", pos,
                           "put a menu, a collect, `hold for ...` or a hangup in the loop"))
     return out
+
+
+def _jump_pos(items: Sequence[ast.Item], source: str, target: str) -> SourcePos | None:
+    """Where block ``source`` jumps to ``target`` (the jump that closes a loop), if it is written as one."""
+    for item in items:
+        if isinstance(item, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub) and item.name == source:
+            jump = next((n for n in block_nodes(item) if isinstance(n, ast.Goto) and n.step == target), None)
+            return jump.pos if jump else None
+    return None
+
+
+# A menu option reaching one of these has left the menu: the caller is somewhere else (another
+# menu or collect, a transfer, the directory, voicemail) or the call ends.
+_ELSEWHERE = (MenuWaitOp, CollectWaitOp, TransferOp, DirectoryOp, VoicemailOp, VoicemailAccessOp, FinishOp)
+
+
+def _menus_without_way_out(program: Program, items: Sequence[ast.Item]) -> list[Diagnostic]:
+    """Menus whose every option comes back to them: jumps to the menu itself, steps that only lead
+    back, sub-flows that return, or options that only speak (warnings)."""
+    out: list[Diagnostic] = []
+    for name, state in program.states.items():
+        op = state.op
+        if not isinstance(op, MenuWaitOp) or op.menu not in program.states:
+            continue
+        options = [t for label, t in state.transitions.items() if label.startswith(("key:", "speech"))]
+        loop = _menu_loop(program, op.menu, name)
+        if options and not any(_leaves_menu(program, t, loop) for t in options):
+            out.append(_warning(
+                f"menu '{op.menu}' has no way out: every option comes back to the menu", state.pos,
+                "send at least one option to another step, a transfer or voicemail",
+            ))
+    return out
+
+
+def _menu_loop(program: Program, entry: str, wait: str) -> set[str]:
+    """The states of a menu's own round: entering, prompts, re-prompts, up to its wait state."""
+    seen = {wait}
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        if name not in seen and name in program.states:
+            seen.add(name)
+            todo.extend(program.states[name].transitions.values())
+    return seen
+
+
+def _leaves_menu(program: Program, start: str, loop: set[str]) -> bool:
+    """Whether some path from an option's first state gets somewhere else before coming back."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen or name in loop or name not in program.states:
+            continue
+        seen.add(name)
+        state = program.states[name]
+        if isinstance(state.op, _ELSEWHERE) or _is_end(state.op, state.transitions):
+            return True
+        todo.extend(state.transitions.values())
+    return False
+
+
+def _is_end(op: Op, transitions: Mapping[str, str]) -> bool:
+    return not transitions and not isinstance(op, ReturnOp)
 
 
 def _order(program: Program):  # type: ignore[no-untyped-def]
@@ -707,46 +759,58 @@ def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
     return result
 
 
-# --------------------------------------------------------------------------- against the deployment file
+# --------------------------------------------------------------------------- what the deployment must provide
 
 
-def check_deployment(items: Sequence[ast.Item], config: Config) -> list[Diagnostic]:
-    """Numbers a flow dials or mailboxes it uses that the deployment file does not provide (warnings).
+_NUMBER = re.compile(r"\+?[0-9*#]+")
 
-    Only with an actual deployment file: the embedded defaults know no extensions at all.
+
+def dialled(items: Sequence[ast.Item]) -> Iterator[tuple[str, SourcePos, str]]:
+    """Every constant number a flow rings, transfers to or leaves voicemail in: (number, where, what).
+
+    ``what`` is ``ring``, ``transfer`` or ``mailbox``.  A sub-flow's parameter counts with each
+    constant argument a call passes for it (``call closed("999")``), at the argument.
     """
-    if config.path is None:
-        return []
-    name = Path(config.path).name
-    out: list[Diagnostic] = []
-    for value, pos, what in _dialled(items):
-        if not isinstance(value, ast.Num):
-            continue  # variables and names are decided at run time
-        number = value.text
-        if what == "mailbox":
-            if config.mailbox(number) is None:
-                out.append(_warning(f"mailbox {number} is not in {name}", pos, "add it under [[mailboxes]]"))
-        elif number.startswith("+"):
-            if not any(fnmatch.fnmatchcase(number, p) for t in config.trunks for p in t.allow):
-                out.append(_warning(f"no trunk in {name} allows calls to {number}", pos,
-                                    "add the number or a pattern like \"+4179*\" to a trunk's allow list"))
-        elif config.extension(number) is None:
-            out.append(_warning(f"extension {number} is not in {name}", pos, "add it under [[extensions]]"))
-    return out
-
-
-def _dialled(items: Sequence[ast.Item]) -> Iterator[tuple[ast.Value, SourcePos, str]]:
+    subs = {i.name: i for i in items if isinstance(i, ast.Sub)}
     for item in items:
         if isinstance(item, ast.Group):
             for ring in item.rings:
                 for member in ring.members:
-                    yield member, member.pos, "ring"
-        if not isinstance(item, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub):
-            continue
-        for node in block_nodes(item):
-            if isinstance(node, ast.Transfer) and not isinstance(node.target, ast.GroupRef):
-                yield node.target, node.target.pos, "transfer"
-            elif isinstance(node, ast.Voicemail):
-                yield node.mailbox, node.mailbox.pos, "mailbox"
-            elif isinstance(node, ast.VoicemailAccess) and node.mailbox is not None:
-                yield node.mailbox, node.mailbox.pos, "mailbox"
+                    yield from _constant(member, member.pos, "ring", {})
+        if isinstance(item, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub):
+            yield from _dialled_in(item, {}, subs, set())
+
+
+def _dialled_in(
+    block: ast.Block, bound: Mapping[str, tuple[str, SourcePos]], subs: Mapping[str, ast.Sub],
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]],
+) -> Iterator[tuple[str, SourcePos, str]]:
+    """The numbers of one block, with ``bound`` (sub-flow parameter -> constant argument, where)."""
+    for node in block_nodes(block):
+        if isinstance(node, ast.Transfer) and not isinstance(node.target, ast.GroupRef):
+            yield from _constant(node.target, node.target.pos, "transfer", bound)
+        elif isinstance(node, ast.Voicemail | ast.VoicemailAccess) and node.mailbox is not None:
+            yield from _constant(node.mailbox, node.mailbox.pos, "mailbox", bound)
+        elif isinstance(node, ast.Call) and node.sub in subs:
+            sub = subs[node.sub]
+            args = {p: _bound_arg(a, bound) for p, a in zip(sub.params, node.args, strict=False)}
+            binding = {p: a for p, a in args.items() if a is not None}
+            key = (sub.name, tuple(sorted((p, a[0]) for p, a in binding.items())))
+            if binding and key not in seen:  # `seen` stops sub-flows that call each other
+                seen.add(key)
+                yield from _dialled_in(sub, binding, subs, seen)
+
+
+def _bound_arg(value: ast.Value, bound: Mapping[str, tuple[str, SourcePos]]) -> tuple[str, SourcePos] | None:
+    found = list(_constant(value, value.pos, "", bound))
+    return (found[0][0], found[0][1]) if found else None
+
+
+def _constant(
+    value: ast.Value, pos: SourcePos, what: str, bound: Mapping[str, tuple[str, SourcePos]]
+) -> Iterator[tuple[str, SourcePos, str]]:
+    """The number a value stands for when it is known before the call: a literal or a bound parameter."""
+    if isinstance(value, ast.Var) and value.name in bound:
+        yield bound[value.name][0], bound[value.name][1], what
+    elif isinstance(value, ast.Num) or (isinstance(value, ast.Str) and _NUMBER.fullmatch(value.text)):
+        yield value.text, pos, what

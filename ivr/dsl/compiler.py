@@ -18,7 +18,7 @@ resolve still compiles, to a state that ends the call with outcome ``error``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -313,15 +313,19 @@ class Program:
     warnings: tuple[Diagnostic, ...] = ()
     steps: Mapping[str, str] = field(default_factory=dict)  # step/menu/collect/group/sub name -> kind
     files: tuple[str, ...] = ()
+    # Called number -> the form entries are compared in.  The deployment may give one that also
+    # knows national numbers (ivr.runtime.deployment.number_key, from [numbers] country).
+    # (A lambda: normalize_number is defined below.)
+    number_key: Callable[[str], str] = field(default=lambda n: normalize_number(n), compare=False, repr=False)
 
     def entry_for(self, called: str) -> str:
         """The state a call to ``called`` starts in: exact number, then normalized, then ``default``."""
         if called in self.entries:
             return self.entries[called]
-        wanted = normalize_number(called)
+        wanted = self.number_key(called)
         if wanted:
             for number, state in self.entries.items():
-                if number != "default" and normalize_number(number) == wanted:
+                if number != "default" and self.number_key(number) == wanted:
                     return state
         if "default" in self.entries:
             return self.entries["default"]
@@ -385,32 +389,83 @@ def _val(value: ast.Value) -> str:
 
 
 def build_schedule(hours: ast.HoursDef, default_tz: str) -> tuple[schedule.Hours, list[Diagnostic]]:
-    """An Hours from its block, with every problem (bad weekday, overlap, unknown region) at its line."""
+    """An Hours from its block, with every problem (bad weekday, overlap, unknown region) at its token.
+
+    A bad ``default_tz`` (the flow's ``timezone``) is not reported here: the setting's own check
+    reports it once, and the block is built in UTC meanwhile.
+    """
     problems: list[Diagnostic] = []
     rules: list[schedule.Rule] = []
     rule_lines: list[ast.HoursLine] = []
-    tz = default_tz
+    tz = default_tz if _zone_ok(default_tz) else "UTC"
     for line in hours.lines:
         if isinstance(line, ast.HoursTimezone):
-            tz = line.timezone
+            if _zone_ok(line.timezone):
+                tz = line.timezone
+            else:
+                problems.append(Diagnostic("error", _zone_problem(line.timezone), line.zone_pos or line.pos, ZONE_HINT))
             continue
         try:
             rule = _rule(line)
         except (schedule.ScheduleError, ValueError) as exc:
-            problems.append(Diagnostic("error", str(exc), line.pos))
+            problems.append(Diagnostic("error", str(exc), _mentioned_pos(line, str(exc))))
             continue
         rules.append(rule)
         rule_lines.append(line)
     built = schedule.build_hours(hours.name, tz, rules)
     for problem in schedule.check_hours(built):
-        pos = rule_lines[problem.rule].pos if problem.rule is not None else _tz_pos(hours)
+        pos = _part_pos(rule_lines[problem.rule], problem.part) if problem.rule is not None else hours.pos
         problems.append(Diagnostic(problem.severity, problem.message, pos))
     return built, problems
 
 
-def _tz_pos(hours: ast.HoursDef) -> SourcePos:
-    line = next((x for x in hours.lines if isinstance(x, ast.HoursTimezone)), None)
-    return line.pos if line else hours.pos
+ZONE_HINT = "use an IANA name like Europe/Zurich or UTC"
+
+
+def _zone_ok(name: str) -> bool:
+    return not _zone_problem(name)
+
+
+def _zone_problem(name: str) -> str:
+    try:
+        schedule.zone(name)
+    except schedule.ScheduleError as exc:
+        return str(exc)
+    return ""
+
+
+def _parts(line: ast.HoursLine) -> tuple[tuple[str, ...], tuple[SourcePos, ...]]:
+    """The tokens of an hours line a problem can point at (ranges, dates, regions) and their places."""
+    if isinstance(line, ast.WeeklyLine):
+        return line.ranges, line.range_pos
+    if isinstance(line, ast.OpenLine):
+        return (line.day, *line.ranges), (*line.date_pos, *line.range_pos)
+    if isinstance(line, ast.ClosedLine):
+        return (line.first, line.last), line.date_pos
+    if isinstance(line, ast.HolidaysLine):
+        return line.regions, line.region_pos
+    return (), ()
+
+
+def _part_pos(line: ast.HoursLine, part: int | None) -> SourcePos:
+    """Where range (or date, region) number ``part`` of a rule is written; the line if unknown."""
+    _, places = _parts(line)
+    if isinstance(line, ast.OpenLine) and part is not None:
+        part += 1  # the date comes first
+    if part is not None and 0 <= part < len(places):
+        return places[part]
+    if places and isinstance(line, ast.ClosedLine | ast.HolidaysLine):
+        return places[0]  # a reversed date range, an unknown region
+    return line.pos
+
+
+def _mentioned_pos(line: ast.HoursLine, message: str) -> SourcePos:
+    """The token of ``line`` a parse error quotes (``bad time of day '25:00'``); the line if none."""
+    texts, places = _parts(line)
+    for text, place in zip(texts, places, strict=False):
+        if any(piece and piece in message for piece in text.split("-") if ":" in piece) or text in message:
+            return place
+    return line.pos
 
 
 def _rule(line: ast.HoursLine) -> schedule.Rule:
@@ -440,7 +495,8 @@ def expand_hours(hours: ast.HoursDef) -> ast.HoursDef:
     lines: list[ast.HoursLine] = []
     for line in hours.lines:
         if isinstance(line, ast.HolidaysLine):
-            lines.extend(replace(line, regions=(r,)) for r in line.regions)
+            places = line.region_pos or (line.pos,) * len(line.regions)
+            lines.extend(replace(line, regions=(r,), region_pos=(p,)) for r, p in zip(line.regions, places, strict=True))
         else:
             lines.append(line)
     return replace(hours, lines=tuple(lines))

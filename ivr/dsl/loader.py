@@ -4,15 +4,17 @@ The single entry point the rest of ivr uses (``ivr serve``, ``ivr simulate``,
 ``ivr test``, ``ivr check``, ``ivr graph``).  A flow with errors is rejected
 here, at load time, with every problem found (not just the first); warnings
 travel on ``Program.warnings`` and fail the load only with ``strict=True``.
+
+It knows the flow's files only: :mod:`ivr.runtime.deployment` wraps it with the
+checks that need the deployment file and the prompt folders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ivr.config import Config
 from ivr.dsl import ast, checks
 from ivr.dsl.compiler import Compiler, Program, build_schedule, expand_hours, settings_from
 from ivr.dsl.errors import Diagnostic, FlowError, SourcePos, sort_key
@@ -76,12 +78,16 @@ def _read(
             _read(path.parent / item.path, sources, seen, [*stack, (real, str(path))], item.pos)
 
 
+ItemCheck = Callable[[Sequence[ast.Item]], list[Diagnostic]]
+"""A check the caller adds to the flow's own (``ivr.runtime.deployment`` adds the deployment's)."""
+
+
 def _analyse(
-    paths: Sequence[str | Path], prompt_folders: Sequence[Path], config: Config | None = None
+    paths: Sequence[str | Path], extra: Sequence[ItemCheck] = ()
 ) -> tuple[list[Diagnostic], Program | None, Sources]:
     sources = read_sources(paths)
     diagnostics = list(sources.diagnostics)
-    if diagnostics:
+    if diagnostics or not sources.files:
         # A file that did not parse hides its steps: checking the rest would only add
         # "unknown step" noise about them.
         return diagnostics, None, sources
@@ -90,23 +96,22 @@ def _analyse(
     schedules = {}
     for item in items:
         if isinstance(item, ast.HoursDef) and item.name not in schedules:
-            hours = expand_hours(item)
-            default_tz = settings.timezone
-            schedules[item.name], problems = build_schedule(hours, default_tz)
+            schedules[item.name], problems = build_schedule(expand_hours(item), settings.timezone)
             diagnostics.extend(problems)
-    diagnostics.extend(checks.check_items(items, settings, prompt_folders, [Path(f.path) for f in sources.files]))
-    if config is not None:
-        diagnostics.extend(checks.check_deployment(items, config))
-    if any(d.severity == "error" for d in diagnostics) or not sources.files:
-        return diagnostics, None, sources
+    diagnostics.extend(checks.check_items(items, settings))
+    for check in extra:
+        diagnostics.extend(check(items))
     entries: dict[str, str] = {}
     for item in items:
         if isinstance(item, ast.NumberEntry):
             for number in item.numbers:
                 entries.setdefault(number, item.step)
+    # Compiled even with errors (a name it cannot resolve becomes an error ending), so one run
+    # also reports the loops and menus only the table shows.
     program = Compiler(items).compile(settings, schedules, entries, files=[f.path for f in sources.files])
-    diagnostics.extend(checks.check_program(program, items))
-    return diagnostics, program, sources
+    failed = any(d.severity == "error" for d in diagnostics)
+    diagnostics.extend(checks.check_program(program, items, reachability=not failed))
+    return diagnostics, None if failed else program, sources
 
 
 def _ordered(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
@@ -114,14 +119,18 @@ def _ordered(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(unique, key=lambda d: (d.severity != "error", *sort_key(d)))
 
 
-def load_flow(paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = (), strict: bool = False) -> Program:
+def load_flow(
+    paths: Sequence[str | Path], *, strict: bool = False, extra_checks: Sequence[ItemCheck] = ()
+) -> Program:
     """Parse, check and compile a flow (its files and their includes); raises FlowError on errors.
 
-    Warnings are kept on ``Program.warnings``; with ``strict`` they are errors.
+    Warnings are kept on ``Program.warnings``; with ``strict`` they are errors.  ``extra_checks`` run
+    on the AST next to the flow's own; checks that need the deployment (prompt files,
+    extensions, mailboxes, trunks) are :func:`ivr.runtime.deployment.load_flow`'s.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
-    diagnostics, program, sources = _analyse(paths, prompt_folders)
+    diagnostics, program, sources = _analyse(paths, extra_checks)
     diagnostics = _ordered(diagnostics)
     failing = [d for d in diagnostics if d.severity == "error" or strict]
     if failing or program is None:
@@ -131,17 +140,15 @@ def load_flow(paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = (
     return replace(program, warnings=tuple(diagnostics))
 
 
-def check_flow(
-    paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = (), config: Config | None = None
-) -> list[Diagnostic]:
+def check_flow(paths: Sequence[str | Path], *, extra_checks: Sequence[ItemCheck] = ()) -> list[Diagnostic]:
     """Every problem of a flow, errors first; never raises for problems in the flow itself.
 
-    With ``config`` (a loaded deployment file) also warns about extensions, mailboxes and
-    external numbers the flow uses that the deployment does not provide.
+    ``extra_checks`` run on the AST next to the flow's own (:mod:`ivr.runtime.deployment` passes the
+    deployment's: prompt files, extensions, mailboxes, trunks, directories).
     """
     if isinstance(paths, str | Path):
         paths = [paths]
-    diagnostics, _, _ = _analyse(paths, prompt_folders, config)
+    diagnostics, _, _ = _analyse(paths, extra_checks)
     return _ordered(diagnostics)
 
 

@@ -475,7 +475,7 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.Include(pos=self._pos(meta), path=_unquote(c[0]))
 
     def timezone_set(self, meta: Any, c: list[Any]) -> ast.Setting:
-        return ast.Setting(pos=self._pos(meta), key="timezone", value=str(c[0]))
+        return ast.Setting(pos=self._pos(meta), key="timezone", value=str(c[0]), value_pos=self._tpos(c[0]))
 
     def voice_set(self, meta: Any, c: list[Any]) -> list[ast.Setting]:
         out = [ast.Setting(pos=self._pos(meta), key="voice", value=str(c[0]))]
@@ -507,7 +507,8 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.HoursDef(pos=self._pos(meta), name=str(c[0]), lines=tuple(c[1:]))
 
     def weekly_rule(self, meta: Any, c: list[Any]) -> ast.WeeklyLine:
-        return ast.WeeklyLine(pos=self._pos(meta), days=c[0], ranges=c[1])
+        ranges, places = zip(*c[1], strict=True)
+        return ast.WeeklyLine(pos=self._pos(meta), days=c[0], ranges=ranges, range_pos=places)
 
     def day_list(self, meta: Any, c: list[Any]) -> str:
         return ",".join(c)
@@ -515,26 +516,31 @@ class AstBuilder(Transformer[Token, Any]):
     def day_span(self, meta: Any, c: list[Any]) -> str:
         return "-".join(str(t) for t in c)
 
-    def time_ranges(self, meta: Any, c: list[Any]) -> tuple[str, ...]:
+    def time_ranges(self, meta: Any, c: list[Any]) -> tuple[tuple[str, SourcePos], ...]:
         return tuple(c)
 
-    def time_range(self, meta: Any, c: list[Any]) -> str:
-        return f"{c[0]}-{c[1]}"
+    def time_range(self, meta: Any, c: list[Any]) -> tuple[str, SourcePos]:
+        """The range as written, and where (its caret goes under the range, not the line)."""
+        return f"{c[0]}-{c[1]}", self._tpos(c[0])
 
     def holidays_rule(self, meta: Any, c: list[Any]) -> ast.HolidaysLine:
-        return ast.HolidaysLine(pos=self._pos(meta), regions=tuple(str(t) for t in c))
+        return ast.HolidaysLine(pos=self._pos(meta), regions=tuple(str(t) for t in c),
+                                region_pos=tuple(self._tpos(t) for t in c))
 
     def closed_rule(self, meta: Any, c: list[Any]) -> ast.ClosedLine:
-        return ast.ClosedLine(pos=self._pos(meta), first=str(c[0]), last=str(c[-1]))
+        return ast.ClosedLine(pos=self._pos(meta), first=str(c[0]), last=str(c[-1]),
+                              date_pos=tuple(self._tpos(t) for t in c))
 
     def open_rule(self, meta: Any, c: list[Any]) -> ast.OpenLine:
-        return ast.OpenLine(pos=self._pos(meta), day=str(c[0]), ranges=c[1])
+        ranges, places = zip(*c[1], strict=True)
+        return ast.OpenLine(pos=self._pos(meta), day=str(c[0]), ranges=ranges, date_pos=(self._tpos(c[0]),),
+                            range_pos=places)
 
     def switch_rule(self, meta: Any, c: list[Any]) -> ast.SwitchLine:
         return ast.SwitchLine(pos=self._pos(meta), switch=str(c[0]))
 
     def hours_timezone(self, meta: Any, c: list[Any]) -> ast.HoursTimezone:
-        return ast.HoursTimezone(pos=self._pos(meta), timezone=str(c[0]))
+        return ast.HoursTimezone(pos=self._pos(meta), timezone=str(c[0]), zone_pos=self._tpos(c[0]))
 
     # -- steps and statements
     def step(self, meta: Any, c: list[Any]) -> ast.Step:

@@ -112,11 +112,15 @@ Rule = WeeklyRule | ClosedDates | OpenDate | ClosedOnHolidays | ClosedWhen
 
 @dataclass(frozen=True)
 class ScheduleProblem:
-    """Something wrong with an hours block; ``rule`` is the index of the offending rule, if known."""
+    """Something wrong with an hours block; ``rule`` is the index of the offending rule, if known.
+
+    ``part`` is the offending range (or date) within the rule, so a diagnostic can point at it.
+    """
 
     message: str
     rule: int | None = None
     severity: Literal["error", "warning"] = "error"
+    part: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -487,14 +491,15 @@ def _rules_of(hours: Hours) -> list[Rule]:
 def _check_rule(rule: Rule, index: int | None) -> list[ScheduleProblem]:
     problems: list[ScheduleProblem] = []
     if isinstance(rule, WeeklyRule | OpenDate):
-        for r in rule.ranges:
+        for part, r in enumerate(rule.ranges):
             if not 0 <= r.start < MINUTES_PER_DAY or not 0 < r.end <= MINUTES_PER_DAY:
-                problems.append(ScheduleProblem(f"time range {r} is outside 00:00-24:00", index))
+                problems.append(ScheduleProblem(f"time range {r} is outside 00:00-24:00", index, part=part))
             elif r.start >= r.end:
                 problems.append(
                     ScheduleProblem(
                         f"empty time range {r}: it ends before it starts (use 24:00 for midnight)",
                         index,
+                        part=part,
                     )
                 )
     if isinstance(rule, ClosedDates) and rule.last < rule.first:
@@ -534,7 +539,8 @@ def _check_overlaps(indexed: list[tuple[int | None, Rule]]) -> list[ScheduleProb
                 earlier.append(r)
         for (r, clash), where in clashes.items():
             message = f"time range {r} overlaps {clash} on {_format_days(where)}"
-            problems.append(ScheduleProblem(message, index, "warning"))
+            part = rule.ranges.index(r)
+            problems.append(ScheduleProblem(message, index, "warning", part=part))
     return problems
 
 

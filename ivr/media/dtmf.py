@@ -1,18 +1,17 @@
-"""DTMF in all three forms a call can carry it: RFC 4733 events, SIP INFO, in-band tones.
+"""DTMF in the media: RFC 4733 events and in-band tones.
 
-Sans-IO: packets, message bodies and PCM arrays in, digits or packets out.
+Sans-IO: packets and PCM arrays in, digits or packets out.  Keys sent by SIP
+INFO are signalling: ivr.sip.info reads those bodies.
 
 * :class:`TelephoneEvent` -- the 4-byte RFC 4733 payload, ``parse``/``__bytes__``.
 * :class:`DtmfReceiver` -- reports each RFC 4733 event exactly once.
 * :class:`DtmfSender` -- the packets for one key press, with their send offsets.
-* :func:`parse_dtmf_info` -- ``application/dtmf-relay`` and ``application/dtmf`` INFO bodies.
 * :class:`GoertzelDetector` -- in-band DTMF on 8 kHz PCM with Q.24-style checks.
 * :func:`dtmf_tone` -- the PCM of a key, for in-band sending.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -149,42 +148,6 @@ class DtmfSender:
             packet = RtpPacket(pt, (seq + i) & 0xFFFF, timestamp, ssrc, payload, marker=i == 0)
             out.append((i, packet))
         return out
-
-
-# --------------------------------------------------------------------------- SIP INFO
-
-_INFO_KEYS = "0123456789*#ABCD"  # index = RFC 4733 event code (16, flash, is not a key)
-_INFO_SIGNAL = re.compile(r"(?im)^\s*signal\s*=\s*(\S+)\s*$")
-_INFO_DURATION = re.compile(r"(?im)^\s*duration\s*=\s*(\d+)\s*$")
-DEFAULT_INFO_DURATION = 250  # ms, when the body gives none (Cisco's default)
-
-
-def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int] | None:
-    """(digit, duration_ms) from a SIP INFO body, or None if it carries no key.
-
-    ``application/dtmf-relay``: ``Signal=5`` and optional ``Duration=160`` lines
-    (Cisco, Yealink, Asterisk).  ``application/dtmf``: the key alone.  Phones mix
-    the two up, so either body is accepted under either type; a key may also be
-    written as its RFC 4733 event code (10/11 for * and #, 12-15 for A-D).
-    Content-type parameters and case are ignored.
-    """
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media not in ("application/dtmf", "application/dtmf-relay"):
-        return None
-    text = body.decode("utf-8", "replace")
-    signal = _INFO_SIGNAL.search(text)
-    if signal is None:
-        return _info_key(text.strip(), DEFAULT_INFO_DURATION)
-    duration = _INFO_DURATION.search(text)
-    return _info_key(signal.group(1), int(duration.group(1)) if duration else DEFAULT_INFO_DURATION)
-
-
-def _info_key(value: str, duration: int) -> tuple[str, int] | None:
-    value = value.upper()
-    if value.isdecimal():
-        code = int(value)
-        value = _INFO_KEYS[code] if code < 16 else ""
-    return (value, duration) if len(value) == 1 and value in _INFO_KEYS else None
 
 
 # --------------------------------------------------------------------------- in-band

@@ -73,7 +73,6 @@ from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES, Clip
 from ivr.media.clock import MediaClock
 from ivr.media.dtmf import DtmfReceiver, DtmfSender, GoertzelDetector, dtmf_tone, event_code
-from ivr.media.dtmf import parse_dtmf_info as _parse_dtmf_info
 from ivr.media.latch import Latch
 from ivr.media.ports import PortPool, pool_for
 from ivr.media.reactor import Reactor, get_reactor
@@ -870,14 +869,6 @@ class MediaSession:
             self._inband = None
         elif self._inband is None:  # a re-INVITE keeps a detector that may be mid-key
             self._inband = GoertzelDetector()
-
-    def receive_dtmf_info(self, content_type: str, body: bytes) -> str | None:
-        """A SIP INFO body from the runner: the key (also sent to ``on_dtmf``) or None if it has none."""
-        parsed = _parse_dtmf_info(content_type, body)
-        if parsed is None:
-            return None
-        self.receive_info_key(parsed[0])
-        return parsed[0]
 
     def receive_info_key(self, digit: str) -> None:
         """A key the signalling already parsed (SIP INFO): same duplicate suppression as RTP keys."""

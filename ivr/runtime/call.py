@@ -56,7 +56,7 @@ from ivr.runtime.prompting import PendingPrompt, PromptQueue
 from ivr.runtime.recordings import Recording
 from ivr.runtime.services import Services
 from ivr.sip import sdp
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallCancelled,
     CallConfirmed,
     CallEnded,

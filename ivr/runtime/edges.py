@@ -25,15 +25,14 @@ import itertools
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ivr.dsl import events as ev
-from ivr.sip import sdp
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallConfirmed,
     CallEnded,
     OutgoingCallAnswered,
@@ -41,6 +40,10 @@ from ivr.sip.ua import (
     OutgoingCallProgress,
     ReferProgress,
 )
+from ivr.sip.sdp import SessionDescription, negotiate
+
+if TYPE_CHECKING:
+    from ivr.sip.auth import DigestClient
 
 RING_ANSWER_SECONDS = 5.0  # a phone that answers picks up after ringing this long
 REFUSED_SECONDS = 1.0  # busy / unavailable / failed come back quickly
@@ -180,6 +183,9 @@ class World(Protocol):
     def outcome_for(self, target: str) -> ev.TransferOutcome:
         """How the far end ``target`` behaves when it is rung."""
 
+    def sends_early_media(self, target: str) -> bool:
+        """Whether ``target`` answers ringing with early media (183 with SDP)."""
+
     def to_runner(self, event: object) -> None:
         """Hand an event of the caller's dialog to the call runner."""
 
@@ -211,15 +217,15 @@ class SimulatedNetwork:
     def ringing(self, call_id: str, now: float) -> None:
         pass
 
-    def answer(self, call_id: str, sdp_body: bytes, now: float) -> None:
+    def answer(self, call_id: str, sdp: bytes, now: float) -> None:
         self.answered = True
         self.loop.call_soon(self.sim.to_runner, CallConfirmed(call_id, None))  # the caller's ACK
 
     def reject(self, call_id: str, status: int, now: float, reason: str | None = None, *,
-               headers: Sequence[tuple[str, str]] = ()) -> None:
+               headers: Iterable[tuple[str, str]] = ()) -> None:
         self.rejected = status
 
-    def accept_reoffer(self, call_id: str, body: bytes, now: float) -> None:
+    def accept_reoffer(self, call_id: str, sdp: bytes, now: float) -> None:
         pass
 
     def reject_reoffer(self, call_id: str, status: int, now: float) -> None:
@@ -232,15 +238,18 @@ class SimulatedNetwork:
 
     # -- far ends
 
-    def invite(self, target_uri: str, body: bytes, now: float, *, from_uri: str,
-               headers: Sequence[tuple[str, str]] = (), destination: Any = None,
-               transport: str = "udp", auth: Any = None) -> str:
+    def invite(self, target_uri: str, sdp: bytes, now: float, *, from_uri: str,
+               headers: Iterable[tuple[str, str]] = (), destination: tuple[str, int],
+               transport: str = "udp", auth: DigestClient | None = None) -> str:
         call_id = f"leg-{next(self._ids)}@simulated"
         target = _user_of(target_uri)
         outcome = self.sim.outcome_for(target)
-        self._at(call_id, 0.0, OutgoingCallProgress(call_id, 180))
+        answer = _answer_for(sdp)
+        if self.sim.sends_early_media(target):
+            self._at(call_id, 0.0, OutgoingCallProgress(call_id, 183, answer))
+        else:
+            self._at(call_id, 0.0, OutgoingCallProgress(call_id, 180))
         if outcome == "answered":
-            answer = _answer_for(body)
             self._at(call_id, RING_ANSWER_SECONDS, OutgoingCallAnswered(call_id, answer))
             self._at(call_id, RING_ANSWER_SECONDS + TALK_SECONDS, CallEnded(call_id, "bye"))
         elif outcome != "no_answer":
@@ -272,8 +281,8 @@ def _user_of(uri: str) -> str:
 
 def _answer_for(offer_body: bytes) -> bytes:
     """A far-end phone's SDP answer to our offer (PCMU, as a desk phone answers)."""
-    offer = sdp.SessionDescription.parse(offer_body)
-    answer = sdp.negotiate(offer, local_ip=FAR_END_HOST, local_port=40000, session_id=1, version=1)
+    offer = SessionDescription.parse(offer_body)
+    answer = negotiate(offer, local_ip=FAR_END_HOST, local_port=40000, session_id=1, version=1)
     return bytes(answer.sdp)
 
 

@@ -81,6 +81,7 @@ class Setup:
     no_answer: frozenset[str] = frozenset()
     unavailable: frozenset[str] = frozenset()
     failed: frozenset[str] = frozenset()
+    early_media: frozenset[str] = frozenset()
     directory: tuple[str, ...] = ()
     voicemail_result: str = "saved"
 
@@ -290,7 +291,7 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
     if m:
         variables = dict(setup.variables) | {m.group(1): m.group(2)}
         return replace(setup, variables=tuple(sorted(variables.items())))
-    m = re.fullmatch(r"(answer|busy|no answer|unavailable|fail)\s+(.+)", line)
+    m = re.fullmatch(r"(answer|busy|no answer|unavailable|fail|early media)\s+(.+)", line)
     if m:
         return _network(setup, m.group(1), m.group(2))
     m = re.fullmatch(r'directory\s+(picks\s+"([^"]+)"|finds nobody|operator)', line)
@@ -316,6 +317,7 @@ def _network(setup: Setup, verb: str, targets_text: str) -> Setup:
         "no answer": "no_answer",
         "unavailable": "unavailable",
         "fail": "failed",
+        "early media": "early_media",
     }[verb]
     return replace(setup, **{key: getattr(setup, key) | targets})
 
@@ -377,12 +379,12 @@ def run_test_file(path: Path | str, *, config: Path | None = None) -> list[TestR
     """Parse and run every test of one file; a flow that does not load fails every test."""
     from ivr.config import ConfigError, load_config
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
+    from ivr.runtime.deployment import load_flow
 
     test_file = parse_test_file(path)
     try:
         cfg = load_config(_config_path(test_file, config))
-        program = load_flow(test_file.flows, prompt_folders=cfg.prompt_folders)
+        program = load_flow(test_file.flows, prompt_folders=cfg.prompt_folders, config=cfg)
     except (FlowError, ConfigError) as exc:
         return [TestResult(test_file.path, t.name, False, error=str(exc)) for t in test_file.tests]
     return [
@@ -435,6 +437,7 @@ def scenario_for(test: FlowTest, timezone: str) -> Scenario:
         no_answer=s.no_answer,
         unavailable=s.unavailable,
         failed=s.failed,
+        early_media=s.early_media,
         directory=s.directory,
         voicemail_result=s.voicemail_result,
     )

@@ -25,8 +25,8 @@ from typing import Any
 
 from ivr.dsl.events import TransferOutcome
 from ivr.runtime.outcomes import Unreachable, outcome_for_status
+from ivr.sip.events import CallEnded, ReferProgress
 from ivr.sip.trunk import is_external
-from ivr.sip.ua import CallEnded, ReferProgress
 
 GRACE = 10.0  # seconds beyond the ring time before a silent REFER counts as no answer
 

@@ -200,7 +200,7 @@ def prepare_reload(current: ServeSettings, services: Services) -> PreparedReload
 def _prepare_reload(current: ServeSettings, services: Services) -> PreparedReload:
     from ivr.config import ConfigError
     from ivr.dsl.errors import FlowError
-    from ivr.dsl.loader import load_flow
+    from ivr.runtime.deployment import load_flow
 
     if current.reread is None:
         raise ReloadError("this server was started without its command line; restart it instead")
@@ -210,7 +210,7 @@ def _prepare_reload(current: ServeSettings, services: Services) -> PreparedReloa
         raise ReloadError(f"deployment file: {exc}", stage="config") from None
     settings, restart = keep_restart_only(current, fresh)
     try:
-        program = load_flow(flows, prompt_folders=settings.config.prompt_folders)
+        program = load_flow(flows, prompt_folders=settings.config.prompt_folders, config=settings.config)
     except FlowError as exc:
         errors = [diagnostic_line(d) for d in exc.errors]
         raise ReloadError(

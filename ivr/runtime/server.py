@@ -55,8 +55,7 @@ from ivr.runtime.reload import Reloader
 from ivr.runtime.services import Services
 from ivr.runtime.settings import ServeSettings
 from ivr.runtime.watchdog import LoopWatchdog
-from ivr.sip.transport import SipEndpoint
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
@@ -65,8 +64,9 @@ from ivr.sip.ua import (
     ReOffer,
     ReOfferAnswer,
     RequestReceived,
-    UserAgent,
 )
+from ivr.sip.transport import SipEndpoint
+from ivr.sip.ua import UserAgent
 
 CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, DtmfInfo)
 # Seconds a caller (or a dispatcher) is asked to wait when every call slot is taken
@@ -119,6 +119,7 @@ class Server:
         self._signals = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.reloader = Reloader(self)
+        self.ua: ServerAgent | None = None  # the user agent, once run() has built it
         self._full = False  # every call slot taken (logged on each change)
         self._voicemail_started = False
 
@@ -126,7 +127,7 @@ class Server:
         loop = asyncio.get_running_loop()
         host, port = self.settings.listen
         contact = contact_address(self.settings.config, host)
-        ua = ServerAgent(local_host=host, local_port=port, contact_host=contact)
+        ua = self.ua = ServerAgent(local_host=host, local_port=port, contact_host=contact)
         ua.refusal = self._refusal
         clock = get_clock()
         services = self.services = Services(
@@ -209,8 +210,8 @@ class Server:
             self.calllog.server("stopping", "second signal: stopping now")
             self.idle.set()
             return
-        assert self.services is not None
-        self.services.ua.draining = True
+        assert self.ua is not None
+        self.ua.draining = True
         self.calllog.server(
             "draining",
             f"draining: {len(self.calls)} call(s) running, new calls get 503",
@@ -234,8 +235,8 @@ class Server:
 
     async def _let_byes_go(self) -> None:
         """Give the BYEs of a drain timeout a moment on the wire (retransmitted by the agent's timer)."""
-        assert self.services is not None
-        ua = self.services.ua
+        ua = self.ua
+        assert ua is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2.0
         while loop.time() < deadline and any(getattr(c, "state", "") != "ended" for c in ua.calls.values()):
@@ -244,8 +245,8 @@ class Server:
     # ------------------------------------------------------------------ user agent events
 
     def _on_ua_events(self) -> None:
-        assert self.services is not None
-        ua = self.services.ua
+        assert self.services is not None and self.ua is not None
+        ua = self.ua
         while (event := ua.next_event()) is not None:
             if isinstance(event, IncomingCall):
                 self._incoming(event)
@@ -325,8 +326,8 @@ class Server:
 
     def _request(self, event: RequestReceived) -> None:
         """Out-of-dialog requests the agent does not handle itself: REGISTER goes to the registrar."""
-        assert self.services is not None
-        ua, now = self.services.ua, self.services.sip_now()
+        assert self.services is not None and self.ua is not None
+        ua, now = self.ua, self.services.sip_now()
         method = event.request.method
         if method != "REGISTER":
             ua.respond(event.handle, 405, now, headers=[("Allow", ", ".join(ua.allow_methods))])

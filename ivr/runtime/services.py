@@ -19,19 +19,32 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ivr.commands.switch import SwitchError, read_switches
 from ivr.config import Config
 from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.switches import SwitchError, read_switches
 
 if TYPE_CHECKING:
+    from ivr.directory.source import DirectoryBook
+    from ivr.dsl.compiler import Program
+    from ivr.media.clock import MediaClock
+    from ivr.media.holdmusic import HoldMusic
+    from ivr.media.recognizer import Recognizer
     from ivr.media.session import MediaSession
+    from ivr.runtime.journal import Journal
+    from ivr.runtime.ports import CallSignalling
+    from ivr.runtime.transfer import Destination, TransferSession
+    from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
+    from ivr.sip.trunk import Trunks
+    from ivr.voicemail.service import VoicemailService
+    from ivr.voicemail.store import VoicemailStore
 
 log = logging.getLogger("ivr.runtime")
+T = TypeVar("T")
 
 # Engines every generation of Services shares (see Services.reloaded): one writer of the
 # call journal, one voicemail store and mail thread for the process.
@@ -68,9 +81,9 @@ class Services:
     """
 
     config: Config
-    program: Any  # ivr.dsl.compiler.Program
-    ua: Any  # ivr.sip.ua.UserAgent
-    clock: Any  # ivr.media.clock.MediaClock
+    program: Program
+    ua: CallSignalling  # the user agent (ivr.sip.ua.UserAgent) in ivr serve
+    clock: MediaClock | None  # paces RTP in ivr serve; the simulator has no packets to pace
     calllog: CallLog
     contact_host: str
     media_host: str
@@ -83,15 +96,15 @@ class Services:
     media_factory: Callable[[], Awaitable[MediaSession]] | None = None
     _lazy: dict[str, Any] = field(default_factory=dict)
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
-    legs: dict[str, Any] = field(default_factory=dict)
+    legs: dict[str, Callable[[object], bool | None]] = field(default_factory=dict)
     # Transfers ringing now, for call pickup (ivr.runtime.transfer.pick_up)
-    ringing: list[Any] = field(default_factory=list)
+    ringing: list[TransferSession] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)  # engines build on each other
     _shared: dict[str, Any] = field(default_factory=dict)  # PROCESS_WIDE engines, one dict for all generations
 
     # ------------------------------------------------------------------ reload
 
-    def reloaded(self, config: Config, program: Any) -> Services:
+    def reloaded(self, config: Config, program: Program) -> Services:
         """The next generation: ``config`` and ``program``, engines kept where their settings are unchanged.
 
         Safe to call from a worker thread.  Trunk registrations of changed trunks are not
@@ -113,11 +126,11 @@ class Services:
             _update_mailer(voicemail, config, new.timezone)
         return new
 
-    def _next_registrar(self, old: Any, config: Config) -> Any:
+    def _next_registrar(self, old: Registrar, config: Config) -> Registrar:
         """The registrar of the new extensions on the same bindings; a blocked scanner stays blocked."""
-        from ivr.sip.registrar import Registrar
+        from ivr.runtime import sipconfig
 
-        registrar = Registrar.from_config(config, store=old.store)
+        registrar = sipconfig.registrar(config, store=old.store)
         if config.registrar == self.config.registrar:
             registrar.throttle = old.throttle
         return registrar
@@ -135,6 +148,7 @@ class Services:
         from ivr.media.session import MediaSession
 
         cfg = self.config.server
+        assert self.clock is not None, "RTP sessions need the media clock"
         return await MediaSession.open(
             host=self.media_host, port_range=cfg.rtp_ports, clock=self.clock, media_timeout=cfg.media_timeout
         )
@@ -159,8 +173,8 @@ class Services:
         return self._get("prompts", lambda: PromptStore(self.config.prompt_folders, self.data))
 
     @property
-    def hold_music(self) -> Any:
-        def build() -> Any:
+    def hold_music(self) -> HoldMusic:
+        def build() -> HoldMusic:
             from ivr.media.holdmusic import HoldMusic
 
             return HoldMusic(self.prompts, self.clock)
@@ -168,10 +182,10 @@ class Services:
         return self._get("hold_music", build)
 
     @property
-    def voicemail(self) -> Any:
+    def voicemail(self) -> VoicemailService:
         """The voicemail service: message store, crash recovery and Voice2Mail (ivr.voicemail.service)."""
 
-        def build() -> Any:
+        def build() -> VoicemailService:
             from ivr.voicemail.service import VoicemailService
 
             return VoicemailService(self.config, timezone=self.timezone)
@@ -179,41 +193,41 @@ class Services:
         return self._get("voicemail", build)
 
     @property
-    def voicemail_store(self) -> Any:
+    def voicemail_store(self) -> VoicemailStore:
         return self.voicemail.store
 
     @property
     def timezone(self) -> str:
         return str(getattr(self.program.settings, "timezone", "") or "UTC")
 
-    def recognizer(self) -> Any:
-        def build() -> Any:
+    def recognizer(self) -> Recognizer:
+        def build() -> Recognizer:
             from ivr.media.asr import get_recognizer
 
             return get_recognizer(self.config.speech.engine, self.config.speech.model)
 
         return self._get("recognizer", build)
 
-    def directory(self, name: str) -> Any:
+    def directory(self, name: str) -> DirectoryBook:
         """The directory book the flow declared as ``directory NAME from "file"`` (loaded once)."""
 
-        def build() -> Any:
+        def build() -> DirectoryBook:
             from ivr.directory.source import load_directory
 
-            paths: Mapping[str, Any] = getattr(self.program.settings, "directories", {}) or {}
+            paths: Mapping[str, str] = self.program.settings.directories
             if name not in paths:
                 raise LookupError(f"the flow declares no directory named {name!r}")
             return load_directory(Path(paths[name]), name=name)
 
         return self._get(f"directory:{name}", build)
 
-    def registrar(self) -> Any:
+    def registrar(self) -> Registrar:
         """The registrar of ivr.toml's extensions (bindings in the data folder), built once."""
 
-        def build() -> Any:
-            from ivr.sip.registrar import Registrar
+        def build() -> Registrar:
+            from ivr.runtime import sipconfig
 
-            return Registrar.from_config(self.config)
+            return sipconfig.registrar(self.config)
 
         return self._get("registrar", build)
 
@@ -223,7 +237,7 @@ class Services:
             return []  # not one of ours (an external number goes through a trunk)
         return [b.uri for b in self.registrar().contacts(target, self.wall())]
 
-    def leg_event(self, event: Any) -> bool:
+    def leg_event(self, event: object) -> bool:
         """Route a user agent event about an outgoing transfer leg; False if it is not one.
 
         A handler that returns False declines the event (a REFER watching the caller's own
@@ -233,18 +247,18 @@ class Services:
             return False
         return handler(event) is not False
 
-    def destinations_for(self, target: str, caller: str) -> list[Any]:
+    def destinations_for(self, target: str, caller: str) -> list[Destination]:
         """Where to send the INVITEs that ring ``target`` (ivr.runtime.transfer.destinations)."""
         from ivr.runtime.transfer import destinations
 
         return destinations(self, target, caller)
 
     @property
-    def trunks(self) -> Any:
-        def build() -> Any:
-            from ivr.sip.trunk import Trunks
+    def trunks(self) -> Trunks:
+        def build() -> Trunks:
+            from ivr.runtime import sipconfig
 
-            return Trunks(self.config.trunks)
+            return sipconfig.trunks(self.config)
 
         return self._get("trunks", build)
 
@@ -263,10 +277,10 @@ class Services:
             registrations.stop()
 
     @property
-    def journal(self) -> Any:
+    def journal(self) -> Journal:
         """The call journal (SQLite in the data folder), opened on first use."""
 
-        def build() -> Any:
+        def build() -> Journal:
             from ivr.runtime.journal import Journal
 
             return Journal.open(self.data)
@@ -287,7 +301,7 @@ class Services:
         if journal is not None:
             journal.close()
 
-    def _get(self, key: str, build: Any) -> Any:
+    def _get(self, key: str, build: Callable[[], T]) -> T:
         engines = self._shared if key in PROCESS_WIDE else self._lazy
         with self._lock:
             value = engines.get(key)
@@ -296,7 +310,7 @@ class Services:
             return value
 
 
-def _update_mailer(voicemail: Any, config: Config, timezone: str) -> None:
+def _update_mailer(voicemail: VoicemailService, config: Config, timezone: str) -> None:
     """Voice2Mail names the new owners and dates mails in the new flow's zone ([smtp] needs a restart)."""
     try:
         voicemail.mailer.describe(config.mailboxes, timezone)

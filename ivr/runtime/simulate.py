@@ -26,7 +26,8 @@ The world of a simulated call:
   is the words said when the grammar has them.  When the caller has no more input and
   nothing more can happen, the caller hangs up.
 * Far ends answer after 5 s and talk for a minute, unless the scenario makes them busy,
-  unavailable, failing or never answering (per target, ``*`` for all).  When the runner
+  unavailable, failing or never answering (per target, ``*`` for all); some may send early
+  media (a 183 with SDP) while they ring.  When the runner
   records (voicemail), the caller speaks for 5 s and then stays silent, unless the scenario
   says the caller leaves nothing.
 """
@@ -56,9 +57,9 @@ from ivr.runtime.edges import ScriptedRecognizer, SimulatedMedia, SimulatedNetwo
 from ivr.runtime.services import Services
 from ivr.runtime.trace import TraceLine, describe_outcome, fmt_seconds, trace_line
 from ivr.runtime.virtual import InlineExecutor, VirtualLoop
+from ivr.sip.events import CallEnded, IncomingCall
 from ivr.sip.message import Request, parse_message
 from ivr.sip.sdp import make_offer
-from ivr.sip.ua import CallEnded, IncomingCall
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
@@ -158,6 +159,7 @@ class Scenario:
     no_answer: frozenset[str] = frozenset()
     unavailable: frozenset[str] = frozenset()
     failed: frozenset[str] = frozenset()
+    early_media: frozenset[str] = frozenset()  # these phones send audio (183 with SDP) while ringing
     # Directory: "Name" or "Name=EXT" is what the caller says when the directory listens;
     # "not found" / "operator": the caller says a name nobody has / presses 0.
     directory: tuple[str, ...] = ()
@@ -319,6 +321,9 @@ class Simulation:
 
     def outcome_for(self, target: str) -> ev.TransferOutcome:
         return transfer_outcome(self.scenario, target)
+
+    def sends_early_media(self, target: str) -> bool:
+        return bool({target, "*"} & self.scenario.early_media)
 
     def to_runner(self, event: object) -> None:
         if self.runner is not None:

@@ -48,9 +48,7 @@ from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
 from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
 from ivr.sip import sdp
 from ivr.sip.auth import DigestClient
-from ivr.sip.message import SipParseError, SipUri
-from ivr.sip.trunk import TrunkRefused, is_external
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallEnded,
     DtmfInfo,
     OutgoingCallAnswered,
@@ -58,6 +56,8 @@ from ivr.sip.ua import (
     OutgoingCallProgress,
     ReOffer,
 )
+from ivr.sip.message import SipParseError, SipUri
+from ivr.sip.trunk import TrunkRefused, is_external
 
 if TYPE_CHECKING:
     from ivr.runtime.refer import BlindTransfer

@@ -14,8 +14,8 @@ import asyncio
 import secrets
 from typing import Any
 
+from ivr.sip.events import RequestResult
 from ivr.sip.trunk import RegisterRequest, TrunkRegistration
-from ivr.sip.ua import RequestResult
 
 
 class TrunkRegistrations:
@@ -27,7 +27,7 @@ class TrunkRegistrations:
         self.regs: list[TrunkRegistration] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         ua = services.ua
-        for trunk in services.config.trunks:
+        for trunk in services.trunks.trunks:
             if not trunk.register:
                 continue
             user = trunk.username or trunk.caller_id or "ivr"

@@ -6,8 +6,9 @@ the Request-URI, the header (name, value) pairs, the source address and
 ``now``.  Bindings live in :class:`RegistrationStore` (SQLite, a file in the
 data folder or ``":memory:"`` in tests) so phones stay reachable across a
 restart.  :meth:`Registrar.contacts` is what call transfer uses to find the
-devices of an extension: registered ones plus the static contacts from
-``ivr.toml``.
+devices of an extension: registered ones plus the static contacts of its
+:class:`Account`.  The registrar knows no deployment file: the runtime builds
+its accounts and settings from ``ivr.toml`` (ivr.runtime.sipconfig).
 
 The user agent answers with ``ua.respond(handle, reply.status, now,
 headers=reply.headers)``; a reply with ``drop`` set is not answered at all
@@ -27,18 +28,26 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Protocol
 
-from ivr.config import Config, Extension
 from ivr.sip.auth import DigestChallenger, DigestError, parse_digest
-from ivr.sip.message import NameAddr, SipUri, canonical_name, format_params, split_quoted, uri_key
+from ivr.sip.events import RequestReceived
+from ivr.sip.message import (
+    NameAddr,
+    Request,
+    SipUri,
+    canonical_name,
+    format_params,
+    split_quoted,
+    uri_key,
+)
 from ivr.sip.throttle import AuthThrottle
 
 __all__ = [
+    "Account",
     "Binding",
     "RegisterReply",
     "Registrar",
     "RegistrationStore",
     "RegistrationStoreError",
-    "users_from_config",
 ]
 
 log = logging.getLogger("ivr.sip.registrar")
@@ -49,6 +58,21 @@ _SPELLING = {"call-id": "Call-ID", "cseq": "CSeq", "to": "To"}
 
 
 # --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Account:
+    """One address-of-record the registrar serves (an extension of the deployment).
+
+    ``number`` is the AOR; a phone authenticates as ``username`` (or ``number`` when
+    empty) with ``password``; an account without a password cannot register and is
+    reachable only at its static ``contacts`` (devices that do not register).
+    """
+
+    number: str
+    username: str = ""
+    password: str = ""
+    contacts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,29 +144,6 @@ class _Refusal(Exception):
     ) -> None:
         super().__init__(f"{status} {reason}")
         self.reply = RegisterReply(status, reason, headers or [])
-
-
-class RequestLike(Protocol):
-    """The parts of ``ivr.sip.message.Request`` the adapter reads."""
-
-    method: str
-    uri: str
-
-    @property
-    def headers(self) -> Iterable[tuple[str, str]]: ...
-
-
-class RequestEvent(Protocol):
-    """The parts of ``ivr.sip.ua.RequestReceived`` the adapter reads."""
-
-    @property
-    def handle(self) -> int: ...
-    @property
-    def request(self) -> RequestLike: ...
-    @property
-    def source(self) -> tuple[str, int]: ...
-    @property
-    def transport(self) -> str: ...
 
 
 class Responder(Protocol):
@@ -286,15 +287,10 @@ def _row_binding(row: tuple) -> Binding:  # type: ignore[type-arg]
 # --------------------------------------------------------------------------- registrar
 
 
-def users_from_config(config: Config) -> dict[str, Extension]:
-    """Auth username -> extension, for every extension that has a SIP password."""
-    return {(e.username or e.number): e for e in config.extensions if e.password}
-
-
 class Registrar:
-    """A registrar for the extensions of ``ivr.toml`` (RFC 3261 section 10.3).
+    """A registrar for a set of :class:`Account` (RFC 3261 section 10.3).
 
-    Every REGISTER must carry Digest credentials of the extension whose
+    Every REGISTER must carry Digest credentials of the account whose
     address-of-record it changes.  Wrong passwords count towards the source's
     throttle; a throttled source is dropped (``throttle_action="drop"``) or
     answered 403.
@@ -304,7 +300,7 @@ class Registrar:
         self,
         store: RegistrationStore,
         challenger: DigestChallenger,
-        users: Mapping[str, Extension],
+        accounts: Iterable[Account],
         *,
         throttle: AuthThrottle | None = None,
         throttle_action: str = "drop",
@@ -314,14 +310,15 @@ class Registrar:
         max_contacts: int = 10,
         domains: Collection[str] | None = None,
         algorithms: Sequence[str] = ("MD5",),
-        extensions: Iterable[Extension] = (),
         purge_interval: float = 300.0,
     ) -> None:
         if throttle_action not in ("drop", "403"):
             raise ValueError("throttle_action must be 'drop' or '403'")
         self.store = store
         self.challenger = challenger
-        self.users = dict(users)
+        accounts = tuple(accounts)
+        # Auth username -> account, for every account that has a password.
+        self.users = {(a.username or a.number): a for a in accounts if a.password}
         self.throttle = throttle
         self.throttle_action = throttle_action
         self.min_expires = min_expires
@@ -334,49 +331,27 @@ class Registrar:
         self.algorithms = tuple(algorithms)
         self.purge_interval = purge_interval
         self._last_purge = -math.inf
-        self._by_alias: dict[str, Extension] = {}
-        for ext in users.values():
-            self._by_alias[ext.number] = ext
-            if ext.username:
-                self._by_alias.setdefault(ext.username, ext)
-        # Every extension of ivr.toml, with or without a password, for its static contacts.
-        self._numbers = {e.number: e for e in users.values()} | {e.number: e for e in extensions}
-
-    @classmethod
-    def from_config(cls, config: Config, store: RegistrationStore | None = None) -> Registrar:
-        """The registrar of a deployment: bindings in ``<data>/registrations.sqlite``."""
-        rc = config.registrar
-        if store is None:
-            config.data.mkdir(parents=True, exist_ok=True)
-            store = RegistrationStore(config.data / "registrations.sqlite")
-        return cls(
-            store,
-            DigestChallenger(rc.realm, nonce_ttl=rc.nonce_ttl),
-            users_from_config(config),
-            throttle=AuthThrottle(rc.max_failures, rc.failure_window, rc.block_time),
-            throttle_action=rc.throttle_action,
-            min_expires=rc.min_expires,
-            max_expires=rc.max_expires,
-            default_expires=rc.default_expires,
-            max_contacts=rc.max_contacts,
-            domains=rc.domains or None,
-            algorithms=rc.digest_algorithms,
-            extensions=config.extensions,
-        )
+        self._by_alias: dict[str, Account] = {}
+        for account in self.users.values():
+            self._by_alias[account.number] = account
+            if account.username:
+                self._by_alias.setdefault(account.username, account)
+        # Every account, with or without a password, for its static contacts.
+        self._numbers = {a.number: a for a in accounts}
 
     # -- queries
 
     def contacts(
-        self, extension_number: str, now: float, *, extension: Extension | None = None
+        self, extension_number: str, now: float, *, account: Account | None = None
     ) -> list[Binding]:
         """Where to reach an extension: live registrations (highest q, newest first), then static contacts.
 
-        ``extension`` overrides which extension's static contacts are used
-        (by default the one of that number among ``users`` and ``extensions``).
+        ``account`` overrides which account's static contacts are used
+        (by default the account of that number).
         """
         live = self._ordered(extension_number, now)
-        ext = extension or self._numbers.get(extension_number)
-        static = [_static_binding(extension_number, uri) for uri in (ext.contacts if ext else ())]
+        owner = account or self._numbers.get(extension_number)
+        static = [_static_binding(extension_number, uri) for uri in (owner.contacts if owner else ())]
         return live + static
 
     def _ordered(self, aor: str, now: float) -> list[Binding]:
@@ -394,7 +369,7 @@ class Registrar:
         """True while ``source_ip`` is throttled: a transport may drop its datagrams unread."""
         return self.throttle is not None and self.throttle.blocked(source_ip, now)
 
-    def handle(self, ua: Responder, event: RequestEvent, now: float) -> RegisterReply:
+    def handle(self, ua: Responder, event: RequestReceived, now: float) -> RegisterReply:
         """Answer a ``RequestReceived`` REGISTER through the user agent.
 
         The agent cannot forget a request it has handed over, so a throttled
@@ -408,7 +383,7 @@ class Registrar:
         return reply
 
     def handle_request(
-        self, request: RequestLike, source: tuple[str, int], now: float, transport: str = "udp"
+        self, request: Request, source: tuple[str, int], now: float, transport: str = "udp"
     ) -> RegisterReply:
         """Adapter for a parsed ``ivr.sip.message.Request``."""
         return self.handle_register(
@@ -491,7 +466,7 @@ class Registrar:
 
     def _authenticate(
         self, request_uri: str, h: _Headers, source: tuple[str, int], now: float
-    ) -> Extension:
+    ) -> Account:
         ip = source[0]
         values = h.all("authorization")
         if not values:
@@ -524,7 +499,7 @@ class Registrar:
         ext = self.users.get(username)
         return ext.password if ext is not None and ext.password else None
 
-    def _authorize(self, ext: Extension, h: _Headers) -> str:
+    def _authorize(self, ext: Account, h: _Headers) -> str:
         """The AOR (extension number) of the To header, which must be the caller's own."""
         to_value = h.one("to")
         try:

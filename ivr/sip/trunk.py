@@ -1,4 +1,4 @@
-"""Outbound calls through SIP trunks (ivr.toml ``[[trunks]]``).
+"""Outbound calls through SIP trunks.
 
 A trunk is the carrier's SIP server: external numbers (anything that is not
 one of our extensions) are sent there as ``sip:NUMBER@HOST`` with the
@@ -17,6 +17,9 @@ Authentication: IP-authenticated trunks need nothing; a trunk with a
 Registration: a trunk with ``register = true`` gets a sans-IO
 :class:`TrunkRegistration` that says which REGISTER to send when and reads the
 answers (challenges, the granted interval); ivr.runtime.trunks sends them.
+
+A trunk is described by this module's own :class:`Trunk` record; the runtime
+builds them from ivr.toml's ``[[trunks]]`` (ivr.runtime.sipconfig).
 """
 
 from __future__ import annotations
@@ -26,11 +29,31 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ivr.config import Trunk
 from ivr.sip.auth import DigestClient, DigestError, parse_digest
 from ivr.sip.message import NameAddr, split_quoted, uri_key
 
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
+
+
+@dataclass(frozen=True)
+class Trunk:
+    """One carrier's SIP server and what ivr may do through it.
+
+    ``transport`` is "udp" or "tcp"; ``username``/``password`` answer its digest
+    challenges (empty: authenticated by IP); ``register`` keeps ivr registered
+    there; ``caller_id`` is the number presented on outbound calls; ``allow``
+    the dial patterns calls may reach (``"+4179*"``).
+    """
+
+    name: str
+    host: str
+    port: int = 5060
+    transport: str = "udp"
+    username: str = ""
+    password: str = ""
+    register: bool = False
+    caller_id: str = ""
+    allow: tuple[str, ...] = ()
 
 
 class TrunkRefused(Exception):

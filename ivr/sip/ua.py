@@ -10,6 +10,13 @@ when it comes.  The call runner answers events with the call commands
 
 A call is keyed by its Call-ID string.
 
+The agent is one class in three modules: this one has the driving interface,
+requests in and the call commands (the UAS); ivr.sip.client the client side
+(outgoing INVITE, CANCEL, ACK, BYE, REFER, session refreshes, out-of-dialog
+requests such as a trunk's REGISTER, and their answers); ivr.sip.uacore the
+per-call state and primitives both share.  The events it emits are in
+ivr.sip.events.
+
 Choices worth knowing (interface additions are marked "added"):
 
 * A re-INVITE without SDP surfaces as ``ReOffer(offer=None)``; the runner's
@@ -50,29 +57,29 @@ Choices worth knowing (interface additions are marked "added"):
 
 from __future__ import annotations
 
-import itertools
-import logging
 import re
 import secrets
-from collections import deque
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import Literal
 from urllib.parse import unquote
 
-from ivr.media.dtmf import parse_dtmf_info
-from ivr.sip.auth import DigestClient, parse_digest
-from ivr.sip.dialog import (
-    Dialog,
-    DialogError,
-    SessionTimer,
-    negotiate_uac,
-    negotiate_uas,
+from ivr.sip.client import ClientSide
+from ivr.sip.dialog import Dialog, DialogError, negotiate_uas
+from ivr.sip.events import (
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    DtmfInfo,
+    IncomingCall,
+    ReferProgress,
+    ReOffer,
+    ReOfferAnswer,
+    RequestReceived,
+    UAEvent,
 )
+from ivr.sip.info import DtmfBody, DtmfBodyError
 from ivr.sip.message import (
     Headers,
-    NameAddr,
     Request,
     Response,
     SipParseError,
@@ -82,226 +89,25 @@ from ivr.sip.message import (
     parse_message,
     split_quoted,
 )
-from ivr.sip.timers import TimerQueue, TimerValues
 from ivr.sip.transaction import (
-    MAGIC_COOKIE,
-    Deliver,
-    InviteClientTransaction,
     InviteServerTransaction,
-    NonInviteClientTransaction,
     NonInviteServerTransaction,
     State,
-    TimedOut,
     Transaction,
     TransactionError,
-    Transmit,
     cancel_target_key,
-    client_key,
-    response_client_key,
     server_key,
 )
+from ivr.sip.uacore import SUPPORTED, Call, Outgoing, _tag, extract_sdp, log
 
-log = logging.getLogger("ivr.sip.ua")
-
-DEFAULT_ALLOW = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER")
 # Methods defined by RFC 3261 and its extensions: these get 405 when not allowed;
 # any other method token is not recognised and gets 501 (RFC 3261 8.2.1, 21.5.2).
 KNOWN_METHODS = frozenset((
     "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
     "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
 ))
-SUPPORTED = ("timer",)
 URI_SCHEMES = ("sip", "sips", "tel")
 ACCEPT = "application/sdp"
-
-
-# --------------------------------------------------------------------------- wire output and events
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """Bytes for the transport: ``dest`` is (host, port); ``transport`` is "udp" or "tcp"."""
-
-    data: bytes
-    dest: tuple[str, int]
-    transport: str
-
-
-@dataclass(frozen=True)
-class UAEvent:
-    pass
-
-
-@dataclass(frozen=True)
-class IncomingCall(UAEvent):
-    call_id: str
-    request: Request
-    offer: bytes | None
-    caller: str
-    called: str
-    source: tuple[str, int]
-
-
-@dataclass(frozen=True)
-class CallConfirmed(UAEvent):
-    """The ACK for our 2xx arrived; ``answer`` is the SDP it carried (late offer)."""
-
-    call_id: str
-    answer: bytes | None
-
-
-@dataclass(frozen=True)
-class CallCancelled(UAEvent):
-    """CANCEL before our final answer: 200 to the CANCEL and 487 to the INVITE are sent."""
-
-    call_id: str
-
-
-EndReason = Literal["bye", "ack_timeout", "session_expired", "transaction_timeout", "local"]
-
-
-@dataclass(frozen=True)
-class CallEnded(UAEvent):
-    call_id: str
-    reason: EndReason
-
-
-@dataclass(frozen=True)
-class ReOffer(UAEvent):
-    """A re-INVITE or UPDATE in a dialog; answer with accept_reoffer / reject_reoffer."""
-
-    call_id: str
-    offer: bytes | None
-    method: str
-
-
-@dataclass(frozen=True)
-class ReOfferAnswer(UAEvent):
-    """(added) The ACK to a 2xx carrying our offer for an offer-less re-INVITE."""
-
-    call_id: str
-    answer: bytes | None
-
-
-@dataclass(frozen=True)
-class DtmfInfo(UAEvent):
-    call_id: str
-    digit: str
-    duration_ms: int
-
-
-@dataclass(frozen=True)
-class RequestReceived(UAEvent):
-    handle: int
-    request: Request
-    source: tuple[str, int]
-    transport: str
-
-
-@dataclass(frozen=True)
-class OutgoingCallProgress(UAEvent):
-    call_id: str
-    status: int
-    sdp: bytes | None = None  # (added) the callee's early-media answer (183 with SDP, RFC 3261 13.2.1)
-
-
-@dataclass(frozen=True)
-class OutgoingCallAnswered(UAEvent):
-    call_id: str
-    answer: bytes
-
-
-@dataclass(frozen=True)
-class ReferProgress(UAEvent):
-    """(added) How a REFER we sent goes (RFC 3515 sections 2.4.4-2.4.5).
-
-    ``kind`` "response": ``status`` is the final response to the REFER (202: accepted);
-    "notify": the status line of the sipfrag body of a NOTIFY (100 trying, 180 ringing,
-    200 the transfer target answered, 4xx-6xx it failed).  ``final``: nothing more will come.
-    """
-
-    call_id: str
-    kind: Literal["response", "notify"]
-    status: int
-    final: bool = False
-
-
-@dataclass(frozen=True)
-class RequestResult(UAEvent):
-    """(added) The final response to a request sent with :meth:`UserAgent.send_request`
-    (``status`` 408 and no ``response`` when the transaction timed out)."""
-
-    call_id: str
-    status: int
-    response: Response | None
-
-
-@dataclass(frozen=True)
-class OutgoingCallFailed(UAEvent):
-    call_id: str
-    status: int
-    reason: str
-
-
-# --------------------------------------------------------------------------- per-call state
-
-
-CallState = Literal["incoming", "early", "answered", "confirmed", "outgoing", "ended"]
-
-
-@dataclass
-class Call:
-    """What the UA keeps per call (one INVITE dialog)."""
-
-    call_id: str
-    role: Literal["uas", "uac"]
-    invite: Request
-    source: tuple[str, int]
-    transport: str
-    local_tag: str
-    state: CallState = "incoming"
-    invite_tx: Transaction | None = None
-    dialog: Dialog | None = None
-    # 2xx retransmission (13.3.1.4): the 2xx, its CSeq, its current interval
-    pending_2xx: Response | None = None
-    pending_2xx_cseq: int = 0
-    retransmit_interval: float = 0.0
-    late_offer: bool = False
-    hangup_after_ack: bool = False
-    # an incoming re-INVITE / UPDATE the runner has not answered yet
-    reoffer_tx: Transaction | None = None
-    reoffer_request: Request | None = None
-    reoffer_awaits_ack: bool = False  # our 200 carried an offer: the ACK has the answer
-    # our own re-INVITE / UPDATE (session refresh) in progress
-    local_reinvite_key: Hashable | None = None
-    session: SessionTimer | None = None
-    last_sdp: bytes = b""
-    # UAC side
-    cancel_pending: bool = False
-    cancel_sent: bool = False
-    ack: Request | None = None  # our ACK for their 2xx, re-sent on retransmissions
-    auth: DigestClient | None = None
-    auth_tries: int = 0
-    auth_nonces: set[str] = field(default_factory=set)
-    hung_up: bool = False
-    got_provisional: bool = False
-    prefer_source: bool = False
-    refer_pending: bool = False  # (added) a REFER we sent: its NOTIFYs are accepted (RFC 3515)
-
-
-def _hostport(host: str, port: int) -> str:
-    """``host:port`` with an IPv6 address in brackets (RFC 3261 25.1 IPv6reference)."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{port}"
-
-
-def _tag() -> str:
-    return secrets.token_hex(5)
-
-
-def _branch() -> str:
-    return MAGIC_COOKIE + secrets.token_hex(8)
 
 
 def _is_private(host: str) -> bool:
@@ -312,68 +118,16 @@ def _is_private(host: str) -> bool:
     return addr.is_private or addr.is_loopback or addr.is_link_local
 
 
-def extract_sdp(message: Request | Response) -> bytes | None:
-    """The SDP of a message: its body, or the application/sdp part of a multipart body."""
-    if not message.body:
-        return None
-    ctype = message.content_type
-    if ctype == "application/sdp":
-        return message.body
-    if ctype.startswith("multipart/"):
-        m = re.search(r'boundary\s*=\s*"?([^";]+)"?', message.headers.get("Content-Type") or "", re.I)
-        if not m:
-            return None
-        for part in message.body.split(b"--" + m.group(1).encode()):
-            head, sep, content = part.partition(b"\r\n\r\n")
-            if sep and b"application/sdp" in head.lower():
-                return content.rstrip(b"\r\n") + b"\r\n"
-    return None
-
-
 # --------------------------------------------------------------------------- the user agent
 
 
-class UserAgent:
-    """A sans-IO SIP user agent (RFC 3261 UAS and UAC cores over section 17 transactions)."""
+class UserAgent(ClientSide):
+    """A sans-IO SIP user agent (RFC 3261 UAS and UAC cores over section 17 transactions).
 
-    def __init__(
-        self,
-        *,
-        local_host: str,
-        local_port: int,
-        contact_host: str | None = None,
-        user_agent: str = "ivr",
-        t1: float = 0.5,
-        t2: float = 4.0,
-        t4: float = 5.0,
-        min_se: int = 90,
-        session_expires: int = 1800,
-        allow_methods: Iterable[str] = DEFAULT_ALLOW,
-    ) -> None:
-        self.local_host = local_host
-        self.local_port = local_port
-        self.contact_host = contact_host or local_host
-        self.user_agent = user_agent
-        self.values = TimerValues(t1, t2, t4)
-        self.min_se = min_se
-        self.session_expires = max(session_expires, min_se)
-        self.allow_methods = tuple(m.upper() for m in allow_methods)
-        self.draining = False
-        self.retry_after = 30
-        # An INVITE nobody answers is ended with 487 after its Expires, or this (13.3.1).
-        self.invite_timeout = 300.0
-        self.timers = TimerQueue()
-        self.calls: dict[str, Call] = {}
-        self._server_tx: dict[Hashable, Transaction] = {}
-        self._client_tx: dict[Hashable, Transaction] = {}
-        self._tx_call: dict[Hashable, str] = {}  # client tx key -> call id
-        self._tx_purpose: dict[Hashable, str] = {}  # client tx key -> "invite" | "bye" | "refresh" ...
-        self._handles: dict[int, Transaction] = {}
-        self._handle_ids = itertools.count(1)
-        self._merge: dict[tuple[str, str, int], Hashable] = {}  # 8.2.2.2 merged-request detection
-        self._merge_of: dict[Hashable, tuple[str, str, int]] = {}  # tx key -> its merge key
-        self._events: deque[UAEvent] = deque()
-        self._out: list[Outgoing] = []
+    The server side (requests in, the call commands of the runner) is here; the
+    client side is :class:`~ivr.sip.client.ClientSide`, the shared state
+    :class:`~ivr.sip.uacore.AgentCore`.
+    """
 
     # ------------------------------------------------------------------ driving interface
     def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> None:
@@ -413,21 +167,7 @@ class UserAgent:
             except Exception:  # noqa: BLE001
                 log.exception("timer %r failed", key)
 
-    # ------------------------------------------------------------------ helpers: sending
-    def _emit(self, event: UAEvent) -> None:
-        self._events.append(event)
-
-    def _send(self, message: Request | Response, dest: tuple[str, int], transport: str) -> None:
-        self._out.append(Outgoing(bytes(message), dest, transport))
-
-    def _via(self, transport: str) -> str:
-        sent_by = _hostport(self.local_host, self.local_port)
-        return f"SIP/2.0/{transport.upper()} {sent_by};branch={_branch()};rport"
-
-    def contact(self, transport: str = "udp", user: str = "ivr") -> str:
-        params = ";transport=tcp" if transport == "tcp" else ""
-        return f"<sip:{user}@{_hostport(self.contact_host, self.local_port)}{params}>"
-
+    # ------------------------------------------------------------------ responses out
     def _response_dest(self, request: Request, source: tuple[str, int], transport: str) -> tuple[str, int]:
         """RFC 3261 18.2.2 with RFC 3581: where a response to ``request`` goes."""
         if transport != "udp":
@@ -470,36 +210,7 @@ class UserAgent:
         except Exception:  # noqa: BLE001
             log.info("could not answer unparsable message from %s:%s", *source)
 
-    def _common_headers(self) -> list[tuple[str, str]]:
-        return [("Allow", ", ".join(self.allow_methods)), ("Supported", ", ".join(SUPPORTED))]
-
-    # ------------------------------------------------------------------ transactions
-    def _run(self, tx: Transaction, now: float) -> list[Request | Response]:
-        """Carry out a transaction's actions; returns what it delivered to us (the TU)."""
-        delivered: list[Request | Response] = []
-        for action in tx.drain():
-            if isinstance(action, Transmit):
-                self._send(action.message, tx.dest, tx.transport)
-            elif isinstance(action, Deliver):
-                delivered.append(action.message)
-            elif isinstance(action, TimedOut):
-                self._on_tx_timeout(tx, action.timer, now)
-            else:  # Terminated
-                self._forget_tx(tx)
-        return delivered
-
-    def _forget_tx(self, tx: Transaction) -> None:
-        if isinstance(tx, InviteServerTransaction | NonInviteServerTransaction):
-            if self._server_tx.get(tx.key) is tx:
-                del self._server_tx[tx.key]
-        else:
-            self._client_tx.pop(tx.key, None)
-            self._tx_call.pop(tx.key, None)
-            self._tx_purpose.pop(tx.key, None)
-        merge_key = self._merge_of.pop(tx.key, None)
-        if merge_key is not None and self._merge.get(merge_key) == tx.key:
-            del self._merge[merge_key]
-
+    # ------------------------------------------------------------------ server transactions and timers
     def _fire(self, key: Hashable, now: float) -> None:
         assert isinstance(key, tuple)
         owner, name = key[0], key[1]
@@ -683,14 +394,6 @@ class UserAgent:
         return call.dialog
 
     # ------------------------------------------------------------------ call commands (runner)
-    def _live_call(self, call_id: str, *states: CallState) -> Call | None:
-        call = self.calls.get(call_id)
-        if call is None or (states and call.state not in states):
-            log.debug("ignoring a command for call %s (%s)", call_id,
-                      call.state if call else "gone")
-            return None
-        return call
-
     def ringing(self, call_id: str, now: float) -> None:
         call = self._live_call(call_id, "incoming", "early")
         if call is None or call.invite_tx is None:
@@ -811,11 +514,6 @@ class UserAgent:
             self.timers.set(("call", call.call_id, "2xx"), now + self.values.t1)
         self.timers.set(("call", call.call_id, "ack"), now + 64 * self.values.t1)
 
-    def _stop_2xx_retransmit(self, call: Call) -> None:
-        call.pending_2xx = None
-        self.timers.cancel(("call", call.call_id, "2xx"))
-        self.timers.cancel(("call", call.call_id, "ack"))
-
     def _fire_call_timer(self, call_id: str, name: str, now: float) -> None:
         call = self.calls.get(call_id)
         if call is None:
@@ -930,37 +628,6 @@ class UserAgent:
             self._reply(tx, 405 if method not in ("PRACK",) else 481, now, to_tag=dialog.local_tag,
                         headers=[("Allow", ", ".join(self.allow_methods))])
 
-    def refer(self, call_id: str, refer_to: str, now: float, *, referred_by: str | None = None) -> bool:
-        """(added) Blind transfer: send REFER with ``Refer-To: <refer_to>`` in the call's dialog
-        (RFC 3515).  Its response and the NOTIFYs that follow arrive as :class:`ReferProgress`.
-        False when the call is not confirmed (a REFER needs an established dialog)."""
-        call = self._live_call(call_id, "confirmed")
-        if call is None or call.dialog is None:
-            return False
-        headers = [("Refer-To", f"<{refer_to}>"), ("Contact", self.contact(call.transport)),
-                   ("User-Agent", self.user_agent)]
-        if referred_by:
-            headers.append(("Referred-By", f"<{referred_by}>"))
-        request = call.dialog.create_request("REFER", self._via(call.transport), headers=headers)
-        self._start_client(request, self._dialog_dest(call), call.transport, now, call, "refer")
-        call.refer_pending = True
-        return True
-
-    def send_request(self, method: str, uri: str, headers: Iterable[tuple[str, str]], now: float, *,
-                     destination: tuple[str, int], transport: str = "udp", body: bytes = b"") -> None:
-        """(added) An out-of-dialog non-INVITE request (e.g. a trunk's REGISTER): the caller gives
-        From, To, Call-ID, CSeq and the rest; the UA adds Via and Max-Forwards, runs the client
-        transaction (retransmissions, Timer F) and reports the final answer as :class:`RequestResult`."""
-        if method in ("INVITE", "ACK", "CANCEL"):
-            raise ValueError(f"send_request is for non-INVITE requests, not {method}")
-        transport = transport.lower()
-        h = Headers()
-        h.add("Via", self._via(transport))
-        h.add("Max-Forwards", "70")
-        for name, value in headers:
-            h.add(name, value)
-        self._start_client(Request(method, uri, h, body), destination, transport, now, None, "request")
-
     def _is_refer_notify(self, request: Request) -> bool:
         """A NOTIFY in the dialog of a call whose REFER is pending: allowed although not in Allow."""
         if request.method != "NOTIFY" or not request.to.tag:
@@ -987,13 +654,14 @@ class UserAgent:
         self._emit(ReferProgress(call.call_id, "notify", status, final=final))
 
     def _on_info(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
-        dtmf = parse_dtmf_info(request.content_type, request.body)
-        if request.body and dtmf is None and request.content_type.startswith("application/dtmf"):
-            self._reply(tx, 400, now, to_tag=dialog.local_tag, reason="Bad DTMF Body")
+        try:
+            key = DtmfBody.parse(request.content_type, request.body)
+        except DtmfBodyError as exc:
+            self._reply(tx, exc.status, now, to_tag=dialog.local_tag, reason=exc.reason)
             return
         self._reply(tx, 200, now, to_tag=dialog.local_tag)
-        if dtmf is not None:
-            self._emit(DtmfInfo(call.call_id, dtmf[0], dtmf[1]))
+        if key is not None:
+            self._emit(DtmfInfo(call.call_id, key.digit, key.duration_ms))
 
     def _on_reoffer(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
         """re-INVITE / UPDATE: glare (491), overlap (500), session timer, then the runner (14.2)."""
@@ -1027,315 +695,6 @@ class UserAgent:
             return
         call.reoffer_tx, call.reoffer_request = tx, request
         self._emit(ReOffer(call.call_id, offer, request.method))
-
-    # ------------------------------------------------------------------ session timers (RFC 4028)
-    def _arm_session_timer(self, call: Call, now: float) -> None:
-        self.timers.cancel(("call", call.call_id, "refresh"))
-        self.timers.cancel(("call", call.call_id, "expire"))
-        session = call.session
-        if session is None or call.state != "confirmed":
-            return
-        session.last_refresh = now
-        if session.we_refresh:
-            self.timers.set(("call", call.call_id, "refresh"), session.refresh_at())
-        self.timers.set(("call", call.call_id, "expire"), session.expire_at())
-
-    def _send_refresh(self, call: Call, now: float) -> None:
-        """We are the refresher: UPDATE without SDP if the peer allows it, else re-INVITE with
-        our last SDP unchanged (same o= version: no media change, RFC 3264 section 8)."""
-        dialog = call.dialog
-        if dialog is None or call.session is None or call.local_reinvite_key is not None:
-            return
-        allow = {m.strip().upper() for m in call.invite.headers.get_all("Allow")}
-        method = "UPDATE" if "UPDATE" in allow else "INVITE"
-        headers = [("Contact", self.contact(call.transport)), *self._common_headers(),
-                   # RFC 4028 7.4: in our refresh we are the UAC; refresher=uac keeps the role
-                   ("Session-Expires", f"{call.session.interval};refresher=uac"),
-                   ("Min-SE", str(self.min_se))]
-        body = b""
-        if method == "INVITE" and call.last_sdp:
-            headers.append(("Content-Type", "application/sdp"))
-            body = call.last_sdp
-        request = dialog.create_request(method, self._via(call.transport), headers=headers, body=body)
-        key = self._start_client(request, self._dialog_dest(call), call.transport, now, call, "refresh")
-        if method == "INVITE":
-            call.local_reinvite_key = key
-
-    # ------------------------------------------------------------------ client side
-    def _dialog_dest(self, call: Call) -> tuple[str, int]:
-        dialog = call.dialog
-        if call.prefer_source or dialog is None:
-            return call.source
-        return dialog.destination() or call.source
-
-    def _start_client(self, request: Request, dest: tuple[str, int], transport: str, now: float,
-                      call: Call | None, purpose: str) -> Hashable:
-        branch = request.top_via.branch or ""
-        key = client_key(branch, request.method)
-        cls = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
-        tx = cls(key, request, dest, transport, self.timers, self.values)
-        self._client_tx[key] = tx
-        if call is not None:
-            self._tx_call[key] = call.call_id
-        self._tx_purpose[key] = purpose
-        tx.start(now)
-        self._run(tx, now)
-        return key
-
-    def _send_bye(self, call: Call, now: float) -> None:
-        dialog = call.dialog
-        if dialog is None:
-            return
-        try:
-            request = dialog.create_request("BYE", self._via(call.transport),
-                                            headers=[("User-Agent", self.user_agent)])
-            self._start_client(request, self._dialog_dest(call), call.transport, now, call, "bye")
-        except ValueError as exc:  # a route set or target we cannot use: the call still ends
-            log.warning("call %s: BYE not sent: %s", call.call_id, exc)
-
-    def _end(self, call: Call, reason: EndReason | None) -> None:
-        """Forget the call (its transactions finish on their own); emit CallEnded when given."""
-        call.state = "ended"
-        self._stop_2xx_retransmit(call)
-        for name in ("refresh", "expire", "invite_expire", "cancel_wait"):
-            self.timers.cancel(("call", call.call_id, name))
-        self.calls.pop(call.call_id, None)
-        if reason is not None:
-            self._emit(CallEnded(call.call_id, reason))
-
-    def invite(self, target_uri: str, sdp: bytes, now: float, *, from_uri: str,
-               headers: Iterable[tuple[str, str]] = (), destination: tuple[str, int],
-               transport: str = "udp", auth: DigestClient | None = None) -> str:
-        """Place an outgoing call (UAC); returns its Call-ID.  Cancel it with hangup().
-
-        ``auth`` (added): a trunk's :class:`~ivr.sip.auth.DigestClient`; a 401/407
-        is then answered once with credentials instead of failing the call.
-        """
-        transport = transport.lower()
-        call_id = f"{secrets.token_hex(12)}@{self.contact_host}"
-        local_tag = _tag()
-        h = Headers()
-        h.add("Via", self._via(transport))
-        h.add("Max-Forwards", "70")
-        h.add("From", f"<{from_uri}>;tag={local_tag}")
-        h.add("To", f"<{target_uri}>")
-        h.add("Call-ID", call_id)
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", self.contact(transport))
-        for name, value in [*self._common_headers(), ("User-Agent", self.user_agent), *headers]:
-            h.add(name, value)
-        if sdp:
-            h.add("Content-Type", "application/sdp")
-        request = Request("INVITE", target_uri, h, sdp)
-        call = Call(call_id, "uac", request, destination, transport, local_tag, state="outgoing")
-        call.last_sdp = sdp
-        call.auth = auth
-        self.calls[call_id] = call
-        call.invite_tx = self._client_tx.get(
-            self._start_client(request, destination, transport, now, call, "invite"))
-        return call_id
-
-    def _cancel_outgoing(self, call: Call, now: float) -> None:
-        if not call.got_provisional:
-            call.cancel_pending = True  # 9.1: no CANCEL before a provisional response
-            return
-        invite = call.invite
-        h = Headers()
-        h.add("Via", invite.headers.get_all("Via")[0])
-        h.add("Max-Forwards", "70")
-        for route in invite.headers.get_all("Route"):
-            h.add("Route", route)
-        h.add("From", invite.headers["From"])
-        h.add("To", invite.headers["To"])
-        h.add("Call-ID", invite.call_id)
-        h.add("CSeq", f"{invite.cseq[0]} CANCEL")
-        cancel = Request("CANCEL", invite.uri, h)
-        self._start_client(cancel, call.source, call.transport, now, call, "cancel")
-        call.cancel_pending = False
-        call.cancel_sent = True
-        # 9.1: no final response 64*T1 after the CANCEL: consider the INVITE dead.
-        self.timers.set(("call", call.call_id, "cancel_wait"), now + 64 * self.values.t1)
-
-    # ------------------------------------------------------------------ responses in
-    def _on_response(self, response: Response, source: tuple[str, int], transport: str, now: float) -> None:
-        key = response_client_key(response)
-        tx = self._client_tx.get(key)
-        if tx is None:
-            self._stray_response(response, now)
-            return
-        assert isinstance(tx, InviteClientTransaction | NonInviteClientTransaction)
-        tx.receive(response, now)
-        self._after_client(tx, self._run(tx, now), now)
-
-    def _after_client(self, tx: Transaction, delivered: list[Request | Response], now: float) -> None:
-        purpose = self._tx_purpose.get(tx.key, "")
-        call = self.calls.get(self._tx_call.get(tx.key, ""))
-        for message in delivered:
-            if not isinstance(message, Response):
-                continue
-            if purpose == "invite" and call is not None:
-                self._on_invite_response(call, message, now)
-            elif purpose == "refresh" and call is not None:
-                self._on_refresh_response(call, tx, message, now)
-            elif purpose == "request" and message.status >= 200:
-                self._emit(RequestResult(message.call_id, message.status, message))
-            elif purpose == "refer" and call is not None and message.status >= 200:
-                call.refer_pending = call.refer_pending and message.status < 300
-                self._emit(ReferProgress(call.call_id, "response", message.status, final=message.status >= 300))
-
-    def _stray_response(self, response: Response, now: float) -> None:
-        """A 2xx retransmission after the INVITE client transaction is gone: re-ACK (13.2.2.4)."""
-        if response.cseq[1] != "INVITE" or not 200 <= response.status < 300:
-            return
-        call = self.calls.get(response.call_id)
-        if call is not None and call.role == "uac" and call.dialog is not None:
-            self._send_ack(call, response, now)
-
-    def _on_invite_response(self, call: Call, response: Response, now: float) -> None:
-        status = response.status
-        if status < 200:
-            if status > 100:
-                self._emit(OutgoingCallProgress(call.call_id, status, extract_sdp(response)))
-            if not call.got_provisional:
-                call.got_provisional = True
-                if call.cancel_pending:
-                    self._cancel_outgoing(call, now)
-            return
-        if status < 300:
-            first = call.dialog is None
-            if first:
-                call.dialog = Dialog.as_uac(call.invite, response)
-                call.prefer_source = call.transport != "udp"
-                call.session = negotiate_uac(response, now)
-            elif call.dialog is not None and (response.to.tag or "") != call.dialog.remote_tag:
-                self._drop_fork(call, response, now)
-                return
-            self._send_ack(call, response, now)
-            if not first:
-                return
-            if call.cancel_pending or call.cancel_sent:
-                # Our CANCEL crossed their 200: confirm, then end it (9.1, 15).
-                self._send_bye(call, now)
-                self._end(call, None)
-                return
-            call.state = "confirmed"
-            self._arm_session_timer(call, now)
-            self._emit(OutgoingCallAnswered(call.call_id, extract_sdp(response) or b""))
-            return
-        if call.state == "outgoing":
-            if status in (401, 407) and not call.hung_up and self._retry_with_credentials(call, response, now):
-                return
-            self._end(call, None)
-            if not call.hung_up:
-                self._emit(OutgoingCallFailed(call.call_id, status, response.reason))
-
-    def _send_ack(self, call: Call, response: Response, now: float) -> None:
-        """ACK for a 2xx (13.2.2.4); built once, re-sent as is for every retransmitted 2xx."""
-        dialog = call.dialog
-        assert dialog is not None
-        if call.ack is None or call.ack.cseq[0] != call.invite.cseq[0]:
-            call.ack = dialog.create_request("ACK", self._via(call.transport), cseq=call.invite.cseq[0])
-        self._send(call.ack, self._dialog_dest(call), call.transport)
-
-    def _drop_fork(self, call: Call, response: Response, now: float) -> None:
-        """A 2xx from a second fork of our INVITE: acknowledge it, then end it (13.2.2.4)."""
-        fork = Dialog.as_uac(call.invite, response)
-        dest = fork.destination() or call.source
-        ack = fork.create_request("ACK", self._via(call.transport), cseq=call.invite.cseq[0])
-        self._send(ack, dest, call.transport)
-        bye = fork.create_request("BYE", self._via(call.transport), headers=[("User-Agent", self.user_agent)])
-        self._start_client(bye, dest, call.transport, now, None, "bye")
-
-    def _retry_with_credentials(self, call: Call, response: Response, now: float) -> bool:
-        """Resend the INVITE with Digest credentials after a 401/407 (RFC 3261 22.2).
-
-        A challenge repeating a nonce we already answered means wrong credentials
-        (unless it says stale=true): the call fails instead of looping.
-        """
-        if call.auth is None or call.auth_tries >= 3:
-            return False
-        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        for value in response.headers.get_all(name):
-            try:
-                params = parse_digest(value)[1]
-            except ValueError:
-                continue
-            if params.get("nonce") in call.auth_nonces and params.get("stale", "").lower() != "true":
-                return False
-            call.auth_nonces.add(params.get("nonce", ""))
-        try:
-            creds = call.auth.credentials(response.status, response.headers.items(), "INVITE",
-                                          call.invite.uri, body=call.invite.body)
-        except ValueError as exc:  # DigestError: nothing we can answer
-            log.info("call %s: cannot answer the %s challenge: %s", call.call_id, response.status, exc)
-            return False
-        call.auth_tries += 1
-        h = call.invite.headers.copy()
-        h.remove("Authorization")
-        h.remove("Proxy-Authorization")
-        h.replace_first("Via", self._via(call.transport))
-        h.set("CSeq", f"{call.invite.cseq[0] + 1} INVITE")
-        for name, value in creds:
-            h.add(name, value)
-        call.invite = Request("INVITE", call.invite.uri, h, call.invite.body)
-        call.got_provisional = False
-        key = self._start_client(call.invite, call.source, call.transport, now, call, "invite")
-        call.invite_tx = self._client_tx.get(key)
-        return True
-
-    def _on_refresh_response(self, call: Call, tx: Transaction, response: Response, now: float) -> None:
-        if response.status < 200:
-            return
-        if response.status < 300 and call.dialog is not None:
-            call.dialog.refresh_target(response)  # 12.2.1.2: a target refresh, before the ACK
-        if tx.request.method == "INVITE" and response.status < 300 and call.dialog is not None:
-            ack = call.dialog.create_request("ACK", self._via(call.transport), cseq=tx.request.cseq[0])
-            self._send(ack, self._dialog_dest(call), call.transport)
-        if tx.request.method == "INVITE":
-            call.local_reinvite_key = None
-        if response.status == 422 and call.session is not None:
-            # RFC 4028 7.4: retry with at least the peer's Min-SE.
-            wanted = (response.headers.get("Min-SE") or "").split(";")[0].strip()
-            if wanted.isdecimal() and int(wanted) > call.session.interval:
-                call.session.interval = int(wanted)
-                self._send_refresh(call, now)
-                return
-        if 200 <= response.status < 300:
-            session = negotiate_uac(response, now)
-            if session is not None:
-                call.session = session
-            self._arm_session_timer(call, now)
-        elif response.status in (408, 481):
-            self._send_bye(call, now)
-            self._end(call, "session_expired")
-        elif response.status in (491, 500, 503):
-            # 14.1: glare (491) is retried after 2.1-4 s; a busy peer after its Retry-After.
-            retry = (response.headers.get("Retry-After") or "").split(";")[0].strip()
-            delay = float(retry) if retry.isdecimal() else 2.1 + secrets.randbelow(1900) / 1000
-            self.timers.set(("call", call.call_id, "refresh"), now + delay)
-
-    def _on_tx_timeout(self, tx: Transaction, timer: str, now: float) -> None:
-        call = self.calls.get(self._tx_call.get(tx.key, ""))
-        purpose = self._tx_purpose.get(tx.key, "")
-        if timer == "H":
-            log.info("no ACK for a final response to %s", tx.request.call_id)
-            return
-        if purpose == "request":
-            self._emit(RequestResult(tx.request.call_id, 408, None))
-            return
-        if call is None:
-            return
-        if purpose == "invite" and call.state == "outgoing":
-            self._end(call, None)
-            if not call.hung_up:
-                self._emit(OutgoingCallFailed(call.call_id, 408, "Request Timeout"))
-        elif purpose == "refer":
-            call.refer_pending = False
-            self._emit(ReferProgress(call.call_id, "response", 408, final=True))
-        elif purpose == "refresh":
-            call.local_reinvite_key = None
-            self._send_bye(call, now)
-            self._end(call, "transaction_timeout")
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -1396,8 +755,4 @@ def _replace_top_via(headers: Headers, via: Via) -> None:
         headers.replace_first("Via", ", ".join([str(via), *rest]))
 
 
-__all__ = [
-    "CallCancelled", "CallConfirmed", "CallEnded", "DtmfInfo", "IncomingCall", "NameAddr",
-    "Outgoing", "OutgoingCallAnswered", "OutgoingCallFailed", "OutgoingCallProgress",
-    "ReOffer", "ReOfferAnswer", "ReferProgress", "RequestReceived", "RequestResult", "UAEvent", "UserAgent",
-]
+__all__ = ["MAX_PARTY_CHARS", "Outgoing", "UserAgent", "extract_sdp", "party_text"]

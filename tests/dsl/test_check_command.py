@@ -137,3 +137,86 @@ def test_a_hold_music_folder_without_audio_is_an_error(tmp_path: Path, capsys: p
     assert f"{flow}:3:16: error: no audio files in prompt folder: tunes/\n" in capsys.readouterr().out
     (tmp_path / "prompts" / "tunes" / "track.wav").write_bytes(WAV)
     assert main(["check", str(flow), "--prompts", str(tmp_path / "prompts"), "--strict"]) == 0
+
+
+def test_a_mailbox_passed_to_a_sub_flow_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`call closed("999")` where the sub-flow leaves voicemail in its parameter, also through another sub-flow"""
+    flow = tmp_path / "sub.ivr"
+    flow.write_text(
+        'number default -> s\ns:\n    call closed("999")\n    call closed(201)\n    call relay("998")\n    hangup\n'
+        "sub closed(box):\n    voicemail {box}\nsub relay(n):\n    call closed(n)\n    return\n"
+    )
+    config = tmp_path / "ivr.toml"
+    config.write_text('[prompts]\nfolders = ["."]\n[[extensions]]\nnumber = "201"\n[[mailboxes]]\nnumber = "201"\n')
+    assert main(["check", str(flow), "--config", str(config)]) == 0
+    assert capsys.readouterr().out == (
+        f"{flow}:3:17: warning: mailbox 999 is not in ivr.toml\n"
+        '        call closed("999")\n'
+        "                    ^\n"
+        "  hint: add it under [[mailboxes]]\n"
+        f"{flow}:5:16: warning: mailbox 998 is not in ivr.toml\n"
+        '        call relay("998")\n'
+        "                   ^\n"
+        "  hint: add it under [[mailboxes]]\n"
+        f"{flow}: 0 errors, 2 warnings\n"
+    )
+
+
+DIRECTORY_FLOW = (
+    'directory staff from "staff.csv"\nnumber default -> s\ns:\n    directory staff by keys\n'
+    "        else -> hangup\ngroup sales:\n    ring 201 for 10s\n    else -> hangup\n"
+)
+
+
+def test_a_directory_is_checked_against_the_deployment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """people whose extension (or ring group) or mailbox the deployment lacks: errors at the file's line"""
+    flow = tmp_path / "dir.ivr"
+    flow.write_text(DIRECTORY_FLOW)
+    staff = tmp_path / "staff.csv"
+    staff.write_text(
+        "first_name,last_name,extension,mailbox\n"
+        "Alice,Johnson,201,201\n"
+        "Bob,Miller,299,\n"
+        "# the sales team rings as a group\n"
+        "Sales,Team,sales,\n"
+        "Carol,White,201,298\n"
+    )
+    config = tmp_path / "ivr.toml"
+    config.write_text('[prompts]\nfolders = ["."]\n[[extensions]]\nnumber = "201"\n[[mailboxes]]\nnumber = "201"\n')
+    assert main(["check", str(flow), "--config", str(config)]) == 1
+    out = capsys.readouterr()
+    assert out.out == (
+        f"{staff}:3:1: error: Bob Miller: extension 299 is not in ivr.toml\n"
+        "    Bob,Miller,299,\n"
+        "    ^\n"
+        "  hint: add it under [[extensions]], or correct the directory file\n"
+        f"{staff}:6:1: error: Carol White: mailbox 298 is not in ivr.toml\n"
+        "    Carol,White,201,298\n"
+        "    ^\n"
+        "  hint: add it under [[mailboxes]], or correct the directory file\n"
+    )
+    assert out.err == f"{flow}: 2 errors, 0 warnings\n"
+    # Once the deployment defines them, the same directory is fine.
+    config.write_text(
+        '[prompts]\nfolders = ["."]\n'
+        + "".join(f'[[extensions]]\nnumber = "{n}"\n' for n in ("201", "299"))
+        + "".join(f'[[mailboxes]]\nnumber = "{n}"\n' for n in ("201", "298"))
+    )
+    assert main(["check", str(flow), "--config", str(config)]) == 0
+    assert "is not in" not in capsys.readouterr().out
+
+
+def test_serve_loads_flows_through_the_deployment_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ivr serve` refuses, before binding a port, the directory `ivr check` rejects"""
+    flow = tmp_path / "dir.ivr"
+    flow.write_text(DIRECTORY_FLOW)
+    staff = tmp_path / "staff.csv"
+    staff.write_text("first_name,last_name,extension\nBob,Miller,299\n")
+    config = tmp_path / "ivr.toml"
+    config.write_text('[server]\nlisten = "127.0.0.1:0"\n[prompts]\nfolders = ["."]\n[[extensions]]\nnumber = "201"\n')
+    assert main(["serve", str(flow), "--config", str(config)]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"{staff}:2:1: error: Bob Miller: extension 299 is not in ivr.toml\n"
+        "    Bob,Miller,299\n"
+        "    ^\n"
+    )

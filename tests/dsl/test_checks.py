@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ivr.dsl.errors import format_diagnostics
-from ivr.dsl.loader import check_flow
+from ivr.runtime.deployment import check_flow
 
 
 def check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> str:
@@ -63,9 +63,9 @@ def test_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """steps that jump in a circle without ever waiting for the caller"""
     files = {'loop.ivr': 'number default -> a\na:\n    say "x"\n    -> b\nb:\n    set x = "1"\n    -> a\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        'loop.ivr:2:1: error: steps loop without waiting for the caller: a -> b -> a\n'
-        '    a:\n'
-        '    ^\n'
+        'loop.ivr:7:8: error: steps loop without waiting for the caller: a -> b -> a\n'
+        '        -> a\n'
+        '           ^\n'
         '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )
 
@@ -74,9 +74,9 @@ def test_self_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a step that can jump to itself without waiting"""
     files = {'self_loop.ivr': 'number default -> a\na:\n    when caller == "1" -> a\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        'self_loop.ivr:2:1: error: steps loop without waiting for the caller: a -> a\n'
-        '    a:\n'
-        '    ^\n'
+        'self_loop.ivr:3:27: error: steps loop without waiting for the caller: a -> a\n'
+        '        when caller == "1" -> a\n'
+        '                              ^\n'
         '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
     )
 
@@ -143,9 +143,9 @@ def test_tz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """an unknown time zone"""
     files = {'tz.ivr': 'timezone Europe/Zurch\nnumber default -> s\ns:\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "tz.ivr:1:1: error: unknown time zone 'Europe/Zurch'; did you mean 'Europe/Zurich'?\n"
+        "tz.ivr:1:10: error: unknown time zone 'Europe/Zurch'; did you mean 'Europe/Zurich'?\n"
         '    timezone Europe/Zurch\n'
-        '    ^\n'
+        '             ^\n'
         '  hint: use an IANA name like Europe/Zurich or UTC'
     )
 
@@ -154,9 +154,9 @@ def test_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """an unknown holiday subdivision"""
     files = {'region.ivr': 'number default -> s\nhours h:\n    mon 08:00-12:00\n    closed on holidays CH-XX\ns:\n    when h is open -> hangup\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "region.ivr:4:5: error: unknown holiday region 'CH-XX'; subdivisions of CH: AG, AI, AR, BE, BL, BS, FR, GE, GL, GR, JU, LU, NE, NW, OW, SG, SH, SO, SZ, TG, TI, UR, VD, VS, ZG, ZH\n"
+        "region.ivr:4:24: error: unknown holiday region 'CH-XX'; subdivisions of CH: AG, AI, AR, BE, BL, BS, FR, GE, GL, GR, JU, LU, NE, NW, OW, SG, SH, SO, SZ, TG, TI, UR, VD, VS, ZG, ZH\n"
         '        closed on holidays CH-XX\n'
-        '        ^'
+        '                           ^'
     )
 
 
@@ -164,12 +164,12 @@ def test_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """overlapping (warning) and empty (error) schedule ranges"""
     files = {'overlap.ivr': 'number default -> s\nhours h:\n    mon-fri 08:00-12:00\n    mon 11:00-13:00\n    tue 14:00-10:00\ns:\n    when h is open -> hangup\n    hangup\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        'overlap.ivr:5:5: error: empty time range 14:00-10:00: it ends before it starts (use 24:00 for midnight)\n'
+        'overlap.ivr:5:9: error: empty time range 14:00-10:00: it ends before it starts (use 24:00 for midnight)\n'
         '        tue 14:00-10:00\n'
-        '        ^\n'
-        'overlap.ivr:4:5: warning: time range 11:00-13:00 overlaps 08:00-12:00 on mon\n'
+        '            ^\n'
+        'overlap.ivr:4:9: warning: time range 11:00-13:00 overlaps 08:00-12:00 on mon\n'
         '        mon 11:00-13:00\n'
-        '        ^'
+        '            ^'
     )
 
 
@@ -266,6 +266,10 @@ def test_cond_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         '        when ofice is open -> s\n'
         '             ^\n'
         '  hint: declare it with `hours NAME:` or `switch NAME`\n'
+        'cond_names.ivr:6:27: error: steps loop without waiting for the caller: s -> s\n'
+        '        when ofice is open -> s\n'
+        '                              ^\n'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n'
         "cond_names.ivr:7:10: error: hours 'office' is open or closed, not on\n"
         '        when office is on -> s\n'
         '             ^\n'
@@ -429,14 +433,14 @@ def test_loop_through_hold_without_prompts(tmp_path: Path, monkeypatch: pytest.M
     """hold without a duration does not wait: a loop through it spins; one that speaks and drains does not"""
     files = {"hold.ivr": 'number default -> a\na:\n    hold\n    -> a\nb:\n    say "x"\n    hold\n    -> b\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "hold.ivr:2:1: error: steps loop without waiting for the caller: a -> a\n"
-        "    a:\n"
-        "    ^\n"
-        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n"
+        'hold.ivr:4:8: error: steps loop without waiting for the caller: a -> a\n'
+        '        -> a\n'
+        '           ^\n'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n'
         "hold.ivr:5:1: warning: step 'b' is never reached\n"
-        "    b:\n"
-        "    ^\n"
-        "  hint: no number, jump or option leads here"
+        '    b:\n'
+        '    ^\n'
+        '  hint: no number, jump or option leads here'
     )
 
 
@@ -512,14 +516,14 @@ def test_hours_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )}
     assert check(tmp_path, monkeypatch, files) == (
         "hours_values.ivr:4:5: error: unknown weekday 'mondy'; did you mean 'mon'?\n"
-        "        mondy 08:00-12:00\n"
-        "        ^\n"
-        "hours_values.ivr:5:5: error: bad date 2026-13-01; expected YYYY-MM-DD\n"
-        "        closed 2026-13-01\n"
-        "        ^\n"
-        "hours_values.ivr:6:5: error: bad time of day '25:00'; expected HH:MM between 00:00 and 24:00\n"
-        "        mon 25:00-26:00\n"
-        "        ^"
+        '        mondy 08:00-12:00\n'
+        '        ^\n'
+        'hours_values.ivr:5:12: error: bad date 2026-13-01; expected YYYY-MM-DD\n'
+        '        closed 2026-13-01\n'
+        '               ^\n'
+        "hours_values.ivr:6:9: error: bad time of day '25:00'; expected HH:MM between 00:00 and 24:00\n"
+        '        mon 25:00-26:00\n'
+        '            ^'
     )
 
 
@@ -555,8 +559,96 @@ def test_loop_through_a_sub_flow_that_jumps_out(tmp_path: Path, monkeypatch: pyt
     """a step calls a sub-flow that jumps back to the step: a loop found by the fuzzer"""
     files = {"subloop.ivr": 'number default -> a\na:\n    call s("y")\nsub s(p):\n    when caller starts with "+41" -> a\n    return\n'}
     assert check(tmp_path, monkeypatch, files) == (
-        "subloop.ivr:2:1: error: steps loop without waiting for the caller: a -> s -> a\n"
-        "    a:\n"
+        'subloop.ivr:5:38: error: steps loop without waiting for the caller: a -> s -> a\n'
+        '        when caller starts with "+41" -> a\n'
+        '                                         ^\n'
+        '  hint: put a menu, a collect, `hold for ...` or a hangup in the loop'
+    )
+
+
+def test_a_loop_is_reported_next_to_other_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """one run reports every problem: the loop `start -> start` and an unknown step elsewhere"""
+    files = {"both.ivr": "number default -> start\nstart:\n    -> start\nother:\n    -> nowhere\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "both.ivr:3:8: error: steps loop without waiting for the caller: start -> start\n"
+        "        -> start\n"
+        "           ^\n"
+        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop\n"
+        "both.ivr:5:8: error: unknown step 'nowhere'; did you mean 'other'?\n"
+        "        -> nowhere\n"
+        "           ^"
+    )
+
+
+def test_a_menu_option_to_the_menu_itself_is_no_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`2 -> welcome` inside `menu welcome` comes back to the menu (warning)"""
+    files = {"self.ivr": 'number default -> welcome\nmenu welcome:\n    ask "x"\n    1 -> say "one"\n    2 -> welcome\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "self.ivr:2:1: warning: menu 'welcome' has no way out: every option comes back to the menu\n"
+        "    menu welcome:\n"
         "    ^\n"
-        "  hint: put a menu, a collect, `hold for ...` or a hangup in the loop"
+        "  hint: send at least one option to another step, a transfer or voicemail"
+    )
+
+
+MENU_THROUGH_STEPS = (
+    'number default -> welcome\nmenu welcome:\n    ask "x"\n    1 -> info\n    2 -> call note()\n'
+    'info:\n    say "info"\n    -> welcome\nsub note():\n    say "n"\n    return\n'
+)
+
+
+def test_a_menu_whose_options_go_through_steps_that_come_back_has_no_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a step that jumps back and a sub-flow that returns both come back to the menu (warning)"""
+    files = {"through.ivr": MENU_THROUGH_STEPS}
+    assert check(tmp_path, monkeypatch, files) == (
+        "through.ivr:2:1: warning: menu 'welcome' has no way out: every option comes back to the menu\n"
+        "    menu welcome:\n"
+        "    ^\n"
+        "  hint: send at least one option to another step, a transfer or voicemail"
+    )
+
+
+def test_a_menu_with_one_option_that_leaves_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """an option to a step that hangs up, or a step that may branch away, is a way out"""
+    leaves = MENU_THROUGH_STEPS.replace("    -> welcome\n", '    when caller == "1" -> bye\n    -> welcome\n')
+    files = {"leaves.ivr": leaves + "bye:\n    hangup\n"}
+    assert check(tmp_path, monkeypatch, files) == ""
+
+
+def test_a_bad_time_zone_is_reported_once_at_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """the flow's zone once (not again for each hours block using it); an hours block's own zone at its name"""
+    files = {"zones.ivr": (
+        "timezone Europe/Zurch\nnumber default -> s\nhours h:\n    timezone Mars/Base\n    mon 08:00-12:00\n"
+        "hours k:\n    mon 08:00-12:00\ns:\n    when h is open -> hangup\n    when k is open -> hangup\n    hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "zones.ivr:1:10: error: unknown time zone 'Europe/Zurch'; did you mean 'Europe/Zurich'?\n"
+        "    timezone Europe/Zurch\n"
+        "             ^\n"
+        "  hint: use an IANA name like Europe/Zurich or UTC\n"
+        "zones.ivr:4:14: error: unknown time zone 'Mars/Base'\n"
+        "        timezone Mars/Base\n"
+        "                 ^\n"
+        "  hint: use an IANA name like Europe/Zurich or UTC"
+    )
+
+
+def test_the_caret_points_at_the_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """the second range of a line, a reversed date range, an open date's range"""
+    files = {"ranges.ivr": (
+        "number default -> s\nhours h:\n    mon-fri 08:00-12:00, 14:00-13:00\n    closed 2026-12-31 .. 2026-12-24\n"
+        "    open 2026-12-27 10:00-09:00\ns:\n    when h is open -> hangup\n    hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "ranges.ivr:3:26: error: empty time range 14:00-13:00: it ends before it starts (use 24:00 for midnight)\n"
+        "        mon-fri 08:00-12:00, 14:00-13:00\n"
+        "                             ^\n"
+        "ranges.ivr:4:12: error: date range 2026-12-31 .. 2026-12-24 ends before it starts\n"
+        "        closed 2026-12-31 .. 2026-12-24\n"
+        "               ^\n"
+        "ranges.ivr:5:21: error: empty time range 10:00-09:00: it ends before it starts (use 24:00 for midnight)\n"
+        "        open 2026-12-27 10:00-09:00\n"
+        "                        ^"
     )

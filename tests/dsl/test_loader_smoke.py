@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ivr.dsl import events as ev
-from ivr.dsl.loader import load_flow
 from ivr.dsl.machine import Machine
 from ivr.dsl.schedule import parse_local
+from ivr.runtime.deployment import load_flow
 
 DATA = Path(__file__).parent / "data"
 

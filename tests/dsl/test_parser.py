@@ -75,7 +75,7 @@ def test_hours_block() -> None:
         "    timezone America/New_York\n"
     )
     assert isinstance(hours, ast.HoursDef)
-    lines = [(type(x).__name__, *[v for k, v in vars(x).items() if k != "pos"]) for x in hours.lines]
+    lines = [(type(x).__name__, *[v for k, v in vars(x).items() if not k.endswith("pos")]) for x in hours.lines]
     assert lines == [
         ("WeeklyLine", "mon-fri", ("08:00-12:00", "13:30-17:30")),
         ("WeeklyLine", "sat,sun", ("09:00-12:00",)),
@@ -85,6 +85,15 @@ def test_hours_block() -> None:
         ("OpenLine", "2026-12-27", ("10:00-14:00",)),
         ("SwitchLine", "night"),
         ("HoursTimezone", "America/New_York"),
+    ]
+    # Where each range, region, date and zone is written: diagnostics point at them.
+    places = [
+        [(p.line, p.column) for k, v in vars(x).items() if k.endswith("_pos") for p in (v if isinstance(v, tuple) else (v,))]
+        for x in hours.lines
+    ]
+    assert places == [
+        [(2, 13), (2, 26)], [(3, 14)], [(4, 24), (4, 31)], [(5, 12), (5, 26)], [(6, 12)],
+        [(7, 10), (7, 21)], [], [(9, 14)],
     ]
 
 

@@ -1,4 +1,4 @@
-"""DTMF: RFC 4733 on sipp's captures and our own sender, SIP INFO bodies, in-band Goertzel."""
+"""DTMF: RFC 4733 on sipp's captures and our own sender, in-band Goertzel (SIP INFO: tests/sip/test_info.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from ivr.media.dtmf import (
     GoertzelDetector,
     TelephoneEvent,
     dtmf_tone,
-    parse_dtmf_info,
 )
 from ivr.media.rtp import RtpPacket
 
@@ -128,38 +127,6 @@ def test_sender_rejects_a_non_key() -> None:
     with pytest.raises(DtmfError) as info:
         DtmfSender().packets("x", ssrc=1, seq=0, timestamp=0, pt=101)
     assert str(info.value) == "not a DTMF key: 'x' (expected one of 0123456789*#ABCD)"
-
-
-# --------------------------------------------------------------------------- SIP INFO
-
-
-@pytest.mark.parametrize(
-    "content_type, body, expected",
-    [
-        ("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n", ("5", 160)),
-        ("Application/DTMF-Relay; charset=utf-8", b"Signal= #\r\nDuration= 250", ("#", 250)),
-        ("application/dtmf-relay", b"Signal=10\r\nDuration=100", ("*", 100)),
-        ("application/dtmf-relay", b"Signal=11", ("#", 250)),
-        ("application/dtmf-relay", b"signal=b\nduration=80\n", ("B", 80)),
-        ("application/dtmf", b"7", ("7", 250)),
-        ("application/dtmf", b"*\r\n", ("*", 250)),
-        ("application/dtmf-relay", b"Signal=16\r\nDuration=100", None),
-        ("application/dtmf-relay", b"Duration=100", None),
-        ("application/sdp", b"v=0\r\n", None),
-        ("application/dtmf", b"", None),
-        # the two formats mixed up, and keys written as RFC 4733 event codes
-        ("application/dtmf", b"Signal=9\r\nDuration=80\r\n", ("9", 80)),
-        ("application/dtmf-relay", b"7\r\n", ("7", 250)),
-        ("application/dtmf", b"10", ("*", 250)),
-        ("application/dtmf", b"12 ", ("A", 250)),
-        ("application/dtmf-relay", b"Signal=15\r\nDuration= 90", ("D", 90)),
-        ("application/dtmf-relay", b"Signal=X\r\n", None),
-        ("application/dtmf-relay", b"Signal=\r\n", None),
-        ("text/plain", b"Signal=1", None),
-    ],
-)
-def test_parse_dtmf_info(content_type: str, body: bytes, expected: tuple[str, int] | None) -> None:
-    assert parse_dtmf_info(content_type, body) == expected
 
 
 # --------------------------------------------------------------------------- in-band
@@ -275,13 +242,6 @@ def test_goertzel_no_talk_off_on_speech(tmp_path: Path, voice: str) -> None:
 
 
 # --------------------------------------------------------------------------- robustness
-
-
-@settings(deadline=None)  # timing is not under test; a loaded CI machine must not fail it
-@given(st.text(max_size=40), st.binary(max_size=80))
-def test_info_bodies_never_raise(content_type: str, body: bytes) -> None:
-    result = parse_dtmf_info(content_type, body)
-    assert result is None or (result[0] in "0123456789*#ABCD" and result[1] >= 0)
 
 
 @settings(deadline=None)  # timing is not under test; a loaded CI machine must not fail it

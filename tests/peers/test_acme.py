@@ -27,7 +27,12 @@ ACME = Path(__file__).resolve().parents[2] / "flows" / "acme.ivr"
 IvrServer = Any  # conftest.IvrServer
 Phone = Any  # conftest.Baresip
 
-MAILBOX_200 = """
+# The people of flows/staff.csv (the flow's directory): ivr serve checks the directory against the
+# deployment, so their extensions and mailboxes are defined; mailbox 200 follows, last (a test adds its PIN).
+STAFF = "".join(
+    f'[[extensions]]\nnumber = "{n}"\n[[mailboxes]]\nnumber = "{n}"\n' for n in ("100", *map(str, range(201, 214)), "300")
+)
+MAILBOX_200 = STAFF + """
 [[mailboxes]]
 number = "200"
 owner = "Sales team"

@@ -171,6 +171,29 @@ def test_a_broken_flow_is_reported_and_the_old_one_keeps_serving(
 
 
 @peer
+def test_a_directory_the_deployment_does_not_cover_fails_the_reload(
+    ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
+) -> None:
+    """The reload checks the flow against the deployment, as the start does: a directory person
+    whose extension the deployment lacks is an error at the directory file's line."""
+    server, flow = serve_flow_a(ivr_server, tmp_path)
+    staff = tmp_path / "staff.csv"
+    staff.write_text("first_name,last_name,extension\nBob,Miller,299\n")
+    flow.write_text(
+        'directory staff from "staff.csv"\n'
+        + FLOW_B.replace("    2 -> b_two\n", "    2 -> b_two\n    9 -> find\n")
+        + "\nfind:\n    directory staff by keys\n        else -> hangup\n"
+    )
+    failed = reload(server, "reload_failed")
+    assert failed["stage"] == "check"
+    assert failed["diagnostics"] == [
+        f"{staff}:2:1: error: Bob Miller: extension 299 is not in ivr.toml "
+        "(hint: add it under [[extensions]], or correct the directory file)"
+    ]
+    assert first_step_of_a_new_call(server, sipp) == "a_menu"
+
+
+@peer
 def test_a_sighup_during_a_reload_reloads_again_so_the_latest_files_win(
     ivr_server: Callable[..., IvrServer], sipp: Sipp, tmp_path: Path
 ) -> None:

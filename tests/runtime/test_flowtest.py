@@ -254,13 +254,13 @@ def test_a_missing_expectation_names_the_nearest_line_of_the_call() -> None:
 def test_the_documented_ring_example_holds_on_acme() -> None:
     """docs/flow-language.md: `expect ring 201, 202` matches the sales group's ring line."""
     from ivr.config import load_config
-    from ivr.dsl.loader import load_flow
     from ivr.dsl.schedule import parse_local
+    from ivr.runtime.deployment import load_flow
     from ivr.runtime.simulate import Scenario, parse_inputs, simulate
 
     flows = Path(__file__).resolve().parents[2] / "flows"
     config = load_config(flows / "ivr.toml")
-    program = load_flow([flows / "acme.ivr"], prompt_folders=config.prompt_folders)
+    program = load_flow([flows / "acme.ivr"], prompt_folders=config.prompt_folders, config=config)
     scenario = Scenario(start=parse_local("2026-11-23 09:00", "Europe/Zurich"), inputs=tuple(parse_inputs("1")))
     result = simulate(program, scenario, config=config)
     assert compare([Expectation("ring 201, 202", 1), Expectation("answered by 201", 2)], result.lines) == []

@@ -25,8 +25,9 @@ from ivr.dsl.machine import Machine
 from ivr.media.prompts import PromptPathError, PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.call import _safe
+from ivr.sip.events import IncomingCall
 from ivr.sip.message import parse_message
-from ivr.sip.ua import MAX_PARTY_CHARS, IncomingCall, UserAgent, party_text
+from ivr.sip.ua import MAX_PARTY_CHARS, UserAgent, party_text
 from ivr.voicemail.mailer import Voice2Mail
 from ivr.voicemail.store import VoicemailStore, check_box
 

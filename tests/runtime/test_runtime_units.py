@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ivr.config import Config, ServerConfig
 from ivr.dsl import events as ev
-from ivr.dsl.loader import load_flow
 from ivr.runtime.calllog import CallLog, describe
+from ivr.runtime.deployment import load_flow
 from ivr.runtime.prepare import music_sources, uses_speech
 from ivr.runtime.server import contact_address
 from ivr.runtime.trace import action_from_record

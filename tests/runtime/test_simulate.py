@@ -16,9 +16,9 @@ import soundfile
 
 from ivr.config import Config, load_config
 from ivr.dsl.compiler import Program
-from ivr.dsl.loader import load_flow
 from ivr.dsl.schedule import parse_local
 from ivr.media.tts import TtsEngine
+from ivr.runtime.deployment import load_flow
 from ivr.runtime.simulate import (
     CallerInput,
     Scenario,
@@ -491,3 +491,13 @@ def test_interactive_input_is_asked_for_when_the_flow_waits(tmp_path: Path) -> N
     result = Simulation(program, Scenario(start=parse_local(MONDAY_9, "Europe/Zurich")), config=config,
                         more_input=more).run()
     assert asked == [0] and "caller presses 1" in result.text  # then the flow never waited again
+
+
+def test_early_media_of_a_ringing_phone_reaches_the_caller(tmp_path: Path) -> None:
+    plain = run(tmp_path, "1", no_answer=frozenset({"201"}))
+    early = run(tmp_path, "1", no_answer=frozenset({"201"}), early_media=frozenset({"201"}))
+    assert not any(r.get("event") == "transfer_early_media" for r in plain.records)
+    heard = [r for r in early.records if r.get("event") == "transfer_early_media"]
+    assert [r["target"] for r in heard] == ["201"]
+    # the caller heard the phone instead of ringback, and the ring plan went on all the same
+    assert [line.text for line in early.lines if line.kind == "result"][:1] == ["no answer"]

@@ -178,7 +178,7 @@ def test_ivr_test_reports_a_failure_with_a_diff(
     lines = out.splitlines()
     assert lines[0] == "PASS acme.ivrtest: sales"
     assert lines[1] == "FAIL acme.ivrtest: wrong"
-    assert "    -transfer: 100   (expected, line 10)" in lines
+    assert "    -transfer: 100   (expected, line 10; nearest: 'transfer: 300 (30s)')" in lines
     assert "    +++ actual" in lines
     assert lines[-1] == "1 passed, 1 failed"
 
@@ -254,14 +254,46 @@ def test_switch_knows_the_switches_of_the_deployment(
     config = str(FLOWS / "ivr.toml")
     data = str(tmp_path)
     assert run(capsys, "switch", "--config", config, "--data", data) == (0, "night: off\n", "")
-    code, out, err = run(capsys, "switch", "nigth", "on", "--config", config, "--data", data)
-    assert (code, out) == (0, "nigth: on\n")
-    assert err == "ivr switch: warning: no flow declares switch 'nigth' (declared: night)\n"
-    assert run(capsys, "switch", "--config", config, "--data", data) == (
-        0,
-        "night: off\nnigth: on\n",
+    assert run(capsys, "switch", "nigth", "on", "--config", config, "--data", data) == (
+        1,
         "",
+        "ivr switch: no flow declares switch 'nigth'; did you mean 'night'? (declared: night)\n",
     )
+    assert not (tmp_path / "switches.json").exists()  # nothing written for a switch no flow reads
+    assert run(capsys, "switch", "storm", "status", "--config", config, "--data", data) == (
+        1,
+        "",
+        "ivr switch: no flow declares switch 'storm' (declared: night)\n",
+    )
+    assert run(capsys, "switch", "night", "on", "--config", config, "--data", data) == (0, "night: on\n", "")
+    assert read_switches(tmp_path) == {"night": True}
+
+
+def test_switch_refuses_every_name_when_the_flows_declare_none(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "f.ivr").write_text("number default -> s\ns:\n    hangup\n", encoding="utf-8")
+    (tmp_path / "ivr.toml").write_text('[server]\nflows = ["f.ivr"]\n', encoding="utf-8")
+    assert run(capsys, "switch", "night", "on", "--config", str(tmp_path / "ivr.toml")) == (
+        1,
+        "",
+        "ivr switch: no flow declares switch 'night': the flows declare no switches (add `switch night` to one)\n",
+    )
+
+
+def test_switch_takes_any_name_when_the_flows_cannot_be_read(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "f.ivr").write_text("switch night\nnumber default -> s\ns:\n    sya \"x\"\n", encoding="utf-8")
+    (tmp_path / "ivr.toml").write_text('[server]\nflows = ["f.ivr"]\n', encoding="utf-8")
+    assert run(capsys, "switch", "storm", "on", "--config", str(tmp_path / "ivr.toml")) == (0, "storm: on\n", "")
+    assert read_switches(tmp_path / "data") == {"storm": True}
+
+
+def test_the_switch_file_belongs_to_the_runtime() -> None:
+    from ivr.runtime import switches
+
+    assert read_switches is switches.read_switches and SwitchError is switches.SwitchError
 
 
 def test_switch_with_data_works_despite_a_broken_config(

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ivr.sip.events import IncomingCall, RequestReceived
 from ivr.sip.message import (
     MAX_HEADER_BYTES,
     MAX_HEADER_FIELDS,
@@ -32,7 +33,7 @@ from ivr.sip.message import (
     salvage_request,
 )
 from ivr.sip.transport import MAX_RESOLVING, SipEndpoint
-from ivr.sip.ua import IncomingCall, RequestReceived, UserAgent
+from ivr.sip.ua import UserAgent
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
 SOURCE = ("192.0.2.1", 5062)

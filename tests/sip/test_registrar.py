@@ -12,16 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivr.config import Extension
 from ivr.sip.auth import AuthResult, DigestChallenger, authorization_for, parse_digest
 from ivr.sip.message import Request, Response, parse_message
 from ivr.sip.registrar import (
+    Account,
     Binding,
     RegisterReply,
     Registrar,
     RegistrationStore,
     RegistrationStoreError,
-    users_from_config,
 )
 from ivr.sip.throttle import AuthThrottle
 
@@ -32,11 +31,9 @@ BARESIP = ("127.0.0.1", 41234)
 Edits = Mapping[str, str]
 NO_EDITS: Edits = {}
 
-RECEPTION = Extension("201", "Reception", username="201", password="kX9!desk", contacts=())
-ALICE = Extension(
-    "202", "Alice", username="alice", password="Wonder land", contacts=("sip:202@10.0.0.99:5060",)
-)
-BOB = Extension("203", "Bob", username="bob", password="b0b")
+RECEPTION = Account("201", username="201", password="kX9!desk", contacts=())
+ALICE = Account("202", username="alice", password="Wonder land", contacts=("sip:202@10.0.0.99:5060",))
+BOB = Account("203", username="bob", password="b0b")
 
 YEALINK = """REGISTER sip:192.168.1.10:5060 SIP/2.0
 Via: SIP/2.0/UDP 192.168.1.101:5062;branch=z9hG4bK1848469432
@@ -102,8 +99,8 @@ def request(
 
 def make(tmp: Path | None = None, **kw: object) -> Registrar:
     store = RegistrationStore(tmp if tmp is not None else ":memory:")
-    users = {"201": RECEPTION, "alice": ALICE, "bob": BOB}
-    return Registrar(store, DigestChallenger("ivr", b"test secret"), users, **kw)  # type: ignore[arg-type]
+    accounts = [RECEPTION, ALICE, BOB]
+    return Registrar(store, DigestChallenger("ivr", b"test secret"), accounts, **kw)  # type: ignore[arg-type]
 
 
 class Phone:
@@ -545,88 +542,24 @@ def test_bindings_survive_a_restart(tmp_path: Path) -> None:
     again.store.close()
 
 
-def test_users_from_config() -> None:
-    from ivr.config import Config
-
-    cfg = Config(
-        extensions=(RECEPTION, ALICE, Extension("300", "Lobby", contacts=("sip:300@10.0.0.5",)))
-    )
-    assert users_from_config(cfg) == {"201": RECEPTION, "alice": ALICE}
-    reg = make()
-    lobby = reg.contacts("300", NOW, extension=cfg.extension("300"))
-    assert [(b.uri, b.static) for b in lobby] == [("sip:300@10.0.0.5", True)]
-
-
-def test_from_config(tmp_path: Path) -> None:
-    from ivr.config import load_config
-
-    toml = tmp_path / "ivr.toml"
-    toml.write_text(
-        """
-[server]
-data = "state"
-
-[registrar]
-realm = "acme"
-min_expires = 120
-digest_algorithms = ["SHA-256", "MD5"]
-block_time = "10m"
-throttle_action = "403"
-
-[[extensions]]
-number = "201"
-username = "201"
-password = "kX9!desk"
-
-[[extensions]]
-number = "300"
-contacts = ["sip:300@10.0.0.5;transport=tcp"]
-""",
-        encoding="utf-8",
-    )
-    cfg = load_config(toml)
-    assert cfg.registrar.realm == "acme" and cfg.registrar.block_time == 600.0
-    reg = Registrar.from_config(cfg)
-    try:
-        assert (tmp_path / "state" / "registrations.sqlite").is_file()
-        assert reg.challenger.realm == "acme" and reg.algorithms == ("SHA-256", "MD5")
-        assert reg.min_expires == 120 and reg.throttle_action == "403"
-        assert [(b.uri, b.transport) for b in reg.contacts("300", NOW)] == [
-            ("sip:300@10.0.0.5;transport=tcp", "tcp")
-        ]
-        assert Phone(YEALINK, "201", "kX9!desk", DESK).register(reg, NOW).status == 200
-    finally:
-        reg.store.close()
-
-
-@pytest.mark.parametrize(
-    ("section", "message"),
-    [
-        (
-            'digest_algorithms = ["SHA-1"]',
-            "digest_algorithms must be MD5, SHA-256 or SHA-512-256, got ['SHA-1']",
-        ),
-        ('throttle_action = "tarpit"', 'throttle_action must be "drop" or "403"'),
-        ("min_expires = 7200", "need min_expires <= default_expires <= max_expires"),
-        ('max_contacts = "5"', "max_contacts must be a whole number of at least 1, got '5'"),
-        ("colour = 1", "unknown key(s) colour"),
-    ],
-)
-def test_bad_registrar_config(tmp_path: Path, section: str, message: str) -> None:
-    from ivr.config import ConfigError, load_config
-
-    toml = tmp_path / "ivr.toml"
-    toml.write_text(f"[registrar]\n{section}\n", encoding="utf-8")
-    with pytest.raises(ConfigError) as info:
-        load_config(toml)
-    assert str(info.value) == f"{toml}: [registrar]: {message}"
+def test_an_account_without_a_password_is_reached_at_its_static_contacts_only() -> None:
+    lobby = Account("300", contacts=("sip:300@10.0.0.5",))
+    reg = Registrar(RegistrationStore(), DigestChallenger("ivr", b"s"), [RECEPTION, ALICE, lobby])
+    assert reg.users == {"201": RECEPTION, "alice": ALICE}
+    assert [(b.uri, b.static) for b in reg.contacts("300", NOW)] == [("sip:300@10.0.0.5", True)]
+    reply = Phone(YEALINK.replace("sip:201@", "sip:300@"), "300", "", DESK).register(reg, NOW)
+    assert (reply.status, reply.reason) == (401, "Unauthorized")  # no password: it cannot register
+    other = make()
+    assert other.contacts("300", NOW) == []
+    assert [b.uri for b in other.contacts("300", NOW, account=lobby)] == ["sip:300@10.0.0.5"]
 
 
 # --------------------------------------------------------------------------- through the user agent
 
 
 def through_ua(reg: Registrar, msg: Request, source: tuple[str, int], now: float) -> Response:
-    from ivr.sip.ua import RequestReceived, UserAgent
+    from ivr.sip.events import RequestReceived
+    from ivr.sip.ua import UserAgent
 
     ua = UserAgent(local_host="127.0.0.1", local_port=5060)
     ua.receive(bytes(msg), source, "udp", now)
@@ -725,7 +658,7 @@ class _TrustEveryone(DigestChallenger):
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
 def test_any_authenticated_headers_get_an_answer(headers: list[tuple[str, str]]) -> None:
-    reg = Registrar(RegistrationStore(), _TrustEveryone("ivr"), {"201": RECEPTION}, max_contacts=3)
+    reg = Registrar(RegistrationStore(), _TrustEveryone("ivr"), [RECEPTION], max_contacts=3)
     base = [
         ("Authorization", "Digest x=1"),
         ("To", "<sip:201@ivr>"),

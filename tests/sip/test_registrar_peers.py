@@ -17,15 +17,14 @@ from typing import cast
 
 import pytest
 
-from ivr.config import Extension
 from ivr.sip.auth import DigestChallenger
 from ivr.sip.message import Request, build_response, parse_message
-from ivr.sip.registrar import RegisterReply, Registrar, RegistrationStore
+from ivr.sip.registrar import Account, RegisterReply, Registrar, RegistrationStore
 from ivr.sip.throttle import AuthThrottle
 
 pytestmark = [pytest.mark.slow, pytest.mark.peer]
 
-ALICE = Extension("202", "Alice", username="alice", password="Wonderland7")
+ALICE = Account("202", username="alice", password="Wonderland7")
 
 
 class Responder(asyncio.DatagramProtocol):
@@ -69,7 +68,7 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 def registrar() -> Registrar:
-    return Registrar(RegistrationStore(), DigestChallenger("ivr"), {"alice": ALICE})
+    return Registrar(RegistrationStore(), DigestChallenger("ivr"), [ALICE])
 
 
 @pytest.mark.skipif(
@@ -126,7 +125,7 @@ def test_baresip_with_a_wrong_password_is_logged_and_throttled(
 
     async def run() -> None:
         reg = Registrar(
-            RegistrationStore(), DigestChallenger("ivr"), {"alice": ALICE},
+            RegistrationStore(), DigestChallenger("ivr"), [ALICE],
             throttle=AuthThrottle(max_failures=1), throttle_action="403",
         )  # fmt: skip
         responder, port, transport = await serve(reg)

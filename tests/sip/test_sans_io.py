@@ -9,7 +9,8 @@ SANS_IO = [
     "ivr.dsl.parser", "ivr.dsl.checks", "ivr.dsl.compiler", "ivr.dsl.machine", "ivr.dsl.events",
     "ivr.dsl.schedule", "ivr.dsl.loader", "ivr.dsl.graph",
     "ivr.sip.message", "ivr.sip.sdp", "ivr.sip.transaction", "ivr.sip.dialog", "ivr.sip.ua",
-    "ivr.sip.auth", "ivr.sip.registrar", "ivr.sip.throttle", "ivr.sip.trunk", "ivr.sip.timers",
+    "ivr.sip.auth", "ivr.sip.registrar", "ivr.sip.throttle", "ivr.sip.trunk", "ivr.sip.timers", "ivr.sip.info",
+    "ivr.sip.events", "ivr.sip.uacore", "ivr.sip.client",
     "ivr.media.g711", "ivr.media.rtp", "ivr.media.dtmf",
     "ivr.voicemail.dialogue", "ivr.voicemail.leave", "ivr.voicemail.access",
 ]  # fmt: skip

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ivr.sip.events import RequestReceived
 from ivr.sip.message import Headers, Request, Response, SipParseError, parse_message
-from ivr.sip.ua import RequestReceived, UserAgent
+from ivr.sip.ua import UserAgent
 
 DATA = Path(__file__).parent.parent / "data" / "sip" / "rfc4475"
 

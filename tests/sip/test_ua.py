@@ -9,22 +9,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ivr.sip.message import Request, Response, SipParseError, build_response, parse_message
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
     DtmfInfo,
     IncomingCall,
-    Outgoing,
     OutgoingCallAnswered,
     OutgoingCallFailed,
     OutgoingCallProgress,
     ReOffer,
     ReOfferAnswer,
     RequestReceived,
-    UserAgent,
 )
+from ivr.sip.message import Request, Response, SipParseError, build_response, parse_message
+from ivr.sip.ua import Outgoing, UserAgent
 from tests.sip.ua_harness import (
     BARESIP,
     DATA,

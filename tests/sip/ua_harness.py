@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ivr.sip.events import CallConfirmed, IncomingCall, UAEvent
 from ivr.sip.message import Headers, Request, Response, parse_message
-from ivr.sip.ua import CallConfirmed, IncomingCall, Outgoing, UAEvent, UserAgent
+from ivr.sip.ua import Outgoing, UserAgent
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sip"
 SDP = b"v=0\r\no=ivr 1 1 IN IP4 127.0.0.1\r\ns=ivr\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from ivr.config import load_config
+from ivr.runtime import sipconfig
 from ivr.runtime.outcomes import Unreachable
 from ivr.runtime.transfer import destinations, uri_address
-from ivr.sip.registrar import Registrar, RegistrationStore
-from ivr.sip.trunk import Trunks
+from ivr.sip.registrar import RegistrationStore
 
 TOML = """
 [[extensions]]
@@ -38,8 +38,8 @@ allow = ["+4179*"]
 def services(tmp_path: Path) -> SimpleNamespace:
     (tmp_path / "ivr.toml").write_text(TOML)
     config = load_config(tmp_path / "ivr.toml", data=tmp_path / "data")
-    registrar = Registrar.from_config(config, store=RegistrationStore())
-    return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=Trunks(config.trunks),
+    registrar = sipconfig.registrar(config, store=RegistrationStore())
+    return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
                            contact_host="203.0.113.5", wall=time.time)
 
 

@@ -3,8 +3,9 @@ and the NOTIFYs with sipfrag bodies that report how the transfer went."""
 
 from __future__ import annotations
 
+from ivr.sip.events import ReferProgress
 from ivr.sip.message import Request, Response, build_response
-from ivr.sip.ua import ReferProgress, UserAgent
+from ivr.sip.ua import UserAgent
 from tests.sip.ua_harness import BARESIP, answered_call, confirmed_call, events, in_dialog, sent
 
 

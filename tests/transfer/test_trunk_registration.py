@@ -3,11 +3,11 @@ failure; and the user agent's send_request that carries those REGISTERs."""
 
 from __future__ import annotations
 
-from ivr.config import Trunk
 from ivr.sip.auth import DigestChallenger, DigestClient
+from ivr.sip.events import RequestResult
 from ivr.sip.message import Request, build_response, parse_message
-from ivr.sip.trunk import TrunkRegistration
-from ivr.sip.ua import RequestResult, UserAgent
+from ivr.sip.trunk import Trunk, TrunkRegistration
+from ivr.sip.ua import UserAgent
 
 TRUNK = Trunk("carrier", "198.51.100.7", 5080, username="acme", password="s3cret", register=True)
 CONTACT = "<sip:acme@203.0.113.5:5060>"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.config import Trunk
-from ivr.sip.trunk import TrunkRefused, Trunks, is_external, pattern_allows
+from ivr.sip.trunk import Trunk, TrunkRefused, Trunks, is_external, pattern_allows
 
 MOBILES = Trunk("carrier", "198.51.100.7", 5080, username="acme", password="s3cret", caller_id="+41435435570",
                 allow=("+4179*", "+4178*"))

@@ -1,0 +1,234 @@
+"""A flow against the deployment it runs in: the checks and the loading that need the deployment file.
+
+:mod:`ivr.dsl` knows a flow's files only.  What depends on the installation is
+checked here, on the same AST and with the same diagnostics (``file:line:col``,
+the line, a caret, a hint):
+
+- prompt files: each constant ``play``, ``hold music`` and ``hold_music`` must be
+  in a prompt folder (a warning if not), stay inside it through symbolic links,
+  and be playable audio (or a folder holding some);
+- extensions, mailboxes and trunks: every constant number a flow transfers to,
+  rings or leaves voicemail in (also a sub-flow's parameter, at each ``call``
+  passing a constant) must be defined in the deployment file, or allowed by a
+  trunk for ``+`` numbers (warnings);
+- directories: each person's extension must be a deployment extension or a ring
+  group of the flow, and a mailbox given must be a deployment mailbox (errors,
+  at the directory file's line).
+
+Deployment-file checks run only with an actual file: the embedded defaults know
+no extensions.  :func:`load_flow` and :func:`check_flow` are
+:mod:`ivr.dsl.loader`'s with these checks added; ``ivr serve`` (start and
+reload), ``ivr check`` and the other commands load flows through them.
+:func:`number_key` is the ``[numbers]`` setting made a matching rule for the
+compiled program's entry points.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ivr.config import Config, NumbersConfig
+from ivr.directory.source import DirectoryError, load_directory
+from ivr.dsl import ast, loader
+from ivr.dsl.checks import dialled, prompt_paths
+from ivr.dsl.compiler import Program, normalize_number
+from ivr.dsl.errors import Diagnostic, SourcePos
+from ivr.media.prompts import PromptStore
+
+ItemCheck = loader.ItemCheck
+
+
+def load_flow(
+    paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = (), strict: bool = False,
+    config: Config | None = None,
+) -> Program:
+    """:func:`ivr.dsl.loader.load_flow` plus the prompt files in ``prompt_folders`` and, with
+    ``config``, the deployment's extensions, mailboxes, trunks and its ``[numbers]`` matching."""
+    program = loader.load_flow(paths, strict=strict, extra_checks=deployment_checks(prompt_folders, config))
+    if config is not None:
+        program = replace(program, number_key=number_key(config.numbers))
+    return program
+
+
+def check_flow(
+    paths: Sequence[str | Path], *, prompt_folders: Sequence[Path] = (), config: Config | None = None
+) -> list[Diagnostic]:
+    """Every problem of a flow and of the flow in this deployment, errors first (``ivr check``)."""
+    return loader.check_flow(paths, extra_checks=deployment_checks(prompt_folders, config))
+
+
+def deployment_checks(prompt_folders: Sequence[Path], config: Config | None) -> list[ItemCheck]:
+    folders = [Path(f) for f in prompt_folders]
+    numbers = config.numbers if config is not None else NumbersConfig()
+    found: list[ItemCheck] = [lambda items: check_prompts(items, folders), lambda items: check_entries(items, numbers)]
+    if config is not None and config.path is not None:
+        found.append(lambda items: check_numbers(items, config))
+        found.append(lambda items: check_directories(items, config))
+    return found
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def number_key(numbers: NumbersConfig) -> Callable[[str], str]:
+    """Called number -> the form a flow's ``number`` lines are matched in.
+
+    Without a country: digits only, ``+`` and ``00`` dropped (``+41 43``, ``004143``, ``4143``
+    compare equal).  With one: a national number (trunk prefix 0, not 00) also gets the country
+    code, so ``0435435570``, ``+41435435570`` and ``0041435435570`` all match each other.
+    """
+    code = numbers.country_code
+    if not code:
+        return normalize_number
+
+    def key(number: str) -> str:
+        digits = normalize_number(number)
+        if _national(number):
+            return code + digits[1:]
+        return digits
+
+    return key
+
+
+def check_entries(items: Sequence[ast.Item], numbers: NumbersConfig) -> list[Diagnostic]:
+    """Two ``number`` lines, written differently, that a call matches alike but that go to different steps."""
+    key = number_key(numbers)
+    first: dict[str, tuple[str, ast.NumberEntry]] = {}
+    out: list[Diagnostic] = []
+    for item in items:
+        if not isinstance(item, ast.NumberEntry):
+            continue
+        for number in item.numbers:
+            if number == "default" or not key(number):
+                continue
+            written, entry = first.setdefault(key(number), (number, item))
+            if written != number and entry.step != item.step:
+                out.append(Diagnostic(
+                    "error", f"number {number} is the same as {written}, bound to '{entry.step}' and '{item.step}'",
+                    item.pos, _same_number_hint(numbers, written, number, entry.pos),
+                ))
+    return out
+
+
+def _same_number_hint(numbers: NumbersConfig, one: str, other: str, first: SourcePos) -> str:
+    if numbers.country and (_national(one) or _national(other)):
+        why = f"with [numbers] country = \"{numbers.country}\" a national number and its international form are one"
+    else:
+        why = "+41..., 0041... and 41... are one number"
+    return f"{why}; the first is at {first}"
+
+
+def _national(number: str) -> bool:
+    text = number.strip()
+    if "@" in text:
+        text = text.split("@", 1)[0].removeprefix("sip:").removeprefix("sips:")
+    digits = re.sub(r"[^\d+]", "", text)
+    return digits.startswith("0") and not digits.startswith("00")
+
+
+# --------------------------------------------------------------------------- prompt files
+
+
+def check_prompts(items: Sequence[ast.Item], folders: Sequence[Path]) -> list[Diagnostic]:
+    """Prompt files a flow plays that are missing, lead outside the folders or do not play."""
+    if not folders:
+        return []
+    out: list[Diagnostic] = []
+    for path, pos, folder_ok in prompt_paths(items):
+        if not path or "{" in path or path.startswith("data:") or os.path.isabs(path) or ".." in Path(path).parts:
+            continue  # decided at run time, or already an error of the flow itself
+        out.extend(_prompt_file(path, pos, folder_ok, folders))
+    return out
+
+
+def _prompt_file(path: str, pos: SourcePos, folder_ok: bool, folders: Sequence[Path]) -> list[Diagnostic]:
+    for folder in folders:
+        candidate = folder / path
+        if not (candidate.is_file() or (folder_ok and candidate.is_dir())):
+            continue
+        try:
+            candidate.resolve().relative_to(folder.resolve())
+        except ValueError:
+            return [Diagnostic("error", "prompt path escapes the prompt folders", pos,
+                               "a symbolic link leads outside the prompt folder")]
+        return _prompt_audio(folder, path, pos)
+    shown = ", ".join(str(f) for f in folders)
+    return [Diagnostic("warning", f"prompt file not found: {path}", pos, f"looked in {shown}")]
+
+
+def _prompt_audio(folder: Path, path: str, pos: SourcePos) -> list[Diagnostic]:
+    """A prompt that exists must play: a readable audio file, or a folder holding some."""
+    store = PromptStore([folder])
+    if (folder / path).is_dir():
+        if not store.audio_files(path):
+            return [Diagnostic("error", f"no audio files in prompt folder: {path}", pos,
+                               "put WAV, FLAC or OGG files in it")]
+        return []
+    problem = store.check(path)
+    return [Diagnostic("error", f"prompt file is not playable: {path}", pos, problem)] if problem else []
+
+
+# --------------------------------------------------------------------------- extensions, mailboxes, trunks
+
+
+def check_numbers(items: Sequence[ast.Item], config: Config) -> list[Diagnostic]:
+    """Numbers a flow dials or mailboxes it uses that the deployment file does not provide (warnings)."""
+    name = Path(config.path or "").name
+    out: list[Diagnostic] = []
+    for number, pos, what in dialled(items):
+        if what == "mailbox":
+            if config.mailbox(number) is None:
+                out.append(Diagnostic("warning", f"mailbox {number} is not in {name}", pos,
+                                      "add it under [[mailboxes]]"))
+        elif number.startswith("+"):
+            if not any(fnmatch.fnmatchcase(number, p) for t in config.trunks for p in t.allow):
+                out.append(Diagnostic("warning", f"no trunk in {name} allows calls to {number}", pos,
+                                      "add the number or a pattern like \"+4179*\" to a trunk's allow list"))
+        elif config.extension(number) is None:
+            out.append(Diagnostic("warning", f"extension {number} is not in {name}", pos,
+                                  "add it under [[extensions]]"))
+    return out
+
+
+# --------------------------------------------------------------------------- directories
+
+
+def check_directories(items: Sequence[ast.Item], config: Config) -> list[Diagnostic]:
+    """People in a flow's directory files whose extension or mailbox the deployment lacks (errors)."""
+    name = Path(config.path or "").name
+    groups = {i.name for i in items if isinstance(i, ast.Group)}
+    extensions = {e.number for e in config.extensions} | groups
+    mailboxes = {m.number for m in config.mailboxes}
+    out: list[Diagnostic] = []
+    for source in _directory_sources(items):
+        path = Path(source.pos.file).parent / source.path
+        if not path.is_file():
+            continue  # the flow's own check warns about a missing file
+        try:
+            book = load_directory(path, name=source.name)
+        except DirectoryError as exc:
+            out.append(Diagnostic("warning", f"directory {source.name}: {exc.message}",
+                                  SourcePos(str(path), max(exc.line, 1), 1)))
+            continue
+        for person in book.people:
+            pos = SourcePos(str(path), max(person.line, 1), 1)
+            if person.extension not in extensions:
+                out.append(Diagnostic("error", f"{person.display_name}: extension {person.extension} is not in {name}",
+                                      pos, "add it under [[extensions]], or correct the directory file"))
+            if person.mailbox and person.mailbox not in mailboxes:
+                out.append(Diagnostic("error", f"{person.display_name}: mailbox {person.mailbox} is not in {name}",
+                                      pos, "add it under [[mailboxes]], or correct the directory file"))
+    return out
+
+
+def _directory_sources(items: Sequence[ast.Item]) -> Iterator[ast.DirectorySource]:
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, ast.DirectorySource) and item.name not in seen:
+            seen.add(item.name)
+            yield item

@@ -1,0 +1,54 @@
+"""The SIP layer's records, built from the deployment file.
+
+ivr.sip knows no ``ivr.toml``: its registrar serves :class:`~ivr.sip.registrar.Account`
+records and its outbound routing uses :class:`~ivr.sip.trunk.Trunk` records.  This
+module is the one place that turns ``[[extensions]]``, ``[registrar]`` and
+``[[trunks]]`` into them.
+"""
+
+from __future__ import annotations
+
+from ivr.config import Config
+from ivr.sip.auth import DigestChallenger
+from ivr.sip.registrar import Account, Registrar, RegistrationStore
+from ivr.sip.throttle import AuthThrottle
+from ivr.sip.trunk import Trunk, Trunks
+
+
+def registrar_accounts(config: Config) -> tuple[Account, ...]:
+    """One account per extension: its number, digest credentials and static contacts."""
+    return tuple(Account(e.number, e.username, e.password, e.contacts) for e in config.extensions)
+
+
+def registrar(config: Config, store: RegistrationStore | None = None) -> Registrar:
+    """The registrar of a deployment: bindings in ``<data>/registrations.sqlite`` unless ``store`` is given."""
+    rc = config.registrar
+    if store is None:
+        config.data.mkdir(parents=True, exist_ok=True)
+        store = RegistrationStore(config.data / "registrations.sqlite")
+    return Registrar(
+        store,
+        DigestChallenger(rc.realm, nonce_ttl=rc.nonce_ttl),
+        registrar_accounts(config),
+        throttle=AuthThrottle(rc.max_failures, rc.failure_window, rc.block_time),
+        throttle_action=rc.throttle_action,
+        min_expires=rc.min_expires,
+        max_expires=rc.max_expires,
+        default_expires=rc.default_expires,
+        max_contacts=rc.max_contacts,
+        domains=rc.domains or None,
+        algorithms=rc.digest_algorithms,
+    )
+
+
+def trunk_records(config: Config) -> tuple[Trunk, ...]:
+    """ivr.toml's ``[[trunks]]`` in file order (the order they are tried in)."""
+    return tuple(
+        Trunk(t.name, t.host, t.port, t.transport, t.username, t.password, t.register, t.caller_id, t.allow)
+        for t in config.trunks
+    )
+
+
+def trunks(config: Config) -> Trunks:
+    """The deployment's trunks, with one digest client per authenticated trunk."""
+    return Trunks(trunk_records(config))
