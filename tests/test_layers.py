@@ -16,18 +16,15 @@ The rules (the architecture in issue 9):
 Imports are read with :mod:`ast`, never executed; relative imports are resolved, and
 ``from PACKAGE import NAME`` is an arrow to the submodule when NAME is one.
 
-:data:`KNOWN_VIOLATIONS` and :data:`KNOWN_CYCLES` list the arrows and cycles that exist
-today, each one exactly, while they are being removed: the list may only shrink.  A new
-arrow against the rules fails, and so does a listed one that no longer occurs (delete it
-from the list).  A violation is named by importer, imported module and rule, not by line,
-so an edit above the import does not break the list; the failure message gives the line.
+There are no exceptions: any arrow against the rules or any cycle fails, naming the file
+and line of each import involved.
 """
 
 from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -48,12 +45,6 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 CLI = "ivr.commands"
 CLI_IMPORTERS = ("ivr.cli", "ivr.commands")
 CLI_RULE = "only ivr.cli and ivr.commands import ivr.commands"
-
-# (importer, imported, rule): today's arrows against the rules.  Only ever delete from this.
-KNOWN_VIOLATIONS: set[tuple[str, str, str]] = set()
-
-# The members of each import cycle today.  Only ever delete from this.
-KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 @dataclass(frozen=True)
@@ -239,15 +230,6 @@ def _cycle_through(start: str, members: frozenset[str], graph: Mapping[str, Mapp
     raise AssertionError(f"{start} is in a component without a cycle through it")
 
 
-def compare(found: Iterable[T], known: Collection[Hashable], key: Callable[[T], Hashable]) -> tuple[list[str], list[Hashable]]:
-    """What ``found`` has that ``known`` does not (as messages), and the ``known`` entries not found."""
-    found = list(found)
-    new = sorted(str(item) for item in found if key(item) not in known)
-    keys = {key(item) for item in found}
-    stale = sorted((k for k in known if k not in keys), key=str)
-    return new, stale
-
-
 # --------------------------------------------------------------------------- the tests of ivr/
 
 
@@ -257,25 +239,13 @@ def arrows() -> list[Import]:
 
 
 def test_no_import_against_the_layers(arrows: list[Import]) -> None:
-    new, _ = compare(violations(arrows), KNOWN_VIOLATIONS, lambda v: v.key)
-    assert not new, "imports against the layers:\n" + "\n".join(new)
-
-
-def test_known_violations_still_occur(arrows: list[Import]) -> None:
-    _, stale = compare(violations(arrows), KNOWN_VIOLATIONS, lambda v: v.key)
-    assert not stale, "gone, delete from KNOWN_VIOLATIONS:\n" + "\n".join(map(str, stale))
+    found = sorted(str(v) for v in violations(arrows))
+    assert not found, "imports against the layers:\n" + "\n".join(found)
 
 
 def test_no_import_cycle(arrows: list[Import]) -> None:
-    new, _ = compare(cycles(arrows), KNOWN_CYCLES, lambda c: c.members)
-    assert not new, "import cycles:\n" + "\n".join(new)
-
-
-def test_known_cycles_still_occur(arrows: list[Import]) -> None:
-    _, stale = compare(cycles(arrows), KNOWN_CYCLES, lambda c: c.members)
-    assert not stale, "gone, delete from KNOWN_CYCLES:\n" + "\n".join(
-        " <-> ".join(sorted(members)) for members in stale if isinstance(members, frozenset)
-    )
+    found = sorted(str(c) for c in cycles(arrows))
+    assert not found, "import cycles:\n" + "\n".join(found)
 
 
 def test_the_scan_sees_the_package(arrows: list[Import]) -> None:
@@ -355,23 +325,3 @@ def test_checker_reports_a_two_module_cycle(tmp_path: Path) -> None:
         "(ivr/media/asr.py:2, ivr/media/asr_moonshine.py:1)",
     ]
     assert violations(scan(package)) == []
-
-
-def test_compare_names_new_entries_and_stale_ones() -> None:
-    a = Import("ivr.sip.ua", "ivr.media.rtp", "ivr/sip/ua.py", 3)
-    b = Import("ivr.dsl.x", "ivr.config", "ivr/dsl/x.py", 9)
-    found = [Violation(a, "ivr.sip imports nothing from ivr.media")]
-    known = {
-        ("ivr.dsl.x", "ivr.config", "ivr.dsl imports nothing from ivr.config"),
-    }
-
-    new, stale = compare(found, known, lambda v: v.key)
-
-    assert new == ["ivr/sip/ua.py:3: ivr.sip.ua imports ivr.media.rtp: ivr.sip imports nothing from ivr.media"]
-    assert stale == [("ivr.dsl.x", "ivr.config", "ivr.dsl imports nothing from ivr.config")]
-    assert compare([Violation(b, "ivr.dsl imports nothing from ivr.config")], known, lambda v: v.key) == ([], [])
-    again = Import("ivr.sip.ua", "ivr.media.rtp", "ivr/sip/ua.py", 40)
-    assert compare(found + [Violation(again, found[0].rule)], set(), lambda v: v.key)[0] == [
-        "ivr/sip/ua.py:3: ivr.sip.ua imports ivr.media.rtp: ivr.sip imports nothing from ivr.media",
-        "ivr/sip/ua.py:40: ivr.sip.ua imports ivr.media.rtp: ivr.sip imports nothing from ivr.media",
-    ]
