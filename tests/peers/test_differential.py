@@ -1,0 +1,112 @@
+"""Every flow test of flows/*.ivrtest, in virtual time and on a live ``ivr serve``: the same actions.
+
+The harness is tests/peers/differential.py (what is compared, how the live call is driven).
+The whole live run (every case, one server per start time, all at once) happens once per
+module; each case is then its own test.  A case with speech input is compared up to its first
+speech only (no live recogniser is driven); the test says so when it cuts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.peers import differential as diff
+from tests.transfer.harness import peers
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.peer,
+    pytest.mark.skipif(peers.SIPP is None, reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.timeout(600),
+]
+
+CASES = diff.load_cases()
+ONLY = os.environ.get("IVR_DIFFERENTIAL_ONLY", "")  # a substring of case ids, to run a few by hand
+
+
+def _deployment() -> tuple[object, object]:
+    from ivr.dsl.flowtest import parse_test_file
+
+    return diff.deployment_and_program(parse_test_file(diff.EXAMPLES / "acme.ivrtest"), diff.EXAMPLES / "ivr.toml")
+
+
+def _need_faketime() -> None:
+    # Where sipp is installed (CI, make system-deps) faketime is too: missing, it is a failure.
+    assert diff.FAKETIME is not None, "faketime (Debian faketime) is not installed: make system-deps"
+
+
+@pytest.fixture(scope="module")
+def live_calls(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> dict[str, diff.LiveCall]:
+    _need_faketime()
+    cfg, _ = _deployment()
+    cases = [c for c in CASES if ONLY in c.id]
+    return diff.run_live(cases, tmp_path_factory.mktemp("differential"), cfg.extensions, tts_cache)  # type: ignore[attr-defined]
+
+
+def _compare(case: diff.Case, live: diff.LiveCall) -> None:
+    cut = diff.caller_script(case.result).cut_at is not None
+    if cut:
+        print(f"{case.id}: speech input: compared up to the first speech only")
+    virtual = diff.virtual_actions(case.result, cut=cut)
+    actual = diff.live_actions(live.records, cut=cut)
+    notes = "".join(f"\n  note: {n}" for n in live.notes)
+    assert virtual == actual, f"{case.id}: the live call differs\n{diff.side_by_side(virtual, actual)}{notes}"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if ONLY in c.id], ids=lambda c: c.id)
+def test_live_call_does_what_the_flow_test_says(case: diff.Case, live_calls: dict[str, diff.LiveCall]) -> None:
+    assert not case.error, f"{case.id}: the virtual run failed: {case.error}"
+    _compare(case, live_calls[case.id])
+
+
+# --------------------------------------------------------------------------- random keys on acme's menu
+
+MENU_KEYS = "0123456789*#"
+
+
+@pytest.fixture(scope="module")
+def acme_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path):  # type: ignore[no-untyped-def]
+    """One server at Monday 09:00 (office open) with its far-end port, for the property test."""
+    _need_faketime()
+    _, program = _deployment()
+    from ivr.dsl.schedule import parse_local
+
+    start = parse_local("2026-11-23 09:00", program.settings.timezone)  # type: ignore[attr-defined]
+    far_port = peers.free_port()
+    server = diff.start_server(
+        tmp_path_factory.mktemp("acme-random"), start, program.settings.timezone, far_port,  # type: ignore[attr-defined]
+        switches={}, tts_cache=tts_cache,
+    )
+    yield server, far_port, start
+    server.stop()
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    presses=st.lists(st.tuples(st.floats(0.2, 9.0), st.sampled_from(MENU_KEYS)), min_size=1, max_size=3),
+    hang_up_after=st.floats(0.5, 8.0),
+)
+def test_random_keys_on_the_main_menu(acme_server, presses: list[tuple[float, str]], hang_up_after: float) -> None:  # type: ignore[no-untyped-def]
+    """Keys at random times on acme's main menu, then a hang-up: the live call does what the virtual one did."""
+    server, far_port, start = acme_server
+    cfg, program = _deployment()
+    _, sim = diff.flowtest_api()
+    inputs = []
+    for gap, key in presses:
+        inputs += [sim.CallerInput("wait", seconds=round(gap, 2)), sim.CallerInput("key", key)]
+    inputs += [sim.CallerInput("wait", seconds=round(hang_up_after, 2)), sim.CallerInput("hangup")]
+    scenario = sim.Scenario(start=start, caller="+41791112233", called="+41435435570", inputs=tuple(inputs))
+    case = diff.virtual_case(program, cfg, scenario, " ".join(str(i) for i in inputs))
+    lives = asyncio.run(diff.call_cases(server, far_port, [case], cfg.extensions))  # type: ignore[attr-defined]
+    _compare(case, lives[case.id])
+
+
+def test_faketime_is_installed_where_sipp_is() -> None:
+    assert shutil.which("faketime") is not None, "faketime (Debian faketime) is not installed: make system-deps"
