@@ -47,8 +47,6 @@ from types import ModuleType
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from tests.transfer.harness import peers  # tests/peers/conftest.py: start_ivr, free_port
-
 from ivr.sip.auth import DigestClient
 from ivr.sip.transport import SipEndpoint
 from ivr.sip.ua import (
@@ -61,12 +59,14 @@ from ivr.sip.ua import (
     UAEvent,
     UserAgent,
 )
+from tests.transfer.harness import peers  # tests/peers/conftest.py: start_ivr, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "flows"
 FAKETIME = shutil.which("faketime")
 
 KEY_MARGIN = 0.3  # keys and hang-ups go this long after their virtual time: clear of a prompt's end
+CUT_SETTLE = 1.0  # a case cut at its first speech hangs up this long after it
 GRACE = 30.0  # a live call gets this long past the virtual call's end to end by itself
 ANSWER_TIMEOUT = 20.0
 LEG_LOOKUP_TIMEOUT = 10.0
@@ -143,8 +143,8 @@ class CallerScript:
     """What the live caller does, in seconds from the answer."""
 
     keys: tuple[tuple[float, str], ...]
-    hangup_at: float | None  # the virtual caller hung up (or the speech cut) then
-    cut_at: float | None  # the first speech input: the live half stops here
+    hangup_at: float | None  # the virtual caller hung up then (or the speech cut, CUT_SETTLE after it)
+    cut_at: float | None  # the first speech input: the comparison stops here
     ends_at: float  # when the virtual call ended
 
 
@@ -157,7 +157,9 @@ def caller_script(result: Any) -> CallerScript:
             continue
         event = line.data.get("event")
         if event == "speech":
-            return CallerScript(tuple(keys), line.at, line.at, line.at)
+            # Hang up a little after the speech: the keys before it must be handled first.
+            cut = line.at + CUT_SETTLE
+            return CallerScript(tuple(keys), cut, line.at, cut)
         if event == "key":
             # One caller line may carry several keys (a directory spelling `932#`).
             keys.extend((line.at + i * KEY_SPACING, d) for i, d in enumerate(str(line.data["digit"])))
@@ -256,7 +258,9 @@ def live_actions(records: Iterable[dict[str, Any]], *, cut: bool = False) -> lis
     out: list[Action] = []
     in_dialogue = False  # between sub_started and sub_finished
     for record in records:
-        event, kind = record.get("event"), record.get("action")
+        # An event's own fields may include one named "action" (action_done): not an action.
+        event = record.get("event")
+        kind = None if event is not None else record.get("action")
         if event == "sub_started":
             in_dialogue = True
         elif event == "sub_finished":
