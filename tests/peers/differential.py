@@ -123,7 +123,9 @@ def load_cases(folder: Path = EXAMPLES) -> list[Case]:
         cfg, program = deployment_and_program(test_file, folder / "ivr.toml")
         tz = program.settings.timezone
         for test in test_file.tests:
-            outcome = ft.run_test(path, program, test, prompt_folders=cfg.prompt_folders, config=cfg)
+            outcome = ft.run_test(
+                path, program, test, prompt_folders=cfg.prompt_folders, config=cfg
+            )
             scenario = ft.scenario_for(test, tz)
             called = scenario.called or sim.first_number(program)
             cases.append(Case(path, test.name, scenario, outcome.trace, tz, called, outcome.error))
@@ -135,7 +137,9 @@ def virtual_case(program: Any, cfg: Any, scenario: Any, name: str) -> Case:
     _, sim = flowtest_api()
     result = sim.simulate(program, scenario, prompt_folders=cfg.prompt_folders, config=cfg)
     called = scenario.called or sim.first_number(program)
-    return Case(EXAMPLES / "acme.ivrtest", name, scenario, result, program.settings.timezone, called)
+    return Case(
+        EXAMPLES / "acme.ivrtest", name, scenario, result, program.settings.timezone, called
+    )
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,9 @@ class CallerScript:
     """What the live caller does, in seconds from the answer."""
 
     keys: tuple[tuple[float, str], ...]
-    hangup_at: float | None  # the virtual caller hung up then (or the speech cut, CUT_SETTLE after it)
+    hangup_at: (
+        float | None
+    )  # the virtual caller hung up then (or the speech cut, CUT_SETTLE after it)
     cut_at: float | None  # the first speech input: the comparison stops here
     ends_at: float  # when the virtual call ended
 
@@ -162,7 +168,9 @@ def caller_script(result: Any) -> CallerScript:
             return CallerScript(tuple(keys), cut, line.at, cut)
         if event == "key":
             # One caller line may carry several keys (a directory spelling `932#`).
-            keys.extend((line.at + i * KEY_SPACING, d) for i, d in enumerate(str(line.data["digit"])))
+            keys.extend(
+                (line.at + i * KEY_SPACING, d) for i, d in enumerate(str(line.data["digit"]))
+            )
         elif event == "hangup":
             hangup_at = line.at
     return CallerScript(tuple(keys), hangup_at, None, result.duration)
@@ -199,7 +207,9 @@ def far_end_script(case: Case) -> FarEndScript:
             answered.setdefault(str(line.data.get("target")), line.at)
         elif line.data.get("event") == "bridge_ended" and ended is None:
             ended = line.at
-    return FarEndScript(lambda target: str(sim.transfer_outcome(case.scenario, target)), answered, ended)
+    return FarEndScript(
+        lambda target: str(sim.transfer_outcome(case.scenario, target)), answered, ended
+    )
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -237,11 +247,11 @@ def _outcome(result: Any, detail: Any) -> Action:
 def virtual_actions(result: Any, *, cut: bool = False) -> list[Action]:
     """The virtual trace as action tuples; with ``cut``, only what came before the first speech."""
     out: list[Action] = []
-    in_dialogue = False  # a dialogue's actions run until its result line
+    in_dialogue = False  # a dialogue's actions run until the flow gets its result
     for line in result.lines:
         if line.kind == "caller" and line.data.get("event") == "speech" and cut:
             return out
-        if line.kind == "result":
+        if line.kind == "result" and _ends_dialogue(line.data):
             in_dialogue = False
         elif line.kind == "caller" and line.data.get("event") == "hangup":
             out.append(CALLER_HANGS_UP)
@@ -251,6 +261,14 @@ def virtual_actions(result: Any, *, cut: bool = False) -> list[Action]:
             out.append(_action(line.kind, dict(line.data)))
             in_dialogue = line.kind in DIALOGUES
     return out
+
+
+def _ends_dialogue(result: Any) -> bool:
+    """A result line that hands a dialogue's answer to the flow (not a recording's end inside it)."""
+    event = result.get("event")
+    return event == "directory_result" or (
+        event == "action_done" and result.get("action") in DIALOGUES
+    )
 
 
 def live_actions(records: Iterable[dict[str, Any]], *, cut: bool = False) -> list[Action]:
@@ -332,7 +350,11 @@ def server_clock(server: Any) -> float:
     with server.cond:
         stamped = [r["ts"] for r in server.records if "ts" in r]
     assert stamped, "the server wrote no time-stamped record:\n" + server.tail()
-    return datetime.strptime(stamped[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=ZoneInfo("UTC")).timestamp()
+    return (
+        datetime.strptime(stamped[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+        .replace(tzinfo=ZoneInfo("UTC"))
+        .timestamp()
+    )
 
 
 # --------------------------------------------------------------------------- the phones
@@ -391,7 +413,15 @@ def _remote_media(sdp: bytes) -> tuple[str, int]:
     return host.group(1), int(port.group(1))
 
 
-_EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
+_EVENT_CODES = {
+    **{str(d): d for d in range(10)},
+    "*": 10,
+    "#": 11,
+    "A": 12,
+    "B": 13,
+    "C": 14,
+    "D": 15,
+}
 
 
 class RtpStream(asyncio.DatagramProtocol):
@@ -431,7 +461,9 @@ class RtpStream(asyncio.DatagramProtocol):
     def _send_tick(self, origin: float, n: int) -> None:
         if self.transport is None or self.remote is None:
             return
-        packet = self.pending.pop(0) if self.pending else self._packet(0, b"\xff" * 160, marker=False)
+        packet = (
+            self.pending.pop(0) if self.pending else self._packet(0, b"\xff" * 160, marker=False)
+        )
         self.transport.sendto(packet, self.remote)
         self.ts = (self.ts + 160) % 2**32
         loop = asyncio.get_running_loop()
@@ -439,16 +471,27 @@ class RtpStream(asyncio.DatagramProtocol):
 
     def _packet(self, pt: int, payload: bytes, *, marker: bool, ts: int | None = None) -> bytes:
         self.seq = (self.seq + 1) % 2**16
-        first = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, self.seq, self.ts if ts is None else ts, self.ssrc)
+        first = struct.pack(
+            "!BBHII",
+            0x80,
+            (0x80 if marker else 0) | pt,
+            self.seq,
+            self.ts if ts is None else ts,
+            self.ssrc,
+        )
         return first + payload
 
     def key(self, digit: str) -> None:
         """Queue one key: five updates of 20 ms each, then the end packet three times (RFC 4733 2.5)."""
         code, start = _EVENT_CODES[digit], self.ts
         for i in range(1, 6):
-            self.pending.append(self._packet(101, struct.pack("!BBH", code, 10, 160 * i), marker=i == 1, ts=start))
+            self.pending.append(
+                self._packet(101, struct.pack("!BBH", code, 10, 160 * i), marker=i == 1, ts=start)
+            )
         for _ in range(3):
-            self.pending.append(self._packet(101, struct.pack("!BBH", code, 0x80 | 10, 800), marker=False, ts=start))
+            self.pending.append(
+                self._packet(101, struct.pack("!BBH", code, 0x80 | 10, 800), marker=False, ts=start)
+            )
 
     def close(self) -> None:
         if self._tick is not None:
@@ -481,13 +524,18 @@ async def place_call(
         if isinstance(event, OutgoingCallAnswered) and not answered.done():
             answered.set_result(event.answer)
         elif isinstance(event, OutgoingCallFailed) and not answered.done():
-            answered.set_exception(AssertionError(f"the call failed: {event.status} {event.reason}"))
+            answered.set_exception(
+                AssertionError(f"the call failed: {event.status} {event.reason}")
+            )
         elif isinstance(event, CallEnded) and not ended.done():
             ended.set_result(event.reason)
 
     uri = f"sip:{case.called}@{server.address}"
     live.call_id = phone.ua.invite(
-        uri, _sdp(rtp.port), phone.now, from_uri=f"sip:{case.scenario.caller}@127.0.0.1",
+        uri,
+        _sdp(rtp.port),
+        phone.now,
+        from_uri=f"sip:{case.scenario.caller}@127.0.0.1",
         destination=(server.host, server.port),
     )
     phone.handlers[live.call_id] = on_event
@@ -501,19 +549,25 @@ async def place_call(
         for at, digit in script.keys:
             handles.append(loop.call_at(t0 + at + KEY_MARGIN, rtp.key, digit))
         if script.hangup_at is not None:
-            handles.append(loop.call_at(t0 + script.hangup_at + KEY_MARGIN, _hang_up, phone, live.call_id))
+            handles.append(
+                loop.call_at(t0 + script.hangup_at + KEY_MARGIN, _hang_up, phone, live.call_id)
+            )
         deadline = t0 + script.ends_at + GRACE
         try:
             await asyncio.wait_for(asyncio.shield(ended), max(1.0, deadline - loop.time()))
         except TimeoutError:
-            live.notes.append(f"the live call had not ended {GRACE:g}s after the virtual one: the caller hung up")
+            live.notes.append(
+                f"the live call had not ended {GRACE:g}s after the virtual one: the caller hung up"
+            )
             _hang_up(phone, live.call_id)
     finally:
         for handle in handles:
             handle.cancel()
         rtp.close()
     await asyncio.to_thread(
-        server.wait_for, lambda r: r.get("call_id") == live.call_id and r.get("event") == "ended", 15.0,
+        server.wait_for,
+        lambda r: r.get("call_id") == live.call_id and r.get("event") == "ended",
+        15.0,
         f"ended for {live.call_id}",
     )
     live.records = server.call_records(live.call_id)
@@ -551,14 +605,25 @@ class FarEnd:
         extra: list[tuple[str, str]] = []
         for cseq in (1, 2):
             done: asyncio.Future[RequestResult] = loop.create_future()
-            self.phone.handlers[call_id] = lambda e, f=done: None if f.done() else f.set_result(cast(RequestResult, e))
+            self.phone.handlers[call_id] = lambda e, f=done: (
+                None if f.done() else f.set_result(cast(RequestResult, e))
+            )
             headers = [
                 ("From", f"<sip:{ext.username}@{self.server.address}>;tag={secrets.token_hex(4)}"),
-                ("To", f"<sip:{ext.username}@{self.server.address}>"), ("Call-ID", call_id),
-                ("CSeq", f"{cseq} REGISTER"), ("Contact", self.phone.ua.contact(user=ext.number)),
-                ("Expires", "3600"), *extra,
+                ("To", f"<sip:{ext.username}@{self.server.address}>"),
+                ("Call-ID", call_id),
+                ("CSeq", f"{cseq} REGISTER"),
+                ("Contact", self.phone.ua.contact(user=ext.number)),
+                ("Expires", "3600"),
+                *extra,
             ]
-            self.phone.ua.send_request("REGISTER", uri, headers, self.phone.now, destination=(self.server.host, self.server.port))
+            self.phone.ua.send_request(
+                "REGISTER",
+                uri,
+                headers,
+                self.phone.now,
+                destination=(self.server.host, self.server.port),
+            )
             self.phone.service()
             result = await asyncio.wait_for(done, 10.0)
             if result.status == 200:
@@ -566,7 +631,9 @@ class FarEnd:
             assert result.status == 401 and result.response is not None and cseq == 1, (
                 f"extension {ext.number} could not register: {result.status}"
             )
-            challenges = [("WWW-Authenticate", v) for v in result.response.headers.get_all("WWW-Authenticate")]
+            challenges = [
+                ("WWW-Authenticate", v) for v in result.response.headers.get_all("WWW-Authenticate")
+            ]
             extra = auth.credentials(401, challenges, "REGISTER", uri)
 
     def _incoming(self, event: IncomingCall) -> None:
@@ -578,10 +645,16 @@ class FarEnd:
         loop = asyncio.get_running_loop()
         ua, call_id = self.phone.ua, event.call_id
         over: asyncio.Future[None] = loop.create_future()
-        self.phone.handlers[call_id] = lambda e: None if over.done() or not isinstance(e, CallCancelled | CallEnded) else over.set_result(None)
+        self.phone.handlers[call_id] = lambda e: (
+            None
+            if over.done() or not isinstance(e, CallCancelled | CallEnded)
+            else over.set_result(None)
+        )
         record = await asyncio.to_thread(
-            self.server.wait_for, lambda r: r.get("event") == "leg_invite" and r.get("leg") == call_id,
-            LEG_LOOKUP_TIMEOUT, f"leg_invite for {call_id}",
+            self.server.wait_for,
+            lambda r: r.get("event") == "leg_invite" and r.get("leg") == call_id,
+            LEG_LOOKUP_TIMEOUT,
+            f"leg_invite for {call_id}",
         )
         script, live = self.calls[record["call_id"]]
         target = str(record["target"])
@@ -609,7 +682,9 @@ class FarEnd:
         if event.offer:
             rtp.start(_remote_media(event.offer))
         with _suppress_timeout():
-            await asyncio.wait_for(asyncio.shield(over), script.talk(loop.time() - live.answered_at))
+            await asyncio.wait_for(
+                asyncio.shield(over), script.talk(loop.time() - live.answered_at)
+            )
         rtp.close()
         if not over.done():
             _hang_up(self.phone, call_id)
@@ -654,7 +729,9 @@ def groups_of(cases: Iterable[Case]) -> list[Group]:
     return list(by_key.values())
 
 
-async def call_cases(server: Any, far_port: int, cases: Sequence[Case], extensions: Sequence[Any]) -> dict[str, LiveCall]:
+async def call_cases(
+    server: Any, far_port: int, cases: Sequence[Case], extensions: Sequence[Any]
+) -> dict[str, LiveCall]:
     """Register the far end (on ``far_port``, where the trunk points) and place every case's call at once."""
     far_phone, caller_phone = Phone(), Phone()
     await far_phone.start(far_port)
@@ -663,7 +740,9 @@ async def call_cases(server: Any, far_port: int, cases: Sequence[Case], extensio
     lives = {case.id: LiveCall() for case in cases}
     try:
         await far.register(extensions)
-        await asyncio.gather(*(_one_call(caller_phone, far, server, case, lives[case.id]) for case in cases))
+        await asyncio.gather(
+            *(_one_call(caller_phone, far, server, case, lives[case.id]) for case in cases)
+        )
     finally:
         far.close()
         far_phone.close()
@@ -671,17 +750,28 @@ async def call_cases(server: Any, far_port: int, cases: Sequence[Case], extensio
     return lives
 
 
-def start_server(folder: Path, start: float, timezone: str, far_port: int, *, switches: dict[str, bool],
-                 tts_cache: Path | None) -> Any:
+def start_server(
+    folder: Path,
+    start: float,
+    timezone: str,
+    far_port: int,
+    *,
+    switches: dict[str, bool],
+    tts_cache: Path | None,
+) -> Any:
     """``ivr serve`` on the example flows and deployment, its clock at ``start`` (checked)."""
     import json
 
     wrapper, env = faketime_wrapper(start, timezone)
     folder.mkdir(parents=True, exist_ok=True)
     server = peers.start_ivr(
-        folder, sorted(EXAMPLES.glob("*.ivr")), sections=deployment_sections(far_port),
+        folder,
+        sorted(EXAMPLES.glob("*.ivr")),
+        sections=deployment_sections(far_port),
         data_files={"switches.json": json.dumps(switches)} if switches else None,
-        env=env, tts_cache=tts_cache, wrapper=wrapper,
+        env=env,
+        tts_cache=tts_cache,
+        wrapper=wrapper,
     )
     clock = server_clock(server)
     if not 0 <= clock - start < 300:
@@ -691,8 +781,13 @@ def start_server(folder: Path, start: float, timezone: str, far_port: int, *, sw
 
 
 async def run_group(
-    group: Group, folder: Path, extensions: Sequence[Any], tts_cache: Path | None, *,
-    wait: asyncio.Event | None = None, started: asyncio.Event | None = None,
+    group: Group,
+    folder: Path,
+    extensions: Sequence[Any],
+    tts_cache: Path | None,
+    *,
+    wait: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
 ) -> dict[str, LiveCall]:
     """The group's server under faketime and its calls.
 
@@ -703,7 +798,13 @@ async def run_group(
     far_port = peers.free_port()
     try:
         server = await asyncio.to_thread(
-            start_server, folder, group.start, group.timezone, far_port, switches=group.switches, tts_cache=tts_cache
+            start_server,
+            folder,
+            group.start,
+            group.timezone,
+            far_port,
+            switches=group.switches,
+            tts_cache=tts_cache,
         )
     finally:
         if started is not None:
@@ -722,15 +823,23 @@ async def _one_call(phone: Phone, far: FarEnd, server: Any, case: Case, live: Li
         live.records = server.call_records(live.call_id) if live.call_id else []
 
 
-def run_live(cases: Sequence[Case], tmp: Path, extensions: Sequence[Any], tts_cache: Path | None) -> dict[str, LiveCall]:
+def run_live(
+    cases: Sequence[Case], tmp: Path, extensions: Sequence[Any], tts_cache: Path | None
+) -> dict[str, LiveCall]:
     """Every group on its own server, all at once; the first server starts alone (it fills the TTS cache)."""
 
     async def main() -> dict[str, LiveCall]:
         groups = groups_of(cases)
         first_up = asyncio.Event()
         runs = [
-            run_group(g, tmp / f"server{i}", extensions, tts_cache,
-                      wait=None if i == 0 else first_up, started=first_up if i == 0 else None)
+            run_group(
+                g,
+                tmp / f"server{i}",
+                extensions,
+                tts_cache,
+                wait=None if i == 0 else first_up,
+                started=first_up if i == 0 else None,
+            )
             for i, g in enumerate(groups)
         ]
         out: dict[str, LiveCall] = {}

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from ivr.dsl.schedule import parse_local
 from tests.peers import differential as diff
 from tests.transfer.harness import peers
 
@@ -31,23 +35,29 @@ CASES = diff.load_cases()
 ONLY = os.environ.get("IVR_DIFFERENTIAL_ONLY", "")  # a substring of case ids, to run a few by hand
 
 
-def _deployment() -> tuple[object, object]:
+def _deployment() -> tuple[Any, Any]:
     from ivr.dsl.flowtest import parse_test_file
 
-    return diff.deployment_and_program(parse_test_file(diff.EXAMPLES / "acme.ivrtest"), diff.EXAMPLES / "ivr.toml")
+    return diff.deployment_and_program(
+        parse_test_file(diff.EXAMPLES / "acme.ivrtest"), diff.EXAMPLES / "ivr.toml"
+    )
 
 
 def _need_faketime() -> None:
     # Where sipp is installed (CI, make system-deps) faketime is too: missing, it is a failure.
-    assert diff.FAKETIME is not None, "faketime (Debian faketime) is not installed: make system-deps"
+    assert diff.FAKETIME is not None, (
+        "faketime (Debian faketime) is not installed: make system-deps"
+    )
 
 
 @pytest.fixture(scope="module")
-def live_calls(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> dict[str, diff.LiveCall]:
+def live_calls(
+    tmp_path_factory: pytest.TempPathFactory, tts_cache: Path
+) -> dict[str, diff.LiveCall]:
     _need_faketime()
     cfg, _ = _deployment()
     cases = [c for c in CASES if ONLY in c.id]
-    return diff.run_live(cases, tmp_path_factory.mktemp("differential"), cfg.extensions, tts_cache)  # type: ignore[attr-defined]
+    return diff.run_live(cases, tmp_path_factory.mktemp("differential"), cfg.extensions, tts_cache)
 
 
 def _compare(case: diff.Case, live: diff.LiveCall) -> None:
@@ -57,11 +67,15 @@ def _compare(case: diff.Case, live: diff.LiveCall) -> None:
     virtual = diff.virtual_actions(case.result, cut=cut)
     actual = diff.live_actions(live.records, cut=cut)
     notes = "".join(f"\n  note: {n}" for n in live.notes)
-    assert virtual == actual, f"{case.id}: the live call differs\n{diff.side_by_side(virtual, actual)}{notes}"
+    assert virtual == actual, (
+        f"{case.id}: the live call differs\n{diff.side_by_side(virtual, actual)}{notes}"
+    )
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if ONLY in c.id], ids=lambda c: c.id)
-def test_live_call_does_what_the_flow_test_says(case: diff.Case, live_calls: dict[str, diff.LiveCall]) -> None:
+def test_live_call_does_what_the_flow_test_says(
+    case: diff.Case, live_calls: dict[str, diff.LiveCall]
+) -> None:
     assert not case.error, f"{case.id}: the virtual run failed: {case.error}"
     _compare(case, live_calls[case.id])
 
@@ -69,44 +83,93 @@ def test_live_call_does_what_the_flow_test_says(case: diff.Case, live_calls: dic
 # --------------------------------------------------------------------------- random keys on acme's menu
 
 MENU_KEYS = "0123456789*#"
+CALLS_PER_EXAMPLE = 4  # placed at once on one server: four calls cost the time of one
+
+
+@dataclass(frozen=True)
+class AcmeServer:
+    """A live server at Monday 09:00 (office open) and the far-end port its trunk points at."""
+
+    server: Any = field(repr=False)
+    far_port: int
+    start: float
 
 
 @pytest.fixture(scope="module")
-def acme_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path):  # type: ignore[no-untyped-def]
-    """One server at Monday 09:00 (office open) with its far-end port, for the property test."""
+def acme_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[AcmeServer]:
     _need_faketime()
     _, program = _deployment()
-    from ivr.dsl.schedule import parse_local
-
-    start = parse_local("2026-11-23 09:00", program.settings.timezone)  # type: ignore[attr-defined]
+    start = parse_local("2026-11-23 09:00", program.settings.timezone)
     far_port = peers.free_port()
     server = diff.start_server(
-        tmp_path_factory.mktemp("acme-random"), start, program.settings.timezone, far_port,  # type: ignore[attr-defined]
-        switches={}, tts_cache=tts_cache,
+        tmp_path_factory.mktemp("acme-random"),
+        start,
+        program.settings.timezone,
+        far_port,
+        switches={},
+        tts_cache=tts_cache,
     )
-    yield server, far_port, start
+    yield AcmeServer(server, far_port, start)
     server.stop()
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    presses=st.lists(st.tuples(st.floats(0.2, 9.0), st.sampled_from(MENU_KEYS)), min_size=1, max_size=3),
-    hang_up_after=st.floats(0.5, 8.0),
+# Keys at random times (seconds after the previous one; the greeting and menu take about 11 s,
+# so early keys interrupt them), then a hang-up a few seconds after the last key.
+KEY_TIMES = st.lists(
+    st.tuples(st.floats(0.2, 7.0), st.sampled_from(MENU_KEYS)), min_size=1, max_size=3
 )
-def test_random_keys_on_the_main_menu(acme_server, presses: list[tuple[float, str]], hang_up_after: float) -> None:  # type: ignore[no-untyped-def]
-    """Keys at random times on acme's main menu, then a hang-up: the live call does what the virtual one did."""
-    server, far_port, start = acme_server
+CALLS = st.lists(
+    st.tuples(KEY_TIMES, st.floats(0.5, 6.0)),
+    min_size=CALLS_PER_EXAMPLE,
+    max_size=CALLS_PER_EXAMPLE,
+)
+
+
+# No shrinking and no example database: each example is a few live calls of up to ~30 s.
+@settings(
+    max_examples=3,
+    deadline=None,
+    phases=[Phase.generate],
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(calls=CALLS)
+def test_random_keys_on_the_main_menu(
+    acme_server: AcmeServer, calls: list[tuple[list[tuple[float, str]], float]]
+) -> None:
+    """Keys at random times on acme's main menu, then a hang-up: each live call does what its virtual twin did."""
     cfg, program = _deployment()
+    cases = [
+        _random_case(program, cfg, acme_server.start, presses, hang_up)
+        for presses, hang_up in calls
+    ]
+    lives = asyncio.run(
+        diff.call_cases(acme_server.server, acme_server.far_port, cases, cfg.extensions)
+    )
+    failures = []
+    for case in cases:
+        try:
+            _compare(case, lives[case.id])
+        except AssertionError as exc:
+            failures.append(str(exc))
+    assert not failures, "\n\n".join(failures)
+
+
+def _random_case(
+    program: Any, cfg: Any, start: float, presses: list[tuple[float, str]], hang_up: float
+) -> diff.Case:
     _, sim = diff.flowtest_api()
     inputs = []
     for gap, key in presses:
         inputs += [sim.CallerInput("wait", seconds=round(gap, 2)), sim.CallerInput("key", key)]
-    inputs += [sim.CallerInput("wait", seconds=round(hang_up_after, 2)), sim.CallerInput("hangup")]
-    scenario = sim.Scenario(start=start, caller="+41791112233", called="+41435435570", inputs=tuple(inputs))
-    case = diff.virtual_case(program, cfg, scenario, " ".join(str(i) for i in inputs))
-    lives = asyncio.run(diff.call_cases(server, far_port, [case], cfg.extensions))  # type: ignore[attr-defined]
-    _compare(case, lives[case.id])
+    inputs += [sim.CallerInput("wait", seconds=round(hang_up, 2)), sim.CallerInput("hangup")]
+    scenario = sim.Scenario(
+        start=start, caller="+41791112233", called="+41435435570", inputs=tuple(inputs)
+    )
+    return diff.virtual_case(program, cfg, scenario, " ".join(str(i) for i in inputs))
 
 
 def test_faketime_is_installed_where_sipp_is() -> None:
-    assert shutil.which("faketime") is not None, "faketime (Debian faketime) is not installed: make system-deps"
+    assert shutil.which("faketime") is not None, (
+        "faketime (Debian faketime) is not installed: make system-deps"
+    )
