@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import importlib
 import re
 import secrets
@@ -671,7 +672,7 @@ class FarEnd:
             return
         assert live.answered_at is not None
         delay = script.answer_delay(target, loop.time() - live.answered_at)
-        with _suppress_timeout():
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(over), delay)
         if over.done():
             return  # cancelled while it rang
@@ -681,7 +682,7 @@ class FarEnd:
         self.phone.service()
         if event.offer:
             rtp.start(_remote_media(event.offer))
-        with _suppress_timeout():
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.shield(over), script.talk(loop.time() - live.answered_at)
             )
@@ -694,14 +695,6 @@ class FarEnd:
             task.cancel()
         for rtp in self.streams:
             rtp.close()
-
-
-class _suppress_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
-        return kind is TimeoutError
 
 
 # --------------------------------------------------------------------------- running a group

@@ -12,7 +12,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,15 @@ CALLS_PER_EXAMPLE = 4  # placed at once on one server: four calls cost the time 
 class AcmeServer:
     """A live server at Monday 09:00 (office open) and the far-end port its trunk points at."""
 
-    server: Any = field(repr=False)
+    server: Any
     far_port: int
     start: float
+
+    def __repr__(self) -> str:  # a failing example prints its arguments: not the server's whole log
+        return f"AcmeServer({self.server.address}, far end on {self.far_port})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # what hypothesis prints
+        printer.text(repr(self))
 
 
 @pytest.fixture(scope="module")
