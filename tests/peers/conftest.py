@@ -36,17 +36,13 @@ FLOWS = HERE / "flows"
 REPO = HERE.parents[1]
 EXAMPLES = REPO / "flows"
 READY = re.compile(r"listening on udp:(?P<host>[^ ]+):(?P<port>\d+) tcp:")
-START_TIMEOUT = (
-    60.0  # first start pre-renders prompts with espeak-ng: generous on a loaded 2-core box
-)
+START_TIMEOUT = 60.0  # first start pre-renders prompts with espeak-ng: generous on a loaded 2-core box
 
 SIPP = shutil.which("sipp")
 BARESIP = shutil.which("baresip")
 
 needs_sipp = pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed")
-needs_baresip = pytest.mark.skipif(
-    BARESIP is None, reason="baresip (Debian baresip-core) is not installed"
-)
+needs_baresip = pytest.mark.skipif(BARESIP is None, reason="baresip (Debian baresip-core) is not installed")
 
 
 def free_port(span: int = 2) -> int:
@@ -111,9 +107,7 @@ class IvrServer:
             self.closed = True
             self.cond.notify_all()
 
-    def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0, what: str = ""
-    ) -> dict[str, Any]:
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0, what: str = "") -> dict[str, Any]:
         """The first log record matching ``predicate``, waiting for it if needed."""
         deadline = time.monotonic() + timeout
         seen = 0
@@ -126,8 +120,7 @@ class IvrServer:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
                     raise AssertionError(
-                        f"no log record {what or 'matching'} within {timeout}s; server said:\n"
-                        + self.tail()
+                        f"no log record {what or 'matching'} within {timeout}s; server said:\n" + self.tail()
                     )
                 self.cond.wait(left)
 
@@ -144,19 +137,12 @@ class IvrServer:
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
-                    raise AssertionError(
-                        f"no line matching {pattern!r} within {timeout}s; server said:\n"
-                        + self.tail()
-                    )
+                    raise AssertionError(f"no line matching {pattern!r} within {timeout}s; server said:\n" + self.tail())
                 self.cond.wait(left)
 
     def call_records(self, call_id: str | None = None) -> list[dict[str, Any]]:
         with self.cond:
-            return [
-                r
-                for r in self.records
-                if "call_id" in r and (call_id is None or r["call_id"] == call_id)
-            ]
+            return [r for r in self.records if "call_id" in r and (call_id is None or r["call_id"] == call_id)]
 
     def steps(self, call_id: str | None = None) -> list[str]:
         return [r["step"] for r in self.call_records(call_id) if r.get("action") == "step"]
@@ -216,21 +202,8 @@ def start_ivr(
         f"{sections}\n"
     )
     cmd = [
-        *wrapper,
-        sys.executable,
-        "-m",
-        "ivr",
-        "serve",
-        *map(str, flows),
-        "--config",
-        str(toml),
-        "--data",
-        str(data),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        *extra,
+        *wrapper, sys.executable, "-m", "ivr", "serve", *map(str, flows),
+        "--config", str(toml), "--data", str(data), "--listen", "127.0.0.1:0", "--log-format", "json", *extra,
     ]
     proc = subprocess.Popen(
         cmd,
@@ -284,13 +257,7 @@ def ivr_server(tmp_path: Path, tts_cache: Path) -> Iterator[Callable[..., IvrSer
     ) -> IvrServer:
         paths = [f if isinstance(f, Path) else FLOWS / f for f in flows]
         server = start_ivr(
-            tmp_path,
-            paths,
-            config=config,
-            sections=sections,
-            data_files=data_files,
-            extra=extra,
-            tts_cache=tts_cache,
+            tmp_path, paths, config=config, sections=sections, data_files=data_files, extra=extra, tts_cache=tts_cache
         )
         started.append(server)
         return server
@@ -319,11 +286,7 @@ class SippResult:
         # -trace_msg blocks: "----- ... \nUDP message received [N] bytes :\n\n<message>\n"
         out = []
         for block in re.split(r"\n-{5,}[^\n]*\n", "\n" + self.messages):
-            m = re.match(
-                rf"\s*(?:UDP|TCP) message {direction} (?:\[\d+\] bytes :|\(\d+ bytes\):)\s*\n\n?(.*)",
-                block,
-                re.S,
-            )
+            m = re.match(rf"\s*(?:UDP|TCP) message {direction} (?:\[\d+\] bytes :|\(\d+ bytes\):)\s*\n\n?(.*)", block, re.S)
             if m:
                 out.append(m.group(1).lstrip())
         return out
@@ -364,59 +327,28 @@ def sipp(tmp_path: Path) -> Callable[..., SippResult]:
         for name, data in (files or {}).items():  # e.g. a pcap the scenario plays, by relative path
             (out / name).write_bytes(data)
         cmd = [
-            SIPP,
-            server.address,
-            "-sf",
-            str(SCENARIOS / scenario),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_port(span=4)),
-            "-s",
-            service,
-            "-m",
-            str(calls),
-            "-nostdin",
-            "-timeout",
-            f"{int(timeout)}s",
-            "-timeout_error",
-            "-trace_msg",
-            "-message_file",
-            str(out / "messages.log"),
-            "-trace_err",
-            "-error_file",
-            str(out / "errors.log"),
-            "-trace_logs",
-            "-log_file",
-            str(out / "logs.log"),
-            "-cp",
-            str(free_port()),
+            SIPP, server.address,
+            "-sf", str(SCENARIOS / scenario),
+            "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port(span=4)),
+            "-s", service, "-m", str(calls), "-nostdin",
+            "-timeout", f"{int(timeout)}s", "-timeout_error",
+            "-trace_msg", "-message_file", str(out / "messages.log"),
+            "-trace_err", "-error_file", str(out / "errors.log"),
+            "-trace_logs", "-log_file", str(out / "logs.log"),
+            "-cp", str(free_port()),
             *extra,
         ]
         for name, value in (variables or {}).items():
             cmd += ["-set", name, value]
         proc = subprocess.run(
-            cmd,
-            cwd=out,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout + 30,
+            cmd, cwd=out, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout + 30
         )
 
         def read(name: str) -> str:
             p = out / name
             return p.read_text(errors="replace") if p.exists() else ""
 
-        return SippResult(
-            proc.returncode,
-            proc.stdout + proc.stderr,
-            read("messages.log"),
-            read("errors.log"),
-            read("logs.log"),
-        )
+        return SippResult(proc.returncode, proc.stdout + proc.stderr, read("messages.log"), read("errors.log"), read("logs.log"))
 
     return run
 
@@ -465,21 +397,14 @@ class Baresip:
         rtp = free_port()
         (folder / "config").write_text(
             BARESIP_CONFIG.format(
-                sip_port=free_port(),
-                mic=mic,
-                rtp_low=rtp,
-                rtp_high=rtp + 20,
-                recordings=self.recordings,
-                ctrl_port=self.ctrl_port,
+                sip_port=free_port(), mic=mic, rtp_low=rtp, rtp_high=rtp + 20,
+                recordings=self.recordings, ctrl_port=self.ctrl_port,
             )
         )
         (folder / "accounts").write_text("<sip:tester@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA\n")
         self.log = open(folder / "baresip.log", "w")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
-            [BARESIP, "-f", str(folder)],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            [BARESIP, "-f", str(folder)], stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
         )
         self.events: list[dict[str, Any]] = []
         self._buffer = b""
@@ -492,9 +417,7 @@ class Baresip:
                 return socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError(
-                        "baresip's control port never opened:\n" + self.output()
-                    ) from None
+                    raise AssertionError("baresip's control port never opened:\n" + self.output()) from None
                 time.sleep(0.05)  # polling a port that is not open yet: nothing to wait on
 
     def command(self, command: str, params: str = "") -> None:
@@ -511,18 +434,14 @@ class Baresip:
             seen = len(self.events)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(
-                    f"baresip: no {kind} within {timeout}s; events: {[e.get('type') for e in self.events]}"
-                )
+                raise AssertionError(f"baresip: no {kind} within {timeout}s; events: {[e.get('type') for e in self.events]}")
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
                 continue
             if not chunk:
-                raise AssertionError(
-                    f"baresip closed its control connection waiting for {kind}:\n" + self.output()
-                )
+                raise AssertionError(f"baresip closed its control connection waiting for {kind}:\n" + self.output())
             self._buffer += chunk
             self._parse()
 

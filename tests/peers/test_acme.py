@@ -20,9 +20,7 @@ from ivr.voicemail.store import VoicemailStore
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"
-    ),
+    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"),
 ]
 
 ACME = Path(__file__).resolve().parents[2] / "flows" / "acme.ivr"
@@ -39,9 +37,7 @@ VOICE_HZ = 310.0  # the caller's "voice": a steady tone, easy to find again in t
 
 def caller_voice(path: Path, seconds: float = 60.0) -> Path:
     t = np.arange(int(seconds * 8000)) / 8000
-    soundfile.write(
-        path, (np.sin(2 * np.pi * VOICE_HZ * t) * 6000).astype(np.int16), 8000, subtype="PCM_16"
-    )
+    soundfile.write(path, (np.sin(2 * np.pi * VOICE_HZ * t) * 6000).astype(np.int16), 8000, subtype="PCM_16")
     return path
 
 
@@ -66,13 +62,9 @@ def test_acme_at_night_caller_leaves_a_message_in_mailbox_200(
     phone.wait_event("CALL_ESTABLISHED")
     call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
     server.wait_for(
-        lambda r: r.get("call_id") == call_id and r.get("action") == "start_recording",
-        timeout=60,
-        what="recording",
+        lambda r: r.get("call_id") == call_id and r.get("action") == "start_recording", timeout=60, what="recording"
     )
-    time.sleep(
-        3.0
-    )  # the caller speaks for three seconds (this is the scenario, not a synchronisation)
+    time.sleep(3.0)  # the caller speaks for three seconds (this is the scenario, not a synchronisation)
     phone.command("sndcode", "#")
     phone.wait_event("CALL_CLOSED", timeout=60)
     record = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
@@ -80,9 +72,7 @@ def test_acme_at_night_caller_leaves_a_message_in_mailbox_200(
 
     assert server.steps(call_id)[:2] == ["start", "closed_today"]
     assert record["outcome"] == "voicemail" and record["detail"] == "200"
-    done = server.wait_for(
-        lambda r: r.get("call_id") == call_id and r.get("event") == "recording_done"
-    )
+    done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "recording_done")
     assert done["reason"] == "key"
 
     messages = VoicemailStore(server.data).list("200")
@@ -106,9 +96,7 @@ def test_acme_mailbox_owner_logs_in_and_hears_the_message(
     server = ivr_server(ACME, sections=sections)
     message = tmp_path / "message.wav"
     t = np.arange(2 * 8000) / 8000
-    soundfile.write(
-        message, (np.sin(2 * np.pi * VOICE_HZ * t) * 8000).astype(np.int16), 8000, subtype="PCM_16"
-    )
+    soundfile.write(message, (np.sin(2 * np.pi * VOICE_HZ * t) * 8000).astype(np.int16), 8000, subtype="PCM_16")
     VoicemailStore(server.data).add("200", caller="+41791112233", duration=2.0, source=message)
 
     phone = baresip(caller_voice(tmp_path / "quiet.wav", seconds=90.0))
@@ -117,15 +105,7 @@ def test_acme_mailbox_owner_logs_in_and_hears_the_message(
     call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
 
     def said(text: str) -> dict[str, Any]:
-        return server.wait_for(
-            lambda r: (
-                r.get("call_id") == call_id
-                and r.get("action") == "say"
-                and text in r.get("text", "")
-            ),
-            timeout=60,
-            what=text,
-        )
+        return server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "say" and text in r.get("text", ""), timeout=60, what=text)
 
     said(ASK_BOX)
     phone.command("sndcode", "200#")
@@ -133,22 +113,8 @@ def test_acme_mailbox_owner_logs_in_and_hears_the_message(
     phone.command("sndcode", "4826#")
     said("To listen to your messages, press 1")
     phone.command("sndcode", "1")
-    play = server.wait_for(
-        lambda r: (
-            r.get("call_id") == call_id
-            and r.get("action") == "play"
-            and str(r.get("path", "")).startswith("data:")
-        ),
-        timeout=60,
-    )
-    server.wait_for(
-        lambda r: (
-            r.get("call_id") == call_id
-            and r.get("event") == "prompt_done"
-            and r.get("prompt_id") == play["prompt_id"]
-        ),
-        timeout=60,
-    )
+    play = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "play" and str(r.get("path", "")).startswith("data:"), timeout=60)
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "prompt_done" and r.get("prompt_id") == play["prompt_id"], timeout=60)
     phone.command("hangup")
     phone.wait_event("CALL_CLOSED")
     server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")

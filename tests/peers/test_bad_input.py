@@ -41,9 +41,7 @@ IvrServer = Any  # tests/peers/conftest.py's harness (loaded once through tests.
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
-    ),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
 ]
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sip"
@@ -57,9 +55,7 @@ _branches = itertools.count(1)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[IvrServer]:
     srv = peers.start_ivr(
-        tmp_path_factory.mktemp("bad-input"),
-        [peers.FLOWS / "menu.ivr"],
-        tts_cache=tts_cache,
+        tmp_path_factory.mktemp("bad-input"), [peers.FLOWS / "menu.ivr"], tts_cache=tts_cache,
         extra=("--drain-timeout", "1s"),
     )
     yield srv
@@ -98,18 +94,13 @@ class UdpPeer:
             if match(data):
                 return data
             self.received.append(data)
-        raise AssertionError(
-            f"no answer {what} within {WAIT}s; got {[d[:40] for d in self.received[-5:]]}"
-        )
+        raise AssertionError(f"no answer {what} within {WAIT}s; got {[d[:40] for d in self.received[-5:]]}")
 
     def probe(self) -> list[bytes]:
         """Send an OPTIONS and wait for its 200: what else arrived before it came meanwhile."""
         branch = f"z9hG4bKprobe{next(_branches)}"
         self.send(options(self.port, "UDP", branch))
-        self.wait_for(
-            lambda d: d.startswith(b"SIP/2.0 200 ") and branch.encode() in d,
-            f"200 to probe {branch}",
-        )
+        self.wait_for(lambda d: d.startswith(b"SIP/2.0 200 ") and branch.encode() in d, f"200 to probe {branch}")
         before, self.received = self.received, []
         return before
 
@@ -131,13 +122,9 @@ def tcp_exchange(server: IvrServer, data: bytes, *, half_close: bool = True) -> 
         return out
 
 
-def options(
-    port: int, transport: str, branch: str, *, extra: bytes = b"", uri: bytes = b"sip:ivr@127.0.0.1"
-) -> bytes:
+def options(port: int, transport: str, branch: str, *, extra: bytes = b"", uri: bytes = b"sip:ivr@127.0.0.1") -> bytes:
     return (
-        b"OPTIONS "
-        + uri
-        + b" SIP/2.0\r\n"
+        b"OPTIONS " + uri + b" SIP/2.0\r\n"
         + f"Via: SIP/2.0/{transport} 127.0.0.1:{port};branch={branch};rport\r\n".encode()
         + b"From: <sip:bad@127.0.0.1>;tag=bad1\r\n"
         b"To: <sip:ivr@127.0.0.1>\r\n"
@@ -166,12 +153,7 @@ def named_cases(port: int, transport: str) -> list[tuple[str, bytes, int | None]
 
     no_via = re.sub(rb"Via: [^\r]*\r\n", b"", opt("novia"))
     no_branch = re.sub(rb";branch=[^;\r]*", b"", opt("nobranch"))
-    body_short = (
-        opt("clbig").replace(
-            b"Content-Length: 0", b"Content-Type: text/plain\r\nContent-Length: 500"
-        )
-        + b"hi"
-    )
+    body_short = opt("clbig").replace(b"Content-Length: 0", b"Content-Type: text/plain\r\nContent-Length: 500") + b"hi"
     negative = opt("clneg").replace(b"Content-Length: 0", b"Content-Length: -1")
     ten_thousand = opt("many", extra=b"X: y\r\n" * 10_000)
     nul = opt("nul", extra=b"Subject: a\x00b\r\n")
@@ -184,20 +166,12 @@ def named_cases(port: int, transport: str) -> list[tuple[str, bytes, int | None]
         ("NUL in a header", nul, 400),
         ("value not UTF-8", not_utf8, 200),
         ("binary junk", bytes(range(256)) * 4, None),
-        (
-            "request line of 64 KB",
-            opt("longline", uri=b"sip:" + b"a" * 64_000 + b"@127.0.0.1"),
-            414,
-        ),
+        ("request line of 64 KB", opt("longline", uri=b"sip:" + b"a" * 64_000 + b"@127.0.0.1"), 414),
     ]
     if t == "UDP":
         cases += [
             ("Content-Length beyond the body", body_short, 400),
-            (
-                "largest datagram, one huge header",
-                opt("big", extra=b"X-Big: " + b"h" * 65_000 + b"\r\n"),
-                200,
-            ),
+            ("largest datagram, one huge header", opt("big", extra=b"X-Big: " + b"h" * 65_000 + b"\r\n"), 200),
             ("empty datagram", b"", None),
             ("CRLF keep-alive", b"\r\n\r\n", None),
         ]
@@ -231,9 +205,7 @@ def test_named_nasty_cases_over_tcp(server: IvrServer) -> None:
         sock.sendall(options(5999, "TCP", "z9hG4bKafterping"))
         assert sock.recv(65536).startswith(b"SIP/2.0 200 ")
     # Content-Length beyond what was sent: the server waits for the rest; our close ends it
-    short = options(5999, "TCP", "z9hG4bKshort").replace(
-        b"Content-Length: 0", b"Content-Length: 50"
-    )
+    short = options(5999, "TCP", "z9hG4bKshort").replace(b"Content-Length: 0", b"Content-Length: 50")
     assert tcp_exchange(server, short) == b""
 
 
@@ -253,15 +225,13 @@ def base(path: Path, port: int, transport: str) -> bytes:
 def mutate(data: bytes, draw: Callable[..., Any]) -> bytes:
     lines = data.split(b"\r\n")
     for _ in range(draw(st.integers(1, 4))):
-        op = draw(
-            st.sampled_from(["flip", "truncate", "dup", "remove", "huge", "length", "nul", "utf8"])
-        )
+        op = draw(st.sampled_from(["flip", "truncate", "dup", "remove", "huge", "length", "nul", "utf8"]))
         raw = b"\r\n".join(lines)
         if not raw:
             break  # truncated to nothing: an empty datagram is a case of its own
         if op == "flip":
             pos = draw(st.integers(0, len(raw) - 1))
-            byte = draw(st.sampled_from(b'\x00\r\n :;,<>"@=/\\xZ9\xff') | st.integers(0, 255))
+            byte = draw(st.sampled_from(b"\x00\r\n :;,<>\"@=/\\xZ9\xff") | st.integers(0, 255))
             lines = (raw[:pos] + bytes([byte]) + raw[pos + 1 :]).split(b"\r\n")
         elif op == "truncate":
             lines = raw[: draw(st.integers(0, len(raw)))].split(b"\r\n")
@@ -272,23 +242,13 @@ def mutate(data: bytes, draw: Callable[..., Any]) -> bytes:
             elif op == "remove":
                 del lines[i]
             else:
-                lines[i] += draw(st.sampled_from([b"a", b";x", b",", b" "])) * draw(
-                    st.integers(1_000, 60_000)
-                )
+                lines[i] += draw(st.sampled_from([b"a", b";x", b",", b" "])) * draw(st.integers(1_000, 60_000))
         elif op == "length":
-            value = draw(
-                st.sampled_from(
-                    [b"-1", b"99999", b"abc", b"", b"1e2", "²".encode(), b"0", b"4294967296"]
-                )
-            )
+            value = draw(st.sampled_from([b"-1", b"99999", b"abc", b"", b"1e2", "²".encode(), b"0", b"4294967296"]))
             lines = [re.sub(rb"(?i)^(Content-Length|l)\s*:.*", rb"\1: " + value, x) for x in lines]
         else:
             pos = draw(st.integers(0, len(raw)))
-            junk = (
-                b"\x00"
-                if op == "nul"
-                else draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xe2\x82"]))
-            )
+            junk = b"\x00" if op == "nul" else draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xe2\x82"]))
             lines = (raw[:pos] + junk + raw[pos:]).split(b"\r\n")
     return b"\r\n".join(lines)[:65_000]
 
@@ -307,9 +267,7 @@ def expectation(data: bytes, port: int) -> tuple[bytes, int | None] | None:
         via = request.top_via
     except ValueError:
         return None
-    if "maddr" in via.params or (
-        "rport" not in via.params and (via.host, via.port) != ("127.0.0.1", port)
-    ):
+    if "maddr" in via.params or ("rport" not in via.params and (via.host, via.port) != ("127.0.0.1", port)):
         return None  # the answer goes somewhere else
     key = via.branch or request.headers.get("Call-ID")
     if not key or len(key) < 8:
@@ -324,17 +282,10 @@ def udp_peer(server: IvrServer) -> Iterator[UdpPeer]:
     peer.close()
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@settings(max_examples=200, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=list(HealthCheck))
 @given(st.sampled_from(BASES), st.data())
-def test_mutated_captures_over_udp(
-    server: IvrServer, udp_peer: UdpPeer, path: Path, data: st.DataObject
-) -> None:
+def test_mutated_captures_over_udp(server: IvrServer, udp_peer: UdpPeer, path: Path, data: st.DataObject) -> None:
     raw = mutate(base(path, udp_peer.port, "UDP"), data.draw)
     udp_peer.send(raw)
     expected = expectation(raw, udp_peer.port)
@@ -348,13 +299,8 @@ def test_mutated_captures_over_udp(
     udp_peer.wait_for(answers, f"{wanted or 'any'} naming {key!r}")
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@settings(max_examples=100, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=list(HealthCheck))
 @given(st.sampled_from(BASES), st.data())
 def test_mutated_captures_over_tcp(server: IvrServer, path: Path, data: st.DataObject) -> None:
     raw = mutate(base(path, 5999, "TCP"), data.draw)
@@ -388,14 +334,11 @@ def test_still_serving_both_transports_without_a_traceback(
     result = sipp("basic_caller_bye.xml", server)
     result.check()
     server.wait_for(
-        lambda r: r.get("call_id") == result.call_id and r.get("event") == "ended",
-        what="the sipp call's end",
+        lambda r: r.get("call_id") == result.call_id and r.get("event") == "ended", what="the sipp call's end"
     )
     assert status(tcp_exchange(server, options(5999, "TCP", "z9hG4bKlast"))) == 200
     udp_peer.probe()
     with server.cond:
         lines = list(server.lines)
-    assert not [x for x in lines if "Traceback" in x or x.startswith(("ERROR", "CRITICAL"))], (
-        "\n".join(lines[-80:])
-    )
+    assert not [x for x in lines if "Traceback" in x or x.startswith(("ERROR", "CRITICAL"))], "\n".join(lines[-80:])
     assert server.proc.poll() is None

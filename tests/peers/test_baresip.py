@@ -22,9 +22,7 @@ from ivr.media.tts import TtsEngine
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"
-    ),
+    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"),
 ]
 
 IvrServer = Any  # conftest.IvrServer
@@ -36,9 +34,7 @@ GREETING = ("Welcome to the peer test line.", "For sales, press 1. For support, 
 def caller_mic(path: Path, seconds: float = 40.0) -> Path:
     """A quiet hum as the caller's microphone (longer than the call: baresip hangs up at its end)."""
     t = np.arange(int(seconds * 8000)) / 8000
-    soundfile.write(
-        path, (np.sin(2 * np.pi * 200 * t) * 600).astype(np.int16), 8000, subtype="PCM_16"
-    )
+    soundfile.write(path, (np.sin(2 * np.pi * 200 * t) * 600).astype(np.int16), 8000, subtype="PCM_16")
     return path
 
 
@@ -76,13 +72,7 @@ def test_baresip_hears_the_greeting_and_key_2_reaches_support(
     call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
 
     # Both greeting prompts have played out; the menu now waits for a key.
-    server.wait_for(
-        lambda r: (
-            r.get("call_id") == call_id
-            and r.get("event") == "prompt_done"
-            and r.get("prompt_id") == 2
-        )
-    )
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "prompt_done" and r.get("prompt_id") == 2)
     phone.command("sndcode", "2")
     phone.wait_event("CALL_CLOSED")  # the flow said "Support." and hung up
     record = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
@@ -92,20 +82,14 @@ def test_baresip_hears_the_greeting_and_key_2_reaches_support(
     assert record["packets_received"] > 50  # baresip's microphone reached ivr
     steps = server.steps(call_id)
     assert "support" in steps and "sales" not in steps
-    assert [
-        (r["digit"], r["via"])
-        for r in server.call_records(call_id)
-        if r.get("event") == "key" and "via" in r
-    ] == [("2", "rtp")]
+    assert [(r["digit"], r["via"]) for r in server.call_records(call_id) if r.get("event") == "key" and "via" in r] == [("2", "rtp")]
 
     heard, rate = soundfile.read(phone.heard(), dtype="int16")
     assert rate == 8000
     tts = TtsEngine(server.data / "tts-cache")  # the server's cache: no synthesis here
     clips = [g711.decode(tts.render(text).encoded(0), 0) for text in GREETING]  # as sent in PCMU
     expected = sum(len(c) for c in clips)
-    assert len(heard) >= expected, (
-        f"heard {len(heard) / 8000:.1f}s, the greeting alone is {expected / 8000:.1f}s"
-    )
+    assert len(heard) >= expected, f"heard {len(heard) / 8000:.1f}s, the greeting alone is {expected / 8000:.1f}s"
     assert np.sqrt(np.mean(heard[:expected].astype(np.float64) ** 2)) > 300  # not silence
     # The first 2 s of the greeting, in four 0.5 s pieces, each found where it belongs: a jitter
     # buffer adjusting once (a loaded machine) may shift one piece, not the whole greeting.
@@ -114,9 +98,7 @@ def test_baresip_hears_the_greeting_and_key_2_reaches_support(
     for n, piece in enumerate(pieces):
         score, lag = best_match(heard, piece, search=8000 + n * 4000 + 4000)
         found.append(refine(heard, piece, lag) if score > 0.5 else score)
-    assert sum(score > 0.8 for score in found) >= 3, (
-        f"what baresip heard is not the greeting: {found}"
-    )
+    assert sum(score > 0.8 for score in found) >= 3, f"what baresip heard is not the greeting: {found}"
 
 
 def test_baresip_says_technical_support_and_the_speech_menu_takes_it(
@@ -145,11 +127,7 @@ def test_any_speech_menu_without_phrases_takes_its_speech_branch(
 ) -> None:
     """`speech ->` with no phrases: voice activity alone ends the utterance and picks the branch."""
     server = ivr_server("speech_any.ivr")
-    spoken = (
-        TtsEngine(tmp_path / "tts")
-        .render("I would like to speak to someone", voice="en-us", rate=160)
-        .pcm
-    )
+    spoken = TtsEngine(tmp_path / "tts").render("I would like to speak to someone", voice="en-us", rate=160).pcm
     mic = np.zeros(40 * 8000, np.int16)
     mic[4 * 8000 : 4 * 8000 + len(spoken)] = spoken
     soundfile.write(tmp_path / "mic.wav", mic, 8000, subtype="PCM_16")

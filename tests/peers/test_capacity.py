@@ -23,15 +23,11 @@ from ivr.runtime.server import CAPACITY_RETRY_AFTER, ServerAgent
 from ivr.sip.message import Response, parse_message
 from tests.transfer.harness import peers
 
-needs_sipp = pytest.mark.skipif(
-    shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
-)
+needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")
 
 IvrServer = Any  # conftest.IvrServer
 Sipp = Callable[..., Any]
-HELD_MS = (
-    "12000"  # the held call lasts this long: the checks made while it is up take a second or two
-)
+HELD_MS = "12000"  # the held call lasts this long: the checks made while it is up take a second or two
 
 
 def in_background(run: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -61,9 +57,7 @@ def retry_after(result: Any) -> str:
 @pytest.mark.peer
 @pytest.mark.slow
 @needs_sipp
-def test_a_full_server_answers_503_until_a_call_ends(
-    ivr_server: Callable[..., IvrServer], sipp: Sipp
-) -> None:
+def test_a_full_server_answers_503_until_a_call_ends(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
     server = ivr_server("menu.ivr", extra=("--max-calls", "1"))
     thread, out, held = hold_one_call(server, sipp)
     full = server.wait_for(lambda r: r.get("event") == "capacity_full", what="capacity_full")
@@ -73,8 +67,7 @@ def test_a_full_server_answers_503_until_a_call_ends(
     rejected.check()
     assert retry_after(rejected) == str(CAPACITY_RETRY_AFTER)
     record = server.wait_for(
-        lambda r: r.get("call_id") == rejected.call_id and r.get("event") == "call_rejected",
-        what="call_rejected",
+        lambda r: r.get("call_id") == rejected.call_id and r.get("event") == "call_rejected", what="call_rejected"
     )
     assert (record["reason"], record["status"], record["max_calls"]) == ("capacity", 503, 1)
     assert not any(r.get("event") == "incoming" for r in server.call_records(rejected.call_id))
@@ -85,9 +78,7 @@ def test_a_full_server_answers_503_until_a_call_ends(
 
     thread.join(60)
     out[0].check()  # the held call was never disturbed: it went on to its own BYE
-    server.wait_for(
-        lambda r: r.get("call_id") == held and r.get("event") == "ended", what="held call ended"
-    )
+    server.wait_for(lambda r: r.get("call_id") == held and r.get("event") == "ended", what="held call ended")
     server.wait_for(lambda r: r.get("event") == "capacity_available", what="capacity_available")
     sipp("options.xml", server).check()  # 200 again
     again = sipp("basic_caller_bye.xml", server)
@@ -95,16 +86,12 @@ def test_a_full_server_answers_503_until_a_call_ends(
     assert any(r.get("action") == "answer" for r in server.call_records(again.call_id))
 
 
-def one_pair_server(
-    ivr_server: Callable[..., IvrServer], tmp_path: Path, server_keys: str = ""
-) -> tuple[IvrServer, int]:
+def one_pair_server(ivr_server: Callable[..., IvrServer], tmp_path: Path, server_keys: str = "") -> tuple[IvrServer, int]:
     """``ivr serve`` on menu.ivr whose RTP range is a single even/odd pair (free right now); that port."""
     rtp = peers.free_port(2)
     toml = tmp_path / "one-pair.toml"
     prompts = Path(__file__).resolve().parents[2] / "prompts"
-    toml.write_text(
-        f'[server]\nrtp_ports = "{rtp}-{rtp + 1}"\n{server_keys}[prompts]\nfolders = ["{prompts}"]\n'
-    )
+    toml.write_text(f'[server]\nrtp_ports = "{rtp}-{rtp + 1}"\n{server_keys}[prompts]\nfolders = ["{prompts}"]\n')
     return ivr_server("menu.ivr", extra=("--config", str(toml))), rtp  # the last --config wins
 
 
@@ -136,9 +123,7 @@ def test_a_transfers_outgoing_leg_is_not_a_call(
     try:
         flow = tmp_path / "desk.ivr"
         flow.write_text(TRANSFER_FLOW)
-        extension = (
-            f'[[extensions]]\nnumber = "202"\ncontacts = ["sip:202@127.0.0.1:{phone_port}"]\n'
-        )
+        extension = f'[[extensions]]\nnumber = "202"\ncontacts = ["sip:202@127.0.0.1:{phone_port}"]\n'
         server = ivr_server(flow, sections=extension, extra=("--max-calls", "2"))
         thread, out = in_background(lambda: sipp("held_call.xml", server, extra=("-d", HELD_MS)))
         done = server.wait_for(lambda r: r.get("event") == "transfer_done", what="transfer_done")
@@ -177,8 +162,7 @@ def test_no_free_rtp_port_pair_is_a_503_not_a_failed_call(
     rejected.check()
     assert retry_after(rejected) == str(CAPACITY_RETRY_AFTER)
     record = server.wait_for(
-        lambda r: r.get("call_id") == rejected.call_id and r.get("event") == "call_rejected",
-        what="call_rejected",
+        lambda r: r.get("call_id") == rejected.call_id and r.get("event") == "call_rejected", what="call_rejected"
     )
     assert record["reason"] == "rtp_ports"
     assert not any(r.get("event") == "capacity_full" for r in server.records)  # 1 call of 5
@@ -186,9 +170,7 @@ def test_no_free_rtp_port_pair_is_a_503_not_a_failed_call(
     thread.join(60)
     out[0].check()
     # "ended" is logged once the call's media is closed and its port pair back in the pool
-    server.wait_for(
-        lambda r: r.get("call_id") == held and r.get("event") == "ended", what="held call ended"
-    )
+    server.wait_for(lambda r: r.get("call_id") == held and r.get("event") == "ended", what="held call ended")
     again = sipp("basic_caller_bye.xml", server)  # the pair is free again
     again.check()
 
@@ -235,7 +217,7 @@ def test_the_default_limit_is_half_the_rtp_port_pairs(tmp_path: Path) -> None:
     assert load_config(toml).server.call_limit == 2
     toml.write_text('[server]\nrtp_ports = "30000-30001"\n')  # one pair still takes one call
     assert load_config(toml).server.call_limit == 1
-    toml.write_text("[server]\nmax_calls = 40\n")
+    toml.write_text('[server]\nmax_calls = 40\n')
     assert load_config(toml).server.call_limit == 40
 
 
@@ -262,8 +244,7 @@ def test_rtp_ports_held_by_another_program_are_a_503_not_a_failed_call(
         rejected.check()
         assert retry_after(rejected) == str(CAPACITY_RETRY_AFTER)
         record = server.wait_for(
-            lambda r: r.get("call_id") == rejected.call_id and r.get("action") == "reject",
-            what="reject",
+            lambda r: r.get("call_id") == rejected.call_id and r.get("action") == "reject", what="reject"
         )
         assert record["status"] == 503 and "no RTP port" in record["reason"]
     finally:

@@ -16,9 +16,7 @@ import soundfile
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"
-    ),
+    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed"),
 ]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "directory"
@@ -43,11 +41,7 @@ def test_keypad_directory_routes_to_the_chosen_person(
 
     def said(text: str) -> dict[str, Any]:
         return server.wait_for(
-            lambda r: (
-                r.get("call_id") == call_id
-                and r.get("action") == "say"
-                and text in r.get("text", "")
-            ),
+            lambda r: r.get("call_id") == call_id and r.get("action") == "say" and text in r.get("text", ""),
             timeout=60,
             what=repr(text),
         )
@@ -64,11 +58,7 @@ def test_keypad_directory_routes_to_the_chosen_person(
     result = server.wait_for(
         lambda r: r.get("call_id") == call_id and r.get("event") == "directory_result", timeout=60
     )
-    assert (result["outcome"], result["extension"], result["name"]) == (
-        "selected",
-        "201",
-        "Alice Johnson",
-    )
+    assert (result["outcome"], result["extension"], result["name"]) == ("selected", "201", "Alice Johnson")
     transfer = server.wait_for(
         lambda r: r.get("call_id") == call_id and r.get("action") == "transfer", timeout=30
     )
@@ -96,22 +86,14 @@ def test_spoken_name_is_confirmed_by_key_and_routed(
     phone.wait_event("CALL_ESTABLISHED")
     call_id = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
     server.wait_for(
-        lambda r: (
-            r.get("call_id") == call_id
-            and r.get("action") == "say"
-            and "Did you say Alice Johnson" in r.get("text", "")
-        ),
+        lambda r: r.get("call_id") == call_id and r.get("action") == "say" and "Did you say Alice Johnson" in r.get("text", ""),
         timeout=60,
         what="the confirmation question",
     )
     phone.command("sndcode", "1")
-    result = server.wait_for(
-        lambda r: r.get("call_id") == call_id and r.get("event") == "directory_result", timeout=60
-    )
+    result = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "directory_result", timeout=60)
     assert (result["outcome"], result["extension"]) == ("selected", "201")
-    outcome = server.wait_for(
-        lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_result", timeout=30
-    )
+    outcome = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_result", timeout=30)
     assert outcome["outcome"] == "unavailable"
     phone.command("hangup")
     phone.wait_event("CALL_CLOSED")

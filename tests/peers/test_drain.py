@@ -16,9 +16,7 @@ import pytest
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
-    ),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
 ]
 
 IvrServer = Any  # conftest.IvrServer
@@ -54,18 +52,14 @@ def test_sigterm_rejects_new_calls_and_lets_running_ones_finish(
     long_call = out[0]
     long_call.check()  # the running call went on to its own BYE
     assert server.wait_exit(30) == 0
-    stopped = server.wait_for(
-        lambda r: r.get("event") == "stopped"
-    )  # the reader thread may lag the exit
+    stopped = server.wait_for(lambda r: r.get("event") == "stopped")  # the reader thread may lag the exit
     events = [r.get("event") for r in server.call_records(long_call.call_id)]
     assert events[-1] == "ended"
     assert server.records.index(stopped) == len(server.records) - 1
     assert not any(r.get("event") == "incoming" for r in server.call_records(rejected.call_id))
 
 
-def test_drain_timeout_hangs_up_the_calls_left(
-    ivr_server: Callable[..., IvrServer], sipp: Sipp
-) -> None:
+def test_drain_timeout_hangs_up_the_calls_left(ivr_server: Callable[..., IvrServer], sipp: Sipp) -> None:
     server = ivr_server("menu.ivr", extra=("--drain-timeout", "1s"))
     thread, out = in_background(lambda: sipp("basic_ivr_bye.xml", server))
     server.wait_for(lambda r: r.get("action") == "answer", what="the call answered")

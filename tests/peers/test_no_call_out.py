@@ -29,9 +29,7 @@ import pytest
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
-    ),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
 ]
 
 IvrServer = Any
@@ -74,18 +72,8 @@ class Caller:
         self.to = ""
         self.target = ""
 
-    def _request(
-        self,
-        method: str,
-        uri: str,
-        call_id: str,
-        cseq: int,
-        frm: str,
-        to: str,
-        extra: str = "",
-        body: str = "",
-        branch: str | None = None,
-    ) -> str:
+    def _request(self, method: str, uri: str, call_id: str, cseq: int, frm: str, to: str,
+                 extra: str = "", body: str = "", branch: str | None = None) -> str:
         self.n += 1
         branch = branch or f"z9hG4bKnco{self.n}{call_id[-6:]}"
         head = (
@@ -115,10 +103,7 @@ class Caller:
         to = f"<{uri}>"
         body = SDP.format(port=self.media.getsockname()[1])
         self._request("INVITE", uri, call_id, 1, frm, to, body=body)
-        ok = self.wait(
-            lambda t: t.startswith("SIP/2.0 200 ") and call_id in t and "INVITE" in t,
-            "200 to the INVITE",
-        )
+        ok = self.wait(lambda t: t.startswith("SIP/2.0 200 ") and call_id in t and "INVITE" in t, "200 to the INVITE")
         self.to = re.search(r"(?mi)^(?:To|t):\s*(.*?)\r$", ok).group(1)  # type: ignore[union-attr]
         contact = re.search(r"(?mi)^(?:Contact|m):[^<]*<([^>]+)>", ok)
         self.target = contact.group(1) if contact else uri
@@ -126,10 +111,8 @@ class Caller:
 
     def in_dialog(self, method: str, call_id: str, cseq: int, frm: str, extra: str = "") -> int:
         branch = self._request(method, self.target, call_id, cseq, frm, self.to, extra=extra)
-        reply = self.wait(
-            lambda t: t.startswith("SIP/2.0 ") and branch in t and not t.startswith("SIP/2.0 1"),
-            f"final answer to {method}",
-        )
+        reply = self.wait(lambda t: t.startswith("SIP/2.0 ") and branch in t and not t.startswith("SIP/2.0 1"),
+                          f"final answer to {method}")
         return int(reply.split(" ", 2)[1])
 
     def close(self) -> None:
@@ -138,9 +121,7 @@ class Caller:
 
 
 @pytest.fixture
-def deployment(
-    ivr_server: Callable[..., IvrServer],
-) -> Iterator[tuple[IvrServer, Listener, Listener]]:
+def deployment(ivr_server: Callable[..., IvrServer]) -> Iterator[tuple[IvrServer, Listener, Listener]]:
     carrier, phone = Listener(), Listener()
     server = ivr_server(
         "menu.ivr",
@@ -159,10 +140,7 @@ def deployment(
 @pytest.mark.parametrize(
     "uri, frm",
     [
-        (
-            "sip:+41900123456@127.0.0.1",
-            "<sip:201@127.0.0.1>;tag=ext201",
-        ),  # an external number, as 201
+        ("sip:+41900123456@127.0.0.1", "<sip:201@127.0.0.1>;tag=ext201"),  # an external number, as 201
         ("sip:201@127.0.0.1", "<sip:+41791112233@127.0.0.1>;tag=outside"),  # the extension itself
     ],
 )
@@ -174,18 +152,13 @@ def test_an_unauthenticated_call_only_runs_the_flow_and_cannot_refer_out(
     call_id = f"no-call-out-{caller.port}"
     try:
         caller.call(uri, call_id, frm)
-        step = server.wait_for(
-            lambda r: r.get("call_id") == call_id and r.get("action") == "step",
-            what="the flow's first step",
-        )
+        step = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("action") == "step",
+                               what="the flow's first step")
         assert step["step"] == "welcome"
         refer = "Refer-To: <sip:+41900123456@127.0.0.1>\r\nReferred-By: <sip:201@127.0.0.1>\r\n"
         assert caller.in_dialog("REFER", call_id, 2, frm, extra=refer) == 405
         assert caller.in_dialog("BYE", call_id, 3, frm) == 200
-        server.wait_for(
-            lambda r: r.get("call_id") == call_id and r.get("event") == "ended",
-            what="the call's end",
-        )
+        server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended", what="the call's end")
     finally:
         caller.close()
     actions = {r.get("action") for r in server.call_records(call_id)}

@@ -36,9 +36,7 @@ def peer(test: F) -> F:
     for mark in (
         pytest.mark.peer,
         pytest.mark.slow,
-        pytest.mark.skipif(
-            shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
-        ),
+        pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
     ):
         test = mark(test)
     return test
@@ -99,15 +97,11 @@ def reload(server: IvrServer, outcome: str) -> dict[str, Any]:
     before = len(server.records)
     server.proc.send_signal(signal.SIGHUP)
     return server.wait_for(
-        lambda r: r.get("event") == outcome and server.records.index(r) >= before,
-        timeout=60,
-        what=outcome,
+        lambda r: r.get("event") == outcome and server.records.index(r) >= before, timeout=60, what=outcome
     )
 
 
-def serve_flow_a(
-    ivr_server: Callable[..., IvrServer], tmp_path: Path, **options: Any
-) -> tuple[IvrServer, Path]:
+def serve_flow_a(ivr_server: Callable[..., IvrServer], tmp_path: Path, **options: Any) -> tuple[IvrServer, Path]:
     """``ivr serve`` on ``main.ivr`` holding FLOW_A; the file, for the test to rewrite before a SIGHUP."""
     flow = tmp_path / "main.ivr"
     flow.write_text(FLOW_A)
@@ -122,9 +116,7 @@ def first_step_of_a_new_call(server: IvrServer, sipp: Sipp) -> str:
 
 
 def said(server: IvrServer, call_id: str) -> list[str]:
-    return [
-        str(r.get("text", "")) for r in server.call_records(call_id) if r.get("action") == "say"
-    ]
+    return [str(r.get("text", "")) for r in server.call_records(call_id) if r.get("action") == "say"]
 
 
 @peer
@@ -133,12 +125,8 @@ def test_new_calls_take_the_new_flow_and_a_running_call_keeps_its_own(
 ) -> None:
     server, flow = serve_flow_a(ivr_server, tmp_path)
     thread, out = in_background(lambda: sipp("held_call.xml", server, extra=("-d", "10000")))
-    held = server.wait_for(lambda r: r.get("action") == "answer", what="the held call answered")[
-        "call_id"
-    ]
-    server.wait_for(
-        lambda r: r.get("call_id") == held and r.get("action") == "say", what="held call's prompt"
-    )
+    held = server.wait_for(lambda r: r.get("action") == "answer", what="the held call answered")["call_id"]
+    server.wait_for(lambda r: r.get("call_id") == held and r.get("action") == "say", what="held call's prompt")
 
     flow.write_text(FLOW_B)
     reloaded = reload(server, "reloaded")
@@ -154,12 +142,8 @@ def test_new_calls_take_the_new_flow_and_a_running_call_keeps_its_own(
 
     thread.join(60)
     out[0].check()
-    server.wait_for(
-        lambda r: r.get("call_id") == held and r.get("event") == "ended", what="held call ended"
-    )
-    after = [
-        r for r in server.records[mark:] if r.get("call_id") == held and r.get("action") == "say"
-    ]
+    server.wait_for(lambda r: r.get("call_id") == held and r.get("event") == "ended", what="held call ended")
+    after = [r for r in server.records[mark:] if r.get("call_id") == held and r.get("action") == "say"]
     assert after, "the held call said nothing after the reload"
     assert all("Line A" in str(r.get("text")) for r in after)  # re-prompts of A, never B's
     assert set(server.steps(held)) == {"a_menu"}
@@ -199,11 +183,7 @@ def test_a_sighup_during_a_reload_reloads_again_so_the_latest_files_win(
     server.proc.send_signal(signal.SIGHUP)
 
     def outcomes() -> list[str]:
-        return [
-            str(r["event"])
-            for r in server.records
-            if r.get("event") in ("reloaded", "reload_failed")
-        ]
+        return [str(r["event"]) for r in server.records if r.get("event") in ("reloaded", "reload_failed")]
 
     server.wait_for(lambda r: len(outcomes()) == 2, timeout=60, what="two reloads")
     assert outcomes()[-1] == "reloaded"
@@ -223,15 +203,11 @@ def test_an_extension_added_by_a_reload_can_register(
     assert not before.received("SIP/2.0 200")
 
     toml = tmp_path / "ivr.toml"
-    toml.write_text(
-        toml.read_text() + '\n[[extensions]]\nnumber = "301"\npassword = "secret-301"\n'
-    )
+    toml.write_text(toml.read_text() + '\n[[extensions]]\nnumber = "301"\npassword = "secret-301"\n')
     reloaded = reload(server, "reloaded")
     assert reloaded["changed"] == ["extensions"]
     sipp("register_auth.xml", server, **login).check()  # 401, then 200 with the new password
-    registered = server.wait_for(
-        lambda r: r.get("event") == "register" and r.get("status") == 200, what="200"
-    )
+    registered = server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="200")
     assert registered["aor"] == "301"
 
 
@@ -256,9 +232,7 @@ def test_a_trunk_added_by_a_reload_registers_and_is_unregistered_at_the_stop(
             + f'\n[[trunks]]\nname = "carrier"\nhost = "127.0.0.1"\nport = {registrar_port}\nregister = true\n'
         )
         assert reload(server, "reloaded")["changed"] == ["trunks"]
-        registered = server.wait_for(
-            lambda r: r.get("event") == "trunk_registered", what="trunk_registered"
-        )
+        registered = server.wait_for(lambda r: r.get("event") == "trunk_registered", what="trunk_registered")
         assert registered["trunk"] == "carrier"
 
         server.terminate()  # the stop un-REGISTERs the trunk the reload added
@@ -304,7 +278,7 @@ def test_a_bad_deployment_file_fails_the_reload_and_sighup_while_draining_is_ski
     server, flow = serve_flow_a(ivr_server, tmp_path, extra=("--drain-timeout", "60s"))
     toml = tmp_path / "ivr.toml"
     good = toml.read_text()
-    toml.write_text(good + "[server2]\n")
+    toml.write_text(good + '[server2]\n')
     failed = reload(server, "reload_failed")
     assert failed["stage"] == "config" and "unknown section(s) server2" in failed["message"]
     toml.write_text(good)
@@ -319,9 +293,9 @@ def test_a_bad_deployment_file_fails_the_reload_and_sighup_while_draining_is_ski
     thread.join(60)
     out[0].check()
     assert server.wait_exit(30) == 0
-    assert [
-        r.get("event") for r in server.records if str(r.get("event", "")).startswith("reload")
-    ] == ["reloading", "reload_failed", "reload_skipped"]
+    assert [r.get("event") for r in server.records if str(r.get("event", "")).startswith("reload")] == [
+        "reloading", "reload_failed", "reload_skipped"
+    ]
 
 
 # --------------------------------------------------------------------------- unit level
@@ -349,9 +323,7 @@ def test_settings_that_need_a_restart_keep_their_old_values() -> None:
     settings, restart = keep_restart_only(current, fresh)
     assert restart == ("listen", "rtp_ports", "smtp")
     assert settings.listen == ("127.0.0.1", 5060)
-    assert (
-        settings.config.server.rtp_ports == (20000, 29999) and settings.config.smtp == SmtpConfig()
-    )
+    assert settings.config.server.rtp_ports == (20000, 29999) and settings.config.smtp == SmtpConfig()
     # everything else is the new file's
     assert (settings.config.server.max_calls, settings.config.server.answer_delay) == (9, 2.0)
     assert settings.config.tts.voice == "en-gb" and settings.drain_timeout == 10.0
@@ -361,15 +333,8 @@ def test_settings_that_need_a_restart_keep_their_old_values() -> None:
 def test_a_new_generation_shares_the_journal_and_rebuilds_what_changed(tmp_path: Path) -> None:
     config = Config(data=tmp_path)
     program = SimpleNamespace(settings=SimpleNamespace(), states={})
-    old = Services(
-        config=config,
-        program=program,
-        ua=None,
-        clock=None,
-        calllog=CallLog(io.StringIO()),
-        contact_host="127.0.0.1",
-        media_host="127.0.0.1",
-    )
+    old = Services(config=config, program=program, ua=None, clock=None, calllog=CallLog(io.StringIO()),
+                   contact_host="127.0.0.1", media_host="127.0.0.1")
     journal, registrar, tts = old.journal, old.registrar(), old.tts
     extension = Extension(number="201", contacts=("sip:201@192.0.2.5",))
     new_program = SimpleNamespace(settings=SimpleNamespace(), states={})
@@ -387,30 +352,16 @@ def test_a_new_generation_shares_the_journal_and_rebuilds_what_changed(tmp_path:
         old.executor.shutdown()
 
 
-def test_a_new_generation_names_new_mailbox_owners_and_dates_mail_in_the_new_zone(
-    tmp_path: Path,
-) -> None:
+def test_a_new_generation_names_new_mailbox_owners_and_dates_mail_in_the_new_zone(tmp_path: Path) -> None:
     config = Config(data=tmp_path, mailboxes=(Mailbox(number="200", owner="Sales"),))
     program = SimpleNamespace(settings=SimpleNamespace(timezone="Europe/Zurich"), states={})
-    old = Services(
-        config=config,
-        program=program,
-        ua=None,
-        clock=None,
-        calllog=CallLog(io.StringIO()),
-        contact_host="127.0.0.1",
-        media_host="127.0.0.1",
-    )
+    old = Services(config=config, program=program, ua=None, clock=None, calllog=CallLog(io.StringIO()),
+                   contact_host="127.0.0.1", media_host="127.0.0.1")
     mailer = old.voicemail.mailer
     assert mailer.owners == {"200": "Sales"} and str(mailer.tz) == "Europe/Zurich"
-    boxes = (
-        Mailbox(number="200", owner="Sales team"),
-        Mailbox(number="201", owner="Alice Johnson"),
-    )
-    new = old.reloaded(
-        dataclasses.replace(config, mailboxes=boxes),
-        SimpleNamespace(settings=SimpleNamespace(timezone="America/New_York"), states={}),
-    )
+    boxes = (Mailbox(number="200", owner="Sales team"), Mailbox(number="201", owner="Alice Johnson"))
+    new = old.reloaded(dataclasses.replace(config, mailboxes=boxes),
+                       SimpleNamespace(settings=SimpleNamespace(timezone="America/New_York"), states={}))
     try:
         assert new.voicemail is old.voicemail  # one store and mail thread for the process
         assert mailer.owners == {"200": "Sales team", "201": "Alice Johnson"}

@@ -127,9 +127,7 @@ def test_garbage_on_udp_and_tcp_never_stops_the_server(menu_server: IvrServer) -
         with socket.create_connection(dest, timeout=10) as stream:
             stream.sendall(b"OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nContent-Length: lots\r\n\r\n")
             stream.settimeout(10)
-            while stream.recv(
-                4096
-            ):  # the server answers what it can, then closes the broken stream
+            while stream.recv(4096):  # the server answers what it can, then closes the broken stream
                 pass
         sock.sendto(options(sock.getsockname()[1], "alive"), dest)
         answer = receive_until(sock, lambda d: b"Call-ID: alive" in d)[-1]
@@ -137,9 +135,7 @@ def test_garbage_on_udp_and_tcp_never_stops_the_server(menu_server: IvrServer) -
     assert menu_server.proc.poll() is None
 
 
-def offer_invite(
-    port: int, call_id: str, rtp_port: int, *, direction: str, cseq: int, tag: str = ""
-) -> bytes:
+def offer_invite(port: int, call_id: str, rtp_port: int, *, direction: str, cseq: int, tag: str = "") -> bytes:
     sdp = (
         f"v=0\r\no=peer 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
         f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
@@ -171,29 +167,20 @@ def rtp_packets(sock: socket.socket, seconds: float) -> int:
 def test_hold_stops_ivrs_rtp_on_the_wire_and_resume_restarts_it(menu_server: IvrServer) -> None:
     call_id = f"hold-{time.time_ns()}"
     dest = (menu_server.host, menu_server.port)
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp,
-    ):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sip, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtp:
         sip.bind(("127.0.0.1", 0))
         rtp.bind(("127.0.0.1", 0))
         port, rtp_port = sip.getsockname()[1], rtp.getsockname()[1]
 
         def exchange(direction: str, cseq: int, tag: str = "") -> bytes:
-            sip.sendto(
-                offer_invite(port, call_id, rtp_port, direction=direction, cseq=cseq, tag=tag), dest
-            )
-            ok = receive_until(
-                sip, lambda d: d.startswith(b"SIP/2.0 200") and f"CSeq: {cseq} INVITE".encode() in d
-            )[-1]
+            sip.sendto(offer_invite(port, call_id, rtp_port, direction=direction, cseq=cseq, tag=tag), dest)
+            ok = receive_until(sip, lambda d: d.startswith(b"SIP/2.0 200") and f"CSeq: {cseq} INVITE".encode() in d)[-1]
             sip.sendto(in_dialog("ACK", cseq, port, call_id, to_tag(ok)), dest)
             return ok
 
         ok = exchange("sendrecv", 1)
         tag = to_tag(ok)
-        assert (
-            rtp_packets(rtp, 1.0) >= 10
-        )  # prompt audio, 50 packets a second (a loaded CI box stalls)
+        assert rtp_packets(rtp, 1.0) >= 10  # prompt audio, 50 packets a second (a loaded CI box stalls)
 
         held = exchange("sendonly", 2, tag)
         assert b"a=recvonly" in held

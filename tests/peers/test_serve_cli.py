@@ -13,34 +13,17 @@ pytestmark = [pytest.mark.peer]
 
 def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ivr",
-            "serve",
-            *args,
-            "--data",
-            str(tmp_path / "data"),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
+        [sys.executable, "-m", "ivr", "serve", *args, "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
 
 
 def test_broken_flow_prints_its_diagnostics_and_exits_1_before_binding(tmp_path: Path) -> None:
     flow = tmp_path / "broken.ivr"
-    flow.write_text(
-        'number default -> start\n\nstart:\n    say "Hello."\n    -> suport\n\nsupport:\n    hangup\n'
-    )
+    flow.write_text("number default -> start\n\nstart:\n    say \"Hello.\"\n    -> suport\n\nsupport:\n    hangup\n")
     result = serve(tmp_path, str(flow))
     assert result.returncode == 1
-    assert (
-        f"{flow}:5:" in result.stderr and "suport" in result.stderr and "support" in result.stderr
-    )
+    assert f"{flow}:5:" in result.stderr and "suport" in result.stderr and "support" in result.stderr
     assert "listening on" not in result.stderr
 
 
