@@ -723,11 +723,10 @@ def groups_of(cases: Iterable[Case]) -> list[Group]:
 
 
 async def call_cases(
-    server: Any, far_port: int, cases: Sequence[Case], extensions: Sequence[Any]
+    server: Any, far_phone: Phone, cases: Sequence[Case], extensions: Sequence[Any]
 ) -> dict[str, LiveCall]:
-    """Register the far end (on ``far_port``, where the trunk points) and place every case's call at once."""
-    far_phone, caller_phone = Phone(), Phone()
-    await far_phone.start(far_port)
+    """Register the far end (``far_phone``, where the trunk points) and place every case's call at once."""
+    caller_phone = Phone()
     await caller_phone.start()
     far = FarEnd(far_phone, server)
     lives = {case.id: LiveCall() for case in cases}
@@ -738,7 +737,6 @@ async def call_cases(
         )
     finally:
         far.close()
-        far_phone.close()
         caller_phone.close()
     return lives
 
@@ -788,7 +786,8 @@ async def run_group(
     """
     if wait is not None:
         await wait.wait()
-    far_port = peers.free_port()
+    far_phone = Phone()  # bound before the server starts: its trunk points at this port
+    far_port = await far_phone.start()
     try:
         server = await asyncio.to_thread(
             start_server,
@@ -799,12 +798,18 @@ async def run_group(
             switches=group.switches,
             tts_cache=tts_cache,
         )
+    except Exception as exc:  # noqa: BLE001 -- the group's cases fail with the reason, the others go on
+        far_phone.close()
+        return {
+            case.id: LiveCall(notes=[f"the server did not start: {exc}"]) for case in group.cases
+        }
     finally:
         if started is not None:
             started.set()
     try:
-        return await call_cases(server, far_port, group.cases, extensions)
+        return await call_cases(server, far_phone, group.cases, extensions)
     finally:
+        far_phone.close()
         await asyncio.to_thread(server.stop)
 
 

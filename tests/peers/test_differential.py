@@ -88,14 +88,15 @@ CALLS_PER_EXAMPLE = 4  # placed at once on one server: four calls cost the time 
 
 @dataclass(frozen=True)
 class AcmeServer:
-    """A live server at Monday 09:00 (office open) and the far-end port its trunk points at."""
+    """A live server at Monday 09:00 (office open), its far end, and the loop they run on."""
 
     server: Any
-    far_port: int
+    far: diff.Phone
+    loop: asyncio.AbstractEventLoop
     start: float
 
     def __repr__(self) -> str:  # a failing example prints its arguments: not the server's whole log
-        return f"AcmeServer({self.server.address}, far end on {self.far_port})"
+        return f"AcmeServer({self.server.address})"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # what hypothesis prints
         printer.text(repr(self))
@@ -106,17 +107,25 @@ def acme_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> It
     _need_faketime()
     _, program = _deployment()
     start = parse_local("2026-11-23 09:00", program.settings.timezone)
-    far_port = peers.free_port()
-    server = diff.start_server(
-        tmp_path_factory.mktemp("acme-random"),
-        start,
-        program.settings.timezone,
-        far_port,
-        switches={},
-        tts_cache=tts_cache,
-    )
-    yield AcmeServer(server, far_port, start)
-    server.stop()
+    loop = asyncio.new_event_loop()
+    far = diff.Phone()
+    far_port = loop.run_until_complete(far.start())  # bound first: the trunk points at it
+    try:
+        server = diff.start_server(
+            tmp_path_factory.mktemp("acme-random"),
+            start,
+            program.settings.timezone,
+            far_port,
+            switches={},
+            tts_cache=tts_cache,
+        )
+        try:
+            yield AcmeServer(server, far, loop, start)
+        finally:
+            server.stop()
+    finally:
+        far.close()
+        loop.close()
 
 
 # Keys at random times (seconds after the previous one; the greeting and menu take about 11 s,
@@ -149,8 +158,8 @@ def test_random_keys_on_the_main_menu(
         _random_case(program, cfg, acme_server.start, presses, hang_up)
         for presses, hang_up in calls
     ]
-    lives = asyncio.run(
-        diff.call_cases(acme_server.server, acme_server.far_port, cases, cfg.extensions)
+    lives = acme_server.loop.run_until_complete(
+        diff.call_cases(acme_server.server, acme_server.far, cases, cfg.extensions)
     )
     failures = []
     for case in cases:
