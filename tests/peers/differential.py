@@ -187,14 +187,6 @@ class FarEndScript:
     outcome: Callable[[str], str]
     answered_at: dict[str, float] = field(default_factory=dict)
     ended_at: float | None = None
-    named: frozenset[str] = (
-        frozenset()
-    )  # numbers the case scripts by name (answer +4179..., busy 204)
-
-    def phone_for(self, target: str, dialled: str) -> str:
-        """Whose script a leg follows: the number dialled when the case names it (an extension's
-        follow-me mobile, ``answer +41797001204``), else the flow's target (``204``)."""
-        return dialled if dialled in self.named else target
 
     def answer_delay(self, target: str, since_answer: float) -> float:
         """Seconds from now until ``target`` picks up (now = ``since_answer`` s after the caller's answer)."""
@@ -217,16 +209,8 @@ def far_end_script(case: Case) -> FarEndScript:
         elif line.data.get("event") == "bridge_ended" and ended is None:
             ended = line.at
     return FarEndScript(
-        lambda target: str(sim.transfer_outcome(case.scenario, target)),
-        answered,
-        ended,
-        _named(case),
+        lambda target: str(sim.transfer_outcome(case.scenario, target)), answered, ended
     )
-
-
-def _named(case: Case) -> frozenset[str]:
-    sets = ("answer", "busy", "no_answer", "unavailable", "failed")
-    return frozenset().union(*(getattr(case.scenario, name) or () for name in sets))
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -674,8 +658,7 @@ class FarEnd:
             f"leg_invite for {call_id}",
         )
         script, live = self.calls[record["call_id"]]
-        dialled = re.sub(r"^sips?:([^@;>]*).*$", r"\1", str(record.get("uri", "")))
-        target = script.phone_for(str(record["target"]), dialled)
+        target = str(record["target"])  # a follow-me mobile is a target of its own
         outcome = script.outcome(target)
         refusal = {"busy": 486, "unavailable": 404, "failed": 500}.get(outcome)
         if refusal is not None:
