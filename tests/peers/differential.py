@@ -67,6 +67,7 @@ EXAMPLES = REPO / "flows"
 FAKETIME = shutil.which("faketime")
 
 KEY_MARGIN = 0.3  # keys and hang-ups go this long after their virtual time: clear of a prompt's end
+KEY_SPACING = 0.5  # seconds between the keys of one caller line that carries several
 CUT_SETTLE = 1.0  # a case cut at its first speech hangs up this long after it
 GRACE = 30.0  # a live call gets this long past the virtual call's end to end by itself
 ANSWER_TIMEOUT = 20.0
@@ -99,7 +100,11 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.file.stem}: {self.name}"
+        return self.id_of(self.file, self.name)
+
+    @staticmethod
+    def id_of(file: Path, name: str) -> str:
+        return f"{file.stem}: {name}"
 
     @property
     def group(self) -> tuple[float, tuple[tuple[str, bool], ...]]:
@@ -113,6 +118,16 @@ def deployment_and_program(test_file: Any, config_path: Path) -> tuple[Any, Any]
 
     cfg = load_config(config_path)
     return cfg, load_flow(test_file.flows, prompt_folders=cfg.prompt_folders)
+
+
+def case_ids(folder: Path = EXAMPLES) -> list[str]:
+    """The ids of :func:`load_cases`' cases, from the files alone (nothing runs)."""
+    ft, _ = flowtest_api()
+    return [
+        Case.id_of(path, test.name)
+        for path in ft.find_test_files([folder])
+        for test in ft.parse_test_file(path).tests
+    ]
 
 
 def load_cases(folder: Path = EXAMPLES) -> list[Case]:
@@ -148,9 +163,8 @@ class CallerScript:
     """What the live caller does, in seconds from the answer."""
 
     keys: tuple[tuple[float, str], ...]
-    hangup_at: (
-        float | None
-    )  # the virtual caller hung up then (or the speech cut, CUT_SETTLE after it)
+    # When the virtual caller hung up (a speech cut: CUT_SETTLE after the speech).
+    hangup_at: float | None
     cut_at: float | None  # the first speech input: the comparison stops here
     ends_at: float  # when the virtual call ended
 
@@ -168,16 +182,14 @@ def caller_script(result: Any) -> CallerScript:
             cut = line.at + CUT_SETTLE
             return CallerScript(tuple(keys), cut, line.at, cut)
         if event == "key":
-            # One caller line may carry several keys (a directory spelling `932#`).
-            keys.extend(
-                (line.at + i * KEY_SPACING, d) for i, d in enumerate(str(line.data["digit"]))
-            )
+            # One caller line may carry several keys (a directory spelling `932#`), and two
+            # lines may share an instant; a phone sends one key after the other.
+            for digit in str(line.data["digit"]):
+                at = line.at if not keys else max(line.at, keys[-1][0] + KEY_SPACING)
+                keys.append((at, digit))
         elif event == "hangup":
             hangup_at = line.at
     return CallerScript(tuple(keys), hangup_at, None, result.duration)
-
-
-KEY_SPACING = 0.5  # seconds between the keys of one caller line that carries several
 
 
 @dataclass(frozen=True)
@@ -434,7 +446,8 @@ class RtpStream(asyncio.DatagramProtocol):
         self.ssrc = secrets.randbits(32)
         self.seq = secrets.randbits(16)
         self.ts = secrets.randbits(32)
-        self.pending: list[bytes] = []  # RTP packets of key events, one per tick
+        self.keys: list[str] = []  # keys waiting their turn: one event at a time
+        self._event: tuple[int, int, int] | None = None  # (code, its timestamp, packets sent)
         self._tick: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -462,10 +475,7 @@ class RtpStream(asyncio.DatagramProtocol):
     def _send_tick(self, origin: float, n: int) -> None:
         if self.transport is None or self.remote is None:
             return
-        packet = (
-            self.pending.pop(0) if self.pending else self._packet(0, b"\xff" * 160, marker=False)
-        )
-        self.transport.sendto(packet, self.remote)
+        self.transport.sendto(self._next_packet(), self.remote)
         self.ts = (self.ts + 160) % 2**32
         loop = asyncio.get_running_loop()
         self._tick = loop.call_at(origin + (n + 1) * 0.02, self._send_tick, origin, n + 1)
@@ -483,16 +493,22 @@ class RtpStream(asyncio.DatagramProtocol):
         return first + payload
 
     def key(self, digit: str) -> None:
-        """Queue one key: five updates of 20 ms each, then the end packet three times (RFC 4733 2.5)."""
-        code, start = _EVENT_CODES[digit], self.ts
-        for i in range(1, 6):
-            self.pending.append(
-                self._packet(101, struct.pack("!BBH", code, 10, 160 * i), marker=i == 1, ts=start)
-            )
-        for _ in range(3):
-            self.pending.append(
-                self._packet(101, struct.pack("!BBH", code, 0x80 | 10, 800), marker=False, ts=start)
-            )
+        self.keys.append(digit)
+
+    def _next_packet(self) -> bytes:
+        """Silence, or the next packet of a key: five updates 20 ms apart, then the end packet
+        three times (RFC 4733 2.5); each event has the timestamp of its first packet."""
+        if self._event is None and self.keys:
+            self._event = (_EVENT_CODES[self.keys.pop(0)], self.ts, 0)
+        if self._event is None:
+            return self._packet(0, b"\xff" * 160, marker=False)
+        code, start, sent = self._event
+        self._event = (code, start, sent + 1) if sent < 7 else None
+        if sent < 5:
+            payload = struct.pack("!BBH", code, 10, 160 * (sent + 1))
+        else:
+            payload = struct.pack("!BBH", code, 0x80 | 10, 800)
+        return self._packet(101, payload, marker=sent == 0, ts=start)
 
     def close(self) -> None:
         if self._tick is not None:
