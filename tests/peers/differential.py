@@ -12,10 +12,15 @@ checks that promise for every test case of ``flows/*.ivrtest``:
   its trunk pointed at our far end) under libfaketime, its clock starting at the case's ``at``
   in the flow's time zone.  A scripted caller phone calls the case's number from its caller
   number and sends the keys as RFC 4733 events at the virtual offsets from the answer (plus
-  :data:`KEY_MARGIN`), and hangs up when the virtual caller did.  One far-end phone is registered
-  (digest auth) as every extension of the deployment and is the trunk's carrier too; for each
-  leg it finds the caller's call in the server's log and answers, rings or refuses as that case
-  says.  Cases of one ``(at, switches)`` share a server, one call each; all servers run at once.
+  :data:`KEY_MARGIN`; keys the virtual run takes at one instant go :data:`KEY_SPACING` apart),
+  and hangs up when the virtual caller did.  One far-end phone is registered (digest auth) as
+  every extension of the deployment and is the trunk's carrier too; for each leg it finds the
+  caller's call in the server's log (``leg_invite``) and answers (when its virtual twin did),
+  rings until cancelled, or refuses (486 busy, 404 unavailable, 500 failed) as that case says.
+  Cases of one ``(at, switches)`` share a server, one call each; all servers run at once.
+  The phones are ivr.sip's sans-IO user agent on asyncio rather than sipp: one far end must
+  behave differently per call, which one sipp scenario cannot, and a sipp per extension and
+  case would be dozens of processes.
 * **Comparison.**  :func:`virtual_actions` and :func:`live_actions` turn both sides into the same
   tuples (steps, say texts, play paths, transfers with plan and group, directory, voicemail
   mailbox and greeting, hang-ups, the caller hanging up, the outcome); :func:`side_by_side`
@@ -23,7 +28,8 @@ checks that promise for every test case of ``flows/*.ivrtest``:
   voicemail or directory dialogue says while it runs is the dialogue's business.
 
 Speech cannot be driven through a live recogniser reliably: a case with speech input is
-compared up to its first ``say``; the live caller hangs up there and the outcome is not compared.
+compared up to its first ``say``; the live caller hangs up :data:`CUT_SETTLE` after it and the
+outcome is not compared.
 
 Every wait is bounded: a live call that has not ended :data:`GRACE` seconds after the virtual
 one did is hung up by the caller (and shows as such in the comparison).
