@@ -182,9 +182,7 @@ def start_ivr(
     env: dict[str, str] | None = None,
     tts_cache: Path | None = None,
     prompt_folders: tuple[Path, ...] = (),
-    wrapper: tuple[str, ...] = (),
 ) -> IvrServer:
-    """``ivr serve`` on ``flows``; ``wrapper`` goes before the command (e.g. ``faketime -f @...``)."""
     data = tmp / "data"
     data.mkdir(exist_ok=True)
     if tts_cache is not None:  # one espeak-ng rendering per text for the whole test session
@@ -202,7 +200,7 @@ def start_ivr(
         f"{sections}\n"
     )
     cmd = [
-        *wrapper, sys.executable, "-m", "ivr", "serve", *map(str, flows),
+        sys.executable, "-m", "ivr", "serve", *map(str, flows),
         "--config", str(toml), "--data", str(data), "--listen", "127.0.0.1:0", "--log-format", "json", *extra,
     ]
     proc = subprocess.Popen(

@@ -9,11 +9,11 @@ checks that promise for every test case of ``flows/*.ivrtest``:
   busy, no answer... per target, with the times the virtual far ends answered and hung up).
 * **Live half.**  ``ivr serve`` (started by tests/peers/conftest.py's :func:`start_ivr`) runs the
   example deployment (flows/ivr.toml, its ``[server]`` and ``[prompts]`` left to the harness and
-  its trunk pointed at our far end) under libfaketime, its clock starting at the case's ``at``
-  in the flow's time zone.  A scripted caller phone calls the case's number from its caller
-  number and sends the keys as RFC 4733 events at the virtual offsets from the answer (plus
-  :data:`KEY_MARGIN`; keys the virtual run takes at one instant go :data:`KEY_SPACING` apart),
-  and hangs up when the virtual caller did.  One far-end phone is registered (digest auth) as
+  its trunk pointed at our far end) under libfaketime (:func:`faketime_env`), its clock starting
+  at the case's ``at`` in the flow's time zone.  A scripted caller phone calls the case's number
+  from its caller number and sends the keys as RFC 4733 events at the virtual offsets from the
+  answer (plus :data:`KEY_MARGIN`; keys the virtual run takes at one instant go
+  :data:`KEY_SPACING` apart), and hangs up when the virtual caller did.  One far-end phone is registered (digest auth) as
   every extension of the deployment and is the trunk's carrier too; for each leg it finds the
   caller's call in the server's log (``leg_invite``) and answers (when its virtual twin did),
   rings until cancelled, or refuses (486 busy, 404 unavailable, 500 failed) as that case says.
@@ -43,7 +43,6 @@ import contextlib
 import importlib
 import re
 import secrets
-import shutil
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +69,8 @@ from tests.transfer.harness import peers  # tests/peers/conftest.py: start_ivr, 
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "flows"
-FAKETIME = shutil.which("faketime")
+# Debian's libfaketime (package faketime), wherever the architecture puts it.
+LIBFAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
 
 KEY_MARGIN = 0.3  # keys and hang-ups go this long after their virtual time: clear of a prompt's end
 KEY_SPACING = 0.5  # seconds between the keys of one caller line that carries several
@@ -348,20 +348,22 @@ def deployment_sections(far_end_port: int, config: Path = EXAMPLES / "ivr.toml")
     return "\n".join(kept) + "\n"
 
 
-def faketime_wrapper(start: float, timezone: str) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The command prefix and environment that start a process with its clock at ``start``.
+def faketime_env(start: float, timezone: str) -> dict[str, str]:
+    """The environment that starts a process with its clock at ``start`` (Debian's libfaketime).
 
-    The time is given as local time in the flow's zone, and the process runs in that zone.
-    libfaketime (0.9.10) fakes the monotonic clock too, starting it at the same instant and
-    running it at the real rate: asyncio's timers and ``time.sleep`` work so.  Leaving the
-    monotonic clock alone (``FAKETIME_DONT_FAKE_MONOTONIC=1``) is not an option: every
-    ``time.sleep`` (``subprocess.run(timeout=...)`` of the TTS pre-render) then fails with
-    EINVAL.  Either way a timed wait on a condition variable never returns under libfaketime;
-    the server's threads do not make one while it serves calls.
+    This is what ``faketime -f '@...'`` sets up; the wrapper program itself is not used because
+    it forks and dies on SIGTERM, leaving the server running without its parent.  The time is
+    local time in the flow's zone, and the process runs in that zone.  libfaketime (0.9.10)
+    fakes the monotonic clock too, starting it at the same instant and running it at the real
+    rate: asyncio's timers and ``time.sleep`` work so.  Leaving the monotonic clock alone
+    (``FAKETIME_DONT_FAKE_MONOTONIC=1``) is not an option: every ``time.sleep``
+    (``subprocess.run(timeout=...)`` of the TTS pre-render) then fails with EINVAL.  Either way a
+    timed wait on a condition variable never returns under libfaketime; the server's threads do
+    not make one while it serves calls.
     """
-    assert FAKETIME is not None
+    assert LIBFAKETIME is not None
     local = datetime.fromtimestamp(start, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M:%S")
-    return (FAKETIME, "-f", f"@{local}"), {"TZ": timezone}
+    return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"@{local}", "TZ": timezone}
 
 
 def server_clock(server: Any) -> float:
@@ -775,7 +777,7 @@ def start_server(
     """``ivr serve`` on the example flows and deployment, its clock at ``start`` (checked)."""
     import json
 
-    wrapper, env = faketime_wrapper(start, timezone)
+    env = faketime_env(start, timezone)
     folder.mkdir(parents=True, exist_ok=True)
     server = peers.start_ivr(
         folder,
@@ -784,7 +786,6 @@ def start_server(
         data_files={"switches.json": json.dumps(switches)} if switches else None,
         env=env,
         tts_cache=tts_cache,
-        wrapper=wrapper,
     )
     clock = server_clock(server)
     if not 0 <= clock - start < 300:

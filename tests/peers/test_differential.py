@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +45,8 @@ def _deployment() -> tuple[Any, Any]:
 
 def _need_faketime() -> None:
     # Where sipp is installed (CI, make system-deps) faketime is too: missing, it is a failure.
-    assert diff.FAKETIME is not None, (
-        "faketime (Debian faketime) is not installed: make system-deps"
+    assert diff.LIBFAKETIME is not None, (
+        "libfaketime (Debian faketime) is not installed: make system-deps"
     )
 
 
@@ -192,6 +191,4 @@ def _random_case(
 
 
 def test_faketime_is_installed_where_sipp_is() -> None:
-    assert shutil.which("faketime") is not None, (
-        "faketime (Debian faketime) is not installed: make system-deps"
-    )
+    _need_faketime()
