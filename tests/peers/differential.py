@@ -21,10 +21,12 @@ checks that promise for every test case of ``flows/*.ivrtest``:
   The phones are ivr.sip's sans-IO user agent on asyncio rather than sipp: one far end must
   behave differently per call, which one sipp scenario cannot, and a sipp per extension and
   case would be dozens of processes.
-* **Comparison.**  :func:`virtual_actions` and :func:`live_actions` turn both sides into the same
-  tuples (steps, say texts, play paths, transfers with plan and group, directory, voicemail
-  mailbox and greeting, hang-ups, the caller hanging up, the outcome); :func:`side_by_side`
-  prints both with the first difference marked.  Only the flow's own actions count: what a
+* **Comparison.**  Both sides are the call runtime's own log records: the virtual run keeps its
+  runner's records (``SimulationResult.records``), the live server writes the same records as
+  JSON lines.  One function, :func:`live_actions`, turns either into the same tuples (steps, say
+  texts, play paths, transfers with plan and group, directory, voicemail mailbox and greeting,
+  hang-ups, the caller hanging up, the outcome); :func:`side_by_side` prints both with the first
+  difference marked.  Only the flow's own actions count: what a
   voicemail or directory dialogue says while it runs is the dialogue's business.
 
 Speech cannot be driven through a live recogniser reliably: a case with speech input is
@@ -54,8 +56,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from ivr.sip.auth import DigestClient
-from ivr.sip.transport import SipEndpoint
-from ivr.sip.ua import (
+from ivr.sip.events import (
     CallCancelled,
     CallEnded,
     IncomingCall,
@@ -63,8 +64,9 @@ from ivr.sip.ua import (
     OutgoingCallFailed,
     RequestResult,
     UAEvent,
-    UserAgent,
 )
+from ivr.sip.transport import SipEndpoint
+from ivr.sip.ua import UserAgent
 from tests.transfer.harness import peers  # tests/peers/conftest.py: start_ivr, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +91,7 @@ Action = tuple[str, ...]
 
 def flowtest_api() -> tuple[ModuleType, ModuleType]:
     """(flow-test module, simulator module): the one place that names where they live."""
-    return importlib.import_module("ivr.dsl.flowtest"), importlib.import_module("ivr.dsl.simulate")
+    return importlib.import_module("ivr.runtime.flowtest"), importlib.import_module("ivr.runtime.simulate")
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,10 @@ class Case:
 
 def deployment_and_program(test_file: Any, config_path: Path) -> tuple[Any, Any]:
     from ivr.config import load_config
-    from ivr.dsl.loader import load_flow
+    from ivr.runtime.deployment import load_flow
 
     cfg = load_config(config_path)
-    return cfg, load_flow(test_file.flows, prompt_folders=cfg.prompt_folders)
+    return cfg, load_flow(test_file.flows, prompt_folders=cfg.prompt_folders, config=cfg)
 
 
 def case_ids(folder: Path = EXAMPLES) -> list[str]:
@@ -145,9 +147,7 @@ def load_cases(folder: Path = EXAMPLES) -> list[Case]:
         cfg, program = deployment_and_program(test_file, folder / "ivr.toml")
         tz = program.settings.timezone
         for test in test_file.tests:
-            outcome = ft.run_test(
-                path, program, test, prompt_folders=cfg.prompt_folders, config=cfg
-            )
+            outcome = ft.run_test(path, program, test, config=cfg)
             scenario = ft.scenario_for(test, tz)
             called = scenario.called or sim.first_number(program)
             cases.append(Case(path, test.name, scenario, outcome.trace, tz, called, outcome.error))
@@ -157,7 +157,7 @@ def load_cases(folder: Path = EXAMPLES) -> list[Case]:
 def virtual_case(program: Any, cfg: Any, scenario: Any, name: str) -> Case:
     """A case made up by a test (the property test's random keys) and its virtual run."""
     _, sim = flowtest_api()
-    result = sim.simulate(program, scenario, prompt_folders=cfg.prompt_folders, config=cfg)
+    result = sim.simulate(program, scenario, config=cfg)
     called = scenario.called or sim.first_number(program)
     return Case(
         EXAMPLES / "acme.ivrtest", name, scenario, result, program.settings.timezone, called
@@ -264,30 +264,15 @@ def _outcome(result: Any, detail: Any) -> Action:
 
 
 def virtual_actions(result: Any, *, cut: bool = False) -> list[Action]:
-    """The virtual trace as action tuples; with ``cut``, only what came before the first speech."""
-    out: list[Action] = []
-    in_dialogue = False  # a dialogue's actions run until the flow gets its result
-    for line in result.lines:
-        if line.kind == "caller" and line.data.get("event") == "speech" and cut:
-            return out
-        if line.kind == "result" and _ends_dialogue(line.data):
-            in_dialogue = False
-        elif line.kind == "caller" and line.data.get("event") == "hangup":
-            out.append(CALLER_HANGS_UP)
-        elif line.kind == "outcome":
-            out.append(_outcome(line.data.get("outcome"), line.data.get("detail")))
-        elif line.kind in FIELDS and not in_dialogue:
-            out.append(_action(line.kind, dict(line.data)))
-            in_dialogue = line.kind in DIALOGUES
-    return out
+    """The virtual call's actions: its runtime's own log records, read as the live server's are.
 
-
-def _ends_dialogue(result: Any) -> bool:
-    """A result line that hands a dialogue's answer to the flow (not a recording's end inside it)."""
-    event = result.get("event")
-    return event == "directory_result" or (
-        event == "action_done" and result.get("action") in DIALOGUES
-    )
+    With ``cut``, only what came before the caller's first speech was recognised.
+    """
+    records = list(result.records)
+    if cut:
+        first = next((i for i, r in enumerate(records) if r.get("event") == "speech" and "to" in r), len(records))
+        records = records[:first]
+    return live_actions(records, cut=cut)
 
 
 def live_actions(records: Iterable[dict[str, Any]], *, cut: bool = False) -> list[Action]:

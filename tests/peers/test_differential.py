@@ -36,7 +36,7 @@ ONLY = os.environ.get("IVR_DIFFERENTIAL_ONLY", "")  # a substring of case ids, t
 
 
 def _deployment() -> tuple[Any, Any]:
-    from ivr.dsl.flowtest import parse_test_file
+    from ivr.runtime.flowtest import parse_test_file
 
     return diff.deployment_and_program(
         parse_test_file(diff.EXAMPLES / "acme.ivrtest"), diff.EXAMPLES / "ivr.toml"
