@@ -1,8 +1,10 @@
 """``ivr simulate``: one call through a flow in the terminal, at a chosen time, from a chosen number.
 
-The call runs on the server's own call runtime in virtual time (ivr.runtime.simulate): the
-flow, prompts, transfers, the directory and voicemail dialogues are ``ivr serve``'s code; the
-caller, the far-end phones and the clock are simulated.  Prints what the caller hears and what the system does, one line per action (or one JSON object per
+The call runs on the server's own call runtime in virtual time: the flow, prompts,
+transfers, the directory and voicemail dialogues are ``ivr serve``'s code; the caller, the
+far-end phones and the clock are simulated.
+
+Prints what the caller hears and what the system does, one line per action (or one JSON object per
 line with ``--json``), and where the call ends.  Without ``--input`` the caller's part is read
 from standard input, a line of tokens at a time, whenever the flow waits.
 """
@@ -35,8 +37,11 @@ input tokens: 1 2 # * (keys; 123# presses several), say:alice_johnson or say:"al
 (speech), say: (speech that matches nothing), wait:10s (let time pass), wait (until the next
 timeout), hangup.  A leading ! delivers the token at once, interrupting the prompt (!1).
 
-transfer outcomes: every target answers unless named in --busy/--no-answer/--unavailable/--fail;
-with --answer only the targets named there answer (--answer none: nobody).  * names every target.
+far ends: a target is rung as ivr serve rings it (an extension of the deployment, where every
+extension has a phone in a simulation, and its follow-me numbers; an external number only through
+a trunk that allows it).  Every phone rung answers after 5 s unless named in --busy/--no-answer/
+--unavailable/--fail; with --answer only the targets named there answer (--answer none: nobody).
+* names every target.
 
 --json: one object per line: {"action": "say", "text": ..., "t": seconds} for what the flow does,
 {"event": "key", "digit": "1", "t": ...} for the caller and the network, {"note": ...} for the

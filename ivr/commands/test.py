@@ -1,6 +1,7 @@
 """``ivr test PATH...``: run flow tests (``*.ivrtest`` files, or the folders holding them).
 
-Prints ``PASS file: name`` or ``FAIL file: name`` with a diff of expected vs actual call trace,
+Each test is one call on the server's own call runtime in virtual time, with the caller and
+the far-end phones scripted by the test.  Prints ``PASS file: name`` or ``FAIL file: name`` with a diff of expected vs actual call trace,
 then a summary; exits 1 when any test fails or a test file cannot be read.
 """
 
