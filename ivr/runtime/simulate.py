@@ -299,6 +299,10 @@ class Simulation:
             self.loop.on_idle = self._on_idle
             try:
                 self.loop.run_until_complete(self._call(Path(data)))
+            except RuntimeError:
+                if not self.loop.stalled:
+                    raise
+                self._note("note", "simulation stopped: the call waits for something that never comes")
             finally:
                 if self.services is not None:
                     self.services.close_journal()
@@ -580,9 +584,7 @@ class Simulation:
     # ---- output
 
     def _t(self) -> float:
-        return self.loop.time() if not self.loop.is_closed() else self._last_t
-
-    _last_t = 0.0
+        return self.loop.time()  # seconds since the call came in (the virtual clock starts at 0)
 
     def _said(self, event: str, line: str, **data: Any) -> None:
         """A line for something the caller does (key, speech, wait, hangup)."""
@@ -592,7 +594,6 @@ class Simulation:
         self._emit(TraceLine(self._t(), kind, text, {"note": text}))
 
     def _emit(self, line: TraceLine) -> None:
-        self._last_t = line.at
         self.lines.append(line)
         if self.on_line is not None:
             self.on_line(line)
