@@ -10,28 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ivr.dsl import events as ev
-
-if TYPE_CHECKING:
-    from ivr.media.session import MediaSession
-    from ivr.runtime.services import Services
+from ivr.runtime.context import CallContext
 
 log = logging.getLogger("ivr.runtime.call")
 
 
-class Call(Protocol):
+class Call(CallContext, Protocol):
     """What a speech listener needs from the call it serves (the call runner)."""
-
-    call_id: str
-    ended: bool
-    media: MediaSession | None
-    services: Services
-
-    def log(self, **fields: Any) -> None: ...
 
     @property
     def listener(self) -> SpeechListener | None: ...

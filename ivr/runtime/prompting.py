@@ -15,24 +15,15 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ivr.media.session import MediaSession
-    from ivr.runtime.services import Services
+from ivr.runtime.context import CallContext
 
 log = logging.getLogger("ivr.runtime.call")
 
 
-class Call(Protocol):
+class Call(CallContext, Protocol):
     """What the prompt queue needs from the call it serves (the call runner)."""
-
-    call_id: str
-    ended: bool
-    media: MediaSession | None
-    services: Services
-
-    def log(self, **fields: Any) -> None: ...
 
     def prompt_finished(self, media_id: int) -> None: ...
 
