@@ -863,6 +863,11 @@ class MediaSession:
 
     # ------------------------------------------------------------------ DTMF in
 
+    @property
+    def inband_dtmf(self) -> bool:
+        """Whether keys are detected in the received audio (see :meth:`enable_inband_dtmf`)."""
+        return self._inband is not None
+
     def enable_inband_dtmf(self, on: bool) -> None:
         """In-band key detection on received audio (when no telephone-event was negotiated)."""
         if not on:

@@ -39,7 +39,7 @@ import numpy.typing as npt
 from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES
 from ivr.media.dtmf import DtmfError
-from ivr.media.session import MediaSession
+from ivr.runtime.ports import CallMedia
 
 log = logging.getLogger("ivr.runtime.bridge")
 
@@ -128,7 +128,7 @@ class HoldPlayer(Protocol):
 HoldSource = tuple[Callable[[], HoldPlayer], Callable[[HoldPlayer], None]]  # (acquire, release)
 
 
-def caller_holds(session: MediaSession) -> bool:
+def caller_holds(session: CallMedia) -> bool:
     """Whether the phone of ``session`` put the call on hold (our direction follows theirs)."""
     return session.direction in ("recvonly", "inactive") or session.remote is None
 
@@ -157,7 +157,7 @@ class Bridge:
     :meth:`stop` gives the caller's back (the flow may go on after the bridge).
     """
 
-    def __init__(self, caller: MediaSession, callee: MediaSession, hold: HoldSource | None = None) -> None:
+    def __init__(self, caller: CallMedia, callee: CallMedia, hold: HoldSource | None = None) -> None:
         self.caller = caller
         self.callee = callee
         self.to_callee = AudioRelay()
@@ -175,7 +175,7 @@ class Bridge:
 
     def start(self) -> None:
         self._caller_audio, self._caller_dtmf = self.caller.on_audio, self.caller.on_dtmf
-        self._caller_inband = self.caller._inband is not None  # noqa: SLF001 -- restored on stop
+        self._caller_inband = self.caller.inband_dtmf  # restored on stop
         self.caller.stop_prompts(only_barge_in=False)
         self.caller.enable_inband_dtmf(False)
         self.callee.enable_inband_dtmf(False)
@@ -215,7 +215,7 @@ class Bridge:
         """A key the callee sent by SIP INFO (the runner's leg events deliver it here)."""
         self._relay_key(self.caller, "to_caller")(digit)
 
-    def _relay_key(self, target: MediaSession, direction: str) -> Callable[[str], None]:
+    def _relay_key(self, target: CallMedia, direction: str) -> Callable[[str], None]:
         def relay(digit: str) -> None:
             if not self.active or target.closed:
                 return

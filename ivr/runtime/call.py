@@ -48,10 +48,10 @@ from ivr.dsl import events as ev
 from ivr.dsl.machine import Machine
 from ivr.media.clip import Clip
 from ivr.media.ports import PortRangeExhausted
-from ivr.media.session import MediaSession
 from ivr.runtime.calllog import describe
 from ivr.runtime.listening import SpeechListener
 from ivr.runtime.negotiation import OfferAnswer
+from ivr.runtime.ports import CallMedia
 from ivr.runtime.prompting import PendingPrompt, PromptQueue
 from ivr.runtime.recordings import Recording
 from ivr.runtime.services import Services
@@ -96,7 +96,7 @@ class CallRunner:
         self.caller: str = call.caller
         self.called: str = call.called
         self.on_finished = on_finished
-        self.media: MediaSession | None = None
+        self.media: CallMedia | None = None
         self.machine: Machine | None = None
         self.sub: ev.SubMachine | None = None  # the active dialogue (voicemail, mailbox access, directory)
         self.sdp = OfferAnswer(services.contact_host)
@@ -260,7 +260,7 @@ class CallRunner:
         wanted = self._listener is not None or self._recording is not None
         media.on_audio = self._audio if wanted else None
 
-    def _wire_media(self, media: MediaSession) -> None:
+    def _wire_media(self, media: CallMedia) -> None:
         media.on_prompt_done = self.prompt_finished
         media.on_dtmf = lambda digit: self._key(digit, self._key_via)
         media.on_audio = None  # until a recording or a listener starts (see _tap_audio)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ivr.media.session import MediaSession
+    from ivr.runtime.ports import CallMedia
     from ivr.runtime.services import Services
 
 
@@ -19,7 +19,7 @@ class CallContext(Protocol):
 
     call_id: str
     ended: bool
-    media: MediaSession | None
+    media: CallMedia | None
     services: Services
 
     def log(self, **fields: Any) -> None:

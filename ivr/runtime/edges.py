@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ivr.dsl import events as ev
 from ivr.sip.events import (
@@ -80,11 +81,12 @@ class SimulatedMedia:
         self.local_port = port
         self.on_prompt_done: Callable[[int], None] = _noop
         self.on_dtmf: Callable[[str], None] = _noop
-        self.on_audio: Callable[[np.ndarray], None] | None = None
+        self.on_audio: Callable[[npt.NDArray[np.int16]], None] | None = None
         self.on_timeout: Callable[[], None] = _noop
         self.closed = False
         self.direction = "sendrecv"
-        self._inband: object | None = None  # read by ivr.runtime.bridge
+        self.remote: tuple[str, int] | None = None
+        self.inband_dtmf = False
         self._queue: deque[_Playing] = deque()
         self._end: asyncio.TimerHandle | None = None
         self.keys_sent: list[str] = []  # keys relayed to this leg (a bridge)
@@ -92,11 +94,13 @@ class SimulatedMedia:
 
     # -- what the runtime calls
 
-    def configure(self, **settings: Any) -> None:
-        self.direction = str(settings.get("direction", self.direction))
+    def configure(self, *, remote: tuple[str, int] | None, payload_type: int, dtmf_pt: int | None,
+                  direction: str, ptime: int = 20, signalling_host: str | None = None,
+                  remote_rtcp: tuple[str, int] | None = None) -> None:
+        self.remote, self.direction = remote, direction
 
     def enable_inband_dtmf(self, on: bool) -> None:
-        pass
+        self.inband_dtmf = on
 
     def play(self, source: Any, *, prompt_id: int, barge_in: bool = True) -> None:
         if self.closed:

@@ -4,17 +4,23 @@ A call's runtime (the runner, transfers, REFER) gives its SIP commands to a
 :class:`CallSignalling`: ``ivr serve`` fills it with the user agent
 (:class:`~ivr.sip.ua.UserAgent`, which sends real messages), the simulator with
 :class:`~ivr.runtime.edges.SimulatedNetwork` (the caller and the far-end phones of a
-scenario).  Both hand back the same events (:mod:`ivr.sip.events`).  The other edges are
-fields of :class:`~ivr.runtime.services.Services`: the wall clock (``wall``) and the media
-sessions (``open_media``).
+scenario).  Both hand back the same events (:mod:`ivr.sip.events`).  A call's audio goes
+through a :class:`CallMedia`: :class:`~ivr.media.session.MediaSession` (RTP) in ``ivr serve``,
+:class:`~ivr.runtime.edges.SimulatedMedia` in the simulator; ``Services.open_media`` makes
+them.  The wall clock is ``Services.wall``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from ivr.media.clip import Clip
+    from ivr.media.session import SharedPlayer
     from ivr.sip.auth import DigestClient
 
 
@@ -47,3 +53,50 @@ class CallSignalling(Protocol):
 
     def refer(self, call_id: str, refer_to: str, now: float, *, referred_by: str | None = None) -> bool:
         """Ask the caller's phone to call ``refer_to`` itself (RFC 3515)."""
+
+
+class CallMedia(Protocol):
+    """One call leg's audio: prompts out, keys and the caller's audio in (MediaSession's shape)."""
+
+    local_port: int
+    direction: str  # our direction after the last offer/answer ("sendrecv", "recvonly" ...)
+    remote: tuple[str, int] | None
+    on_prompt_done: Callable[[int], None]  # every prompt that ends, played out or stopped
+    on_dtmf: Callable[[str], None]
+    on_audio: Callable[[npt.NDArray[np.int16]], None] | None  # None: nobody listens, nothing decoded
+    on_timeout: Callable[[], None]
+
+    @property
+    def closed(self) -> bool:
+        """The leg is over."""
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Packets sent, received and lost, jitter: for the call's last log record."""
+
+    @property
+    def inband_dtmf(self) -> bool:
+        """Whether keys are detected in the received audio."""
+
+    def configure(self, *, remote: tuple[str, int] | None, payload_type: int, dtmf_pt: int | None,
+                  direction: str, ptime: int = 20, signalling_host: str | None = None,
+                  remote_rtcp: tuple[str, int] | None = None) -> None:
+        """Apply a negotiated SDP (again on each re-INVITE)."""
+
+    def enable_inband_dtmf(self, on: bool) -> None:
+        """Detect keys in the received audio (no telephone-event negotiated)."""
+
+    def play(self, source: Clip | SharedPlayer, *, prompt_id: int, barge_in: bool = True) -> None:
+        """Queue a clip (played once) or a shared player (until stopped) after what is playing."""
+
+    def stop_prompts(self, *, only_barge_in: bool = True) -> None:
+        """Drop queued prompts (all, or the interruptible ones); each is reported done."""
+
+    def receive_info_key(self, digit: str) -> None:
+        """A key the signalling carried (SIP INFO)."""
+
+    def send_dtmf(self, digit: str) -> None:
+        """Send a key to this leg's phone."""
+
+    def close(self) -> None:
+        """End the leg's audio and free its ports."""

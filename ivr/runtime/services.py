@@ -33,9 +33,8 @@ if TYPE_CHECKING:
     from ivr.media.clock import MediaClock
     from ivr.media.holdmusic import HoldMusic
     from ivr.media.recognizer import Recognizer
-    from ivr.media.session import MediaSession
     from ivr.runtime.journal import Journal
-    from ivr.runtime.ports import CallSignalling
+    from ivr.runtime.ports import CallMedia, CallSignalling
     from ivr.runtime.transfer import Destination, TransferSession
     from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
@@ -93,7 +92,7 @@ class Services:
     # the voicemail store) and where a call's audio goes.  ``ivr serve`` keeps the defaults (the
     # system clock, RTP sockets); the simulator (ivr.runtime.simulate) fills both with its own.
     wall: Callable[[], float] = time.time
-    media_factory: Callable[[], Awaitable[MediaSession]] | None = None
+    media_factory: Callable[[], Awaitable[CallMedia]] | None = None
     _lazy: dict[str, Any] = field(default_factory=dict)
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
     legs: dict[str, Callable[[object], bool | None]] = field(default_factory=dict)
@@ -141,7 +140,7 @@ class Services:
         """The user agent's clock: the loop's monotonic time (its timers go to call_at as they are)."""
         return asyncio.get_running_loop().time()
 
-    async def open_media(self) -> MediaSession:
+    async def open_media(self) -> CallMedia:
         """A media session for one call or transfer leg (an RTP port pair from ``[server] rtp_ports``)."""
         if self.media_factory is not None:
             return await self.media_factory()

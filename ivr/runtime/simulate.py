@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -63,7 +63,7 @@ from ivr.sip.sdp import make_offer
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
-    from ivr.media.session import MediaSession
+    from ivr.runtime.ports import CallMedia
 
 KEY_SPACING = 0.5  # seconds between the keys of one token such as 123#
 MESSAGE_SECONDS = 5.0  # how long a caller speaks into a recording
@@ -338,11 +338,11 @@ class Simulation:
         if self.services is not None and not self.services.leg_event(event):
             self.to_runner(event)
 
-    async def _open_media(self) -> MediaSession:
+    async def _open_media(self) -> CallMedia:
         media = SimulatedMedia(self.loop, next(self._ports))
         if self.media is None:
             self.media = media  # the first one is the caller's
-        return cast("MediaSession", media)
+        return media
 
     def record(self, record: dict[str, Any]) -> None:
         """A record of the runner's call log: keep it, and show it if the trace shows it."""

@@ -43,9 +43,9 @@ from ivr.dsl.events import TransferOutcome
 from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.holdmusic import MusicPlayer
-from ivr.media.session import MediaSession
 from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
 from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
+from ivr.runtime.ports import CallMedia
 from ivr.sip import sdp
 from ivr.sip.auth import DigestClient
 from ivr.sip.events import (
@@ -277,7 +277,7 @@ class CallerSide(Protocol):
     caller: str
     called: str
     services: Any
-    media: MediaSession | None
+    media: CallMedia | None
     ended: bool
 
     def log(self, **fields: Any) -> None: ...
@@ -289,7 +289,7 @@ class Leg:
 
     target: str
     destination: Destination
-    media: MediaSession
+    media: CallMedia
     offer: sdp.SessionDescription
     call_id: str = ""
     answer: sdp.Answer | None = None
