@@ -27,7 +27,9 @@ ends, played out or stopped, comes back as ``PromptDone`` to whoever started it.
 The outside world reaches the runner only through its services: the user agent
 (``services.ua``), the media sessions (``services.open_media``), the clock
 (``services.wall``) and the engines; ``ivr serve`` fills them with the real thing and
-the simulator (ivr.runtime.simulate) with its own, so both run this code.  A long action that cannot start (no such mailbox, an
+the simulator (ivr.runtime.simulate) with its own, so both run this code.
+
+A long action that cannot start (no such mailbox, an
 unreadable directory, a recording the disk refuses) still ends with its
 failure event, so the flow moves on and no caller waits in silence.
 """
@@ -205,14 +207,6 @@ class CallRunner:
         assert self.media is not None
         return self.sdp.offer(self.media.local_port)
 
-    @property
-    def local_sdp(self) -> bytes:
-        return self.sdp.local_sdp
-
-    @property
-    def answer(self) -> sdp.Answer | None:
-        return self.sdp.answer
-
     def _configure_media(self, answer: sdp.Answer) -> None:
         assert self.media is not None
         self.media.configure(
@@ -270,10 +264,11 @@ class CallRunner:
         self._answer_timer = None
         if self.ended:
             return
-        self.services.ua.answer(self.call_id, self.local_sdp, self.services.sip_now())
+        self.services.ua.answer(self.call_id, self.sdp.local_sdp, self.services.sip_now())
         self.services.flush()
         self.answered = True
-        self.log(action="answer", codec=self.answer.codec.name if self.answer else "late-offer")
+        answer = self.sdp.answer
+        self.log(action="answer", codec=answer.codec.name if answer else "late-offer")
         self._start_machine()
 
     def _start_machine(self) -> None:
@@ -350,7 +345,7 @@ class CallRunner:
             ua.reject_reoffer(self.call_id, status if status >= 400 else 488, now)
             self.services.flush()
             return
-        ua.accept_reoffer(self.call_id, self.local_sdp, now)
+        ua.accept_reoffer(self.call_id, self.sdp.local_sdp, now)
         self.services.flush()
         self.log(event="reoffer", method=event.method, hold=answer.on_hold)
         self._configure_media(answer)
@@ -378,8 +373,8 @@ class CallRunner:
     def prompt_finished(self, media_id: int) -> None:
         """A prompt ended (played out or stopped): its owner (flow or sub-machine) hears PromptDone."""
         owner = self._owners.pop(media_id, None)
-        if owner is None or self.ended or owner[1] <= 0:
-            return  # not ours, or the runner's own sound (hold music, the recording beep)
+        if owner is None or self.ended:
+            return  # the runner's own sound (hold music, the recording beep), or the call is over
         self._post_to(owner[0], ev.PromptDone(owner[1]))
 
     def _dtmf_info(self, event: DtmfInfo) -> None:
@@ -528,9 +523,12 @@ class CallRunner:
             self._post_to(MACHINE, fallback)
 
     def _media_id(self, owner: object, prompt_id: int) -> int:
+        """The media session's id of a prompt; only the flow's and a dialogue's (``prompt_id`` > 0)
+        have an owner to tell when they end."""
         media_id = self._next_media_id
         self._next_media_id += 1
-        self._owners[media_id] = (owner, prompt_id)
+        if prompt_id > 0:
+            self._owners[media_id] = (owner, prompt_id)
         return media_id
 
     def _do_EnterStep(self, action: ev.EnterStep, owner: object) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ivr.dsl import events as ev
+from ivr.media.clip import Clip
+from ivr.media.g2p import normalize_phrase
 from ivr.sip.events import (
     CallConfirmed,
     CallEnded,
@@ -89,7 +90,6 @@ class SimulatedMedia:
         self.inband_dtmf = False
         self._queue: deque[_Playing] = deque()
         self._end: asyncio.TimerHandle | None = None
-        self.keys_sent: list[str] = []  # keys relayed to this leg (a bridge)
         self.stats: dict[str, Any] = {"packets_sent": 0, "packets_received": 0, "lost": 0, "jitter_ms": 0.0}
 
     # -- what the runtime calls
@@ -110,27 +110,26 @@ class SimulatedMedia:
             self._start_head()
 
     def stop_prompts(self, *, only_barge_in: bool = True) -> None:
-        stopped = [p for p in self._queue if not (only_barge_in and not p.barge_in)]
+        kept: deque[_Playing] = deque()
+        stopped: list[_Playing] = []
+        for item in self._queue:
+            (kept if only_barge_in and not item.barge_in else stopped).append(item)
         if not stopped:
             return
-        head = self._queue[0] if self._queue else None
-        self._queue = deque(p for p in self._queue if only_barge_in and not p.barge_in)
-        if head is not None and head in stopped:
+        head_stopped = self._queue[0] is stopped[0]
+        self._queue = kept
+        if head_stopped:
             self._cancel_end()
-            if self._queue:
+            if kept:
                 self._start_head()
         for item in stopped:
             self.loop.call_soon(self._report, item.prompt_id)
-
-    @property
-    def playing(self) -> int | None:
-        return self._queue[0].prompt_id if self._queue else None
 
     def receive_info_key(self, digit: str) -> None:
         self.on_dtmf(digit)
 
     def send_dtmf(self, digit: str) -> None:
-        self.keys_sent.append(digit)
+        pass  # a key relayed to this leg's phone (a bridge): no simulated phone acts on it
 
     def close(self) -> None:
         self.closed = True
@@ -157,9 +156,8 @@ class SimulatedMedia:
 
     def _start_head(self) -> None:
         source = self._queue[0].source
-        seconds = getattr(source, "duration", None) if hasattr(source, "frames") else None
-        if isinstance(seconds, float | int):  # a Clip; players and relays play until stopped
-            self._end = self.loop.call_later(float(seconds), self._head_done)
+        if isinstance(source, Clip):  # shared players and relays play until stopped
+            self._end = self.loop.call_later(source.duration, self._head_done)
 
     def _head_done(self) -> None:
         self._end = None
@@ -209,8 +207,6 @@ class SimulatedNetwork:
         self.sim = sim
         self._ids = itertools.count(1)
         self._timers: dict[str, list[asyncio.TimerHandle]] = {}
-        self.answered = False
-        self.rejected: int | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -222,12 +218,11 @@ class SimulatedNetwork:
         pass
 
     def answer(self, call_id: str, sdp: bytes, now: float) -> None:
-        self.answered = True
         self.loop.call_soon(self.sim.to_runner, CallConfirmed(call_id, None))  # the caller's ACK
 
     def reject(self, call_id: str, status: int, now: float, reason: str | None = None, *,
                headers: Iterable[tuple[str, str]] = ()) -> None:
-        self.rejected = status
+        pass  # the caller's phone gets the final response; the runner ends the call itself
 
     def accept_reoffer(self, call_id: str, sdp: bytes, now: float) -> None:
         pass
@@ -293,13 +288,6 @@ def _answer_for(offer_body: bytes) -> bytes:
 # --------------------------------------------------------------------------- speech
 
 
-def fold(text: str) -> str:
-    """Lower case, no accents, no punctuation, single spaces: ``Zürcher,`` -> ``zurcher``."""
-    decomposed = unicodedata.normalize("NFKD", text.lower().replace("_", " "))
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.sub(r"[^\w ]", " ", plain).split())
-
-
 class ScriptedRecognizer:
     """The recogniser's place: the caller's words, when the grammar has them (else no match)."""
 
@@ -322,8 +310,8 @@ class _ScriptedSession:
         pass
 
     def finish(self) -> tuple[str, float]:
-        said = fold(self.recognizer.words())
+        said = normalize_phrase(self.recognizer.words())
         for phrase in self.phrases:
-            if said and fold(phrase) == said:
+            if said and normalize_phrase(phrase) == said:
                 return phrase, 0.9
         return "", 0.0

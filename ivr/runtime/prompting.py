@@ -56,8 +56,11 @@ class PromptQueue:
 
     def stop(self, *, only_barge_in: bool = True) -> None:
         """Drop prompts not loaded yet; each is over for whoever started it (PromptDone)."""
-        dropped = [p for p in self.pending if not (only_barge_in and not p.barge_in)]
-        self.pending = deque(p for p in self.pending if only_barge_in and not p.barge_in)
+        kept: deque[PendingPrompt] = deque()
+        dropped: list[PendingPrompt] = []
+        for item in self.pending:
+            (kept if only_barge_in and not item.barge_in else dropped).append(item)
+        self.pending = kept
         for item in dropped:
             self.runner.prompt_finished(item.media_id)
 

@@ -35,7 +35,6 @@ The world of a simulated call:
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import shlex
 import tempfile
@@ -55,6 +54,7 @@ from ivr.runtime.call import CallRunner
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.edges import ScriptedRecognizer, SimulatedMedia, SimulatedNetwork
 from ivr.runtime.services import Services
+from ivr.runtime.switches import format_switches, switches_path
 from ivr.runtime.trace import TraceLine, describe_outcome, fmt_seconds, trace_line
 from ivr.runtime.virtual import InlineExecutor, VirtualLoop
 from ivr.sip.events import CallEnded, IncomingCall
@@ -285,7 +285,7 @@ class Simulation:
         self._now_next = False  # deliver the next token at once (after a wait)
         self._words: list[str] = []  # what the caller said, for the recogniser
         self._spoke_into: object | None = None  # the recording the caller spoke into
-        self._directory_said: set[int] = set()
+        self._asked_by: object | None = None  # the directory dialogue the caller answered
         self._hung_up = False
         self._done: Any = None
         self._data_prefix = ""
@@ -397,7 +397,7 @@ class Simulation:
             binding = Binding(number, uri, ("192.0.2.20", 5100 + i), "udp", self.wall() + 86400.0)
             registrar.store.apply(number, [binding], [])
         if self.scenario.switches:
-            (data / "switches.json").write_text(json.dumps(dict(self.scenario.switches), sort_keys=True))
+            switches_path(data).write_text(format_switches(dict(self.scenario.switches)), encoding="utf-8")
 
     def _incoming(self) -> IncomingCall:
         offer = bytes(make_offer(CALLER_HOST, 40000, session_id=1, version=1))
@@ -434,12 +434,12 @@ class Simulation:
         if self._busy:
             return False
         self._answer_directory(runner)
-        if not self.inputs and (not (self._listening(runner) or deadline is None) or not self._ask_for_input()):
-            if deadline is None:
-                return self._hangup(" (no more input)")
-            return False
+        # the caller acts when the flow waits for them, or when nothing else could ever happen
+        waited_for = deadline is None or self._listening(runner)
+        if not self.inputs and not (waited_for and self._ask_for_input()):
+            return self._hangup(" (no more input)") if deadline is None else False
         given = self.inputs[0]
-        if not (given.barge_in or given.kind == "wait" or self._now_next or deadline is None or self._listening(runner)):
+        if not (waited_for or given.barge_in or given.kind == "wait" or self._now_next):
             return False
         self._now_next = False
         self.inputs.pop(0)
@@ -452,9 +452,9 @@ class Simulation:
         from ivr.directory import DirectoryDialogue, KeypadDialogue
 
         sub = runner.sub
-        if not isinstance(sub, DirectoryDialogue | KeypadDialogue) or id(sub) in self._directory_said:
+        if not isinstance(sub, DirectoryDialogue | KeypadDialogue) or sub is self._asked_by:
             return
-        self._directory_said.add(id(sub))
+        self._asked_by = sub
         for choice in self.scenario.directory[:1]:
             lowered = choice.strip().lower()
             if lowered in ("not found", "not_found", "nobody"):
@@ -462,8 +462,7 @@ class Simulation:
             elif lowered == "operator":
                 self.inputs[:0] = [CallerInput("key", "0")]
             else:
-                name = choice.partition("=")[0].strip()
-                self.inputs[:0] = [CallerInput("speech", name), CallerInput("key", "1")]
+                self.inputs[:0] = [CallerInput("speech", choice.strip()), CallerInput("key", "1")]
 
     def _listening(self, runner: CallRunner) -> bool:
         """Nothing plays to the caller and no prompt is still being prepared."""

@@ -806,9 +806,10 @@ async def pick_up(runner: Any) -> None:
     if offer is None:
         runner._our_offer()
     runner.state = "pickup"
-    services.ua.answer(runner.call_id, runner.local_sdp, services.sip_now())
+    services.ua.answer(runner.call_id, runner.sdp.local_sdp, services.sip_now())
     services.flush()
     runner.answered = True
-    runner.log(action="answer", codec=runner.answer.codec.name if runner.answer else "late-offer", pickup=extension)
+    answer = runner.sdp.answer
+    runner.log(action="answer", codec=answer.codec.name if answer else "late-offer", pickup=extension)
     runner.transfer = _PickupLink(session)
     session.picked_up(runner, extension)
