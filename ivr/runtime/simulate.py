@@ -56,7 +56,7 @@ from ivr.runtime.edges import ScriptedRecognizer, SimulatedMedia, SimulatedNetwo
 from ivr.runtime.services import Services
 from ivr.runtime.switches import format_switches, switches_path
 from ivr.runtime.trace import TraceLine, describe_outcome, fmt_seconds, trace_line
-from ivr.runtime.virtual import InlineExecutor, VirtualLoop
+from ivr.runtime.virtual import InlineExecutor, VirtualLoop, run_virtual
 from ivr.sip.events import CallEnded, IncomingCall
 from ivr.sip.message import Request, parse_message
 from ivr.sip.sdp import make_offer
@@ -298,7 +298,7 @@ class Simulation:
         with tempfile.TemporaryDirectory(prefix="ivr-simulate-") as data:
             self.loop.on_idle = self._on_idle
             try:
-                self.loop.run_until_complete(self._call(Path(data)))
+                run_virtual(lambda: self._call(Path(data)), loop=self.loop)
             except RuntimeError:
                 if not self.loop.stalled:
                     raise
@@ -306,7 +306,6 @@ class Simulation:
             finally:
                 if self.services is not None:
                     self.services.close_journal()
-                self.loop.close()
         if self.inputs:
             self._note("note", f"caller input not used: {' '.join(str(i) for i in self.inputs)}")
         machine = self.runner.machine if self.runner is not None else None
