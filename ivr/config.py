@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ivr.sip.trunk import Trunk  # [[trunks]] entries are the SIP layer's own trunk records
+
 DEFAULT_CONFIG_NAME = "ivr.toml"
 
 
@@ -111,19 +113,6 @@ class Mailbox:
 
     def greeting(self, kind: str) -> str | None:
         return dict(self.greetings).get(kind)
-
-
-@dataclass(frozen=True)
-class Trunk:
-    name: str
-    host: str
-    port: int = 5060
-    transport: str = "udp"
-    username: str = ""
-    password: str = ""
-    register: bool = False
-    caller_id: str = ""  # the company number presented on outbound calls
-    allow: tuple[str, ...] = ()  # dial patterns the flow may reach, e.g. "+4179*"
 
 
 @dataclass(frozen=True)

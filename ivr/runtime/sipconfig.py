@@ -1,9 +1,10 @@
 """The SIP layer's records, built from the deployment file.
 
 ivr.sip knows no ``ivr.toml``: its registrar serves :class:`~ivr.sip.registrar.Account`
-records and its outbound routing uses :class:`~ivr.sip.trunk.Trunk` records.  This
-module is the one place that turns ``[[extensions]]``, ``[registrar]`` and
-``[[trunks]]`` into them.
+records and its outbound routing uses :class:`~ivr.sip.trunk.Trunk` records (which
+``[[trunks]]`` entries are as they are read).  This module is the one place that turns
+``[[extensions]]`` and ``[registrar]`` into accounts and a registrar, and the trunks into
+:class:`~ivr.sip.trunk.Trunks`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from ivr.config import Config
 from ivr.sip.auth import DigestChallenger
 from ivr.sip.registrar import Account, Registrar, RegistrationStore
 from ivr.sip.throttle import AuthThrottle
-from ivr.sip.trunk import Trunk, Trunks
+from ivr.sip.trunk import Trunks
 
 
 def registrar_accounts(config: Config) -> tuple[Account, ...]:
@@ -41,14 +42,7 @@ def registrar(config: Config, store: RegistrationStore | None = None) -> Registr
     )
 
 
-def trunk_records(config: Config) -> tuple[Trunk, ...]:
-    """ivr.toml's ``[[trunks]]`` in file order (the order they are tried in)."""
-    return tuple(
-        Trunk(t.name, t.host, t.port, t.transport, t.username, t.password, t.register, t.caller_id, t.allow)
-        for t in config.trunks
-    )
-
-
 def trunks(config: Config) -> Trunks:
-    """The deployment's trunks, with one digest client per authenticated trunk."""
-    return Trunks(trunk_records(config))
+    """The deployment's trunks in file order (the order they are tried in), one digest client per
+    authenticated trunk."""
+    return Trunks(config.trunks)
