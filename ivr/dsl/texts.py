@@ -4,14 +4,15 @@
 voice and rate it is spoken in; ``ivr prompts render`` and ``ivr serve`` at
 start-up hand the list to the TTS engine (:mod:`ivr.media.tts`), so no caller
 waits for synthesis.  Texts with variables depend on the call and are
-rendered at call time.
+rendered at call time.  :func:`program_nodes` is the walk over a compiled flow's records
+that this and the server's start-up (hold music, speech) share.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ivr.dsl.events import Say
@@ -30,8 +31,7 @@ def texts_of(program: Any) -> list[tuple[str, str | None, int | None]]:
     default_voice = _opt_str(getattr(settings, "voice", None))
     default_rate = _opt_int(getattr(settings, "rate", None))
     found: dict[tuple[str, str | None, int | None], None] = {}
-    seen: set[int] = set()
-    for node in _walk(getattr(program, "states", program), seen):
+    for node in program_nodes(program):
         text = _text_of(node)
         if text is None or _VARIABLE.search(text) or not text.strip():
             continue
@@ -59,6 +59,14 @@ def _is_say(node: Any) -> bool:
         "sayprompt",
         "ask",
     }
+
+
+def program_nodes(program: Any) -> Iterator[Any]:
+    """Every record (dataclass) reachable from a compiled flow's state tables, each once, in order:
+    states, their ops, actions and options."""
+    for node in _walk(getattr(program, "states", program), set()):
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            yield node
 
 
 def _walk(node: Any, seen: set[int]) -> Iterable[Any]:

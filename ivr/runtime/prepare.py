@@ -17,11 +17,11 @@ A failure here is logged and the call that reaches the feature hears its fallbac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import fields, is_dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ivr.config import Config
+from ivr.dsl.texts import program_nodes, texts_of
 from ivr.runtime.calllog import CallLog
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ def voicemail_texts(program: Any, config: Config) -> list[Text]:
 
 def flow_texts(program: Any, config: Config) -> list[Text]:
     """Every constant ``say`` of the flow, then the voicemail dialogues' texts."""
-    from ivr.dsl.texts import texts_of
-
     return texts_of(program) + voicemail_texts(program, config)
 
 
@@ -91,32 +89,14 @@ def warm(services: Services, program: Any) -> None:
             services.calllog.server("speech_unavailable", f"speech recognition unavailable: {exc}")
 
 
-def _nodes(program: Any) -> Iterator[Any]:
-    """Every dataclass reachable from the program's state tables (ops, actions, options)."""
-    seen: set[int] = set()
-    stack: list[Any] = [getattr(program, "states", {})]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or isinstance(node, str | bytes | int | float | bool) or node is None:
-            continue
-        seen.add(id(node))
-        if hasattr(node, "values") and hasattr(node, "keys"):
-            stack.extend(node.values())
-        elif isinstance(node, list | tuple | set | frozenset):
-            stack.extend(node)
-        elif is_dataclass(node):
-            yield node
-            stack.extend(getattr(node, f.name) for f in fields(node))
-
-
 def music_sources(program: Any) -> set[str]:
     """Every hold-music source a flow can ask for: its default and each ``music`` of its states."""
     found = {str(getattr(program.settings, "hold_music", "") or "")}
-    found.update(m for node in _nodes(program) if isinstance(m := getattr(node, "music", None), str))
+    found.update(m for node in program_nodes(program) if isinstance(m := getattr(node, "music", None), str))
     found.discard("")
     return found
 
 
 def uses_speech(program: Any) -> bool:
     """Whether any state of the flow listens for speech (a non-empty ``phrases``)."""
-    return any(getattr(node, "phrases", None) for node in _nodes(program))
+    return any(getattr(node, "phrases", None) for node in program_nodes(program))
