@@ -4,7 +4,7 @@
 checks that promise for every test case of ``flows/*.ivrtest``:
 
 * **Virtual half.**  The case runs through the flow-test module's public API (imported in one
-  place, :func:`flowtest_api`).  From its trace come the caller's actions with their times
+  ivr.runtime.flowtest and ivr.runtime.simulate).  From its trace come the caller's actions with their times
   (``caller`` lines: keys, speech, hang-up) and the far-end outcomes the case scripts (answer,
   busy, no answer... per target, with the times the virtual far ends answered and hung up).
 * **Live half.**  ``ivr serve`` (started by tests/peers/conftest.py's :func:`start_ivr`) runs the
@@ -39,10 +39,8 @@ one did is hung up by the caller (and shows as such in the comparison).
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
-import importlib
 import re
 import secrets
 import struct
@@ -51,10 +49,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import zip_longest
 from pathlib import Path
-from types import ModuleType
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+from ivr.runtime import flowtest as ft
+from ivr.runtime import simulate as sim
 from ivr.sip.auth import DigestClient
 from ivr.sip.events import (
     CallCancelled,
@@ -87,11 +86,6 @@ Action = tuple[str, ...]
 
 
 # --------------------------------------------------------------------------- the virtual half
-
-
-def flowtest_api() -> tuple[ModuleType, ModuleType]:
-    """(flow-test module, simulator module): the one place that names where they live."""
-    return importlib.import_module("ivr.runtime.flowtest"), importlib.import_module("ivr.runtime.simulate")
 
 
 @dataclass(frozen=True)
@@ -130,7 +124,6 @@ def deployment_and_program(test_file: Any, config_path: Path) -> tuple[Any, Any]
 
 def case_ids(folder: Path = EXAMPLES) -> list[str]:
     """The ids of :func:`load_cases`' cases, from the files alone (nothing runs)."""
-    ft, _ = flowtest_api()
     return [
         Case.id_of(path, test.name)
         for path in ft.find_test_files([folder])
@@ -140,7 +133,6 @@ def case_ids(folder: Path = EXAMPLES) -> list[str]:
 
 def load_cases(folder: Path = EXAMPLES) -> list[Case]:
     """Every case of every ``*.ivrtest`` in ``folder``, run in virtual time."""
-    ft, sim = flowtest_api()
     cases = []
     for path in ft.find_test_files([folder]):
         test_file = ft.parse_test_file(path)
@@ -156,7 +148,6 @@ def load_cases(folder: Path = EXAMPLES) -> list[Case]:
 
 def virtual_case(program: Any, cfg: Any, scenario: Any, name: str) -> Case:
     """A case made up by a test (the property test's random keys) and its virtual run."""
-    _, sim = flowtest_api()
     result = sim.simulate(program, scenario, config=cfg)
     called = scenario.called or sim.first_number(program)
     return Case(
@@ -216,7 +207,6 @@ class FarEndScript:
 
 
 def far_end_script(case: Case) -> FarEndScript:
-    _, sim = flowtest_api()
     answered: dict[str, float] = {}
     ended = None
     for line in case.result.lines:
@@ -254,9 +244,8 @@ def _action(kind: str, data: dict[str, Any]) -> Action:
 
 
 def _plan(value: Any) -> str:
-    """A ring plan (a tuple in the server's log, lists in the trace) as ``201,202/25s; 204/15s``."""
-    plan = ast.literal_eval(value) if isinstance(value, str) else value
-    return "; ".join(f"{','.join(targets)}/{float(timeout):g}s" for targets, timeout in plan or ())
+    """A ring plan (lists in the call log, both sides) as ``201,202/25s; 204/15s``."""
+    return "; ".join(f"{','.join(targets)}/{float(timeout):g}s" for targets, timeout in value or ())
 
 
 def _outcome(result: Any, detail: Any) -> Action:
