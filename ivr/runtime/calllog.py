@@ -28,10 +28,10 @@ def describe(item: Event | Action) -> dict[str, Any]:
     if is_dataclass(item):
         for f in fields(item):
             value = getattr(item, f.name)
-            if isinstance(value, tuple | list):
-                out[f.name] = jsonable(value)  # a ring plan stays a list of lists
-            elif isinstance(value, str | int | float | bool | type(None)):
+            if isinstance(value, str | int | float | bool | type(None)):
                 out[f.name] = value
+            elif isinstance(value, tuple | list):
+                out[f.name] = jsonable(value)  # a ring plan stays a list of lists
             else:
                 out[f.name] = str(value)
     return out
