@@ -434,7 +434,7 @@ class Simulation:
             return False
         self._answer_directory(runner)
         # the caller acts when the flow waits for them, or when nothing else could ever happen
-        waited_for = deadline is None or self._listening(runner)
+        waited_for = deadline is None or self._listening()
         if not self.inputs and not (waited_for and self._ask_for_input()):
             return self._hangup(" (no more input)") if deadline is None else False
         given = self.inputs[0]
@@ -463,10 +463,9 @@ class Simulation:
             else:
                 self.inputs[:0] = [CallerInput("speech", choice.strip()), CallerInput("key", "1")]
 
-    def _listening(self, runner: CallRunner) -> bool:
-        """Nothing plays to the caller and no prompt is still being prepared."""
-        media = self.media
-        return media is not None and not media.busy and not runner.prompts.pending
+    def _listening(self) -> bool:
+        """Nothing plays to the caller (prompts load inline, so none is still being prepared)."""
+        return self.media is not None and not self.media.busy
 
     def _ask_for_input(self) -> bool:
         if self.more_input is None:
