@@ -18,19 +18,20 @@ A failure here is logged and the call that reaches the feature hears its fallbac
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ivr.config import Config
 from ivr.dsl.texts import program_nodes, texts_of
 from ivr.runtime.calllog import CallLog
 
 if TYPE_CHECKING:
+    from ivr.dsl.compiler import Program
     from ivr.runtime.services import Services
 
 Text = tuple[str, str | None, int | None]  # text, voice, rate (None: the deployment's)
 
 
-def voicemail_texts(program: Any, config: Config) -> list[Text]:
+def voicemail_texts(program: Program, config: Config) -> list[Text]:
     """The voicemail dialogues' texts in the flow's voice, when the deployment has mailboxes."""
     if not config.mailboxes:
         return []
@@ -42,12 +43,12 @@ def voicemail_texts(program: Any, config: Config) -> list[Text]:
     return [(text, voice, rate) for text in prompt_texts(config.mailboxes)]
 
 
-def flow_texts(program: Any, config: Config) -> list[Text]:
+def flow_texts(program: Program, config: Config) -> list[Text]:
     """Every constant ``say`` of the flow, then the voicemail dialogues' texts."""
     return texts_of(program) + voicemail_texts(program, config)
 
 
-def prerender(program: Any, config: Config, calllog: CallLog | None) -> int:
+def prerender(program: Program, config: Config, calllog: CallLog | None) -> int:
     """Render every constant ``say`` of the flow and the voicemail dialogues' texts now, so no caller
     waits for synthesis; the number of texts."""
     from ivr.media.tts import TtsEngine
@@ -75,7 +76,7 @@ def prepare_hold_music(services: Services, sources: Iterable[str] | None = None)
         services.hold_music.release(player)
 
 
-def warm(services: Services, program: Any) -> None:
+def warm(services: Services, program: Program) -> None:
     """Read the flow's directories and load its speech model now, not during a caller's turn."""
     for name in getattr(program.settings, "directories", {}) or {}:
         try:
@@ -89,7 +90,7 @@ def warm(services: Services, program: Any) -> None:
             services.calllog.server("speech_unavailable", f"speech recognition unavailable: {exc}")
 
 
-def music_sources(program: Any) -> set[str]:
+def music_sources(program: Program) -> set[str]:
     """Every hold-music source a flow can ask for: its default and each ``music`` of its states."""
     found = {str(getattr(program.settings, "hold_music", "") or "")}
     found.update(m for node in program_nodes(program) if isinstance(m := getattr(node, "music", None), str))
@@ -97,6 +98,6 @@ def music_sources(program: Any) -> set[str]:
     return found
 
 
-def uses_speech(program: Any) -> bool:
+def uses_speech(program: Program) -> bool:
     """Whether any state of the flow listens for speech (a non-empty ``phrases``)."""
     return any(getattr(node, "phrases", None) for node in program_nodes(program))

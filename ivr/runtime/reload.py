@@ -28,13 +28,16 @@ import sys
 from collections.abc import Iterator, Sized
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ivr.config import Config
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.prepare import music_sources, prepare_hold_music, prerender, warm
 from ivr.runtime.services import Services, kept_engines
 from ivr.runtime.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from ivr.dsl.compiler import Program
 
 log = logging.getLogger("ivr.runtime.server")  # the server's logger: a reload is part of serving
 
@@ -61,7 +64,7 @@ class PreparedReload:
     """Everything a reload built off the loop, ready to switch to."""
 
     settings: ServeSettings
-    program: Any
+    program: Program
     flows: tuple[Path, ...]
     services: Services
     texts: int  # say texts pre-rendered
@@ -76,7 +79,7 @@ class Generations(Protocol):
     """What a reload reads and replaces in the server (:class:`ivr.runtime.server.Server`)."""
 
     settings: ServeSettings
-    program: Any
+    program: Program
     services: Services | None
 
     @property

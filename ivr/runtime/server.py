@@ -43,7 +43,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivr.config import Config
 from ivr.media.clock import get_clock
@@ -67,6 +67,9 @@ from ivr.sip.events import (
 )
 from ivr.sip.transport import SipEndpoint
 from ivr.sip.ua import UserAgent
+
+if TYPE_CHECKING:
+    from ivr.dsl.compiler import Program
 
 CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, DtmfInfo)
 # Seconds a caller (or a dispatcher) is asked to wait when every call slot is taken
@@ -107,7 +110,7 @@ def contact_address(config: Config, listen_host: str) -> str:
 class Server:
     """One ``ivr serve`` process: endpoint, user agent, calls, drain."""
 
-    def __init__(self, settings: ServeSettings, program: Any, calllog: CallLog) -> None:
+    def __init__(self, settings: ServeSettings, program: Program, calllog: CallLog) -> None:
         self.settings = settings
         self.program = program
         self.calllog = calllog
@@ -349,7 +352,7 @@ def _pid() -> int:
     return os.getpid()
 
 
-def run_server(settings: ServeSettings, program: Any, calllog: CallLog) -> int:
+def run_server(settings: ServeSettings, program: Program, calllog: CallLog) -> int:
     """Run until drained; the process's exit status."""
     return asyncio.run(Server(settings, program, calllog).run())
 
