@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from ivr.dsl.schedule import parse_local
+from ivr.runtime import simulate as sim
 from tests.peers import differential as diff
 from tests.transfer.harness import peers
 
@@ -179,7 +180,6 @@ def test_random_keys_on_the_main_menu(
 def _random_case(
     program: Any, cfg: Any, start: float, presses: list[tuple[float, str]], hang_up: float
 ) -> diff.Case:
-    _, sim = diff.flowtest_api()
     inputs = []
     for gap, key in presses:
         inputs += [sim.CallerInput("wait", seconds=round(gap, 2)), sim.CallerInput("key", key)]
