@@ -7,7 +7,8 @@ The rules (the architecture in issue 9):
   ``ivr.directory``, ``ivr.commands``;
 * ``ivr.sip`` imports no ``ivr.media``, ``ivr.runtime``, ``ivr.config``, ``ivr.dsl`` nor the
   features and the CLI; ``ivr.media`` no ``ivr.dsl``, ``ivr.runtime``, ``ivr.config``,
-  ``ivr.sip`` nor the features and the CLI;
+  ``ivr.sip`` nor the features and the CLI; ``ivr.language`` (the message catalogues) none of
+  ``ivr.dsl``, ``ivr.sip``, ``ivr.media``, ``ivr.runtime``, ``ivr.config``, the features, the CLI;
 * only ``ivr.cli`` and ``ivr.commands.*`` import ``ivr.commands``;
 * no import cycles between modules: the module graph (every import counts, at the top, in
   a function or under ``if TYPE_CHECKING:``) has no strongly connected component of two
@@ -41,6 +42,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "ivr.dsl": ("ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", *FEATURES_AND_CLI),
     "ivr.sip": ("ivr.media", "ivr.runtime", "ivr.config", "ivr.dsl", *FEATURES_AND_CLI),
     "ivr.media": ("ivr.dsl", "ivr.runtime", "ivr.config", "ivr.sip", *FEATURES_AND_CLI),
+    # the message catalogues sit beside media: runtime, voicemail and the directory use them
+    "ivr.language": ("ivr.dsl", "ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", *FEATURES_AND_CLI),
 }
 CLI = "ivr.commands"
 CLI_IMPORTERS = ("ivr.cli", "ivr.commands")
