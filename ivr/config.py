@@ -83,6 +83,11 @@ class TtsConfig:
     engine: str = "espeak"
     voice: str = "en-us"
     rate: int = 160
+    # language -> voice ([tts.voices] de = "de"): the voice of a call in that language
+    voices: tuple[tuple[str, str], ...] = ()
+
+    def voice_for(self, language: str) -> str:
+        return dict(self.voices).get(language, "")
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,12 @@ def _greetings(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     return tuple((k, value[k]) for k in kinds if k in value)
 
 
+def _voices(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise ConfigError(f"{where}: expected a table of language = \"voice\", like {{ de = \"de\" }}")
+    return tuple((k.lower(), v) for k, v in value.items())
+
+
 def _strs(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -299,7 +310,8 @@ def _from_raw(
     folders = tuple(
         (base / f).resolve() for f in _strs(prompts.get("folders", ["prompts"]), f"{where}: prompts.folders")
     )
-    tts = _build(TtsConfig, _table(raw, "tts", where), f"{where}: [tts]")
+    tt = _table(raw, "tts", where)
+    tts = _build(TtsConfig, tt, f"{where}: [tts]", voices=_voices(tt.get("voices", {}), f"{where}: [tts.voices]"))
     if tts.engine != "espeak":
         raise ConfigError(f"{where}: [tts] engine must be \"espeak\" (espeak-ng through pyttsx3), got {tts.engine!r}")
     extensions = tuple(

@@ -34,8 +34,8 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, data=args.data)
         program = load_flow(args.flows, prompt_folders=config.prompt_folders)
-        texts = flow_texts(program, config)
         engine = TtsEngine.in_data_folder(config.data, config.tts)
+        texts = flow_texts(program, config, engine.voice_for)
         before = engine.rendered
         paths = engine.prerender(texts)
     except FlowError as exc:

@@ -1,6 +1,6 @@
 """Dial-by-name directory: sources (CSV/TOML), matching, and the keypad and speech sub-dialogues."""
 
-from ivr.directory.keypad import DirectoryPrompts, KeypadDialogue
+from ivr.directory.keypad import KeypadDialogue
 from ivr.directory.matching import PhraseIndex, keypad_digits, keypad_matches
 from ivr.directory.source import (
     DirectoryBook,
@@ -15,7 +15,6 @@ __all__ = [
     "DirectoryBook",
     "DirectoryDialogue",
     "DirectoryError",
-    "DirectoryPrompts",
     "KeypadDialogue",
     "Person",
     "PhraseIndex",

@@ -10,13 +10,13 @@ the operator at any point; letters that match nobody re-prompt, three times.
 Like the flow machine it is told the time and returns actions
 (:mod:`ivr.dsl.events`): ``start(now)``, ``handle(event, now)``,
 ``next_timer``; ``result`` is the :class:`~ivr.dsl.events.DirectoryResult`
-once ``finished``.
+once ``finished``.  What it says comes from the message catalogue of the call's language
+(``directory.*`` in :mod:`ivr.language`).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 from ivr.directory.matching import MatchBy, distinguishing_label, keypad_matches
 from ivr.directory.source import DirectoryBook, Person
@@ -36,6 +36,7 @@ from ivr.dsl.events import (
     SubMachine,
     TimerFired,
 )
+from ivr.language import catalogue
 
 PAGE_SIZE = 8
 LETTERS_NEEDED = 3
@@ -45,30 +46,13 @@ LETTERS_NEEDED = 3
 _prompt_ids = itertools.count(SUB_MACHINE_FIRST_PROMPT_ID)
 
 
-@dataclass(frozen=True)
-class DirectoryPrompts:
-    """Everything the directory says; a flow or a deployment can replace any of it."""
-
-    keypad: str = "Please enter the first three letters of the person's {which} name, then press pound. For the operator, press 0."
-    keypad_no_match: str = "There is nobody whose name starts with those letters."
-    press_for: str = "Press {n} for"
-    more: str = "Press 9 for more names."
-    start_over: str = "Press star to start over."
-    no_more: str = "There are no more names."
-    say_name: str = "Please say the name of the person you are calling, or press 0 for the operator."
-    say_again: str = "Sorry, I did not find that name. Please say it again, or spell it on the keypad."
-    say_again_speech_only: str = "Sorry, I did not find that name. Please say it again."
-    confirm: str = "Did you say {name}? Say yes or press 1. Say no or press 2."
-    namesakes: str = "There are {count} people named {name}."
-    goodbye: str = "Sorry, I could not find that person."
-
-
 class DialogueBase(SubMachine):
     """Prompt bookkeeping shared by the keypad and speech dialogues."""
 
     def __init__(self, *, voice: str = "", language: str = "", timeout: float = 6.0, tries: int = 3) -> None:
         self.voice = voice
         self.language = language
+        self.lang = catalogue(language)
         self.timeout = timeout
         self.tries = tries
         self.next_timer: float | None = None
@@ -77,9 +61,13 @@ class DialogueBase(SubMachine):
         self._last_prompt: int | None = None
         self._prompting = False
 
-    def _say(self, text: str, out: list[Action]) -> None:
+    def _say(self, message: str, out: list[Action], **args: object) -> None:
+        """Catalogue sentence ``message`` (``args`` fill its placeholders)."""
+        self._say_text(self.lang.say(message, **args), out, "" if args else message)
+
+    def _say_text(self, text: str, out: list[Action], message: str = "") -> None:
         pid = next(_prompt_ids)
-        out.append(Say(text, pid, voice=self.voice, language=self.language))
+        out.append(Say(text, pid, voice=self.voice, language=self.language, message=message))
         self._last_prompt = pid
         self._prompting = True
 
@@ -123,7 +111,6 @@ class KeypadDialogue(DialogueBase):
         book: DirectoryBook,
         *,
         match: MatchBy = "last",
-        prompts: DirectoryPrompts | None = None,
         voice: str = "",
         language: str = "",
         timeout: float = 6.0,
@@ -133,7 +120,6 @@ class KeypadDialogue(DialogueBase):
         super().__init__(voice=voice, language=language, timeout=timeout, tries=tries)
         self.book = book
         self.match = match
-        self.prompts = prompts or DirectoryPrompts()
         self.operator = operator
         self.state = "letters"
         self.digits = ""
@@ -170,8 +156,7 @@ class KeypadDialogue(DialogueBase):
         self.state = "letters"
         self.digits = ""
         self.next_timer = None
-        which = {"last": "last", "first": "first", "either": "first or last"}[self.match]
-        self._say(self.prompts.keypad.format(which=which), out)
+        self._say(f"directory.keypad.{self.match}", out)
         out.append(Listen(timeout=self.timeout))
         return out
 
@@ -197,7 +182,7 @@ class KeypadDialogue(DialogueBase):
         self.matches = keypad_matches(self.book.people, self.digits, self.match)
         if not self.matches:
             self.misses += 1
-            self._say(self.prompts.keypad_no_match, out)
+            self._say("directory.keypad_no_match", out)
             if self.misses >= self.tries:
                 self._give_up(out)
             else:
@@ -211,14 +196,14 @@ class KeypadDialogue(DialogueBase):
         self.next_timer = None
         page = self._page_people()
         for n, person in enumerate(page, start=1):
-            self._say(self.prompts.press_for.format(n=n), out)
+            self._say("directory.press_for", out, n=n)
             if person.name_recording:
                 self._play(person.name_recording, out)
             else:
-                self._say(distinguishing_label(person, self.matches), out)
+                self._say_text(distinguishing_label(person, self.matches, self.lang), out)
         if (self.page + 1) * PAGE_SIZE < len(self.matches):
-            self._say(self.prompts.more, out)
-        self._say(self.prompts.start_over, out)
+            self._say("directory.more", out)
+        self._say("directory.start_over", out)
         out.append(Listen(timeout=self.timeout))
 
     def _page_people(self) -> list[Person]:
@@ -250,5 +235,5 @@ class KeypadDialogue(DialogueBase):
             self._ask_letters(out)
 
     def _give_up(self, out: list[Action]) -> None:
-        self._say(self.prompts.goodbye, out)
+        self._say("directory.goodbye", out)
         self._finish(DirectoryResult("not_found"), out)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ivr.directory.source import DirectoryBook, Person, normalize_phrase
+from ivr.language import Catalogue, catalogue
 
 MatchBy = Literal["last", "first", "either"]
 
@@ -53,15 +54,17 @@ def keypad_matches(people: Iterable[Person], digits: str, match: MatchBy) -> lis
     return sorted(found, key=lambda p: (p.last_name.lower(), p.first_name.lower(), p.extension))
 
 
-def distinguishing_label(person: Person, namesakes: Sequence[Person]) -> str:
-    """How to read ``person`` out among ``namesakes``: "Ann Lee in Sales" or "Ann Lee at extension 201"."""
+def distinguishing_label(person: Person, namesakes: Sequence[Person], lang: Catalogue | None = None) -> str:
+    """How to read ``person`` out among ``namesakes`` in ``lang`` (default English): "Ann Lee in
+    Sales" or "Ann Lee at extension 2 0 1"."""
     same = [p for p in namesakes if normalize_phrase(p.display_name) == normalize_phrase(person.display_name)]
     if len(same) < 2:
         return person.display_name
+    lang = lang or catalogue("en")
     departments = {p.department.lower() for p in same}
     if person.department and len(departments) == len(same):
-        return f"{person.display_name} in {person.department}"
-    return f"{person.display_name} at extension {' '.join(person.extension)}"
+        return lang.say("directory.label.department", name=person.display_name, department=person.department)
+    return lang.say("directory.label.extension", name=person.display_name, extension=person.extension)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ivr.directory.keypad import DialogueBase, DirectoryPrompts, KeypadDialogue, selected
+from ivr.directory.keypad import DialogueBase, KeypadDialogue, selected
 from ivr.directory.matching import MatchBy, PhraseIndex, distinguishing_label
 from ivr.directory.source import DirectoryBook, Person, normalize_phrase
 from ivr.dsl.events import (
@@ -33,8 +33,6 @@ from ivr.dsl.events import (
 if TYPE_CHECKING:
     from ivr.media.recognizer import Recognizer
 
-YES = ("yes", "yeah", "yep", "correct", "right", "that is right", "yes please")
-NO = ("no", "nope", "wrong", "no thanks")
 SPEECH_MISSES = 2
 # A recognizer answer can take up to the endpointer's max utterance after the prompt ends;
 # our own timer is only the safety net for a runner that never answers.
@@ -54,7 +52,6 @@ class DirectoryDialogue(DialogueBase):
         confirm: bool = True,
         voice: str = "",
         language: str = "",
-        prompts: DirectoryPrompts | None = None,
         timeout: float = 6.0,
         tries: int = 3,
     ) -> None:
@@ -66,7 +63,8 @@ class DirectoryDialogue(DialogueBase):
         self.by_keys = by_keys
         self.match = match
         self.confirm = confirm
-        self.prompts = prompts or DirectoryPrompts()
+        self.yes = tuple(normalize_phrase(p) for p in self.lang.phrases("speech.yes"))
+        self.no = tuple(normalize_phrase(p) for p in self.lang.phrases("speech.no"))
         self.index = PhraseIndex.build(book)
         self.state = "name"
         self.misses = 0
@@ -78,7 +76,7 @@ class DirectoryDialogue(DialogueBase):
     def start(self, now: float) -> list[Action]:
         if not self.by_speech or not self.index.phrases:
             return self._to_keypad(now, "")
-        return self._ask_name(self.prompts.say_name, [])
+        return self._ask_name("directory.say_name", [])
 
     def handle(self, event: Event, now: float) -> list[Action]:
         if self.finished:
@@ -118,21 +116,25 @@ class DirectoryDialogue(DialogueBase):
     # ------------------------------------------------------------------ states
     def _listen_phrases(self) -> tuple[str, ...]:
         if self.state == "confirm":
-            return YES + NO
+            return self.yes + self.no
         if self.state == "namesakes":
             return tuple(dict.fromkeys(normalize_phrase(p.department) for p in self.candidates if p.department))
         return self.index.phrases
 
     def _ask(self, texts: list[str], out: list[Action]) -> list[Action]:
+        """Say ``texts`` (already in the call's language), then listen."""
         self.next_timer = None
         for text in texts:
-            self._say(text, out)
+            self._say_text(text, out)
         out.append(Listen(phrases=self._listen_phrases(), timeout=self.timeout))
         return out
 
-    def _ask_name(self, text: str, out: list[Action]) -> list[Action]:
+    def _ask_name(self, message: str, out: list[Action]) -> list[Action]:
         self.state = "name"
-        return self._ask([text], out)
+        self.next_timer = None
+        self._say(message, out)
+        out.append(Listen(phrases=self._listen_phrases(), timeout=self.timeout))
+        return out
 
     def _key(self, digit: str, now: float, out: list[Action]) -> list[Action]:
         if digit == "0":
@@ -148,7 +150,7 @@ class DirectoryDialogue(DialogueBase):
     def _speech(self, text: str, now: float, out: list[Action]) -> list[Action]:
         said = normalize_phrase(text)
         if self.state == "confirm":
-            answer = True if said in YES else False if said in NO else None
+            answer = True if said in self.yes else False if said in self.no else None
             return self._answer(answer, now, out)
         if self.state == "namesakes":
             found = [p for p in self.candidates if said and normalize_phrase(p.department) == said]
@@ -163,9 +165,11 @@ class DirectoryDialogue(DialogueBase):
 
     def _ask_namesakes(self, out: list[Action]) -> list[Action]:
         self.state = "namesakes"
-        texts = [self.prompts.namesakes.format(count=len(self.candidates), name=self.candidates[0].display_name)]
+        lang = self.lang
+        texts = [lang.say("directory.namesakes", count=len(self.candidates), name=self.candidates[0].display_name)]
         for n, person in enumerate(self.candidates[:9], start=1):
-            texts.append(f"{self.prompts.press_for.format(n=n)} {distinguishing_label(person, self.candidates)}.")
+            label = distinguishing_label(person, self.candidates, lang)
+            texts.append(lang.say("directory.press_for_name", n=n, name=label))
         return self._ask(texts, out)
 
     def _pick_namesake(self, digit: str, now: float, out: list[Action]) -> list[Action]:
@@ -179,12 +183,12 @@ class DirectoryDialogue(DialogueBase):
             return self._finish(selected(person), out)
         self.state = "confirm"
         if not person.name_recording:
-            return self._ask([self.prompts.confirm.format(name=person.display_name)], out)
+            return self._ask([self.lang.say("directory.confirm", name=person.display_name)], out)
         # The person's own recording is clearer than TTS of a name: "Did you say <recording>? ..."
-        before, _, after = self.prompts.confirm.partition("{name}")
+        before, _, after = self.lang.say("directory.confirm", name="\0").partition("\0")
         self.next_timer = None
         if before.strip():
-            self._say(before.strip(), out)
+            self._say_text(before.strip(), out)
         self._play(person.name_recording, out)
         return self._ask([after.lstrip("?.!, ").strip()], out)
 
@@ -202,17 +206,15 @@ class DirectoryDialogue(DialogueBase):
         if self.misses >= SPEECH_MISSES and self.by_keys:
             return out + self._to_keypad(now, "")
         if self.misses >= max(SPEECH_MISSES, self.tries):
-            self._say(self.prompts.goodbye, out)
+            self._say("directory.goodbye", out)
             return self._finish(DirectoryResult("not_found"), out)
-        again = self.prompts.say_again if self.by_keys else self.prompts.say_again_speech_only
-        return self._ask_name(again, out)
+        return self._ask_name("directory.say_again" if self.by_keys else "directory.say_again_speech_only", out)
 
     def _to_keypad(self, now: float, first_digit: str) -> list[Action]:
         self.state = "keypad"
         self.keypad = KeypadDialogue(
             self.book,
             match=self.match,
-            prompts=self.prompts,
             voice=self.voice,
             language=self.language,
             timeout=self.timeout,

@@ -138,7 +138,11 @@ class EnterStep(Action):
 
 @dataclass(frozen=True)
 class Say(Action):
-    """Speak ``text`` by TTS; queued after earlier prompts. ``prompt_id`` comes back in ``PromptDone``."""
+    """Speak ``text`` by TTS; queued after earlier prompts. ``prompt_id`` comes back in ``PromptDone``.
+
+    ``message`` is the catalogue id of one of ivr's own constant sentences (``voicemail.leave.saved_goodbye``):
+    a recording of it in the language's prompt set plays instead of TTS (docs/languages.md).
+    """
 
     kind: ClassVar[str] = "say"
     text: str
@@ -146,6 +150,7 @@ class Say(Action):
     voice: str = ""
     language: str = ""
     barge_in: bool = True
+    message: str = ""
 
 
 @dataclass(frozen=True)

@@ -224,12 +224,8 @@ class Machine:
         prompt = op.prompt
         self._prompts[pid] = prompt.barge_in
         if isinstance(prompt, ast.Say):
-            settings = self.program.settings
             text = self._interpolate(prompt.text.text)
-            # `set language = "de"` / `set voice = "de"` switch this call's TTS from then on.
-            voice = self._lookup("voice") or settings.voice
-            language = self._lookup("language") or settings.language
-            self._emit(events.Say(text, pid, voice, language, prompt.barge_in))
+            self._emit(events.Say(text, pid, self.voice, self.language, prompt.barge_in))
         else:
             path = self._interpolate(prompt.path.text)
             if path.startswith("data:") and not prompt.path.text.startswith("data:"):
@@ -507,6 +503,17 @@ class Machine:
         return self._count("invalid", op.tries)
 
     # ------------------------------------------------------------------ values and conditions
+
+    @property
+    def language(self) -> str:
+        """The call's language as the flow says it: ``set language = "de"`` from then on, else the
+        flow's ``language`` line, else "" (the runtime then goes by the voice)."""
+        return self._lookup("language") or self.program.settings.language
+
+    @property
+    def voice(self) -> str:
+        """The call's TTS voice as the flow says it (``set voice``, else ``voice``); "" for the default."""
+        return self._lookup("voice") or self.program.settings.voice
 
     def _lookup(self, name: str) -> str:
         if self._frames and name in self._frames[-1].locals:

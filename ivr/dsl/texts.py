@@ -4,7 +4,8 @@
 voice and rate it is spoken in; ``ivr prompts render`` and ``ivr serve`` at
 start-up hand the list to the TTS engine (:mod:`ivr.media.tts`), so no caller
 waits for synthesis.  Texts with variables depend on the call and are
-rendered at call time.  :func:`program_nodes` is the walk over a compiled flow's records
+rendered at call time.  :func:`languages_of` is every language the flow speaks in (for ivr's own sentences, which
+come in the call's language).  :func:`program_nodes` is the walk over a compiled flow's records
 that this and the server's start-up (hold music, speech) share.
 """
 
@@ -38,6 +39,19 @@ def texts_of(program: Any) -> list[tuple[str, str | None, int | None]]:
         voice = _opt_str(getattr(node, "voice", None)) or default_voice
         rate = _opt_int(getattr(node, "rate", None)) or default_rate
         found[(text, voice, rate)] = None
+    return list(found)
+
+
+def languages_of(program: Any) -> list[str]:
+    """Every language a flow speaks, as written: its ``language`` line ("" when it has none) and
+    each constant ``set language = "..."``, in order, once each."""
+    settings = getattr(program, "settings", None)
+    found = {str(getattr(settings, "language", "") or ""): None}
+    for node in program_nodes(program):
+        if type(node).__name__ == "AssignOp" and node.name == "language":
+            text = getattr(node.value, "text", None)
+            if isinstance(text, str) and not _VARIABLE.search(text):
+                found[text] = None
     return list(found)
 
 

@@ -51,6 +51,7 @@ from ivr.dsl.machine import Machine
 from ivr.media.clip import Clip
 from ivr.media.ports import PortRangeExhausted
 from ivr.runtime.calllog import describe
+from ivr.runtime.languages import call_language, choose_voice, recorded_sentence
 from ivr.runtime.listening import SpeechListener
 from ivr.runtime.negotiation import OfferAnswer
 from ivr.runtime.ports import CallMedia
@@ -535,21 +536,33 @@ class CallRunner:
         if owner is MACHINE:
             self.state = action.step
 
-    def _voice(self) -> str:
+    def _flow_voice(self) -> str:
+        if self.machine is not None:
+            return self.machine.voice
         return str(getattr(self.services.program.settings, "voice", "") or "")
+
+    def language(self) -> str:
+        """The call's language now: what ivr's own sentences are said in (ivr.runtime.languages)."""
+        flow_language = self.machine.language if self.machine is not None else ""
+        return call_language(flow_language, self._flow_voice(), self.services.config.tts.voice)
 
     def _do_Say(self, action: ev.Say, owner: object) -> None:
         settings = getattr(self.services.program, "settings", None)
-        voice = action.voice or self._voice() or None
         rate = getattr(settings, "rate", None) or None
-        tts = self.services.tts
+        flow_voice = action.voice or self._flow_voice()
+        language = call_language(action.language, flow_voice, self.services.config.tts.voice)
+        services = self.services
+
+        def render() -> Clip:  # in the executor: a recording of ivr's own sentence, else TTS
+            recorded = recorded_sentence(services.prompts, language, action.message) if action.message else None
+            if recorded is not None:
+                return recorded
+            tts = services.tts
+            voice = choose_voice(language, flow_voice, services.config.tts, tts.voice_for)
+            return tts.render(action.text, voice=voice, rate=rate)
+
         self.prompts.add(
-            PendingPrompt(
-                self._media_id(owner, action.prompt_id),
-                action.barge_in,
-                lambda: tts.render(action.text, voice=voice, rate=rate),
-                f"say {action.text[:40]!r}",
-            )
+            PendingPrompt(self._media_id(owner, action.prompt_id), action.barge_in, render, f"say {action.text[:40]!r}")
         )
 
     def _do_Play(self, action: ev.Play, owner: object) -> None:
@@ -658,7 +671,7 @@ class CallRunner:
                 by_keys=action.by_keys,
                 match=action.match,
                 confirm=action.confirm,
-                voice=self._voice(),
+                language=self.language(),
             )
         )
 
@@ -679,7 +692,7 @@ class CallRunner:
                 review=action.review,
                 data_dir=self.services.data,
                 on_saved=self.services.voicemail.message_saved,
-                voice=self._voice(),
+                language=self.language(),
             )
         )
 
@@ -693,7 +706,7 @@ class CallRunner:
                 mailbox=action.mailbox or None,
                 caller=self.caller,
                 timezone=self.services.timezone,
-                voice=self._voice(),
+                language=self.language(),
             )
         )
 

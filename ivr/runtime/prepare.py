@@ -5,7 +5,8 @@ constant ``say`` text, decoding hold music, reading a directory file, loading a 
 model.  This module owns finding that work in a compiled flow and doing it:
 
 * :func:`flow_texts` is every text a flow will speak with its voice: its constant ``say``
-  texts and, when the deployment has mailboxes, the voicemail dialogues' texts;
+  texts and, when the deployment has mailboxes, the voicemail dialogues' texts in each language
+  the flow speaks (ivr.runtime.languages picks the voice);
   :func:`prerender` renders them into the TTS cache (``ivr prompts render`` lists them);
 * :func:`music_sources` and :func:`uses_speech` read the flow's state tables;
   :func:`prepare_hold_music` decodes the music and :func:`warm` reads the directories and
@@ -17,35 +18,51 @@ A failure here is logged and the call that reaches the feature hears its fallbac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ivr.config import Config
-from ivr.dsl.texts import program_nodes, texts_of
+from ivr.dsl.texts import languages_of, program_nodes, texts_of
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.languages import call_language, choose_voice
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
     from ivr.runtime.services import Services
 
 Text = tuple[str, str | None, int | None]  # text, voice, rate (None: the deployment's)
+VoiceLookup = Callable[[str], "str | None"]  # the TTS engine's voice for a language
 
 
-def voicemail_texts(program: Program, config: Config) -> list[Text]:
-    """The voicemail dialogues' texts in the flow's voice, when the deployment has mailboxes."""
+def voicemail_texts(program: Program, config: Config, voice_for: VoiceLookup) -> list[Text]:
+    """The voicemail dialogues' texts in every language the flow speaks, each in the voice the call
+    will use for it, when the deployment has mailboxes."""
     if not config.mailboxes:
         return []
     from ivr.voicemail import prompt_texts
 
     settings = getattr(program, "settings", None)
-    voice = getattr(settings, "voice", None) or None
+    flow_voice = getattr(settings, "voice", None) or ""
     rate = getattr(settings, "rate", None) or None
-    return [(text, voice, rate) for text in prompt_texts(config.mailboxes)]
+    texts: list[Text] = []
+    for written in languages_of(program):
+        language = call_language(written, flow_voice, config.tts.voice)
+        voice = choose_voice(language, flow_voice, config.tts, voice_for)
+        texts += [(text, voice, rate) for text in prompt_texts(config.mailboxes, language)]
+    return texts
 
 
-def flow_texts(program: Program, config: Config) -> list[Text]:
-    """Every constant ``say`` of the flow, then the voicemail dialogues' texts."""
-    return texts_of(program) + voicemail_texts(program, config)
+def flow_texts(program: Program, config: Config, voice_for: VoiceLookup) -> list[Text]:
+    """Every constant ``say`` of the flow (in the voice of the flow's language), then the voicemail
+    dialogues' texts; ``voice_for`` is the TTS engine's voice for a language."""
+    settings = getattr(program, "settings", None)
+    flow_voice = getattr(settings, "voice", None) or ""
+    language = call_language(getattr(settings, "language", "") or "", flow_voice, config.tts.voice)
+    said = [
+        (text, choose_voice(language, voice or "", config.tts, voice_for), rate)
+        for text, voice, rate in texts_of(program)
+    ]
+    return said + voicemail_texts(program, config, voice_for)
 
 
 def prerender(program: Program, config: Config, calllog: CallLog | None) -> int:
@@ -53,10 +70,10 @@ def prerender(program: Program, config: Config, calllog: CallLog | None) -> int:
     waits for synthesis; the number of texts."""
     from ivr.media.tts import TtsEngine
 
-    texts = flow_texts(program, config)
+    engine = TtsEngine.in_data_folder(config.data, config.tts)
+    texts = flow_texts(program, config, engine.voice_for)
     if not texts:
         return 0
-    engine = TtsEngine.in_data_folder(config.data, config.tts)
     engine.prerender(texts)
     if calllog is not None:
         calllog.server("prerendered", f"pre-rendered {len(texts)} prompt text(s)", texts=len(texts))

@@ -30,7 +30,8 @@ from ivr.dsl.events import (
     StartRecording,
     StopRecording,
 )
-from ivr.voicemail.dialogue import Dialogue, log, plural, spoken_number
+from ivr.language import Catalogue
+from ivr.voicemail.dialogue import Dialogue, log, spoken_number
 from ivr.voicemail.pins import hash_pin, is_hash, verify_pin
 from ivr.voicemail.store import Message, VoicemailStore
 
@@ -42,41 +43,12 @@ MAX_SILENT_TRIES = 3
 GREETING_MAX_LENGTH = 60.0
 
 GREETING_KEYS = {"1": "unavailable", "2": "busy", "3": "temporary", "4": "name"}
-GREETING_LABELS = {
-    "unavailable": "unavailable greeting",
-    "busy": "busy greeting",
-    "temporary": "temporary greeting",
-    "name": "name",
-}
-MAIN_MENU = (
-    "To listen to your messages, press 1. For mailbox options, press 0. To exit, press star."
+# the owner's menu's constant sentences (voicemail.access.* in the catalogue), for pre-rendering
+CONSTANT = (
+    "ask_box", "ask_pin", "locked", "wrong_login", "goodbye", "no_messages", "no_more", "saved", "deleted",
+    "temp_removed", "no_temp", "heard_nothing", "greeting_saved", "discarded", "main_menu", "message_menu",
+    "options_menu", "greeting_review",
 )
-MESSAGE_MENU = (
-    "To repeat this message, press 1. To save it, press 2. To delete it, press 3. "
-    "For the previous message, press 4. For the next message, press 6. For the main menu, press star."
-)
-OPTIONS_MENU = (
-    "To record your unavailable greeting, press 1. Your busy greeting, press 2. "
-    "A temporary greeting, press 3. Your name, press 4. To remove your temporary greeting, press 5. "
-    "For the main menu, press star."
-)
-GREETING_REVIEW = "To keep it, press 1. To listen to it, press 2. To record it again, press 3. To discard it, press star."
-ASK_BOX = "Please enter your mailbox number, then press hash."
-ASK_PIN = "Please enter your PIN, then press hash."
-LOCKED = "Too many failed attempts. Goodbye."
-WRONG_LOGIN = "That mailbox number or PIN is not correct."
-NOT_AN_OPTION = "Sorry, that is not an option."
-GOODBYE = "Goodbye."
-NO_MESSAGES = "You have no messages."
-NO_MORE = "No more messages."
-SAVED = "Message saved."
-DELETED = "Message deleted."
-TEMP_REMOVED = "Your temporary greeting has been removed."
-NO_TEMP = "You have no temporary greeting."
-HEARD_NOTHING = "I did not hear anything."
-GREETING_SAVED = "Your greeting has been saved."
-DISCARDED = "Discarded."
-RECORD_INTRO = "Record your {label} after the tone. Press hash when you are done."
 
 Step = Callable[[float], list[Action]]
 _DECOY: list[str] = []
@@ -99,22 +71,10 @@ def _decoy_hash() -> str:
     return _DECOY[0]
 
 
-def prompt_texts() -> list[str]:
-    """Every constant text of the owner's menu, for pre-rendering (counts and message headers vary)."""
-    texts = [
-        ASK_BOX,
-        ASK_PIN,
-        LOCKED,
-        WRONG_LOGIN,
-        NOT_AN_OPTION,
-        GOODBYE,
-        NO_MESSAGES,
-        NO_MORE,
-        SAVED,
-    ]
-    texts += [DELETED, TEMP_REMOVED, NO_TEMP, HEARD_NOTHING, GREETING_SAVED, DISCARDED]
-    texts += [MAIN_MENU, MESSAGE_MENU, OPTIONS_MENU, GREETING_REVIEW]
-    return texts + [RECORD_INTRO.format(label=label) for label in GREETING_LABELS.values()]
+def prompt_texts(lang: Catalogue) -> list[str]:
+    """Every constant text of the owner's menu in ``lang``, for pre-rendering (counts and message headers vary)."""
+    texts = [lang.say(f"voicemail.access.{m}") for m in CONSTANT] + [lang.say("common.not_an_option")]
+    return texts + [lang.say(f"voicemail.access.record.{kind}") for kind in GREETING_KEYS.values()]
 
 
 class MailboxAccess(Dialogue):
@@ -157,9 +117,9 @@ class MailboxAccess(Dialogue):
 
     def _ask_login(self, now: float) -> list[Action]:
         if self.fixed_box is None:
-            return self._collect("box", [self.say(ASK_BOX)])
+            return self._collect("box", [self.say("voicemail.access.ask_box")])
         self._entered_box = self.fixed_box
-        return self._collect("pin", [self.say(ASK_PIN)])
+        return self._collect("pin", [self.say("voicemail.access.ask_pin")])
 
     def _collect(self, state: str, prompts: list[Action]) -> list[Action]:
         self._digits = ""
@@ -196,7 +156,7 @@ class MailboxAccess(Dialogue):
     def _got_box(self, now: float) -> list[Action]:
         self._entered_box = self._digits
         self._silent = 0
-        return self._collect("pin", [self.say(ASK_PIN)])
+        return self._collect("pin", [self.say("voicemail.access.ask_pin")])
 
     def _got_pin(self, now: float) -> list[Action]:
         self._silent = 0
@@ -224,9 +184,9 @@ class MailboxAccess(Dialogue):
                 self.caller,
                 self.failures,
             )
-            return self.enter("locked", [self.say(LOCKED)], barge_in=False)
+            return self.enter("locked", [self.say("voicemail.access.locked")], barge_in=False)
         # The re-prompt queued after this one is what the next state waits for.
-        wrong = self.say(WRONG_LOGIN)
+        wrong = self.say("voicemail.access.wrong_login")
         return [wrong, *self._ask_login(now)]
 
     def _done_locked(self, now: float) -> list[Action]:
@@ -238,11 +198,13 @@ class MailboxAccess(Dialogue):
     def _welcome(self) -> list[Action]:
         assert self.box is not None
         new, saved = self.store.counts(self.box.number)
-        summary = f"You have {plural(new, 'new message')} and {plural(saved, 'saved message')}."
-        return self._main_menu([self.say(summary)])
+        lang = self.lang
+        new_text = lang.say("voicemail.access.new_messages", count=new)
+        saved_text = lang.say("voicemail.access.saved_messages", count=saved)
+        return self._main_menu([self.say("voicemail.access.summary", new=new_text, saved=saved_text)])
 
     def _main_menu(self, before: list[Action] | None = None) -> list[Action]:
-        return self.enter("main", [*(before or []), self.say(MAIN_MENU)])
+        return self.enter("main", [*(before or []), self.say("voicemail.access.main_menu")])
 
     def _done_main(self, now: float) -> list[Action]:
         self.next_timer = now + MENU_TIMEOUT
@@ -261,7 +223,7 @@ class MailboxAccess(Dialogue):
             return self._options_menu()
         if digit in "*#":
             return self._goodbye()
-        return self._main_menu([self.say(NOT_AN_OPTION)])
+        return self._main_menu([self.say("common.not_an_option")])
 
     def _silence(self, now: float, again: Step) -> list[Action]:
         self._silent += 1
@@ -270,7 +232,7 @@ class MailboxAccess(Dialogue):
         return again(now)
 
     def _goodbye(self) -> list[Action]:
-        return self.enter("goodbye", [self.say(GOODBYE)], barge_in=False)
+        return self.enter("goodbye", [self.say("voicemail.access.goodbye")], barge_in=False)
 
     def _done_goodbye(self, now: float) -> list[Action]:
         return self.finish("done")
@@ -282,7 +244,7 @@ class MailboxAccess(Dialogue):
         self._queue = [m.id for m in self.store.list(self.box.number)]
         self._index = 0
         if not self._queue:
-            return self._main_menu([self.say(NO_MESSAGES)])
+            return self._main_menu([self.say("voicemail.access.no_messages")])
         return self._play_current()
 
     def _current(self) -> Message | None:
@@ -296,21 +258,21 @@ class MailboxAccess(Dialogue):
             self._index += 1  # deleted meanwhile (another call, the CLI): skip it
             msg = self._current()
         if msg is None:
-            return self._main_menu([*(before or []), self.say(NO_MORE)])
-        kind = "New message" if msg.status == "new" else "Saved message"
-        header = f"{kind} {self._index + 1} of {len(self._queue)}. {self._when(msg.received_at)}, from {spoken_number(msg.caller)}."
+            return self._main_menu([*(before or []), self.say("voicemail.access.no_more")])
+        header = self.say(
+            f"voicemail.access.header.{'new' if msg.status == 'new' else 'saved'}",
+            index=self._index + 1,
+            total=len(self._queue),
+            received=datetime.fromtimestamp(msg.received_at, self.tz),
+            caller=spoken_number(msg.caller, self.lang),
+        )
         prompts = [
             *(before or []),
-            self.say(header),
+            header,
             self.play(self.store.data_ref(msg.path)),
-            self.say(MESSAGE_MENU),
+            self.say("voicemail.access.message_menu"),
         ]
         return self.enter("message", prompts)
-
-    def _when(self, ts: float) -> str:
-        t = datetime.fromtimestamp(ts, self.tz)
-        hour = t.strftime("%I").lstrip("0")
-        return f"Received {t.strftime('%A, %B')} {t.day}, at {hour}:{t.strftime('%M %p')}"
 
     def _key_message(self, digit: str, now: float) -> list[Action]:
         self._silent = 0
@@ -320,11 +282,11 @@ class MailboxAccess(Dialogue):
         if digit == "2" and msg is not None:
             self.store.mark_saved(msg.id)
             self._index += 1
-            return self._play_current([self.say(SAVED)])
+            return self._play_current([self.say("voicemail.access.saved")])
         if digit == "3" and msg is not None:
             self.store.delete(msg.id)
             self._queue.pop(self._index)
-            return self._play_current([self.say(DELETED)])
+            return self._play_current([self.say("voicemail.access.deleted")])
         if digit == "4":
             self._index = max(0, self._index - 1)
             return self._play_current()
@@ -333,15 +295,15 @@ class MailboxAccess(Dialogue):
             return self._play_current()
         if digit == "*":
             return self._welcome()
-        return self.enter("message", [self.say(NOT_AN_OPTION), self.say(MESSAGE_MENU)])
+        return self.enter("message", [self.say("common.not_an_option"), self.say("voicemail.access.message_menu")])
 
     def _timeout_message(self, now: float) -> list[Action]:
-        return self._silence(now, lambda now: self.enter("message", [self.say(MESSAGE_MENU)]))
+        return self._silence(now, lambda now: self.enter("message", [self.say("voicemail.access.message_menu")]))
 
     # ------------------------------------------------------------------ options and greetings
 
     def _options_menu(self, before: list[Action] | None = None) -> list[Action]:
-        return self.enter("options", [*(before or []), self.say(OPTIONS_MENU)])
+        return self.enter("options", [*(before or []), self.say("voicemail.access.options_menu")])
 
     def _timeout_options(self, now: float) -> list[Action]:
         return self._silence(now, lambda now: self._options_menu())
@@ -351,19 +313,15 @@ class MailboxAccess(Dialogue):
         self._silent = 0
         if digit in GREETING_KEYS:
             self._greeting_kind = GREETING_KEYS[digit]
-            label = GREETING_LABELS[self._greeting_kind]
-            return self.enter(
-                "greeting_intro",
-                [self.say(RECORD_INTRO.format(label=label))],
-            )
+            return self.enter("greeting_intro", [self.say(f"voicemail.access.record.{self._greeting_kind}")])
         if digit == "5":
             path = self.store.greeting_path(self.box.number, "temporary")
-            text = TEMP_REMOVED if path.exists() else NO_TEMP
+            text = "voicemail.access.temp_removed" if path.exists() else "voicemail.access.no_temp"
             path.unlink(missing_ok=True)
             return self._options_menu([self.say(text)])
         if digit in "*#":
             return self._main_menu()
-        return self._options_menu([self.say(NOT_AN_OPTION)])
+        return self._options_menu([self.say("common.not_an_option")])
 
     def _done_greeting_intro(self, now: float) -> list[Action]:
         return self.enter("greeting_beep", [self.beep()], barge_in=False)
@@ -387,8 +345,8 @@ class MailboxAccess(Dialogue):
 
     def _recorded_greeting_recording(self, event: RecordingDone, now: float) -> list[Action]:
         if event.duration <= 0:
-            return self._options_menu([self.say(HEARD_NOTHING)])
-        return self.enter("greeting_review", [self.say(GREETING_REVIEW)])
+            return self._options_menu([self.say("voicemail.access.heard_nothing")])
+        return self.enter("greeting_review", [self.say("voicemail.access.greeting_review")])
 
     def _key_greeting_review(self, digit: str, now: float) -> list[Action]:
         assert self.box is not None and self._greeting_tmp is not None
@@ -402,7 +360,7 @@ class MailboxAccess(Dialogue):
                 self.box.number,
                 self._greeting_kind,
             )
-            return self._options_menu([self.say(GREETING_SAVED)])
+            return self._options_menu([self.say("voicemail.access.greeting_saved")])
         if digit == "2":
             return self.enter(
                 "greeting_listen", [self.play(self.store.data_ref(self._greeting_tmp))]
@@ -411,19 +369,19 @@ class MailboxAccess(Dialogue):
             return self._done_greeting_intro(now)
         if digit == "*":
             self._greeting_tmp.unlink(missing_ok=True)
-            return self._options_menu([self.say(DISCARDED)])
+            return self._options_menu([self.say("voicemail.access.discarded")])
         return self.enter(
             "greeting_review",
-            [self.say(NOT_AN_OPTION), self.say(GREETING_REVIEW)],
+            [self.say("common.not_an_option"), self.say("voicemail.access.greeting_review")],
         )
 
     def _timeout_greeting_review(self, now: float) -> list[Action]:
         return self._silence(
-            now, lambda now: self.enter("greeting_review", [self.say(GREETING_REVIEW)])
+            now, lambda now: self.enter("greeting_review", [self.say("voicemail.access.greeting_review")])
         )
 
     def _done_greeting_listen(self, now: float) -> list[Action]:
-        return self.enter("greeting_review", [self.say(GREETING_REVIEW)])
+        return self.enter("greeting_review", [self.say("voicemail.access.greeting_review")])
 
     _key_greeting_listen = _key_greeting_review
 

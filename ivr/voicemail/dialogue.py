@@ -9,6 +9,9 @@ happens; an event a state has no entry for is ignored when it is the caller's
 doing (a stray key) and raises :class:`DialogueError` naming the state and the
 event when it is the runner's (a recording result while nothing records).
 
+Every sentence comes from the message catalogue of the call's language
+(:mod:`ivr.language`): :meth:`Dialogue.say` takes a message id and its arguments.
+
 Prompts of one state are queued together; the state waits for the
 ``PromptDone`` of the last one.  A key during barge-in prompts stops them
 (``StopPrompts``) and is handled at once, as in a menu of the flow.
@@ -39,6 +42,8 @@ from ivr.dsl.events import (
     TimerFired,
     Tone,
 )
+from ivr.language import Catalogue, catalogue
+from ivr.language.spoken import digits
 
 log = logging.getLogger("ivr.voicemail")
 
@@ -64,6 +69,7 @@ class Dialogue(SubMachine):
         self.state = "start"
         self.voice = voice
         self.language = language
+        self.lang = catalogue(language)
         self._next_prompt = first_prompt_id
         self._waiting: int | None = (
             None  # prompt id whose PromptDone ends the current state's prompts
@@ -121,8 +127,11 @@ class Dialogue(SubMachine):
         self.next_timer = timer
         return prompts
 
-    def say(self, text: str) -> Say:
-        return Say(text, self._new_id(), voice=self.voice, language=self.language)
+    def say(self, message: str, **args: object) -> Say:
+        """Catalogue sentence ``message`` in the call's language (``args`` fill its placeholders)."""
+        text = self.lang.say(message, **args)
+        constant = "" if args else message  # only a constant sentence can have a recording
+        return Say(text, self._new_id(), voice=self.voice, language=self.language, message=constant)
 
     def play(self, path: str) -> Play:
         return Play(path, self._new_id())
@@ -181,14 +190,8 @@ class Dialogue(SubMachine):
         return handler(event, now) if event is not None else handler(now)
 
 
-def spoken_number(number: str) -> str:
+def spoken_number(number: str, lang: Catalogue) -> str:
     """A phone number as TTS should say it: digit by digit ("plus 4 1 7 9 ...")."""
     if not number or not any(c.isdigit() for c in number):
-        return "an unknown caller"
-    out = ["plus"] if number.startswith("+") else []
-    out += [c for c in number if c.isdigit()]
-    return " ".join(out)
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+        return lang.say("phone.unknown_caller")
+    return digits(number, lang)

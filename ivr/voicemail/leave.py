@@ -28,8 +28,9 @@ from ivr.dsl.events import (
     StartRecording,
     StopRecording,
 )
+from ivr.language import Catalogue
 from ivr.media.recording import needs_repair, repair_wav
-from ivr.voicemail.dialogue import Dialogue, log, spoken_number
+from ivr.voicemail.dialogue import Dialogue, log
 from ivr.voicemail.store import MailboxFull, Message, VoicemailStore
 
 HANGUP_GRACE = 3.0  # seconds to wait for RecordingDone after the caller hung up mid-recording
@@ -37,49 +38,26 @@ REVIEW_TIMEOUT = 6.0
 REVIEW_TRIES = 3
 RECORD_TRIES = 2
 
-NOTHING_HEARD = "I did not hear a message. Please speak after the tone."
-NOTHING_RECORDED = "No message was recorded. Goodbye."
-NOT_AN_OPTION = "Sorry, that is not an option."
-SAVED_GOODBYE = "Your message has been saved. Goodbye."
-REVIEW_MENU = (
-    "To keep your message, press 1. To listen to it, press 2. To record it again, press 3."
-)
-FULL = "Sorry, the mailbox of {owner} is full. Goodbye."
-AFTER_ABSENCE = (
-    "{absence}. Please leave a message after the tone, and press hash when you are done."
-)
-
-_ABSENCE = {
-    "unavailable": "is not available",
-    "busy": "is on another call",
-    "temporary": "is away at the moment",
-}
+GREETINGS = ("unavailable", "busy", "temporary")  # the kinds of absence a greeting can say
 
 
-def owner_name(mailbox: Mailbox) -> str:
-    return mailbox.owner or f"extension {spoken_number(mailbox.number)}"
+def owner_name(mailbox: Mailbox, lang: Catalogue) -> str:
+    return mailbox.owner or lang.say("voicemail.leave.extension", number=mailbox.number)
 
 
-def greeting_text(owner: str, greeting: str) -> str:
-    """The TTS greeting when the owner recorded none: "<owner> is not available. Please leave ..."."""
-    return (
-        f"{owner} {AFTER_ABSENCE.format(absence=_ABSENCE.get(greeting, _ABSENCE['unavailable']))}"
-    )
+def _kind(greeting: str) -> str:
+    return greeting if greeting in GREETINGS else "unavailable"
 
 
-def after_name(greeting: str) -> str:
-    """What follows the owner's recorded name: "Is not available. Please leave ..."."""
-    text = AFTER_ABSENCE.format(absence=_ABSENCE.get(greeting, _ABSENCE["unavailable"]))
-    return text[0].upper() + text[1:]
-
-
-def prompt_texts(mailboxes: Sequence[Mailbox]) -> list[str]:
-    """Every text a caller leaving a message can hear, for pre-rendering."""
-    texts = [NOTHING_HEARD, NOTHING_RECORDED, NOT_AN_OPTION, SAVED_GOODBYE, REVIEW_MENU]
-    texts += [after_name(kind) for kind in _ABSENCE]
+def prompt_texts(mailboxes: Sequence[Mailbox], lang: Catalogue) -> list[str]:
+    """Every text a caller leaving a message can hear in ``lang``, for pre-rendering."""
+    texts = [lang.say(f"voicemail.leave.{m}") for m in ("nothing_heard", "nothing_recorded", "saved_goodbye", "review_menu")]
+    texts.append(lang.say("common.not_an_option"))
+    texts += [lang.say(f"voicemail.leave.after_name.{kind}") for kind in GREETINGS]
     for box in mailboxes:
-        texts += [greeting_text(owner_name(box), kind) for kind in _ABSENCE]
-        texts.append(FULL.format(owner=owner_name(box)))
+        owner = owner_name(box, lang)
+        texts += [lang.say(f"voicemail.leave.greeting.{kind}", owner=owner) for kind in GREETINGS]
+        texts.append(lang.say("voicemail.leave.full", owner=owner))
     return texts
 
 
@@ -138,18 +116,18 @@ class LeaveMessage(Dialogue):
                 self.mailbox.number,
                 self.caller,
             )
-            return self.enter("full", [self.say(FULL.format(owner=self._owner()))])
+            return self.enter("full", [self.say("voicemail.leave.full", owner=self._owner())])
         return self.enter("greeting", self._greeting_prompts())
 
     def _greeting_prompts(self) -> list[Action]:
         for kind in ("temporary", self.greeting):
-            path = self._greeting(kind) if kind in _ABSENCE else None
+            path = self._greeting(kind) if kind in GREETINGS else None
             if path is not None:
                 return [self.play(path)]
         name = self._greeting("name")
         if name is not None:
-            return [self.play(name), self.say(after_name(self.greeting))]
-        return [self.say(greeting_text(self._owner(), self.greeting))]
+            return [self.play(name), self.say(f"voicemail.leave.after_name.{_kind(self.greeting)}")]
+        return [self.say(f"voicemail.leave.greeting.{_kind(self.greeting)}", owner=self._owner())]
 
     def _greeting(self, kind: str) -> str | None:
         """The ``Play`` path of a greeting: recorded by phone (data folder), else from ivr.toml."""
@@ -158,7 +136,7 @@ class LeaveMessage(Dialogue):
         return self.mailbox.greeting(kind)
 
     def _owner(self) -> str:
-        return owner_name(self.mailbox)
+        return owner_name(self.mailbox, self.lang)
 
     def _done_full(self, now: float) -> list[Action]:
         return self.finish("full")
@@ -205,8 +183,8 @@ class LeaveMessage(Dialogue):
         if reason == "hangup":
             return self.finish("empty")
         if self._tries < RECORD_TRIES:
-            return self.enter("retry", [self.say(NOTHING_HEARD)])
-        return self.enter("empty_bye", [self.say(NOTHING_RECORDED)])
+            return self.enter("retry", [self.say("voicemail.leave.nothing_heard")])
+        return self.enter("empty_bye", [self.say("voicemail.leave.nothing_recorded")])
 
     def _done_retry(self, now: float) -> list[Action]:
         return self._beep()
@@ -217,7 +195,7 @@ class LeaveMessage(Dialogue):
     # ------------------------------------------------------------------ review
 
     def _review_menu(self) -> list[Action]:
-        return self.enter("review", [self.say(REVIEW_MENU)])
+        return self.enter("review", [self.say("voicemail.leave.review_menu")])
 
     def _done_review(self, now: float) -> list[Action]:
         self.next_timer = now + REVIEW_TIMEOUT
@@ -233,7 +211,7 @@ class LeaveMessage(Dialogue):
             self._discard()
             self._tries = 0
             return self._beep()
-        return self.enter("review", [self.say(NOT_AN_OPTION), *self._review_menu()])
+        return self.enter("review", [self.say("common.not_an_option"), *self._review_menu()])
 
     def _timeout_review(self, now: float) -> list[Action]:
         self._review_tries += 1
@@ -280,7 +258,7 @@ class LeaveMessage(Dialogue):
                 self.on_saved(self.message)
         if not goodbye:
             return self.finish("saved")
-        return self.enter("saved", [self.say(SAVED_GOODBYE)], barge_in=False)
+        return self.enter("saved", [self.say("voicemail.leave.saved_goodbye")], barge_in=False)
 
     def _done_saved(self, now: float) -> list[Action]:
         return self.finish("saved")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ivr.directory.source import load_directory
-from ivr.directory.speech import NO, YES, DirectoryDialogue
+from ivr.directory.speech import DirectoryDialogue
 from ivr.dsl.events import (
     Action,
     DirectoryResult,
@@ -21,6 +21,9 @@ from ivr.dsl.events import (
     StopPrompts,
     TimerFired,
 )
+from ivr.language import catalogue
+
+YES, NO = catalogue("en").phrases("speech.yes"), catalogue("en").phrases("speech.no")
 
 BOOK = load_directory(Path(__file__).parent.parent / "data" / "directory" / "staff.csv")
 

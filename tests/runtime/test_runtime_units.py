@@ -42,7 +42,9 @@ def test_text_format_quotes_values_with_spaces() -> None:
 
 def test_describe_gives_the_fields_of_events_and_actions() -> None:
     assert describe(ev.Key("7")) == {"digit": "7"}
-    assert describe(ev.Say("Hi", 3)) == {"text": "Hi", "prompt_id": 3, "voice": "", "language": "", "barge_in": True}
+    assert describe(ev.Say("Hi", 3)) == {
+        "text": "Hi", "prompt_id": 3, "voice": "", "language": "", "barge_in": True, "message": ""
+    }
     plan = describe(ev.Transfer(plan=((("201", "202"), 25.0),)))
     assert plan["plan"] == [[["201", "202"], 25.0]]  # JSON lists, read back by ivr.runtime.trace
     assert action_from_record({"action": "transfer", **plan}) == ev.Transfer(plan=((("201", "202"), 25.0),))

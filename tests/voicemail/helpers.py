@@ -58,7 +58,7 @@ class Driver:
         self.log: list[Action] = []
         boxes = getattr(machine, "mailboxes", None)
         boxes = list(boxes.values()) if isinstance(boxes, dict) else [machine.mailbox]
-        self.known = set(prompt_texts(boxes))
+        self.known = set(prompt_texts(boxes, getattr(machine, "language", "") or "en"))
 
     def start(self) -> list[Action]:
         """Start the dialogue; its first action (stop speech recognition) is checked and left out."""

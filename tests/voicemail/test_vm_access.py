@@ -21,11 +21,16 @@ from ivr.dsl.events import (
     StopPrompts,
     StopRecording,
 )
-from ivr.voicemail.access import MAIN_MENU, MESSAGE_MENU, OPTIONS_MENU, MailboxAccess
+from ivr.language import catalogue
+from ivr.voicemail.access import MailboxAccess
 from ivr.voicemail.pins import hash_pin
 from ivr.voicemail.store import VoicemailStore
 
 from .helpers import Driver, record, texts
+
+MAIN_MENU, MESSAGE_MENU, OPTIONS_MENU = (
+    catalogue("en").say(f"voicemail.access.{m}") for m in ("main_menu", "message_menu", "options_menu")
+)
 
 PIN_HASH = hash_pin("2580", "200")
 BOXES = [
