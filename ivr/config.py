@@ -134,6 +134,13 @@ class SmtpConfig:
 class SpeechConfig:
     engine: str = "pocketsphinx"  # or "vosk", or "moonshine" (ivr.media.asr_moonshine)
     model: Path | None = None  # vosk model folder; moonshine: the installed moonshine-cpp model unless set
+    language: str = "en"  # the language `engine` and `model` recognise
+    # other languages: language -> vosk model folder ([speech.models] de = "models/vosk-model-small-de")
+    models: tuple[tuple[str, Path], ...] = ()
+
+    def languages(self) -> tuple[str, ...]:
+        """Every language a recogniser is configured for (base names: ``de``)."""
+        return (self.language, *(lang for lang, _ in self.models))
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,12 @@ def _voices(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
         raise ConfigError(f"{where}: expected a table of language = \"voice\", like {{ de = \"de\" }}")
     return tuple((k.lower(), v) for k, v in value.items())
+
+
+def _models(value: Any, base: Path, where: str) -> tuple[tuple[str, Path], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise ConfigError(f"{where}: expected a table of language = \"vosk model folder\", like {{ de = \"models/vosk-de\" }}")
+    return tuple((k.lower(), base / v) for k, v in value.items())
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
@@ -346,7 +359,8 @@ def _from_raw(
     smtp = _build(SmtpConfig, _table(raw, "smtp", where), f"{where}: [smtp]")
     sp = _table(raw, "speech", where)
     speech = _build(
-        SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None
+        SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None,
+        language=str(sp.get("language", "en")).lower(), models=_models(sp.get("models", {}), base, f"{where}: [speech.models]"),
     )
     if speech.engine not in ("pocketsphinx", "vosk", "moonshine"):
         raise ConfigError(f"{where}: [speech] engine must be pocketsphinx, vosk or moonshine, got {speech.engine!r}")

@@ -1,6 +1,9 @@
 """``ivr prompts render FLOW...``: synthesise every constant ``say`` of the flows ahead of calls.
+``ivr prompts missing --language de``: ivr's own sentences without a recording in ``de/``.
 
-With mailboxes in the deployment file, the voicemail dialogues' texts are rendered too.
+With mailboxes in the deployment file, the voicemail dialogues' texts are rendered too.  A
+recording of one of ivr's own constant sentences in the prompt folders
+(``de/voicemail.leave.saved_goodbye.wav``) plays instead of TTS (docs/languages.md).
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_option(r)
     add_data_option(r, ", whose tts-cache/ is filled")
     r.set_defaults(func=run_render)
+    m = sub.add_parser(
+        "missing", help="list ivr's own sentences of a language that have no recording in the prompt folders"
+    )
+    m.add_argument("--language", default="en", metavar="LANG", help="the language (de, fr, it, en; default en)")
+    add_config_option(m)
+    m.set_defaults(func=run_missing)
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -49,4 +58,28 @@ def run_render(args: argparse.Namespace) -> int:
     print(
         f"{len(paths)} text(s), {engine.rendered - before} newly rendered, cache {engine.cache_dir}"
     )
+    return 0
+
+
+def run_missing(args: argparse.Namespace) -> int:
+    """Each constant catalogue sentence of the language with no ``LANG/ID.wav`` in the prompt folders."""
+    from ivr.language import base_language, catalogue, known
+    from ivr.media.prompts import PromptStore
+    from ivr.runtime.languages import has_recording, recording_path
+
+    if not known(args.language):
+        print(f"ivr prompts missing: no message catalogue for language {args.language!r}", file=sys.stderr)
+        return 1
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ivr prompts missing: {exc}", file=sys.stderr)
+        return 1
+    lang, store = catalogue(args.language), PromptStore(config.prompt_folders)
+    sentences = [m for m in lang.ids() if lang.constant(m)]
+    missing = [m for m in sentences if not has_recording(store, lang.language, m)]
+    for message in missing:
+        print(f"{recording_path(lang.language, message)}  {lang.say(message)}")
+    folders = ", ".join(str(f) for f in config.prompt_folders) or "no prompt folders"
+    print(f"{len(missing)} of {len(sentences)} sentences in {base_language(args.language)} have no recording ({folders})")
     return 0

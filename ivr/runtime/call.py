@@ -51,7 +51,7 @@ from ivr.dsl.machine import Machine
 from ivr.media.clip import Clip
 from ivr.media.ports import PortRangeExhausted
 from ivr.runtime.calllog import describe
-from ivr.runtime.languages import call_language, choose_voice, recorded_sentence
+from ivr.runtime.languages import call_language, choose_voice, has_recognizer, recorded_sentence
 from ivr.runtime.listening import SpeechListener
 from ivr.runtime.negotiation import OfferAnswer
 from ivr.runtime.ports import CallMedia
@@ -586,8 +586,13 @@ class CallRunner:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-        if action.phrases or action.any_speech:
-            self.listener = SpeechListener(self, action.phrases)
+        if not (action.phrases or action.any_speech):
+            return
+        language = self.language()
+        if not has_recognizer(self.services.config.speech, language):
+            self.log(event="speech_unavailable", language=language)  # keys only ([speech.models])
+            return
+        self.listener = SpeechListener(self, action.phrases, language)
 
     def _do_StartRecording(self, action: ev.StartRecording, owner: object) -> None:
         if self.recording is not None:
@@ -667,13 +672,17 @@ class CallRunner:
         self._start_sub(
             DirectoryDialogue(
                 book,
-                by_speech=action.by_speech,
+                # no recogniser for the call's language: the keypad, unless the flow allows only speech
+                by_speech=action.by_speech and (self._hears_speech() or not action.by_keys),
                 by_keys=action.by_keys,
                 match=action.match,
                 confirm=action.confirm,
                 language=self.language(),
             )
         )
+
+    def _hears_speech(self) -> bool:
+        return has_recognizer(self.services.config.speech, self.language())
 
     def _do_Voicemail(self, action: ev.Voicemail, owner: object) -> None:
         from ivr.voicemail.leave import LeaveMessage

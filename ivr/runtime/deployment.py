@@ -11,6 +11,9 @@ the line, a caret, a hint):
   rings or leaves voicemail in (also a sub-flow's parameter, at each ``call``
   passing a constant) must be defined in the deployment file, or allowed by a
   trunk for ``+`` numbers (warnings);
+- languages: each language a flow speaks (``language de``, ``set language = "de"``) must have a
+  message catalogue, or ivr's own sentences are English; a flow that listens for speech must
+  have a recogniser for it, or its calls in that language take keys only (warnings);
 - directories: each person's extension must be a deployment extension or a ring
   group of the flow, and a mailbox given must be a deployment mailbox (errors,
   at the directory file's line).
@@ -29,16 +32,18 @@ import fnmatch
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
-from ivr.config import Config, NumbersConfig
+from ivr.config import Config, NumbersConfig, SpeechConfig
 from ivr.directory.source import DirectoryError, load_directory
 from ivr.dsl import ast, loader
 from ivr.dsl.checks import dialled, prompt_paths
 from ivr.dsl.compiler import Program, normalize_number
 from ivr.dsl.errors import Diagnostic, SourcePos
+from ivr.language import base_language, known, language_of_voice, languages
 from ivr.media.prompts import PromptStore
+from ivr.runtime.languages import has_recognizer
 
 ItemCheck = loader.ItemCheck
 
@@ -65,7 +70,11 @@ def check_flow(
 def deployment_checks(prompt_folders: Sequence[Path], config: Config | None) -> list[ItemCheck]:
     folders = [Path(f) for f in prompt_folders]
     numbers = config.numbers if config is not None else NumbersConfig()
-    found: list[ItemCheck] = [lambda items: check_prompts(items, folders), lambda items: check_entries(items, numbers)]
+    speech = config.speech if config is not None else SpeechConfig()
+    found: list[ItemCheck] = [
+        lambda items: check_prompts(items, folders), lambda items: check_entries(items, numbers),
+        lambda items: check_languages(items, speech),
+    ]
     if config is not None and config.path is not None:
         found.append(lambda items: check_numbers(items, config))
         found.append(lambda items: check_directories(items, config))
@@ -193,6 +202,108 @@ def check_numbers(items: Sequence[ast.Item], config: Config) -> list[Diagnostic]
             out.append(Diagnostic("warning", f"extension {number} is not in {name}", pos,
                                   "add it under [[extensions]]"))
     return out
+
+
+# --------------------------------------------------------------------------- languages
+
+
+def check_languages(items: Sequence[ast.Item], speech: SpeechConfig) -> list[Diagnostic]:
+    """Languages a flow speaks without a message catalogue, and languages its calls can listen for
+    speech in without a recogniser (a step that listens, reached after the language was set)."""
+    out: list[Diagnostic] = []
+    for language, pos in _languages_written(items):
+        if not known(language):
+            out.append(Diagnostic(
+                "warning", f"language {language!r} has no message catalogue: ivr's own sentences are spoken in English",
+                pos, f"ivr speaks {', '.join(languages())} (docs/languages.md says how to add one)",
+            ))
+    for language, pos in _languages_listened_in(items):
+        if not has_recognizer(speech, language):
+            base = base_language(language)
+            out.append(Diagnostic(
+                "warning", f"no speech recognizer for language {language!r}: its calls offer keys only", pos,
+                f'name a vosk model folder for it under [speech.models], like {base} = "models/vosk-model-small-{base}"',
+            ))
+    return out
+
+
+def _languages_written(items: Sequence[ast.Item]) -> Iterator[tuple[str, SourcePos]]:
+    """Each ``language X`` setting and constant ``set language = "X"``, once per language."""
+    seen: set[str] = set()
+    for node in _nodes(items):
+        value = _language_set(node)
+        if value and base_language(value) not in seen:
+            seen.add(base_language(value))
+            yield value, _where(node)
+
+
+def _language_set(node: object) -> str:
+    """The constant language a ``language`` setting or ``set language = "..."`` names, else ""."""
+    if isinstance(node, ast.Setting) and node.key == "language":
+        return node.value
+    if isinstance(node, ast.Set) and node.name == "language" and isinstance(node.value, ast.Str):
+        return "" if "{" in node.value.text else node.value.text
+    return ""
+
+
+def _where(node: ast.Node) -> SourcePos:
+    return (node.value_pos if isinstance(node, ast.Setting) else None) or node.pos
+
+
+Language = tuple[str, SourcePos]  # a language and where the flow chose it
+
+
+def _languages_listened_in(items: Sequence[ast.Item]) -> list[Language]:
+    """Each language (once) some step that listens for speech can be reached in: a walk over the
+    steps from the entry points, the language changing at each step that sets it."""
+    steps = {i.name: i for i in items if isinstance(i, ast.Step | ast.Menu | ast.Collect | ast.Group | ast.Sub)}
+    default = [(v, _where(i)) for i in items if (v := _language_set(i))][:1] or [
+        (v, _where(i)) for i in items if isinstance(i, ast.Setting) and i.key == "voice" and (v := language_of_voice(i.value))
+    ][:1]
+    todo = [(i.step, lang) for i in items if isinstance(i, ast.NumberEntry) for lang in default]
+    seen: set[tuple[str, str]] = set()
+    found: dict[str, Language] = {}
+    while todo:
+        name, (language, pos) = todo.pop()
+        step = steps.get(name)
+        if step is None or (name, base_language(language)) in seen:
+            continue
+        seen.add((name, base_language(language)))
+        chosen = [(v, _where(n)) for n in _nodes(step) if (v := _language_set(n))]
+        if _listens(step):
+            for lang in [(language, pos), *chosen]:
+                found.setdefault(base_language(lang[0]), lang)
+        after = chosen[-1] if chosen else (language, pos)
+        todo += [(target, after) for target in _step_refs(step)]
+    return list(found.values())
+
+
+def _listens(step: ast.Node) -> bool:
+    return any(
+        (isinstance(n, ast.Choice) and bool(n.phrase or n.any_speech)) or (isinstance(n, ast.Directory) and n.by_speech)
+        for n in _nodes(step)
+    )
+
+
+def _step_refs(step: ast.Node) -> Iterator[str]:
+    for n in _nodes(step):
+        if isinstance(n, ast.Goto):
+            yield n.step
+        elif isinstance(n, ast.Call):
+            yield n.sub
+        elif isinstance(n, ast.GroupRef):
+            yield n.name
+
+
+def _nodes(node: object) -> Iterator[ast.Node]:
+    """Every syntax-tree node under ``node`` (a node, or a sequence of them), depth first."""
+    if isinstance(node, list | tuple):
+        for child in node:
+            yield from _nodes(child)
+    elif isinstance(node, ast.Node):
+        yield node
+        for f in fields(node):
+            yield from _nodes(getattr(node, f.name))
 
 
 # --------------------------------------------------------------------------- directories

@@ -49,9 +49,10 @@ class SpeechListener:
     BATCH = 10  # frames (200 ms) per decoder job
     PREROLL = 15  # frames (300 ms) before the endpointer is sure speech began, handed over too
 
-    def __init__(self, runner: Call, phrases: tuple[str, ...]) -> None:
+    def __init__(self, runner: Call, phrases: tuple[str, ...], language: str = "") -> None:
         self.runner = runner
         self.phrases = phrases
+        self.language = language  # the call's language: its recogniser decodes
         self.closed = False
         self._begin()
 
@@ -66,7 +67,7 @@ class SpeechListener:
         self.preroll: deque[np.ndarray] = deque(maxlen=self.PREROLL)
         self.session: asyncio.Future[Any]
         if phrases:
-            self.session = loop.run_in_executor(services.executor, lambda: services.recognizer().session(phrases))
+            self.session = loop.run_in_executor(services.executor, lambda: services.recognizer(self.language).session(phrases))
         else:
             self.session = loop.create_future()
             self.session.set_result(None)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from ivr.config import Config
 from ivr.dsl.texts import languages_of, program_nodes, texts_of
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.languages import call_language, choose_voice
+from ivr.runtime.languages import call_language, choose_voice, has_recognizer
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
@@ -94,15 +94,28 @@ def prepare_hold_music(services: Services, sources: Iterable[str] | None = None)
 
 
 def warm(services: Services, program: Program) -> None:
-    """Read the flow's directories and load its speech model now, not during a caller's turn."""
+    """Read the flow's directories and load the speech model of each language the flow speaks now,
+    not during a caller's turn; a language without a recogniser is logged (its calls take keys only)."""
     for name in getattr(program.settings, "directories", {}) or {}:
         try:
             services.directory(name)
         except Exception as exc:  # ivr check reports it; a call reaching it hears "not found"
             services.calllog.server("directory_error", f"directory {name!r}: {exc}")
-    if uses_speech(program):
+    if not uses_speech(program):
+        return
+    speech = services.config.speech
+    for language in dict.fromkeys(
+        call_language(written, str(program.settings.voice or ""), services.config.tts.voice) for written in languages_of(program)
+    ):
+        if not has_recognizer(speech, language):
+            services.calllog.server(
+                "speech_language_unavailable",
+                f"no speech recognizer for language {language!r} ([speech] language, [speech.models]): "
+                f"calls in that language take keys only", language=language,
+            )
+            continue
         try:
-            services.recognizer()
+            services.recognizer(language)
         except Exception as exc:  # keys still work; each utterance will be a no-match
             services.calllog.server("speech_unavailable", f"speech recognition unavailable: {exc}")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr.config import Config
+from ivr.language import base_language
 from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
@@ -61,7 +62,7 @@ def kept_engines(old: Config, new: Config) -> set[str]:
     if old.prompt_folders == new.prompt_folders:
         keep |= {"prompts", "hold_music"}
     if old.speech == new.speech:
-        keep.add("recognizer")
+        keep |= {"recognizer", *(f"recognizer:{lang}" for lang, _ in new.speech.models)}
     if old.trunks == new.trunks:
         keep |= {"trunks", "trunk_registrations"}
     if old.registrar == new.registrar and old.extensions == new.extensions:
@@ -199,13 +200,16 @@ class Services:
     def timezone(self) -> str:
         return str(getattr(self.program.settings, "timezone", "") or "UTC")
 
-    def recognizer(self) -> Recognizer:
-        def build() -> Recognizer:
-            from ivr.media.asr import get_recognizer
-
-            return get_recognizer(self.config.speech.engine, self.config.speech.model)
-
-        return self._get("recognizer", build)
+    def recognizer(self, language: str = "") -> Recognizer:
+        """The recogniser of ``language`` ("": the ``[speech]`` engine's own); LookupError when the
+        deployment has none for it (ivr.runtime.languages.has_recognizer says so beforehand)."""
+        speech = self.config.speech
+        if not language or base_language(language) == base_language(speech.language):
+            return self._get("recognizer", lambda: _recognizer(speech.engine, speech.model))
+        model = dict(speech.models).get(base_language(language))
+        if model is None:
+            raise LookupError(f"no speech recognizer for language {language!r}")
+        return self._get(f"recognizer:{base_language(language)}", lambda: _recognizer("vosk", model))
 
     def directory(self, name: str) -> DirectoryBook:
         """The directory book the flow declared as ``directory NAME from "file"`` (loaded once)."""
@@ -307,6 +311,12 @@ class Services:
             if value is None:
                 value = engines[key] = build()
             return value
+
+
+def _recognizer(engine: str, model: Path | None) -> Recognizer:
+    from ivr.media.asr import get_recognizer
+
+    return get_recognizer(engine, model)
 
 
 def _update_mailer(voicemail: VoicemailService, config: Config, timezone: str) -> None:

@@ -265,8 +265,10 @@ class Simulation:
         config: Config | None = None,
         more_input: InputSource | None = None,
         on_line: Callable[[TraceLine], None] | None = None,
+        data: Path | None = None,
     ) -> None:
         self.program = program
+        self.data = data  # the call's data folder (messages, greetings); None: a throw-away one
         self.scenario = scenario
         self.config = config or Config()
         self.more_input = more_input
@@ -295,10 +297,11 @@ class Simulation:
     def run(self) -> SimulationResult:
         """Run the call to its end; LookupError when the flow has no entry for the number called."""
         self.program.entry_for(self.called)  # a bad --called is the user's mistake, not a call
-        with tempfile.TemporaryDirectory(prefix="ivr-simulate-") as data:
+        with tempfile.TemporaryDirectory(prefix="ivr-simulate-") as temporary:
+            data = self.data or Path(temporary)
             self.loop.on_idle = self._on_idle
             try:
-                run_virtual(lambda: self._call(Path(data)), loop=self.loop)
+                run_virtual(lambda: self._call(data), loop=self.loop)
             except RuntimeError:
                 if not self.loop.stalled:
                     raise
@@ -383,6 +386,8 @@ class Simulation:
         # the deployment's own voice and its cache: prompts last as long as on the server
         services._lazy["tts"] = TtsEngine.in_data_folder(self.config.data, self.config.tts)  # noqa: SLF001
         services._lazy["recognizer"] = ScriptedRecognizer(self._last_words)  # noqa: SLF001
+        for language, _model in config.speech.models:  # every language's recogniser hears the script
+            services._lazy[f"recognizer:{language}"] = services._lazy["recognizer"]  # noqa: SLF001
         return services
 
     def _seed(self, services: Services, data: Path) -> None:
@@ -609,6 +614,8 @@ def simulate(
     *,
     config: Config | None = None,
     on_line: Callable[[TraceLine], None] | None = None,
+    data: Path | None = None,
 ) -> SimulationResult:
-    """Run one simulated call to its end and return the trace."""
-    return Simulation(program, scenario, config=config, on_line=on_line).run()
+    """Run one simulated call to its end and return the trace; ``data`` keeps its data folder (the
+    messages left) for a later call, instead of a throw-away one."""
+    return Simulation(program, scenario, config=config, on_line=on_line, data=data).run()

@@ -94,8 +94,11 @@ def test_acme_at_night_caller_leaves_a_message_in_mailbox_200(
 def test_acme_mailbox_owner_logs_in_and_hears_the_message(
     ivr_server: Callable[..., IvrServer], baresip: Callable[[Path], Phone], tmp_path: Path
 ) -> None:
-    from ivr.voicemail.access import ASK_BOX, ASK_PIN
+    from ivr.language import catalogue
     from ivr.voicemail.pins import hash_pin
+
+    english = catalogue("en")
+    ASK_BOX, ASK_PIN = english.say("voicemail.access.ask_box"), english.say("voicemail.access.ask_pin")  # noqa: N806
 
     sections = MAILBOX_200 + f'pin_hash = "{hash_pin("4826", "200")}"\n'
     server = ivr_server(ACME, sections=sections)
