@@ -15,7 +15,10 @@ Every catalogue is loaded and checked against English on first use (:mod:`.catal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
 
 from ivr.language.catalogue import (
     MESSAGES,
@@ -25,6 +28,8 @@ from ivr.language.catalogue import (
     check_against,
     load,
 )
+
+T = TypeVar("T")
 
 __all__ = [
     "Catalogue",
@@ -41,11 +46,21 @@ __all__ = [
 @cache
 def all_catalogues() -> dict[str, Catalogue]:
     """Every shipped catalogue by language, each checked against English; CatalogueError if one is broken."""
-    found = {path.stem: load(path) for path in sorted(MESSAGES.glob("*.toml"))}
+    found: dict[str, Catalogue] = {}
+    for path in sorted(MESSAGES.glob("*.toml")):
+        found[path.stem] = _blaming(path, load, path)
     reference = found[REFERENCE]
     for cat in found.values():
-        check_against(cat, reference)
+        _blaming(cat.path, check_against, cat, reference)
     return found
+
+
+def _blaming(path: Path, step: Callable[..., T], *args: Any) -> T:
+    """``step(*args)``, its CatalogueError naming ``path`` as the file to fix."""
+    try:
+        return step(*args)
+    except CatalogueError as exc:
+        raise CatalogueError(str(exc), path) from None
 
 
 def languages() -> tuple[str, ...]:

@@ -46,6 +46,10 @@ _FORMATTER = string.Formatter()
 class CatalogueError(Exception):
     """A catalogue file that cannot be used; the message names the file and the message id."""
 
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path  # the catalogue file, when one is to blame
+
 
 @dataclass(frozen=True)
 class Plural:

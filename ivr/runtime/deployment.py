@@ -11,7 +11,8 @@ the line, a caret, a hint):
   rings or leaves voicemail in (also a sub-flow's parameter, at each ``call``
   passing a constant) must be defined in the deployment file, or allowed by a
   trunk for ``+`` numbers (warnings);
-- languages: each language a flow speaks (``language de``, ``set language = "de"``) must have a
+- languages: ivr's message catalogues must load (an error names the file and the message id);
+  each language a flow speaks (``language de``, ``set language = "de"``) must have a
   message catalogue, or ivr's own sentences are English; a flow that listens for speech must
   have a recogniser for it, or its calls in that language take keys only (warnings);
 - directories: each person's extension must be a deployment extension or a ring
@@ -41,7 +42,8 @@ from ivr.dsl import ast, loader
 from ivr.dsl.checks import dialled, prompt_paths
 from ivr.dsl.compiler import Program, normalize_number
 from ivr.dsl.errors import Diagnostic, SourcePos
-from ivr.language import base_language, known, language_of_voice, languages
+from ivr.language import all_catalogues, base_language, known, language_of_voice, languages
+from ivr.language.catalogue import MESSAGES, CatalogueError
 from ivr.media.prompts import PromptStore
 from ivr.runtime.languages import has_recognizer
 
@@ -72,6 +74,7 @@ def deployment_checks(prompt_folders: Sequence[Path], config: Config | None) -> 
     numbers = config.numbers if config is not None else NumbersConfig()
     speech = config.speech if config is not None else SpeechConfig()
     found: list[ItemCheck] = [
+        lambda items: check_catalogues(),
         lambda items: check_prompts(items, folders), lambda items: check_entries(items, numbers),
         lambda items: check_languages(items, speech),
     ]
@@ -207,10 +210,23 @@ def check_numbers(items: Sequence[ast.Item], config: Config) -> list[Diagnostic]
 # --------------------------------------------------------------------------- languages
 
 
+def check_catalogues() -> list[Diagnostic]:
+    """ivr's message catalogues, loaded and checked now: a broken one is an error before any call."""
+    try:
+        all_catalogues()
+    except CatalogueError as exc:
+        where = SourcePos(str(exc.path or MESSAGES), 1, 1)
+        return [Diagnostic("error", str(exc), where, "fix the catalogue file (docs/languages.md, The catalogue)")]
+    return []
+
+
 def check_languages(items: Sequence[ast.Item], speech: SpeechConfig) -> list[Diagnostic]:
     """Languages a flow speaks without a message catalogue, and languages its calls can listen for
-    speech in without a recogniser (a step that listens, reached after the language was set)."""
-    out: list[Diagnostic] = []
+    speech in without a recogniser (a step that listens, reached after the language was set);
+    first of all, ivr's own catalogues must load."""
+    out = check_catalogues()
+    if out:
+        return out
     for language, pos in _languages_written(items):
         if not known(language):
             out.append(Diagnostic(

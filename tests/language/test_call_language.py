@@ -209,3 +209,24 @@ def test_prompts_missing_lists_the_sentences_without_a_recording(tmp_path: Path)
     assert ivr("prompts", "missing", "--language", "xx").stderr == (
         "ivr prompts missing: no message catalogue for language 'xx'\n"
     )
+
+
+def test_a_broken_catalogue_is_an_error_of_every_flow_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ivr.language
+    from ivr.language.catalogue import MESSAGES
+
+    folder = tmp_path / "messages"
+    folder.mkdir()
+    for path in MESSAGES.glob("*.toml"):
+        text = path.read_text(encoding="utf-8")
+        if path.name == "it.toml":
+            text = text.replace('goodbye = "Arrivederci."\n', "")
+        (folder / path.name).write_text(text, encoding="utf-8")
+    monkeypatch.setattr(ivr.language, "MESSAGES", folder)
+    ivr.language.all_catalogues.cache_clear()
+    try:
+        config = load_config(deployment(tmp_path))
+        found = [(d.severity, d.message, d.pos.file) for d in check_flow([tmp_path / "flow.ivr"], config=config)]
+    finally:
+        ivr.language.all_catalogues.cache_clear()
+    assert found == [("error", "it.toml: missing message(s) voicemail.access.goodbye (see en.toml)", str(folder / "it.toml"))]
