@@ -4,7 +4,8 @@
 voice and rate it is spoken in; ``ivr prompts render`` and ``ivr serve`` at
 start-up hand the list to the TTS engine (:mod:`ivr.media.tts`), so no caller
 waits for synthesis.  Texts with variables depend on the call and are
-rendered at call time.  :func:`languages_of` is every language the flow speaks in (for ivr's own sentences, which
+rendered at call time.  :func:`languages_of` is every language the flow speaks in, :func:`said_in` the languages each text
+is said in (for ivr's own sentences, which
 come in the call's language).  :func:`program_nodes` is the walk over a compiled flow's records
 that this and the server's start-up (hold music, speech) share.
 """
@@ -53,6 +54,31 @@ def languages_of(program: Any) -> list[str]:
             if isinstance(text, str) and not _VARIABLE.search(text):
                 found[text] = None
     return list(found)
+
+
+def said_in(program: Any) -> dict[str, set[str]]:
+    """Each constant ``say`` text -> the languages (as written; "" for none) a call can be in when it
+    says it: a walk over the state table from the entry points, the language changing at each
+    constant ``set language``.  A text the walk never reaches is left out."""
+    states = getattr(program, "states", {})
+    start = str(getattr(getattr(program, "settings", None), "language", "") or "")
+    todo = [(name, start) for name in dict.fromkeys(getattr(program, "entries", {}).values())]
+    seen: set[tuple[str, str]] = set()
+    found: dict[str, set[str]] = {}
+    while todo:
+        name, language = todo.pop()
+        state = states.get(name)
+        if state is None or (name, language) in seen:
+            continue
+        seen.add((name, language))
+        op = state.op
+        text = _text_of(getattr(op, "prompt", None))
+        if text is not None and not _VARIABLE.search(text):
+            found.setdefault(text, set()).add(language)
+        if getattr(op, "name", None) == "language" and isinstance(getattr(op.value, "text", None), str):
+            language = language if _VARIABLE.search(op.value.text) else op.value.text
+        todo += [(target, language) for target in state.transitions.values()]
+    return found
 
 
 def _text_of(node: Any) -> str | None:

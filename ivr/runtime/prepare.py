@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ivr.config import Config
-from ivr.dsl.texts import languages_of, program_nodes, texts_of
+from ivr.dsl.texts import languages_of, program_nodes, said_in, texts_of
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.languages import call_language, choose_voice, has_recognizer
 
@@ -53,16 +53,18 @@ def voicemail_texts(program: Program, config: Config, voice_for: VoiceLookup) ->
 
 
 def flow_texts(program: Program, config: Config, voice_for: VoiceLookup) -> list[Text]:
-    """Every constant ``say`` of the flow (in the voice of the flow's language), then the voicemail
-    dialogues' texts; ``voice_for`` is the TTS engine's voice for a language."""
+    """Every constant ``say`` of the flow, in the voice of each language a call can be in when it
+    says it (after ``set language``), then the voicemail dialogues' texts; ``voice_for`` is the TTS
+    engine's voice for a language."""
     settings = getattr(program, "settings", None)
-    flow_voice = getattr(settings, "voice", None) or ""
-    language = call_language(getattr(settings, "language", "") or "", flow_voice, config.tts.voice)
-    said = [
-        (text, choose_voice(language, voice or "", config.tts, voice_for), rate)
-        for text, voice, rate in texts_of(program)
-    ]
-    return said + voicemail_texts(program, config, voice_for)
+    default = str(getattr(settings, "language", "") or "")
+    languages = said_in(program)
+    said: dict[Text, None] = {}
+    for text, voice, rate in texts_of(program):
+        for written in sorted(languages.get(text, {default})):
+            language = call_language(written, voice or "", config.tts.voice)
+            said[(text, choose_voice(language, voice or "", config.tts, voice_for), rate)] = None
+    return list(said) + voicemail_texts(program, config, voice_for)
 
 
 def prerender(program: Program, config: Config, calllog: CallLog | None) -> int:

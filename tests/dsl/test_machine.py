@@ -491,6 +491,18 @@ def test_per_call_language_and_voice(tmp_path: Path) -> None:
     assert [(a.voice, a.language) for a in says] == [("en-us", "en"), ("de", "de")]
 
 
+def test_the_call_language_follows_a_menu_option(tmp_path: Path) -> None:
+    """What the runtime reads to choose ivr's own sentences: the last `set language` the call ran."""
+    text = (
+        'language en\nnumber default -> m\nmenu m:\n    ask "1 Deutsch, 2 français."\n    1 -> de\n    2 -> fr\n'
+        'de:\n    set language = "de"\n    voicemail 200\nfr:\n    set language = "fr"\n    voicemail 200\n'
+    )
+    machine, _ = start(tmp_path, text)
+    assert (machine.language, machine.voice) == ("en", "")
+    machine.handle(ev.Key("2"), T0 + 1)
+    assert machine.state.startswith("fr") and machine.language == "fr"
+
+
 def test_hangup_outcomes_depend_on_where_the_caller_is(tmp_path: Path) -> None:
     text = "number default -> s\ns:\n    voicemail 200\n"
     m, actions = start(tmp_path, text)

@@ -65,3 +65,19 @@ def test_texts_of_a_compiled_flow(tmp_path):
     found = texts_of(program)
     assert sorted(t for t, _, _ in found) == ["For sales, press 1.", "Goodbye.", "Welcome to Acme."]
     assert {v for _, v, _ in found} == {"en-gb"}
+
+
+def test_languages_of_and_said_in_follow_set_language(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ivr.dsl.loader import load_flow
+    from ivr.dsl.texts import languages_of, said_in
+
+    path = tmp_path / "flow.ivr"
+    path.write_text(
+        'language en\nnumber default -> m\nmenu m:\n    ask "One or two."\n    1 -> de\n    2 -> fr\n'
+        'de:\n    set language = "de"\n    -> both\nfr:\n    set language = "fr"\n    say "Bonjour."\n    -> both\n'
+        'both:\n    say "Acme."\n    set language = "{caller}"\n    say "Ciao."\n',
+        encoding="utf-8",
+    )
+    program = load_flow([path])
+    assert languages_of(program) == ["en", "de", "fr"]
+    assert said_in(program) == {"One or two.": {"en"}, "Bonjour.": {"fr"}, "Acme.": {"de", "fr"}, "Ciao.": {"de", "fr"}}

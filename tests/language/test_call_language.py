@@ -230,3 +230,22 @@ def test_a_broken_catalogue_is_an_error_of_every_flow_load(tmp_path: Path, monke
     finally:
         ivr.language.all_catalogues.cache_clear()
     assert found == [("error", "it.toml: missing message(s) voicemail.access.goodbye (see en.toml)", str(folder / "it.toml"))]
+
+
+def test_prerendering_speaks_each_text_in_the_voice_of_its_language() -> None:
+    from ivr.language import catalogue
+    from ivr.runtime.prepare import flow_texts
+
+    config = load_config(ROOT / "flows" / "ivr.toml")
+    program = load_flow([ROOT / "flows" / "acme.ivr"], prompt_folders=config.prompt_folders)
+
+    texts = flow_texts(program, config, ESPEAK)
+
+    voices = {text: voice for text, voice, _rate in texts}
+    assert voices["Grüezi. Für Deutsch drücken Sie 1."] == "de"
+    assert voices["Bonjour. Pour le français, appuyez sur 2."] == "fr"
+    assert [v for t, v in voices.items() if t.startswith("Willkommen bei Acme.")] == ["de"]
+    assert voices["Welcome to Acme."] == "en-us"
+    for language, voice in (("de", "de"), ("fr", "fr"), ("en", "en-us")):
+        assert (catalogue(language).say("voicemail.leave.saved_goodbye"), voice, 160) in texts
+    assert not [t for t in texts if t[0].startswith("Grüezi") and t[1] != "de"]
