@@ -43,8 +43,8 @@ def test_the_call_language(flow_language: str, flow_voice: str, default_voice: s
 @pytest.mark.parametrize(("language", "flow_voice", "tts", "expected"), [
     ("en", "en-gb", TtsConfig(voice="en-us"), "en-gb"),  # the flow's voice speaks the language
     ("de", "en-us", TtsConfig(voice="en-us"), "de"),  # set language = "de" in an English flow
-    ("de", "en-us", TtsConfig(voice="en-us", voices=(("de", "de+f3"),)), "de+f3"),  # [tts.voices]
-    ("de", "", TtsConfig(voice="en-us", voices=(("de", "de+f3"),)), "de+f3"),
+    ("de", "en-us", TtsConfig(voice="en-us", voices=(("de", "gmw/de"),)), "gmw/de"),  # [tts.voices]
+    ("de", "", TtsConfig(voice="en-us", voices=(("de", "gmw/de"),)), "gmw/de"),
     ("de", "", TtsConfig(voice="de"), None),  # the deployment's own voice speaks German
     ("en", "", TtsConfig(voice="en-us"), None),
     ("xx", "en-us", TtsConfig(voice="en-us"), "en-us"),  # nothing speaks it: the flow's voice
@@ -62,9 +62,9 @@ def test_recognizers_by_language() -> None:
 
 def test_the_deployment_file_keys(tmp_path: Path) -> None:
     path = tmp_path / "ivr.toml"
-    path.write_text('[tts.voices]\nDE = "de+f3"\n\n[speech]\nlanguage = "en"\n\n[speech.models]\nde = "models/de"\n')
+    path.write_text('[tts.voices]\nDE = "gmw/de"\n\n[speech]\nlanguage = "en"\n\n[speech.models]\nde = "models/de"\n')
     config = load_config(path)
-    assert config.tts.voices == (("de", "de+f3"),)
+    assert config.tts.voices == (("de", "gmw/de"),)
     assert config.speech.models == (("de", tmp_path / "models" / "de"),)
     path.write_text('[tts]\nvoices = ["de"]\n')
     with pytest.raises(ConfigError) as err:
@@ -243,9 +243,9 @@ def test_prerendering_speaks_each_text_in_the_voice_of_its_language() -> None:
 
     voices = {text: voice for text, voice, _rate in texts}
     assert voices["Grüezi. Für Deutsch drücken Sie 1."] == "de"
-    assert voices["Bonjour. Pour le français, appuyez sur 2."] == "fr"
+    assert voices["Bonjour. Pour le français, appuyez sur 2."] == "fr-ch"  # [tts.voices] of flows/ivr.toml
     assert [v for t, v in voices.items() if t.startswith("Willkommen bei Acme.")] == ["de"]
     assert voices["Welcome to Acme."] == "en-us"
-    for language, voice in (("de", "de"), ("fr", "fr"), ("en", "en-us")):
+    for language, voice in (("de", "de"), ("fr", "fr-ch"), ("en", "en-us")):
         assert (catalogue(language).say("voicemail.leave.saved_goodbye"), voice, 160) in texts
     assert not [t for t in texts if t[0].startswith("Grüezi") and t[1] != "de"]

@@ -84,4 +84,4 @@ def test_a_german_caller_leaves_a_message_and_listens_to_it_in_german(tmp_path: 
     for text in LEAVING + RETRIEVING:
         assert engine.path_for(text, voice="de").is_file(), f"not rendered in the German voice: {text}"
         assert not engine.path_for(text, voice="en-us").is_file(), f"rendered in the English voice: {text}"
-    assert engine.path_for(CHOICE[1], voice="fr").is_file()
+    assert engine.path_for(CHOICE[1], voice="fr-ch").is_file()  # flows/ivr.toml: [tts.voices] fr = "fr-ch"
