@@ -67,7 +67,7 @@ class DialogueBase(SubMachine):
 
     def _say_text(self, text: str, out: list[Action], message: str = "") -> None:
         pid = next(_prompt_ids)
-        out.append(Say(text, pid, voice=self.voice, language=self.language, message=message))
+        out.append(Say(text, pid, voice=self.voice, language=self.lang.language, message=message))
         self._last_prompt = pid
         self._prompting = True
 

@@ -128,10 +128,11 @@ class Dialogue(SubMachine):
         return prompts
 
     def say(self, message: str, **args: object) -> Say:
-        """Catalogue sentence ``message`` in the call's language (``args`` fill its placeholders)."""
+        """Catalogue sentence ``message`` in the call's language (``args`` fill its placeholders);
+        spoken in the catalogue's language (English for a language without one)."""
         text = self.lang.say(message, **args)
         constant = "" if args else message  # only a constant sentence can have a recording
-        return Say(text, self._new_id(), voice=self.voice, language=self.language, message=constant)
+        return Say(text, self._new_id(), voice=self.voice, language=self.lang.language, message=constant)
 
     def play(self, path: str) -> Play:
         return Play(path, self._new_id())

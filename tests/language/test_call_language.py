@@ -249,3 +249,15 @@ def test_prerendering_speaks_each_text_in_the_voice_of_its_language() -> None:
     for language, voice in (("de", "de"), ("fr", "fr-ch"), ("en", "en-us")):
         assert (catalogue(language).say("voicemail.leave.saved_goodbye"), voice, 160) in texts
     assert not [t for t in texts if t[0].startswith("Grüezi") and t[1] != "de"]
+
+
+def test_a_language_without_catalogue_speaks_ivrs_sentences_in_english_with_an_english_voice(tmp_path: Path) -> None:
+    deployment(tmp_path)
+    flow = tmp_path / "flow.ivr"
+    flow.write_text(FLOW.replace("language de", "language ru"), encoding="utf-8")
+
+    result = call(tmp_path, "1")
+
+    greeting = next(line for line in result.lines if line.text.startswith("say: Anna Meier is not available."))
+    assert greeting.data["language"] == "en"  # the catalogue's language, so an English voice reads it
+    assert "say: Your message has been saved. Goodbye." in result.text
