@@ -261,3 +261,19 @@ def test_a_language_without_catalogue_speaks_ivrs_sentences_in_english_with_an_e
     greeting = next(line for line in result.lines if line.text.startswith("say: Anna Meier is not available."))
     assert greeting.data["language"] == "en"  # the catalogue's language, so an English voice reads it
     assert "say: Your message has been saved. Goodbye." in result.text
+
+
+def test_a_menu_option_that_sets_the_language_asks_again_and_the_rest_follows(tmp_path: Path) -> None:
+    deployment(tmp_path)
+    (tmp_path / "flow.ivr").write_text(
+        'language en\nnumber default -> m\n\nmenu m:\n    ask "For German, press 1. To leave a message, press 2."\n'
+        '    1 -> set language = "de"\n    2 -> voicemail 200\n',
+        encoding="utf-8",
+    )
+
+    result = call(tmp_path, "1 2")
+
+    said = [line.text for line in result.lines if line.kind == "say"]
+    assert said[:2] == ["say: For German, press 1. To leave a message, press 2."] * 2
+    assert said[2].startswith("say: Anna Meier ist zurzeit nicht erreichbar.")
+    assert said[3] == "say: Ihre Nachricht wurde gespeichert. Auf Wiederhören."
