@@ -220,7 +220,10 @@ def cluster(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory, tts_ca
     try:
         with ThreadPoolExecutor(2) as pool:  # the two nodes start side by side
             started = {name: pool.submit(start, name) for name in ("a", "b")}
-        c.nodes = {name: future.result() for name, future in started.items()}
+        failed = [f.exception() for f in started.values() if f.exception() is not None]
+        c.nodes = {name: f.result() for name, f in started.items() if f.exception() is None}
+        if failed:
+            raise failed[0]  # type: ignore[misc]  # the node that did start is stopped below
         c.proxy = start_kamailio(tmp, ports)
         yield c
     finally:
