@@ -19,7 +19,7 @@ from tests.storage.test_storage import recording
 
 def deployment(tmp_path: Path, url: str) -> Path:
     toml = tmp_path / "ivr.toml"
-    toml.write_text(f'[storage]\nurl = "{url}"\nshared = "shared"\npool_size = 2\n')
+    toml.write_text(f'[storage]\nurl = "{url}"\nshared = "shared"\npool_size = 2\n\n[[mailboxes]]\nnumber = "200"\n')
     return toml
 
 
@@ -101,6 +101,10 @@ def test_migrate_from_sqlite_moves_everything_over(
         assert [b.uri for b in storage.bindings().bindings("201")] == ["sip:201@10.0.0.5:5062"]
         assert main(["switch", "--config", str(toml)]) == 0
         assert capsys.readouterr().out == "night: on\nstorm: off\n"
+        assert main(["calls", "--config", str(toml), "--json"]) == 0  # the admin's commands read the database
+        assert [json.loads(line)["call_id"] for line in capsys.readouterr().out.splitlines()] == ["c2", "c1"]
+        assert main(["mailbox", "list", "200", "--config", str(toml)]) == 0
+        assert capsys.readouterr().out.splitlines()[0] == "mailbox 200: 2 new, 1 saved"
     finally:
         storage.close()
     assert (data / "voicemail" / "index.sqlite3").is_file()  # the old installation is left as it was
