@@ -112,3 +112,37 @@ def test_migrate_from_sqlite_moves_everything_over(
     assert main(["db", "migrate-from-sqlite", str(data), "--config", str(toml)]) == 1
     assert capsys.readouterr().err == (
         f"ivr db: {url}: the voicemail tables already hold messages; migrate into an empty one\n")
+
+
+def test_serve_refuses_a_database_without_its_schema_before_binding(postgres: Postgres, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = postgres.new_database()
+    flow = tmp_path / "hangup.ivr"
+    flow.write_text("number default -> start\n\nstart:\n    hangup\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ivr", "serve", str(flow), "--config", str(deployment(tmp_path, url)),
+         "--listen", "127.0.0.1:0", "--log-format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    errors = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [error] = [e for e in errors if e.get("event") == "error"]
+    assert error["message"] == f"storage: {url}: schema version 0, this ivr needs 1: run `ivr db upgrade`"
+    assert not any(e.get("event") == "listening" for e in errors)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ('url = "mysql://x"', "url must start with postgresql:// (empty: SQLite in the data folder)"),
+    ("pool_size = 0", "pool_size must be 1 or more"),
+    ("colour = 1", "unknown key(s) colour"),
+])
+def test_storage_settings_are_checked(tmp_path: Path, section: str, message: str) -> None:
+    from ivr.config import ConfigError, load_config
+
+    toml = tmp_path / "ivr.toml"
+    toml.write_text(f"[storage]\n{section}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(toml)
+    assert str(info.value) == f"{toml}: [storage]: {message}"
