@@ -226,12 +226,15 @@ class _PostgresCursor(Cursor):
 
 
 class PostgresDatabase(Database):
-    """A PostgreSQL database through a pool of ``min_size``..``max_size`` connections."""
+    """A PostgreSQL database through a pool of ``min_size``..``max_size`` connections.
+
+    ``timeout`` bounds the wait for a free connection, a new connection and every statement.
+    """
 
     dialect: Dialect = "postgresql"
     insertion_order = "seq"
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 5.0) -> None:
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -240,7 +243,11 @@ class PostgresDatabase(Database):
         self.timeout = timeout
         self.pool: ConnectionPool[Any] = ConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
-            kwargs={"row_factory": dict_row, "autocommit": True}, name="ivr",
+            # A database that stops answering holds a caller for at most ``timeout``: no statement
+            # runs longer, and no connection is waited for longer (see "Limits" in docs/operations.md).
+            kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": max(1, round(timeout)),
+                    "options": f"-c statement_timeout={round(timeout * 1000)}"},
+            name="ivr",
         )
         try:
             self.pool.open(wait=True, timeout=timeout)
