@@ -4,8 +4,11 @@ The module starts a database of the session's PostgreSQL cluster (tests/postgres
 the schema with ``ivr db upgrade``, starts two nodes (each its own SIP port, RTP range and data
 folder; the same ``[storage]``) and Kamailio 5.6 with ``deploy/kamailio/kamailio.cfg`` as
 shipped, told its ports with ``-A`` and probing every second.  sipp calls through Kamailio
-(or straight to one node where a test names the node).  Every wait is on a log line of a node
-or of Kamailio, never a sleep.
+(or straight to one node where a test names the node); a baresip phone registers through
+Kamailio and is rung by the node that did not store its registration.  The tests run in file
+order on the one cluster; a test that finds a node stopped by an earlier one starts it again
+in a fresh data folder (the state is the database's).  Every wait is on a log line of a node or
+of Kamailio, or a phone's event, never a sleep.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ FLOW = """\
 switch night
 number +41000000200 -> leave
 number +41000000201 -> listen
+number +41000000202 -> desk
 number default -> start
 
 start:
@@ -81,6 +85,10 @@ leave:
 
 listen:
     voicemail access 200
+
+desk:
+    transfer to 201 for 15s
+        else -> bye
 """
 
 
@@ -324,6 +332,41 @@ def test_a_registration_through_the_proxy_is_seen_by_the_other_node(cluster: Clu
     regexp = r"sip:201@127\.0\.0\.1:[0-9]+;transport=UDP"
     fetch.write_text((HERE / "scenarios" / "register_fetch.xml").read_text().replace("@CONTACT@", regexp))
     sipp(str(fetch), other, service="201", extra=("-au", "201", "-ap", "secret201")).check()
+
+
+def test_a_phone_registered_through_the_proxy_is_rung_by_the_other_node_through_it(
+    cluster: Cluster, sipp: Callable[..., Any], baresip: Callable[[Path], Any]
+) -> None:
+    nodes = {name: cluster.ensure(name) for name in ("a", "b")}
+    assert cluster.proxy is not None
+    mic = cluster.tmp / "mic.wav"
+    t = np.arange(8000 * 10) / 8000
+    soundfile.write(mic, (np.sin(2 * np.pi * 600 * t) * 0.2).astype(np.float32), 8000)
+    phone = baresip(mic)
+    proxy_mark = cluster.proxy.mark()
+    phone.command("uanew", f"<sip:201@{cluster.proxy.address}>;auth_pass=secret201;answermode=auto;regint=600")
+    phone.wait_event("REGISTER_OK")
+    # The node that stored the binding took the last REGISTER Kamailio dispatched (the first got the 401).
+    last = cluster.proxy.wait_line(r"dispatch REGISTER .* to sip:127\.0\.0\.1:(\d+)", after=proxy_mark)
+    while (i := _next_register(cluster.proxy, last + 1)) is not None:
+        last = i
+    port = int(re.search(r"to sip:127\.0\.0\.1:(\d+)", cluster.proxy.lines[last]).group(1))  # type: ignore[union-attr]
+    other = nodes["b" if cluster.ports["a"] == port else "a"]
+    start = mark(other)
+    result = sipp(CALL, other, service="+41000000202", timeout=40, extra=("-d", "4000"))
+    phone.wait_event("CALL_ESTABLISHED")
+    result.check()
+    phone.wait_event("CALL_CLOSED")
+    with other.cond:
+        records = other.records[start:]
+    legs = [r for r in records if r.get("event") == "leg_invite"]  # also the earlier test's sipp contact
+    assert legs and all(leg["to"] == cluster.proxy.address for leg in legs)  # where the REGISTERs came from
+    assert any(r.get("event") == "transfer_result" and r.get("outcome") == "answered" for r in records)
+
+
+def _next_register(proxy: Kamailio, after: int) -> int | None:
+    with proxy.cond:
+        return next((i for i in range(after, len(proxy.lines)) if "dispatch REGISTER" in proxy.lines[i]), None)
 
 
 def test_sigterm_drains_a_node_and_the_proxy_sends_it_no_more_calls(cluster: Cluster, sipp: Callable[..., Any]) -> None:
