@@ -5,9 +5,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 FLOW    ?= flows/acme.ivr
 LISTEN  ?= 127.0.0.1:5060
-APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox tshark faketime
+APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox tshark faketime postgresql kamailio kamailio-postgres-modules
 
-.PHONY: run test deps system-deps speech-deps lint bench clean
+.PHONY: run cluster test deps system-deps speech-deps lint bench clean
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -35,6 +35,10 @@ deps: system-deps $(BIN)/ivr speech-deps
 
 run: deps
 	$(BIN)/ivr serve $(FLOW) --config flows/ivr.toml --listen $(LISTEN)
+
+# PostgreSQL, Kamailio on 127.0.0.1:5060 and two nodes, state in ./cluster (docs/operations.md)
+cluster: deps
+	$(BIN)/python deploy/cluster.py
 
 test: deps
 	$(BIN)/ruff check ivr tests bench

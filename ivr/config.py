@@ -191,6 +191,22 @@ class RegistrarConfig:
     block_time: float = 300.0  # ... block that IP this long
     throttle_action: str = "drop"  # or "403"
     domains: tuple[str, ...] = ()  # empty: any host in the Request-URI
+    # Nodes behind one proxy share it, so a REGISTER answers a challenge any of them made;
+    # empty: a random secret per process (nonces die with it: stale, not failure).
+    nonce_secret: str = ""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the state lives: embedded (SQLite files in the data folder) unless ``url`` names PostgreSQL."""
+
+    url: str = ""  # postgresql://user@host:port/db; empty: SQLite in the data folder
+    shared: Path | None = None  # the folder every node mounts for voicemail audio; default: the data folder
+    pool_size: int = 8  # connections per node
+
+    @property
+    def shared_database(self) -> bool:
+        return bool(self.url)
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,7 @@ class Config:
     registrar: RegistrarConfig = RegistrarConfig()
     transfers: TransferConfig = TransferConfig()
     numbers: NumbersConfig = NumbersConfig()
+    storage: StorageConfig = StorageConfig()
 
     def extension(self, number: str) -> Extension | None:
         return next((e for e in self.extensions if e.number == number), None)
@@ -369,8 +386,9 @@ def _from_raw(
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
     numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
+    storage = _storage(_table(raw, "storage", where), base, f"{where}: [storage]")
     known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",
-             "transfers", "numbers"}
+             "transfers", "numbers", "storage"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -391,7 +409,20 @@ def _from_raw(
         registrar=registrar,
         transfers=transfers,
         numbers=numbers,
+        storage=storage,
     )
+
+
+def _storage(values: dict[str, Any], base: Path, where: str) -> StorageConfig:
+    shared = values.get("shared")
+    storage: StorageConfig = _build(
+        StorageConfig, values, where, shared=(base / str(shared)).resolve() if shared else None
+    )
+    if storage.url and not re.match(r"postgres(ql)?://", storage.url):
+        raise ConfigError(f"{where}: url must start with postgresql:// (empty: SQLite in the data folder)")
+    if storage.pool_size < 1:
+        raise ConfigError(f"{where}: pool_size must be 1 or more")
+    return storage
 
 
 def _numbers(values: dict[str, Any], where: str) -> NumbersConfig:

@@ -9,6 +9,10 @@ The rules (the architecture in issue 9):
   features and the CLI; ``ivr.media`` no ``ivr.dsl``, ``ivr.runtime``, ``ivr.config``,
   ``ivr.sip`` nor the features and the CLI; ``ivr.language`` (the message catalogues) none of
   ``ivr.dsl``, ``ivr.sip``, ``ivr.media``, ``ivr.runtime``, ``ivr.config``, the features, the CLI;
+* ``ivr.storage`` (where the state lives: SQLite files or a shared PostgreSQL) sits beside the
+  runtime's other inputs: it may use ``ivr.config`` and ``ivr.sip``'s records, never
+  ``ivr.runtime``, ``ivr.media``, ``ivr.dsl``, the features or the CLI; ``ivr.dsl``, ``ivr.sip``
+  and ``ivr.media`` do not import it (the registrar takes its bindings through a protocol);
 * only ``ivr.cli`` and ``ivr.commands.*`` import ``ivr.commands``;
 * no import cycles between modules: the module graph (every import counts, at the top, in
   a function or under ``if TYPE_CHECKING:``) has no strongly connected component of two
@@ -39,11 +43,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ivr"
 FEATURES_AND_CLI = ("ivr.voicemail", "ivr.directory", "ivr.commands")
 # layer -> the layers it must not import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "ivr.dsl": ("ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", *FEATURES_AND_CLI),
-    "ivr.sip": ("ivr.media", "ivr.runtime", "ivr.config", "ivr.dsl", *FEATURES_AND_CLI),
-    "ivr.media": ("ivr.dsl", "ivr.runtime", "ivr.config", "ivr.sip", *FEATURES_AND_CLI),
+    "ivr.dsl": ("ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", "ivr.storage", *FEATURES_AND_CLI),
+    "ivr.sip": ("ivr.media", "ivr.runtime", "ivr.config", "ivr.dsl", "ivr.storage", *FEATURES_AND_CLI),
+    "ivr.media": ("ivr.dsl", "ivr.runtime", "ivr.config", "ivr.sip", "ivr.storage", *FEATURES_AND_CLI),
+    "ivr.storage": ("ivr.runtime", "ivr.media", "ivr.dsl", *FEATURES_AND_CLI),
     # the message catalogues sit beside media: runtime, voicemail and the directory use them
-    "ivr.language": ("ivr.dsl", "ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", *FEATURES_AND_CLI),
+    "ivr.language": ("ivr.dsl", "ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", "ivr.storage", *FEATURES_AND_CLI),
 }
 CLI = "ivr.commands"
 CLI_IMPORTERS = ("ivr.cli", "ivr.commands")

@@ -61,12 +61,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ivr.config import ConfigError, load_config
     from ivr.runtime.journal import Journal
+    from ivr.storage import Storage, StorageError, open_storage
 
     try:
         since = parse_since(args.since) if args.since else None
-        data = Path(args.data) if args.data else load_config(args.config).data
-        journal = Journal.reader(data)
-    except (SinceError, ConfigError, FileNotFoundError) as exc:
+        storage = Storage(Path(args.data), Path(args.data)) if args.data else open_storage(load_config(args.config))
+        data = storage.data if storage.db is None else storage.db.name
+        journal = Journal.reader(storage)
+    except (SinceError, ConfigError, FileNotFoundError, StorageError) as exc:
         print(f"ivr calls: {exc}", file=sys.stderr)
         return 1
     if args.limit < 0:
@@ -74,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         rows = journal.query(since=since, caller=args.caller, outcome=args.outcome, limit=args.limit)
-    except Exception as exc:  # sqlite3.Error: a damaged file
+    except Exception as exc:  # StorageError: a damaged file, a database gone
         print(f"ivr calls: cannot read the journal in {data}: {exc}", file=sys.stderr)
         return 1
     finally:
         journal.close()
+        storage.close()
     for row in rows:
         if args.json:
             print(json.dumps(row.as_dict(), ensure_ascii=False))

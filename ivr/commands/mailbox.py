@@ -85,10 +85,20 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, data=args.data)
 
 
+def _store(config: Config) -> VoicemailStore:
+    """The deployment's voicemail (the data folder's, or the nodes' shared database and folder)."""
+    from ivr.storage import StorageError, open_storage
+
+    try:
+        return VoicemailStore.on(open_storage(config))
+    except StorageError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def _message(args: argparse.Namespace) -> tuple[VoicemailStore, Message]:
     config = _config(args)
     _known_box(config, args.box)
-    store = VoicemailStore(config.data)
+    store = _store(config)
     messages = store.list(args.box)
     if not 1 <= args.n <= len(messages):
         raise CommandError(
@@ -107,7 +117,7 @@ def _known_box(config: Config, box: str) -> None:
 def run_list(args: argparse.Namespace) -> int:
     config = _config(args)
     _known_box(config, args.box)
-    store = VoicemailStore(config.data)
+    store = _store(config)
     counts = store.counts(args.box)
     print(f"mailbox {args.box}: {counts.new} new, {counts.saved} saved")
     for n, m in enumerate(store.list(args.box), 1):

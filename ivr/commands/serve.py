@@ -26,8 +26,8 @@ def register(subparsers: Any) -> None:
             "file is read again and the flows loaded, checked and their texts pre-rendered; new "
             "calls then run the new flows while running calls finish on the old ones. A flow that "
             "fails the check is logged (reload_failed, with file:line:col diagnostics) and the old "
-            "flows keep serving. listen, public_address, data, rtp_ports and [smtp] need a restart "
-            "(reload_ignored names them). SIGHUP while draining is ignored."
+            "flows keep serving. listen, public_address, data, rtp_ports, [smtp] and [storage] need a "
+            "restart (reload_ignored names them). SIGHUP while draining is ignored."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,6 +6,10 @@ atomic (a temporary file in the same folder, fsync, rename) under an exclusive l
 flipping switches at once both win and a running server never reads half a file.  When the
 deployment's flows can be read, only the switches they declare are accepted: a typo (``nigth``)
 is refused with the declared names, not written as a switch no flow reads.
+
+With ``[storage] url`` (nodes sharing a PostgreSQL database) the positions are the database's
+``switches`` table instead (:class:`ivr.storage.switches.TableSwitches`): a flip there is seen by
+every node at once.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from __future__ import annotations
 import argparse
 import fcntl
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivr.commands.atomic import write_text_atomically
 from ivr.commands.options import add_config_option, add_data_option
@@ -30,6 +34,9 @@ from ivr.runtime.switches import (
     read_switches,
     switches_path,
 )
+
+if TYPE_CHECKING:
+    from ivr.config import Config
 
 __all__ = ["SwitchError", "read_switches", "register", "run", "write_switch"]
 
@@ -74,23 +81,34 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ivr.config import ConfigError
+    from ivr.storage import StorageError
 
+    storage = None
     try:
-        data, declared = _data_and_declared(args)
+        data, declared, config = _data_and_declared(args)
+        read: Callable[[], dict[str, bool]] = lambda: read_switches(data)  # noqa: E731
+        write: Callable[[str, bool], dict[str, bool]] = lambda name, on: write_switch(data, name, on)  # noqa: E731
+        if config is not None and config.storage.shared_database:  # the nodes' shared database
+            from ivr.storage import open_storage
+            from ivr.storage.switches import TableSwitches
+
+            storage = open_storage(config)
+            assert storage.db is not None
+            read, write = TableSwitches(storage.db).read, TableSwitches(storage.db).set
         if args.name is None:
-            positions = dict.fromkeys(declared or (), False) | read_switches(data)
+            positions = dict.fromkeys(declared or (), False) | read()
             for name, on in sorted(positions.items()):
                 print(f"{name}: {'on' if on else 'off'}")
             return 0
         if declared is not None and args.name not in declared:
             raise SwitchError(_undeclared(args.name, declared))
-        if args.state == "status":
-            on = read_switches(data).get(args.name, False)
-        else:
-            on = write_switch(data, args.name, args.state == "on")[args.name]
-    except (SwitchError, ConfigError, OSError) as exc:
+        on = read().get(args.name, False) if args.state == "status" else write(args.name, args.state == "on")[args.name]
+    except (SwitchError, ConfigError, OSError, StorageError) as exc:
         print(f"ivr switch: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if storage is not None:
+            storage.close()
     print(f"{args.name}: {'on' if on else 'off'}")
     return 0
 
@@ -101,8 +119,8 @@ def _undeclared(name: str, declared: tuple[str, ...]) -> str:
     return f"no flow declares switch '{name}'{did_you_mean(name, declared)} (declared: {', '.join(declared)})"
 
 
-def _data_and_declared(args: argparse.Namespace) -> tuple[Path, tuple[str, ...] | None]:
-    """The data folder and the declared switches (None: unknown, any name is taken).
+def _data_and_declared(args: argparse.Namespace) -> tuple[Path, tuple[str, ...] | None, Config | None]:
+    """The data folder, the declared switches (None: unknown, any name is taken) and the deployment.
 
     --data alone is enough if the deployment file is broken.
     """
@@ -113,6 +131,6 @@ def _data_and_declared(args: argparse.Namespace) -> tuple[Path, tuple[str, ...] 
     except ConfigError:
         if not args.data:
             raise
-        return Path(args.data), None  # the flows only add a typo check
+        return Path(args.data), None, None  # the flows only add a typo check
     data = Path(args.data) if args.data else config.data
-    return data, declared_switches(config.server.flows)
+    return data, declared_switches(config.server.flows), config

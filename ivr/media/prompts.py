@@ -69,9 +69,11 @@ class PromptStore:
     :data:`DATA_CACHE_SIZE` entries.  Thread-safe: the runner may load from worker threads.
     """
 
-    def __init__(self, folders: Sequence[Path], data_dir: Path | None = None) -> None:
+    def __init__(self, folders: Sequence[Path], data_dir: Path | None = None, *, shared_data: Sequence[Path] = ()) -> None:
         self.folders = tuple(Path(f).resolve() for f in folders)
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
+        # Folders searched before data_dir for data: paths (voicemail in a folder every node shares).
+        self.shared_data = tuple(Path(f).resolve() for f in shared_data)
         self._cache: dict[Path, tuple[int, int, Clip]] = {}
         self._data_cache: OrderedDict[Path, tuple[int, int, Clip]] = OrderedDict()
         self._lock = threading.Lock()
@@ -81,7 +83,7 @@ class PromptStore:
         if path.startswith(DATA_PREFIX):
             if self.data_dir is None:
                 raise PromptPathError(f"{path!r}: no data folder configured for data: paths")
-            return _resolve_in(path[len(DATA_PREFIX) :], (self.data_dir,), path, "the data folder")
+            return _resolve_in(path[len(DATA_PREFIX) :], (*self.shared_data, self.data_dir), path, "the data folder")
         if not self.folders:
             raise FileNotFoundError(f"prompt {path!r} not found: no prompt folders configured")
         return _resolve_in(path, self.folders, path, "the prompt folders")

@@ -1,6 +1,6 @@
-"""The call journal: one row per call in SQLite (WAL) in the data folder.
+"""The call journal: one row per call, in SQLite (WAL) in the data folder or in the shared database.
 
-``journal.sqlite3`` holds, for every call ``ivr serve`` took: when it
+``journal.sqlite3`` (or the ``calls`` table of PostgreSQL, :mod:`ivr.storage`) holds, for every call ``ivr serve`` took: when it
 started, was answered and ended, the caller and the number called, the path
 through the flow (steps entered and the caller's events: keys, speech,
 transfer results...), the outcome (``transferred`` with whom, ``voicemail``
@@ -13,8 +13,8 @@ The runner feeds the journal the same records it writes to the call log
 the call starts (a crash still leaves a trace), updated when it is
 answered, and completed when it ends; the path is kept in memory meanwhile.
 WAL mode lets ``ivr calls`` read while the server writes.  Writes go through
-one writer thread, in order, so a slow disk or a WAL checkpoint never stalls
-the event loop that paces every call's media; reads wait for the writes queued
+one writer thread, in order, so a slow disk, a WAL checkpoint or a database
+across the network never stalls the event loop that paces every call's media; reads wait for the writes queued
 before them.  A journal that cannot be written is logged and the call goes on:
 the journal never costs a caller their call.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -32,9 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ivr.storage import JOURNAL_FILE, Storage
+from ivr.storage.database import Database, Row, StorageError
+
 log = logging.getLogger("ivr.runtime.journal")
 
-JOURNAL_FILE = "journal.sqlite3"
+__all__ = ["JOURNAL_FILE", "Journal", "JournalRow"]
 MAX_PATH = 400  # entries kept per call: a caller looping in a menu for an hour is not a reason to grow
 
 SCHEMA = """
@@ -109,42 +111,38 @@ class _Live:
 
 
 class Journal:
-    """Writes the call journal (see the module docstring); thread-safe, one connection."""
+    """Writes the call journal (see the module docstring); thread-safe."""
 
-    def __init__(self, db: sqlite3.Connection | None, path: Path | None = None) -> None:
+    def __init__(self, db: Database | None, path: Path | str | None = None, *, owns: bool = True) -> None:
         self.db = db
-        self.path = path
-        self.lock = threading.Lock()
+        self.path = path if path is not None else (db.name if db is not None else None)
+        self.owns = owns  # close the database with the journal (an embedded file of its own)
         self.live: dict[str, _Live] = {}
         self.failed = False
         self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
 
     @classmethod
-    def open(cls, data: Path) -> Journal:
-        """The data folder's journal; one that cannot be opened is logged and writes nothing."""
-        path = data / JOURNAL_FILE
+    def open(cls, source: Path | Storage) -> Journal:
+        """The journal of a data folder or a storage; one that cannot be opened is logged and writes nothing."""
+        storage = source if isinstance(source, Storage) else Storage(Path(source), Path(source))
         try:
-            data.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+            db = storage.journal_db()
+            if db.dialect == "sqlite":
+                db.script(SCHEMA)
+        except (OSError, StorageError) as exc:
+            path = storage.data / JOURNAL_FILE if storage.db is None else storage.db.name
             log.error("call journal %s cannot be opened, calls are not journalled: %s", path, exc)
             journal = cls(None, path)
             journal.failed = True
             return journal
-        return cls(db, path)
+        return cls(db, owns=storage.db is None)
 
     @classmethod
-    def reader(cls, data: Path) -> Journal:
+    def reader(cls, source: Path | Storage) -> Journal:
         """Open an existing journal for queries (``ivr calls``); FileNotFoundError if there is none."""
-        path = data / JOURNAL_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no call journal in {data} (no call has been taken there yet)")
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=5.0)
-        return cls(db, path)
+        storage = source if isinstance(source, Storage) else Storage(Path(source), Path(source))
+        return cls(storage.journal_db(readonly=True), owns=storage.db is None)
 
     def close(self) -> None:
         """Write what is queued, stop the writer, close the database."""
@@ -152,9 +150,8 @@ class Journal:
             self._queue.put(None)
             self._writer.join()
             self._writer = None
-        with self.lock:
-            if self.db is not None:
-                self.db.close()
+        if self.db is not None and self.owns:
+            self.db.close()
 
     def flush(self) -> None:
         """Wait until every write queued so far is in the database."""
@@ -195,8 +192,10 @@ class Journal:
 
     def started(self, call_id: str, caller: str, called: str, at: float | None = None) -> None:
         self.live[call_id] = _Live()
-        self._write(
-            "INSERT OR REPLACE INTO calls (call_id, started, caller, called) VALUES (?, ?, ?, ?)",
+        self._write(  # a Call-ID seen again starts a fresh row, as INSERT OR REPLACE did
+            "INSERT INTO calls (call_id, started, caller, called) VALUES (?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE"
+            " SET started = excluded.started, caller = excluded.caller, called = excluded.called, answered = NULL,"
+            " ended = NULL, path = '[]', outcome = NULL, detail = '', step = '', duration = NULL, hangup_cause = ''",
             (call_id, time.time() if at is None else at, caller, called),
         )
 
@@ -216,7 +215,7 @@ class Journal:
             text = live.transfer
         self._write(
             "UPDATE calls SET ended = ?, outcome = ?, detail = ?, step = ?, path = ?, hangup_cause = ?,"
-            " duration = round(? - started, 3) WHERE call_id = ?",
+            " duration = round(CAST(? - started AS NUMERIC), 3) WHERE call_id = ?",
             (at, result, text, live.step, json.dumps(live.path), cause, at, call_id),
         )
 
@@ -244,13 +243,13 @@ class Journal:
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         assert self.db is not None
-        # Text a caller chose may hold bytes that were not UTF-8 (surrogates): sqlite refuses
-        # them, and the exception would end this writer thread and every later row with it.
-        params = tuple(p.encode("utf-8", "replace").decode() if isinstance(p, str) else p for p in params)
+        # Text a caller chose may hold bytes that were not UTF-8 (surrogates) or NUL: the
+        # databases refuse them, and the exception would end this writer thread and every
+        # later row with it.
+        params = tuple(_text(p) if isinstance(p, str) else p for p in params)
         try:
-            with self.lock:
-                self.db.execute(sql, params)
-        except sqlite3.Error as exc:
+            self.db.execute(sql, params)
+        except StorageError as exc:
             if not self.failed:  # once: a full disk must not flood the log
                 log.error("call journal %s cannot be written: %s", self.path, exc)
             self.failed = True
@@ -276,14 +275,12 @@ class Journal:
               " hangup_cause FROM calls"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started DESC, rowid DESC LIMIT ?"
-        params.append(max(0, limit))
         if self.db is None:
             return []
+        sql += f" ORDER BY started DESC, {self.db.insertion_order} DESC LIMIT ?"
+        params.append(max(0, limit))
         self.flush()
-        with self.lock:
-            rows = self.db.execute(sql, params).fetchall()
-        return [_row(r) for r in rows]
+        return [_row(r) for r in self.db.execute(sql, params)]
 
 
 def _entry(event: str, fields: Mapping[str, Any]) -> str:
@@ -298,12 +295,17 @@ def _entry(event: str, fields: Mapping[str, Any]) -> str:
     return event
 
 
-def _row(r: tuple[Any, ...]) -> JournalRow:
+def _text(value: str) -> str:
+    return value.encode("utf-8", "replace").decode().replace("\x00", "")
+
+
+def _row(r: Row) -> JournalRow:
     try:
-        path = tuple(str(p) for p in json.loads(r[6] or "[]"))
+        path = tuple(str(p) for p in json.loads(r["path"] or "[]"))
     except ValueError:
         path = ()
-    return JournalRow(r[0], r[1], r[2], r[3], r[4], r[5], path, r[7], r[8] or "", r[9] or "", r[10], r[11] or "")
+    return JournalRow(r["call_id"], r["started"], r["answered"], r["ended"], r["caller"], r["called"], path,
+                      r["outcome"], r["detail"] or "", r["step"] or "", r["duration"], r["hangup_cause"] or "")
 
 
 def _iso(t: float | None) -> str | None:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ivr.runtime.server")  # the server's logger: a reload is part of serving
 
 # Settings a running process cannot change: its sockets, its data folder, its mail thread.
-RESTART_ONLY = ("listen", "public_address", "data", "rtp_ports", "smtp")
+RESTART_ONLY = ("listen", "public_address", "data", "rtp_ports", "smtp", "storage")
 
 # While a reload parses and compiles in a worker thread, the loop hands the GIL over at every
 # sendto of the media clock and waits the switch interval (5 ms) to get it back: with 20 calls
@@ -247,11 +247,12 @@ def keep_restart_only(current: ServeSettings, fresh: ServeSettings) -> tuple[Ser
         "data": old.data != new.data,
         "rtp_ports": old.server.rtp_ports != new.server.rtp_ports,
         "smtp": old.smtp != new.smtp,
+        "storage": old.storage != new.storage,
     }
     server = dataclasses.replace(
         new.server, listen=old.server.listen, public_address=old.server.public_address, rtp_ports=old.server.rtp_ports
     )
-    config = dataclasses.replace(new, server=server, data=old.data, smtp=old.smtp)
+    config = dataclasses.replace(new, server=server, data=old.data, smtp=old.smtp, storage=old.storage)
     settings = dataclasses.replace(fresh, config=config, listen=current.listen)
     return settings, tuple(name for name in RESTART_ONLY if differ[name])
 

@@ -42,6 +42,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ from ivr.runtime.prepare import prepare_hold_music, warm
 from ivr.runtime.reload import Reloader
 from ivr.runtime.services import Services
 from ivr.runtime.settings import ServeSettings
+from ivr.runtime.shared import open_state
 from ivr.runtime.watchdog import LoopWatchdog
 from ivr.sip.events import (
     CallCancelled,
@@ -70,6 +72,7 @@ from ivr.sip.ua import UserAgent
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
+    from ivr.sip.registrar import RegisterReply
 
 CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, DtmfInfo)
 # Seconds a caller (or a dispatcher) is asked to wait when every call slot is taken
@@ -125,6 +128,7 @@ class Server:
         self.ua: ServerAgent | None = None  # the user agent, once run() has built it
         self._full = False  # every call slot taken (logged on each change)
         self._voicemail_started = False
+        self._register_executor = ThreadPoolExecutor(1, "ivr-register")  # REGISTERs in order, off the loop
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -144,6 +148,10 @@ class Server:
         )
         endpoint = self.endpoint = SipEndpoint(ua, on_events=self._on_ua_events)
         services.endpoint = endpoint
+        problem = open_state(services)  # a shared database unreachable or behind: fail before binding
+        if problem:
+            self.calllog.server("error", problem)
+            return 1
         try:
             bound = await endpoint.start(host, port)
         except OSError as exc:
@@ -175,8 +183,9 @@ class Server:
         clock.stop()
         if self._voicemail_started:
             services.voicemail.stop()
-        services.close_journal()  # its writer thread finishes the rows still queued
+        services.close_journal()  # its writer thread finishes the rows still queued; the storage closes
         services.executor.shutdown(wait=False, cancel_futures=True)
+        self._register_executor.shutdown(wait=False, cancel_futures=True)
         self.calllog.server(
             "stopped",
             "stopped",
@@ -337,9 +346,20 @@ class Server:
             return
         # The registrar keeps bindings on wall-clock time (they survive a restart); the agent's
         # transaction timers run on the loop's clock: each gets its own "now".
-        reply = self.services.registrar().handle_request(event.request, event.source, time.time(), event.transport)
+        registrar = self.services.registrar()
+        args = (event.request, event.source, time.time(), event.transport)
+        if self.services.storage.db is None:
+            self._registered(event, registrar.handle_request(*args))
+            return
+        # A database across the network: the registrar runs in its own thread, in order.
+        future = asyncio.get_running_loop().run_in_executor(self._register_executor, registrar.handle_request, *args)
+        future.add_done_callback(lambda f: self._registered(event, f.result()))
+
+    def _registered(self, event: RequestReceived, reply: RegisterReply) -> None:
+        assert self.services is not None and self.ua is not None
         status = 403 if reply.drop else reply.status
-        ua.respond(event.handle, status, now, headers=reply.headers)
+        self.ua.respond(event.handle, status, self.services.sip_now(), headers=reply.headers)
+        self.services.flush()
         self.calllog.server(
             "register", f"REGISTER from {event.source[0]}:{event.source[1]}: {status}", status=status,
             aor=event.request.to.user if hasattr(event.request.to, "user") else "",

@@ -27,6 +27,7 @@ from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.switches import SwitchError, read_switches
+from ivr.storage import Storage, open_storage
 
 if TYPE_CHECKING:
     from ivr.directory.source import DirectoryBook
@@ -40,15 +41,17 @@ if TYPE_CHECKING:
     from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
     from ivr.sip.trunk import Trunks
+    from ivr.storage.switches import SwitchWatcher
     from ivr.voicemail.service import VoicemailService
     from ivr.voicemail.store import VoicemailStore
 
 log = logging.getLogger("ivr.runtime")
 T = TypeVar("T")
 
-# Engines every generation of Services shares (see Services.reloaded): one writer of the
-# call journal, one voicemail store and mail thread for the process.
-PROCESS_WIDE = frozenset({"journal", "voicemail"})
+# Engines every generation of Services shares (see Services.reloaded): the storage (one
+# pool of the shared database), one writer of the call journal, one voicemail store and
+# mail thread, one switch watcher for the process.
+PROCESS_WIDE = frozenset({"storage", "journal", "voicemail", "switch_watcher"})
 
 
 def kept_engines(old: Config, new: Config) -> set[str]:
@@ -170,7 +173,12 @@ class Services:
 
     @property
     def prompts(self) -> PromptStore:
-        return self._get("prompts", lambda: PromptStore(self.config.prompt_folders, self.data))
+        def build() -> PromptStore:
+            shared = self.storage.shared_folder
+            extra = (shared,) if shared != self.data else ()
+            return PromptStore(self.config.prompt_folders, self.data, shared_data=extra)
+
+        return self._get("prompts", build)
 
     @property
     def hold_music(self) -> HoldMusic:
@@ -187,8 +195,9 @@ class Services:
 
         def build() -> VoicemailService:
             from ivr.voicemail.service import VoicemailService
+            from ivr.voicemail.store import VoicemailStore
 
-            return VoicemailService(self.config, timezone=self.timezone)
+            return VoicemailService(self.config, VoicemailStore.on(self.storage), timezone=self.timezone)
 
         return self._get("voicemail", build)
 
@@ -225,12 +234,12 @@ class Services:
         return self._get(f"directory:{name}", build)
 
     def registrar(self) -> Registrar:
-        """The registrar of ivr.toml's extensions (bindings in the data folder), built once."""
+        """The registrar of ivr.toml's extensions (bindings in the storage), built once."""
 
         def build() -> Registrar:
             from ivr.runtime import sipconfig
 
-            return sipconfig.registrar(self.config)
+            return sipconfig.registrar(self.config, store=self.storage.bindings())
 
         return self._get("registrar", build)
 
@@ -280,29 +289,66 @@ class Services:
             registrations.stop()
 
     @property
+    def storage(self) -> Storage:
+        """Where the state lives (``[storage]``: the data folder's files or a shared database)."""
+        return self._get("storage", lambda: open_storage(self.config))
+
+    @property
     def journal(self) -> Journal:
-        """The call journal (SQLite in the data folder), opened on first use."""
+        """The call journal (in the storage), opened on first use."""
 
         def build() -> Journal:
             from ivr.runtime.journal import Journal
 
-            return Journal.open(self.data)
+            return Journal.open(self.storage)
 
         return self._get("journal", build)
 
     def switches(self) -> dict[str, bool]:
-        """The manual switches' current positions (``ivr switch NAME on|off``), read per call."""
+        """The manual switches' current positions (``ivr switch NAME on|off``), read per call.
+
+        Embedded: the data folder's file.  Shared database: the watcher's copy, kept current by
+        LISTEN/NOTIFY in its own thread (:meth:`watch_switches`), so no call waits on the database.
+        """
+        watcher = self._shared.get("switch_watcher")
+        if watcher is not None:
+            return watcher.positions()
         try:
             return read_switches(self.data)
         except SwitchError:  # a damaged state file must not stop calls: log it, every switch off
             log.exception("cannot read switch state in %s", self.data)
             return {}
 
+    def watch_switches(self) -> SwitchWatcher | None:
+        """With a shared database: start following the switches (at start-up); None when embedded."""
+        db = self.storage.db
+        if db is None:
+            return None
+
+        def build() -> SwitchWatcher:
+            from ivr.storage.switches import SwitchWatcher, TableSwitches
+
+            watcher = SwitchWatcher(TableSwitches(db), on_change=self._switches_changed)
+            watcher.start()
+            return watcher
+
+        return self._get("switch_watcher", build)
+
+    def _switches_changed(self, positions: dict[str, bool]) -> None:
+        text = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in sorted(positions.items())) or "all off"
+        self.calllog.server("switches", f"switches: {text}", switches=positions)
+
     def close_journal(self) -> None:
-        """Write the journal rows still queued and close it (the server is stopping)."""
+        """Write the journal rows still queued, close it and the storage (the server is stopping)."""
         journal = self._shared.pop("journal", None)
         if journal is not None:
             journal.close()
+        watcher = self._shared.pop("switch_watcher", None)
+        if watcher is not None:
+            watcher.stop()
+        storage = self._shared.pop("storage", None)
+        if storage is not None:
+            storage.close()
 
     def _get(self, key: str, build: Callable[[], T]) -> T:
         engines = self._shared if key in PROCESS_WIDE else self._lazy

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ivr.config import Config, ConfigError, SmtpConfig, parse_duration
+from ivr.config import Config, ConfigError, SmtpConfig, StorageConfig, parse_duration
 from ivr.dsl import events as ev
 from ivr.dsl.schedule import Hours, format_local, zone
 from ivr.media.clip import FRAME_SAMPLES, RATE
@@ -377,7 +377,8 @@ class Simulation:
     def _services(self, data: Path) -> Services:
         from ivr.media.tts import TtsEngine
 
-        config = dataclasses.replace(self.config, data=data, smtp=SmtpConfig())  # no mail leaves
+        # No mail leaves, and the state is the throw-away folder's, never a shared database.
+        config = dataclasses.replace(self.config, data=data, smtp=SmtpConfig(), storage=StorageConfig())
         services = Services(
             config=config, program=self.program, ua=self.network, clock=None, calllog=_TraceLog(self),
             contact_host="192.0.2.1", media_host="192.0.2.1", executor=InlineExecutor(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ivr.config import Config
 from ivr.sip.auth import DigestChallenger
-from ivr.sip.registrar import Account, Registrar, RegistrationStore
+from ivr.sip.registrar import Account, BindingStore, Registrar, RegistrationStore
 from ivr.sip.throttle import AuthThrottle
 from ivr.sip.trunk import Trunks
 
@@ -21,15 +21,16 @@ def registrar_accounts(config: Config) -> tuple[Account, ...]:
     return tuple(Account(e.number, e.username, e.password, e.contacts) for e in config.extensions)
 
 
-def registrar(config: Config, store: RegistrationStore | None = None) -> Registrar:
-    """The registrar of a deployment: bindings in ``<data>/registrations.sqlite`` unless ``store`` is given."""
+def registrar(config: Config, store: BindingStore | None = None) -> Registrar:
+    """The registrar of a deployment: bindings in ``<data>/registrations.sqlite`` unless ``store`` is given
+    (the server passes its storage's, :meth:`ivr.storage.Storage.bindings`)."""
     rc = config.registrar
     if store is None:
         config.data.mkdir(parents=True, exist_ok=True)
         store = RegistrationStore(config.data / "registrations.sqlite")
     return Registrar(
         store,
-        DigestChallenger(rc.realm, nonce_ttl=rc.nonce_ttl),
+        DigestChallenger(rc.realm, rc.nonce_secret or None, nonce_ttl=rc.nonce_ttl),
         registrar_accounts(config),
         throttle=AuthThrottle(rc.max_failures, rc.failure_window, rc.block_time),
         throttle_action=rc.throttle_action,

@@ -1,50 +1,30 @@
-"""The manual switches' positions (``switch night`` in a flow): the file ``ivr switch`` writes and calls read.
+"""The manual switches (``switch night`` in a flow): which ones the flows declare, where their positions live.
 
-The positions live in ``switches.json`` in the data folder, an object of true/false values such as
-``{"night": true}``; a missing file means every switch is off.  ``ivr serve`` reads the file with
-:func:`read_switches` when a call starts; ``ivr switch`` (:mod:`ivr.commands.switch`) replaces it
-atomically.  :func:`declared_switches` names the switches a deployment's flows declare.
+The positions are :mod:`ivr.storage.switches`'s: ``switches.json`` in the data folder when
+embedded, the ``switches`` table (watched with LISTEN/NOTIFY) when the nodes share a
+PostgreSQL database.  ``ivr serve`` reads them when a call starts
+(:meth:`ivr.runtime.services.Services.switches`); ``ivr switch`` (:mod:`ivr.commands.switch`)
+changes them.  :func:`declared_switches` names the switches a deployment's flows declare.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from ivr.dsl import ast
 from ivr.dsl.loader import read_sources
+from ivr.storage.switches import (
+    SWITCH_NAME,
+    SWITCHES_FILE,
+    SwitchError,
+    format_switches,
+    read_switches,
+    switches_path,
+)
 
-SWITCHES_FILE = "switches.json"
-SWITCH_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-class SwitchError(Exception):
-    """A switch file or name that cannot be used; the message names the file or the name."""
-
-
-def switches_path(data: Path) -> Path:
-    return Path(data) / SWITCHES_FILE
-
-
-def read_switches(data: Path) -> dict[str, bool]:
-    """Switch positions from the data folder; a missing file means every switch is off."""
-    path = switches_path(data)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SwitchError(f"{path}: cannot read switch positions: {exc}") from None
-    if not isinstance(raw, dict) or not all(isinstance(v, bool) for v in raw.values()):
-        raise SwitchError(f'{path}: expected an object of true/false values like {{"night": true}}')
-    return {str(k): v for k, v in raw.items()}
-
-
-def format_switches(positions: dict[str, bool]) -> str:
-    """The file's text for ``positions``."""
-    return json.dumps(positions, indent=2, sort_keys=True) + "\n"
+__all__ = ["SWITCHES_FILE", "SWITCH_NAME", "SwitchError", "declared_switches", "format_switches",
+           "read_switches", "switches_path"]
 
 
 def declared_switches(flows: Sequence[Path]) -> tuple[str, ...] | None:

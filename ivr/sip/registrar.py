@@ -3,9 +3,10 @@
 :class:`Registrar` decides the answer to each REGISTER (401 challenge, 403,
 404, 420, 423, 400, 500, 200 with the current bindings) from plain values:
 the Request-URI, the header (name, value) pairs, the source address and
-``now``.  Bindings live in :class:`RegistrationStore` (SQLite, a file in the
-data folder or ``":memory:"`` in tests) so phones stay reachable across a
-restart.  :meth:`Registrar.contacts` is what call transfer uses to find the
+``now``.  Bindings live in a :class:`BindingStore`: :class:`RegistrationStore`
+(SQLite, a file in the data folder or ``":memory:"`` in tests) so phones stay
+reachable across a restart, or a table every node of a cluster shares (the
+runtime passes one in from ivr.storage).  :meth:`Registrar.contacts` is what call transfer uses to find the
 devices of an extension: registered ones plus the static contacts of its
 :class:`Account`.  The registrar knows no deployment file: the runtime builds
 its accounts and settings from ``ivr.toml`` (ivr.runtime.sipconfig).
@@ -44,6 +45,7 @@ from ivr.sip.throttle import AuthThrottle
 __all__ = [
     "Account",
     "Binding",
+    "BindingStore",
     "RegisterReply",
     "Registrar",
     "RegistrationStore",
@@ -164,6 +166,26 @@ class Responder(Protocol):
 
 class RegistrationStoreError(Exception):
     """The bindings database cannot be opened or used; the message names the file."""
+
+
+class BindingStore(Protocol):
+    """Where the registrar keeps bindings; the methods block (call them off the event loop
+    when the store is remote) and raise :class:`RegistrationStoreError` or ``sqlite3.Error``
+    when the database fails."""
+
+    path: str  # names the database in log messages
+
+    def bindings(self, aor: str, now: float | None = None) -> list[Binding]:
+        """The bindings of ``aor`` (only unexpired ones when ``now`` is given), oldest first."""
+        ...
+
+    def apply(self, aor: str, upserts: Iterable[Binding], removals: Iterable[str]) -> None:
+        """One REGISTER's changes, atomically; a binding written again becomes the newest."""
+        ...
+
+    def purge_expired(self, now: float) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class RegistrationStore:
@@ -298,7 +320,7 @@ class Registrar:
 
     def __init__(
         self,
-        store: RegistrationStore,
+        store: BindingStore,
         challenger: DigestChallenger,
         accounts: Iterable[Account],
         *,
@@ -416,12 +438,12 @@ class Registrar:
         if now - self._last_purge >= self.purge_interval:
             # Expired rows are invisible already; sweeping now and then keeps the file small.
             self._last_purge = now
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(sqlite3.Error, RegistrationStoreError):
                 self.store.purge_expired(now)
         h = _Headers(headers)
         try:
             return self._register(request_uri, h, source, now, transport)
-        except sqlite3.Error:
+        except (sqlite3.Error, RegistrationStoreError):
             # Disk full, file removed ...: the phone retries; the operator reads why.
             log.exception("registrations database %s failed", self.store.path)
             return RegisterReply(

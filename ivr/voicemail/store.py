@@ -1,6 +1,6 @@
-"""Voicemail storage: message audio under ``data/voicemail/<box>/``, an SQLite (WAL) index.
+"""Voicemail storage: message audio under ``voicemail/<box>/``, an index in SQLite (WAL) or PostgreSQL.
 
-Layout of the data folder::
+Layout of the data folder (embedded, the default)::
 
     voicemail/index.sqlite3              messages + the e-mail outbox (one transaction adds both)
     voicemail/<box>/<stamp>-<id>.wav     stored messages
@@ -12,19 +12,26 @@ is stored.  After a crash :meth:`VoicemailStore.recover` repairs what was
 being recorded and indexes it (and any stored file the index lost), so a
 message survives ``kill -9`` of the server.  A deleted message whose e-mail is
 still queued keeps its audio until the mail has gone out.
+
+Several nodes (``[storage]`` with a PostgreSQL ``url``, :mod:`ivr.storage`): the index
+is the database's ``messages`` and ``outbox`` tables and the boxes and greetings live
+in the ``shared`` folder every node mounts (same layout, without ``index.sqlite3``);
+a recording in progress stays under this node's own ``data/voicemail/<box>/incoming/``
+until it is stored, so a node starting up recovers only its own.  Paths in the index
+and in ``data:`` prompt references are relative to the shared folder (the data
+folder when embedded).
 """
 
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import re
-import sqlite3
-import threading
+import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -32,10 +39,13 @@ from typing import Literal, NamedTuple
 import soundfile
 
 from ivr.media.recording import needs_repair, repair_wav
+from ivr.storage import VOICEMAIL_INDEX, Storage
+from ivr.storage.database import Database, Row, StorageError
 
 Status = Literal["new", "saved"]
 GREETINGS = ("unavailable", "busy", "temporary", "name")
 _BOX_RE = re.compile(r"[0-9A-Za-z_+.-]{1,40}")
+SETTLE = 60.0  # seconds: a shared box's unindexed file younger than this may be another node's add in progress
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -101,20 +111,31 @@ def check_box(box: str) -> str:
 
 
 class VoicemailStore:
-    """Messages, greetings and the e-mail outbox of every mailbox under ``data_dir``; thread-safe."""
+    """Messages, greetings and the e-mail outbox of every mailbox; thread-safe.
 
-    def __init__(self, data_dir: Path) -> None:
+    ``data_dir`` is this process's data folder; ``db`` the index (by default the SQLite
+    file in it) and ``shared`` the folder holding the boxes (by default ``data_dir``).
+    """
+
+    def __init__(self, data_dir: Path, db: Database | None = None, *, shared: Path | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.root = self.data_dir / "voicemail"
+        self.base = Path(shared).resolve() if shared is not None else self.data_dir
+        self.root = self.base / "voicemail"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.root / "index.sqlite3"
-        self._lock = threading.RLock()
-        db = self._connect()
-        try:
-            db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
-            db.executescript(SCHEMA)
-        finally:
-            db.close()
+        self.incoming_root = self.data_dir / "voicemail"
+        self.db_path = self.data_dir / VOICEMAIL_INDEX
+        self.db = db if db is not None else Storage(self.data_dir, self.data_dir).voicemail_db()
+        if self.db.dialect == "sqlite":
+            self.db.script(SCHEMA)
+
+    @classmethod
+    def on(cls, storage: Storage) -> VoicemailStore:
+        """The store of a deployment's storage (embedded or shared)."""
+        return cls(storage.data, storage.voicemail_db(), shared=storage.shared_folder)
+
+    @property
+    def shared(self) -> bool:
+        return self.base != self.data_dir
 
     # ------------------------------------------------------------------ paths
 
@@ -125,7 +146,7 @@ class VoicemailStore:
         """A fresh file to record a message for ``box`` into (caller and time kept in the name)."""
         safe_caller = re.sub(r"[^0-9A-Za-z+]", "", caller)[:32] or "unknown"
         name = f"{int(now)}-{safe_caller}-{uuid.uuid4().hex[:8]}.wav"
-        return self.box_dir(box) / "incoming" / name
+        return self.incoming_root / check_box(box) / "incoming" / name
 
     def greeting_path(self, box: str, kind: str) -> Path:
         if kind not in GREETINGS:
@@ -136,8 +157,10 @@ class VoicemailStore:
         return self.greeting_path(box, kind).is_file()
 
     def data_ref(self, path: Path) -> str:
-        """The ``data:`` prompt path of a file in the data folder, for ``Play``."""
-        return "data:" + Path(path).resolve().relative_to(self.data_dir).as_posix()
+        """The ``data:`` prompt path of a file in the shared or the data folder, for ``Play``."""
+        real = Path(path).resolve()
+        base = self.base if real.is_relative_to(self.base) else self.data_dir
+        return "data:" + real.relative_to(base).as_posix()
 
     # ------------------------------------------------------------------ messages
 
@@ -159,7 +182,7 @@ class VoicemailStore:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(received_at))
         final = self.box_dir(mailbox) / f"{stamp}-{uuid.uuid4().hex[:8]}.wav"
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, final)  # same file system: atomic; the recording is never half moved
+        _move(Path(source), final)
         return self._index(mailbox, caller, received_at, duration, final, notify)
 
     def _index(
@@ -171,13 +194,14 @@ class VoicemailStore:
         path: Path,
         notify: Sequence[str],
     ) -> Message:
-        rel = path.relative_to(self.data_dir).as_posix()
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO messages (mailbox, caller, received_at, duration, status, path) VALUES (?, ?, ?, ?, 'new', ?)",
+        rel = path.relative_to(self.base).as_posix()
+        with self.db.transaction() as db:
+            row = db.execute(
+                "INSERT INTO messages (mailbox, caller, received_at, duration, status, path)"
+                " VALUES (?, ?, ?, ?, 'new', ?) RETURNING id",
                 (mailbox, caller, received_at, duration, rel),
-            )
-            message_id = int(cur.lastrowid or 0)
+            ).fetchone()
+            message_id = int(row["id"]) if row else 0
             if notify:
                 db.execute(
                     "INSERT INTO outbox (message_id, recipients, next_attempt) VALUES (?, ?, ?)",
@@ -192,26 +216,18 @@ class VoicemailStore:
         if status is not None:
             sql, args = sql + " AND status = ?", (mailbox, status)
         sql += " ORDER BY status = 'saved', received_at, id"
-        with self._tx() as db:
-            return [self._message(row) for row in db.execute(sql, args)]
+        return [self._message(row) for row in self.db.execute(sql, args)]
 
     def get(self, message_id: int) -> Message | None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT * FROM messages WHERE id = ? AND status != 'deleted'", (message_id,)
-            ).fetchone()
-        return self._message(row) if row else None
+        rows = self.db.execute("SELECT * FROM messages WHERE id = ? AND status != 'deleted'", (message_id,))
+        return self._message(rows[0]) if rows else None
 
     def mark_saved(self, message_id: int) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE messages SET status = 'saved' WHERE id = ? AND status = 'new'",
-                (message_id,),
-            )
+        self.db.execute("UPDATE messages SET status = 'saved' WHERE id = ? AND status = 'new'", (message_id,))
 
     def delete(self, message_id: int) -> bool:
         """Delete a message; its audio stays until a queued e-mail carrying it has been sent."""
-        with self._tx() as db:
+        with self.db.transaction() as db:
             row = db.execute(
                 "SELECT * FROM messages WHERE id = ? AND status != 'deleted'", (message_id,)
             ).fetchone()
@@ -225,17 +241,14 @@ class VoicemailStore:
                 return True
             db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
             db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-        (self.data_dir / row["path"]).unlink(missing_ok=True)
+        (self.base / row["path"]).unlink(missing_ok=True)
         return True
 
     def counts(self, mailbox: str) -> Counts:
-        with self._tx() as db:
-            rows = dict(
-                db.execute(
-                    "SELECT status, COUNT(*) FROM messages WHERE mailbox = ? GROUP BY status",
-                    (mailbox,),
-                ).fetchall()
-            )
+        found = self.db.execute(
+            "SELECT status, COUNT(*) AS n FROM messages WHERE mailbox = ? GROUP BY status", (mailbox,)
+        )
+        rows = {r["status"]: int(r["n"]) for r in found}
         return Counts(rows.get("new", 0), rows.get("saved", 0))
 
     # ------------------------------------------------------------------ outbox (Voice2Mail)
@@ -246,8 +259,7 @@ class VoicemailStore:
             "JOIN messages m ON m.id = o.message_id WHERE o.sent_at IS NULL AND o.next_attempt <= ? "
             "ORDER BY o.next_attempt, o.id"
         )
-        with self._tx() as db:
-            rows = db.execute(sql, (now,)).fetchall()
+        rows = self.db.execute(sql, (now,))
         return [
             OutboxItem(
                 row["oid"],
@@ -261,14 +273,11 @@ class VoicemailStore:
         ]
 
     def next_mail_due(self) -> float | None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT MIN(next_attempt) FROM outbox WHERE sent_at IS NULL"
-            ).fetchone()
-        return row[0]
+        rows = self.db.execute("SELECT MIN(next_attempt) AS due FROM outbox WHERE sent_at IS NULL")
+        return rows[0]["due"] if rows else None
 
     def mail_sent(self, item_id: int, now: float) -> None:
-        with self._tx() as db:
+        with self.db.transaction() as db:
             db.execute(
                 "UPDATE outbox SET sent_at = ?, last_error = '' WHERE id = ?", (now, item_id)
             )
@@ -278,50 +287,53 @@ class VoicemailStore:
                 (item_id,),
             ).fetchone()
         if row is not None:  # deleted by its owner while the mail was queued: now it can go
-            with self._tx() as db:
+            with self.db.transaction() as db:
                 db.execute("DELETE FROM outbox WHERE message_id = ?", (row["id"],))
                 db.execute("DELETE FROM messages WHERE id = ?", (row["id"],))
-            (self.data_dir / row["path"]).unlink(missing_ok=True)
+            (self.base / row["path"]).unlink(missing_ok=True)
 
     def mail_failed(self, item_id: int, error: str, next_attempt: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
-                (error[:500], next_attempt, item_id),
-            )
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
+            (error[:500], next_attempt, item_id),
+        )
 
     def mail_status(self, message_id: int) -> builtins.list[tuple[int, str, float | None]]:
         """(attempts, last_error, sent_at) of each queued e-mail of a message."""
-        with self._tx() as db:
-            rows = db.execute(
-                "SELECT attempts, last_error, sent_at FROM outbox WHERE message_id = ? ORDER BY id",
-                (message_id,),
-            ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        rows = self.db.execute(
+            "SELECT attempts, last_error, sent_at FROM outbox WHERE message_id = ? ORDER BY id", (message_id,)
+        )
+        return [(r["attempts"], r["last_error"], r["sent_at"]) for r in rows]
 
     # ------------------------------------------------------------------ crash recovery
 
     def recover(
         self, notify: Mapping[str, Sequence[str]] = {}, *, min_length: float = 1.0
     ) -> builtins.list[Message]:
-        """Index what a crash left: recordings in ``incoming/`` (repaired) and stored files the index lost."""
+        """Index what a crash left: recordings in ``incoming/`` (repaired) and stored files the index lost.
+
+        In a shared folder a file younger than :data:`SETTLE` is left alone (another node may
+        be indexing it right now), and one another node indexed first is skipped.
+        """
         recovered = []
-        for box_dir in sorted(
-            p for p in self.root.iterdir() if p.is_dir() and _BOX_RE.fullmatch(p.name)
-        ):
-            box = box_dir.name
+        for box_dir in _boxes(self.incoming_root):
             for path in sorted((box_dir / "incoming").glob("*.wav")):
-                message = self._recover_incoming(box, path, notify.get(box, ()), min_length)
+                message = self._recover_incoming(box_dir.name, path, notify.get(box_dir.name, ()), min_length)
                 if message is not None:
                     recovered.append(message)
-            with self._tx() as db:
-                known = {row[0] for row in db.execute("SELECT path FROM messages")}
+        known = {row["path"] for row in self.db.execute("SELECT path FROM messages")}
+        settled = time.time() - SETTLE if self.shared else float("inf")
+        for box_dir in _boxes(self.root):
             for path in sorted(box_dir.glob("*.wav")):
-                if path.relative_to(self.data_dir).as_posix() not in known:
-                    duration = _duration(path)
-                    recovered.append(
-                        self._index(box, "unknown", path.stat().st_mtime, duration, path, ())
-                    )
+                if path.relative_to(self.base).as_posix() in known or path.stat().st_mtime > settled:
+                    continue
+                try:
+                    message = self._index(box_dir.name, "unknown", path.stat().st_mtime, _duration(path), path, ())
+                except StorageError:
+                    if not self.shared:
+                        raise
+                    continue  # another node indexed it meanwhile
+                recovered.append(message)
         return recovered
 
     def _recover_incoming(
@@ -343,39 +355,39 @@ class VoicemailStore:
 
     # ------------------------------------------------------------------ internals
 
-    def _message(self, row: sqlite3.Row) -> Message:
+    def _message(self, row: Row) -> Message:
         return Message(
-            row["id"],
+            int(row["id"]),
             row["mailbox"],
             row["caller"],
             row["received_at"],
             row["duration"],
             row["status"],
-            self.data_dir / row["path"],
+            self.base / row["path"],
         )
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute(
-            "PRAGMA synchronous=FULL"
-        )  # a stored message survives a power cut, not just a crash
-        return db
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._connect()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            finally:
-                db.close()
+def _boxes(root: Path) -> builtins.list[Path]:
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and _BOX_RE.fullmatch(p.name))
+
+
+def _move(source: Path, final: Path) -> None:
+    """Move a recording into its box: atomic on one file system; copied, synced and renamed into a shared one."""
+    try:
+        os.replace(source, final)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    partial = final.with_name(f".{final.name}.part")
+    with open(source, "rb") as src, open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(partial, final)  # never half a message under its final name
+    source.unlink()
 
 
 def _duration(path: Path) -> float:

@@ -43,7 +43,7 @@ def test_a_transferred_call_is_one_row_with_its_path(tmp_path: Path) -> None:
     assert row.outcome == "transferred" and row.describe() == "transferred to 202"
     assert row.hangup_cause == "callee_bye" and row.answered is not None
     assert row.duration is not None and row.duration >= 0
-    assert journal.db is not None and journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal.db is not None and journal.db.execute("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
     journal.close()
 
 
@@ -128,7 +128,8 @@ def test_writes_run_on_the_journal_thread_and_close_keeps_every_queued_row(tmp_p
     journal = Journal.open(tmp_path)
     assert journal.db is not None
     threads: set[str] = set()
-    journal.db.set_trace_callback(lambda _sql: threads.add(threading.current_thread().name))
+    journal.db.connection.set_trace_callback(  # type: ignore[attr-defined]
+        lambda _sql: threads.add(threading.current_thread().name))
     for i in range(200):
         journal.started(f"c{i}", "+41791112233", "+41435435570", at=float(i))
         journal.ended(f"c{i}", outcome="hangup", detail="", cause="normal", at=float(i) + 1)
