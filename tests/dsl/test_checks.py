@@ -527,6 +527,22 @@ def test_hours_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def test_weekdays_suggests_the_span(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`weekdays` is not a day: the hint is the span mon-fri (difflib alone said 'wed')"""
+    files = {"weekdays.ivr": (
+        "number default -> s\nhours office:\n    weekdays 07:30-18:00\n"
+        "s:\n    when office is open -> hangup\n    hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "weekdays.ivr:3:5: error: unknown weekday 'weekdays'; did you mean 'mon-fri'?\n"
+        "        weekdays 07:30-18:00\n"
+        "        ^\n"
+        "weekdays.ivr:2:1: warning: hours 'office' are never open: add times like mon-fri 08:00-17:00\n"
+        "    hours office:\n"
+        "    ^"
+    )
+
+
 def test_sub_as_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a number or jump that names a sub-flow"""
     files = {'sub_as_step.ivr': 'number default -> f\nsub f():\n    return\n'}
