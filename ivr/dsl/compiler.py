@@ -701,8 +701,9 @@ class Compiler:
             # The statement's own branches win; the group's fill in the rest.
             branches += list(group.branches)
         else:
-            timeout = node.ring_for or DEFAULT_RING_TIMEOUT
-            op = TransferOp((((node.target,), timeout),), node.music.text if node.music else "", node.refer)
+            ring = ast.Ring(pos=node.pos, members=node.targets(), mode=node.mode or "together",
+                            timeout=node.ring_for or DEFAULT_RING_TIMEOUT)
+            op = TransferOp(_ring_plan((ring,)), node.music.text if node.music else "", node.refer)
         return self._ring(op, branches, then, node.pos)
 
     def _ring(self, op: TransferOp, branches: Sequence[ast.Branch], then: str, pos: SourcePos) -> str:
@@ -817,13 +818,19 @@ def _first(waits: Sequence[ast.Wait], attr: str) -> float | int | None:
 
 
 def _group_op(group: ast.Group) -> TransferOp:
+    return TransferOp(_ring_plan(group.rings), group.music.text if group.music else "", group.refer, group.name)
+
+
+def _ring_plan(rings: Sequence[ast.Ring]) -> tuple[tuple[tuple[ast.Value, ...], float], ...]:
+    """The ring plan of a group's ring lines or of one transfer's targets: a step per line rung
+    together, a step per member rung in turn (each for the line's time)."""
     plan: list[tuple[tuple[ast.Value, ...], float]] = []
-    for ring in group.rings:
+    for ring in rings:
         if ring.mode == "together":
             plan.append((ring.members, ring.timeout))
         else:
             plan.extend(((m,), ring.timeout) for m in ring.members)
-    return TransferOp(tuple(plan), group.music.text if group.music else "", group.refer, group.name)
+    return tuple(plan)
 
 
 def settings_from(items: Sequence[ast.Item], base_of: Mapping[str, Path]) -> Settings:

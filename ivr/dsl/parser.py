@@ -653,6 +653,8 @@ class AstBuilder(Transformer[Token, Any]):
             value = self._value(target)
         opts: dict[str, Any] = dict(x for x in c[1:] if isinstance(x, tuple))
         branches = [x for x in c[1:] if isinstance(x, ast.Branch)]
+        also = tuple(self._value(t) for t in c[1:] if isinstance(t, Token))
+        mode: Any = next((x for x in c[1:] if x in ("together", "in_turn") and not isinstance(x, Token)), None)
         return ast.Transfer(
             pos=self._pos(meta),
             target=cast(ast.Value, value),
@@ -660,6 +662,8 @@ class AstBuilder(Transformer[Token, Any]):
             music=opts.get("music"),
             refer=opts.get("refer", False),
             branches=tuple(branches),
+            also=also,
+            mode=mode,
         )
 
     def directory_opt(self, meta: Any, c: list[Any]) -> tuple[str, Any]:

@@ -543,6 +543,37 @@ def test_weekdays_suggests_the_span(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
 
 
+def test_several_targets_without_a_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`transfer to 10, 11` must say how: the hint shows both forms with the statement's targets and time"""
+    files = {"several.ivr": 'number default -> s\ns:\n    transfer to 10, 11, "+41791234567" for 20s\n        else -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'several.ivr:3:21: error: transfer to 10, 11, "+41791234567": say how to ring several targets\n'
+        '        transfer to 10, 11, "+41791234567" for 20s\n'
+        '                        ^\n'
+        '  hint: `transfer to 10, 11, "+41791234567" together for 20s` rings them all at once, '
+        '`transfer to 10, 11, "+41791234567" in turn for 20s` one after another (each for 20s)'
+    )
+
+
+def test_several_targets_with_a_group_or_by_refer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a group cannot be one of several targets; a REFER hands the call to one target"""
+    files = {"several_bad.ivr": (
+        "number default -> s\ns:\n    transfer to sales, 11 together else hangup\n"
+        "    transfer to 10, 11 in turn by refer else hangup\n"
+        "group sales:\n    ring 201 for 5s\n    else -> hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "several_bad.ivr:3:17: error: 'sales' is a group: it cannot be rung with other targets\n"
+        "        transfer to sales, 11 together else hangup\n"
+        "                    ^\n"
+        "  hint: transfer to the group alone (`transfer to sales`) or add the numbers to its ring lines\n"
+        "several_bad.ivr:4:5: error: transfer to 10, 11 by refer: a REFER hands the call to one target\n"
+        "        transfer to 10, 11 in turn by refer else hangup\n"
+        "        ^\n"
+        "  hint: ring several targets without `by refer`, or refer to one"
+    )
+
+
 def test_sub_as_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a number or jump that names a sub-flow"""
     files = {'sub_as_step.ivr': 'number default -> f\nsub f():\n    return\n'}

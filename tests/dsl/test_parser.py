@@ -189,6 +189,24 @@ def test_transfer_forms() -> None:
     assert isinstance(t4, ast.Transfer) and isinstance(t4.target, ast.GroupRef) and t4.target.name == "sales"
 
 
+def test_transfer_to_several_targets() -> None:
+    """`transfer to A, B together|in turn`: the targets after the first and the mode, as a ring line has them"""
+    t1, t2, t3, t4 = body(
+        'transfer to 10, 11 together for 20s else hangup\n'
+        'transfer to 10, {ext}, "+41791234567" in turn for 15s each\n'
+        '    else -> hangup\n'
+        'transfer to 10, 11 else hangup\n'
+        'transfer to 10 else hangup'
+    )
+    assert isinstance(t1, ast.Transfer) and [v.text for v in t1.targets() if isinstance(v, ast.Num)] == ["10", "11"]
+    assert (t1.mode, t1.ring_for) == ("together", 20.0)
+    assert isinstance(t2, ast.Transfer) and (t2.mode, t2.ring_for) == ("in_turn", 15.0)
+    assert [type(v).__name__ for v in t2.targets()] == ["Num", "Var", "Str"]
+    assert [b.outcomes for b in t2.branches] == [("else",)]
+    assert isinstance(t3, ast.Transfer) and t3.mode is None and len(t3.also) == 1  # the checker asks for a mode
+    assert isinstance(t4, ast.Transfer) and (t4.also, t4.mode) == ((), None)
+
+
 def test_directory_options() -> None:
     (d1, d2, d3) = body(
         "directory staff\n"
