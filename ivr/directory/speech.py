@@ -9,6 +9,12 @@ Say yes or press 1") unless the flow says ``no confirm``.  Two misses (no
 match, no input, or a "no" at the confirmation) hand over to the keypad
 directory when the flow allows keys; a digit 2-9 does so at once, starting
 the keypad search with that letter; 0 asks for the operator.
+
+Two hand-overs make "say the name, or press 9 for the keypad" work: the flow's
+``press 9 for keypad`` names a key that switches to the keypad directory
+without spelling a letter (and the first question says so), and a name the
+caller already said at the menu that led here (``heard``) is looked up at once
+instead of being asked for again.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ if TYPE_CHECKING:
 YES = ("yes", "yeah", "yep", "correct", "right", "that is right", "yes please")
 NO = ("no", "nope", "wrong", "no thanks")
 SPEECH_MISSES = 2
+# What this dialogue says beyond DirectoryPrompts: message id -> English text.
+SENTENCES = {
+    "directory.say_name_or_keypad": (
+        "Please say the name of the person you are calling. To spell it on the keypad, press {key}. "
+        "For the operator, press 0."
+    ),
+}
+KEY_WORDS = {"*": "star", "#": "pound"}  # how a key is read out
 # A recognizer answer can take up to the endpointer's max utterance after the prompt ends;
 # our own timer is only the safety net for a runner that never answers.
 SPEECH_GRACE = 10.0
@@ -57,6 +71,8 @@ class DirectoryDialogue(DialogueBase):
         prompts: DirectoryPrompts | None = None,
         timeout: float = 6.0,
         tries: int = 3,
+        keypad_key: str = "",
+        heard: str = "",
     ) -> None:
         if not (by_speech or by_keys):
             raise ValueError("a directory needs speech, keys or both")
@@ -73,12 +89,22 @@ class DirectoryDialogue(DialogueBase):
         self.candidates: tuple[Person, ...] = ()
         self.chosen: Person | None = None
         self.keypad: KeypadDialogue | None = None
+        self.keypad_key = keypad_key if by_keys else ""
+        self.heard = heard
 
     # ------------------------------------------------------------------ SubMachine
     def start(self, now: float) -> list[Action]:
         if not self.by_speech or not self.index.phrases:
             return self._to_keypad(now, "")
-        return self._ask_name(self.prompts.say_name, [])
+        if self.index.lookup(self.heard):
+            return self._speech(self.heard, now, [])  # said at the menu: not asked again
+        return self._ask_name(self._first_question(), [])
+
+    def _first_question(self) -> str:
+        if not self.keypad_key:
+            return self.prompts.say_name
+        key = KEY_WORDS.get(self.keypad_key, self.keypad_key)
+        return SENTENCES["directory.say_name_or_keypad"].format(key=key)
 
     def handle(self, event: Event, now: float) -> list[Action]:
         if self.finished:
@@ -141,6 +167,8 @@ class DirectoryDialogue(DialogueBase):
             return self._answer(digit == "1" if digit in "12" else None, now, out)
         if self.state == "namesakes":
             return self._pick_namesake(digit, now, out)
+        if digit == self.keypad_key:
+            return out + self._to_keypad(now, "")  # the flow's keypad key: no letter typed yet
         if digit in "23456789" and self.by_keys:
             return out + self._to_keypad(now, digit)
         return out

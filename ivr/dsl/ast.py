@@ -211,6 +211,7 @@ class Directory(Node):
     match: Literal["last", "first", "either"] = "last"
     confirm: bool = True
     branches: tuple[Branch, ...] = ()
+    keypad_key: str = ""  # `press 9 for keypad`: the key that leaves speech for the keypad directory
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -452,6 +452,20 @@ class _Checker:
                 f'declare it: directory {node.name} from "staff.csv"',
             ))
         self._outcomes(f"directory {node.name}", node.branches, ALL_DIRECTORY_OUTCOMES, DIRECTORY_OUTCOMES, node.pos)
+        if node.keypad_key:
+            self._keypad_key(node)
+
+    def _keypad_key(self, node: ast.Directory) -> None:
+        """`press K for keypad` leaves speech for the keypad: both must be on, and 0 is the operator's."""
+        written = f"press {node.keypad_key} for keypad"
+        if node.keypad_key == "0":
+            self.out.append(_error(f"`{written}`: 0 is the operator's key in the directory", node.pos,
+                                   "choose another key, like `press 9 for keypad`"))
+        elif not (node.by_speech and node.by_keys):
+            self.out.append(_error(
+                f"`{written}` switches from speech to the keypad: directory {node.name} needs both", node.pos,
+                "write `by speech by keys` (or neither: both is the default)",
+            ))
 
     # -- menus and collect
     def _twice(self, lines: Sequence[ast.Node], what: str, where: str) -> None:

@@ -138,6 +138,7 @@ class MenuWaitOp(Op):
     any_speech: bool
     timeout: float
     tries: int
+    directory: str = ""  # the directory the `speech` option leads to (its names are listened for too)
     waits: ClassVar[tuple[str, ...]] = ("key", "speech", "prompt_done", "timer")
     edges: ClassVar[tuple[str, ...]] = ("invalid", "no_input", "too_many_invalid", "too_many_no_input")
 
@@ -206,6 +207,7 @@ class DirectoryOp(Op):
     by_keys: bool
     match: Literal["last", "first", "either"]
     confirm: bool
+    keypad_key: str = ""
     waits: ClassVar[tuple[str, ...]] = ("directory_result",)
     edges: ClassVar[tuple[str, ...]] = DIRECTORY_EDGES
 
@@ -568,6 +570,7 @@ class Compiler:
                       *self.blocks.groups.values(), *self.blocks.subs.values()):
             self._block(block)  # type: ignore[arg-type]
         kinds = {name: kind for name in self.states if (kind := self.blocks.kind(name) or "")}
+        self._link_speech_to_directories()
         return Program(
             states=MappingProxyType(self._used(kinds)),
             entries=MappingProxyType(dict(entries)),
@@ -577,6 +580,14 @@ class Compiler:
             steps=MappingProxyType(kinds),
             files=tuple(files),
         )
+
+    def _link_speech_to_directories(self) -> None:
+        """A menu whose `speech` option leads to a speech directory listens for its names too."""
+        for name, state in list(self.states.items()):
+            if isinstance(state.op, MenuWaitOp) and "speech" in state.transitions:
+                directory = _directory_after(self.states, state.transitions["speech"])
+                if directory:
+                    self.states[name] = replace(state, op=replace(state.op, directory=directory))
 
     def _used(self, blocks: Mapping[str, str]) -> dict[str, State]:
         """The states reachable from some block's entry (the others were built but never linked)."""
@@ -731,7 +742,7 @@ class Compiler:
         if not any("selected" in b.outcomes for b in node.branches):
             defaults["selected"] = self._transfer(connect, then)
         edges = self._branches(node.branches, DIRECTORY_EDGES, then, pos, defaults)
-        op = DirectoryOp(node.name, node.by_speech, node.by_keys, node.match, node.confirm)
+        op = DirectoryOp(node.name, node.by_speech, node.by_keys, node.match, node.confirm, node.keypad_key)
         return self._state("directory", op, pos, edges)
 
     # -- menus and collect
@@ -815,6 +826,24 @@ def _first(waits: Sequence[ast.Wait], attr: str) -> float | int | None:
         if value is not None:
             return value  # type: ignore[no-any-return]
     return None
+
+
+# States a call passes through without asking the caller anything (a drain only waits for prompts).
+_PASS_THROUGH = (EnterOp, PromptOp, AssignOp, DrainOp)
+
+
+def _directory_after(states: Mapping[str, State], name: str) -> str:
+    """The speech directory a call reaches from ``name`` without asking the caller anything, or ""."""
+    for _ in range(len(states)):
+        state = states.get(name)
+        if state is None:
+            return ""
+        if isinstance(state.op, DirectoryOp):
+            return state.op.name if state.op.by_speech else ""
+        if not isinstance(state.op, _PASS_THROUGH) or "next" not in state.transitions:
+            return ""
+        name = state.transitions["next"]
+    return ""
 
 
 def _group_op(group: ast.Group) -> TransferOp:

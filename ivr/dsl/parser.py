@@ -667,6 +667,8 @@ class AstBuilder(Transformer[Token, Any]):
         )
 
     def directory_opt(self, meta: Any, c: list[Any]) -> tuple[str, Any]:
+        if c[0] == "press":
+            return ("keypad_key", str(c[1]))
         words = " ".join(str(t) for t in c)
         return {
             "by speech": ("by", "speech"),
@@ -689,6 +691,7 @@ class AstBuilder(Transformer[Token, Any]):
             match=match,
             confirm=all(v for k, v in opts if k == "confirm"),
             branches=tuple(x for x in c[1:] if isinstance(x, ast.Branch)),
+            keypad_key=next((v for k, v in opts if k == "keypad_key"), ""),
         )
 
     def outcome_name(self, meta: Any, c: list[Any]) -> str:

@@ -574,7 +574,19 @@ class CallRunner:
             self.listener.close()
             self.listener = None
         if action.phrases or action.any_speech:
-            self.listener = SpeechListener(self, action.phrases)
+            self.listener = SpeechListener(self, self._grammar(action))
+
+    def _grammar(self, action: ev.Listen) -> tuple[str, ...]:
+        """The phrases to listen for: the action's, and the names of the directory a menu's
+        `speech` option leads to (none if it cannot be read: the directory reports that itself)."""
+        if not action.directory:
+            return action.phrases
+        try:
+            names = self.services.directory_phrases(action.directory)
+        except Exception as exc:  # noqa: BLE001 -- the menu still listens for its own phrases
+            self.log(event="directory_error", directory=action.directory, error=str(exc))
+            names = ()
+        return tuple(dict.fromkeys(action.phrases + names))
 
     def _do_StartRecording(self, action: ev.StartRecording, owner: object) -> None:
         if self.recording is not None:
@@ -659,6 +671,8 @@ class CallRunner:
                 match=action.match,
                 confirm=action.confirm,
                 voice=self._voice(),
+                keypad_key=action.keypad_key,
+                heard=action.heard,
             )
         )
 

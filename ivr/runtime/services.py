@@ -220,6 +220,16 @@ class Services:
 
         return self._get(f"directory:{name}", build)
 
+    def directory_phrases(self, name: str) -> tuple[str, ...]:
+        """The names a caller may say for directory ``name`` (its speech grammar), built once."""
+
+        def build() -> tuple[str, ...]:
+            from ivr.directory.matching import PhraseIndex
+
+            return PhraseIndex.build(self.directory(name)).phrases
+
+        return self._get(f"directory-phrases:{name}", build)
+
     def registrar(self) -> Registrar:
         """The registrar of ivr.toml's extensions (bindings in the data folder), built once."""
 

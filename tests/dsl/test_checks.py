@@ -574,6 +574,26 @@ def test_several_targets_with_a_group_or_by_refer(tmp_path: Path, monkeypatch: p
     )
 
 
+def test_directory_keypad_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """the keypad key cannot be the operator's 0, and needs both speech and keys"""
+    files = {"keypad_key.ivr": (
+        'directory staff from "staff.csv"\nnumber default -> s\ns:\n'
+        "    directory staff press 0 for keypad else hangup\n"
+        "    directory staff by speech press 9 for keypad else hangup\n"
+    )}
+    (tmp_path / "staff.csv").write_text("display_name,extension\nAlice Johnson,201\n", encoding="utf-8")
+    assert check(tmp_path, monkeypatch, files) == (
+        "keypad_key.ivr:4:5: error: `press 0 for keypad`: 0 is the operator's key in the directory\n"
+        "        directory staff press 0 for keypad else hangup\n"
+        "        ^\n"
+        "  hint: choose another key, like `press 9 for keypad`\n"
+        "keypad_key.ivr:5:5: error: `press 9 for keypad` switches from speech to the keypad: directory staff needs both\n"
+        "        directory staff by speech press 9 for keypad else hangup\n"
+        "        ^\n"
+        "  hint: write `by speech by keys` (or neither: both is the default)"
+    )
+
+
 def test_sub_as_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a number or jump that names a sub-flow"""
     files = {'sub_as_step.ivr': 'number default -> f\nsub f():\n    return\n'}

@@ -221,6 +221,18 @@ def test_directory_options() -> None:
     assert [b.outcomes for b in d3.branches] == [("selected",), ("not_found", "operator")]
 
 
+def test_directory_keypad_key() -> None:
+    """`press K for keypad`: any key, `#` too (not a comment there), before or after other options"""
+    d1, d2, d3 = body(
+        "directory staff press 9 for keypad\n"
+        "directory staff by speech by keys press # for keypad   # a comment\n"
+        "directory staff\n"
+    )
+    assert isinstance(d1, ast.Directory) and d1.keypad_key == "9"
+    assert isinstance(d2, ast.Directory) and (d2.keypad_key, d2.by_speech, d2.by_keys) == ("#", True, True)
+    assert isinstance(d3, ast.Directory) and d3.keypad_key == ""
+
+
 def test_menu() -> None:
     menu = one(
         "menu welcome:\n"
