@@ -156,6 +156,7 @@ class Voicemail(Node):
     mailbox: Value
     greeting: Literal["unavailable", "busy", "temporary"] | None = None  # None: by context
     review: bool = False
+    temporary: bool = True  # False: `no temporary`, the owner's temporary greeting does not win here
 
 
 @dataclass(frozen=True, kw_only=True)

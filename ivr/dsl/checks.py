@@ -309,6 +309,9 @@ class _Checker:
             self._transfer(node)
         elif isinstance(node, ast.Directory):
             self._directory(node)
+        elif isinstance(node, ast.Voicemail) and node.greeting == "temporary" and not node.temporary:
+            self.out.append(_error("`temporary no temporary`: this voicemail asks for the temporary greeting "
+                                   "and refuses it", node.pos, "keep one of the two"))
         elif isinstance(node, ast.Play):
             self._prompt_path(node.path.text, node.path.pos)
         elif isinstance(node, ast.Hold) and node.music is not None:

@@ -220,6 +220,7 @@ class VoicemailOp(Op):
     mailbox: ast.Value
     greeting: Literal["unavailable", "busy", "temporary"]
     review: bool
+    temporary: bool = True  # the owner's temporary greeting, when set, plays instead of `greeting`
     waits: ClassVar[tuple[str, ...]] = ("action_done",)
     edges: ClassVar[tuple[str, ...]] = ("done",)
 
@@ -659,7 +660,8 @@ class Compiler:
         if isinstance(target, ast.Voicemail):
             greeting = target.greeting or ("busy" if context == "busy" else "unavailable")
             end = self._finish("voicemail", target.pos, target.mailbox)
-            vm = self._state("voicemail", VoicemailOp(target.mailbox, greeting, target.review), target.pos, {"done": end})
+            leave = VoicemailOp(target.mailbox, greeting, target.review, target.temporary)
+            vm = self._state("voicemail", leave, target.pos, {"done": end})
             return self._drain(target.pos, vm)
         if isinstance(target, ast.VoicemailAccess):
             end = self._finish("voicemail_access", target.pos, target.mailbox)

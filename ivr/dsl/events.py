@@ -262,12 +262,17 @@ class Directory(Action):
 
 @dataclass(frozen=True)
 class Voicemail(Action):
-    """Let the caller leave a message in ``mailbox`` (greeting, beep, record, optional review)."""
+    """Let the caller leave a message in ``mailbox`` (greeting, beep, record, optional review).
+
+    ``temporary``: the owner's temporary greeting, when one is set, plays instead of ``greeting``
+    (the default); False is the flow's ``no temporary``.
+    """
 
     kind: ClassVar[str] = "voicemail"
     mailbox: str
     greeting: Literal["unavailable", "busy", "temporary"] = "unavailable"
     review: bool = False
+    temporary: bool = True
 
 
 @dataclass(frozen=True)

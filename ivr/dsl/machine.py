@@ -315,7 +315,7 @@ class Machine:
         if not mailbox:
             self._end("error", "no mailbox to leave a message in")
             return None
-        self._emit(events.Voicemail(mailbox, op.greeting, op.review))
+        self._emit(events.Voicemail(mailbox, op.greeting, op.review, op.temporary))
         return None
 
     def _enter_VoicemailAccessOp(self, op: VoicemailAccessOp) -> None:

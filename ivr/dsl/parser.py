@@ -613,10 +613,14 @@ class AstBuilder(Transformer[Token, Any]):
     def review(self, meta: Any, c: list[Any]) -> tuple[str, bool]:
         return ("review", True)
 
+    def no_temporary(self, meta: Any, c: list[Any]) -> tuple[str, bool]:
+        return ("temporary", False)
+
     def voicemail(self, meta: Any, c: list[Any]) -> ast.Voicemail:
         opts = dict(c[1:])
         return ast.Voicemail(
-            pos=self._pos(meta), mailbox=self._value(c[0]), greeting=opts.get("greeting"), review=opts.get("review", False)
+            pos=self._pos(meta), mailbox=self._value(c[0]), greeting=opts.get("greeting"), review=opts.get("review", False),
+            temporary=opts.get("temporary", True),
         )
 
     def voicemail_access(self, meta: Any, c: list[Any]) -> ast.VoicemailAccess:

@@ -690,6 +690,7 @@ class CallRunner:
                 store=self.services.voicemail_store,
                 caller=self.caller,
                 greeting=action.greeting,
+                temporary_first=action.temporary,
                 review=action.review,
                 data_dir=self.services.data,
                 on_saved=self.services.voicemail.message_saved,

@@ -125,7 +125,9 @@ def describe_action(action: ev.Action) -> str:
     if isinstance(action, ev.Directory):
         return f"directory: {action.name}" + (f" (heard {action.heard})" if action.heard else "")
     if isinstance(action, ev.Voicemail):
-        extra = "" if action.greeting == "unavailable" else f" ({action.greeting} greeting)"
+        notes = [] if action.greeting == "unavailable" else [f"{action.greeting} greeting"]
+        notes += [] if action.temporary else ["no temporary"]
+        extra = f" ({', '.join(notes)})" if notes else ""
         return f"voicemail: {action.mailbox}{extra}" + (" with review" if action.review else "")
     if isinstance(action, ev.VoicemailAccess):
         return f"voicemail access: {action.mailbox}" if action.mailbox else "voicemail access"

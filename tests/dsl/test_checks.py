@@ -574,6 +574,17 @@ def test_several_targets_with_a_group_or_by_refer(tmp_path: Path, monkeypatch: p
     )
 
 
+def test_voicemail_temporary_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asking for the temporary greeting and refusing it in one step"""
+    files = {"no_temp.ivr": "number default -> s\ns:\n    voicemail 300 temporary no temporary\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "no_temp.ivr:3:5: error: `temporary no temporary`: this voicemail asks for the temporary greeting and refuses it\n"
+        "        voicemail 300 temporary no temporary\n"
+        "        ^\n"
+        "  hint: keep one of the two"
+    )
+
+
 def test_directory_keypad_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """the keypad key cannot be the operator's 0, and needs both speech and keys"""
     files = {"keypad_key.ivr": (

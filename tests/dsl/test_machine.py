@@ -421,6 +421,15 @@ def test_a_name_is_not_handed_on_once_the_caller_was_asked_something_else(tmp_pa
     assert m.handle(ev.PromptDone(2), T0 + 9) == [ev.Directory("staff", keypad_key="9")]
 
 
+def test_voicemail_greeting_by_context_and_no_temporary(tmp_path: Path) -> None:
+    text = ("number default -> s\ns:\n    transfer to 300\n        busy -> voicemail 300 no temporary\n"
+            "        else -> voicemail 300\n")
+    m, _ = start(tmp_path, text)
+    assert m.handle(ev.TransferResult("busy"), T0 + 5) == [ev.Voicemail("300", "busy", temporary=False)]
+    m, _ = start(tmp_path, text)
+    assert m.handle(ev.TransferResult("no_answer"), T0 + 5) == [ev.Voicemail("300", "unavailable")]
+
+
 def test_record_hold_and_voicemail_access(tmp_path: Path) -> None:
     text = (
         "number default -> s\ns:\n    record into note max 30s\n    hold for 5s\n"

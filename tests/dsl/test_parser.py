@@ -221,6 +221,14 @@ def test_directory_options() -> None:
     assert [b.outcomes for b in d3.branches] == [("selected",), ("not_found", "operator")]
 
 
+def test_voicemail_no_temporary() -> None:
+    """`no temporary`: the owner's temporary greeting does not take precedence in this step"""
+    v1, v2, v3 = body("voicemail 300 busy no temporary review\nvoicemail {box} no temporary\nvoicemail 300 busy")
+    assert isinstance(v1, ast.Voicemail) and (v1.greeting, v1.temporary, v1.review) == ("busy", False, True)
+    assert isinstance(v2, ast.Voicemail) and (v2.greeting, v2.temporary) == (None, False)
+    assert isinstance(v3, ast.Voicemail) and v3.temporary
+
+
 def test_directory_keypad_key() -> None:
     """`press K for keypad`: any key, `#` too (not a comment there), before or after other options"""
     d1, d2, d3 = body(

@@ -18,7 +18,9 @@ TEST_FILES = sorted(HERE.glob("*.ivrtest"))
 
 
 def test_the_flow_test_files_are_there() -> None:
-    assert {p.name for p in TEST_FILES} >= {"ring_several.ivrtest"}
+    assert {p.name for p in TEST_FILES} >= {
+        "ring_several.ivrtest", "directory_handover.ivrtest", "greetings.ivrtest",
+    }
 
 
 @pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
