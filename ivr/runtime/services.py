@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ivr.media.recognizer import Recognizer
     from ivr.runtime.journal import Journal
     from ivr.runtime.ports import CallMedia, CallSignalling
+    from ivr.runtime.presentation import Shown
     from ivr.runtime.transfer import Destination, TransferSession
     from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
@@ -256,11 +257,11 @@ class Services:
             return False
         return handler(event) is not False
 
-    def destinations_for(self, target: str, caller: str) -> list[Destination]:
+    def destinations_for(self, target: str, caller: str, shown: Shown | None = None) -> list[Destination]:
         """Where to send the INVITEs that ring ``target`` (ivr.runtime.transfer.destinations)."""
         from ivr.runtime.transfer import destinations
 
-        return destinations(self, target, caller)
+        return destinations(self, target, caller, shown)
 
     @property
     def trunks(self) -> Trunks:
