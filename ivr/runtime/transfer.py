@@ -173,6 +173,12 @@ class RingPlan:
         return result
 
 
+def rings_one(action: ev.Transfer) -> bool:
+    """A transfer to one person, which goes on to their follow-me numbers; a group's plan and a
+    transfer to several targets (``transfer to 201, 202 in turn``) ring the numbers written."""
+    return not action.group and len(action.plan) == 1 and len(action.plan[0][0]) == 1
+
+
 def with_follow_me(plan: Plan, follow_me: Callable[[str], Iterable[str]]) -> Plan:
     """A step that rings one person continues to that person's follow-me numbers
     (``Extension.follow_me`` in ivr.toml), one after the other, each for the step's ring time:
@@ -325,7 +331,7 @@ class TransferSession:
         self.post = post
         self.services = caller.services
         self.loop = asyncio.get_running_loop()
-        self.plan = RingPlan(action.plan if action.group else with_follow_me(action.plan, self._follow_me))
+        self.plan = RingPlan(with_follow_me(action.plan, self._follow_me) if rings_one(action) else action.plan)
         self.rings: dict[str, _Ring] = {}
         self.legs: dict[str, Leg] = {}  # by Call-ID
         self.bridge: Bridge | None = None
