@@ -377,6 +377,9 @@ def _explain_token(exc: UnexpectedToken, line: str, first: str, block: str = "st
         return f"names are lower-case: '{value}'", f"write '{value.lower()}'"
     if {"BUSY", "ANSWERED"} <= expected and block != "group" and indent > 4:
         block = "outcome block"
+    several = _several_targets_hint(value, at_start, line, block)
+    if several:
+        return several
     if at_start and value in _keywords() and block != "file":
         where = f"in an {block}" if block[0] in "aeiou" else f"in a {block}"
         return f"'{value}' cannot be used {where}", _BLOCK_LINES.get(block, "")
@@ -399,6 +402,19 @@ def _explain_token(exc: UnexpectedToken, line: str, first: str, block: str = "st
     if token.type in ("$END", "_DEDENT"):
         return f"unexpected end of block; expected {_describe_expected(expected)}", ""
     return f"unexpected {_found(token)}; expected {_describe_expected(expected)}", ""
+
+
+def _several_targets_hint(value: str, at_start: bool, line: str, block: str) -> tuple[str, str] | None:
+    """A group's `ring` line written in a step, or `together`/`in turn` after the ring time."""
+    if at_start and value == "ring" and block in ("step", "sub"):
+        return ("'ring' lines belong in a group",
+                "in a step, `transfer to 201, 202 together for 20s` rings several targets at once, "
+                "`transfer to 201, 202 in turn for 20s` one after another")
+    if not at_start and value in ("together", "in") and re.search(r"\btransfer\s+to\b", line):
+        mode = "in turn" if value == "in" else value
+        return (f"`{mode}` comes right after the targets",
+                "write `transfer to 201, 202 together for 20s` or `transfer to 201, 202 in turn for 20s`")
+    return None
 
 
 # --------------------------------------------------------------------------- lark tree -> AST

@@ -555,6 +555,25 @@ def test_several_targets_without_a_mode(tmp_path: Path, monkeypatch: pytest.Monk
     )
 
 
+def test_several_targets_written_the_group_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a group's `ring` line in a step, and the mode after the ring time: both forms are shown"""
+    files = {"ring_in_step.ivr": "number default -> s\ns:\n    ring 10, 11 together for 20s\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "ring_in_step.ivr:3:5: error: 'ring' lines belong in a group\n"
+        "        ring 10, 11 together for 20s\n"
+        "        ^\n"
+        "  hint: in a step, `transfer to 201, 202 together for 20s` rings several targets at once, "
+        "`transfer to 201, 202 in turn for 20s` one after another"
+    )
+    files = {"mode_late.ivr": "number default -> s\nmenu s:\n    1 -> transfer to 10, 11 for 20s in turn\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "mode_late.ivr:3:37: error: `in turn` comes right after the targets\n"
+        "        1 -> transfer to 10, 11 for 20s in turn\n"
+        "                                        ^\n"
+        "  hint: write `transfer to 201, 202 together for 20s` or `transfer to 201, 202 in turn for 20s`"
+    )
+
+
 def test_several_targets_with_a_group_or_by_refer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a group cannot be one of several targets; a REFER hands the call to one target"""
     files = {"several_bad.ivr": (
