@@ -100,6 +100,7 @@ class Extension:
     may_call_out: bool = False
     contacts: tuple[str, ...] = ()  # static contacts for devices that do not register
     follow_me: tuple[str, ...] = ()
+    shown_number: str = "caller"  # what a call put through to this person shows: "caller" or "company"
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,14 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
     raise ConfigError(f"{where}: expected a string or a list of strings")
 
 
+def _shown_number(table: dict[str, Any], default: str, where: str) -> str:
+    """``shown_number``: which number a forwarded call shows (docs/deployment.md)."""
+    value = table.get("shown_number", default)
+    if value not in ("caller", "company"):
+        raise ConfigError(f'{where}: expected "caller" or "company", got {value!r}')
+    return str(value)
+
+
 def _build(cls: type, values: dict[str, Any], where: str, **converted: Any) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known - set(converted)
@@ -352,6 +361,7 @@ def _from_raw(
             number=str(e.get("number", "")),
             contacts=_strs(e.get("contacts", []), f"{where}: extensions[{i}].contacts"),
             follow_me=_strs(e.get("follow_me", []), f"{where}: extensions[{i}].follow_me"),
+            shown_number=_shown_number(e, "caller", f"{where}: extensions[{i}].shown_number"),
         )
         for i, e in enumerate(_items(raw, "extensions", where))
     )
@@ -370,7 +380,8 @@ def _from_raw(
         for i, mb in enumerate(_items(raw, "mailboxes", where))
     )
     trunks = tuple(
-        _build(Trunk, t, f"{where}: trunks[{i}]", allow=_strs(t.get("allow", []), f"{where}: trunks[{i}].allow"))
+        _build(Trunk, t, f"{where}: trunks[{i}]", allow=_strs(t.get("allow", []), f"{where}: trunks[{i}].allow"),
+               shown_number=_shown_number(t, "company", f"{where}: trunks[{i}].shown_number"))
         for i, t in enumerate(_items(raw, "trunks", where))
     )
     smtp = _build(SmtpConfig, _table(raw, "smtp", where), f"{where}: [smtp]")

@@ -9,6 +9,12 @@ Say yes or press 1") unless the flow says ``no confirm``.  Two misses (no
 match, no input, or a "no" at the confirmation) hand over to the keypad
 directory when the flow allows keys; a digit 2-9 does so at once, starting
 the keypad search with that letter; 0 asks for the operator.
+
+Two hand-overs make "say the name, or press 9 for the keypad" work: the flow's
+``press 9 for keypad`` names a key that switches to the keypad directory
+without spelling a letter (and the first question says so), and a name the
+caller already said at the menu that led here (``heard``) is looked up at once
+instead of being asked for again.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
     from ivr.media.recognizer import Recognizer
 
 SPEECH_MISSES = 2
+KEY_NAMES = {"*": "star", "#": "pound"}  # the catalogue's keys.* id of a key read out as a word
 # A recognizer answer can take up to the endpointer's max utterance after the prompt ends;
 # our own timer is only the safety net for a runner that never answers.
 SPEECH_GRACE = 10.0
@@ -54,6 +61,8 @@ class DirectoryDialogue(DialogueBase):
         language: str = "",
         timeout: float = 6.0,
         tries: int = 3,
+        keypad_key: str = "",
+        heard: str = "",
     ) -> None:
         if not (by_speech or by_keys):
             raise ValueError("a directory needs speech, keys or both")
@@ -71,12 +80,19 @@ class DirectoryDialogue(DialogueBase):
         self.candidates: tuple[Person, ...] = ()
         self.chosen: Person | None = None
         self.keypad: KeypadDialogue | None = None
+        self.keypad_key = keypad_key if by_keys else ""
+        self.heard = heard
 
     # ------------------------------------------------------------------ SubMachine
     def start(self, now: float) -> list[Action]:
         if not self.by_speech or not self.index.phrases:
             return self._to_keypad(now, "")
-        return self._ask_name("directory.say_name", [])
+        if self.index.lookup(self.heard):
+            return self._speech(self.heard, now, [])  # said at the menu: not asked again
+        if not self.keypad_key:
+            return self._ask_name("directory.say_name", [])
+        key = self.lang.say(f"keys.{KEY_NAMES.get(self.keypad_key, 'digit')}", key=self.keypad_key)
+        return self._ask_name("directory.say_name_or_keypad", [], key=key)
 
     def handle(self, event: Event, now: float) -> list[Action]:
         if self.finished:
@@ -129,10 +145,10 @@ class DirectoryDialogue(DialogueBase):
         out.append(Listen(phrases=self._listen_phrases(), timeout=self.timeout))
         return out
 
-    def _ask_name(self, message: str, out: list[Action]) -> list[Action]:
+    def _ask_name(self, message: str, out: list[Action], **args: object) -> list[Action]:
         self.state = "name"
         self.next_timer = None
-        self._say(message, out)
+        self._say(message, out, **args)
         out.append(Listen(phrases=self._listen_phrases(), timeout=self.timeout))
         return out
 
@@ -143,6 +159,8 @@ class DirectoryDialogue(DialogueBase):
             return self._answer(digit == "1" if digit in "12" else None, now, out)
         if self.state == "namesakes":
             return self._pick_namesake(digit, now, out)
+        if digit == self.keypad_key:
+            return out + self._to_keypad(now, "")  # the flow's keypad key: no letter typed yet
         if digit in "23456789" and self.by_keys:
             return out + self._to_keypad(now, digit)
         return out

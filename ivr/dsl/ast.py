@@ -156,6 +156,7 @@ class Voicemail(Node):
     mailbox: Value
     greeting: Literal["unavailable", "busy", "temporary"] | None = None  # None: by context
     review: bool = False
+    temporary: bool = True  # False: `no temporary`, the owner's temporary greeting does not win here
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,13 +179,24 @@ class Branch(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Transfer(Node):
-    """``transfer to T [for 25s] [music "src"] [by refer] [else TARGET]`` plus its outcome block."""
+    """``transfer to T [, T2 ... together|in turn] [for 25s] [music "src"] [by refer] [else TARGET]``
+    plus its outcome block.
+
+    Several targets (``also``) are rung the way a group's ``ring`` line rings them: ``mode`` says
+    together or in turn (each for ``ring_for``); ``mode`` without ``also`` is allowed and rings one.
+    """
 
     target: Value  # Num: extension/E.164; Var: {variable}; Str: quoted; GroupRef: a group's name
     ring_for: float | None = None
     music: Str | None = None
     refer: bool = False
     branches: tuple[Branch, ...] = ()
+    also: tuple[Value, ...] = ()  # the targets after the first: `transfer to 10, 11 together`
+    mode: Literal["together", "in_turn"] | None = None  # as written; None: not written
+
+    def targets(self) -> tuple[Value, ...]:
+        """Every target the statement names, in order."""
+        return (self.target, *self.also)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +212,7 @@ class Directory(Node):
     match: Literal["last", "first", "either"] = "last"
     confirm: bool = True
     branches: tuple[Branch, ...] = ()
+    keypad_key: str = ""  # `press 9 for keypad`: the key that leaves speech for the keypad directory
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,6 +30,7 @@ from typing import Any
 from ivr.dsl import ast, schedule
 from ivr.dsl.compiler import (
     BUILTIN_VARIABLES,
+    DEFAULT_RING_TIMEOUT,
     DIRECTORY_VARIABLES,
     ZONE_HINT,
     CallOp,
@@ -137,8 +138,8 @@ def _node_values(node: ast.Stmt | ast.Target) -> Iterator[ast.Value]:
         yield node.mailbox
     elif isinstance(node, ast.VoicemailAccess) and node.mailbox is not None:
         yield node.mailbox
-    elif isinstance(node, ast.Transfer) and not isinstance(node.target, ast.GroupRef):
-        yield node.target
+    elif isinstance(node, ast.Transfer):
+        yield from (t for t in node.targets() if not isinstance(t, ast.GroupRef))
     elif isinstance(node, ast.When):
         yield from _cond_values(node.cond)
 
@@ -308,6 +309,9 @@ class _Checker:
             self._transfer(node)
         elif isinstance(node, ast.Directory):
             self._directory(node)
+        elif isinstance(node, ast.Voicemail) and node.greeting == "temporary" and not node.temporary:
+            self.out.append(_error("`temporary no temporary`: this voicemail asks for the temporary greeting "
+                                   "and refuses it", node.pos, "keep one of the two"))
         elif isinstance(node, ast.Play):
             self._prompt_path(node.path.text, node.path.pos)
         elif isinstance(node, ast.Hold) and node.music is not None:
@@ -396,7 +400,9 @@ class _Checker:
 
     def _transfer(self, node: ast.Transfer) -> None:
         branches = list(node.branches)
-        what = f"transfer to {_target_text(node.target)}"
+        what = "transfer to " + ", ".join(_target_text(t) for t in node.targets())
+        if node.also:
+            self._several_targets(node)
         if isinstance(node.target, ast.GroupRef):
             group = self.names.blocks.get(node.target.name)
             if not isinstance(group, ast.Group):
@@ -413,6 +419,27 @@ class _Checker:
             return
         self._outcomes(what, branches, ALL_TRANSFER_OUTCOMES, TRANSFER_OUTCOMES, node.pos)
 
+    def _several_targets(self, node: ast.Transfer) -> None:
+        """A transfer to several targets says how to ring them, names no group and is not a REFER."""
+        targets = ", ".join(_written(t) for t in node.targets())
+        if isinstance(node.target, ast.GroupRef):
+            self.out.append(_error(
+                f"'{node.target.name}' is a group: it cannot be rung with other targets", node.target.pos,
+                f"transfer to the group alone (`transfer to {node.target.name}`) or add the numbers to its ring lines",
+            ))
+        elif node.mode is None:
+            seconds = f"{node.ring_for or DEFAULT_RING_TIMEOUT:g}s"
+            self.out.append(_error(
+                f"transfer to {targets}: say how to ring several targets", node.also[0].pos,
+                f"`transfer to {targets} together for {seconds}` rings them all at once, "
+                f"`transfer to {targets} in turn for {seconds}` one after another (each for {seconds})",
+            ))
+        if node.refer:
+            self.out.append(_error(
+                f"transfer to {targets} by refer: a REFER hands the call to one target", node.pos,
+                "ring several targets without `by refer`, or refer to one",
+            ))
+
     def _group(self, group: ast.Group) -> None:
         self._outcomes(f"group '{group.name}'", group.branches, ALL_TRANSFER_OUTCOMES, TRANSFER_OUTCOMES, group.pos)
         if not group.rings:
@@ -428,6 +455,20 @@ class _Checker:
                 f'declare it: directory {node.name} from "staff.csv"',
             ))
         self._outcomes(f"directory {node.name}", node.branches, ALL_DIRECTORY_OUTCOMES, DIRECTORY_OUTCOMES, node.pos)
+        if node.keypad_key:
+            self._keypad_key(node)
+
+    def _keypad_key(self, node: ast.Directory) -> None:
+        """`press K for keypad` leaves speech for the keypad: both must be on, and 0 is the operator's."""
+        written = f"press {node.keypad_key} for keypad"
+        if node.keypad_key == "0":
+            self.out.append(_error(f"`{written}`: 0 is the operator's key in the directory", node.pos,
+                                   "choose another key, like `press 9 for keypad`"))
+        elif not (node.by_speech and node.by_keys):
+            self.out.append(_error(
+                f"`{written}` switches from speech to the keypad: directory {node.name} needs both", node.pos,
+                "write `by speech by keys` (or neither: both is the default)",
+            ))
 
     # -- menus and collect
     def _twice(self, lines: Sequence[ast.Node], what: str, where: str) -> None:
@@ -537,6 +578,11 @@ _ENDS_STEP: dict[type, str] = {
     ast.VoicemailAccess: "`voicemail access`",
     ast.Return: "`return`",
 }
+
+
+def _written(target: ast.Value | ast.GroupRef) -> str:
+    """A target as the flow writes it (a string keeps its quotes)."""
+    return f'"{target.text}"' if isinstance(target, ast.Str) else _target_text(target)
 
 
 def _target_text(target: ast.Value | ast.GroupRef) -> str:
@@ -787,8 +833,10 @@ def _dialled_in(
 ) -> Iterator[tuple[str, SourcePos, str]]:
     """The numbers of one block, with ``bound`` (sub-flow parameter -> constant argument, where)."""
     for node in block_nodes(block):
-        if isinstance(node, ast.Transfer) and not isinstance(node.target, ast.GroupRef):
-            yield from _constant(node.target, node.target.pos, "transfer", bound)
+        if isinstance(node, ast.Transfer):
+            for target in node.targets():
+                if not isinstance(target, ast.GroupRef):
+                    yield from _constant(target, target.pos, "transfer", bound)
         elif isinstance(node, ast.Voicemail | ast.VoicemailAccess) and node.mailbox is not None:
             yield from _constant(node.mailbox, node.mailbox.pos, "mailbox", bound)
         elif isinstance(node, ast.Call) and node.sub in subs:

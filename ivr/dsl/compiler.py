@@ -138,6 +138,7 @@ class MenuWaitOp(Op):
     any_speech: bool
     timeout: float
     tries: int
+    directory: str = ""  # the directory the `speech` option leads to (its names are listened for too)
     waits: ClassVar[tuple[str, ...]] = ("key", "speech", "prompt_done", "timer")
     edges: ClassVar[tuple[str, ...]] = ("invalid", "no_input", "too_many_invalid", "too_many_no_input")
 
@@ -206,6 +207,7 @@ class DirectoryOp(Op):
     by_keys: bool
     match: Literal["last", "first", "either"]
     confirm: bool
+    keypad_key: str = ""
     waits: ClassVar[tuple[str, ...]] = ("directory_result",)
     edges: ClassVar[tuple[str, ...]] = DIRECTORY_EDGES
 
@@ -218,6 +220,7 @@ class VoicemailOp(Op):
     mailbox: ast.Value
     greeting: Literal["unavailable", "busy", "temporary"]
     review: bool
+    temporary: bool = True  # the owner's temporary greeting, when set, plays instead of `greeting`
     waits: ClassVar[tuple[str, ...]] = ("action_done",)
     edges: ClassVar[tuple[str, ...]] = ("done",)
 
@@ -568,6 +571,7 @@ class Compiler:
                       *self.blocks.groups.values(), *self.blocks.subs.values()):
             self._block(block)  # type: ignore[arg-type]
         kinds = {name: kind for name in self.states if (kind := self.blocks.kind(name) or "")}
+        self._link_speech_to_directories()
         return Program(
             states=MappingProxyType(self._used(kinds)),
             entries=MappingProxyType(dict(entries)),
@@ -577,6 +581,14 @@ class Compiler:
             steps=MappingProxyType(kinds),
             files=tuple(files),
         )
+
+    def _link_speech_to_directories(self) -> None:
+        """A menu whose `speech` option leads to a speech directory listens for its names too."""
+        for name, state in list(self.states.items()):
+            if isinstance(state.op, MenuWaitOp) and "speech" in state.transitions:
+                directory = _directory_after(self.states, state.transitions["speech"])
+                if directory:
+                    self.states[name] = replace(state, op=replace(state.op, directory=directory))
 
     def _used(self, blocks: Mapping[str, str]) -> dict[str, State]:
         """The states reachable from some block's entry (the others were built but never linked)."""
@@ -648,7 +660,8 @@ class Compiler:
         if isinstance(target, ast.Voicemail):
             greeting = target.greeting or ("busy" if context == "busy" else "unavailable")
             end = self._finish("voicemail", target.pos, target.mailbox)
-            vm = self._state("voicemail", VoicemailOp(target.mailbox, greeting, target.review), target.pos, {"done": end})
+            leave = VoicemailOp(target.mailbox, greeting, target.review, target.temporary)
+            vm = self._state("voicemail", leave, target.pos, {"done": end})
             return self._drain(target.pos, vm)
         if isinstance(target, ast.VoicemailAccess):
             end = self._finish("voicemail_access", target.pos, target.mailbox)
@@ -701,8 +714,9 @@ class Compiler:
             # The statement's own branches win; the group's fill in the rest.
             branches += list(group.branches)
         else:
-            timeout = node.ring_for or DEFAULT_RING_TIMEOUT
-            op = TransferOp((((node.target,), timeout),), node.music.text if node.music else "", node.refer)
+            ring = ast.Ring(pos=node.pos, members=node.targets(), mode=node.mode or "together",
+                            timeout=node.ring_for or DEFAULT_RING_TIMEOUT)
+            op = TransferOp(_ring_plan((ring,)), node.music.text if node.music else "", node.refer)
         return self._ring(op, branches, then, node.pos)
 
     def _ring(self, op: TransferOp, branches: Sequence[ast.Branch], then: str, pos: SourcePos) -> str:
@@ -730,7 +744,7 @@ class Compiler:
         if not any("selected" in b.outcomes for b in node.branches):
             defaults["selected"] = self._transfer(connect, then)
         edges = self._branches(node.branches, DIRECTORY_EDGES, then, pos, defaults)
-        op = DirectoryOp(node.name, node.by_speech, node.by_keys, node.match, node.confirm)
+        op = DirectoryOp(node.name, node.by_speech, node.by_keys, node.match, node.confirm, node.keypad_key)
         return self._state("directory", op, pos, edges)
 
     # -- menus and collect
@@ -816,14 +830,38 @@ def _first(waits: Sequence[ast.Wait], attr: str) -> float | int | None:
     return None
 
 
+# States a call passes through without asking the caller anything (a drain only waits for prompts).
+_PASS_THROUGH = (EnterOp, PromptOp, AssignOp, DrainOp)
+
+
+def _directory_after(states: Mapping[str, State], name: str) -> str:
+    """The speech directory a call reaches from ``name`` without asking the caller anything, or ""."""
+    for _ in range(len(states)):
+        state = states.get(name)
+        if state is None:
+            return ""
+        if isinstance(state.op, DirectoryOp):
+            return state.op.name if state.op.by_speech else ""
+        if not isinstance(state.op, _PASS_THROUGH) or "next" not in state.transitions:
+            return ""
+        name = state.transitions["next"]
+    return ""
+
+
 def _group_op(group: ast.Group) -> TransferOp:
+    return TransferOp(_ring_plan(group.rings), group.music.text if group.music else "", group.refer, group.name)
+
+
+def _ring_plan(rings: Sequence[ast.Ring]) -> tuple[tuple[tuple[ast.Value, ...], float], ...]:
+    """The ring plan of a group's ring lines or of one transfer's targets: a step per line rung
+    together, a step per member rung in turn (each for the line's time)."""
     plan: list[tuple[tuple[ast.Value, ...], float]] = []
-    for ring in group.rings:
+    for ring in rings:
         if ring.mode == "together":
             plan.append((ring.members, ring.timeout))
         else:
             plan.extend(((m,), ring.timeout) for m in ring.members)
-    return TransferOp(tuple(plan), group.music.text if group.music else "", group.refer, group.name)
+    return tuple(plan)
 
 
 def settings_from(items: Sequence[ast.Item], base_of: Mapping[str, Path]) -> Settings:

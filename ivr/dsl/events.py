@@ -217,12 +217,17 @@ class Listen(Action):
     ``any_speech``: the menu also takes an utterance that matches no phrase (its ``speech ->``
     option), so the runner listens even when ``phrases`` is empty and reports such an utterance
     as ``Speech(text)`` (free-form recognisers) or ``Speech("")`` (grammar recognisers).
+
+    ``directory``: the menu's ``speech`` option leads to this directory, so the recogniser also
+    listens for its people's names; a name heard here is handed to the directory
+    (``Directory.heard``) instead of being asked for again.
     """
 
     kind: ClassVar[str] = "listen"
     phrases: tuple[str, ...] = ()
     timeout: float = 0.0
     any_speech: bool = False
+    directory: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,22 +248,36 @@ class Transfer(Action):
 
 @dataclass(frozen=True)
 class Directory(Action):
+    """Dial by name in directory ``name``.
+
+    ``keypad_key``: in the speech dialogue, this key switches to the keypad directory without
+    spelling a letter.  ``heard``: a name the caller already said at the menu that led here,
+    looked up at once instead of asking for it again.
+    """
+
     kind: ClassVar[str] = "directory"
     name: str
     by_speech: bool = True
     by_keys: bool = True
     match: Literal["last", "first", "either"] = "last"
     confirm: bool = True
+    keypad_key: str = ""
+    heard: str = ""
 
 
 @dataclass(frozen=True)
 class Voicemail(Action):
-    """Let the caller leave a message in ``mailbox`` (greeting, beep, record, optional review)."""
+    """Let the caller leave a message in ``mailbox`` (greeting, beep, record, optional review).
+
+    ``temporary``: the owner's temporary greeting, when one is set, plays instead of ``greeting``
+    (the default); False is the flow's ``no temporary``.
+    """
 
     kind: ClassVar[str] = "voicemail"
     mailbox: str
     greeting: Literal["unavailable", "busy", "temporary"] = "unavailable"
     review: bool = False
+    temporary: bool = True
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ class Machine:
         self._counters: dict[str, int] = {}
         self._digits = ""
         self._listening: tuple[str, ...] | None = None  # phrases of the active speech grammar
+        self._heard = ""  # what a menu's `speech` option took, for a directory reached without asking again
         self._now = 0.0
         self._out: list[events.Action] = []
         self._started = False
@@ -188,6 +189,8 @@ class Machine:
             self.state = name
             state = self.current
             label = self._enter(state)
+            if label is None and not isinstance(state.op, DrainOp):
+                self._heard = ""  # the call waits for something else: a later directory asks anew
             if label is None or self.finished:
                 return
             self._leave(state, label)  # a wait state can move on at once (type-ahead)
@@ -272,7 +275,7 @@ class Machine:
     def _enter_MenuWaitOp(self, op: MenuWaitOp) -> str | None:
         if op.phrases or op.any_speech:
             self._listening = op.phrases
-            self._emit(events.Listen(op.phrases, op.timeout, op.any_speech))
+            self._emit(events.Listen(op.phrases, op.timeout, op.any_speech, op.directory))
         self._arm_input_timer(op.timeout)
         if self._type_ahead:
             return self._menu_key(op, self._type_ahead.pop(0))
@@ -299,7 +302,8 @@ class Machine:
 
     def _enter_DirectoryOp(self, op: DirectoryOp) -> None:
         self._type_ahead.clear()
-        self._emit(events.Directory(op.name, op.by_speech, op.by_keys, op.match, op.confirm))
+        heard, self._heard = self._heard, ""
+        self._emit(events.Directory(op.name, op.by_speech, op.by_keys, op.match, op.confirm, op.keypad_key, heard))
         return None
 
     def _enter_VoicemailOp(self, op: VoicemailOp) -> str | None:
@@ -307,7 +311,7 @@ class Machine:
         if not mailbox:
             self._end("error", "no mailbox to leave a message in")
             return None
-        self._emit(events.Voicemail(mailbox, op.greeting, op.review))
+        self._emit(events.Voicemail(mailbox, op.greeting, op.review, op.temporary))
         return None
 
     def _enter_VoicemailAccessOp(self, op: VoicemailAccessOp) -> None:
@@ -466,7 +470,7 @@ class Machine:
                 return f"speech:{phrase}"
         if op.any_speech:
             # `speech ->` takes whatever matched no option, also what the recogniser could not match
-            self.variables["speech"] = text.strip()
+            self.variables["speech"] = self._heard = text.strip()
             return "speech"
         return self._count("invalid", op.tries)
 

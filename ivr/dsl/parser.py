@@ -377,6 +377,9 @@ def _explain_token(exc: UnexpectedToken, line: str, first: str, block: str = "st
         return f"names are lower-case: '{value}'", f"write '{value.lower()}'"
     if {"BUSY", "ANSWERED"} <= expected and block != "group" and indent > 4:
         block = "outcome block"
+    several = _several_targets_hint(value, at_start, line, block)
+    if several:
+        return several
     if at_start and value in _keywords() and block != "file":
         where = f"in an {block}" if block[0] in "aeiou" else f"in a {block}"
         return f"'{value}' cannot be used {where}", _BLOCK_LINES.get(block, "")
@@ -399,6 +402,19 @@ def _explain_token(exc: UnexpectedToken, line: str, first: str, block: str = "st
     if token.type in ("$END", "_DEDENT"):
         return f"unexpected end of block; expected {_describe_expected(expected)}", ""
     return f"unexpected {_found(token)}; expected {_describe_expected(expected)}", ""
+
+
+def _several_targets_hint(value: str, at_start: bool, line: str, block: str) -> tuple[str, str] | None:
+    """A group's `ring` line written in a step, or `together`/`in turn` after the ring time."""
+    if at_start and value == "ring" and block in ("step", "sub"):
+        return ("'ring' lines belong in a group",
+                "in a step, `transfer to 201, 202 together for 20s` rings several targets at once, "
+                "`transfer to 201, 202 in turn for 20s` one after another")
+    if not at_start and value in ("together", "in") and re.search(r"\btransfer\s+to\b", line):
+        mode = "in turn" if value == "in" else value
+        return (f"`{mode}` comes right after the targets",
+                "write `transfer to 201, 202 together for 20s` or `transfer to 201, 202 in turn for 20s`")
+    return None
 
 
 # --------------------------------------------------------------------------- lark tree -> AST
@@ -613,10 +629,14 @@ class AstBuilder(Transformer[Token, Any]):
     def review(self, meta: Any, c: list[Any]) -> tuple[str, bool]:
         return ("review", True)
 
+    def no_temporary(self, meta: Any, c: list[Any]) -> tuple[str, bool]:
+        return ("temporary", False)
+
     def voicemail(self, meta: Any, c: list[Any]) -> ast.Voicemail:
         opts = dict(c[1:])
         return ast.Voicemail(
-            pos=self._pos(meta), mailbox=self._value(c[0]), greeting=opts.get("greeting"), review=opts.get("review", False)
+            pos=self._pos(meta), mailbox=self._value(c[0]), greeting=opts.get("greeting"), review=opts.get("review", False),
+            temporary=opts.get("temporary", True),
         )
 
     def voicemail_access(self, meta: Any, c: list[Any]) -> ast.VoicemailAccess:
@@ -653,6 +673,8 @@ class AstBuilder(Transformer[Token, Any]):
             value = self._value(target)
         opts: dict[str, Any] = dict(x for x in c[1:] if isinstance(x, tuple))
         branches = [x for x in c[1:] if isinstance(x, ast.Branch)]
+        also = tuple(self._value(t) for t in c[1:] if isinstance(t, Token))
+        mode: Any = next((x for x in c[1:] if x in ("together", "in_turn") and not isinstance(x, Token)), None)
         return ast.Transfer(
             pos=self._pos(meta),
             target=cast(ast.Value, value),
@@ -660,9 +682,13 @@ class AstBuilder(Transformer[Token, Any]):
             music=opts.get("music"),
             refer=opts.get("refer", False),
             branches=tuple(branches),
+            also=also,
+            mode=mode,
         )
 
     def directory_opt(self, meta: Any, c: list[Any]) -> tuple[str, Any]:
+        if c[0] == "press":
+            return ("keypad_key", str(c[1]))
         words = " ".join(str(t) for t in c)
         return {
             "by speech": ("by", "speech"),
@@ -685,6 +711,7 @@ class AstBuilder(Transformer[Token, Any]):
             match=match,
             confirm=all(v for k, v in opts if k == "confirm"),
             branches=tuple(x for x in c[1:] if isinstance(x, ast.Branch)),
+            keypad_key=next((v for k, v in opts if k == "keypad_key"), ""),
         )
 
     def outcome_name(self, meta: Any, c: list[Any]) -> str:

@@ -274,16 +274,28 @@ def _weekday(name: str) -> int:
         return WEEKDAYS.index(name)
     if name in _FULL_WEEKDAYS:
         return _FULL_WEEKDAYS.index(name)
+    raise ScheduleError(f"unknown weekday '{name}'{_weekday_hint(name)}")
+
+
+def _weekday_hint(name: str) -> str:
+    """The did-you-mean for a word that is not a day: a span for a word naming several days
+    (``weekdays`` -> ``mon-fri``, which difflib alone would turn into ``wed``), else the closest day."""
+    group = _DAY_GROUPS.get(name)
+    if group is not None:
+        return f"; did you mean '{group}'?"
     hint = difflib.get_close_matches(name, WEEKDAYS + _FULL_WEEKDAYS, n=1)
-    extra = (
-        f"; did you mean '{hint[0][:3]}'?"
-        if hint
-        else "; expected mon, tue, wed, thu, fri, sat or sun"
-    )
-    raise ScheduleError(f"unknown weekday '{name}'{extra}")
+    if hint:
+        return f"; did you mean '{hint[0][:3]}'?"
+    return "; expected mon, tue, wed, thu, fri, sat or sun"
 
 
 _FULL_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# Words admins write for several days at once (in English and German), with the span that says it.
+_DAY_GROUPS = {
+    **dict.fromkeys(("weekday", "weekdays", "workday", "workdays", "werktags", "wochentags"), "mon-fri"),
+    **dict.fromkeys(("weekend", "weekends", "wochenende"), "sat-sun"),
+    **dict.fromkeys(("daily", "everyday", "taeglich"), "mon-sun"),
+}
 
 
 # --------------------------------------------------------------------------- time zones and holidays

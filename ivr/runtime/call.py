@@ -592,7 +592,19 @@ class CallRunner:
         if not has_recognizer(self.services.config.speech, language):
             self.log(event="speech_unavailable", language=language)  # keys only ([speech.models])
             return
-        self.listener = SpeechListener(self, action.phrases, language)
+        self.listener = SpeechListener(self, self._grammar(action), language)
+
+    def _grammar(self, action: ev.Listen) -> tuple[str, ...]:
+        """The phrases to listen for: the action's, and the names of the directory a menu's
+        `speech` option leads to (none if it cannot be read: the directory reports that itself)."""
+        if not action.directory:
+            return action.phrases
+        try:
+            names = self.services.directory_phrases(action.directory)
+        except Exception as exc:  # noqa: BLE001 -- the menu still listens for its own phrases
+            self.log(event="directory_error", directory=action.directory, error=str(exc))
+            names = ()
+        return tuple(dict.fromkeys(action.phrases + names))
 
     def _do_StartRecording(self, action: ev.StartRecording, owner: object) -> None:
         if self.recording is not None:
@@ -678,6 +690,8 @@ class CallRunner:
                 match=action.match,
                 confirm=action.confirm,
                 language=self.language(),
+                keypad_key=action.keypad_key,
+                heard=action.heard,
             )
         )
 
@@ -698,6 +712,7 @@ class CallRunner:
                 store=self.services.voicemail_store,
                 caller=self.caller,
                 greeting=action.greeting,
+                temporary_first=action.temporary,
                 review=action.review,
                 data_dir=self.services.data,
                 on_saved=self.services.voicemail.message_saved,

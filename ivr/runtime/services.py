@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ivr.media.recognizer import Recognizer
     from ivr.runtime.journal import Journal
     from ivr.runtime.ports import CallMedia, CallSignalling
+    from ivr.runtime.presentation import Shown
     from ivr.runtime.transfer import Destination, TransferSession
     from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
@@ -233,6 +234,16 @@ class Services:
 
         return self._get(f"directory:{name}", build)
 
+    def directory_phrases(self, name: str) -> tuple[str, ...]:
+        """The names a caller may say for directory ``name`` (its speech grammar), built once."""
+
+        def build() -> tuple[str, ...]:
+            from ivr.directory.matching import PhraseIndex
+
+            return PhraseIndex.build(self.directory(name)).phrases
+
+        return self._get(f"directory-phrases:{name}", build)
+
     def registrar(self) -> Registrar:
         """The registrar of ivr.toml's extensions (bindings in the storage), built once."""
 
@@ -259,11 +270,11 @@ class Services:
             return False
         return handler(event) is not False
 
-    def destinations_for(self, target: str, caller: str) -> list[Destination]:
+    def destinations_for(self, target: str, caller: str, shown: Shown | None = None) -> list[Destination]:
         """Where to send the INVITEs that ring ``target`` (ivr.runtime.transfer.destinations)."""
         from ivr.runtime.transfer import destinations
 
-        return destinations(self, target, caller)
+        return destinations(self, target, caller, shown)
 
     @property
     def trunks(self) -> Trunks:

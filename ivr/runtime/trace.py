@@ -116,15 +116,18 @@ def describe_action(action: ev.Action) -> str:
         return f"tone: {action.frequency:g} Hz ({fmt_seconds(action.duration)})"
     if isinstance(action, ev.Listen):
         options = [" | ".join(action.phrases)] if action.phrases else []
+        options += [f"names in {action.directory}"] if action.directory else []
         options += ["anything"] if action.any_speech else []
         speech = f", speech ({' | '.join(options)})" if options else ""
         return f"listen: keys{speech}"
     if isinstance(action, ev.Transfer):
         return describe_transfer(action)
     if isinstance(action, ev.Directory):
-        return f"directory: {action.name}"
+        return f"directory: {action.name}" + (f" (heard {action.heard})" if action.heard else "")
     if isinstance(action, ev.Voicemail):
-        extra = "" if action.greeting == "unavailable" else f" ({action.greeting} greeting)"
+        notes = [] if action.greeting == "unavailable" else [f"{action.greeting} greeting"]
+        notes += [] if action.temporary else ["no temporary"]
+        extra = f" ({', '.join(notes)})" if notes else ""
         return f"voicemail: {action.mailbox}{extra}" + (" with review" if action.review else "")
     if isinstance(action, ev.VoicemailAccess):
         return f"voicemail access: {action.mailbox}" if action.mailbox else "voicemail access"

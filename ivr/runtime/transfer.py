@@ -46,6 +46,7 @@ from ivr.media.holdmusic import MusicPlayer
 from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
 from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
 from ivr.runtime.ports import CallMedia
+from ivr.runtime.presentation import Shown, shown_for
 from ivr.sip import sdp
 from ivr.sip.auth import DigestClient
 from ivr.sip.events import (
@@ -172,6 +173,12 @@ class RingPlan:
         return result
 
 
+def rings_one(action: ev.Transfer) -> bool:
+    """A transfer to one person, which goes on to their follow-me numbers; a group's plan and a
+    transfer to several targets (``transfer to 201, 202 in turn``) ring the numbers written."""
+    return not action.group and len(action.plan) == 1 and len(action.plan[0][0]) == 1
+
+
 def with_follow_me(plan: Plan, follow_me: Callable[[str], Iterable[str]]) -> Plan:
     """A step that rings one person continues to that person's follow-me numbers
     (``Extension.follow_me`` in ivr.toml), one after the other, each for the step's ring time:
@@ -238,14 +245,16 @@ def uri_address(uri: str) -> tuple[str, int]:
     return parsed.host.strip("[]"), parsed.port or 5060
 
 
-def destinations(services: Any, target: str, caller: str) -> list[Destination]:
+def destinations(services: Any, target: str, caller: str, shown: Shown | None = None) -> list[Destination]:
     """Every contact that should ring for ``target``, or :class:`Unreachable` with the outcome.
 
     An extension rings all its registered contacts and its static ones; an
     external number goes out through the trunk that allows it (see
-    :mod:`ivr.sip.trunk`); anything else does not exist here.
+    :mod:`ivr.sip.trunk`); anything else does not exist here.  ``shown`` is the
+    number each INVITE shows (:mod:`ivr.runtime.presentation`; default: the caller's).
     """
-    from_uri = f"sip:{caller or 'ivr'}@{services.contact_host}"
+    shown = shown or Shown(caller, "")
+    from_uri = f"sip:{shown.phone_user()}@{services.contact_host}"
     if services.config.extension(target) is not None:
         bindings = services.registrar().contacts(target, services.wall())
         if not bindings:
@@ -257,7 +266,7 @@ def destinations(services: Any, target: str, caller: str) -> list[Destination]:
     if not is_external(target):
         raise Unreachable("unavailable", f"{target!r} is neither an extension in ivr.toml nor a telephone number")
     try:
-        route = services.trunks.route(target, local_host=services.contact_host)
+        route = services.trunks.route(target, local_host=services.contact_host, caller=shown.trunk_caller())
     except TrunkRefused as exc:
         raise Unreachable("failed", str(exc)) from None
     return [
@@ -322,7 +331,7 @@ class TransferSession:
         self.post = post
         self.services = caller.services
         self.loop = asyncio.get_running_loop()
-        self.plan = RingPlan(action.plan if action.group else with_follow_me(action.plan, self._follow_me))
+        self.plan = RingPlan(with_follow_me(action.plan, self._follow_me) if rings_one(action) else action.plan)
         self.rings: dict[str, _Ring] = {}
         self.legs: dict[str, Leg] = {}  # by Call-ID
         self.bridge: Bridge | None = None
@@ -419,7 +428,7 @@ class TransferSession:
     def _dial(self, target: str) -> None:
         ring = self.rings[target] = _Ring(target)
         try:
-            destinations = self.services.destinations_for(target, self.caller.caller)
+            destinations = self.services.destinations_for(target, self.caller.caller, self._shown(target))
         except Unreachable as exc:
             self.caller.log(event="transfer_target_unreachable", target=target, outcome=exc.outcome, reason=str(exc))
             self._queue.extend(self.plan.failed(target, exc.outcome, self.services.wall()))
@@ -462,6 +471,10 @@ class TransferSession:
         self.caller.log(event="leg_invite", target=ring.target, leg=leg.call_id, uri=destination.uri,
                         via=destination.via, to=f"{destination.address[0]}:{destination.address[1]}",
                         transport=destination.transport)
+
+    def _shown(self, target: str) -> Shown:
+        ringing = [t for step, _ in self.action.plan for t in step]
+        return shown_for(self.services.config, target, ringing, self.caller.caller, self.caller.called)
 
     def _from_uri(self) -> str:
         user = self.caller.caller or "ivr"

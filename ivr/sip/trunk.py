@@ -3,7 +3,11 @@
 A trunk is the carrier's SIP server: external numbers (anything that is not
 one of our extensions) are sent there as ``sip:NUMBER@HOST`` with the
 company number (``caller_id``) as the From user, so callees see the
-company, not the original caller.  A number may be dialled only when the
+company, not the original caller.  A trunk whose carrier accepts numbers it
+did not assign ("CLIP no screening") may say ``shown_number = "caller"``: a
+call forwarded on a caller's behalf then shows the caller's number in From
+and P-Asserted-Identity (RFC 3325), and names the company number in a
+Diversion header (RFC 5806) as the party that forwarded it.  A number may be dialled only when the
 flow names it AND one trunk's ``allow`` patterns permit it: a flow that
 takes digits from the caller can never reach premium or foreign numbers the
 deployment did not open.  Patterns are literal numbers or prefixes ending in
@@ -42,7 +46,9 @@ class Trunk:
     ``transport`` is "udp" or "tcp"; ``username``/``password`` answer its digest
     challenges (empty: authenticated by IP); ``register`` keeps ivr registered
     there; ``caller_id`` is the number presented on outbound calls; ``allow``
-    the dial patterns calls may reach (``"+4179*"``).
+    the dial patterns calls may reach (``"+4179*"``); ``shown_number`` is what a
+    forwarded call shows: ``"company"`` (``caller_id``) or ``"caller"`` (the caller's
+    own number, when the carrier accepts it).
     """
 
     name: str
@@ -54,6 +60,7 @@ class Trunk:
     register: bool = False
     caller_id: str = ""
     allow: tuple[str, ...] = ()
+    shown_number: str = "company"
 
 
 class TrunkRefused(Exception):
@@ -102,20 +109,33 @@ class Trunks:
         names = ", ".join(t.name for t in self.trunks)
         raise TrunkRefused(f"{number} is not allowed by any trunk's allow patterns ({names})")
 
-    def route(self, number: str, *, local_host: str) -> Route:
+    def route(self, number: str, *, local_host: str, caller: str = "") -> Route:
+        """How ``number`` goes out.  ``caller``: a caller's number to show instead of the
+        company's, on a call forwarded on their behalf; only a trunk with ``shown_number =
+        "caller"`` shows it, and only a telephone number."""
         trunk = self.choose(number)
         host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
         params = ";transport=tcp" if trunk.transport.lower() == "tcp" else ""
         uri = f"sip:{number}@{host}:{trunk.port}{params}"
-        user = trunk.caller_id or trunk.username or "ivr"
         from_host = host if trunk.username else local_host
-        headers: tuple[tuple[str, str], ...] = ()
-        if trunk.caller_id:
-            headers = (("P-Asserted-Identity", f"<sip:{trunk.caller_id}@{from_host}>"),)
+        user, headers = _identity(trunk, caller, from_host)
         return Route(trunk, uri, (trunk.host, trunk.port), trunk.transport.lower(), f"sip:{user}@{from_host}", headers)
 
     def auth(self, trunk: Trunk) -> DigestClient | None:
         return self._auth.get(trunk.name)
+
+
+def _identity(trunk: Trunk, caller: str, host: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The From user and identity headers of an outbound INVITE through ``trunk``."""
+    company = trunk.caller_id
+    if trunk.shown_number == "caller" and is_external(caller):
+        headers = [("P-Asserted-Identity", f"<sip:{caller}@{host}>")]
+        if company:  # who forwarded it (RFC 5806): the number the carrier knows us by
+            headers.append(("Diversion", f"<sip:{company}@{host}>;reason=unconditional"))
+        return caller, tuple(headers)
+    if company:
+        return company, (("P-Asserted-Identity", f"<sip:{company}@{host}>"),)
+    return trunk.username or "ivr", ()
 
 
 # --------------------------------------------------------------------------- registration

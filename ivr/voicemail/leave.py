@@ -76,6 +76,7 @@ class LeaveMessage(Dialogue):
         store: VoicemailStore,
         caller: str,
         greeting: str = "unavailable",
+        temporary_first: bool = True,
         review: bool = False,
         data_dir: Path,
         silence: float | None = None,
@@ -91,6 +92,7 @@ class LeaveMessage(Dialogue):
         self.store = store
         self.caller = caller
         self.greeting = greeting
+        self.temporary_first = temporary_first
         self.review = review
         self.data_dir = Path(data_dir)
         self.silence = (
@@ -120,7 +122,11 @@ class LeaveMessage(Dialogue):
         return self.enter("greeting", self._greeting_prompts())
 
     def _greeting_prompts(self) -> list[Action]:
-        for kind in ("temporary", self.greeting):
+        """The greeting, first found of: the temporary one (unless the flow says ``no temporary``),
+        the step's kind (unavailable or busy), the owner's recorded name then TTS, TTS alone
+        (docs/voicemail.md, "Which greeting plays")."""
+        kinds = ("temporary", self.greeting) if self.temporary_first else (self.greeting,)
+        for kind in kinds:
             path = self._greeting(kind) if kind in GREETINGS else None
             if path is not None:
                 return [self.play(path)]

@@ -527,6 +527,103 @@ def test_hours_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def test_weekdays_suggests_the_span(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`weekdays` is not a day: the hint is the span mon-fri (difflib alone said 'wed')"""
+    files = {"weekdays.ivr": (
+        "number default -> s\nhours office:\n    weekdays 07:30-18:00\n"
+        "s:\n    when office is open -> hangup\n    hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "weekdays.ivr:3:5: error: unknown weekday 'weekdays'; did you mean 'mon-fri'?\n"
+        "        weekdays 07:30-18:00\n"
+        "        ^\n"
+        "weekdays.ivr:2:1: warning: hours 'office' are never open: add times like mon-fri 08:00-17:00\n"
+        "    hours office:\n"
+        "    ^"
+    )
+
+
+def test_several_targets_without_a_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`transfer to 10, 11` must say how: the hint shows both forms with the statement's targets and time"""
+    files = {"several.ivr": 'number default -> s\ns:\n    transfer to 10, 11, "+41791234567" for 20s\n        else -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        'several.ivr:3:21: error: transfer to 10, 11, "+41791234567": say how to ring several targets\n'
+        '        transfer to 10, 11, "+41791234567" for 20s\n'
+        '                        ^\n'
+        '  hint: `transfer to 10, 11, "+41791234567" together for 20s` rings them all at once, '
+        '`transfer to 10, 11, "+41791234567" in turn for 20s` one after another (each for 20s)'
+    )
+
+
+def test_several_targets_written_the_group_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a group's `ring` line in a step, and the mode after the ring time: both forms are shown"""
+    files = {"ring_in_step.ivr": "number default -> s\ns:\n    ring 10, 11 together for 20s\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "ring_in_step.ivr:3:5: error: 'ring' lines belong in a group\n"
+        "        ring 10, 11 together for 20s\n"
+        "        ^\n"
+        "  hint: in a step, `transfer to 201, 202 together for 20s` rings several targets at once, "
+        "`transfer to 201, 202 in turn for 20s` one after another"
+    )
+    files = {"mode_late.ivr": "number default -> s\nmenu s:\n    1 -> transfer to 10, 11 for 20s in turn\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "mode_late.ivr:3:37: error: `in turn` comes right after the targets\n"
+        "        1 -> transfer to 10, 11 for 20s in turn\n"
+        "                                        ^\n"
+        "  hint: write `transfer to 201, 202 together for 20s` or `transfer to 201, 202 in turn for 20s`"
+    )
+
+
+def test_several_targets_with_a_group_or_by_refer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a group cannot be one of several targets; a REFER hands the call to one target"""
+    files = {"several_bad.ivr": (
+        "number default -> s\ns:\n    transfer to sales, 11 together else hangup\n"
+        "    transfer to 10, 11 in turn by refer else hangup\n"
+        "group sales:\n    ring 201 for 5s\n    else -> hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "several_bad.ivr:3:17: error: 'sales' is a group: it cannot be rung with other targets\n"
+        "        transfer to sales, 11 together else hangup\n"
+        "                    ^\n"
+        "  hint: transfer to the group alone (`transfer to sales`) or add the numbers to its ring lines\n"
+        "several_bad.ivr:4:5: error: transfer to 10, 11 by refer: a REFER hands the call to one target\n"
+        "        transfer to 10, 11 in turn by refer else hangup\n"
+        "        ^\n"
+        "  hint: ring several targets without `by refer`, or refer to one"
+    )
+
+
+def test_voicemail_temporary_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asking for the temporary greeting and refusing it in one step"""
+    files = {"no_temp.ivr": "number default -> s\ns:\n    voicemail 300 temporary no temporary\n"}
+    assert check(tmp_path, monkeypatch, files) == (
+        "no_temp.ivr:3:5: error: `temporary no temporary`: this voicemail asks for the temporary greeting and refuses it\n"
+        "        voicemail 300 temporary no temporary\n"
+        "        ^\n"
+        "  hint: keep one of the two"
+    )
+
+
+def test_directory_keypad_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """the keypad key cannot be the operator's 0, and needs both speech and keys"""
+    files = {"keypad_key.ivr": (
+        'directory staff from "staff.csv"\nnumber default -> s\ns:\n'
+        "    directory staff press 0 for keypad else hangup\n"
+        "    directory staff by speech press 9 for keypad else hangup\n"
+    )}
+    (tmp_path / "staff.csv").write_text("display_name,extension\nAlice Johnson,201\n", encoding="utf-8")
+    assert check(tmp_path, monkeypatch, files) == (
+        "keypad_key.ivr:4:5: error: `press 0 for keypad`: 0 is the operator's key in the directory\n"
+        "        directory staff press 0 for keypad else hangup\n"
+        "        ^\n"
+        "  hint: choose another key, like `press 9 for keypad`\n"
+        "keypad_key.ivr:5:5: error: `press 9 for keypad` switches from speech to the keypad: directory staff needs both\n"
+        "        directory staff by speech press 9 for keypad else hangup\n"
+        "        ^\n"
+        "  hint: write `by speech by keys` (or neither: both is the default)"
+    )
+
+
 def test_sub_as_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """a number or jump that names a sub-flow"""
     files = {'sub_as_step.ivr': 'number default -> f\nsub f():\n    return\n'}

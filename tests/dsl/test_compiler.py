@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ivr.dsl import ast
 from ivr.dsl.compiler import (
     BranchOp,
     DrainOp,
@@ -82,6 +83,24 @@ def test_when_and_transfer_tables(tmp_path: Path) -> None:
     assert transfer.transitions["busy"] == "t"
     others = {transfer.transitions[o] for o in ("no_answer", "unavailable", "failed")}
     assert len(others) == 1  # one `else` branch, compiled once
+
+
+def test_several_targets_compile_to_the_plan_a_group_would_have(tmp_path: Path) -> None:
+    """`transfer to 10, 11 in turn for 20s` and a group's `ring 10, 11 in turn for 20s` give one plan."""
+    program = load(tmp_path, (
+        "number 1 -> a\nnumber 2 -> b\nnumber 3 -> g\n"
+        "a:\n    transfer to 10, 11 together for 20s else hangup\n"
+        "b:\n    transfer to 10, 11 in turn for 20s else hangup\n"
+        "group g:\n    ring 10, 11 in turn for 20s\n    else -> hangup\n"
+    ))
+    ops = {s.step: s.op for s in program.states.values() if isinstance(s.op, TransferOp)}
+
+    def plan(step: str) -> list[tuple[list[str], float]]:
+        return [([v.text for v in targets if isinstance(v, ast.Num)], t) for targets, t in ops[step].plan]
+
+    assert plan("a") == [(["10", "11"], 20.0)]
+    assert plan("b") == plan("g") == [(["10"], 20.0), (["11"], 20.0)]
+    assert ops["b"].describe() == "transfer to 10, 11" and ops["g"].describe() == "ring group g"
 
 
 def test_every_table_is_complete_and_closed() -> None:

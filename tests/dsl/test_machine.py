@@ -379,6 +379,57 @@ def test_directory_selected_connects_the_person_then_their_mailbox(tmp_path: Pat
     assert m.handle(ev.TransferResult("no_answer"), T0 + 40) == [ev.Voicemail("201")]
 
 
+HANDOVER = """\
+directory staff from "staff.csv"
+number 1 -> m
+menu m:
+    ask "Say sales or a name."
+    "sales" -> hangup
+    1 -> account
+    speech -> by_name
+collect account:
+    digits 4
+    then -> by_name
+by_name:
+    say "One moment."
+    directory staff press 9 for keypad
+        else -> hangup
+"""
+
+
+def test_a_menu_whose_speech_option_leads_to_a_directory_listens_for_its_names(tmp_path: Path) -> None:
+    m, actions = start(tmp_path, HANDOVER, called="1")
+    assert actions[-1] == ev.Listen(("sales",), 5.0, any_speech=True, directory="staff")
+    elsewhere = HANDOVER.replace("    speech -> by_name\n", "    speech -> account\n")
+    _, actions = start(tmp_path, elsewhere, called="1")
+    assert actions[-1] == ev.Listen(("sales",), 5.0, any_speech=True)  # a collect comes first: no names
+
+
+def test_a_name_said_at_the_menu_is_handed_to_the_directory(tmp_path: Path) -> None:
+    m, _ = start(tmp_path, HANDOVER, called="1")
+    assert texts(m.handle(ev.Speech("alice johnson"), T0 + 1)) == ["One moment."]  # the drain keeps it
+    directory = ev.Directory("staff", keypad_key="9", heard="alice johnson")
+    assert m.handle(ev.PromptDone(2), T0 + 2) == [directory]
+
+
+def test_a_name_is_not_handed_on_once_the_caller_was_asked_something_else(tmp_path: Path) -> None:
+    m, _ = start(tmp_path, HANDOVER.replace("speech -> by_name", "speech -> account"), called="1")
+    m.handle(ev.Speech("alice johnson"), T0 + 1)  # into the collect, which waits for digits
+    for n, digit in enumerate("1234"):
+        actions = m.handle(ev.Key(digit), T0 + 2 + n)
+    assert texts(actions) == ["One moment."]
+    assert m.handle(ev.PromptDone(2), T0 + 9) == [ev.Directory("staff", keypad_key="9")]
+
+
+def test_voicemail_greeting_by_context_and_no_temporary(tmp_path: Path) -> None:
+    text = ("number default -> s\ns:\n    transfer to 300\n        busy -> voicemail 300 no temporary\n"
+            "        else -> voicemail 300\n")
+    m, _ = start(tmp_path, text)
+    assert m.handle(ev.TransferResult("busy"), T0 + 5) == [ev.Voicemail("300", "busy", temporary=False)]
+    m, _ = start(tmp_path, text)
+    assert m.handle(ev.TransferResult("no_answer"), T0 + 5) == [ev.Voicemail("300", "unavailable")]
+
+
 def test_record_hold_and_voicemail_access(tmp_path: Path) -> None:
     text = (
         "number default -> s\ns:\n    record into note max 30s\n    hold for 5s\n"

@@ -189,6 +189,24 @@ def test_transfer_forms() -> None:
     assert isinstance(t4, ast.Transfer) and isinstance(t4.target, ast.GroupRef) and t4.target.name == "sales"
 
 
+def test_transfer_to_several_targets() -> None:
+    """`transfer to A, B together|in turn`: the targets after the first and the mode, as a ring line has them"""
+    t1, t2, t3, t4 = body(
+        'transfer to 10, 11 together for 20s else hangup\n'
+        'transfer to 10, {ext}, "+41791234567" in turn for 15s each\n'
+        '    else -> hangup\n'
+        'transfer to 10, 11 else hangup\n'
+        'transfer to 10 else hangup'
+    )
+    assert isinstance(t1, ast.Transfer) and [v.text for v in t1.targets() if isinstance(v, ast.Num)] == ["10", "11"]
+    assert (t1.mode, t1.ring_for) == ("together", 20.0)
+    assert isinstance(t2, ast.Transfer) and (t2.mode, t2.ring_for) == ("in_turn", 15.0)
+    assert [type(v).__name__ for v in t2.targets()] == ["Num", "Var", "Str"]
+    assert [b.outcomes for b in t2.branches] == [("else",)]
+    assert isinstance(t3, ast.Transfer) and t3.mode is None and len(t3.also) == 1  # the checker asks for a mode
+    assert isinstance(t4, ast.Transfer) and (t4.also, t4.mode) == ((), None)
+
+
 def test_directory_options() -> None:
     (d1, d2, d3) = body(
         "directory staff\n"
@@ -201,6 +219,26 @@ def test_directory_options() -> None:
     assert isinstance(d2, ast.Directory) and (d2.by_speech, d2.by_keys, d2.match, d2.confirm) == (False, True, "first", False)
     assert isinstance(d3, ast.Directory) and (d3.by_speech, d3.by_keys, d3.match) == (True, False, "either")
     assert [b.outcomes for b in d3.branches] == [("selected",), ("not_found", "operator")]
+
+
+def test_voicemail_no_temporary() -> None:
+    """`no temporary`: the owner's temporary greeting does not take precedence in this step"""
+    v1, v2, v3 = body("voicemail 300 busy no temporary review\nvoicemail {box} no temporary\nvoicemail 300 busy")
+    assert isinstance(v1, ast.Voicemail) and (v1.greeting, v1.temporary, v1.review) == ("busy", False, True)
+    assert isinstance(v2, ast.Voicemail) and (v2.greeting, v2.temporary) == (None, False)
+    assert isinstance(v3, ast.Voicemail) and v3.temporary
+
+
+def test_directory_keypad_key() -> None:
+    """`press K for keypad`: any key, `#` too (not a comment there), before or after other options"""
+    d1, d2, d3 = body(
+        "directory staff press 9 for keypad\n"
+        "directory staff by speech by keys press # for keypad   # a comment\n"
+        "directory staff\n"
+    )
+    assert isinstance(d1, ast.Directory) and d1.keypad_key == "9"
+    assert isinstance(d2, ast.Directory) and (d2.keypad_key, d2.by_speech, d2.by_keys) == ("#", True, True)
+    assert isinstance(d3, ast.Directory) and d3.keypad_key == ""
 
 
 def test_menu() -> None:

@@ -216,6 +216,10 @@ def test_parse_helpers() -> None:
         (lambda: parse_clock("8h"), "bad time of day '8h'; expected HH:MM between 00:00 and 24:00"),
         (lambda: parse_range("08:00"), "bad time range '08:00'; expected HH:MM-HH:MM"),
         (lambda: parse_weekdays("mnday"), "unknown weekday 'mnday'; did you mean 'mon'?"),
+        (lambda: parse_weekdays("weekdays"), "unknown weekday 'weekdays'; did you mean 'mon-fri'?"),
+        (lambda: parse_weekdays("weekend"), "unknown weekday 'weekend'; did you mean 'sat-sun'?"),
+        (lambda: parse_weekdays("daily"), "unknown weekday 'daily'; did you mean 'mon-sun'?"),
+        (lambda: parse_weekdays("wensday"), "unknown weekday 'wensday'; did you mean 'wed'?"),
         (lambda: parse_local("2026-02-30 10:00", ZRH), "bad date '2026-02-30'"),
         (
             lambda: parse_local("tomorrow", ZRH),

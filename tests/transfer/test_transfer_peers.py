@@ -125,7 +125,8 @@ class Uas:
             [SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
              "-mp", str(media_port()), "-cp", str(free_port()), "-m", str(calls), "-nostdin",
              "-timeout", "60s", "-timeout_error", "-trace_msg", "-message_file", str(folder / "messages.log"),
-             "-trace_err", "-error_file", str(folder / "errors.log")],
+             "-trace_err", "-error_file", str(folder / "errors.log"),
+             "-trace_logs", "-log_file", str(folder / "logs.log")],
             cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
 
@@ -138,6 +139,11 @@ class Uas:
         log = (self.folder / "messages.log").read_text(errors="replace") if (self.folder / "messages.log").exists() else ""
         assert self.proc.returncode == 0, f"sipp UAS failed ({self.proc.returncode}):\n{out[-2000:]}\n{log[-3000:]}"
         return log
+
+    def logs(self) -> str:
+        """What the scenario's <log> actions wrote."""
+        path = self.folder / "logs.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -628,3 +634,50 @@ def test_the_caller_holding_the_bridge_plays_hold_music_to_the_callee(
     assert 1 - tone_share(heard, CALLER_TONE) - tone_share(heard, CALLEE_TONE) > 0.1, "201 heard no hold music"
     reinvites = [r for r in server.call_records(call_id) if r.get("event") == "reoffer"]
     assert [r["hold"] for r in reinvites][:2] == [True, False], reinvites
+
+
+def test_forwarded_calls_show_the_caller_or_the_company_as_configured(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path
+) -> None:
+    """One sipp peer is both the phones (static contacts) and the carrier trunk; it logs From,
+    P-Asserted-Identity and Diversion of each INVITE (docs/deployment.md, "Which number forwarded
+    calls show").  The caller is +41791112233 and dials +41435435580."""
+    peer = uas("uas_shown_number.xml", calls=4)
+    server = ivr_server(HERE / "flows" / "shown_number.ivr", sections=f"""
+[[extensions]]
+number = "201"
+contacts = ["sip:201@127.0.0.1:{peer.port}"]
+
+[[extensions]]
+number = "204"
+contacts = ["sip:204@127.0.0.1:{peer.port}"]
+shown_number = "company"
+
+[[extensions]]
+number = "205"
+follow_me = ["+41797001205"]
+shown_number = "company"
+
+[[trunks]]
+name = "carrier"
+host = "127.0.0.1"
+port = {peer.port}
+caller_id = "+41435435570"
+allow = ["+4179*"]
+shown_number = "caller"
+""")
+    for key in "1234":
+        result = sipp(caller_scenario(tmp_path, key, 1000), server, service="+41435435580", timeout=40,
+                      extra=("-mp", str(media_port())))
+        result.check()
+    messages = peer.passed()
+    invites = [m for m in re.split(r"\n-{5,}[^\n]*\n", messages) if "INVITE sip:" in m and "received" in m]
+    assert [re.search(r"INVITE (sip:[^@]+)@", m).group(1) for m in invites] == [  # type: ignore[union-attr]
+        "sip:201", "sip:204", "sip:+41797654321", "sip:+41797001205"]
+    assert re.findall(r"shown from=(\S*) pai=(\S*) diversion=(\S*)", peer.logs()) == [
+        ("+41791112233", "", ""),  # 201's phone: the caller (the default)
+        ("+41435435580", "", ""),  # 204's phone: the number the caller dialled
+        ("+41791112233", "+41791112233", "+41435435570"),  # on-call mobile: the trunk shows the caller
+        ("+41435435570", "+41435435570", ""),  # 205's follow-me mobile: 205 wants the company number
+    ]
+    assert "Diversion: <sip:+41435435570@127.0.0.1>;reason=unconditional" in invites[2]
