@@ -70,6 +70,7 @@ from ivr.sip.events import (
 
 if TYPE_CHECKING:
     from ivr.media.holdmusic import MusicPlayer
+    from ivr.runtime.rooms import Participant
     from ivr.runtime.transfer import TransferSession
 
 log = logging.getLogger("ivr.runtime.call")
@@ -121,6 +122,7 @@ class CallRunner:
         self._recording_seq = 0
         self._key_via = "rtp"  # RFC 4733 or in-band, unless an INFO is being handed over
         self.transfer: TransferSession | None = None  # carrying out a Transfer action
+        self.conference: Participant | None = None  # a seat in a conference room
 
     # ------------------------------------------------------------------ logging
 
@@ -516,6 +518,7 @@ class CallRunner:
             ev.Record: ev.ActionDone("record", ""),
             ev.Directory: ev.DirectoryResult("not_found"),
             ev.Transfer: ev.TransferResult("failed"),
+            ev.Conference: ev.ActionDone("conference", "failed"),
         }.get(type(action))
         if isinstance(action, ev.Hold) and action.duration > 0:
             fallback = ev.ActionDone("hold")
@@ -707,6 +710,38 @@ class CallRunner:
             if sub.result is not None:
                 self._post_to(MACHINE, sub.result)
 
+    def _do_Conference(self, action: ev.Conference, owner: object) -> None:
+        from ivr.runtime.conference import ConferenceDialogue
+
+        self._start_sub(ConferenceDialogue(action, caller=self.caller, voice=self._voice()))
+
+    def _do_JoinConference(self, action: ev.JoinConference, owner: object) -> None:
+        """A seat in the room (ivr.runtime.rooms); the dialogue hears who is there."""
+        self._leave_conference()
+        self.conference = self.services.conferences.join(
+            action.room, moderator=action.moderator, who=self.caller, max_participants=action.max_participants,
+            music=action.music, tones=action.tones, wait_for_moderator=action.wait_for_moderator,
+        )
+        seat = self.conference
+        if seat is None:
+            self._post_to(owner, ev.ConferenceJoined(action.room, full=True))
+            return
+        others = [p for p in seat.room.participants if p is not seat]
+        self._post_to(owner, ev.ConferenceJoined(
+            action.room, others=len(others), music=seat.room.music if seat.room.hears_music(seat) else "",
+            moderators=sum(1 for p in others if p.moderator),
+        ))
+
+    def _do_TalkInConference(self, action: ev.TalkInConference, owner: object) -> None:
+        if self.conference is not None:
+            self.conference.talk(self.media, self.services.hold_music if self.conference.room.music else None)
+
+    def _leave_conference(self) -> None:
+        seat, self.conference = self.conference, None
+        if seat is not None:
+            seat.leave()
+            self.log(event="conference_left", room=seat.room.name)
+
     def _do_HangupCall(self, action: ev.HangupCall, owner: object) -> None:
         self.hangup(action.reason)  # also from a sub-machine (three wrong PINs end the call)
 
@@ -747,6 +782,7 @@ class CallRunner:
         self._release_hold()
         if self.transfer is not None:
             self.transfer.close()  # cancel ringing legs, hang up a bridged one
+        self._leave_conference()
         media: dict[str, Any] = {}
         if self.media is not None:
             stats = self.media.stats
@@ -789,6 +825,9 @@ HANDLERS: dict[type[ev.Action], Callable[[CallRunner, Any, object], None]] = {
     ev.Directory: CallRunner._do_Directory,
     ev.Voicemail: CallRunner._do_Voicemail,
     ev.VoicemailAccess: CallRunner._do_VoicemailAccess,
+    ev.Conference: CallRunner._do_Conference,
+    ev.JoinConference: CallRunner._do_JoinConference,
+    ev.TalkInConference: CallRunner._do_TalkInConference,
     ev.HangupCall: CallRunner._do_HangupCall,
 }
 

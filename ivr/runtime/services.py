@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ivr.media.recognizer import Recognizer
     from ivr.runtime.journal import Journal
     from ivr.runtime.ports import CallMedia, CallSignalling
+    from ivr.runtime.rooms import Rooms
     from ivr.runtime.transfer import Destination, TransferSession
     from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
@@ -47,7 +48,7 @@ T = TypeVar("T")
 
 # Engines every generation of Services shares (see Services.reloaded): one writer of the
 # call journal, one voicemail store and mail thread for the process.
-PROCESS_WIDE = frozenset({"journal", "voicemail"})
+PROCESS_WIDE = frozenset({"journal", "voicemail", "conferences"})
 
 
 def kept_engines(old: Config, new: Config) -> set[str]:
@@ -190,6 +191,17 @@ class Services:
             return VoicemailService(self.config, timezone=self.timezone)
 
         return self._get("voicemail", build)
+
+    @property
+    def conferences(self) -> Rooms:
+        """The conference rooms of the process (they outlive a reload, like the calls in them)."""
+
+        def build() -> Rooms:
+            from ivr.runtime.rooms import Rooms
+
+            return Rooms(self.clock)
+
+        return self._get("conferences", build)
 
     @property
     def voicemail_store(self) -> VoicemailStore:
