@@ -408,6 +408,9 @@ class Machine:
             return None
         if isinstance(op, VoicemailOp | VoicemailAccessOp):
             return "done"
+        if isinstance(op, ConferenceOp) and event.result == "pin_failed":
+            self._finish("hangup", "wrong conference PIN")  # the dialogue has hung up already
+            return None
         if isinstance(op, ConferenceOp):
             return "full" if event.result == "full" else "done"
         return "next"

@@ -54,6 +54,13 @@ INTER_DIGIT_TIMEOUT = 5.0  # s between keys: then the PIN is taken as typed
 MAX_PIN_DIGITS = 16
 
 
+def prompt_texts(max_participants: int = 0) -> list[str]:
+    """Every sentence a caller of a room can hear (counts up to ``max_participants`` - 1, or 9)."""
+    fixed = [text for key, text in SENTENCES.items() if "{" not in text]
+    counts = [count_sentence(n) for n in range(2, (max_participants or 10))]
+    return fixed + counts
+
+
 def count_sentence(others: int) -> str:
     if others == 0:
         return SENTENCES["conference.alone"]

@@ -5,7 +5,8 @@ constant ``say`` text, decoding hold music, reading a directory file, loading a 
 model.  This module owns finding that work in a compiled flow and doing it:
 
 * :func:`flow_texts` is every text a flow will speak with its voice: its constant ``say``
-  texts and, when the deployment has mailboxes, the voicemail dialogues' texts;
+  texts and, when the deployment has mailboxes, the voicemail dialogues' texts (and the
+  conference dialogue's when the flow has a conference);
   :func:`prerender` renders them into the TTS cache (``ivr prompts render`` lists them);
 * :func:`music_sources` and :func:`uses_speech` read the flow's state tables;
   :func:`prepare_hold_music` decodes the music and :func:`warm` reads the directories and
@@ -43,9 +44,25 @@ def voicemail_texts(program: Program, config: Config) -> list[Text]:
     return [(text, voice, rate) for text in prompt_texts(config.mailboxes)]
 
 
+def conference_texts(program: Program) -> list[Text]:
+    """The conference dialogue's sentences in the flow's voice, when the flow has a conference."""
+    from ivr.dsl.compiler import ConferenceOp
+
+    rooms = [node for node in program_nodes(program) if isinstance(node, ConferenceOp)]
+    if not rooms:
+        return []
+    from ivr.runtime.conference import prompt_texts
+
+    settings = getattr(program, "settings", None)
+    voice = getattr(settings, "voice", None) or None
+    rate = getattr(settings, "rate", None) or None
+    largest = 0 if any(not r.max_participants for r in rooms) else max(r.max_participants for r in rooms)
+    return [(text, voice, rate) for text in prompt_texts(largest)]
+
+
 def flow_texts(program: Program, config: Config) -> list[Text]:
-    """Every constant ``say`` of the flow, then the voicemail dialogues' texts."""
-    return texts_of(program) + voicemail_texts(program, config)
+    """Every constant ``say`` of the flow, then the voicemail and conference dialogues' texts."""
+    return texts_of(program) + voicemail_texts(program, config) + conference_texts(program)
 
 
 def prerender(program: Program, config: Config, calllog: CallLog | None) -> int:

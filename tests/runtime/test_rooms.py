@@ -118,3 +118,25 @@ def test_waiting_for_the_moderator() -> None:
     assert not any(p.room.hears_music(p) for p in (member, other, chair))
     chair.leave()
     assert member.room.hears_music(member)
+
+
+def test_a_call_that_ends_leaves_no_seat_behind() -> None:
+    from ivr.config import load_config
+    from ivr.dsl.schedule import parse_local
+    from ivr.runtime.deployment import load_flow
+    from ivr.runtime.simulate import Scenario, Simulation, parse_inputs
+
+    flows = Path(__file__).resolve().parents[2] / "flows"
+    config = load_config(flows / "ivr.toml")
+    program = load_flow([flows / "conference.ivr"], prompt_folders=config.prompt_folders, config=config)
+    start = parse_local("2026-11-23 10:00", "Europe/Zurich")
+    for keys, seated_after in (("4711# wait:30s hangup", 2), ("1# 2# 3#", 2)):
+        scenario = Scenario(start=start, called="+41435435590", inputs=parse_inputs(keys),
+                            conferences={"weekly": 2})
+        sim = Simulation(program, scenario, config=config)
+        result = sim.run()
+        assert sim.services is not None
+        assert sim.services.conferences.count("weekly") == seated_after  # only the two already there
+    assert result.outcome is not None  # three wrong PINs
+    assert (result.outcome.result, result.outcome.detail) == ("hangup", "wrong conference PIN")
+    assert any(r.get("action") == "bye" and r.get("reason") == "conference_pin" for r in result.records)
