@@ -18,6 +18,13 @@ succeeds, no packet lost, p99 max jitter <= 5 ms, p99 max delta <= 40 ms.
 
     python bench/conference_mix.py [--steps 10x6,50x6] [--rate 20]
 
+``--mix-only`` measures the mixing alone, in-process, without sockets: for each step, the
+rooms' mixers (ivr/media/mixer.py) fed one 20 ms frame of speech-like noise per participant
+per tick, mixed, and every participant's frame encoded in PCMU, over 1,000 ticks: the CPU
+microseconds per tick (the thread's CPU time, so other processes on a shared machine do not
+count) and the share of one core that is (what the mix adds to the RTP work
+bench/media_clock.py measures).
+
 Bounded: sipp -m with -timeout and -timeout_error, every wait has a limit.  Needs root
 (sipp's pcap replay uses raw sockets), sipp, dumpcap and tshark.
 """
@@ -125,13 +132,47 @@ def run_step(rooms: int, participants: int, rate: float, folder: Path) -> tuple[
     return step, seated
 
 
+def mix_only(rooms: int, participants: int, ticks: int = 1000) -> tuple[float, float]:
+    """Mean and p99 CPU microseconds per tick for ``rooms`` mixers of ``participants`` (no sockets)."""
+    import numpy as np
+
+    from ivr.media import g711
+    from ivr.media.mixer import Mixer
+
+    rng = np.random.default_rng(1)
+    speech = (rng.standard_normal((participants, 50 * 160)) * 3000).astype(np.int16)
+    mixers = [Mixer(f"r{r}") for r in range(rooms)]
+    seats = [[m.add() for _ in range(participants)] for m in mixers]
+    costs = []
+    for tick in range(ticks):
+        at = (tick % 50) * 160
+        t0 = time.thread_time()
+        for mixer, room in zip(mixers, seats, strict=True):
+            for i, seat in enumerate(room):
+                seat.push(speech[i, at : at + 160])  # what each session's receive path does
+            mixer.advance(tick)
+            for seat in room:
+                seat.frame(g711.PCMU)  # what each session's tick sends
+        costs.append(time.thread_time() - t0)
+    ordered = sorted(costs[50:])  # after the relays' prebuffer
+    return sum(ordered) / len(ordered) * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", default="10x6,50x6", help="ROOMSxPARTICIPANTS per step")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
     parser.add_argument("--no-pin", action="store_true", help="do not pin sipp to core 0 and ivr to core 1")
+    parser.add_argument("--mix-only", action="store_true", help="the mixing alone, in-process, no sockets")
     args = parser.parse_args()
     load_sipp.PIN = not args.no_pin
+    if args.mix_only:
+        print("rooms x n  participants  cpu us/tick mean  p99  % of a core")
+        for spec in args.steps.split(","):
+            rooms, participants = (int(x) for x in spec.lower().split("x"))
+            mean, p99 = mix_only(rooms, participants)
+            print(f"{rooms:5d} x {participants:<2d} {rooms * participants:12d} {mean:17.0f} {p99:5.0f} {mean / 200:11.1f}")
+        return 0
     for tool in ("sipp", "dumpcap", "tshark"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
