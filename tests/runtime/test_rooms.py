@@ -5,13 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from ivr.config import load_config
+from ivr.dsl.schedule import parse_local
 from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES
 from ivr.media.holdmusic import HoldMusic
 from ivr.media.mixer import Mixer
 from ivr.media.prompts import PromptStore
+from ivr.runtime.deployment import load_flow
+from ivr.runtime.flowtest import FlowTestError, parse_test_file
 from ivr.runtime.rooms import ENTRY_PCM, EXIT_PCM, Rooms
+from ivr.runtime.simulate import Scenario, Simulation, parse_inputs
 
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 
@@ -121,11 +127,6 @@ def test_waiting_for_the_moderator() -> None:
 
 
 def test_a_call_that_ends_leaves_no_seat_behind() -> None:
-    from ivr.config import load_config
-    from ivr.dsl.schedule import parse_local
-    from ivr.runtime.deployment import load_flow
-    from ivr.runtime.simulate import Scenario, Simulation, parse_inputs
-
     flows = Path(__file__).resolve().parents[2] / "flows"
     config = load_config(flows / "ivr.toml")
     program = load_flow([flows / "conference.ivr"], prompt_folders=config.prompt_folders, config=config)
@@ -140,3 +141,16 @@ def test_a_call_that_ends_leaves_no_seat_behind() -> None:
     assert result.outcome is not None  # three wrong PINs
     assert (result.outcome.result, result.outcome.detail) == ("hangup", "wrong conference PIN")
     assert any(r.get("action") == "bye" and r.get("reason") == "conference_pin" for r in result.records)
+
+
+def test_the_flow_test_line_that_fills_a_room(tmp_path: Path) -> None:
+    path = tmp_path / "c.ivrtest"
+    path.write_text('flow "c.ivr"\nconference weekly has 6 people\ntest "x":\n    at 2026-01-01 10:00\n'
+                    "    conference board has 1 person\n    expect hangup\n")
+    [test] = parse_test_file(path).tests
+    assert test.setup.conferences == (("board", 1), ("weekly", 6))
+    path.write_text('flow "c.ivr"\ntest "x":\n    at 2026-01-01 10:00\n    conference weekly is full\n'
+                    "    expect hangup\n")
+    with pytest.raises(FlowTestError) as info:
+        parse_test_file(path)
+    assert str(info.value) == f"{path}:4: expected: conference ROOM has N people"
