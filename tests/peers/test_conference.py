@@ -1,11 +1,12 @@
 """Three baresip phones in one conference room: each hears the two others, and not itself.
 
 Each phone's microphone (aufile) is its own pseudo-random noise, band-limited to telephone
-speech frequencies; what each phone hears is recorded (sndfile).  A second of each phone's
-signal, taken from the middle of its microphone (when all three are in the room), is looked
-for in every recording by normalised cross-correlation: in the two others' recordings it
-must stand out (each hears a sum of two independent signals, so about 1/sqrt(2) is the
-best a perfect mix gives, before G.711), and in its own phone's recording it must not.
+speech frequencies; what each phone hears is recorded (sndfile).  Two seconds of each
+phone's signal, taken from the middle of its microphone (when all three are in the room), are
+looked for in every recording, in half-second pieces, by normalised cross-correlation: in the
+two others' recordings they must stand out (each hears a sum of two independent signals, so
+about 1/sqrt(2) is the best a perfect mix gives, before G.711), and in its own phone's
+recording they must not.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ Phone = Any  # conftest.Baresip
 
 RATE = 8000
 MIC_SECONDS = 12.0  # baresip hangs up when its microphone file ends
-PROBE = (7.0, 8.0)  # seconds into each microphone: everyone is in the room by then
+PROBE = (6.0, 8.0)  # seconds into each microphone: everyone is in the room by then
+PIECE = 0.5  # s: the probe is looked for in pieces
 
 
 def noise_mic(path: Path, seed: int) -> np.ndarray:
@@ -86,13 +88,15 @@ def test_three_phones_each_hear_the_two_others(
         pcm, rate = soundfile.read(phone.heard(), dtype="int16")
         assert rate == RATE
         heard.append(pcm)
-    start, end = (int(s * RATE) for s in PROBE)
-    scores = [[best_correlation(heard[listener], mics[talker][start:end]) for talker in range(3)] for listener in range(3)]
+    pieces = [(int(t * RATE), int((t + PIECE) * RATE)) for t in np.arange(*PROBE, PIECE)]
+    scores = [[[best_correlation(heard[listener], mics[talker][a:b]) for a, b in pieces] for talker in range(3)]
+              for listener in range(3)]
     for listener in range(3):
         for talker in range(3):
-            score = scores[listener][talker]
+            found = scores[listener][talker]
             if talker == listener:
-                assert score < 0.15, f"phone {listener} hears itself ({score:.2f}): {scores}"
-            else:
-                assert score > 0.5, f"phone {listener} does not hear phone {talker} ({score:.2f}): {scores}"
+                assert max(found) < 0.2, f"phone {listener} hears itself: {found}"
+            else:  # a jitter buffer catching up under load may cut one piece, not most of them
+                assert sum(f > 0.5 for f in found) >= len(found) - 1, (
+                    f"phone {listener} does not hear phone {talker}: {found}")
     assert server.wait_for(lambda r: r.get("event") == "conference_left")["room"] == "peers"
