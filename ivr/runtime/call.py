@@ -711,26 +711,21 @@ class CallRunner:
                 self._post_to(MACHINE, sub.result)
 
     def _do_Conference(self, action: ev.Conference, owner: object) -> None:
+        """The conference dialogue (ivr.runtime.conference) in the process's rooms (ivr.runtime.rooms)."""
         from ivr.runtime.conference import ConferenceDialogue
 
         self._start_sub(ConferenceDialogue(action, caller=self.caller, voice=self._voice()))
 
     def _do_JoinConference(self, action: ev.JoinConference, owner: object) -> None:
-        """A seat in the room (ivr.runtime.rooms); the dialogue hears who is there."""
+        """A seat in the room; the dialogue hears who is there (or that the room is full)."""
+        from ivr.runtime.rooms import joined
+
         self._leave_conference()
         self.conference = self.services.conferences.join(
             action.room, moderator=action.moderator, who=self.caller, max_participants=action.max_participants,
             music=action.music, tones=action.tones, wait_for_moderator=action.wait_for_moderator,
         )
-        seat = self.conference
-        if seat is None:
-            self._post_to(owner, ev.ConferenceJoined(action.room, full=True))
-            return
-        others = [p for p in seat.room.participants if p is not seat]
-        self._post_to(owner, ev.ConferenceJoined(
-            action.room, others=len(others), music=seat.room.music if seat.room.hears_music(seat) else "",
-            moderators=sum(1 for p in others if p.moderator),
-        ))
+        self._post_to(owner, joined(action.room, self.conference))
 
     def _do_TalkInConference(self, action: ev.TalkInConference, owner: object) -> None:
         if self.conference is not None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ivr.dsl.events import ConferenceJoined
 from ivr.media.clip import RATE
 from ivr.media.mixer import Mixer, Seat
 
@@ -167,6 +168,15 @@ class Room:
         self.mixer.remove(participant.seat)
         if not self.participants and self.on_empty is not None:
             self.on_empty(self)
+
+
+def joined(room: str, participant: Participant | None) -> ConferenceJoined:
+    """What the conference dialogue hears after :meth:`Rooms.join`: who is there, or that it is full."""
+    if participant is None:
+        return ConferenceJoined(room, full=True)
+    others = [p for p in participant.room.participants if p is not participant]
+    music = participant.room.music if participant.room.hears_music(participant) else ""
+    return ConferenceJoined(room, others=len(others), music=music, moderators=sum(p.moderator for p in others))
 
 
 class Rooms:
