@@ -15,7 +15,7 @@ from ivr.media.holdmusic import HoldMusic
 from ivr.media.mixer import Mixer
 from ivr.media.prompts import PromptStore
 from ivr.runtime.deployment import load_flow
-from ivr.runtime.flowtest import FlowTestError, parse_test_file
+from ivr.runtime.flowtest import FlowTestError, parse_test_file, run_test_file
 from ivr.runtime.rooms import ENTRY_PCM, EXIT_PCM, Rooms
 from ivr.runtime.simulate import Scenario, Simulation, parse_inputs
 
@@ -154,3 +154,9 @@ def test_the_flow_test_line_that_fills_a_room(tmp_path: Path) -> None:
     with pytest.raises(FlowTestError) as info:
         parse_test_file(path)
     assert str(info.value) == f"{path}:4: expected: conference ROOM has N people"
+
+
+def test_the_conference_cases_with_people_already_in_the_room() -> None:
+    results = run_test_file(Path(__file__).resolve().parent / "flows" / "conference-rooms.ivrtest")
+    assert len(results) == 4
+    assert all(r.passed for r in results), "\n".join(r.report() for r in results)
