@@ -16,7 +16,10 @@ bench/load_sipp.py does: packets lost, p99 and max over streams of each stream's
 inter-packet delta and max jitter.  The pass bar (/work/shared/PEERS.md): every call
 succeeds, no packet lost, p99 max jitter <= 5 ms, p99 max delta <= 40 ms.
 
-    python bench/conference_mix.py [--steps 10x6,50x6] [--rate 20]
+    python bench/conference_mix.py [--steps 10x6,50x6] [--rate 20] [--silent] [--no-pin]
+
+``--silent``: the callers send no audio (sipp sends nothing), so ivr mixes silence: the cost
+and quality of the rooms without the load of 300 talking callers on the sipp side.
 
 ``--mix-only`` measures the mixing alone, in-process, without sockets: for each step, the
 rooms' mixers (ivr/media/mixer.py) fed one 20 ms frame of speech-like noise per participant
@@ -60,15 +63,15 @@ def flow(rooms: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+SILENT = False  # --silent: callers send no audio (what a room of listeners costs)
+
+
 def scenario(folder: Path, plays: int) -> Path:
     """load_call.xml with the room's number from the injection file and ``plays`` replays of speech."""
     text = load_sipp.SCENARIO.read_text(encoding="iso-8859-1")
     text = text.replace("[service]", "[field0]")
-    talk = "\n".join(
-        f'  <nop><action><exec play_pcap_audio="{SPEECH}"/></action></nop>\n'
-        f'  <pause milliseconds="{int(SPEECH_SECONDS * 1000)}"/>'
-        for _ in range(plays)
-    )
+    play = "" if SILENT else f'  <nop><action><exec play_pcap_audio="{SPEECH}"/></action></nop>\n'
+    talk = "\n".join(f'{play}  <pause milliseconds="{int(SPEECH_SECONDS * 1000)}"/>' for _ in range(plays))
     start = text.index('  <pause milliseconds="6000"/>')
     end = text.index('  <pause milliseconds="10000"/>') + len('  <pause milliseconds="10000"/>')
     path = folder / "conference_call.xml"
@@ -164,8 +167,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
     parser.add_argument("--no-pin", action="store_true", help="do not pin sipp to core 0 and ivr to core 1")
     parser.add_argument("--mix-only", action="store_true", help="the mixing alone, in-process, no sockets")
+    parser.add_argument("--silent", action="store_true", help="callers send no audio (rooms of listeners)")
     args = parser.parse_args()
     load_sipp.PIN = not args.no_pin
+    global SILENT
+    SILENT = args.silent
     if args.mix_only:
         print("rooms x n  participants  cpu us/tick mean  p99  % of a core")
         for spec in args.steps.split(","):
