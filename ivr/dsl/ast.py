@@ -170,6 +170,19 @@ class Hangup(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Conference(Node):
+    """``conference ROOM [pin "1234"] [moderator pin "9999"] [max 6] [music "moh/"] [tones] [announce count]``."""
+
+    room: str
+    pin: Str | None = None
+    moderator_pin: Str | None = None
+    max_participants: int | None = None
+    music: Str | None = None
+    tones: bool = False
+    announce: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class Branch(Node):
     """One line of an outcome block: ``busy, no answer -> voicemail 300``."""
 
@@ -226,7 +239,10 @@ class Otherwise(Node):
     target: Target
 
 
-Action = Say | Play | Set | Call | Return | Hold | Record | Voicemail | VoicemailAccess | Hangup | Transfer | Directory
+Action = (
+    Say | Play | Set | Call | Return | Hold | Record | Voicemail | VoicemailAccess | Hangup | Conference | Transfer
+    | Directory
+)
 Target = Goto | Action
 Stmt = Action | Goto | When | Otherwise
 

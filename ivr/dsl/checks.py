@@ -23,7 +23,7 @@ import difflib
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ivr.dsl.compiler import (
     ZONE_HINT,
     CallOp,
     CollectWaitOp,
+    ConferenceOp,
     DirectoryOp,
     DrainOp,
     FinishOp,
@@ -142,6 +143,8 @@ def _node_values(node: ast.Stmt | ast.Target) -> Iterator[ast.Value]:
         yield from (t for t in node.targets() if not isinstance(t, ast.GroupRef))
     elif isinstance(node, ast.When):
         yield from _cond_values(node.cond)
+    elif isinstance(node, ast.Conference):
+        yield from (pin for pin in (node.pin, node.moderator_pin) if pin is not None)
 
 
 # --------------------------------------------------------------------------- the AST pass
@@ -166,6 +169,7 @@ class _Checker:
         self.settings = settings
         self.out: list[Diagnostic] = []
         self.names = _Names()
+        self._rooms: dict[str, ast.Conference] = {}  # room -> where it is first joined
 
     def run(self) -> list[Diagnostic]:
         self._declarations()
@@ -316,6 +320,31 @@ class _Checker:
             self._prompt_path(node.path.text, node.path.pos)
         elif isinstance(node, ast.Hold) and node.music is not None:
             self._prompt_path(node.music.text, node.music.pos)
+        elif isinstance(node, ast.Conference):
+            self._conference(node)
+
+    def _conference(self, node: ast.Conference) -> None:
+        for pin in (node.pin, node.moderator_pin):
+            if pin is not None and not pin.variables() and not pin.text.isdigit():
+                self.out.append(_error(f'conference PIN "{pin.text}" is not all digits', pin.pos,
+                                       'callers type the PIN on the keypad: use 0-9 only, e.g. pin "4711"'))
+        if node.moderator_pin is not None and node.pin is None:
+            self.out.append(_error("a moderator PIN needs a PIN for the other participants", node.moderator_pin.pos,
+                                   f'add one: conference {node.room} pin "1234" moderator pin "{node.moderator_pin.text}"'))
+        if node.pin is not None and node.moderator_pin is not None and node.pin.text == node.moderator_pin.text:
+            self.out.append(_error("the moderator PIN is the same as the PIN", node.moderator_pin.pos,
+                                   "give moderators a PIN of their own, or leave `moderator pin` out"))
+        if node.max_participants is not None and node.max_participants < 2:
+            self.out.append(_error(f"conference {node.room} has room for {node.max_participants}: "
+                                   "nobody could talk to anyone", node.pos,
+                                   "write max 2 or more, or leave max out for no limit"))
+        if node.music is not None:
+            self._prompt_path(node.music.text, node.music.pos)
+        first = self._rooms.setdefault(node.room, node)
+        if first is not node and replace(first, pos=node.pos) != node:
+            self.out.append(_warning(
+                f"conference {node.room} is joined with other settings at line {first.pos.line}", node.pos,
+                "every caller of a room should get the same PIN, limit and music: write them the same way"))
 
     def _dead_code(self, body: Sequence[ast.Stmt]) -> None:
         for stmt, after in zip(body, body[1:], strict=False):
@@ -608,7 +637,7 @@ def prompt_paths(items: Sequence[ast.Item]) -> Iterator[tuple[str, SourcePos, bo
         for node in block_nodes(item):
             if isinstance(node, ast.Play):
                 yield node.path.text, node.path.pos, False
-            elif isinstance(node, ast.Hold) and node.music is not None:
+            elif isinstance(node, ast.Hold | ast.Conference) and node.music is not None:
                 yield node.music.text, node.music.pos, True
 
 
@@ -704,7 +733,8 @@ def _jump_pos(items: Sequence[ast.Item], source: str, target: str) -> SourcePos 
 
 # A menu option reaching one of these has left the menu: the caller is somewhere else (another
 # menu or collect, a transfer, the directory, voicemail) or the call ends.
-_ELSEWHERE = (MenuWaitOp, CollectWaitOp, TransferOp, DirectoryOp, VoicemailOp, VoicemailAccessOp, FinishOp)
+_ELSEWHERE = (MenuWaitOp, CollectWaitOp, TransferOp, DirectoryOp, VoicemailOp, VoicemailAccessOp, ConferenceOp,
+              FinishOp)
 
 
 def _menus_without_way_out(program: Program, items: Sequence[ast.Item]) -> list[Diagnostic]:

@@ -239,6 +239,24 @@ class VoicemailAccessOp(Op):
 
 
 @dataclass(frozen=True)
+class ConferenceOp(Op):
+    """The caller joins conference room ``room``; ``full`` continues with the next statement."""
+
+    room: str
+    pin: ast.Str | None
+    moderator_pin: ast.Str | None
+    max_participants: int
+    music: str
+    tones: bool
+    announce: bool
+    waits: ClassVar[tuple[str, ...]] = ("action_done",)
+    edges: ClassVar[tuple[str, ...]] = ("done", "full")
+
+    def describe(self) -> str:
+        return f"conference {self.room}"
+
+
+@dataclass(frozen=True)
 class RecordOp(Op):
     variable: str
     max_length: float
@@ -667,6 +685,11 @@ class Compiler:
             end = self._finish("voicemail_access", target.pos, target.mailbox)
             vma = self._state("voicemail_access", VoicemailAccessOp(target.mailbox), target.pos, {"done": end})
             return self._drain(target.pos, vma)
+        if isinstance(target, ast.Conference):
+            end = self._finish("conference", target.pos, ast.Str(pos=target.pos, text=target.room))
+            conf = ConferenceOp(target.room, target.pin, target.moderator_pin, target.max_participants or 0,
+                                target.music.text if target.music else "", target.tones, target.announce)
+            return self._drain(target.pos, self._state("conference", conf, target.pos, {"done": end, "full": then}))
         if isinstance(target, ast.Transfer):
             return self._drain(target.pos, self._transfer(target, then))
         if isinstance(target, ast.Directory):

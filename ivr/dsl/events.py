@@ -114,6 +114,22 @@ class RecordingDone(Event):
 
 
 @dataclass(frozen=True)
+class ConferenceJoined(Event):
+    """Answer to ``JoinConference``: a seat in ``room`` (``others`` there besides the caller), or ``full``.
+
+    ``music`` is the source the caller hears now because they are alone (or waiting for a
+    moderator), ``""`` when they hear the others (or silence: a room without music).
+    """
+
+    kind: ClassVar[str] = "conference_joined"
+    room: str
+    others: int = 0
+    full: bool = False
+    music: str = ""
+    moderators: int = 0  # moderators among the others
+
+
+@dataclass(frozen=True)
 class Hangup(Event):
     """The caller hung up (BYE, CANCEL, media timeout)."""
 
@@ -305,6 +321,45 @@ class Hold(Action):
     kind: ClassVar[str] = "hold"
     music: str = ""
     duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class Conference(Action):
+    """Take the caller into conference room ``room`` (PIN, announcements, then the room's mix).
+
+    Ends with ``ActionDone("conference", "full")`` when the room has ``max_participants``
+    already, ``"left"`` when the caller hangs up; three wrong PINs end the call.
+    """
+
+    kind: ClassVar[str] = "conference"
+    room: str
+    pin: str = ""
+    moderator_pin: str = ""
+    max_participants: int = 0  # 0: no limit
+    music: str = ""  # heard while alone or waiting for a moderator ("": silence)
+    tones: bool = False  # entry and exit tones to the others
+    announce: bool = False  # tell the caller how many others are there
+
+
+@dataclass(frozen=True)
+class JoinConference(Action):
+    """Take a seat in ``room`` (the conference dialogue, once the PIN is right); ``ConferenceJoined`` answers."""
+
+    kind: ClassVar[str] = "join_conference"
+    room: str
+    moderator: bool = False
+    max_participants: int = 0
+    music: str = ""
+    tones: bool = False
+    wait_for_moderator: bool = False
+
+
+@dataclass(frozen=True)
+class TalkInConference(Action):
+    """The seated caller starts hearing the room (its mix, or its music while alone) and being heard."""
+
+    kind: ClassVar[str] = "talk_in_conference"
+    room: str
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from ivr.dsl.compiler import (
     BridgedOp,
     CallOp,
     CollectWaitOp,
+    ConferenceOp,
     DirectoryOp,
     DrainOp,
     EnterOp,
@@ -77,6 +78,7 @@ _WAITING = {
     VoicemailOp: "waiting for voicemail to finish",
     VoicemailAccessOp: "waiting for voicemail access to finish",
     RecordOp: "waiting for the recording",
+    ConferenceOp: "waiting for the conference to end",
     HoldOp: "waiting for the hold to end",
 }
 
@@ -318,6 +320,14 @@ class Machine:
         self._emit(events.VoicemailAccess(self._eval(op.mailbox) if op.mailbox else ""))
         return None
 
+    def _enter_ConferenceOp(self, op: ConferenceOp) -> None:
+        self._type_ahead.clear()
+        pin = self._eval(op.pin) if op.pin is not None else ""
+        moderator_pin = self._eval(op.moderator_pin) if op.moderator_pin is not None else ""
+        self._emit(events.Conference(op.room, pin, moderator_pin, op.max_participants, op.music or "",
+                                     op.tones, op.announce))
+        return None
+
     def _enter_RecordOp(self, op: RecordOp) -> None:
         self._emit(events.Record(op.variable, op.max_length, op.beep, "#", op.silence))
         return None
@@ -384,7 +394,7 @@ class Machine:
 
     def _action_done(self, op: Op, event: events.ActionDone) -> str | None:
         expected = {VoicemailOp: "voicemail", VoicemailAccessOp: "voicemail_access", RecordOp: "record",
-                    HoldOp: "hold"}.get(type(op))
+                    HoldOp: "hold", ConferenceOp: "conference"}.get(type(op))
         if expected is None or (event.action and event.action != expected):
             raise self._impossible(event)
         if isinstance(op, HoldOp) and not op.duration:
@@ -398,6 +408,11 @@ class Machine:
             return None
         if isinstance(op, VoicemailOp | VoicemailAccessOp):
             return "done"
+        if isinstance(op, ConferenceOp) and event.result == "pin_failed":
+            self._finish("hangup", "wrong conference PIN")  # the dialogue has hung up already
+            return None
+        if isinstance(op, ConferenceOp):
+            return "full" if event.result == "full" else "done"
         return "next"
 
     def _caller_hung_up(self) -> None:
@@ -408,6 +423,8 @@ class Machine:
             result, detail = "voicemail", self._eval(op.mailbox)
         elif isinstance(op, VoicemailAccessOp):
             result, detail = "voicemail_access", self._eval(op.mailbox) if op.mailbox else ""
+        elif isinstance(op, ConferenceOp):
+            result, detail = "conference", op.room
         else:
             result, detail = "caller_hangup", ""
         self._prompts.clear()

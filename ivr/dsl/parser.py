@@ -67,7 +67,7 @@ TOP_KEYWORDS = (
 )
 STMT_KEYWORDS = (
     "say", "play", "set", "when", "otherwise", "goto", "call", "return", "hold", "record",
-    "transfer", "directory", "voicemail", "hangup", "ask", "wait", "retry", "digits", "end",
+    "transfer", "directory", "voicemail", "conference", "hangup", "ask", "wait", "retry", "digits", "end",
     "into", "then", "ring", "music", "invalid", "exhausted",
 )
 
@@ -641,6 +641,19 @@ class AstBuilder(Transformer[Token, Any]):
 
     def voicemail_access(self, meta: Any, c: list[Any]) -> ast.VoicemailAccess:
         return ast.VoicemailAccess(pos=self._pos(meta), mailbox=self._value(c[0]) if c else None)
+
+    def conference_opt(self, meta: Any, c: list[Any]) -> tuple[str, Any]:
+        word = str(c[0])
+        if word == "moderator":
+            return ("moderator_pin", self._str(c[2]))
+        if word == "pin" or word == "music":
+            return (word, self._str(c[1]))
+        if word == "max":
+            return ("max_participants", int(c[1]))
+        return ({"tones": "tones", "announce": "announce"}[word], True)
+
+    def conference(self, meta: Any, c: list[Any]) -> ast.Conference:
+        return ast.Conference(pos=self._pos(meta), room=str(c[0]), **dict(c[1:]))
 
     def transfer_opt(self, meta: Any, c: list[Any]) -> tuple[str, Any]:
         if c[0] == "for":

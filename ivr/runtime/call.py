@@ -71,6 +71,7 @@ from ivr.sip.events import (
 
 if TYPE_CHECKING:
     from ivr.media.holdmusic import MusicPlayer
+    from ivr.runtime.rooms import Participant
     from ivr.runtime.transfer import TransferSession
 
 log = logging.getLogger("ivr.runtime.call")
@@ -122,6 +123,7 @@ class CallRunner:
         self._recording_seq = 0
         self._key_via = "rtp"  # RFC 4733 or in-band, unless an INFO is being handed over
         self.transfer: TransferSession | None = None  # carrying out a Transfer action
+        self.conference: Participant | None = None  # a seat in a conference room
 
     # ------------------------------------------------------------------ logging
 
@@ -517,6 +519,7 @@ class CallRunner:
             ev.Record: ev.ActionDone("record", ""),
             ev.Directory: ev.DirectoryResult("not_found"),
             ev.Transfer: ev.TransferResult("failed"),
+            ev.Conference: ev.ActionDone("conference", "failed"),
         }.get(type(action))
         if isinstance(action, ev.Hold) and action.duration > 0:
             fallback = ev.ActionDone("hold")
@@ -744,6 +747,33 @@ class CallRunner:
             if sub.result is not None:
                 self._post_to(MACHINE, sub.result)
 
+    def _do_Conference(self, action: ev.Conference, owner: object) -> None:
+        """The conference dialogue (ivr.runtime.conference) in the process's rooms (ivr.runtime.rooms)."""
+        from ivr.runtime.conference import ConferenceDialogue
+
+        self._start_sub(ConferenceDialogue(action, caller=self.caller, language=self.language()))
+
+    def _do_JoinConference(self, action: ev.JoinConference, owner: object) -> None:
+        """A seat in the room; the dialogue hears who is there (or that the room is full)."""
+        from ivr.runtime.rooms import joined
+
+        self._leave_conference()
+        self.conference = self.services.conferences.join(
+            action.room, moderator=action.moderator, who=self.caller, max_participants=action.max_participants,
+            music=action.music, tones=action.tones, wait_for_moderator=action.wait_for_moderator,
+        )
+        self._post_to(owner, joined(action.room, self.conference))
+
+    def _do_TalkInConference(self, action: ev.TalkInConference, owner: object) -> None:
+        if self.conference is not None:
+            self.conference.talk(self.media, self.services.hold_music if self.conference.room.music else None)
+
+    def _leave_conference(self) -> None:
+        seat, self.conference = self.conference, None
+        if seat is not None:
+            seat.leave()
+            self.log(event="conference_left", room=seat.room.name)
+
     def _do_HangupCall(self, action: ev.HangupCall, owner: object) -> None:
         self.hangup(action.reason)  # also from a sub-machine (three wrong PINs end the call)
 
@@ -784,6 +814,7 @@ class CallRunner:
         self._release_hold()
         if self.transfer is not None:
             self.transfer.close()  # cancel ringing legs, hang up a bridged one
+        self._leave_conference()
         media: dict[str, Any] = {}
         if self.media is not None:
             stats = self.media.stats
@@ -826,6 +857,9 @@ HANDLERS: dict[type[ev.Action], Callable[[CallRunner, Any, object], None]] = {
     ev.Directory: CallRunner._do_Directory,
     ev.Voicemail: CallRunner._do_Voicemail,
     ev.VoicemailAccess: CallRunner._do_VoicemailAccess,
+    ev.Conference: CallRunner._do_Conference,
+    ev.JoinConference: CallRunner._do_JoinConference,
+    ev.TalkInConference: CallRunner._do_TalkInConference,
     ev.HangupCall: CallRunner._do_HangupCall,
 }
 

@@ -4,7 +4,7 @@ This module owns the test file format (docs/flow-language.md, "Flow tests"), its
 runner.  Each test is one simulated call (:mod:`ivr.runtime.simulate`: the server's own call
 runtime in virtual time): *setup* lines say when and
 from where the call comes and how the network behaves (``at``, ``caller``, ``called``, ``switch``,
-``answer``/``busy``/``no answer``..., ``directory picks``), *caller* lines say what the caller
+``answer``/``busy``/``no answer``..., ``directory picks``, ``conference ROOM has N people``), *caller* lines say what the caller
 does in order (``press``, ``say``, ``wait``, ``hang up``), and *expect* lines list what must
 happen, in order (other things may happen in between).  ``expect no ...`` says something must not
 happen after the previous expectation.
@@ -84,6 +84,7 @@ class Setup:
     early_media: frozenset[str] = frozenset()
     directory: tuple[str, ...] = ()
     voicemail_result: str = "saved"
+    conferences: tuple[tuple[str, int], ...] = ()  # rooms and the people already in them
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,12 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
         else:
             choice = "not found" if m.group(1) == "finds nobody" else "operator"
         return replace(setup, directory=(choice,))
+    m = re.fullmatch(r"conference\s+([a-z_][a-z0-9_]*)\s+has\s+(\d+)\s+(people|person|participants?)", line)
+    if m:
+        rooms = dict(setup.conferences) | {m.group(1): int(m.group(2))}
+        return replace(setup, conferences=tuple(sorted(rooms.items())))
+    if line.startswith("conference "):
+        raise parser.fail(number, "expected: conference ROOM has N people")
     if line in ("caller leaves no message", "voicemail empty"):
         return replace(setup, voicemail_result="empty")
     raise parser.fail(number, f"cannot understand {line!r}; see docs/flow-language.md, Flow tests")
@@ -440,6 +447,7 @@ def scenario_for(test: FlowTest, timezone: str) -> Scenario:
         early_media=s.early_media,
         directory=s.directory,
         voicemail_result=s.voicemail_result,
+        conferences=dict(s.conferences),
     )
 
 

@@ -56,7 +56,12 @@ class CallSignalling(Protocol):
 
 
 class CallMedia(Protocol):
-    """One call leg's audio: prompts out, keys and the caller's audio in (MediaSession's shape)."""
+    """One call leg's audio: prompts out, keys and the caller's audio in (MediaSession's shape).
+
+    A bridge (ivr.runtime.bridge) and a conference room (ivr.runtime.rooms) need nothing more:
+    they take the leg's decoded audio through ``on_audio`` and ``play`` a never-ending player
+    whose ``frame(payload_type)`` is asked once per media-clock tick.
+    """
 
     local_port: int
     direction: str  # our direction after the last offer/answer ("sendrecv", "recvonly" ...)

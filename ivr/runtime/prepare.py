@@ -6,7 +6,8 @@ model.  This module owns finding that work in a compiled flow and doing it:
 
 * :func:`flow_texts` is every text a flow will speak with its voice: its constant ``say``
   texts and, when the deployment has mailboxes, the voicemail dialogues' texts in each language
-  the flow speaks (ivr.runtime.languages picks the voice);
+  the flow speaks (and the conference dialogue's when the flow has a conference;
+  ivr.runtime.languages picks the voice);
   :func:`prerender` renders them into the TTS cache (``ivr prompts render`` lists them);
 * :func:`music_sources` and :func:`uses_speech` read the flow's state tables;
   :func:`prepare_hold_music` decodes the music and :func:`warm` reads the directories and
@@ -52,6 +53,28 @@ def voicemail_texts(program: Program, config: Config, voice_for: VoiceLookup) ->
     return texts
 
 
+def conference_texts(program: Program, config: Config, voice_for: VoiceLookup) -> list[Text]:
+    """The conference dialogue's sentences in each language the flow speaks, when it has a
+    conference (counts up to the largest room's size)."""
+    from ivr.dsl.compiler import ConferenceOp
+
+    rooms = [node for node in program_nodes(program) if isinstance(node, ConferenceOp)]
+    if not rooms:
+        return []
+    from ivr.runtime.conference import prompt_texts
+
+    settings = getattr(program, "settings", None)
+    flow_voice = getattr(settings, "voice", None) or ""
+    rate = getattr(settings, "rate", None) or None
+    largest = 0 if any(not r.max_participants for r in rooms) else max(r.max_participants for r in rooms)
+    texts: list[Text] = []
+    for written in languages_of(program):
+        language = call_language(written, flow_voice, config.tts.voice)
+        voice = choose_voice(language, flow_voice, config.tts, voice_for)
+        texts += [(text, voice, rate) for text in prompt_texts(largest, language)]
+    return texts
+
+
 def flow_texts(program: Program, config: Config, voice_for: VoiceLookup) -> list[Text]:
     """Every constant ``say`` of the flow, in the voice of each language a call can be in when it
     says it (after ``set language``), then the voicemail dialogues' texts; ``voice_for`` is the TTS
@@ -64,7 +87,7 @@ def flow_texts(program: Program, config: Config, voice_for: VoiceLookup) -> list
         for written in sorted(languages.get(text, {default})):
             language = call_language(written, voice or "", config.tts.voice)
             said[(text, choose_voice(language, voice or "", config.tts, voice_for), rate)] = None
-    return list(said) + voicemail_texts(program, config, voice_for)
+    return list(said) + voicemail_texts(program, config, voice_for) + conference_texts(program, config, voice_for)
 
 
 def prerender(program: Program, config: Config, calllog: CallLog | None) -> int:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ivr.runtime.journal import Journal
     from ivr.runtime.ports import CallMedia, CallSignalling
     from ivr.runtime.presentation import Shown
+    from ivr.runtime.rooms import Rooms
     from ivr.runtime.transfer import Destination, TransferSession
     from ivr.sip.registrar import Registrar
     from ivr.sip.transport import SipEndpoint
@@ -51,8 +52,8 @@ T = TypeVar("T")
 
 # Engines every generation of Services shares (see Services.reloaded): the storage (one
 # pool of the shared database), one writer of the call journal, one voicemail store and
-# mail thread, one switch watcher for the process.
-PROCESS_WIDE = frozenset({"storage", "journal", "voicemail", "switch_watcher"})
+# mail thread, one switch watcher and the conference rooms of the process.
+PROCESS_WIDE = frozenset({"storage", "journal", "voicemail", "switch_watcher", "conferences"})
 
 
 def kept_engines(old: Config, new: Config) -> set[str]:
@@ -201,6 +202,17 @@ class Services:
             return VoicemailService(self.config, VoicemailStore.on(self.storage), timezone=self.timezone)
 
         return self._get("voicemail", build)
+
+    @property
+    def conferences(self) -> Rooms:
+        """The conference rooms of the process (they outlive a reload, like the calls in them)."""
+
+        def build() -> Rooms:
+            from ivr.runtime.rooms import Rooms
+
+            return Rooms(self.clock)
+
+        return self._get("conferences", build)
 
     @property
     def voicemail_store(self) -> VoicemailStore:

@@ -165,6 +165,8 @@ class Scenario:
     directory: tuple[str, ...] = ()
     # "saved": the caller speaks into a recording; "empty": the caller stays silent.
     voicemail_result: str = "saved"
+    # Conference rooms and how many other callers are in them when the call comes.
+    conferences: Mapping[str, int] = field(default_factory=dict)
 
 
 def transfer_outcome(scenario: Scenario, target: str) -> ev.TransferOutcome:
@@ -392,7 +394,7 @@ class Simulation:
         return services
 
     def _seed(self, services: Services, data: Path) -> None:
-        """A phone on every extension's desk, and the scenario's switch positions."""
+        """A phone on every extension's desk, the scenario's switch positions and callers in conference rooms."""
         from ivr.sip.registrar import Binding
 
         registrar = services.registrar()
@@ -401,6 +403,8 @@ class Simulation:
             uri = f"sip:{number}@192.0.2.20:{5100 + i}"
             binding = Binding(number, uri, ("192.0.2.20", 5100 + i), "udp", self.wall() + 86400.0)
             registrar.store.apply(number, [binding], [])
+        for room, people in self.scenario.conferences.items():
+            services.conferences.fill(room, people)
         if self.scenario.switches:
             switches_path(data).write_text(format_switches(dict(self.scenario.switches)), encoding="utf-8")
 

@@ -47,7 +47,8 @@ def _subclasses(base: type[T]) -> list[type[T]]:
 ACTIONS: dict[str, type[ev.Action]] = {cls.kind: cls for cls in _subclasses(ev.Action)}
 EVENTS: dict[str, type[ev.Event]] = {cls.kind: cls for cls in _subclasses(ev.Event)}
 # Events the network or a dialogue reports back to the flow: shown as "result" lines.
-RESULTS = (ev.TransferResult, ev.BridgeEnded, ev.DirectoryResult, ev.ActionDone, ev.RecordingDone)
+RESULTS = (ev.TransferResult, ev.BridgeEnded, ev.DirectoryResult, ev.ActionDone, ev.RecordingDone,
+           ev.ConferenceJoined)
 
 
 def jsonable(value: Any) -> Any:
@@ -142,6 +143,8 @@ def describe_action(action: ev.Action) -> str:
         return f"hold: {music}" + (f" ({fmt_seconds(action.duration)})" if action.duration else "")
     if isinstance(action, ev.StopPrompts):
         return "prompts stopped (barge-in)"
+    if isinstance(action, ev.Conference | ev.JoinConference | ev.TalkInConference):
+        return describe_conference(action)
     if isinstance(action, ev.HangupCall):
         return "hangup" if action.reason == "normal" else f"hangup: {action.reason}"
     return f"{action.kind}"
@@ -154,6 +157,23 @@ def describe_transfer(action: ev.Transfer) -> str:
     verb = "transfer" if single else "ring"
     group = f" (group {action.group})" if action.group else ""
     return f"{verb}: " + ", then ".join(steps) + (" by refer" if action.refer else "") + group
+
+
+def describe_conference(action: ev.Conference | ev.JoinConference | ev.TalkInConference) -> str:
+    """``conference: weekly (pin, max 6, music moh/, tones, announce count)``, ``join conference: weekly``."""
+    if isinstance(action, ev.TalkInConference):
+        return f"talking in conference: {action.room}"
+    if isinstance(action, ev.JoinConference):
+        return f"join conference: {action.room}" + (" as moderator" if action.moderator else "")
+    options = [
+        *(["pin"] if action.pin else []),
+        *(["moderator pin"] if action.moderator_pin else []),
+        *([f"max {action.max_participants}"] if action.max_participants else []),
+        *([f"music {action.music}"] if action.music else []),
+        *(["tones"] if action.tones else []),
+        *(["announce count"] if action.announce else []),
+    ]
+    return f"conference: {action.room}" + (f" ({', '.join(options)})" if options else "")
 
 
 def describe_result(event: ev.Event) -> str:
@@ -173,6 +193,11 @@ def describe_result(event: ev.Event) -> str:
         return f"{event.action.replace('_', ' ')} {event.result}".strip()
     if isinstance(event, ev.RecordingDone):
         return f"recorded {fmt_seconds(event.duration)}"
+    if isinstance(event, ev.ConferenceJoined):
+        if event.full:
+            return f"conference {event.room} is full"
+        people = "alone" if not event.others else f"with {event.others} other" + ("s" if event.others > 1 else "")
+        return f"joined conference {event.room} {people}" + (f", music {event.music}" if event.music else "")
     return event.kind
 
 
