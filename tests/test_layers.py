@@ -35,12 +35,16 @@ T = TypeVar("T")
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ivr"
 
-FEATURES_AND_CLI = ("ivr.voicemail", "ivr.directory", "ivr.commands")
-# layer -> the layers it must not import
+FEATURES_AND_CLI = ("ivr.voicemail", "ivr.directory", "ivr.web", "ivr.commands")
+# layer -> the layers it must not import.  ivr.web (the console, the HTTP API, /metrics) sits
+# above the runtime and its features and below the CLI: only ivr.commands starts it.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "ivr.dsl": ("ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", *FEATURES_AND_CLI),
     "ivr.sip": ("ivr.media", "ivr.runtime", "ivr.config", "ivr.dsl", *FEATURES_AND_CLI),
     "ivr.media": ("ivr.dsl", "ivr.runtime", "ivr.config", "ivr.sip", *FEATURES_AND_CLI),
+    "ivr.runtime": ("ivr.web",),
+    "ivr.voicemail": ("ivr.web",),
+    "ivr.directory": ("ivr.web",),
 }
 CLI = "ivr.commands"
 CLI_IMPORTERS = ("ivr.cli", "ivr.commands")

@@ -25,6 +25,7 @@ from ivr.config import Config
 from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.forwarding import ForwardingError, read_forwarding
 from ivr.runtime.switches import SwitchError, read_switches
 
 if TYPE_CHECKING:
@@ -292,6 +293,14 @@ class Services:
             return read_switches(self.data)
         except SwitchError:  # a damaged state file must not stop calls: log it, every switch off
             log.exception("cannot read switch state in %s", self.data)
+            return {}
+
+    def forwarding(self) -> dict[str, tuple[str, ...]]:
+        """Follow-me numbers the extensions' owners set in the console, read per transfer."""
+        try:
+            return read_forwarding(self.data)
+        except ForwardingError:  # a damaged file must not stop a transfer: the deployment's numbers apply
+            log.exception("cannot read forwarding in %s", self.data)
             return {}
 
     def close_journal(self) -> None:
