@@ -1,6 +1,6 @@
 """A real ``ivr serve`` with the console on, for the web tests (the peer harness starts it).
 
-The module-scoped :func:`web_server` runs ``tests/web/flows/office.ivr`` (copied into the
+The session-scoped :func:`web_server` (one server for the web tests) runs ``tests/web/flows/office.ivr`` (copied into the
 test's folder: deploy tests rewrite it) with three extensions: 100 is an admin, 201 and 202 are
 users, each with a mailbox and a web password set with the same code ``ivr web passwd`` runs.
 """
@@ -110,7 +110,7 @@ def start_web(tmp: Path, tts_cache: Path, lifetime: str = "8h") -> WebServer:
     return WebServer(ivr, record["url"], flow, ivr.data)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def web_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[WebServer]:
     server = start_web(tmp_path_factory.mktemp("web"), tts_cache)
     yield server
