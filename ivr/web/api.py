@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ivr.runtime.clicktocall import ClickToCall, ClickToCallError
 from ivr.runtime.forwarding import ForwardingError, check_follow_me, write_follow_me
 from ivr.runtime.journal import Journal, JournalRow, parse_since
 from ivr.runtime.switches import SwitchError, declared_switches, read_switches, write_switch
@@ -58,9 +59,37 @@ def call_state(runner: Any) -> dict[str, Any]:
 
 
 async def list_calls(request: web.Request) -> web.Response:
-    calls = console_of(request).server.calls
-    return web.json_response({"calls": [call_state(r) for r in calls.values()], "max_calls":
-                              console_of(request).server.settings.call_limit})
+    console = console_of(request)
+    return web.json_response({
+        "calls": [call_state(r) for r in console.server.calls.values()],
+        "click_to_call": [{"call_id": c.call_id, "from": c.caller, "to": c.called, "state": c.state}
+                          for c in console.clicks.values()],
+        "max_calls": console.server.settings.call_limit,
+    })
+
+
+CLICK_BODY = {"type": "object", "required": ["from", "to"], "properties": {
+    "from": {"type": "string", "maxLength": 40}, "to": {"type": "string", "maxLength": 40}}}
+
+
+async def click_to_call(request: web.Request) -> web.Response:
+    """Ring the user's phone; when it answers, dial ``to`` (an extension: no calls out yet)."""
+    console, user = console_of(request), user_of(request)
+    body = await json_body(request, CLICK_BODY)
+    if console.config.extension(body["from"]) is None:
+        raise ApiError(404, f"no extension {body['from']!r}")
+    if not user.owns_extension(body["from"]):
+        raise ApiError(403, f"extension {body['from']} is not yours")
+    def finished(done: ClickToCall) -> None:
+        console.clicks.pop(done.call_id, None)
+
+    click = ClickToCall(console.services, body["from"], body["to"], finished)
+    try:
+        call_id = await click.start()
+    except ClickToCallError as exc:
+        raise ApiError(exc.status, str(exc)) from None
+    console.clicks[call_id] = click
+    return web.json_response({"call_id": call_id, "from": click.caller, "to": click.called, "state": click.state})
 
 
 def _runner(request: web.Request) -> Any:
@@ -80,7 +109,8 @@ async def get_call(request: web.Request) -> web.Response:
 
 
 async def hang_up(request: web.Request) -> web.Response:
-    runner = _runner(request)
+    click = console_of(request).clicks.get(request.match_info["call_id"])
+    runner = click or _runner(request)
     runner.hangup("console")
     return web.json_response({"call_id": runner.call_id, "hung_up": True})
 
@@ -324,7 +354,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/me", me, "the logged-in user", "user", "session", response=USER),
     Route("GET", f"{API}/calls", list_calls, "calls up now", "admin", "calls", response=_list_of("calls", CALL)),
     Route("GET", f"{API}/calls/{{call_id}}", get_call, "one call's live state", "admin", "calls", response=CALL),
-    Route("DELETE", f"{API}/calls/{{call_id}}", hang_up, "hang a call up", "admin", "calls"),
+    Route("DELETE", f"{API}/calls/{{call_id}}", hang_up, "hang a call (or a click-to-call) up", "admin", "calls"),
+    Route("POST", f"{API}/calls", click_to_call, "click-to-call: ring your phone, then dial the number when "
+          "you answer (extensions only: phones may not call out yet)", "user", "calls", body=CLICK_BODY),
     Route("GET", f"{API}/journal", journal, "the call journal, newest first", "admin", "journal",
           query=JOURNAL_QUERY),
     Route("GET", f"{API}/journal.csv", journal_csv, "the call journal as CSV", "admin", "journal",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from ivr.config import Config
+from ivr.runtime.clicktocall import ClickToCall
 from ivr.runtime.services import Services
 from ivr.web.sessions import Sessions
 
@@ -36,6 +37,7 @@ class Console:
         # One thread: at most one argon2 hash (64 MiB) and one SQLite read at a time.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="ivr-web")
         self.started = time.time()
+        self.clicks: dict[str, ClickToCall] = {}  # click-to-calls under way, by the phone leg's Call-ID
 
     @property
     def config(self) -> Config:
@@ -56,6 +58,8 @@ class Console:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def close(self) -> None:
+        for click in list(self.clicks.values()):
+            click.hangup("shutdown")
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
