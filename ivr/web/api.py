@@ -178,17 +178,20 @@ async def list_switches(request: web.Request) -> web.Response:
 SWITCH_BODY = {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]}
 
 
-async def set_switch(request: web.Request) -> web.Response:
-    console = console_of(request)
-    name = request.match_info["name"]
-    body = await json_body(request, SWITCH_BODY)
+async def flip_switch(console: Console, name: str, on: bool) -> dict[str, bool]:
+    """Set a declared switch with the module ``ivr switch`` uses; all positions."""
     declared = await console.blocking(lambda: declared_switches(flows.top_level(console)))
     if declared is not None and name not in declared:
         raise ApiError(404, f"no flow declares switch {name!r} (declared: {', '.join(declared) or 'none'})")
     try:
-        positions = await console.blocking(write_switch, console.data, name, body["on"])
+        return await console.blocking(write_switch, console.data, name, on)
     except SwitchError as exc:
         raise ApiError(400, str(exc)) from None
+
+
+async def set_switch(request: web.Request) -> web.Response:
+    body = await json_body(request, SWITCH_BODY)
+    positions = await flip_switch(console_of(request), request.match_info["name"], body["on"])
     return web.json_response({"switches": positions})
 
 
@@ -320,15 +323,20 @@ FORWARDING_BODY = {
 }
 
 
-async def set_forwarding(request: web.Request) -> web.Response:
-    console, extension = console_of(request), _extension(request)
-    body = await json_body(request, FORWARDING_BODY)
+async def save_follow_me(console: Console, extension: Any, numbers: list[str] | None) -> dict[str, Any]:
+    """Check and store an extension's follow-me numbers (None: the deployment file's)."""
     try:
-        numbers = check_follow_me(body["follow_me"]) if body["follow_me"] is not None else None
+        checked = check_follow_me(numbers) if numbers is not None else None
     except ForwardingError as exc:
         raise ApiError(400, str(exc)) from None
-    await console.blocking(write_follow_me, console.data, extension.number, numbers)
-    return web.json_response(_forwarding(console, extension))
+    await console.blocking(write_follow_me, console.data, extension.number, checked)
+    return _forwarding(console, extension)
+
+
+async def set_forwarding(request: web.Request) -> web.Response:
+    extension = _extension(request)
+    body = await json_body(request, FORWARDING_BODY)
+    return web.json_response(await save_follow_me(console_of(request), extension, body["follow_me"]))
 
 
 # ------------------------------------------------------------------ the table

@@ -11,6 +11,7 @@ answered as JSON (``{"error": ...}``), a too large body included (413).
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,7 +73,12 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         request["session"] = session
         return await handler(request)
     except ApiError as exc:
-        return exc.response()
+        if api or request.path == "/metrics":
+            return exc.response()
+        if exc.status == 401:  # a console page: to the login page
+            return web.Response(status=303, headers={"Location": "/login"})
+        return web.Response(text=f"<!doctype html><title>{exc.status}</title><p>{html.escape(str(exc))}</p>"
+                            '<p><a href="/">ivr console</a></p>', status=exc.status, content_type="text/html")
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONSOLE].config.http.upload_limit
         return ApiError(413, f"the request body is larger than the upload limit of {limit} bytes").response()

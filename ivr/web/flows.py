@@ -102,26 +102,33 @@ async def flow_graph(request: web.Request) -> web.Response:
     return web.Response(text=svg, content_type="image/svg+xml")
 
 
-async def check(request: web.Request) -> web.Response:
-    console = request.app[CONSOLE]
-    text = await text_body(request)
-    path, files = await console.blocking(_flow_path, console, request.match_info["name"])
-    diagnostics = await console.blocking(check_text, console, path, files, text)
-    ok = not any(d["severity"] == "error" for d in diagnostics)
-    return web.json_response({"ok": ok, "diagnostics": diagnostics})
+async def check_flow_text(console: Console, name: str, text: str) -> list[dict[str, Any]]:
+    """The diagnostics of ``text`` as flow file ``name`` (nothing is written)."""
+    path, files = await console.blocking(_flow_path, console, name)
+    return await console.blocking(check_text, console, path, files, text)
 
 
-async def deploy(request: web.Request) -> web.Response:
-    console = request.app[CONSOLE]
-    text = await text_body(request)
-    path, files = await console.blocking(_flow_path, console, request.match_info["name"])
+async def deploy_flow_text(console: Console, name: str, text: str) -> dict[str, Any]:
+    """Check, write and reload; ApiError 422 with the diagnostics when the text has errors."""
+    path, files = await console.blocking(_flow_path, console, name)
     diagnostics = await console.blocking(check_text, console, path, files, text)
     if any(d["severity"] == "error" for d in diagnostics):
         raise ApiError(422, f"{path.name} has errors: not deployed", diagnostics=diagnostics)
     await console.blocking(write_text_atomically, path, text)
     result = await console.server.reloader.reload_now()
-    status = 200 if result.get("event") == "reloaded" else 500
-    return web.json_response({"deployed": path.name, "diagnostics": diagnostics, "reload": result}, status=status)
+    return {"deployed": path.name, "diagnostics": diagnostics, "reload": result}
+
+
+async def check(request: web.Request) -> web.Response:
+    diagnostics = await check_flow_text(request.app[CONSOLE], request.match_info["name"], await text_body(request))
+    ok = not any(d["severity"] == "error" for d in diagnostics)
+    return web.json_response({"ok": ok, "diagnostics": diagnostics})
+
+
+async def deploy(request: web.Request) -> web.Response:
+    result = await deploy_flow_text(request.app[CONSOLE], request.match_info["name"], await text_body(request))
+    status = 200 if result["reload"].get("event") == "reloaded" else 500
+    return web.json_response(result, status=status)
 
 
 DIAGNOSTICS = {"type": "object", "properties": {
