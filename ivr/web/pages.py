@@ -179,7 +179,7 @@ def calls_fragment(request: web.Request) -> str:
              f'<span class=step>{h(c["step"])}</span>', "✓" if c["answered"] else ""] for c in calls]
     capacity = f'<p>{h(t["capacity"])}: <span id=calls-up>{len(calls)}</span> / {console.server.settings.call_limit}</p>'
     steps = ", ".join(f"{h(step)}: {n}" for step, n in sorted(per_step.items()))
-    return (capacity + _table([t["caller"] + " (Call-ID)", t["caller"], t["called"], t["step"], t["answered"]],
+    return (capacity + _table(["Call-ID", t["caller"], t["called"], t["step"], t["answered"]],
                               rows, t["no_calls"]) + (f'<p>{h(t["per_step"])}: {steps}</p>' if steps else ""))
 
 
@@ -203,9 +203,10 @@ async def journal_page(request: web.Request) -> web.Response:
                       for k, label in (("since", t["since"]), ("caller", t["caller"]), ("outcome", t["outcome"])))
             + f'<button>{h(t["filter"])}</button></form>'
             f'<p><a href="/api/v1/journal.csv?{h(urlencode({k: v for k, v in q.items() if v}))}">{h(t["csv"])}</a></p>')
-    table = _table([t["started"], t["caller"], t["called"], t["duration"], t["outcome"]],
+    table = _table([t["started"], t["caller"], t["called"], t["duration"], t["outcome"], t["path"]],
                    [[h(_when(r.started)), h(r.caller), h(r.called),
-                     h(f"{r.duration:.1f}s" if r.duration is not None else "-"), h(r.describe())] for r in rows], "-")
+                     h(f"{r.duration:.1f}s" if r.duration is not None else "-"), h(r.describe()),
+                     f'<span class=path>{h(" → ".join(r.path))}</span>'] for r in rows], "-")
     return render(request, "journal", form + (f'<p class=error>{h(error)}</p>' if error else "") + table)
 
 
