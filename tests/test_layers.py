@@ -8,6 +8,8 @@ The rules (the architecture in issue 9):
 * ``ivr.sip`` imports no ``ivr.media``, ``ivr.runtime``, ``ivr.config``, ``ivr.dsl`` nor the
   features and the CLI; ``ivr.media`` no ``ivr.dsl``, ``ivr.runtime``, ``ivr.config``,
   ``ivr.sip`` nor the features and the CLI;
+* ``ivr.web`` (the console) sits above the runtime and its features: nothing but the CLI
+  imports it;
 * only ``ivr.cli`` and ``ivr.commands.*`` import ``ivr.commands``;
 * no import cycles between modules: the module graph (every import counts, at the top, in
   a function or under ``if TYPE_CHECKING:``) has no strongly connected component of two

@@ -203,6 +203,7 @@ class Server:
             clock_ticks=clock.ticks,
             clock_late_ticks=clock.late_ticks,
             clock_max_lateness_ms=round(clock.max_lateness * 1000, 2),
+            clock_lateness_p99_ms=round(_p99(clock.lateness) * 1000, 3),
         )
         return 0
 
@@ -364,6 +365,12 @@ class Server:
             "register", f"REGISTER from {event.source[0]}:{event.source[1]}: {status}", status=status,
             aor=event.request.to.user if hasattr(event.request.to, "user") else "",
         )
+
+
+def _p99(samples: Sequence[float] | Any) -> float:
+    """The 99th percentile of the clock's recent tick lateness (0 without samples)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
 
 
 def _pid() -> int:

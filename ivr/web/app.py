@@ -14,11 +14,13 @@ import asyncio
 import html
 import json
 import ssl
+import sys
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ivr import __version__
+from ivr.runtime.reload import RELOAD_SWITCH_INTERVAL
 from ivr.web import api, auth, events, pages
 from ivr.web.metrics import Metrics
 from ivr.web.routes import Route, add_routes, openapi
@@ -63,7 +65,9 @@ async def api_docs(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    # In the console's worker thread: the registrar's and the voicemail index's SQLite reads
+    # stay off the loop; what it reads of the calls is copied in one step under the GIL.
+    body = await request.app[CONSOLE].blocking(request.app[METRICS].render)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
@@ -94,6 +98,9 @@ class WebConsole:
         self.address = ""
 
     async def start(self, server: Server) -> None:
+        # The console's worker thread runs Python (metrics, journal rows): with the default 5 ms
+        # switch interval the loop would wait that long for the GIL back, as during a reload.
+        sys.setswitchinterval(min(sys.getswitchinterval(), RELOAD_SWITCH_INTERVAL))
         settings = server.settings.config.http
         assert settings.listen is not None, "ivr serve starts the console only when [http] listen is set"
         console = self.console = Console(server)

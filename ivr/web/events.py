@@ -33,7 +33,8 @@ PARTY_FIELDS = ("caller", "called", "target", "targets", "extension", "to")
 class Client:
     extension: str | None
     calls_only: bool
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    # Each record as its ``data:`` line, serialised once for every client; None ends the stream.
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
 
     def wants(self, record: dict[str, Any]) -> bool:
         if self.calls_only and "call_id" not in record:
@@ -70,13 +71,16 @@ class EventHub:
 
     def _deliver(self, record: dict[str, Any]) -> None:
         call_id = record.get("call_id")
+        line: bytes | None = None
         for client in list(self.clients):
             if not (client.wants(record) or self._followed(client, call_id)):
                 continue
             if client.extension is not None and call_id:
                 self._calls.setdefault(call_id, set()).add(client.extension)
+            if line is None:
+                line = b"data: " + json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n\n"
             try:
-                client.queue.put_nowait(record)
+                client.queue.put_nowait(line)
             except asyncio.QueueFull:
                 self.clients.discard(client)
                 client.queue = asyncio.Queue(1)
@@ -116,18 +120,31 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.write(b": ivr events\n\n")
         while True:
             try:
-                record = await asyncio.wait_for(client.queue.get(), KEEPALIVE)
+                first = await asyncio.wait_for(client.queue.get(), KEEPALIVE)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            if record is None:
+            lines, end = _batch(first, client.queue)
+            if lines:
+                await response.write(b"".join(lines))  # one write for what queued up meanwhile
+            if end:
                 break
-            await response.write(b"data: " + json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n\n")
     except ConnectionResetError:
         pass
     finally:
         hub.clients.discard(client)
     return response
+
+
+def _batch(item: bytes | None, queue: asyncio.Queue[bytes | None]) -> tuple[list[bytes], bool]:
+    """``item`` and what else is queued (at most 100 lines), and whether the stream ends."""
+    lines: list[bytes] = []
+    while item is not None:
+        lines.append(item)
+        if queue.empty() or len(lines) >= 100:
+            return lines, False
+        item = queue.get_nowait()
+    return lines, True
 
 
 ROUTES = (

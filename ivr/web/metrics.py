@@ -125,7 +125,7 @@ class ServerCollector(Collector):
         yield _gauge("ivr_calls_up", "calls up now", len(server.calls))
         yield _gauge("ivr_calls_max", "calls allowed at once (max_calls)", server.settings.call_limit)
         ended = CounterMetricFamily("ivr_calls", "calls ended, by outcome", labels=["outcome"])
-        for outcome, n in sorted(counts.outcomes.items()):
+        for outcome, n in sorted(list(counts.outcomes.items())):
             ended.add_metric([outcome], n)
         yield ended
         yield counts.setup.family("ivr_call_setup_seconds", "from the INVITE to the answer")
@@ -163,12 +163,12 @@ class ServerCollector(Collector):
     def _sip(self) -> Iterator[Metric]:
         responses = CounterMetricFamily("ivr_sip_responses", "SIP responses sent, by status", labels=["code"])
         ua = self.server.ua
-        for code, n in sorted((ua.responses_sent if ua is not None else {}).items()):
+        for code, n in sorted(list((ua.responses_sent if ua is not None else {}).items())):
             responses.add_metric([str(code)], n)
         yield responses
         register = CounterMetricFamily("ivr_register_requests", "REGISTER requests answered, by status",
                                        labels=["status"])
-        for status, n in sorted(self.counts.register.items()):
+        for status, n in sorted(list(self.counts.register.items())):
             register.add_metric([status], n)
         yield register
         yield _gauge("ivr_registrations", "live registrations (bindings) of the extensions", self._bindings())
@@ -216,7 +216,9 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 
 class Metrics:
-    """The registry of one server; :meth:`render` is the scrape's answer (a worker thread's job)."""
+    """The registry of one server; :meth:`render` is the scrape's answer (run in a worker thread:
+    it copies the calls, counters and the clock's ring with single C-level calls, never
+    iterating a structure the loop may change meanwhile)."""
 
     def __init__(self, server: Server) -> None:
         self.counts = RecordCounts()

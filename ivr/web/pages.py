@@ -113,7 +113,7 @@ def _when(t: float | None) -> str:
 def _login_form(request: web.Request, error: str = "") -> str:
     t = _lang(request)
     message = f'<p class=error id=login-error>{h(error)}</p>' if error else ""
-    return (f'{message}<form method=post action="/login">'
+    return (f'{message}<form method=post action="/login">{csrf_field(request)}'
             f'<p><label>{h(t["username"])}<br><input name=username id=username autocomplete=username></label></p>'
             f'<p><label>{h(t["password"])}<br><input name=password id=password type=password '
             f'autocomplete=current-password></label></p><p><button id=login>{h(t["login"])}</button></p></form>')

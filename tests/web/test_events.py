@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from ivr.web.events import Client, EventHub
 
@@ -45,5 +46,6 @@ def _drain(q: asyncio.Queue) -> list[dict]:  # type: ignore[type-arg]
     while not q.empty():
         item = q.get_nowait()
         if item is not None:
-            out.append(item)
+            assert item.startswith(b"data: ") and item.endswith(b"\n\n")
+            out.append(json.loads(item[6:]))
     return out

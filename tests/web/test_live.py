@@ -83,3 +83,16 @@ def test_a_user_streams_only_their_own_extension(web_server: WebServer) -> None:
     reply = web_server.client("201").get("/api/v1/events?extension=202")
     assert (reply.status, reply.json()) == (403, {"error": "extension 202 is not yours"})
     assert web_server.client("100").get("/api/v1/events?extension=999").json() == {"error": "no extension '999'"}
+
+
+def test_the_sample_grafana_dashboard_uses_only_metrics_the_server_serves(web_server: WebServer) -> None:
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\bivr_[a-z_]+", target["expr"])}
+    text = Client(web_server.url).get("/metrics").text
+    families = {family.name for family in text_string_to_metric_families(text)}
+    unserved = {n for n in used if re.sub(r"_(total|bucket|count|sum)$", "", n) not in families}
+    assert used and not unserved, unserved
