@@ -30,7 +30,7 @@ pytestmark = [
 ]
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
          "--disable-background-networking", "--no-first-run", "--disable-component-update", "--disable-sync",
-         "--window-size=1200,900")
+         "--window-size=1200,900", "--autoplay-policy=no-user-gesture-required")
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +152,32 @@ def test_a_user_sets_a_follow_me_number(browser: Any, web_server: WebServer, sho
     assert "Follow-me-Nummern" in browser.find_element(By.TAG_NAME, "main").text
     browser.get(web_server.url + "/flows")
     assert "You may not see" in browser.page_source or "admin role" in browser.page_source
+
+
+@pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (Debian baresip-core) is not installed")
+def test_a_voicemail_left_by_a_baresip_call_plays_in_the_browser(
+    browser: Any, web_server: WebServer, baresip: Any, tmp_path: Path, shots: Path
+) -> None:
+    import numpy as np
+    import soundfile
+
+    admin = web_server.client("100")
+    assert admin.request("PUT", "/api/v1/switches/night", json_body={"on": True}).status == 200
+    try:
+        t = np.arange(10 * 8000) / 8000  # a 10 s hum: baresip hangs up when its microphone file ends
+        soundfile.write(tmp_path / "mic.wav", (np.sin(2 * np.pi * 300 * t) * 3000).astype(np.int16), 8000)
+        phone = baresip(tmp_path / "mic.wav")
+        phone.command("dial", f"sip:+41435435570@{web_server.ivr.address}")  # type: ignore[attr-defined]
+        phone.wait_event("CALL_ESTABLISHED")
+        phone.wait_event("CALL_CLOSED", timeout=40)
+    finally:
+        admin.request("PUT", "/api/v1/switches/night", json_body={"on": False})
+    log_in(browser, web_server, "100")
+    browser.get(web_server.url + "/voicemail")
+    player = wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "audio[src*='/mailboxes/100/']")))
+    browser.execute_script("arguments[0].preload = 'auto'; arguments[0].load()", player)
+    wait(browser, lambda d: d.execute_script("return arguments[0].readyState", player) >= 1)  # WAV header read
+    assert browser.execute_script("return arguments[0].duration", player) > 1.0
+    browser.execute_script("arguments[0].muted = true; arguments[0].play()", player)
+    wait(browser, lambda d: d.execute_script("return arguments[0].currentTime", player) > 0.2)
+    browser.save_screenshot(str(shots / "voicemail.png"))
