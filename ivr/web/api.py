@@ -61,9 +61,9 @@ def call_state(runner: Any) -> dict[str, Any]:
 async def list_calls(request: web.Request) -> web.Response:
     console = console_of(request)
     return web.json_response({
-        "calls": [call_state(r) for r in console.server.calls.values()],
+        "calls": [call_state(r) for r in list(console.server.calls.values())],
         "click_to_call": [{"call_id": c.call_id, "from": c.caller, "to": c.called, "state": c.state}
-                          for c in console.clicks.values()],
+                          for c in list(console.clicks.values())],
         "max_calls": console.server.settings.call_limit,
     })
 
@@ -85,7 +85,7 @@ async def click_to_call(request: web.Request) -> web.Response:
 
     click = ClickToCall(console.services, body["from"], body["to"], finished)
     try:
-        call_id = await click.start()
+        call_id = await console.on_server(click.start())
     except ClickToCallError as exc:
         raise ApiError(exc.status, str(exc)) from None
     console.clicks[call_id] = click
@@ -111,7 +111,11 @@ async def get_call(request: web.Request) -> web.Response:
 async def hang_up(request: web.Request) -> web.Response:
     click = console_of(request).clicks.get(request.match_info["call_id"])
     runner = click or _runner(request)
-    runner.hangup("console")
+
+    async def hang_up_there() -> None:
+        runner.hangup("console")
+
+    await console_of(request).on_server(hang_up_there())
     return web.json_response({"call_id": runner.call_id, "hung_up": True})
 
 

@@ -3,9 +3,9 @@
 :class:`WebConsole` is a :class:`~ivr.runtime.server.Companion` of the server: ``ivr serve``
 hands it over when ``[http] listen`` is set, and the server starts it on its own event loop once
 SIP is bound (``http_listening`` names the address; port 0 picks a free one) and stops it after
-the drain.  It runs in the server's process and on its loop, so the API reads the calls, the
-journal and the switches as they are; bench/console_load.py measures what that costs the media
-clock.
+the drain.  It runs in the server's process, on its own thread and event loop: the API reads
+the calls, the journal and the switches as they are, and what changes a call runs on the
+server's loop.  bench/console_load.py measures what the console costs the media clock.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import html
 import json
 import ssl
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -89,24 +90,40 @@ def build_app(console: Console, metrics_: Metrics, hub: events.EventHub) -> web.
 
 
 class WebConsole:
-    """The console's HTTP server, started and stopped by :class:`ivr.runtime.server.Server`."""
+    """The console's HTTP server, started and stopped by :class:`ivr.runtime.server.Server`.
+
+    It runs on its own event loop in its own thread (``ivr-web``), so rendering a page or
+    streaming events never holds up the server's loop, which paces every call's media; the
+    GIL switch interval is lowered (as during a reload) so that the server's loop gets the GIL
+    back within half a millisecond.  What changes a call (hang up, click-to-call, a reload)
+    hops to the server's loop (:meth:`Console.on_server`).
+    """
 
     def __init__(self) -> None:
         self.runner: web.AppRunner | None = None
         self.console: Console | None = None
         self.hub: events.EventHub | None = None
         self.address = ""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
 
     async def start(self, server: Server) -> None:
-        # The console's worker thread runs Python (metrics, journal rows): with the default 5 ms
-        # switch interval the loop would wait that long for the GIL back, as during a reload.
         sys.setswitchinterval(min(sys.getswitchinterval(), RELOAD_SWITCH_INTERVAL))
+        loop = self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=loop.run_forever, name="ivr-web", daemon=True)
+        self.thread.start()
+        metrics_, hub = await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._start(server, asyncio.get_running_loop()), loop))
+        server.calllog.listeners += [metrics_.counts.on_record, hub.on_record]
+        server.calllog.server("http_listening", f"console on {self.address}", url=self.address)
+
+    async def _start(self, server: Server, server_loop: asyncio.AbstractEventLoop) -> tuple[Metrics, events.EventHub]:
+        """On the console's loop: the application and its listening socket."""
         settings = server.settings.config.http
         assert settings.listen is not None, "ivr serve starts the console only when [http] listen is set"
-        console = self.console = Console(server)
+        console = self.console = Console(server, server_loop)
         hub = self.hub = events.EventHub(asyncio.get_running_loop())
         metrics_ = Metrics(server)
-        server.calllog.listeners += [metrics_.counts.on_record, hub.on_record]
         self.runner = web.AppRunner(build_app(console, metrics_, hub), access_log=None, handle_signals=False)
         await self.runner.setup()
         host, port = settings.listen
@@ -120,9 +137,19 @@ class WebConsole:
         bound = sockets[0].getsockname() if sockets else (host, port)
         scheme = "https" if settings.tls else "http"
         self.address = f"{scheme}://{_host(bound[0])}:{bound[1]}"
-        server.calllog.server("http_listening", f"console on {self.address}", url=self.address)
+        return metrics_, hub
 
     async def stop(self) -> None:
+        if self.console is not None:
+            self.console.hang_up_clicks()  # on the server's loop, where the calls live
+        if self.loop is None or self.thread is None:
+            return
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self.loop))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    async def _stop(self) -> None:
         if self.hub is not None:
             self.hub.close()
         if self.runner is not None:

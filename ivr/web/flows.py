@@ -115,7 +115,7 @@ async def deploy_flow_text(console: Console, name: str, text: str) -> dict[str, 
     if any(d["severity"] == "error" for d in diagnostics):
         raise ApiError(422, f"{path.name} has errors: not deployed", diagnostics=diagnostics)
     await console.blocking(write_text_atomically, path, text)
-    result = await console.server.reloader.reload_now()
+    result = await console.on_server(console.server.reloader.reload_now())
     return {"deployed": path.name, "diagnostics": diagnostics, "reload": result}
 
 

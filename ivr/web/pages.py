@@ -171,7 +171,7 @@ async def dashboard(request: web.Request) -> web.Response:
 def calls_fragment(request: web.Request) -> str:
     t = _lang(request)
     console: Console = request.app[CONSOLE]
-    calls = [api.call_state(r) for r in console.server.calls.values()]
+    calls = [api.call_state(r) for r in list(console.server.calls.values())]
     per_step: dict[str, int] = {}
     for call in calls:
         per_step[call["step"]] = per_step.get(call["step"], 0) + 1
