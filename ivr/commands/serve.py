@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
             "calls then run the new flows while running calls finish on the old ones. A flow that "
             "fails the check is logged (reload_failed, with file:line:col diagnostics) and the old "
             "flows keep serving. listen, public_address, data, rtp_ports and [smtp] need a restart "
-            "(reload_ignored names them). SIGHUP while draining is ignored."
+            "(reload_ignored names them). SIGHUP while draining is ignored. With [http] listen set "
+            "(or --http), the browser console, the JSON API and /metrics are served too (docs/console.md)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
