@@ -142,12 +142,12 @@ class Server:
     server's writes and show up as RTP stalls that are the benchmark's own fault.
     """
 
-    def __init__(self, folder: Path, rtp: tuple[int, int], flow_text: str = FLOW) -> None:
+    def __init__(self, folder: Path, rtp: tuple[int, int], flow_text: str = FLOW, sections: str = "") -> None:
         flow = folder / "bench.ivr"
         flow.write_text(flow_text)
         (folder / "ivr.toml").write_text(
             f'[server]\nlisten = "127.0.0.1:0"\nrtp_ports = "{rtp[0]}-{rtp[1]}"\nmedia_timeout = "60s"\n'
-            f'[prompts]\nfolders = ["{REPO / "prompts"}"]\n'
+            f'[prompts]\nfolders = ["{REPO / "prompts"}"]\n{sections}'
         )
         self.log_path = folder / "ivr.log"
         self.records: list[dict] = []

@@ -211,6 +211,23 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """[http]: the browser console, the JSON API and /metrics (ivr.web); off unless ``listen`` is set."""
+
+    listen: tuple[str, int] | None = None
+    tls_cert: Path | None = None  # both required for an address other than loopback
+    tls_key: Path | None = None
+    session_lifetime: float = 8 * 3600.0
+    upload_limit: int = 1_000_000  # bytes of one request body; more gets 413
+    admins: tuple[str, ...] = ()  # user names (an extension's username) with the admin role
+    language: str = "en"  # the console's language unless the browser asks for another (en, de)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     base: Path = field(default_factory=Path.cwd)
@@ -227,6 +244,7 @@ class Config:
     transfers: TransferConfig = TransferConfig()
     numbers: NumbersConfig = NumbersConfig()
     storage: StorageConfig = StorageConfig()
+    http: HttpConfig = HttpConfig()
 
     def extension(self, number: str) -> Extension | None:
         return next((e for e in self.extensions if e.number == number), None)
@@ -398,8 +416,9 @@ def _from_raw(
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
     numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
     storage = _storage(_table(raw, "storage", where), base, f"{where}: [storage]")
+    http = _http(_table(raw, "http", where), base, f"{where}: [http]")
     known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",
-             "transfers", "numbers", "storage"}
+             "transfers", "numbers", "storage", "http"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -421,6 +440,7 @@ def _from_raw(
         transfers=transfers,
         numbers=numbers,
         storage=storage,
+        http=http,
     )
 
 
@@ -442,6 +462,32 @@ def _numbers(values: dict[str, Any], where: str) -> NumbersConfig:
         known = ", ".join(sorted(TRUNK_PREFIX_COUNTRIES))
         raise ConfigError(f"{where}: unknown country {numbers.country!r}; use one of {known}")
     return numbers
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _http(values: dict[str, Any], base: Path, where: str) -> HttpConfig:
+    listen = values.get("listen", "")
+    if not isinstance(listen, str):
+        raise ConfigError(f"{where}: listen must be a string like \"127.0.0.1:8080\" (\"\": off)")
+    files = {k: base / values[k] for k in ("tls_cert", "tls_key") if values.get(k)}
+    http: HttpConfig = _build(
+        HttpConfig, values, where,
+        listen=parse_hostport(listen, where=f"{where} listen", default_port=8080) if listen else None,
+        session_lifetime=parse_duration(values.get("session_lifetime", "8h"), where=f"{where} session_lifetime"),
+        admins=_strs(values.get("admins", []), f"{where} admins"),
+        tls_cert=files.get("tls_cert"), tls_key=files.get("tls_key"),
+    )
+    if (http.tls_cert is None) != (http.tls_key is None):
+        raise ConfigError(f"{where}: tls_cert and tls_key go together")
+    if http.listen is not None and http.listen[0] not in LOOPBACK and not http.tls:
+        raise ConfigError(f"{where}: listen {http.listen[0]} is not loopback: set tls_cert and tls_key")
+    if not isinstance(http.upload_limit, int) or isinstance(http.upload_limit, bool) or http.upload_limit < 1024:
+        raise ConfigError(f"{where}: upload_limit must be a whole number of bytes, at least 1024")
+    if http.language not in ("en", "de"):
+        raise ConfigError(f"{where}: language must be \"en\" or \"de\", got {http.language!r}")
+    return http
 
 
 def _max_calls(value: Any, where: str) -> int:

@@ -27,6 +27,7 @@ SECTIONS: dict[str, type] = {
     "[transfers]": cfg.TransferConfig,
     "[numbers]": cfg.NumbersConfig,
     "[storage]": cfg.StorageConfig,
+    "[http]": cfg.HttpConfig,
 }
 # keys read from the file that are not fields of the section's dataclass
 EXTRA_KEYS = {"[server]": {"data"}, "[prompts]": {"folders"}}

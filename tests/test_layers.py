@@ -13,6 +13,8 @@ The rules (the architecture in issue 9):
   runtime's other inputs: it may use ``ivr.config`` and ``ivr.sip``'s records, never
   ``ivr.runtime``, ``ivr.media``, ``ivr.dsl``, the features or the CLI; ``ivr.dsl``, ``ivr.sip``
   and ``ivr.media`` do not import it (the registrar takes its bindings through a protocol);
+* ``ivr.web`` (the console) sits above the runtime and its features: nothing but the CLI
+  imports it;
 * only ``ivr.cli`` and ``ivr.commands.*`` import ``ivr.commands``;
 * no import cycles between modules: the module graph (every import counts, at the top, in
   a function or under ``if TYPE_CHECKING:``) has no strongly connected component of two
@@ -40,8 +42,9 @@ T = TypeVar("T")
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ivr"
 
-FEATURES_AND_CLI = ("ivr.voicemail", "ivr.directory", "ivr.commands")
-# layer -> the layers it must not import
+FEATURES_AND_CLI = ("ivr.voicemail", "ivr.directory", "ivr.web", "ivr.commands")
+# layer -> the layers it must not import.  ivr.web (the console, the HTTP API, /metrics) sits
+# above the runtime and its features and below the CLI: only ivr.commands starts it.
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "ivr.dsl": ("ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", "ivr.storage", *FEATURES_AND_CLI),
     "ivr.sip": ("ivr.media", "ivr.runtime", "ivr.config", "ivr.dsl", "ivr.storage", *FEATURES_AND_CLI),
@@ -49,6 +52,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "ivr.storage": ("ivr.runtime", "ivr.media", "ivr.dsl", *FEATURES_AND_CLI),
     # the message catalogues sit beside media: runtime, voicemail and the directory use them
     "ivr.language": ("ivr.dsl", "ivr.sip", "ivr.media", "ivr.runtime", "ivr.config", "ivr.storage", *FEATURES_AND_CLI),
+    "ivr.runtime": ("ivr.web",),
+    "ivr.voicemail": ("ivr.web",),
+    "ivr.directory": ("ivr.web",),
 }
 CLI = "ivr.commands"
 CLI_IMPORTERS = ("ivr.cli", "ivr.commands")

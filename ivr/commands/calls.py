@@ -11,36 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ivr.commands.options import add_config_option, add_data_option
+from ivr.runtime.journal import SinceError, parse_since
 
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
-
-
-class SinceError(ValueError):
-    """A --since value that is neither an age nor an ISO date/time."""
-
-
-def parse_since(value: str, now: float | None = None) -> float:
-    """Epoch seconds from ``"2h"`` (ago) or ``"2026-11-22"`` / ``"2026-11-22T08:00"`` (UTC)."""
-    now = time.time() if now is None else now
-    m = _AGE.fullmatch(value.strip())
-    if m:
-        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    try:
-        parsed = datetime.fromisoformat(value.strip().removesuffix("Z"))
-    except ValueError:
-        raise SinceError(f"--since {value!r}: expected an age like 2h, 30m, 7d or a date like 2026-11-22T08:00") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
+__all__ = ["SinceError", "parse_since", "register", "run"]
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(

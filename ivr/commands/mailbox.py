@@ -19,9 +19,9 @@ from pathlib import Path
 
 import tomlkit
 
-from ivr.commands.atomic import write_text_atomically
 from ivr.commands.options import add_config_option, add_data_option
 from ivr.config import DEFAULT_CONFIG_NAME, Config, ConfigError, load_config
+from ivr.runtime.atomic import write_text_atomically
 from ivr.voicemail.pins import PinError, hash_pin, validate_pin
 from ivr.voicemail.store import Message, VoicemailStore
 

@@ -27,7 +27,8 @@ def register(subparsers: Any) -> None:
             "calls then run the new flows while running calls finish on the old ones. A flow that "
             "fails the check is logged (reload_failed, with file:line:col diagnostics) and the old "
             "flows keep serving. listen, public_address, data, rtp_ports, [smtp] and [storage] need a "
-            "restart (reload_ignored names them). SIGHUP while draining is ignored."
+            "restart (reload_ignored names them). SIGHUP while draining is ignored. With [http] listen set "
+            "(or --http), the browser console, the JSON API and /metrics are served too (docs/console.md)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -41,6 +42,8 @@ def register(subparsers: Any) -> None:
         help="calls up at once, more get 503 (default: server.max_calls, else half the RTP port pairs)",
     )
     p.add_argument("--log-format", choices=("json", "text"), default="json", help="call event log format")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve the console, the API and /metrics here (default: [http] listen; \"off\": not at all)")
     p.set_defaults(func=run)
 
 
@@ -76,9 +79,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     calllog = CallLog(sys.stderr, fmt=args.log_format, threaded=True)  # from here on, never block the loop
     try:
-        return run_server(settings, program, calllog)
+        return run_server(settings, program, calllog, _companions(settings))
     finally:
         calllog.close()
+
+
+def _companions(settings: Any) -> list[Any]:
+    """The console (ivr.web) when the deployment file or --http asks for it."""
+    if settings.config.http.listen is None:
+        return []
+    from ivr.web.app import WebConsole
+
+    return [WebConsole()]
 
 
 def _positive(value: str) -> int:
@@ -102,6 +114,8 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Path]]:
     drain = config.server.drain_timeout
     if args.drain_timeout is not None:
         drain = parse_duration(args.drain_timeout, where="--drain-timeout")
+    if args.http is not None:
+        config = _with_http(config, args.http)
     flows = [Path(f) for f in args.flows] or list(config.server.flows)
     if not flows:
         raise ConfigError("no flow given: name one (ivr serve FLOW) or set server.flows in the deployment file")
@@ -110,3 +124,18 @@ def _settings(args: argparse.Namespace) -> tuple[Any, list[Path]]:
         reread=lambda: _settings(args),
     )
     return settings, flows
+
+
+def _with_http(config: Any, value: str) -> Any:
+    """The config with --http's address in [http] listen (checked as the file's would be)."""
+    import dataclasses
+
+    from ivr.config import LOOPBACK
+
+    http = config.http
+    if value == "off":
+        return dataclasses.replace(config, http=dataclasses.replace(http, listen=None))
+    listen = parse_hostport(value, where="--http", default_port=8080)
+    if listen[0] not in LOOPBACK and not http.tls:
+        raise ConfigError(f"--http {value}: not loopback: set tls_cert and tls_key in [http]")
+    return dataclasses.replace(config, http=dataclasses.replace(http, listen=listen))

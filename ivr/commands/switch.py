@@ -1,7 +1,8 @@
 """``ivr switch``: the manual switches (``switch night`` in a flow) an admin flips.
 
-The file and its format (``switches.json`` in the data folder) belong to
-:mod:`ivr.runtime.switches`, which ``ivr serve`` reads when a call starts.  Writes here are
+The file, its format (``switches.json`` in the data folder) and its writing belong to
+:mod:`ivr.runtime.switches`, which ``ivr serve`` reads when a call starts and the console's API
+flips switches with.  Writes are
 atomic (a temporary file in the same folder, fsync, rename) under an exclusive lock, so two admins
 flipping switches at once both win and a running server never reads half a file.  When the
 deployment's flows can be read, only the switches they declare are accepted: a typo (``nigth``)
@@ -15,53 +16,24 @@ every node at once.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivr.commands.atomic import write_text_atomically
 from ivr.commands.options import add_config_option, add_data_option
 from ivr.dsl.checks import did_you_mean
 from ivr.runtime.switches import (
-    SWITCH_NAME,
-    SWITCHES_FILE,
     SwitchError,
     declared_switches,
-    format_switches,
     read_switches,
-    switches_path,
+    switch_positions,
+    write_switch,
 )
 
 if TYPE_CHECKING:
     from ivr.config import Config
 
 __all__ = ["SwitchError", "read_switches", "register", "run", "write_switch"]
-
-
-def write_switch(data: Path, name: str, on: bool) -> dict[str, bool]:
-    """Set one switch and return all positions; the file is replaced atomically."""
-    if not SWITCH_NAME.fullmatch(name):
-        raise SwitchError(f"bad switch name {name!r}: use lower-case letters, digits and _")
-    data = Path(data)
-    data.mkdir(parents=True, exist_ok=True)
-    with _locked(data):
-        positions = read_switches(data)  # a corrupt file raises: never overwrite what we can't read
-        positions[name] = on
-        write_text_atomically(switches_path(data), format_switches(positions))
-    return positions
-
-
-@contextmanager
-def _locked(data: Path) -> Iterator[None]:
-    with open(data / (SWITCHES_FILE + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def register(subparsers: Any) -> None:
@@ -86,15 +58,11 @@ def run(args: argparse.Namespace) -> int:
     storage = None
     try:
         data, declared, config = _data_and_declared(args)
-        read: Callable[[], dict[str, bool]] = lambda: read_switches(data)  # noqa: E731
-        write: Callable[[str, bool], dict[str, bool]] = lambda name, on: write_switch(data, name, on)  # noqa: E731
         if config is not None and config.storage.shared_database:  # the nodes' shared database
             from ivr.storage import open_storage
-            from ivr.storage.switches import TableSwitches
 
             storage = open_storage(config)
-            assert storage.db is not None
-            read, write = TableSwitches(storage.db).read, TableSwitches(storage.db).set
+        read, write = switch_positions(data, storage)
         if args.name is None:
             positions = dict.fromkeys(declared or (), False) | read()
             for name, on in sorted(positions.items()):

@@ -5,7 +5,8 @@ flow did (``action``), where the call is (``state``), keyed by ``call_id`` with
 ``caller`` and ``called`` on every line so one grep finds a whole call.  JSON
 lines by default (``--log-format json``), ``key=value`` text otherwise.  Server
 lines (ready, draining, stopped) carry ``event`` and a human ``message``; tests
-and supervisors wait for ``listening on udp:HOST:PORT tcp:HOST:PORT``.
+and supervisors wait for ``listening on udp:HOST:PORT tcp:HOST:PORT``.  ``listeners`` see
+every record as it is written (the console's live events and metrics, :mod:`ivr.web`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from typing import Any, TextIO
 
@@ -52,6 +54,9 @@ class CallLog:
         self.fmt = fmt
         self._queue: queue.SimpleQueue[str | None] | None = None
         self._thread: threading.Thread | None = None
+        # Called with every record as it is written (the console's live events, its metrics);
+        # on the thread that wrote it: the loop's, or the watchdog's for loop_stall.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         if threaded:
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._writer, name="ivr-calllog", daemon=True)
@@ -104,6 +109,8 @@ class CallLog:
         self._write(record)
 
     def _write(self, record: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(record)
         if self.fmt == "json":
             line = json.dumps(record, ensure_ascii=False, default=str)
         elif "call_id" not in record:

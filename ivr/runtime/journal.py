@@ -6,7 +6,7 @@ through the flow (steps entered and the caller's events: keys, speech,
 transfer results...), the outcome (``transferred`` with whom, ``voicemail``
 with the mailbox, ``hangup`` or ``caller_hangup`` with the step it happened
 in, ``rejected``...), the duration and the hangup cause.  ``ivr calls``
-reads it.
+and the console read it, filtered alike (:func:`parse_since` reads ``--since``).
 
 The runner feeds the journal the same records it writes to the call log
 (:meth:`Journal.record`), so the two never disagree.  A row is written when
@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,28 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started);
 """
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)")
+
+
+class SinceError(ValueError):
+    """A --since value that is neither an age nor an ISO date/time."""
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """Epoch seconds from ``"2h"`` (ago) or ``"2026-11-22"`` / ``"2026-11-22T08:00"`` (UTC)."""
+    now = time.time() if now is None else now
+    m = _AGE.fullmatch(value.strip())
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        parsed = datetime.fromisoformat(value.strip().removesuffix("Z"))
+    except ValueError:
+        raise SinceError(f"--since {value!r}: expected an age like 2h, 30m, 7d or a date like 2026-11-22T08:00") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
 
 # Caller-side events worth a place in the path (prompt_done and timers are noise).
 PATH_EVENTS = ("key", "speech", "transfer_result", "directory_result", "action_done", "recording_done",

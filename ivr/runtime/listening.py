@@ -2,7 +2,8 @@
 
 :class:`SpeechListener` serves one ``Listen(phrases=...)`` of the flow or a dialogue (see
 its docstring); the call runner feeds it the caller's audio while it listens and gets a
-``Speech`` event back through ``post``.
+``Speech`` event back through ``post``.  A ``recognized`` record gives the recogniser's
+latency: from the end of the caller's speech to its answer (``/metrics`` reads it).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class SpeechListener:
 
     async def _finish(self) -> None:
         loop = asyncio.get_running_loop()
+        began = loop.time()  # the caller stopped speaking: how long they wait for the answer
         try:
             await self.chain
             decoder = await self.session
@@ -120,6 +122,8 @@ class SpeechListener:
             log.exception("call %s: speech recognition failed", self.runner.call_id)
             self.runner.log(event="speech_error", error=str(exc))
             text, confidence = "", 0.0
+        if self.phrases:
+            self.runner.log(event="recognized", latency_ms=round((loop.time() - began) * 1000, 1))
         if self.runner.listener is self and not self.runner.ended:
             self.runner.listener = None
             self.runner.post(ev.Speech(text, confidence))

@@ -103,11 +103,27 @@ class Reloader:
         self.server = server
         self._reloading: asyncio.Task[None] | None = None
         self._again = False
+        # The last reload's outcome: its record (reloaded, reload_failed or reload_skipped), {} before any.
+        self.last: dict[str, Any] = {}
+
+    async def reload_now(self) -> dict[str, Any]:
+        """Reload as SIGHUP does and wait until it (and any reload queued behind it) is done.
+
+        The console's deploy uses it; the result is the last reload's record.
+        """
+        self.on_signal()
+        while self._reloading is not None and not self._reloading.done():
+            await asyncio.shield(self._reloading)
+        return dict(self.last)
+
+    def _record(self, event: str, message: str, **fields: Any) -> None:
+        self.last = {"event": event, "message": message, **fields}
+        self.server.calllog.server(event, message, **fields)
 
     def on_signal(self) -> None:
         server = self.server
         if server.stopping.is_set():
-            server.calllog.server("reload_skipped", "SIGHUP while draining: not reloading", reason="draining")
+            self._record("reload_skipped", "SIGHUP while draining: not reloading", reason="draining")
             return
         if self._reloading is not None and not self._reloading.done():
             self._again = True  # the file may have changed again since that reload read it
@@ -127,15 +143,13 @@ class Reloader:
                 server.services.executor, prepare_reload, server.settings, server.services
             )
         except ReloadError as exc:
-            server.calllog.server("reload_failed", f"reload failed, still serving the old flows: {exc}", **exc.fields)
+            self._record("reload_failed", f"reload failed, still serving the old flows: {exc}", **exc.fields)
         except Exception as exc:  # a bug must not take the SIGHUP handler down with it: say so, serve on
             log.exception("reload failed")
-            server.calllog.server(
-                "reload_failed", f"reload failed, still serving the old flows: {exc!r}", stage="internal"
-            )
+            self._record("reload_failed", f"reload failed, still serving the old flows: {exc!r}", stage="internal")
         else:
             if server.stopping.is_set():
-                server.calllog.server("reload_skipped", "draining started during the reload", reason="draining")
+                self._record("reload_skipped", "draining started during the reload", reason="draining")
                 return
             self._switch(prepared)
         if self._again and not server.stopping.is_set():
@@ -162,7 +176,7 @@ class Reloader:
 
     def _log_reloaded(self, new: PreparedReload) -> None:
         server, program = self.server, new.program
-        server.calllog.server(
+        self._record(
             "reloaded",
             f"reloaded {len(new.flows)} flow file(s): new calls use them, {len(server.calls)} running call(s) "
             "finish on the old ones",

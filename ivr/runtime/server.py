@@ -41,10 +41,10 @@ import gc
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ivr.config import Config
 from ivr.media.clock import get_clock
@@ -80,6 +80,18 @@ CALL_EVENTS = (CallConfirmed, CallCancelled, CallEnded, ReOffer, ReOfferAnswer, 
 CAPACITY_RETRY_AFTER = BUSY_RETRY_AFTER
 
 
+class Companion(Protocol):
+    """A service run beside the calls on the server's loop (the HTTP console, :mod:`ivr.web`).
+
+    Started once the SIP side is bound and before ``listening`` is logged; stopped after the
+    drain, so the console shows the calls that are finishing.
+    """
+
+    async def start(self, server: Server) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class ServerAgent(UserAgent):
     """The user agent of ``ivr serve``: OPTIONS answers 503 while a new call would be refused.
 
@@ -113,8 +125,11 @@ def contact_address(config: Config, listen_host: str) -> str:
 class Server:
     """One ``ivr serve`` process: endpoint, user agent, calls, drain."""
 
-    def __init__(self, settings: ServeSettings, program: Program, calllog: CallLog) -> None:
+    def __init__(
+        self, settings: ServeSettings, program: Program, calllog: CallLog, companions: Sequence[Companion] = ()
+    ) -> None:
         self.settings = settings
+        self.companions = tuple(companions)
         self.program = program
         self.calllog = calllog
         self.calls: dict[str, CallRunner] = {}
@@ -126,6 +141,7 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self.reloader = Reloader(self)
         self.ua: ServerAgent | None = None  # the user agent, once run() has built it
+        self.watchdog: LoopWatchdog | None = None
         self._full = False  # every call slot taken (logged on each change)
         self._voicemail_started = False
         self._register_executor = ThreadPoolExecutor(1, "ivr-register")  # REGISTERs in order, off the loop
@@ -169,12 +185,16 @@ class Server:
         gc.collect()
         gc.freeze()
         clock.start()
-        watchdog = LoopWatchdog(self.calllog)
+        watchdog = self.watchdog = LoopWatchdog(self.calllog)
         watchdog.start(loop)
         self._install_signals(loop)
+        for companion in self.companions:
+            await companion.start(self)
         self.calllog.server("listening", f"listening on {bound.describe()}", pid=_pid())
         await self.stopping.wait()
         await self._drain()
+        for companion in self.companions:
+            await companion.stop()
         services = self.services  # a reload may have made a new generation
         assert services is not None
         services.stop_trunks()  # un-REGISTER before the socket closes
@@ -192,6 +212,7 @@ class Server:
             clock_ticks=clock.ticks,
             clock_late_ticks=clock.late_ticks,
             clock_max_lateness_ms=round(clock.max_lateness * 1000, 2),
+            clock_lateness_p99_ms=round(_p99(clock.lateness) * 1000, 3),
         )
         return 0
 
@@ -366,15 +387,23 @@ class Server:
         )
 
 
+def _p99(samples: Sequence[float] | Any) -> float:
+    """The 99th percentile of the clock's recent tick lateness (0 without samples)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+
+
 def _pid() -> int:
     import os
 
     return os.getpid()
 
 
-def run_server(settings: ServeSettings, program: Program, calllog: CallLog) -> int:
+def run_server(
+    settings: ServeSettings, program: Program, calllog: CallLog, companions: Sequence[Companion] = ()
+) -> int:
     """Run until drained; the process's exit status."""
-    return asyncio.run(Server(settings, program, calllog).run())
+    return asyncio.run(Server(settings, program, calllog, companions).run())
 
 
 def prepare_data(data: Path, calllog: CallLog) -> None:

@@ -26,6 +26,7 @@ from ivr.language import base_language
 from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.forwarding import ForwardingError, read_forwarding
 from ivr.runtime.switches import SwitchError, read_switches
 from ivr.storage import Storage, open_storage
 
@@ -360,6 +361,14 @@ class Services:
     def _switches_changed(self, positions: dict[str, bool]) -> None:
         text = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in sorted(positions.items())) or "all off"
         self.calllog.server("switches", f"switches: {text}", switches=positions)
+
+    def forwarding(self) -> dict[str, tuple[str, ...]]:
+        """Follow-me numbers the extensions' owners set in the console, read per transfer."""
+        try:
+            return read_forwarding(self.data)
+        except ForwardingError:  # a damaged file must not stop a transfer: the deployment's numbers apply
+            log.exception("cannot read forwarding in %s", self.data)
+            return {}
 
     def close_journal(self) -> None:
         """Write the journal rows still queued, close it and the storage (the server is stopping)."""

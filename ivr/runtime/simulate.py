@@ -15,7 +15,8 @@ The world of a simulated call:
 * Prompts are the real renderings (the deployment's TTS and its cache, the prompt files), so
   a prompt lasts as long as on a real call; a prompt that cannot be loaded fails as it would.
 * The data folder is a throw-away copy: every extension of the deployment has a registered
-  phone, the scenario's switch positions are written, mailboxes start empty.
+  phone, the scenario's switch positions are written, the follow-me numbers set in the
+  console are copied (:mod:`ivr.runtime.forwarding`), mailboxes start empty.
 * The caller acts through :class:`CallerInput` tokens (``1``, ``123#``, ``say:alice_johnson``,
   ``wait:10s``, ``wait``, ``hangup``).  A token is delivered when the caller has nothing to
   listen to (every prompt played, no ringback, music or conversation) -- which is when a
@@ -37,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.runtime.call import CallRunner
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.edges import ScriptedRecognizer, SimulatedMedia, SimulatedNetwork
+from ivr.runtime.forwarding import forwarding_path
 from ivr.runtime.services import Services
 from ivr.runtime.switches import format_switches, switches_path
 from ivr.runtime.trace import TraceLine, describe_outcome, fmt_seconds, trace_line
@@ -407,6 +410,9 @@ class Simulation:
             services.conferences.fill(room, people)
         if self.scenario.switches:
             switches_path(data).write_text(format_switches(dict(self.scenario.switches)), encoding="utf-8")
+        chosen = forwarding_path(self.config.data)
+        if chosen.is_file():  # follow-me numbers set in the console ring here as on the server
+            shutil.copyfile(chosen, forwarding_path(data))
 
     def _incoming(self) -> IncomingCall:
         offer = bytes(make_offer(CALLER_HOST, 40000, session_id=1, version=1))

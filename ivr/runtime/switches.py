@@ -4,16 +4,22 @@ The positions are :mod:`ivr.storage.switches`'s: ``switches.json`` in the data f
 embedded, the ``switches`` table (watched with LISTEN/NOTIFY) when the nodes share a
 PostgreSQL database.  ``ivr serve`` reads them when a call starts
 (:meth:`ivr.runtime.services.Services.switches`); ``ivr switch`` (:mod:`ivr.commands.switch`)
-changes them.  :func:`declared_switches` names the switches a deployment's flows declare.
+and the console's API change them through :func:`switch_positions`, which picks the file or the
+table.  :func:`write_switch` replaces the file atomically under a lock.
+:func:`declared_switches` names the switches a deployment's flows declare.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import fcntl
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivr.dsl import ast
 from ivr.dsl.loader import read_sources
+from ivr.runtime.atomic import write_text_atomically
 from ivr.storage.switches import (
     SWITCH_NAME,
     SWITCHES_FILE,
@@ -23,8 +29,48 @@ from ivr.storage.switches import (
     switches_path,
 )
 
+if TYPE_CHECKING:
+    from ivr.storage import Storage
+
 __all__ = ["SWITCHES_FILE", "SWITCH_NAME", "SwitchError", "declared_switches", "format_switches",
-           "read_switches", "switches_path"]
+           "read_switches", "switch_positions", "switches_path", "write_switch"]
+
+Read = Callable[[], dict[str, bool]]
+Write = Callable[[str, bool], dict[str, bool]]
+
+
+def switch_positions(data: Path, storage: Storage | None = None) -> tuple[Read, Write]:
+    """How to read and set the positions: the shared database's table when ``storage`` has one
+    (a flip is seen by every node at once), else ``switches.json`` in ``data``."""
+    if storage is not None and storage.db is not None:
+        from ivr.storage.switches import TableSwitches
+
+        table = TableSwitches(storage.db)
+        return table.read, table.set
+    return (lambda: read_switches(data)), (lambda name, on: write_switch(data, name, on))
+
+
+def write_switch(data: Path, name: str, on: bool) -> dict[str, bool]:
+    """Set one switch and return all positions; the file is replaced atomically under a lock."""
+    if not SWITCH_NAME.fullmatch(name):
+        raise SwitchError(f"bad switch name {name!r}: use lower-case letters, digits and _")
+    data = Path(data)
+    data.mkdir(parents=True, exist_ok=True)
+    with _locked(data):
+        positions = read_switches(data)  # a corrupt file raises: never overwrite what we can't read
+        positions[name] = on
+        write_text_atomically(switches_path(data), format_switches(positions))
+    return positions
+
+
+@contextmanager
+def _locked(data: Path) -> Iterator[None]:
+    with open(data / (SWITCHES_FILE + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def declared_switches(flows: Sequence[Path]) -> tuple[str, ...] | None:

@@ -349,6 +349,10 @@ class TransferSession:
         self.started = self.services.wall()
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
+        """The owner's choice in the console (ivr.runtime.forwarding), else the deployment file's."""
+        chosen = self.services.forwarding().get(target)
+        if chosen is not None:
+            return chosen
         extension = self.services.config.extension(target)
         return tuple(extension.follow_me) if extension is not None else ()
 

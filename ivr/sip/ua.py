@@ -237,6 +237,7 @@ class UserAgent(ClientSide):
         except TransactionError as exc:
             log.warning("response not sent: %s", exc)
             return
+        self.responses_sent[response.status] += 1
         self._run(tx, now)
 
     def _new_server_tx(self, request: Request, source: tuple[str, int], transport: str,

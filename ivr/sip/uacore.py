@@ -15,7 +15,7 @@ import itertools
 import logging
 import re
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -159,6 +159,7 @@ class AgentCore:
         self.allow_methods = tuple(m.upper() for m in allow_methods)
         self.draining = False
         self.retry_after = 30
+        self.responses_sent: Counter[int] = Counter()  # by status code, provisional and final (/metrics)
         # An INVITE nobody answers is ended with 487 after its Expires, or this (13.3.1).
         self.invite_timeout = 300.0
         self.timers = TimerQueue()

@@ -307,13 +307,16 @@ def _show(action: Action | None) -> str:
 
 
 def deployment_sections(far_end_port: int, config: Path = EXAMPLES / "ivr.toml") -> str:
-    """flows/ivr.toml without [server] and [prompts] (the peer harness writes those), trunks to us."""
+    """flows/ivr.toml without [server] and [prompts] (the peer harness writes those), trunks to us.
+
+    [http] is left out too: its fixed port would collide between tests running at once.
+    """
     kept: list[str] = []
     skipping = False
     for line in config.read_text(encoding="utf-8").splitlines():
         header = re.match(r"\s*\[\[?([a-z_]+)\]?\]", line)
         if header:
-            skipping = header.group(1) in ("server", "prompts")
+            skipping = header.group(1) in ("server", "prompts", "http")
         if skipping:
             continue
         line = re.sub(r'^(\s*host\s*=\s*)"[^"]*"', r'\1"127.0.0.1"', line)

@@ -1,4 +1,4 @@
-"""Atomic rewrites of the small files admin commands change (switches, the deployment TOML).
+"""Atomic rewrites of the small files admins change (switches, the deployment TOML, console users, flows).
 
 The new text goes to a temporary file in the same folder, is fsynced, takes the old file's
 permission bits and is renamed over it (the folder fsynced too): a running server or a crash never sees half a file,

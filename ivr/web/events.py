@@ -1,0 +1,154 @@
+"""Live call events: the call log's records as server-sent events (``GET /api/v1/events``).
+
+Each record the server logs (:class:`~ivr.runtime.calllog.CallLog`, the same JSON as on stderr)
+is put into the queue of every connected client whose filter it passes, and written to the
+client as one ``data:`` line.  ``?extension=201`` keeps the records of calls from, to or
+transferred to 201; a user (not an admin) only ever gets their own extension's call records.
+A client that falls more than :data:`QUEUE` records behind is dropped (it reconnects, as
+EventSource does): a slow browser never makes the server hold records without bound.
+Records logged off the loop (the watchdog's ``loop_stall``) are handed over to the loop first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ivr.web.routes import ApiError, Param, Route
+from ivr.web.state import CONSOLE
+from ivr.web.users import WebUser
+
+QUEUE = 1000
+KEEPALIVE = 15.0  # seconds between comment lines, so proxies keep the stream open
+# Fields of a record that name an extension taking part in the call.
+PARTY_FIELDS = ("caller", "called", "target", "targets", "extension", "to")
+
+
+@dataclass(eq=False)
+class Client:
+    extension: str | None
+    calls_only: bool
+    # Each record as its ``data:`` line, serialised once for every client; None ends the stream.
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+
+    def wants(self, record: dict[str, Any]) -> bool:
+        if self.calls_only and "call_id" not in record:
+            return False
+        return self.extension is None or involves(record, self.extension)
+
+
+def involves(record: dict[str, Any], extension: str) -> bool:
+    for key in PARTY_FIELDS:
+        value = record.get(key)
+        if value == extension or (isinstance(value, str) and extension in value.split(",")):
+            return True
+    return False
+
+
+class EventHub:
+    """The connected clients of one server; :meth:`on_record` is a call-log listener."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.loop_thread = threading.get_ident()
+        self.clients: set[Client] = set()
+        # Call-IDs a filtered client has seen: the later records of a call (a key, its end)
+        # may not name the extension again.
+        self._calls: dict[str, set[str]] = {}
+
+    def on_record(self, record: dict[str, Any]) -> None:
+        if not self.clients:
+            return
+        if threading.get_ident() != self.loop_thread:
+            self.loop.call_soon_threadsafe(self._deliver, record)
+        else:
+            self._deliver(record)
+
+    def _deliver(self, record: dict[str, Any]) -> None:
+        call_id = record.get("call_id")
+        line: bytes | None = None
+        for client in list(self.clients):
+            if not (client.wants(record) or self._followed(client, call_id)):
+                continue
+            if client.extension is not None and call_id:
+                self._calls.setdefault(call_id, set()).add(client.extension)
+            if line is None:
+                line = b"data: " + json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n\n"
+            try:
+                client.queue.put_nowait(line)
+            except asyncio.QueueFull:
+                self.clients.discard(client)
+                client.queue = asyncio.Queue(1)
+                client.queue.put_nowait(None)  # tell the writer to end the stream
+        if record.get("event") == "ended" and call_id:
+            self._calls.pop(call_id, None)
+
+    def _followed(self, client: Client, call_id: Any) -> bool:
+        return bool(call_id) and client.extension is not None and client.extension in self._calls.get(call_id, ())
+
+    def close(self) -> None:
+        for client in list(self.clients):
+            client.queue = asyncio.Queue(1)
+            client.queue.put_nowait(None)
+        self.clients.clear()
+
+
+HUB: web.AppKey[EventHub] = web.AppKey("events", EventHub)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    user = request["user"]
+    assert isinstance(user, WebUser)
+    extension = request.query.get("extension") or None
+    if not user.admin:
+        if extension not in (None, user.extension):
+            raise ApiError(403, f"extension {extension} is not yours")
+        extension = user.extension
+    elif extension is not None and request.app[CONSOLE].config.extension(extension) is None:
+        raise ApiError(404, f"no extension {extension!r}")
+    client = Client(extension, calls_only=not user.admin)
+    hub = request.app[HUB]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    hub.clients.add(client)
+    try:
+        await response.write(b": ivr events\n\n")
+        while True:
+            try:
+                first = await asyncio.wait_for(client.queue.get(), KEEPALIVE)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            lines, end = _batch(first, client.queue)
+            if lines:
+                await response.write(b"".join(lines))  # one write for what queued up meanwhile
+            if end:
+                break
+    except ConnectionResetError:
+        pass
+    finally:
+        hub.clients.discard(client)
+    return response
+
+
+def _batch(item: bytes | None, queue: asyncio.Queue[bytes | None]) -> tuple[list[bytes], bool]:
+    """``item`` and what else is queued (at most 100 lines), and whether the stream ends."""
+    lines: list[bytes] = []
+    while item is not None:
+        lines.append(item)
+        if queue.empty() or len(lines) >= 100:
+            return lines, False
+        item = queue.get_nowait()
+    return lines, True
+
+
+ROUTES = (
+    Route("GET", "/api/v1/events", events, "live call events (server-sent events, the call log's records)",
+          "user", "events", produces="text/event-stream",
+          query=(Param("extension", "only calls from, to or transferred to this extension"),)),
+)

@@ -1,0 +1,78 @@
+"""Follow-me numbers an extension's owner sets in the console (ivr.runtime.forwarding) ring on the next transfer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ivr.config import load_config
+from ivr.dsl.schedule import parse_local
+from ivr.runtime.deployment import load_flow
+from ivr.runtime.forwarding import (
+    ForwardingError,
+    check_follow_me,
+    read_forwarding,
+    write_follow_me,
+)
+from ivr.runtime.simulate import Scenario, simulate
+
+DEPLOYMENT = """\
+[server]
+data = "{data}"
+[prompts]
+folders = ["prompts"]
+[[extensions]]
+number = "204"
+password = "tzu-8Bn5-hR2g"
+follow_me = ["+41797001204"]
+[[mailboxes]]
+number = "200"
+[[trunks]]
+name = "carrier"
+host = "192.0.2.99"
+allow = ["+41797001*"]
+"""
+FLOW = "number 100 -> s\ns:\n    transfer to 204 for 20s else voicemail 200\n"
+
+
+def invites(tmp_path: Path) -> list[str]:
+    (tmp_path / "prompts").mkdir(exist_ok=True)
+    (tmp_path / "ivr.toml").write_text(DEPLOYMENT.format(data=tmp_path / "data"))
+    (tmp_path / "flow.ivr").write_text(FLOW)
+    config = load_config(tmp_path / "ivr.toml")
+    program = load_flow([tmp_path / "flow.ivr"], prompt_folders=config.prompt_folders, config=config)
+    scenario = Scenario(start=parse_local("2026-11-23 10:00", "Europe/Zurich"), caller="+41791112233",
+                        no_answer=frozenset({"204"}))
+    result = simulate(program, scenario, config=config)
+    return [r["uri"].split("@")[0] for r in result.records if r.get("event") == "leg_invite"]
+
+
+def test_the_deployment_files_follow_me_rings_without_a_choice_in_the_console(tmp_path: Path) -> None:
+    assert "sip:+41797001204" in invites(tmp_path)
+
+
+def test_the_owners_choice_replaces_the_deployment_files_numbers(tmp_path: Path) -> None:
+    write_follow_me(tmp_path / "data", "204", ("+41797001999",))
+    legs = invites(tmp_path)
+    assert "sip:+41797001999" in legs and "sip:+41797001204" not in legs
+
+
+def test_an_empty_choice_turns_follow_me_off_and_none_restores_it(tmp_path: Path) -> None:
+    write_follow_me(tmp_path / "data", "204", ())
+    assert not [leg for leg in invites(tmp_path) if leg.startswith("sip:+")]
+    write_follow_me(tmp_path / "data", "204", None)
+    assert read_forwarding(tmp_path / "data") == {}
+    assert "sip:+41797001204" in invites(tmp_path)
+
+
+def test_numbers_are_checked_and_a_damaged_file_is_named(tmp_path: Path) -> None:
+    assert check_follow_me(["+41 79 700 12 04", "201"]) == ("+41797001204", "201")
+    with pytest.raises(ForwardingError, match=r"^not a phone number: 'sip:evil@x' \(digits, optionally starting with \+\)$"):
+        check_follow_me(["sip:evil@x"])
+    with pytest.raises(ForwardingError, match="^at most 5 follow-me numbers, got 6$"):
+        check_follow_me(["201"] * 6)
+    (tmp_path / "forwarding.json").write_text(json.dumps({"204": {"follow_me": "+4179"}}))
+    with pytest.raises(ForwardingError, match="204: follow_me must be a list of numbers$"):
+        read_forwarding(tmp_path)
