@@ -183,6 +183,9 @@ class Server:
         clock.stop()
         if self._voicemail_started:
             services.voicemail.stop()
+        # A message left as its caller hung up may still be being stored: let it finish (each
+        # statement is bounded by the storage's timeouts) before the storage closes.
+        services.storage_executor.shutdown(wait=True)
         services.close_journal()  # its writer thread finishes the rows still queued; the storage closes
         services.executor.shutdown(wait=False, cancel_futures=True)
         self._register_executor.shutdown(wait=False, cancel_futures=True)

@@ -34,6 +34,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -417,13 +418,29 @@ class TransferSession:
         self._run(self.plan.timer(self.services.wall()))
 
     def _dial(self, target: str) -> None:
-        ring = self.rings[target] = _Ring(target)
-        try:
-            destinations = self.services.destinations_for(target, self.caller.caller)
-        except Unreachable as exc:
-            self.caller.log(event="transfer_target_unreachable", target=target, outcome=exc.outcome, reason=str(exc))
-            self._queue.extend(self.plan.failed(target, exc.outcome, self.services.wall()))
+        """Look up where ``target`` rings in a storage worker (an extension's registrations are in the
+        database, which must never hold the event loop), then place its legs."""
+        ring = self.rings[target] = _Ring(target, pending=1)
+        work = partial(self.services.destinations_for, target, self.caller.caller)
+        future = self.loop.run_in_executor(self.services.storage_executor, work)
+        future.add_done_callback(lambda done: self._looked_up(ring, done))
+
+    def _looked_up(self, ring: _Ring, future: asyncio.Future[list[Destination]]) -> None:
+        ring.pending -= 1
+        if ring.cancelled or self.closed:
+            return  # another target answered, or the caller left, meanwhile
+        error = future.exception()
+        if isinstance(error, Unreachable):
+            outcome, reason = error.outcome, str(error)
+        elif error is not None:  # the registrations could not be read
+            outcome, reason = "failed", f"looking up {ring.target}: {error}"
+        else:
+            self._ring(ring, future.result())
             return
+        self.caller.log(event="transfer_target_unreachable", target=ring.target, outcome=outcome, reason=reason)
+        self._run(self.plan.failed(ring.target, outcome, self.services.wall()))
+
+    def _ring(self, ring: _Ring, destinations: list[Destination]) -> None:
         ring.pending = len(destinations)
         for destination in destinations:
             task = self.loop.create_task(self._place(ring, destination))
@@ -782,7 +799,10 @@ async def pick_up(runner: Any) -> None:
     from), and only a call whose ring plan includes its extension: 403 and 404 otherwise.
     """
     services = runner.services
-    extension = picker_extension(services, runner.incoming.source)
+    loop = asyncio.get_running_loop()  # the registrations are looked up in a storage worker, off the loop
+    extension = await loop.run_in_executor(services.storage_executor, picker_extension, services, runner.incoming.source)
+    if runner.ended:
+        return  # cancelled meanwhile
     if extension is None:
         runner._reject(403, "pickup: the caller is not a registered phone")
         return
