@@ -159,6 +159,7 @@ class Server:
             return 1
         ua.local_port = bound.port  # port 0 asked: the agent must write the real one in Via/Contact
         services.registrar()  # open the bindings now, not at the first REGISTER
+        services.journal  # noqa: B018  (opened, its SQLite schema made, now: not in the first call's turn)
         endpoint.blocked = self._blocked
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         prepare_hold_music(services)
