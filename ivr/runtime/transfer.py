@@ -16,7 +16,8 @@ owns carrying that plan out:
   failures (:mod:`ivr.runtime.outcomes`, shared with the REFERs).
 * :class:`TransferSession` is the asyncio adapter on one call: it resolves
   targets to contacts (registrar bindings and static contacts for
-  extensions, a trunk for external numbers), opens a media session per
+  extensions, a trunk for external numbers; looked up in the storage
+  workers, since the bindings may be in a shared database), opens a media session per
   contact, sends the INVITEs through the shared user agent, plays ringback
   tone (or hold music) to the caller while ringing, and on an answer hands
   both legs to :class:`~ivr.runtime.bridge.Bridge`.  A callee that sends early

@@ -18,7 +18,6 @@ after a silence and says goodbye after three.  Each failed login is logged
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -341,13 +340,19 @@ class MailboxAccess(Dialogue):
             self._greeting_kind = GREETING_KEYS[digit]
             return self.enter("greeting_intro", [self.say(f"voicemail.access.record.{self._greeting_kind}")])
         if digit == "5":
-            path = self.store.greeting_path(self.box.number, "temporary")
-            text = "voicemail.access.temp_removed" if path.exists() else "voicemail.access.no_temp"
-            path.unlink(missing_ok=True)
-            return self._options_menu([self.say(text)])
+            return self._remove_temporary()
         if digit in "*#":
             return self._main_menu()
         return self._options_menu([self.say("common.not_an_option")])
+
+    def _remove_temporary(self) -> list[Action]:
+        assert self.box is not None
+        box = self.box.number
+        return self.fetch("changing", lambda: self.store.remove_greeting(box, "temporary"), self._temporary_removed)
+
+    def _temporary_removed(self, existed: bool, now: float) -> list[Action]:
+        text = "voicemail.access.temp_removed" if existed else "voicemail.access.no_temp"
+        return self._options_menu([self.say(text)])
 
     def _done_greeting_intro(self, now: float) -> list[Action]:
         return self.enter("greeting_beep", [self.beep()], barge_in=False)
@@ -357,8 +362,7 @@ class MailboxAccess(Dialogue):
 
     def _done_greeting_beep(self, now: float) -> list[Action]:
         assert self.box is not None
-        final = self.store.greeting_path(self.box.number, self._greeting_kind)
-        self._greeting_tmp = final.with_name(f".{final.stem}-new.wav")
+        self._greeting_tmp = self.store.greeting_draft(self.box.number, self._greeting_kind)
         self.state = "greeting_recording"
         return [
             StartRecording(
@@ -378,15 +382,7 @@ class MailboxAccess(Dialogue):
         assert self.box is not None and self._greeting_tmp is not None
         self._silent = 0
         if digit == "1":
-            os.replace(
-                self._greeting_tmp, self.store.greeting_path(self.box.number, self._greeting_kind)
-            )
-            log.info(
-                "voicemail: mailbox %s recorded its %s greeting",
-                self.box.number,
-                self._greeting_kind,
-            )
-            return self._options_menu([self.say("voicemail.access.greeting_saved")])
+            return self._keep_greeting()
         if digit == "2":
             return self.enter(
                 "greeting_listen", [self.play(self.store.data_ref(self._greeting_tmp))]
@@ -400,6 +396,17 @@ class MailboxAccess(Dialogue):
             "greeting_review",
             [self.say("common.not_an_option"), self.say("voicemail.access.greeting_review")],
         )
+
+    def _keep_greeting(self) -> list[Action]:
+        """Move the draft into place off the loop (into the shared folder, on a cluster)."""
+        assert self.box is not None and self._greeting_tmp is not None
+        box, kind, draft = self.box.number, self._greeting_kind, self._greeting_tmp
+        return self.fetch("changing", lambda: self.store.keep_greeting(box, kind, draft), self._greeting_kept)
+
+    def _greeting_kept(self, _: None, now: float) -> list[Action]:
+        assert self.box is not None
+        log.info("voicemail: mailbox %s recorded its %s greeting", self.box.number, self._greeting_kind)
+        return self._options_menu([self.say("voicemail.access.greeting_saved")])
 
     def _timeout_greeting_review(self, now: float) -> list[Action]:
         return self._silence(

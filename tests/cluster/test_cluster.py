@@ -13,6 +13,7 @@ of Kamailio, or a phone's event, never a sleep.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -45,6 +46,13 @@ REPO = HERE.parents[1]
 CFG = REPO / "deploy" / "kamailio" / "kamailio.cfg"
 CALL = str(HERE / "scenarios" / "call.xml")
 KAMAILIO = shutil.which("kamailio")
+# Every node refuses (and reports) a database query on its event loop once it serves calls.
+GUARD = REPO / "tests" / "loopguard"
+GUARD_MARK = "LOOP GUARD:"
+LOOP_GUARD = {
+    "IVR_TEST_LOOP_GUARD": "1",
+    "PYTHONPATH": os.pathsep.join([str(GUARD), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]),
+}
 
 pytestmark = [
     pytest.mark.slow,
@@ -215,12 +223,16 @@ def cluster(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory, tts_ca
         pass  # free_port holds nothing: the same port may come twice
     ports["b"] = port
 
+    every_node: list[Any] = []  # started, restarted or killed: each is checked at the end
+
     def start(name: str) -> Any:
         folder = tmp / name
         folder.mkdir()
         port = ports[name[0]]
-        return peers.start_ivr(folder, [flow], sections=sections, tts_cache=tts_cache, prompt_folders=(prompts,),
-                               extra=("--listen", f"127.0.0.1:{port}"))
+        node = peers.start_ivr(folder, [flow], sections=sections, tts_cache=tts_cache, prompt_folders=(prompts,),
+                               extra=("--listen", f"127.0.0.1:{port}"), env=LOOP_GUARD)
+        every_node.append(node)
+        return node
 
     c = Cluster(tmp, url, toml, ports, start)
     upgraded = c.ivr("db", "upgrade")
@@ -239,6 +251,8 @@ def cluster(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory, tts_ca
             c.proxy.stop()
         for node in c.nodes.values():
             node.stop()
+    refused = [line for node in every_node for line in node.lines if line.startswith(GUARD_MARK)]
+    assert refused == [], "a node queried its database on the event loop (tests/loopguard)"
 
 
 def start_kamailio(tmp: Path, ports: dict[str, int]) -> Kamailio:

@@ -316,3 +316,35 @@ def test_a_transfer_finds_the_registered_phone_off_the_loop(storage):
     bindings = storage.bindings()
     bindings.apply("201", [binding], [])
     asyncio.run(scenario())
+
+
+@pytest.mark.usefixtures("loop_guard")
+def test_the_owner_records_a_greeting_into_the_data_folder_and_keeps_it_in_the_shared_one(storage):
+    """A call records only into its node's data folder; keeping the greeting moves it where every node finds it."""
+
+    async def scenario() -> None:
+        runner, media, _ = await _call(storage, store, "voicemail access 200")
+        await runner.start()
+        phone = media[0]
+        for key in PIN + "#":
+            phone.press(key)
+        assert await _settled(runner) == "main"
+        phone.press("0")
+        phone.press("1")  # the unavailable greeting
+        phone.press("5")  # skips the instructions; the beep cannot be skipped
+        await asyncio.wait_for(phone.recording.wait(), HOLD)
+        for _ in range(50):  # 1 s of the owner speaking
+            phone.hear((np.sin(np.arange(160) * 0.3) * 8000).astype(np.int16))
+        phone.press("#")
+        assert await _settled(runner) == "greeting_review"
+        phone.press("1")
+        assert await _settled(runner) == "options"
+        runner.hangup("test over")
+        runner.services.storage_executor.shutdown()
+
+    store = HeldStore(storage, set())
+    asyncio.run(scenario())
+    final = store.greeting_path("200", "unavailable")
+    assert final.is_relative_to(storage.shared_folder)
+    assert soundfile.info(str(final)).duration == 1.0
+    assert not store.greeting_draft("200", "unavailable").exists()
