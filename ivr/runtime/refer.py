@@ -59,8 +59,8 @@ class BlindTransfer:
         future.add_done_callback(self._looked_up)
 
     def _looked_up(self, future: asyncio.Future[str]) -> None:
-        if self.done or self.session.closed:
-            return  # the caller left meanwhile
+        if self.done or self.session.closed or future.cancelled():
+            return  # the caller left (or the server stops) meanwhile
         error = future.exception()
         if isinstance(error, Unreachable):
             self._finish(error.outcome, str(error))

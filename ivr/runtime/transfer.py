@@ -428,8 +428,8 @@ class TransferSession:
 
     def _looked_up(self, ring: _Ring, future: asyncio.Future[list[Destination]]) -> None:
         ring.pending -= 1
-        if ring.cancelled or self.closed:
-            return  # another target answered, or the caller left, meanwhile
+        if ring.cancelled or self.closed or future.cancelled():
+            return  # another target answered, or the caller left (or the server stops), meanwhile
         error = future.exception()
         if isinstance(error, Unreachable):
             outcome, reason = error.outcome, str(error)

@@ -3,7 +3,7 @@
 States (see :mod:`ivr.voicemail.dialogue` for the table mechanics)::
 
     opening (the box's count and recorded greetings, off the loop) --> greeting | full
-    greeting --done/key--> beep --done--> recording --RecordingDone--> review | saving
+    greeting --done/key--> beep --done--> recording --RecordingDone--> review | storing
     review: 1 keep, 2 listen, 3 record again; no answer after 3 tries keeps it
     storing (off the loop) --> saved --done--> finished "saved";   nothing recorded twice --> finished "empty"
     mailbox full --> full --done--> finished "full"

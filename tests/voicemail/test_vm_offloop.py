@@ -4,7 +4,8 @@ The server's own CallRunner runs calls on a real asyncio loop, with the storage 
 ``ivr serve`` (a thread pool), on both back ends, with every database query made on a thread
 that runs an event loop refused (``loop_guard``): the voicemail dialogues (leaving a message,
 the owner's menu) and a transfer's registration lookup work, and none of them queries on the
-loop.  A store whose queries wait on a threading.Event shows the loop firing its timers (every
+loop.  A store that fails ends the dialogue ``failed``, except a message being stored: that one
+stays on disk for recovery and the caller hears goodbye.  A store whose queries wait on a threading.Event shows the loop firing its timers (every
 other call of the node lives on them) while a query is held, the dialogue going on after it,
 and a message left as the caller hangs up stored after the call is over.
 """
@@ -25,6 +26,7 @@ import pytest
 import soundfile
 
 from ivr.config import Config, Extension, Mailbox
+from ivr.dsl.events import ActionDone, RecordingDone, StartRecording
 from ivr.runtime.call import CallRunner
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.deployment import load_flow
@@ -36,9 +38,12 @@ from ivr.sip.registrar import Binding
 from ivr.storage import Storage
 from ivr.storage.database import PostgresDatabase, SqliteDatabase, StorageError
 from ivr.storage.migrations import upgrade
+from ivr.voicemail.leave import LeaveMessage
 from ivr.voicemail.pins import hash_pin
 from ivr.voicemail.service import VoicemailService
 from ivr.voicemail.store import Counts, Message, VoicemailStore
+
+from .helpers import Driver, record, texts
 
 HOLD = 10.0  # seconds a held query waits at most (the test releases it long before)
 PIN = "2580"
@@ -348,3 +353,42 @@ def test_the_owner_records_a_greeting_into_the_data_folder_and_keeps_it_in_the_s
     assert final.is_relative_to(storage.shared_folder)
     assert soundfile.info(str(final)).duration == 1.0
     assert not store.greeting_draft("200", "unavailable").exists()
+
+
+# --------------------------------------------------------------------------- a store that fails
+
+
+class FailingStore(VoicemailStore):
+    """The real store, except that the calls named in ``fail`` raise as a database that is gone does."""
+
+    def __init__(self, data: Path, fail: set[str]) -> None:
+        super().__init__(data)
+        self.fail = fail
+
+    def counts(self, mailbox: str) -> Counts:
+        if "counts" in self.fail:
+            raise StorageError("index.sqlite3: database is locked")
+        return super().counts(mailbox)
+
+    def _index(self, *args: Any) -> Message:
+        if "index" in self.fail:
+            raise StorageError("index.sqlite3: database is locked")
+        return super()._index(*args)
+
+
+def test_a_mailbox_that_cannot_be_counted_ends_the_dialogue_failed_and_the_flow_goes_on(tmp_path):
+    d = Driver(LeaveMessage(mailbox=BOX, store=FailingStore(tmp_path, {"counts"}), caller="1", data_dir=tmp_path))
+    assert d.start() == []
+    assert d.m.finished and d.m.result == ActionDone("voicemail", "failed")
+
+
+def test_a_message_the_index_refuses_is_kept_on_disk_and_the_caller_hears_goodbye(tmp_path):
+    store = FailingStore(tmp_path, {"index"})
+    d = Driver(LeaveMessage(mailbox=BOX, store=store, caller="1", data_dir=tmp_path))
+    (start,) = d.play_out(d.play_out(d.start()))
+    assert isinstance(start, StartRecording)
+    actions = d.send(RecordingDone(start.path, record(start, 1.5), "key"))
+    assert texts(actions) == ["Your message has been saved. Goodbye."]
+    store.fail.clear()
+    (kept,) = store.recover()  # what the node's next start-up does
+    assert (kept.mailbox, kept.duration) == ("200", 1.5)
