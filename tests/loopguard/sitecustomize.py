@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-MARK = "LOOP GUARD:"
+MARK = "LOOP GUARD:"  # tests/loopguard/__init__.py reads it
 
 if os.environ.get("IVR_TEST_LOOP_GUARD"):
     import asyncio
