@@ -16,6 +16,7 @@ Everything here is a frozen dataclass with a ``kind`` that the simulator's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -134,6 +135,16 @@ class Hangup(Event):
     """The caller hung up (BYE, CANCEL, media timeout)."""
 
     kind: ClassVar[str] = "hangup"
+
+
+@dataclass(frozen=True)
+class StorageDone(Event):
+    """The answer to a dialogue's ``StorageWork``: what ``work`` returned, or the ``error`` it raised."""
+
+    kind: ClassVar[str] = "storage_done"
+    what: str
+    result: object = field(default=None, repr=False, compare=False)  # not logged: rows, messages
+    error: str = ""
 
 
 # --------------------------------------------------------------------------- actions (machine -> runner)
@@ -366,6 +377,16 @@ class TalkInConference(Action):
 class HangupCall(Action):
     kind: ClassVar[str] = "hangup"
     reason: str = "normal"
+
+
+@dataclass(frozen=True)
+class StorageWork(Action):
+    """Blocking storage calls of a dialogue (the voicemail index, greetings): the runner runs ``work`` in a
+    worker thread, never on the event loop, and hands its answer back as ``StorageDone``."""
+
+    kind: ClassVar[str] = "storage"
+    what: str  # for the log: which dialogue step waits for it
+    work: Callable[[], object] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)

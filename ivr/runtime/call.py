@@ -737,6 +737,27 @@ class CallRunner:
             )
         )
 
+    def _do_StorageWork(self, action: ev.StorageWork, owner: object) -> None:
+        """A dialogue's storage calls run in the storage workers, never on the event loop: a database that
+        stops answering holds this caller's dialogue, not every call of the node."""
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self.services.storage_executor, action.work)
+        except RuntimeError as exc:  # the workers are shut down: the server is stopping
+            self._storage_done(owner, action, exc)
+            return
+        future.add_done_callback(lambda done: self._storage_done(owner, action, _outcome(done)))
+
+    def _storage_done(self, owner: object, action: ev.StorageWork, outcome: object) -> None:
+        """Hand the answer to the dialogue that asked, unless it is over (the work itself kept what mattered)."""
+        error = f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, BaseException) else ""
+        if error:
+            log.warning("call %s: storage work %s failed: %s", self.call_id, action.what, error)
+        if self.ended or owner is not self.sub:
+            return
+        if error:
+            self.log(event="storage_error", what=action.what, error=error)
+        self._post_to(owner, ev.StorageDone(action.what, None if error else outcome, error))
+
     def _start_sub(self, sub: ev.SubMachine) -> None:
         self.sub = sub
         self.log(event="sub_started", sub=type(sub).__name__)
@@ -861,11 +882,19 @@ HANDLERS: dict[type[ev.Action], Callable[[CallRunner, Any, object], None]] = {
     ev.JoinConference: CallRunner._do_JoinConference,
     ev.TalkInConference: CallRunner._do_TalkInConference,
     ev.HangupCall: CallRunner._do_HangupCall,
+    ev.StorageWork: CallRunner._do_StorageWork,
 }
 
 
 class _RecordAction:
     """Owner marker for the runner's own ``Record`` implementation (beep + recording)."""
+
+
+def _outcome(future: asyncio.Future[object]) -> object:
+    """What a finished worker call returned, or the exception it raised (cancelled: CancelledError)."""
+    if future.cancelled():
+        return asyncio.CancelledError("the storage workers were shut down")
+    return future.exception() or future.result()
 
 
 def _transport_of(request: Any) -> str:

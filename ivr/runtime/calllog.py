@@ -25,10 +25,13 @@ from ivr.runtime.trace import jsonable
 
 
 def describe(item: Event | Action) -> dict[str, Any]:
-    """An event's or action's fields as JSON-friendly values, without the ``kind``."""
+    """An event's or action's fields as JSON-friendly values, without the ``kind`` (and without the
+    fields kept out of its repr: a storage call's function and its rows)."""
     out: dict[str, Any] = {}
     if is_dataclass(item):
         for f in fields(item):
+            if not f.repr:
+                continue
             value = getattr(item, f.name)
             if isinstance(value, str | int | float | bool | type(None)):
                 out[f.name] = value

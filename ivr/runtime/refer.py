@@ -53,11 +53,23 @@ class BlindTransfer:
         return str(bindings[0].uri)
 
     def start(self) -> None:
-        try:
-            uri = self.refer_to()
-        except Unreachable as exc:
-            self._finish(exc.outcome, str(exc))
-            return
+        """Look up the Refer-To in a storage worker (an extension's registrations are in the database,
+        which must never hold the event loop), then send the REFER."""
+        future = asyncio.get_running_loop().run_in_executor(self.services.storage_executor, self.refer_to)
+        future.add_done_callback(self._looked_up)
+
+    def _looked_up(self, future: asyncio.Future[str]) -> None:
+        if self.done or self.session.closed or future.cancelled():
+            return  # the caller left (or the server stops) meanwhile
+        error = future.exception()
+        if isinstance(error, Unreachable):
+            self._finish(error.outcome, str(error))
+        elif error is not None:
+            self._finish("failed", f"looking up {self.target}: {error}")
+        else:
+            self._send(future.result())
+
+    def _send(self, uri: str) -> None:
         call_id = self.caller.call_id
         self.services.legs[call_id] = self.on_event
         sent = self.services.ua.refer(call_id, uri, self.services.sip_now(),

@@ -152,6 +152,8 @@ class Reloader:
                 self._record("reload_skipped", "draining started during the reload", reason="draining")
                 return
             self._switch(prepared)
+            # The first mailboxes may come with this reload: their crash recovery reads the storage.
+            await loop.run_in_executor(server.services.storage_executor, server.start_voicemail, server.services)
         if self._again and not server.stopping.is_set():
             self._reloading = loop.create_task(self._reload())
 
@@ -165,7 +167,6 @@ class Reloader:
             old.stop_trunks()  # un-REGISTER the old trunks, register the new ones
             new.services.start_trunks()
         prepare_hold_music(new.services, new.music)
-        server.start_voicemail(new.services)  # the first mailboxes may come with this reload
         server.update_capacity()
         if new.restart:
             server.calllog.server(

@@ -175,6 +175,7 @@ class Server:
             return 1
         ua.local_port = bound.port  # port 0 asked: the agent must write the real one in Via/Contact
         services.registrar()  # open the bindings now, not at the first REGISTER
+        services.journal  # noqa: B018  (opened, its SQLite schema made, now: not in the first call's turn)
         endpoint.blocked = self._blocked
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         prepare_hold_music(services)
@@ -203,6 +204,9 @@ class Server:
         clock.stop()
         if self._voicemail_started:
             services.voicemail.stop()
+        # A message left as its caller hung up may still be being stored: let it finish (each
+        # statement is bounded by the storage's timeouts) before the storage closes.
+        services.storage_executor.shutdown(wait=True)
         services.close_journal()  # its writer thread finishes the rows still queued; the storage closes
         services.executor.shutdown(wait=False, cancel_futures=True)
         self._register_executor.shutdown(wait=False, cancel_futures=True)

@@ -82,7 +82,7 @@ class Services:
 
     A reload (SIGHUP) makes a new generation with :meth:`reloaded`: new calls get it, running
     calls keep the one they started with, so a call never sees half of the old flow and half
-    of the new one.  Generations share the user agent, clock, executor, transfer legs and the
+    of the new one.  Generations share the user agent, clock, executors, transfer legs and the
     :data:`PROCESS_WIDE` engines.
     """
 
@@ -95,6 +95,10 @@ class Services:
     media_host: str
     endpoint: SipEndpoint | None = None
     executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, "ivr-worker"))
+    # Blocking storage calls of the calls (a voicemail dialogue's index queries, a transfer's
+    # registrations): threads of their own, so a database that stops answering holds those
+    # callers only, never the event loop nor the TTS and speech workers.
+    storage_executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(4, "ivr-storage"))
     # The outside world's edges that are not the user agent: the wall clock (flows, schedules,
     # the voicemail store) and where a call's audio goes.  ``ivr serve`` keeps the defaults (the
     # system clock, RTP sockets); the simulator (ivr.runtime.simulate) fills both with its own.

@@ -387,6 +387,7 @@ class Simulation:
         services = Services(
             config=config, program=self.program, ua=self.network, clock=None, calllog=_TraceLog(self),
             contact_host="192.0.2.1", media_host="192.0.2.1", executor=InlineExecutor(),
+            storage_executor=InlineExecutor(),
             wall=self.wall, media_factory=self._open_media,
         )
         # the deployment's own voice and its cache: prompts last as long as on the server

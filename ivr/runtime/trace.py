@@ -89,6 +89,8 @@ def event_from_record(record: Mapping[str, Any]) -> ev.Event | None:
 def trace_line(record: Mapping[str, Any], at: float) -> TraceLine | None:
     """The trace line for one call-log record, or None when it is not one the trace shows."""
     stamp = round(at, 3)
+    if record.get("action") == ev.StorageWork.kind:
+        return None  # the runtime's own business (a dialogue waits for the database), not the caller's
     action = action_from_record(record)
     if action is not None:
         return TraceLine(at, action.kind, describe_action(action), {**action_json(action), "t": stamp})

@@ -16,7 +16,8 @@ owns carrying that plan out:
   failures (:mod:`ivr.runtime.outcomes`, shared with the REFERs).
 * :class:`TransferSession` is the asyncio adapter on one call: it resolves
   targets to contacts (registrar bindings and static contacts for
-  extensions, a trunk for external numbers), opens a media session per
+  extensions, a trunk for external numbers; looked up in the storage
+  workers, since the bindings may be in a shared database), opens a media session per
   contact, sends the INVITEs through the shared user agent, plays ringback
   tone (or hold music) to the caller while ringing, and on an answer hands
   both legs to :class:`~ivr.runtime.bridge.Bridge`.  A callee that sends early
@@ -34,6 +35,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -430,13 +432,29 @@ class TransferSession:
         self._run(self.plan.timer(self.services.wall()))
 
     def _dial(self, target: str) -> None:
-        ring = self.rings[target] = _Ring(target)
-        try:
-            destinations = self.services.destinations_for(target, self.caller.caller, self._shown(target))
-        except Unreachable as exc:
-            self.caller.log(event="transfer_target_unreachable", target=target, outcome=exc.outcome, reason=str(exc))
-            self._queue.extend(self.plan.failed(target, exc.outcome, self.services.wall()))
+        """Look up where ``target`` rings in a storage worker (an extension's registrations are in the
+        database, which must never hold the event loop), then place its legs."""
+        ring = self.rings[target] = _Ring(target, pending=1)
+        work = partial(self.services.destinations_for, target, self.caller.caller, self._shown(target))
+        future = self.loop.run_in_executor(self.services.storage_executor, work)
+        future.add_done_callback(lambda done: self._looked_up(ring, done))
+
+    def _looked_up(self, ring: _Ring, future: asyncio.Future[list[Destination]]) -> None:
+        ring.pending -= 1
+        if ring.cancelled or self.closed or future.cancelled():
+            return  # another target answered, or the caller left (or the server stops), meanwhile
+        error = future.exception()
+        if isinstance(error, Unreachable):
+            outcome, reason = error.outcome, str(error)
+        elif error is not None:  # the registrations could not be read
+            outcome, reason = "failed", f"looking up {ring.target}: {error}"
+        else:
+            self._ring(ring, future.result())
             return
+        self.caller.log(event="transfer_target_unreachable", target=ring.target, outcome=outcome, reason=reason)
+        self._run(self.plan.failed(ring.target, outcome, self.services.wall()))
+
+    def _ring(self, ring: _Ring, destinations: list[Destination]) -> None:
         ring.pending = len(destinations)
         for destination in destinations:
             task = self.loop.create_task(self._place(ring, destination))
@@ -799,7 +817,10 @@ async def pick_up(runner: Any) -> None:
     from), and only a call whose ring plan includes its extension: 403 and 404 otherwise.
     """
     services = runner.services
-    extension = picker_extension(services, runner.incoming.source)
+    loop = asyncio.get_running_loop()  # the registrations are looked up in a storage worker, off the loop
+    extension = await loop.run_in_executor(services.storage_executor, picker_extension, services, runner.incoming.source)
+    if runner.ended:
+        return  # cancelled meanwhile
     if extension is None:
         runner._reject(403, "pickup: the caller is not a registered phone")
         return

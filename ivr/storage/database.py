@@ -14,7 +14,8 @@ psycopg's ``%s``.  Both raise :class:`StorageError` (naming the database) for an
 failure of the engine, so a store catches one class whichever back end it runs on.
 
 Every call blocks: the runtime calls these from worker threads (the journal's writer,
-the registrar's executor, the switch listener), not from the event loop.
+the registrar's executor, the switch listener, the storage workers that run the voicemail
+dialogues' and the transfers' lookups), never from the event loop once calls are taken.
 """
 
 from __future__ import annotations

@@ -2,20 +2,22 @@
 
 States (see :mod:`ivr.voicemail.dialogue` for the table mechanics)::
 
-    box -> pin -> (wrong: box or pin again; third failure: locked -> HangupCall)
+    box -> pin -> checking_pin -> (wrong: box or pin again; third failure: locked -> HangupCall)
     main:     1 messages, 0 options, * exit
     message:  1 repeat, 2 save, 3 delete, 4 previous, 6 next, * main menu
     options:  1 unavailable, 2 busy, 3 temporary greeting, 4 name, 5 remove temporary, * main menu
     greeting_beep -> greeting_recording -> greeting_review: 1 keep, 2 listen, 3 again, * discard
 
-Digits are collected until ``#`` or an inter-digit pause; a menu re-prompts
+The PIN check (scrypt) and every query of the store run off the event loop
+(:meth:`~ivr.voicemail.dialogue.Dialogue.fetch`): the dialogue waits in a state
+of its own (``checking_pin``, ``counting``, ``listing``, ``finding``, ``changing``)
+for the answer.  Digits are collected until ``#`` or an inter-digit pause; a menu re-prompts
 after a silence and says goodbye after three.  Each failed login is logged
 (mailbox and caller); the third ends the call.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +35,7 @@ from ivr.dsl.events import (
 from ivr.language import Catalogue
 from ivr.voicemail.dialogue import Dialogue, log, spoken_number
 from ivr.voicemail.pins import hash_pin, is_hash, verify_pin
-from ivr.voicemail.store import Message, VoicemailStore
+from ivr.voicemail.store import Counts, Message, VoicemailStore
 
 MAX_LOGIN_FAILURES = 3
 MENU_TIMEOUT = 8.0
@@ -107,6 +109,7 @@ class MailboxAccess(Dialogue):
         self._silent = 0
         self._queue: list[int] = []
         self._index = 0
+        self._message: Message | None = None  # the one being played
         self._greeting_kind = ""
         self._greeting_tmp: Path | None = None
 
@@ -162,8 +165,13 @@ class MailboxAccess(Dialogue):
         self._silent = 0
         box = self.mailboxes.get(self._entered_box)
         # An unknown box costs one scrypt too, so timing does not tell which mailboxes exist.
-        stored = box.pin_hash if box is not None and box.pin_hash else _decoy_hash()
-        matched = verify_pin(self._digits, stored)
+        stored = box.pin_hash if box is not None and box.pin_hash else ""
+        digits = self._digits
+        return self.fetch(
+            "checking_pin", lambda: verify_pin(digits, stored or _decoy_hash()), lambda ok, now: self._pin_checked(box, ok, now)
+        )
+
+    def _pin_checked(self, box: Mailbox | None, matched: bool, now: float) -> list[Action]:
         if matched and box is not None and box.pin_hash:
             self.box = box
             log.info("voicemail: %s logged in to mailbox %s", self.caller, box.number)
@@ -197,7 +205,11 @@ class MailboxAccess(Dialogue):
 
     def _welcome(self) -> list[Action]:
         assert self.box is not None
-        new, saved = self.store.counts(self.box.number)
+        box = self.box.number
+        return self.fetch("counting", lambda: self.store.counts(box), self._summary)
+
+    def _summary(self, counts: Counts, now: float) -> list[Action]:
+        new, saved = counts
         lang = self.lang
         new_text = lang.say("voicemail.access.new_messages", count=new)
         saved_text = lang.say("voicemail.access.saved_messages", count=saved)
@@ -241,22 +253,33 @@ class MailboxAccess(Dialogue):
 
     def _start_listening(self) -> list[Action]:
         assert self.box is not None
-        self._queue = [m.id for m in self.store.list(self.box.number)]
+        box = self.box.number
+        return self.fetch("listing", lambda: self.store.list(box), self._listen_to)
+
+    def _listen_to(self, messages: list[Message], now: float) -> list[Action]:
+        self._queue = [m.id for m in messages]
         self._index = 0
         if not self._queue:
             return self._main_menu([self.say("voicemail.access.no_messages")])
         return self._play_current()
 
-    def _current(self) -> Message | None:
-        if 0 <= self._index < len(self._queue):
-            return self.store.get(self._queue[self._index])
-        return None
+    def _find(self, queue: list[int], index: int) -> tuple[int, Message | None, str]:
+        """In a storage worker: the first message of ``queue`` from ``index`` still there (another call or
+        the CLI may have deleted some meanwhile), with its index and Play path."""
+        while 0 <= index < len(queue):
+            msg = self.store.get(queue[index])
+            if msg is not None:
+                return index, msg, self.store.data_ref(msg.path)
+            index += 1
+        return index, None, ""
 
     def _play_current(self, before: list[Action] | None = None) -> list[Action]:
-        msg = self._current()
-        while msg is None and self._index < len(self._queue):
-            self._index += 1  # deleted meanwhile (another call, the CLI): skip it
-            msg = self._current()
+        queue, index = list(self._queue), self._index
+        return self.fetch("finding", lambda: self._find(queue, index), lambda found, now: self._present(found, before))
+
+    def _present(self, found: tuple[int, Message | None, str], before: list[Action] | None) -> list[Action]:
+        self._index, msg, path = found
+        self._message = msg
         if msg is None:
             return self._main_menu([*(before or []), self.say("voicemail.access.no_more")])
         header = self.say(
@@ -269,24 +292,22 @@ class MailboxAccess(Dialogue):
         prompts = [
             *(before or []),
             header,
-            self.play(self.store.data_ref(msg.path)),
+            self.play(path),
             self.say("voicemail.access.message_menu"),
         ]
         return self.enter("message", prompts)
 
     def _key_message(self, digit: str, now: float) -> list[Action]:
         self._silent = 0
-        msg = self._current()
+        msg = self._message
         if digit == "1":
             return self._play_current()
         if digit == "2" and msg is not None:
-            self.store.mark_saved(msg.id)
             self._index += 1
-            return self._play_current([self.say("voicemail.access.saved")])
+            return self._change(lambda: self.store.mark_saved(msg.id), "voicemail.access.saved")
         if digit == "3" and msg is not None:
-            self.store.delete(msg.id)
             self._queue.pop(self._index)
-            return self._play_current([self.say("voicemail.access.deleted")])
+            return self._change(lambda: self.store.delete(msg.id), "voicemail.access.deleted")
         if digit == "4":
             self._index = max(0, self._index - 1)
             return self._play_current()
@@ -296,6 +317,10 @@ class MailboxAccess(Dialogue):
         if digit == "*":
             return self._welcome()
         return self.enter("message", [self.say("common.not_an_option"), self.say("voicemail.access.message_menu")])
+
+    def _change(self, work: Callable[[], object], said: str) -> list[Action]:
+        """Save or delete the message off the loop, then say ``said`` and play the next one."""
+        return self.fetch("changing", work, lambda _, now: self._play_current([self.say(said)]))
 
     def _timeout_message(self, now: float) -> list[Action]:
         return self._silence(now, lambda now: self.enter("message", [self.say("voicemail.access.message_menu")]))
@@ -315,13 +340,19 @@ class MailboxAccess(Dialogue):
             self._greeting_kind = GREETING_KEYS[digit]
             return self.enter("greeting_intro", [self.say(f"voicemail.access.record.{self._greeting_kind}")])
         if digit == "5":
-            path = self.store.greeting_path(self.box.number, "temporary")
-            text = "voicemail.access.temp_removed" if path.exists() else "voicemail.access.no_temp"
-            path.unlink(missing_ok=True)
-            return self._options_menu([self.say(text)])
+            return self._remove_temporary()
         if digit in "*#":
             return self._main_menu()
         return self._options_menu([self.say("common.not_an_option")])
+
+    def _remove_temporary(self) -> list[Action]:
+        assert self.box is not None
+        box = self.box.number
+        return self.fetch("changing", lambda: self.store.remove_greeting(box, "temporary"), self._temporary_removed)
+
+    def _temporary_removed(self, existed: bool, now: float) -> list[Action]:
+        text = "voicemail.access.temp_removed" if existed else "voicemail.access.no_temp"
+        return self._options_menu([self.say(text)])
 
     def _done_greeting_intro(self, now: float) -> list[Action]:
         return self.enter("greeting_beep", [self.beep()], barge_in=False)
@@ -331,8 +362,7 @@ class MailboxAccess(Dialogue):
 
     def _done_greeting_beep(self, now: float) -> list[Action]:
         assert self.box is not None
-        final = self.store.greeting_path(self.box.number, self._greeting_kind)
-        self._greeting_tmp = final.with_name(f".{final.stem}-new.wav")
+        self._greeting_tmp = self.store.greeting_draft(self.box.number, self._greeting_kind)
         self.state = "greeting_recording"
         return [
             StartRecording(
@@ -352,15 +382,7 @@ class MailboxAccess(Dialogue):
         assert self.box is not None and self._greeting_tmp is not None
         self._silent = 0
         if digit == "1":
-            os.replace(
-                self._greeting_tmp, self.store.greeting_path(self.box.number, self._greeting_kind)
-            )
-            log.info(
-                "voicemail: mailbox %s recorded its %s greeting",
-                self.box.number,
-                self._greeting_kind,
-            )
-            return self._options_menu([self.say("voicemail.access.greeting_saved")])
+            return self._keep_greeting()
         if digit == "2":
             return self.enter(
                 "greeting_listen", [self.play(self.store.data_ref(self._greeting_tmp))]
@@ -374,6 +396,17 @@ class MailboxAccess(Dialogue):
             "greeting_review",
             [self.say("common.not_an_option"), self.say("voicemail.access.greeting_review")],
         )
+
+    def _keep_greeting(self) -> list[Action]:
+        """Move the draft into place off the loop (into the shared folder, on a cluster)."""
+        assert self.box is not None and self._greeting_tmp is not None
+        box, kind, draft = self.box.number, self._greeting_kind, self._greeting_tmp
+        return self.fetch("changing", lambda: self.store.keep_greeting(box, kind, draft), self._greeting_kept)
+
+    def _greeting_kept(self, _: None, now: float) -> list[Action]:
+        assert self.box is not None
+        log.info("voicemail: mailbox %s recorded its %s greeting", self.box.number, self._greeting_kind)
+        return self._options_menu([self.say("voicemail.access.greeting_saved")])
 
     def _timeout_greeting_review(self, now: float) -> list[Action]:
         return self._silence(

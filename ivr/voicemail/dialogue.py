@@ -12,6 +12,11 @@ event when it is the runner's (a recording result while nothing records).
 Every sentence comes from the message catalogue of the call's language
 (:mod:`ivr.language`): :meth:`Dialogue.say` takes a message id and its arguments.
 
+The store is reached only through :meth:`Dialogue.fetch`: the dialogue returns a
+``StorageWork`` action and waits in a state of its own (no prompt, no timer, keys
+ignored) until the runner, which ran the work in a worker thread, hands back its
+``StorageDone``; so a database that stops answering never holds the event loop.
+
 Prompts of one state are queued together; the state waits for the
 ``PromptDone`` of the last one.  A key during barge-in prompts stops them
 (``StopPrompts``) and is handled at once, as in a menu of the flow.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ivr.dsl.events import (
     SUB_MACHINE_FIRST_PROMPT_ID,
@@ -38,6 +43,8 @@ from ivr.dsl.events import (
     Say,
     Speech,
     StopPrompts,
+    StorageDone,
+    StorageWork,
     SubMachine,
     TimerFired,
     Tone,
@@ -46,6 +53,9 @@ from ivr.language import Catalogue, catalogue
 from ivr.language.spoken import digits
 
 log = logging.getLogger("ivr.voicemail")
+
+T = TypeVar("T")
+Then = Callable[[Any, float], list[Action]]
 
 BEEP_HZ = 1000.0
 BEEP_SECONDS = 0.25
@@ -75,6 +85,7 @@ class Dialogue(SubMachine):
             None  # prompt id whose PromptDone ends the current state's prompts
         )
         self._barge = True
+        self._fetching: tuple[Then, Callable[[str, float], list[Action]]] | None = None
 
     # ------------------------------------------------------------------ SubMachine
 
@@ -97,6 +108,8 @@ class Dialogue(SubMachine):
             return self._dispatch("recorded", event, now, required=True)
         if isinstance(event, Speech):
             return []  # the voicemail menus are keypad-only
+        if isinstance(event, StorageDone):
+            return self._fetched(event, now)
         raise DialogueError(f"can't handle {event.kind} in state {self.state!r}")
 
     # ------------------------------------------------------------------ for subclasses
@@ -127,6 +140,30 @@ class Dialogue(SubMachine):
         self.next_timer = timer
         return prompts
 
+    def fetch(
+        self,
+        state: str,
+        work: Callable[[], T],
+        then: Callable[[T, float], list[Action]],
+        failed: Callable[[str, float], list[Action]] | None = None,
+    ) -> list[Action]:
+        """Wait in ``state`` while ``work`` (blocking calls to the store) runs off the event loop; its answer
+        goes to ``then(result, now)``, a failure to ``failed(error, now)`` (by default the dialogue ends
+        ``failed``, and the flow goes on)."""
+        actions = self.enter(state, [])
+        self._fetching = (then, failed or self._storage_failed)
+        return [*actions, StorageWork(f"{self.action}.{state}", work)]
+
+    def _fetched(self, event: StorageDone, now: float) -> list[Action]:
+        if self._fetching is None:
+            raise DialogueError(f"can't handle {event.kind} in state {self.state!r}")
+        (then, failed), self._fetching = self._fetching, None
+        return failed(event.error, now) if event.error else then(event.result, now)
+
+    def _storage_failed(self, error: str, now: float) -> list[Action]:
+        log.error("voicemail: %s failed in state %r: %s", self.action, self.state, error)
+        return self.finish("failed")
+
     def say(self, message: str, **args: object) -> Say:
         """Catalogue sentence ``message`` in the call's language (``args`` fill its placeholders);
         spoken in the catalogue's language (English for a language without one)."""
@@ -142,6 +179,7 @@ class Dialogue(SubMachine):
 
     def finish(self, result: str) -> list[Action]:
         self.finished = True
+        self._fetching = None
         self.next_timer = None
         self.state = "finished"
         self.result = ActionDone(self.action, result)

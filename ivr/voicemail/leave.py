@@ -2,14 +2,17 @@
 
 States (see :mod:`ivr.voicemail.dialogue` for the table mechanics)::
 
-    greeting --done/key--> beep --done--> recording --RecordingDone--> review | saving
+    opening (the box's count and recorded greetings, off the loop) --> greeting | full
+    greeting --done/key--> beep --done--> recording --RecordingDone--> review | storing
     review: 1 keep, 2 listen, 3 record again; no answer after 3 tries keeps it
-    saving --done--> finished "saved";   nothing recorded twice --> finished "empty"
+    storing (off the loop) --> saved --done--> finished "saved";   nothing recorded twice --> finished "empty"
     mailbox full --> full --done--> finished "full"
 
 A message is never lost to a hang-up: hanging up during the recording stops
 it and stores what was recorded (if the runner's ``RecordingDone`` does not
-come, the file itself is measured); hanging up during review keeps it.
+come, the file itself is measured); hanging up during review keeps it.  After
+a hang-up the dialogue finishes at once and the store call goes on without it:
+:meth:`LeaveMessage._store` logs the message and wakes Voice2Mail itself.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ivr.dsl.events import (
     RecordingDone,
     StartRecording,
     StopRecording,
+    StorageWork,
 )
 from ivr.language import Catalogue
 from ivr.media.recording import needs_repair, repair_wav
@@ -107,12 +111,23 @@ class LeaveMessage(Dialogue):
         self._started_at = 0.0
         self._tries = 0
         self._review_tries = 0
+        self._recorded: dict[str, str] = {}  # greetings recorded by phone: kind -> Play path
 
     # ------------------------------------------------------------------ start and greeting
 
     def begin(self, now: float) -> list[Action]:
-        counts = self.store.counts(self.mailbox.number)
-        if counts.new + counts.saved >= self.mailbox.max_messages:
+        return self.fetch("opening", self._look_up, self._opened)
+
+    def _look_up(self) -> tuple[int, dict[str, str]]:
+        """In a storage worker: how many messages the box holds, and its greetings recorded by phone."""
+        box, store = self.mailbox.number, self.store
+        counts = store.counts(box)
+        recorded = {k: store.data_ref(store.greeting_path(box, k)) for k in (*GREETINGS, "name") if store.has_greeting(box, k)}
+        return counts.new + counts.saved, recorded
+
+    def _opened(self, found: tuple[int, dict[str, str]], now: float) -> list[Action]:
+        count, self._recorded = found
+        if count >= self.mailbox.max_messages:
             log.warning(
                 "voicemail: mailbox %s is full, message from %s refused",
                 self.mailbox.number,
@@ -137,9 +152,7 @@ class LeaveMessage(Dialogue):
 
     def _greeting(self, kind: str) -> str | None:
         """The ``Play`` path of a greeting: recorded by phone (data folder), else from ivr.toml."""
-        if self.store.has_greeting(self.mailbox.number, kind):
-            return self.store.data_ref(self.store.greeting_path(self.mailbox.number, kind))
-        return self.mailbox.greeting(kind)
+        return self._recorded.get(kind) or self.mailbox.greeting(kind)
 
     def _owner(self) -> str:
         return owner_name(self.mailbox, self.lang)
@@ -234,9 +247,17 @@ class LeaveMessage(Dialogue):
     # ------------------------------------------------------------------ saving
 
     def _save(self, now: float, *, goodbye: bool) -> list[Action]:
+        """Store the recording off the loop; without a goodbye (the caller has gone) finish at once."""
+        if not goodbye:
+            work = StorageWork(f"{self.action}.storing", self._store)
+            return [work, *self.finish("saved")]
+        return self.fetch("storing", self._store, self._stored, self._store_failed)
+
+    def _store(self) -> Message | None:
+        """In a storage worker: move the recording into the box and index it; log it, wake Voice2Mail."""
         assert self._recording is not None
         try:
-            self.message = self.store.add(
+            message = self.store.add(
                 self.mailbox.number,
                 caller=self.caller,
                 duration=self._duration,
@@ -252,19 +273,26 @@ class LeaveMessage(Dialogue):
                 "voicemail: mailbox %s filled up during a call; message kept in incoming/",
                 self.mailbox.number,
             )
-        else:
-            log.info(
-                "voicemail: message %d stored in mailbox %s from %s (%.1f s)",
-                self.message.id,
-                self.mailbox.number,
-                self.caller,
-                self._duration,
-            )
-            if self.on_saved is not None:
-                self.on_saved(self.message)
-        if not goodbye:
-            return self.finish("saved")
+            return None
+        log.info(
+            "voicemail: message %d stored in mailbox %s from %s (%.1f s)",
+            message.id,
+            self.mailbox.number,
+            self.caller,
+            self._duration,
+        )
+        if self.on_saved is not None:
+            self.on_saved(message)
+        return message
+
+    def _stored(self, message: Message | None, now: float) -> list[Action]:
+        self.message = message
         return self.enter("saved", [self.say("voicemail.leave.saved_goodbye")], barge_in=False)
+
+    def _store_failed(self, error: str, now: float) -> list[Action]:
+        """The index did not answer: the recording stays on disk (start-up recovery indexes it)."""
+        log.error("voicemail: message for mailbox %s not indexed (%s); its recording is kept", self.mailbox.number, error)
+        return self._stored(None, now)
 
     def _done_saved(self, now: float) -> list[Action]:
         return self.finish("saved")
@@ -283,8 +311,8 @@ class LeaveMessage(Dialogue):
             return [StopRecording()]
         if self.state in ("review", "listening"):
             return self._save(now, goodbye=False)
-        if self.state == "saved":
-            return self.finish("saved")
+        if self.state in ("storing", "saved"):
+            return self.finish("saved")  # the store call goes on without the dialogue
         if self.state == "recording_after_hangup":
             return []
         return self.finish("empty")

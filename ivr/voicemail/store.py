@@ -156,6 +156,25 @@ class VoicemailStore:
     def has_greeting(self, box: str, kind: str) -> bool:
         return self.greeting_path(box, kind).is_file()
 
+    def greeting_draft(self, box: str, kind: str) -> Path:
+        """Where a greeting recorded by phone goes until its owner keeps it: this node's data folder
+        (a call records only there), beside the greeting when embedded."""
+        name = self.greeting_path(box, kind).stem
+        return self.incoming_root / check_box(box) / "greetings" / f".{name}-new.wav"
+
+    def keep_greeting(self, box: str, kind: str, draft: Path) -> None:
+        """Put a recorded draft in place of the greeting (copied into a shared folder on another disk)."""
+        final = self.greeting_path(box, kind)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _move(Path(draft), final)
+
+    def remove_greeting(self, box: str, kind: str) -> bool:
+        """Delete a greeting; whether there was one."""
+        path = self.greeting_path(box, kind)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+
     def data_ref(self, path: Path) -> str:
         """The ``data:`` prompt path of a file in the shared or the data folder, for ``Play``."""
         real = Path(path).resolve()

@@ -35,6 +35,7 @@ from ivr.storage import Storage
 from ivr.storage.database import PostgresDatabase
 from ivr.voicemail.pins import hash_pin
 from ivr.voicemail.store import VoicemailStore
+from tests.loopguard import LOOP_GUARD, refused
 from tests.postgres import Postgres
 from tests.transfer.harness import peers
 from tests.voicemail.test_vm_call import SCENARIO as LEAVE_MESSAGE
@@ -215,12 +216,16 @@ def cluster(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory, tts_ca
         pass  # free_port holds nothing: the same port may come twice
     ports["b"] = port
 
+    every_node: list[Any] = []  # started, restarted or killed: each is checked at the end
+
     def start(name: str) -> Any:
         folder = tmp / name
         folder.mkdir()
         port = ports[name[0]]
-        return peers.start_ivr(folder, [flow], sections=sections, tts_cache=tts_cache, prompt_folders=(prompts,),
-                               extra=("--listen", f"127.0.0.1:{port}"))
+        node = peers.start_ivr(folder, [flow], sections=sections, tts_cache=tts_cache, prompt_folders=(prompts,),
+                               extra=("--listen", f"127.0.0.1:{port}"), env=LOOP_GUARD)
+        every_node.append(node)
+        return node
 
     c = Cluster(tmp, url, toml, ports, start)
     upgraded = c.ivr("db", "upgrade")
@@ -239,6 +244,8 @@ def cluster(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory, tts_ca
             c.proxy.stop()
         for node in c.nodes.values():
             node.stop()
+    # every node refused (and reported) any database query on its event loop once it served calls
+    assert [line for node in every_node for line in refused(node.lines)] == [], "a node queried on its loop"
 
 
 def start_kamailio(tmp: Path, ports: dict[str, int]) -> Kamailio:

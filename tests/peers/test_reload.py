@@ -21,7 +21,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
+import soundfile
 
 from ivr.config import Config, Extension, Mailbox, ServerConfig, SmtpConfig, TtsConfig
 from ivr.runtime.calllog import CallLog
@@ -269,6 +271,28 @@ def test_a_trunk_added_by_a_reload_registers_and_is_unregistered_at_the_stop(
         if carrier.poll() is None:
             carrier.kill()
             carrier.communicate()
+
+
+@peer
+def test_the_first_mailboxes_of_a_reload_recover_their_messages_off_the_event_loop(tmp_path: Path, tts_cache: Path) -> None:
+    from tests.loopguard import LOOP_GUARD, refused
+    from tests.peers.conftest import start_ivr
+
+    flow = tmp_path / "main.ivr"
+    flow.write_text(FLOW_A)
+    cut = tmp_path / "data" / "voicemail" / "200" / "incoming" / "1700000000-201-0a1b2c3d.wav"
+    cut.parent.mkdir(parents=True)
+    soundfile.write(cut, np.zeros(16000, np.int16), 8000)  # a message a crash cut short, 2 s
+    server = start_ivr(tmp_path, [flow], tts_cache=tts_cache, env=LOOP_GUARD)
+    try:
+        toml = tmp_path / "ivr.toml"
+        toml.write_text(toml.read_text() + '\n[[mailboxes]]\nnumber = "200"\n')
+        reload(server, "reloaded")
+        recovered = server.wait_for(lambda r: r.get("event") == "recovered", what="recovered")
+        assert recovered["message"] == "recovered 1 voicemail message(s)"
+    finally:
+        server.stop()
+    assert refused(server.lines) == []  # recovery read the voicemail index in a storage worker
 
 
 def free_udp_port() -> int:

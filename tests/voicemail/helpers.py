@@ -1,4 +1,9 @@
-"""Drive a voicemail dialogue like the runner does, with a fake clock and real recordings."""
+"""Drive a voicemail dialogue like the runner does, with a fake clock and real recordings.
+
+As the runner does, the driver carries out a dialogue's ``StorageWork`` (here at once, in this
+thread) and hands back its ``StorageDone``, unless the dialogue has finished meanwhile; the
+actions that answer returns come back with the ones that asked for it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from ivr.dsl.events import (
     PromptDone,
     Say,
     StartRecording,
+    StorageDone,
+    StorageWork,
     TimerFired,
     Tone,
 )
@@ -81,9 +88,22 @@ class Driver:
 
     def _keep(self, actions: list[Action]) -> list[Action]:
         self.log.extend(actions)
+        done: list[Action] = []
+        for a in actions:
+            if isinstance(a, StorageWork):
+                answer = _run(a)
+                done += [] if self.m.finished else self._keep(self.m.handle(answer, self.now))
+        actions = [a for a in actions if not isinstance(a, StorageWork)] + done
         for a in actions:
             if isinstance(a, Say):
                 assert a.text in self.known or any(p.match(a.text) for p in DYNAMIC), (
                     f"{a.text!r} is missing from ivr.voicemail.prompt_texts (it would not be pre-rendered)"
                 )
         return actions
+
+
+def _run(work: StorageWork) -> StorageDone:
+    try:
+        return StorageDone(work.what, work.work())
+    except Exception as exc:  # noqa: BLE001 -- handed to the dialogue, as the runner does
+        return StorageDone(work.what, None, f"{type(exc).__name__}: {exc}")
