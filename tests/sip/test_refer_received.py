@@ -8,7 +8,7 @@ import pytest
 
 from ivr.sip.events import OutgoingCallAnswered, ReferReceived
 from ivr.sip.message import Headers, Request, Response, build_response
-from ivr.sip.refer import Replaces, ReferError, ReferTarget, parse_refer, sipfrag
+from ivr.sip.refer import ReferError, ReferTarget, Replaces, parse_refer, sipfrag
 from ivr.sip.ua import UserAgent
 from tests.sip.ua_harness import SDP, confirmed_call, events, in_dialog, make_ua, responses, sent
 
