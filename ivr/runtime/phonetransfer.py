@@ -22,9 +22,11 @@ which owns the policy and the handover:
   with BYE.
 * If 202 does not answer, is busy or unreachable, the caller goes back to the
   transferor, as Asterisk's and 3CX's "transfer recall" do: back into the
-  bridge with 201 if 201 is still on the line, else 201 is rung again.  When
-  201 does not answer that recall either, the bridge ends and the flow goes on
-  after its transfer step (its own fallback).
+  bridge with 201 if 201 is still on the line, else 201 is rung again.  A
+  phone that hangs up when told its transfer failed (baresip 1.0.0 does) within
+  ``RECALL_WINDOW`` seconds is rung again too.  When 201 does not answer that
+  recall either, the bridge ends and the flow goes on after its transfer step
+  (its own fallback).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ivr.dsl.events import TransferOutcome
 from ivr.sip.events import ReferReceived
 
 RECALL_RING = 20.0  # seconds the transferor's phone rings again after a failed transfer
+RECALL_WINDOW = 5.0  # a transferor hanging up this soon after its transfer failed is rung again
 FAILURE_STATUS: dict[str, int] = {"busy": 486, "no_answer": 480, "unavailable": 480, "failed": 500}
 
 
@@ -52,6 +55,7 @@ class PhoneTransfer:
         self.next: Any = None  # the TransferSession ringing the target (or the transferor again)
         self.recalling = False
         self.done = False
+        self.failed_at: float | None = None  # when the transfer failed and the caller went back
 
     # ------------------------------------------------------------------ start
 
@@ -111,16 +115,33 @@ class PhoneTransfer:
         if not self.leg.done and self.caller.media is not None:
             self.rebridge()
             return
-        self.recalling = True
-        self.caller.log(event="phone_refer_recall", target=self.leg.target)
-        self.ring(self.leg.target, RECALL_RING)
+        self.recall()
 
     def rebridge(self) -> None:
         """Back to the transferor, still on the line: the old bridge again."""
         self.done = True
-        self.session.handover = None
+        self.failed_at = self.services.wall()
         self.session.rebridge()
         self.caller.log(event="phone_refer_back", target=self.leg.target)
+
+    def recall(self) -> None:
+        """The transferor left: ring it again, the caller on hold music meanwhile."""
+        self.done, self.recalling = False, True
+        self.caller.log(event="phone_refer_recall", target=self.leg.target)
+        self.ring(self.leg.target, RECALL_RING)
+
+    def transferor_gone(self, leg: Any) -> bool:
+        """The leg of ``session`` ended: True when this transfer takes care of the caller."""
+        if leg is not self.leg:
+            return False
+        if not self.done:
+            return True  # the target is ringing: a failure rings the transferor again
+        if self.failed_at is None or self.services.wall() - self.failed_at > RECALL_WINDOW:
+            return False
+        self.failed_at = None
+        self.session.unbridge()
+        self.recall()
+        return True
 
     def recalled(self, outcome: TransferOutcome) -> None:
         self.caller.log(event="phone_refer_recall_done", target=self.leg.target, outcome=outcome)

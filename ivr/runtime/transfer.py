@@ -538,7 +538,7 @@ class TransferSession:
         """The bridged phone transfers the caller on (ivr.runtime.phonetransfer)."""
         from ivr.runtime.phonetransfer import PhoneTransfer
 
-        if leg is self.bridged and self.bridge is not None and self.handover is None:
+        if leg is self.bridged and self.bridge is not None and (self.handover is None or self.handover.done):
             PhoneTransfer(self, leg, event).start()
             return
         self.caller.log(event="phone_refer", leg=leg.call_id, by=leg.target, target=event.target.user, refused=491)
@@ -556,6 +556,13 @@ class TransferSession:
         leg, self.bridged = self.bridged, None
         if leg is not None and not leg.done:
             self._drop_leg(leg, "bye_transferred")
+
+    def unbridge(self) -> None:
+        """The transferor's leg is gone after a failed phone transfer: no bridge, no leg."""
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
+        self.bridged = None
 
     def rebridge(self) -> None:
         """A phone's transfer failed: the caller talks to the transferor again."""
@@ -652,6 +659,8 @@ class TransferSession:
         """The callee hung up (BYE), or its dialog died (session timer, no ACK)."""
         leg.done = True
         self._forget(leg)
+        if self.handover is not None and self.handover.transferor_gone(leg):
+            return
         if leg is self.bridged:
             self._end_bridge(f"callee_{reason}")
 

@@ -123,6 +123,37 @@ def test_201_transfers_the_caller_to_202_who_hears_hold_music_while_it_rings(
     assert ended["outcome"] == "transferred", ended
 
 
+def test_202_busy_sends_the_caller_back_to_201(
+    ivr_server: Callable[..., Any], baresip: Callable[[Path], Any], tmp_path: Path
+) -> None:
+    """202 rejects the call: 201 gets a 486 sipfrag and the caller goes back to 201 (baresip
+    1.0.0 drops its call when told its transfer failed, so ivr rings 201 again)."""
+    server = ivr_server(FLOW, sections=SECTIONS)
+    phone202 = baresip(tone_wav(tmp_path / "202.wav", TONE_202))
+    phone202.command("uanew", f"<sip:202@{server.address}>;auth_pass={PASSWORD_202};answermode=manual;regint=120")
+    server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="202 registered")
+    caller, phone201, call_id = bridged_to_201(server, baresip, tmp_path)
+    phone201.command("transfer", f"sip:202@{server.address}")
+    phone202.wait_event("CALL_INCOMING")
+    phone202.command("hangup")
+    done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "phone_refer_done")
+    assert done["outcome"] == "busy", done
+    server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "phone_refer_back")
+    back = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "phone_refer_recall_done")
+    assert back["outcome"] == "answered", back
+    time.sleep(2.0)  # the caller talks to 201 again
+    caller.command("hangup")
+    ended = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
+    records = server.call_records(call_id)
+    assert [r["status"] for r in records if r.get("event") == "phone_refer_notify"] == [100, 486]
+    assert [r["target"] for r in records if r.get("event") == "leg_invite"] == ["201", "202", "201"]
+    assert ended["outcome"] == "transferred", ended
+    for phone in (caller, phone201, phone202):
+        phone.stop()
+    last = shares(caller.heard(), soundfile.info(str(caller.heard())).duration - 1.5)
+    assert last["201"] > 0.5, f"the caller is not back with 201: {last}"
+
+
 def test_a_transfer_to_a_number_201_may_not_call_is_403_and_the_call_stays(
     ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path  # noqa: F811
 ) -> None:
