@@ -23,7 +23,10 @@ owns carrying that plan out:
   media (183 Session Progress with SDP, RFC 3261 section 13.2.1; RFC 3960's
   gateway model) is heard by the caller instead of our ringback until it
   answers or fails: a carrier's announcement or its own ringback.  ``by refer`` transfers
-  go out as a REFER on the caller's dialog instead (RFC 3515).
+  go out as a REFER on the caller's dialog instead (RFC 3515).  A REFER *from*
+  the bridged phone (its transfer key) is handed to
+  :class:`~ivr.runtime.phonetransfer.PhoneTransfer`, which rings the new target
+  with a second session of this class.
 """
 
 from __future__ import annotations
