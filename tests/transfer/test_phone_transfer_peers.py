@@ -4,7 +4,9 @@ key 1).
 
 * 201 transfers the caller to 202 with its transfer key (``/transfer``, a REFER on the leg ivr
   placed): the caller hears hold music while 202 rings, then 202; 201's leg is ended.
-* 201 transfers the caller to an external number: a 403 sipfrag, the call stays bridged to 201.
+* 202 rejects the transferred call: the caller goes back to 201.
+* a sipp phone 201 transfers the caller to an external number (a 403 sipfrag) or attended, with
+  Replaces (a 501 sipfrag): the call stays bridged to 201.
 * 201 holds the caller (``/hold``, re-INVITE ``a=sendonly``) and resumes: the caller hears hold
   music meanwhile and 201 again after.
 """
@@ -26,6 +28,7 @@ from .test_transfer_peers import (
     CALLER_TONE,
     FLOW,
     PASSWORD,
+    SCENARIOS,
     Uas,
     dial_the_menu,
     register_201,
@@ -154,21 +157,29 @@ def test_202_busy_sends_the_caller_back_to_201(
     assert last["201"] > 0.5, f"the caller is not back with 201: {last}"
 
 
-def test_a_transfer_to_a_number_201_may_not_call_is_403_and_the_call_stays(
-    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas], tmp_path: Path  # noqa: F811
+@pytest.mark.parametrize("refer_to, target, status", [
+    ("<sip:+41900123456@127.0.0.1>", "+41900123456", 403),  # not an internal extension
+    ("<sip:202@127.0.0.1?Replaces=other%40h%3Bto-tag%3Da%3Bfrom-tag%3Db>", "202", 501),  # attended
+])
+def test_a_refused_transfer_ends_in_a_sipfrag_and_the_call_stays(
+    ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas],  # noqa: F811
+    tmp_path: Path, refer_to: str, target: str, status: int,
 ) -> None:
     """201 is a sipp phone (baresip 1.0.0 hangs up by itself when its transfer fails): its REFER
-    to an external number gets 202, then a NOTIFY with a 403 sipfrag, and the call stays bridged
-    to 201 until the caller leaves (the scenario fails if ivr sends a BYE before that)."""
-    phone = uas("uas_refer_forbidden.xml")
+    gets 202, then a NOTIFY with the refusal's sipfrag, and the call stays bridged to 201 until
+    the caller leaves (the scenario fails if ivr sends a BYE before that)."""
+    scenario = tmp_path / "uas_refer_refused.xml"
+    text = (SCENARIOS / "uas_refer_refused.xml").read_text()
+    scenario.write_text(text.replace("REFER_TO", refer_to).replace("STATUS", str(status)))
+    phone = uas(str(scenario))
     sections = SECTIONS.replace(f'username = "201"\npassword = "{PASSWORD}"', f'contacts = ["sip:201@127.0.0.1:{phone.port}"]')
     server = ivr_server(FLOW, sections=sections)
     result = run_caller(sipp, server, tmp_path, "1", 4000)
     phone.passed()
     records = server.call_records(result.call_id)
     [refer] = [r for r in records if r.get("event") == "phone_refer"]
-    assert (refer["by"], refer["target"], refer["refused"]) == ("201", "+41900123456", 403), refer
-    assert [r["status"] for r in records if r.get("event") == "phone_refer_notify"] == [403]
+    assert (refer["by"], refer["target"], refer["refused"]) == ("201", target, status), refer
+    assert [r["status"] for r in records if r.get("event") == "phone_refer_notify"] == [status]
     assert [r["target"] for r in records if r.get("event") == "leg_invite"] == ["201"]
     [end] = [r for r in records if r.get("event") == "bridge_end"] or [{}]
     ended = server.wait_for(lambda r: r.get("call_id") == result.call_id and r.get("event") == "ended")
