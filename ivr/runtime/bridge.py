@@ -18,12 +18,14 @@ buffer: playback starts once ``PREBUFFER`` frames are queued, an underrun
 plays silence and rebuffers, and more than ``MAX_FRAMES`` queued drops the
 oldest audio so the delay never grows.
 
-A caller who puts the call on hold (re-INVITE with ``sendonly``/``inactive`` or
-the old ``c=0.0.0.0``, RFC 3264 section 8.4) is seen on the caller's session
+Either side may put the call on hold (re-INVITE with ``sendonly``/``inactive``
+or the old ``c=0.0.0.0``, RFC 3264 section 8.4), seen on that side's session
 (our direction becomes ``recvonly``/``inactive``, or no remote address): the
-callee then hears hold music from our side instead of the caller's audio, and
-the bridge resumes when the caller does.  No re-INVITE goes to the callee:
-its leg keeps sending and receiving as before, which every phone handles.
+other side then hears hold music from our side instead of the held audio, and
+the bridge resumes when the holder sends ``sendrecv`` again.  No re-INVITE goes
+to the other side: its leg keeps sending and receiving as before, which every
+phone handles.  A phone at the callee's end that holds one call and takes
+another ("Makeln") therefore leaves each held caller with music.
 """
 
 from __future__ import annotations
@@ -60,21 +62,50 @@ def caller_holds(session: CallMedia) -> bool:
     return session.direction in ("recvonly", "inactive") or session.remote is None
 
 
-class _CalleeFeed:
-    """What the callee's session plays: the caller's relayed audio, or hold music while the
-    caller holds (acquired at the first hold, released on resume or when the bridge stops)."""
+class _Feed:
+    """What one side's session plays: the other side's relayed audio, or hold music while the
+    other side holds (acquired at the first held frame, released on resume or when the bridge stops)."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Bridge, holder: CallMedia, relay: AudioRelay, side: str) -> None:
         self.bridge = bridge
+        self.holder = holder  # the side whose hold this feed follows
+        self.relay = relay
+        self.side = side  # "caller" or "callee": who holds, for on_hold
+        self.music: HoldPlayer | None = None
 
     def frame(self, payload_type: int) -> bytes:
-        bridge = self.bridge
-        if caller_holds(bridge.caller):
-            music = bridge.hold_started()
+        if caller_holds(self.holder):
+            music = self.hold_started()
             return music.frame(payload_type) if music is not None else _SILENCE[payload_type]
-        if bridge.music is not None:
-            bridge.hold_ended()
-        return bridge.to_callee.frame(payload_type)
+        if self.music is not None:
+            self.hold_ended()
+        return self.relay.frame(payload_type)
+
+    def hold_started(self) -> HoldPlayer | None:
+        """The other side holds: the hold music to play (taken once per hold)."""
+        bridge = self.bridge
+        if self.music is None and bridge.hold is not None:
+            bridge.holds += 1
+            try:
+                self.music = bridge.hold[0]()
+            except Exception:  # noqa: BLE001 -- music that cannot play: this side hears silence
+                log.exception("bridge: no hold music for the %s's peer", self.side)
+                bridge.hold = None
+            if bridge.on_hold is not None:
+                bridge.on_hold(self.side, True)
+        return self.music
+
+    def hold_ended(self) -> None:
+        """The other side resumed (or the bridge stops): give the music back, drop audio queued while held."""
+        music, self.music = self.music, None
+        bridge = self.bridge
+        if music is not None and bridge.hold is not None:
+            bridge.hold[1](music)
+            if bridge.on_hold is not None and bridge.active:
+                bridge.on_hold(self.side, False)
+            self.relay.chunks.clear()
+            self.relay.queued = 0
+            self.relay.playing = False
 
 
 class Bridge:
@@ -89,11 +120,13 @@ class Bridge:
         self.callee = callee
         self.to_callee = AudioRelay()
         self.to_caller = AudioRelay()
-        self.hold = hold  # where the callee's hold music comes from (None: silence while held)
-        self.music: HoldPlayer | None = None  # playing to the callee while the caller holds
-        self.holds = 0  # times the caller put the call on hold, for logs and tests
-        self.on_hold: Callable[[bool], None] | None = None  # told True on hold, False on resume (call logs)
+        self.hold = hold  # where hold music comes from (None: silence while held)
+        self.holds = 0  # times either side put the call on hold, for logs and tests
+        # told ("caller" or "callee": who holds, True on hold / False on resume), for call logs
+        self.on_hold: Callable[[str, bool], None] | None = None
         self.keys: list[tuple[str, str]] = []  # (direction, digit), for logs and tests
+        self.callee_feed = _Feed(self, caller, self.to_callee, "caller")  # the callee hears
+        self.caller_feed = _Feed(self, callee, self.to_caller, "callee")  # the caller hears
         # The caller's own callbacks and in-band detection, given back by stop()
         self._caller_audio: Callable[[npt.NDArray[np.int16]], None] | None = None
         self._caller_dtmf: Callable[[str], None] | None = None
@@ -110,33 +143,9 @@ class Bridge:
         self.callee.on_audio = self.to_caller.push
         self.caller.on_dtmf = self._relay_key(self.callee, "to_callee")
         self.callee.on_dtmf = self._relay_key(self.caller, "to_caller")
-        self.caller.play(self.to_caller, prompt_id=-1, barge_in=False)
-        self.callee.play(_CalleeFeed(self), prompt_id=-1, barge_in=False)
+        self.caller.play(self.caller_feed, prompt_id=-1, barge_in=False)
+        self.callee.play(self.callee_feed, prompt_id=-1, barge_in=False)
         self.active = True
-
-    def hold_started(self) -> HoldPlayer | None:
-        """The caller holds: the hold music to play to the callee (taken once per hold)."""
-        if self.music is None and self.hold is not None:
-            self.holds += 1
-            try:
-                self.music = self.hold[0]()
-            except Exception:  # noqa: BLE001 -- music that cannot play: the callee hears silence
-                log.exception("bridge: no hold music for the callee")
-                self.hold = None
-            if self.on_hold is not None:
-                self.on_hold(True)
-        return self.music
-
-    def hold_ended(self) -> None:
-        """The caller resumed (or the bridge stops): give the music back, drop audio queued while held."""
-        music, self.music = self.music, None
-        if music is not None and self.hold is not None:
-            self.hold[1](music)
-            if self.on_hold is not None and self.active:
-                self.on_hold(False)
-            self.to_callee.chunks.clear()
-            self.to_callee.queued = 0
-            self.to_callee.playing = False
 
     def key_from_callee(self, digit: str) -> None:
         """A key the callee sent by SIP INFO (the runner's leg events deliver it here)."""
@@ -164,7 +173,8 @@ class Bridge:
             self.caller.on_dtmf = self._caller_dtmf or self.caller.on_dtmf
             self.caller.enable_inband_dtmf(self._caller_inband)
         self.callee.on_audio = None
-        self.hold_ended()
+        self.callee_feed.hold_ended()
+        self.caller_feed.hold_ended()
 
     @property
     def stats(self) -> dict[str, int]:

@@ -24,7 +24,10 @@ owns carrying that plan out:
   media (183 Session Progress with SDP, RFC 3261 section 13.2.1; RFC 3960's
   gateway model) is heard by the caller instead of our ringback until it
   answers or fails: a carrier's announcement or its own ringback.  ``by refer`` transfers
-  go out as a REFER on the caller's dialog instead (RFC 3515).
+  go out as a REFER on the caller's dialog instead (RFC 3515).  A REFER *from*
+  the bridged phone (its transfer key) is handed to
+  :class:`~ivr.runtime.phonetransfer.PhoneTransfer`, which rings the new target
+  with a second session of this class.
 """
 
 from __future__ import annotations
@@ -57,12 +60,14 @@ from ivr.sip.events import (
     OutgoingCallAnswered,
     OutgoingCallFailed,
     OutgoingCallProgress,
+    ReferReceived,
     ReOffer,
 )
 from ivr.sip.message import SipParseError, SipUri
 from ivr.sip.trunk import TrunkRefused, is_external
 
 if TYPE_CHECKING:
+    from ivr.runtime.phonetransfer import PhoneTransfer
     from ivr.runtime.refer import BlindTransfer
 
 log = logging.getLogger("ivr.runtime.transfer")
@@ -348,6 +353,7 @@ class TransferSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
+        self.handover: PhoneTransfer | None = None  # the bridged phone is transferring the caller on
         self.started = self.services.wall()
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
@@ -550,6 +556,46 @@ class TransferSession:
             self._leg_reoffer(leg, event)
         elif isinstance(event, DtmfInfo) and self.bridge is not None and leg is self.bridged:
             self.bridge.key_from_callee(event.digit)
+        elif isinstance(event, ReferReceived):
+            self._leg_refer(leg, event)
+
+    def _leg_refer(self, leg: Leg, event: ReferReceived) -> None:
+        """The bridged phone transfers the caller on (ivr.runtime.phonetransfer)."""
+        from ivr.runtime.phonetransfer import PhoneTransfer
+
+        if leg is self.bridged and self.bridge is not None and (self.handover is None or self.handover.done):
+            PhoneTransfer(self, leg, event).start()
+            return
+        self.caller.log(event="phone_refer", leg=leg.call_id, by=leg.target, target=event.target.user, refused=491)
+        self.services.ua.notify_refer(leg.call_id, 491, self.services.sip_now(), reason="Request Pending")
+        self.services.flush()
+
+    def spawn(self, action: ev.Transfer, post: Callable[[ev.Event], None]) -> TransferSession:
+        """A new session for the same caller (a phone's transfer rings its target with it)."""
+        session = TransferSession(self.caller, action, post)
+        session.start()
+        return session
+
+    def drop_transferor(self) -> None:
+        """The phone that transferred the caller on is done: BYE to its leg."""
+        leg, self.bridged = self.bridged, None
+        if leg is not None and not leg.done:
+            self._drop_leg(leg, "bye_transferred")
+
+    def unbridge(self) -> None:
+        """The transferor's leg is gone after a failed phone transfer: no bridge, no leg."""
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
+        self.bridged = None
+
+    def rebridge(self) -> None:
+        """A phone's transfer failed: the caller talks to the transferor again."""
+        if self.bridged is None or self.caller.media is None:
+            return
+        self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
+        self.bridge.on_hold = self._held
+        self.bridge.start()
 
     def _early_media(self, leg: Leg, body: bytes) -> None:
         """A 18x with SDP: the caller hears this leg (the first one to send early media)
@@ -638,6 +684,8 @@ class TransferSession:
         """The callee hung up (BYE), or its dialog died (session timer, no ACK)."""
         leg.done = True
         self._forget(leg)
+        if self.handover is not None and self.handover.transferor_gone(leg):
+            return
         if leg is self.bridged:
             self._end_bridge(f"callee_{reason}")
 
@@ -683,7 +731,7 @@ class TransferSession:
         # A leg that answered is bridged here; a pickup (no leg) is bridged by picked_up().
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
             self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
-            self.bridge.on_hold = self._caller_holds
+            self.bridge.on_hold = self._held
             self.bridge.start()
         self.post(ev.TransferResult(result.outcome, target=result.target))
 
@@ -692,8 +740,8 @@ class TransferSession:
         hold_music = self.services.hold_music
         return (lambda: hold_music.player(self.action.music or ""), hold_music.release)
 
-    def _caller_holds(self, held: bool) -> None:
-        self.caller.log(event="bridge_hold" if held else "bridge_resume",
+    def _held(self, side: str, held: bool) -> None:
+        self.caller.log(event="bridge_hold" if held else "bridge_resume", by=side,
                         music=(self.action.music or "default") if held else "")
 
     def _end_bridge(self, reason: str) -> None:
@@ -735,7 +783,7 @@ class TransferSession:
         self._finished(self.plan.outcome)
         if self.caller.media is not None and picker.media is not None:
             self.bridge = Bridge(self.caller.media, picker.media, self._hold_source())
-            self.bridge.on_hold = self._caller_holds
+            self.bridge.on_hold = self._held
             self.bridge.start()
 
     def picker_gone(self, reason: str) -> None:
@@ -748,6 +796,9 @@ class TransferSession:
         if self.picker is not None:
             picker, self.picker = self.picker, None
             picker.hangup("bridge_ended")
+        if self.handover is not None:
+            handover, self.handover = self.handover, None
+            handover.close()
         if self.closed and not self.legs:
             return
         self.closed = True

@@ -23,6 +23,7 @@ from ivr.sip.events import (
     RequestResult,
 )
 from ivr.sip.message import Headers, Request, Response
+from ivr.sip.refer import SIPFRAG, sipfrag
 from ivr.sip.transaction import (
     InviteClientTransaction,
     NonInviteClientTransaction,
@@ -107,6 +108,21 @@ class ClientSide(AgentCore):
         request = call.dialog.create_request("REFER", self._via(call.transport), headers=headers)
         self._start_client(request, self._dialog_dest(call), call.transport, now, call, "refer")
         call.refer_pending = True
+        return True
+
+    def notify_refer(self, call_id: str, status: int, now: float, *, reason: str | None = None) -> bool:
+        """(added) Report how a REFER we accepted goes: a NOTIFY with a sipfrag of ``status``
+        (RFC 3515 section 2.4.5); a final status (>= 200) terminates the implicit subscription.
+        False when the call's dialog is gone."""
+        call = self._live_call(call_id, "confirmed")
+        if call is None or call.dialog is None:
+            return False
+        state = "active;expires=60" if status < 200 else "terminated;reason=noresource"
+        headers = [("Event", "refer"), ("Subscription-State", state), ("Content-Type", SIPFRAG),
+                   ("Contact", self.contact(call.transport)), ("User-Agent", self.user_agent)]
+        request = call.dialog.create_request("NOTIFY", self._via(call.transport), headers=headers,
+                                             body=sipfrag(status, reason))
+        self._start_client(request, self._dialog_dest(call), call.transport, now, call, "notify")
         return True
 
     # ------------------------------------------------------------------ out-of-dialog requests

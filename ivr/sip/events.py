@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ivr.sip.message import Request, Response
+from ivr.sip.refer import ReferTarget
 
 __all__ = [
     "CallCancelled", "CallConfirmed", "CallEnded", "DtmfInfo", "EndReason", "IncomingCall",
     "OutgoingCallAnswered", "OutgoingCallFailed", "OutgoingCallProgress", "ReOffer", "ReOfferAnswer",
-    "ReferProgress", "RequestReceived", "RequestResult", "UAEvent",
+    "ReferProgress", "ReferReceived", "RequestReceived", "RequestResult", "UAEvent",
 ]
 
 
@@ -134,6 +135,17 @@ class ReferProgress(UAEvent):
     kind: Literal["response", "notify"]
     status: int
     final: bool = False
+
+
+@dataclass(frozen=True)
+class ReferReceived(UAEvent):
+    """(added) The peer of one of our outgoing calls (a phone ivr rang) sent a REFER in that
+    dialog (RFC 3515) and the UA answered 202: the runtime decides and reports how it goes
+    with :meth:`~ivr.sip.client.ClientSide.notify_refer`."""
+
+    call_id: str
+    target: ReferTarget
+    referred_by: str
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ Choices worth knowing (interface additions are marked "added"):
 * ``reject`` and ``respond`` accept extra ``headers`` (added), e.g.
   Retry-After or Warning; ``invite`` accepts ``auth=DigestClient(...)``
   (added) to answer a trunk's 401/407.
+* (added) A REFER from the phone of one of our outgoing calls (a staff transfer)
+  is answered 202 (400 when its Refer-To is unusable) and surfaces as
+  :class:`ReferReceived`; the runner reports progress with ``notify_refer``.
 * A method the UA does not allow gets 405 with Allow when it is a SIP method
   we know of (SUBSCRIBE, REFER...), 501 with Allow when the method is not
   recognised at all (RFC 3261 21.5.2, RFC 4475 3.1.1.2).
@@ -72,6 +75,7 @@ from ivr.sip.events import (
     DtmfInfo,
     IncomingCall,
     ReferProgress,
+    ReferReceived,
     ReOffer,
     ReOfferAnswer,
     RequestReceived,
@@ -89,6 +93,7 @@ from ivr.sip.message import (
     parse_message,
     split_quoted,
 )
+from ivr.sip.refer import ReferError, parse_refer
 from ivr.sip.transaction import (
     InviteServerTransaction,
     NonInviteServerTransaction,
@@ -284,7 +289,8 @@ class UserAgent(ClientSide):
 
     def _validate(self, request: Request, tx: Transaction, now: float) -> bool:
         """RFC 3261 8.2.1-8.2.3: method, URI scheme, merged requests, extensions, content."""
-        if request.method not in self.allow_methods and not self._is_refer_notify(request):
+        if request.method not in self.allow_methods and not self._is_refer_notify(request) \
+                and not self._is_leg_refer(request):
             status = 405 if request.method in KNOWN_METHODS else 501
             self._reply(tx, status, now, headers=[("Allow", ", ".join(self.allow_methods))])
             return False
@@ -622,6 +628,8 @@ class UserAgent(ClientSide):
             self._on_info(call, dialog, request, tx, now)
         elif method == "NOTIFY" and call.refer_pending:
             self._on_refer_notify(call, dialog, request, tx, now)
+        elif method == "REFER" and call.role == "uac":
+            self._on_refer(call, dialog, request, tx, now)
         elif method == "OPTIONS":
             self._reply(tx, 200, now, to_tag=dialog.local_tag,
                         headers=[*self._common_headers(), ("Accept", ACCEPT)])
@@ -635,6 +643,22 @@ class UserAgent(ClientSide):
             return False
         call = self.calls.get(request.call_id)
         return call is not None and call.refer_pending
+
+    def _is_leg_refer(self, request: Request) -> bool:
+        """(added) A REFER from a phone ivr called (our UAC dialog): a staff transfer, allowed
+        although not in Allow.  A caller's REFER on its own inbound call still gets 405."""
+        call = self.calls.get(request.call_id) if request.method == "REFER" and request.to.tag else None
+        return call is not None and call.role == "uac"
+
+    def _on_refer(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
+        """202 to a well-formed REFER (400 otherwise), then :class:`ReferReceived` (RFC 3515 2.4.2)."""
+        try:
+            target = parse_refer(request)
+        except ReferError as exc:
+            self._reply(tx, exc.status, now, to_tag=dialog.local_tag, reason=exc.reason)
+            return
+        self._reply(tx, 202, now, to_tag=dialog.local_tag, headers=[("Contact", self.contact(call.transport))])
+        self._emit(ReferReceived(call.call_id, target, request.headers.get("Referred-By") or ""))
 
     def _on_refer_notify(self, call: Call, dialog: Dialog, request: Request, tx: Transaction, now: float) -> None:
         """NOTIFY of the implicit refer subscription: 200, then the sipfrag status (RFC 3515 2.4.5)."""

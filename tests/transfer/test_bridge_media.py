@@ -153,3 +153,58 @@ def test_caller_hold_plays_hold_music_to_the_callee_and_resume_restores_the_brid
             clock.stop()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_callee_hold_plays_hold_music_to_the_caller_and_resume_restores_the_bridge() -> None:
+    """The phone ivr rang holds (its re-INVITE a=sendonly: our leg becomes recvonly): the caller
+    hears hold music instead of the callee, and the callee's voice again on sendrecv."""
+
+    async def main() -> None:
+        clock = MediaClock(asyncio.get_running_loop())
+        clock.start()
+        music = MusicPlayer([Clip.tone(400, 2.0)], name="moh")
+        released: list[object] = []
+        held: list[tuple[str, bool]] = []
+
+        def acquire() -> MusicPlayer:
+            clock.add_shared(music)
+            return music
+
+        def release(player: object) -> None:
+            clock.remove_shared(music)
+            released.append(player)
+
+        try:
+            caller, ivr_a = await linked(clock, g711.PCMU, 101)
+            callee, ivr_b = await linked(clock, g711.PCMA, None)
+            bridge = Bridge(ivr_a, ivr_b, (acquire, release))
+            bridge.on_hold = lambda side, on: held.append((side, on))
+            bridge.start()
+            heard: list[np.ndarray] = []
+            caller.on_audio = heard.append
+            callee.play(Clip.tone(1000, 10.0), prompt_id=1)
+
+            async def listen(frames: int) -> np.ndarray:
+                await ticks(clock, 10)
+                heard.clear()
+                await ticks(clock, frames)
+                return np.concatenate(heard)
+
+            assert share(await listen(40), 1000) > 0.6
+            ivr_b.configure(remote=("127.0.0.1", callee.local_port), payload_type=g711.PCMA, dtmf_pt=None,
+                            direction="recvonly")
+            pcm = await listen(40)
+            assert share(pcm, 400) > 0.6 and share(pcm, 1000) < 0.01, "the caller should hear hold music only"
+            assert held == [("callee", True)] and bridge.holds == 1
+            ivr_b.configure(remote=("127.0.0.1", callee.local_port), payload_type=g711.PCMA, dtmf_pt=None,
+                            direction="sendrecv")
+            pcm = await listen(40)
+            assert share(pcm, 1000) > 0.6 and share(pcm, 400) < 0.01
+            assert held == [("callee", True), ("callee", False)] and released == [music]
+            bridge.stop()
+            for session in (caller, ivr_a, callee, ivr_b):
+                session.close()
+        finally:
+            clock.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
