@@ -11,7 +11,9 @@ input (see :class:`~ivr.sip.transport.SipEndpoint`): new calls get a
 :class:`~ivr.runtime.call.CallRunner`, call events go to theirs, REGISTER goes
 to the registrar (:mod:`ivr.sip.registrar`), other out-of-dialog requests the
 agent hands over are answered 405.  A watchdog (:mod:`ivr.runtime.watchdog`)
-logs ``loop_stall`` whenever the event loop stops turning for more than 50 ms.
+logs ``loop_stall`` whenever the event loop stops turning for more than
+``stall_threshold`` (20 ms).  Admission control (:mod:`ivr.runtime.overload`) is the user
+agent's gate: per-address request rates, and new INVITEs shed with 503 while the loop lags.
 
 SIGTERM (or SIGINT) drains: the user agent answers new INVITEs and OPTIONS
 with 503 (a dispatcher stops sending calls), running calls go on; the process
@@ -50,6 +52,7 @@ from ivr.media.clock import get_clock
 from ivr.media.ports import pool_for
 from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.overload import Admission
 from ivr.runtime.prepare import prepare_hold_music, warm
 from ivr.runtime.reload import Reloader
 from ivr.runtime.services import Services
@@ -125,6 +128,7 @@ class Server:
         self.ua: ServerAgent | None = None  # the user agent, once run() has built it
         self._full = False  # every call slot taken (logged on each change)
         self._voicemail_started = False
+        self.admission = Admission(settings.config.overload)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -132,6 +136,7 @@ class Server:
         contact = contact_address(self.settings.config, host)
         ua = self.ua = ServerAgent(local_host=host, local_port=port, contact_host=contact)
         ua.refusal = self._refusal
+        ua.gate = self.admission
         clock = get_clock()
         services = self.services = Services(
             config=self.settings.config,
@@ -161,7 +166,8 @@ class Server:
         gc.collect()
         gc.freeze()
         clock.start()
-        watchdog = LoopWatchdog(self.calllog)
+        watchdog = LoopWatchdog(self.calllog, threshold=self.settings.config.server.stall_threshold,
+                                on_beat=lambda lag, now: self._on_beat(max(lag, clock.last_lateness), now))
         watchdog.start(loop)
         self._install_signals(loop)
         self.calllog.server("listening", f"listening on {bound.describe()}", pid=_pid())
@@ -194,6 +200,10 @@ class Server:
         recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
         if recovered:
             self.calllog.server("recovered", f"recovered {len(recovered)} voicemail message(s)")
+
+    def _on_beat(self, lag: float, now: float) -> None:
+        for event, message, fields in self.admission.beat(lag, now):
+            self.calllog.server(event, message, **fields)
 
     def _blocked(self, ip: str) -> bool:
         """The registrar's throttle (the current generation's: a reload may change the extensions)."""
@@ -282,6 +292,8 @@ class Server:
         """Why a new call cannot be taken now ("" if it can): every slot or every RTP port busy."""
         if len(self.calls) >= self.settings.call_limit:
             return "capacity"
+        if self.admission.shedding:
+            return "overload"
         pool = pool_for(self.settings.config.server.rtp_ports)
         if len(pool.in_use) >= pool.pairs:  # transfer legs hold pairs too
             return "rtp_ports"
