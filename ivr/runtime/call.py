@@ -549,6 +549,7 @@ class CallRunner:
                 action.barge_in,
                 lambda: tts.render(action.text, voice=voice, rate=rate),
                 f"say {action.text[:40]!r}",
+                lambda: tts.cached(action.text, voice=voice, rate=rate),
             )
         )
 

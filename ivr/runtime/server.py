@@ -53,9 +53,9 @@ from ivr.media.ports import pool_for
 from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.overload import Admission
-from ivr.runtime.prepare import prepare_hold_music, warm
+from ivr.runtime.prepare import prepare_hold_music, start_workers, warm
 from ivr.runtime.reload import Reloader
-from ivr.runtime.services import Services
+from ivr.runtime.services import WORKERS, Services
 from ivr.runtime.settings import ServeSettings
 from ivr.runtime.watchdog import LoopWatchdog
 from ivr.sip.events import (
@@ -160,6 +160,7 @@ class Server:
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         prepare_hold_music(services)
         warm(services, self.program)  # directories read, speech model loaded: not in a caller's turn
+        start_workers(services.executor, WORKERS)
         self.start_voicemail(services)
         # Start-up objects (flow tables, codec tables, decoded prompts) live as long as the
         # process: freezing them keeps full garbage collections short during calls.

@@ -69,6 +69,10 @@ def kept_engines(old: Config, new: Config) -> set[str]:
     return keep
 
 
+#: Threads of the pool that renders, decodes and recognises off the event loop.
+WORKERS = 8
+
+
 @dataclass
 class Services:
     """Shared state and engines for the calls of one server process.
@@ -87,7 +91,7 @@ class Services:
     contact_host: str
     media_host: str
     endpoint: SipEndpoint | None = None
-    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, "ivr-worker"))
+    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(WORKERS, "ivr-worker"))
     # The outside world's edges that are not the user agent: the wall clock (flows, schedules,
     # the voicemail store) and where a call's audio goes.  ``ivr serve`` keeps the defaults (the
     # system clock, RTP sockets); the simulator (ivr.runtime.simulate) fills both with its own.
