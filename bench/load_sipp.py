@@ -32,6 +32,9 @@ second for ``--seconds`` (10 s worth) with ``-trace_rtt`` and ``-trace_stat``; p
 ok, INVITE-to-200 p50/p99/max (sipp's response times), retransmissions, the CPU ivr used over
 the run, and its loop stalls.
 
+``--max-lag D`` sets ivr's ``[overload] max_lag`` (``0``: never shed new calls while the loop
+lags, to measure set-up cost alone on a machine others load too).
+
 ``--flood R``: overload.  sipp bound to 127.0.0.2 floods 1 s calls at R per second
 (``--flood-calls`` in all) while sipp bound to 127.0.0.3 places ``--calls`` ordinary calls at
 ``--rate``; ivr runs with its default ``[overload]`` settings.  Printed: the ordinary calls'
@@ -201,6 +204,7 @@ def caller_audio(folder: Path) -> Path:
 #: sipp places every call of the density and set-up modes from 127.0.0.1: trusted, as a proxy in
 #: front would be (the per-address rate limit would refuse it); shedding on loop lag stays on.
 OVERLOAD_TRUSTED = '[overload]\ntrusted = ["127.0.0.1"]\n'
+MAX_LAG: str | None = None  # --max-lag: ivr's [overload] max_lag ("0" measures without shedding)
 
 PIN = True  # --no-pin: let the scheduler place sipp and ivr (better on a machine others use too)
 
@@ -218,6 +222,8 @@ class Server:
     """
 
     def __init__(self, folder: Path, rtp: tuple[int, int], overload: str = OVERLOAD_TRUSTED) -> None:
+        if MAX_LAG is not None:
+            overload = (overload or "[overload]\n") + f'max_lag = "{MAX_LAG}"\n'
         flow = folder / "bench.ivr"
         flow.write_text(FLOW)
         (folder / "ivr.toml").write_text(
@@ -558,6 +564,14 @@ def start_sipp(server: Server, folder: Path, ip: str, args: list[str], core: int
     return SippRun(proc, folder)
 
 
+def keep(folder: Path) -> None:
+    """LOAD_SIPP_KEEP=DIR: copy the run's folder (ivr's log, sipp's traces) there, for digging."""
+    target = os.environ.get("LOAD_SIPP_KEEP")
+    if target:
+        shutil.copytree(folder, Path(target) / folder.name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.pcapng", "data"))
+
+
 def rss_peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -579,6 +593,7 @@ def run_setup_rate(rate: float, seconds: float, folder: Path) -> int:
         cpu1, wall = cpu_times(server.proc.pid), time.monotonic() - t0
     finally:
         server.stop()
+    keep(folder)
     rtts = run.response_times()
     ok, failed = run.counter("Successful call"), run.counter("Failed call")
     user, kernel = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
@@ -615,6 +630,7 @@ def run_flood(flood_rate: float, flood_calls: int, calls: int, rate: float, fold
         time.sleep(FLOOD_LOG_INTERVAL + 0.5)  # the last refusals are logged at the end of their interval
     finally:
         server.stop()
+    keep(folder)
     rtts = ordinary.response_times()
     ok = ordinary.counter("Successful call")
     refused = [r for r in server.records if r.get("event") == "refused"]
@@ -657,8 +673,10 @@ def main() -> int:
     parser.add_argument("--flood", type=float, help="flood mode: INVITEs per second from 127.0.0.2")
     parser.add_argument("--flood-calls", type=int, default=8000, help="flood mode: calls the flood places in all")
     parser.add_argument("--calls", type=int, default=20, help="flood mode: ordinary calls from 127.0.0.3")
+    parser.add_argument("--max-lag", help="ivr's [overload] max_lag, e.g. 0 (never shed) or 50ms (default: ivr's)")
     args = parser.parse_args()
-    global PIN, PROFILE, HOLD, DUPLEX
+    global PIN, PROFILE, HOLD, DUPLEX, MAX_LAG
+    MAX_LAG = args.max_lag
     PIN = not args.no_pin
     PROFILE = args.profile
     HOLD = args.hold

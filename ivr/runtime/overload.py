@@ -9,12 +9,16 @@ pair or a flow is spent on the request:
 * per address: a :class:`~ivr.sip.throttle.RateLimiter` (``[overload] rate`` and
   ``burst``; ``trusted`` addresses exempt).  An INVITE over its address's rate is shed
   (503 with Retry-After), a REGISTER or OPTIONS dropped unread (a scanner gets silence);
-* for everyone: while the event loop lags (the smoothed lateness of the watchdog's
-  heartbeat and of the media clock's tick, above ``max_lag``) every new INVITE is shed
-  with 503 and Retry-After, in the spirit of RFC 7339's overload control: the callers,
-  or the proxy in front, try again later or elsewhere, and calls already up keep their
-  quality.  Shedding lasts at least :data:`MIN_SHED` seconds and ends when the lag is
-  below half of ``max_lag`` (hysteresis, so it does not flap).
+* under load: while the event loop lags (the smoothed lateness of the watchdog's
+  heartbeat and of the media clock's tick, above ``max_lag``) new INVITEs are shed with
+  503 and Retry-After, in the spirit of RFC 7339's overload control: the callers, or the
+  proxy in front, try again later or elsewhere, and calls already up keep their quality.
+  So that a flood starves no one, the heavy senders go first: a source sending well
+  within its rate (a caller; :meth:`~ivr.sip.throttle.RateLimiter.within_rate`) still
+  gets its calls until the lag is :data:`SEVERE` times ``max_lag``; then every new
+  INVITE is shed (a flood from many addresses, each within its rate).  Trusted addresses
+  speak for many callers and count as heavy.  Shedding lasts at least :data:`MIN_SHED`
+  seconds and ends when the lag is below half of ``max_lag`` (hysteresis).
 
 Sans-IO: it is told the time and the lag (:meth:`Admission.beat`, from the watchdog's
 heartbeat on the loop), and hands back the log records to write: one when shedding
@@ -33,6 +37,8 @@ from ivr.sip.throttle import RateLimiter, Refusals, RefusalTally, Verdict
 SMOOTHING = 0.25
 #: Once shedding starts it lasts at least this long (seconds).
 MIN_SHED = 1.0
+#: Above this many times ``max_lag``, callers within their rate are shed too.
+SEVERE = 2.0
 
 Record = tuple[str, str, dict[str, Any]]  # (event, message, fields) for CallLog.server
 
@@ -61,11 +67,16 @@ class Admission:
             self.limited += 1
             self.tally.refuse(ip, "rate", now)
             return Verdict.SHED if method == "INVITE" else Verdict.DROP
-        if self.shedding and method == "INVITE":
+        if self.shedding and method == "INVITE" and not self._spared(ip, now):
             self.shed += 1
             self.tally.refuse(ip, "overload", now)
             return Verdict.SHED
         return Verdict.TAKE
+
+    def _spared(self, ip: str, now: float) -> bool:
+        """While shedding, a source within its rate keeps its calls unless the lag is severe."""
+        light = self.limiter is not None and self.limiter.within_rate(ip, now)
+        return light and self.lag <= SEVERE * self.config.max_lag
 
     def beat(self, lag: float, now: float) -> list[Record]:
         """One heartbeat of the loop, ``lag`` seconds late: update the state, return what to log."""

@@ -135,7 +135,7 @@ class Server:
         host, port = self.settings.listen
         contact = contact_address(self.settings.config, host)
         ua = self.ua = ServerAgent(local_host=host, local_port=port, contact_host=contact)
-        ua.refusal = self._refusal
+        ua.refusal = self._options_refusal
         ua.gate = self.admission
         clock = get_clock()
         services = self.services = Services(
@@ -293,12 +293,14 @@ class Server:
         """Why a new call cannot be taken now ("" if it can): every slot or every RTP port busy."""
         if len(self.calls) >= self.settings.call_limit:
             return "capacity"
-        if self.admission.shedding:
-            return "overload"
         pool = pool_for(self.settings.config.server.rtp_ports)
         if len(pool.in_use) >= pool.pairs:  # transfer legs hold pairs too
             return "rtp_ports"
         return ""
+
+    def _options_refusal(self) -> str:
+        """Why OPTIONS answers 503: a new call would be refused, or new calls are being shed."""
+        return self._refusal() or ("overload" if self.admission.shedding else "")
 
     def _refuse(self, event: IncomingCall, reason: str) -> None:
         """503 with Retry-After (RFC 3261 section 21.5.4): the caller or its proxy tries again later."""

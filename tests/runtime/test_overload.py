@@ -53,9 +53,19 @@ def test_one_late_beat_does_not_shed_but_a_lasting_lag_does() -> None:
     assert not adm.shedding
     assert beats(adm, 0.04, 0.01, 0.1)[:1] == ["overload"]
     assert adm.shedding
-    assert adm.check("INVITE", PROXY, 0.2) is Verdict.SHED  # everyone's new calls, trusted too
-    assert adm.check("INVITE", CALLER, 0.2) is Verdict.SHED
-    assert adm.check("REGISTER", CALLER, 0.2) is Verdict.TAKE  # only new calls cost a flow
+    assert adm.check("INVITE", PROXY, 0.2) is Verdict.SHED  # a proxy speaks for many: it goes elsewhere
+    assert adm.check("REGISTER", PROXY, 0.2) is Verdict.TAKE  # only new calls cost a flow
+
+
+def test_while_shedding_heavy_senders_go_first_and_callers_within_their_rate_last() -> None:
+    adm = admission(max_lag=0.03)  # rate 10/s, burst 5
+    beats(adm, 0.05, 0.0, 0.2)  # smoothed lag near 50 ms: shedding, not yet severe
+    flood = [adm.check("INVITE", FLOOD, 0.2 + n / 100) for n in range(8)]  # 100/s: over its rate
+    assert flood[-3:] == [Verdict.SHED] * 3
+    assert [adm.check("INVITE", CALLER, 0.3 + n / 2) for n in range(3)] == [Verdict.TAKE] * 3  # 2/s: spared
+    beats(adm, 0.08, 1.5, 0.3)  # now above twice max_lag: severe
+    assert adm.lag > 0.06
+    assert adm.check("INVITE", CALLER, 1.9) is Verdict.SHED
 
 
 def test_shedding_lasts_a_while_and_ends_when_the_lag_is_half_the_limit() -> None:

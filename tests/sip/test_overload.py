@@ -77,6 +77,18 @@ def test_trusted_addresses_and_networks_are_never_limited() -> None:
     assert [limiter.allow("10.0.0.6", 0.0) for _ in range(2)] == [True, False]
 
 
+def test_within_rate_tells_a_caller_from_a_flood() -> None:
+    limiter = RateLimiter(rate=10, burst=20, trusted=["10.0.0.5"])
+    for n in range(4):  # one request every half second: its bucket stays full
+        limiter.allow("10.0.0.1", n / 2)
+    assert limiter.within_rate("10.0.0.1", 1.5)
+    for n in range(15):  # 100 a second
+        limiter.allow("10.0.0.2", n / 100)
+    assert not limiter.within_rate("10.0.0.2", 0.15)
+    assert limiter.within_rate("10.0.0.3", 0.0)  # never seen
+    assert not limiter.within_rate("10.0.0.5", 0.0)  # a trusted proxy speaks for many
+
+
 def test_a_bad_trusted_entry_is_refused() -> None:
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 network"):
         RateLimiter(rate=1, burst=1, trusted=["kamailio.local"])
