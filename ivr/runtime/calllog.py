@@ -45,6 +45,9 @@ def describe(item: Event | Action) -> dict[str, Any]:
     return out
 
 
+#: After each batch the writer rests this long (seconds), so records logged meanwhile pile up
+#: for the next batch instead of waking the writer (and asking the loop for the GIL) one by one.
+WRITE_PAUSE = 0.01
 #: Records queued for the writer thread at most; more are dropped and counted (about 20 s
 #: of the log of 1,000 calls setting up at once: a writer that far behind is stuck).
 MAX_QUEUED = 50_000
@@ -88,21 +91,21 @@ class CallLog:
         q = self._queue
         reported = 0
         while True:
-            record = q.get()
-            lines: list[str] = []
-            while record is not None and len(lines) < 1000:
-                lines.append(self._format(record))
+            batch = [q.get()]
+            while len(batch) < 1000 and batch[-1] is not None:
                 try:
-                    record = q.get_nowait()
+                    batch.append(q.get_nowait())
                 except queue.Empty:
                     break
+            lines = [self._format(r) for r in batch if r is not None]
             if self.dropped != reported:
                 lines.append(self._format(self._dropped_record(self.dropped - reported)))
                 reported = self.dropped
             if lines:
                 self._emit("".join(lines))
-            if record is None:
+            if batch[-1] is None:
                 return
+            time.sleep(WRITE_PAUSE)
 
     @staticmethod
     def _dropped_record(count: int) -> dict[str, Any]:

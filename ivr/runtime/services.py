@@ -25,7 +25,7 @@ from ivr.config import Config
 from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.switches import SwitchError, read_switches
+from ivr.runtime.switches import SwitchError, SwitchReader
 
 if TYPE_CHECKING:
     from ivr.directory.source import DirectoryBook
@@ -98,6 +98,7 @@ class Services:
     wall: Callable[[], float] = time.time
     media_factory: Callable[[], Awaitable[CallMedia]] | None = None
     _lazy: dict[str, Any] = field(default_factory=dict)
+    _switches: SwitchReader = field(default_factory=SwitchReader)  # switches.json, re-read when it changes
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
     legs: dict[str, Callable[[object], bool | None]] = field(default_factory=dict)
     # Transfers ringing now, for call pickup (ivr.runtime.transfer.pick_up)
@@ -293,7 +294,7 @@ class Services:
     def switches(self) -> dict[str, bool]:
         """The manual switches' current positions (``ivr switch NAME on|off``), read per call."""
         try:
-            return read_switches(self.data)
+            return self._switches.read(self.data)
         except SwitchError:  # a damaged state file must not stop calls: log it, every switch off
             log.exception("cannot read switch state in %s", self.data)
             return {}

@@ -1,9 +1,10 @@
 """The manual switches' positions (``switch night`` in a flow): the file ``ivr switch`` writes and calls read.
 
 The positions live in ``switches.json`` in the data folder, an object of true/false values such as
-``{"night": true}``; a missing file means every switch is off.  ``ivr serve`` reads the file with
-:func:`read_switches` when a call starts; ``ivr switch`` (:mod:`ivr.commands.switch`) replaces it
-atomically.  :func:`declared_switches` names the switches a deployment's flows declare.
+``{"night": true}``; a missing file means every switch is off.  ``ivr serve`` reads the
+positions when a call starts through a :class:`SwitchReader` (the file is read and parsed again
+only when it changed: one ``stat`` per call on the event loop, not an open, read and parse);
+``ivr switch`` (:mod:`ivr.commands.switch`) replaces it atomically.  :func:`declared_switches` names the switches a deployment's flows declare.
 """
 
 from __future__ import annotations
@@ -40,6 +41,26 @@ def read_switches(data: Path) -> dict[str, bool]:
     if not isinstance(raw, dict) or not all(isinstance(v, bool) for v in raw.values()):
         raise SwitchError(f'{path}: expected an object of true/false values like {{"night": true}}')
     return {str(k): v for k, v in raw.items()}
+
+
+class SwitchReader:
+    """:func:`read_switches` for every call, re-reading the file only when its stat changed."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple[int, int, int] | None = None
+        self._positions: dict[str, bool] = {}
+
+    def read(self, data: Path) -> dict[str, bool]:
+        try:
+            st = switches_path(data).stat()
+        except FileNotFoundError:
+            self._stamp = None
+            return {}
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)  # ivr switch renames a new file into place
+        if stamp != self._stamp:
+            self._positions = read_switches(data)
+            self._stamp = stamp
+        return dict(self._positions)
 
 
 def format_switches(positions: dict[str, bool]) -> str:

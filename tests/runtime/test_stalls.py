@@ -14,6 +14,7 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.watchdog import LoopWatchdog
@@ -96,3 +97,29 @@ def test_the_watchdog_logs_a_stall_over_its_threshold_and_reports_the_lag() -> N
     assert record["event"] == "loop_stall" and record["stalled_ms"] >= 20
     assert any("test_stalls.py" in frame for frame in record["where"])
     assert max(lags) >= 0.09  # the heartbeat after the stall ran that late
+
+
+def test_the_switch_reader_reads_the_file_again_only_when_ivr_switch_replaced_it(tmp_path: Path) -> None:
+    from ivr.commands.switch import write_switch
+    from ivr.runtime.switches import SwitchReader, switches_path
+
+    reader = SwitchReader()
+    assert reader.read(tmp_path) == {}  # no file: every switch off
+    write_switch(tmp_path, "night", True)
+    assert reader.read(tmp_path) == {"night": True}
+    positions = reader.read(tmp_path)
+    positions["night"] = False  # a caller's copy: the reader's own is untouched
+    assert reader.read(tmp_path) == {"night": True}
+    write_switch(tmp_path, "night", False)  # a new file renamed into place
+    assert reader.read(tmp_path) == {"night": False}
+    switches_path(tmp_path).unlink()
+    assert reader.read(tmp_path) == {}
+
+
+def test_a_burst_larger_than_one_batch_is_written_whole_and_in_order() -> None:
+    out = io.StringIO()
+    log = CallLog(out, threaded=True)
+    for n in range(3500):
+        log.server("tick", "t", n=n)
+    log.close()
+    assert [json.loads(line)["n"] for line in out.getvalue().splitlines()] == list(range(3500))
