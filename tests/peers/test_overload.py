@@ -51,7 +51,10 @@ def counter(output: str, name: str) -> int:
 def test_a_flood_from_one_address_starves_no_other_caller(
     ivr_server: Callable[..., Any], sipp: Callable[..., Any], tmp_path: Path
 ) -> None:
-    server = ivr_server("menu.ivr", sections=f'[overload]\nlog_interval = "{LOG_INTERVAL:g}s"\n')
+    # max_lag = 0: shedding on the loop's lag depends on how busy the machine is (CI runs many
+    # tests at once); that rule is tested on a fake clock (tests/runtime/test_overload.py).
+    # Here the per-address rule alone, end to end, with its default rate and burst.
+    server = ivr_server("menu.ivr", sections=f'[overload]\nlog_interval = "{LOG_INTERVAL:g}s"\nmax_lag = 0\n')
     flood = sipp_from(FLOOD_IP, server, tmp_path / "flood",
                       ["-sn", "uac", "-r", str(FLOOD_RATE), "-m", str(FLOOD_CALLS), "-l", str(FLOOD_CALLS)])
     callers = sipp_from(CALLER_IP, server, tmp_path / "callers",
@@ -64,9 +67,9 @@ def test_a_flood_from_one_address_starves_no_other_caller(
     flood_ok, flood_failed = counter(flood_out, "Successful call"), counter(flood_out, "Failed call")
     assert flood_ok + flood_failed == FLOOD_CALLS
     assert flood_failed > FLOOD_CALLS // 2, flood_out[-2000:]  # most of the flood was refused ...
-    assert flood_ok >= 40  # ... after its burst
+    assert flood_ok >= 40  # ... after its burst of 40
     refused_503 = sum(1 for _ in re.finditer(r"SIP/2.0 503", (tmp_path / "flood" / "errors.log").read_text()))
-    assert refused_503 > 0  # sipp's error log shows the 503s it did not expect
+    assert refused_503 > FLOOD_CALLS // 2  # sipp's error log shows the 503s it did not expect
 
     # Every refused INVITE is counted in the log, in one line per source and interval.
     counted = 0
@@ -74,13 +77,13 @@ def test_a_flood_from_one_address_starves_no_other_caller(
     def all_counted(record: dict[str, Any]) -> bool:
         nonlocal counted
         counted += record["count"] if record.get("event") == "refused" else 0
-        return counted >= flood_failed
+        return counted >= refused_503
 
     server.wait_for(all_counted, timeout=3 * LOG_INTERVAL + 10, what="refused records counting every 503")
     refused = [r for r in server.records if r.get("event") == "refused"]
     assert {r["source"] for r in refused} == {FLOOD_IP}
     assert {r["reason"] for r in refused} == {"rate"}
-    assert sum(r["count"] for r in refused) >= flood_failed
+    assert sum(r["count"] for r in refused) >= refused_503  # retransmitted INVITEs are refused again
     assert len(refused) <= 2 + (FLOOD_CALLS / FLOOD_RATE + 3) / LOG_INTERVAL  # not one per request
     stamps = [time.mktime(time.strptime(r["ts"][:19], "%Y-%m-%dT%H:%M:%S")) + float(r["ts"][19:-1]) for r in refused]
     assert all(b - a >= LOG_INTERVAL - 0.01 for a, b in zip(stamps, stamps[1:], strict=False))
