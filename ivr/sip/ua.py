@@ -60,6 +60,7 @@ Choices worth knowing (interface additions are marked "added"):
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Hashable, Iterable
@@ -114,6 +115,7 @@ URI_SCHEMES = ("sip", "sips", "tel")
 ACCEPT = "application/sdp"
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every INVITE: an address's answer never changes
 def _is_private(host: str) -> bool:
     try:
         addr = ip_address(host.strip("[]"))
