@@ -599,11 +599,12 @@ def run_setup_rate(rate: float, seconds: float, folder: Path) -> int:
     user, kernel = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     count, longest = stalls(server.records)
     print("rate/s  calls    ok  failed  retrans  invite-200 p50/p99/max ms  cpu% (user/kernel)  cpu ms/call  stalls (max ms)"
-          "  shed (overload periods)")
+          "  503s (overload periods)")
     print(f"{rate:6g} {calls:6d} {ok:5d} {failed:7d} {run.stat('Retransmissions(C)'):8d} "
           f"{_pct(rtts, 50):8.1f}/{_pct(rtts, 99):6.1f}/{max(rtts, default=0):<8.1f} "
           f"{(user + kernel) / wall * 100:7.1f} ({user / wall * 100:.0f}/{kernel / wall * 100:.0f})   "
-          f"{(user + kernel) / max(ok, 1) * 1000:10.2f}  {count:6d} ({longest})  {shed(server.records)}", flush=True)
+          f"{(user + kernel) / max(ok, 1) * 1000:10.2f}  {count:6d} ({longest})  {run.stat('FailedUnexpectedMessage(C)')} "
+          f"({sum(1 for r in server.records if r.get('event') == 'overload')})", flush=True)
     return 0 if ok == calls else 1
 
 

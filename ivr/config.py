@@ -187,8 +187,8 @@ class RegistrarConfig:
 class OverloadConfig:
     """``[overload]``: per-address request rates and shedding new calls while the loop lags."""
 
-    rate: float = 20.0  # INVITE+REGISTER+OPTIONS per second from one address; 0: no per-address limit
-    burst: int = 40  # requests one address may send at once before its rate applies
+    rate: float = 50.0  # INVITE+REGISTER+OPTIONS per second from one address; 0: no per-address limit
+    burst: int = 200  # requests one address may send at once (an office behind one NAT address)
     trusted: tuple[str, ...] = ()  # addresses or networks never rate-limited (a proxy in front)
     max_lag: float = 0.030  # shed new INVITEs while the loop's smoothed lag is above this; 0: never
     retry_after: int = 2  # seconds, in the 503 that sheds a new INVITE

@@ -45,9 +45,6 @@ def describe(item: Event | Action) -> dict[str, Any]:
     return out
 
 
-#: After each batch the writer rests this long (seconds), so records logged meanwhile pile up
-#: for the next batch instead of waking the writer (and asking the loop for the GIL) one by one.
-WRITE_PAUSE = 0.01
 #: Records queued for the writer thread at most; more are dropped and counted (about 20 s
 #: of the log of 1,000 calls setting up at once: a writer that far behind is stuck).
 MAX_QUEUED = 50_000
@@ -105,7 +102,6 @@ class CallLog:
                 self._emit("".join(lines))
             if batch[-1] is None:
                 return
-            time.sleep(WRITE_PAUSE)
 
     @staticmethod
     def _dropped_record(count: int) -> dict[str, Any]:

@@ -17,7 +17,8 @@ pair or a flow is spent on the request:
   within its rate (a caller; :meth:`~ivr.sip.throttle.RateLimiter.within_rate`) still
   gets its calls until the lag is :data:`SEVERE` times ``max_lag``; then every new
   INVITE is shed (a flood from many addresses, each within its rate).  Trusted addresses
-  speak for many callers and count as heavy.  Shedding lasts at least :data:`MIN_SHED`
+  speak for many callers and count as heavy.  With no call up there is no one to protect
+  (a lag then is start-up work or another program): nothing is shed.  Shedding lasts at least :data:`MIN_SHED`
   seconds and ends when the lag is below half of ``max_lag`` (hysteresis).
 
 Sans-IO: it is told the time and the lag (:meth:`Admission.beat`, from the watchdog's
@@ -37,8 +38,9 @@ from ivr.sip.throttle import RateLimiter, Refusals, RefusalTally, Verdict
 SMOOTHING = 0.25
 #: Once shedding starts it lasts at least this long (seconds).
 MIN_SHED = 1.0
-#: Above this many times ``max_lag``, callers within their rate are shed too.
-SEVERE = 2.0
+#: Above this many times ``max_lag`` (a loop that far behind is collapsing), callers within
+#: their rate are shed too: a flood from many addresses, each within its rate.
+SEVERE = 4.0
 
 Record = tuple[str, str, dict[str, Any]]  # (event, message, fields) for CallLog.server
 
@@ -51,6 +53,7 @@ class Admission:
         self.shedding = False
         self._since = 0.0
         self.shed = 0  # new INVITEs shed while the loop lagged, in all
+        self.calls = 0  # calls up, told by the server: with none, shedding protects no one
         self.limited = 0  # requests refused over their address's rate, in all
         self.configure(config)
 
@@ -67,7 +70,7 @@ class Admission:
             self.limited += 1
             self.tally.refuse(ip, "rate", now)
             return Verdict.SHED if method == "INVITE" else Verdict.DROP
-        if self.shedding and method == "INVITE" and not self._spared(ip, now):
+        if self.shedding and self.calls and method == "INVITE" and not self._spared(ip, now):
             self.shed += 1
             self.tally.refuse(ip, "overload", now)
             return Verdict.SHED

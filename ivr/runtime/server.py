@@ -324,6 +324,7 @@ class Server:
 
     def update_capacity(self) -> None:
         """Log when the call slots fill up and when one is free again (OPTIONS asks _refusal itself)."""
+        self.admission.calls = len(self.calls)
         full = len(self.calls) >= self.settings.call_limit
         if full != self._full:
             self._full = full

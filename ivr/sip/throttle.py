@@ -183,12 +183,13 @@ class RateLimiter:
         return allowed
 
     def within_rate(self, ip: str, now: float) -> bool:
-        """True when ``ip`` is not trusted and its bucket is (nearly) full: it has been sending
-        well within its rate, as a caller does (a flood, or a proxy speaking for many, has not)."""
+        """True when ``ip`` is not trusted and its bucket is at least half full: it has been
+        sending within its rate, as callers (and phones registering) do; a flood, or a proxy
+        speaking for many, has not."""
         if self.trusted(ip):
             return False
         tokens, at = self._buckets.get(ip, (self.burst, now))
-        return min(self.burst, tokens + (now - at) * self.rate) >= self.burst - 2
+        return min(self.burst, tokens + (now - at) * self.rate) >= self.burst / 2
 
     def _bound(self, now: float) -> None:
         target = self.max_sources * 9 // 10

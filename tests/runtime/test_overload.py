@@ -16,7 +16,9 @@ FLOOD, CALLER, PROXY = "127.0.0.2", "127.0.0.3", "10.0.0.5"
 
 
 def admission(**overrides: object) -> Admission:
-    return Admission(OverloadConfig(**{"rate": 10.0, "burst": 5, "trusted": (PROXY,), **overrides}))  # type: ignore[arg-type]
+    adm = Admission(OverloadConfig(**{"rate": 10.0, "burst": 5, "trusted": (PROXY,), **overrides}))  # type: ignore[arg-type]
+    adm.calls = 10  # calls up, as the server tells it
+    return adm
 
 
 def beats(adm: Admission, lag: float, start: float, seconds: float) -> list[str]:
@@ -63,8 +65,8 @@ def test_while_shedding_heavy_senders_go_first_and_callers_within_their_rate_las
     flood = [adm.check("INVITE", FLOOD, 0.2 + n / 100) for n in range(8)]  # 100/s: over its rate
     assert flood[-3:] == [Verdict.SHED] * 3
     assert [adm.check("INVITE", CALLER, 0.3 + n / 2) for n in range(3)] == [Verdict.TAKE] * 3  # 2/s: spared
-    beats(adm, 0.08, 1.5, 0.3)  # now above twice max_lag: severe
-    assert adm.lag > 0.06
+    beats(adm, 0.15, 1.5, 0.3)  # now above four times max_lag: severe
+    assert adm.lag > 0.12
     assert adm.check("INVITE", CALLER, 1.9) is Verdict.SHED
 
 
@@ -75,6 +77,16 @@ def test_shedding_lasts_a_while_and_ends_when_the_lag_is_half_the_limit() -> Non
     assert adm.shedding
     assert beats(adm, 0.0, MIN_SHED, 0.2) == ["overload_over"]
     assert adm.check("INVITE", CALLER, MIN_SHED + 0.3) is Verdict.TAKE
+
+
+def test_with_no_call_up_nothing_is_shed() -> None:
+    adm = admission(max_lag=0.03)
+    adm.calls = 0  # a lag at start-up, or another program's: no call to protect
+    beats(adm, 0.2, 0.0, 0.5)
+    assert adm.shedding
+    assert adm.check("INVITE", PROXY, 0.5) is Verdict.TAKE
+    adm.calls = 1
+    assert adm.check("INVITE", PROXY, 0.5) is Verdict.SHED
 
 
 def test_max_lag_zero_never_sheds() -> None:

@@ -82,10 +82,13 @@ def test_within_rate_tells_a_caller_from_a_flood() -> None:
     for n in range(4):  # one request every half second: its bucket stays full
         limiter.allow("10.0.0.1", n / 2)
     assert limiter.within_rate("10.0.0.1", 1.5)
+    for _ in range(9):  # phones registering together: a few requests at once, half the burst left
+        limiter.allow("10.0.0.3", 0.0)
+    assert limiter.within_rate("10.0.0.3", 0.0)
     for n in range(15):  # 100 a second
         limiter.allow("10.0.0.2", n / 100)
     assert not limiter.within_rate("10.0.0.2", 0.15)
-    assert limiter.within_rate("10.0.0.3", 0.0)  # never seen
+    assert limiter.within_rate("10.0.0.4", 0.0)  # never seen
     assert not limiter.within_rate("10.0.0.5", 0.0)  # a trusted proxy speaks for many
 
 
