@@ -17,7 +17,33 @@ The pass bar (/work/shared/PEERS.md): every call succeeds, no RTP packet lost, p
 <= 5 ms, p99 of max delta <= 40 ms.  Bounded: sipp -m N with -timeout, every wait has a limit.
 sipp is pinned to core 0 and ivr to core 1 when the machine has two cores or more.
 
-    python bench/load_sipp.py [--steps 50,100,200] [--rate 20] [--profile FILE]
+    python bench/load_sipp.py [--steps 50,100,200] [--rate 20] [--profile FILE] [--duplex]
+    python bench/load_sipp.py --setup-rate 100 [--seconds 10]
+    python bench/load_sipp.py --flood 400 [--flood-calls 8000] [--calls 20] [--rate 2]
+
+``--duplex``: callers that talk.  Every caller streams speech (rendered by ivr's own TTS and
+G.711 encoder into raw PCMU) in a loop for the whole call with sipp's ``rtp_stream``, offering
+PCMU only, and presses 1 from the same stream's port; the table then has both directions:
+what ivr sent (the capture, as above) and what the callers sent and ivr received (capture
+against ivr's own count of received packets in its ``ended`` records).
+
+``--setup-rate R``: call set-up cost.  sipp's ``uac`` places 1 s calls (``-d 1000``) at R per
+second for ``--seconds`` (10 s worth) with ``-trace_rtt`` and ``-trace_stat``; printed: calls
+ok, INVITE-to-200 p50/p99/max (sipp's response times), retransmissions, the CPU ivr used over
+the run, and its loop stalls.
+
+``--max-lag D`` sets ivr's ``[overload] max_lag`` (``0``: never shed new calls while the loop
+lags, to measure set-up cost alone on a machine others load too).
+
+``--flood R``: overload.  sipp bound to 127.0.0.2 floods 1 s calls at R per second
+(``--flood-calls`` in all) while sipp bound to 127.0.0.3 places ``--calls`` ordinary calls at
+``--rate``; ivr runs with its default ``[overload]`` settings.  Printed: the ordinary calls'
+success and INVITE-to-200 p50/p99, the flood's calls ok / failed (503 or dropped), ivr's
+``refused`` log records (count and lines), its peak RSS and loop stalls.
+
+Every mode also prints the floor: the CPU one loopback ``sendto`` of an RTP-sized datagram
+costs this process (user and kernel), measured the same way (``/proc``), so CPU per call per
+tick reads as a ratio to what the kernel alone must spend.
 
 ``--hold SECONDS`` keeps every call SECONDS after its key instead of 10 s and measures the CPU in
 the steady state (every call on hold music, 4 s after the last key, for 5 s): the figure to compare
@@ -38,6 +64,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +111,13 @@ class Step:
     delta_max: float = 0.0
     jitter_p99: float = 0.0
     jitter_max: float = 0.0
+    stalls: int = 0  # loop_stall records of ivr's watchdog
+    stall_max_ms: int = 0
+    # --duplex: what the callers sent (capture) and what ivr counted as received (its ended records)
+    rx_streams: int = 0
+    rx_packets: int = 0
+    rx_lost: int = 0
+    ivr_received: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -115,17 +149,62 @@ STEADY_WINDOW = 5.0
 
 
 def scenario(folder: Path) -> Path:
-    """The call scenario; with --hold, a copy whose pause after the key lasts HOLD seconds."""
-    if not HOLD:
+    """The call scenario; with --hold, a copy whose pause after the key lasts HOLD seconds; with --duplex,
+    a caller who talks all along and presses 1 in-band (:func:`duplex_scenario`)."""
+    if not HOLD and not DUPLEX:
         return SCENARIO
     text = SCENARIO.read_text(encoding="iso-8859-1")
-    held = text.replace('<pause milliseconds="10000"/>', f'<pause milliseconds="{int(HOLD * 1000)}"/>')
-    if held == text:
+    held = text.replace('<pause milliseconds="10000"/>', f'<pause milliseconds="{int((HOLD or 10) * 1000)}"/>')
+    if HOLD and held == text:
         raise SystemExit(f"{SCENARIO} has no 10 s pause after the key to lengthen")
+    if DUPLEX:
+        held = duplex_scenario(held, caller_audio(folder))
     path = folder / "held_call.xml"
     path.write_text(held, encoding="iso-8859-1")
     return path
 
+
+DUPLEX = False  # --duplex: callers stream speech for the whole call
+CALLER_SPEECH = ("Hello, I am calling about the invoice I received last week. "
+                 "Could somebody please call me back this afternoon?")
+KEY_AT = 6.0  # s into the caller's stream: the in-band key 1 (the send-only scenario presses it at 6 s too)
+
+
+def duplex_scenario(text: str, audio: Path) -> str:
+    """The call with a PCMU-only offer from sipp's rtp_stream port, the stream looping from the ACK on,
+    and no RFC 4733 key (the key is in the stream: with symmetric RTP ivr accepts one source only)."""
+    offer = "m=audio [media_port] RTP/AVP 0 8 101"
+    if offer not in text or "dtmf_2833_1.pcap" not in text:
+        raise SystemExit(f"{SCENARIO} changed: no {offer!r} or no RFC 4733 key to replace")
+    text = text.replace(offer, "m=audio [rtpstream_audio_port] RTP/AVP 0")
+    text = re.sub(r"\s*a=rtpmap:8 PCMA/8000|\s*a=rtpmap:101 telephone-event/8000|\s*a=fmtp:101 0-15", "", text)
+    text = text.replace('<exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_1.pcap"/>', '<log message="key"/>')
+    stream = f'  <nop>\n    <action>\n      <exec rtp_stream="{audio},-1,0"/>\n    </action>\n  </nop>\n'
+    return text.replace('  <pause milliseconds="6000"/>', stream + '  <pause milliseconds="6000"/>', 1)
+
+
+def caller_audio(folder: Path) -> Path:
+    """Raw PCMU of a caller talking, with key 1 in-band at KEY_AT s: ivr's own TTS, DTMF and G.711 encoder."""
+    import numpy as np
+
+    from ivr.media.dtmf import dtmf_tone
+    from ivr.media.g711 import ulaw_encode
+    from ivr.media.tts import TtsEngine
+
+    speech = TtsEngine(folder / "tts").render(CALLER_SPEECH).pcm
+    gap = np.zeros(4000, dtype=np.int16)
+    before = np.concatenate([speech, gap])[: int(KEY_AT * 8000)]
+    before = np.concatenate([before, np.zeros(int(KEY_AT * 8000) - len(before), dtype=np.int16)])
+    pcm = np.concatenate([before, dtmf_tone("1", 150), gap, speech, gap]).astype(np.int16)
+    path = folder / "caller.ulaw"
+    path.write_bytes(ulaw_encode(pcm[: len(pcm) // 160 * 160]))
+    return path
+
+
+#: sipp places every call of the density and set-up modes from 127.0.0.1: trusted, as a proxy in
+#: front would be (the per-address rate limit would refuse it); shedding on loop lag stays on.
+OVERLOAD_TRUSTED = '[overload]\ntrusted = ["127.0.0.1"]\n'
+MAX_LAG: str | None = None  # --max-lag: ivr's [overload] max_lag ("0" measures without shedding)
 
 PIN = True  # --no-pin: let the scheduler place sipp and ivr (better on a machine others use too)
 
@@ -142,12 +221,15 @@ class Server:
     server's writes and show up as RTP stalls that are the benchmark's own fault.
     """
 
-    def __init__(self, folder: Path, rtp: tuple[int, int], flow_text: str = FLOW, sections: str = "") -> None:
+    def __init__(self, folder: Path, rtp: tuple[int, int], overload: str = OVERLOAD_TRUSTED,
+                 flow_text: str = FLOW, sections: str = "") -> None:
+        if MAX_LAG is not None:
+            overload = (overload or "[overload]\n") + f'max_lag = "{MAX_LAG}"\n'
         flow = folder / "bench.ivr"
         flow.write_text(flow_text)
         (folder / "ivr.toml").write_text(
             f'[server]\nlisten = "127.0.0.1:0"\nrtp_ports = "{rtp[0]}-{rtp[1]}"\nmedia_timeout = "60s"\n'
-            f'[prompts]\nfolders = ["{REPO / "prompts"}"]\n{sections}'
+            f'[prompts]\nfolders = ["{REPO / "prompts"}"]\n{overload}{sections}'
         )
         self.log_path = folder / "ivr.log"
         self.records: list[dict] = []
@@ -213,8 +295,9 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     server = Server(folder, rtp)
     media_port = free_udp_port()
     capture = folder / "rtp.pcapng"
+    direction = "" if DUPLEX else "src "  # duplex: the callers' streams to ivr's ports too
     dumpcap = subprocess.Popen(
-        ["dumpcap", "-q", "-i", "lo", "-f", f"udp src portrange {rtp[0]}-{rtp[1]}", "-w", str(capture)],
+        ["dumpcap", "-q", "-i", "lo", "-f", f"udp {direction}portrange {rtp[0]}-{rtp[1]}", "-w", str(capture)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     time.sleep(1.0)  # dumpcap has no ready signal on stdout; give it a moment to open the interface
@@ -246,6 +329,10 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     stopped = [r for r in server.records if r.get("event") == "stopped"]
     step.clock_late_ms = float(stopped[-1].get("clock_max_lateness_ms", 0.0)) if stopped else 0.0
     step.clock_skipped = int(stopped[-1].get("clock_late_ticks", 0)) if stopped else 0
+    step.stalls, step.stall_max_ms = stalls(server.records)
+    if any(r.get("event") == "refused" for r in server.records):
+        step.notes.append(f"shed while the loop lagged: {shed(server.records)}")
+    step.ivr_received = sum(int(r.get("packets_received") or 0) for r in server.records if r.get("event") == "ended")
     if cpu is not None:
         step.cpu_total = cpu[0] * 100
         step.cpu_per_call = cpu[0] * 100 / calls
@@ -254,6 +341,18 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
         step.notes.append("never had all calls up at once")
     rtp_streams(capture, rtp, step)
     return step
+
+
+def shed(records: list[dict]) -> str:
+    """New calls ivr refused while its loop lagged (its refused records), and how often it began shedding."""
+    count = sum(int(r.get("count", 0)) for r in records if r.get("event") == "refused" and r.get("reason") == "overload")
+    return f"{count} ({sum(1 for r in records if r.get('event') == 'overload')})"
+
+
+def stalls(records: list[dict]) -> tuple[int, int]:
+    """ivr's loop_stall records: how many, and the longest (ms)."""
+    found = [int(r.get("stalled_ms", 0)) for r in records if r.get("event") == "loop_stall"]
+    return len(found), max(found, default=0)
 
 
 def measure_cpu_while_all_up(server: Server, calls: int, deadline: float) -> tuple[float, float] | None:
@@ -347,11 +446,17 @@ def rtp_streams(capture: Path, rtp: tuple[int, int], step: Step) -> None:
     for line in out.splitlines():
         # Start time, End time, Src IP, Src port, Dst IP, Dst port, SSRC, Payload, Pkts, Lost (pct), Min/Mean/Max delta, Min/Mean/Max jitter
         parts = line.split()
-        if len(parts) < 14 or not parts[3].isdigit() or not rtp[0] <= int(parts[3]) <= rtp[1]:
+        if len(parts) < 14 or not parts[3].isdigit() or not parts[5].isdigit():
             continue
         lost_m = re.search(r"\s(-?\d+)\s+\((-?[\d.]+)%\)", line)
         numbers = re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w.%])", line.split(")")[-1])
         if lost_m is None or len(numbers) < 6:
+            continue
+        if not rtp[0] <= int(parts[3]) <= rtp[1]:
+            if rtp[0] <= int(parts[5]) <= rtp[1]:  # a caller's stream to ivr (--duplex)
+                step.rx_streams += 1
+                step.rx_packets += int(parts[8]) if parts[8].isdigit() else 0
+                step.rx_lost += max(0, int(lost_m.group(1)))
             continue
         step.lost += max(0, int(lost_m.group(1)))
         max_delta, max_jitter = float(numbers[2]), float(numbers[5])
@@ -361,6 +466,188 @@ def rtp_streams(capture: Path, rtp: tuple[int, int], step: Step) -> None:
     if deltas:
         step.delta_p99, step.delta_max = percentile(deltas, 99), max(deltas)
         step.jitter_p99, step.jitter_max = percentile(jitters, 99), max(jitters)
+
+
+# --------------------------------------------------------------------------- the floor
+
+def loopback_send_cost(sends: int = 200_000) -> tuple[float, float]:
+    """Microseconds of CPU one loopback sendto of an RTP-sized datagram costs: (user, kernel).
+
+    The kernel part is the floor of any RTP sender on this machine: ivr's kernel CPU per call
+    per tick divided by it says how close to that limit the server is.  A reader thread keeps
+    the receiving socket drained, as the callers' sockets are; its CPU counts in too, as it
+    does for a call (on loopback the receive is the same process's delivery work)."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dest, packet = rx.getsockname(), bytes(172)  # 12 bytes of RTP header and 160 of G.711
+    reader = threading.Thread(target=_drain, args=(rx,), daemon=True)
+    reader.start()
+    before = os.times()
+    for _ in range(sends):
+        tx.sendto(packet, dest)
+    tx.sendto(b"", dest)  # the end
+    reader.join(30)
+    after = os.times()
+    rx.close()
+    tx.close()
+    return ((after.user - before.user) / sends * 1e6, (after.system - before.system) / sends * 1e6)
+
+
+def _drain(sock: socket.socket) -> None:
+    sock.settimeout(1.0)  # the end marker may be lost with a full buffer: then a second of silence ends it
+    try:
+        while sock.recv(2048):
+            pass
+    except TimeoutError:
+        pass
+
+
+def print_floor() -> tuple[float, float]:
+    user, kernel = loopback_send_cost()
+    print(f"floor: one loopback sendto of 172 bytes costs {kernel:.2f} us of kernel CPU "
+          f"({user:.2f} us in Python around it), measured by this bench now")
+    return user, kernel
+
+
+# --------------------------------------------------------------------------- sipp runs of the set-up and flood modes
+
+@dataclass
+class SippRun:
+    """One sipp process of the set-up or flood mode, and what it reported."""
+
+    proc: subprocess.Popen[str]
+    folder: Path
+    output: str = ""
+
+    def finish(self, timeout: float) -> SippRun:
+        try:
+            self.output, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.output, _ = self.proc.communicate()
+        return self
+
+    def counter(self, name: str) -> int:
+        return int(_sipp_counter(self.output, name))
+
+    def stat(self, column: str) -> int:
+        """A cumulative column of sipp's -trace_stat file (its last row)."""
+        files = sorted(self.folder.glob("*_.csv"))
+        if not files:
+            return 0
+        rows = [r.split(";") for r in files[-1].read_text(errors="replace").splitlines() if r.strip()]
+        head = rows[0]
+        return int(rows[-1][head.index(column)]) if column in head and len(rows) > 1 else 0
+
+    def response_times(self) -> list[float]:
+        """INVITE-to-200 of every call, ms (sipp's -trace_rtt, rtd on the 200)."""
+        out: list[float] = []
+        for path in self.folder.glob("*_rtt.csv"):
+            for row in path.read_text(errors="replace").splitlines()[1:]:
+                cols = row.split(";")
+                if len(cols) >= 2:
+                    try:
+                        out.append(float(cols[1]))
+                    except ValueError:
+                        continue
+        return out
+
+
+def start_sipp(server: Server, folder: Path, ip: str, args: list[str], core: int) -> SippRun:
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = ["sipp", f"127.0.0.1:{server.port}", "-i", ip, "-p", str(free_udp_port()), "-mp", str(free_udp_port()),
+           "-cp", str(free_udp_port()), "-s", "+41435435570", "-nostdin", "-timeout_error",
+           "-trace_stat", "-fd", "1", "-trace_rtt", "-rtt_freq", "1",
+           "-trace_err", "-error_file", str(folder / "errors.log"), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder,
+                            preexec_fn=lambda: pin(core))
+    return SippRun(proc, folder)
+
+
+def keep(folder: Path) -> None:
+    """LOAD_SIPP_KEEP=DIR: copy the run's folder (ivr's log, sipp's traces) there, for digging."""
+    target = os.environ.get("LOAD_SIPP_KEEP")
+    if target:
+        shutil.copytree(folder, Path(target) / folder.name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.pcapng", "data"))
+
+
+def rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_setup_rate(rate: float, seconds: float, folder: Path) -> int:
+    """--setup-rate: 1 s calls at ``rate`` per second for ``seconds``; set-up latency, retransmissions, CPU."""
+    calls = int(rate * seconds)
+    base = random.randrange(33000, 50000, 2)
+    server = Server(folder, (base, base + 4 * int(rate * 3) + 100))
+    try:
+        cpu0, t0 = cpu_times(server.proc.pid), time.monotonic()
+        run = start_sipp(server, folder / "sipp", "127.0.0.1",
+                         ["-sn", "uac", "-r", f"{rate:g}", "-d", "1000", "-m", str(calls), "-l", str(calls),
+                          "-timeout", f"{int(seconds) + 60}s"], core=0)
+        run.finish(seconds + 120)
+        cpu1, wall = cpu_times(server.proc.pid), time.monotonic() - t0
+    finally:
+        server.stop()
+    keep(folder)
+    rtts = run.response_times()
+    ok, failed = run.counter("Successful call"), run.counter("Failed call")
+    user, kernel = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    count, longest = stalls(server.records)
+    print("rate/s  calls    ok  failed  retrans  invite-200 p50/p99/max ms  cpu% (user/kernel)  cpu ms/call  stalls (max ms)"
+          "  503s (overload periods)")
+    print(f"{rate:6g} {calls:6d} {ok:5d} {failed:7d} {run.stat('Retransmissions(C)'):8d} "
+          f"{_pct(rtts, 50):8.1f}/{_pct(rtts, 99):6.1f}/{max(rtts, default=0):<8.1f} "
+          f"{(user + kernel) / wall * 100:7.1f} ({user / wall * 100:.0f}/{kernel / wall * 100:.0f})   "
+          f"{(user + kernel) / max(ok, 1) * 1000:10.2f}  {count:6d} ({longest})  {run.stat('FailedUnexpectedMessage(C)')} "
+          f"({sum(1 for r in server.records if r.get('event') == 'overload')})", flush=True)
+    return 0 if ok == calls else 1
+
+
+FLOOD_LOG_INTERVAL = 1.0
+
+
+def run_flood(flood_rate: float, flood_calls: int, calls: int, rate: float, folder: Path) -> int:
+    """--flood: one address floods, another places ordinary calls; ivr's default [overload] settings."""
+    base = random.randrange(33000, 50000, 2)
+    # The default [overload] settings, but refusals logged every second, so the count is complete at the end.
+    server = Server(folder, (base, base + 4 * int(flood_rate * 2 + calls) + 200),
+                    overload=f'[overload]\nlog_interval = "{FLOOD_LOG_INTERVAL:g}s"\n')
+    try:
+        flood = start_sipp(server, folder / "flood", "127.0.0.2",
+                           ["-sn", "uac", "-r", f"{flood_rate:g}", "-d", "1000", "-m", str(flood_calls),
+                            "-l", str(flood_calls), "-timeout", f"{int(flood_calls / flood_rate) + 60}s"], core=0)
+        time.sleep(1.0)  # the flood is on before the first ordinary call (a bench pacing, not a synchronisation)
+        ordinary = start_sipp(server, folder / "ordinary", "127.0.0.3",
+                              ["-sn", "uac", "-r", f"{rate:g}", "-d", "1000", "-m", str(calls),
+                               "-timeout", f"{int(calls / rate) + 60}s"], core=0)
+        ordinary.finish(calls / rate + 120)
+        flood.finish(flood_calls / flood_rate + 120)
+        rss = rss_peak_mb(server.proc.pid)
+        time.sleep(FLOOD_LOG_INTERVAL + 0.5)  # the last refusals are logged at the end of their interval
+    finally:
+        server.stop()
+    keep(folder)
+    rtts = ordinary.response_times()
+    ok = ordinary.counter("Successful call")
+    refused = [r for r in server.records if r.get("event") == "refused"]
+    count, longest = stalls(server.records)
+    print("ordinary ok  invite-200 p50/p99/max ms | flood calls  ok  failed (503 or dropped) | refused (log lines)  overload  rss MB  stalls (max ms)")
+    print(f"{ok:5d}/{calls:<5d} {_pct(rtts, 50):8.1f}/{_pct(rtts, 99):6.1f}/{max(rtts, default=0):<8.1f} | "
+          f"{flood_calls:11d} {flood.counter('Successful call'):4d} {flood.counter('Failed call'):7d}                | "
+          f"{sum(r.get('count', 0) for r in refused):8d} ({len(refused)})"
+          f"  {sum(1 for r in server.records if r.get('event') == 'overload'):8d}  {rss:6.0f}  {count:6d} ({longest})",
+          flush=True)
+    return 0 if ok == calls else 1
+
+
+def _pct(values: list[float], pct: float) -> float:
+    return percentile(values, pct) if values else 0.0
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -378,33 +665,60 @@ def _sipp_counter(output: str, name: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", default="50,100,200", help="concurrent calls per step")
-    parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    parser.add_argument("--rate", type=float, default=20.0, help="new calls per second (--flood: the ordinary calls')")
     parser.add_argument("--no-pin", action="store_true", help="do not pin sipp to core 0 and ivr to core 1")
     parser.add_argument("--hold", type=float, default=0.0, help="seconds each call stays after its key; CPU measured on hold")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of ivr while all calls are up (needs py-spy)")
+    parser.add_argument("--duplex", action="store_true", help="callers stream speech all along and press 1 in-band")
+    parser.add_argument("--setup-rate", type=float, help="set-up mode: 1 s calls at this many per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="set-up mode: seconds worth of calls")
+    parser.add_argument("--flood", type=float, help="flood mode: INVITEs per second from 127.0.0.2")
+    parser.add_argument("--flood-calls", type=int, default=8000, help="flood mode: calls the flood places in all")
+    parser.add_argument("--calls", type=int, default=20, help="flood mode: ordinary calls from 127.0.0.3")
+    parser.add_argument("--max-lag", help="ivr's [overload] max_lag, e.g. 0 (never shed) or 50ms (default: ivr's)")
     args = parser.parse_args()
-    global PIN, PROFILE, HOLD
+    global PIN, PROFILE, HOLD, DUPLEX, MAX_LAG
+    MAX_LAG = args.max_lag
     PIN = not args.no_pin
     PROFILE = args.profile
     HOLD = args.hold
+    DUPLEX = args.duplex
     if HOLD and HOLD < STEADY_AFTER_KEY + STEADY_WINDOW + 5:
         parser.error(f"--hold must be at least {STEADY_AFTER_KEY + STEADY_WINDOW + 5:g} s (the steady window)")
     for tool in ("sipp", "dumpcap", "tshark") + ((_py_spy(),) if PROFILE else ()):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
-    print("calls  ok  keys  peak  setup/s  cpu%  cpu%/call  us/call/tick  user%  streams  lost  delta p99/max ms  jitter p99/max ms  tick late ms/skipped  pass")
+    _, floor = print_floor()
+    if args.setup_rate:
+        with tempfile.TemporaryDirectory(prefix="ivr-setup-") as tmp:
+            return run_setup_rate(args.setup_rate, args.seconds, Path(tmp))
+    if args.flood:
+        with tempfile.TemporaryDirectory(prefix="ivr-flood-") as tmp:
+            return run_flood(args.flood, args.flood_calls, args.calls, args.rate, Path(tmp))
+    return run_steps(args.steps, args.rate, floor)
+
+
+def run_steps(steps: str, rate: float, floor: float) -> int:
+    print("calls  ok  keys  peak  setup/s  cpu%  cpu%/call  us/call/tick  user%  x floor  streams  lost  delta p99/max ms"
+          "  jitter p99/max ms  tick late ms/skipped  stalls (max ms)  pass"
+          + ("  | rx streams  pkts  lost  ivr received" if DUPLEX else ""))
     failed = False
-    for calls in (int(s) for s in args.steps.split(",")):
+    for calls in (int(s) for s in steps.split(",")):
         with tempfile.TemporaryDirectory(prefix="ivr-load-") as tmp:
-            step = run_step(calls, args.rate, Path(tmp))
+            step = run_step(calls, rate, Path(tmp))
         failed |= step.succeeded != step.calls
+        tick_us = step.cpu_per_call / 100 * 20000
+        kernel_tick_us = tick_us * (1 - step.user_share)
+        duplex = (f"  | {step.rx_streams:10d} {step.rx_packets:6d} {step.rx_lost:5d} {step.ivr_received:13d}"
+                  if DUPLEX else "")
         print(
             f"{step.calls:5d} {step.succeeded:4d} {step.keys:5d} {step.peak:5d} {step.setup_rate:8.1f} "
-            f"{step.cpu_total:5.1f} {step.cpu_per_call:10.3f} {step.cpu_per_call / 100 * 20000:13.1f} "
-            f"{step.user_share * 100:6.0f} {step.streams:8d} {step.lost:5d} "
+            f"{step.cpu_total:5.1f} {step.cpu_per_call:10.3f} {tick_us:13.1f} "
+            f"{step.user_share * 100:6.0f} {kernel_tick_us / floor if floor else 0:8.1f} {step.streams:8d} {step.lost:5d} "
             f"{step.delta_p99:8.1f}/{step.delta_max:<8.1f} {step.jitter_p99:8.2f}/{step.jitter_max:<8.2f} "
-            f"{step.clock_late_ms:12.1f}/{step.clock_skipped:<7d}  {'yes' if step.passed else 'no'} {' '.join(step.notes)}",
+            f"{step.clock_late_ms:12.1f}/{step.clock_skipped:<7d} {step.stalls:6d} ({step.stall_max_ms})"
+            f"  {'yes' if step.passed else 'no'}{duplex} {' '.join(step.notes)}",
             flush=True,
         )
     return 1 if failed else 0

@@ -15,6 +15,7 @@ keeps the two in step).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class ServerConfig:
     answer_delay: float = 0.0  # seconds of ringing (180) before the call is answered
     # Calls up at once; more get 503 + Retry-After.  0: derived from rtp_ports (see call_limit).
     max_calls: int = 0
+    stall_threshold: float = 0.020  # the loop watchdog logs every stall of the event loop longer than this
 
     @property
     def rtp_pairs(self) -> int:
@@ -228,6 +230,18 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class OverloadConfig:
+    """``[overload]``: per-address request rates and shedding new calls while the loop lags."""
+
+    rate: float = 50.0  # INVITE+REGISTER+OPTIONS per second from one address; 0: no per-address limit
+    burst: int = 200  # requests one address may send at once (an office behind one NAT address)
+    trusted: tuple[str, ...] = ()  # addresses or networks never rate-limited (a proxy in front)
+    max_lag: float = 0.030  # shed new INVITEs while the loop's smoothed lag is above this; 0: never
+    retry_after: int = 2  # seconds, in the 503 that sheds a new INVITE
+    log_interval: float = 10.0  # one log line per refused address and interval
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     base: Path = field(default_factory=Path.cwd)
@@ -245,6 +259,7 @@ class Config:
     numbers: NumbersConfig = NumbersConfig()
     storage: StorageConfig = StorageConfig()
     http: HttpConfig = HttpConfig()
+    overload: OverloadConfig = OverloadConfig()
 
     def extension(self, number: str) -> Extension | None:
         return next((e for e in self.extensions if e.number == number), None)
@@ -362,6 +377,7 @@ def _from_raw(
         answer_delay=parse_duration(srv.get("answer_delay", 0), where=f"{where}: server.answer_delay"),
         flows=tuple(base / f for f in _strs(srv.get("flows", []), f"{where}: server.flows")),
         max_calls=_max_calls(srv.get("max_calls", 0), f"{where}: server.max_calls"),
+        stall_threshold=parse_duration(srv.get("stall_threshold", 0.02), where=f"{where}: server.stall_threshold"),
     )
     prompts = _table(raw, "prompts", where)
     folders = tuple(
@@ -417,8 +433,9 @@ def _from_raw(
     numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
     storage = _storage(_table(raw, "storage", where), base, f"{where}: [storage]")
     http = _http(_table(raw, "http", where), base, f"{where}: [http]")
+    overload = _overload(_table(raw, "overload", where), f"{where}: [overload]")
     known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",
-             "transfers", "numbers", "storage", "http"}
+             "transfers", "numbers", "storage", "http", "overload"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -441,6 +458,7 @@ def _from_raw(
         numbers=numbers,
         storage=storage,
         http=http,
+        overload=overload,
     )
 
 
@@ -454,6 +472,25 @@ def _storage(values: dict[str, Any], base: Path, where: str) -> StorageConfig:
     if storage.pool_size < 1:
         raise ConfigError(f"{where}: pool_size must be 1 or more")
     return storage
+
+
+def _overload(values: dict[str, Any], where: str) -> OverloadConfig:
+    durations = {k: parse_duration(values[k], where=f"{where} {k}") for k in ("max_lag", "log_interval") if k in values}
+    cfg: OverloadConfig = _build(
+        OverloadConfig, values, where, trusted=_strs(values.get("trusted", []), f"{where} trusted"), **durations
+    )
+    for key in ("rate", "burst", "retry_after"):
+        value = getattr(cfg, key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where}: {key} must be a number of at least 0, got {value!r}")
+    if cfg.rate and cfg.burst < 1:
+        raise ConfigError(f"{where}: burst must be at least 1 when rate is set, got {cfg.burst!r}")
+    for item in cfg.trusted:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: trusted: {item!r} is not an address or a network") from None
+    return cfg
 
 
 def _numbers(values: dict[str, Any], where: str) -> NumbersConfig:

@@ -28,6 +28,7 @@ SECTIONS: dict[str, type] = {
     "[numbers]": cfg.NumbersConfig,
     "[storage]": cfg.StorageConfig,
     "[http]": cfg.HttpConfig,
+    "[overload]": cfg.OverloadConfig,
 }
 # keys read from the file that are not fields of the section's dataclass
 EXTRA_KEYS = {"[server]": {"data"}, "[prompts]": {"folders"}}

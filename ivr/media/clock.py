@@ -96,6 +96,11 @@ class MediaClock:
         self._shared_snapshot = tuple(self._shared)
 
     @property
+    def last_lateness(self) -> float:
+        """How late the latest tick ran, seconds (0 before the first)."""
+        return self.lateness[-1] if self.lateness else 0.0
+
+    @property
     def streams(self) -> int:
         return len(self._snapshot)
 

@@ -107,11 +107,9 @@ class TtsEngine:
         voice = voice or (self.voice_for(language) if language else None) or self.voice
         rate = rate or self.rate
         key = cache_key(text, voice, rate)
-        with self._mem_lock:
-            clip = self._clips.get(key)
-            if clip is not None:
-                self._clips.move_to_end(key)
-                return clip
+        clip = self._in_memory(key)
+        if clip is not None:
+            return clip
         clip = load_audio(self._ensure_file(text, voice, rate, self._path(key)))
         clip.name = f"tts:{text[:40]}"
         with self._mem_lock:
@@ -119,6 +117,20 @@ class TtsEngine:
             while len(self._clips) > MEMORY_CACHE_SIZE:
                 self._clips.popitem(last=False)
         return clip
+
+    def cached(self, text: str, *, voice: str | None = None, rate: int | None = None) -> Clip | None:
+        """The clip :meth:`render` would give, if it is in memory already, else None; touches no file.
+
+        A caller on the event loop plays a text rendered before straight away, without a
+        hop through the thread pool (each hop is a chance for the loop to wait)."""
+        return self._in_memory(cache_key(text, voice or self.voice, rate or self.rate))
+
+    def _in_memory(self, key: str) -> Clip | None:
+        with self._mem_lock:
+            clip = self._clips.get(key)
+            if clip is not None:
+                self._clips.move_to_end(key)
+            return clip
 
     def prerender(self, texts: Iterable[tuple[str, str | None, int | None]]) -> list[Path]:
         """Render every (text, voice, rate) not yet on disk; returns the cache file of each, in order.

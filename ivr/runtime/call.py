@@ -564,8 +564,17 @@ class CallRunner:
             voice = choose_voice(language, flow_voice, services.config.tts, tts.voice_for)
             return tts.render(action.text, voice=voice, rate=rate)
 
+        def ready() -> Clip | None:  # on the loop, no I/O: a flow's text TTS has in memory already
+            if action.message:  # ivr's own sentence: a recording may replace it (a file to look at)
+                return None
+            tts = services.tts
+            voice = choose_voice(language, flow_voice, services.config.tts, tts.voice_for)
+            return tts.cached(action.text, voice=voice, rate=rate)
+
         self.prompts.add(
-            PendingPrompt(self._media_id(owner, action.prompt_id), action.barge_in, render, f"say {action.text[:40]!r}")
+            PendingPrompt(
+                self._media_id(owner, action.prompt_id), action.barge_in, render, f"say {action.text[:40]!r}", ready
+            )
         )
 
     def _do_Play(self, action: ev.Play, owner: object) -> None:

@@ -7,6 +7,14 @@ lines by default (``--log-format json``), ``key=value`` text otherwise.  Server
 lines (ready, draining, stopped) carry ``event`` and a human ``message``; tests
 and supervisors wait for ``listening on udp:HOST:PORT tcp:HOST:PORT``.  ``listeners`` see
 every record as it is written (the console's live events and metrics, :mod:`ivr.web`).
+
+In the server every record is handed, as the dict it is, to a writer thread that
+formats and writes it (``json.dumps``, the time stamp, the write and flush are
+the thread's work, never the event loop's).  The queue is bounded: when the
+writer falls behind (a stderr pipe nobody reads) records are dropped and
+counted, and the writer says how many in a ``log_dropped`` line once it can
+write again.  A record's values must not change after it is logged (they are
+fresh values: strings, numbers, lists made for the record).
 """
 
 from __future__ import annotations
@@ -42,20 +50,31 @@ def describe(item: Event | Action) -> dict[str, Any]:
     return out
 
 
+#: Records queued for the writer thread at most; more are dropped and counted (about 20 s
+#: of the log of 1,000 calls setting up at once: a writer that far behind is stuck).
+MAX_QUEUED = 50_000
+
+
 class CallLog:
     """Writes call and server events as JSON lines (or text) to a stream.
 
-    With ``threaded=True`` (the server) lines are handed to a writer thread, so a slow
-    reader of stderr (a pipe to a busy log collector) never stalls the event loop; the
-    order of lines is kept, and :meth:`close` writes whatever is still queued.
+    With ``threaded=True`` (the server) records are handed to a writer thread that formats
+    and writes them, so neither the encoding nor a slow reader of stderr (a pipe to a busy
+    log collector) ever stalls the event loop; the order of lines is kept, and :meth:`close`
+    writes whatever is still queued.  At most ``max_queued`` records wait; beyond that they
+    are dropped (``dropped`` counts them) and a ``log_dropped`` line says so.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, fmt: str = "json", threaded: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, fmt: str = "json", threaded: bool = False, max_queued: int = MAX_QUEUED
+    ) -> None:
         if fmt not in ("json", "text"):
             raise ValueError(f"log format must be json or text, not {fmt!r}")
         self.stream = stream or sys.stderr
         self.fmt = fmt
-        self._queue: queue.SimpleQueue[str | None] | None = None
+        self.max_queued = max_queued
+        self.dropped = 0  # records the queue had no room for (counted on the caller's thread)
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] | None = None
         self._thread: threading.Thread | None = None
         # Called with every record as it is written (the console's live events, its metrics);
         # on the thread that wrote it: the loop's, or the watchdog's for loop_stall.
@@ -68,29 +87,37 @@ class CallLog:
     def close(self) -> None:
         """Write what is queued and stop the writer thread."""
         if self._queue is not None and self._thread is not None:
-            self._queue.put(None)
+            self._queue.put(None)  # after the records already queued: they are written first
             self._thread.join(10)
             self._queue = None
 
     def _writer(self) -> None:
         assert self._queue is not None
         q = self._queue
+        reported = 0
         while True:
-            line = q.get()
-            lines: list[str] = []
-            while line is not None:
-                lines.append(line)
+            batch = [q.get()]
+            while len(batch) < 1000 and batch[-1] is not None:
                 try:
-                    line = q.get_nowait()
+                    batch.append(q.get_nowait())
                 except queue.Empty:
                     break
+            lines = [self._format(r) for r in batch if r is not None]
+            if self.dropped != reported:
+                lines.append(self._format(self._dropped_record(self.dropped - reported)))
+                reported = self.dropped
             if lines:
                 self._emit("".join(lines))
-            if line is None:
+            if batch[-1] is None:
                 return
 
+    @staticmethod
+    def _dropped_record(count: int) -> dict[str, Any]:
+        return {"ts": time.time(), "event": "log_dropped", "dropped": count,
+                "message": f"{count} log record(s) dropped: the log writer fell behind"}
+
     def server(self, event: str, message: str, **extra: Any) -> None:
-        self._write({"ts": _ts(), "event": event, "message": message, **extra})
+        self._write({"ts": time.time(), "event": event, "message": message, **extra})
 
     def call(
         self,
@@ -103,7 +130,7 @@ class CallLog:
         action: str | None = None,
         **extra: Any,
     ) -> None:
-        record: dict[str, Any] = {"ts": _ts(), "call_id": call_id, "caller": caller, "called": called, "state": state}
+        record: dict[str, Any] = {"ts": time.time(), "call_id": call_id, "caller": caller, "called": called, "state": state}
         if event is not None:
             record["event"] = event
         if action is not None:
@@ -112,18 +139,28 @@ class CallLog:
         self._write(record)
 
     def _write(self, record: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener(record)
+        if self.listeners:  # a copy of their own: the writer thread formats the record's time stamp
+            shown = {**record, "ts": _ts(record["ts"])}
+            for listener in self.listeners:
+                listener(shown)
+        q = self._queue
+        if q is None:
+            self._emit(self._format(record))
+        elif q.qsize() < self.max_queued:
+            q.put(record)
+        else:
+            self.dropped += 1
+
+    def _format(self, record: dict[str, Any]) -> str:
+        """One line of text for ``record`` (on the writer thread in the server)."""
+        record["ts"] = _ts(record["ts"])
         if self.fmt == "json":
             line = json.dumps(record, ensure_ascii=False, default=str)
         elif "call_id" not in record:
             line = f"{record['ts']} {record['message']}"
         else:
             line = " ".join(f"{k}={_text(v)}" for k, v in record.items())
-        if self._queue is not None:
-            self._queue.put(line + "\n")
-        else:
-            self._emit(line + "\n")
+        return line + "\n"
 
     def _emit(self, text: str) -> None:
         try:
@@ -133,8 +170,7 @@ class CallLog:
             pass  # the reader went away; calls go on
 
 
-def _ts() -> str:
-    now = time.time()
+def _ts(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 

@@ -9,6 +9,8 @@ model.  This module owns finding that work in a compiled flow and doing it:
   the flow speaks (and the conference dialogue's when the flow has a conference;
   ivr.runtime.languages picks the voice);
   :func:`prerender` renders them into the TTS cache (``ivr prompts render`` lists them);
+* :func:`start_workers` starts the thread pool's threads (starting one during a call
+  waits on the loop for the new thread to run);
 * :func:`music_sources` and :func:`uses_speech` read the flow's state tables;
   :func:`prepare_hold_music` decodes the music and :func:`warm` reads the directories and
   loads the speech model through a generation of :class:`~ivr.runtime.services.Services`.
@@ -19,7 +21,9 @@ A failure here is logged and the call that reaches the feature hears its fallbac
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from ivr.config import Config
@@ -116,6 +120,18 @@ def prepare_hold_music(services: Services, sources: Iterable[str] | None = None)
         for clip in getattr(player, "_clips", ()):
             clip.encoded(0), clip.encoded(8)
         services.hold_music.release(player)
+
+
+def start_workers(executor: Executor, workers: int) -> None:
+    """Start ``workers`` threads of ``executor`` now (its size), so no call waits for one to start.
+
+    The pool starts a thread when work arrives and none is idle; ``Thread.start`` waits until
+    the new thread runs, which on a busy machine held the event loop for tens of ms.  Each
+    task here waits until all have started, so every one of them gets its own thread."""
+    barrier = threading.Barrier(workers + 1)
+    for _ in range(workers):
+        executor.submit(barrier.wait, 10)
+    barrier.wait(10)
 
 
 def warm(services: Services, program: Program) -> None:

@@ -34,6 +34,7 @@ class PendingPrompt:
     barge_in: bool
     load: Callable[[], Any]  # runs in the thread pool: returns a Clip (or a shared player)
     label: str
+    ready: Callable[[], Any] | None = None  # on the loop, no I/O: the source if in memory already, else None
 
 
 class PromptQueue:
@@ -73,12 +74,9 @@ class PromptQueue:
         loop = asyncio.get_running_loop()
         while self.pending:
             item = self.pending[0]
-            try:
-                source = await loop.run_in_executor(self.runner.services.executor, item.load)
-            except Exception as exc:  # noqa: BLE001 -- a missing prompt must not end the call
-                log.warning("call %s: cannot load %s: %s", self.runner.call_id, item.label, exc)
-                self.runner.log(event="prompt_error", prompt=item.label, error=str(exc))
-                source = None
+            source = item.ready() if item.ready is not None else None
+            if source is None:
+                source = await self._load(loop, item)
             if not self.pending or self.pending[0] is not item:
                 continue  # stopped (barge-in) while loading
             self.pending.popleft()
@@ -88,3 +86,11 @@ class PromptQueue:
                 self.runner.prompt_finished(item.media_id)
             else:
                 self.runner.media.play(source, prompt_id=item.media_id, barge_in=item.barge_in)
+
+    async def _load(self, loop: asyncio.AbstractEventLoop, item: PendingPrompt) -> Any:
+        try:
+            return await loop.run_in_executor(self.runner.services.executor, item.load)
+        except Exception as exc:  # noqa: BLE001 -- a missing prompt must not end the call
+            log.warning("call %s: cannot load %s: %s", self.runner.call_id, item.label, exc)
+            self.runner.log(event="prompt_error", prompt=item.label, error=str(exc))
+            return None

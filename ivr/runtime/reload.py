@@ -38,6 +38,7 @@ from ivr.runtime.settings import ServeSettings
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
+    from ivr.runtime.overload import Admission
 
 log = logging.getLogger("ivr.runtime.server")  # the server's logger: a reload is part of serving
 
@@ -94,6 +95,9 @@ class Generations(Protocol):
     def start_voicemail(self, services: Services) -> None: ...
 
     def update_capacity(self) -> None: ...
+
+    @property
+    def admission(self) -> Admission: ...  # takes the new [overload] settings
 
 
 class Reloader:
@@ -168,6 +172,7 @@ class Reloader:
             new.services.start_trunks()
         prepare_hold_music(new.services, new.music)
         server.update_capacity()
+        server.admission.configure(new.settings.config.overload)
         if new.restart:
             server.calllog.server(
                 "reload_ignored", f"changed setting(s) that need a restart: {', '.join(new.restart)}",

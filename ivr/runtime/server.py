@@ -11,7 +11,9 @@ input (see :class:`~ivr.sip.transport.SipEndpoint`): new calls get a
 :class:`~ivr.runtime.call.CallRunner`, call events go to theirs, REGISTER goes
 to the registrar (:mod:`ivr.sip.registrar`), other out-of-dialog requests the
 agent hands over are answered 405.  A watchdog (:mod:`ivr.runtime.watchdog`)
-logs ``loop_stall`` whenever the event loop stops turning for more than 50 ms.
+logs ``loop_stall`` whenever the event loop stops turning for more than
+``stall_threshold`` (20 ms).  Admission control (:mod:`ivr.runtime.overload`) is the user
+agent's gate: per-address request rates, and new INVITEs shed with 503 while the loop lags.
 
 SIGTERM (or SIGINT) drains: the user agent answers new INVITEs and OPTIONS
 with 503 (a dispatcher stops sending calls), running calls go on; the process
@@ -51,9 +53,10 @@ from ivr.media.clock import get_clock
 from ivr.media.ports import pool_for
 from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.prepare import prepare_hold_music, warm
+from ivr.runtime.overload import Admission
+from ivr.runtime.prepare import prepare_hold_music, start_workers, warm
 from ivr.runtime.reload import Reloader
-from ivr.runtime.services import Services
+from ivr.runtime.services import WORKERS, Services
 from ivr.runtime.settings import ServeSettings
 from ivr.runtime.shared import open_state
 from ivr.runtime.watchdog import LoopWatchdog
@@ -145,13 +148,15 @@ class Server:
         self._full = False  # every call slot taken (logged on each change)
         self._voicemail_started = False
         self._register_executor = ThreadPoolExecutor(1, "ivr-register")  # REGISTERs in order, off the loop
+        self.admission = Admission(settings.config.overload)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         host, port = self.settings.listen
         contact = contact_address(self.settings.config, host)
         ua = self.ua = ServerAgent(local_host=host, local_port=port, contact_host=contact)
-        ua.refusal = self._refusal
+        ua.refusal = self._options_refusal
+        ua.gate = self.admission
         clock = get_clock()
         services = self.services = Services(
             config=self.settings.config,
@@ -180,13 +185,15 @@ class Server:
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         prepare_hold_music(services)
         warm(services, self.program)  # directories read, speech model loaded: not in a caller's turn
+        start_workers(services.executor, WORKERS)
         self.start_voicemail(services)
         # Start-up objects (flow tables, codec tables, decoded prompts) live as long as the
         # process: freezing them keeps full garbage collections short during calls.
         gc.collect()
         gc.freeze()
         clock.start()
-        watchdog = self.watchdog = LoopWatchdog(self.calllog)
+        watchdog = self.watchdog = LoopWatchdog(self.calllog, threshold=self.settings.config.server.stall_threshold,
+                                on_beat=lambda lag, now: self._on_beat(max(lag, clock.last_lateness), now))
         watchdog.start(loop)
         self._install_signals(loop)
         for companion in self.companions:
@@ -228,6 +235,10 @@ class Server:
         recovered = services.voicemail.start()  # index messages a crash cut short, start Voice2Mail
         if recovered:
             self.calllog.server("recovered", f"recovered {len(recovered)} voicemail message(s)")
+
+    def _on_beat(self, lag: float, now: float) -> None:
+        for event, message, fields in self.admission.beat(lag, now):
+            self.calllog.server(event, message, **fields)
 
     def _blocked(self, ip: str) -> bool:
         """The registrar's throttle (the current generation's: a reload may change the extensions)."""
@@ -321,6 +332,10 @@ class Server:
             return "rtp_ports"
         return ""
 
+    def _options_refusal(self) -> str:
+        """Why OPTIONS answers 503: a new call would be refused, or new calls are being shed."""
+        return self._refusal() or ("overload" if self.admission.shedding else "")
+
     def _refuse(self, event: IncomingCall, reason: str) -> None:
         """503 with Retry-After (RFC 3261 section 21.5.4): the caller or its proxy tries again later."""
         assert self.services is not None
@@ -343,6 +358,7 @@ class Server:
 
     def update_capacity(self) -> None:
         """Log when the call slots fill up and when one is free again (OPTIONS asks _refusal itself)."""
+        self.admission.calls = len(self.calls)
         full = len(self.calls) >= self.settings.call_limit
         if full != self._full:
             self._full = full

@@ -27,7 +27,7 @@ from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.forwarding import ForwardingError, read_forwarding
-from ivr.runtime.switches import SwitchError, read_switches
+from ivr.runtime.switches import SwitchError, SwitchReader
 from ivr.storage import Storage, open_storage
 
 if TYPE_CHECKING:
@@ -76,6 +76,10 @@ def kept_engines(old: Config, new: Config) -> set[str]:
     return keep
 
 
+#: Threads of the pool that renders, decodes and recognises off the event loop.
+WORKERS = 8
+
+
 @dataclass
 class Services:
     """Shared state and engines for the calls of one server process.
@@ -94,7 +98,7 @@ class Services:
     contact_host: str
     media_host: str
     endpoint: SipEndpoint | None = None
-    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(8, "ivr-worker"))
+    executor: Executor = field(default_factory=lambda: ThreadPoolExecutor(WORKERS, "ivr-worker"))
     # Blocking storage calls of the calls (a voicemail dialogue's index queries, a transfer's
     # registrations): threads of their own, so a database that stops answering holds those
     # callers only, never the event loop nor the TTS and speech workers.
@@ -105,6 +109,7 @@ class Services:
     wall: Callable[[], float] = time.time
     media_factory: Callable[[], Awaitable[CallMedia]] | None = None
     _lazy: dict[str, Any] = field(default_factory=dict)
+    _switches: SwitchReader = field(default_factory=SwitchReader)  # switches.json, re-read when it changes
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
     legs: dict[str, Callable[[object], bool | None]] = field(default_factory=dict)
     # Transfers ringing now, for call pickup (ivr.runtime.transfer.pick_up)
@@ -342,7 +347,7 @@ class Services:
         if watcher is not None:
             return watcher.positions()
         try:
-            return read_switches(self.data)
+            return self._switches.read(self.data)
         except SwitchError:  # a damaged state file must not stop calls: log it, every switch off
             log.exception("cannot read switch state in %s", self.data)
             return {}

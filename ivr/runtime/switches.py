@@ -3,8 +3,9 @@
 The positions are :mod:`ivr.storage.switches`'s: ``switches.json`` in the data folder when
 embedded, the ``switches`` table (watched with LISTEN/NOTIFY) when the nodes share a
 PostgreSQL database.  ``ivr serve`` reads them when a call starts
-(:meth:`ivr.runtime.services.Services.switches`); ``ivr switch`` (:mod:`ivr.commands.switch`)
-and the console's API change them through :func:`switch_positions`, which picks the file or the
+(:meth:`ivr.runtime.services.Services.switches`; the file through a :class:`SwitchReader`,
+which reads and parses it again only when its stat changed: one ``stat`` per call on the event
+loop); ``ivr switch`` (:mod:`ivr.commands.switch`) and the console's API change them through :func:`switch_positions`, which picks the file or the
 table.  :func:`write_switch` replaces the file atomically under a lock.
 :func:`declared_switches` names the switches a deployment's flows declare.
 """
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from ivr.storage import Storage
 
 __all__ = ["SWITCHES_FILE", "SWITCH_NAME", "SwitchError", "declared_switches", "format_switches",
-           "read_switches", "switch_positions", "switches_path", "write_switch"]
+           "read_switches", "switch_positions", "switches_path", "SwitchReader", "write_switch"]
 
 Read = Callable[[], dict[str, bool]]
 Write = Callable[[str, bool], dict[str, bool]]
@@ -71,6 +72,26 @@ def _locked(data: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class SwitchReader:
+    """:func:`read_switches` for every call, re-reading the file only when its stat changed."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple[int, int, int] | None = None
+        self._positions: dict[str, bool] = {}
+
+    def read(self, data: Path) -> dict[str, bool]:
+        try:
+            st = switches_path(data).stat()
+        except FileNotFoundError:
+            self._stamp = None
+            return {}
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)  # ivr switch renames a new file into place
+        if stamp != self._stamp:
+            self._positions = read_switches(data)
+            self._stamp = stamp
+        return dict(self._positions)
 
 
 def declared_switches(flows: Sequence[Path]) -> tuple[str, ...] | None:

@@ -1,9 +1,12 @@
 """The event loop's watchdog: every stall of the loop of ``ivr serve`` becomes a ``loop_stall`` record.
 
 One loop carries every call's SIP, media clock and flow; when it stops turning for more
-than 50 ms, every caller hears a gap in their audio.  :class:`LoopWatchdog` owns noticing
-that from outside the loop (a heartbeat the loop keeps, checked by a thread) and saying where
-the loop's thread was stuck, so operators can find the code that held it.
+than ``[server] stall_threshold`` (20 ms by default: one packet time), every caller hears a
+gap in their audio.  :class:`LoopWatchdog` owns noticing that from outside the loop (a
+heartbeat the loop keeps, checked by a thread) and saying where the loop's thread was
+stuck, so operators can find the code that held it.  The heartbeat also measures how late
+the loop runs it and hands that lag to ``on_beat`` (admission control,
+:mod:`ivr.runtime.overload`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 from ivr.runtime.calllog import CallLog
 
@@ -25,11 +29,20 @@ class LoopWatchdog:
     per stall.  Every caller hears a stall as a gap in their audio, so operators must see it.
     """
 
-    def __init__(self, calllog: CallLog, *, threshold: float = 0.05, period: float = 0.01) -> None:
+    def __init__(
+        self,
+        calllog: CallLog,
+        *,
+        threshold: float = 0.02,
+        period: float = 0.005,
+        on_beat: Callable[[float, float], None] | None = None,
+    ) -> None:
         self.calllog = calllog
         self.threshold = threshold
         self.period = period
+        self.on_beat = on_beat  # on_beat(lag, now): each heartbeat, with how late the loop ran it
         self.beat = time.monotonic()
+        self._due = 0.0
         self.loop_thread = threading.get_ident()
         self._stop = threading.Event()
         self._handle: asyncio.TimerHandle | None = None
@@ -45,7 +58,11 @@ class LoopWatchdog:
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self.beat = time.monotonic()
-        self._handle = loop.call_later(self.period, self._tick, loop)
+        now = loop.time()
+        lag, self._due = max(0.0, now - self._due) if self._due else 0.0, now + self.period
+        self._handle = loop.call_at(self._due, self._tick, loop)
+        if self.on_beat is not None:
+            self.on_beat(lag, now)
 
     def _watch(self) -> None:
         reported = 0.0

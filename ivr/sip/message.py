@@ -113,6 +113,14 @@ _CANONICAL = {
 }
 
 
+# Patterns used on every message, compiled once (re's own cache is a lookup per call).
+_HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+")
+_SIP_SCHEME_RE = re.compile(r"(?i)sips?:")
+_LINE_RE = re.compile(r"\r?\n")
+_NUL_RE = re.compile(r"(?<!\\)\x00")
+_SIP_VERSION_RE = re.compile(r"SIP/\d+\.\d+", re.I)
+
+
 def canonical_name(name: str) -> str:
     """Full, conventionally spelt header name for ``name`` (compact forms expanded)."""
     full = COMPACT_FORMS.get(name.lower()) if len(name) == 1 else None
@@ -245,7 +253,7 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
         port_s = rest[1:] if rest else ""
     else:
         host, _, port_s = text.partition(":")
-    if not host or not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._]+", host):
+    if not host or not _HOST_RE.fullmatch(host):
         raise ValueError(f"invalid host {host!r}")
     if not port_s:
         if text.endswith(":"):
@@ -325,7 +333,7 @@ _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>]+")
 def parse_uri(text: str) -> SipUri | str:
     """A sip:/sips: URI as :class:`SipUri`; any other absoluteURI (tel:, urn:...) as a string."""
     text = text.strip()
-    if re.match(r"(?i)sips?:", text):
+    if _SIP_SCHEME_RE.match(text):
         return SipUri.parse(text)
     if not _ABSOLUTE_URI.fullmatch(text):
         raise ValueError(f"invalid URI {text!r}")
@@ -558,6 +566,14 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
+#: Header values parsed once per text.  The messages of a dialog repeat the same From, To,
+#: Via and Contact, and the agent reads them several times per message (matching, dialogs,
+#: logging); the values are frozen, so one parse serves every reading.  Bounded: a flood of
+#: distinct values only evicts.  Errors are not cached: a bad value raises every time.
+_via = functools.lru_cache(maxsize=4096)(Via.parse)
+_nameaddr = functools.lru_cache(maxsize=4096)(NameAddr.parse)
+
+
 # --------------------------------------------------------------------------- messages
 
 
@@ -587,14 +603,14 @@ class _MessageMixin:
 
     @property
     def via(self) -> list[Via]:
-        return [Via.parse(v) for v in self.headers.get_all("Via")]
+        return [_via(v) for v in self.headers.get_all("Via")]
 
     @property
     def top_via(self) -> Via:
         values = self.headers.get_all("Via")
         if not values:
             raise ValueError("missing Via")
-        return Via.parse(values[0])
+        return _via(values[0])
 
     @property
     def from_(self) -> NameAddr:
@@ -606,7 +622,7 @@ class _MessageMixin:
 
     @property
     def contact(self) -> list[NameAddr]:
-        return [NameAddr.parse(v) for v in self.headers.get_all("Contact") if v.strip() != "*"]
+        return [_nameaddr(v) for v in self.headers.get_all("Contact") if v.strip() != "*"]
 
     @property
     def content_type(self) -> str:
@@ -643,7 +659,7 @@ def _single_nameaddr(headers: Headers, name: str) -> NameAddr:
         raise ValueError(f"missing {name}")
     if len(values) > 1:
         raise ValueError(f"more than one {name} header")
-    return NameAddr.parse(values[0])
+    return _nameaddr(values[0])
 
 
 @dataclass(eq=False)
@@ -731,7 +747,7 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
 def _unfold(head: str) -> list[str]:
     """Header block -> logical lines, continuation lines joined with one SP (7.3.1)."""
     lines: list[str] = []
-    for raw in re.split(r"\r?\n", head):
+    for raw in _LINE_RE.split(head):
         if raw[:1] in (" ", "\t") and lines:
             lines[-1] = lines[-1].rstrip(" \t") + " " + raw.strip(" \t")
         else:
@@ -792,7 +808,7 @@ def salvage_request(head: bytes) -> Request | None:
         return None
     kept = Headers()
     size = 0
-    for line in re.split(r"\r?\n", rest):
+    for line in _LINE_RE.split(rest):
         m = _HEADER_NAME_RE.match(line)
         if not m or _key(m.group(1)) not in ("via", "from", "to", "call-id", "cseq"):
             continue
@@ -821,7 +837,7 @@ def _parse(data: bytes) -> Request | Response:
     if len(head_b) > MAX_HEADER_BYTES:
         raise SipParseError(513, "header section too large", salvage_request(head_b[:MAX_HEADER_BYTES]))
     head = head_b.decode("utf-8", "surrogateescape")
-    if re.search(r"(?<!\\)\x00", head):
+    if "\x00" in head and _NUL_RE.search(head):
         # A NUL is only legal as a quoted-pair (RFC 4475 3.1.1.2).
         raise SipParseError(400, "NUL byte in header section", salvage_request(head_b + b"\r\n"))
     if "\r" in head.replace("\r\n", ""):
@@ -880,7 +896,7 @@ def _finish_request(method: str, uri: str, version: str, headers: Headers, body:
         raise SipParseError(400, f"invalid method {method!r}")
     request = Request(method, uri, headers, body, version)
     answerable = _answerable(request)
-    if not re.fullmatch(r"SIP/\d+\.\d+", version, re.I):
+    if not _SIP_VERSION_RE.fullmatch(version):
         raise SipParseError(400, f"malformed SIP version {version!r}", answerable)
     if version.upper() != SIP_VERSION:
         raise SipParseError(505, f"unsupported version {version}", answerable)
@@ -892,7 +908,7 @@ def _finish_request(method: str, uri: str, version: str, headers: Headers, body:
     try:
         _validate_common(request)
         _validate_request(request)
-        if re.match(r"(?i)sips?:", uri) and SipUri.parse(uri).headers:
+        if _SIP_SCHEME_RE.match(uri) and SipUri.parse(uri).headers:
             # 19.1.1: headers are not allowed in a Request-URI (RFC 4475 3.1.2.11).
             raise ValueError("headers in Request-URI")
     except ValueError as exc:
@@ -915,11 +931,17 @@ def _answerable(request: Request) -> Request | None:
 
 
 def _validate_common(msg: Request | Response) -> None:
+    first: dict[str, str] = {}  # one pass over the header lines, not one per check
+    lines: dict[str, int] = {}
+    for name, value in msg.headers:
+        key = _key(name)
+        first.setdefault(key, value)
+        lines[key] = lines.get(key, 0) + 1
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if not msg.headers.get(name):
+        if not first.get(name.lower()):
             raise ValueError(f"missing {name}")
-    for name in ("CSeq", "Max-Forwards", "Content-Type"):
-        if len(msg.headers.get_all(name)) > 1:
+    for name in ("CSeq", "Max-Forwards", "Content-Type"):  # none of them a comma list
+        if lines.get(name.lower(), 0) > 1:
             raise ValueError(f"more than one {name} header")
     _, method = msg.cseq
     if isinstance(msg, Request) and method != msg.method:
@@ -928,15 +950,15 @@ def _validate_common(msg: Request | Response) -> None:
         raise ValueError("Via with a SIP version other than 2.0")
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
-    if not _CALL_ID_RE.fullmatch(msg.call_id) or len(msg.headers.get_all("Call-ID")) > 1:
+    if not _CALL_ID_RE.fullmatch(msg.call_id) or lines["call-id"] > 1:
         # 25.1: words of visible ASCII; a Call-ID names files, journal rows and log lines
         raise ValueError("invalid Call-ID")
     for contact in msg.headers.get_all("Contact"):
         if contact.strip() != "*":
-            NameAddr.parse(contact)
+            _nameaddr(contact)
     for name in ("Record-Route", "Route"):
         for route in msg.headers.get_all(name):
-            NameAddr.parse(route)  # a dialog built on a broken route set could not be used
+            _nameaddr(route)  # a dialog built on a broken route set could not be used
 
 
 def _validate_request(request: Request) -> None:

@@ -29,6 +29,7 @@ and every exception escaping the agent is logged and the datagram dropped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -459,6 +460,7 @@ class SipEndpoint:
         self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep_idle)
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every datagram sent: the answer never changes
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

@@ -56,10 +56,14 @@ Choices worth knowing (interface additions are marked "added"):
   packet's source, they go back to where the INVITE came from (NAT).
 * No hostname resolution here (sans-IO): ``Outgoing.dest`` may carry a host
   name from a Contact or Route; the transport resolves it.
+* ``gate`` (added; :class:`~ivr.sip.throttle.Gate`) is asked about every INVITE, REGISTER
+  and OPTIONS by its first word, before parsing: dropped unread, or, for a new INVITE
+  shed under overload, answered 503 with Retry-After statelessly (no transaction, no call).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Hashable, Iterable
@@ -94,6 +98,7 @@ from ivr.sip.message import (
     split_quoted,
 )
 from ivr.sip.refer import ReferError, parse_refer
+from ivr.sip.throttle import GATED, Gate, Verdict
 from ivr.sip.transaction import (
     InviteServerTransaction,
     NonInviteServerTransaction,
@@ -115,6 +120,7 @@ URI_SCHEMES = ("sip", "sips", "tel")
 ACCEPT = "application/sdp"
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every INVITE: an address's answer never changes
 def _is_private(host: str) -> bool:
     try:
         addr = ip_address(host.strip("[]"))
@@ -134,6 +140,8 @@ class UserAgent(ClientSide):
     :class:`~ivr.sip.uacore.AgentCore`.
     """
 
+    gate: Gate | None = None
+
     # ------------------------------------------------------------------ driving interface
     def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> None:
         """Feed one datagram / framed stream message.  Never raises."""
@@ -142,18 +150,45 @@ class UserAgent(ClientSide):
             # An RFC 5626 CRLF keep-alive (phones send them over UDP too) or an empty
             # datagram: nothing to answer, nothing worth a log line.
             return
+        verdict = self._admit(data, source[0], now)
+        if verdict is Verdict.DROP:
+            return
         try:
             message = parse_message(data)
         except SipParseError as exc:
             self.reject_unparsable(exc, source, transport)
             return
         try:
+            if verdict is Verdict.SHED and self._shed(message, source, transport):
+                return
             if isinstance(message, Request):
                 self._on_request(message, source, transport, now)
             else:
                 self._on_response(message, source, transport, now)
         except Exception:  # noqa: BLE001 -- one bad message must not take the server down
             log.exception("dropped a %s from %s:%s", type(message).__name__, *source)
+
+    def _admit(self, data: bytes, ip: str, now: float) -> Verdict:
+        """The gate's verdict on an INVITE, REGISTER or OPTIONS, known by its first word alone."""
+        end = data.find(b" ", 0, 9)
+        if self.gate is None or end < 0 or data[:end] not in GATED:
+            return Verdict.TAKE
+        return self.gate.check(data[:end].decode(), ip, now)
+
+    def _shed(self, message: Request | Response, source: tuple[str, int], transport: str) -> bool:
+        """A new INVITE under overload: 503 with Retry-After (21.5.4), sent without a transaction.
+
+        A retransmission of an INVITE being answered, and a re-INVITE of a call already up,
+        go on as usual (False): calls already taken are never shed."""
+        if not isinstance(message, Request) or message.method != "INVITE" or message.to.tag:
+            return False
+        self._stamp_via(message, source)
+        if server_key(message) in self._server_tx:
+            return False
+        assert self.gate is not None
+        response = build_response(message, 503, to_tag=_tag(), headers=[("Retry-After", str(self.gate.retry_after))])
+        self._send(response, self._response_dest(message, source, transport), transport)
+        return True
 
     def next_event(self) -> UAEvent | None:
         return self._events.popleft() if self._events else None

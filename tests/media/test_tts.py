@@ -29,6 +29,17 @@ def test_render_gives_8k_speech_cached_on_disk(tmp_path):
     assert again.rendered == 0
 
 
+def test_cached_gives_only_what_is_in_memory_and_touches_no_file(tmp_path):
+    engine = TtsEngine(tmp_path / "tts")
+    assert engine.cached("Welcome to Acme.") is None  # not rendered yet: the caller must render off the loop
+    clip = engine.render("Welcome to Acme.")
+    assert engine.cached("Welcome to Acme.") is clip
+    assert engine.cached("Welcome to Acme.", rate=300) is None
+    engine.path_for("Welcome to Acme.").unlink()
+    assert engine.cached("Welcome to Acme.") is clip  # memory only, the disk is not looked at
+    assert TtsEngine(tmp_path / "tts").cached("Welcome to Acme.") is None
+
+
 def test_voice_and_rate_are_part_of_the_key(tmp_path):
     engine = TtsEngine(tmp_path)
     slow = engine.render("one two three four five", rate=100)

@@ -1,0 +1,150 @@
+"""Call set-up cost in ``ivr serve``'s own code: INVITE in, 100 and 200 out, ACK, BYE, one call after another.
+
+The server's pieces are wired as ``ivr serve`` wires them (its :class:`ServerAgent` with the
+admission gate, :class:`Services`, :class:`Server`'s event handling, a :class:`SipEndpoint`),
+but the SIP socket is a recorder and the caller a sans-IO :class:`UserAgent` fed from it, and
+the media clock is not started: what is measured is the set-up path alone (parsing,
+transactions and dialogs, SDP, port allocation and the call's RTP sockets, the flow's start,
+the TTS cache lookup, journal rows, log records), with nothing paced by wall-clock time, so
+``valgrind --tool=callgrind`` counts the same instructions run after run:
+
+    OPENBLAS_NUM_THREADS=1 PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+        python bench/setup_path.py --calls 200      # minus the same with --calls 100: 100 calls
+
+Without valgrind it prints CPU microseconds per call (``time.process_time``), and with
+``--profile FILE`` writes a cProfile of the calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ivr.config import load_config
+from ivr.media.clock import MediaClock
+from ivr.runtime.calllog import CallLog
+from ivr.runtime.deployment import load_flow
+from ivr.runtime.prepare import flow_texts, prerender
+from ivr.runtime.server import Server, ServerAgent
+from ivr.runtime.services import Services
+from ivr.runtime.settings import ServeSettings
+from ivr.sip.transport import SipEndpoint
+from ivr.sip.ua import UserAgent
+
+FLOW = """\
+number default -> welcome
+
+menu welcome:
+    ask "Thank you for calling the set-up benchmark. Please press one to continue."
+    wait 20s
+    1 -> welcome
+"""
+SDP = (b"v=0\r\no=sipp 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       b"m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+       b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n")
+CALLER = ("127.0.0.1", 5070)
+T1 = 60.0  # no retransmission, however slowly valgrind runs the loop
+
+
+class Recorder(asyncio.DatagramTransport):
+    """The server's UDP socket: what it sends goes to the caller's agent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        self.sent.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def run_calls(folder: Path, calls: int, profile: cProfile.Profile | None) -> float:
+    flow = folder / "setup.ivr"
+    flow.write_text(FLOW)
+    toml = folder / "ivr.toml"
+    toml.write_text('[server]\nlisten = "127.0.0.1:5060"\nrtp_ports = "41000-41999"\n[overload]\nrate = 0\n')
+    config = load_config(toml, data=folder / "data")
+    program = load_flow([flow], config=config)
+    prerender(program, config, None)  # as ivr serve does before it binds its port
+    calllog = CallLog(io.StringIO(), threaded=True)
+    server = Server(ServeSettings(config, ("127.0.0.1", 5060), 1.0), program, calllog)
+    loop = asyncio.get_running_loop()
+    ua = server.ua = ServerAgent(local_host="127.0.0.1", local_port=5060, contact_host="127.0.0.1", t1=T1)
+    ua.refusal, ua.gate = server._options_refusal, server.admission  # noqa: SLF001 -- wired as Server.run does
+    services = server.services = Services(config=config, program=program, ua=ua, clock=MediaClock(loop),
+                                          calllog=calllog, contact_host="127.0.0.1", media_host="127.0.0.1")
+    endpoint = server.endpoint = services.endpoint = SipEndpoint(ua, on_events=server._on_ua_events)  # noqa: SLF001
+    wire = endpoint._udp = Recorder()  # noqa: SLF001
+    for text, voice, rate in flow_texts(program, config):  # in memory, as after the first caller
+        services.tts.render(text, voice=voice, rate=rate)
+    caller = UserAgent(local_host=CALLER[0], local_port=CALLER[1], t1=T1)
+    await one_call(caller, endpoint, wire, server, 0)  # the first opens the journal: not measured
+    if profile is not None:
+        profile.enable()
+    start = time.process_time()
+    for n in range(1, calls + 1):
+        await one_call(caller, endpoint, wire, server, n)
+    elapsed = time.process_time() - start
+    if profile is not None:
+        profile.disable()
+    services.close_journal()
+    calllog.close()
+    return elapsed
+
+
+async def one_call(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, server: Server, n: int) -> None:
+    loop = asyncio.get_running_loop()
+    call_id = caller.invite("sip:+41435435570@127.0.0.1:5060", SDP, loop.time(), from_uri="sip:+41791112233@127.0.0.1",
+                            destination=("127.0.0.1", 5060))
+    await exchange(caller, endpoint, wire, lambda: caller.calls[call_id].state == "confirmed")
+    caller.hangup(call_id, loop.time())
+    await exchange(caller, endpoint, wire, lambda: not server.calls)
+
+
+async def exchange(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, done: Any) -> None:
+    """Carry messages both ways, letting the loop run the server's tasks, until ``done()``."""
+    loop = asyncio.get_running_loop()
+    for _ in range(10_000):
+        for out in caller.outgoing():
+            endpoint.receive(out.data, CALLER, "udp")
+        sent, wire.sent = wire.sent, []
+        for data in sent:
+            caller.receive(data, ("127.0.0.1", 5060), "udp", loop.time())
+        while caller.next_event() is not None:
+            pass
+        if done():
+            return
+        await asyncio.sleep(0)
+    raise SystemExit("the call did not get through: " + repr(caller.calls))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the measured calls here")
+    parser.add_argument("--tts-cache", type=Path, help="a TTS cache folder to reuse (no espeak-ng run: steadier counts)")
+    args = parser.parse_args()
+    profile = cProfile.Profile() if args.profile else None
+    with tempfile.TemporaryDirectory(prefix="ivr-setup-path-") as tmp:
+        if args.tts_cache is not None:
+            args.tts_cache.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / "data").mkdir()
+            (Path(tmp) / "data" / "tts-cache").symlink_to(args.tts_cache.resolve(), target_is_directory=True)
+        elapsed = asyncio.run(run_calls(Path(tmp), args.calls, profile))
+    if profile is not None:
+        profile.dump_stats(str(args.profile))
+    print(f"{args.calls} calls set up and torn down: {elapsed / args.calls * 1e6:.0f} us of CPU per call", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
