@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 FLOW    ?= flows/acme.ivr
 LISTEN  ?= 127.0.0.1:5060
-APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox tshark faketime
+APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox tshark faketime festival festvox-kallpc16k
 
 .PHONY: run test deps system-deps speech-deps lint bench clean
 

@@ -127,8 +127,8 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    engine: str = "pocketsphinx"  # or "vosk", or "moonshine" (ivr.media.asr_moonshine)
-    model: Path | None = None  # vosk model folder; moonshine: the installed moonshine-cpp model unless set
+    engine: str = "combined"  # pocketsphinx + moonshine (ivr.media.asr_combined); or "pocketsphinx", "vosk", "moonshine"
+    model: Path | None = None  # vosk model folder; moonshine/combined: the installed moonshine-cpp model unless set
 
 
 @dataclass(frozen=True)
@@ -336,8 +336,10 @@ def _from_raw(
     speech = _build(
         SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None
     )
-    if speech.engine not in ("pocketsphinx", "vosk", "moonshine"):
-        raise ConfigError(f"{where}: [speech] engine must be pocketsphinx, vosk or moonshine, got {speech.engine!r}")
+    if speech.engine not in ("combined", "pocketsphinx", "vosk", "moonshine"):
+        raise ConfigError(
+            f"{where}: [speech] engine must be combined, pocketsphinx, vosk or moonshine, got {speech.engine!r}"
+        )
     if speech.engine == "vosk" and speech.model is None:
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")

@@ -220,6 +220,19 @@ class _Grammar:
         return chars
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Moonshine's best phrase ("" when none), its log-probability margin over the best filler,
+    and its posterior against the other phrases and the filler (with :data:`FILLER_MARGIN`)."""
+
+    text: str
+    margin: float
+    posterior: float
+
+
+NOTHING = Scored("", -np.inf, 0.0)
+
+
 @dataclass
 class _Hypothesis:
     tokens: list[int]
@@ -303,18 +316,23 @@ class MoonshineRecognizer:
 
     def search(self, hidden: np.ndarray, phrases: _Grammar, filler: _Grammar) -> tuple[str, float]:
         """The best phrase if it beats the best filler by :data:`FILLER_MARGIN`, with its posterior."""
+        found = self.scored(hidden, phrases, filler)
+        if not found.text or found.margin <= FILLER_MARGIN:
+            return "", 0.0  # a common name outside the directory fits the audio about as well
+        return found.text, found.posterior
+
+    def scored(self, hidden: np.ndarray, phrases: _Grammar, filler: _Grammar) -> Scored:
+        """The best phrase whatever the filler scored, and by how much it beats the best filler."""
         found, other = self.beam(hidden, [phrases, filler])
         if not found:
-            return "", 0.0
+            return NOTHING
         best = found[0]
-        rival = other[0].score + FILLER_MARGIN if other else -np.inf
-        if best.score <= rival:
-            return "", 0.0  # a common name outside the directory fits the audio about as well
         text = " ".join(phrases.spelling.text(best.tokens[1:]).lower().strip(" .,?!").split())
         if text not in phrases.phrases:
-            return "", 0.0
-        scores = np.array([h.score for h in found[1:]] + [rival])
-        return text, float(1.0 / (1.0 + np.exp(scores - best.score).sum()))
+            return NOTHING
+        margin = best.score - other[0].score if other else np.inf
+        scores = np.array([h.score for h in found[1:]] + [best.score - margin + FILLER_MARGIN])
+        return Scored(text, float(margin), float(1.0 / (1.0 + np.exp(scores - best.score).sum())))
 
     def beam(self, hidden: np.ndarray, grammars: Sequence[_Grammar]) -> list[list[_Hypothesis]]:
         """Finished hypotheses of one beam search per grammar (best first), sharing decoder runs.
@@ -650,17 +668,24 @@ class MoonshineSession:
             self._frames.append(np.asarray(pcm16_8k, dtype=np.int16).copy())
 
     def finish(self) -> tuple[str, float]:
+        found = self.finish_scored()
+        if not found.text or found.margin <= FILLER_MARGIN:
+            return "", 0.0  # a common name outside the directory fits the audio about as well
+        return found.text, found.posterior
+
+    def finish_scored(self) -> Scored:
+        """The best phrase and its margin over the filler, whether or not it passes the margin."""
         with self._lock:
             frames, self._frames = self._frames, None
         if not frames:
-            return "", 0.0
+            return NOTHING
         pcm = speech_only(denoise(np.concatenate(frames)))
         if len(pcm) < 1600 or not np.any(pcm):
-            return "", 0.0  # under 0.2 s of speech, or digital silence: nothing was said
+            return NOTHING  # under 0.2 s of speech, or digital silence: nothing was said
         hidden = self._owner.encode(pcm)
         if hidden.shape[1] == 0:
-            return "", 0.0
-        return self._owner.search(hidden, self._phrases, self._filler)
+            return NOTHING
+        return self._owner.scored(hidden, self._phrases, self._filler)
 
     def close(self) -> None:
         with self._lock:
