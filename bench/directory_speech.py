@@ -31,6 +31,7 @@ to the keypad directory after two misses, as :class:`~ivr.directory.speech.Direc
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import resource
@@ -42,7 +43,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +152,21 @@ def voice_audio(text: str, voice: str, speed: int) -> np.ndarray:
         else:
             subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)
         audio, rate = sf.read(wav, dtype="float32")
-    audio = soxr.resample(audio, rate, 8000)
+    audio = trim(soxr.resample(audio, rate, 8000))
     return np.concatenate([np.zeros(4000, np.float32), audio, np.zeros(8000, np.float32)])
+
+
+def trim(audio: np.ndarray, keep: int = 800) -> np.ndarray:
+    """The synthesizer's own leading and trailing silence cut to 0.1 s (festival's is long).
+
+    Every utterance then starts 0.5 s into the line noise: the endpointer's detector, new for
+    each utterance, takes the first frames of noise for speech, and a longer silence before
+    the name would end the utterance before it begins.
+    """
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    if not len(loud):
+        return audio
+    return audio[max(0, loud[0] - keep) : loud[-1] + keep]
 
 
 def speech_power(audio: np.ndarray) -> float:
@@ -182,12 +196,24 @@ def worse_line(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return g711.alaw_decode(g711.alaw_encode(pcm))
 
 
-def recognize(recognizer: Recognizer, phrases: tuple[str, ...], pcm: np.ndarray) -> tuple[str, Scored | None, dict[str, float]]:
-    """Frames through the endpointer and a session; the phrase, moonshine's score (combined) and latencies."""
+def recognize(
+    recognizer: Recognizer, phrases: tuple[str, ...], pcm: np.ndarray, pace: bool = False
+) -> tuple[str, Scored | None, dict[str, float]]:
+    """Frames through the endpointer and a session; the phrase, moonshine's score (combined) and latencies.
+
+    With ``pace`` the frames after the last voiced one come in real time (20 ms each), as on a
+    call, so work the session starts during the endpointer's hangover has that time to run.
+    """
     session = recognizer.session(phrases)
     endpointer = Endpointer(no_speech_timeout=5.0, max_utterance=8.0, hangover=0.6)
+    next_frame = time.perf_counter()
     for i in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
         frame = pcm[i : i + FRAME_SAMPLES]
+        if pace and endpointer.speech_end is not None and endpointer.frames > endpointer.speech_end:
+            next_frame += FRAME_SAMPLES / 8000
+            time.sleep(max(0.0, next_frame - time.perf_counter()))
+        else:
+            next_frame = time.perf_counter()
         session.accept(frame)
         if endpointer.feed(frame) in ("done", "no_speech"):
             break
@@ -228,9 +254,21 @@ def run(args: argparse.Namespace) -> tuple[list[Trial], int]:
         for number, new, voice, speed in voices_for(group, args):
             audio = voice_audio(text, voice, speed)
             pcm = worse_line(audio, rng) if new else white_line(audio, rng)
-            heard, scored, latency = recognize(recognizer, index.phrases, pcm)
+            heard, scored, latency = recognize(recognizer, index.phrases, pcm, args.pace)
             trials.append(Trial(expected, group, number, new, heard, latency, scored, outsider))
     return trials, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def save_trials(path: Path, trials: list[Trial], memory_mb: int) -> None:
+    lines = [json.dumps({"memory_mb": memory_mb})]
+    lines += [json.dumps({**asdict(t), "scored": asdict(t.scored) if t.scored else None}) for t in trials]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_trials(path: Path) -> tuple[list[Trial], int]:
+    head, *rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
+    trials = [Trial(**{**r, "scored": Scored(**r["scored"]) if r["scored"] else None}) for r in rows]
+    return trials, int(head["memory_mb"])
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -410,6 +448,11 @@ def main() -> int:
     parser.add_argument("--new-voices", type=int, default=len(NEW_VOICES), help="held-out voices the tuning never hears")
     parser.add_argument("--split", choices=("all", "tuning", "held-out"), default="all", help="run only one split")
     parser.add_argument("--quick", action="store_true", help="one voice per name, no new voices (CI)")
+    parser.add_argument("--save", type=Path, default=None, help="write the trials to FILE (JSON lines)")
+    parser.add_argument("--report", type=Path, default=None, help="report the trials saved in FILE instead of running")
+    parser.add_argument("--pace", action="store_true", help="feed the end-of-speech hangover in real time (latency)")
+    parser.add_argument("--early-decode", type=float, default=None, help="moonshine: seconds of pause before decoding early")
+    parser.add_argument("--no-early-decode", action="store_true", help="moonshine: decode only at the end of speech")
     parser.add_argument("--filler-weight", type=float, default=None, help="override the filler branch weight")
     parser.add_argument("--fold", type=float, default=None, help="override the spectral folding level")
     parser.add_argument(
@@ -435,14 +478,19 @@ def main() -> int:
         asr.FEATURE_OPTIONS[key] = value
     if args.fold is not None:
         asr.FOLD_LEVEL = args.fold
+    if args.early_decode is not None or args.no_early_decode:
+        asr_moonshine.EARLY_DECODE = None if args.no_early_decode else args.early_decode
     if args.filler_margin is not None or args.beam is not None:
-        from ivr.media import asr_moonshine
-
         if args.filler_margin is not None:
             asr_moonshine.FILLER_MARGIN = args.filler_margin
         if args.beam is not None:
             asr_moonshine.BEAM = args.beam
-    trials, memory_mb = run(args)
+    if args.report is not None:
+        trials, memory_mb = load_trials(args.report)
+    else:
+        trials, memory_mb = run(args)
+    if args.save is not None:
+        save_trials(args.save, trials, memory_mb)
     report(trials, args.people, memory_mb, args.confusions, args.engine)
     return 0
 
