@@ -127,7 +127,7 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    engine: str = "combined"  # pocketsphinx + moonshine (ivr.media.asr_combined); or "pocketsphinx", "vosk", "moonshine"
+    engine: str = "pocketsphinx"  # or "combined" (pocketsphinx + moonshine, ivr.media.asr_combined), "vosk", "moonshine"
     model: Path | None = None  # vosk model folder; moonshine/combined: the installed moonshine-cpp model unless set
 
 

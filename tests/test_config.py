@@ -73,7 +73,7 @@ def test_no_file_gives_the_embedded_defaults(tmp_path: Path, monkeypatch: pytest
     assert config.path is None
     assert config.server.listen == ("127.0.0.1", 5060)
     assert config.data == (tmp_path / "data").resolve()
-    assert config.speech.engine == "combined" and config.tts.engine == "espeak"
+    assert config.speech.engine == "pocketsphinx" and config.tts.engine == "espeak"
 
 
 def test_relative_paths_are_resolved_against_the_files_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
     tester = sub.add_parser("test", help="recognize recorded names against a directory")
     tester.add_argument("file", type=Path, metavar="FILE", help="directory file (.csv or .toml)")
     tester.add_argument("audio", type=Path, nargs="+", help="WAV files (any rate, mono or stereo)")
-    tester.add_argument("--engine", choices=ENGINES, default=None, help="default: [speech] engine (combined)")
+    tester.add_argument("--engine", choices=ENGINES, default=None, help="default: [speech] engine")
     tester.add_argument("--model", type=Path, default=None, help="model folder (vosk); default: [speech] model")
     add_config_option(tester)
     tester.add_argument("--codec", choices=("pcmu", "pcma", "none"), default="pcmu", help="G.711 codec the audio passes through first, as on a call (default: pcmu)")

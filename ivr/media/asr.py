@@ -12,10 +12,10 @@ loop.
 
 Engines:
 
-* ``combined`` (the deployment default): pocketsphinx and moonshine on the same audio, a
+* ``combined``: pocketsphinx and moonshine on the same audio, a
   phrase taken when they agree, two rival phrases reported when they disagree
   (:mod:`ivr.media.asr_combined`); ``[speech] model`` is moonshine's.
-* ``pocketsphinx`` (works out of the box, no extra package): the US-English model in
+* ``pocketsphinx`` (the default, works out of the box, no extra package): the US-English model in
   the wheel.  The grammar is JSGF; every word gets cmudict's pronunciations
   plus espeak-ng's (:mod:`ivr.media.g2p`), so unknown names still load.  The
   model is 16 kHz: G.711 audio is resampled with soxr, and the empty band
