@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 FLOW    ?= flows/acme.ivr
 LISTEN  ?= 127.0.0.1:5060
-APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox tshark faketime postgresql kamailio kamailio-postgres-modules chromium chromium-driver
+APT_PKGS := sip-tester baresip-core espeak-ng libespeak-ng1 graphviz sox tshark faketime postgresql kamailio kamailio-postgres-modules chromium chromium-driver festival festvox-kallpc16k
 
 .PHONY: run cluster test deps system-deps speech-deps lint bench clean
 

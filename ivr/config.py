@@ -135,8 +135,8 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    engine: str = "pocketsphinx"  # or "vosk", or "moonshine" (ivr.media.asr_moonshine)
-    model: Path | None = None  # vosk model folder; moonshine: the installed moonshine-cpp model unless set
+    engine: str = "pocketsphinx"  # or "combined" (pocketsphinx + moonshine, ivr.media.asr_combined), "vosk", "moonshine"
+    model: Path | None = None  # vosk model folder; moonshine/combined: the installed moonshine-cpp model unless set
     language: str = "en"  # the language `engine` and `model` recognise
     # other languages: language -> vosk model folder ([speech.models] de = "models/vosk-model-small-de")
     models: tuple[tuple[str, Path], ...] = ()
@@ -424,8 +424,10 @@ def _from_raw(
         SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None,
         language=str(sp.get("language", "en")).lower(), models=_models(sp.get("models", {}), base, f"{where}: [speech.models]"),
     )
-    if speech.engine not in ("pocketsphinx", "vosk", "moonshine"):
-        raise ConfigError(f"{where}: [speech] engine must be pocketsphinx, vosk or moonshine, got {speech.engine!r}")
+    if speech.engine not in ("combined", "pocketsphinx", "vosk", "moonshine"):
+        raise ConfigError(
+            f"{where}: [speech] engine must be combined, pocketsphinx, vosk or moonshine, got {speech.engine!r}"
+        )
     if speech.engine == "vosk" and speech.model is None:
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")

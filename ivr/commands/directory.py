@@ -4,7 +4,9 @@
 problems :func:`~ivr.directory.source.check_directory` finds.
 ``ivr directory test FILE AUDIO...`` runs each recording (WAV, any rate) the
 way a call would (8 kHz, G.711, endpointing, the directory's grammar) and
-prints ``AUDIO<TAB>display name`` or ``AUDIO<TAB>-`` for no match.
+prints ``AUDIO<TAB>display name`` or ``AUDIO<TAB>-`` for no match, and
+``AUDIO<TAB>name or other name`` when the recognizer heard two people (the combined
+engine's models disagreed: a call would ask the caller which one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ivr.commands.options import add_config_option
 from ivr.directory.matching import PhraseIndex
 from ivr.directory.source import DirectoryBook, DirectoryError, check_directory, load_directory
 from ivr.media.asr import ENGINES
+from ivr.media.recognizer import Recognition
 
 
 def register(subparsers: Any) -> None:
@@ -93,10 +96,15 @@ def test_handler(args: argparse.Namespace) -> int:
             print(f"ivr directory: cannot read {audio}: {exc}", file=sys.stderr)
             status = 1
             continue
-        text = recognize(recognizer, phrases, pcm)
-        people = index.lookup(text)
-        print(f"{audio}\t{people[0].display_name if people else '-'}", flush=True)
+        heard = recognize(recognizer, phrases, pcm)
+        print(f"{audio}\t{heard_names(index, heard.text, heard.alternatives)}", flush=True)
     return status
+
+
+def heard_names(index: PhraseIndex, text: str, alternatives: tuple[str, ...]) -> str:
+    """"Alice Johnson", "Alice Johnson or Alicia Jensen" (two people heard), or "-" for no match."""
+    names = [p.display_name for phrase in (text, *alternatives) if phrase for p in index.lookup(phrase)[:1]]
+    return " or ".join(dict.fromkeys(names)) or "-"
 
 
 def _usable_phrases(recognizer: Any, phrases: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,8 +141,9 @@ def read_call_audio(path: Path, codec: str) -> np.ndarray:
     return g711.decode(g711.encode(pcm, pt), pt)
 
 
-def recognize(recognizer: Any, phrases: tuple[str, ...], pcm: np.ndarray) -> str:
+def recognize(recognizer: Any, phrases: tuple[str, ...], pcm: np.ndarray) -> Recognition:
     """Frames through the endpointer and a session, as the call runner does; "" for no match."""
+    from ivr.media.recognizer import finish_recognition
     from ivr.media.vad import FRAME_SAMPLES, Endpointer
 
     session = recognizer.session(phrases)
@@ -149,5 +158,5 @@ def recognize(recognizer: Any, phrases: tuple[str, ...], pcm: np.ndarray) -> str
             break
     if not heard:
         session.close()
-        return ""
-    return str(session.finish()[0])
+        return Recognition("", 0.0)
+    return finish_recognition(session)

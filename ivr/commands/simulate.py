@@ -34,7 +34,7 @@ from ivr.runtime.trace import TraceLine
 
 EPILOG = """\
 input tokens: 1 2 # * (keys; 123# presses several), say:alice_johnson or say:"alice johnson"
-(speech), say: (speech that matches nothing), wait:10s (let time pass), wait (until the next
+(speech), say:alice_johnson|alicia_jensen (heard two ways), say: (speech that matches nothing), wait:10s (let time pass), wait (until the next
 timeout), hangup.  A leading ! delivers the token at once, interrupting the prompt (!1).
 
 far ends: a target is rung as ivr serve rings it (an extension of the deployment, where every

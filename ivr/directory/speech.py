@@ -5,7 +5,10 @@ directory's phrases (``Listen(phrases=...)``) and sends back ``Speech(text)``
 with a whole phrase, or ``""`` for no match.  :class:`~ivr.directory.matching.PhraseIndex`
 maps the phrase back to people; namesakes are told apart by department (said
 or keyed) or extension; the match is confirmed ("Did you say Alice Johnson?
-Say yes or press 1") unless the flow says ``no confirm``.  Two misses (no
+Say yes or press 1") unless the flow says ``no confirm``.  When the recognizer heard two
+people (``Speech.alternatives``: the combined engine's models disagreed), the caller is
+asked which one ("Did you mean Alice Johnson or Alicia Jensen?"), by name or with 1 or 2,
+and the one picked is selected.  Two misses (no
 match, no input, or a "no" at the confirmation) hand over to the keypad
 directory when the flow allows keys; a digit 2-9 does so at once, starting
 the keypad search with that letter; 0 asks for the operator.
@@ -112,7 +115,7 @@ class DirectoryDialogue(DialogueBase):
             return self._key(event.digit, now, out)
         elif isinstance(event, Speech):
             self._barge_in(out)
-            return self._speech(event.text, now, out)
+            return self._speech(event.text, now, out, event.alternatives)
         return out
 
     def _delegate(self, event: Event, now: float) -> list[Action]:
@@ -135,6 +138,8 @@ class DirectoryDialogue(DialogueBase):
             return self.yes + self.no
         if self.state == "namesakes":
             return tuple(dict.fromkeys(normalize_phrase(p.department) for p in self.candidates if p.department))
+        if self.state == "which":
+            return tuple(dict.fromkeys(normalize_phrase(n) for p in self.candidates for n in p.spoken_names)) + self.no
         return self.index.phrases
 
     def _ask(self, texts: list[str], out: list[Action]) -> list[Action]:
@@ -159,23 +164,30 @@ class DirectoryDialogue(DialogueBase):
             return self._answer(digit == "1" if digit in "12" else None, now, out)
         if self.state == "namesakes":
             return self._pick_namesake(digit, now, out)
+        if self.state == "which":
+            return self._pick_which(digit, now, out)
         if digit == self.keypad_key:
             return out + self._to_keypad(now, "")  # the flow's keypad key: no letter typed yet
         if digit in "23456789" and self.by_keys:
             return out + self._to_keypad(now, digit)
         return out
 
-    def _speech(self, text: str, now: float, out: list[Action]) -> list[Action]:
+    def _speech(self, text: str, now: float, out: list[Action], alternatives: tuple[str, ...] = ()) -> list[Action]:
         said = normalize_phrase(text)
         if self.state == "confirm":
             answer = True if said in self.yes else False if said in self.no else None
-            return self._answer(answer, now, out)
+            return self._answer(None if alternatives else answer, now, out)  # heard both ways: ask again
+        if self.state == "which":
+            return self._said_which(text, now, out)
         if self.state == "namesakes":
             found = [p for p in self.candidates if said and normalize_phrase(p.department) == said]
             return self._choose(found[0], now, out) if len(found) == 1 else self._miss(now, out)
         people = self.index.lookup(text)
         if not people:
             return self._miss(now, out)
+        rival = self._rival(people, alternatives)
+        if rival is not None:
+            return self._ask_which(people[0], rival, out)
         self.candidates = people
         if len(people) > 1:
             return self._ask_namesakes(out)
@@ -194,6 +206,31 @@ class DirectoryDialogue(DialogueBase):
         if digit.isdigit() and 1 <= int(digit) <= min(len(self.candidates), 9):
             return self._choose(self.candidates[int(digit) - 1], now, out)
         return self._ask_namesakes(out)
+
+    # ------------------------------------------------------------------ two candidates
+
+    def _rival(self, people: tuple[Person, ...], alternatives: tuple[str, ...]) -> Person | None:
+        """The one other person the recognizer also heard, when ``people`` is one person."""
+        others = {p for alt in alternatives for p in self.index.lookup(alt)} - set(people)
+        return others.pop() if len(people) == 1 and len(others) == 1 else None
+
+    def _ask_which(self, first: Person, second: Person, out: list[Action]) -> list[Action]:
+        self.state = "which"
+        self.candidates = (first, second)
+        text = self.lang.say("directory.which_of_two", first=first.display_name, second=second.display_name)
+        return self._ask([text], out)
+
+    def _pick_which(self, digit: str, now: float, out: list[Action]) -> list[Action]:
+        if digit in ("1", "2"):
+            return self._finish(selected(self.candidates[int(digit) - 1]), out)
+        return self._ask_which(self.candidates[0], self.candidates[1], out)
+
+    def _said_which(self, text: str, now: float, out: list[Action]) -> list[Action]:
+        named = self.index.lookup(text)
+        found = [p for p in self.candidates if p in named]
+        return self._finish(selected(found[0]), out) if len(found) == 1 else self._miss(now, out)
+
+    # ------------------------------------------------------------------ one candidate
 
     def _choose(self, person: Person, now: float, out: list[Action]) -> list[Action]:
         self.chosen = person

@@ -42,11 +42,16 @@ class Key(Event):
 
 @dataclass(frozen=True)
 class Speech(Event):
-    """A recognised utterance (already matched against the active grammar), or ``""`` for no match."""
+    """A recognised utterance (already matched against the active grammar), or ``""`` for no match.
+
+    ``alternatives``: other phrases of the grammar the recogniser heard about as surely as
+    ``text`` (its engines disagreed); a dialogue may ask the caller which one was meant.
+    """
 
     kind: ClassVar[str] = "speech"
     text: str
     confidence: float = 1.0
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

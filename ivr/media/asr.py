@@ -12,7 +12,10 @@ loop.
 
 Engines:
 
-* ``pocketsphinx`` (default, works out of the box): the US-English model in
+* ``combined``: pocketsphinx and moonshine on the same audio, a
+  phrase taken when they agree, two rival phrases reported when they disagree
+  (:mod:`ivr.media.asr_combined`); ``[speech] model`` is moonshine's.
+* ``pocketsphinx`` (the default, works out of the box, no extra package): the US-English model in
   the wheel.  The grammar is JSGF; every word gets cmudict's pronunciations
   plus espeak-ng's (:mod:`ivr.media.g2p`), so unknown names still load.  The
   model is 16 kHz: G.711 audio is resampled with soxr, and the empty band
@@ -58,7 +61,7 @@ from ivr.media.recognizer import (
     grammar_phrases,
 )
 
-ENGINES = ("pocketsphinx", "vosk", "moonshine")
+ENGINES = ("combined", "pocketsphinx", "vosk", "moonshine")
 
 
 def get_recognizer(engine: str = "pocketsphinx", model: Path | None = None) -> Recognizer:
@@ -78,6 +81,11 @@ def _load(engine: str, model: Path | None) -> Recognizer:
         from ivr.media.asr_moonshine import MoonshineRecognizer
 
         return MoonshineRecognizer(model)
+    if engine == "combined":
+        from ivr.media.asr_combined import CombinedRecognizer
+        from ivr.media.asr_moonshine import MoonshineRecognizer
+
+        return CombinedRecognizer(_load("pocketsphinx", None), MoonshineRecognizer(model))
     raise RecognizerError(f"unknown speech engine {engine!r}; known: {', '.join(ENGINES)}")
 
 

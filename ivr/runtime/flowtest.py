@@ -249,10 +249,11 @@ def _caller_action(word: str, rest: str, number: int, parser: _Parser) -> list[C
             )
         return [CallerInput("key", m.group(1), barge_in=bool(m.group(2)))]
     if word == "say":
-        m = re.fullmatch(r'"([^"]*)"(\s+during\s+the\s+prompt)?', rest)
+        m = re.fullmatch(r'"([^"]*)"(?:\s+or\s+"([^"]*)")?(\s+during\s+the\s+prompt)?', rest)
         if not m:
-            raise parser.fail(number, 'expected: say "words" (what the recogniser hears)')
-        return [CallerInput("speech", " ".join(m.group(1).split()), barge_in=bool(m.group(2)))]
+            raise parser.fail(number, 'expected: say "words" (what the recogniser hears), or say "words" or "words"')
+        words, rival = (" ".join((g or "").split()) for g in m.group(1, 2))
+        return [CallerInput("speech", words, barge_in=bool(m.group(3)), rival=rival)]
     if word == "mumble":
         return [CallerInput("speech", "")]
     if word in ("hang", "hangup"):

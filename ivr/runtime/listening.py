@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ivr.dsl import events as ev
+from ivr.media.recognizer import Recognition, finish_recognition
 from ivr.runtime.context import CallContext
 
 log = logging.getLogger("ivr.runtime.call")
@@ -115,18 +116,18 @@ class SpeechListener:
             await self.chain
             decoder = await self.session
             if decoder is None:
-                text, confidence = "", 1.0
+                heard = Recognition("", 1.0)
             else:
-                text, confidence = await loop.run_in_executor(self.runner.services.executor, decoder.finish)
+                heard = await loop.run_in_executor(self.runner.services.executor, finish_recognition, decoder)
         except Exception as exc:  # a recogniser failure is a no-match, never a dead call
             log.exception("call %s: speech recognition failed", self.runner.call_id)
             self.runner.log(event="speech_error", error=str(exc))
-            text, confidence = "", 0.0
+            heard = Recognition("", 0.0)
         if self.phrases:
             self.runner.log(event="recognized", latency_ms=round((loop.time() - began) * 1000, 1))
         if self.runner.listener is self and not self.runner.ended:
             self.runner.listener = None
-            self.runner.post(ev.Speech(text, confidence))
+            self.runner.post(ev.Speech(heard.text, heard.confidence, heard.alternatives))
 
     def close(self) -> None:
         self.closed = True

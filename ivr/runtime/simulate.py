@@ -94,13 +94,15 @@ class CallerInput:
     value: str = ""  # the keys, or the words said
     seconds: float = 0.0  # for wait; 0 with kind "wait" means "until the flow's next timer"
     barge_in: bool = False  # delivered at once, interrupting the prompt
+    rival: str = ""  # speech: another phrase the recogniser also heard (its engines disagreed)
 
     def __str__(self) -> str:
         prefix = "!" if self.barge_in else ""
         if self.kind == "key":
             return prefix + self.value
         if self.kind == "speech":
-            return f"{prefix}say:{self.value.replace(' ', '_')}"
+            rival = f"|{self.rival.replace(' ', '_')}" if self.rival else ""
+            return f"{prefix}say:{self.value.replace(' ', '_')}{rival}"
         if self.kind == "wait":
             return f"wait:{fmt_seconds(self.seconds)}" if self.seconds else "wait"
         return prefix + "hangup"
@@ -117,8 +119,8 @@ def parse_input(token: str) -> CallerInput:
     if _KEYS.fullmatch(body):
         return CallerInput("key", body, barge_in=barge)
     if low.startswith("say:"):
-        words = body[4:].replace("_", " ").strip()
-        return CallerInput("speech", " ".join(words.split()), barge_in=barge)
+        words, _, rival = body[4:].replace("_", " ").partition("|")
+        return CallerInput("speech", " ".join(words.split()), barge_in=barge, rival=" ".join(rival.split()))
     if low in ("hangup", "hang-up", "bye"):
         return CallerInput("hangup", barge_in=barge)
     if low == "wait":
@@ -290,7 +292,7 @@ class Simulation:
         self._ports = iter(range(30000, 60000, 2))
         self._busy = False  # the caller is in the middle of something (keys, a wait, speaking)
         self._now_next = False  # deliver the next token at once (after a wait)
-        self._words: list[str] = []  # what the caller said, for the recogniser
+        self._words: list[tuple[str, ...]] = []  # what the caller said (and was also heard as), for the recogniser
         self._spoke_into: object | None = None  # the recording the caller spoke into
         self._asked_by: object | None = None  # the directory dialogue the caller answered
         self._hung_up = False
@@ -500,7 +502,7 @@ class Simulation:
         elif given.kind == "hangup":
             self._hangup()
         elif given.kind == "speech":
-            self._say(given.value)
+            self._say(given.value, given.rival)
         else:
             self._press(given.value)
 
@@ -539,14 +541,15 @@ class Simulation:
 
     # ---- the caller's voice
 
-    def _say(self, words: str) -> None:
+    def _say(self, words: str, rival: str = "") -> None:
         shown = f'"{words}"' if words else "something unrecognised"
-        self._said("speech", f"caller says {shown}", text=words)
-        self._words.append(words)
+        heard_too = f' (also heard as "{rival}")' if rival else ""
+        self._said("speech", f"caller says {shown}{heard_too}", text=words)
+        self._words.append((words, rival) if rival else (words,))
         self._speak(self._voice(words), silence_after=SPEECH_TAIL)
 
-    def _last_words(self) -> str:
-        return self._words.pop(0) if self._words else ""
+    def _last_words(self) -> tuple[str, ...]:
+        return self._words.pop(0) if self._words else ("",)
 
     def _voice(self, words: str) -> np.ndarray:
         """The caller's voice saying ``words``: the deployment's TTS, or a hum if it cannot speak."""

@@ -29,3 +29,8 @@ def test_benchmark_runs_and_prints_its_figures() -> None:
     assert re.search(r"top-1 accuracy: +\d+\.\d%  \(\d+/8\)", out)
     assert re.search(r"false accepts: +\d+\.\d%  \(\d/3\)", out)
     assert re.search(r"latency after end of speech: mean \d+\.\d ms, p95 \d+\.\d ms", out)
+    # the default engine is the combination: each engine alone, then both, and the whole dialogue
+    assert [line for line in out.splitlines() if line.startswith("== ")] == ["== pocketsphinx", "== moonshine", "== combined"]
+    assert re.search(r"\[held-out, confirm\] dialogue: right transfer \d+\.\d% \(after \d\.\d\d utterances\), wrong transfers", out)
+    assert "combined thresholds on the tuning split" in out
+    assert re.search(r"peak memory \(RSS\): \d+ MB", out)

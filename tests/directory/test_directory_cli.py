@@ -80,3 +80,14 @@ def test_vosk_reports_names_outside_its_vocabulary(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "warning: vosk: 'alice johnson' cannot be recognized: alice, johnson not in the model's vocabulary" in done.stderr
     assert "no phrase of the directory can be recognized" in done.stderr
+
+
+def test_two_people_heard_are_both_printed() -> None:
+    from ivr.commands.directory import heard_names
+    from ivr.directory.matching import PhraseIndex
+    from ivr.directory.source import load_directory
+
+    index = PhraseIndex.build(load_directory(DATA / "staff.csv"))
+    assert heard_names(index, "alice johnson", ("jack johnston",)) == "Alice Johnson or Jack Johnston"
+    assert heard_names(index, "bob miller", ("robert miller",)) == "Bob Miller"  # one person, two names
+    assert heard_names(index, "", ()) == "-"

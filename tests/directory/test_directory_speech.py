@@ -83,6 +83,54 @@ def test_no_confirm_selects_at_once() -> None:
     assert d.finished and d.result == DirectoryResult("selected", "204", "Nguyen Van Minh", "")
 
 
+WHICH = "Did you mean Alice Johnson or Jack Johnston? Say the name, or press 1 for Alice Johnson, 2 for Jack Johnston."
+
+
+def test_two_people_heard_are_offered_and_a_key_picks_one() -> None:
+    d = DirectoryDialogue(BOOK)
+    d.start(0.0)
+    out = d.handle(Speech("alice johnson", 0.8, ("jack johnston",)), 2.0)
+    assert out[0] == StopPrompts()
+    assert said(out) == [WHICH]
+    assert listen(out).phrases == ("alice johnson", "ali", "jack johnston") + NO
+    d.handle(Key("2"), 4.0)
+    assert d.finished and d.result == DirectoryResult("selected", "209", "Jack Johnston", "")
+
+
+def test_two_people_heard_the_caller_says_which_even_without_confirmation() -> None:
+    d = DirectoryDialogue(BOOK, confirm=False)
+    d.start(0.0)
+    assert said(d.handle(Speech("alice johnson", 0.8, ("jack johnston",)), 2.0)) == [WHICH]
+    d.handle(Speech("ali"), 4.0)
+    assert d.result == DirectoryResult("selected", "201", "Alice Johnson", "201")
+
+
+def test_neither_of_the_two_is_a_miss_and_a_wrong_key_asks_again() -> None:
+    d = DirectoryDialogue(BOOK)
+    d.start(0.0)
+    d.handle(Speech("alice johnson", 0.8, ("jack johnston",)), 2.0)
+    assert said(d.handle(Key("7"), 3.0)) == [WHICH]
+    out = d.handle(Speech("no"), 4.0)
+    assert said(out) == ["Sorry, I did not find that name. Please say it again, or spell it on the keypad."]
+    assert listen(out).phrases == DirectoryDialogue(BOOK).index.phrases
+
+
+def test_a_rival_phrase_naming_the_same_person_is_no_question() -> None:
+    d = DirectoryDialogue(BOOK)
+    d.start(0.0)
+    out = d.handle(Speech("bob miller", 0.8, ("robert miller",)), 2.0)
+    assert said(out) == ["Did you say Bob Miller? Say yes or press 1. Say no or press 2."]
+
+
+def test_a_confirmation_heard_both_as_yes_and_no_is_asked_again() -> None:
+    d = DirectoryDialogue(BOOK)
+    d.start(0.0)
+    d.handle(Speech("siobhan kelly"), 2.0)
+    out = d.handle(Speech("yes", 0.7, ("no",)), 3.0)
+    assert said(out) == ["Did you say Siobhan Kelly? Say yes or press 1. Say no or press 2."]
+    assert not d.finished
+
+
 def test_namesakes_are_told_apart_by_department_said_or_keyed() -> None:
     d = DirectoryDialogue(BOOK)
     d.start(0.0)

@@ -225,3 +225,49 @@ def test_benchmark_runs_with_the_moonshine_engine() -> None:
     assert done.returncode == 0, done.stderr
     assert "utterances: 6 in directory, 2 outsiders" in done.stdout
     assert re.search(r"top-1 accuracy: +\d+\.\d%  \(\d/6\)", done.stdout)
+
+
+# ---------------------------------------------------------------- early decode
+
+
+def test_pauses_are_counted_only_after_the_caller_spoke() -> None:
+    from ivr.media.asr_moonshine import _Pauses
+
+    pauses = _Pauses()
+    assert pauses.feed(np.zeros(8000, np.int16)) is False
+    assert not pauses.paused(0.2)  # silence before speech is no pause
+    name = call_audio("bob-miller-m3", lead=0.0, tail=0.0)
+    assert pauses.feed(name) is True and pauses.spoke
+    assert pauses.feed(np.zeros(1600, np.int16)) is False
+    assert pauses.paused(0.2)
+    assert pauses.feed(name[:4000]) is True  # speaking again
+    assert not pauses.paused(0.2)
+
+
+@pytest.mark.slow
+@needs_model
+def test_the_early_decode_is_used_and_speech_after_it_makes_it_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    pcm = call_audio("siobhan-kelly-gb", tail=0.6)
+    session = get_recognizer("moonshine").session(STAFF)
+    for i in range(0, len(pcm) - 159, 160):
+        session.accept(pcm[i : i + 160])
+    early = session._early  # noqa: SLF001 -- started during the trailing silence
+    assert early is not None
+    # the same name; the confidence differs a little (less trailing line noise to estimate it from)
+    assert session.finish()[0] == recognize_late(pcm, monkeypatch)[0] == "siobhan kelly"
+    assert early.done() and early.result().text == "siobhan kelly"
+    session = get_recognizer("moonshine").session(STAFF)
+    for i in range(0, len(pcm) - 159, 160):
+        session.accept(pcm[i : i + 160])
+    first = session._early  # noqa: SLF001
+    session.accept(call_audio("bob-miller-m3", lead=0.0, tail=0.0)[:4000])  # the caller goes on
+    assert first is not None and session._early is None  # noqa: SLF001
+    session.close()
+
+
+def recognize_late(pcm: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> tuple[str, float]:
+    from ivr.media import asr_moonshine
+
+    with monkeypatch.context() as m:
+        m.setattr(asr_moonshine, "EARLY_DECODE", None)
+        return recognize(STAFF, pcm)

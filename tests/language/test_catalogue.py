@@ -41,7 +41,7 @@ def test_every_sentence_can_be_said(language: str) -> None:
     cat = catalogue(language)
     samples = {
         "owner": "Anna", "number": "+41 201", "name": "Ann Lee", "department": "Sales", "extension": "201",
-        "n": 3, "count": 2, "new": "x", "saved": "y", "index": 1, "total": 2, "received": EVE, "caller": "2 0 1", "key": "9",
+        "n": 3, "count": 2, "new": "x", "saved": "y", "index": 1, "total": 2, "received": EVE, "caller": "2 0 1", "key": "9", "first": "Ann Lee", "second": "Al Li",
     }
     for message in cat.ids():
         if message.startswith("format.") or message.startswith("speech."):
@@ -52,7 +52,7 @@ def test_every_sentence_can_be_said(language: str) -> None:
 def test_swiss_german_has_no_eszett_and_says_sie() -> None:
     cat = catalogue("de")
     texts = [cat.say(m, count=31, n=1, owner="A", number="1", name="B", department="C", extension="2",
-                     new="", saved="", index=31, total=31, received=EVE, caller="", key="9")
+                     new="", saved="", index=31, total=31, received=EVE, caller="", key="9", first="A", second="B")
              for m in cat.ids() if not m.startswith(("speech.", "format."))]
     assert not [t for t in texts if "ß" in t]
     assert cat.say("voicemail.access.new_messages", count=30) == "dreissig neue Nachrichten"  # num2words: dreißig

@@ -148,7 +148,7 @@ def test_speech_section_of_the_deployment_file(tmp_path: Path) -> None:
     speech = load_config(path).speech
     assert (speech.engine, speech.model) == ("vosk", tmp_path / "models" / "ko")
     path.write_text('[speech]\nengine = "whisper"\n')
-    with pytest.raises(ConfigError, match="engine must be pocketsphinx, vosk or moonshine, got 'whisper'"):
+    with pytest.raises(ConfigError, match="engine must be combined, pocketsphinx, vosk or moonshine, got 'whisper'"):
         load_config(path)
     path.write_text('[speech]\nengine = "vosk"\n')
     with pytest.raises(ConfigError, match='needs model = "path/to/vosk-model"'):

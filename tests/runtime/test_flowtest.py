@@ -38,6 +38,7 @@ test "Press 1, then hash":
     press #
     press 0 during the prompt
     say "alice johnson"
+    say "alice johnson" or "alicia jensen"
     mumble
     wait 10s
     wait for the timeout
@@ -82,16 +83,17 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
         CallerInput("key", "#"),
         CallerInput("key", "0", barge_in=True),
         CallerInput("speech", "alice johnson"),
+        CallerInput("speech", "alice johnson", rival="alicia jensen"),
         CallerInput("speech", ""),
         CallerInput("wait", seconds=10.0),
         CallerInput("wait"),
         CallerInput("hangup"),
     )
     assert first.expectations == (
-        Expectation("ring 201, 202", 27),
-        Expectation("voicemail", 28, negate=True),
-        Expectation("no answer", 29),
-        Expectation("say Welcome.", 30),
+        Expectation("ring 201, 202", 28),
+        Expectation("voicemail", 29, negate=True),
+        Expectation("no answer", 30),
+        Expectation("say Welcome.", 31),
     )
     assert second.setup.at == "2026-12-25 10:00" and second.setup.caller == "+41791112233"
     assert second.setup.answer == frozenset() and second.setup.directory == ("not found",)
@@ -121,6 +123,10 @@ def test_parse_a_full_file(tmp_path: Path) -> None:
         (
             'flow "f.ivr"\ntest "x":\n    at 2026-01-01 10:00\n    press one\n    expect hangup\n',
             ":4: expected: press KEYS (e.g. press 1, press 123456#, press 1 during the prompt)",
+        ),
+        (
+            'flow "f.ivr"\ntest "x":\n    at 2026-01-01 10:00\n    say "a" or b\n    expect hangup\n',
+            ':4: expected: say "words" (what the recogniser hears), or say "words" or "words"',
         ),
         (
             'flow "f.ivr"\ntest "x":\n    at 2026-01-01 10:00\n    wait a bit\n    expect hangup\n',

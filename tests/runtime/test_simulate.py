@@ -141,11 +141,12 @@ def lines(result: SimulationResult) -> list[str]:
 
 def test_parse_inputs() -> None:
     assert parse_inputs(
-        '1 123# say:alice_johnson say:"bob smith" say: wait:10s wait:500ms wait hangup !2'
+        '1 123# say:alice_johnson say:alice_johnson|alicia_jensen say:"bob smith" say: wait:10s wait:500ms wait hangup !2'
     ) == [
         CallerInput("key", "1"),
         CallerInput("key", "123#"),
         CallerInput("speech", "alice johnson"),
+        CallerInput("speech", "alice johnson", rival="alicia jensen"),
         CallerInput("speech", "bob smith"),
         CallerInput("speech", ""),
         CallerInput("wait", seconds=10.0),
@@ -154,9 +155,10 @@ def test_parse_inputs() -> None:
         CallerInput("hangup"),
         CallerInput("key", "2", barge_in=True),
     ]
-    assert [str(i) for i in parse_inputs("1 !say:bob_smith wait:2m wait hangup")] == [
+    assert [str(i) for i in parse_inputs("1 !say:bob_smith say:a_b|c wait:2m wait hangup")] == [
         "1",
         "!say:bob_smith",
+        "say:a_b|c",
         "wait:2m",
         "wait",
         "hangup",
