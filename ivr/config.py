@@ -95,6 +95,16 @@ class Extension:
     may_call_out: bool = False
     contacts: tuple[str, ...] = ()  # static contacts for devices that do not register
     follow_me: tuple[str, ...] = ()
+    # Calls from this extension's phones (ivr.runtime.phones): the dial patterns it may call out
+    # to (empty: whatever the trunks allow), the number it shows outside ("": the trunk's).
+    allow: tuple[str, ...] = ()
+    caller_id: str = ""
+    # Forwarding ("Rufumleitung"): an extension, an external number or "voicemail" ("" none).
+    forward_always: str = ""
+    forward_busy: str = ""
+    forward_no_answer: str = ""
+    forward_unreachable: str = ""
+    call_waiting: bool = False  # a second call rings while it is on a call (else: busy)
 
 
 @dataclass(frozen=True)
@@ -310,6 +320,7 @@ def _from_raw(
             number=str(e.get("number", "")),
             contacts=_strs(e.get("contacts", []), f"{where}: extensions[{i}].contacts"),
             follow_me=_strs(e.get("follow_me", []), f"{where}: extensions[{i}].follow_me"),
+            allow=_strs(e.get("allow", []), f"{where}: extensions[{i}].allow"),
         )
         for i, e in enumerate(_items(raw, "extensions", where))
     )
@@ -349,6 +360,7 @@ def _from_raw(
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
     _check_unique(extensions, "extensions", where)
+    _check_forwards(extensions, where)
     _check_unique(mailboxes, "mailboxes", where)
     return Config(
         path=path,
@@ -390,6 +402,21 @@ def _check_unique(items: tuple[Any, ...], what: str, where: str) -> None:
         if item.number in seen:
             raise ConfigError(f"{where}: {what} number {item.number} is defined twice")
         seen.add(item.number)
+
+
+FORWARDS = ("forward_always", "forward_busy", "forward_no_answer", "forward_unreachable")
+
+
+def _check_forwards(extensions: tuple[Extension, ...], where: str) -> None:
+    """Forwarding goes to an extension of this file, an external number or "voicemail"."""
+    numbers = {e.number for e in extensions}
+    for i, ext in enumerate(extensions):
+        for key in FORWARDS:
+            target = getattr(ext, key)
+            if target and target != "voicemail" and target not in numbers and not re.fullmatch(r"\+?[0-9]{2,20}", target):
+                raise ConfigError(
+                    f"{where}: extensions[{i}].{key}: {target!r} is neither an extension, a telephone number nor \"voicemail\""
+                )
 
 
 def _registrar(values: dict[str, Any], where: str) -> RegistrarConfig:

@@ -43,6 +43,7 @@ from ivr.dsl.events import TransferOutcome
 from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.holdmusic import MusicPlayer
+from ivr.runtime import phones
 from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
 from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
 from ivr.runtime.ports import CallMedia
@@ -238,15 +239,25 @@ def uri_address(uri: str) -> tuple[str, int]:
     return parsed.host.strip("[]"), parsed.port or 5060
 
 
-def destinations(services: Any, target: str, caller: str) -> list[Destination]:
+def destinations(services: Any, target: str, caller: str, call: Any = None) -> list[Destination]:
     """Every contact that should ring for ``target``, or :class:`Unreachable` with the outcome.
 
-    An extension rings all its registered contacts and its static ones; an
+    An extension rings all its registered contacts and its static ones (its
+    ``forward_always`` instead, and nothing while it is busy: ivr.runtime.phones); an
     external number goes out through the trunk that allows it (see
-    :mod:`ivr.sip.trunk`); anything else does not exist here.
+    :mod:`ivr.sip.trunk`), if the call may reach it (:func:`phones.trunk_permission`);
+    anything else does not exist here.  ``call`` is the call runner the transfer belongs to.
     """
     from_uri = f"sip:{caller or 'ivr'}@{services.contact_host}"
-    if services.config.extension(target) is not None:
+    config = services.config
+    forwarded = phones.forward_chain(config, target)
+    if forwarded == "voicemail":
+        raise Unreachable("unavailable", f"extension {target} forwards every call to voicemail")
+    if forwarded != target:
+        return destinations(services, forwarded, caller, call)
+    if config.extension(target) is not None and phones.busy(config, services.lines, target):
+        raise Unreachable("busy", f"extension {target} is on a call")
+    if config.extension(target) is not None:
         bindings = services.registrar().contacts(target, services.wall())
         if not bindings:
             raise Unreachable("unavailable", f"extension {target} has no registered or static contact")
@@ -256,8 +267,13 @@ def destinations(services: Any, target: str, caller: str) -> list[Destination]:
         ]
     if not is_external(target):
         raise Unreachable("unavailable", f"{target!r} is neither an extension in ivr.toml nor a telephone number")
+    phone = getattr(call, "phone", None)
+    refusal = phones.trunk_permission(phone, target, getattr(call, "called", ""), services.program, config)
+    if refusal:
+        raise Unreachable("failed", refusal)
     try:
-        route = services.trunks.route(target, local_host=services.contact_host)
+        route = services.trunks.route(target, local_host=services.contact_host,
+                                      caller_id=phones.presented_number(phone))
     except TrunkRefused as exc:
         raise Unreachable("failed", str(exc)) from None
     return [
@@ -281,6 +297,8 @@ class CallerSide(Protocol):
     ended: bool
 
     def log(self, **fields: Any) -> None: ...
+
+    def answer_now(self) -> None: ...
 
 
 @dataclass
@@ -419,7 +437,7 @@ class TransferSession:
     def _dial(self, target: str) -> None:
         ring = self.rings[target] = _Ring(target)
         try:
-            destinations = self.services.destinations_for(target, self.caller.caller)
+            destinations = self.services.destinations_for(target, self.caller.caller, self.caller)
         except Unreachable as exc:
             self.caller.log(event="transfer_target_unreachable", target=target, outcome=exc.outcome, reason=str(exc))
             self._queue.extend(self.plan.failed(target, exc.outcome, self.services.wall()))
@@ -457,6 +475,7 @@ class TransferSession:
         )
         ring.legs.append(leg)
         self.legs[leg.call_id] = leg
+        self._line(leg, "early")
         self.services.legs[leg.call_id] = self.on_leg_event
         self.services.flush()
         self.caller.log(event="leg_invite", target=ring.target, leg=leg.call_id, uri=destination.uri,
@@ -483,7 +502,13 @@ class TransferSession:
         self._forget(leg)
         self.caller.log(event="leg_" + why, target=leg.target, leg=leg.call_id)
 
+    def _line(self, leg: Leg, state: phones.LineState) -> None:
+        """An extension's phone rings or talks in this leg (ivr.runtime.phones.Lines)."""
+        if self.services.config.extension(leg.target) is not None:
+            self.services.lines.set(leg.target, leg.call_id, state)
+
     def _forget(self, leg: Leg) -> None:
+        self.services.lines.clear(leg.target, leg.call_id)
         if leg is self._early:
             self._early_over()
         leg.media.close()
@@ -573,6 +598,7 @@ class TransferSession:
             direction=leg.answer.local_direction, ptime=leg.answer.ptime, signalling_host=leg.destination.address[0],
         )
         self.bridged = leg
+        self._line(leg, "confirmed")
         for other in ring.legs:  # the same phone's other registrations stop ringing
             if other is not leg and not other.done:
                 self._drop_leg(other, "cancel")
@@ -646,6 +672,8 @@ class TransferSession:
         self.caller.log(event="transfer_done", outcome=result.outcome, target=result.target,
                         ring_time=round(self.services.wall() - self.started, 2))
         # A leg that answered is bridged here; a pickup (no leg) is bridged by picked_up().
+        if result.outcome == "answered":
+            self.caller.answer_now()  # a phone's call rang until now (ivr.runtime.phones)
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
             self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
             self.bridge.on_hold = self._caller_holds

@@ -102,16 +102,18 @@ class Trunks:
         names = ", ".join(t.name for t in self.trunks)
         raise TrunkRefused(f"{number} is not allowed by any trunk's allow patterns ({names})")
 
-    def route(self, number: str, *, local_host: str) -> Route:
+    def route(self, number: str, *, local_host: str, caller_id: str = "") -> Route:
+        """How ``number`` goes out; ``caller_id`` is shown instead of the trunk's own (a user's number)."""
         trunk = self.choose(number)
         host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
         params = ";transport=tcp" if trunk.transport.lower() == "tcp" else ""
         uri = f"sip:{number}@{host}:{trunk.port}{params}"
-        user = trunk.caller_id or trunk.username or "ivr"
+        shown = caller_id or trunk.caller_id
+        user = shown or trunk.username or "ivr"
         from_host = host if trunk.username else local_host
         headers: tuple[tuple[str, str], ...] = ()
-        if trunk.caller_id:
-            headers = (("P-Asserted-Identity", f"<sip:{trunk.caller_id}@{from_host}>"),)
+        if shown:
+            headers = (("P-Asserted-Identity", f"<sip:{shown}@{from_host}>"),)
         return Route(trunk, uri, (trunk.host, trunk.port), trunk.transport.lower(), f"sip:{user}@{from_host}", headers)
 
     def auth(self, trunk: Trunk) -> DigestClient | None:
