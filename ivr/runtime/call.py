@@ -309,11 +309,11 @@ class CallRunner:
         self.log(action="answer", codec=answer.codec.name if answer else "late-offer")
         self._start_machine()
 
-    def _start_machine(self) -> None:
+    def _start_machine(self, called: str = "") -> None:
         self.machine = Machine(
             self.program,
             caller=self.caller,
-            called=self.called,
+            called=called or self.called,
             switches=self.services.switches(),
             variables=self.variables,
             entry=self.entry,
@@ -687,7 +687,8 @@ class CallRunner:
         """A transfer's result for the flow, unless the extension it rang forwards to voicemail."""
         if isinstance(event, ev.TransferResult):
             self.last_outcome = event.outcome
-            forward = phones.voicemail_forward(self.services.config, event.target, event.outcome)
+            single = self.transfer is not None and phones.single_target(self.transfer.action)
+            forward = phones.voicemail_forward(self.services.config, event.target, event.outcome) if single else None
             if forward is not None:
                 self._forward_to_voicemail(*forward)
                 return
@@ -697,8 +698,7 @@ class CallRunner:
         """The call continues in the voicemail of the extension it rang (its own forwarding)."""
         self.log(event="forward_voicemail", mailbox=mailbox, greeting=greeting)
         self.program, self.entry = phones.voicemail_plan(greeting)
-        self.variables["mailbox"] = mailbox
-        self._start_machine()
+        self._start_machine(called=mailbox)
 
     def _do_Directory(self, action: ev.Directory, owner: object) -> None:
         from ivr.directory import DirectoryDialogue

@@ -39,6 +39,7 @@ from typing import Literal
 from ivr.config import Config, Extension
 from ivr.dsl import ast
 from ivr.dsl.compiler import Program, TransferOp
+from ivr.dsl.events import Transfer
 from ivr.dsl.loader import load_flow
 from ivr.sip.events import IncomingCall
 from ivr.sip.registrar import Registrar
@@ -164,6 +165,11 @@ def forward_target(config: Config, extension: str, situation: Situation) -> str:
     return str(getattr(ext, _FORWARD_KEY[situation])) if ext is not None else ""
 
 
+def single_target(action: Transfer) -> bool:
+    """A transfer to one extension (not a group or a ring plan): its forwarding applies."""
+    return not action.group and len(action.plan) == 1 and len(action.plan[0][0]) == 1
+
+
 def voicemail_forward(config: Config, target: str, outcome: str) -> tuple[str, str] | None:
     """(mailbox, greeting) when ``target``'s forwarding sends this outcome to its voicemail."""
     situation = OUTCOME_SITUATION.get(outcome)
@@ -177,7 +183,7 @@ FORWARD_VOICEMAIL = Path(__file__).with_name("forward_voicemail.ivr")
 
 
 def voicemail_plan(greeting: str) -> tuple[Program, str]:
-    """The program a call forwarded to voicemail continues in (its ``{mailbox}`` variable is set)."""
+    """The program a call forwarded to voicemail continues in (with the mailbox as ``{called}``)."""
     plan = _DEFAULT.get("voicemail")
     if plan is None:
         plan = _DEFAULT["voicemail"] = load_flow([FORWARD_VOICEMAIL])

@@ -355,6 +355,7 @@ class TransferSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
+        self._forwarded = {t for step, _ in action.plan for t in step}  # targets rung: forwarding goes elsewhere
         self.started = self.services.wall()
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
@@ -664,7 +665,24 @@ class TransferSession:
 
     # ------------------------------------------------------------------ the result
 
+    def _forward(self, result: Finished) -> bool:
+        """The extension rung forwards this outcome to another extension or a number: ring that
+        instead (each target once, so forwarding loops end).  Voicemail is the runner's."""
+        situation = phones.OUTCOME_SITUATION.get(result.outcome)
+        if situation is None or self.closed or not phones.single_target(self.action):
+            return False
+        target = phones.forward_target(self.services.config, result.target, situation)
+        if not target or target == "voicemail" or target in self._forwarded:
+            return False
+        self._forwarded.add(target)
+        self.caller.log(event="transfer_forward", target=result.target, to=target, outcome=result.outcome)
+        self.plan = RingPlan((((target,), self.action.plan[0][1]),))
+        self._queue.extend(self.plan.start(self.services.wall()))
+        return True
+
     def _finished(self, result: Finished) -> None:
+        if self._forward(result):
+            return
         self._stop_ringback()
         self._not_ringing()
         if self.closed:

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from ivr.config import load_config
-from ivr.runtime import sipconfig
 from ivr.dsl.loader import load_flow
+from ivr.runtime import sipconfig
 from ivr.runtime.outcomes import Unreachable
 from ivr.runtime.phones import Lines
 from ivr.runtime.transfer import destinations, uri_address
