@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +109,9 @@ class VoicemailStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "index.sqlite3"
         self._lock = threading.RLock()
+        # Told the mailbox whenever its messages change (added, saved, deleted): the message
+        # waiting lamps (ivr.runtime.lamps).  Called on the thread that made the change.
+        self.listeners: list[Callable[[str], None]] = []
         db = self._connect()
         try:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block the writer
@@ -160,7 +163,9 @@ class VoicemailStore:
         final = self.box_dir(mailbox) / f"{stamp}-{uuid.uuid4().hex[:8]}.wav"
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, final)  # same file system: atomic; the recording is never half moved
-        return self._index(mailbox, caller, received_at, duration, final, notify)
+        message = self._index(mailbox, caller, received_at, duration, final, notify)
+        self._changed(mailbox)
+        return message
 
     def _index(
         self,
@@ -208,6 +213,13 @@ class VoicemailStore:
                 "UPDATE messages SET status = 'saved' WHERE id = ? AND status = 'new'",
                 (message_id,),
             )
+        message = self.get(message_id)
+        if message is not None:
+            self._changed(message.mailbox)
+
+    def _changed(self, mailbox: str) -> None:
+        for listener in list(self.listeners):
+            listener(mailbox)
 
     def delete(self, message_id: int) -> bool:
         """Delete a message; its audio stays until a queued e-mail carrying it has been sent."""
@@ -222,10 +234,12 @@ class VoicemailStore:
             ).fetchone()
             if pending:
                 db.execute("UPDATE messages SET status = 'deleted' WHERE id = ?", (message_id,))
-                return True
-            db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
-            db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-        (self.data_dir / row["path"]).unlink(missing_ok=True)
+            else:
+                db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+                db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        if not pending:
+            (self.data_dir / row["path"]).unlink(missing_ok=True)
+        self._changed(row["mailbox"])
         return True
 
     def counts(self, mailbox: str) -> Counts:
