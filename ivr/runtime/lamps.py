@@ -65,6 +65,7 @@ class Lamps:
         services = self.services
         services.config.data.mkdir(parents=True, exist_ok=True)
         self.store = SubscriptionStore(services.config.data / "subscriptions.sqlite")
+        self.store.clear_lines()
         services.lines.watchers.append(self.line_changed)
         loop = asyncio.get_running_loop()
         if services.config.mailboxes:
@@ -189,6 +190,8 @@ class Lamps:
                 self._notify(sub)
 
     def line_changed(self, extension: str, state: str) -> None:
+        if self.store is not None:
+            self.store.set_line(extension, state, self.services.wall())  # for `ivr phones`
         for sub in [s for s in self.subs.values() if s.event == "dialog" and s.resource == extension]:
             self._notify(sub)
 

@@ -220,7 +220,11 @@ def dialog_info(entity: str, version: int, state: str, dialog_id: str) -> bytes:
 
 
 class SubscriptionStore:
-    """Subscriptions in SQLite (a file in the data folder, ``":memory:"`` in tests): one row each."""
+    """Subscriptions in SQLite (a file in the data folder, ``":memory:"`` in tests): one row each.
+
+    Beside them, the state of every line the lamps show (extension -> state, since when), so
+    another process (``ivr phones``) can read what a running server sees.
+    """
 
     def __init__(self, path: str | Path = ":memory:") -> None:
         self.path = str(path)
@@ -231,6 +235,33 @@ class SubscriptionStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS subscriptions (key TEXT PRIMARY KEY, expires_at REAL NOT NULL,"
                          " data TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS lines (extension TEXT PRIMARY KEY, state TEXT NOT NULL,"
+                         " since REAL NOT NULL)")
+
+    def set_line(self, extension: str, state: str, now: float) -> None:
+        """Record an extension's line state ("terminated" removes it: idle)."""
+        with self._lock:
+            if state == "terminated":
+                self._db.execute("DELETE FROM lines WHERE extension = ?", (extension,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO lines VALUES (?, ?, ?)", (extension, state, now))
+
+    def lines(self) -> dict[str, tuple[str, float]]:
+        """extension -> (state, since) for every extension not idle."""
+        with self._lock:
+            rows = self._db.execute("SELECT extension, state, since FROM lines").fetchall()
+        return {ext: (state, since) for ext, state, since in rows}
+
+    def clear_lines(self) -> None:
+        """A server starting has no calls: every line is idle."""
+        with self._lock:
+            self._db.execute("DELETE FROM lines")
+
+    def count_for(self, user: str) -> int:
+        """How many subscriptions ``user`` holds (for ``ivr phones``)."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM subscriptions").fetchall()
+        return sum(json.loads(data)["user"] == user for (data,) in rows)
 
     def save(self, sub: Subscription) -> None:
         with self._lock:

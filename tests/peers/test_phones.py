@@ -16,8 +16,10 @@ careless as a flow can be: it transfers a caller to whatever number was called.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,13 @@ def registered(server: IvrServer, number: str) -> None:
                     what=f"{number} registered")
 
 
+def ivr_phones(server: IvrServer) -> list[dict[str, Any]]:
+    out = subprocess.run([sys.executable, "-m", "ivr", "phones", "--config", str(server.data.parent / "ivr.toml"),
+                          "--data", str(server.data), "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
 def dominant_hz(path: Path) -> float:
     heard, _ = soundfile.read(path, dtype="int16")
     heard = heard.astype(np.float64)
@@ -118,11 +127,16 @@ def test_two_registered_phones_call_each_other_by_extension(
     server, trunk = pbx
     callee = baresip(tone(tmp_path / "b.wav", 700, 30), account("202", server, answer=True))
     registered(server, "202")
-    caller = baresip(tone(tmp_path / "a.wav", 440, 4), account("201", server))  # hangs up when its mic ends
+    caller = baresip(tone(tmp_path / "a.wav", 440, 6), account("201", server))  # hangs up when its mic ends
     registered(server, "201")
     caller.command("dial", f"sip:202@127.0.0.1:{server.port}")
     caller.wait_event("CALL_ESTABLISHED")
     callee.wait_event("CALL_ESTABLISHED")
+    during = ivr_phones(server)  # `ivr phones` while they talk
+    assert [(e["extension"], e["state"]) for e in during] == [("201", "confirmed"), ("202", "confirmed"),
+                                                                ("100", "terminated")]
+    assert during[0]["registrations"][0]["user_agent"].startswith("baresip")
+    assert during[2]["registrations"] == []
     caller.wait_event("CALL_CLOSED", timeout=40)
     callee.wait_event("CALL_CLOSED", timeout=20)
     phone = server.wait_for(lambda r: r.get("event") == "phone_caller", what="the call from 201")
