@@ -149,6 +149,14 @@ class TransferConfig:
     pickup_code: str = "*8"
 
 
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """[features]: codes the deployment's phones dial (ivr.runtime.features); "" turns one off."""
+
+    voicemail: str = "*97"  # the caller's own mailbox (PIN asked)
+    directed_pickup: str = "**"  # followed by an extension: pick up the call ringing it
+
+
 # Countries whose national numbers are the international number without the country code and
 # with the trunk prefix 0 in front (0435435570 is +41435435570 in CH): ISO code -> country code.
 TRUNK_PREFIX_COUNTRIES: dict[str, str] = {
@@ -206,6 +214,7 @@ class Config:
     speech: SpeechConfig = SpeechConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     transfers: TransferConfig = TransferConfig()
+    features: FeaturesConfig = FeaturesConfig()
     numbers: NumbersConfig = NumbersConfig()
 
     def extension(self, number: str) -> Extension | None:
@@ -353,9 +362,10 @@ def _from_raw(
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
+    features = _build(FeaturesConfig, _table(raw, "features", where), f"{where}: [features]")
     numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
     known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",
-             "transfers", "numbers"}
+             "transfers", "numbers", "features"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -377,6 +387,7 @@ def _from_raw(
         registrar=registrar,
         transfers=transfers,
         numbers=numbers,
+        features=features,
     )
 
 

@@ -26,6 +26,7 @@ SECTIONS: dict[str, type] = {
     "[registrar]": cfg.RegistrarConfig,
     "[transfers]": cfg.TransferConfig,
     "[numbers]": cfg.NumbersConfig,
+    "[features]": cfg.FeaturesConfig,
 }
 # keys read from the file that are not fields of the section's dataclass
 EXTRA_KEYS = {"[server]": {"data"}, "[prompts]": {"folders"}}

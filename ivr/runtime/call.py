@@ -50,7 +50,7 @@ from ivr.dsl import events as ev
 from ivr.dsl.machine import Machine
 from ivr.media.clip import Clip
 from ivr.media.ports import PortRangeExhausted
-from ivr.runtime import phones
+from ivr.runtime import features, phones
 from ivr.runtime.calllog import describe
 from ivr.runtime.listening import SpeechListener
 from ivr.runtime.negotiation import OfferAnswer
@@ -127,6 +127,7 @@ class CallRunner:
         self.phone: phones.PhoneCaller | None = None
         self.program = services.program
         self.entry: str | None = None
+        self.flow_called = ""  # {called} in a built-in flow (a feature's mailbox), else the number called
         self.last_outcome = ""
 
     # ------------------------------------------------------------------ logging
@@ -158,13 +159,9 @@ class CallRunner:
     async def _setup(self) -> None:
         if not self._identify():
             return
-        program = self.program
-        pickup = self.services.config.transfers.pickup_code
-        if pickup and self.called == pickup:  # a phone picks up a call ringing elsewhere
-            from ivr.runtime.transfer import pick_up
-
-            await pick_up(self)
+        if await self._feature():
             return
+        program = self.program
         try:
             entry = self.entry or program.entry_for(self.called)
         except LookupError:
@@ -210,6 +207,25 @@ class CallRunner:
             services.lines.set(identity.extension.number, self.call_id, "early")
             self.log(event="phone_caller", extension=identity.extension.number)
         return True
+
+    async def _feature(self) -> bool:
+        """A feature code dialled (ivr.runtime.features): pickup is carried out here (True), the
+        own mailbox runs the features flow; a code that cannot be carried out is refused (True)."""
+        config = self.services.config
+        feature = features.feature_for(config, self.phone.extension, self.called) if self.phone else None
+        if isinstance(feature, features.Unknown):
+            self._reject(feature.status, feature.reason)
+            return True
+        pickup = config.transfers.pickup_code
+        if isinstance(feature, features.Pickup) or (pickup and self.called == pickup):
+            from ivr.runtime.transfer import pick_up  # a phone picks up a call ringing elsewhere
+
+            extension = self.phone.extension.number if self.phone is not None else None
+            await pick_up(self, extension=extension, target=feature.target if isinstance(feature, features.Pickup) else "")
+            return True
+        if isinstance(feature, features.OwnMailbox):
+            self.program, self.entry, self.flow_called = features.feature_program(), "voicemail", feature.mailbox
+        return False
 
     def answer_now(self) -> None:
         """Answer a phone's call that is still ringing (a transfer answered, or a prompt is due)."""
@@ -313,7 +329,7 @@ class CallRunner:
         self.machine = Machine(
             self.program,
             caller=self.caller,
-            called=called or self.called,
+            called=called or self.flow_called or self.called,
             switches=self.services.switches(),
             variables=self.variables,
             entry=self.entry,

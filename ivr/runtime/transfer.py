@@ -821,28 +821,31 @@ def picker_extension(services: Any, source: tuple[str, int]) -> str | None:
     return None
 
 
-async def pick_up(runner: Any) -> None:
+async def pick_up(runner: Any, *, extension: str | None = None, target: str = "") -> None:
     """A phone dialled the pickup code: answer it and bridge it to a call ringing its extension.
 
-    Only a registered phone may pick up (its INVITE must come from the address it registered
-    from), and only a call whose ring plan includes its extension: 403 and 404 otherwise.
+    Only a registered phone may pick up: its user authenticated (``extension``, ivr.runtime.phones)
+    or, without credentials, its INVITE coming from the address it registered from.  It picks
+    up a call whose ring plan includes its extension, or, directed (``target``, ``**201``), the
+    call ringing that extension now: 403 and 404 otherwise.
     """
     services = runner.services
-    extension = picker_extension(services, runner.incoming.source)
+    extension = extension or picker_extension(services, runner.incoming.source)
     if extension is None:
         runner._reject(403, "pickup: the caller is not a registered phone")
         return
-    teams = pickup_teams(services.program)
-    session = next((s for s in services.ringing if s.rings_for(extension, teams)), None)
+    teams = pickup_teams(services.program) if not target else []
+    wanted = target or extension
+    session = next((s for s in services.ringing if s.rings_for(wanted, teams)), None)
     if session is None:
-        runner._reject(404, f"pickup: no call is ringing for extension {extension}")
+        runner._reject(404, f"pickup: no call is ringing for extension {wanted}")
         return
     offer = runner._parse_offer(runner.incoming.offer)
     if offer is False:
         return
     runner.media = await services.open_media()
     runner._wire_media(runner.media)
-    if runner.ended or not session.rings_for(extension, teams):  # the caller left, or someone answered, meanwhile
+    if runner.ended or not session.rings_for(wanted, teams):  # the caller left, or someone answered, meanwhile
         runner.media.close()
         if not runner.ended:
             runner._reject(404, "pickup: the call stopped ringing")

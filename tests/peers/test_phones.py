@@ -180,3 +180,23 @@ def test_an_allowed_user_calls_out_through_the_trunk_showing_its_number(
     assert trunk.wait() == 0  # the carrier took the call and saw its BYE
     invite = next(m for m in trunk.messages().split("\n\n") if "INVITE sip:+41791234567@" in m)
     assert "From: <sip:+41435435599@" in invite or "From: sip:+41435435599@" in invite, invite
+
+
+def test_directed_pickup_takes_the_call_ringing_a_colleague(
+    pbx: tuple[IvrServer, Trunk], baresip: Callable[..., Any], tmp_path: Path
+) -> None:
+    server, _ = pbx
+    colleague = baresip(tone(tmp_path / "b.wav", 700, 30), account("202", server))  # rings, nobody answers
+    registered(server, "202")
+    picker = baresip(tone(tmp_path / "a.wav", 440, 30), account("201", server))
+    registered(server, "201")
+    caller = baresip(tone(tmp_path / "c.wav", 300, 6))  # from outside, calls 202; hangs up after 6 s
+    caller.command("dial", f"sip:202@127.0.0.1:{server.port}")
+    colleague.wait_event("CALL_INCOMING")
+    picker.command("dial", f"sip:**202@127.0.0.1:{server.port}")
+    picker.wait_event("CALL_ESTABLISHED")
+    colleague.wait_event("CALL_CLOSED")  # 202 stops ringing
+    caller.wait_event("CALL_CLOSED", timeout=40)
+    answered = server.wait_for(lambda r: r.get("action") == "answer" and r.get("pickup"), what="the pickup")
+    assert answered["pickup"] == "201"
+    assert abs(dominant_hz(picker.heard()) - 300) < 15  # 201 talks with the caller
