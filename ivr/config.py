@@ -103,6 +103,16 @@ class Extension:
     contacts: tuple[str, ...] = ()  # static contacts for devices that do not register
     follow_me: tuple[str, ...] = ()
     shown_number: str = "caller"  # what a call put through to this person shows: "caller" or "company"
+    # Calls from this extension's phones (ivr.runtime.phones): the dial patterns it may call out
+    # to (empty: whatever the trunks allow), the number it shows outside ("": the trunk's).
+    allow: tuple[str, ...] = ()
+    caller_id: str = ""
+    # Forwarding ("Rufumleitung"): an extension, an external number or "voicemail" ("" none).
+    forward_always: str = ""
+    forward_busy: str = ""
+    forward_no_answer: str = ""
+    forward_unreachable: str = ""
+    call_waiting: bool = False  # a second call rings while it is on a call (else: busy)
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,14 @@ class TransferConfig:
 
     # A registered phone dialling this picks up a call ringing its extension or its group ("" off).
     pickup_code: str = "*8"
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """[features]: codes the deployment's phones dial (ivr.runtime.features); "" turns one off."""
+
+    voicemail: str = "*97"  # the caller's own mailbox (PIN asked)
+    directed_pickup: str = "**"  # followed by an extension: pick up the call ringing it
 
 
 # Countries whose national numbers are the international number without the country code and
@@ -256,6 +274,7 @@ class Config:
     speech: SpeechConfig = SpeechConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     transfers: TransferConfig = TransferConfig()
+    features: FeaturesConfig = FeaturesConfig()
     numbers: NumbersConfig = NumbersConfig()
     storage: StorageConfig = StorageConfig()
     http: HttpConfig = HttpConfig()
@@ -396,6 +415,7 @@ def _from_raw(
             contacts=_strs(e.get("contacts", []), f"{where}: extensions[{i}].contacts"),
             follow_me=_strs(e.get("follow_me", []), f"{where}: extensions[{i}].follow_me"),
             shown_number=_shown_number(e, "caller", f"{where}: extensions[{i}].shown_number"),
+            allow=_strs(e.get("allow", []), f"{where}: extensions[{i}].allow"),
         )
         for i, e in enumerate(_items(raw, "extensions", where))
     )
@@ -432,16 +452,18 @@ def _from_raw(
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
+    features = _build(FeaturesConfig, _table(raw, "features", where), f"{where}: [features]")
     numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
     storage = _storage(_table(raw, "storage", where), base, f"{where}: [storage]")
     http = _http(_table(raw, "http", where), base, f"{where}: [http]")
     overload = _overload(_table(raw, "overload", where), f"{where}: [overload]")
     known = {"server", "prompts", "tts", "extensions", "mailboxes", "trunks", "smtp", "speech", "registrar",
-             "transfers", "numbers", "storage", "http", "overload"}
+             "transfers", "numbers", "storage", "http", "overload", "features"}
     unknown = set(raw) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {', '.join(sorted(unknown))}")
     _check_unique(extensions, "extensions", where)
+    _check_forwards(extensions, where)
     _check_unique(mailboxes, "mailboxes", where)
     return Config(
         path=path,
@@ -461,6 +483,7 @@ def _from_raw(
         storage=storage,
         http=http,
         overload=overload,
+        features=features,
     )
 
 
@@ -543,6 +566,21 @@ def _check_unique(items: tuple[Any, ...], what: str, where: str) -> None:
         if item.number in seen:
             raise ConfigError(f"{where}: {what} number {item.number} is defined twice")
         seen.add(item.number)
+
+
+FORWARDS = ("forward_always", "forward_busy", "forward_no_answer", "forward_unreachable")
+
+
+def _check_forwards(extensions: tuple[Extension, ...], where: str) -> None:
+    """Forwarding goes to an extension of this file, an external number or "voicemail"."""
+    numbers = {e.number for e in extensions}
+    for i, ext in enumerate(extensions):
+        for key in FORWARDS:
+            target = getattr(ext, key)
+            if target and target != "voicemail" and target not in numbers and not re.fullmatch(r"\+?[0-9]{2,20}", target):
+                raise ConfigError(
+                    f"{where}: extensions[{i}].{key}: {target!r} is neither an extension, a telephone number nor \"voicemail\""
+                )
 
 
 def _registrar(values: dict[str, Any], where: str) -> RegistrarConfig:

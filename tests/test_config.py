@@ -29,6 +29,7 @@ SECTIONS: dict[str, type] = {
     "[storage]": cfg.StorageConfig,
     "[http]": cfg.HttpConfig,
     "[overload]": cfg.OverloadConfig,
+    "[features]": cfg.FeaturesConfig,
 }
 # keys read from the file that are not fields of the section's dataclass
 EXTRA_KEYS = {"[server]": {"data"}, "[prompts]": {"folders"}}

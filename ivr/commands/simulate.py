@@ -64,6 +64,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--at", help='"YYYY-MM-DD HH:MM" in the flow\'s time zone (default: now)')
     p.add_argument("--caller", default="anonymous", help="the caller's number")
+    p.add_argument("--phone", action="store_true",
+                   help="the caller is the phone of extension --caller, logged in: the call runs the dial plan")
     p.add_argument(
         "--called", default="", help="the number called (default: the flow's first number)"
     )
@@ -166,6 +168,7 @@ def build_scenario(args: argparse.Namespace, timezone: str, switches: dict[str, 
     return Scenario(
         start=start,
         caller=args.caller,
+        phone=args.phone,
         called=args.called,
         inputs=inputs,
         switches={**(switches or {}), **parse_switches(args.switch)},

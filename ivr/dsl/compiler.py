@@ -328,7 +328,7 @@ class Program:
     """A compiled flow: states, entry points per called number, settings and schedules."""
 
     states: Mapping[str, State]
-    entries: Mapping[str, str]  # called number or "default" -> state name
+    entries: Mapping[str, str]  # called number, "default" or "internal" -> state name
     settings: Settings = Settings()
     schedules: Mapping[str, schedule.Hours] = field(default_factory=dict)
     warnings: tuple[Diagnostic, ...] = ()
@@ -339,18 +339,29 @@ class Program:
     # (A lambda: normalize_number is defined below.)
     number_key: Callable[[str], str] = field(default=lambda n: normalize_number(n), compare=False, repr=False)
 
+    @property
+    def internal_entry(self) -> str | None:
+        """The state a call from one of the deployment's phones starts in (``number internal``)."""
+        return self.entries.get(INTERNAL)
+
     def entry_for(self, called: str) -> str:
-        """The state a call to ``called`` starts in: exact number, then normalized, then ``default``."""
-        if called in self.entries:
+        """The state a call to ``called`` starts in: exact number, then normalized, then ``default``.
+
+        ``number internal`` is never an answer here: a caller cannot dial into the dial plan
+        (``sip:internal@...``); only an authenticated phone's call starts there."""
+        if called in self.entries and called != INTERNAL:
             return self.entries[called]
         wanted = self.number_key(called)
         if wanted:
             for number, state in self.entries.items():
-                if number != "default" and self.number_key(number) == wanted:
+                if number not in ("default", INTERNAL) and self.number_key(number) == wanted:
                     return state
         if "default" in self.entries:
             return self.entries["default"]
         raise LookupError(f"no entry point for called number {called!r} and no `number default`")
+
+
+INTERNAL = "internal"  # the entry key of `number internal`: calls from the deployment's phones
 
 
 def normalize_number(number: str) -> str:

@@ -94,11 +94,13 @@ class Machine:
         called: str,
         switches: Mapping[str, bool] | None = None,
         variables: Mapping[str, str] | None = None,
+        entry: str | None = None,
     ) -> None:
         self.program = program
         self.switches: dict[str, bool] = dict(switches or {})
         self.variables: dict[str, str] = {**dict(variables or {}), "caller": caller, "called": called}
-        self.state: str = program.entry_for(called)
+        # ``entry``: where a call from a phone starts (the program's ``number internal``).
+        self.state: str = entry or program.entry_for(called)
         self.next_timer: float | None = None
         self.finished = False
         self.outcome: events.Outcome | None = None

@@ -50,6 +50,7 @@ from ivr.dsl import events as ev
 from ivr.dsl.machine import Machine
 from ivr.media.clip import Clip
 from ivr.media.ports import PortRangeExhausted
+from ivr.runtime import features, phones
 from ivr.runtime.calllog import describe
 from ivr.runtime.languages import call_language, choose_voice, has_recognizer, recorded_sentence
 from ivr.runtime.listening import SpeechListener
@@ -124,6 +125,13 @@ class CallRunner:
         self._key_via = "rtp"  # RFC 4733 or in-band, unless an INFO is being handed over
         self.transfer: TransferSession | None = None  # carrying out a Transfer action
         self.conference: Participant | None = None  # a seat in a conference room
+        # A call from one of the deployment's phones (ivr.runtime.phones): its user, the dial
+        # plan it runs instead of the inbound flow, and the last transfer outcome (why it ended).
+        self.phone: phones.PhoneCaller | None = None
+        self.program = services.program
+        self.entry: str | None = None
+        self.flow_called = ""  # {called} in a built-in flow (a feature's mailbox), else the number called
+        self.last_outcome = ""
 
     # ------------------------------------------------------------------ logging
 
@@ -152,15 +160,13 @@ class CallRunner:
             self._reject(500, "set-up failed")
 
     async def _setup(self) -> None:
-        program = self.services.program
-        pickup = self.services.config.transfers.pickup_code
-        if pickup and self.called == pickup:  # a phone picks up a call ringing elsewhere
-            from ivr.runtime.transfer import pick_up
-
-            await pick_up(self)
+        if not self._identify():
             return
+        if await self._feature():
+            return
+        program = self.program
         try:
-            entry = program.entry_for(self.called)
+            entry = self.entry or program.entry_for(self.called)
         except LookupError:
             self._reject(404, f"no entry point for {self.called!r}")
             return
@@ -179,13 +185,61 @@ class CallRunner:
         if offer is None:
             self._our_offer()
         self.state = str(entry)
-        if cfg.answer_delay > 0:
+        if self.phone is not None:  # rings until the flow needs the phone's audio (_answer_phone)
+            self.services.ua.ringing(self.call_id, self.services.sip_now())
+            self.services.flush()
+            self._start_machine()
+        elif cfg.answer_delay > 0:
             self.services.ua.ringing(self.call_id, self.services.sip_now())
             self.services.flush()
             self.log(action="ringing", delay=cfg.answer_delay)
             self._answer_timer = asyncio.get_running_loop().call_later(cfg.answer_delay, self._answer)
         else:
             self._answer()
+
+    def _identify(self) -> bool:
+        """A phone's call proves its user and runs the dial plan (ivr.runtime.phones); False: refused."""
+        services = self.services
+        identity = phones.identify(services.config, services.registrar(), self.incoming, services.wall())
+        if isinstance(identity, phones.Refusal):
+            self._reject(identity.status, identity.reason, headers=identity.headers)
+            return False
+        if identity is not None:
+            self.phone = identity
+            self.program, self.entry = phones.dial_plan(services.program)
+            services.lines.set(identity.extension.number, self.call_id, "early")
+            self.log(event="phone_caller", extension=identity.extension.number)
+        return True
+
+    async def _feature(self) -> bool:
+        """A feature code dialled (ivr.runtime.features): pickup is carried out here (True), the
+        own mailbox runs the features flow; a code that cannot be carried out is refused (True)."""
+        config = self.services.config
+        feature = features.feature_for(config, self.phone.extension, self.called) if self.phone else None
+        if isinstance(feature, features.Unknown):
+            self._reject(feature.status, feature.reason)
+            return True
+        pickup = config.transfers.pickup_code
+        if isinstance(feature, features.Pickup) or (pickup and self.called == pickup):
+            from ivr.runtime.transfer import pick_up  # a phone picks up a call ringing elsewhere
+
+            extension = self.phone.extension.number if self.phone is not None else None
+            await pick_up(self, extension=extension, target=feature.target if isinstance(feature, features.Pickup) else "")
+            return True
+        if isinstance(feature, features.OwnMailbox):
+            self.program, self.entry, self.flow_called = features.feature_program(), "voicemail", feature.mailbox
+        return False
+
+    def answer_now(self) -> None:
+        """Answer a phone's call that is still ringing (a transfer answered, or a prompt is due)."""
+        if self.answered or self.ended or self._ending:
+            return
+        self.services.ua.answer(self.call_id, self.sdp.local_sdp, self.services.sip_now())
+        self.services.flush()
+        self.answered = True
+        self.log(action="answer", codec=self.sdp.answer.codec.name if self.sdp.answer else "late-offer")
+        if self.phone is not None:
+            self.services.lines.set(self.phone.extension.number, self.call_id, "confirmed")
 
     def _parse_offer(self, body: bytes | None) -> sdp.SessionDescription | None | bool:
         if not body:
@@ -274,13 +328,14 @@ class CallRunner:
         self.log(action="answer", codec=answer.codec.name if answer else "late-offer")
         self._start_machine()
 
-    def _start_machine(self) -> None:
+    def _start_machine(self, called: str = "") -> None:
         self.machine = Machine(
-            self.services.program,
+            self.program,
             caller=self.caller,
-            called=self.called,
+            called=called or self.flow_called or self.called,
             switches=self.services.switches(),
             variables=self.variables,
+            entry=self.entry,
         )
         try:
             actions = self.machine.start(self.services.wall())
@@ -497,6 +552,8 @@ class CallRunner:
             if self.ended:
                 return
             self.log(action=action.kind, **describe(action))
+            if not self.answered and self.phone is not None and phones.needs_answer(action.kind):
+                self.answer_now()
             handler = HANDLERS.get(type(action))
             if handler is None:
                 self.log(event="unsupported_action", action_kind=action.kind)
@@ -681,8 +738,25 @@ class CallRunner:
 
         if self.transfer is not None:
             self.transfer.close()
-        self.transfer = TransferSession(self, action, lambda event: self._post_to(MACHINE, event))
+        self.transfer = TransferSession(self, action, self._transfer_news)
         self.transfer.start()
+
+    def _transfer_news(self, event: ev.Event) -> None:
+        """A transfer's result for the flow, unless the extension it rang forwards to voicemail."""
+        if isinstance(event, ev.TransferResult):
+            self.last_outcome = event.outcome
+            single = self.transfer is not None and phones.single_target(self.transfer.action)
+            forward = phones.voicemail_forward(self.services.config, event.target, event.outcome) if single else None
+            if forward is not None:
+                self._forward_to_voicemail(*forward)
+                return
+        self._post_to(MACHINE, event)
+
+    def _forward_to_voicemail(self, mailbox: str, greeting: str) -> None:
+        """The call continues in the voicemail of the extension it rang (its own forwarding)."""
+        self.log(event="forward_voicemail", mailbox=mailbox, greeting=greeting)
+        self.program, self.entry = phones.voicemail_plan(greeting)
+        self._start_machine(called=mailbox)
 
     def _do_Directory(self, action: ev.Directory, owner: object) -> None:
         from ivr.directory import DirectoryDialogue
@@ -817,7 +891,11 @@ class CallRunner:
         if self.recording is not None:
             self.recording.stop("hangup")
         self.log(action="bye", reason=reason)
-        self.services.ua.hangup(self.call_id, self.services.sip_now())
+        if self.phone is not None and not self.answered:  # the phone shows why: busy, not reachable
+            status, phrase = phones.UNANSWERED_STATUS.get(self.last_outcome, (480, "Temporarily Unavailable"))
+            self.services.ua.reject(self.call_id, status, self.services.sip_now(), reason=phrase)
+        else:
+            self.services.ua.hangup(self.call_id, self.services.sip_now())
         self.services.flush()
         self._finish(reason)
 
@@ -850,6 +928,8 @@ class CallRunner:
             stats = self.media.stats
             media = {k: stats.get(k) for k in ("packets_sent", "packets_received", "lost", "jitter_ms")}
             self.media.close()
+        if self.phone is not None:
+            self.services.lines.clear(self.phone.extension.number, self.call_id)
         outcome = self.machine.outcome if self.machine is not None else None
         self.log(
             event="ended",

@@ -70,6 +70,9 @@ class ClickToCall:
     def log(self, **fields: Any) -> None:
         self.services.calllog.call(self.call_id, caller=self.caller, called=self.called, state=self.state, **fields)
 
+    def answer_now(self) -> None:
+        """Nothing to answer: the user's own phone answered before the number was rung."""
+
     async def start(self) -> str:
         """Ring the user's phone; the Call-ID of that leg.  ClickToCallError when it cannot ring."""
         allowed_target(self.services, self.called)

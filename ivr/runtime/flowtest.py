@@ -73,6 +73,7 @@ class Setup:
 
     at: str = ""
     caller: str = "anonymous"
+    phone: bool = False  # the caller is an extension's phone, authenticated (the dial plan)
     called: str = ""
     switches: tuple[tuple[str, bool], ...] = ()
     variables: tuple[tuple[str, str], ...] = ()
@@ -279,6 +280,9 @@ def _apply_setup(setup: Setup, line: str, number: int, parser: _Parser) -> Setup
         return replace(setup, at=when)
     if line.startswith("at "):
         raise parser.fail(number, "expected: at YYYY-MM-DD HH:MM (the flow's local time)")
+    m = re.fullmatch(r"caller\s+phone\s+(\S+)", line)
+    if m:  # one of the deployment's phones, logged in as that extension (digest)
+        return replace(setup, caller=_unquote(m.group(1)), phone=True)
     m = re.fullmatch(r"(caller|called)\s+(\S+)", line)
     if m:
         number_text = _unquote(m.group(2))
@@ -436,6 +440,7 @@ def scenario_for(test: FlowTest, timezone: str) -> Scenario:
     return Scenario(
         start=parse_local(s.at, timezone),
         caller=s.caller,
+        phone=s.phone,
         called=s.called,
         inputs=test.inputs,
         switches=dict(s.switches),

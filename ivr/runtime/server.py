@@ -53,6 +53,7 @@ from ivr.media.clock import get_clock
 from ivr.media.ports import pool_for
 from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.lamps import Lamps
 from ivr.runtime.overload import Admission
 from ivr.runtime.prepare import prepare_hold_music, start_workers, warm
 from ivr.runtime.reload import Reloader
@@ -72,6 +73,7 @@ from ivr.sip.events import (
 )
 from ivr.sip.transport import SipEndpoint
 from ivr.sip.ua import UserAgent
+from ivr.sip.uacore import DEFAULT_ALLOW
 
 if TYPE_CHECKING:
     from ivr.dsl.compiler import Program
@@ -154,7 +156,8 @@ class Server:
         loop = asyncio.get_running_loop()
         host, port = self.settings.listen
         contact = contact_address(self.settings.config, host)
-        ua = self.ua = ServerAgent(local_host=host, local_port=port, contact_host=contact)
+        ua = self.ua = ServerAgent(local_host=host, local_port=port, contact_host=contact,
+                                   allow_methods=(*DEFAULT_ALLOW, "SUBSCRIBE"))  # phones' lamps
         ua.refusal = self._options_refusal
         ua.gate = self.admission
         clock = get_clock()
@@ -187,6 +190,8 @@ class Server:
         warm(services, self.program)  # directories read, speech model loaded: not in a caller's turn
         start_workers(services.executor, WORKERS)
         self.start_voicemail(services)
+        self.lamps = Lamps(lambda: self._services(), ua)  # subscriptions a restart left get their NOTIFY
+        self.lamps.start()
         # Start-up objects (flow tables, codec tables, decoded prompts) live as long as the
         # process: freezing them keeps full garbage collections short during calls.
         gc.collect()
@@ -206,6 +211,7 @@ class Server:
         services = self.services  # a reload may have made a new generation
         assert services is not None
         services.stop_trunks()  # un-REGISTER before the socket closes
+        self.lamps.stop()
         watchdog.stop()
         endpoint.close()
         clock.stop()
@@ -239,6 +245,10 @@ class Server:
     def _on_beat(self, lag: float, now: float) -> None:
         for event, message, fields in self.admission.beat(lag, now):
             self.calllog.server(event, message, **fields)
+
+    def _services(self) -> Services:
+        assert self.services is not None
+        return self.services
 
     def _blocked(self, ip: str) -> bool:
         """The registrar's throttle (the current generation's: a reload may change the extensions)."""
@@ -382,6 +392,9 @@ class Server:
         assert self.services is not None and self.ua is not None
         ua, now = self.ua, self.services.sip_now()
         method = event.request.method
+        if method == "SUBSCRIBE":
+            self.lamps.subscribe(event)  # message waiting and busy lamps (ivr.runtime.lamps)
+            return
         if method != "REGISTER":
             ua.respond(event.handle, 405, now, headers=[("Allow", ", ".join(ua.allow_methods))])
             return

@@ -27,6 +27,7 @@ from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.forwarding import ForwardingError, read_forwarding
+from ivr.runtime.phones import Lines
 from ivr.runtime.switches import SwitchError, SwitchReader
 from ivr.storage import Storage, open_storage
 
@@ -114,6 +115,8 @@ class Services:
     legs: dict[str, Callable[[object], bool | None]] = field(default_factory=dict)
     # Transfers ringing now, for call pickup (ivr.runtime.transfer.pick_up)
     ringing: list[TransferSession] = field(default_factory=list)
+    # Which extensions are on a call, ringing or talking (busy, lamps: ivr.runtime.phones)
+    lines: Lines = field(default_factory=Lines)
     _lock: threading.RLock = field(default_factory=threading.RLock)  # engines build on each other
     _shared: dict[str, Any] = field(default_factory=dict)  # PROCESS_WIDE engines, one dict for all generations
 
@@ -292,11 +295,13 @@ class Services:
             return False
         return handler(event) is not False
 
-    def destinations_for(self, target: str, caller: str, shown: Shown | None = None) -> list[Destination]:
-        """Where to send the INVITEs that ring ``target`` (ivr.runtime.transfer.destinations)."""
+    def destinations_for(
+        self, target: str, caller: str, shown: Shown | None = None, call: Any = None
+    ) -> list[Destination]:
+        """Where to send the INVITEs that ring ``target`` for ``call`` (ivr.runtime.transfer.destinations)."""
         from ivr.runtime.transfer import destinations
 
-        return destinations(self, target, caller, shown)
+        return destinations(self, target, caller, shown, call)
 
     @property
     def trunks(self) -> Trunks:

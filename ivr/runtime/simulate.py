@@ -60,6 +60,7 @@ from ivr.runtime.services import Services
 from ivr.runtime.switches import format_switches, switches_path
 from ivr.runtime.trace import TraceLine, describe_outcome, fmt_seconds, trace_line
 from ivr.runtime.virtual import InlineExecutor, VirtualLoop, run_virtual
+from ivr.sip.auth import authorization_for
 from ivr.sip.events import CallEnded, IncomingCall
 from ivr.sip.message import Request, parse_message
 from ivr.sip.sdp import make_offer
@@ -153,6 +154,9 @@ class Scenario:
 
     start: float
     caller: str = "anonymous"
+    # The caller is the phone of extension ``caller``, logged in with its password (digest): the
+    # call runs the dial plan (ivr.runtime.phones), as one from a real phone would.
+    phone: bool = False
     called: str = ""  # "" = the flow's first number
     inputs: tuple[CallerInput, ...] = ()
     switches: Mapping[str, bool] = field(default_factory=dict)
@@ -229,7 +233,7 @@ def describe_hours(hours: Hours, now: float, switches: Mapping[str, bool]) -> st
 
 def first_number(program: Program) -> str:
     """The called number a simulation uses when none is given: the flow's first ``number``."""
-    numbers = [n for n in program.entries if n != "default"]
+    numbers = [n for n in program.entries if n not in ("default", "internal")]
     return numbers[0] if numbers else "default"
 
 
@@ -303,7 +307,8 @@ class Simulation:
 
     def run(self) -> SimulationResult:
         """Run the call to its end; LookupError when the flow has no entry for the number called."""
-        self.program.entry_for(self.called)  # a bad --called is the user's mistake, not a call
+        if not self.scenario.phone:  # a phone's call runs the dial plan: any number may be dialled
+            self.program.entry_for(self.called)  # a bad --called is the user's mistake, not a call
         with tempfile.TemporaryDirectory(prefix="ivr-simulate-") as temporary:
             data = self.data or Path(temporary)
             self.loop.on_idle = self._on_idle
@@ -427,11 +432,25 @@ class Simulation:
             f"To: <sip:{self.called}@192.0.2.1>\r\n"
             f"Call-ID: {CALL_ID}\r\nCSeq: 1 INVITE\r\n"
             f"Contact: <sip:{caller}@{CALLER_HOST}:5060>\r\n"
+            f"{self._credentials()}"
             f"Content-Type: application/sdp\r\nContent-Length: {len(offer)}\r\n\r\n"
         )
         request = parse_message(head.encode() + offer)
         assert isinstance(request, Request)
         return IncomingCall(CALL_ID, request, offer, caller, self.called, (CALLER_HOST, 5060))
+
+    def _credentials(self) -> str:
+        """A phone's answer to the registrar's challenge (``Scenario.phone``), as a header line."""
+        if not self.scenario.phone:
+            return ""
+        extension = self.config.extension(self.scenario.caller)
+        if extension is None or not extension.password:
+            raise ValueError(f"caller phone {self.scenario.caller}: no extension with a password in the deployment")
+        assert self.services is not None
+        challenge = self.services.registrar().challenger.challenge(self.wall(), algorithms=("MD5",))[0]
+        value = authorization_for(challenge, "INVITE", f"sip:{self.called}@192.0.2.1",
+                                  extension.username or extension.number, extension.password, "simulated", 1)
+        return f"Proxy-Authorization: {value}\r\n"
 
     def _finished(self, runner: CallRunner) -> None:
         if self._done is not None and not self._done.done():

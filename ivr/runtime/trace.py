@@ -100,6 +100,23 @@ def trace_line(record: Mapping[str, Any], at: float) -> TraceLine | None:
         return TraceLine(at, "result", describe_result(event), {**data, "t": stamp})
     if isinstance(event, ev.TimerFired):
         return TraceLine(at, "timer", "timeout", {"event": "timer", "t": stamp})
+    return _call_line(record, stamp)
+
+
+def _call_line(record: Mapping[str, Any], stamp: float) -> TraceLine | None:
+    """Lines about the call itself: a phone's user (the dial plan), a refusal, a forwarding."""
+    if record.get("event") == "phone_caller":
+        extension = record.get("extension", "")
+        return TraceLine(stamp, "note", f"phone: {extension} (dial plan)", {"event": "phone_caller",
+                                                                            "extension": extension, "t": stamp})
+    if record.get("event") == "forward_voicemail":
+        mailbox = record.get("mailbox", "")
+        return TraceLine(stamp, "note", f"forwarded to voicemail {mailbox}", {"event": "forward_voicemail",
+                                                                              "mailbox": mailbox, "t": stamp})
+    if record.get("action") == "reject":
+        status, reason = record.get("status", ""), record.get("reason", "")
+        return TraceLine(stamp, "reject", f"rejected: {status} {reason}", {"action": "reject", "status": status,
+                                                                          "reason": reason, "t": stamp})
     return None
 
 

@@ -48,6 +48,7 @@ from ivr.dsl.events import TransferOutcome
 from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.holdmusic import MusicPlayer
+from ivr.runtime import phones
 from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
 from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
 from ivr.runtime.ports import CallMedia
@@ -252,17 +253,30 @@ def uri_address(uri: str) -> tuple[str, int]:
     return parsed.host.strip("[]"), parsed.port or 5060
 
 
-def destinations(services: Any, target: str, caller: str, shown: Shown | None = None) -> list[Destination]:
+def destinations(
+    services: Any, target: str, caller: str, shown: Shown | None = None, call: Any = None
+) -> list[Destination]:
     """Every contact that should ring for ``target``, or :class:`Unreachable` with the outcome.
 
-    An extension rings all its registered contacts and its static ones; an
+    An extension rings all its registered contacts and its static ones (its
+    ``forward_always`` instead, and nothing while it is busy: ivr.runtime.phones); an
     external number goes out through the trunk that allows it (see
-    :mod:`ivr.sip.trunk`); anything else does not exist here.  ``shown`` is the
-    number each INVITE shows (:mod:`ivr.runtime.presentation`; default: the caller's).
+    :mod:`ivr.sip.trunk`), if the call may reach it (:func:`phones.trunk_permission`);
+    anything else does not exist here.  ``shown`` is the number each INVITE shows
+    (:mod:`ivr.runtime.presentation`; default: the caller's); ``call`` is the call runner the
+    transfer belongs to.
     """
     shown = shown or Shown(caller, "")
     from_uri = f"sip:{shown.phone_user()}@{services.contact_host}"
-    if services.config.extension(target) is not None:
+    config = services.config
+    forwarded = phones.forward_chain(config, target)
+    if forwarded == "voicemail":
+        raise Unreachable("unavailable", f"extension {target} forwards every call to voicemail")
+    if forwarded != target:
+        return destinations(services, forwarded, caller, shown, call)
+    if config.extension(target) is not None and phones.busy(config, services.lines, target):
+        raise Unreachable("busy", f"extension {target} is on a call")
+    if config.extension(target) is not None:
         bindings = services.registrar().contacts(target, services.wall())
         if not bindings:
             raise Unreachable("unavailable", f"extension {target} has no registered or static contact")
@@ -272,8 +286,15 @@ def destinations(services: Any, target: str, caller: str, shown: Shown | None = 
         ]
     if not is_external(target):
         raise Unreachable("unavailable", f"{target!r} is neither an extension in ivr.toml nor a telephone number")
+    phone = getattr(call, "phone", None)
+    refusal = phones.trunk_permission(
+        phone, target, getattr(call, "called", ""), services.program, config, services.forwarding()
+    )
+    if refusal:
+        raise Unreachable("failed", refusal)
     try:
-        route = services.trunks.route(target, local_host=services.contact_host, caller=shown.trunk_caller())
+        route = services.trunks.route(target, local_host=services.contact_host, caller=shown.trunk_caller(),
+                                      caller_id=phones.presented_number(phone))
     except TrunkRefused as exc:
         raise Unreachable("failed", str(exc)) from None
     return [
@@ -297,6 +318,8 @@ class CallerSide(Protocol):
     ended: bool
 
     def log(self, **fields: Any) -> None: ...
+
+    def answer_now(self) -> None: ...
 
 
 @dataclass
@@ -354,6 +377,7 @@ class TransferSession:
         self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
         self.handover: PhoneTransfer | None = None  # the bridged phone is transferring the caller on
+        self._forwarded = {t for step, _ in action.plan for t in step}  # targets rung: forwarding goes elsewhere
         self.started = self.services.wall()
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
@@ -441,7 +465,7 @@ class TransferSession:
         """Look up where ``target`` rings in a storage worker (an extension's registrations are in the
         database, which must never hold the event loop), then place its legs."""
         ring = self.rings[target] = _Ring(target, pending=1)
-        work = partial(self.services.destinations_for, target, self.caller.caller, self._shown(target))
+        work = partial(self.services.destinations_for, target, self.caller.caller, self._shown(target), self.caller)
         future = self.loop.run_in_executor(self.services.storage_executor, work)
         future.add_done_callback(lambda done: self._looked_up(ring, done))
 
@@ -494,6 +518,7 @@ class TransferSession:
         )
         ring.legs.append(leg)
         self.legs[leg.call_id] = leg
+        self._line(leg, "early")
         self.services.legs[leg.call_id] = self.on_leg_event
         self.services.flush()
         self.caller.log(event="leg_invite", target=ring.target, leg=leg.call_id, uri=destination.uri,
@@ -524,7 +549,13 @@ class TransferSession:
         self._forget(leg)
         self.caller.log(event="leg_" + why, target=leg.target, leg=leg.call_id)
 
+    def _line(self, leg: Leg, state: phones.LineState) -> None:
+        """An extension's phone rings or talks in this leg (ivr.runtime.phones.Lines)."""
+        if self.services.config.extension(leg.target) is not None:
+            self.services.lines.set(leg.target, leg.call_id, state)
+
     def _forget(self, leg: Leg) -> None:
+        self.services.lines.clear(leg.target, leg.call_id)
         if leg is self._early:
             self._early_over()
         leg.media.close()
@@ -654,6 +685,7 @@ class TransferSession:
             direction=leg.answer.local_direction, ptime=leg.answer.ptime, signalling_host=leg.destination.address[0],
         )
         self.bridged = leg
+        self._line(leg, "confirmed")
         for other in ring.legs:  # the same phone's other registrations stop ringing
             if other is not leg and not other.done:
                 self._drop_leg(other, "cancel")
@@ -721,7 +753,24 @@ class TransferSession:
 
     # ------------------------------------------------------------------ the result
 
+    def _forward(self, result: Finished) -> bool:
+        """The extension rung forwards this outcome to another extension or a number: ring that
+        instead (each target once, so forwarding loops end).  Voicemail is the runner's."""
+        situation = phones.OUTCOME_SITUATION.get(result.outcome)
+        if situation is None or self.closed or not phones.single_target(self.action):
+            return False
+        target = phones.forward_target(self.services.config, result.target, situation)
+        if not target or target == "voicemail" or target in self._forwarded:
+            return False
+        self._forwarded.add(target)
+        self.caller.log(event="transfer_forward", target=result.target, to=target, outcome=result.outcome)
+        self.plan = RingPlan((((target,), self.action.plan[0][1]),))
+        self._queue.extend(self.plan.start(self.services.wall()))
+        return True
+
     def _finished(self, result: Finished) -> None:
+        if self._forward(result):
+            return
         self._stop_ringback()
         self._not_ringing()
         if self.closed:
@@ -729,6 +778,8 @@ class TransferSession:
         self.caller.log(event="transfer_done", outcome=result.outcome, target=result.target,
                         ring_time=round(self.services.wall() - self.started, 2))
         # A leg that answered is bridged here; a pickup (no leg) is bridged by picked_up().
+        if result.outcome == "answered":
+            self.caller.answer_now()  # a phone's call rang until now (ivr.runtime.phones)
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
             self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
             self.bridge.on_hold = self._held
@@ -861,31 +912,37 @@ def picker_extension(services: Any, source: tuple[str, int]) -> str | None:
     return None
 
 
-async def pick_up(runner: Any) -> None:
+async def pick_up(runner: Any, *, extension: str | None = None, target: str = "") -> None:
     """A phone dialled the pickup code: answer it and bridge it to a call ringing its extension.
 
-    Only a registered phone may pick up (its INVITE must come from the address it registered
-    from), and only a call whose ring plan includes its extension: 403 and 404 otherwise.
+    Only a registered phone may pick up: its user authenticated (``extension``, ivr.runtime.phones)
+    or, without credentials, its INVITE coming from the address it registered from.  It picks
+    up a call whose ring plan includes its extension, or, directed (``target``, ``**201``), the
+    call ringing that extension now: 403 and 404 otherwise.
     """
     services = runner.services
-    loop = asyncio.get_running_loop()  # the registrations are looked up in a storage worker, off the loop
-    extension = await loop.run_in_executor(services.storage_executor, picker_extension, services, runner.incoming.source)
-    if runner.ended:
-        return  # cancelled meanwhile
+    if extension is None:  # without credentials: the phone registered from the INVITE's address
+        loop = asyncio.get_running_loop()  # the registrations are looked up in a storage worker, off the loop
+        extension = await loop.run_in_executor(
+            services.storage_executor, picker_extension, services, runner.incoming.source
+        )
+        if runner.ended:
+            return  # cancelled meanwhile
     if extension is None:
         runner._reject(403, "pickup: the caller is not a registered phone")
         return
-    teams = pickup_teams(services.program)
-    session = next((s for s in services.ringing if s.rings_for(extension, teams)), None)
+    teams = pickup_teams(services.program) if not target else []
+    wanted = target or extension
+    session = next((s for s in services.ringing if s.rings_for(wanted, teams)), None)
     if session is None:
-        runner._reject(404, f"pickup: no call is ringing for extension {extension}")
+        runner._reject(404, f"pickup: no call is ringing for extension {wanted}")
         return
     offer = runner._parse_offer(runner.incoming.offer)
     if offer is False:
         return
     runner.media = await services.open_media()
     runner._wire_media(runner.media)
-    if runner.ended or not session.rings_for(extension, teams):  # the caller left, or someone answered, meanwhile
+    if runner.ended or not session.rings_for(wanted, teams):  # the caller left, or someone answered, meanwhile
         runner.media.close()
         if not runner.ended:
             runner._reject(404, "pickup: the call stopped ringing")

@@ -44,6 +44,7 @@ from ivr.sip.throttle import AuthThrottle
 
 __all__ = [
     "Account",
+    "AuthVerdict",
     "Binding",
     "BindingStore",
     "RegisterReply",
@@ -136,6 +137,26 @@ class RegisterReply:
     @property
     def drop(self) -> bool:
         return self.status == self.DROP
+
+
+_CHALLENGE_REASON = {401: "Unauthorized", 407: "Proxy Authentication Required"}
+
+
+@dataclass(frozen=True)
+class AuthVerdict:
+    """Who sent a request, or what to answer (:meth:`Registrar.authenticate`).
+
+    ``account`` is set when the credentials are good; otherwise ``status`` (401/407 with the
+    challenge in ``headers``, 403, 400) and ``reason`` say what to answer, and ``drop`` that a
+    throttled source should get no answer at all.
+    """
+
+    account: Account | None
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    drop: bool = False
+    bad_credentials: bool = False
 
 
 class _Refusal(Exception):
@@ -489,18 +510,41 @@ class Registrar:
     def _authenticate(
         self, request_uri: str, h: _Headers, source: tuple[str, int], now: float
     ) -> Account:
+        verdict = self.authenticate("REGISTER", request_uri, h.all("authorization"), source, now)
+        if verdict.account is not None:
+            return verdict.account
+        raise _Refusal(verdict.status, verdict.reason, verdict.headers)
+
+    def authenticate(
+        self,
+        method: str,
+        request_uri: str,
+        credentials: Sequence[str],
+        source: tuple[str, int],
+        now: float,
+        *,
+        proxy: bool = False,
+    ) -> AuthVerdict:
+        """Check a request's Digest ``credentials`` (its Authorization values) against the accounts.
+
+        The one implementation of "who is this phone", for REGISTER and for the
+        requests phones send as their user (an INVITE, a SUBSCRIBE).  ``proxy``
+        challenges with 407 and Proxy-Authenticate (RFC 3261 section 22.3: what a
+        phone expects for an INVITE) instead of 401 and WWW-Authenticate.  Wrong
+        passwords count towards the source's throttle.
+        """
         ip = source[0]
-        values = h.all("authorization")
-        if not values:
-            raise _Refusal(401, "Unauthorized", self._challenge(now))
-        value = _ours(values, self.challenger.realm)
-        result = self.challenger.verify(
-            "REGISTER", request_uri, value, self._password, now, source=f"{ip}:{source[1]}"
-        )
+        challenge = 407 if proxy else 401
+        if self.throttle is not None and self.throttle.blocked(ip, now):
+            return AuthVerdict(None, 403, "Forbidden (too many failed logins)", drop=self.throttle_action == "drop")
+        if not credentials:
+            return AuthVerdict(None, challenge, _CHALLENGE_REASON[challenge], self._challenge(now, proxy=proxy))
+        value = _ours(list(credentials), self.challenger.realm)
+        result = self.challenger.verify(method, request_uri, value, self._password, now, source=f"{ip}:{source[1]}")
         if result.ok:
             if self.throttle is not None:
                 self.throttle.record_success(ip)
-            return self.users[result.username or ""]
+            return AuthVerdict(self.users[result.username or ""], 200, "OK")
         if result.bad_credentials and self.throttle is not None:
             if self.throttle.record_failure(ip, now):
                 auth_log.warning(
@@ -508,14 +552,22 @@ class Registrar:
                     ip, self.throttle.cooldown, result.username,
                 )  # fmt: skip
         if result.status == 401:
-            raise _Refusal(401, "Unauthorized", self._challenge(now, result.stale))
+            return AuthVerdict(
+                None, challenge, _CHALLENGE_REASON[challenge], self._challenge(now, result.stale, proxy=proxy),
+                bad_credentials=result.bad_credentials,
+            )
         if result.status == 403:
-            raise _Refusal(403, f"Forbidden ({result.reason})")
-        raise _Refusal(400, f"Bad Request ({result.reason})")
+            return AuthVerdict(None, 403, f"Forbidden ({result.reason})")
+        return AuthVerdict(None, 400, f"Bad Request ({result.reason})")
 
-    def _challenge(self, now: float, stale: bool = False) -> list[tuple[str, str]]:
+    def _challenge(self, now: float, stale: bool = False, *, proxy: bool = False) -> list[tuple[str, str]]:
         values = self.challenger.challenge(now, stale=stale, algorithms=self.algorithms)
-        return [("WWW-Authenticate", v) for v in values]
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        return [(name, v) for v in values]
+
+    def account(self, user: str) -> Account | None:
+        """The account a user name or extension number stands for (only accounts with a password)."""
+        return self._by_alias.get(user)
 
     def _password(self, username: str) -> str | None:
         ext = self.users.get(username)

@@ -109,24 +109,29 @@ class Trunks:
         names = ", ".join(t.name for t in self.trunks)
         raise TrunkRefused(f"{number} is not allowed by any trunk's allow patterns ({names})")
 
-    def route(self, number: str, *, local_host: str, caller: str = "") -> Route:
+    def route(self, number: str, *, local_host: str, caller: str = "", caller_id: str = "") -> Route:
         """How ``number`` goes out.  ``caller``: a caller's number to show instead of the
         company's, on a call forwarded on their behalf; only a trunk with ``shown_number =
-        "caller"`` shows it, and only a telephone number."""
+        "caller"`` shows it, and only a telephone number.  ``caller_id``: the number a staff
+        phone's own call shows (the user's), instead of the trunk's."""
         trunk = self.choose(number)
         host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
         params = ";transport=tcp" if trunk.transport.lower() == "tcp" else ""
         uri = f"sip:{number}@{host}:{trunk.port}{params}"
         from_host = host if trunk.username else local_host
-        user, headers = _identity(trunk, caller, from_host)
+        user, headers = _identity(trunk, caller, from_host, caller_id)
         return Route(trunk, uri, (trunk.host, trunk.port), trunk.transport.lower(), f"sip:{user}@{from_host}", headers)
 
     def auth(self, trunk: Trunk) -> DigestClient | None:
         return self._auth.get(trunk.name)
 
 
-def _identity(trunk: Trunk, caller: str, host: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The From user and identity headers of an outbound INVITE through ``trunk``."""
+def _identity(trunk: Trunk, caller: str, host: str, caller_id: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The From user and identity headers of an outbound INVITE through ``trunk``: a staff
+    phone's own number (``caller_id``), a forwarded caller's number where the trunk shows it,
+    else the company's."""
+    if caller_id:
+        return caller_id, (("P-Asserted-Identity", f"<sip:{caller_id}@{host}>"),)
     company = trunk.caller_id
     if trunk.shown_number == "caller" and is_external(caller):
         headers = [("P-Asserted-Identity", f"<sip:{caller}@{host}>")]

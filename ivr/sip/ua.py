@@ -317,7 +317,7 @@ class UserAgent(ClientSide):
             self._server_respond(tx, build_response(request, 100), now)
         if not self._validate(request, tx, now):
             return
-        if request.to.tag:
+        if request.to.tag and not self._handed_over(request):
             self._on_in_dialog(request, tx, source, now)
         else:
             self._on_out_of_dialog(request, tx, source, transport, now)
@@ -353,6 +353,11 @@ class UserAgent(ClientSide):
             self._reply(tx, 406, now, headers=[("Accept", ACCEPT)])
             return False
         return True
+
+    def _handed_over(self, request: Request) -> bool:
+        """(added) An in-dialog request of a dialog that is not a call (a SUBSCRIBE refreshing a
+        subscription): handed over as :class:`RequestReceived` like an out-of-dialog one."""
+        return request.method in self.dialog_requests and request.call_id not in self.calls
 
     def _on_out_of_dialog(self, request: Request, tx: Transaction, source: tuple[str, int],
                           transport: str, now: float) -> None:
@@ -534,7 +539,7 @@ class UserAgent(ClientSide):
         self._server_respond(tx, build_response(request, status, to_tag=dialog.local_tag), now)
 
     def respond(self, request_handle: int, status: int, now: float, *,
-                headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> None:
+                headers: Iterable[tuple[str, str]] = (), body: bytes = b"", to_tag: str | None = None) -> None:
         tx = self._handles.get(request_handle)
         if tx is None:
             log.debug("ignoring respond() for unknown handle %s", request_handle)
@@ -545,7 +550,7 @@ class UserAgent(ClientSide):
         h = list(headers)
         if body and not any(n.lower() in ("content-type", "c") for n, _ in h):
             raise ValueError("a body needs a Content-Type header")
-        self._reply(tx, status, now, headers=h, body=body)
+        self._reply(tx, status, now, headers=h, body=body, to_tag=to_tag)
 
     # ------------------------------------------------------------------ 2xx retransmission (13.3.1.4)
     def _start_2xx_retransmit(self, call: Call, response: Response, cseq: int, now: float) -> None:

@@ -166,6 +166,8 @@ class AgentCore:
         self.min_se = min_se
         self.session_expires = max(session_expires, min_se)
         self.allow_methods = tuple(m.upper() for m in allow_methods)
+        # In-dialog requests handed over when no call has their Call-ID (subscriptions).
+        self.dialog_requests: frozenset[str] = frozenset({"SUBSCRIBE"} & set(self.allow_methods))
         self.draining = False
         self.retry_after = 30
         self.responses_sent: Counter[int] = Counter()  # by status code, provisional and final (/metrics)

@@ -31,7 +31,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -127,6 +127,9 @@ class VoicemailStore:
         self.db = db if db is not None else Storage(self.data_dir, self.data_dir).voicemail_db()
         if self.db.dialect == "sqlite":
             self.db.script(SCHEMA)
+        # Told the mailbox whenever its messages change (added, saved, deleted): the message
+        # waiting lamps (ivr.runtime.lamps).  Called on the thread that made the change.
+        self.listeners: list[Callable[[str], None]] = []
 
     @classmethod
     def on(cls, storage: Storage) -> VoicemailStore:
@@ -202,7 +205,9 @@ class VoicemailStore:
         final = self.box_dir(mailbox) / f"{stamp}-{uuid.uuid4().hex[:8]}.wav"
         final.parent.mkdir(parents=True, exist_ok=True)
         _move(Path(source), final)
-        return self._index(mailbox, caller, received_at, duration, final, notify)
+        message = self._index(mailbox, caller, received_at, duration, final, notify)
+        self._changed(mailbox)
+        return message
 
     def _index(
         self,
@@ -243,6 +248,13 @@ class VoicemailStore:
 
     def mark_saved(self, message_id: int) -> None:
         self.db.execute("UPDATE messages SET status = 'saved' WHERE id = ? AND status = 'new'", (message_id,))
+        message = self.get(message_id)
+        if message is not None:
+            self._changed(message.mailbox)
+
+    def _changed(self, mailbox: str) -> None:
+        for listener in list(self.listeners):
+            listener(mailbox)
 
     def delete(self, message_id: int) -> bool:
         """Delete a message; its audio stays until a queued e-mail carrying it has been sent."""
@@ -257,10 +269,12 @@ class VoicemailStore:
             ).fetchone()
             if pending:
                 db.execute("UPDATE messages SET status = 'deleted' WHERE id = ?", (message_id,))
-                return True
-            db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
-            db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-        (self.base / row["path"]).unlink(missing_ok=True)
+            else:
+                db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+                db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        if not pending:
+            (self.base / row["path"]).unlink(missing_ok=True)
+        self._changed(row["mailbox"])
         return True
 
     def counts(self, mailbox: str) -> Counts:

@@ -386,7 +386,7 @@ class Baresip:
     are read from the control connection, so tests wait for them instead of sleeping.
     """
 
-    def __init__(self, folder: Path, mic: Path) -> None:
+    def __init__(self, folder: Path, mic: Path, account: str = "", modules: tuple[str, ...] = ()) -> None:
         assert BARESIP is not None
         self.folder = folder
         self.recordings = folder / "recordings"
@@ -398,8 +398,10 @@ class Baresip:
                 sip_port=free_port(), mic=mic, rtp_low=rtp, rtp_high=rtp + 20,
                 recordings=self.recordings, ctrl_port=self.ctrl_port,
             )
+            + "".join(f"module_app\t\t{m}\n" for m in modules)  # e.g. mwi.so (message waiting)
         )
-        (folder / "accounts").write_text("<sip:tester@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA\n")
+        # ``account``: an accounts line of a phone that registers (default: one that never does).
+        (folder / "accounts").write_text((account or "<sip:tester@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA") + "\n")
         self.log = open(folder / "baresip.log", "w")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
             [BARESIP, "-f", str(folder)], stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
@@ -480,12 +482,12 @@ class Baresip:
 
 
 @pytest.fixture
-def baresip(tmp_path: Path) -> Iterator[Callable[[Path], Baresip]]:
-    """Factory: ``baresip(mic_wav)`` -> a running Baresip phone; stopped after the test."""
+def baresip(tmp_path: Path) -> Iterator[Callable[..., Baresip]]:
+    """Factory: ``baresip(mic_wav, account="")`` -> a running Baresip phone; stopped after the test."""
     phones: list[Baresip] = []
 
-    def start(mic: Path) -> Baresip:
-        phone = Baresip(tmp_path / f"baresip{len(phones)}", mic)
+    def start(mic: Path, account: str = "", modules: tuple[str, ...] = ()) -> Baresip:
+        phone = Baresip(tmp_path / f"baresip{len(phones)}", mic, account, modules)
         phones.append(phone)
         return phone
 

@@ -322,6 +322,9 @@ def deployment_sections(far_end_port: int, config: Path = EXAMPLES / "ivr.toml")
         line = re.sub(r'^(\s*host\s*=\s*)"[^"]*"', r'\1"127.0.0.1"', line)
         line = re.sub(r"^(\s*port\s*=\s*)\d+", rf"\g<1>{far_end_port}", line)
         kept.append(line)
+        if line.strip() == "[[extensions]]":
+            # Cases share a server: one case's call must not make an extension busy for another's.
+            kept.append("call_waiting = true")
     return "\n".join(kept) + "\n"
 
 
@@ -539,6 +542,7 @@ async def place_call(
         phone.now,
         from_uri=f"sip:{case.scenario.caller}@127.0.0.1",
         destination=(server.host, server.port),
+        auth=phone_credentials(case),  # `caller phone 201`: the phone answers the 407 as a real one does
     )
     phone.handlers[live.call_id] = on_event
     far.calls[live.call_id] = (far_end_script(case), live)  # before any leg of this call can ring
@@ -566,13 +570,35 @@ async def place_call(
         for handle in handles:
             handle.cancel()
         rtp.close()
+    await collect(server, case, live)
+
+
+def phone_credentials(case: Case) -> DigestClient | None:
+    """The digest client of a ``caller phone N`` case's extension (None for callers from outside)."""
+    if not case.scenario.phone:
+        return None
+    cfg, _ = deployment_and_program(ft.parse_test_file(case.file), EXAMPLES / "ivr.toml")
+    ext = cfg.extension(case.scenario.caller)
+    return DigestClient(ext.username or ext.number, ext.password)
+
+
+async def collect(server: Any, case: Case, live: LiveCall) -> None:
+    """The call's records once it ended.  A phone's call ends twice: its first INVITE is
+    challenged (407, not part of the virtual run, which answers the challenge beforehand)."""
+    rounds = 2 if case.scenario.phone else 1
+
+    def ended() -> list[int]:
+        records = server.call_records(live.call_id)
+        return [i for i, r in enumerate(records) if r.get("event") == "ended"]
+
     await asyncio.to_thread(
         server.wait_for,
-        lambda r: r.get("call_id") == live.call_id and r.get("event") == "ended",
+        lambda r: r.get("call_id") == live.call_id and len(ended()) >= rounds,
         15.0,
         f"ended for {live.call_id}",
     )
-    live.records = server.call_records(live.call_id)
+    records = server.call_records(live.call_id)
+    live.records = records[ended()[0] + 1 :] if rounds == 2 else records
 
 
 def _hang_up(phone: Phone, call_id: str) -> None:
@@ -671,8 +697,10 @@ class FarEnd:
         if outcome != "answered":
             await asyncio.wait_for(over, 600)  # rings until the server cancels it
             return
-        assert live.answered_at is not None
-        delay = script.answer_delay(target, loop.time() - live.answered_at)
+        # A phone's call (`caller phone N`) is answered only when this leg is: its virtual twin
+        # answered the leg at the caller's answer, so the time counts from now.
+        base = live.answered_at if live.answered_at is not None else loop.time()
+        delay = script.answer_delay(target, loop.time() - base)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(over), delay)
         if over.done():
@@ -685,7 +713,7 @@ class FarEnd:
             rtp.start(_remote_media(event.offer))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                asyncio.shield(over), script.talk(loop.time() - live.answered_at)
+                asyncio.shield(over), script.talk(loop.time() - (live.answered_at or base))
             )
         rtp.close()
         if not over.done():
@@ -819,6 +847,9 @@ async def _one_call(phone: Phone, far: FarEnd, server: Any, case: Case, live: Li
     except (AssertionError, TimeoutError) as exc:
         live.notes.append(f"live call failed: {exc}")
         live.records = server.call_records(live.call_id) if live.call_id else []
+        if live.call_id:  # a phone's call that ended unanswered (busy, not allowed out)
+            with contextlib.suppress(AssertionError):
+                await collect(server, case, live)
 
 
 def run_live(

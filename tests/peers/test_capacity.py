@@ -123,7 +123,9 @@ def test_a_transfers_outgoing_leg_is_not_a_call(
     try:
         flow = tmp_path / "desk.ivr"
         flow.write_text(TRANSFER_FLOW)
-        extension = f'[[extensions]]\nnumber = "202"\ncontacts = ["sip:202@127.0.0.1:{phone_port}"]\n'
+        # call_waiting: the second caller's transfer rings 202 again instead of finding it busy
+        # (ivr.runtime.phones), so that call stays up until its caller hangs up, as this test needs.
+        extension = f'[[extensions]]\nnumber = "202"\ncall_waiting = true\ncontacts = ["sip:202@127.0.0.1:{phone_port}"]\n'
         server = ivr_server(flow, sections=extension, extra=("--max-calls", "2"))
         thread, out = in_background(lambda: sipp("held_call.xml", server, extra=("-d", HELD_MS)))
         done = server.wait_for(lambda r: r.get("event") == "transfer_done", what="transfer_done")

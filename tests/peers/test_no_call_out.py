@@ -2,17 +2,17 @@
 
 The deployment has a trunk that would carry ``+41*`` and an extension 201 with a
 password and a static contact: both lead to UDP sockets of this test, so anything
-ivr sends them is seen.  A caller (not authenticated: ivr never challenges an
-INVITE) then
+ivr sends them is seen.  A caller without credentials
 
-* calls ``+41900123456`` presenting itself as extension 201, and
-* calls extension 201 by its number,
+* calls extension 201 by its number, and sends a REFER to an external number in
+  that call: the INVITE only runs the flow (tests/peers/flows/menu.ivr, which
+  transfers nowhere) and the REFER is answered 405 (a caller cannot transfer itself;
+  no flow construct allows it);
+* calls ``+41900123456`` presenting itself as extension 201: the INVITE is challenged
+  (407, ivr.runtime.phones) and nothing runs.
 
-and in each call sends a REFER to an external number.  Each INVITE only runs the
-flow (tests/peers/flows/menu.ivr, which transfers nowhere), each REFER is answered
-405 (a caller cannot transfer itself; no flow construct allows it), and neither the
-trunk nor the extension's phone hears a single datagram.  ``may_call_out`` has no
-path to act on: a phone's INVITE is a call into a flow like any other.
+Neither the trunk nor the extension's phone hears a single datagram.  (Authenticated
+phones calling out: tests/peers/test_phones.py.)
 """
 
 from __future__ import annotations
@@ -137,10 +137,30 @@ def deployment(ivr_server: Callable[..., IvrServer]) -> Iterator[tuple[IvrServer
     phone.sock.close()
 
 
+def test_a_call_claiming_an_extension_without_credentials_is_challenged(
+    deployment: tuple[IvrServer, Listener, Listener],
+) -> None:
+    server, carrier, phone = deployment
+    caller = Caller(server)
+    call_id = f"no-call-out-claim-{caller.port}"
+    try:
+        uri = "sip:+41900123456@127.0.0.1"
+        caller._request("INVITE", uri, call_id, 1, "<sip:201@127.0.0.1>;tag=ext201", f"<{uri}>",
+                        body=SDP.format(port=caller.media.getsockname()[1]))
+        reply = caller.wait(lambda t: t.startswith("SIP/2.0 ") and call_id in t and not t.startswith("SIP/2.0 1"),
+                            "final answer to the INVITE")
+        assert reply.startswith("SIP/2.0 407 ") and "Proxy-Authenticate: Digest " in reply
+        server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended", what="the call's end")
+    finally:
+        caller.close()
+    actions = {r.get("action") for r in server.call_records(call_id)}
+    assert not actions & {"step", "transfer", "dial", "refer"}, actions
+    assert carrier.heard() == [] and phone.heard() == []
+
+
 @pytest.mark.parametrize(
     "uri, frm",
     [
-        ("sip:+41900123456@127.0.0.1", "<sip:201@127.0.0.1>;tag=ext201"),  # an external number, as 201
         ("sip:201@127.0.0.1", "<sip:+41791112233@127.0.0.1>;tag=outside"),  # the extension itself
     ],
 )

@@ -27,6 +27,7 @@ folders = ["prompts"]
 number = "204"
 password = "tzu-8Bn5-hR2g"
 follow_me = ["+41797001204"]
+may_call_out = {may_call_out}
 [[mailboxes]]
 number = "200"
 [[trunks]]
@@ -37,9 +38,9 @@ allow = ["+41797001*"]
 FLOW = "number 100 -> s\ns:\n    transfer to 204 for 20s else voicemail 200\n"
 
 
-def invites(tmp_path: Path) -> list[str]:
+def invites(tmp_path: Path, may_call_out: bool = True) -> list[str]:
     (tmp_path / "prompts").mkdir(exist_ok=True)
-    (tmp_path / "ivr.toml").write_text(DEPLOYMENT.format(data=tmp_path / "data"))
+    (tmp_path / "ivr.toml").write_text(DEPLOYMENT.format(data=tmp_path / "data", may_call_out=str(may_call_out).lower()))
     (tmp_path / "flow.ivr").write_text(FLOW)
     config = load_config(tmp_path / "ivr.toml")
     program = load_flow([tmp_path / "flow.ivr"], prompt_folders=config.prompt_folders, config=config)
@@ -57,6 +58,12 @@ def test_the_owners_choice_replaces_the_deployment_files_numbers(tmp_path: Path)
     write_follow_me(tmp_path / "data", "204", ("+41797001999",))
     legs = invites(tmp_path)
     assert "sip:+41797001999" in legs and "sip:+41797001204" not in legs
+
+
+def test_an_owner_who_may_not_call_out_cannot_send_calls_out_through_the_console(tmp_path: Path) -> None:
+    write_follow_me(tmp_path / "data", "204", ("+41797001999",))
+    legs = invites(tmp_path, may_call_out=False)
+    assert "sip:+41797001999" not in legs  # the trunk is the deployment's, not the user's to choose
 
 
 def test_an_empty_choice_turns_follow_me_off_and_none_restores_it(tmp_path: Path) -> None:

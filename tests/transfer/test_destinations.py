@@ -10,8 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from ivr.config import load_config
+from ivr.dsl.loader import load_flow
 from ivr.runtime import sipconfig
 from ivr.runtime.outcomes import Unreachable
+from ivr.runtime.phones import Lines
 from ivr.runtime.transfer import destinations, uri_address
 from ivr.sip.registrar import RegistrationStore
 
@@ -34,13 +36,29 @@ allow = ["+4179*"]
 """
 
 
+# The external numbers a caller from outside may be transferred to are the ones the flow names.
+FLOW = """
+number default -> start
+
+start:
+    transfer to +41791234567
+        else -> other
+
+other:
+    transfer to +41901234567
+        else -> hangup
+"""
+
+
 @pytest.fixture
 def services(tmp_path: Path) -> SimpleNamespace:
     (tmp_path / "ivr.toml").write_text(TOML)
+    (tmp_path / "flow.ivr").write_text(FLOW)
     config = load_config(tmp_path / "ivr.toml", data=tmp_path / "data")
     registrar = sipconfig.registrar(config, store=RegistrationStore())
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
-                           contact_host="203.0.113.5", wall=time.time)
+                           contact_host="203.0.113.5", wall=time.time, lines=Lines(),
+                           program=load_flow([tmp_path / "flow.ivr"]), forwarding=dict)
 
 
 def test_every_contact_of_an_extension_rings(services: SimpleNamespace) -> None:

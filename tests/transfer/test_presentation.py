@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from ivr.config import ConfigError, load_config
+from ivr.dsl.loader import load_flow
 from ivr.runtime import sipconfig
+from ivr.runtime.phones import Lines
 from ivr.runtime.presentation import Shown, person_rung, shown_for
 from ivr.runtime.transfer import destinations
 from ivr.sip.registrar import RegistrationStore
@@ -45,10 +47,13 @@ shown_number = "caller"
 @pytest.fixture
 def services(tmp_path: Path) -> SimpleNamespace:
     (tmp_path / "ivr.toml").write_text(TOML)
+    (tmp_path / "flow.ivr").write_text("number default -> start\n\nstart:\n    transfer to +41797654321 for 20s else hangup\n")
     config = load_config(tmp_path / "ivr.toml", data=tmp_path / "data")
     registrar = sipconfig.registrar(config, store=RegistrationStore())
+    # the trunk takes numbers the deployment names: the on-call mobile in the flow, the follow-me ones
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
-                           contact_host="203.0.113.5", wall=time.time)
+                           contact_host="203.0.113.5", wall=time.time, lines=Lines(),
+                           program=load_flow([tmp_path / "flow.ivr"]), forwarding=dict)
 
 
 def leg(services: SimpleNamespace, target: str, ringing: tuple[str, ...], caller: str = CALLER) -> tuple[str, dict[str, str]]:

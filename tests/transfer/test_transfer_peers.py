@@ -426,7 +426,11 @@ def test_a_registered_phone_picks_up_a_call_ringing_in_its_group(
     caller.start()
     try:
         server.wait_for(lambda r: r.get("event") == "leg_progress" and r.get("target") == "203", what="203 ringing")
-        picker = sipp(str(SCENARIOS / "picker.xml"), server, service="*8", timeout=30, extra=("-mp", str(media_port())))
+        # Extension 204's desk phone registers, then dials *8 and answers the 407 as that extension.
+        sipp("register_auth.xml", server, service="204", extra=("-au", "204", "-ap", "pw-204-Lq8z")).check()
+        picker = sipp(str(SCENARIOS / "picker.xml"), server, service="*8", timeout=30,
+                      extra=("-mp", str(media_port()), "-au", "204", "-ap", "pw-204-Lq8z",
+                             "-auth_uri", f"*8@127.0.0.1:{server.port}"))
     finally:
         caller.join(60)
     picker.check()
