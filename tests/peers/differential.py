@@ -309,14 +309,16 @@ def _show(action: Action | None) -> str:
 def deployment_sections(far_end_port: int, config: Path = EXAMPLES / "ivr.toml") -> str:
     """flows/ivr.toml without [server] and [prompts] (the peer harness writes those), trunks to us.
 
-    [http] is left out too: its fixed port would collide between tests running at once.
+    [http] is left out too: its fixed port would collide between tests running at once.  So is
+    [overload]: the cases' calls are compared with their flow tests, not shed while a busy test
+    machine lags (``max_lag = 0``; shedding is tested in tests/peers/test_overload.py).
     """
     kept: list[str] = []
     skipping = False
     for line in config.read_text(encoding="utf-8").splitlines():
         header = re.match(r"\s*\[\[?([a-z_]+)\]?\]", line)
         if header:
-            skipping = header.group(1) in ("server", "prompts", "http")
+            skipping = header.group(1) in ("server", "prompts", "http", "overload")
         if skipping:
             continue
         line = re.sub(r'^(\s*host\s*=\s*)"[^"]*"', r'\1"127.0.0.1"', line)
@@ -325,7 +327,7 @@ def deployment_sections(far_end_port: int, config: Path = EXAMPLES / "ivr.toml")
         if line.strip() == "[[extensions]]":
             # Cases share a server: one case's call must not make an extension busy for another's.
             kept.append("call_waiting = true")
-    return "\n".join(kept) + "\n"
+    return "\n".join(kept) + "\n[overload]\nmax_lag = 0\n"
 
 
 def faketime_env(start: float, timezone: str) -> dict[str, str]:
