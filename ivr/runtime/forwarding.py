@@ -10,14 +10,11 @@ reload; the console (:mod:`ivr.web`) writes it atomically under a lock.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from ivr.runtime.atomic import write_text_atomically
+from ivr.runtime.atomic import locked, write_text_atomically
 
 FORWARDING_FILE = "forwarding.json"
 # An extension (digits) or an E.164 / national number: what a transfer can ring.
@@ -70,7 +67,7 @@ def write_follow_me(data: Path, extension: str, numbers: tuple[str, ...] | None)
     """Set an extension's follow-me numbers (``None``: back to the deployment file's)."""
     data = Path(data)
     data.mkdir(parents=True, exist_ok=True)
-    with _locked(data):
+    with locked(forwarding_path(data)):
         current = {k: {"follow_me": list(v)} for k, v in read_forwarding(data).items()}
         if numbers is None:
             current.pop(extension, None)
@@ -78,12 +75,3 @@ def write_follow_me(data: Path, extension: str, numbers: tuple[str, ...] | None)
             current[extension] = {"follow_me": list(numbers)}
         write_text_atomically(forwarding_path(data), json.dumps(current, indent=2, sort_keys=True) + "\n")
 
-
-@contextmanager
-def _locked(data: Path) -> Iterator[None]:
-    with open(data / (FORWARDING_FILE + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

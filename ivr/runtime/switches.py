@@ -12,15 +12,13 @@ table.  :func:`write_switch` replaces the file atomically under a lock.
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ivr.dsl import ast
 from ivr.dsl.loader import read_sources
-from ivr.runtime.atomic import write_text_atomically
+from ivr.runtime.atomic import locked, write_text_atomically
 from ivr.storage.switches import (
     SWITCH_NAME,
     SWITCHES_FILE,
@@ -57,21 +55,12 @@ def write_switch(data: Path, name: str, on: bool) -> dict[str, bool]:
         raise SwitchError(f"bad switch name {name!r}: use lower-case letters, digits and _")
     data = Path(data)
     data.mkdir(parents=True, exist_ok=True)
-    with _locked(data):
+    with locked(switches_path(data)):
         positions = read_switches(data)  # a corrupt file raises: never overwrite what we can't read
         positions[name] = on
         write_text_atomically(switches_path(data), format_switches(positions))
     return positions
 
-
-@contextmanager
-def _locked(data: Path) -> Iterator[None]:
-    with open(data / (SWITCHES_FILE + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class SwitchReader:
