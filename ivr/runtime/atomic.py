@@ -11,9 +11,35 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class StatCached(Generic[T]):
+    """A small admin file read for every call: parsed again only when its stat changed (one
+    ``stat`` on the event loop per call, not an open, read and parse; writers rename a new
+    file into place, so the inode changes too).  A missing file gives ``missing()``."""
+
+    def __init__(self, read: Callable[[], T], path: Callable[[], Path], missing: Callable[[], T]) -> None:
+        self._read, self._path, self._missing = read, path, missing
+        self._stamp: tuple[int, int, int] | None = None
+        self._value: T = missing()
+
+    def get(self) -> T:
+        try:
+            st = self._path().stat()
+        except FileNotFoundError:
+            self._stamp = None
+            return self._missing()
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            self._value = self._read()  # raises for a damaged file: the stamp stays, it is read again
+            self._stamp = stamp
+        return self._value
 
 
 @contextmanager

@@ -25,8 +25,9 @@ from ivr.config import Config
 from ivr.language import base_language
 from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
+from ivr.runtime.atomic import StatCached
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.forwarding import ForwardingError, read_forwarding
+from ivr.runtime.forwarding import ForwardingError, forwarding_path, read_forwarding
 from ivr.runtime.phones import Lines
 from ivr.runtime.switches import SwitchError, SwitchReader
 from ivr.storage import Storage, open_storage
@@ -377,9 +378,13 @@ class Services:
         self.calllog.server("switches", f"switches: {text}", switches=positions)
 
     def forwarding(self) -> dict[str, tuple[str, ...]]:
-        """Follow-me numbers the extensions' owners set in the console, read per transfer."""
+        """Follow-me numbers the extensions' owners set in the console, read per transfer (the file
+        is parsed again only when it changed)."""
+        data = self.data
+        reader: StatCached[dict[str, tuple[str, ...]]] = self._get("forwarding", lambda: StatCached(
+            lambda: read_forwarding(data), lambda: forwarding_path(data), dict))
         try:
-            return read_forwarding(self.data)
+            return reader.get()
         except ForwardingError:  # a damaged file must not stop a transfer: the deployment's numbers apply
             log.exception("cannot read forwarding in %s", self.data)
             return {}

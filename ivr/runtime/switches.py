@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ivr.dsl import ast
 from ivr.dsl.loader import read_sources
-from ivr.runtime.atomic import locked, write_text_atomically
+from ivr.runtime.atomic import StatCached, locked, write_text_atomically
 from ivr.storage.switches import (
     SWITCH_NAME,
     SWITCHES_FILE,
@@ -67,20 +67,14 @@ class SwitchReader:
     """:func:`read_switches` for every call, re-reading the file only when its stat changed."""
 
     def __init__(self) -> None:
-        self._stamp: tuple[int, int, int] | None = None
-        self._positions: dict[str, bool] = {}
+        self._data = Path()
+        self._cache: StatCached[dict[str, bool]] = StatCached(
+            lambda: read_switches(self._data), lambda: switches_path(self._data), dict
+        )
 
     def read(self, data: Path) -> dict[str, bool]:
-        try:
-            st = switches_path(data).stat()
-        except FileNotFoundError:
-            self._stamp = None
-            return {}
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)  # ivr switch renames a new file into place
-        if stamp != self._stamp:
-            self._positions = read_switches(data)
-            self._stamp = stamp
-        return dict(self._positions)
+        self._data = Path(data)
+        return dict(self._cache.get())
 
 
 def declared_switches(flows: Sequence[Path]) -> tuple[str, ...] | None:
