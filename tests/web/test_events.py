@@ -10,7 +10,7 @@ from ivr.web.events import Client, EventHub
 
 def test_a_filtered_client_gets_the_calls_of_its_extension_and_their_later_records() -> None:
     async def run() -> list[list[str]]:
-        hub = EventHub(asyncio.get_running_loop())
+        hub = EventHub()
         alice, everyone = Client("201", calls_only=True), Client(None, calls_only=False)
         hub.clients |= {alice, everyone}
         for record in (
@@ -31,7 +31,7 @@ def test_a_filtered_client_gets_the_calls_of_its_extension_and_their_later_recor
 
 def test_a_client_too_far_behind_is_dropped() -> None:
     async def run() -> tuple[bool, object]:
-        hub = EventHub(asyncio.get_running_loop())
+        hub = EventHub()
         slow = Client(None, calls_only=False)
         hub.clients.add(slow)
         for i in range(1001):
