@@ -759,6 +759,7 @@ class CallRunner:
             self.timer.cancel()
         self.timer, self.timer_at = None, None
         self._inbox.clear()
+        self._owners.clear()  # the old machine's prompts end unheard: their PromptDone is nobody's
         self.prompts.cancel()
         if self.media is not None:
             self.media.stop_prompts(only_barge_in=False)

@@ -34,6 +34,13 @@ class Client:
     # Each record as its ``data:`` line, serialised once for every client; None ends the stream.
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
 
+    def end(self) -> None:
+        """End the stream: its writer, waiting on this very queue, gets None next (what is
+        still queued is dropped with the client)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
     def wants(self, record: dict[str, Any]) -> bool:
         if self.calls_only and "call_id" not in record:
             return False
@@ -74,8 +81,7 @@ class EventHub:
                 client.queue.put_nowait(line)
             except asyncio.QueueFull:
                 self.clients.discard(client)
-                client.queue = asyncio.Queue(1)
-                client.queue.put_nowait(None)  # tell the writer to end the stream
+                client.end()
         if record.get("event") == "ended" and call_id:
             self._calls.pop(call_id, None)
 
@@ -84,8 +90,7 @@ class EventHub:
 
     def close(self) -> None:
         for client in list(self.clients):
-            client.queue = asyncio.Queue(1)
-            client.queue.put_nowait(None)
+            client.end()
         self.clients.clear()
 
 

@@ -49,3 +49,16 @@ def _drain(q: asyncio.Queue) -> list[dict]:  # type: ignore[type-arg]
             assert item.startswith(b"data: ") and item.endswith(b"\n\n")
             out.append(json.loads(item[6:]))
     return out
+
+
+def test_closing_the_hub_wakes_a_stream_waiting_on_its_queue() -> None:
+    async def run() -> object:
+        hub = EventHub()
+        client = Client(None, calls_only=False)
+        hub.clients.add(client)
+        waiting = asyncio.create_task(client.queue.get())  # the stream's writer, as in events()
+        await asyncio.sleep(0)
+        hub.close()
+        return await asyncio.wait_for(waiting, 1)
+
+    assert asyncio.run(run()) is None
