@@ -46,6 +46,7 @@ from ivr.runtime.controlwire import (
     Request,
     encode,
 )
+from ivr.runtime.reload import RELOAD_SWITCH_INTERVAL
 
 if TYPE_CHECKING:
     from ivr.runtime.server import Server
@@ -153,6 +154,9 @@ class ConsoleProcess:
     async def start(self, server: Server) -> None:
         config = server.settings.config
         self.calllog = server.calllog
+        # The control thread and the call log's writer share the GIL with the loop: let the loop
+        # have it back within half a millisecond, as during a reload.
+        sys.setswitchinterval(min(sys.getswitchinterval(), RELOAD_SWITCH_INTERVAL))
         self.http = listen(config.http)
         self.service = ControlService(server, asyncio.get_running_loop())
         self.channel = ControlChannel(self.service, server.calllog)

@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ivr.runtime.atomic import StatCached
 from ivr.runtime.clicktocall import ClickToCall, ClickToCallError
 from ivr.runtime.console_transfer import ConsoleTransferError, transfer_call
 
@@ -63,6 +64,10 @@ class ControlService:
         self.loop = loop  # the server's: calls are changed there
         self.clicks: dict[str, ClickToCall] = {}  # click-to-calls under way, by the phone leg's Call-ID
         self._ticks_seen = 0  # media clock ticks already handed to /metrics
+        config_path = server.settings.config.path
+        # The flow files a reload would load: the deployment file read again only when it changed.
+        self._files: StatCached[list[str]] | None = None if config_path is None else StatCached(
+            self._reread_files, lambda: config_path, list)
 
     def handle(self, op: str, args: dict[str, Any]) -> Any:
         fn = OPS.get(op)
@@ -167,13 +172,18 @@ class ControlService:
     # ------------------------------------------------------------------ flows and registrations
 
     def flows(self, args: dict[str, Any]) -> dict[str, Any]:
-        """The flow files a reload loads (the deployment file is read again), what runs, the last reload."""
+        """The flow files a reload loads (from the deployment file as it is now), what runs, the last reload."""
         server = self.server
-        reread = server.settings.reread
-        files = [Path(f) for f in server.program.files] if reread is None else [Path(p).resolve() for p in reread()[1]]
         program = server.program
-        return {"files": [str(p) for p in files], "entries": sorted(program.entries), "steps": len(program.steps),
+        files = self._files.get() if self._files is not None else self._reread_files()
+        return {"files": files, "entries": sorted(program.entries), "steps": len(program.steps),
                 "reload": dict(server.reloader.last), "max_calls": server.settings.call_limit}
+
+    def _reread_files(self) -> list[str]:
+        reread = self.server.settings.reread
+        if reread is None:
+            return [str(Path(f)) for f in self.server.program.files]
+        return [str(Path(p).resolve()) for p in reread()[1]]
 
     def graph(self, args: dict[str, Any]) -> str:
         """The running flows' picture as DOT text (the console renders it)."""
