@@ -69,6 +69,7 @@ class ControlChannel:
         self.thread = threading.Thread(target=self.loop.run_forever, name="ivr-control", daemon=True)
         self.writer: asyncio.StreamWriter | None = None
         self.dropped = 0
+        self._answering: set[asyncio.Task[None]] = set()  # requests in the workers (kept referenced)
 
     def start(self) -> None:
         self.thread.start()
@@ -103,7 +104,9 @@ class ControlChannel:
             while data := await reader.read(65536):
                 for message in decoder.feed(data):
                     if isinstance(message, Request):
-                        asyncio.create_task(self._answer(writer, message))
+                        task = asyncio.create_task(self._answer(writer, message))
+                        self._answering.add(task)
+                        task.add_done_callback(self._answering.discard)
         except ControlProtocolError as exc:
             self.calllog.server("console_protocol_error", f"control socket: {exc}")
         except ConnectionError:

@@ -13,7 +13,6 @@ reload, so the console knows the same extensions and mailboxes.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +40,6 @@ class Console:
         self.sessions = Sessions(config.http.session_lifetime)
         # One thread: at most one argon2 hash (64 MiB) and one SQLite read at a time.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="ivr-web")
-        self.started = time.time()
         self.storage: Storage = open_storage(config)
         self.voicemail_store = VoicemailStore.on(self.storage)
         self._journal: Journal | None = None

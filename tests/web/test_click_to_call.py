@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -50,6 +51,7 @@ port = {trunk}
 allow = ["+41*"]
 """
 PASSWORDS = {"201": "alice-pass-201", "202": "bob-pass-202"}
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
@@ -159,8 +161,12 @@ def test_the_console_transfers_a_live_call_to_an_extension(phones: Any, sipp: An
         outside = admin.request("POST", f"/api/v1/calls/{call_id}/transfer", json_body={"to": "+41791234567"})
         assert (outside.status, outside.json()) == (
             403, {"error": "+41791234567 is not an extension: the console transfers to extensions only"})
-        reply = admin.request("POST", f"/api/v1/calls/{call_id}/transfer", json_body={"to": "202"})
-        assert reply.json() == {"call_id": call_id, "to": "202", "transferring": True}
+        form = f'action="/console/calls/{call_id}/transfer"'
+        assert form in admin.get("/console/calls").text  # the dashboard's Transfer button
+        reply = admin.request("POST", f"/console/calls/{call_id}/transfer", content_type=FORM,
+                              data=urlencode({"to": "202", "csrf": admin.csrf}).encode())
+        assert (reply.status, reply.headers["Location"]) == (303, "/")
+        assert server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "console_transfer")
         done = server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "transfer_done")
         assert (done["outcome"], done["target"]) == ("answered", "202")
         server.wait_for(lambda r: r.get("call_id") == call_id and r.get("event") == "ended")
