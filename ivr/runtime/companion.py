@@ -160,7 +160,11 @@ class ConsoleProcess:
         # The control thread and the call log's writer share the GIL with the loop: let the loop
         # have it back within half a millisecond, as during a reload.
         sys.setswitchinterval(min(sys.getswitchinterval(), RELOAD_SWITCH_INTERVAL))
-        self.http = listen(config.http)
+        try:
+            self.http = listen(config.http)
+        except OSError as exc:
+            server.calllog.server("http_error", str(exc))
+            raise
         self.service = ControlService(server, asyncio.get_running_loop())
         self.channel = ControlChannel(self.service, server.calllog)
         self.channel.start()
