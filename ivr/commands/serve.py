@@ -85,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _companions(settings: Any) -> list[Any]:
-    """The console (ivr.web) when the deployment file or --http asks for it."""
+    """The console process (ivr.web, beside the server) when the deployment file or --http asks for it."""
     if settings.config.http.listen is None:
         return []
-    from ivr.web.app import WebConsole
+    from ivr.runtime.companion import ConsoleProcess
 
-    return [WebConsole()]
+    return [ConsoleProcess()]
 
 
 def _positive(value: str) -> int:

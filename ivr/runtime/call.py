@@ -752,6 +752,31 @@ class CallRunner:
                 return
         self._post_to(MACHINE, event)
 
+    def continue_in(self, program: Any, entry: str, called: str) -> None:
+        """Stop what the call is doing (step, prompts, listening, recording, hold, transfer, room)
+        and go on in ``program`` at ``entry`` with ``called`` as ``{called}`` (a console transfer)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_at = None, None
+        self._inbox.clear()
+        self._owners.clear()  # the old machine's prompts end unheard: their PromptDone is nobody's
+        self.prompts.cancel()
+        if self.media is not None:
+            self.media.stop_prompts(only_barge_in=False)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.recording is not None:
+            self.recording.stop("transfer")
+        self._release_hold()
+        if self.transfer is not None:
+            self.transfer.close()
+            self.transfer = None
+        self._leave_conference()
+        self.sub = None
+        self.program, self.entry = program, entry
+        self._start_machine(called=called)
+
     def _forward_to_voicemail(self, mailbox: str, greeting: str) -> None:
         """The call continues in the voicemail of the extension it rang (its own forwarding)."""
         self.log(event="forward_voicemail", mailbox=mailbox, greeting=greeting)

@@ -5,8 +5,9 @@ flow did (``action``), where the call is (``state``), keyed by ``call_id`` with
 ``caller`` and ``called`` on every line so one grep finds a whole call.  JSON
 lines by default (``--log-format json``), ``key=value`` text otherwise.  Server
 lines (ready, draining, stopped) carry ``event`` and a human ``message``; tests
-and supervisors wait for ``listening on udp:HOST:PORT tcp:HOST:PORT``.  ``listeners`` see
-every record as it is written (the console's live events and metrics, :mod:`ivr.web`).
+and supervisors wait for ``listening on udp:HOST:PORT tcp:HOST:PORT``.  ``feeds`` get every record once it is
+formatted, in batches, on the writer thread (the control socket to the console process,
+:mod:`ivr.runtime.companion`, for its live events and metrics): the loop pays nothing for them.
 
 In the server every record is handed, as the dict it is, to a writer thread that
 formats and writes it (``json.dumps``, the time stamp, the write and flush are
@@ -20,6 +21,7 @@ fresh values: strings, numbers, lists made for the record).
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sys
 import threading
@@ -30,6 +32,8 @@ from typing import Any, TextIO
 
 from ivr.dsl.events import Action, Event
 from ivr.runtime.trace import jsonable
+
+log = logging.getLogger("ivr.runtime.calllog")
 
 
 def describe(item: Event | Action) -> dict[str, Any]:
@@ -76,9 +80,9 @@ class CallLog:
         self.dropped = 0  # records the queue had no room for (counted on the caller's thread)
         self._queue: queue.SimpleQueue[dict[str, Any] | None] | None = None
         self._thread: threading.Thread | None = None
-        # Called with every record as it is written (the console's live events, its metrics);
-        # on the thread that wrote it: the loop's, or the watchdog's for loop_stall.
-        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Called with each batch of records once formatted (their "ts" a string), in order, on
+        # the writer thread (in the server) or the caller's (unthreaded); a feed must not block.
+        self.feeds: list[Callable[[list[dict[str, Any]]], None]] = []
         if threaded:
             self._queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._writer, name="ivr-calllog", daemon=True)
@@ -102,7 +106,9 @@ class CallLog:
                     batch.append(q.get_nowait())
                 except queue.Empty:
                     break
-            lines = [self._format(r) for r in batch if r is not None]
+            records = [r for r in batch if r is not None]
+            lines = [self._format(r) for r in records]
+            self._feed(records)
             if self.dropped != reported:
                 lines.append(self._format(self._dropped_record(self.dropped - reported)))
                 reported = self.dropped
@@ -110,6 +116,13 @@ class CallLog:
                 self._emit("".join(lines))
             if batch[-1] is None:
                 return
+
+    def _feed(self, records: list[dict[str, Any]]) -> None:
+        for feed in list(self.feeds):
+            try:
+                feed(records)
+            except Exception:  # a feed's bug must not stop the log
+                log.exception("call log feed failed")
 
     @staticmethod
     def _dropped_record(count: int) -> dict[str, Any]:
@@ -139,13 +152,10 @@ class CallLog:
         self._write(record)
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self.listeners:  # a copy of their own: the writer thread formats the record's time stamp
-            shown = {**record, "ts": _ts(record["ts"])}
-            for listener in self.listeners:
-                listener(shown)
         q = self._queue
         if q is None:
             self._emit(self._format(record))
+            self._feed([record])
         elif q.qsize() < self.max_queued:
             q.put(record)
         else:

@@ -7,9 +7,12 @@ flow's ``transfer to NUMBER for 30s`` would -- ringback on the user's phone, the
 destinations, the same bridge -- with this call in the caller's place.  When either side hangs
 up, or the number does not answer, the other side is hung up.
 
-Who may be dialled is the phone's own dial plan: phones may not call out through a trunk yet
-(``may_call_out`` is reserved), so the number must be an extension of the deployment; anything
-else is refused with :class:`ClickToCallError` before a phone rings.
+Who may be dialled is the phone's own dial plan: an extension of the deployment, or a number
+outside when the user's extension may call out (``may_call_out``, within its ``allow``
+patterns: :func:`~ivr.runtime.phones.trunk_permission`, the rule the user's own phone obeys)
+and a trunk takes it.  Anything else is refused with :class:`ClickToCallError` (403) before a
+phone rings.  The call carries the user as its :class:`~ivr.runtime.phones.PhoneCaller`, so
+the transfer applies the same rule again and the trunk shows the user's ``caller_id``.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from typing import Any
 
 from ivr.dsl import events as ev
 from ivr.runtime.outcomes import Unreachable
+from ivr.runtime.phones import PhoneCaller, trunk_permission
 from ivr.runtime.ports import CallMedia
 from ivr.runtime.services import Services
 from ivr.runtime.transfer import TransferSession
 from ivr.sip import sdp
 from ivr.sip.events import CallEnded, OutgoingCallAnswered, OutgoingCallFailed
+from ivr.sip.trunk import TrunkRefused, is_external
 
 log = logging.getLogger("ivr.runtime.call")
 
@@ -42,12 +47,19 @@ class ClickToCallError(Exception):
         self.status = status
 
 
-def allowed_target(services: Services, target: str) -> None:
-    """The phone's dial plan: only the deployment's extensions (no calls out through trunks yet)."""
-    if services.config.extension(target) is None:
-        raise ClickToCallError(
-            403, f"{target} is not an extension: phones may not call out through a trunk yet, "
-            "so click-to-call reaches the extensions only")
+def allowed_target(services: Services, phone: PhoneCaller, target: str) -> None:
+    """The phone's dial plan: an extension, or a number a trunk takes that the user may call."""
+    if services.config.extension(target) is not None:
+        return
+    if not is_external(target):
+        raise ClickToCallError(404, f"{target!r} is neither an extension nor a telephone number")
+    refusal = trunk_permission(phone, target, target, services.program, services.config, services.forwarding())
+    if refusal:
+        raise ClickToCallError(403, refusal)
+    try:
+        services.trunks.choose(target)
+    except TrunkRefused as exc:
+        raise ClickToCallError(403, str(exc)) from None
 
 
 class ClickToCall:
@@ -57,7 +69,10 @@ class ClickToCall:
                  on_finished: Callable[[ClickToCall], None] = lambda _: None) -> None:
         self.services = services
         self.caller = extension  # the number's phone shows the user's extension
-        self.called = target
+        self.called = target  # what the user "dialled": the dial plan's rule for calls out
+        user = services.config.extension(extension)
+        assert user is not None, "the console checks the extension before a click-to-call"
+        self.phone = PhoneCaller(user)
         self.incoming: Any = None  # no INVITE came in (a REFER transfer would need one)
         self.call_id = ""
         self.media: CallMedia | None = None
@@ -75,7 +90,7 @@ class ClickToCall:
 
     async def start(self) -> str:
         """Ring the user's phone; the Call-ID of that leg.  ClickToCallError when it cannot ring."""
-        allowed_target(self.services, self.called)
+        allowed_target(self.services, self.phone, self.called)
         try:
             destination = self.services.destinations_for(self.caller, self.called)[0]
         except (Unreachable, IndexError):

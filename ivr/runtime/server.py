@@ -86,7 +86,7 @@ CAPACITY_RETRY_AFTER = BUSY_RETRY_AFTER
 
 
 class Companion(Protocol):
-    """A service run beside the calls on the server's loop (the HTTP console, :mod:`ivr.web`).
+    """A service run beside the calls (the console process, :mod:`ivr.runtime.companion`).
 
     Started once the SIP side is bound and before ``listening`` is logged; stopped after the
     drain, so the console shows the calls that are finishing.

@@ -206,7 +206,7 @@ class VoicemailStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         _move(Path(source), final)
         message = self._index(mailbox, caller, received_at, duration, final, notify)
-        self._changed(mailbox)
+        self.changed(mailbox)
         return message
 
     def _index(
@@ -250,9 +250,10 @@ class VoicemailStore:
         self.db.execute("UPDATE messages SET status = 'saved' WHERE id = ? AND status = 'new'", (message_id,))
         message = self.get(message_id)
         if message is not None:
-            self._changed(message.mailbox)
+            self.changed(message.mailbox)
 
-    def _changed(self, mailbox: str) -> None:
+    def changed(self, mailbox: str) -> None:
+        """Tell the listeners (the lamps) that ``mailbox`` changed (also when another process changed it)."""
         for listener in list(self.listeners):
             listener(mailbox)
 
@@ -274,7 +275,7 @@ class VoicemailStore:
                 db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         if not pending:
             (self.base / row["path"]).unlink(missing_ok=True)
-        self._changed(row["mailbox"])
+        self.changed(row["mailbox"])
         return True
 
     def counts(self, mailbox: str) -> Counts:

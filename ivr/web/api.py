@@ -1,24 +1,24 @@
 """The endpoints of the JSON API (``/api/v1/``) and their route table, :data:`ROUTES`.
 
-Admins reach everything; a user reaches their own extension, mailbox and forwarding, and a
-request for anyone else's gets 403.  Changes go through the runtime's own functions: switches
-through :mod:`ivr.runtime.switches` (as ``ivr switch``), forwarding through
-:mod:`ivr.runtime.forwarding`, a deploy through the reloader SIGHUP uses, voicemail through the
-server's :class:`~ivr.voicemail.store.VoicemailStore`.
+Admins reach everything; a user reaches their own extension, mailbox and forwarding (and the
+calls to their extension), and a request for anyone else's gets 403.  Changes go through the
+runtime's own functions: switches through :mod:`ivr.runtime.switches` (as ``ivr switch``),
+forwarding through :mod:`ivr.runtime.forwarding`, voicemail through a
+:class:`~ivr.voicemail.store.VoicemailStore` on the deployment's storage, all in this process;
+what changes a live call (hang up, transfer, click-to-call) is asked of ``ivr serve`` over the
+control socket (:mod:`ivr.runtime.control`), which applies the phone's own dial plan.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import time
 from typing import Any
 
 from aiohttp import web
 
-from ivr.runtime.clicktocall import ClickToCall, ClickToCallError
 from ivr.runtime.forwarding import ForwardingError, check_follow_me, write_follow_me
-from ivr.runtime.journal import Journal, JournalRow, parse_since
+from ivr.runtime.journal import JournalRow, parse_since
 from ivr.runtime.switches import SwitchError, declared_switches, switch_positions
 from ivr.web import flows
 from ivr.web.routes import ApiError, Param, Route, json_body
@@ -49,23 +49,8 @@ async def me(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ calls now
 
 
-def call_state(runner: Any) -> dict[str, Any]:
-    """What the console shows of a running call."""
-    return {
-        "call_id": runner.call_id, "caller": runner.caller, "called": runner.called,
-        "step": runner.state, "answered": runner.answered,
-        "transfer": runner.transfer is not None,
-    }
-
-
 async def list_calls(request: web.Request) -> web.Response:
-    console = console_of(request)
-    return web.json_response({
-        "calls": [call_state(r) for r in list(console.server.calls.values())],
-        "click_to_call": [{"call_id": c.call_id, "from": c.caller, "to": c.called, "state": c.state}
-                          for c in list(console.clicks.values())],
-        "max_calls": console.server.settings.call_limit,
-    })
+    return web.json_response(await console_of(request).ask("calls"))
 
 
 CLICK_BODY = {"type": "object", "required": ["from", "to"], "properties": {
@@ -73,50 +58,41 @@ CLICK_BODY = {"type": "object", "required": ["from", "to"], "properties": {
 
 
 async def click_to_call(request: web.Request) -> web.Response:
-    """Ring the user's phone; when it answers, dial ``to`` (an extension: no calls out yet)."""
+    """Ring the user's phone; when it answers, dial ``to`` (an extension, or a number out through a
+    trunk when the extension may call out: the server applies the phone's dial plan)."""
     console, user = console_of(request), user_of(request)
     body = await json_body(request, CLICK_BODY)
     if console.config.extension(body["from"]) is None:
         raise ApiError(404, f"no extension {body['from']!r}")
     if not user.owns_extension(body["from"]):
         raise ApiError(403, f"extension {body['from']} is not yours")
-    def finished(done: ClickToCall) -> None:
-        console.clicks.pop(done.call_id, None)
-
-    click = ClickToCall(console.services, body["from"], body["to"], finished)
-    try:
-        call_id = await console.on_server(click.start())
-    except ClickToCallError as exc:
-        raise ApiError(exc.status, str(exc)) from None
-    console.clicks[call_id] = click
-    return web.json_response({"call_id": call_id, "from": click.caller, "to": click.called, "state": click.state})
-
-
-def _runner(request: web.Request) -> Any:
-    runner = console_of(request).server.calls.get(request.match_info["call_id"])
-    if runner is None:
-        raise ApiError(404, f"no call {request.match_info['call_id']!r} is up")
-    return runner
+    return web.json_response(await console.ask("click_to_call", **{"from": body["from"], "to": body["to"]}))
 
 
 async def get_call(request: web.Request) -> web.Response:
-    runner = _runner(request)
-    state = call_state(runner)
-    if runner.media is not None:
-        stats = runner.media.stats
-        state["media"] = {k: stats.get(k) for k in ("packets_sent", "packets_received", "lost", "jitter_ms")}
-    return web.json_response(state)
+    return web.json_response(await console_of(request).ask("call", call_id=request.match_info["call_id"]))
 
 
 async def hang_up(request: web.Request) -> web.Response:
-    click = console_of(request).clicks.get(request.match_info["call_id"])
-    runner = click or _runner(request)
+    return web.json_response(await console_of(request).ask("hangup", call_id=request.match_info["call_id"]))
 
-    async def hang_up_there() -> None:
-        runner.hangup("console")
 
-    await console_of(request).on_server(hang_up_there())
-    return web.json_response({"call_id": runner.call_id, "hung_up": True})
+TRANSFER_BODY = {"type": "object", "required": ["to"], "properties": {"to": {"type": "string", "maxLength": 40}}}
+
+
+async def transfer_to(console: Console, user: WebUser, call_id: str, target: str) -> dict[str, Any]:
+    """Transfer a live call to an extension: an admin any call, a user the calls to their extension."""
+    if not user.admin:
+        call = await console.ask("call", call_id=call_id)
+        if call["called"] != user.extension:
+            raise ApiError(403, f"call {call_id} is not to your extension")
+    return dict(await console.ask("transfer", call_id=call_id, to=target))
+
+
+async def transfer(request: web.Request) -> web.Response:
+    body = await json_body(request, TRANSFER_BODY)
+    result = await transfer_to(console_of(request), user_of(request), request.match_info["call_id"], body["to"])
+    return web.json_response(result)
 
 
 # ------------------------------------------------------------------ the journal
@@ -138,9 +114,9 @@ async def _journal_rows(request: web.Request) -> list[JournalRow]:
         raise ApiError(400, str(exc)) from None
     if not 0 <= limit <= JOURNAL_LIMIT:
         raise ApiError(400, f"limit must be 0 to {JOURNAL_LIMIT}")
-    journal: Journal = console_of(request).services.journal
-    return await console_of(request).blocking(
-        lambda: journal.query(since=since, caller=q.get("caller"), outcome=q.get("outcome"), limit=limit)
+    console = console_of(request)
+    return await console.blocking(
+        lambda: console.journal.query(since=since, caller=q.get("caller"), outcome=q.get("outcome"), limit=limit)
     )
 
 
@@ -171,9 +147,10 @@ async def journal_csv(request: web.Request) -> web.Response:
 
 async def list_switches(request: web.Request) -> web.Response:
     console = console_of(request)
-    declared = await console.blocking(lambda: declared_switches(flows.top_level(console)))
+    files = await console.flow_files()
+    declared = await console.blocking(declared_switches, files)
     try:
-        read = switch_positions(console.data, console.services.storage)[0]
+        read = switch_positions(console.data, console.storage)[0]
         positions = dict.fromkeys(declared or (), False) | await console.blocking(read)
     except SwitchError as exc:
         raise ApiError(500, str(exc)) from None
@@ -185,11 +162,12 @@ SWITCH_BODY = {"type": "object", "properties": {"on": {"type": "boolean"}}, "req
 
 async def flip_switch(console: Console, name: str, on: bool) -> dict[str, bool]:
     """Set a declared switch with the module ``ivr switch`` uses; all positions."""
-    declared = await console.blocking(lambda: declared_switches(flows.top_level(console)))
+    files = await console.flow_files()
+    declared = await console.blocking(declared_switches, files)
     if declared is not None and name not in declared:
         raise ApiError(404, f"no flow declares switch {name!r} (declared: {', '.join(declared) or 'none'})")
     try:
-        write = switch_positions(console.data, console.services.storage)[1]
+        write = switch_positions(console.data, console.storage)[1]
         return await console.blocking(write, name, on)
     except SwitchError as exc:
         raise ApiError(400, str(exc)) from None
@@ -215,7 +193,7 @@ def _box(request: web.Request) -> str:
 
 async def list_mailboxes(request: web.Request) -> web.Response:
     console, user = console_of(request), user_of(request)
-    store = console.services.voicemail_store
+    store = console.voicemail_store
     boxes = [m for m in console.config.mailboxes if user.owns_mailbox(m.number)]
     counts = await console.blocking(lambda: [store.counts(m.number) for m in boxes])
     return web.json_response({"mailboxes": [
@@ -230,7 +208,7 @@ def _message_dict(message: Any) -> dict[str, Any]:
 
 async def list_messages(request: web.Request) -> web.Response:
     box = _box(request)
-    store = console_of(request).services.voicemail_store
+    store = console_of(request).voicemail_store
     messages = await console_of(request).blocking(store.list, box)
     return web.json_response({"mailbox": box, "messages": [_message_dict(m) for m in messages]})
 
@@ -241,7 +219,7 @@ async def _message(request: web.Request) -> Any:
         message_id = int(request.match_info["id"])
     except ValueError:
         raise ApiError(400, "a message id is a number") from None
-    store = console_of(request).services.voicemail_store
+    store = console_of(request).voicemail_store
     message = await console_of(request).blocking(store.get, message_id)
     if message is None or message.mailbox != box:
         raise ApiError(404, f"no message {message_id} in mailbox {box}")
@@ -250,11 +228,18 @@ async def _message(request: web.Request) -> Any:
 
 async def message_audio(request: web.Request) -> web.StreamResponse:
     message = await _message(request)
-    store = console_of(request).services.voicemail_store
+    store = console_of(request).voicemail_store
     path = message.path.resolve()
     if not path.is_relative_to(store.root) or not path.is_file():
         raise ApiError(404, "the message's audio is gone")
     return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+
+async def change_message(console: Console, message: Any, action: str) -> None:
+    """Mark a message as heard (``save``) or delete it, and tell the server (its lamps)."""
+    store = console.voicemail_store
+    await console.blocking(store.mark_saved if action == "save" else store.delete, message.id)
+    await console.ask("mailbox_changed", mailbox=message.mailbox)
 
 
 MARK_BODY = {"type": "object", "properties": {"status": {"type": "string", "enum": ["saved"]}},
@@ -264,15 +249,13 @@ MARK_BODY = {"type": "object", "properties": {"status": {"type": "string", "enum
 async def mark_message(request: web.Request) -> web.Response:
     message = await _message(request)
     await json_body(request, MARK_BODY)
-    store = console_of(request).services.voicemail_store
-    await console_of(request).blocking(store.mark_saved, message.id)
+    await change_message(console_of(request), message, "save")
     return web.json_response({"id": message.id, "status": "saved"})
 
 
 async def delete_message(request: web.Request) -> web.Response:
     message = await _message(request)
-    store = console_of(request).services.voicemail_store
-    await console_of(request).blocking(store.delete, message.id)
+    await change_message(console_of(request), message, "delete")
     return web.json_response({"id": message.id, "deleted": True})
 
 
@@ -289,30 +272,26 @@ def _extension(request: web.Request) -> Any:
     return extension
 
 
-def _extension_dict(console: Console, extension: Any) -> dict[str, Any]:
-    now = time.time()
-    bindings = console.services.registrar().contacts(extension.number, now)
-    return {
-        "number": extension.number, "name": extension.name, "mailbox": extension.mailbox,
-        "registrations": [
-            {"uri": b.uri, "expires_in": b.expires_in(now), "user_agent": b.user_agent, "static": b.static}
-            for b in bindings
-        ],
-    }
+async def extension_dicts(console: Console, extensions: list[Any]) -> list[dict[str, Any]]:
+    """The extensions with their registrations (which only the server's registrar knows)."""
+    registrations = await console.ask("registrations", numbers=[e.number for e in extensions])
+    return [{"number": e.number, "name": e.name, "mailbox": e.mailbox, "registrations": registrations[e.number]}
+            for e in extensions]
 
 
 async def list_extensions(request: web.Request) -> web.Response:
     console, user = console_of(request), user_of(request)
     mine = [e for e in console.config.extensions if user.owns_extension(e.number)]
-    return web.json_response({"extensions": [_extension_dict(console, e) for e in mine]})
+    return web.json_response({"extensions": await extension_dicts(console, mine)})
 
 
 async def get_extension(request: web.Request) -> web.Response:
-    return web.json_response(_extension_dict(console_of(request), _extension(request)))
+    extension = _extension(request)
+    return web.json_response((await extension_dicts(console_of(request), [extension]))[0])
 
 
 def _forwarding(console: Console, extension: Any) -> dict[str, Any]:
-    chosen = console.services.forwarding().get(extension.number)
+    chosen = console.forwarding().get(extension.number)
     return {"extension": extension.number, "follow_me": list(chosen if chosen is not None else extension.follow_me),
             "from_console": chosen is not None, "deployment_follow_me": list(extension.follow_me)}
 
@@ -370,7 +349,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/calls/{{call_id}}", get_call, "one call's live state", "admin", "calls", response=CALL),
     Route("DELETE", f"{API}/calls/{{call_id}}", hang_up, "hang a call (or a click-to-call) up", "admin", "calls"),
     Route("POST", f"{API}/calls", click_to_call, "click-to-call: ring your phone, then dial the number when "
-          "you answer (extensions only: phones may not call out yet)", "user", "calls", body=CLICK_BODY),
+          "you answer (an extension, or a number outside when your extension may call out)", "user", "calls",
+          body=CLICK_BODY),
+    Route("POST", f"{API}/calls/{{call_id}}/transfer", transfer, "transfer a live call to an extension (a user: "
+          "calls to their own extension)", "user", "calls", body=TRANSFER_BODY),
     Route("GET", f"{API}/journal", journal, "the call journal, newest first", "admin", "journal",
           query=JOURNAL_QUERY),
     Route("GET", f"{API}/journal.csv", journal_csv, "the call journal as CSV", "admin", "journal",

@@ -1,34 +1,33 @@
-"""The HTTP side of ``ivr serve``: the aiohttp application and its start and stop.
+"""The console process: the aiohttp application, started by ``ivr serve`` as ``python -m ivr.web``.
 
-:class:`WebConsole` is a :class:`~ivr.runtime.server.Companion` of the server: ``ivr serve``
-hands it over when ``[http] listen`` is set, and the server starts it on its own event loop once
-SIP is bound (``http_listening`` names the address; port 0 picks a free one) and stops it after
-the drain.  It runs in the server's process, on its own thread and event loop: the API reads
-the calls, the journal and the switches as they are, and what changes a call runs on the
-server's loop.  bench/console_load.py measures what the console costs the media clock.
+``ivr serve`` (:class:`ivr.runtime.companion.ConsoleProcess`) binds ``[http] listen``, starts
+this process with the listening socket and one end of a control socket, restarts it if it
+exits and stops it with SIGTERM after its drain.  :func:`serve` serves HTTP (TLS when
+``tls_cert`` is set) on the inherited socket until then, or until the control socket closes.
+bench/console_load.py measures what the console costs the media clock.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import html
 import json
+import signal
+import socket
 import ssl
 import sys
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from ivr import __version__
-from ivr.runtime.reload import RELOAD_SWITCH_INTERVAL
+from ivr.config import Config, ConfigError, load_config
 from ivr.web import api, auth, events, pages
+from ivr.web.link import ServerLink
 from ivr.web.metrics import Metrics
 from ivr.web.routes import Route, add_routes, openapi
 from ivr.web.state import CONSOLE, Console
-
-if TYPE_CHECKING:
-    from ivr.runtime.server import Server
 
 API_ROUTES: tuple[Route, ...] = (*auth.ROUTES, *api.ROUTES, *events.ROUTES)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
@@ -66,9 +65,10 @@ async def api_docs(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    # In the console's worker thread: the registrar's and the voicemail index's SQLite reads
-    # stay off the loop; what it reads of the calls is copied in one step under the GIL.
-    body = await request.app[CONSOLE].blocking(request.app[METRICS].render)
+    console = request.app[CONSOLE]
+    snapshot = await console.ask("metrics")
+    # In the console's worker thread: the voicemail index's SQLite read stays off the loop.
+    body = await console.blocking(request.app[METRICS].render, snapshot)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
@@ -89,73 +89,48 @@ def build_app(console: Console, metrics_: Metrics, hub: events.EventHub) -> web.
     return app
 
 
-class WebConsole:
-    """The console's HTTP server, started and stopped by :class:`ivr.runtime.server.Server`.
+async def serve(config: Config, control: socket.socket, listening: socket.socket) -> int:
+    """The console process: serve HTTP on ``listening`` until SIGTERM or until ``ivr serve`` goes away."""
+    link = await ServerLink.open(control)
+    console = Console(config, link)
+    hub = events.EventHub()
+    metrics_ = Metrics(console)
+    link.listeners += [metrics_.counts.on_record, hub.on_record, console.on_record]
+    runner = web.AppRunner(build_app(console, metrics_, hub), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.SockSite(runner, listening, ssl_context=_tls(config.http.tls_cert, config.http.tls_key))
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(link.closed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
+    hub.close()
+    await runner.cleanup()
+    link.close()
+    await asyncio.to_thread(console.close)
+    return 0
 
-    It runs on its own event loop in its own thread (``ivr-web``), so rendering a page or
-    streaming events never holds up the server's loop, which paces every call's media; the
-    GIL switch interval is lowered (as during a reload) so that the server's loop gets the GIL
-    back within half a millisecond.  What changes a call (hang up, click-to-call, a reload)
-    hops to the server's loop (:meth:`Console.on_server`).
-    """
 
-    def __init__(self) -> None:
-        self.runner: web.AppRunner | None = None
-        self.console: Console | None = None
-        self.hub: events.EventHub | None = None
-        self.address = ""
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
-
-    async def start(self, server: Server) -> None:
-        sys.setswitchinterval(min(sys.getswitchinterval(), RELOAD_SWITCH_INTERVAL))
-        loop = self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=loop.run_forever, name="ivr-web", daemon=True)
-        self.thread.start()
-        metrics_, hub = await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(self._start(server, asyncio.get_running_loop()), loop))
-        server.calllog.listeners += [metrics_.counts.on_record, hub.on_record]
-        server.calllog.server("http_listening", f"console on {self.address}", url=self.address)
-
-    async def _start(self, server: Server, server_loop: asyncio.AbstractEventLoop) -> tuple[Metrics, events.EventHub]:
-        """On the console's loop: the application and its listening socket."""
-        settings = server.settings.config.http
-        assert settings.listen is not None, "ivr serve starts the console only when [http] listen is set"
-        console = self.console = Console(server, server_loop)
-        hub = self.hub = events.EventHub(asyncio.get_running_loop())
-        metrics_ = Metrics(server)
-        self.runner = web.AppRunner(build_app(console, metrics_, hub), access_log=None, handle_signals=False)
-        await self.runner.setup()
-        host, port = settings.listen
-        site = web.TCPSite(self.runner, host, port, ssl_context=_tls(settings.tls_cert, settings.tls_key))
-        try:
-            await site.start()
-        except OSError as exc:
-            server.calllog.server("http_error", f"cannot serve HTTP on {host}:{port}: {exc}")
-            raise
-        sockets = getattr(site._server, "sockets", None) or ()
-        bound = sockets[0].getsockname() if sockets else (host, port)
-        scheme = "https" if settings.tls else "http"
-        self.address = f"{scheme}://{_host(bound[0])}:{bound[1]}"
-        return metrics_, hub
-
-    async def stop(self) -> None:
-        if self.console is not None:
-            self.console.hang_up_clicks()  # on the server's loop, where the calls live
-        if self.loop is None or self.thread is None:
-            return
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self.loop))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    async def _stop(self) -> None:
-        if self.hub is not None:
-            self.hub.close()
-        if self.runner is not None:
-            await self.runner.cleanup()
-        if self.console is not None:
-            self.console.close()
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ivr.web``: started by ``ivr serve`` (ivr.runtime.companion), not by hand."""
+    parser = argparse.ArgumentParser(prog="python -m ivr.web", description=main.__doc__)
+    parser.add_argument("--config")
+    parser.add_argument("--data")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--http-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, data=args.data)
+    except ConfigError as exc:
+        print(f"ivr console: {exc}", file=sys.stderr)
+        return 2
+    control = socket.socket(fileno=args.control_fd)
+    listening = socket.socket(fileno=args.http_fd)
+    return asyncio.run(serve(config, control, listening))
 
 
 def _tls(cert: object, key: object) -> ssl.SSLContext | None:
@@ -164,7 +139,3 @@ def _tls(cert: object, key: object) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))
     return context
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

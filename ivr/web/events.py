@@ -1,19 +1,17 @@
 """Live call events: the call log's records as server-sent events (``GET /api/v1/events``).
 
-Each record the server logs (:class:`~ivr.runtime.calllog.CallLog`, the same JSON as on stderr)
-is put into the queue of every connected client whose filter it passes, and written to the
+Each record the server logs (:class:`~ivr.runtime.calllog.CallLog`, the same JSON as on stderr),
+pushed over the control socket (:mod:`ivr.web.link`), is put into the queue of every connected client whose filter it passes, and written to the
 client as one ``data:`` line.  ``?extension=201`` keeps the records of calls from, to or
 transferred to 201; a user (not an admin) only ever gets their own extension's call records.
 A client that falls more than :data:`QUEUE` records behind is dropped (it reconnects, as
-EventSource does): a slow browser never makes the server hold records without bound.
-Records logged off the loop (the watchdog's ``loop_stall``) are handed over to the loop first.
+EventSource does): a slow browser never makes the console hold records without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +34,13 @@ class Client:
     # Each record as its ``data:`` line, serialised once for every client; None ends the stream.
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE))
 
+    def end(self) -> None:
+        """End the stream: its writer, waiting on this very queue, gets None next (what is
+        still queued is dropped with the client)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
     def wants(self, record: dict[str, Any]) -> bool:
         if self.calls_only and "call_id" not in record:
             return False
@@ -53,23 +58,16 @@ def involves(record: dict[str, Any], extension: str) -> bool:
 class EventHub:
     """The connected clients of one server; :meth:`on_record` is a call-log listener."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.loop_thread = threading.get_ident()
+    def __init__(self) -> None:
         self.clients: set[Client] = set()
         # Call-IDs a filtered client has seen: the later records of a call (a key, its end)
         # may not name the extension again.
         self._calls: dict[str, set[str]] = {}
 
     def on_record(self, record: dict[str, Any]) -> None:
+        """A record from the server (on the console's loop): into the queues of the clients it concerns."""
         if not self.clients:
             return
-        if threading.get_ident() != self.loop_thread:
-            self.loop.call_soon_threadsafe(self._deliver, record)
-        else:
-            self._deliver(record)
-
-    def _deliver(self, record: dict[str, Any]) -> None:
         call_id = record.get("call_id")
         line: bytes | None = None
         for client in list(self.clients):
@@ -83,8 +81,7 @@ class EventHub:
                 client.queue.put_nowait(line)
             except asyncio.QueueFull:
                 self.clients.discard(client)
-                client.queue = asyncio.Queue(1)
-                client.queue.put_nowait(None)  # tell the writer to end the stream
+                client.end()
         if record.get("event") == "ended" and call_id:
             self._calls.pop(call_id, None)
 
@@ -93,8 +90,7 @@ class EventHub:
 
     def close(self) -> None:
         for client in list(self.clients):
-            client.queue = asyncio.Queue(1)
-            client.queue.put_nowait(None)
+            client.end()
         self.clients.clear()
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.dsl.errors import Diagnostic
-from ivr.dsl.graph import GraphError, render, to_dot
+from ivr.dsl.graph import GraphError, render
 from ivr.runtime.atomic import write_text_atomically
 from ivr.runtime.deployment import check_flow
 from ivr.web.routes import ApiError, Route, text_body
@@ -30,16 +30,9 @@ from ivr.web.state import CONSOLE, Console
 API = "/api/v1"
 
 
-def top_level(console: Console) -> list[Path]:
-    """The flow files the server runs (what a reload loads again)."""
-    reread = console.server.settings.reread
-    if reread is None:
-        return [Path(f) for f in console.server.program.files]
-    return [Path(p).resolve() for p in reread()[1]]
-
-
-def _flow_path(console: Console, name: str) -> tuple[Path, list[Path]]:
-    files = top_level(console)
+async def flow_path(console: Console, name: str) -> tuple[Path, list[Path]]:
+    """The flow file named ``name`` among those the server runs, and all of them."""
+    files = await console.flow_files()
     for path in files:
         if path.name == name:
             return path, files
@@ -70,33 +63,32 @@ def check_text(console: Console, path: Path, files: list[Path], text: str) -> li
 
 async def list_flows(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
-    files = await console.blocking(top_level, console)
-    program = console.server.program
+    loaded = await console.ask("flows")
+    files = [Path(p) for p in loaded["files"]]
     return web.json_response({
         "flows": [{"name": p.name, "size": p.stat().st_size if p.exists() else None} for p in files],
-        "entries": sorted(program.entries), "steps": len(program.steps),
-        "reload": console.server.reloader.last,
+        "entries": loaded["entries"], "steps": loaded["steps"], "reload": loaded["reload"],
     })
 
 
 async def flow_source(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
-    path, _ = await console.blocking(_flow_path, console, request.match_info["name"])
+    path, _ = await flow_path(console, request.match_info["name"])
     return web.Response(text=await console.blocking(path.read_text, "utf-8"), content_type="text/plain")
 
 
-def _svg(console: Console) -> str:
-    program = console.server.program
+def _svg(dot: str) -> str:
     with tempfile.TemporaryDirectory(prefix="ivr-graph-") as folder:
         out = Path(folder) / "flow.svg"
-        render(to_dot(program, title="flows"), out)
+        render(dot, out)
         return out.read_text(encoding="utf-8")
 
 
 async def flow_graph(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
+    dot = await console.ask("graph")  # the flows the server runs, as `ivr graph` draws them
     try:
-        svg = await console.blocking(_svg, console)
+        svg = await console.blocking(_svg, dot)
     except (GraphError, OSError) as exc:
         raise ApiError(503, f"cannot draw the flows: {exc}") from None
     return web.Response(text=svg, content_type="image/svg+xml")
@@ -104,18 +96,18 @@ async def flow_graph(request: web.Request) -> web.Response:
 
 async def check_flow_text(console: Console, name: str, text: str) -> list[dict[str, Any]]:
     """The diagnostics of ``text`` as flow file ``name`` (nothing is written)."""
-    path, files = await console.blocking(_flow_path, console, name)
+    path, files = await flow_path(console, name)
     return await console.blocking(check_text, console, path, files, text)
 
 
 async def deploy_flow_text(console: Console, name: str, text: str) -> dict[str, Any]:
     """Check, write and reload; ApiError 422 with the diagnostics when the text has errors."""
-    path, files = await console.blocking(_flow_path, console, name)
+    path, files = await flow_path(console, name)
     diagnostics = await console.blocking(check_text, console, path, files, text)
     if any(d["severity"] == "error" for d in diagnostics):
         raise ApiError(422, f"{path.name} has errors: not deployed", diagnostics=diagnostics)
     await console.blocking(write_text_atomically, path, text)
-    result = await console.on_server(console.server.reloader.reload_now())
+    result = await console.ask("reload")  # the reloader SIGHUP uses, in ivr serve
     return {"deployed": path.name, "diagnostics": diagnostics, "reload": result}
 
 

@@ -1,11 +1,12 @@
 """``/metrics``: the server's counters in the Prometheus text format (prometheus-client).
 
-Nothing here runs per packet or per tick.  What the media and SIP code already count is read
-when Prometheus scrapes: the media clock's ticks, skipped ticks and its ring of per-tick
+Nothing here runs per packet or per tick.  What the media and SIP code already count in
+``ivr serve`` is asked for when Prometheus scrapes (the ``metrics`` control operation,
+:mod:`ivr.runtime.control`): the media clock's ticks, skipped ticks and its ring of per-tick
 lateness (only the samples since the last scrape are added to the histogram), the RTP counters
 of the calls up now, the user agent's responses by status, the registrar's bindings, the
-voicemail index.  The rest comes from the call log's records, one per call event
-(:attr:`ivr.runtime.calllog.CallLog.listeners`): calls ended by outcome with their RTP totals,
+voicemail index.  The rest comes from the call log's records, one per call event, which
+the server pushes over the control socket: calls ended by outcome with their RTP totals,
 set-up latency (``incoming`` to ``answer``), loop stalls (the watchdog's ``loop_stall``),
 recogniser latency (``recognized``), REGISTER answers, reloads and their failures.
 """
@@ -18,6 +19,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -30,7 +32,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from ivr.runtime.server import Server
+    from ivr.web.state import Console
 
 LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 SETUP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -89,11 +91,11 @@ class RecordCounts:
         call_id = record["call_id"]
         if event == "incoming":
             if len(self._incoming) < MAX_PENDING_SETUPS:
-                self._incoming[call_id] = time.monotonic()
+                self._incoming[call_id] = _epoch(record.get("ts"))
         elif action == "answer":
             began = self._incoming.pop(call_id, None)
             if began is not None:
-                self.setup.observe(time.monotonic() - began)
+                self.setup.observe(max(0.0, _epoch(record.get("ts")) - began))
         elif event == "ended":
             self._incoming.pop(call_id, None)
             self.outcomes[str(record.get("outcome") or record.get("reason") or "unknown")] += 1
@@ -106,13 +108,13 @@ class RecordCounts:
 
 
 class ServerCollector(Collector):
-    """Every metric of one server, gathered at scrape time."""
+    """Every metric of one server, from the snapshot of its counters taken for this scrape."""
 
-    def __init__(self, server: Server, counts: RecordCounts) -> None:
-        self.server = server
+    def __init__(self, console: Console, counts: RecordCounts) -> None:
+        self.console = console
         self.counts = counts
         self.lateness = Histogram(LATENESS_BUCKETS)
-        self._ticks_seen = 0
+        self.snapshot: dict[str, Any] = {}
 
     def collect(self) -> Iterator[Metric]:
         yield from self._calls()
@@ -121,71 +123,49 @@ class ServerCollector(Collector):
         yield from self._features()
 
     def _calls(self) -> Iterator[Metric]:
-        server, counts = self.server, self.counts
-        yield _gauge("ivr_calls_up", "calls up now", len(server.calls))
-        yield _gauge("ivr_calls_max", "calls allowed at once (max_calls)", server.settings.call_limit)
+        snap, counts = self.snapshot, self.counts
+        yield _gauge("ivr_calls_up", "calls up now", snap.get("calls_up", 0))
+        yield _gauge("ivr_calls_max", "calls allowed at once (max_calls)", snap.get("max_calls", 0))
         ended = CounterMetricFamily("ivr_calls", "calls ended, by outcome", labels=["outcome"])
-        for outcome, n in sorted(list(counts.outcomes.items())):
+        for outcome, n in sorted(counts.outcomes.items()):
             ended.add_metric([outcome], n)
         yield ended
         yield counts.setup.family("ivr_call_setup_seconds", "from the INVITE to the answer")
 
     def _media(self) -> Iterator[Metric]:
-        live: Counter[str] = Counter()
-        for runner in list(self.server.calls.values()):
-            if runner.media is not None:
-                stats = runner.media.stats
-                for key in RTP_KEYS:
-                    live[key] += int(stats.get(key) or 0)
+        live = self.snapshot.get("rtp_live", {})
         for key, doc in (("packets_sent", "RTP packets sent"), ("packets_received", "RTP packets received"),
                          ("lost", "RTP packets lost (from sequence numbers)")):
             name = "ivr_rtp_packets_lost" if key == "lost" else f"ivr_rtp_{key}"
-            yield CounterMetricFamily(name, doc, value=self.counts.rtp_ended[key] + live[key])
-        clock = self.server.services.clock if self.server.services is not None else None
+            yield CounterMetricFamily(name, doc, value=self.counts.rtp_ended[key] + int(live.get(key, 0)))
+        clock = self.snapshot.get("clock")
         if clock is None:
             return
-        self._take_lateness(clock)
-        yield CounterMetricFamily("ivr_media_clock_ticks", "media clock ticks run", value=clock.ticks)
+        for value in clock["lateness"]:  # the ticks run since the last scrape
+            self.lateness.observe(value)
+        yield CounterMetricFamily("ivr_media_clock_ticks", "media clock ticks run", value=clock["ticks"])
         yield CounterMetricFamily("ivr_media_clock_skipped_ticks", "ticks skipped because the loop was late",
-                                  value=clock.late_ticks)
+                                  value=clock["late_ticks"])
         yield self.lateness.family("ivr_media_clock_lateness_seconds", "how late each media clock tick ran")
         yield CounterMetricFamily("ivr_loop_stalls", "event loop stalls over 50 ms (loop_stall)",
                                   value=self.counts.stalls)
 
-    def _take_lateness(self, clock: Any) -> None:
-        """Add the ticks run since the last scrape (those still in the clock's ring) to the histogram."""
-        new = clock.ticks - self._ticks_seen
-        self._ticks_seen = clock.ticks
-        samples = list(clock.lateness)[-new:] if new > 0 else []
-        for value in samples:
-            self.lateness.observe(value)
-
     def _sip(self) -> Iterator[Metric]:
         responses = CounterMetricFamily("ivr_sip_responses", "SIP responses sent, by status", labels=["code"])
-        ua = self.server.ua
-        for code, n in sorted(list((ua.responses_sent if ua is not None else {}).items())):
+        for code, n in sorted(self.snapshot.get("sip_responses", {}).items(), key=lambda item: int(item[0])):
             responses.add_metric([str(code)], n)
         yield responses
         register = CounterMetricFamily("ivr_register_requests", "REGISTER requests answered, by status",
                                        labels=["status"])
-        for status, n in sorted(list(self.counts.register.items())):
+        for status, n in sorted(self.counts.register.items()):
             register.add_metric([status], n)
         yield register
-        yield _gauge("ivr_registrations", "live registrations (bindings) of the extensions", self._bindings())
+        yield _gauge("ivr_registrations", "live registrations (bindings) of the extensions",
+                     self.snapshot.get("registrations", 0))
         reloads = CounterMetricFamily("ivr_reloads", "reloads, by result (ok, failed)", labels=["result"])
         for result in ("ok", "failed"):
             reloads.add_metric([result], self.counts.reloads[result])
         yield reloads
-
-    def _bindings(self) -> int:
-        services = self.server.services
-        if services is None:
-            return 0
-        now = time.time()
-        return sum(
-            len([b for b in services.registrar().contacts(e.number, now) if not b.static])
-            for e in services.config.extensions
-        )
 
     def _features(self) -> Iterator[Metric]:
         yield self.counts.recognizer.family("ivr_recognizer_latency_seconds",
@@ -197,10 +177,10 @@ class ServerCollector(Collector):
         yield stored
 
     def _messages(self) -> dict[str, int]:
-        services = self.server.services
-        if services is None or not services.config.mailboxes:
+        config = self.console.config
+        if not config.mailboxes:
             return {}
-        path = services.data / "voicemail" / "index.sqlite3"
+        path = config.data / "voicemail" / "index.sqlite3"
         if not path.exists():
             return {}
         try:
@@ -211,19 +191,28 @@ class ServerCollector(Collector):
             return {}
 
 
+def _epoch(ts: Any) -> float:
+    """A record's time stamp (``2026-12-06T19:01:21.123Z``, milliseconds) in seconds."""
+    try:
+        return datetime.strptime(str(ts), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return time.time()
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
 class Metrics:
-    """The registry of one server; :meth:`render` is the scrape's answer (run in a worker thread:
-    it copies the calls, counters and the clock's ring with single C-level calls, never
-    iterating a structure the loop may change meanwhile)."""
+    """The registry of one server; :meth:`render` is the scrape's answer, from the server's
+    snapshot (the ``metrics`` control operation) and the records counted meanwhile."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, console: Console) -> None:
         self.counts = RecordCounts()
+        self.collector = ServerCollector(console, self.counts)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ServerCollector(server, self.counts))
+        self.registry.register(self.collector)
 
-    def render(self) -> bytes:
+    def render(self, snapshot: dict[str, Any]) -> bytes:
+        self.collector.snapshot = snapshot
         return generate_latest(self.registry)

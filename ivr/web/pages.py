@@ -156,35 +156,53 @@ async def dashboard(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther("/me")
     t = _lang(request)
     console: Console = request.app[CONSOLE]
-    regs = [[h(e.number), h(e.name), h(", ".join(r["uri"] for r in api._extension_dict(console, e)["registrations"])
-                                        or "-")] for e in console.config.extensions]
-    last = console.server.reloader.last
+    extensions = await api.extension_dicts(console, list(console.config.extensions))
+    regs = [[h(e["number"]), h(e["name"]), h(", ".join(r["uri"] for r in e["registrations"]) or "-")]
+            for e in extensions]
+    last = (await console.ask("flows"))["reload"]
     reload_text = f'{h(last.get("event", ""))}: {h(last.get("message", ""))}' if last else h(t["never"])
     body = (f'<h2>{h(t["calls_up"])}</h2><div id=calls hx-get="/console/calls" hx-trigger="load, every 1s">'
-            f'{calls_fragment(request)}</div>'
+            f'{await calls_fragment(request)}</div>'
             f'<h2>{h(t["reload"])}</h2><p id=reload>{reload_text}</p>'
             f'<h2>{h(t["registrations"])}</h2>'
             + _table([t["extension"], t["name"], t["contacts"]], regs, ""))
     return render(request, "dashboard", body)
 
 
-def calls_fragment(request: web.Request) -> str:
+async def calls_fragment(request: web.Request) -> str:
     t = _lang(request)
     console: Console = request.app[CONSOLE]
-    calls = [api.call_state(r) for r in list(console.server.calls.values())]
+    now = await console.ask("calls")
+    calls = now["calls"]
     per_step: dict[str, int] = {}
     for call in calls:
         per_step[call["step"]] = per_step.get(call["step"], 0) + 1
     rows = [[f'<span class=call-id>{h(c["call_id"])}</span>', h(c["caller"]), h(c["called"]),
-             f'<span class=step>{h(c["step"])}</span>', "✓" if c["answered"] else ""] for c in calls]
-    capacity = f'<p>{h(t["capacity"])}: <span id=calls-up>{len(calls)}</span> / {console.server.settings.call_limit}</p>'
+             f'<span class=step>{h(c["step"])}</span>', "✓" if c["answered"] else "",
+             _transfer_form(request, c["call_id"], t)] for c in calls]
+    capacity = f'<p>{h(t["capacity"])}: <span id=calls-up>{len(calls)}</span> / {now["max_calls"]}</p>'
     steps = ", ".join(f"{h(step)}: {n}" for step, n in sorted(per_step.items()))
-    return (capacity + _table(["Call-ID", t["caller"], t["called"], t["step"], t["answered"]],
+    return (capacity + _table(["Call-ID", t["caller"], t["called"], t["step"], t["answered"], t["transfer"]],
                               rows, t["no_calls"]) + (f'<p>{h(t["per_step"])}: {steps}</p>' if steps else ""))
 
 
+def _transfer_form(request: web.Request, call_id: str, t: dict[str, str]) -> str:
+    """A call's transfer field and button; the field keeps what is typed across the table's refreshes."""
+    key = "".join(ch if ch.isalnum() else "-" for ch in call_id)
+    return (f'<form class="inline transfer" method=post action="/console/calls/{h(call_id)}/transfer">'
+            f'{csrf_field(request)}<input id="to-{h(key)}" name=to size=6 hx-preserve '
+            f'placeholder="{h(t["transfer_to"])}"> <button>{h(t["transfer"])}</button></form>')
+
+
 async def calls_part(request: web.Request) -> web.Response:
-    return web.Response(text=calls_fragment(request), content_type="text/html")
+    return web.Response(text=await calls_fragment(request), content_type="text/html")
+
+
+async def transfer_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    user: WebUser = request["user"]
+    await api.transfer_to(request.app[CONSOLE], user, request.match_info["call_id"], str(form.get("to", "")))
+    raise web.HTTPSeeOther("/")
 
 
 # ------------------------------------------------------------------ journal
@@ -217,7 +235,7 @@ async def voicemail_page(request: web.Request) -> web.Response:
     t = _lang(request)
     console: Console = request.app[CONSOLE]
     user: WebUser = request["user"]
-    store = console.services.voicemail_store
+    store = console.voicemail_store
     parts = []
     for box in [m for m in console.config.mailboxes if user.owns_mailbox(m.number)]:
         messages = await console.blocking(store.list, box.number)
@@ -237,14 +255,10 @@ def _message_buttons(request: web.Request, box: str, message_id: int, t: dict[st
 
 async def voicemail_action(request: web.Request) -> web.StreamResponse:
     message = await api._message(request)
-    store = request.app[CONSOLE].services.voicemail_store
     action = request.match_info["action"]
-    if action == "save":
-        await request.app[CONSOLE].blocking(store.mark_saved, message.id)
-    elif action == "delete":
-        await request.app[CONSOLE].blocking(store.delete, message.id)
-    else:
+    if action not in ("save", "delete"):
         raise ApiError(404, f"no voicemail action {action!r}")
+    await api.change_message(request.app[CONSOLE], message, action)
     raise web.HTTPSeeOther("/voicemail")
 
 
@@ -254,7 +268,7 @@ async def voicemail_action(request: web.Request) -> web.StreamResponse:
 async def flows_page(request: web.Request) -> web.Response:
     t = _lang(request)
     console: Console = request.app[CONSOLE]
-    files = await console.blocking(flows.top_level, console)
+    files = await console.flow_files()
     items = "".join(f'<li><a href="/flows/{h(p.name)}">{h(p.name)}</a></li>' for p in files)
     body = (f"<ul>{items}</ul><h2>{h(t['picture'])}</h2>"
             f'<img id=graph src="/api/v1/flows/graph.svg" alt="{h(t["picture"])}" style="max-width:100%">')
@@ -265,7 +279,7 @@ async def flow_editor(request: web.Request) -> web.Response:
     t = _lang(request)
     console: Console = request.app[CONSOLE]
     name = request.match_info["name"]
-    path, _ = await console.blocking(flows._flow_path, console, name)
+    path, _ = await flows.flow_path(console, name)
     text = await console.blocking(path.read_text, "utf-8")
     body = (f'<h2>{h(name)}</h2><form id=editor>'
             f'<textarea id=source name=text rows=30 spellcheck=false>{h(text)}</textarea>'
@@ -367,6 +381,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/logout", logout_submit, "log out", "user", "pages"),
     Route("GET", "/", dashboard, "the dashboard", "user", "pages"),
     Route("GET", "/console/calls", calls_part, "the calls table", "admin", "pages"),
+    Route("POST", "/console/calls/{call_id}/transfer", transfer_submit, "transfer a call", "admin", "pages"),
     Route("GET", "/journal", journal_page, "the journal", "admin", "pages"),
     Route("GET", "/voicemail", voicemail_page, "voicemail", "user", "pages"),
     Route("POST", "/console/voicemail/{box}/{id}/{action}", voicemail_action, "mark or delete", "user", "pages"),

@@ -334,13 +334,13 @@ def test_every_route_is_in_the_openapi_document_and_the_docs_page(web_server: We
 # ------------------------------------------------------------------ click-to-call
 
 
-def test_click_to_call_is_refused_for_another_users_phone_and_for_numbers_outside(web_server: WebServer) -> None:
+def test_click_to_call_is_refused_for_another_users_phone_and_outside_the_dial_plan(web_server: WebServer) -> None:
     client = web_server.client("201")
     reply = client.request("POST", "/api/v1/calls", json_body={"from": "202", "to": "100"})
     assert (reply.status, reply.json()) == (403, {"error": "extension 202 is not yours"})
     reply = client.request("POST", "/api/v1/calls", json_body={"from": "201", "to": "+41791234567"})
-    assert (reply.status, reply.json()) == (403, {"error": "+41791234567 is not an extension: phones may not call "
-                                                           "out through a trunk yet, so click-to-call reaches the "
-                                                           "extensions only"})
+    assert (reply.status, reply.json()) == (403, {"error": "extension 201 may not call out (may_call_out = false)"})
+    reply = client.request("POST", "/api/v1/calls", json_body={"from": "201", "to": "reception"})
+    assert (reply.status, reply.json()) == (404, {"error": "'reception' is neither an extension nor a telephone number"})
     reply = client.request("POST", "/api/v1/calls", json_body={"from": "201", "to": "202"})
     assert (reply.status, reply.json()) == (409, {"error": "extension 201 has no phone to ring (none registered)"})

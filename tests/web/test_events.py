@@ -10,7 +10,7 @@ from ivr.web.events import Client, EventHub
 
 def test_a_filtered_client_gets_the_calls_of_its_extension_and_their_later_records() -> None:
     async def run() -> list[list[str]]:
-        hub = EventHub(asyncio.get_running_loop())
+        hub = EventHub()
         alice, everyone = Client("201", calls_only=True), Client(None, calls_only=False)
         hub.clients |= {alice, everyone}
         for record in (
@@ -31,7 +31,7 @@ def test_a_filtered_client_gets_the_calls_of_its_extension_and_their_later_recor
 
 def test_a_client_too_far_behind_is_dropped() -> None:
     async def run() -> tuple[bool, object]:
-        hub = EventHub(asyncio.get_running_loop())
+        hub = EventHub()
         slow = Client(None, calls_only=False)
         hub.clients.add(slow)
         for i in range(1001):
@@ -49,3 +49,16 @@ def _drain(q: asyncio.Queue) -> list[dict]:  # type: ignore[type-arg]
             assert item.startswith(b"data: ") and item.endswith(b"\n\n")
             out.append(json.loads(item[6:]))
     return out
+
+
+def test_closing_the_hub_wakes_a_stream_waiting_on_its_queue() -> None:
+    async def run() -> object:
+        hub = EventHub()
+        client = Client(None, calls_only=False)
+        hub.clients.add(client)
+        waiting = asyncio.create_task(client.queue.get())  # the stream's writer, as in events()
+        await asyncio.sleep(0)
+        hub.close()
+        return await asyncio.wait_for(waiting, 1)
+
+    assert asyncio.run(run()) is None
