@@ -203,6 +203,9 @@ class Lamps:
         """The answer to one of our NOTIFYs: 481, 408 or another failure ends the subscription."""
         if not isinstance(event, RequestResult):
             return False
+        cseq = event.response.cseq[0] if event.response is not None else 0
+        self.services.calllog.server("notify_answered", f"NOTIFY {sub.event} for {sub.resource}: {event.status}",
+                                     resource=sub.resource, event_package=sub.event, status=event.status, cseq=cseq)
         if event.status >= 300 and self.subs.get(sub.key) is sub:
             self.services.calllog.server("subscription_ended", f"NOTIFY refused ({event.status}): subscription ended",
                                          resource=sub.resource, event_package=sub.event, status=event.status)
@@ -295,7 +298,8 @@ class Lamps:
         services.flush()
         services.calllog.server("notify", f"NOTIFY {sub.event} for {sub.resource} to {sub.user}",
                                 event_package=sub.event, resource=sub.resource, user=sub.user,
-                                state="terminated" if reason else "active", body=body.decode(errors="replace"))
+                                state="terminated" if reason else "active", body=body.decode(errors="replace"),
+                                cseq=sub.cseq)
         if reason:
             self._forget(sub)
         elif self.store is not None:

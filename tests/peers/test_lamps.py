@@ -7,7 +7,8 @@
 * A sipp subscriber watching colleague 202's line (RFC 4235) sees terminated, then
   early and confirmed while 202 takes a call, then terminated again.
 * A SUBSCRIBE to an unknown event package gets 489, one to another user's mailbox
-  403; neither leaves a subscription behind.
+  or to a colleague outside the user's ``watch`` patterns 403; none leaves a
+  subscription behind.
 """
 
 from __future__ import annotations
@@ -194,12 +195,16 @@ class Subscriber:
 
 
 def test_refused_subscriptions_leave_nothing_behind(ivr_server: Callable[..., IvrServer]) -> None:
-    server = ivr_server("leave_message.ivr", sections=SECTIONS + '\n[[mailboxes]]\nnumber = "202"\n')
+    watching = SECTIONS.replace('mailbox = "201"\n', 'mailbox = "201"\nwatch = ["20?"]\n', 1)
+    server = ivr_server("leave_message.ivr",
+                        sections=watching + '\n[[mailboxes]]\nnumber = "202"\n\n[[extensions]]\nnumber = "300"\n')
     alice, intruder = Subscriber(server, "201", "desk-201-secret"), Subscriber(server, "201", "wrong")
     try:
         assert alice.subscribe("201", "presence.winfo") == 489  # a package ivr does not serve
         assert alice.subscribe("202", "message-summary") == 403  # a colleague's mailbox
         assert alice.subscribe("299", "dialog") == 404  # no such extension
+        assert alice.subscribe("300", "presence") == 403  # not in 201's watch patterns
+        assert alice.subscribe("300", "dialog") == 403
         assert intruder.subscribe("201", "message-summary") == 401  # the wrong password: challenged again
     finally:
         alice.close()
@@ -207,7 +212,7 @@ def test_refused_subscriptions_leave_nothing_behind(ivr_server: Callable[..., Iv
     def answers() -> int:
         return sum(r.get("event") == "subscribe" for r in list(server.records))
 
-    server.wait_for(lambda r: answers() >= 7, what="the seventh SUBSCRIBE's answer")  # another thread reads the log
+    server.wait_for(lambda r: answers() >= 11, what="the 11th SUBSCRIBE's answer")  # another thread reads the log
     answered = [r["status"] for r in server.records if r.get("event") == "subscribe"]
-    assert answered == [489, 401, 403, 401, 404, 401, 401]
+    assert answered == [489, 401, 403, 401, 404, 401, 403, 401, 403, 401, 401]
     assert subscriptions(server) == 0 and not any(r.get("event") == "notify" for r in server.records)
