@@ -53,6 +53,7 @@ from ivr.sip.subscription import (
 )
 from ivr.sip.trunk import pattern_allows
 from ivr.sip.ua import UserAgent
+from ivr.sip.uacore import Call
 
 PACKAGES = ("message-summary", "dialog", "presence")
 LINE_PACKAGES = ("dialog", "presence")
@@ -72,6 +73,7 @@ class Lamps:
         # expiry, infinity with static contacts (presence ``open``).
         self.reachable_until: dict[str, float] = {}
         self._reach_timers: dict[str, asyncio.TimerHandle] = {}
+        self._told: dict[str, str] = {}  # extension -> the ringing phone's tag its dialog NOTIFYs carried
 
     @property
     def services(self) -> Services:
@@ -86,6 +88,7 @@ class Lamps:
         self.store = SubscriptionStore(services.config.data / "subscriptions.sqlite")
         self.store.clear_lines()
         services.lines.watchers.append(self.line_changed)
+        services.lines.progress_watchers.append(self.ringing_progressed)
         wall = services.wall()
         for ext in services.config.extensions:  # once, at start; REGISTERs keep it current
             self._reach(ext.number, max((b.expires_at for b in services.registrar().contacts(ext.number, wall)),
@@ -226,6 +229,13 @@ class Lamps:
             self.store.set_line(extension, state, self.services.wall())  # for `ivr phones`
         self._notify_line(extension, LINE_PACKAGES)
 
+    def ringing_progressed(self, extension: str) -> None:
+        """A ringing phone's first answer gave its tag: the dialog package's call details grew."""
+        call = self._call(extension)
+        if call is not None and call.early_tag and call.dialog is None and self._told.get(extension) != call.early_tag:
+            self._told[extension] = call.early_tag
+            self._notify_line(extension, ("dialog",))
+
     def _notify_line(self, extension: str, packages: tuple[str, ...]) -> None:
         for sub in [s for s in self.subs.values() if s.event in packages and s.resource == extension]:
             self._notify(sub)
@@ -272,19 +282,23 @@ class Lamps:
         entity = f"sip:{extension}@{host}"
         state = services.lines.state(extension)
         reachable = self.reachable(extension)
-        calls = services.lines.calls.get(extension, {})
-        key = next((k for k, s in calls.items() if s == state), "")
-        call = self.ua.calls.get(key) if key else None
+        call = self._call(extension)
         if call is None:
             return Line(entity, state, reachable)
         code = services.config.features.directed_pickup
-        pickup = f"sip:{code}{extension}@{host}" if code else ""
+        pickup = self.ua.contact(user=f"{code}{extension}").strip("<>") if code else ""  # with our port
         if call.role == "uac":  # ivr rings (or talks to) the extension's phone
-            remote_tag = call.dialog.remote_tag if call.dialog is not None else ""
+            remote_tag = call.dialog.remote_tag if call.dialog is not None else call.early_tag
             return Line(entity, state, reachable, call.call_id, remote_tag, call.local_tag, "recipient",
                         str(call.invite.from_.uri), pickup)
         return Line(entity, state, reachable, call.call_id, call.invite.from_.tag or "", call.local_tag,
                     "initiator", str(call.invite.to.uri))
+
+    def _call(self, extension: str) -> Call | None:
+        """The user agent's call the extension's line shows (one in its current state)."""
+        state = self.services.lines.state(extension)
+        key = next((k for k, s in self.services.lines.calls.get(extension, {}).items() if s == state), "")
+        return self.ua.calls.get(key) if key else None
 
     def _notify(self, sub: Subscription, reason: str = "") -> None:
         services = self.services

@@ -245,11 +245,13 @@ class Lines:
     """Which extensions are on a call: extension -> {call key: "early" (ringing) or "confirmed"}.
 
     Shared by every generation of a server's services; ``watchers`` hear every change
-    (extension, its new state: "terminated", "early" or "confirmed").
+    (extension, its new state: "terminated", "early" or "confirmed"), ``progress_watchers``
+    an answer from a ringing phone that leaves the state as it was (its early dialog's tag).
     """
 
     calls: dict[str, dict[str, LineState]] = field(default_factory=dict)
     watchers: list[Callable[[str, str], None]] = field(default_factory=list)
+    progress_watchers: list[Callable[[str], None]] = field(default_factory=list)
 
     def set(self, extension: str, key: str, state: LineState) -> None:
         before = self.state(extension)
@@ -270,6 +272,11 @@ class Lines:
         """"confirmed" when any call of it is up, else "early" when one rings, else "terminated"."""
         states = set(self.calls.get(extension, {}).values())
         return "confirmed" if "confirmed" in states else "early" if states else "terminated"
+
+    def progressed(self, extension: str) -> None:
+        if extension in self.calls:
+            for watcher in list(self.progress_watchers):
+                watcher(extension)
 
     def talking(self, extension: str) -> bool:
         return self.state(extension) == "confirmed"

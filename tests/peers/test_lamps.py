@@ -5,7 +5,8 @@
   NOTIFY with ``Messages-Waiting: yes`` and one new message.
 * A subscription survives a restart: the restarted server sends it a NOTIFY.
 * A sipp subscriber watching colleague 202's line (RFC 4235) sees terminated, then
-  early and confirmed while 202 takes a call, then terminated again.
+  early (again once 202's phone answers 180 with its tag) and confirmed while 202
+  takes a call, then terminated again.
 * A SUBSCRIBE to an unknown event package gets 489, one to another user's mailbox
   or to a colleague outside the user's ``watch`` patterns 403; none leaves a
   subscription behind.
@@ -128,7 +129,9 @@ def test_the_busy_lamp_of_a_colleague_follows_the_call(
         result = watcher.result(timeout=90)
     result.check()
     states = [n.split("<state>")[1].split("<")[0] for n in result.received("NOTIFY ")]
-    assert states == ["terminated", "early", "confirmed", "terminated", "terminated"]
+    assert states == ["terminated", "early", "early", "confirmed", "terminated", "terminated"]
+    ringing = result.received("NOTIFY ")[2]  # RFC 4235 4.1.6: what a BLF key needs to pick the call up
+    assert 'direction="recipient"' in ringing and f'<target uri="sip:**202@127.0.0.1:{server.port}"/>' in ringing
     assert "Subscription-State: terminated" in result.received("NOTIFY ")[-1]
     assert subscriptions(server) == 0  # the unsubscribe left nothing behind
 
