@@ -288,7 +288,7 @@ def destinations(
         raise Unreachable("unavailable", f"{target!r} is neither an extension in ivr.toml nor a telephone number")
     phone = getattr(call, "phone", None)
     refusal = phones.trunk_permission(
-        phone, target, getattr(call, "called", ""), services.program, config, services.forwarding()
+        phone, target, getattr(call, "called", ""), services.literal_numbers, config, services.forwarding()
     )
     if refusal:
         raise Unreachable("failed", refusal)
