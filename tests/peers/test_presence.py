@@ -6,6 +6,10 @@ buddy's status: ``<basic>open</basic>`` is online, ``<rpid:on-the-phone/>`` busy
 ``closed`` offline.  Extension 201's softphone watches colleague 202: offline
 before 202's phone registers, online once it has, busy while 202 takes a call,
 online again after it.
+
+And a desk phone (sipp as extension 201) picks the call ringing 202 up from the
+busy lamp: an INVITE with ``Replaces`` naming the early dialog the dialog
+NOTIFY describes (RFC 4235 section 4.1.6, RFC 3891).
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.peers.test_lamps import BLF_SECTIONS, subscriptions, tone
+from tests.peers.test_lamps import BLF_SECTIONS, Subscriber, subscriptions, tone
 
 pytestmark = [
     pytest.mark.peer,
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip (baresip-core) is needed"),
+    pytest.mark.skipif(shutil.which("sipp") is None or shutil.which("baresip") is None,
+                       reason="sipp (sip-tester) and baresip (baresip-core) are needed"),
 ]
 
 IvrServer = Any
@@ -81,3 +87,52 @@ def test_a_softphone_sees_a_colleague_go_on_the_phone_and_back(
     assert [activity(b) for b in bodies] == ["closed/Idle", "open/Idle", "open/Ringing", "open/On the phone",
                                             "open/Idle"]
     assert subscriptions(server) == 1  # the softphone's subscription, kept in the data folder
+
+
+def test_a_desk_phone_picks_up_a_ringing_colleague_from_its_lamp(
+    ivr_server: Callable[..., IvrServer], baresip: Callable[..., Any], sipp: Callable[..., Any], tmp_path: Path
+) -> None:
+    """201 watches 202's line; the dialog NOTIFY of ringing 202 gives the call's Call-ID and tags;
+    sipp as 201's desk phone sends an INVITE with ``Replaces`` of that early dialog and takes the
+    call (RFC 3891); 202's phone stops ringing."""
+    server = ivr_server("ring_202.ivr", sections=BLF_SECTIONS)
+    colleague = baresip(tone(tmp_path / "b.wav", 700, 30),  # rings, nobody answers
+                        f"<sip:202@127.0.0.1:{server.port}>;auth_pass=desk-202-secret;regint=300")
+    server.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200, what="202 registered")
+    lamp = Subscriber(server, "201", "desk-201-secret")
+    try:
+        assert lamp.subscribe("202", "dialog") == 200
+        caller = baresip(tone(tmp_path / "a.wav", 440, 30))
+        caller.command("dial", f"sip:+41435435570@127.0.0.1:{server.port}")
+        colleague.wait_event("CALL_INCOMING")
+        told = server.wait_for(lambda r: r.get("event") == "notify" and "local-tag=" in r.get("body", ""),
+                               what="a dialog NOTIFY with the ringing phone's tag")
+        dialog = re.search(r'call-id="([^"]+)" local-tag="([^"]+)" remote-tag="([^"]+)" direction="recipient"',
+                           told["body"])
+        assert dialog is not None and "<state>early</state>" in told["body"], told["body"]
+        leg, phone_tag, ivr_tag = dialog.groups()
+        result = sipp("blf_pickup.xml", server, service="202", timeout=60,
+                      variables={"user": "201", "target": "202", "leg": leg, "ivrtag": ivr_tag, "phonetag": phone_tag},
+                      extra=("-au", "201", "-ap", "desk-201-secret", "-auth_uri", f"202@127.0.0.1:{server.port}"))
+    finally:
+        lamp.close()
+    result.check()
+    colleague.wait_event("CALL_CLOSED")  # 202 stopped ringing
+    rung = server.wait_for(lambda r: r.get("event") == "leg_invite" and r.get("target") == "202", what="202 rung")
+    assert rung["leg"] == leg  # the early dialog in which 202's phone rang
+    answered = server.wait_for(lambda r: r.get("action") == "answer" and r.get("pickup"), what="the pickup")
+    assert answered["pickup"] == "201" and answered["call_id"] == result.call_id
+    picked = server.wait_for(lambda r: r.get("event") == "picked_up", what="the caller's call picked up")
+    assert picked["by"] == "201"
+
+
+def test_a_replaces_naming_no_ringing_call_gets_481(
+    ivr_server: Callable[..., IvrServer], sipp: Callable[..., Any]
+) -> None:
+    server = ivr_server("ring_202.ivr", sections=BLF_SECTIONS)
+    result = sipp("blf_pickup.xml", server, service="202", timeout=30,
+                  variables={"user": "201", "target": "202", "leg": "gone@127.0.0.1", "ivrtag": "a", "phonetag": "b"},
+                  extra=("-au", "201", "-ap", "desk-201-secret", "-auth_uri", f"202@127.0.0.1:{server.port}"))
+    assert result.returncode != 0 and len(result.received("SIP/2.0 481")) == 1
+    refused = server.wait_for(lambda r: r.get("action") == "reject" and r.get("status") == 481, what="the 481")
+    assert refused["reason"] == "Call/Transaction Does Not Exist (Replaces names no ringing call)"
