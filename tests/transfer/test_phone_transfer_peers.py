@@ -228,7 +228,7 @@ def test_201_holding_the_caller_plays_hold_music_until_it_resumes(
     phone201.stop()
     heard = caller.heard()
     length = soundfile.info(str(heard)).duration
-    whole, last = shares(heard), shares(heard, length - 1.5)
+    last = shares(heard, length - 1.5)
     assert hold_music_heard(heard) >= 1.0, "the caller heard less than a second of the hold music"
     assert last["201"] > 0.5, f"the caller does not hear 201 after the resume: {last}"
     reoffers = [r["hold"] for r in server.call_records(call_id) if r.get("event") == "leg_reoffer"]
