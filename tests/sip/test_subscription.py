@@ -195,3 +195,14 @@ def test_a_presence_notify_carries_pidf_and_no_dialog_version() -> None:
     headers = dict(request.headers)
     assert (headers["Event"], headers["Content-Type"], sub.version) == ("presence", "application/pidf+xml", -1)
     assert presence(request.body) == ("open", [], "Idle")
+
+
+def test_a_presence_subscription_survives_in_the_store(tmp_path: object) -> None:
+    store = SubscriptionStore()
+    sub = Subscription.accept(parse_subscribe(subscribe(event="presence"), PACKAGES), "201", ("192.0.2.9", 5062),
+                              "udp", 1000.0)
+    sub.notify(pidf(Line("sip:202@192.0.2.1", "confirmed"), "202"), 1000.0, contact="<sip:192.0.2.1>")
+    store.save(sub)
+    (back,) = store.load(1100.0)
+    assert back == sub and back.event == "presence" and back.cseq == 1
+    store.close()
