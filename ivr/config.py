@@ -113,6 +113,9 @@ class Extension:
     forward_no_answer: str = ""
     forward_unreachable: str = ""
     call_waiting: bool = False  # a second call rings while it is on a call (else: busy)
+    # Colleagues whose lamps (dialog and presence subscriptions) this user's phones may watch:
+    # extension patterns ("2*", ? one digit); empty: every extension (ivr.runtime.lamps).
+    watch: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -416,6 +419,7 @@ def _from_raw(
             follow_me=_strs(e.get("follow_me", []), f"{where}: extensions[{i}].follow_me"),
             shown_number=_shown_number(e, "caller", f"{where}: extensions[{i}].shown_number"),
             allow=_strs(e.get("allow", []), f"{where}: extensions[{i}].allow"),
+            watch=_strs(e.get("watch", []), f"{where}: extensions[{i}].watch"),
         )
         for i, e in enumerate(_items(raw, "extensions", where))
     )

@@ -216,6 +216,9 @@ class CallRunner:
         own mailbox runs the features flow; a code that cannot be carried out is refused (True)."""
         config = self.services.config
         feature = features.feature_for(config, self.phone.extension, self.called) if self.phone else None
+        if self.phone is not None:  # a BLF key taking over a colleague's ringing call (RFC 3891)
+            ringing = {cid: leg.target for s in self.services.ringing for cid, leg in s.legs.items() if not leg.done}
+            feature = features.replaced_pickup(self.incoming.request, ringing) or feature
         if isinstance(feature, features.Unknown):
             self._reject(feature.status, feature.reason)
             return True
@@ -224,7 +227,8 @@ class CallRunner:
             from ivr.runtime.transfer import pick_up  # a phone picks up a call ringing elsewhere
 
             extension = self.phone.extension.number if self.phone is not None else None
-            await pick_up(self, extension=extension, target=feature.target if isinstance(feature, features.Pickup) else "")
+            directed = feature if isinstance(feature, features.Pickup) else features.Pickup()
+            await pick_up(self, extension=extension, target=directed.target, leg=directed.leg)
             return True
         if isinstance(feature, features.OwnMailbox):
             self.program, self.entry, self.flow_called = features.feature_program(), "voicemail", feature.mailbox

@@ -1,4 +1,4 @@
-"""The lamps on the phones: message waiting (RFC 3842) and the busy lamp field (RFC 4235).
+"""The lamps on the phones: message waiting (RFC 3842), the busy lamp field (RFC 4235), presence (RFC 3856).
 
 Phones SUBSCRIBE; this module decides who may watch what and keeps every
 subscription of the process, sending NOTIFYs when what they watch changes.
@@ -11,9 +11,16 @@ the SQLite store) is :mod:`ivr.sip.subscription`'s.
   ``mailbox``, or its number), else 403.  A NOTIFY with the new/old counts
   goes out at once and whenever a message of that mailbox arrives, is listened
   to (saved) or deleted (the voicemail store reports every change).
-* ``dialog``: a user watches any extension of the deployment (a colleague's
-  lamp); the state is the extension's line (:class:`ivr.runtime.phones.Lines`):
-  terminated, early (ringing or dialling) or confirmed (talking).
+* ``dialog`` and ``presence``: a user watches an extension of the deployment
+  (a colleague's lamp; 404 for no such extension) that its ``watch`` patterns
+  allow (every one without patterns; 403 otherwise).  Both packages draw one
+  record, :meth:`Lamps.line`, the one account of an extension's state: its line
+  (:class:`ivr.runtime.phones.Lines`: terminated, early = ringing or dialling,
+  confirmed = talking), the call it is in (Call-ID, tags, the other party and
+  the directed-pickup URI, from the user agent's dialog) and whether it can be
+  reached (a registered or static contact: PIDF ``open``).  A line change
+  notifies both packages' subscribers; a REGISTER that makes an extension
+  reachable or not, and the expiry of its last registration, notify presence.
 * Any other event package gets 489 with Allow-Events.  A refused SUBSCRIBE
   leaves nothing behind.
 * Expiry (RFC 6665 section 4.2.2): a subscription lasts its granted Expires
@@ -27,21 +34,30 @@ the SQLite store) is :mod:`ivr.sip.subscription`'s.
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from collections.abc import Callable
 
 from ivr.runtime.services import Services
 from ivr.sip.events import RequestReceived, RequestResult
+from ivr.sip.registrar import RegisterReply
 from ivr.sip.subscription import (
+    Line,
     SubscribeError,
     Subscription,
     SubscriptionStore,
     dialog_info,
     message_summary,
     parse_subscribe,
+    pidf,
 )
+from ivr.sip.trunk import pattern_allows
 from ivr.sip.ua import UserAgent
+from ivr.sip.uacore import Call
 
-PACKAGES = ("message-summary", "dialog")
+PACKAGES = ("message-summary", "dialog", "presence")
+LINE_PACKAGES = ("dialog", "presence")
+_EXPIRES = re.compile(r";\s*expires\s*=\s*(\d+)", re.IGNORECASE)
 
 
 class Lamps:
@@ -53,6 +69,11 @@ class Lamps:
         self.subs: dict[str, Subscription] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.store: SubscriptionStore | None = None
+        # extension -> until when (wall clock) it can be reached: its last registration's
+        # expiry, infinity with static contacts (presence ``open``).
+        self.reachable_until: dict[str, float] = {}
+        self._reach_timers: dict[str, asyncio.TimerHandle] = {}
+        self._told: dict[str, str] = {}  # extension -> the ringing phone's tag its dialog NOTIFYs carried
 
     @property
     def services(self) -> Services:
@@ -67,6 +88,11 @@ class Lamps:
         self.store = SubscriptionStore(services.config.data / "subscriptions.sqlite")
         self.store.clear_lines()
         services.lines.watchers.append(self.line_changed)
+        services.lines.progress_watchers.append(self.ringing_progressed)
+        wall = services.wall()
+        for ext in services.config.extensions:  # once, at start; REGISTERs keep it current
+            self._reach(ext.number, max((b.expires_at for b in services.registrar().contacts(ext.number, wall)),
+                                        default=0.0))
         loop = asyncio.get_running_loop()
         if services.config.mailboxes:
             def changed(mailbox: str) -> None:  # on whichever thread changed the store
@@ -78,9 +104,10 @@ class Lamps:
             self._notify(sub)
 
     def stop(self) -> None:
-        for timer in self._timers.values():
+        for timer in [*self._timers.values(), *self._reach_timers.values()]:
             timer.cancel()
         self._timers.clear()
+        self._reach_timers.clear()
         if self.store is not None:
             self.store.close()
 
@@ -130,7 +157,7 @@ class Lamps:
         return verdict.account.number
 
     def _authorize(self, package: str, resource: str, user: str) -> None:
-        """Who may watch what: one's own mailbox; any extension's line."""
+        """Who may watch what: one's own mailbox; the lines its ``watch`` patterns allow."""
         config = self.services.config
         if package == "message-summary":
             own = config.extension(user)
@@ -139,8 +166,13 @@ class Lamps:
                 raise SubscribeError(403, f"Forbidden ({user} may not watch mailbox {resource})")
             if config.mailbox(mailbox) is None:
                 raise SubscribeError(404, f"Not Found (no mailbox {mailbox})")
-        elif config.extension(resource) is None:
+            return
+        if config.extension(resource) is None:
             raise SubscribeError(404, f"Not Found (no extension {resource})")
+        own = config.extension(user)
+        patterns = own.watch if own is not None else ()
+        if patterns and not any(pattern_allows(p, resource) for p in patterns):
+            raise SubscribeError(403, f"Forbidden ({user} may not watch extension {resource})")
 
     # ------------------------------------------------------------------ keeping subscriptions
 
@@ -174,6 +206,9 @@ class Lamps:
         """The answer to one of our NOTIFYs: 481, 408 or another failure ends the subscription."""
         if not isinstance(event, RequestResult):
             return False
+        cseq = event.response.cseq[0] if event.response is not None else 0
+        self.services.calllog.server("notify_answered", f"NOTIFY {sub.event} for {sub.resource}: {event.status}",
+                                     resource=sub.resource, event_package=sub.event, status=event.status, cseq=cseq)
         if event.status >= 300 and self.subs.get(sub.key) is sub:
             self.services.calllog.server("subscription_ended", f"NOTIFY refused ({event.status}): subscription ended",
                                          resource=sub.resource, event_package=sub.event, status=event.status)
@@ -192,8 +227,78 @@ class Lamps:
     def line_changed(self, extension: str, state: str) -> None:
         if self.store is not None:
             self.store.set_line(extension, state, self.services.wall())  # for `ivr phones`
-        for sub in [s for s in self.subs.values() if s.event == "dialog" and s.resource == extension]:
+        self._notify_line(extension, LINE_PACKAGES)
+
+    def ringing_progressed(self, extension: str) -> None:
+        """A ringing phone's first answer gave its tag: the dialog package's call details grew."""
+        call = self._call(extension)
+        if call is not None and call.early_tag and call.dialog is None and self._told.get(extension) != call.early_tag:
+            self._told[extension] = call.early_tag
+            self._notify_line(extension, ("dialog",))
+
+    def _notify_line(self, extension: str, packages: tuple[str, ...]) -> None:
+        for sub in [s for s in self.subs.values() if s.event in packages and s.resource == extension]:
             self._notify(sub)
+
+    # ------------------------------------------------------------------ reachability (presence open/closed)
+
+    def registered(self, aor: str, reply: RegisterReply) -> None:
+        """A REGISTER was answered: a 200 lists every binding left with its expiry (RFC 3261
+        section 10.3 step 8), so the extension's reachability follows without a lookup."""
+        services = self.services
+        account = services.registrar().account(aor) if reply.status == 200 else None
+        if account is None:
+            return
+        left = [int(m.group(1)) for name, value in reply.headers if name.lower() == "contact"
+                for m in [_EXPIRES.search(value)] if m]
+        until = services.wall() + max(left) if left else 0.0
+        was = self.reachable(account.number)
+        self._reach(account.number, until)
+        if self.reachable(account.number) != was:
+            self._notify_line(account.number, ("presence",))
+
+    def reachable(self, extension: str) -> bool:
+        ext = self.services.config.extension(extension)
+        static = ext is not None and bool(ext.contacts)
+        return static or self.reachable_until.get(extension, 0.0) > self.services.wall()
+
+    def _reach(self, extension: str, until: float) -> None:
+        """Remember ``extension`` is reachable until ``until``; its expiry notifies presence."""
+        self.reachable_until[extension] = until
+        timer = self._reach_timers.pop(extension, None)
+        if timer is not None:
+            timer.cancel()
+        if not math.isinf(until) and until > self.services.wall():
+            delay = until - self.services.wall() + 0.5  # just past the registration's end
+            self._reach_timers[extension] = asyncio.get_running_loop().call_later(
+                delay, self._notify_line, extension, ("presence",))
+
+    # ------------------------------------------------------------------ the one account of a line
+
+    def line(self, extension: str) -> Line:
+        """What ``extension``'s lamp shows, for the dialog and the presence package alike."""
+        services = self.services
+        host = services.contact_host
+        entity = f"sip:{extension}@{host}"
+        state = services.lines.state(extension)
+        reachable = self.reachable(extension)
+        call = self._call(extension)
+        if call is None:
+            return Line(entity, state, reachable)
+        code = services.config.features.directed_pickup
+        pickup = self.ua.contact(user=f"{code}{extension}").strip("<>") if code else ""  # with our port
+        if call.role == "uac":  # ivr rings (or talks to) the extension's phone
+            remote_tag = call.dialog.remote_tag if call.dialog is not None else call.early_tag
+            return Line(entity, state, reachable, call.call_id, remote_tag, call.local_tag, "recipient",
+                        str(call.invite.from_.uri), pickup)
+        return Line(entity, state, reachable, call.call_id, call.invite.from_.tag or "", call.local_tag,
+                    "initiator", str(call.invite.to.uri))
+
+    def _call(self, extension: str) -> Call | None:
+        """The user agent's call the extension's line shows (one in its current state)."""
+        state = self.services.lines.state(extension)
+        key = next((k for k, s in self.services.lines.calls.get(extension, {}).items() if s == state), "")
+        return self.ua.calls.get(key) if key else None
 
     def _notify(self, sub: Subscription, reason: str = "") -> None:
         services = self.services
@@ -207,7 +312,8 @@ class Lamps:
         services.flush()
         services.calllog.server("notify", f"NOTIFY {sub.event} for {sub.resource} to {sub.user}",
                                 event_package=sub.event, resource=sub.resource, user=sub.user,
-                                state="terminated" if reason else "active", body=body.decode(errors="replace"))
+                                state="terminated" if reason else "active", body=body.decode(errors="replace"),
+                                cseq=sub.cseq)
         if reason:
             self._forget(sub)
         elif self.store is not None:
@@ -220,7 +326,9 @@ class Lamps:
             mailbox = self._mailbox_of(sub)
             new, old = services.voicemail_store.counts(mailbox) if services.config.mailboxes else (0, 0)
             return message_summary(f"sip:{mailbox}@{host}", new, old)
-        return dialog_info(f"sip:{sub.resource}@{host}", sub.version, services.lines.state(sub.resource), sub.resource)
+        if sub.event == "presence":
+            return pidf(self.line(sub.resource), sub.resource)
+        return dialog_info(self.line(sub.resource), sub.version, sub.resource)
 
     def _mailbox_of(self, sub: Subscription) -> str:
         own = self.services.config.extension(sub.user)

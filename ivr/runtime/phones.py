@@ -148,7 +148,7 @@ def trunk_permission(
     caller: PhoneCaller | None,
     number: str,
     dialled: str,
-    program: Program,
+    named: frozenset[str],
     config: Config,
     chosen: Mapping[str, tuple[str, ...]] | None = None,
 ) -> str:
@@ -156,14 +156,15 @@ def trunk_permission(
 
     ``dialled`` is what the caller dialled: a phone's user dialling a number needs
     ``may_call_out`` (and one of its ``allow`` patterns, when it has some).  Any other
-    number must be one the deployment names itself (a flow's literal, a follow-me or a
-    forwarding) or an owner who may call out chose as their follow-me (``chosen``): a caller
+    number must be one the deployment names itself (``named``: :func:`literal_numbers`, which
+    :attr:`Services.literal_numbers` computes once per reload) or an owner who may call out
+    chose as their follow-me (``chosen``): a caller
     from outside never chooses where a trunk call goes.  The trunks' own ``allow`` patterns
     apply after this, for everybody.
     """
     if caller is not None and number == dialled:
         return _out_refusal(caller.extension, number)
-    if number in literal_numbers(program, config) or number in owners_numbers(config, chosen or {}):
+    if number in named or number in owners_numbers(config, chosen or {}):
         return ""
     return f"{number} was not dialled by an authenticated phone and is named nowhere in the deployment"
 
@@ -245,11 +246,13 @@ class Lines:
     """Which extensions are on a call: extension -> {call key: "early" (ringing) or "confirmed"}.
 
     Shared by every generation of a server's services; ``watchers`` hear every change
-    (extension, its new state: "terminated", "early" or "confirmed").
+    (extension, its new state: "terminated", "early" or "confirmed"), ``progress_watchers``
+    an answer from a ringing phone that leaves the state as it was (its early dialog's tag).
     """
 
     calls: dict[str, dict[str, LineState]] = field(default_factory=dict)
     watchers: list[Callable[[str, str], None]] = field(default_factory=list)
+    progress_watchers: list[Callable[[str], None]] = field(default_factory=list)
 
     def set(self, extension: str, key: str, state: LineState) -> None:
         before = self.state(extension)
@@ -270,6 +273,11 @@ class Lines:
         """"confirmed" when any call of it is up, else "early" when one rings, else "terminated"."""
         states = set(self.calls.get(extension, {}).values())
         return "confirmed" if "confirmed" in states else "early" if states else "terminated"
+
+    def progressed(self, extension: str) -> None:
+        if extension in self.calls:
+            for watcher in list(self.progress_watchers):
+                watcher(extension)
 
     def talking(self, extension: str) -> bool:
         return self.state(extension) == "confirmed"

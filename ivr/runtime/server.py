@@ -414,10 +414,11 @@ class Server:
         status = 403 if reply.drop else reply.status
         self.ua.respond(event.handle, status, self.services.sip_now(), headers=reply.headers)
         self.services.flush()
+        aor = event.request.to.user if hasattr(event.request.to, "user") else ""
         self.calllog.server(
-            "register", f"REGISTER from {event.source[0]}:{event.source[1]}: {status}", status=status,
-            aor=event.request.to.user if hasattr(event.request.to, "user") else "",
+            "register", f"REGISTER from {event.source[0]}:{event.source[1]}: {status}", status=status, aor=aor,
         )
+        self.lamps.registered(aor or "", reply)  # presence: reachable or not
 
 
 def _p99(samples: Sequence[float] | Any) -> float:

@@ -28,7 +28,7 @@ from ivr.media.tts import TtsEngine
 from ivr.runtime.atomic import StatCached
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.forwarding import ForwardingError, forwarding_path, read_forwarding
-from ivr.runtime.phones import Lines
+from ivr.runtime.phones import Lines, literal_numbers
 from ivr.runtime.switches import SwitchError, SwitchReader
 from ivr.storage import Storage, open_storage
 
@@ -303,6 +303,16 @@ class Services:
         from ivr.runtime.transfer import destinations
 
         return destinations(self, target, caller, shown, call)
+
+    @property
+    def literal_numbers(self) -> frozenset[str]:
+        """The external numbers the flow and ivr.toml name (ivr.runtime.phones.literal_numbers):
+        built once per generation, since program and config are fixed until the next reload."""
+
+        def build() -> frozenset[str]:
+            return literal_numbers(self.program, self.config)
+
+        return self._get("literal_numbers", build)
 
     @property
     def trunks(self) -> Trunks:

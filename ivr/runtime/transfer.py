@@ -288,7 +288,7 @@ def destinations(
         raise Unreachable("unavailable", f"{target!r} is neither an extension in ivr.toml nor a telephone number")
     phone = getattr(call, "phone", None)
     refusal = phones.trunk_permission(
-        phone, target, getattr(call, "called", ""), services.program, config, services.forwarding()
+        phone, target, getattr(call, "called", ""), services.literal_numbers, config, services.forwarding()
     )
     if refusal:
         raise Unreachable("failed", refusal)
@@ -573,6 +573,7 @@ class TransferSession:
         if isinstance(event, OutgoingCallProgress):
             self.caller.log(event="leg_progress", target=leg.target, leg=call_id, status=event.status,
                             early_media=bool(event.sdp))
+            self.services.lines.progressed(leg.target)  # the lamps learn the ringing phone's tag
             if event.sdp:
                 self._early_media(leg, event.sdp)
         elif isinstance(event, OutgoingCallAnswered):
@@ -912,13 +913,14 @@ def picker_extension(services: Any, source: tuple[str, int]) -> str | None:
     return None
 
 
-async def pick_up(runner: Any, *, extension: str | None = None, target: str = "") -> None:
+async def pick_up(runner: Any, *, extension: str | None = None, target: str = "", leg: str = "") -> None:
     """A phone dialled the pickup code: answer it and bridge it to a call ringing its extension.
 
     Only a registered phone may pick up: its user authenticated (``extension``, ivr.runtime.phones)
     or, without credentials, its INVITE coming from the address it registered from.  It picks
     up a call whose ring plan includes its extension, or, directed (``target``, ``**201``), the
-    call ringing that extension now: 403 and 404 otherwise.
+    call ringing that extension now (the one whose leg has Call-ID ``leg``, when a ``Replaces``
+    named it): 403 and 404 otherwise.
     """
     services = runner.services
     if extension is None:  # without credentials: the phone registered from the INVITE's address
@@ -933,7 +935,7 @@ async def pick_up(runner: Any, *, extension: str | None = None, target: str = ""
         return
     teams = pickup_teams(services.program) if not target else []
     wanted = target or extension
-    session = next((s for s in services.ringing if s.rings_for(wanted, teams)), None)
+    session = next((s for s in services.ringing if s.rings_for(wanted, teams) and (not leg or leg in s.legs)), None)
     if session is None:
         runner._reject(404, f"pickup: no call is ringing for extension {wanted}")
         return

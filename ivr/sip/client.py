@@ -232,6 +232,8 @@ class ClientSide(AgentCore):
     def _on_invite_response(self, call: Call, response: Response, now: float) -> None:
         status = response.status
         if status < 200:
+            if response.to.tag and not call.early_tag:
+                call.early_tag = response.to.tag  # the early dialog's remote tag (RFC 4235 lamps name it)
             if status > 100:
                 self._emit(OutgoingCallProgress(call.call_id, status, extract_sdp(response)))
             if not call.got_provisional:

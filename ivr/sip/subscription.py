@@ -9,7 +9,15 @@ bodies of the two packages ivr serves:
 
 * ``message-summary`` (RFC 3842): :func:`message_summary`, the voicemail lamp;
 * ``dialog`` (RFC 4235, ``application/dialog-info+xml``): :func:`dialog_info`,
-  the busy lamp field of a colleague's extension.
+  the busy lamp field of a colleague's extension, with the call-id, tags and
+  identities of its call (section 4.1.6) that a desk phone's key needs to pick
+  a ringing call up;
+* ``presence`` (RFC 3856, ``application/pidf+xml``, RFC 3863): :func:`pidf`,
+  the same line as a softphone's buddy: ``open`` while the extension can be
+  reached, ``closed`` otherwise, and its activity (RFC 4480 RPID).
+
+Both line packages render one record, :class:`Line`: what the runtime knows
+about an extension is gathered once and drawn twice.
 
 Subscriptions survive a restart in :class:`SubscriptionStore` (SQLite in the
 data folder, like the registrar's bindings).  Who may subscribe to what is the
@@ -36,13 +44,16 @@ __all__ = [
     "SubscribeRequest",
     "Subscription",
     "SubscriptionStore",
+    "Line",
     "dialog_info",
     "message_summary",
     "parse_subscribe",
+    "pidf",
 ]
 
 CONTENT_TYPES = {"message-summary": "application/simple-message-summary",
-                 "dialog": "application/dialog-info+xml"}
+                 "dialog": "application/dialog-info+xml",
+                 "presence": "application/pidf+xml"}
 
 
 class SubscribeError(Exception):
@@ -204,15 +215,80 @@ def message_summary(account: str, new: int, old: int) -> bytes:
             f"Voice-Message: {new}/{old} (0/0)\r\n").encode()
 
 
-def dialog_info(entity: str, version: int, state: str, dialog_id: str) -> bytes:
-    """An ``application/dialog-info+xml`` full-state document (RFC 4235 section 4) for one line:
-    ``state`` is "terminated", "early" or "confirmed"."""
-    return (
+@dataclass(frozen=True)
+class Line:
+    """What one watched extension's lamp shows, for both line packages (dialog and presence).
+
+    ``state`` is the extension's line: "terminated" (idle), "early" (ringing, or dialling)
+    or "confirmed" (on a call); ``reachable`` whether it has a registered or static contact
+    (PIDF ``basic``).  The rest describes the call the line is in (RFC 4235 section 4.1.6,
+    seen from the extension's phone): its Call-ID and tags, ``direction`` ("recipient" for
+    a call to the extension, "initiator" for one it placed), the other party's identity and
+    the URI that takes a ringing call over (``pickup``, the directed pickup code).
+    """
+
+    entity: str
+    state: str
+    reachable: bool = True
+    call_id: str = ""
+    local_tag: str = ""
+    remote_tag: str = ""
+    direction: str = ""
+    remote: str = ""
+    pickup: str = ""
+
+
+def dialog_info(line: Line, version: int, dialog_id: str) -> bytes:
+    """An ``application/dialog-info+xml`` full-state document (RFC 4235 section 4) for one line.
+
+    An idle line is one dialog in state ``terminated``; a line on a call carries the call's
+    identifiers, the local and remote identities and, while it rings, the pickup target."""
+    head = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="{version}" state="full"'
-        f" entity={quoteattr(entity)}>\n"
-        f"  <dialog id={quoteattr(dialog_id)}><state>{escape(state)}</state></dialog>\n"
-        "</dialog-info>\n"
+        f" entity={quoteattr(line.entity)}>\n"
+    )
+    if line.state == "terminated" or not line.call_id:
+        return (head + f"  <dialog id={quoteattr(dialog_id)}><state>{escape(line.state)}</state></dialog>\n"
+                "</dialog-info>\n").encode()
+    attrs = "".join(f" {name}={quoteattr(value)}" for name, value in (
+        ("call-id", line.call_id), ("local-tag", line.local_tag), ("remote-tag", line.remote_tag),
+        ("direction", line.direction)) if value)
+    remote_target = f"<target uri={quoteattr(line.pickup)}/>" if line.pickup and line.state == "early" else ""
+    return (
+        head + f"  <dialog id={quoteattr(dialog_id)}{attrs}>\n"
+        f"    <state>{escape(line.state)}</state>\n"
+        f"    <local><identity>{escape(line.entity)}</identity><target uri={quoteattr(line.entity)}/></local>\n"
+        f"    <remote><identity>{escape(line.remote)}</identity>{remote_target}</remote>\n"
+        "  </dialog>\n</dialog-info>\n"
+    ).encode()
+
+
+# Line state -> (RFC 4480 activity element, note): idle has no activity.
+_ACTIVITIES = {"terminated": ("", "Idle"), "early": ("<rpid:other>ringing</rpid:other>", "Ringing"),
+               "confirmed": ("<rpid:on-the-phone/>", "On the phone")}
+
+
+def pidf(line: Line, line_id: str) -> bytes:
+    """An ``application/pidf+xml`` document (RFC 3863) for one line, with the RFC 4479 person
+    element carrying its RPID activity (RFC 4480): none when idle, ``other`` "ringing" while it
+    rings (or dials), ``on-the-phone`` on a call.  ``basic`` is ``open`` while the extension
+    can be reached.  The ``rpid`` prefix is spelt out: softphones (baresip) match it as text.
+    ``line_id`` names the tuple and the person (``t-`` and ``p-`` before it: XML ids)."""
+    activity, note = _ACTIVITIES[line.state]
+    activities = f"    <rpid:activities>{activity}</rpid:activities>\n" if activity else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"'
+        f' xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity={quoteattr(line.entity)}>\n'
+        f"  <tuple id={quoteattr('t-' + line_id)}>\n"
+        f"    <status><basic>{'open' if line.reachable else 'closed'}</basic></status>\n"
+        f"    <contact>{escape(line.entity)}</contact>\n"
+        "  </tuple>\n"
+        f"  <dm:person id={quoteattr('p-' + line_id)}>\n{activities}"
+        f"    <dm:note>{note}</dm:note>\n"
+        "  </dm:person>\n"
+        "</presence>\n"
     ).encode()
 
 

@@ -39,7 +39,7 @@ from ivr.sip.transaction import (
 log = logging.getLogger("ivr.sip.ua")
 
 DEFAULT_ALLOW = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REGISTER")
-SUPPORTED = ("timer",)
+SUPPORTED = ("timer", "replaces")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ class Call:
     auth_nonces: set[str] = field(default_factory=set)
     hung_up: bool = False
     got_provisional: bool = False
+    early_tag: str = ""  # the To tag of the callee's provisional answer (its side of the early dialog)
     prefer_source: bool = False
     refer_pending: bool = False  # (added) a REFER we sent: its NOTIFYs are accepted (RFC 3515)
 

@@ -386,7 +386,8 @@ class Baresip:
     are read from the control connection, so tests wait for them instead of sleeping.
     """
 
-    def __init__(self, folder: Path, mic: Path, account: str = "", modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, folder: Path, mic: Path, account: str = "", modules: tuple[str, ...] = (),
+                 contacts: str = "") -> None:
         assert BARESIP is not None
         self.folder = folder
         self.recordings = folder / "recordings"
@@ -402,11 +403,14 @@ class Baresip:
         )
         # ``account``: an accounts line of a phone that registers (default: one that never does).
         (folder / "accounts").write_text((account or "<sip:tester@127.0.0.1>;regint=0;audio_codecs=PCMU,PCMA") + "\n")
+        if contacts:  # the address book (contact.so), e.g. buddies with ;presence=p2p
+            (folder / "contacts").write_text(contacts + "\n")
         self.log = open(folder / "baresip.log", "w")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
             [BARESIP, "-f", str(folder)], stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
         )
         self.events: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []
         self._buffer = b""
         self.sock = self._connect()
 
@@ -458,6 +462,28 @@ class Baresip:
                 continue
             if message.get("event"):
                 self.events.append(message)
+            elif message.get("response"):
+                self.responses.append(message)
+
+    def ask(self, command: str, timeout: float = 10.0) -> str:
+        """Run a command and return the text baresip answers (its ctrl_tcp response)."""
+        self.responses.clear()
+        self.command(command)
+        deadline = time.monotonic() + timeout
+        while not self.responses:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"baresip: no answer to {command!r} within {timeout}s")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise AssertionError(f"baresip closed its control connection answering {command!r}")
+            self._buffer += chunk
+            self._parse()
+        return str(self.responses.pop(0).get("data", ""))
 
     def heard(self) -> Path:
         """The WAV of what baresip heard in its (last) call."""
@@ -486,8 +512,8 @@ def baresip(tmp_path: Path) -> Iterator[Callable[..., Baresip]]:
     """Factory: ``baresip(mic_wav, account="")`` -> a running Baresip phone; stopped after the test."""
     phones: list[Baresip] = []
 
-    def start(mic: Path, account: str = "", modules: tuple[str, ...] = ()) -> Baresip:
-        phone = Baresip(tmp_path / f"baresip{len(phones)}", mic, account, modules)
+    def start(mic: Path, account: str = "", modules: tuple[str, ...] = (), contacts: str = "") -> Baresip:
+        phone = Baresip(tmp_path / f"baresip{len(phones)}", mic, account, modules, contacts)
         phones.append(phone)
         return phone
 

@@ -5,9 +5,11 @@
   NOTIFY with ``Messages-Waiting: yes`` and one new message.
 * A subscription survives a restart: the restarted server sends it a NOTIFY.
 * A sipp subscriber watching colleague 202's line (RFC 4235) sees terminated, then
-  early and confirmed while 202 takes a call, then terminated again.
+  early (again once 202's phone answers 180 with its tag) and confirmed while 202
+  takes a call, then terminated again.
 * A SUBSCRIBE to an unknown event package gets 489, one to another user's mailbox
-  403; neither leaves a subscription behind.
+  or to a colleague outside the user's ``watch`` patterns 403; none leaves a
+  subscription behind.
 """
 
 from __future__ import annotations
@@ -127,7 +129,9 @@ def test_the_busy_lamp_of_a_colleague_follows_the_call(
         result = watcher.result(timeout=90)
     result.check()
     states = [n.split("<state>")[1].split("<")[0] for n in result.received("NOTIFY ")]
-    assert states == ["terminated", "early", "confirmed", "terminated", "terminated"]
+    assert states == ["terminated", "early", "early", "confirmed", "terminated", "terminated"]
+    ringing = result.received("NOTIFY ")[2]  # RFC 4235 4.1.6: what a BLF key needs to pick the call up
+    assert 'direction="recipient"' in ringing and f'<target uri="sip:**202@127.0.0.1:{server.port}"/>' in ringing
     assert "Subscription-State: terminated" in result.received("NOTIFY ")[-1]
     assert subscriptions(server) == 0  # the unsubscribe left nothing behind
 
@@ -194,12 +198,16 @@ class Subscriber:
 
 
 def test_refused_subscriptions_leave_nothing_behind(ivr_server: Callable[..., IvrServer]) -> None:
-    server = ivr_server("leave_message.ivr", sections=SECTIONS + '\n[[mailboxes]]\nnumber = "202"\n')
+    watching = SECTIONS.replace('mailbox = "201"\n', 'mailbox = "201"\nwatch = ["20?"]\n', 1)
+    server = ivr_server("leave_message.ivr",
+                        sections=watching + '\n[[mailboxes]]\nnumber = "202"\n\n[[extensions]]\nnumber = "300"\n')
     alice, intruder = Subscriber(server, "201", "desk-201-secret"), Subscriber(server, "201", "wrong")
     try:
         assert alice.subscribe("201", "presence.winfo") == 489  # a package ivr does not serve
         assert alice.subscribe("202", "message-summary") == 403  # a colleague's mailbox
         assert alice.subscribe("299", "dialog") == 404  # no such extension
+        assert alice.subscribe("300", "presence") == 403  # not in 201's watch patterns
+        assert alice.subscribe("300", "dialog") == 403
         assert intruder.subscribe("201", "message-summary") == 401  # the wrong password: challenged again
     finally:
         alice.close()
@@ -207,7 +215,7 @@ def test_refused_subscriptions_leave_nothing_behind(ivr_server: Callable[..., Iv
     def answers() -> int:
         return sum(r.get("event") == "subscribe" for r in list(server.records))
 
-    server.wait_for(lambda r: answers() >= 7, what="the seventh SUBSCRIBE's answer")  # another thread reads the log
+    server.wait_for(lambda r: answers() >= 11, what="the 11th SUBSCRIBE's answer")  # another thread reads the log
     answered = [r["status"] for r in server.records if r.get("event") == "subscribe"]
-    assert answered == [489, 401, 403, 401, 404, 401, 401]
+    assert answered == [489, 401, 403, 401, 404, 401, 403, 401, 403, 401, 401]
     assert subscriptions(server) == 0 and not any(r.get("event") == "notify" for r in server.records)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,9 @@ from ivr.config import Config, ConfigError, load_config
 from ivr.dsl.compiler import Program
 from ivr.dsl.schedule import parse_local
 from ivr.runtime import phones, sipconfig
+from ivr.runtime.calllog import CallLog
 from ivr.runtime.deployment import load_flow
+from ivr.runtime.services import Services
 from ivr.runtime.simulate import Scenario, simulate
 from ivr.sip.auth import authorization_for
 from ivr.sip.events import IncomingCall
@@ -130,18 +134,39 @@ def test_a_dial_plan_of_its_own_sends_0_to_the_reception(program: Program, confi
 
 
 def test_calling_out(program: Program, config: Config) -> None:
-    assert phones.trunk_permission(None, "+41791234567", "+41791234567", program, config) == (
+    named = phones.literal_numbers(program, config)
+    assert phones.trunk_permission(None, "+41791234567", "+41791234567", named, config) == (
         "+41791234567 was not dialled by an authenticated phone and is named nowhere in the deployment")
     reception = phones.PhoneCaller(config.extensions[0])
     alice = phones.PhoneCaller(config.extensions[1])
-    assert phones.trunk_permission(reception, "+41791234567", "+41791234567", program, config) == ""
-    assert phones.trunk_permission(reception, "+41441234567", "+41441234567", program, config) == (
+    assert phones.trunk_permission(reception, "+41791234567", "+41791234567", named, config) == ""
+    assert phones.trunk_permission(reception, "+41441234567", "+41441234567", named, config) == (
         "+41441234567 is not in extension 100's allow patterns")
-    assert phones.trunk_permission(alice, "+41791234567", "+41791234567", program, config) == (
+    assert phones.trunk_permission(alice, "+41791234567", "+41791234567", named, config) == (
         "extension 201 may not call out (may_call_out = false)")
     assert phones.presented_number(reception) == "+41435435599" and phones.presented_number(None) == ""
     assert "answered by +41791234567" in run(program, config, "100", "+41791234567")
     assert "failed" in run(program, config, "201", "+41791234567")
+
+
+def test_the_numbers_the_deployment_names_are_computed_once_per_reload(
+    program: Program, config: Config, tmp_path: Path
+) -> None:
+    """Program and config are fixed for a generation of Services: the walk over the flow's
+    states happens once, and a reload (new settings) computes it again."""
+    services = Services(config=config, program=program, ua=None, clock=None,  # type: ignore[arg-type]
+                        calllog=CallLog(io.StringIO()), contact_host="127.0.0.1", media_host="127.0.0.1")
+    try:
+        first = services.literal_numbers
+        assert first == frozenset({"100"}) and services.literal_numbers is first  # built once, then kept
+        forwarding = dataclasses.replace(config.extensions[1], forward_busy="+41791234567")
+        new = services.reloaded(dataclasses.replace(config, extensions=(config.extensions[0], forwarding,
+                                                                        *config.extensions[2:])), program)
+        assert new.literal_numbers == frozenset({"100", "+41791234567"}) and services.literal_numbers is first
+        assert phones.trunk_permission(None, "+41791234567", "", new.literal_numbers, new.config) == ""
+        assert phones.trunk_permission(None, "+41791234567", "", services.literal_numbers, config) != ""
+    finally:
+        services.executor.shutdown()
 
 
 def test_lines_and_busy(config: Config) -> None:

@@ -13,7 +13,7 @@ from ivr.config import load_config
 from ivr.dsl.loader import load_flow
 from ivr.runtime import sipconfig
 from ivr.runtime.outcomes import Unreachable
-from ivr.runtime.phones import Lines
+from ivr.runtime.phones import Lines, literal_numbers
 from ivr.runtime.transfer import destinations, uri_address
 from ivr.sip.registrar import RegistrationStore
 
@@ -56,9 +56,10 @@ def services(tmp_path: Path) -> SimpleNamespace:
     (tmp_path / "flow.ivr").write_text(FLOW)
     config = load_config(tmp_path / "ivr.toml", data=tmp_path / "data")
     registrar = sipconfig.registrar(config, store=RegistrationStore())
+    program = load_flow([tmp_path / "flow.ivr"])
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
-                           contact_host="203.0.113.5", wall=time.time, lines=Lines(),
-                           program=load_flow([tmp_path / "flow.ivr"]), forwarding=dict)
+                           contact_host="203.0.113.5", wall=time.time, lines=Lines(), program=program,
+                           literal_numbers=literal_numbers(program, config), forwarding=dict)
 
 
 def test_every_contact_of_an_extension_rings(services: SimpleNamespace) -> None:

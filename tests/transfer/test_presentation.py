@@ -12,7 +12,7 @@ import pytest
 from ivr.config import ConfigError, load_config
 from ivr.dsl.loader import load_flow
 from ivr.runtime import sipconfig
-from ivr.runtime.phones import Lines
+from ivr.runtime.phones import Lines, literal_numbers
 from ivr.runtime.presentation import Shown, person_rung, shown_for
 from ivr.runtime.transfer import destinations
 from ivr.sip.registrar import RegistrationStore
@@ -51,9 +51,10 @@ def services(tmp_path: Path) -> SimpleNamespace:
     config = load_config(tmp_path / "ivr.toml", data=tmp_path / "data")
     registrar = sipconfig.registrar(config, store=RegistrationStore())
     # the trunk takes numbers the deployment names: the on-call mobile in the flow, the follow-me ones
+    program = load_flow([tmp_path / "flow.ivr"])
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
-                           contact_host="203.0.113.5", wall=time.time, lines=Lines(),
-                           program=load_flow([tmp_path / "flow.ivr"]), forwarding=dict)
+                           contact_host="203.0.113.5", wall=time.time, lines=Lines(), program=program,
+                           literal_numbers=literal_numbers(program, config), forwarding=dict)
 
 
 def leg(services: SimpleNamespace, target: str, ringing: tuple[str, ...], caller: str = CALLER) -> tuple[str, dict[str, str]]:
