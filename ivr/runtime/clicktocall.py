@@ -53,7 +53,7 @@ def allowed_target(services: Services, phone: PhoneCaller, target: str) -> None:
         return
     if not is_external(target):
         raise ClickToCallError(404, f"{target!r} is neither an extension nor a telephone number")
-    refusal = trunk_permission(phone, target, target, services.program, services.config, services.forwarding())
+    refusal = trunk_permission(phone, target, target, services.literal_numbers, services.config, services.forwarding())
     if refusal:
         raise ClickToCallError(403, refusal)
     try:
