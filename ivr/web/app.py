@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ivr import __version__
 from ivr.runtime.reload import RELOAD_SWITCH_INTERVAL
-from ivr.web import api, auth, events, pages
+from ivr.web import api, auth, events, pages, uploads
 from ivr.web.metrics import Metrics
 from ivr.web.routes import Route, add_routes, openapi
 from ivr.web.state import CONSOLE, Console
@@ -30,7 +30,7 @@ from ivr.web.state import CONSOLE, Console
 if TYPE_CHECKING:
     from ivr.runtime.server import Server
 
-API_ROUTES: tuple[Route, ...] = (*auth.ROUTES, *api.ROUTES, *events.ROUTES)
+API_ROUTES: tuple[Route, ...] = (*auth.ROUTES, *api.ROUTES, *uploads.ROUTES, *events.ROUTES)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
@@ -82,7 +82,7 @@ def build_app(console: Console, metrics_: Metrics, hub: events.EventHub) -> web.
         Route("GET", "/api/docs", api_docs, "the API's documentation", "public", "docs"),
         Route("GET", "/metrics", metrics, "Prometheus metrics", "public", "metrics"),
     )
-    routes = (*API_ROUTES, *public, *pages.ROUTES)
+    routes = (*API_ROUTES, *public, *pages.ROUTES, *uploads.PAGES)
     add_routes(app, routes)
     app[auth.ROUTE_TABLE] = {(r.method, r.path): r for r in routes}
     pages.add_static(app)

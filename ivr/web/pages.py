@@ -54,8 +54,9 @@ $body
 """)
 
 ADMIN_PAGES = (("/", "dashboard"), ("/journal", "journal"), ("/voicemail", "voicemail"), ("/flows", "flows"),
-               ("/switches", "switches"), ("/me", "me"))
-USER_PAGES = (("/me", "me"), ("/voicemail", "voicemail"))
+               ("/switches", "switches"), ("/directory", "directory"), ("/prompts", "prompts"), ("/me", "me"),
+               ("/greetings", "greetings"))
+USER_PAGES = (("/me", "me"), ("/voicemail", "voicemail"), ("/greetings", "greetings"))
 
 
 def _lang(request: web.Request) -> dict[str, str]:

@@ -74,6 +74,7 @@ class WebServer:
     url: str
     flow: Path
     data: Path
+    prompts: Path
     _logins: dict[str, Client] = field(default_factory=dict)
 
     def client(self, user: str | None = None, *, fresh: bool = False) -> Client:
@@ -105,9 +106,12 @@ def start_web(tmp: Path, tts_cache: Path, lifetime: str = "8h") -> WebServer:
     config = load_config(toml)
     for user, password in PASSWORDS.items():
         set_password(config, user, password)
-    ivr = peers.start_ivr(tmp, [flow], sections=SECTIONS.format(lifetime=lifetime), tts_cache=tts_cache)
+    prompts = tmp / "prompts"  # the first prompt folder: prompt uploads land here
+    prompts.mkdir(exist_ok=True)
+    ivr = peers.start_ivr(tmp, [flow], sections=SECTIONS.format(lifetime=lifetime), tts_cache=tts_cache,
+                          prompt_folders=(prompts,))
     record = ivr.wait_for(lambda r: r.get("event") == "http_listening", what="http_listening")
-    return WebServer(ivr, record["url"], flow, ivr.data)
+    return WebServer(ivr, record["url"], flow, ivr.data, prompts)
 
 
 @pytest.fixture(scope="session")
