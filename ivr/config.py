@@ -246,6 +246,11 @@ class HttpConfig:
     def tls(self) -> bool:
         return self.tls_cert is not None
 
+    @property
+    def loopback(self) -> bool:
+        """Whether the console listens on loopback only (then /metrics needs no token)."""
+        return self.listen is None or self.listen[0] in LOOPBACK
+
 
 @dataclass(frozen=True)
 class OverloadConfig:

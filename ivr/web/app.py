@@ -21,11 +21,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ivr import __version__
+from ivr.config import HttpConfig
 from ivr.runtime.reload import RELOAD_SWITCH_INTERVAL
 from ivr.web import api, auth, events, pages, uploads
 from ivr.web.metrics import Metrics
-from ivr.web.routes import Route, add_routes, openapi
+from ivr.web.routes import ApiError, Route, add_routes, openapi
+from ivr.web.sessions import Session
 from ivr.web.state import CONSOLE, Console
+from ivr.web.users import WebUser
 
 if TYPE_CHECKING:
     from ivr.runtime.server import Server
@@ -65,7 +68,22 @@ async def api_docs(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+def metrics_access(http: HttpConfig, user: WebUser | None, session: Session | None) -> None:
+    """Open on loopback; on any other address an admin's API token (``Authorization: Bearer``) is needed.
+
+    A session cookie does not count: a scraper is not a browser, and a token can be revoked alone.
+    """
+    if http.loopback:
+        return
+    if user is None or session is not None:
+        raise ApiError(401, "/metrics on an address other than loopback needs an API token "
+                            "(Authorization: Bearer TOKEN, from ivr web token)")
+    if not user.admin:
+        raise ApiError(403, "/metrics needs an admin's API token")
+
+
 async def metrics(request: web.Request) -> web.Response:
+    metrics_access(request.app[CONSOLE].config.http, request.get("user"), request.get("session"))
     # In the console's worker thread: the registrar's and the voicemail index's SQLite reads
     # stay off the loop; what it reads of the calls is copied in one step under the GIL.
     body = await request.app[CONSOLE].blocking(request.app[METRICS].render)
@@ -80,7 +98,8 @@ def build_app(console: Console, metrics_: Metrics, hub: events.EventHub) -> web.
     public = (
         Route("GET", "/api/v1/openapi.json", openapi_json, "this document", "public", "docs"),
         Route("GET", "/api/docs", api_docs, "the API's documentation", "public", "docs"),
-        Route("GET", "/metrics", metrics, "Prometheus metrics", "public", "metrics"),
+        Route("GET", "/metrics", metrics, "Prometheus metrics (open on loopback; on another address an admin's "
+              "API token)", "public", "metrics"),
     )
     routes = (*API_ROUTES, *public, *pages.ROUTES, *uploads.PAGES)
     add_routes(app, routes)
