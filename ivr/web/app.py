@@ -23,7 +23,7 @@ from aiohttp import web
 from ivr import __version__
 from ivr.config import HttpConfig
 from ivr.runtime.reload import RELOAD_SWITCH_INTERVAL
-from ivr.web import api, auth, events, pages, uploads
+from ivr.web import api, auth, directory, events, pages, uploads
 from ivr.web.metrics import Metrics
 from ivr.web.routes import ApiError, Route, add_routes, openapi
 from ivr.web.sessions import Session
@@ -33,7 +33,7 @@ from ivr.web.users import WebUser
 if TYPE_CHECKING:
     from ivr.runtime.server import Server
 
-API_ROUTES: tuple[Route, ...] = (*auth.ROUTES, *api.ROUTES, *uploads.ROUTES, *events.ROUTES)
+API_ROUTES: tuple[Route, ...] = (*auth.ROUTES, *api.ROUTES, *uploads.ROUTES, *directory.ROUTES, *events.ROUTES)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
@@ -101,7 +101,7 @@ def build_app(console: Console, metrics_: Metrics, hub: events.EventHub) -> web.
         Route("GET", "/metrics", metrics, "Prometheus metrics (open on loopback; on another address an admin's "
               "API token)", "public", "metrics"),
     )
-    routes = (*API_ROUTES, *public, *pages.ROUTES, *uploads.PAGES)
+    routes = (*API_ROUTES, *public, *pages.ROUTES, *uploads.PAGES, *directory.PAGES)
     add_routes(app, routes)
     app[auth.ROUTE_TABLE] = {(r.method, r.path): r for r in routes}
     pages.add_static(app)

@@ -38,6 +38,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "prompts": "Prompts", "prompts_help": "Recordings in the prompt folder as LANGUAGE/ID.wav: an id of one "
         "of ivr's own sentences replaces its text-to-speech; a flow plays any other with play \"LANGUAGE/ID.wav\".",
         "language_name": "Language", "prompt_id": "Id", "sentence": "Sentence",
+        "directory": "Directory", "directory_help": "The people callers reach by name. A change is checked as "
+        "ivr check does, written, and the server reloads.", "first_name": "First name", "last_name": "Last name",
+        "display_name": "Display name", "department": "Department",
+        "add_person": "Add a person",
     },
     "de": {
         "app": "ivr-Konsole", "login": "Anmelden", "logout": "Abmelden", "username": "Benutzername",
@@ -70,6 +74,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "prompts_help": "Aufnahmen im Ansageordner als SPRACHE/ID.wav: die Id eines Satzes von ivr ersetzt dessen "
         "Sprachsynthese; jede andere spielt ein Ablauf mit play \"SPRACHE/ID.wav\".",
         "language_name": "Sprache", "prompt_id": "Id", "sentence": "Satz",
+        "directory": "Telefonbuch", "directory_help": "Die Personen, die Anrufer über ihren Namen erreichen. Eine "
+        "Änderung wird wie von ivr check geprüft, gespeichert, und der Server lädt neu.", "first_name": "Vorname",
+        "last_name": "Nachname", "display_name": "Angezeigter Name",
+        "department": "Abteilung", "add_person": "Person hinzufügen",
     },
 }
 
