@@ -41,7 +41,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "directory": "Directory", "directory_help": "The people callers reach by name. A change is checked as "
         "ivr check does, written, and the server reloads.", "first_name": "First name", "last_name": "Last name",
         "display_name": "Display name", "department": "Department",
-        "add_person": "Add a person",
+        "add_person": "Add a person", "pikett": "On-call (Pikett) number",
+        "pikett_help": "While you are on call, the flows' transfer to pikett GROUP rings this number for the "
+        "groups you are in. Empty: you are not on call. Reset: the number the administrator set.",
     },
     "de": {
         "app": "ivr-Konsole", "login": "Anmelden", "logout": "Abmelden", "username": "Benutzername",
@@ -77,7 +79,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "directory": "Telefonbuch", "directory_help": "Die Personen, die Anrufer über ihren Namen erreichen. Eine "
         "Änderung wird wie von ivr check geprüft, gespeichert, und der Server lädt neu.", "first_name": "Vorname",
         "last_name": "Nachname", "display_name": "Angezeigter Name",
-        "department": "Abteilung", "add_person": "Person hinzufügen",
+        "department": "Abteilung", "add_person": "Person hinzufügen", "pikett": "Pikett-Nummer",
+        "pikett_help": "Solange Sie Pikett haben, ruft ein Ablauf mit transfer to pikett GRUPPE diese Nummer für "
+        "Ihre Gruppen an. Leer: Sie haben kein Pikett. Zurücksetzen: die Nummer des Administrators.",
     },
 }
 

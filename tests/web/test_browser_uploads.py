@@ -1,4 +1,4 @@
-"""Greetings, prompts and the directory in a real browser (Debian's Chromium, headless, Selenium)
+"""Greetings, prompts, the directory and the Pikett number in a real browser (Debian's Chromium, headless, Selenium)
 against a real ``ivr serve``: a user uploads a greeting and plays it back, an admin uploads a
 prompt, and an admin adds, renames and removes a directory entry and sees ``ivr check``'s error."""
 
@@ -99,3 +99,19 @@ def test_an_admin_adds_renames_and_removes_a_directory_entry(browser: Any, direc
     wait(browser, EC.presence_of_element_located((By.ID, "saved")))
     assert "Erika" not in csv.read_text()
     assert not browser.find_elements(By.ID, f"staff-{line}-save")
+
+
+def test_a_user_goes_on_call_with_a_pikett_number(browser: Any, web_server: WebServer) -> None:  # noqa: F811
+    log_in(browser, web_server, "201")
+    field = browser.find_element(By.ID, "pikett")
+    field.clear()
+    field.send_keys("+41 79 700 12 01")
+    browser.find_element(By.ID, "save-pikett").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    assert browser.find_element(By.ID, "pikett").get_attribute("value") == "+41797001201"
+    assert web_server.client("201").get("/api/v1/extensions/201/pikett").json()["pikett"] == "+41797001201"
+    browser.find_element(By.ID, "reset-pikett").click()
+    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    assert browser.find_element(By.ID, "pikett").get_attribute("value") == ""
+    browser.get(web_server.url + "/me?lang=de")
+    assert "Pikett-Nummer" in browser.find_element(By.TAG_NAME, "main").text
