@@ -53,7 +53,7 @@ def services(tmp_path: Path) -> SimpleNamespace:
     # the trunk takes numbers the deployment names: the on-call mobile in the flow, the follow-me ones
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
                            contact_host="203.0.113.5", wall=time.time, lines=Lines(),
-                           program=load_flow([tmp_path / "flow.ivr"]), forwarding=dict)
+                           program=load_flow([tmp_path / "flow.ivr"]), forwarding=dict, pikett=dict)
 
 
 def leg(services: SimpleNamespace, target: str, ringing: tuple[str, ...], caller: str = CALLER) -> tuple[str, dict[str, str]]:
