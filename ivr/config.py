@@ -102,6 +102,7 @@ class Extension:
     may_call_out: bool = False
     contacts: tuple[str, ...] = ()  # static contacts for devices that do not register
     follow_me: tuple[str, ...] = ()
+    pikett: str = ""  # on-call number: what `transfer to pikett GROUP` rings for this member ("": off call)
     shown_number: str = "caller"  # what a call put through to this person shows: "caller" or "company"
     # Calls from this extension's phones (ivr.runtime.phones): the dial patterns it may call out
     # to (empty: whatever the trunks allow), the number it shows outside ("": the trunk's).
@@ -248,6 +249,11 @@ class HttpConfig:
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the console listens on loopback only (then /metrics needs no token)."""
+        return self.listen is None or self.listen[0] in LOOPBACK
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,7 @@ class Transfer(Node):
 @dataclass(frozen=True, kw_only=True)
 class GroupRef(Node):
     name: str
+    pikett: bool = False  # `transfer to pikett NAME`: the members' on-call numbers, not their phones
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -618,7 +618,7 @@ def _target_text(target: ast.Value | ast.GroupRef) -> str:
     if isinstance(target, ast.Var):
         return "{" + target.name + "}"
     if isinstance(target, ast.GroupRef):
-        return target.name
+        return f"pikett {target.name}" if target.pikett else target.name
     return target.text
 
 
@@ -669,6 +669,8 @@ def _unreachable(program: Program, items: Sequence[ast.Item]) -> list[Diagnostic
             continue
         seen.add(name)
         todo.extend(_successors(program, name))
+    # `transfer to GROUP` and `transfer to pikett GROUP` ring the group in place: it is used.
+    seen |= {op.group for s in seen if isinstance(op := program.states[s].op, TransferOp) and op.group}
     out: list[Diagnostic] = []
     reported: set[str] = set()
     for item in items:

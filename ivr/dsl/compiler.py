@@ -179,10 +179,13 @@ class TransferOp(Op):
     music: str = ""
     refer: bool = False
     group: str = ""
+    pikett: bool = False  # ring the members' on-call numbers instead of the members
     waits: ClassVar[tuple[str, ...]] = ("transfer_result",)
     edges: ClassVar[tuple[str, ...]] = TRANSFER_EDGES
 
     def describe(self) -> str:
+        if self.pikett:
+            return f"ring on call of group {self.group}"
         if self.group:
             return f"ring group {self.group}"
         return "transfer to " + ", ".join(value_text(v) for targets, _ in self.plan for v in targets)
@@ -389,7 +392,7 @@ def value_text(value: ast.Value | ast.GroupRef | None) -> str:
     if isinstance(value, ast.Num):
         return value.text
     if isinstance(value, ast.GroupRef):
-        return value.name
+        return f"pikett {value.name}" if value.pikett else value.name
     return ""
 
 
@@ -744,7 +747,7 @@ class Compiler:
             op = _group_op(group)
             if node.music:
                 op = replace(op, music=node.music.text)
-            op = replace(op, refer=op.refer or node.refer)
+            op = replace(op, refer=op.refer or node.refer, pikett=node.target.pikett)
             # The statement's own branches win; the group's fill in the rest.
             branches += list(group.branches)
         else:

@@ -276,6 +276,7 @@ class Transfer(Action):
     music: str = ""
     group: str = ""
     refer: bool = False
+    pikett: bool = False  # ``transfer to pikett GROUP``: the runtime rings the members' on-call numbers
 
 
 @dataclass(frozen=True)

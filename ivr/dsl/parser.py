@@ -677,10 +677,15 @@ class AstBuilder(Transformer[Token, Any]):
             flat.extend(b if isinstance(b, list) else [b])
         return dataclasses.replace(node, branches=node.branches + tuple(flat))
 
+    def pikett_target(self, meta: Any, c: list[Any]) -> ast.GroupRef:
+        return ast.GroupRef(pos=self._tpos(c[0]), name=str(c[0]), pikett=True)
+
     def transfer(self, meta: Any, c: list[Any]) -> ast.Transfer:
         target = c[0]
         value: ast.Value | ast.GroupRef
-        if isinstance(target, Token) and target.type == "NAME":
+        if isinstance(target, ast.GroupRef):
+            value = target
+        elif isinstance(target, Token) and target.type == "NAME":
             value = ast.GroupRef(pos=self._tpos(target), name=str(target))
         else:
             value = self._value(target)

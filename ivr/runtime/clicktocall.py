@@ -25,7 +25,7 @@ from typing import Any
 
 from ivr.dsl import events as ev
 from ivr.runtime.outcomes import Unreachable
-from ivr.runtime.phones import PhoneCaller, trunk_permission
+from ivr.runtime.phones import PhoneCaller, chosen_numbers, trunk_permission
 from ivr.runtime.ports import CallMedia
 from ivr.runtime.services import Services
 from ivr.runtime.transfer import TransferSession
@@ -53,7 +53,8 @@ def allowed_target(services: Services, phone: PhoneCaller, target: str) -> None:
         return
     if not is_external(target):
         raise ClickToCallError(404, f"{target!r} is neither an extension nor a telephone number")
-    refusal = trunk_permission(phone, target, target, services.literal_numbers, services.config, services.forwarding())
+    refusal = trunk_permission(phone, target, target, services.literal_numbers, services.config,
+                               chosen_numbers(services.forwarding(), services.pikett()))
     if refusal:
         raise ClickToCallError(403, refusal)
     try:

@@ -1,17 +1,24 @@
-"""Each extension's own forwarding choices, which its owner changes in the console: the follow-me numbers.
+"""Each extension's own forwarding choices, which its owner changes in the console: the follow-me
+numbers and the on-call (Pikett) number.
 
 They live in ``forwarding.json`` in the data folder, an object by extension number such as
-``{"204": {"follow_me": ["+41797001204"]}}``; a missing file, or an extension missing from it,
-means the deployment file's ``follow_me`` applies.  An entry with ``"follow_me": []`` turns
-follow-me off for that extension.  A transfer reads the file when it starts
-(:meth:`ivr.runtime.transfer.TransferSession`), so a change applies to the next call without a
-reload; the console (:mod:`ivr.web`) writes it atomically under a lock.
+``{"204": {"follow_me": ["+41797001204"], "pikett": "+41797654321"}}``; a missing file, or a key
+missing from an extension's entry, means the deployment file's ``follow_me`` or ``pikett``
+applies.  ``"follow_me": []`` turns follow-me off for that extension, ``"pikett": ""`` takes it
+off call.  A transfer reads the file when it starts (:meth:`ivr.runtime.transfer.TransferSession`),
+so a change applies to the next call without a reload; the console (:mod:`ivr.web`) writes it
+atomically under a lock.
+
+The Pikett number is what ``transfer to pikett GROUP`` rings for this extension when it is a
+member of the group: the group's ring plan with each member's Pikett number in place of their
+phone, members without one left out (:func:`pikett_plan`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ivr.runtime.atomic import locked, write_text_atomically
@@ -20,6 +27,7 @@ FORWARDING_FILE = "forwarding.json"
 # An extension (digits) or an E.164 / national number: what a transfer can ring.
 NUMBER = re.compile(r"\+?[0-9]{2,20}")
 MAX_FOLLOW_ME = 5
+Plan = tuple[tuple[tuple[str, ...], float], ...]  # steps of targets rung together, each for its timeout
 
 
 class ForwardingError(Exception):
@@ -30,8 +38,7 @@ def forwarding_path(data: Path) -> Path:
     return Path(data) / FORWARDING_FILE
 
 
-def read_forwarding(data: Path) -> dict[str, tuple[str, ...]]:
-    """Follow-me numbers by extension, as set in the console ({} without the file)."""
+def _read_raw(data: Path) -> dict[str, dict[str, object]]:
     path = forwarding_path(data)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -39,39 +46,83 @@ def read_forwarding(data: Path) -> dict[str, tuple[str, ...]]:
         return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ForwardingError(f"{path}: cannot read forwarding: {exc}") from None
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
         raise ForwardingError(f'{path}: expected an object like {{"204": {{"follow_me": ["+41797001204"]}}}}')
+    return {str(k): dict(v) for k, v in raw.items()}
+
+
+def read_forwarding(data: Path) -> dict[str, tuple[str, ...]]:
+    """Follow-me numbers by extension, as set in the console ({} without the file)."""
     out: dict[str, tuple[str, ...]] = {}
-    for extension, entry in raw.items():
-        numbers = entry.get("follow_me") if isinstance(entry, dict) else None
+    for extension, entry in _read_raw(data).items():
+        if "follow_me" not in entry:
+            continue
+        numbers = entry["follow_me"]
         if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
-            raise ForwardingError(f"{path}: {extension}: follow_me must be a list of numbers")
-        out[str(extension)] = tuple(numbers)
+            raise ForwardingError(f"{forwarding_path(data)}: {extension}: follow_me must be a list of numbers")
+        out[extension] = tuple(numbers)
     return out
+
+
+def read_pikett(data: Path) -> dict[str, str]:
+    """On-call numbers by extension, as set in the console ("": off call; {} without the file)."""
+    out: dict[str, str] = {}
+    for extension, entry in _read_raw(data).items():
+        if "pikett" not in entry:
+            continue
+        if not isinstance(entry["pikett"], str):
+            raise ForwardingError(f"{forwarding_path(data)}: {extension}: pikett must be a number or \"\"")
+        out[extension] = entry["pikett"]
+    return out
+
+
+def check_number(number: str) -> str:
+    """``number`` cleaned of spaces, dots, slashes and dashes, or :class:`ForwardingError`."""
+    compact = re.sub(r"[\s./-]", "", number)
+    if not NUMBER.fullmatch(compact):
+        raise ForwardingError(f"not a phone number: {number!r} (digits, optionally starting with +)")
+    return compact
 
 
 def check_follow_me(numbers: list[str]) -> tuple[str, ...]:
     """The numbers, cleaned of spaces, or :class:`ForwardingError` naming the first bad one."""
     if len(numbers) > MAX_FOLLOW_ME:
         raise ForwardingError(f"at most {MAX_FOLLOW_ME} follow-me numbers, got {len(numbers)}")
-    cleaned = []
-    for number in numbers:
-        compact = re.sub(r"[\s./-]", "", number)
-        if not NUMBER.fullmatch(compact):
-            raise ForwardingError(f"not a phone number: {number!r} (digits, optionally starting with +)")
-        cleaned.append(compact)
-    return tuple(cleaned)
+    return tuple(check_number(n) for n in numbers)
+
+
+def _update(data: Path, extension: str, key: str, value: object | None) -> None:
+    """Set (or, with None, remove) one key of an extension's entry, under the file's lock."""
+    data = Path(data)
+    data.mkdir(parents=True, exist_ok=True)
+    with locked(forwarding_path(data)):
+        current = _read_raw(data)
+        entry = current.pop(extension, {})
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+        if entry:
+            current[extension] = entry
+        write_text_atomically(forwarding_path(data), json.dumps(current, indent=2, sort_keys=True) + "\n")
 
 
 def write_follow_me(data: Path, extension: str, numbers: tuple[str, ...] | None) -> None:
     """Set an extension's follow-me numbers (``None``: back to the deployment file's)."""
-    data = Path(data)
-    data.mkdir(parents=True, exist_ok=True)
-    with locked(forwarding_path(data)):
-        current = {k: {"follow_me": list(v)} for k, v in read_forwarding(data).items()}
-        if numbers is None:
-            current.pop(extension, None)
-        else:
-            current[extension] = {"follow_me": list(numbers)}
-        write_text_atomically(forwarding_path(data), json.dumps(current, indent=2, sort_keys=True) + "\n")
+    _update(data, extension, "follow_me", list(numbers) if numbers is not None else None)
 
+
+def write_pikett(data: Path, extension: str, number: str | None) -> None:
+    """Set an extension's on-call number (``""``: off call; ``None``: back to the deployment file's)."""
+    _update(data, extension, "pikett", number)
+
+
+def pikett_plan(plan: Plan, pikett: Callable[[str], str]) -> Plan:
+    """A group's ring plan with each member's on-call number in place of the member; members
+    without one are left out (a plan nobody is on call in rings nobody: ``unavailable``)."""
+    out = []
+    for targets, timeout in plan:
+        numbers = tuple(dict.fromkeys(n for n in (pikett(t) for t in targets) if n))
+        if numbers:
+            out.append((numbers, timeout))
+    return tuple(out)

@@ -119,9 +119,14 @@ def literal_numbers(program: Program, config: Config) -> frozenset[str]:
         if isinstance(op, TransferOp):
             numbers |= {v.text for targets, _ in op.plan for v in targets if isinstance(v, ast.Num | ast.Str)}
     for ext in config.extensions:
-        numbers |= set(ext.follow_me)
+        numbers |= set(ext.follow_me) | {ext.pikett}
         numbers |= {ext.forward_always, ext.forward_busy, ext.forward_no_answer, ext.forward_unreachable}
     return frozenset(n for n in numbers if n and is_external(n))
+
+
+def chosen_numbers(follow_me: Mapping[str, tuple[str, ...]], pikett: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Every number an extension's owner chose in the console: follow-me and on-call."""
+    return {ext: (*follow_me.get(ext, ()), *filter(None, (pikett.get(ext, ""),))) for ext in follow_me.keys() | pikett}
 
 
 def owners_numbers(config: Config, chosen: Mapping[str, tuple[str, ...]]) -> frozenset[str]:

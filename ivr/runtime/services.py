@@ -27,7 +27,7 @@ from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.atomic import StatCached
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.forwarding import ForwardingError, forwarding_path, read_forwarding
+from ivr.runtime.forwarding import ForwardingError, forwarding_path, read_forwarding, read_pikett
 from ivr.runtime.phones import Lines, literal_numbers
 from ivr.runtime.switches import SwitchError, SwitchReader
 from ivr.storage import Storage, open_storage
@@ -393,6 +393,17 @@ class Services:
         data = self.data
         reader: StatCached[dict[str, tuple[str, ...]]] = self._get("forwarding", lambda: StatCached(
             lambda: read_forwarding(data), lambda: forwarding_path(data), dict))
+        try:
+            return reader.get()
+        except ForwardingError:  # a damaged file must not stop a transfer: the deployment's numbers apply
+            log.exception("cannot read forwarding in %s", self.data)
+            return {}
+
+    def pikett(self) -> dict[str, str]:
+        """On-call numbers the extensions' owners set in the console, read per transfer like :meth:`forwarding`."""
+        data = self.data
+        reader: StatCached[dict[str, str]] = self._get("pikett", lambda: StatCached(
+            lambda: read_pikett(data), lambda: forwarding_path(data), dict))
         try:
             return reader.get()
         except ForwardingError:  # a damaged file must not stop a transfer: the deployment's numbers apply

@@ -173,7 +173,7 @@ def describe_transfer(action: ev.Transfer) -> str:
     """``transfer: 300 (20s)`` for one target; ``ring: 201, 202 (25s), then 204 (15s) (group sales)``."""
     steps = [f"{', '.join(targets)} ({fmt_seconds(timeout)})" for targets, timeout in action.plan]
     single = len(action.plan) == 1 and len(action.plan[0][0]) == 1 and not action.group
-    verb = "transfer" if single else "ring"
+    verb = "ring on call" if action.pikett else "transfer" if single else "ring"
     group = f" (group {action.group})" if action.group else ""
     return f"{verb}: " + ", then ".join(steps) + (" by refer" if action.refer else "") + group
 

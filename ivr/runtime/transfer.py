@@ -50,6 +50,7 @@ from ivr.media.clip import FRAME_SAMPLES, RATE
 from ivr.media.holdmusic import MusicPlayer
 from ivr.runtime import phones
 from ivr.runtime.bridge import AudioRelay, Bridge, HoldSource
+from ivr.runtime.forwarding import pikett_plan
 from ivr.runtime.outcomes import Unreachable, combine, outcome_for_status
 from ivr.runtime.ports import CallMedia
 from ivr.runtime.presentation import Shown, shown_for
@@ -288,7 +289,8 @@ def destinations(
         raise Unreachable("unavailable", f"{target!r} is neither an extension in ivr.toml nor a telephone number")
     phone = getattr(call, "phone", None)
     refusal = phones.trunk_permission(
-        phone, target, getattr(call, "called", ""), services.literal_numbers, config, services.forwarding()
+        phone, target, getattr(call, "called", ""), services.literal_numbers, config,
+        phones.chosen_numbers(services.forwarding(), services.pikett()),
     )
     if refusal:
         raise Unreachable("failed", refusal)
@@ -361,7 +363,7 @@ class TransferSession:
         self.post = post
         self.services = caller.services
         self.loop = asyncio.get_running_loop()
-        self.plan = RingPlan(with_follow_me(action.plan, self._follow_me) if rings_one(action) else action.plan)
+        self.plan = RingPlan(self._plan(action))
         self.rings: dict[str, _Ring] = {}
         self.legs: dict[str, Leg] = {}  # by Call-ID
         self.bridge: Bridge | None = None
@@ -379,6 +381,21 @@ class TransferSession:
         self.handover: PhoneTransfer | None = None  # the bridged phone is transferring the caller on
         self._forwarded = {t for step, _ in action.plan for t in step}  # targets rung: forwarding goes elsewhere
         self.started = self.services.wall()
+
+    def _plan(self, action: ev.Transfer) -> Plan:
+        """What is rung: the members' on-call numbers (``transfer to pikett GROUP``), one person and
+        their follow-me numbers, or the plan as written."""
+        if action.pikett:
+            return pikett_plan(action.plan, self._pikett)
+        return with_follow_me(action.plan, self._follow_me) if rings_one(action) else action.plan
+
+    def _pikett(self, target: str) -> str:
+        """The member's on-call number: their choice in the console, else the deployment file's."""
+        chosen = self.services.pikett().get(target)
+        if chosen is not None:
+            return chosen
+        extension = self.services.config.extension(target)
+        return extension.pikett if extension is not None else ""
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
         """The owner's choice in the console (ivr.runtime.forwarding), else the deployment file's."""

@@ -17,7 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.runtime.forwarding import ForwardingError, check_follow_me, write_follow_me
+from ivr.runtime.forwarding import (
+    ForwardingError,
+    check_follow_me,
+    check_number,
+    read_pikett,
+    write_follow_me,
+    write_pikett,
+)
 from ivr.runtime.journal import JournalRow, parse_since
 from ivr.runtime.switches import SwitchError, declared_switches, switch_positions
 from ivr.web import flows
@@ -324,6 +331,42 @@ async def set_forwarding(request: web.Request) -> web.Response:
     return web.json_response(await save_follow_me(console_of(request), extension, body["follow_me"]))
 
 
+def pikett_of(console: Console, extension: Any) -> dict[str, Any]:
+    """An extension's on-call number: the owner's choice in the console, else the deployment file's."""
+    chosen = read_pikett(console.data).get(extension.number)
+    return {"extension": extension.number, "pikett": chosen if chosen is not None else extension.pikett,
+            "from_console": chosen is not None, "deployment_pikett": extension.pikett}
+
+
+async def get_pikett(request: web.Request) -> web.Response:
+    extension = _extension(request)
+    console = console_of(request)
+    try:
+        return web.json_response(await console.blocking(pikett_of, console, extension))
+    except ForwardingError as exc:
+        raise ApiError(500, str(exc)) from None
+
+
+PIKETT_BODY = {"type": "object", "properties": {"pikett": {"type": ["string", "null"], "maxLength": 30}},
+               "required": ["pikett"]}
+
+
+async def save_pikett(console: Console, extension: Any, number: str | None) -> dict[str, Any]:
+    """Check and store an extension's on-call number ("": off call; None: the deployment file's)."""
+    try:
+        checked = check_number(number) if number else number
+    except ForwardingError as exc:
+        raise ApiError(400, str(exc)) from None
+    await console.blocking(write_pikett, console.data, extension.number, checked)
+    return await console.blocking(pikett_of, console, extension)
+
+
+async def set_pikett(request: web.Request) -> web.Response:
+    extension = _extension(request)
+    body = await json_body(request, PIKETT_BODY)
+    return web.json_response(await save_pikett(console_of(request), extension, body["pikett"]))
+
+
 # ------------------------------------------------------------------ the table
 
 CALL = {"type": "object", "properties": {
@@ -337,6 +380,10 @@ MESSAGE = {"type": "object", "properties": {"id": {"type": "integer"}, "caller":
 FORWARDING = {"type": "object", "properties": {"extension": {"type": "string"},
                                                "follow_me": {"type": "array", "items": {"type": "string"}},
                                                "from_console": {"type": "boolean"}}}
+
+PIKETT = {"type": "object", "properties": {"extension": {"type": "string"}, "pikett": {"type": "string"},
+                                           "from_console": {"type": "boolean"},
+                                           "deployment_pikett": {"type": "string"}}}
 
 
 def _list_of(key: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -378,4 +425,9 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", f"{API}/extensions/{{number}}/forwarding", set_forwarding,
           "set an extension's follow-me numbers (null: the deployment file's)", "user", "forwarding",
           body=FORWARDING_BODY, response=FORWARDING),
+    Route("GET", f"{API}/extensions/{{number}}/pikett", get_pikett, "an extension's on-call (Pikett) number, "
+          "rung by `transfer to pikett GROUP` for the groups it is in (\"\": off call)", "user", "forwarding",
+          response=PIKETT),
+    Route("PUT", f"{API}/extensions/{{number}}/pikett", set_pikett, "set the on-call number (\"\": off call; "
+          "null: the deployment file's)", "user", "forwarding", body=PIKETT_BODY, response=PIKETT),
 )

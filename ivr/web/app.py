@@ -22,14 +22,16 @@ from typing import Any
 from aiohttp import web
 
 from ivr import __version__
-from ivr.config import Config, ConfigError, load_config
-from ivr.web import api, auth, events, pages
+from ivr.config import Config, ConfigError, HttpConfig, load_config
+from ivr.web import api, auth, directory, events, pages, uploads
 from ivr.web.link import ServerLink
 from ivr.web.metrics import Metrics
-from ivr.web.routes import Route, add_routes, openapi
+from ivr.web.routes import ApiError, Route, add_routes, openapi
+from ivr.web.sessions import Session
 from ivr.web.state import CONSOLE, Console
+from ivr.web.users import WebUser
 
-API_ROUTES: tuple[Route, ...] = (*auth.ROUTES, *api.ROUTES, *events.ROUTES)
+API_ROUTES: tuple[Route, ...] = (*auth.ROUTES, *api.ROUTES, *uploads.ROUTES, *directory.ROUTES, *events.ROUTES)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
@@ -64,8 +66,23 @@ async def api_docs(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+def metrics_access(http: HttpConfig, user: WebUser | None, session: Session | None) -> None:
+    """Open on loopback; on any other address an admin's API token (``Authorization: Bearer``) is needed.
+
+    A session cookie does not count: a scraper is not a browser, and a token can be revoked alone.
+    """
+    if http.loopback:
+        return
+    if user is None or session is not None:
+        raise ApiError(401, "/metrics on an address other than loopback needs an API token "
+                            "(Authorization: Bearer TOKEN, from ivr web token)")
+    if not user.admin:
+        raise ApiError(403, "/metrics needs an admin's API token")
+
+
 async def metrics(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
+    metrics_access(console.config.http, request.get("user"), request.get("session"))
     snapshot = await console.ask("metrics")
     # In the console's worker thread: the voicemail index's SQLite read stays off the loop.
     body = await console.blocking(request.app[METRICS].render, snapshot)
@@ -80,9 +97,10 @@ def build_app(console: Console, metrics_: Metrics, hub: events.EventHub) -> web.
     public = (
         Route("GET", "/api/v1/openapi.json", openapi_json, "this document", "public", "docs"),
         Route("GET", "/api/docs", api_docs, "the API's documentation", "public", "docs"),
-        Route("GET", "/metrics", metrics, "Prometheus metrics", "public", "metrics"),
+        Route("GET", "/metrics", metrics, "Prometheus metrics (open on loopback; on another address an admin's "
+              "API token)", "public", "metrics"),
     )
-    routes = (*API_ROUTES, *public, *pages.ROUTES)
+    routes = (*API_ROUTES, *public, *pages.ROUTES, *uploads.PAGES, *directory.PAGES)
     add_routes(app, routes)
     app[auth.ROUTE_TABLE] = {(r.method, r.path): r for r in routes}
     pages.add_static(app)

@@ -90,7 +90,7 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
 
 async def _csrf_ok(request: web.Request, session: Session) -> bool:
     given = request.headers.get(CSRF_HEADER)
-    if given is None and request.content_type == "application/x-www-form-urlencoded":
+    if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         given = str((await request.post()).get("csrf", "")) or None
     return csrf_ok(session, given)
 

@@ -107,8 +107,12 @@ async def deploy_flow_text(console: Console, name: str, text: str) -> dict[str, 
     if any(d["severity"] == "error" for d in diagnostics):
         raise ApiError(422, f"{path.name} has errors: not deployed", diagnostics=diagnostics)
     await console.blocking(write_text_atomically, path, text)
-    result = await console.ask("reload")  # the reloader SIGHUP uses, in ivr serve
-    return {"deployed": path.name, "diagnostics": diagnostics, "reload": result}
+    return {"deployed": path.name, "diagnostics": diagnostics, "reload": await reload(console)}
+
+
+async def reload(console: Console) -> dict[str, Any]:
+    """Reload the server as SIGHUP does (after a deploy, a directory change); the reload's record."""
+    return await console.ask("reload")  # the reloader SIGHUP uses, in ivr serve
 
 
 async def check(request: web.Request) -> web.Response:

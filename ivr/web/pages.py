@@ -54,8 +54,9 @@ $body
 """)
 
 ADMIN_PAGES = (("/", "dashboard"), ("/journal", "journal"), ("/voicemail", "voicemail"), ("/flows", "flows"),
-               ("/switches", "switches"), ("/me", "me"))
-USER_PAGES = (("/me", "me"), ("/voicemail", "voicemail"))
+               ("/switches", "switches"), ("/directory", "directory"), ("/prompts", "prompts"), ("/me", "me"),
+               ("/greetings", "greetings"))
+USER_PAGES = (("/me", "me"), ("/voicemail", "voicemail"), ("/greetings", "greetings"))
 
 
 def _lang(request: web.Request) -> dict[str, str]:
@@ -358,7 +359,25 @@ async def me_page(request: web.Request) -> web.Response:
             f'<textarea id=follow-me name=numbers rows=4>{h(chr(10).join(forwarding["follow_me"]))}</textarea>'
             f'<p><button id=save name=action value=save>{h(t["save"])}</button> '
             f'<button id=reset name=action value=reset>{h(t["reset"])}</button></p></form>')
+    pikett = await console.blocking(api.pikett_of, console, extension)
+    body += (f'<h2>{h(t["pikett"])}</h2><p>{h(t["pikett_help"])}</p>'
+             f'<form method=post action="/console/me/pikett">{csrf_field(request)}'
+             f'<input id=pikett name=number value="{h(pikett["pikett"])}" size=20> '
+             f'<button id=save-pikett name=action value=save>{h(t["save"])}</button> '
+             f'<button id=reset-pikett name=action value=reset>{h(t["reset"])}</button></form>')
     return render(request, "me", body)
+
+
+async def pikett_submit(request: web.Request) -> web.StreamResponse:
+    console: Console = request.app[CONSOLE]
+    user: WebUser = request["user"]
+    form = await request.post()
+    number = None if form.get("action") == "reset" else str(form.get("number", "")).strip()
+    try:
+        await api.save_pikett(console, console.config.extension(user.extension), number)
+    except ApiError as exc:
+        raise web.HTTPSeeOther("/me?" + urlencode({"error": str(exc)})) from None
+    raise web.HTTPSeeOther("/me?saved=1")
 
 
 async def follow_me_submit(request: web.Request) -> web.StreamResponse:
@@ -393,6 +412,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/console/switches/{name}", switch_submit, "flip a switch", "admin", "pages"),
     Route("GET", "/me", me_page, "a user's own page", "user", "pages"),
     Route("POST", "/console/me/follow-me", follow_me_submit, "set follow-me", "user", "pages"),
+    Route("POST", "/console/me/pikett", pikett_submit, "set the on-call number", "user", "pages"),
 )
 
 

@@ -32,6 +32,19 @@ TEXTS: dict[str, dict[str, str]] = {
                           "Empty: nobody. Reset: the numbers the administrator set.",
         "save": "Save", "reset": "Reset", "saved": "Saved.", "forbidden": "You may not see this page.",
         "hang_up": "Hang up", "language": "Deutsch", "other_lang": "de", "code": "en",
+        "greetings": "Greetings", "greetings_help": "What callers hear before they leave you a message. Upload a "
+        "WAV file; it replaces the greeting recorded by phone.", "kind": "Kind", "recording": "Recording",
+        "none": "none", "upload": "Upload", "greeting_unavailable": "Not available", "greeting_busy": "Busy",
+        "greeting_temporary": "Temporary (replaces both while set)", "greeting_name": "Your name",
+        "prompts": "Prompts", "prompts_help": "Recordings in the prompt folder as LANGUAGE/ID.wav: an id of one "
+        "of ivr's own sentences replaces its text-to-speech; a flow plays any other with play \"LANGUAGE/ID.wav\".",
+        "language_name": "Language", "prompt_id": "Id", "sentence": "Sentence",
+        "directory": "Directory", "directory_help": "The people callers reach by name. A change is checked as "
+        "ivr check does, written, and the server reloads.", "first_name": "First name", "last_name": "Last name",
+        "display_name": "Display name", "department": "Department",
+        "add_person": "Add a person", "pikett": "On-call (Pikett) number",
+        "pikett_help": "While you are on call, the flows' transfer to pikett GROUP rings this number for the "
+        "groups you are in. Empty: you are not on call. Reset: the number the administrator set.",
     },
     "de": {
         "app": "ivr-Konsole", "login": "Anmelden", "logout": "Abmelden", "username": "Benutzername",
@@ -57,6 +70,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "save": "Speichern", "reset": "Zurücksetzen", "saved": "Gespeichert.",
         "forbidden": "Diese Seite ist für Sie nicht sichtbar.", "hang_up": "Auflegen", "language": "English",
         "other_lang": "en", "code": "de",
+        "greetings": "Ansagen", "greetings_help": "Was Anrufer hören, bevor sie Ihnen eine Nachricht hinterlassen. "
+        "Laden Sie eine WAV-Datei hoch; sie ersetzt die am Telefon aufgenommene Ansage.", "kind": "Art",
+        "recording": "Aufnahme", "none": "keine", "upload": "Hochladen", "greeting_unavailable": "Nicht erreichbar",
+        "greeting_busy": "Besetzt", "greeting_temporary": "Vorübergehend (ersetzt beide, solange gesetzt)",
+        "greeting_name": "Ihr Name", "prompts": "Ansagetexte",
+        "prompts_help": "Aufnahmen im Ansageordner als SPRACHE/ID.wav: die Id eines Satzes von ivr ersetzt dessen "
+        "Sprachsynthese; jede andere spielt ein Ablauf mit play \"SPRACHE/ID.wav\".",
+        "language_name": "Sprache", "prompt_id": "Id", "sentence": "Satz",
+        "directory": "Telefonbuch", "directory_help": "Die Personen, die Anrufer über ihren Namen erreichen. Eine "
+        "Änderung wird wie von ivr check geprüft, gespeichert, und der Server lädt neu.", "first_name": "Vorname",
+        "last_name": "Nachname", "display_name": "Angezeigter Name",
+        "department": "Abteilung", "add_person": "Person hinzufügen", "pikett": "Pikett-Nummer",
+        "pikett_help": "Solange Sie Pikett haben, ruft ein Ablauf mit transfer to pikett GRUPPE diese Nummer für "
+        "Ihre Gruppen an. Leer: Sie haben kein Pikett. Zurücksetzen: die Nummer des Administrators.",
     },
 }
 

@@ -293,6 +293,17 @@ def test_group_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def test_pikett_group_ref(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transfer to the on-call numbers of an unknown group; a step named pikett is still a step"""
+    files = {'pikett_ref.ivr': 'number default -> pikett\npikett:\n    transfer to pikett salse else hangup\n'
+             '    transfer to pikett sales\n        else -> pikett\ngroup sales:\n    ring 201 for 20s\n    else -> hangup\n'}
+    assert check(tmp_path, monkeypatch, files) == (
+        "pikett_ref.ivr:3:24: error: unknown group 'salse'; did you mean 'sales'?\n"
+        '        transfer to pikett salse else hangup\n'
+        '                           ^'
+    )
+
+
 def test_unknown_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """an undeclared directory"""
     files = {'unknown_dir.ivr': 'number default -> s\ns:\n    directory stuff else hangup\n'}

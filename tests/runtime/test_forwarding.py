@@ -14,7 +14,9 @@ from ivr.runtime.forwarding import (
     ForwardingError,
     check_follow_me,
     read_forwarding,
+    read_pikett,
     write_follow_me,
+    write_pikett,
 )
 from ivr.runtime.simulate import Scenario, simulate
 
@@ -83,3 +85,75 @@ def test_numbers_are_checked_and_a_damaged_file_is_named(tmp_path: Path) -> None
     (tmp_path / "forwarding.json").write_text(json.dumps({"204": {"follow_me": "+4179"}}))
     with pytest.raises(ForwardingError, match="204: follow_me must be a list of numbers$"):
         read_forwarding(tmp_path)
+
+
+# ------------------------------------------------------------------ the on-call (Pikett) number
+
+PIKETT_DEPLOYMENT = """\
+[server]
+data = "{data}"
+[prompts]
+folders = ["prompts"]
+[[extensions]]
+number = "206"
+password = "dng-6Pq4-sF1u"
+pikett = "+41797001206"
+may_call_out = true
+[[extensions]]
+number = "210"
+password = "jwe-2Gt8-mC4v"
+may_call_out = {may_call_out}
+[[mailboxes]]
+number = "300"
+[[trunks]]
+name = "carrier"
+host = "192.0.2.99"
+allow = ["+41797001*"]
+"""
+PIKETT_FLOW = ("number 100 -> s\ns:\n    transfer to pikett engineers\n        else -> voicemail 300\n"
+               "group engineers:\n    ring 206, 210 together for 20s\n    else -> voicemail 300\n")
+
+
+def pikett_call(tmp_path: Path, may_call_out: bool = True) -> tuple[list[str], str]:
+    """The numbers a call to the flow's on-call transfer rings, and where it ends."""
+    (tmp_path / "prompts").mkdir(exist_ok=True)
+    (tmp_path / "ivr.toml").write_text(PIKETT_DEPLOYMENT.format(data=tmp_path / "data",
+                                                                may_call_out=str(may_call_out).lower()))
+    (tmp_path / "flow.ivr").write_text(PIKETT_FLOW)
+    config = load_config(tmp_path / "ivr.toml")
+    program = load_flow([tmp_path / "flow.ivr"], prompt_folders=config.prompt_folders, config=config)
+    scenario = Scenario(start=parse_local("2026-11-23 22:00", "Europe/Zurich"), caller="+41791112233",
+                        answer=frozenset())
+    result = simulate(program, scenario, config=config)
+    legs = [r["uri"].split("@")[0] for r in result.records if r.get("event") == "leg_invite"]
+    done = next(r for r in result.records if r.get("event") == "transfer_done")
+    return legs, done["outcome"]
+
+
+def test_pikett_rings_the_members_on_call_numbers_and_members_go_on_and_off_call_in_the_console(
+    tmp_path: Path,
+) -> None:
+    assert pikett_call(tmp_path) == (["sip:+41797001206"], "no_answer")  # ivr.toml's: not the phones
+    write_pikett(tmp_path / "data", "210", "+41797001210")
+    assert sorted(pikett_call(tmp_path)[0]) == ["sip:+41797001206", "sip:+41797001210"]
+    write_pikett(tmp_path / "data", "206", "")  # Daniel off call: the deployment file's number no longer rings
+    assert pikett_call(tmp_path)[0] == ["sip:+41797001210"]
+    write_pikett(tmp_path / "data", "210", None)
+    assert pikett_call(tmp_path) == ([], "unavailable")  # nobody on call: nobody is rung
+    assert read_pikett(tmp_path / "data") == {"206": ""}
+
+
+def test_an_on_call_number_of_a_member_who_may_not_call_out_does_not_go_out(tmp_path: Path) -> None:
+    write_pikett(tmp_path / "data", "210", "+41797001210")
+    assert pikett_call(tmp_path, may_call_out=False)[0] == ["sip:+41797001206"]
+
+
+def test_follow_me_and_pikett_share_the_file_without_losing_each_other(tmp_path: Path) -> None:
+    write_follow_me(tmp_path, "204", ("+41797001204",))
+    write_pikett(tmp_path, "204", "+41797654321")
+    write_follow_me(tmp_path, "204", None)
+    assert read_forwarding(tmp_path) == {} and read_pikett(tmp_path) == {"204": "+41797654321"}
+    assert json.loads((tmp_path / "forwarding.json").read_text()) == {"204": {"pikett": "+41797654321"}}
+    (tmp_path / "forwarding.json").write_text(json.dumps({"204": {"pikett": 41}}))
+    with pytest.raises(ForwardingError, match='204: pikett must be a number or ""$'):
+        read_pikett(tmp_path)

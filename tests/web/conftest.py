@@ -74,6 +74,7 @@ class WebServer:
     url: str
     flow: Path
     data: Path
+    prompts: Path
     _logins: dict[str, Client] = field(default_factory=dict)
 
     def client(self, user: str | None = None, *, fresh: bool = False) -> Client:
@@ -95,9 +96,11 @@ class WebServer:
         return client
 
 
-def start_web(tmp: Path, tts_cache: Path, lifetime: str = "8h") -> WebServer:
+def start_web(tmp: Path, tts_cache: Path, lifetime: str = "8h", *, more: tuple[str, ...] = ()) -> WebServer:
+    """A server on office.ivr and the flows (and files) ``more`` names from tests/web/flows/."""
     flow = tmp / "office.ivr"
-    shutil.copy(HERE / "flows" / "office.ivr", flow)
+    for name in ("office.ivr", *more):
+        shutil.copy(HERE / "flows" / name, tmp / name)
     (tmp / "data").mkdir(exist_ok=True)
     # The passwords go in before the start, with the server's own config reader and hasher.
     toml = tmp / "users.toml"
@@ -105,13 +108,24 @@ def start_web(tmp: Path, tts_cache: Path, lifetime: str = "8h") -> WebServer:
     config = load_config(toml)
     for user, password in PASSWORDS.items():
         set_password(config, user, password)
-    ivr = peers.start_ivr(tmp, [flow], sections=SECTIONS.format(lifetime=lifetime), tts_cache=tts_cache)
+    prompts = tmp / "prompts"  # the first prompt folder: prompt uploads land here
+    prompts.mkdir(exist_ok=True)
+    ivr = peers.start_ivr(tmp, [flow, *(tmp / m for m in more if m.endswith(".ivr"))], sections=SECTIONS.format(lifetime=lifetime), tts_cache=tts_cache,
+                          prompt_folders=(prompts,))
     record = ivr.wait_for(lambda r: r.get("event") == "http_listening", what="http_listening")
-    return WebServer(ivr, record["url"], flow, ivr.data)
+    return WebServer(ivr, record["url"], flow, ivr.data, prompts)
 
 
 @pytest.fixture(scope="session")
 def web_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[WebServer]:
     server = start_web(tmp_path_factory.mktemp("web"), tts_cache)
+    yield server
+    server.ivr.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def directory_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[WebServer]:
+    """A server that also runs people.ivr, whose keypad directory is staff.csv (the directory tests change it)."""
+    server = start_web(tmp_path_factory.mktemp("web-directory"), tts_cache, more=("people.ivr", "staff.csv"))
     yield server
     server.ivr.stop()  # type: ignore[attr-defined]

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from ivr.config import ConfigError, load_config
-from ivr.web.routes import validate
-from ivr.web.sessions import LOGIN_FAILURES, Sessions, csrf_ok
+from ivr.web.app import metrics_access
+from ivr.web.routes import ApiError, validate
+from ivr.web.sessions import LOGIN_FAILURES, Session, Sessions, csrf_ok
 from ivr.web.users import (
     UserError,
     WebUser,
@@ -117,3 +118,27 @@ def test_http_is_off_by_default_and_loopback_needs_no_tls(tmp_path: Path) -> Non
     assert load_config(None).http.listen is None
     (tmp_path / "ivr.toml").write_text('[http]\nlisten = "127.0.0.1"\n')
     assert load_config(tmp_path / "ivr.toml").http.listen == ("127.0.0.1", 8080)
+
+
+@pytest.mark.parametrize("listen, open_", [
+    ('"127.0.0.1:8080"', True), ('"[::1]:8080"', True), ('"localhost:8080"', True),
+    ('"0.0.0.0:8443"', False), ('"192.0.2.10:8443"', False),
+])
+def test_metrics_need_an_admins_token_off_loopback(tmp_path: Path, listen: str, open_: bool) -> None:
+    tls = "" if open_ else 'tls_cert = "c.pem"\ntls_key = "k.pem"\n'
+    (tmp_path / "ivr.toml").write_text(f"[http]\nlisten = {listen}\n{tls}")
+    http = load_config(tmp_path / "ivr.toml").http
+    admin, user = WebUser("100", "admin", "100", None), WebUser("201", "user", "201", "201")
+    session = Session(admin, "csrf", 0.0)
+    assert metrics_access(http, admin, None) is None  # an admin's token: always
+    if open_:
+        assert metrics_access(http, None, None) is None
+        return
+    for who, cookie in ((None, None), (admin, session)):  # nobody, or a browser session instead of a token
+        with pytest.raises(ApiError) as exc:
+            metrics_access(http, who, cookie)
+        assert (exc.value.status, str(exc.value)) == (401, "/metrics on an address other than loopback needs an "
+                                                           "API token (Authorization: Bearer TOKEN, from ivr web token)")
+    with pytest.raises(ApiError) as exc:
+        metrics_access(http, user, None)
+    assert (exc.value.status, str(exc.value)) == (403, "/metrics needs an admin's API token")
