@@ -162,7 +162,8 @@ class CallRunner:
     async def _setup(self) -> None:
         if not self._identify():
             return
-        if await self._feature():
+        self.services.calls[self.call_id] = self  # a Replaces may name it (ivr.runtime.attended)
+        if await self._replaces() or await self._feature():
             return
         program = self.program
         try:
@@ -229,6 +230,25 @@ class CallRunner:
         if isinstance(feature, features.OwnMailbox):
             self.program, self.entry, self.flow_called = features.feature_program(), "voicemail", feature.mailbox
         return False
+
+    async def _replaces(self) -> bool:
+        """An INVITE with Replaces (RFC 3891) takes over a leg of another call (ivr.runtime.attended),
+        or is refused: True.  False: an INVITE without Replaces."""
+        from ivr.runtime import attended
+        from ivr.runtime.transfer import replace_leg
+
+        named = attended.replacing(self)
+        if named is None:
+            return False
+        refusal, session, leg = attended.take_over_refusal(self, named) if not isinstance(named, tuple) else (
+            named, None, None)
+        self.log(event="replaces", refused=refusal[0] if refusal else 0, leg=getattr(leg, "call_id", ""))
+        if refusal is not None:
+            self._reject(*refusal)
+            return True
+        assert not isinstance(named, tuple)
+        await replace_leg(self, session, leg, named.confirmed)
+        return True
 
     def answer_now(self) -> None:
         """Answer a phone's call that is still ringing (a transfer answered, or a prompt is due)."""
@@ -939,6 +959,8 @@ class CallRunner:
             step=getattr(outcome, "step", None),
             **media,
         )
+        if self.services.calls.get(self.call_id) is self:
+            del self.services.calls[self.call_id]
         self.on_finished(self)
 
     def data_path(self, relative: str) -> Path:
