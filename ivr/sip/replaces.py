@@ -76,7 +76,7 @@ def match(calls: Mapping[str, Call], replaces: Replaces) -> Replaced:
     if call is None or call.local_tag != replaces.to_tag or remote not in (replaces.from_tag, None):
         raise ReplacesError(481, f"no dialog {replaces.call_id} with to-tag {replaces.to_tag} "
                                  f"and from-tag {replaces.from_tag}")
-    if call.state == "ended" or call.hung_up:
+    if call.state == "ended" or call.hung_up or call.hangup_after_ack:  # we are ending it
         raise ReplacesError(603, f"dialog {replaces.call_id} is over")
     confirmed = call.state in ("answered", "confirmed")
     if confirmed and replaces.early_only:

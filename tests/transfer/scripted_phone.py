@@ -139,6 +139,14 @@ class ScriptedPhone:
 
     # ------------------------------------------------------------------ calls
 
+    def ring(self) -> tuple[str, str]:
+        """Answer the next INVITE from ivr with 180 Ringing: (the INVITE, our tag)."""
+        invite = self.wait(lambda t: t.startswith("INVITE "), "INVITE")
+        tag = f"{self.user}r{self._n}"
+        self._n += 1
+        self.reply(invite, 180, "Ringing", to_tag=tag)
+        return invite, tag
+
     def answer(self) -> Dialog:
         """Answer the next INVITE from ivr with 200 and our SDP; the dialog once ACKed."""
         invite = self.wait(lambda t: t.startswith("INVITE "), "INVITE")

@@ -12,7 +12,8 @@ credentials.  202 is a baresip phone that answers by itself.
   of 201's calls, and the caller talks to 202.
 * A Replaces naming no dialog (``481``) or the call being transferred (``403``): the
   sipfrag says so and both calls stay as they were (the caller still bridged to 201).
-* An INVITE with Replaces naming no dialog gets ``481``.
+* An INVITE with Replaces naming no dialog gets ``481``; one from 202's phone naming the leg
+  that rings 201 picks the caller up.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from .scripted_phone import Dialog, ScriptedPhone, status_of
+from tests.peers.test_phones import ivr_phones
+
+from .scripted_phone import Dialog, ScriptedPhone, header, status_of, tag_of
 from .test_phone_transfer_peers import PASSWORD_202, TONE_202, shares
 from .test_transfer_peers import CALLER_TONE, FLOW, PASSWORD, dial_the_menu, tone_wav
 
@@ -126,8 +129,10 @@ def test_makeln_then_attended_transfer_joins_the_caller_with_202(
     server.wait_for(lambda r: r.get("call_id") == call_b.call_id and r.get("event") == "bridge_resume")
     b_holds = [r for r in server.call_records(call_b.call_id) if r.get("event") in ("bridge_hold", "bridge_resume")]
     assert [(r["event"], r["by"]) for r in b_holds] == [("bridge_hold", "caller"), ("bridge_resume", "caller")]
+    server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "bridge_hold"
+                    and r is not held, what="the caller held again")
     a_holds = [r["event"] for r in server.call_records(first) if r.get("event") in ("bridge_hold", "bridge_resume")]
-    assert a_holds[:3] == ["bridge_hold", "bridge_resume", "bridge_hold"], a_holds
+    assert a_holds == ["bridge_hold", "bridge_resume", "bridge_hold"], a_holds
 
     assert status_of(phone201.in_dialog(call_a, "REFER", f"Refer-To: {replaces(call_b)}\r\n")) == 202
     phone201.wait(lambda t: t.startswith("BYE ") and call_a.call_id in t, "BYE on the caller's call")
@@ -137,6 +142,8 @@ def test_makeln_then_attended_transfer_joins_the_caller_with_202(
     assert (done["target"], done["attended"], done["consultation"]) == ("202", True, call_b.call_id), done
     server.wait_for(lambda r: r.get("call_id") == call_b.call_id and r.get("event") == "ended"
                     and r.get("reason") == "transferred", what="201's call to 202 ended by the transfer")
+    lines = {e["extension"]: e["state"] for e in ivr_phones(server)}
+    assert lines == {"201": "terminated", "202": "confirmed"}, lines  # 201 has no call left, 202 talks
     time.sleep(2.0)  # the caller talks to 202
     caller.command("hangup")
     phone202.wait_event("CALL_CLOSED")  # the caller's hangup ends 202's leg, now the caller's
@@ -162,6 +169,7 @@ def test_a_replaces_that_cannot_be_carried_out_leaves_both_calls_as_they_were(
     server, caller, call_a = bridged(ivr_server, baresip, phone201, tmp_path)
     first = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
     assert phone201.hold(call_a) == 200
+    server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "bridge_hold")  # music plays
     named = Dialog("no-such-call@127.0.0.1", "<sip:201@x>;tag=a1", "<sip:202@x>;tag=b2", call_a.target)
     if name == "itself":
         named = Dialog(call_a.call_id, call_a.local, call_a.remote, call_a.target)
@@ -183,4 +191,31 @@ def test_a_replaces_that_cannot_be_carried_out_leaves_both_calls_as_they_were(
     records = server.call_records()
     assert [r["target"] for r in records if r.get("event") == "leg_invite"] == ["201"], "a leg was placed"
     assert not [r for r in records if r.get("event") == "leg_bye_transferred"]
+    caller.stop()
+
+
+def test_an_invite_with_replaces_picks_up_the_leg_that_rings(
+    ivr_server: Callable[..., Any], baresip: Callable[..., Any], phone201: ScriptedPhone, tmp_path: Path
+) -> None:
+    """202's phone takes the call ringing at 201 with an INVITE whose Replaces names that leg
+    (a desk phone's BLF key, RFC 3891 ``early-only``): 201 gets CANCEL, the caller talks to 202."""
+    server = ivr_server(FLOW, sections=sections(phone201.port), config='media_timeout = "120s"')
+    phone201.server = (server.host, server.port)
+    caller = baresip(tone_wav(tmp_path / "caller.wav", CALLER_TONE))
+    first = dial_the_menu(server, caller)
+    caller.command("sndcode", "1")
+    ringing, tag201 = phone201.ring()
+    leg = header(ringing, "Call-ID")
+    phone202 = ScriptedPhone((server.host, server.port), "202", PASSWORD_202)
+    try:
+        call = phone202.call("201", extra=f"Replaces: {leg};to-tag={tag_of(header(ringing, 'From'))}"
+                                          f";from-tag={tag201};early-only\r\n")
+        assert isinstance(call, Dialog), call
+        phone201.wait(lambda t: t.startswith("CANCEL ") and leg in t, "CANCEL to 201")
+        picked = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "picked_up")
+        assert picked["by"] == "202", picked
+        caller.command("hangup")
+        phone202.wait(lambda t: t.startswith("BYE ") and call.call_id in t, "BYE when the caller leaves")
+    finally:
+        phone202.close()
     caller.stop()
