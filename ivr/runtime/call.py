@@ -227,9 +227,49 @@ class CallRunner:
             extension = self.phone.extension.number if self.phone is not None else None
             await pick_up(self, extension=extension, target=feature.target if isinstance(feature, features.Pickup) else "")
             return True
+        if isinstance(feature, (features.NightSwitch, features.FollowMe)):
+            await self._feature_code(feature)
+            return True
         if isinstance(feature, features.OwnMailbox):
             self.program, self.entry, self.flow_called = features.feature_program(), "voicemail", feature.mailbox
         return False
+
+    async def _feature_code(self, feature: features.NightSwitch | features.FollowMe) -> None:
+        """Answer at once and run the night-switch or follow-me dialogue (ivr.runtime.featurecodes),
+        with no flow: the call ends with it."""
+        from ivr.runtime.featurecodes import FeatureCode
+        from ivr.runtime.forwarding import pause_follow_me
+        from ivr.runtime.switches import switch_positions
+
+        offer = self._parse_offer(self.incoming.offer)
+        if offer is False:
+            return
+        self.media = await self.services.open_media()
+        if self.ended:  # cancelled while the port was being opened
+            self.media.close()
+            return
+        self._wire_media(self.media)
+        if isinstance(offer, sdp.SessionDescription) and not self._negotiate(offer):
+            return
+        if offer is None:
+            self._our_offer()
+        self.state = "feature"
+        services, extension = self.services, self.phone.extension if self.phone else None
+        assert extension is not None
+        services.ua.answer(self.call_id, self.sdp.local_sdp, services.sip_now())
+        services.flush()
+        self.answered = True
+        self.log(action="answer", codec=self.sdp.answer.codec.name if self.sdp.answer else "late-offer",
+                 feature=type(feature).__name__)
+
+        def set_switch(name: str, on: bool) -> object:
+            return switch_positions(services.data, services.storage)[1](name, on)
+
+        def set_follow_me(on: bool) -> tuple[str, ...]:
+            return pause_follow_me(services.data, extension.number, not on, tuple(extension.follow_me))
+
+        self._start_sub(FeatureCode(feature, caller=extension.number, set_switch=set_switch,
+                                    set_follow_me=set_follow_me, language=self.language()))
 
     async def _replaces(self) -> bool:
         """An INVITE with Replaces (RFC 3891) takes over a leg of another call (ivr.runtime.attended),
@@ -466,7 +506,7 @@ class CallRunner:
             self._key_via = "rtp"
 
     def _key(self, digit: str, via: str) -> None:
-        if self.ended or self.machine is None:
+        if self.ended or (self.machine is None and self.sub is None):
             return
         rec = self.recording
         if rec is not None and digit == rec.action.end_key:
@@ -507,8 +547,8 @@ class CallRunner:
 
     def _dispatch(self, owner: object, event: ev.Event) -> None:
         machine = self.machine
-        if machine is None or machine.finished:
-            return
+        if (machine is None and self.sub is None) or (machine is not None and machine.finished):
+            return  # (a feature code's dialogue runs with no flow: ivr.runtime.featurecodes)
         now = self.services.wall()
         sub = self.sub
         if sub is not None and owner in (None, sub):
@@ -524,7 +564,7 @@ class CallRunner:
             if isinstance(event, ev.Hangup):
                 self._inbox.append((MACHINE, event))
             return
-        if owner not in (None, MACHINE):
+        if owner not in (None, MACHINE) or machine is None:
             return  # a prompt of a sub-machine that has finished
         self.log(event=event.kind, to="flow", **describe(event))
         self._execute(self._safely(lambda: machine.handle(event, now)), MACHINE)

@@ -10,6 +10,10 @@ does not go to the dial plan:
   extension or a group it belongs to (ivr.runtime.transfer.pick_up).
 * ``**201`` (``directed_pickup`` and an extension): pick up the call ringing
   extension 201, the colleague whose lamp blinks.
+* ``*41`` / ``*40`` (``night_on``, ``night_off``): the night switch on or off, after
+  ``night_pin`` (refused with 403 while no PIN is set);
+* ``*51`` / ``*50`` (``follow_me_on``, ``follow_me_off``): the caller's own follow-me
+  numbers on or off.  Both are :mod:`ivr.runtime.featurecodes`' dialogue.
 
 :func:`feature_for` only decides which feature a dialled number is; the call
 runner carries it out.
@@ -50,7 +54,23 @@ class Unknown:
     reason: str
 
 
-Feature = OwnMailbox | Pickup | Unknown
+@dataclass(frozen=True)
+class NightSwitch:
+    """Flip ``switch`` to ``on`` after ``pin`` (ivr.runtime.featurecodes)."""
+
+    on: bool
+    switch: str
+    pin: str
+
+
+@dataclass(frozen=True)
+class FollowMe:
+    """The caller's follow-me numbers on or off (ivr.runtime.featurecodes)."""
+
+    on: bool
+
+
+Feature = OwnMailbox | Pickup | NightSwitch | FollowMe | Unknown
 
 
 def feature_for(config: Config, caller: Extension, dialled: str) -> Feature | None:
@@ -63,6 +83,9 @@ def feature_for(config: Config, caller: Extension, dialled: str) -> Feature | No
         return OwnMailbox(mailbox)
     if config.transfers.pickup_code and dialled == config.transfers.pickup_code:
         return Pickup()
+    switch = _switch_feature(config, dialled)
+    if switch is not None:
+        return switch
     prefix = codes.directed_pickup
     if prefix and dialled.startswith(prefix) and len(dialled) > len(prefix):
         target = dialled[len(prefix):]
@@ -70,6 +93,19 @@ def feature_for(config: Config, caller: Extension, dialled: str) -> Feature | No
             return Unknown(404, f"pickup: no extension {target}")
         return Pickup(target)
     return None
+
+
+def _switch_feature(config: Config, dialled: str) -> Feature | None:
+    codes = config.features
+    if codes.follow_me_on and dialled == codes.follow_me_on:
+        return FollowMe(True)
+    if codes.follow_me_off and dialled == codes.follow_me_off:
+        return FollowMe(False)
+    if dialled not in {c for c in (codes.night_on, codes.night_off) if c}:
+        return None
+    if not codes.night_pin:
+        return Unknown(403, "the night switch codes need [features] night_pin")
+    return NightSwitch(dialled == codes.night_on, codes.night_switch, codes.night_pin)
 
 
 def feature_program() -> Program:

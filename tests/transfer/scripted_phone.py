@@ -114,7 +114,7 @@ class ScriptedPhone:
     # ------------------------------------------------------------------ sending
 
     def _send(self, method: str, uri: str, dialog: Dialog, cseq: int, extra: str = "", body: str = "",
-              to: str | None = None) -> str:
+              to: str | None = None, content_type: str = "application/sdp") -> str:
         self._n += 1
         branch = f"z9hG4bK-{self.user}-{self._n}-{self.port}"
         text = (f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\r\n"
@@ -122,7 +122,7 @@ class ScriptedPhone:
                 f"Call-ID: {dialog.call_id}\r\nCSeq: {cseq} {method}\r\n"
                 f"Contact: <sip:{self.user}@127.0.0.1:{self.port}>\r\n{extra}")
         if body:
-            text += "Content-Type: application/sdp\r\n"
+            text += f"Content-Type: {content_type}\r\n"
         self.sock.sendto(f"{text}Content-Length: {len(body)}\r\n\r\n{body}".encode(), self.server)
         return branch
 
@@ -194,6 +194,14 @@ class ScriptedPhone:
         if method == "INVITE":
             self._ack(dialog.target, dialog, dialog.cseq, dialog.remote)
         return final
+
+    def keys(self, dialog: Dialog, keys: str) -> None:
+        """Press ``keys`` by SIP INFO (``application/dtmf-relay``), each answered 200."""
+        for key in keys:
+            dialog.cseq += 1
+            branch = self._send("INFO", dialog.target, dialog, dialog.cseq, body=f"Signal={key}\r\nDuration=160\r\n",
+                                content_type="application/dtmf-relay")
+            assert status_of(self._final(branch, "answer to INFO")) == 200
 
     def hold(self, dialog: Dialog, held: bool = True) -> int:
         """Hold (``sendonly``) or resume (``sendrecv``) ``dialog`` with a re-INVITE."""
