@@ -58,7 +58,6 @@ class AttendedTransfer:
         self.event = event
         self.services = session.services
         self.caller = session.caller
-        self.done = True  # nothing stays pending: the join happens at once, or not at all
 
     def start(self) -> None:
         found = self.consultation()
@@ -143,9 +142,6 @@ class AttendedTransfer:
         self.services.ua.notify_refer(self.leg.call_id, status, self.services.sip_now(), reason=reason)
         self.services.flush()
         self.caller.log(event="phone_refer_notify", leg=self.leg.call_id, status=status)
-
-    def close(self) -> None:
-        """Nothing to stop: an attended transfer is carried out at once."""
 
 
 def _bridged(session: Any) -> bool:

@@ -12,6 +12,7 @@ credentials.  202 is a baresip phone that answers by itself.
   of 201's calls, and the caller talks to 202.
 * A Replaces naming no dialog (``481``) or the call being transferred (``403``): the
   sipfrag says so and both calls stay as they were (the caller still bridged to 201).
+* Two callers put through to 201 (call waiting): the first is transferred to the second.
 * An INVITE with Replaces naming no dialog gets ``481``; one from 202's phone naming the leg
   that rings 201 picks the caller up.
 """
@@ -33,7 +34,7 @@ from tests.peers.test_phones import ivr_phones
 
 from .scripted_phone import Dialog, ScriptedPhone, header, status_of, tag_of
 from .test_phone_transfer_peers import PASSWORD_202, TONE_202, shares
-from .test_transfer_peers import CALLER_TONE, FLOW, PASSWORD, dial_the_menu, tone_wav
+from .test_transfer_peers import CALLEE_TONE, CALLER_TONE, FLOW, PASSWORD, dial_the_menu, tone_wav
 
 pytestmark = [
     pytest.mark.peer,
@@ -42,13 +43,14 @@ pytestmark = [
 ]
 
 
-def sections(port: int) -> str:
+def sections(port: int, waiting: bool = False) -> str:
     return f"""
 [[extensions]]
 number = "201"
 username = "201"
 password = "{PASSWORD}"
 contacts = ["sip:201@127.0.0.1:{port}"]
+call_waiting = {str(waiting).lower()}
 
 [[extensions]]
 number = "202"
@@ -91,9 +93,10 @@ def replaces(dialog: Dialog) -> str:
     return f"<{dialog.target}?Replaces={quote(value, safe='')}>"
 
 
-def bridged(server: Any, baresip: Callable[..., Any], phone: ScriptedPhone, tmp: Path) -> tuple[Any, Any, Dialog]:
+def bridged(server: Any, baresip: Callable[..., Any], phone: ScriptedPhone, tmp: Path,
+            waiting: bool = False) -> tuple[Any, Any, Dialog]:
     """ivr up with 201 = ``phone``, a baresip caller bridged to it: (server, caller, call A)."""
-    server = server(FLOW, sections=sections(phone.port), config='media_timeout = "120s"')
+    server = server(FLOW, sections=sections(phone.port, waiting), config='media_timeout = "120s"')
     phone.server = (server.host, server.port)
     caller = baresip(tone_wav(tmp / "caller.wav", CALLER_TONE))
     call_id = dial_the_menu(server, caller)
@@ -161,26 +164,30 @@ def test_makeln_then_attended_transfer_joins_the_caller_with_202(
     assert not [m for m in phone201.messages if m.startswith("INVITE ")][1:], "ivr rang 201 again"
 
 
-@pytest.mark.parametrize("name, status", [("nothing", 481), ("itself", 403)])
 def test_a_replaces_that_cannot_be_carried_out_leaves_both_calls_as_they_were(
     ivr_server: Callable[..., Any], baresip: Callable[..., Any], phone201: ScriptedPhone, tmp_path: Path,
-    name: str, status: int,
 ) -> None:
     server, caller, call_a = bridged(ivr_server, baresip, phone201, tmp_path)
     first = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
-    assert phone201.hold(call_a) == 200
-    server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "bridge_hold")  # music plays
-    named = Dialog("no-such-call@127.0.0.1", "<sip:201@x>;tag=a1", "<sip:202@x>;tag=b2", call_a.target)
-    if name == "itself":
-        named = Dialog(call_a.call_id, call_a.local, call_a.remote, call_a.target)
-    assert status_of(phone201.in_dialog(call_a, "REFER", f"Refer-To: {replaces(named)}\r\n")) == 202
-    phone201.wait(lambda t: t.startswith("NOTIFY ") and call_a.call_id in t, "the refusal's NOTIFY")
-    assert phone201.sipfrags(call_a) == [status]
-    refer = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "phone_refer")
-    assert refer["refused"] == status, refer
-    assert phone201.hold(call_a, held=False) == 200  # the call to 201 is still up, and can be resumed
-    resumed = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "bridge_resume")
-    assert resumed["by"] == "callee", resumed
+    nowhere = Dialog("no-such-call@127.0.0.1", "<sip:201@x>;tag=a1", "<sip:202@x>;tag=b2", call_a.target)
+    itself = Dialog(call_a.call_id, call_a.local, call_a.remote, call_a.target)
+    for named, status in ((nowhere, 481), (itself, 403)):
+        assert phone201.hold(call_a) == 200
+        held = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "bridge_hold"
+                               and not r.get("seen"))  # music plays
+        held["seen"] = True
+        assert status_of(phone201.in_dialog(call_a, "REFER", f"Refer-To: {replaces(named)}\r\n")) == 202
+        phone201.wait(lambda t, s=status: t.startswith("NOTIFY ") and call_a.call_id in t and f"SIP/2.0 {s} " in t,
+                      f"the {status} NOTIFY")
+        refer = server.wait_for(lambda r, s=status: r.get("call_id") == first and r.get("event") == "phone_refer"
+                                and r.get("refused") == s, what=f"the REFER refused {status}")
+        assert refer["replaces"] == named.call_id, refer
+        assert phone201.hold(call_a, held=False) == 200  # the call to 201 is still up, and can be resumed
+        resumed = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "bridge_resume"
+                                  and not r.get("seen"))
+        resumed["seen"] = True
+        assert resumed["by"] == "callee", resumed
+    assert phone201.sipfrags(call_a) == [481, 403]
     # An INVITE with Replaces naming no dialog: 481, and nothing starts
     refused = phone201.call("202", extra="Replaces: no-such-call@127.0.0.1;to-tag=a1;from-tag=b2\r\n")
     assert refused == 481, refused
@@ -192,6 +199,37 @@ def test_a_replaces_that_cannot_be_carried_out_leaves_both_calls_as_they_were(
     assert [r["target"] for r in records if r.get("event") == "leg_invite"] == ["201"], "a leg was placed"
     assert not [r for r in records if r.get("event") == "leg_bye_transferred"]
     caller.stop()
+
+
+def test_attended_transfer_between_two_callers_put_through_to_201(
+    ivr_server: Callable[..., Any], baresip: Callable[..., Any], phone201: ScriptedPhone, tmp_path: Path
+) -> None:
+    """201 (call waiting on) has two callers ivr put through; it holds the first, talks to the
+    second, and transfers the first to the second: the two callers talk, 201 is out."""
+    server, caller, call_a = bridged(ivr_server, baresip, phone201, tmp_path, waiting=True)
+    first = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    assert phone201.hold(call_a) == 200
+    other = baresip(tone_wav(tmp_path / "other.wav", CALLEE_TONE))
+    other.command("dial", f"sip:+41435435570@{server.address}")
+    other.wait_event("CALL_ESTABLISHED")
+    second = server.wait_for(lambda r: r.get("event") == "incoming" and r["call_id"] != first)["call_id"]
+    server.wait_for(lambda r: r.get("call_id") == second and r.get("action") == "step" and r.get("step") == "welcome")
+    other.command("sndcode", "1")
+    call_b = phone201.answer()
+    assert status_of(phone201.in_dialog(call_a, "REFER", f"Refer-To: {replaces(call_b)}\r\n")) == 202
+    phone201.wait(lambda t: t.startswith("BYE ") and call_a.call_id in t, "BYE on the first caller's call")
+    phone201.wait(lambda t: t.startswith("BYE ") and call_b.call_id in t, "BYE on the second caller's call")
+    assert phone201.sipfrags(call_a) == [100, 200]
+    done = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "phone_refer_done")
+    assert (done["attended"], done["consultation"]) == (True, second), done
+    time.sleep(2.0)  # the two callers talk
+    caller.command("hangup")
+    other.wait_event("CALL_CLOSED")  # ivr ends the second caller's call with the first's
+    for phone in (caller, other):
+        phone.stop()
+    heard = caller.heard()
+    last = shares(heard, soundfile.info(str(heard)).duration - 1.5)
+    assert last["201"] > 0.5, f"the first caller does not hear the second: {last}"  # (its tone is 201's)
 
 
 def test_an_invite_with_replaces_picks_up_the_leg_that_rings(
