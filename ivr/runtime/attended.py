@@ -101,17 +101,15 @@ class AttendedTransfer:
 
     def _leg_to_phone(self, named: Replaced) -> Consultation | Refusal:
         """The consultation call is one ivr placed to the transferor's phone for another caller."""
-        for runner in list(self.services.calls.values()):
-            session = runner.transfer
-            leg = session.legs.get(named.call_id) if session is not None and hasattr(session, "legs") else None
-            if leg is None:
-                continue
-            if leg.target != self.leg.target:
-                return 403, "Not the transferor's call"
-            if not _bridged(session) or session.bridged is not leg or runner is self.caller:
-                return 481, "Consultation call not connected"
-            return Consultation(session, runner, leg)
-        return 481, "Call/Transaction Does Not Exist"
+        found = leg_named(self.services, named)
+        if found is None:
+            return 481, "Call/Transaction Does Not Exist"
+        runner, session, leg = found
+        if leg.target != self.leg.target:
+            return 403, "Not the transferor's call"
+        if not _bridged(session) or session.bridged is not leg or runner is self.caller:
+            return 481, "Consultation call not connected"
+        return Consultation(session, runner, leg)
 
     # ------------------------------------------------------------------ the join
 
@@ -170,15 +168,15 @@ def replacing(runner: Any) -> Refusal | Replaced | None:
     return named
 
 
-def leg_named(services: Any, named: Replaced) -> tuple[Any, Any] | None:
-    """The transfer session and leg of an outgoing call (``uac``) a Replaces names."""
+def leg_named(services: Any, named: Replaced) -> tuple[Any, Any, Any] | None:
+    """(runner, transfer session, leg) of the outgoing call (``uac``) a Replaces names."""
     if named.role != "uac":
         return None
     for runner in list(services.calls.values()):
         session = runner.transfer
         leg = session.legs.get(named.call_id) if session is not None and hasattr(session, "legs") else None
         if leg is not None:
-            return session, leg
+            return runner, session, leg
     return None
 
 
@@ -187,7 +185,7 @@ def take_over_refusal(runner: Any, named: Replaced) -> tuple[Refusal | None, Any
     found = leg_named(runner.services, named)
     if found is None:
         return (403, "Only a call ivr placed to a phone can be replaced"), None, None
-    session, leg = found
+    _, session, leg = found
     extension = runner.phone.extension.number
     if not named.confirmed:
         if session.closed or session.plan.finished:

@@ -14,7 +14,8 @@ credentials.  202 is a baresip phone that answers by itself.
   sipfrag says so and both calls stay as they were (the caller still bridged to 201).
 * Two callers put through to 201 (call waiting): the first is transferred to the second.
 * An INVITE with Replaces naming no dialog gets ``481``; one from 202's phone naming the leg
-  that rings 201 picks the caller up.
+  that rings 201 picks the caller up; one from 201's second phone naming the call at 201's desk
+  phone moves the call there (from 202's phone: ``403``).
 """
 
 from __future__ import annotations
@@ -256,4 +257,33 @@ def test_an_invite_with_replaces_picks_up_the_leg_that_rings(
         phone202.wait(lambda t: t.startswith("BYE ") and call.call_id in t, "BYE when the caller leaves")
     finally:
         phone202.close()
+    caller.stop()
+
+
+def test_an_invite_with_replaces_moves_the_call_to_another_phone_of_the_extension(
+    ivr_server: Callable[..., Any], baresip: Callable[..., Any], phone201: ScriptedPhone, tmp_path: Path
+) -> None:
+    """201's second phone takes over the call ivr put through to 201's desk phone (RFC 3891):
+    the desk phone gets BYE, the caller talks to the second phone until it leaves."""
+    server, caller, call_a = bridged(ivr_server, baresip, phone201, tmp_path)
+    first = server.wait_for(lambda r: r.get("event") == "incoming")["call_id"]
+    mobile = ScriptedPhone((server.host, server.port), "201", PASSWORD)
+    try:
+        stranger = ScriptedPhone((server.host, server.port), "202", PASSWORD_202)
+        value = f"{call_a.call_id};to-tag={call_a.remote_tag};from-tag={call_a.local_tag}"
+        try:  # another extension may not take 201's call over
+            assert stranger.call("201", extra=f"Replaces: {value}\r\n") == 403
+        finally:
+            stranger.close()
+        call = mobile.call("201", extra=f"Replaces: {value}\r\n")
+        assert isinstance(call, Dialog), call
+        phone201.wait(lambda t: t.startswith("BYE ") and call_a.call_id in t, "BYE to the desk phone")
+        replaced = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "leg_replaced")
+        assert replaced["by"] == call.call_id, replaced
+        caller.command("hangup")
+        mobile.wait(lambda t: t.startswith("BYE ") and call.call_id in t, "BYE when the caller leaves")
+    finally:
+        mobile.close()
+    ended = server.wait_for(lambda r: r.get("call_id") == first and r.get("event") == "ended")
+    assert ended["outcome"] == "transferred", ended
     caller.stop()
