@@ -207,9 +207,6 @@ class ScriptedPhone:
         """Hold (``sendonly``) or resume (``sendrecv``) ``dialog`` with a re-INVITE."""
         return status_of(self.in_dialog(dialog, "INVITE", body=self.sdp(dialog, "sendonly" if held else "sendrecv")))
 
-    def refer(self, dialog: Dialog, refer_to: str) -> int:
-        return status_of(self.in_dialog(dialog, "REFER", f"Refer-To: {refer_to}\r\nReferred-By: <sip:{self.user}@127.0.0.1>\r\n"))
-
     def sipfrags(self, dialog: Dialog) -> list[int]:
         """The sipfrag statuses of the refer NOTIFYs received in ``dialog`` so far."""
         return [int(m.split("\r\n\r\n", 1)[1].split()[1]) for m in self.messages
