@@ -146,8 +146,10 @@ def test_makeln_then_attended_transfer_joins_the_caller_with_202(
     assert (done["target"], done["attended"], done["consultation"]) == ("202", True, call_b.call_id), done
     server.wait_for(lambda r: r.get("call_id") == call_b.call_id and r.get("event") == "ended"
                     and r.get("reason") == "transferred", what="201's call to 202 ended by the transfer")
-    lines = {e["extension"]: e["state"] for e in ivr_phones(server)}
-    assert lines == {"201": "terminated", "202": "confirmed"}, lines  # 201 has no call left, 202 talks
+    deadline = time.monotonic() + 15  # the lines reach the state file `ivr phones` reads a moment later
+    while (lines := {e["extension"]: e["state"] for e in ivr_phones(server)}) != {"201": "terminated",
+                                                                                "202": "confirmed"}:
+        assert time.monotonic() < deadline, lines  # 201 has no call left, 202 talks
     time.sleep(2.0)  # the caller talks to 202
     caller.command("hangup")
     phone202.wait_event("CALL_CLOSED")  # the caller's hangup ends 202's leg, now the caller's
