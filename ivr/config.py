@@ -174,6 +174,12 @@ class FeaturesConfig:
 
     voicemail: str = "*97"  # the caller's own mailbox (PIN asked)
     directed_pickup: str = "**"  # followed by an extension: pick up the call ringing it
+    night_on: str = "*41"  # the night switch on, after night_pin (ivr.runtime.featurecodes)
+    night_off: str = "*40"  # the night switch off, after night_pin
+    night_switch: str = "night"  # which switch those two flip (a flow declares it: `switch night`)
+    night_pin: str = ""  # the PIN the night codes ask for; "" refuses them (403)
+    follow_me_on: str = "*51"  # the caller's follow-me numbers on again
+    follow_me_off: str = "*50"  # the caller's follow-me numbers off (calls ring the extension only)
 
 
 # Countries whose national numbers are the international number without the country code and

@@ -137,6 +137,7 @@ class Bridge:
         self._caller_audio, self._caller_dtmf = self.caller.on_audio, self.caller.on_dtmf
         self._caller_inband = self.caller.inband_dtmf  # restored on stop
         self.caller.stop_prompts(only_barge_in=False)
+        self.callee.stop_prompts(only_barge_in=False)  # a leg bridged before (a transfer's) plays an old feed
         self.caller.enable_inband_dtmf(False)
         self.callee.enable_inband_dtmf(False)
         self.caller.on_audio = self.to_callee.push

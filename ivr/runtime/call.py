@@ -162,7 +162,8 @@ class CallRunner:
     async def _setup(self) -> None:
         if not self._identify():
             return
-        if await self._feature():
+        self.services.calls[self.call_id] = self  # a Replaces may name it (ivr.runtime.attended)
+        if await self._replaces() or await self._feature():
             return
         program = self.program
         try:
@@ -216,9 +217,6 @@ class CallRunner:
         own mailbox runs the features flow; a code that cannot be carried out is refused (True)."""
         config = self.services.config
         feature = features.feature_for(config, self.phone.extension, self.called) if self.phone else None
-        if self.phone is not None:  # a BLF key taking over a colleague's ringing call (RFC 3891)
-            ringing = {cid: leg.target for s in self.services.ringing for cid, leg in s.legs.items() if not leg.done}
-            feature = features.replaced_pickup(self.incoming.request, ringing) or feature
         if isinstance(feature, features.Unknown):
             self._reject(feature.status, feature.reason)
             return True
@@ -230,9 +228,68 @@ class CallRunner:
             directed = feature if isinstance(feature, features.Pickup) else features.Pickup()
             await pick_up(self, extension=extension, target=directed.target, leg=directed.leg)
             return True
+        if isinstance(feature, (features.NightSwitch, features.FollowMe)):
+            await self._feature_code(feature)
+            return True
         if isinstance(feature, features.OwnMailbox):
             self.program, self.entry, self.flow_called = features.feature_program(), "voicemail", feature.mailbox
         return False
+
+    async def _feature_code(self, feature: features.NightSwitch | features.FollowMe) -> None:
+        """Answer at once and run the night-switch or follow-me dialogue (ivr.runtime.featurecodes),
+        with no flow: the call ends with it."""
+        from ivr.runtime.featurecodes import FeatureCode
+        from ivr.runtime.forwarding import pause_follow_me
+        from ivr.runtime.switches import switch_positions
+
+        offer = self._parse_offer(self.incoming.offer)
+        if offer is False:
+            return
+        self.media = await self.services.open_media()
+        if self.ended:  # cancelled while the port was being opened
+            self.media.close()
+            return
+        self._wire_media(self.media)
+        if isinstance(offer, sdp.SessionDescription) and not self._negotiate(offer):
+            return
+        if offer is None:
+            self._our_offer()
+        self.state = "feature"
+        services, extension = self.services, self.phone.extension if self.phone else None
+        assert extension is not None
+        services.ua.answer(self.call_id, self.sdp.local_sdp, services.sip_now())
+        services.flush()
+        self.answered = True
+        self.log(action="answer", codec=self.sdp.answer.codec.name if self.sdp.answer else "late-offer",
+                 feature=type(feature).__name__)
+
+        def set_switch(name: str, on: bool) -> object:
+            return switch_positions(services.data, services.storage)[1](name, on)
+
+        def set_follow_me(on: bool) -> tuple[str, ...]:
+            return pause_follow_me(services.data, extension.number, not on, tuple(extension.follow_me))
+
+        self._start_sub(FeatureCode(feature, caller=extension.number, set_switch=set_switch,
+                                    set_follow_me=set_follow_me, language=self.language()))
+
+    async def _replaces(self) -> bool:
+        """An INVITE with Replaces (RFC 3891) takes over a leg of another call (ivr.runtime.attended),
+        or is refused: True.  False: an INVITE without Replaces."""
+        from ivr.runtime import attended
+        from ivr.runtime.transfer import replace_leg
+
+        named = attended.replacing(self)
+        if named is None:
+            return False
+        refusal, session, leg = attended.take_over_refusal(self, named) if not isinstance(named, tuple) else (
+            named, None, None)
+        self.log(event="replaces", refused=refusal[0] if refusal else 0, leg=getattr(leg, "call_id", ""))
+        if refusal is not None:
+            self._reject(*refusal)
+            return True
+        assert not isinstance(named, tuple)
+        await replace_leg(self, session, leg, named.confirmed)
+        return True
 
     def answer_now(self) -> None:
         """Answer a phone's call that is still ringing (a transfer answered, or a prompt is due)."""
@@ -450,7 +507,7 @@ class CallRunner:
             self._key_via = "rtp"
 
     def _key(self, digit: str, via: str) -> None:
-        if self.ended or self.machine is None:
+        if self.ended or (self.machine is None and self.sub is None):
             return
         rec = self.recording
         if rec is not None and digit == rec.action.end_key:
@@ -491,8 +548,8 @@ class CallRunner:
 
     def _dispatch(self, owner: object, event: ev.Event) -> None:
         machine = self.machine
-        if machine is None or machine.finished:
-            return
+        if (machine is None and self.sub is None) or (machine is not None and machine.finished):
+            return  # (a feature code's dialogue runs with no flow: ivr.runtime.featurecodes)
         now = self.services.wall()
         sub = self.sub
         if sub is not None and owner in (None, sub):
@@ -508,7 +565,7 @@ class CallRunner:
             if isinstance(event, ev.Hangup):
                 self._inbox.append((MACHINE, event))
             return
-        if owner not in (None, MACHINE):
+        if owner not in (None, MACHINE) or machine is None:
             return  # a prompt of a sub-machine that has finished
         self.log(event=event.kind, to="flow", **describe(event))
         self._execute(self._safely(lambda: machine.handle(event, now)), MACHINE)
@@ -968,6 +1025,8 @@ class CallRunner:
             step=getattr(outcome, "step", None),
             **media,
         )
+        if self.services.calls.get(self.call_id) is self:
+            del self.services.calls[self.call_id]
         self.on_finished(self)
 
     def data_path(self, relative: str) -> Path:

@@ -43,6 +43,8 @@ from ivr.sip.events import (
     OutgoingCallProgress,
     ReferProgress,
 )
+from ivr.sip.refer import Replaces
+from ivr.sip.replaces import Replaced, ReplacesError
 from ivr.sip.sdp import SessionDescription, negotiate
 
 if TYPE_CHECKING:
@@ -266,6 +268,13 @@ class SimulatedNetwork:
         elif outcome != "no_answer":
             self._at(call_id, REFUSED_SECONDS, ReferProgress(call_id, "notify", REFUSALS[outcome][0], final=True))
         return True
+
+    def notify_refer(self, call_id: str, status: int, now: float, *, reason: str | None = None) -> bool:
+        return False  # no simulated phone sends a REFER, so there is nobody to tell
+
+    def replaced(self, replaces: Replaces) -> Replaced:
+        """A simulated call has no other dialogs for a ``Replaces`` to name."""
+        raise ReplacesError(481, f"no dialog {replaces.call_id} in a simulation")
 
     def _at(self, call_id: str, seconds: float, event: object) -> None:
         handle = self.loop.call_later(seconds, self.sim.to_network_user, event)

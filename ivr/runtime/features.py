@@ -10,10 +10,13 @@ does not go to the dial plan:
   extension or a group it belongs to (ivr.runtime.transfer.pick_up).
 * ``**201`` (``directed_pickup`` and an extension): pick up the call ringing
   extension 201, the colleague whose lamp blinks.
-* An INVITE with ``Replaces`` (RFC 3891) naming the early dialog in which a
-  colleague's phone rings (its Call-ID, which the busy lamp's NOTIFY carries:
-  ivr.runtime.lamps): a desk phone's BLF key picking that very call up
-  (:func:`replaced_pickup`); a ``Replaces`` naming no ringing call gets 481.
+* (An INVITE with ``Replaces`` naming the early dialog in which a colleague's
+  phone rings, a desk phone's BLF key, picks that very call up too: that is
+  ivr.runtime.attended's, before any code is looked at.)
+* ``*41`` / ``*40`` (``night_on``, ``night_off``): the night switch on or off, after
+  ``night_pin`` (refused with 403 while no PIN is set);
+* ``*51`` / ``*50`` (``follow_me_on``, ``follow_me_off``): the caller's own follow-me
+  numbers on or off.  Both are :mod:`ivr.runtime.featurecodes`' dialogue.
 
 :func:`feature_for` only decides which feature a dialled number is; the call
 runner carries it out.
@@ -21,15 +24,12 @@ runner carries it out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.config import Config, Extension
 from ivr.dsl.compiler import Program
 from ivr.dsl.loader import load_flow
-from ivr.sip.message import Request
-from ivr.sip.refer import ReferError, parse_replaces
 
 FEATURE_FLOW = Path(__file__).with_name("features.ivr")
 _PROGRAM: dict[str, Program] = {}
@@ -59,7 +59,23 @@ class Unknown:
     reason: str
 
 
-Feature = OwnMailbox | Pickup | Unknown
+@dataclass(frozen=True)
+class NightSwitch:
+    """Flip ``switch`` to ``on`` after ``pin`` (ivr.runtime.featurecodes)."""
+
+    on: bool
+    switch: str
+    pin: str
+
+
+@dataclass(frozen=True)
+class FollowMe:
+    """The caller's follow-me numbers on or off (ivr.runtime.featurecodes)."""
+
+    on: bool
+
+
+Feature = OwnMailbox | Pickup | NightSwitch | FollowMe | Unknown
 
 
 def feature_for(config: Config, caller: Extension, dialled: str) -> Feature | None:
@@ -72,6 +88,9 @@ def feature_for(config: Config, caller: Extension, dialled: str) -> Feature | No
         return OwnMailbox(mailbox)
     if config.transfers.pickup_code and dialled == config.transfers.pickup_code:
         return Pickup()
+    switch = _switch_feature(config, dialled)
+    if switch is not None:
+        return switch
     prefix = codes.directed_pickup
     if prefix and dialled.startswith(prefix) and len(dialled) > len(prefix):
         target = dialled[len(prefix):]
@@ -81,25 +100,17 @@ def feature_for(config: Config, caller: Extension, dialled: str) -> Feature | No
     return None
 
 
-def replaced_pickup(request: Request, ringing: Mapping[str, str]) -> Pickup | Unknown | None:
-    """The pickup an INVITE's ``Replaces`` asks for (None without one).
-
-    ``ringing`` maps the Call-ID of every leg ringing an extension now to that extension.
-    The Call-ID is what identifies the early dialog: its tags are checked by nobody else
-    either, since ivr's own tag of the leg and the phone's are both in the busy lamp's NOTIFY
-    and phones differ in which they put in ``to-tag`` and which in ``from-tag``.
-    """
-    values = request.headers.get_all("Replaces")
-    if not values:
+def _switch_feature(config: Config, dialled: str) -> Feature | None:
+    codes = config.features
+    if codes.follow_me_on and dialled == codes.follow_me_on:
+        return FollowMe(True)
+    if codes.follow_me_off and dialled == codes.follow_me_off:
+        return FollowMe(False)
+    if dialled not in {c for c in (codes.night_on, codes.night_off) if c}:
         return None
-    try:
-        replaces = parse_replaces(values[0])
-    except ReferError as exc:
-        return Unknown(400, f"Bad Request ({exc.reason})")
-    target = ringing.get(replaces.call_id)
-    if target is None:
-        return Unknown(481, "Call/Transaction Does Not Exist (Replaces names no ringing call)")
-    return Pickup(target, replaces.call_id)
+    if not codes.night_pin:
+        return Unknown(403, "the night switch codes need [features] night_pin")
+    return NightSwitch(dialled == codes.night_on, codes.night_switch, codes.night_pin)
 
 
 def feature_program() -> Program:

@@ -5,7 +5,9 @@ They live in ``forwarding.json`` in the data folder, an object by extension numb
 ``{"204": {"follow_me": ["+41797001204"], "pikett": "+41797654321"}}``; a missing file, or a key
 missing from an extension's entry, means the deployment file's ``follow_me`` or ``pikett``
 applies.  ``"follow_me": []`` turns follow-me off for that extension, ``"pikett": ""`` takes it
-off call.  A transfer reads the file when it starts (:meth:`ivr.runtime.transfer.TransferSession`),
+off call.  Follow-me switched off from the phone (``*50``, ivr.runtime.featurecodes) keeps the
+numbers aside: ``{"204": {"follow_me": [], "paused": ["+41797001204"]}}``; switched on again
+(``*51``) they come back (:func:`pause_follow_me`).  A transfer reads the file when it starts (:meth:`ivr.runtime.transfer.TransferSession`),
 so a change applies to the next call without a reload; the console (:mod:`ivr.web`) writes it
 atomically under a lock.
 
@@ -110,6 +112,34 @@ def _update(data: Path, extension: str, key: str, value: object | None) -> None:
 def write_follow_me(data: Path, extension: str, numbers: tuple[str, ...] | None) -> None:
     """Set an extension's follow-me numbers (``None``: back to the deployment file's)."""
     _update(data, extension, "follow_me", list(numbers) if numbers is not None else None)
+
+
+def pause_follow_me(data: Path, extension: str, paused: bool, configured: tuple[str, ...]) -> tuple[str, ...]:
+    """Follow-me off (``paused``) or on again from the phone; the numbers that ring from now on.
+
+    Off keeps the numbers in use (the console's, else ``configured``, the deployment file's)
+    aside under ``paused``; on brings them back (without a ``paused`` list: the deployment
+    file's again).  () when there is nothing to ring.  Other keys of the entry (``pikett``) stay."""
+    data = Path(data)
+    data.mkdir(parents=True, exist_ok=True)
+    with locked(forwarding_path(data)):
+        chosen = read_forwarding(data)
+        entries = _read_raw(data)
+        entry = entries.pop(extension, {})
+        kept = entry.pop("paused", None)
+        if paused:
+            numbers = chosen.get(extension, configured)
+            entry["follow_me"] = []
+            if numbers:
+                entry["paused"] = list(numbers)
+        elif isinstance(kept, list) and kept and all(isinstance(n, str) for n in kept):
+            entry["follow_me"] = kept
+        elif extension in chosen and not chosen[extension]:
+            entry.pop("follow_me", None)  # switched off without numbers of its own: the deployment's again
+        if entry:
+            entries[extension] = entry
+        write_text_atomically(forwarding_path(data), json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return () if paused else read_forwarding(data).get(extension, configured)
 
 
 def write_pikett(data: Path, extension: str, number: str | None) -> None:

@@ -12,7 +12,7 @@ which owns the policy and the handover:
   NOTIFY with a ``403`` sipfrag and the call stays as it was, bridged to 201.
   (Calls out for users allowed to, ``may_call_out``, are routed elsewhere; a
   phone's REFER does not reach a trunk.)  A REFER with ``Replaces`` (attended
-  transfer, RFC 5589 section 7) is answered with a ``501`` sipfrag for now.
+  transfer, RFC 5589 section 7) is :mod:`ivr.runtime.attended`'s.
 * Progress: a ``100 Trying`` sipfrag at once, then ``200 OK`` when 202 answers,
   or the failure (``486`` busy, ``480`` no answer or unreachable, ``500``
   failed), each time on the transferor's dialog.
@@ -76,8 +76,6 @@ class PhoneTransfer:
 
     def refusal(self) -> tuple[int, str] | None:
         """Why this REFER cannot be carried out (status, reason), or None."""
-        if self.event.target.replaces is not None:
-            return 501, "Attended transfer not supported"
         if not self.target or self.services.config.extension(self.target) is None:
             return 403, "Only internal extensions"
         if self.target == self.leg.target:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from ivr.media.clip import Clip
     from ivr.media.session import SharedPlayer
     from ivr.sip.auth import DigestClient
+    from ivr.sip.refer import Replaces
+    from ivr.sip.replaces import Replaced
 
 
 class CallSignalling(Protocol):
@@ -53,6 +55,12 @@ class CallSignalling(Protocol):
 
     def refer(self, call_id: str, refer_to: str, now: float, *, referred_by: str | None = None) -> bool:
         """Ask the caller's phone to call ``refer_to`` itself (RFC 3515)."""
+
+    def notify_refer(self, call_id: str, status: int, now: float, *, reason: str | None = None) -> bool:
+        """A NOTIFY with a sipfrag of ``status`` about a REFER we accepted (RFC 3515 section 2.4.5)."""
+
+    def replaced(self, replaces: Replaces) -> Replaced:
+        """Which call's dialog ``replaces`` names (RFC 3891); ``ReplacesError`` with the status else."""
 
 
 class CallMedia(Protocol):

@@ -114,6 +114,9 @@ class Services:
     _switches: SwitchReader = field(default_factory=SwitchReader)  # switches.json, re-read when it changes
     # Outgoing legs of transfers: Call-ID -> handler of the agent's events for it (ivr.runtime.transfer)
     legs: dict[str, Callable[[object], bool | None]] = field(default_factory=dict)
+    # The calls running now by Call-ID (ivr.runtime.call.CallRunner), for a Replaces naming one
+    # (ivr.runtime.attended)
+    calls: dict[str, Any] = field(default_factory=dict)
     # Transfers ringing now, for call pickup (ivr.runtime.transfer.pick_up)
     ringing: list[TransferSession] = field(default_factory=list)
     # Which extensions are on a call, ringing or talking (busy, lamps: ivr.runtime.phones)

@@ -609,11 +609,16 @@ class TransferSession:
             self._leg_refer(leg, event)
 
     def _leg_refer(self, leg: Leg, event: ReferReceived) -> None:
-        """The bridged phone transfers the caller on (ivr.runtime.phonetransfer)."""
+        """The bridged phone transfers the caller on: blind (ivr.runtime.phonetransfer) or, with
+        Replaces, attended (ivr.runtime.attended)."""
+        from ivr.runtime.attended import AttendedTransfer
         from ivr.runtime.phonetransfer import PhoneTransfer
 
         if leg is self.bridged and self.bridge is not None and (self.handover is None or self.handover.done):
-            PhoneTransfer(self, leg, event).start()
+            if event.target.replaces is not None:
+                AttendedTransfer(self, leg, event).start()
+            else:
+                PhoneTransfer(self, leg, event).start()
             return
         self.caller.log(event="phone_refer", leg=leg.call_id, by=leg.target, target=event.target.user, refused=491)
         self.services.ua.notify_refer(leg.call_id, 491, self.services.sip_now(), reason="Request Pending")
@@ -642,9 +647,52 @@ class TransferSession:
         """A phone's transfer failed: the caller talks to the transferor again."""
         if self.bridged is None or self.caller.media is None:
             return
-        self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
+        self._bridge_to(self.bridged.media)
+
+    def _bridge_to(self, media: CallMedia) -> None:
+        assert self.caller.media is not None
+        self.bridge = Bridge(self.caller.media, media, self._hold_source())
         self.bridge.on_hold = self._held
         self.bridge.start()
+
+    # ------------------------------------------------------------------ attended transfer (ivr.runtime.attended)
+
+    def release(self, leg: Leg | None) -> None:
+        """Give the bridge up without a word to either party: ``leg`` (if any) moves to another
+        session (:meth:`adopt`).  This session is over and posts nothing more."""
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
+        self.bridged = None
+        self.closed = True
+        if leg is not None:
+            self.legs.pop(leg.call_id, None)
+            self.services.legs.pop(leg.call_id, None)
+
+    def adopt(self, leg: Leg) -> None:
+        """``leg``, bridged in another session until now, is this caller's callee from now on."""
+        self.legs[leg.call_id] = leg
+        self.services.legs[leg.call_id] = self.on_leg_event
+        leg.media.on_timeout = lambda: self._leg_media_timeout(leg)
+        self.bridged = leg
+        self.rebridge()
+
+    def join_caller(self, runner: Any) -> None:
+        """Another call's runner takes the callee's place, as a pickup does: this caller and
+        ``runner`` talk; when either hangs up, the other is ended (or its flow goes on)."""
+        self.picker = runner
+        runner.transfer = _PickupLink(self)
+        if self.caller.media is not None and runner.media is not None:
+            self._bridge_to(runner.media)
+
+    def replaced_by(self, runner: Any, leg: Leg) -> None:
+        """A phone's INVITE with Replaces takes over the bridged ``leg`` (RFC 3891): BYE to it."""
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
+        self.caller.log(event="leg_replaced", target=leg.target, leg=leg.call_id, by=runner.call_id)
+        self.drop_transferor()
+        self.join_caller(runner)
 
     def _early_media(self, leg: Leg, body: bytes) -> None:
         """A 18x with SDP: the caller hears this leg (the first one to send early media)
@@ -956,25 +1004,59 @@ async def pick_up(runner: Any, *, extension: str | None = None, target: str = ""
     if session is None:
         runner._reject(404, f"pickup: no call is ringing for extension {wanted}")
         return
+    if not await _answer_taker(runner, lambda: session.rings_for(wanted, teams), "pickup"):
+        return
+    runner.log(action="answer", codec=_codec(runner), pickup=extension)
+    runner.transfer = _PickupLink(session)
+    session.picked_up(runner, extension)
+
+
+async def replace_leg(runner: Any, session: Any, leg: Any, confirmed: bool) -> None:
+    """A phone's INVITE with Replaces naming ``leg`` (ivr.runtime.attended): a ringing leg is
+    picked up, a bridged one is taken over (BYE to it)."""
+    extension = runner.phone.extension.number
+
+    def still() -> bool:
+        if confirmed:
+            return session.bridged is leg and not leg.done
+        return not session.closed and not session.plan.finished and not leg.done
+
+    if not await _answer_taker(runner, still, "replaces"):
+        return
+    if confirmed:
+        runner.log(action="answer", codec=_codec(runner), replaces=leg.call_id)
+        session.replaced_by(runner, leg)
+        return
+    runner.log(action="answer", codec=_codec(runner), replaces=leg.call_id, pickup=extension)  # a BLF key
+    runner.transfer = _PickupLink(session)
+    session.picked_up(runner, extension)
+
+
+def _codec(runner: Any) -> str:
+    answer = runner.sdp.answer
+    return answer.codec.name if answer else "late-offer"
+
+
+async def _answer_taker(runner: Any, still: Callable[[], bool], state: str) -> bool:
+    """Answer a phone that takes a call over (pickup, Replaces) while ``still()`` holds; 481/404
+    when the call went away meanwhile."""
+    services = runner.services
     offer = runner._parse_offer(runner.incoming.offer)
     if offer is False:
-        return
+        return False
     runner.media = await services.open_media()
     runner._wire_media(runner.media)
-    if runner.ended or not session.rings_for(wanted, teams):  # the caller left, or someone answered, meanwhile
+    if runner.ended or not still():  # the caller left, or someone answered, meanwhile
         runner.media.close()
         if not runner.ended:
-            runner._reject(404, "pickup: the call stopped ringing")
-        return
+            runner._reject(404 if state == "pickup" else 481, f"{state}: the call went away meanwhile")
+        return False
     if offer is not None and not runner._negotiate(offer):
-        return
+        return False
     if offer is None:
         runner._our_offer()
-    runner.state = "pickup"
+    runner.state = state
     services.ua.answer(runner.call_id, runner.sdp.local_sdp, services.sip_now())
     services.flush()
     runner.answered = True
-    answer = runner.sdp.answer
-    runner.log(action="answer", codec=answer.codec.name if answer else "late-offer", pickup=extension)
-    runner.transfer = _PickupLink(session)
-    session.picked_up(runner, extension)
+    return True

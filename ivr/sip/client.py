@@ -23,7 +23,9 @@ from ivr.sip.events import (
     RequestResult,
 )
 from ivr.sip.message import Headers, Request, Response
-from ivr.sip.refer import SIPFRAG, sipfrag
+from ivr.sip.refer import SIPFRAG, Replaces, sipfrag
+from ivr.sip.replaces import Replaced
+from ivr.sip.replaces import match as match_replaces
 from ivr.sip.transaction import (
     InviteClientTransaction,
     NonInviteClientTransaction,
@@ -124,6 +126,11 @@ class ClientSide(AgentCore):
                                              body=sipfrag(status, reason))
         self._start_client(request, self._dialog_dest(call), call.transport, now, call, "notify")
         return True
+
+    def replaced(self, replaces: Replaces) -> Replaced:
+        """(added) Which of our calls ``replaces`` names (RFC 3891 section 3): a
+        :class:`~ivr.sip.replaces.Replaced`, else :class:`~ivr.sip.replaces.ReplacesError`."""
+        return match_replaces(self.calls, replaces)
 
     # ------------------------------------------------------------------ out-of-dialog requests
     def send_request(self, method: str, uri: str, headers: Iterable[tuple[str, str]], now: float, *,

@@ -134,4 +134,4 @@ def test_a_replaces_naming_no_ringing_call_gets_481(
                   extra=("-au", "201", "-ap", "desk-201-secret", "-auth_uri", f"202@127.0.0.1:{server.port}"))
     assert result.returncode != 0 and len(result.received("SIP/2.0 481")) == 1
     refused = server.wait_for(lambda r: r.get("action") == "reject" and r.get("status") == 481, what="the 481")
-    assert refused["reason"] == "Call/Transaction Does Not Exist (Replaces names no ringing call)"
+    assert refused["reason"] == "no dialog gone@127.0.0.1 with to-tag a and from-tag b"

@@ -157,3 +157,33 @@ def test_follow_me_and_pikett_share_the_file_without_losing_each_other(tmp_path:
     (tmp_path / "forwarding.json").write_text(json.dumps({"204": {"pikett": 41}}))
     with pytest.raises(ForwardingError, match='204: pikett must be a number or ""$'):
         read_pikett(tmp_path)
+
+
+def test_follow_me_off_from_the_phone_keeps_the_numbers_aside_and_on_brings_them_back(tmp_path: Path) -> None:
+    from ivr.runtime.forwarding import pause_follow_me
+
+    write_follow_me(tmp_path, "204", ("+41797001204",))
+    write_follow_me(tmp_path, "205", ())
+    assert pause_follow_me(tmp_path, "204", True, ("+41790000000",)) == ()
+    assert read_forwarding(tmp_path) == {"204": (), "205": ()}
+    write_follow_me(tmp_path, "206", ("+41797001206",))  # the console changes another extension: 204's kept
+    assert pause_follow_me(tmp_path, "204", False, ("+41790000000",)) == ("+41797001204",)
+    assert read_forwarding(tmp_path)["204"] == ("+41797001204",)
+    # 205 switched off in the console, switched on by phone: the deployment file's numbers again
+    assert pause_follow_me(tmp_path, "205", False, ("+41790000205",)) == ("+41790000205",)
+    assert "205" not in read_forwarding(tmp_path)
+    # nothing to switch on: no numbers anywhere
+    assert pause_follow_me(tmp_path, "207", False, ()) == ()
+    assert pause_follow_me(tmp_path, "207", True, ()) == ()
+    assert read_forwarding(tmp_path)["207"] == ()
+
+
+def test_follow_me_off_and_on_from_the_phone_keeps_the_pikett_number(tmp_path: Path) -> None:
+    from ivr.runtime.forwarding import pause_follow_me
+
+    write_follow_me(tmp_path, "204", ("+41797001204",))
+    write_pikett(tmp_path, "204", "+41797654321")
+    pause_follow_me(tmp_path, "204", True, ())
+    assert read_pikett(tmp_path) == {"204": "+41797654321"} and read_forwarding(tmp_path) == {"204": ()}
+    assert pause_follow_me(tmp_path, "204", False, ()) == ("+41797001204",)
+    assert read_pikett(tmp_path) == {"204": "+41797654321"}

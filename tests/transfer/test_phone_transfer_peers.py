@@ -6,7 +6,7 @@ key 1).
   placed): the caller hears hold music while 202 rings, then 202; 201's leg is ended.
 * 202 rejects the transferred call: the caller goes back to 201.
 * a sipp phone 201 transfers the caller to an external number (a 403 sipfrag) or attended, with
-  Replaces (a 501 sipfrag): the call stays bridged to 201.
+  a Replaces naming no dialog (a 481 sipfrag): the call stays bridged to 201.
 * 201 holds the caller (``/hold``, re-INVITE ``a=sendonly``) and resumes: the caller hears hold
   music meanwhile and 201 again after.
 
@@ -181,7 +181,7 @@ def test_202_busy_sends_the_caller_back_to_201(
 
 @pytest.mark.parametrize("refer_to, target, status", [
     ("<sip:+41900123456@127.0.0.1>", "+41900123456", 403),  # not an internal extension
-    ("<sip:202@127.0.0.1?Replaces=other%40h%3Bto-tag%3Da%3Bfrom-tag%3Db>", "202", 501),  # attended
+    ("<sip:202@127.0.0.1?Replaces=other%40h%3Bto-tag%3Da%3Bfrom-tag%3Db>", "202", 481),  # attended, no such dialog
 ])
 def test_a_refused_transfer_ends_in_a_sipfrag_and_the_call_stays(
     ivr_server: Callable[..., Any], sipp: Callable[..., Any], uas: Callable[..., Uas],  # noqa: F811
