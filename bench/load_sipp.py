@@ -293,6 +293,7 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     base = random.randrange(33000, 50000, 2)  # ivr's RTP ports; the capture keeps only these sources
     rtp = (base, base + 4 * calls + 100)
     server = Server(folder, rtp)
+    rss_before = rss_peak_mb(server.proc.pid, "VmRSS")
     media_port = free_udp_port()
     capture = folder / "rtp.pcapng"
     direction = "" if DUPLEX else "src "  # duplex: the callers' streams to ivr's ports too
@@ -313,6 +314,8 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
         deadline = time.monotonic() + calls / rate + 60
         cpu = measure_cpu_steady(server, calls, deadline) if HOLD else measure_cpu_while_all_up(server, calls, deadline)
         output, _ = sipp.communicate(timeout=calls / rate + HOLD + 120)
+        time.sleep(0.5)  # the last BYEs answered, the calls ended
+        rss_after = rss_peak_mb(server.proc.pid, "VmRSS")
     finally:
         time.sleep(0.5)
         dumpcap.send_signal(signal.SIGINT)
@@ -340,6 +343,7 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     else:
         step.notes.append("never had all calls up at once")
     rtp_streams(capture, rtp, step)
+    step.notes.append(gc_note(server.records, (rss_before, rss_after)))
     return step
 
 
@@ -573,11 +577,27 @@ def keep(folder: Path) -> None:
                         ignore=shutil.ignore_patterns("*.pcapng", "data"))
 
 
-def rss_peak_mb(pid: int) -> float:
+def rss_peak_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak resident memory (``field="VmRSS"``: its resident memory now), MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def gc_note(records: list[dict], rss: tuple[float, float]) -> str:
+    """ivr's garbage collections (its stopped and gc_pause records) and its RSS before the calls and after them."""
+    stopped = [r for r in records if r.get("event") == "stopped"]
+    if not stopped or "gc_collections" not in stopped[-1]:
+        return f"RSS {rss[0]:.0f} -> {rss[1]:.0f} MB"
+    s = stopped[-1]
+    pauses = [r for r in records if r.get("event") == "gc_pause"]
+    in_stalls = [r.get("gc_ms", 0) for r in records if r.get("event") == "loop_stall" and r.get("gc_ms")]
+    collections = "/".join(str(n) for n in s["gc_collections"])
+    longest = "/".join(f"{ms:g}" for ms in s["gc_longest_ms"])
+    return (f"gc: collections {collections} (gen 0/1/2), longest {longest} ms, {len(pauses)} over the stall threshold,"
+            f" {len(in_stalls)} stalls with gc in them; objects freed {sum(s['gc_collected'])} + {s['gc_garbage']} at"
+            f" the end, tracked {s['gc_tracked'][0]} -> {s['gc_tracked'][1]}; RSS {rss[0]:.0f} -> {rss[1]:.0f} MB")
 
 
 def run_setup_rate(rate: float, seconds: float, folder: Path) -> int:
