@@ -97,6 +97,23 @@ def test_full_collections_wait_for_the_server_and_the_thresholds_come_back() -> 
     assert gc.get_threshold() == saved
 
 
+def test_the_interval_is_a_deployment_setting_and_0_leaves_full_collections_to_cpython(tmp_path: Path) -> None:
+    toml = tmp_path / "ivr.toml"
+    toml.write_text('[server]\ngc_full_interval = "2m"\n')
+    assert load_config(toml, data=tmp_path).server.gc_full_interval == 120.0
+    toml.write_text("[server]\n")
+    assert load_config(toml, data=tmp_path).server.gc_full_interval == 900.0
+    saved = gc.get_threshold()
+
+    async def serve() -> tuple[int, int, int]:
+        collections = FullCollections(interval=0.0)
+        collections.start(asyncio.get_running_loop())
+        collections.idle()
+        return gc.get_threshold()
+
+    assert asyncio.run(serve()) == saved
+
+
 def test_a_whole_call_leaves_no_reference_cycle(tmp_path: Path) -> None:
     garbage = asyncio.run(_one_call(tmp_path))
     assert garbage == []
