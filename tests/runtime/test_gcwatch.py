@@ -141,8 +141,9 @@ async def _one_call(folder: Path) -> list[str]:
         runner = server.calls[call_id]
         assert runner.media is not None
         ivr_rtp = ("127.0.0.1", runner.media.local_port)
+        await asyncio.wait_for(loop.sock_recv(phone, 2048), 20)  # ivr's prompt reaches the phone
         heard = await _talk(phone, ivr_rtp)
-        assert heard >= 10  # ivr's prompt reached the phone
+        assert heard >= 10  # and goes on while the phone talks
         await asyncio.wait_for(keyed.wait(), 10)
         del runner
         caller.hangup(call_id, loop.time())
