@@ -12,7 +12,9 @@ input (see :class:`~ivr.sip.transport.SipEndpoint`): new calls get a
 to the registrar (:mod:`ivr.sip.registrar`), other out-of-dialog requests the
 agent hands over are answered 405.  A watchdog (:mod:`ivr.runtime.watchdog`)
 logs ``loop_stall`` whenever the event loop stops turning for more than
-``stall_threshold`` (20 ms).  Admission control (:mod:`ivr.runtime.overload`) is the user
+``stall_threshold`` (20 ms), and every garbage collection that long is logged as
+``gc_pause``; full collections run when the last call has ended, not while calls are
+up (:mod:`ivr.runtime.gcwatch`).  Admission control (:mod:`ivr.runtime.overload`) is the user
 agent's gate: per-address request rates, and new INVITEs shed with 503 while the loop lags.
 
 SIGTERM (or SIGINT) drains: the user agent answers new INVITEs and OPTIONS
