@@ -171,8 +171,11 @@ class FullCollections:
 
         Only the young generations are collected first (short); the old generation's flows and
         services are frozen with the calls still using them, and looked at again (unfrozen) by
-        the next collection when idle, once they may have become garbage.
+        the next collection when idle, once they may have become garbage.  With ``interval`` 0
+        (CPython decides) nothing is frozen: nothing here would look at it again.
         """
+        if self._loop is None:
+            return
         gc.collect(1)
         gc.freeze()
         self._thaw = True

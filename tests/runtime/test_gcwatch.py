@@ -109,6 +109,9 @@ def test_the_interval_is_a_deployment_setting_and_0_leaves_full_collections_to_c
         collections = FullCollections(interval=0.0)
         collections.start(asyncio.get_running_loop())
         collections.idle()
+        frozen = gc.get_freeze_count()
+        collections.reloaded()
+        assert gc.get_freeze_count() == frozen
         return gc.get_threshold()
 
     assert asyncio.run(serve()) == saved
