@@ -122,7 +122,7 @@ IDLE_GAP = 5.0
 
 
 def settle() -> None:
-    """Collect what start-up (or a reload's preparation) left and freeze the survivors.
+    """Collect what start-up left and freeze the survivors (a reload: :meth:`FullCollections.reloaded`).
 
     Frozen objects (flow tables, codec tables, prompts, the speech model) are never walked
     again by any collection; they are still freed by reference counting if dropped.
