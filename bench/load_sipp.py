@@ -17,7 +17,7 @@ The pass bar (/work/shared/PEERS.md): every call succeeds, no RTP packet lost, p
 <= 5 ms, p99 of max delta <= 40 ms.  Bounded: sipp -m N with -timeout, every wait has a limit.
 sipp is pinned to core 0 and ivr to core 1 when the machine has two cores or more.
 
-    python bench/load_sipp.py [--steps 50,100,200] [--rate 20] [--profile FILE] [--duplex]
+    python bench/load_sipp.py [--steps 50,100,200] [--rate 20] [--profile FILE] [--duplex [--speech]]
     python bench/load_sipp.py --setup-rate 100 [--seconds 10]
     python bench/load_sipp.py --flood 400 [--flood-calls 8000] [--calls 20] [--rate 2]
 
@@ -26,6 +26,11 @@ G.711 encoder into raw PCMU) in a loop for the whole call with sipp's ``rtp_stre
 PCMU only, and presses 1 from the same stream's port; the table then has both directions:
 what ivr sent (the capture, as above) and what the callers sent and ivr received (capture
 against ivr's own count of received packets in its ``ended`` records).
+
+``--duplex --speech``: the same callers, and every menu of the flow also listens for speech the
+whole call (``speech ->`` with no phrases: the endpointer alone decides, as a menu that takes a
+spoken name does before its recogniser), so every frame is decoded and fed to the endpointer;
+the utterances it ended are counted.
 
 ``--setup-rate R``: call set-up cost.  sipp's ``uac`` places 1 s calls (``-d 1000``) at R per
 second for ``--seconds`` (10 s worth) with ``-trace_rtt`` and ``-trace_stat``; printed: calls
@@ -90,6 +95,29 @@ chosen:
     hold for 60s
     hangup
 """
+
+# --speech: every menu also listens for speech all along (a "speech ->" option with no phrases:
+# the endpointer alone decides, as for a menu whose caller may just say a name), so every frame a
+# caller sends is decoded and fed to the speech endpointer for the whole call.
+SPEECH_FLOW = """\
+# Density benchmark flow, callers that talk: every menu listens for speech all along.
+number default -> welcome
+
+menu welcome:
+    ask "Thank you for calling the density benchmark. Please press one to continue."
+    wait 20s, retry 1 times
+    1 -> chosen
+    speech -> welcome
+    exhausted -> hangup
+
+menu chosen:
+    ask "You pressed one. Please hold the line."
+    wait 60s, retry 10 times
+    speech -> chosen
+    0 -> hangup
+    exhausted -> hangup
+"""
+SPEECH = False  # --speech
 
 
 @dataclass
@@ -292,7 +320,8 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     step = Step(calls)
     base = random.randrange(33000, 50000, 2)  # ivr's RTP ports; the capture keeps only these sources
     rtp = (base, base + 4 * calls + 100)
-    server = Server(folder, rtp)
+    server = Server(folder, rtp, flow_text=SPEECH_FLOW if SPEECH else FLOW)
+    rss_before = rss_peak_mb(server.proc.pid, "VmRSS")
     media_port = free_udp_port()
     capture = folder / "rtp.pcapng"
     direction = "" if DUPLEX else "src "  # duplex: the callers' streams to ivr's ports too
@@ -313,6 +342,8 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
         deadline = time.monotonic() + calls / rate + 60
         cpu = measure_cpu_steady(server, calls, deadline) if HOLD else measure_cpu_while_all_up(server, calls, deadline)
         output, _ = sipp.communicate(timeout=calls / rate + HOLD + 120)
+        time.sleep(0.5)  # the last BYEs answered, the calls ended
+        rss_after = rss_peak_mb(server.proc.pid, "VmRSS")
     finally:
         time.sleep(0.5)
         dumpcap.send_signal(signal.SIGINT)
@@ -332,6 +363,8 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     step.stalls, step.stall_max_ms = stalls(server.records)
     if any(r.get("event") == "refused" for r in server.records):
         step.notes.append(f"shed while the loop lagged: {shed(server.records)}")
+    if SPEECH:
+        step.notes.append(f"utterances ended by the endpointer: {server.count(lambda r: r.get('event') == 'speech')}")
     step.ivr_received = sum(int(r.get("packets_received") or 0) for r in server.records if r.get("event") == "ended")
     if cpu is not None:
         step.cpu_total = cpu[0] * 100
@@ -340,6 +373,7 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     else:
         step.notes.append("never had all calls up at once")
     rtp_streams(capture, rtp, step)
+    step.notes.append(gc_note(server.records, (rss_before, rss_after)))
     return step
 
 
@@ -573,11 +607,27 @@ def keep(folder: Path) -> None:
                         ignore=shutil.ignore_patterns("*.pcapng", "data"))
 
 
-def rss_peak_mb(pid: int) -> float:
+def rss_peak_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak resident memory (``field="VmRSS"``: its resident memory now), MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def gc_note(records: list[dict], rss: tuple[float, float]) -> str:
+    """ivr's garbage collections (its stopped and gc_pause records) and its RSS before the calls and after them."""
+    stopped = [r for r in records if r.get("event") == "stopped"]
+    if not stopped or "gc_collections" not in stopped[-1]:
+        return f"RSS {rss[0]:.0f} -> {rss[1]:.0f} MB"
+    s = stopped[-1]
+    pauses = [r for r in records if r.get("event") == "gc_pause"]
+    in_stalls = [r.get("gc_ms", 0) for r in records if r.get("event") == "loop_stall" and r.get("gc_ms")]
+    collections = "/".join(str(n) for n in s["gc_collections"])
+    longest = "/".join(f"{ms:g}" for ms in s["gc_longest_ms"])
+    return (f"gc: collections {collections} (gen 0/1/2), longest {longest} ms, {len(pauses)} over the stall threshold,"
+            f" {len(in_stalls)} stalls with gc in them; objects freed {sum(s['gc_collected'])} + {s['gc_garbage']} at"
+            f" the end, tracked {s['gc_tracked'][0]} -> {s['gc_tracked'][1]}; RSS {rss[0]:.0f} -> {rss[1]:.0f} MB")
 
 
 def run_setup_rate(rate: float, seconds: float, folder: Path) -> int:
@@ -670,6 +720,8 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=0.0, help="seconds each call stays after its key; CPU measured on hold")
     parser.add_argument("--profile", type=Path, help="py-spy collapsed stacks of ivr while all calls are up (needs py-spy)")
     parser.add_argument("--duplex", action="store_true", help="callers stream speech all along and press 1 in-band")
+    parser.add_argument("--speech", action="store_true",
+                        help="with --duplex: every menu listens for speech all along (the endpointer hears every frame)")
     parser.add_argument("--setup-rate", type=float, help="set-up mode: 1 s calls at this many per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="set-up mode: seconds worth of calls")
     parser.add_argument("--flood", type=float, help="flood mode: INVITEs per second from 127.0.0.2")
@@ -677,12 +729,13 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20, help="flood mode: ordinary calls from 127.0.0.3")
     parser.add_argument("--max-lag", help="ivr's [overload] max_lag, e.g. 0 (never shed) or 50ms (default: ivr's)")
     args = parser.parse_args()
-    global PIN, PROFILE, HOLD, DUPLEX, MAX_LAG
+    global PIN, PROFILE, HOLD, DUPLEX, MAX_LAG, SPEECH
     MAX_LAG = args.max_lag
     PIN = not args.no_pin
     PROFILE = args.profile
     HOLD = args.hold
-    DUPLEX = args.duplex
+    DUPLEX = args.duplex or args.speech
+    SPEECH = args.speech
     if HOLD and HOLD < STEADY_AFTER_KEY + STEADY_WINDOW + 5:
         parser.error(f"--hold must be at least {STEADY_AFTER_KEY + STEADY_WINDOW + 5:g} s (the steady window)")
     for tool in ("sipp", "dumpcap", "tshark") + ((_py_spy(),) if PROFILE else ()):

@@ -49,12 +49,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ivr.media.clip import Clip
 from ivr.media.clock import MediaClock
 from ivr.media.holdmusic import MusicPlayer
 from ivr.media.reactor import get_reactor
 from ivr.media.session import MediaSession
+from ivr.media.vad import Endpointer
 
 PORTS = (50000, 59999)
 MAX_SECONDS = 15.0
@@ -384,13 +386,15 @@ async def ring_step(calls: int, seconds: float, warmup: float) -> dict[str, floa
     return result
 
 
-async def cpu_step(calls: int, ticks: int, listen: bool) -> dict[str, float]:
+async def cpu_step(calls: int, ticks: int, listen: str) -> dict[str, float]:
     """Ticks run back to back (no waiting for deadlines): the CPU cost alone, per call per tick.
 
     The sessions are paired as in :func:`ring_step`; after each tick the loop runs until the
     packets of the tick have been received.  Wall-clock lateness plays no part, so the figure
     holds on a machine shared with other work (cache contention aside).  ``listen``: an
-    ``on_audio`` consumer (every frame decoded); without one the decode is skipped.
+    ``on_audio`` consumer (every frame decoded, "yes"), or every frame also fed to a speech
+    endpointer of its own ("vad": what a call listening for speech adds per packet); "no":
+    nobody listens and the decode is skipped.
     Repeatable under ``valgrind --tool=callgrind`` as the ``send`` mode is: seeded, no RTCP,
     the tick's own time.
     """
@@ -404,11 +408,20 @@ async def cpu_step(calls: int, ticks: int, listen: bool) -> dict[str, float]:
     def on_audio(pcm: object) -> None:
         heard[0] += 1
 
+    def endpointer() -> Callable[[npt.NDArray[np.int16]], None]:
+        vad = Endpointer()
+
+        def feed(pcm: npt.NDArray[np.int16]) -> None:
+            if vad.feed(pcm) in ("done", "no_speech"):
+                vad.reset()  # a listener starts a fresh one: listening all along
+
+        return feed
+
     try:
         sessions = await open_sessions(clock, calls)
         clock.stop()  # open() starts it; this benchmark drives the ticks itself
         for s in sessions:
-            s.on_audio = on_audio if listen else None
+            s.on_audio = {"yes": on_audio, "vad": endpointer(), "no": None}[listen]
             s._reporter.next_report = float("inf")  # noqa: SLF001 -- no RTCP (valgrind runs 50 times slower)
         pair_up(sessions, prompt)
         start = loop.time()
@@ -582,7 +595,8 @@ def main() -> int:
     parser.add_argument(
         "--timing", default="cpu,rt", help="send mode: cpu (back to back), rt (real time) or both"
     )
-    parser.add_argument("--listen", default="yes,no", help="cpu mode: with an on_audio consumer, without, or both")
+    parser.add_argument("--listen", default="yes,no",
+                        help="cpu mode: yes (an on_audio consumer), vad (a speech endpointer per call), no, or a list")
     parser.add_argument("--source", default="clip,moh", help="send mode: clip, moh or both")
     args = parser.parse_args()
     # every step bounded: at most 15 s measured after at most 2 s of warm-up, 500 cpu ticks
@@ -611,10 +625,10 @@ def main() -> int:
             f"\ncpu: pairs, {ticks} ticks back to back; us = CPU per call (send+receive) per tick"
         )
         print(_header(CPU_COLUMNS))
-        for listen in (x == "yes" for x in args.listen.split(",")):
+        for listen in args.listen.split(","):
             for calls in counts:
                 r = asyncio.run(cpu_step(calls, ticks, listen))
-                print(_row(CPU_COLUMNS, {**r, "listen": "yes" if listen else "no"}), flush=True)
+                print(_row(CPU_COLUMNS, {**r, "listen": listen}), flush=True)
     if "send" in modes:
         print(
             f"\nsend: send only into a socket nobody reads, {ticks} ticks back to back (cpu) "

@@ -13,6 +13,13 @@ the TTS cache lookup, journal rows, log records), with nothing paced by wall-clo
 
 Without valgrind it prints CPU microseconds per call (``time.process_time``), and with
 ``--profile FILE`` writes a cProfile of the calls.
+
+``--up N`` then sets up N calls at once and keeps them up (no media clock: no packets) to
+measure what they cost the cyclic garbage collector: objects it tracks per call (both
+sides: the sans-IO caller's too), the thread CPU of one full collection with them up (best
+of three), and, after all of them hang up, the objects a full collection still finds
+unreachable (reference cycles the calls left; ``ivr serve`` needs none, see
+``ivr.runtime.gcwatch``).  These are counts and CPU time, not wall-clock figures.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import sys
 import tempfile
@@ -67,11 +75,11 @@ class Recorder(asyncio.DatagramTransport):
         return False
 
 
-async def run_calls(folder: Path, calls: int, profile: cProfile.Profile | None) -> float:
+async def run_calls(folder: Path, calls: int, profile: cProfile.Profile | None, up: int = 0) -> float:
     flow = folder / "setup.ivr"
     flow.write_text(FLOW)
     toml = folder / "ivr.toml"
-    toml.write_text('[server]\nlisten = "127.0.0.1:5060"\nrtp_ports = "41000-41999"\n[overload]\nrate = 0\n')
+    toml.write_text('[server]\nlisten = "127.0.0.1:5060"\nrtp_ports = "40000-49999"\n[overload]\nrate = 0\n')
     config = load_config(toml, data=folder / "data")
     program = load_flow([flow], config=config)
     prerender(program, config, None)  # as ivr serve does before it binds its port
@@ -84,7 +92,7 @@ async def run_calls(folder: Path, calls: int, profile: cProfile.Profile | None) 
                                           calllog=calllog, contact_host="127.0.0.1", media_host="127.0.0.1")
     endpoint = server.endpoint = services.endpoint = SipEndpoint(ua, on_events=server._on_ua_events)  # noqa: SLF001
     wire = endpoint._udp = Recorder()  # noqa: SLF001
-    for text, voice, rate in flow_texts(program, config):  # in memory, as after the first caller
+    for text, voice, rate in flow_texts(program, config, services.tts.voice_for):  # in memory, as after the first caller
         services.tts.render(text, voice=voice, rate=rate)
     caller = UserAgent(local_host=CALLER[0], local_port=CALLER[1], t1=T1)
     await one_call(caller, endpoint, wire, server, 0)  # the first opens the journal: not measured
@@ -96,9 +104,42 @@ async def run_calls(folder: Path, calls: int, profile: cProfile.Profile | None) 
     elapsed = time.process_time() - start
     if profile is not None:
         profile.disable()
+    if up:
+        await calls_up(caller, endpoint, wire, server, up)
     services.close_journal()
     calllog.close()
     return elapsed
+
+
+async def calls_up(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, server: Server, count: int) -> None:
+    """``count`` calls up at once: the garbage collector's view of them, then of what they leave."""
+    loop = asyncio.get_running_loop()
+    gc.collect()
+    gc.freeze()  # as ivr serve does after start-up
+    before = len(gc.get_objects())
+    ids = []
+    for _ in range(count):
+        call_id = caller.invite("sip:+41435435570@127.0.0.1:5060", SDP, loop.time(),
+                                from_uri="sip:+41791112233@127.0.0.1", destination=("127.0.0.1", 5060))
+        await exchange(caller, endpoint, wire, lambda c=call_id: caller.calls[c].state == "confirmed")
+        ids.append(call_id)
+    gc.collect(1)  # the young generations empty: what is left lives as long as the calls
+    tracked = len(gc.get_objects()) - before
+    pauses = []
+    for _ in range(3):
+        start = time.thread_time()
+        gc.collect()
+        pauses.append(time.thread_time() - start)
+    for call_id in ids:
+        caller.hangup(call_id, loop.time())
+    await exchange(caller, endpoint, wire, lambda: not server.calls)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    left = gc.collect()
+    gc.unfreeze()
+    print(f"{count} calls up: {tracked / count:.0f} objects tracked per call, a full collection {min(pauses) * 1000:.1f} ms"
+          f" of CPU; after they ended a full collection found {left} unreachable objects ({left / count:.1f} per call)",
+          file=sys.stderr)
 
 
 async def one_call(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, server: Server, n: int) -> None:
@@ -131,15 +172,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the measured calls here")
+    parser.add_argument("--up", type=int, default=0, help="then N calls up at once: their cost to the garbage collector")
     parser.add_argument("--tts-cache", type=Path, help="a TTS cache folder to reuse (no espeak-ng run: steadier counts)")
     args = parser.parse_args()
-    profile = cProfile.Profile() if args.profile else None
+    profile = cProfile.Profile(time.thread_time) if args.profile else None  # CPU of the loop's thread: no wall time lost to others
     with tempfile.TemporaryDirectory(prefix="ivr-setup-path-") as tmp:
         if args.tts_cache is not None:
             args.tts_cache.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / "data").mkdir()
             (Path(tmp) / "data" / "tts-cache").symlink_to(args.tts_cache.resolve(), target_is_directory=True)
-        elapsed = asyncio.run(run_calls(Path(tmp), args.calls, profile))
+        elapsed = asyncio.run(run_calls(Path(tmp), args.calls, profile, args.up))
     if profile is not None:
         profile.dump_stats(str(args.profile))
     print(f"{args.calls} calls set up and torn down: {elapsed / args.calls * 1e6:.0f} us of CPU per call", file=sys.stderr)

@@ -67,6 +67,7 @@ class ServerConfig:
     # Calls up at once; more get 503 + Retry-After.  0: derived from rtp_ports (see call_limit).
     max_calls: int = 0
     stall_threshold: float = 0.020  # the loop watchdog logs every stall of the event loop longer than this
+    gc_full_interval: float = 900.0  # while calls are up, a full garbage collection at most this often (ivr.runtime.gcwatch)
 
     @property
     def rtp_pairs(self) -> int:
@@ -412,6 +413,7 @@ def _from_raw(
         flows=tuple(base / f for f in _strs(srv.get("flows", []), f"{where}: server.flows")),
         max_calls=_max_calls(srv.get("max_calls", 0), f"{where}: server.max_calls"),
         stall_threshold=parse_duration(srv.get("stall_threshold", 0.02), where=f"{where}: server.stall_threshold"),
+        gc_full_interval=parse_duration(srv.get("gc_full_interval", 900), where=f"{where}: server.gc_full_interval"),
     )
     prompts = _table(raw, "prompts", where)
     folders = tuple(

@@ -61,6 +61,13 @@ class ReorderBuffer:
         self._next_ts: int | None = None  # the timestamp that follows the last audio handed on
         self._since = 0.0  # when the oldest held packet started waiting
 
+    def detach(self) -> None:
+        """Hand nothing on any more (the stream's session closed): drops the references to its
+        session, so a closed session and its buffer are freed as soon as they are dropped, without
+        waiting for the cyclic garbage collector."""
+        self._deliver, self._silence = _drop, _drop
+        self.held.clear()
+
     def push(self, data: bytes, pt: int, seq: int, ts: int, now: float) -> bool:
         """One received RTP packet (``data``, its payload type, sequence number and timestamp).
 
@@ -142,3 +149,6 @@ class ReorderBuffer:
         if gap <= MAX_GAP_FILL:
             self._silence(gap)
 
+
+def _drop(*_: object) -> None:
+    """What a detached buffer hands audio and silence to."""

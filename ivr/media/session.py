@@ -391,6 +391,15 @@ class MediaSession:
         self._pool.release(self.local_port)
         if self._rtcp is not None:
             self._rtcp.close()
+        self._detach()
+
+    def _detach(self) -> None:
+        """Drop the callbacks into the call and the buffer's into this session: no reference cycle
+        is left, so a closed session is freed when its call drops it, not by the cyclic collector."""
+        self.on_prompt_done = self.on_dtmf = _noop
+        self.on_timeout = _noop
+        self.on_audio = None
+        self._reorder.detach()
 
     @property
     def closed(self) -> bool:

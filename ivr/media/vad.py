@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import _webrtcvad  # webrtcvad's C extension (installed with it)
 import numpy as np
 import numpy.typing as npt
 import webrtcvad
@@ -43,6 +44,7 @@ class Endpointer:
         self.hangover = hangover
         self.start_frames = start_frames
         self._vad = webrtcvad.Vad(aggressiveness)
+        self._handle = self._vad._vad  # the detector's state, for _webrtcvad.process (see feed)
         self.reset()
 
     def reset(self) -> None:
@@ -63,14 +65,20 @@ class Endpointer:
 
     def feed(self, pcm16_8k_frame: npt.NDArray[np.int16] | bytes) -> State:
         """One 20 ms frame (160 samples); returns the state after it."""
-        if self.state in ("done", "no_speech"):
-            return self.state
-        data = pcm16_8k_frame if isinstance(pcm16_8k_frame, bytes) else np.asarray(pcm16_8k_frame, dtype=np.int16).tobytes()
-        if len(data) != FRAME_SAMPLES * 2:
-            raise ValueError(f"Endpointer.feed wants 160 samples (20 ms at 8 kHz), got {len(data) // 2}")
-        voiced = self._vad.is_speech(data, RATE)
+        state = self.state
+        if state == "done" or state == "no_speech":
+            return state
+        frame = pcm16_8k_frame
+        if not isinstance(frame, bytes):
+            frame = np.ascontiguousarray(frame, dtype=np.int16)  # the decoded frame itself, no copy
+        size = len(frame) if isinstance(frame, bytes) else frame.nbytes
+        if size != FRAME_SAMPLES * 2:
+            raise ValueError(f"Endpointer.feed wants 160 samples (20 ms at 8 kHz), got {size // 2}")
+        # webrtcvad's C function itself, on the frame's own buffer: its Python wrapper (Vad.is_speech)
+        # wants bytes (a copy of every frame) and re-checks the length on every call.
+        voiced = _webrtcvad.process(self._handle, RATE, frame, FRAME_SAMPLES)
         self.frames += 1
-        if self.state == "waiting":
+        if state == "waiting":
             self._waiting(voiced)
         else:
             self._speaking(voiced)

@@ -136,7 +136,12 @@ def start_workers(executor: Executor, workers: int) -> None:
 
 def warm(services: Services, program: Program) -> None:
     """Read the flow's directories and load the speech model of each language the flow speaks now,
-    not during a caller's turn; a language without a recogniser is logged (its calls take keys only)."""
+    not during a caller's turn; a language without a recogniser is logged (its calls take keys only).
+    The modules a call's set-up imports on first use are imported now too: importing (and
+    compiling) them on the loop held the first caller's turn and every other call's audio."""
+    from ivr.media import session  # noqa: F401
+    from ivr.runtime import journal, sipconfig  # noqa: F401
+
     for name in getattr(program.settings, "directories", {}) or {}:
         try:
             services.directory(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,9 +47,18 @@ class PromptQueue:
     """
 
     def __init__(self, runner: Call) -> None:
-        self.runner = runner
+        # The call holds its queue; a weak reference back leaves no cycle, so an ended call is
+        # freed when the server drops it, not by the cyclic garbage collector (ivr.runtime.gcwatch).
+        self._runner = weakref.ref(runner)
         self.pending: deque[PendingPrompt] = deque()
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def runner(self) -> Call:
+        runner = self._runner()
+        if runner is None:  # the queue's task is cancelled when its call ends
+            raise ReferenceError("the call of this prompt queue is gone")
+        return runner
 
     def add(self, item: PendingPrompt) -> None:
         self.pending.append(item)
@@ -68,7 +78,10 @@ class PromptQueue:
     def cancel(self) -> None:
         self.pending.clear()
         if self.task is not None:
+            # Dropped as well: a cancelled task keeps its CancelledError, whose traceback holds
+            # the frames that hold this queue, a cycle only the garbage collector would free.
             self.task.cancel()
+            self.task = None
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

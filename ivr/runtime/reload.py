@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ivr.config import Config
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.gcwatch import FullCollections
 from ivr.runtime.prepare import music_sources, prepare_hold_music, prerender, warm
 from ivr.runtime.services import Services, kept_engines
 from ivr.runtime.settings import ServeSettings
@@ -98,6 +99,9 @@ class Generations(Protocol):
 
     @property
     def admission(self) -> Admission: ...  # takes the new [overload] settings
+
+    @property
+    def collections(self) -> FullCollections: ...  # freezes the new generation (ivr.runtime.gcwatch)
 
 
 class Reloader:
@@ -171,6 +175,7 @@ class Reloader:
             old.stop_trunks()  # un-REGISTER the old trunks, register the new ones
             new.services.start_trunks()
         prepare_hold_music(new.services, new.music)
+        server.collections.reloaded()
         server.update_capacity()
         server.admission.configure(new.settings.config.overload)
         if new.restart:

@@ -12,7 +12,9 @@ input (see :class:`~ivr.sip.transport.SipEndpoint`): new calls get a
 to the registrar (:mod:`ivr.sip.registrar`), other out-of-dialog requests the
 agent hands over are answered 405.  A watchdog (:mod:`ivr.runtime.watchdog`)
 logs ``loop_stall`` whenever the event loop stops turning for more than
-``stall_threshold`` (20 ms).  Admission control (:mod:`ivr.runtime.overload`) is the user
+``stall_threshold`` (20 ms), and every garbage collection that long is logged as
+``gc_pause``; full collections run when the last call has ended, not while calls are
+up (:mod:`ivr.runtime.gcwatch`).  Admission control (:mod:`ivr.runtime.overload`) is the user
 agent's gate: per-address request rates, and new INVITEs shed with 503 while the loop lags.
 
 SIGTERM (or SIGINT) drains: the user agent answers new INVITEs and OPTIONS
@@ -39,7 +41,6 @@ directories read, the speech model loaded) is :mod:`ivr.runtime.prepare`'s.
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 import socket
 import time
@@ -53,6 +54,7 @@ from ivr.media.clock import get_clock
 from ivr.media.ports import pool_for
 from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.gcwatch import FullCollections, GcWatch, settle
 from ivr.runtime.lamps import Lamps
 from ivr.runtime.overload import Admission
 from ivr.runtime.prepare import prepare_hold_music, start_workers, warm
@@ -151,6 +153,8 @@ class Server:
         self._voicemail_started = False
         self._register_executor = ThreadPoolExecutor(1, "ivr-register")  # REGISTERs in order, off the loop
         self.admission = Admission(settings.config.overload)
+        self.gcwatch = GcWatch(calllog, threshold=settings.config.server.stall_threshold)
+        self.collections = FullCollections(settings.config.server.gc_full_interval)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -193,12 +197,15 @@ class Server:
         self.lamps = Lamps(lambda: self._services(), ua)  # subscriptions a restart left get their NOTIFY
         self.lamps.start()
         # Start-up objects (flow tables, codec tables, decoded prompts) live as long as the
-        # process: freezing them keeps full garbage collections short during calls.
-        gc.collect()
-        gc.freeze()
+        # process: freezing them keeps garbage collections short during calls (ivr.runtime.gcwatch).
+        settle()
+        self.gcwatch.install()
+        self.gcwatch.settled()
+        self.collections.start(loop)
         clock.start()
         watchdog = self.watchdog = LoopWatchdog(self.calllog, threshold=self.settings.config.server.stall_threshold,
                                 on_beat=lambda lag, now: self._on_beat(max(lag, clock.last_lateness), now))
+        watchdog.gc = self.gcwatch
         watchdog.start(loop)
         self._install_signals(loop)
         for companion in self.companions:
@@ -213,6 +220,7 @@ class Server:
         services.stop_trunks()  # un-REGISTER before the socket closes
         self.lamps.stop()
         watchdog.stop()
+        self.collections.stop()
         endpoint.close()
         clock.stop()
         if self._voicemail_started:
@@ -230,6 +238,7 @@ class Server:
             clock_late_ticks=clock.late_ticks,
             clock_max_lateness_ms=round(clock.max_lateness * 1000, 2),
             clock_lateness_p99_ms=round(_p99(clock.lateness) * 1000, 3),
+            **self.gcwatch.summary(),
         )
         return 0
 
@@ -386,6 +395,7 @@ class Server:
         self.update_capacity()
         if not self.calls:
             self.idle.set()
+            self.collections.idle()  # the full garbage collection nobody hears (ivr.runtime.gcwatch)
 
     def _request(self, event: RequestReceived) -> None:
         """Out-of-dialog requests the agent does not handle itself: REGISTER goes to the registrar."""

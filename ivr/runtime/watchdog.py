@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 
 from ivr.runtime.calllog import CallLog
+from ivr.runtime.gcwatch import GcWatch
 
 
 class LoopWatchdog:
@@ -46,6 +47,7 @@ class LoopWatchdog:
         self.loop_thread = threading.get_ident()
         self._stop = threading.Event()
         self._handle: asyncio.TimerHandle | None = None
+        self.gc: GcWatch | None = None  # the server's: a stall says how much of it was garbage collection
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._tick(loop)
@@ -73,7 +75,9 @@ class LoopWatchdog:
             reported = self.beat
             frame = sys._current_frames().get(self.loop_thread)
             where = traceback.format_stack(frame, limit=6) if frame is not None else []
+            collector = self.gc.paused_since(self.beat) if self.gc is not None else 0.0
             self.calllog.server(
                 "loop_stall", f"event loop stalled for {late * 1000:.0f} ms",
                 stalled_ms=round(late * 1000), where=[w.strip().replace("\n", " | ") for w in where],
+                **({"gc_ms": round(collector * 1000, 1)} if collector else {}),
             )

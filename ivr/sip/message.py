@@ -469,6 +469,8 @@ class Via:
 
 # --------------------------------------------------------------------------- headers
 
+_NONE: list[str] = []  # what Headers._values returns for a name not there (never changed)
+
 
 class Headers:
     """Ordered multi-dict of SIP headers (RFC 3261 section 7.3).
@@ -478,10 +480,21 @@ class Headers:
     parsed message serialises back to the same bytes.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_index")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(n, v) for n, v in items]
+        # Values by normalised name, built at the first lookup and dropped by every change: a
+        # message is read a dozen times and a lookup then costs one dict access, not a scan.
+        self._index: dict[str, list[str]] | None = None
+
+    def _values(self, key: str) -> list[str]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for n, v in self._items:
+                index.setdefault(_key(n), []).append(v)
+        return index.get(key, _NONE)
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -492,18 +505,15 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """Value of the first header line named ``name``: a comma list comes back whole
         (``get_all`` splits it)."""
-        key = _key(name)
-        for n, v in self._items:
-            if _key(n) == key:
-                return v
-        return default
+        values = self._values(_key(name))
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; comma lists split where the header's grammar allows."""
         key = _key(name)
-        values = [v for n, v in self._items if _key(n) == key]
+        values = self._values(key)
         if key not in _LIST_HEADERS:
-            return values
+            return list(values)
         out: list[str] = []
         for v in values:
             out.extend(p for p in split_quoted(v, ",") if p)
@@ -514,6 +524,7 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
+        self._index = None
 
     def set(self, name: str, value: str) -> None:
         """Replace the first ``name`` in place (keeping its position), drop the others, or append."""
@@ -529,7 +540,7 @@ class Headers:
                 out.append((n, v))
         if not done:
             out.append((name, value))
-        self._items = out
+        self._items, self._index = out, None
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the value of the first ``name`` header only, keeping name and position."""
@@ -537,15 +548,17 @@ class Headers:
         for index, (n, _) in enumerate(self._items):
             if _key(n) == key:
                 self._items[index] = (n, value)
+                self._index = None
                 return
-        self._items.append((name, value))
+        self.add(name, value)
 
     def remove(self, name: str) -> None:
         key = _key(name)
-        self._items = [(n, v) for n, v in self._items if _key(n) != key]
+        self._items, self._index = [(n, v) for n, v in self._items if _key(n) != key], None
 
     def prepend(self, name: str, value: str) -> None:
         self._items.insert(0, (name, value))
+        self._index = None
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
