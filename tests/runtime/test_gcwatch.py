@@ -133,7 +133,8 @@ async def _one_call(folder: Path) -> list[str]:
     phone.setblocking(False)
     loop = asyncio.get_running_loop()
     keyed = asyncio.Event()
-    server.calllog.listeners.append(lambda record: keyed.set() if record.get("event") == "key" else None)
+    server.calllog.feeds.append(  # called with batches of records on the call log's writer thread
+        lambda records: loop.call_soon_threadsafe(keyed.set) if any(r.get("event") == "key" for r in records) else None)
     try:
         sdp = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
                b"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"

@@ -93,9 +93,11 @@ def test_the_watchdog_logs_a_stall_over_its_threshold_and_reports_the_lag() -> N
         watchdog.stop()
 
     asyncio.run(stall())
-    (record,) = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert record["event"] == "loop_stall" and record["stalled_ms"] >= 20
-    assert any("test_stalls.py" in frame for frame in record["where"])
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert records and all(r["event"] == "loop_stall" for r in records)
+    # a busy machine may add stalls of its own; the one under test is caught in the test's frame
+    record = next(r for r in records if any("test_stalls.py" in frame for frame in r["where"]))
+    assert record["stalled_ms"] >= 20
     assert max(lags) >= 0.09  # the heartbeat after the stall ran that late
 
 
