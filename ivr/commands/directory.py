@@ -102,7 +102,7 @@ def test_handler(args: argparse.Namespace) -> int:
     model = args.model if args.model is not None else (speech.model if engine == speech.engine else None)
     index = PhraseIndex.build(book)
     try:
-        recognizer = get_recognizer(engine, model)
+        recognizer = get_recognizer(engine, model, speech.tuning)
         phrases = _usable_phrases(recognizer, index.phrases)
     except RecognizerError as exc:
         print(f"ivr directory: {exc}", file=sys.stderr)
