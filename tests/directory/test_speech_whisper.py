@@ -11,7 +11,15 @@ import pytest
 
 from ivr.media.asr import get_recognizer
 from ivr.media.asr_utterance import NOTHING
-from ivr.media.asr_whisper import FREE_MARGIN, PhraseScores, best_phrase, default_model, spoken_text
+from ivr.media.asr_whisper import (
+    FREE_MARGIN,
+    PhraseScores,
+    WhisperRecognizer,
+    WhisperSession,
+    best_phrase,
+    default_model,
+    spoken_text,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_speech_moonshine import STAFF, call_audio  # noqa: E402  the same fixtures, as a call delivers them
@@ -57,22 +65,25 @@ def test_the_early_decode_gives_the_result_of_the_late_one(monkeypatch: pytest.M
     from ivr.media import asr_utterance
 
     recognizer = get_recognizer("whisper")
+    assert isinstance(recognizer, WhisperRecognizer)
     pcm = call_audio("alice-johnson-us")
 
-    def scored() -> tuple[str, float]:
+    def fed() -> WhisperSession:
         session = recognizer.session(STAFF)
         for i in range(0, len(pcm) - 159, 160):
             session.accept(pcm[i : i + 160])
-        found = session.finish_scored()  # type: ignore[attr-defined]
-        return found.text, found.margin
+        return session
 
-    # The early decode hears the audio up to the pause, the late one 0.6 s more line noise
-    # (the noise estimate differs a little): the same name, both above the margin.
-    (early, early_margin) = scored()
+    session = fed()
+    early = session._early  # started in the hangover, once the caller paused for EARLY_DECODE
+    assert early is not None
+    found = session.finish_scored()
+    assert found is early.result()
     monkeypatch.setattr(asr_utterance, "EARLY_DECODE", None)
-    (late, late_margin) = scored()
-    assert early == late == "alice johnson"
-    assert min(early_margin, late_margin) > FREE_MARGIN and early_margin != late_margin
+    late = fed()
+    assert late._early is None
+    assert late.finish_scored() == found  # the pause's audio, cut to speech, is what the whole utterance gives
+    assert found.text == "alice johnson" and found.margin > FREE_MARGIN
 
 
 @needs_model
