@@ -394,16 +394,45 @@ def sweep(trials: list[Trial], person: Callable[[str], str]) -> None:
         print(f"  sure {sure:g}  " + "  ".join(row))
 
 
+def joined_curve(trials: list[Trial], other: list[Trial], person: Callable[[str], str]) -> None:
+    """pocketsphinx's run joined with another engine's saved run (``--combine``), by the combined rule.
+
+    The other engine's scored phrase takes moonshine's place in :func:`asr_combined.combine`; the
+    curve sweeps its sure margin (rows) and agree margin (columns), per split.
+    """
+    keys = [(t.expected, t.said, t.voice, t.new_voice) for t in trials]
+    if keys != [(t.expected, t.said, t.voice, t.new_voice) for t in other]:
+        raise SystemExit("--combine: the two runs did not hear the same utterances (same split and options?)")
+    joined = [Trial(t.expected, t.group, t.voice, t.new_voice, t.heard, t.latency, o.scored, t.said) for t, o in zip(trials, other, strict=True)]
+    print("pocketsphinx + the other run by the combined rule: top-1 / two offered / wrong / strangers accepted")
+    for label, part in (("tuning", [t for t in joined if not t.held_out]), ("held-out", [t for t in joined if t.held_out])):
+        for sure in (-2.0, 0.0, 2.0, 4.0, 6.0, 8.0):
+            row = []
+            for agree in (-math.inf, -8.0, -4.0):
+                f = count(part, lambda t, a=agree, s=sure: verdict_of("combined", t, a, s), person)
+                if f.inside and f.outside:
+                    row.append(f"{agree:g}: {pct(f.top1, f.inside):.1f}/{pct(f.which, f.inside):.1f}/{pct(f.wrong, f.inside):.1f}/{pct(f.strangers, f.outside):.1f}")
+            if row:
+                print(f"  [{label}] sure {sure:g}  " + "  ".join(row))
+
+
 # --------------------------------------------------------------------------- report
+
+
+def person_of(index: PhraseIndex) -> Callable[[str], str]:
+    """The display name a phrase names ("" for none)."""
+
+    def person(phrase: str) -> str:
+        found = index.lookup(phrase) if phrase else ()
+        return found[0].display_name if found else ""
+
+    return person
 
 
 def report(trials: list[Trial], people: int, memory_mb: int, top: int, engine: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         index = PhraseIndex.build(load_directory(make_directory(people, Path(folder))))
-
-    def person(phrase: str) -> str:
-        found = index.lookup(phrase) if phrase else ()
-        return found[0].display_name if found else ""
+    person = person_of(index)
 
     print(f"directory: {people} people")
     print("split: tuning = even-numbered people and outsiders, held-out = odd-numbered (all voices each)")
@@ -461,6 +490,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one voice per name, no new voices (CI)")
     parser.add_argument("--save", type=Path, default=None, help="write the trials to FILE (JSON lines)")
     parser.add_argument("--report", type=Path, default=None, help="report the trials saved in FILE instead of running")
+    parser.add_argument(
+        "--combine", type=Path, default=None, help="with a pocketsphinx run: join a whisper (or moonshine) run saved in FILE"
+    )
     parser.add_argument("--pace", action="store_true", help="feed the end-of-speech hangover in real time (latency)")
     parser.add_argument("--early-decode", type=float, default=None, help="moonshine, whisper: seconds of pause before decoding early")
     parser.add_argument("--no-early-decode", action="store_true", help="moonshine, whisper: decode only at the end of speech")
@@ -509,6 +541,10 @@ def main() -> int:
     if args.save is not None:
         save_trials(args.save, trials, memory_mb)
     report(trials, args.people, memory_mb, args.confusions, args.engine)
+    if args.combine is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            index = PhraseIndex.build(load_directory(make_directory(args.people, Path(folder))))
+        joined_curve(trials, load_trials(args.combine)[0], person_of(index))
     return 0
 
 
