@@ -419,6 +419,22 @@ def joined_curve(trials: list[Trial], other: list[Trial], person: Callable[[str]
 # --------------------------------------------------------------------------- report
 
 
+def encoder_cost(model: Path | None, repeats: int = 5) -> None:
+    """The whisper encoder's time per window (one thread, int8): Whisper's 30 s against windows cut to a name."""
+    recognizer = asr.get_recognizer("whisper", model)
+    assert isinstance(recognizer, asr_whisper.WhisperRecognizer)
+    noise = np.random.default_rng(1).normal(0, 300, 8000 * 30).astype(np.int16)
+    for seconds in (30.0, 10.0, 4.0, 2.0):
+        pcm = noise[: int(seconds * 8000) - int(asr_whisper.PAD_SECONDS * 8000)]
+        recognizer.encode(pcm)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            recognizer.encode(pcm)
+            times.append(time.perf_counter() - start)
+        print(f"whisper encoder, {seconds:g} s window: median {1000 * statistics.median(times):.1f} ms, min {1000 * min(times):.1f} ms")
+
+
 def person_of(index: PhraseIndex) -> Callable[[str], str]:
     """The display name a phrase names ("" for none)."""
 
@@ -493,6 +509,7 @@ def main() -> int:
     parser.add_argument(
         "--combine", type=Path, default=None, help="with a pocketsphinx run: join a whisper (or moonshine) run saved in FILE"
     )
+    parser.add_argument("--encoder-cost", action="store_true", help="whisper: time the encoder per window length, then stop")
     parser.add_argument("--pace", action="store_true", help="feed the end-of-speech hangover in real time (latency)")
     parser.add_argument("--early-decode", type=float, default=None, help="moonshine, whisper: seconds of pause before decoding early")
     parser.add_argument("--no-early-decode", action="store_true", help="moonshine, whisper: decode only at the end of speech")
@@ -534,6 +551,9 @@ def main() -> int:
             asr_moonshine.FILLER_MARGIN = args.filler_margin
         if args.beam is not None:
             asr_moonshine.BEAM = args.beam
+    if args.encoder_cost:
+        encoder_cost(args.model)
+        return 0
     if args.report is not None:
         trials, memory_mb = load_trials(args.report)
     else:

@@ -23,8 +23,8 @@ that *is* the free transcription has margin 0), or the result is no match.  Scor
 phrase instead of a shortlist changes little on the benchmark and costs a batch row (about
 8 ms on one core) per phrase.  Buffering, the early decode during the endpointer's hangover
 and the cut to speech are :mod:`ivr.media.asr_utterance`'s.  Unlike moonshine, the line noise is
-not removed first: Whisper was trained on noisy speech, and on the tuning split the spectral
-subtraction let more strangers through at the same top-1.
+not removed first: Whisper was trained on noisy speech, and on the benchmark's tuning split the
+two front ends trade top-1 against strangers about evenly (docs/directory.md).
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ class WhisperSession(UtteranceSession):
         self._phrases = phrases
 
     def _decode_scored(self, audio: PCM16) -> Scored:
-        pcm = speech_only(audio)  # no noise removal: Whisper was trained on noisy speech (docs/directory.md)
+        pcm = speech_only(audio)  # no noise removal: see the module's docstring
         if len(pcm) < 1600 or not np.any(pcm):
             return NOTHING  # under 0.2 s of speech, or digital silence: nothing was said
         return self._owner.scored(pcm, self._phrases)
