@@ -470,17 +470,17 @@ def report(trials: list[Trial], people: int, memory_mb: int, top: int, engine: s
         dialogue_figures(held, verdict, person, "held-out")
     if engine == "combined":
         sweep(tuning, person)
-    if engine in ("moonshine", "whisper"):
+    if engine in ("moonshine", "whisper") and tuning:
         margins = (-6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 2.0, 4.0)
         print(f"{engine} margin over its rival on the tuning split: top-1 / wrong / strangers accepted")
         for m in margins:
             f = count(tuning, lambda t, m=m: verdict_of(engine, t, m), person)
             print(f"  {m:g}: {pct(f.top1, f.inside):.1f}/{pct(f.wrong, f.inside):.1f}/{pct(f.strangers, f.outside):.1f}")
     print(f"peak memory (RSS): {memory_mb} MB")
-    confusions(trials, top, person)
+    confusions(trials, top, person, "pocketsphinx" if engine == "combined" else engine)
 
 
-def confusions(trials: list[Trial], top: int, person: Callable[[str], str]) -> None:
+def confusions(trials: list[Trial], top: int, person: Callable[[str], str], engine: str) -> None:
     """The most frequent mistakes, said -> heard ("-" for no match), to find bad pronunciations."""
     counts = Counter(
         (t.expected or f"outsider {t.said}", t.heard or "-")
@@ -488,7 +488,7 @@ def confusions(trials: list[Trial], top: int, person: Callable[[str], str]) -> N
         if (t.expected and person(t.heard) != t.expected) or (not t.expected and t.heard)
     )
     if counts:
-        print(f"most frequent mistakes of {trials[0].scored and 'pocketsphinx' or 'the engine'} (of {sum(counts.values())}):")
+        print(f"most frequent mistakes of {engine} (of {sum(counts.values())}):")
     for (said, heard), n in counts.most_common(top):
         print(f"  {n} x {said} -> {heard}")
 
