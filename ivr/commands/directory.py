@@ -7,14 +7,19 @@ way a call would (8 kHz, G.711, endpointing, the directory's grammar) and
 prints ``AUDIO<TAB>display name`` or ``AUDIO<TAB>-`` for no match, and
 ``AUDIO<TAB>name or other name`` when the recognizer heard two people (the combined
 engine's models disagreed: a call would ask the caller which one).
+``ivr directory tune FILE AUDIO...`` learns the deployment's per-name score offsets of the
+whisper engine from labelled recordings (:mod:`ivr.directory.tuning`), prints the accuracy
+before and after, and writes them to the tuning file (``[speech] tuning`` or ``--output``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +28,10 @@ from ivr.directory.matching import PhraseIndex
 from ivr.directory.source import DirectoryBook, DirectoryError, check_directory, load_directory
 from ivr.media.asr import ENGINES
 from ivr.media.recognizer import Recognition
+
+if TYPE_CHECKING:
+    from ivr.directory.tuning import Sample
+    from ivr.media.asr_whisper import PhraseScores
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +48,16 @@ def register(subparsers: Any) -> None:
     add_config_option(tester)
     tester.add_argument("--codec", choices=("pcmu", "pcma", "none"), default="pcmu", help="G.711 codec the audio passes through first, as on a call (default: pcmu)")
     tester.set_defaults(func=test_handler)
+    tuner = sub.add_parser("tune", help="learn per-name score offsets (whisper) from labelled recordings")
+    tuner.add_argument("file", type=Path, metavar="FILE", help="directory file (.csv or .toml)")
+    tuner.add_argument(
+        "audio", type=Path, nargs="+", help="WAV files named after the person (alice-johnson-2.wav) or CSV files of audio,name"
+    )
+    tuner.add_argument("--output", type=Path, default=None, help="tuning file to write; default: [speech] tuning")
+    tuner.add_argument("--model", type=Path, default=None, help="Whisper model folder; default: the installed one")
+    add_config_option(tuner)
+    tuner.add_argument("--codec", choices=("pcmu", "pcma", "none"), default="pcmu", help="G.711 codec the audio passes through first (default: pcmu)")
+    tuner.set_defaults(func=tune_handler)
 
 
 def _load(path: Path) -> DirectoryBook | None:
@@ -83,7 +102,7 @@ def test_handler(args: argparse.Namespace) -> int:
     model = args.model if args.model is not None else (speech.model if engine == speech.engine else None)
     index = PhraseIndex.build(book)
     try:
-        recognizer = get_recognizer(engine, model)
+        recognizer = get_recognizer(engine, model, speech.tuning)
         phrases = _usable_phrases(recognizer, index.phrases)
     except RecognizerError as exc:
         print(f"ivr directory: {exc}", file=sys.stderr)
@@ -160,3 +179,67 @@ def recognize(recognizer: Any, phrases: tuple[str, ...], pcm: np.ndarray) -> Rec
         session.close()
         return Recognition("", 0.0)
     return finish_recognition(session)
+
+
+def tune_handler(args: argparse.Namespace) -> int:
+    from ivr.config import ConfigError, load_config
+    from ivr.directory import tuning
+    from ivr.media import asr_whisper
+    from ivr.media.asr import get_recognizer
+    from ivr.media.recognizer import RecognizerError
+
+    book = _load(args.file)
+    if book is None:
+        return 1
+    try:
+        speech = load_config(args.config).speech
+    except ConfigError as exc:
+        print(f"ivr directory: {exc}", file=sys.stderr)
+        return 1
+    output = args.output or speech.tuning
+    if output is None:
+        print("ivr directory: no tuning file: set [speech] tuning in the deployment file or give --output", file=sys.stderr)
+        return 1
+    index = PhraseIndex.build(book)
+    try:
+        samples = tuning.labelled(args.audio, index)
+        recognizer = get_recognizer("whisper", args.model)
+        assert isinstance(recognizer, asr_whisper.WhisperRecognizer)
+        before = asr_whisper.read_offsets(output) if output.exists() else {}
+        scored = [(recognizer.utterance_scores(read_call_audio(s.audio, args.codec), index.phrases), s.phrase) for s in samples]
+    except (tuning.TuningError, RecognizerError) as exc:
+        print(f"ivr directory: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"ivr directory: cannot read a recording: {exc}", file=sys.stderr)
+        return 1
+    after = tuning.learn_offsets(scored, before, asr_whisper.FREE_MARGIN)
+    _tune_report(index, samples, scored, before, after)
+    tuning.write_tuning(output, after)
+    print(f"wrote {len(after)} offsets to {output}")
+    return 0
+
+
+def _tune_report(
+    index: PhraseIndex,
+    samples: list[Sample],
+    scored: list[tuple[PhraseScores, str]],
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+) -> None:
+    from ivr.directory import tuning
+    from ivr.media.asr_whisper import FREE_MARGIN, best_phrase
+
+    def heard(scores: PhraseScores, offsets: Mapping[str, float]) -> str:
+        found = best_phrase(scores, offsets)
+        return heard_names(index, found.text, ()) if found.text and found.margin > FREE_MARGIN else "-"
+
+    for sample, (scores, _) in zip(samples, scored, strict=True):
+        expected = heard_names(index, sample.phrase, ())
+        print(f"{sample.audio}\t{expected}\tbefore: {heard(scores, before)}\tafter: {heard(scores, after)}")
+    for label, offsets in (("before", before), ("after", after)):
+        counts = Counter(tuning.outcome(scores, phrase, offsets, FREE_MARGIN) for scores, phrase in scored)
+        print(
+            f"{label}: {counts['right']}/{len(scored)} right ({100 * counts['right'] / len(scored):.1f} %), "
+            f"{counts['wrong']} wrong, {counts['none']} no match"
+        )

@@ -1,4 +1,4 @@
-"""Dial-by-name directory: sources (CSV/TOML), matching, and the keypad and speech sub-dialogues."""
+"""Dial-by-name directory: sources (CSV/TOML), matching, the keypad and speech sub-dialogues, per-deployment tuning."""
 
 from ivr.directory.keypad import KeypadDialogue
 from ivr.directory.matching import PhraseIndex, keypad_digits, keypad_matches

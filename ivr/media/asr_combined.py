@@ -30,13 +30,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from ivr.media.asr_moonshine import (
-    FILLER_MARGIN,
-    NOTHING,
-    MoonshineRecognizer,
-    MoonshineSession,
-    Scored,
-)
+from ivr.media.asr_moonshine import FILLER_MARGIN, MoonshineRecognizer, MoonshineSession
+from ivr.media.asr_utterance import NOTHING, Scored
 from ivr.media.recognizer import PCM16, Recognition, Recognizer, RecognizerError, RecognizerSession
 
 _T = TypeVar("_T")

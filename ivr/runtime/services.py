@@ -244,7 +244,7 @@ class Services:
         deployment has none for it (ivr.runtime.languages.has_recognizer says so beforehand)."""
         speech = self.config.speech
         if not language or base_language(language) == base_language(speech.language):
-            return self._get("recognizer", lambda: _recognizer(speech.engine, speech.model))
+            return self._get("recognizer", lambda: _recognizer(speech.engine, speech.model, speech.tuning))
         model = dict(speech.models).get(base_language(language))
         if model is None:
             raise LookupError(f"no speech recognizer for language {language!r}")
@@ -434,10 +434,10 @@ class Services:
             return value
 
 
-def _recognizer(engine: str, model: Path | None) -> Recognizer:
+def _recognizer(engine: str, model: Path | None, tuning: Path | None = None) -> Recognizer:
     from ivr.media.asr import get_recognizer
 
-    return get_recognizer(engine, model)
+    return get_recognizer(engine, model, tuning)
 
 
 def _update_mailer(voicemail: VoicemailService, config: Config, timezone: str) -> None:

@@ -34,3 +34,19 @@ def test_benchmark_runs_and_prints_its_figures() -> None:
     assert re.search(r"\[held-out, confirm\] dialogue: right transfer \d+\.\d% \(after \d\.\d\d utterances\), wrong transfers", out)
     assert "combined thresholds on the tuning split" in out
     assert re.search(r"peak memory \(RSS\): \d+ MB", out)
+
+
+@pytest.mark.slow
+def test_benchmark_of_the_whisper_engine_prints_its_margin_curve() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--engine", "whisper", "--quick", "--people", "4", "--outsiders", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert [line for line in out.splitlines() if line.startswith("== ")] == ["== whisper"]
+    assert "utterances: 4 in directory, 2 outsiders" in out
+    assert "whisper margin over its rival on the tuning split: top-1 / wrong / strangers accepted" in out
+    assert re.search(r"^  -2: \d+\.\d/\d+\.\d/\d+\.\d$", out, re.MULTILINE)

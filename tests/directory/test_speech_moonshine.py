@@ -19,11 +19,10 @@ from ivr.media.asr_moonshine import (
     _Grammar,
     _Spelling,
     default_model,
-    denoise,
     onnx_model,
     read_tokens,
-    speech_only,
 )
+from ivr.media.asr_utterance import denoise, speech_only
 from ivr.media.recognizer import RecognizerError
 
 DATA = Path(__file__).parent.parent / "data" / "directory"
@@ -231,7 +230,7 @@ def test_benchmark_runs_with_the_moonshine_engine() -> None:
 
 
 def test_pauses_are_counted_only_after_the_caller_spoke() -> None:
-    from ivr.media.asr_moonshine import _Pauses
+    from ivr.media.asr_utterance import _Pauses
 
     pauses = _Pauses()
     assert pauses.feed(np.zeros(8000, np.int16)) is False
@@ -266,8 +265,8 @@ def test_the_early_decode_is_used_and_speech_after_it_makes_it_stale(monkeypatch
 
 
 def recognize_late(pcm: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> tuple[str, float]:
-    from ivr.media import asr_moonshine
+    from ivr.media import asr_utterance
 
     with monkeypatch.context() as m:
-        m.setattr(asr_moonshine, "EARLY_DECODE", None)
+        m.setattr(asr_utterance, "EARLY_DECODE", None)
         return recognize(STAFF, pcm)

@@ -147,8 +147,10 @@ def test_speech_section_of_the_deployment_file(tmp_path: Path) -> None:
     path.write_text('[speech]\nengine = "vosk"\nmodel = "models/ko"\n')
     speech = load_config(path).speech
     assert (speech.engine, speech.model) == ("vosk", tmp_path / "models" / "ko")
-    path.write_text('[speech]\nengine = "whisper"\n')
-    with pytest.raises(ConfigError, match="engine must be combined, pocketsphinx, vosk or moonshine, got 'whisper'"):
+    path.write_text('[speech]\nengine = "whisper"\ntuning = "tuning.toml"\n')
+    assert load_config(path).speech.tuning == tmp_path / "tuning.toml"
+    path.write_text('[speech]\nengine = "wisper"\n')
+    with pytest.raises(ConfigError, match="engine must be combined, pocketsphinx, vosk, moonshine or whisper, got 'wisper'"):
         load_config(path)
     path.write_text('[speech]\nengine = "vosk"\n')
     with pytest.raises(ConfigError, match='needs model = "path/to/vosk-model"'):

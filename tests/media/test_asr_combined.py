@@ -16,7 +16,8 @@ from ivr.media.asr_combined import (
     CombinedSession,
     combine,
 )
-from ivr.media.asr_moonshine import NOTHING, Scored, default_model
+from ivr.media.asr_moonshine import default_model
+from ivr.media.asr_utterance import NOTHING, Scored
 from ivr.media.recognizer import Recognition, RecognizerError, finish_recognition
 from tests.media.test_asr import STAFF, call_audio
 
