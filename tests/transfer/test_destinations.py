@@ -59,7 +59,7 @@ def services(tmp_path: Path) -> SimpleNamespace:
     program = load_flow([tmp_path / "flow.ivr"])
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
                            contact_host="203.0.113.5", wall=time.time, lines=Lines(), program=program,
-                           literal_numbers=literal_numbers(program, config), forwarding=dict)
+                           literal_numbers=literal_numbers(program, config), forwarding=dict, pikett=dict)
 
 
 def test_every_contact_of_an_extension_rings(services: SimpleNamespace) -> None:
