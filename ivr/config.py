@@ -113,6 +113,7 @@ class Extension:
     forward_no_answer: str = ""
     forward_unreachable: str = ""
     call_waiting: bool = False  # a second call rings while it is on a call (else: busy)
+    may_record: bool = False  # may record its calls with [features] record ("Darf Anrufe aufzeichnen")
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,10 @@ class FeaturesConfig:
 
     voicemail: str = "*97"  # the caller's own mailbox (PIN asked)
     directed_pickup: str = "**"  # followed by an extension: pick up the call ringing it
+    # Pressed during a bridged call by its staff side (ivr.runtime.incall):
+    record: str = "*1"  # start / stop recording the conversation (extensions with may_record)
+    add_party: str = "*3"  # then a number and #: add a third person ("Zuschalten", a conference)
+    record_max_length: float = 14400.0  # seconds a call recording may last
 
 
 # Countries whose national numbers are the international number without the country code and
