@@ -27,6 +27,7 @@ and nothing is stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 from ivr.config import Config
 from ivr.media.mixer import PCM, Mixer, Seat
 from ivr.media.recording import WavRecorder
+from ivr.voicemail.store import Message
 
 log = logging.getLogger("ivr.runtime.callrecording")
 
@@ -103,18 +105,28 @@ class CallRecording:
         if duration <= 0:
             return  # nothing recorded (the simulator): the recorder removed the empty file
         try:
-            self.services.storage_executor.submit(self._store, duration)
+            future = asyncio.get_running_loop().run_in_executor(
+                self.services.storage_executor, self._store, duration
+            )
         except RuntimeError:  # the server is stopping: start-up recovery indexes the file
             log.warning("call recording %s kept in incoming/ for start-up recovery", self.path)
-
-    def _store(self, duration: float) -> None:
-        """In a storage worker: into the mailbox and its index (the file stays for recovery on failure)."""
-        try:
-            message = self.services.voicemail_store.add(
-                self.mailbox, caller=self.other, duration=duration, source=self.path, received_at=self.started_at
-            )
-        except Exception:
-            log.exception("call recording for mailbox %s not stored; %s is kept", self.mailbox, self.path)
             return
-        log.info("call recording: message %d stored in mailbox %s with %s (%.1f s)", message.id, self.mailbox,
-                 self.other, duration)
+        future.add_done_callback(self._stored)
+
+    def _store(self, duration: float) -> Message:
+        """In a storage worker: into the mailbox and its index."""
+        return self.services.voicemail_store.add(
+            self.mailbox, caller=self.other, duration=duration, source=self.path, received_at=self.started_at
+        )
+
+    def _stored(self, done: asyncio.Future[Message]) -> None:
+        """On the loop: the call's log says where the recording went (or that recovery will index it)."""
+        error = None if done.cancelled() else done.exception()
+        if done.cancelled() or error is not None:
+            log.error("call recording for mailbox %s not stored (%s); %s is kept for start-up recovery",
+                      self.mailbox, error or "cancelled", self.path)
+            self.report(event="call_recording_not_stored", mailbox=self.mailbox, error=str(error or "cancelled"))
+            return
+        message = done.result()
+        self.report(event="call_recording_stored", mailbox=self.mailbox, message=message.id,
+                    duration=round(message.duration, 2))

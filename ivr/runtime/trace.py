@@ -111,6 +111,7 @@ IN_CALL_LINES: dict[str, str] = {
     "call_recording_refused": "recording refused: {by} may not record",
     "call_recording_no_mailbox": "recording refused: {extension} has no mailbox",
     "call_recording_stopped": "call recording stopped ({reason})",
+    "call_recording_stored": "call recording stored in mailbox {mailbox}",
     "incall_say": "say to {side}: {text}",
     "conference_adhoc": "conference {room}: {by} adds {adding}",
     "conference_added": "added to the call: {target}",
