@@ -43,6 +43,17 @@ def parse_duration(value: Any, *, where: str) -> float:
     raise ConfigError(f"{where}: expected a duration like 30s, 500ms or 2m, got {value!r}")
 
 
+def _features(values: dict[str, Any], where: str) -> FeaturesConfig:
+    """[features]: the codes as written, the recording limit a duration (``"4h"``)."""
+    converted = {}
+    if "record_max_length" in values:
+        seconds = parse_duration(values["record_max_length"], where=f"{where}.record_max_length")
+        if seconds <= 0:
+            raise ConfigError(f"{where}.record_max_length: must be more than 0 s")
+        converted["record_max_length"] = seconds
+    return _build(FeaturesConfig, values, where, **converted)  # type: ignore[no-any-return]
+
+
 def parse_hostport(value: str, *, where: str, default_port: int = 5060) -> tuple[str, int]:
     """``"127.0.0.1:5060"``, ``"[::1]:5060"`` or ``"host"`` -> (host, port)."""
     m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", value.strip())
@@ -457,7 +468,7 @@ def _from_raw(
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
-    features = _build(FeaturesConfig, _table(raw, "features", where), f"{where}: [features]")
+    features = _features(_table(raw, "features", where), f"{where}: [features]")
     numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
     storage = _storage(_table(raw, "storage", where), base, f"{where}: [storage]")
     http = _http(_table(raw, "http", where), base, f"{where}: [http]")
