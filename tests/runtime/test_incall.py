@@ -167,3 +167,39 @@ def test_the_owner_is_the_extensions_mailbox(tmp_path: Path) -> None:
     assert owner_mailbox(config, "202") is None  # no mailbox of its own: not recorded
     assert owner_mailbox(config, "203") == "203"
     assert owner_mailbox(config, "999") is None
+
+
+@pytest.mark.parametrize(("caller", "keys", "far_ends"), [
+    ("201", "wait:10s *1", {}),  # refused: 201 may not record
+    ("100", "wait:10s *1 wait:5s *1", {}),  # recording on and off
+    ("100", "wait:10s *1", {}),  # recording until the bridge ends
+    ("201", "wait:10s *3203#", {}),  # Zuschalten, 203 answers
+    ("201", "wait:10s *3203#", {"no_answer": frozenset({"203"})}),  # 203 does not answer
+    ("201", "wait:10s *3203# wait:3s hangup", {}),  # the caller leaves while 203 rings
+    ("100", "wait:10s *1 wait:2s *3203# wait:20s hangup", {}),  # recorded, then three talking
+])
+def test_in_call_features_leave_no_leg_room_or_recording_behind(
+    caller: str, keys: str, far_ends: dict[str, frozenset[str]]
+) -> None:
+    from ivr.config import load_config
+    from ivr.dsl.schedule import parse_local
+    from ivr.runtime.deployment import load_flow
+    from ivr.runtime.simulate import Scenario, Simulation, parse_inputs
+
+    flows = Path(__file__).resolve().parents[2] / "flows"
+    config = load_config(flows / "ivr.toml")
+    program = load_flow([flows / "acme.ivr"], prompt_folders=config.prompt_folders, config=config)
+    scenario = Scenario(start=parse_local("2026-11-23 10:00", "Europe/Zurich"), caller=caller, phone=True,
+                        called="202", inputs=tuple(parse_inputs(keys)), **far_ends)  # type: ignore[arg-type]
+    sim = Simulation(program, scenario, config=config)
+    result = sim.run()
+    services = sim.services
+    assert services is not None
+    assert (services.legs, services.conferences.rooms, services.ringing) == ({}, {}, [])
+    events = [r.get("event") for r in result.records]
+    assert ("conference_adhoc" in events) == ("*3" in keys)
+    assert ("call_recording" in events) == ("*1" in keys and caller == "100")
+    assert ("call_recording_refused" in events) == ("*1" in keys and caller == "201")
+    assert events.count("call_recording") == events.count("call_recording_stopped")
+    assert not list(services.data.glob("voicemail/*/incoming/*.wav"))
+    assert result.outcome is not None and result.outcome.result == "transferred"
