@@ -38,7 +38,7 @@ from ivr.dsl import events as ev
 from ivr.language import catalogue
 from ivr.media.clip import Clip
 from ivr.runtime.callrecording import CallRecording, owner_mailbox
-from ivr.runtime.languages import call_language, choose_voice
+from ivr.runtime.languages import call_language, choose_voice, recorded_sentence
 from ivr.runtime.phones import PhoneCaller
 
 if TYPE_CHECKING:
@@ -283,15 +283,21 @@ class InCall:
         text = catalogue(self.language()).say(message)
         for side in sides:
             self.session.caller.log(event="incall_say", side=side, text=text)
-        self._render(text, lambda clip: self._play(sides, clip))
+        self._render(message, text, lambda clip: self._play(sides, clip))
 
-    def _render(self, text: str, then: Any) -> None:
+    def _render(self, message: str, text: str, then: Any) -> None:
+        """In the executor: the admin's recording of the sentence (``ivr prompts missing``), else TTS."""
         services = self.services
         language = self.language()
-        voice = choose_voice(language, "", services.config.tts, services.tts.voice_for)
-        future = asyncio.get_running_loop().run_in_executor(
-            services.executor, lambda: services.tts.render(text, voice=voice)
-        )
+
+        def render() -> Clip:
+            recorded = recorded_sentence(services.prompts, language, message)
+            if recorded is not None:
+                return recorded
+            voice = choose_voice(language, "", services.config.tts, services.tts.voice_for)
+            return services.tts.render(text, voice=voice)
+
+        future = asyncio.get_running_loop().run_in_executor(services.executor, render)
 
         def rendered(done: asyncio.Future[Clip]) -> None:
             if done.cancelled() or done.exception() is not None:
