@@ -431,6 +431,10 @@ class AdHoc:
         if participant is not None:
             participant.leave()
             self.session.caller.log(event="conference_left", room=self.name, side=side, reason=reason)
+        if side == "third":
+            third, self.third = self.third, None
+            if third is not None:
+                third.close()
         self._check()
 
     def _check(self) -> None:

@@ -174,6 +174,7 @@ def test_the_owner_is_the_extensions_mailbox(tmp_path: Path) -> None:
     ("100", "wait:10s *1 wait:5s *1", {}),  # recording on and off
     ("100", "wait:10s *1", {}),  # recording until the bridge ends
     ("201", "wait:10s *3203#", {}),  # Zuschalten, 203 answers
+    ("201", "wait:10s *3203# wait:100s", {}),  # 202 leaves, then 203: the room ends, the flow goes on
     ("201", "wait:10s *3203#", {"no_answer": frozenset({"203"})}),  # 203 does not answer
     ("201", "wait:10s *3203# wait:3s hangup", {}),  # the caller leaves while 203 rings
     ("100", "wait:10s *1 wait:2s *3203# wait:20s hangup", {}),  # recorded, then three talking
@@ -203,3 +204,5 @@ def test_in_call_features_leave_no_leg_room_or_recording_behind(
     assert events.count("call_recording") == events.count("call_recording_stopped")
     assert not list(services.data.glob("voicemail/*/incoming/*.wav"))
     assert result.outcome is not None and result.outcome.result == "transferred"
+    if "wait:100s" in keys:
+        assert any(r.get("event") == "bridge_end" and r.get("reason") == "conference_over" for r in result.records)
