@@ -43,6 +43,17 @@ def parse_duration(value: Any, *, where: str) -> float:
     raise ConfigError(f"{where}: expected a duration like 30s, 500ms or 2m, got {value!r}")
 
 
+def _features(values: dict[str, Any], where: str) -> FeaturesConfig:
+    """[features]: the codes as written, the recording limit a duration (``"4h"``)."""
+    converted = {}
+    if "record_max_length" in values:
+        seconds = parse_duration(values["record_max_length"], where=f"{where}.record_max_length")
+        if seconds <= 0:
+            raise ConfigError(f"{where}.record_max_length: must be more than 0 s")
+        converted["record_max_length"] = seconds
+    return _build(FeaturesConfig, values, where, **converted)  # type: ignore[no-any-return]
+
+
 def parse_hostport(value: str, *, where: str, default_port: int = 5060) -> tuple[str, int]:
     """``"127.0.0.1:5060"``, ``"[::1]:5060"`` or ``"host"`` -> (host, port)."""
     m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", value.strip())
@@ -118,6 +129,7 @@ class Extension:
     # Colleagues whose lamps (dialog and presence subscriptions) this user's phones may watch:
     # extension patterns ("2*", ? one digit); empty: every extension (ivr.runtime.lamps).
     watch: tuple[str, ...] = ()
+    may_record: bool = False  # may record its calls with [features] record ("Darf Anrufe aufzeichnen")
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,10 @@ class FeaturesConfig:
     night_pin: str = ""  # the PIN the night codes ask for; "" refuses them (403)
     follow_me_on: str = "*51"  # the caller's follow-me numbers on again
     follow_me_off: str = "*50"  # the caller's follow-me numbers off (calls ring the extension only)
+    # Pressed during a bridged call by its staff side (ivr.runtime.incall):
+    record: str = "*1"  # start / stop recording the conversation (extensions with may_record)
+    add_party: str = "*3"  # then a number and #: add a third person ("Zuschalten", a conference)
+    record_max_length: float = 14400.0  # seconds a call recording may last
 
 
 # Countries whose national numbers are the international number without the country code and
@@ -472,7 +488,7 @@ def _from_raw(
         raise ConfigError(f"{where}: [speech] engine = \"vosk\" needs model = \"path/to/vosk-model\"")
     registrar = _registrar(_table(raw, "registrar", where), f"{where}: [registrar]")
     transfers = _build(TransferConfig, _table(raw, "transfers", where), f"{where}: [transfers]")
-    features = _build(FeaturesConfig, _table(raw, "features", where), f"{where}: [features]")
+    features = _features(_table(raw, "features", where), f"{where}: [features]")
     numbers = _numbers(_table(raw, "numbers", where), f"{where}: [numbers]")
     storage = _storage(_table(raw, "storage", where), base, f"{where}: [storage]")
     http = _http(_table(raw, "http", where), base, f"{where}: [http]")

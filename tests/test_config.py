@@ -213,3 +213,18 @@ def test_two_forms_of_one_number_bound_to_different_steps_are_an_error(tmp_path:
         "number 0435435570 is bound twice, to 'a' and 'b'",
         "number +41445550100 is the same as 0041445550100, bound to 'a' and 'b'",
     ]
+
+
+def test_the_in_call_codes_and_the_recording_limit(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.toml"
+    path.write_text('[features]\nrecord = "*9"\nadd_party = ""\nrecord_max_length = "90m"\n'
+                    '[[extensions]]\nnumber = "201"\nmay_record = true\n')
+    config = load_config(path)
+    assert (config.features.record, config.features.add_party, config.features.record_max_length) == ("*9", "", 5400.0)
+    extension = config.extension("201")
+    assert extension is not None and extension.may_record
+    assert config.features.voicemail == "*97"
+    path.write_text('[features]\nrecord_max_length = "0s"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: [features].record_max_length: must be more than 0 s"

@@ -192,8 +192,8 @@ class Branch(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Transfer(Node):
-    """``transfer to T [, T2 ... together|in turn] [for 25s] [music "src"] [by refer] [else TARGET]``
-    plus its outcome block.
+    """``transfer to T [, T2 ... together|in turn] [for 25s] [music "src"] [by refer] [record] [else TARGET]``
+    plus its outcome block.  ``record``: the bridged conversation is recorded (ivr.runtime.callrecording).
 
     Several targets (``also``) are rung the way a group's ``ring`` line rings them: ``mode`` says
     together or in turn (each for ``ring_for``); ``mode`` without ``also`` is allowed and rings one.
@@ -203,6 +203,7 @@ class Transfer(Node):
     ring_for: float | None = None
     music: Str | None = None
     refer: bool = False
+    record: bool = False
     branches: tuple[Branch, ...] = ()
     also: tuple[Value, ...] = ()  # the targets after the first: `transfer to 10, 11 together`
     mode: Literal["together", "in_turn"] | None = None  # as written; None: not written

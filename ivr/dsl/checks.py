@@ -432,6 +432,7 @@ class _Checker:
         what = "transfer to " + ", ".join(_target_text(t) for t in node.targets())
         if node.also:
             self._several_targets(node)
+        self._recorded(node, what)
         if isinstance(node.target, ast.GroupRef):
             group = self.names.blocks.get(node.target.name)
             if not isinstance(group, ast.Group):
@@ -447,6 +448,17 @@ class _Checker:
             self._outcomes(what, branches, ALL_TRANSFER_OUTCOMES, TRANSFER_OUTCOMES, node.pos, group.branches)
             return
         self._outcomes(what, branches, ALL_TRANSFER_OUTCOMES, TRANSFER_OUTCOMES, node.pos)
+
+    def _recorded(self, node: ast.Transfer, what: str) -> None:
+        """``record`` needs ivr in the call: a REFER (the transfer's or its group's) hands it away."""
+        if not node.record:
+            return
+        group = self.names.blocks.get(node.target.name) if isinstance(node.target, ast.GroupRef) else None
+        if node.refer or (isinstance(group, ast.Group) and group.refer):
+            self.out.append(_error(
+                f"{what}: a transfer by refer cannot be recorded", node.pos,
+                "ivr leaves a call it hands over by REFER: drop `by refer` to record, or `record` to refer",
+            ))
 
     def _several_targets(self, node: ast.Transfer) -> None:
         """A transfer to several targets says how to ring them, names no group and is not a REFER."""

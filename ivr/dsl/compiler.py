@@ -180,6 +180,7 @@ class TransferOp(Op):
     refer: bool = False
     group: str = ""
     pikett: bool = False  # ring the members' on-call numbers instead of the members
+    record: bool = False  # record the bridged conversation
     waits: ClassVar[tuple[str, ...]] = ("transfer_result",)
     edges: ClassVar[tuple[str, ...]] = TRANSFER_EDGES
 
@@ -747,13 +748,13 @@ class Compiler:
             op = _group_op(group)
             if node.music:
                 op = replace(op, music=node.music.text)
-            op = replace(op, refer=op.refer or node.refer, pikett=node.target.pikett)
+            op = replace(op, refer=op.refer or node.refer, pikett=node.target.pikett, record=node.record)
             # The statement's own branches win; the group's fill in the rest.
             branches += list(group.branches)
         else:
             ring = ast.Ring(pos=node.pos, members=node.targets(), mode=node.mode or "together",
                             timeout=node.ring_for or DEFAULT_RING_TIMEOUT)
-            op = TransferOp(_ring_plan((ring,)), node.music.text if node.music else "", node.refer)
+            op = TransferOp(_ring_plan((ring,)), node.music.text if node.music else "", node.refer, record=node.record)
         return self._ring(op, branches, then, node.pos)
 
     def _ring(self, op: TransferOp, branches: Sequence[ast.Branch], then: str, pos: SourcePos) -> str:

@@ -268,7 +268,8 @@ class Transfer(Action):
 
     ``plan`` is the ring plan: steps tried in order, each a tuple of targets rung together for
     ``step timeout`` seconds (parallel) -- sequential ringing is one step per member.
-    ``music`` is a hold-music source, or ``""`` for ringback tone.
+    ``music`` is a hold-music source, or ``""`` for ringback tone.  ``record``: the bridged
+    conversation is recorded into a mailbox (ivr.runtime.callrecording).
     """
 
     kind: ClassVar[str] = "transfer"
@@ -277,6 +278,7 @@ class Transfer(Action):
     group: str = ""
     refer: bool = False
     pikett: bool = False  # ``transfer to pikett GROUP``: the runtime rings the members' on-call numbers
+    record: bool = False
 
 
 @dataclass(frozen=True)

@@ -298,7 +298,7 @@ class Machine:
         self._type_ahead.clear()
         plan = tuple((tuple(self._eval(v) for v in targets), timeout) for targets, timeout in op.plan)
         self.variables["transfer_target"] = ", ".join(t for targets, _ in plan for t in targets)
-        self._emit(events.Transfer(plan, op.music, op.group, op.refer, op.pikett))
+        self._emit(events.Transfer(plan, op.music, op.group, op.refer, op.pikett, op.record))
         return None
 
     def _enter_BridgedOp(self, op: BridgedOp) -> None:

@@ -660,6 +660,8 @@ class AstBuilder(Transformer[Token, Any]):
             return ("ring_for", parse_duration(c[1]))
         if c[0] == "music":
             return ("music", self._str(c[1]))
+        if c[0] == "record":
+            return ("record", True)
         return ("refer", True)
 
     def else_inline(self, meta: Any, c: list[Any]) -> ast.Branch:
@@ -699,6 +701,7 @@ class AstBuilder(Transformer[Token, Any]):
             ring_for=opts.get("ring_for"),
             music=opts.get("music"),
             refer=opts.get("refer", False),
+            record=opts.get("record", False),
             branches=tuple(branches),
             also=also,
             mode=mode,

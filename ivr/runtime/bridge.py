@@ -26,6 +26,12 @@ the bridge resumes when the holder sends ``sendrecv`` again.  No re-INVITE goes
 to the other side: its leg keeps sending and receiving as before, which every
 phone handles.  A phone at the callee's end that holds one call and takes
 another ("Makeln") therefore leaves each held caller with music.
+
+Two hooks serve the in-call features (ivr.runtime.incall): :meth:`Bridge.tap` hands each
+side's decoded audio to a listener as well (a recording, ivr.runtime.callrecording), and
+``Bridge.keys_from`` sees every key before it is relayed and may keep it (a feature code
+typed by the staff side); :meth:`Bridge.announce` plays a sentence to one side, after which
+that side hears the other again.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ivr.media import g711
-from ivr.media.clip import FRAME_SAMPLES
+from ivr.media.clip import FRAME_SAMPLES, Clip
 from ivr.media.dtmf import DtmfError
 from ivr.media.relay import AudioRelay
 from ivr.runtime.ports import CallMedia
@@ -55,6 +61,7 @@ class HoldPlayer(Protocol):
 
 
 HoldSource = tuple[Callable[[], HoldPlayer], Callable[[HoldPlayer], None]]  # (acquire, release)
+AudioSink = Callable[[npt.NDArray[np.int16]], None]
 
 
 def caller_holds(session: CallMedia) -> bool:
@@ -125,6 +132,10 @@ class Bridge:
         # told ("caller" or "callee": who holds, True on hold / False on resume), for call logs
         self.on_hold: Callable[[str, bool], None] | None = None
         self.keys: list[tuple[str, str]] = []  # (direction, digit), for logs and tests
+        # Told each key first ("caller" or "callee": who pressed it); True keeps it from the other side.
+        self.keys_from: Callable[[str, str], bool] | None = None
+        self.tapped: tuple[AudioSink, AudioSink] | None = None  # (caller's audio, callee's audio)
+        self.on_stop: Callable[[Bridge], None] | None = None  # told once the bridge has stopped
         self.callee_feed = _Feed(self, caller, self.to_callee, "caller")  # the callee hears
         self.caller_feed = _Feed(self, callee, self.to_caller, "callee")  # the caller hears
         # The caller's own callbacks and in-band detection, given back by stop()
@@ -140,21 +151,64 @@ class Bridge:
         self.callee.stop_prompts(only_barge_in=False)  # a leg bridged before (a transfer's) plays an old feed
         self.caller.enable_inband_dtmf(False)
         self.callee.enable_inband_dtmf(False)
-        self.caller.on_audio = self.to_callee.push
-        self.callee.on_audio = self.to_caller.push
+        self._wire_audio()
         self.caller.on_dtmf = self._relay_key(self.callee, "to_callee")
         self.callee.on_dtmf = self._relay_key(self.caller, "to_caller")
         self.caller.play(self.caller_feed, prompt_id=-1, barge_in=False)
         self.callee.play(self.callee_feed, prompt_id=-1, barge_in=False)
         self.active = True
 
+    def _wire_audio(self) -> None:
+        """Each side's audio to the other's relay, and to the tap's listener when there is one."""
+        if self.tapped is None:
+            self.caller.on_audio, self.callee.on_audio = self.to_callee.push, self.to_caller.push
+            return
+        caller_sink, callee_sink = self.tapped
+        to_callee, to_caller = self.to_callee.push, self.to_caller.push
+
+        def from_caller(pcm: npt.NDArray[np.int16]) -> None:
+            to_callee(pcm)
+            caller_sink(pcm)
+
+        def from_callee(pcm: npt.NDArray[np.int16]) -> None:
+            to_caller(pcm)
+            callee_sink(pcm)
+
+        self.caller.on_audio, self.callee.on_audio = from_caller, from_callee
+
+    def tap(self, sinks: tuple[AudioSink, AudioSink] | None) -> None:
+        """Hand the caller's and the callee's audio to ``sinks`` as well (None: stop)."""
+        self.tapped = sinks
+        if self.active:
+            self._wire_audio()
+
+    def announce(self, side: str, clip: Clip) -> None:
+        """Play ``clip`` to ``side`` ("caller" or "callee"), then the other side's audio again."""
+        media, feed = (self.caller, self.caller_feed) if side == "caller" else (self.callee, self.callee_feed)
+        if not self.active or media.closed:
+            return
+        media.stop_prompts(only_barge_in=False)
+        media.play(clip, prompt_id=-1, barge_in=False)
+        media.play(feed, prompt_id=-1, barge_in=False)
+
+    def relay_keys(self, side: str, digits: str) -> None:
+        """Send keys ``side`` typed to the other side (a feature code's start that was none)."""
+        target, direction = (self.callee, "to_callee") if side == "caller" else (self.caller, "to_caller")
+        relay = self._relay_key(target, direction, intercept=False)
+        for digit in digits:
+            relay(digit)
+
     def key_from_callee(self, digit: str) -> None:
         """A key the callee sent by SIP INFO (the runner's leg events deliver it here)."""
         self._relay_key(self.caller, "to_caller")(digit)
 
-    def _relay_key(self, target: CallMedia, direction: str) -> Callable[[str], None]:
+    def _relay_key(self, target: CallMedia, direction: str, intercept: bool = True) -> Callable[[str], None]:
+        side = "caller" if direction == "to_callee" else "callee"
+
         def relay(digit: str) -> None:
             if not self.active or target.closed:
+                return
+            if intercept and self.keys_from is not None and self.keys_from(side, digit):
                 return
             try:
                 target.send_dtmf(digit)
@@ -176,6 +230,8 @@ class Bridge:
         self.callee.on_audio = None
         self.callee_feed.hold_ended()
         self.caller_feed.hold_ended()
+        if self.on_stop is not None:
+            self.on_stop(self)
 
     @property
     def stats(self) -> dict[str, int]:

@@ -103,8 +103,33 @@ def trace_line(record: Mapping[str, Any], at: float) -> TraceLine | None:
     return _call_line(record, stamp)
 
 
+# What happens during a bridged call by the staff side's codes or a flow's `record`
+# (ivr.runtime.incall, ivr.runtime.callrecording): event -> its line, filled from the record.
+IN_CALL_LINES: dict[str, str] = {
+    "feature_code": "feature code {code} by {by}",
+    "call_recording": "call recorded into mailbox {mailbox}",
+    "call_recording_refused": "recording refused: {by} may not record",
+    "call_recording_no_mailbox": "recording refused: {extension} has no mailbox",
+    "call_recording_stopped": "call recording stopped ({reason})",
+    "call_recording_stored": "call recording stored in mailbox {mailbox}",
+    "incall_say": "say to {side}: {text}",
+    "conference_adhoc": "conference {room}: {by} adds {adding}",
+    "conference_added": "added to the call: {target}",
+    "conference_add_failed": "not added to the call: {target} ({outcome})",
+    "conference_left": "left the conference: {side}",
+}
+
+
 def _call_line(record: Mapping[str, Any], stamp: float) -> TraceLine | None:
-    """Lines about the call itself: a phone's user (the dial plan), a refusal, a forwarding."""
+    """Lines about the call itself: a phone's user (the dial plan), a refusal, a forwarding,
+    what happens during a bridged call."""
+    in_call = IN_CALL_LINES.get(str(record.get("event", "")))
+    if in_call is not None:
+        data = {k: v for k, v in record.items() if isinstance(v, str | int | float)}
+        try:
+            return TraceLine(stamp, "note", in_call.format(**data), {**data, "t": stamp})
+        except KeyError:  # a record of another version of ivr
+            return None
     if record.get("event") == "phone_caller":
         extension = record.get("extension", "")
         return TraceLine(stamp, "note", f"phone: {extension} (dial plan)", {"event": "phone_caller",
@@ -175,7 +200,8 @@ def describe_transfer(action: ev.Transfer) -> str:
     single = len(action.plan) == 1 and len(action.plan[0][0]) == 1 and not action.group
     verb = "ring on call" if action.pikett else "transfer" if single else "ring"
     group = f" (group {action.group})" if action.group else ""
-    return f"{verb}: " + ", then ".join(steps) + (" by refer" if action.refer else "") + group
+    recorded = " (recorded)" if action.record else ""
+    return f"{verb}: " + ", then ".join(steps) + (" by refer" if action.refer else "") + group + recorded
 
 
 def describe_conference(action: ev.Conference | ev.JoinConference | ev.TalkInConference) -> str:

@@ -27,7 +27,8 @@ owns carrying that plan out:
   go out as a REFER on the caller's dialog instead (RFC 3515).  A REFER *from*
   the bridged phone (its transfer key) is handed to
   :class:`~ivr.runtime.phonetransfer.PhoneTransfer`, which rings the new target
-  with a second session of this class.
+  with a second session of this class.  While bridged, the staff side's feature codes and a
+  flow's ``record`` are :class:`~ivr.runtime.incall.InCall`'s (recording, adding a third person).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from ivr.sip.message import SipParseError, SipUri
 from ivr.sip.trunk import TrunkRefused, is_external
 
 if TYPE_CHECKING:
+    from ivr.runtime.incall import AdHoc, InCall
     from ivr.runtime.phonetransfer import PhoneTransfer
     from ivr.runtime.refer import BlindTransfer
 
@@ -317,7 +319,9 @@ class CallerSide(Protocol):
     called: str
     services: Any
     media: CallMedia | None
-    ended: bool
+
+    @property
+    def ended(self) -> bool: ...
 
     def log(self, **fields: Any) -> None: ...
 
@@ -379,6 +383,9 @@ class TransferSession:
         self._refer: BlindTransfer | None = None
         self.picker: Any = None  # the CallRunner of a phone that picked this call up
         self.handover: PhoneTransfer | None = None  # the bridged phone is transferring the caller on
+        self.incall: InCall | None = None  # feature codes and recording while bridged (ivr.runtime.incall)
+        self.adhoc: AdHoc | None = None  # the conference this call became; its legs leave it, not a bridge
+        self.adhoc_side = "callee"  # which member of it this session's bridged leg is
         self._forwarded = {t for step, _ in action.plan for t in step}  # targets rung: forwarding goes elsewhere
         self.started = self.services.wall()
 
@@ -647,13 +654,7 @@ class TransferSession:
         """A phone's transfer failed: the caller talks to the transferor again."""
         if self.bridged is None or self.caller.media is None:
             return
-        self._bridge_to(self.bridged.media)
-
-    def _bridge_to(self, media: CallMedia) -> None:
-        assert self.caller.media is not None
-        self.bridge = Bridge(self.caller.media, media, self._hold_source())
-        self.bridge.on_hold = self._held
-        self.bridge.start()
+        self._new_bridge(self.bridged.media, self.bridged.target)
 
     # ------------------------------------------------------------------ attended transfer (ivr.runtime.attended)
 
@@ -683,7 +684,7 @@ class TransferSession:
         self.picker = runner
         runner.transfer = _PickupLink(self)
         if self.caller.media is not None and runner.media is not None:
-            self._bridge_to(runner.media)
+            self._new_bridge(runner.media, runner.phone.extension.number if runner.phone is not None else "")
 
     def replaced_by(self, runner: Any, leg: Leg) -> None:
         """A phone's INVITE with Replaces takes over the bridged ``leg`` (RFC 3891): BYE to it."""
@@ -847,10 +848,20 @@ class TransferSession:
         if result.outcome == "answered":
             self.caller.answer_now()  # a phone's call rang until now (ivr.runtime.phones)
         if result.outcome == "answered" and self.bridged is not None and self.caller.media is not None:
-            self.bridge = Bridge(self.caller.media, self.bridged.media, self._hold_source())
-            self.bridge.on_hold = self._held
-            self.bridge.start()
+            self._new_bridge(self.bridged.media, result.target)
         self.post(ev.TransferResult(result.outcome, target=result.target))
+
+    def _new_bridge(self, callee: CallMedia, answered_by: str) -> None:
+        """Bridge the caller to ``callee``, with the in-call features of the staff side."""
+        from ivr.runtime.incall import InCall
+
+        assert self.caller.media is not None
+        self.bridge = Bridge(self.caller.media, callee, self._hold_source())
+        self.bridge.on_hold = self._held
+        if self.incall is None:
+            self.incall = InCall(self)
+        self.bridge.start()
+        self.incall.attach(self.bridge, answered_by)
 
     def _hold_source(self) -> HoldSource:
         """Hold music for the callee while the caller holds: the flow's (``music``), else the default."""
@@ -862,12 +873,24 @@ class TransferSession:
                         music=(self.action.music or "default") if held else "")
 
     def _end_bridge(self, reason: str) -> None:
+        if self.adhoc is not None and not self.closed:
+            self.adhoc.gone(self.adhoc_side, reason)  # a member of the conference the call became left
+            return
         if self.bridge is None or self.closed:
             return
         self.bridge.stop()
         self.bridge = None
         self.bridged = None
         self.caller.log(event="bridge_end", reason=reason)  # the flow then hears BridgeEnded
+        self.closed = True
+        self.post(ev.BridgeEnded())
+
+    def conference_over(self) -> None:
+        """The conference this call became has ended (ivr.runtime.incall): the flow goes on."""
+        leg, self.bridged, self.adhoc = self.bridged, None, None
+        if leg is not None and not leg.done:
+            self._drop_leg(leg, "bye_conference_over")
+        self.caller.log(event="bridge_end", reason="conference_over")
         self.closed = True
         self.post(ev.BridgeEnded())
 
@@ -899,9 +922,7 @@ class TransferSession:
         self.caller.log(event="picked_up", by=extension, picker=picker.call_id)
         self._finished(self.plan.outcome)
         if self.caller.media is not None and picker.media is not None:
-            self.bridge = Bridge(self.caller.media, picker.media, self._hold_source())
-            self.bridge.on_hold = self._held
-            self.bridge.start()
+            self._new_bridge(picker.media, extension)
 
     def picker_gone(self, reason: str) -> None:
         self.picker = None
@@ -910,6 +931,8 @@ class TransferSession:
     def close(self) -> None:
         """The caller's call is ending: cancel ringing legs, hang up a bridged one."""
         self._not_ringing()
+        if self.incall is not None:
+            self.incall.close()  # the conference the call became, its third leg, the recording
         if self.picker is not None:
             picker, self.picker = self.picker, None
             picker.hangup("bridge_ended")

@@ -604,6 +604,25 @@ def test_several_targets_with_a_group_or_by_refer(tmp_path: Path, monkeypatch: p
     )
 
 
+def test_a_transfer_by_refer_cannot_be_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`record` needs ivr in the call: not with `by refer`, nor with a group that refers"""
+    files = {"refer_record.ivr": (
+        "number default -> s\ns:\n    transfer to 300 by refer record else hangup\n"
+        "    transfer to sales record else hangup\n"
+        "group sales:\n    ring 201 for 5s\n    by refer\n    else -> hangup\n"
+    )}
+    assert check(tmp_path, monkeypatch, files) == (
+        "refer_record.ivr:3:5: error: transfer to 300: a transfer by refer cannot be recorded\n"
+        "        transfer to 300 by refer record else hangup\n"
+        "        ^\n"
+        "  hint: ivr leaves a call it hands over by REFER: drop `by refer` to record, or `record` to refer\n"
+        "refer_record.ivr:4:5: error: transfer to sales: a transfer by refer cannot be recorded\n"
+        "        transfer to sales record else hangup\n"
+        "        ^\n"
+        "  hint: ivr leaves a call it hands over by REFER: drop `by refer` to record, or `record` to refer"
+    )
+
+
 def test_voicemail_temporary_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """asking for the temporary greeting and refusing it in one step"""
     files = {"no_temp.ivr": "number default -> s\ns:\n    voicemail 300 temporary no temporary\n"}

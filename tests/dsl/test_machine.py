@@ -370,6 +370,13 @@ def test_blind_transfer_by_refer_ends_on_answer(tmp_path: Path) -> None:
     assert m.outcome is not None and m.outcome.result == "transferred"
 
 
+def test_a_recorded_transfer_asks_the_runtime_to_record(tmp_path: Path) -> None:
+    _, actions = start(tmp_path, 'number default -> s\ns:\n    transfer to 300 for 20s music "moh/" record else hangup\n')
+    assert actions[-1] == ev.Transfer(((("300",), 20.0),), music="moh/", record=True)
+    _, actions = start(tmp_path, "number default -> s\ns:\n    transfer to sales record\ngroup sales:\n    ring 201 for 5s\n    else -> hangup\n")
+    assert actions[-1] == ev.Transfer(((("201",), 5.0),), group="sales", record=True)
+
+
 def test_directory_selected_connects_the_person_then_their_mailbox(tmp_path: Path) -> None:
     text = 'directory staff from "staff.csv"\nnumber default -> s\ns:\n    directory staff by keys\n        else -> hangup\n'
     m, actions = start(tmp_path, text)

@@ -205,7 +205,7 @@ def test_prompts_missing_lists_the_sentences_without_a_recording(tmp_path: Path)
     lines = done.stdout.splitlines()
     assert "fr/voicemail.leave.saved_goodbye.wav  Votre message a été enregistré. Au revoir." in lines
     assert not [line for line in lines if "voicemail.access.goodbye" in line]
-    assert lines[-1] == f"57 of 58 sentences in fr have no recording ({(tmp_path / 'prompts').resolve()})"
+    assert lines[-1] == f"62 of 63 sentences in fr have no recording ({(tmp_path / 'prompts').resolve()})"
     assert ivr("prompts", "missing", "--language", "xx").stderr == (
         "ivr prompts missing: no message catalogue for language 'xx'\n"
     )
