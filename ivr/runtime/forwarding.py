@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from ivr.runtime.atomic import locked, write_text_atomically
+from ivr.storage.adminfile import read_json_file
 
 FORWARDING_FILE = "forwarding.json"
 # An extension (digits) or an E.164 / national number: what a transfer can ring.
@@ -33,12 +34,7 @@ def forwarding_path(data: Path) -> Path:
 def read_forwarding(data: Path) -> dict[str, tuple[str, ...]]:
     """Follow-me numbers by extension, as set in the console ({} without the file)."""
     path = forwarding_path(data)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ForwardingError(f"{path}: cannot read forwarding: {exc}") from None
+    raw = read_json_file(path, "forwarding", ForwardingError, default={})
     if not isinstance(raw, dict):
         raise ForwardingError(f'{path}: expected an object like {{"204": {{"follow_me": ["+41797001204"]}}}}')
     out: dict[str, tuple[str, ...]] = {}
