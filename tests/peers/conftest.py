@@ -223,12 +223,6 @@ def start_ivr(
     return server
 
 
-@pytest.fixture(scope="session")
-def tts_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TTS cache shared by every server of the session (renders are written atomically)."""
-    return tmp_path_factory.mktemp("tts-cache")
-
-
 @pytest.fixture(scope="module")
 def menu_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[IvrServer]:
     """One server on tests/peers/flows/menu.ivr shared by a module's tests (each filters by Call-ID)."""
@@ -469,14 +463,18 @@ class Baresip:
         self.log.flush()
         return (self.folder / "baresip.log").read_text(errors="replace")[-4000:]
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def stop(self, *, registrar_gone: bool = False) -> None:
+        """Quit (un-REGISTER first); ``registrar_gone``: end the process at once instead, as
+        quitting would wait 10 s for the un-REGISTER to a server that is no more to time out."""
+        if self.proc.poll() is None and not registrar_gone:
             try:
                 self.command("quit")
                 self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait(5)
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
         self.sock.close()
         self.log.close()
 
