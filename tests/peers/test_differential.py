@@ -176,8 +176,8 @@ def test_random_keys_on_the_main_menu(
     """Keys at random times on acme's main menu, then a hang-up: each live call does what its virtual twin did."""
     cfg, program = _deployment()
     cases = [
-        _random_case(program, cfg, acme_server.start, presses, hang_up)
-        for presses, hang_up in calls
+        _random_case(program, cfg, acme_server.start, presses, hang_up, n)
+        for n, (presses, hang_up) in enumerate(calls, 1)
     ]
     lives = acme_server.loop.run_until_complete(
         diff.call_cases(acme_server.server, acme_server.far, cases, cfg.extensions)
@@ -192,8 +192,10 @@ def test_random_keys_on_the_main_menu(
 
 
 def _random_case(
-    program: Any, cfg: Any, start: float, presses: list[tuple[float, str]], hang_up: float
+    program: Any, cfg: Any, start: float, presses: list[tuple[float, str]], hang_up: float, n: int
 ) -> diff.Case:
+    """Call ``n`` of an example; its number keeps the ids of calls with the same inputs apart (each
+    live call is matched to its case by id)."""
     inputs = []
     for gap, key in presses:
         inputs += [sim.CallerInput("wait", seconds=round(gap, 2)), sim.CallerInput("key", key)]
@@ -201,7 +203,7 @@ def _random_case(
     scenario = sim.Scenario(
         start=start, caller="+41791112233", called="+41435435570", inputs=tuple(inputs)
     )
-    return diff.virtual_case(program, cfg, scenario, " ".join(str(i) for i in inputs))
+    return diff.virtual_case(program, cfg, scenario, f"call {n}: " + " ".join(str(i) for i in inputs))
 
 
 def test_faketime_is_installed_where_sipp_is() -> None:
