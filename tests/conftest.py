@@ -11,7 +11,9 @@ the one TTS cache of every ``ivr serve`` the session starts (a prompt is rendere
 The differential test (tests/peers/test_differential.py) places minutes of real-time calls on
 live servers.  When its cases are among the tests to run, ``differential_live`` starts those
 calls with the session, on a thread of their own (tests/peers/differential.py ``LiveRun``), and
-its tests run last: the calls are made while the other tests run, not after them.
+its tests run last: the calls are made while the other tests run, not after them.  The modules
+without real peers run first, so that the calls overlap those rather than timing-sensitive
+peer tests.
 """
 
 from __future__ import annotations
@@ -56,14 +58,18 @@ LIVE_CASES = "test_live_call_does_what_the_flow_test_says"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The differential test's items last, its live cases last of all (see the module docstring)."""
+    """The modules without real peers first (while the differential test's calls are made beside
+    them, these are the tests whose timing the calls cannot upset), then the modules with real
+    peers (marked ``peer``), then the differential test, its live cases last of all.  Each
+    module's tests stay together and in order."""
+    with_peers = {i.module for i in items if i.get_closest_marker("peer") is not None}
 
     def rank(item: pytest.Item) -> int:
-        if not item.nodeid.startswith(DIFFERENTIAL):
-            return 0
-        return 2 if item.name.startswith(LIVE_CASES) else 1
+        if item.nodeid.startswith(DIFFERENTIAL):
+            return 3 if item.name.startswith(LIVE_CASES) else 2
+        return 1 if item.module in with_peers else 0
 
-    items.sort(key=rank)  # stable: each group keeps its order
+    items.sort(key=rank)  # stable: the order within each rank is the collection order
 
 
 @pytest.fixture(scope="session", autouse=True)

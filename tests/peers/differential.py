@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import re
 import secrets
+import socket
 import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -442,12 +443,25 @@ class RtpStream(asyncio.DatagramProtocol):
         self.keys: list[str] = []  # keys waiting their turn: one event at a time
         self._event: tuple[int, int, int] | None = None  # (code, its timestamp, packets sent)
         self._tick: asyncio.TimerHandle | None = None
+        self.rtcp: socket.socket | None = None
 
     @classmethod
     async def open(cls) -> RtpStream:
+        """On a port whose next one, where the server sends its RTCP reports, it holds too: those
+        reports never reach a socket of another test running meanwhile."""
         loop = asyncio.get_running_loop()
-        _, stream = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
-        return stream
+        for _ in range(50):
+            _, stream = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind(("127.0.0.1", stream.port + 1))
+            except OSError:
+                rtcp.close()
+                stream.close()
+                continue
+            stream.rtcp = rtcp  # never read: what the kernel cannot buffer is dropped
+            return stream
+        raise RuntimeError("no free RTP/RTCP port pair on 127.0.0.1")
 
     @property
     def port(self) -> int:
@@ -509,6 +523,9 @@ class RtpStream(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        if self.rtcp is not None:
+            self.rtcp.close()
+            self.rtcp = None
 
 
 @dataclass
