@@ -463,10 +463,10 @@ class Baresip:
         self.log.flush()
         return (self.folder / "baresip.log").read_text(errors="replace")[-4000:]
 
-    def stop(self, *, registrar_gone: bool = False) -> None:
-        """Quit (un-REGISTER first); ``registrar_gone``: end the process at once instead, as
-        quitting would wait 10 s for the un-REGISTER to a server that is no more to time out."""
-        if self.proc.poll() is None and not registrar_gone:
+    def stop(self, *, at_once: bool = False) -> None:
+        """Quit (un-REGISTER first); ``at_once``: end the process instead, where quitting would wait
+        10 s for the answer to its un-REGISTER that a registrar gone or blocking it never gives."""
+        if self.proc.poll() is None and not at_once:
             try:
                 self.command("quit")
                 self.proc.wait(10)
