@@ -787,7 +787,9 @@ async def call_cases(
             *(_one_call(caller_phone, far, server, case, lives[case.id]) for case in cases)
         )
     finally:
+        legs = list(far.tasks)
         far.close()
+        await asyncio.gather(*legs, return_exceptions=True)  # legs still ringing end here, cancelled
         caller_phone.close()
     return lives
 
