@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import random
 import shutil
@@ -37,13 +36,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import load_sipp  # noqa: E402  (bench/load_sipp.py: the Step record, RTP and sipp readers)
+import load_sipp  # noqa: E402  (bench/load_sipp.py: the server, the Step record, RTP and sipp readers)
 
 from tests.postgres import Postgres  # noqa: E402
 
@@ -51,65 +50,14 @@ REPO = Path(__file__).resolve().parents[1]
 CFG = REPO / "deploy" / "kamailio" / "kamailio.cfg"
 
 
-@dataclass
-class Node:
-    """One ``ivr serve``, its log in a file (a pipe falling behind would stall it), polled for records."""
-
-    proc: subprocess.Popen[str]
-    log: Path
-    port: int
-    records: list[dict] = field(default_factory=list)
-    offset: int = 0
-
-    def poll(self) -> None:
-        with open(self.log) as f:
-            f.seek(self.offset)
-            chunk = f.read()
-            self.offset = f.tell()
-        for line in chunk.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                self.records.append(record)
-
-    def count(self, what: str, value: str) -> int:
-        self.poll()
-        return sum(1 for r in self.records if r.get(what) == value)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+# A node is load_sipp's Server (its log in a file, polled for records) on the shared database.
+Node = load_sipp.Server
+NODE_STOP = 40.0  # s a node gets to drain and close its database pool after SIGTERM
 
 
 def start_node(folder: Path, url: str, rtp: tuple[int, int]) -> Node:
     folder.mkdir()
-    flow = folder / "bench.ivr"
-    flow.write_text(load_sipp.FLOW)
-    (folder / "ivr.toml").write_text(
-        f'[server]\nrtp_ports = "{rtp[0]}-{rtp[1]}"\nmedia_timeout = "60s"\n'
-        f'[prompts]\nfolders = ["{REPO / "prompts"}"]\n[storage]\nurl = "{url}"\npool_size = 4\n')
-    port = load_sipp.free_udp_port()
-    log = folder / "ivr.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ivr", "serve", str(flow), "--config", str(folder / "ivr.toml"),
-             "--data", str(folder / "data"), "--listen", f"127.0.0.1:{port}", "--log-format", "json"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out, text=True, cwd=folder)
-    node = Node(proc, log, port)
-    deadline = time.monotonic() + 120
-    while node.count("event", "listening") == 0:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            node.stop()
-            raise SystemExit("ivr serve did not become ready:\n" + log.read_text()[-3000:])
-        time.sleep(0.1)  # polling the log file for the ready line
-    return node
+    return load_sipp.Server(folder, rtp, overload="", sections=f'[storage]\nurl = "{url}"\npool_size = 4\n')
 
 
 def start_kamailio(folder: Path, nodes: list[Node]) -> tuple[subprocess.Popen[bytes], int]:
@@ -197,10 +145,8 @@ def run(name: str, nodes_wanted: int, proxied: bool, calls: int, rate: float, ur
         cores: dict[str, float] = {}
         try:
             sipp = subprocess.Popen(
-                ["sipp", f"127.0.0.1:{target}", "-sf", str(routed_scenario(folder)), "-i", "127.0.0.1",
-                 "-p", str(load_sipp.free_udp_port()), "-mp", str(load_sipp.free_udp_port()), "-s", "+41435435570",
-                 "-r", str(rate), "-l", str(calls), "-m", str(calls), "-nostdin", "-trace_rtt", "-rtt_freq", "1",
-                 "-timeout", f"{int(calls / rate) + 60}s", "-timeout_error", "-cp", str(load_sipp.free_udp_port())],
+                load_sipp.sipp_calls(f"127.0.0.1:{target}", routed_scenario(folder), calls, rate,
+                                     int(calls / rate) + 60, "-trace_rtt", "-rtt_freq", "1"),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder)
             cores = measure(nodes, kamailio, pg_pid, sipp, calls, time.monotonic() + calls / rate + 60)
             output, _ = sipp.communicate(timeout=calls / rate + 120)
@@ -212,10 +158,10 @@ def run(name: str, nodes_wanted: int, proxied: bool, calls: int, rate: float, ur
                 kamailio.terminate()
                 kamailio.wait(20)
             for node in nodes:
-                node.stop()
+                node.stop(NODE_STOP)
         step.succeeded = int(load_sipp._sipp_counter(output, "Successful call"))
         load_sipp.rtp_streams(capture, rtp, step)
-        result = Result(name, step, [n.count("action", "answer") for n in nodes], cores)
+        result = Result(name, step, [n.count(lambda r: r.get("action") == "answer") for n in nodes], cores)
         result.setup_p50, result.setup_p99 = setup_times(folder)
         return result
 
@@ -223,8 +169,8 @@ def run(name: str, nodes_wanted: int, proxied: bool, calls: int, rate: float, ur
 def measure(nodes: list[Node], kamailio: subprocess.Popen[bytes] | None, pg_pid: int,
             sipp: subprocess.Popen[str], calls: int, deadline: float) -> dict[str, float]:
     """Cores used by each part over 3 s while every call is up (empty if that never happened)."""
-    while sum(n.count("action", "answer") for n in nodes) < calls:
-        if time.monotonic() > deadline or any(n.count("event", "ended") for n in nodes):
+    while sum(n.count(lambda r: r.get("action") == "answer") for n in nodes) < calls:
+        if time.monotonic() > deadline or any(n.count(lambda r: r.get("event") == "ended") for n in nodes):
             return {}
         time.sleep(0.05)  # polling the nodes' logs
     parts = {f"node{i}": [n.proc.pid] for i, n in enumerate(nodes)}
@@ -235,7 +181,7 @@ def measure(nodes: list[Node], kamailio: subprocess.Popen[bytes] | None, pg_pid:
     before, t0 = {k: cpu(v) for k, v in parts.items()}, time.monotonic()
     time.sleep(3.0)  # the measuring window
     wall = time.monotonic() - t0
-    if any(n.count("event", "ended") for n in nodes):
+    if any(n.count(lambda r: r.get("event") == "ended") for n in nodes):
         return {}
     return {k: (cpu(v) - before[k]) / wall for k, v in parts.items()}
 
@@ -259,6 +205,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=100, help="concurrent calls per step")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
     args = parser.parse_args()
+    load_sipp.PIN = False  # nothing is pinned to a core (see above)
     for tool in ("sipp", "dumpcap", "tshark", "kamailio"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed", file=sys.stderr)

@@ -121,10 +121,8 @@ def one_run(label: str, calls: int, call_rate: float, clients: int, rate: float)
         console_before = load_sipp.cpu_seconds(console)
         try:
             sipp = subprocess.Popen(
-                ["sipp", f"127.0.0.1:{server.port}", "-sf", str(load_sipp.SCENARIO), "-i", "127.0.0.1",
-                 "-p", str(load_sipp.free_udp_port()), "-mp", str(load_sipp.free_udp_port()), "-s", "+41435435570",
-                 "-r", str(call_rate), "-l", str(calls), "-m", str(calls), "-nostdin",
-                 "-timeout", f"{int(calls / call_rate) + 60}s", "-timeout_error", "-cp", str(load_sipp.free_udp_port())],
+                load_sipp.sipp_calls(f"127.0.0.1:{server.port}", load_sipp.SCENARIO, calls, call_rate,
+                                     int(calls / call_rate) + 60),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder,
                 preexec_fn=lambda: load_sipp.pin(0),
             )

@@ -161,6 +161,16 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def sipp_calls(target: str, scenario: Path, calls: int, rate: float, timeout: int, *extra: str,
+               media_port: int | None = None) -> list[str]:
+    """sipp placing ``calls`` calls of ``scenario`` to the service number at ``target`` (host:port),
+    ``rate`` new calls a second, all of them up at once at most, failing after ``timeout`` s."""
+    return ["sipp", target, "-sf", str(scenario), "-i", "127.0.0.1",
+            "-p", str(free_udp_port()), "-mp", str(media_port or free_udp_port()), "-s", "+41435435570",
+            "-r", str(rate), "-l", str(calls), "-m", str(calls), "-nostdin",
+            "-timeout", f"{timeout}s", "-timeout_error", "-cp", str(free_udp_port()), *extra]
+
+
 def cpu_seconds(pid: int) -> float:
     return sum(cpu_times(pid))
 
@@ -303,11 +313,11 @@ class Server:
         self.poll()
         return sum(1 for r in self.records if predicate(r))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -332,11 +342,8 @@ def run_step(calls: int, rate: float, folder: Path) -> Step:
     time.sleep(1.0)  # dumpcap has no ready signal on stdout; give it a moment to open the interface
     try:
         sipp = subprocess.Popen(
-            ["sipp", f"127.0.0.1:{server.port}", "-sf", str(scenario(folder)), "-i", "127.0.0.1",
-             "-p", str(free_udp_port()), "-mp", str(media_port), "-s", "+41435435570",
-             "-r", str(rate), "-l", str(calls), "-m", str(calls), "-nostdin",
-             "-timeout", f"{int(calls / rate + HOLD) + 60}s", "-timeout_error", "-cp", str(free_udp_port()),
-             "-trace_err", "-error_file", str(folder / "errors.log")],
+            sipp_calls(f"127.0.0.1:{server.port}", scenario(folder), calls, rate, int(calls / rate + HOLD) + 60,
+                       "-trace_err", "-error_file", str(folder / "errors.log"), media_port=media_port),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder, preexec_fn=lambda: pin(0),
         )
         deadline = time.monotonic() + calls / rate + 60

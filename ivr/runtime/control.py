@@ -216,7 +216,11 @@ class ControlService:
             "sip_responses": {str(k): v for k, v in list((ua.responses_sent if ua is not None else {}).items())},
             "registrations": self._bindings(),
         }
-        clock = server.services.clock if server.services is not None else None
+        services = server.services
+        if services is not None:  # what calls hold besides themselves: nothing once they are over
+            out["transfer_legs"] = len(services.legs)
+            out["conference_rooms"] = len(services.conferences.rooms)
+        clock = services.clock if services is not None else None
         if clock is not None:
             out["clock"] = {"ticks": clock.ticks, "late_ticks": clock.late_ticks, "lateness": self._new_lateness(clock)}
         return out

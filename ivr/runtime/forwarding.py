@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ivr.runtime.atomic import locked, write_text_atomically
+from ivr.storage.adminfile import read_json_file
 
 FORWARDING_FILE = "forwarding.json"
 # An extension (digits) or an E.164 / national number: what a transfer can ring.
@@ -42,12 +43,7 @@ def forwarding_path(data: Path) -> Path:
 
 def _read_raw(data: Path) -> dict[str, dict[str, object]]:
     path = forwarding_path(data)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ForwardingError(f"{path}: cannot read forwarding: {exc}") from None
+    raw = read_json_file(path, "forwarding", ForwardingError, default={})
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
         raise ForwardingError(f'{path}: expected an object like {{"204": {{"follow_me": ["+41797001204"]}}}}')
     return {str(k): dict(v) for k, v in raw.items()}

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ivr.storage.adminfile import read_json_file
 from ivr.storage.database import PostgresDatabase, StorageError
 
 log = logging.getLogger("ivr.storage.switches")
@@ -41,12 +42,7 @@ def switches_path(data: Path) -> Path:
 def read_switches(data: Path) -> dict[str, bool]:
     """Switch positions from the data folder; a missing file means every switch is off."""
     path = switches_path(data)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SwitchError(f"{path}: cannot read switch positions: {exc}") from None
+    raw = read_json_file(path, "switch positions", SwitchError, default={})
     if not isinstance(raw, dict) or not all(isinstance(v, bool) for v in raw.values()):
         raise SwitchError(f'{path}: expected an object of true/false values like {{"night": true}}')
     return {str(k): v for k, v in raw.items()}

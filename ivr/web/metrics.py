@@ -131,12 +131,10 @@ class ServerCollector(Collector):
             ended.add_metric([outcome], n)
         yield ended
         yield counts.setup.family("ivr_call_setup_seconds", "from the INVITE to the answer")
-        services = server.services
-        if services is not None:  # what calls hold besides themselves: nothing once they are over
-            yield _gauge("ivr_transfer_legs", "outgoing call legs (transfers, a third person) up or ringing",
-                         len(services.legs))
-            yield _gauge("ivr_conference_rooms", "conference rooms with someone in them",
-                         len(services.conferences.rooms))
+        # what calls hold besides themselves: nothing once they are over
+        yield _gauge("ivr_transfer_legs", "outgoing call legs (transfers, a third person) up or ringing",
+                     snap.get("transfer_legs", 0))
+        yield _gauge("ivr_conference_rooms", "conference rooms with someone in them", snap.get("conference_rooms", 0))
 
     def _media(self) -> Iterator[Metric]:
         live = self.snapshot.get("rtp_live", {})

@@ -26,6 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ivr.config import Config, Extension
 from ivr.runtime.atomic import write_text_atomically
+from ivr.storage.adminfile import read_json_file
 
 Role = Literal["admin", "user"]
 USERS_FILE = Path("web") / "users.json"
@@ -82,12 +83,7 @@ def users_path(data: Path) -> Path:
 def read_users(data: Path) -> dict[str, Any]:
     """The file's content: ``{"passwords": {name: hash}, "tokens": {sha256: {...}}}``."""
     path = users_path(data)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"passwords": {}, "tokens": {}}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read the console users: {exc}") from None
+    raw = read_json_file(path, "the console users", UserError, default={})
     if not isinstance(raw, dict) or not isinstance(raw.get("passwords", {}), dict):
         raise UserError(f"{path}: expected an object with \"passwords\" and \"tokens\"")
     return {"passwords": dict(raw.get("passwords", {})), "tokens": dict(raw.get("tokens", {}))}

@@ -2,4 +2,4 @@
 
 from tests.transfer.harness import fixtures
 
-globals().update(fixtures)  # sipp, tts_cache and the fixtures they depend on
+globals().update(fixtures)  # sipp and the fixtures it depends on (tts_cache is tests/conftest.py's)

@@ -50,11 +50,11 @@ def test_a_bare_conference_has_no_pin_no_limit_and_no_music(tmp_path: Path) -> N
         None, None, 0, "", False, False)
 
 
-
-def test_pin_not_digits_and_room_for_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """a PIN the keypad cannot type, and a room for one"""
-    text = 'number default -> start\nstart:\n    conference weekly pin "47a1" max 1\n'
-    assert check(tmp_path, monkeypatch, "pin_not_digits_and_room_for_one.ivr", text) == (
+CASES = [
+    # a PIN the keypad cannot type, and a room for one
+    pytest.param(
+        'pin_not_digits_and_room_for_one.ivr',
+        'number default -> start\nstart:\n    conference weekly pin "47a1" max 1\n',
         'pin_not_digits_and_room_for_one.ivr:3:5: error: conference weekly has room for 1: nobody could talk to anyone\n'
         '        conference weekly pin "47a1" max 1\n'
         '        ^\n'
@@ -62,14 +62,13 @@ def test_pin_not_digits_and_room_for_one(tmp_path: Path, monkeypatch: pytest.Mon
         'pin_not_digits_and_room_for_one.ivr:3:27: error: conference PIN "47a1" is not all digits\n'
         '        conference weekly pin "47a1" max 1\n'
         '                              ^\n'
-        '  hint: callers type the PIN on the keypad: use 0-9 only, e.g. pin "4711"'
-    )
-
-
-def test_moderator_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """a moderator PIN without a PIN, and one equal to the PIN"""
-    text = 'number default -> start\nstart:\n    conference board moderator pin "1357"\n    conference board pin "13" moderator pin "13"\n'
-    assert check(tmp_path, monkeypatch, "moderator_pin.ivr", text) == (
+        '  hint: callers type the PIN on the keypad: use 0-9 only, e.g. pin "4711"',
+        id='pin_not_digits_and_room_for_one',
+    ),
+    # a moderator PIN without a PIN, and one equal to the PIN
+    pytest.param(
+        'moderator_pin.ivr',
+        'number default -> start\nstart:\n    conference board moderator pin "1357"\n    conference board pin "13" moderator pin "13"\n',
         'moderator_pin.ivr:3:36: error: a moderator PIN needs a PIN for the other participants\n'
         '        conference board moderator pin "1357"\n'
         '                                       ^\n'
@@ -81,37 +80,42 @@ def test_moderator_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         'moderator_pin.ivr:4:5: warning: conference board is joined with other settings at line 3\n'
         '        conference board pin "13" moderator pin "13"\n'
         '        ^\n'
-        '  hint: every caller of a room should get the same PIN, limit and music: write them the same way'
-    )
-
-
-def test_room_settings_differ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """one room joined with two sets of settings"""
-    text = 'number default -> start\nstart:\n    conference weekly pin "1"\n    conference weekly tones\n'
-    assert check(tmp_path, monkeypatch, "room_settings_differ.ivr", text) == (
+        '  hint: every caller of a room should get the same PIN, limit and music: write them the same way',
+        id='moderator_pin',
+    ),
+    # one room joined with two sets of settings
+    pytest.param(
+        'room_settings_differ.ivr',
+        'number default -> start\nstart:\n    conference weekly pin "1"\n    conference weekly tones\n',
         'room_settings_differ.ivr:4:5: warning: conference weekly is joined with other settings at line 3\n'
         '        conference weekly tones\n'
         '        ^\n'
-        '  hint: every caller of a room should get the same PIN, limit and music: write them the same way'
-    )
-
-
-def test_music_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """music that is not in the prompt folders"""
-    text = 'number default -> start\nstart:\n    conference weekly music "nomusic/"\n'
-    assert check(tmp_path, monkeypatch, "music_missing.ivr", text) == (
+        '  hint: every caller of a room should get the same PIN, limit and music: write them the same way',
+        id='room_settings_differ',
+    ),
+    # music that is not in the prompt folders
+    pytest.param(
+        'music_missing.ivr',
+        'number default -> start\nstart:\n    conference weekly music "nomusic/"\n',
         'music_missing.ivr:3:29: warning: prompt file not found: nomusic/\n'
         '        conference weekly music "nomusic/"\n'
         '                                ^\n'
-        '  hint: looked in PROMPTS'
-    )
-
-
-def test_unknown_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """a misspelt option"""
-    text = 'number default -> start\nstart:\n    conference weekly pim "1"\n'
-    assert check(tmp_path, monkeypatch, "unknown_option.ivr", text) == (
+        '  hint: looked in PROMPTS',
+        id='music_missing',
+    ),
+    # a misspelt option
+    pytest.param(
+        'unknown_option.ivr',
+        'number default -> start\nstart:\n    conference weekly pim "1"\n',
         "unknown_option.ivr:3:23: error: unexpected 'pim'; expected 'announce', 'max', 'moderator', 'music', 'pin', 'tones' or the end of the line\n"
         '        conference weekly pim "1"\n'
-        '                          ^'
-    )
+        '                          ^',
+        id='unknown_option',
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), CASES)
+def test_check_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str, expected: str) -> None:
+    """`ivr check` on the case's flow prints exactly the expected diagnostics."""
+    assert check(tmp_path, monkeypatch, name, text) == expected

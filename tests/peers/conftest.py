@@ -223,12 +223,6 @@ def start_ivr(
     return server
 
 
-@pytest.fixture(scope="session")
-def tts_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TTS cache shared by every server of the session (renders are written atomically)."""
-    return tmp_path_factory.mktemp("tts-cache")
-
-
 @pytest.fixture(scope="module")
 def menu_server(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Iterator[IvrServer]:
     """One server on tests/peers/flows/menu.ivr shared by a module's tests (each filters by Call-ID)."""
@@ -495,14 +489,18 @@ class Baresip:
         self.log.flush()
         return (self.folder / "baresip.log").read_text(errors="replace")[-4000:]
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
+    def stop(self, *, at_once: bool = False) -> None:
+        """Quit (un-REGISTER first); ``at_once``: end the process instead, where quitting would wait
+        10 s for the answer to its un-REGISTER that a registrar gone or blocking it never gives."""
+        if self.proc.poll() is None and not at_once:
             try:
                 self.command("quit")
                 self.proc.wait(10)
             except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait(5)
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
         self.sock.close()
         self.log.close()
 

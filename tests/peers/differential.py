@@ -17,7 +17,8 @@ checks that promise for every test case of ``flows/*.ivrtest``:
   every extension of the deployment and is the trunk's carrier too; for each leg it finds the
   caller's call in the server's log (``leg_invite``) and answers (when its virtual twin did),
   rings until cancelled, or refuses (486 busy, 404 unavailable, 500 failed) as that case says.
-  Cases of one ``(at, switches)`` share a server, one call each; all servers run at once.
+  Cases of one ``(at, switches)`` share a server, one call each; a few servers run at once
+  (:data:`GROUPS_AT_ONCE`), beside the rest of the test session (:class:`LiveRun`).
   The phones are ivr.sip's sans-IO user agent on asyncio rather than sipp: one far end must
   behave differently per call, which one sipp scenario cannot, and a sipp per extension and
   case would be dozens of processes.
@@ -43,8 +44,11 @@ import asyncio
 import contextlib
 import re
 import secrets
+import socket
 import struct
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import zip_longest
@@ -439,12 +443,25 @@ class RtpStream(asyncio.DatagramProtocol):
         self.keys: list[str] = []  # keys waiting their turn: one event at a time
         self._event: tuple[int, int, int] | None = None  # (code, its timestamp, packets sent)
         self._tick: asyncio.TimerHandle | None = None
+        self.rtcp: socket.socket | None = None
 
     @classmethod
     async def open(cls) -> RtpStream:
+        """On a port whose next one, where the server sends its RTCP reports, it holds too: those
+        reports never reach a socket of another test running meanwhile."""
         loop = asyncio.get_running_loop()
-        _, stream = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
-        return stream
+        for _ in range(50):
+            _, stream = await loop.create_datagram_endpoint(cls, local_addr=("127.0.0.1", 0))
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind(("127.0.0.1", stream.port + 1))
+            except OSError:
+                rtcp.close()
+                stream.close()
+                continue
+            stream.rtcp = rtcp  # never read: what the kernel cannot buffer is dropped
+            return stream
+        raise RuntimeError("no free RTP/RTCP port pair on 127.0.0.1")
 
     @property
     def port(self) -> int:
@@ -506,6 +523,9 @@ class RtpStream(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        if self.rtcp is not None:
+            self.rtcp.close()
+            self.rtcp = None
 
 
 @dataclass
@@ -767,7 +787,9 @@ async def call_cases(
             *(_one_call(caller_phone, far, server, case, lives[case.id]) for case in cases)
         )
     finally:
+        legs = list(far.tasks)
         far.close()
+        await asyncio.gather(*legs, return_exceptions=True)  # legs still ringing end here, cancelled
         caller_phone.close()
     return lives
 
@@ -809,25 +831,28 @@ async def run_group(
     *,
     wait: asyncio.Event | None = None,
     started: asyncio.Event | None = None,
+    servers: list[Any] | None = None,
 ) -> dict[str, LiveCall]:
     """The group's server under faketime and its calls.
 
-    ``wait``: start the server only once this is set; ``started``: set once it has started (or failed).
+    ``wait``: start the server only once this is set; ``started``: set once it has started (or
+    failed); ``servers``: where the server goes once it has started (for :meth:`LiveRun.close`).
     """
     if wait is not None:
         await wait.wait()
     far_phone = Phone()  # bound before the server starts: its trunk points at this port
     far_port = await far_phone.start()
-    try:
-        server = await asyncio.to_thread(
-            start_server,
-            folder,
-            group.start,
-            group.timezone,
-            far_port,
-            switches=group.switches,
-            tts_cache=tts_cache,
+
+    def start() -> Any:
+        server = start_server(
+            folder, group.start, group.timezone, far_port, switches=group.switches, tts_cache=tts_cache
         )
+        if servers is not None:  # even when this coroutine was cancelled while the server started
+            servers.append(server)
+        return server
+
+    try:
+        server = await asyncio.to_thread(start)
     except Exception as exc:  # noqa: BLE001 -- the group's cases fail with the reason, the others go on
         far_phone.close()
         return {
@@ -854,28 +879,108 @@ async def _one_call(phone: Phone, far: FarEnd, server: Any, case: Case, live: Li
                 await collect(server, case, live)
 
 
-def run_live(
-    cases: Sequence[Case], tmp: Path, extensions: Sequence[Any], tts_cache: Path | None
-) -> dict[str, LiveCall]:
-    """Every group on its own server, all at once; the first server starts alone (it fills the TTS cache)."""
+GROUPS_AT_ONCE = 6  # servers with their calls up at once: the live calls keep their timing on 2 busy cores
 
-    async def main() -> dict[str, LiveCall]:
-        groups = groups_of(cases)
-        first_up = asyncio.Event()
-        runs = [
-            run_group(
-                g,
+
+def _length(group: Group) -> float:
+    return max(case.result.duration for case in group.cases)
+
+
+def run_live(
+    cases: Sequence[Case],
+    tmp: Path,
+    extensions: Sequence[Any],
+    tts_cache: Path | None,
+    *,
+    at_once: int = GROUPS_AT_ONCE,
+) -> dict[str, LiveCall]:
+    """Every group on its own server, the longest calls first, at most ``at_once`` servers at a time;
+    the first server starts alone (it fills the TTS cache)."""
+    return asyncio.run(_run_groups(cases, tmp, extensions, tts_cache, at_once))
+
+
+async def _run_groups(
+    cases: Sequence[Case],
+    tmp: Path,
+    extensions: Sequence[Any],
+    tts_cache: Path | None,
+    at_once: int,
+    servers: list[Any] | None = None,
+) -> dict[str, LiveCall]:
+    groups = sorted(groups_of(cases), key=_length, reverse=True)
+    first_up = asyncio.Event()
+    slots = asyncio.Semaphore(at_once)
+
+    async def one(i: int, group: Group) -> dict[str, LiveCall]:
+        async with slots:  # taken in list order: the longest groups start first
+            return await run_group(
+                group,
                 tmp / f"server{i}",
                 extensions,
                 tts_cache,
                 wait=None if i == 0 else first_up,
                 started=first_up if i == 0 else None,
+                servers=servers,
             )
-            for i, g in enumerate(groups)
-        ]
-        out: dict[str, LiveCall] = {}
-        for lives in await asyncio.gather(*runs):
-            out.update(lives)
-        return out
 
-    return asyncio.run(main())
+    out: dict[str, LiveCall] = {}
+    for lives in await asyncio.gather(*(one(i, g) for i, g in enumerate(groups))):
+        out.update(lives)
+    return out
+
+
+class LiveRun:
+    """The cases (``load()``: the virtual runs) and their live calls (:func:`run_live`'s groups) on a
+    thread of their own, started at once, so that minutes of real-time calls pass while other
+    tests run.  :meth:`result` waits for them; :meth:`close` cuts a run still going short (every
+    server it started is stopped)."""
+
+    def __init__(
+        self,
+        load: Callable[[], tuple[list[Case], Sequence[Any]]],
+        tmp: Path,
+        tts_cache: Path | None,
+    ) -> None:
+        self._load, self._tmp, self._tts_cache = load, tmp, tts_cache
+        self._lock = threading.Lock()
+        self._closing = False
+        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+        self._servers: list[Any] = []  # every server started, stopped again by close() if need be
+        self._done: Future[tuple[list[Case], dict[str, LiveCall]]] = Future()
+        self._thread = threading.Thread(target=self._run, name="differential-live", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            cases, extensions = self._load()
+            with asyncio.Runner() as runner:  # as asyncio.run: what is left is cancelled at the end
+                lives = runner.run(self._main(cases, extensions))
+            self._done.set_result((cases, lives))
+        except BaseException as exc:  # noqa: BLE001 -- handed to whoever waits for the result
+            self._done.set_exception(exc)
+
+    async def _main(self, cases: list[Case], extensions: Sequence[Any]) -> dict[str, LiveCall]:
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("the live run was cut short before it began")
+            task = asyncio.current_task()
+            assert task is not None
+            self._task = (asyncio.get_running_loop(), task)
+        return await _run_groups(
+            cases, self._tmp, extensions, self._tts_cache, GROUPS_AT_ONCE, self._servers
+        )
+
+    def result(self, timeout: float) -> tuple[list[Case], dict[str, LiveCall]]:
+        """Every case and, by case id, its live call."""
+        return self._done.result(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            if self._task is not None and not self._task[1].done():
+                loop, task = self._task
+                with contextlib.suppress(RuntimeError):  # it closed in the meantime
+                    loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(120)
+        for server in self._servers:  # cut short: some calls (and their servers) never finished
+            server.stop()

@@ -1,8 +1,10 @@
 """Every flow test of flows/*.ivrtest, in virtual time and on a live ``ivr serve``: the same actions.
 
 The harness is tests/peers/differential.py (what is compared, how the live call is driven).
-The whole live run (every case, one server per start time, all at once) happens once per
-module; each case is then its own test.  A case with speech input is compared up to its first
+The whole live run (every case, one server per start time, a few servers at once) happens once
+per session, on a thread of its own that tests/conftest.py starts with the session, so its
+minutes of real-time calls pass while other tests run; these tests run last, and each case is
+then its own test.  A case with speech input is compared up to its first
 speech only (no live recogniser is driven); the test says so when it cuts.
 """
 
@@ -59,13 +61,25 @@ class Runs:
     live: dict[str, diff.LiveCall]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Runs:
+LIVE_RUN_TIMEOUT = 900.0  # s: the live run, alone, takes about three minutes on a quiet machine
+
+
+def _load() -> tuple[list[diff.Case], Any]:
     _need_faketime()
     cfg, _ = _deployment()
-    cases = [c for c in diff.load_cases() if ONLY in c.id]
-    tmp = tmp_path_factory.mktemp("differential")
-    return Runs({c.id: c for c in cases}, diff.run_live(cases, tmp, cfg.extensions, tts_cache))
+    return [c for c in diff.load_cases() if ONLY in c.id], cfg.extensions
+
+
+def start_live_run(tmp: Path, tts_cache: Path) -> diff.LiveRun:
+    """Every case's virtual run and live call, started now (tests/conftest.py: with the session)."""
+    return diff.LiveRun(_load, tmp, tts_cache)
+
+
+@pytest.fixture(scope="module")
+def runs(differential_live: diff.LiveRun | None) -> Runs:
+    assert differential_live is not None, "tests/conftest.py starts the live run when these tests run"
+    cases, live = differential_live.result(LIVE_RUN_TIMEOUT)
+    return Runs({c.id: c for c in cases}, live)
 
 
 def _compare(case: diff.Case, live: diff.LiveCall) -> None:
@@ -162,8 +176,8 @@ def test_random_keys_on_the_main_menu(
     """Keys at random times on acme's main menu, then a hang-up: each live call does what its virtual twin did."""
     cfg, program = _deployment()
     cases = [
-        _random_case(program, cfg, acme_server.start, presses, hang_up)
-        for presses, hang_up in calls
+        _random_case(program, cfg, acme_server.start, presses, hang_up, n)
+        for n, (presses, hang_up) in enumerate(calls, 1)
     ]
     lives = acme_server.loop.run_until_complete(
         diff.call_cases(acme_server.server, acme_server.far, cases, cfg.extensions)
@@ -178,8 +192,10 @@ def test_random_keys_on_the_main_menu(
 
 
 def _random_case(
-    program: Any, cfg: Any, start: float, presses: list[tuple[float, str]], hang_up: float
+    program: Any, cfg: Any, start: float, presses: list[tuple[float, str]], hang_up: float, n: int
 ) -> diff.Case:
+    """Call ``n`` of an example; its number keeps the ids of calls with the same inputs apart (each
+    live call is matched to its case by id)."""
     inputs = []
     for gap, key in presses:
         inputs += [sim.CallerInput("wait", seconds=round(gap, 2)), sim.CallerInput("key", key)]
@@ -187,7 +203,7 @@ def _random_case(
     scenario = sim.Scenario(
         start=start, caller="+41791112233", called="+41435435570", inputs=tuple(inputs)
     )
-    return diff.virtual_case(program, cfg, scenario, " ".join(str(i) for i in inputs))
+    return diff.virtual_case(program, cfg, scenario, f"call {n}: " + " ".join(str(i) for i in inputs))
 
 
 def test_faketime_is_installed_where_sipp_is() -> None:

@@ -154,6 +154,7 @@ def test_a_subscription_survives_a_restart(
         assert record["state"] == "active"
         phone.wait_event("MWI_NOTIFY")
     finally:
+        phone.stop(at_once=True)  # it registered with the first server, which is gone
         again.stop()
 
 

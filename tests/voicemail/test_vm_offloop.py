@@ -184,6 +184,17 @@ async def _call(storage: Storage, store: VoicemailStore, flow: str) -> tuple[Cal
     return CallRunner(services, _invite(), ended.append), media, ended
 
 
+async def _owner_logged_in(storage: Storage, store: VoicemailStore) -> tuple[CallRunner, Media]:
+    """The mailbox owner's call to ``voicemail access 200``, past the PIN, in the main menu."""
+    runner, media, _ = await _call(storage, store, "voicemail access 200")
+    await runner.start()
+    phone = media[0]
+    for key in PIN + "#":
+        phone.press(key)
+    assert await _settled(runner) == "main"
+    return runner, phone
+
+
 def _invite() -> IncomingCall:
     head = (
         "INVITE sip:200@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-offloop\r\n"
@@ -283,12 +294,7 @@ def test_a_message_left_as_the_caller_hangs_up_is_stored_after_the_call_is_over(
 @pytest.mark.usefixtures("loop_guard")
 def test_the_owner_logs_in_listens_saves_and_deletes_with_every_query_off_the_loop(storage):
     async def scenario() -> None:
-        runner, media, _ = await _call(storage, store, "voicemail access 200")
-        await runner.start()
-        phone = media[0]
-        for key in PIN + "#":
-            phone.press(key)
-        assert await _settled(runner) == "main"
+        runner, phone = await _owner_logged_in(storage, store)
         phone.press("1")
         assert await _settled(runner) == "message"
         phone.press("2")  # save the first, hear the second
@@ -328,12 +334,7 @@ def test_the_owner_records_a_greeting_into_the_data_folder_and_keeps_it_in_the_s
     """A call records only into its node's data folder; keeping the greeting moves it where every node finds it."""
 
     async def scenario() -> None:
-        runner, media, _ = await _call(storage, store, "voicemail access 200")
-        await runner.start()
-        phone = media[0]
-        for key in PIN + "#":
-            phone.press(key)
-        assert await _settled(runner) == "main"
+        runner, phone = await _owner_logged_in(storage, store)
         phone.press("0")
         phone.press("1")  # the unavailable greeting
         phone.press("5")  # skips the instructions; the beep cannot be skipped

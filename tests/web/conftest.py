@@ -21,7 +21,7 @@ from tests.transfer.harness import fixtures, peers
 
 from .client import Client
 
-globals().update(fixtures)  # tts_cache, sipp, ... from tests/peers/conftest.py
+globals().update(fixtures)  # sipp, ... from tests/peers/conftest.py (tts_cache is tests/conftest.py's)
 
 HERE = Path(__file__).resolve().parent
 PASSWORDS = {"100": "admin-pass-100", "201": "alice-pass-201", "202": "bob-pass-202"}
