@@ -306,6 +306,11 @@ def test_a_message_left_on_one_node_is_heard_on_the_other(cluster: Cluster, sipp
     storage = cluster.storage()
     try:
         store = VoicemailStore.on(storage)
+        # The caller hung up after speaking: the dialogue ends at once and the message is stored
+        # by a storage worker right after (ivr.voicemail.leave); the shared index shows it then.
+        deadline = time.monotonic() + 15
+        while not store.list("200") and time.monotonic() < deadline:
+            time.sleep(0.1)
         [message] = store.list("200")
         assert message.path.is_relative_to(cluster.tmp / "shared") and message.path.is_file()
         scenario = cluster.tmp / "listen.xml"
