@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import threading
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +97,11 @@ class FlowIndenter(Indenter):
         yield from super().handle_NL(token)
 
 
+# Lark's indenter keeps its indentation stack on the parser, so one parse at a time: the flows are
+# parsed from several threads (a reload's worker, the flow tests, a console check).
+_PARSE_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     return Lark(
@@ -117,7 +123,8 @@ def parse_text(text: str, file: str = "<flow>") -> ast.FlowFile:
     source = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     source = source if source.endswith("\n") else source + "\n"
     try:
-        tree = _lark().parse(source)
+        with _PARSE_LOCK:
+            tree = _lark().parse(source)
     except _IndentError as exc:
         diag = Diagnostic(
             "error",

@@ -453,3 +453,15 @@ def test_line_ends_and_bom(tmp_path: Path) -> None:
     path = tmp_path / "bom.ivr"
     path.write_bytes("number default -> s\ns:\n    hangup\n".encode("utf-8-sig"))
     assert len(parse_file(path).items) == 2
+
+
+def test_flows_parsed_from_several_threads_at_once_parse_as_alone() -> None:
+    """The indenter's stack lives on the one parser: parses in threads must not share it."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "flows" / "acme.ivr").read_text(encoding="utf-8")
+    alone = parse_text(text, "acme.ivr")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: parse_text(text, "acme.ivr"), range(40)))
+    assert all(r == alone for r in results)
