@@ -90,7 +90,7 @@ def run_step(rooms: int, participants: int, rate: float, folder: Path) -> tuple[
     step = Step(calls)
     base = random.randrange(33000, 50000, 2)
     rtp = (base, base + 4 * calls + 100)
-    server = Server(folder, rtp, flow(rooms))
+    server = Server(folder, rtp, flow_text=flow(rooms))
     plays = math.ceil((calls / rate + 15) / SPEECH_SECONDS)
     capture = folder / "rtp.pcapng"
     dumpcap = subprocess.Popen(
