@@ -35,15 +35,12 @@ from ivr.dsl.events import (
     TalkInConference,
 )
 from ivr.language import catalogue
-from ivr.voicemail.dialogue import Dialogue
+from ivr.voicemail.dialogue import PinEntry
 
 log = logging.getLogger("ivr.runtime.conference")
 
 
 MAX_PIN_TRIES = 3
-FIRST_DIGIT_TIMEOUT = 10.0  # s after the question for the first key
-INTER_DIGIT_TIMEOUT = 5.0  # s between keys: then the PIN is taken as typed
-MAX_PIN_DIGITS = 16
 
 
 def prompt_texts(max_participants: int = 0, language: str = "en") -> list[str]:
@@ -56,8 +53,10 @@ def prompt_texts(max_participants: int = 0, language: str = "en") -> list[str]:
     return fixed + counts
 
 
-class ConferenceDialogue(Dialogue):
+class ConferenceDialogue(PinEntry):
     """One caller's way into a conference room (see the module docstring)."""
+
+    pin_question = "conference.ask_pin"
 
     action = "conference"
 
@@ -85,27 +84,6 @@ class ConferenceDialogue(Dialogue):
         return self.finish("left")
 
     # ------------------------------------------------------------------ the PIN
-
-    def _ask_pin(self) -> list[Action]:
-        self._digits = ""
-        return self.enter("pin", [self.say("conference.ask_pin")])
-
-    def _done_pin(self, now: float) -> list[Action]:
-        self.next_timer = now + FIRST_DIGIT_TIMEOUT
-        return []
-
-    def _key_pin(self, digit: str, now: float) -> list[Action]:
-        if digit == "#":
-            return self._check_pin()
-        if digit == "*":
-            self._digits = ""
-        elif digit.isdigit() and len(self._digits) < MAX_PIN_DIGITS:
-            self._digits += digit
-        self.next_timer = now + INTER_DIGIT_TIMEOUT
-        return []
-
-    def _timeout_pin(self, now: float) -> list[Action]:
-        return self._check_pin()
 
     def _check_pin(self) -> list[Action]:
         self.next_timer = None

@@ -25,18 +25,17 @@ from collections.abc import Callable
 
 from ivr.dsl.events import Action, HangupCall
 from ivr.runtime.features import FollowMe, NightSwitch
-from ivr.voicemail.dialogue import Dialogue
+from ivr.voicemail.dialogue import PinEntry
 
 log = logging.getLogger("ivr.runtime.featurecodes")
 
 MAX_PIN_TRIES = 3
-FIRST_DIGIT_TIMEOUT = 10.0  # s after the question for the first key
-INTER_DIGIT_TIMEOUT = 5.0  # s between keys: then the PIN is taken as typed
-MAX_PIN_DIGITS = 16
 
 
-class FeatureCode(Dialogue):
+class FeatureCode(PinEntry):
     """One phone's night-switch or follow-me code (see the module docstring)."""
+
+    pin_question = "features.ask_pin"
 
     action = "feature"
 
@@ -67,27 +66,6 @@ class FeatureCode(Dialogue):
         return self.finish("left")
 
     # ------------------------------------------------------------------ the PIN
-
-    def _ask_pin(self) -> list[Action]:
-        self._digits = ""
-        return self.enter("pin", [self.say("features.ask_pin")])
-
-    def _done_pin(self, now: float) -> list[Action]:
-        self.next_timer = now + FIRST_DIGIT_TIMEOUT
-        return []
-
-    def _key_pin(self, digit: str, now: float) -> list[Action]:
-        if digit == "#":
-            return self._check_pin()
-        if digit == "*":
-            self._digits = ""
-        elif digit.isdigit() and len(self._digits) < MAX_PIN_DIGITS:
-            self._digits += digit
-        self.next_timer = now + INTER_DIGIT_TIMEOUT
-        return []
-
-    def _timeout_pin(self, now: float) -> list[Action]:
-        return self._check_pin()
 
     def _check_pin(self) -> list[Action]:
         self.next_timer = None

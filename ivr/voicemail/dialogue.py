@@ -234,3 +234,40 @@ def spoken_number(number: str, lang: Catalogue) -> str:
     if not number or not any(c.isdigit() for c in number):
         return lang.say("phone.unknown_caller")
     return digits(number, lang)
+
+
+PIN_FIRST_DIGIT_TIMEOUT = 10.0  # s after the question for the first key
+PIN_INTER_DIGIT_TIMEOUT = 5.0  # s between keys: then the PIN is taken as typed
+MAX_PIN_DIGITS = 16
+
+
+class PinEntry(Dialogue):
+    """A dialogue that asks for a PIN in its ``pin`` state: digits, ``*`` starts again, ``#`` or a
+    pause ends it; ``_check_pin`` (the subclass's) then reads ``self._digits``.  The conference
+    and the night-switch codes share it."""
+
+    pin_question: ClassVar[str] = ""  # the catalogue's id of the question
+
+    def _ask_pin(self) -> list[Action]:
+        self._digits = ""
+        return self.enter("pin", [self.say(self.pin_question)])
+
+    def _done_pin(self, now: float) -> list[Action]:
+        self.next_timer = now + PIN_FIRST_DIGIT_TIMEOUT
+        return []
+
+    def _key_pin(self, digit: str, now: float) -> list[Action]:
+        if digit == "#":
+            return self._check_pin()
+        if digit == "*":
+            self._digits = ""
+        elif digit.isdigit() and len(self._digits) < MAX_PIN_DIGITS:
+            self._digits += digit
+        self.next_timer = now + PIN_INTER_DIGIT_TIMEOUT
+        return []
+
+    def _timeout_pin(self, now: float) -> list[Action]:
+        return self._check_pin()
+
+    def _check_pin(self) -> list[Action]:
+        raise NotImplementedError
