@@ -85,19 +85,28 @@ def list_handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def test_handler(args: argparse.Namespace) -> int:
+def _book_and_speech(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """The directory file and the deployment's ``[speech]``; None (said on stderr) when either fails."""
     from ivr.config import ConfigError, load_config
-    from ivr.media.asr import get_recognizer
-    from ivr.media.recognizer import RecognizerError
 
     book = _load(args.file)
     if book is None:
-        return 1
+        return None
     try:
-        speech = load_config(args.config).speech
+        return book, load_config(args.config).speech
     except ConfigError as exc:
         print(f"ivr directory: {exc}", file=sys.stderr)
+        return None
+
+
+def test_handler(args: argparse.Namespace) -> int:
+    from ivr.media.asr import get_recognizer
+    from ivr.media.recognizer import RecognizerError
+
+    loaded = _book_and_speech(args)
+    if loaded is None:
         return 1
+    book, speech = loaded
     engine = args.engine or speech.engine
     model = args.model if args.model is not None else (speech.model if engine == speech.engine else None)
     index = PhraseIndex.build(book)
@@ -182,20 +191,15 @@ def recognize(recognizer: Any, phrases: tuple[str, ...], pcm: np.ndarray) -> Rec
 
 
 def tune_handler(args: argparse.Namespace) -> int:
-    from ivr.config import ConfigError, load_config
     from ivr.directory import tuning
     from ivr.media import asr_whisper
     from ivr.media.asr import get_recognizer
     from ivr.media.recognizer import RecognizerError
 
-    book = _load(args.file)
-    if book is None:
+    loaded = _book_and_speech(args)
+    if loaded is None:
         return 1
-    try:
-        speech = load_config(args.config).speech
-    except ConfigError as exc:
-        print(f"ivr directory: {exc}", file=sys.stderr)
-        return 1
+    book, speech = loaded
     output = args.output or speech.tuning
     if output is None:
         print("ivr directory: no tuning file: set [speech] tuning in the deployment file or give --output", file=sys.stderr)
