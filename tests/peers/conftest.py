@@ -433,15 +433,19 @@ class Baresip:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"baresip: no {kind} within {timeout}s; events: {[e.get('type') for e in self.events]}")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                raise AssertionError(f"baresip closed its control connection waiting for {kind}:\n" + self.output())
-            self._buffer += chunk
-            self._parse()
+            self._receive(left, lambda: f"waiting for {kind}:\n" + self.output())
+
+    def _receive(self, timeout: float, doing: Callable[[], str]) -> None:
+        """Read what baresip sends within ``timeout`` and parse it (nothing, on a timeout)."""
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return
+        if not chunk:
+            raise AssertionError(f"baresip closed its control connection {doing()}")
+        self._buffer += chunk
+        self._parse()
 
     def _parse(self) -> None:
         while True:
@@ -468,15 +472,7 @@ class Baresip:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"baresip: no answer to {command!r} within {timeout}s")
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                raise AssertionError(f"baresip closed its control connection answering {command!r}")
-            self._buffer += chunk
-            self._parse()
+            self._receive(left, lambda: f"answering {command!r}")
         return str(self.responses.pop(0).get("data", ""))
 
     def heard(self) -> Path:
