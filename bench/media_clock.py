@@ -393,8 +393,9 @@ async def cpu_step(calls: int, ticks: int, listen: str) -> dict[str, float]:
     packets of the tick have been received.  Wall-clock lateness plays no part, so the figure
     holds on a machine shared with other work (cache contention aside).  ``listen``: an
     ``on_audio`` consumer (every frame decoded, "yes"), or every frame also fed to a speech
-    endpointer of its own ("vad": what a call listening for speech adds per packet); "no":
-    nobody listens and the decode is skipped.
+    endpointer of its own ("vad": what a call listening for speech adds per packet), or
+    in-band DTMF detection ("keys": a call whose phone offered no telephone-event, listening
+    for keys in the audio); "no": nobody listens and the decode is skipped.
     Repeatable under ``valgrind --tool=callgrind`` as the ``send`` mode is: seeded, no RTCP,
     the tick's own time.
     """
@@ -421,7 +422,8 @@ async def cpu_step(calls: int, ticks: int, listen: str) -> dict[str, float]:
         sessions = await open_sessions(clock, calls)
         clock.stop()  # open() starts it; this benchmark drives the ticks itself
         for s in sessions:
-            s.on_audio = {"yes": on_audio, "vad": endpointer(), "no": None}[listen]
+            s.on_audio = {"yes": on_audio, "vad": endpointer(), "no": None, "keys": None}[listen]
+            s.enable_inband_dtmf(listen == "keys")
             s._reporter.next_report = float("inf")  # noqa: SLF001 -- no RTCP (valgrind runs 50 times slower)
         pair_up(sessions, prompt)
         start = loop.time()
@@ -596,7 +598,8 @@ def main() -> int:
         "--timing", default="cpu,rt", help="send mode: cpu (back to back), rt (real time) or both"
     )
     parser.add_argument("--listen", default="yes,no",
-                        help="cpu mode: yes (an on_audio consumer), vad (a speech endpointer per call), no, or a list")
+                        help="cpu mode: yes (an on_audio consumer), vad (a speech endpointer per call), "
+                        "keys (in-band DTMF detection per call), no, or a list")
     parser.add_argument("--source", default="clip,moh", help="send mode: clip, moh or both")
     args = parser.parse_args()
     # every step bounded: at most 15 s measured after at most 2 s of warm-up, 500 cpu ticks
