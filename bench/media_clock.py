@@ -52,7 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ivr.media.clip import Clip
-from ivr.media.clock import MediaClock
+from ivr.media.clock import MediaClock, single_threaded_numerics
 from ivr.media.holdmusic import MusicPlayer
 from ivr.media.reactor import get_reactor
 from ivr.media.session import MediaSession
@@ -602,6 +602,7 @@ def main() -> int:
                         "keys (in-band DTMF detection per call), no, or a list")
     parser.add_argument("--source", default="clip,moh", help="send mode: clip, moh or both")
     args = parser.parse_args()
+    single_threaded_numerics()  # as ivr serve does
     # every step bounded: at most 15 s measured after at most 2 s of warm-up, 500 cpu ticks
     seconds, warmup, ticks = (
         min(args.seconds, MAX_SECONDS),

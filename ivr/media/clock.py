@@ -166,6 +166,20 @@ class MediaClock:
             )
 
 
+def single_threaded_numerics() -> None:
+    """Keep numpy's BLAS on the thread that calls it, for the whole process.
+
+    The media loop's matrix products (every listening call's in-band DTMF analysed in one a
+    tick) are small; OpenBLAS hands them to worker threads that spin for the cores the loop
+    itself needs, which made them four times slower on two cores (docs/benchmarks.md).
+    Called by ``ivr serve`` at start-up; numpy may be loaded already, so the limit is set
+    through the library (threadpoolctl), not the environment.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 _CLOCKS: dict[asyncio.AbstractEventLoop, MediaClock] = {}
 
 

@@ -6,7 +6,8 @@ INFO are signalling: ivr.sip.info reads those bodies.
 * :class:`TelephoneEvent` -- the 4-byte RFC 4733 payload, ``parse``/``__bytes__``.
 * :class:`DtmfReceiver` -- reports each RFC 4733 event exactly once.
 * :class:`DtmfSender` -- the packets for one key press, with their send offsets.
-* :class:`GoertzelDetector` -- in-band DTMF on 8 kHz PCM with Q.24-style checks.
+* :class:`InbandBank` -- in-band DTMF on 8 kHz PCM with Q.24-style checks, every call's
+  :class:`InbandStream` analysed together; :class:`GoertzelDetector` -- the same for one stream.
 * :func:`dtmf_tone` -- the PCM of a key, for in-band sending.
 """
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 import functools
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -172,24 +175,23 @@ def dtmf_tone(digit: str, duration_ms: int = 100, level: float = 0.25, rate: int
 
 
 @functools.cache
-def _goertzel_basis(window: int) -> npt.NDArray[np.float64]:
-    """The real basis (cos | sin) of the 16 tones, ``window`` x 32: all windows of a batch in
-    one matrix product.  One for every detector: 52 kB each would crowd the CPU's caches with
-    a thousand calls listening."""
+def _goertzel_basis(window: int) -> npt.NDArray[np.float32]:
+    """The real basis (cos | sin) of the 16 tones, ``window`` x 32, in single precision (twice
+    the products per instruction; the checks are in dB).  One for every stream."""
     freqs = np.array(ROWS + COLS + tuple(2 * f for f in ROWS + COLS))
     phase = 2 * np.pi * np.outer(np.arange(window), freqs) / RATE
-    basis = np.ascontiguousarray(np.hstack([np.cos(phase), np.sin(phase)]))
+    basis = np.ascontiguousarray(np.hstack([np.cos(phase), np.sin(phase)]), dtype=np.float32)
     basis.flags.writeable = False
     return basis
 
 
-class GoertzelDetector:
-    """In-band DTMF detection on 8 kHz PCM (ITU-T Q.23/Q.24 style).
+class InbandBank:
+    """In-band DTMF detection (ITU-T Q.23/Q.24 style) for many streams at once: 8 kHz PCM in,
+    keys out.
 
     A 205-sample window (25.6 ms) slides by 10 ms; in each window the power at
     the eight DTMF frequencies and their second harmonics is computed (the
-    Goertzel terms, evaluated as one small matrix product).  A window holds a
-    key when:
+    Goertzel terms, evaluated as a matrix product).  A window holds a key when:
 
     * both the strongest row and column tone are above ``min_level`` (dBFS
       per tone, about -30 dBm0 with the default),
@@ -203,16 +205,18 @@ class GoertzelDetector:
     windows (about 40 ms), and again only after ``release_windows`` windows
     without it, so a short dropout in the tone does not repeat the key.
 
-    The received audio is analysed ``batch`` samples at a time (40 ms by
-    default): a call feeds 20 ms frames, 50 a second for as long as it listens,
-    and what costs is numpy's overhead per operation, not the arithmetic, so
-    two frames' windows share one pass.  A key is reported at most that much
-    later; the windows and the decisions are the same as frame by frame.
+    Each call that listens has an :class:`InbandStream` (:meth:`stream`) and feeds it its
+    20 ms frames; :meth:`analyse` (the media clock runs it once a tick) analyses every stream
+    that has ``batch`` samples waiting (40 ms by default), all of them in one matrix product.
+    What costs at 50 frames a second per call is numpy's overhead per operation, not the
+    arithmetic, so a thousand calls cost a few operations a tick instead of a dozen per call
+    per frame.  A key is reported at most ``batch`` samples later than frame by frame would;
+    the windows and the decisions are the same.
     """
 
     WINDOW = 205
     HOP = 80
-    BATCH = 320  # samples analysed at once (two 20 ms frames)
+    BATCH = 320  # samples a stream gathers before it is analysed (two 20 ms frames)
 
     def __init__(
         self,
@@ -227,97 +231,103 @@ class GoertzelDetector:
         batch: int = BATCH,
     ) -> None:
         self.min_level = min_level
-        self.max_twist = max_twist
-        self.max_reverse_twist = max_reverse_twist
-        self.min_peak_ratio = min_peak_ratio
         self.min_purity = min_purity
         self.min_windows = min_windows
         self.release_windows = release_windows
         self.batch = batch
         self._basis = _goertzel_basis(self.WINDOW)
-        # The samples stay in int16 units (full scale 32768) and the tone powers unscaled
-        # (their 2 / WINDOW left out): the ratios below do not depend on the scale, and
-        # the level floor is converted once, here, instead of every sample and power per frame.
+        self._offsets = np.arange(self.WINDOW)
+        # The samples stay in int16 units (full scale 32768) and the powers unscaled until a
+        # window reaches _decide: the floor is converted here once instead of every sample.
         self._floor = 10 ** (min_level / 10) * self.WINDOW / 2  # a tone at min_level, as energy
         self._energy_floor = 2 * self._floor * 32768.0**2  # window energy of two such tones
         self._twist_hi = 10 ** (max_reverse_twist / 10)
         self._twist_lo = 10 ** (-max_twist / 10)
         self._peak = 10 ** (min_peak_ratio / 10)
         # squares of the projections -> (power of the eight fundamentals) / min_purity, unscaled
-        fundamentals = np.zeros(32)
-        fundamentals[0:8] = fundamentals[16:24] = 2.0 / (self.WINDOW * min_purity)
-        self._purity_weights = fundamentals
-        self._buffer: npt.NDArray[np.float64] = np.zeros(0, dtype=np.float64)
-        self._pending: list[npt.NDArray[np.int16]] = []
-        self._pending_samples = 0
-        self._candidate: str | None = None
-        self._count = 0
-        self._reported: str | None = None
-        self._absent = 0
+        weights = np.zeros(32, dtype=np.float32)
+        weights[0:8] = weights[16:24] = 2.0 / (self.WINDOW * min_purity)
+        self._purity_weights = weights
+        self._ready: list[InbandStream] = []  # streams with ``batch`` samples waiting
 
-    def reset(self) -> None:
-        self._buffer = np.zeros(0, dtype=np.float64)
-        self._pending, self._pending_samples = [], 0
-        self._candidate, self._count, self._reported, self._absent = None, 0, None, 0
+    def stream(self) -> InbandStream:
+        """A new stream to feed (one call's received audio)."""
+        return InbandStream(self)
 
-    def feed(self, pcm16_8k: npt.ArrayLike) -> list[str]:
-        """Feed samples (any length); returns the keys that started in the samples analysed.
-
-        Samples wait until ``batch`` of them have come (see the class docstring).
-        """
-        samples = np.asarray(pcm16_8k)
-        self._pending.append(samples)
-        self._pending_samples += len(samples)
-        if self._pending_samples < self.batch:
+    def analyse(self) -> list[tuple[InbandStream, str]]:
+        """Analyse every stream with ``batch`` samples waiting; the keys that started, in order."""
+        ready, self._ready = self._ready, []
+        if not ready:
             return []
-        buffer = np.concatenate((self._buffer, *self._pending), dtype=np.float64)
-        self._pending, self._pending_samples = [], 0
-        count = (len(buffer) - self.WINDOW) // self.HOP + 1 if len(buffer) >= self.WINDOW else 0
-        keys: list[str] = []
-        stepped = False
-        if count:
-            # overlapping windows as a strided view (no copy), then one product for all of them
-            windows = np.ndarray((count, self.WINDOW), np.float64, buffer, 0, (8 * self.HOP, 8))
+        parts: list[npt.NDArray[Any]] = []
+        starts: list[int] = []
+        spans: list[tuple[int, int, int]] = []  # per stream: offset, samples, windows
+        offset, window, hop = 0, self.WINDOW, self.HOP
+        for stream in ready:
+            stream.queued = False
+            parts.append(stream.buffer)
+            parts.extend(stream.pending)
+            samples = len(stream.buffer) + stream.pending_samples
+            stream.pending, stream.pending_samples = [], 0
+            count = (samples - window) // hop + 1 if samples >= window else 0
+            starts.extend(range(offset, offset + count * hop, hop))
+            spans.append((offset, samples, count))
+            offset += samples
+        audio = np.concatenate(parts, dtype=np.float32)
+        candidates: list[int] = []
+        energies: npt.NDArray[np.float32] | None = None
+        squares: npt.NDArray[np.float32] | None = None
+        if starts:
+            # every window of every stream, one row each: one product for all of them
+            windows = audio[np.add.outer(np.array(starts), self._offsets)]
             energies = np.einsum("ij,ij->i", windows, windows)
-            if energies.max() >= self._energy_floor:
+            if energies.max() >= self._energy_floor:  # else too quiet for two tones anywhere
                 projections = windows @ self._basis
                 squares = projections * projections
                 # The purity check first, for all windows at once, in its weaker form: the
                 # eight fundamentals together must hold min_purity of the window's energy
-                # (row and column peak alone must in _decide).  Speech and music fail it,
-                # so most windows of a talking caller never reach the checks in Python.
+                # (row and column peak alone must, in _decide).  Speech and music fail it,
+                # so most windows of talking callers never reach the checks in Python.
                 margins = squares @ self._purity_weights - energies
-                if margins.max() > 0.0:
-                    scale = 2.0 / (self.WINDOW * 32768.0**2)
-                    for i, (margin, energy) in enumerate(
-                        zip(margins.tolist(), energies.tolist(), strict=True)
-                    ):
-                        decision = None
-                        if margin > 0.0:
-                            power = (squares[i, :16] + squares[i, 16:]) * scale
-                            decision = self._decide(energy / 32768.0**2, power.tolist())
-                        if key := self._step(decision):
-                            keys.append(key)
-                    stepped = True
-            if not stepped:  # no window holds a key
-                if self._candidate is None and self._reported is None:
-                    self._count += count  # what stepping through ``count`` Nones would do
-                else:
-                    for _ in range(count):
-                        self._step(None)
-        self._buffer = buffer[count * self.HOP :]
+                candidates = np.flatnonzero(margins > 0.0).tolist()
+        keys: list[tuple[InbandStream, str]] = []
+        first = 0  # the stream's first window
+        candidates.append(-1)  # (the end)
+        next_candidate, taken = candidates[0], 0
+        for stream, (start, samples, count) in zip(ready, spans, strict=True):
+            stream.buffer = audio[start + count * hop : start + samples]
+            if first <= next_candidate < first + count:
+                assert energies is not None and squares is not None
+                for i in range(first, first + count):
+                    decision = None
+                    if i == next_candidate:
+                        decision = self._decide(float(energies[i]), squares[i])
+                        taken += 1
+                        next_candidate = candidates[taken]
+                    if key := stream.step(decision, self):
+                        keys.append((stream, key))
+            elif stream.candidate is None and stream.reported is None:
+                stream.count += count  # what stepping through ``count`` Nones would do
+            else:
+                for _ in range(count):
+                    stream.step(None, self)
+            first += count
         return keys
 
-    def classify(self, window: npt.NDArray[np.float64]) -> str | None:
+    def classify(self, window: npt.NDArray[np.floating[Any]]) -> str | None:
         """The key held in one 205-sample window (floats, full scale 1.0), or None."""
-        projection = window @ self._basis
-        power = (projection[:16] ** 2 + projection[16:] ** 2) * (2.0 / self.WINDOW)
-        return self._decide(float(np.dot(window, window)), power.tolist())
+        raw = np.asarray(window, dtype=np.float32) * np.float32(32768.0)
+        projection = raw @ self._basis
+        return self._decide(float(np.dot(raw, raw)), projection * projection)
 
-    def _decide(self, energy: float, power: list[float]) -> str | None:
-        """The checks of the class docstring on one window's 16 tone powers (plain floats: fast)."""
-        if energy <= 0.0:
+    def _decide(self, raw_energy: float, squares: npt.NDArray[np.floating[Any]]) -> str | None:
+        """The checks of the class docstring on one window: its energy and the squares of its
+        32 projections, unscaled (int16 units)."""
+        if raw_energy <= 0.0:
             return None
+        scale = 2.0 / (self.WINDOW * 32768.0**2)
+        power = ((squares[:16] + squares[16:]) * scale).tolist()  # plain floats from here: fast
+        energy = raw_energy / 32768.0**2
         rows, cols = power[0:4], power[4:8]
         row_p, col_p = max(rows), max(cols)
         if row_p < self._floor or col_p < self._floor:
@@ -336,18 +346,100 @@ class GoertzelDetector:
             return None
         return KEYPAD[r][c]
 
-    def _step(self, key: str | None) -> str | None:
-        if key is not None and key == self._reported:
-            self._absent = 0
+
+class InbandStream:
+    """One call's received audio in an :class:`InbandBank`: the samples waiting for the next
+    analysis, the tail of the last one (the next window starts there), and the key state."""
+
+    __slots__ = (
+        "bank",
+        "pending",
+        "pending_samples",
+        "buffer",
+        "queued",
+        "candidate",
+        "count",
+        "reported",
+        "absent",
+        "listener",
+    )
+
+    def __init__(self, bank: InbandBank) -> None:
+        self.bank: InbandBank | None = bank
+        self.pending: list[npt.NDArray[np.int16]] = []
+        self.pending_samples = 0
+        self.buffer: npt.NDArray[Any] = np.zeros(0, dtype=np.float32)
+        self.queued = False  # in the bank's list of streams to analyse
+        self.candidate: str | None = None
+        self.count = 0
+        self.reported: str | None = None
+        self.absent = 0
+        self.listener: Callable[[str], None] | None = None  # for the owner's use: who hears keys
+
+    def feed(self, pcm16_8k: npt.ArrayLike) -> None:
+        """Samples received (any length): analysed once ``batch`` of them are waiting."""
+        samples = np.asarray(pcm16_8k)
+        self.pending.append(samples)
+        self.pending_samples += len(samples)
+        bank = self.bank
+        if not self.queued and bank is not None and self.pending_samples >= bank.batch:
+            self.queued = True
+            bank._ready.append(self)  # noqa: SLF001 -- the bank's own list, kept by its streams
+
+    def close(self) -> None:
+        """Stop: the bank drops the stream, and the stream its listener."""
+        bank, self.bank, self.listener = self.bank, None, None
+        if bank is not None and self.queued:
+            bank._ready.remove(self)  # noqa: SLF001
+        self.queued = False
+        self.pending, self.pending_samples = [], 0
+
+    def reset(self) -> None:
+        """Forget the audio and the key state (a new detection from here)."""
+        if self.bank is not None and self.queued:
+            self.bank._ready.remove(self)  # noqa: SLF001
+        self.queued = False
+        self.pending, self.pending_samples = [], 0
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.candidate, self.count, self.reported, self.absent = None, 0, None, 0
+
+    def step(self, key: str | None, bank: InbandBank) -> str | None:
+        """One window's decision through the hold and release rules; the key if one starts."""
+        if key is not None and key == self.reported:
+            self.absent = 0
             return None
-        if key != self._candidate:
-            self._candidate, self._count = key, 0
-        self._count += 1
-        if self._reported is not None:
-            self._absent += 1
-            if self._absent >= self.release_windows:
-                self._reported = None
-        if key is not None and self._reported is None and self._count >= self.min_windows:
-            self._reported, self._absent = key, 0
+        if key != self.candidate:
+            self.candidate, self.count = key, 0
+        self.count += 1
+        if self.reported is not None:
+            self.absent += 1
+            if self.absent >= bank.release_windows:
+                self.reported = None
+        if key is not None and self.reported is None and self.count >= bank.min_windows:
+            self.reported, self.absent = key, 0
             return key
         return None
+
+
+class GoertzelDetector:
+    """In-band DTMF on one stream, keys returned by :meth:`feed`: an :class:`InbandBank` of one
+    (its docstring has the checks; the parameters are the bank's)."""
+
+    WINDOW = InbandBank.WINDOW
+    HOP = InbandBank.HOP
+
+    def __init__(self, **parameters: Any) -> None:
+        self.bank = InbandBank(**parameters)
+        self._stream = self.bank.stream()
+
+    def reset(self) -> None:
+        self._stream.reset()
+
+    def feed(self, pcm16_8k: npt.ArrayLike) -> list[str]:
+        """Feed samples (any length); returns the keys that started in the samples analysed."""
+        self._stream.feed(pcm16_8k)
+        return [key for _, key in self.bank.analyse()]
+
+    def classify(self, window: npt.NDArray[np.floating[Any]]) -> str | None:
+        """The key held in one 205-sample window (floats, full scale 1.0), or None."""
+        return self.bank.classify(window)

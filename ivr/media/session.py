@@ -72,7 +72,14 @@ import numpy.typing as npt
 from ivr.media import g711
 from ivr.media.clip import FRAME_SAMPLES, Clip
 from ivr.media.clock import MediaClock
-from ivr.media.dtmf import DtmfReceiver, DtmfSender, GoertzelDetector, dtmf_tone, event_code
+from ivr.media.dtmf import (
+    DtmfReceiver,
+    DtmfSender,
+    InbandBank,
+    InbandStream,
+    dtmf_tone,
+    event_code,
+)
 from ivr.media.latch import Latch
 from ivr.media.ports import PortPool, pool_for
 from ivr.media.reactor import Reactor, get_reactor
@@ -133,6 +140,38 @@ class _SharedFrames:
 
 
 _SHARED: weakref.WeakKeyDictionary[Any, _SharedFrames] = weakref.WeakKeyDictionary()
+
+
+class _InbandKeys:
+    """Every listening call's in-band key detection on one media clock, run once per tick as a
+    shared source: one :class:`~ivr.media.dtmf.InbandBank` analyses all the calls' audio
+    together, and each key goes to its call's listener (one failing listener costs the others
+    nothing)."""
+
+    __slots__ = ("bank",)
+
+    def __init__(self) -> None:
+        self.bank = InbandBank()
+
+    def advance(self, tick_no: int) -> None:
+        for stream, key in self.bank.analyse():
+            listener = stream.listener
+            if listener is None:
+                continue
+            try:
+                listener(key)
+            except Exception:
+                log.exception("media: handling the in-band key %r failed", key)
+
+
+_INBAND: weakref.WeakKeyDictionary[MediaClock, _InbandKeys] = weakref.WeakKeyDictionary()
+
+
+def _inband_keys(clock: MediaClock) -> _InbandKeys:
+    keys = _INBAND.get(clock)
+    if keys is None:
+        keys = _INBAND[clock] = _InbandKeys()
+    return keys
 
 
 def _shared_frames(source: SharedPlayer) -> _SharedFrames | None:
@@ -316,7 +355,7 @@ class MediaSession:
         self._rx: SourceStats | None = None
         self._reorder = ReorderBuffer(self._deliver, self._deliver_silence)
         self._dtmf_rx = DtmfReceiver()
-        self._inband: GoertzelDetector | None = None
+        self._inband: InbandStream | None = None
         self._oob_keys_seen = False
         self._last_key: tuple[str, str, float] = ("", "", -1e9)  # digit, source, time
         self._packets_received = 0
@@ -400,6 +439,7 @@ class MediaSession:
         self.on_timeout = _noop
         self.on_audio = None
         self._reorder.detach()
+        self._stop_inband()
 
     @property
     def closed(self) -> bool:
@@ -823,8 +863,7 @@ class MediaSession:
         # a view of the packet itself (no copy of the payload) through the decoding table
         pcm = (_ULAW if pt == g711.PCMU else _ALAW).take(np.frombuffer(payload, _U8, -1, start))
         if self._inband is not None:
-            for key in self._inband.feed(pcm):
-                self._key(key, "inband")
+            self._inband.feed(pcm)  # keys come at the next tick (see _InbandKeys)
         if self.on_audio is not None:
             self.on_audio(pcm)
 
@@ -880,9 +919,23 @@ class MediaSession:
     def enable_inband_dtmf(self, on: bool) -> None:
         """In-band key detection on received audio (when no telephone-event was negotiated)."""
         if not on:
+            self._stop_inband()
+        elif self._inband is None and not self._closed:  # a re-INVITE keeps one mid-key
+            keys = _inband_keys(self.clock)
+            self._inband = keys.bank.stream()
+            self._inband.listener = self._inband_key
+            self.clock.add_shared(keys)
+
+    def _inband_key(self, digit: str) -> None:
+        self._key(digit, "inband")
+
+    def _stop_inband(self) -> None:
+        """No more in-band detection: the stream leaves its bank, and its listener (this session)
+        is dropped, so no reference cycle is left."""
+        if self._inband is not None:
+            self._inband.close()
             self._inband = None
-        elif self._inband is None:  # a re-INVITE keeps a detector that may be mid-key
-            self._inband = GoertzelDetector()
+            self.clock.remove_shared(_inband_keys(self.clock))
 
     def receive_info_key(self, digit: str) -> None:
         """A key the signalling already parsed (SIP INFO): same duplicate suppression as RTP keys."""

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ivr.config import Config
-from ivr.media.clock import get_clock
+from ivr.media.clock import get_clock, single_threaded_numerics
 from ivr.media.ports import pool_for
 from ivr.runtime.call import BUSY_RETRY_AFTER, CallRunner
 from ivr.runtime.calllog import CallLog
@@ -191,6 +191,7 @@ class Server:
         endpoint.blocked = self._blocked
         services.start_trunks()  # REGISTER with trunks that want it (ivr.runtime.trunks)
         prepare_hold_music(services)
+        single_threaded_numerics()  # the media loop's matrix products stay on its thread
         warm(services, self.program)  # directories read, speech model loaded: not in a caller's turn
         start_workers(services.executor, WORKERS)
         self.start_voicemail(services)

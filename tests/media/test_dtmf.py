@@ -19,6 +19,7 @@ from ivr.media.dtmf import (
     DtmfReceiver,
     DtmfSender,
     GoertzelDetector,
+    InbandBank,
     TelephoneEvent,
     dtmf_tone,
 )
@@ -239,6 +240,48 @@ def test_goertzel_no_talk_off_on_speech(tmp_path: Path, voice: str) -> None:
     mixed = pcm.copy()
     mixed[16000 : 16000 + 800] = mixed[16000 : 16000 + 800] * 0.1 + dtmf_tone("4", 100, level=0.3)
     assert run(GoertzelDetector(), mixed) == ["4"]
+
+
+def test_bank_analyses_many_streams_together_and_keeps_their_keys_apart() -> None:
+    """Forty calls fed frame by frame, as the media clock's ticks see them: each gets its own
+    key (at its own time, in noise, beside callers who only talk), once, and no other."""
+    bank = InbandBank()
+    streams = [bank.stream() for _ in range(40)]
+    expected: list[list[str]] = []
+    audio = []
+    for i, _ in enumerate(streams):
+        pcm = noise(8000, 300, seed=i)  # 1 s each
+        keys: list[str] = []
+        if i % 3:  # every third caller only talks (noise): no key
+            key = "0123456789*#ABCD"[i % 16]
+            start = 800 + 37 * i  # keys at different times, not on frame boundaries
+            pcm[start : start + 640] += dtmf_tone(key, 80, level=0.2)
+            keys = [key]
+        expected.append(keys)
+        audio.append(np.clip(pcm, -32768, 32767).astype(np.int16))
+    heard: list[list[str]] = [[] for _ in streams]
+    index = {id(s): i for i, s in enumerate(streams)}
+    for frame in range(0, 8000, 160):
+        for stream, pcm in zip(streams, audio, strict=True):
+            stream.feed(pcm[frame : frame + 160])
+        for stream, key in bank.analyse():  # once a tick
+            heard[index[id(stream)]].append(key)
+    assert heard == expected
+    assert sum(map(len, expected)) == 26
+
+
+def test_bank_a_closed_stream_is_not_analysed_and_drops_its_listener() -> None:
+    bank = InbandBank()
+    closing, staying = bank.stream(), bank.stream()
+    closing.listener = staying.listener = print
+    tone = dtmf_tone("7", 100, level=0.3)
+    for stream in (closing, staying):
+        stream.feed(tone)
+    closing.close()
+    assert [(s is staying, key) for s, key in bank.analyse()] == [(True, "7")]
+    assert closing.listener is None and staying.listener is print
+    closing.feed(tone)  # a late packet after the close: ignored, no error
+    assert bank.analyse() == []
 
 
 # --------------------------------------------------------------------------- robustness
