@@ -19,7 +19,7 @@ sipp is pinned to core 0 and ivr to core 1 when the machine has two cores or mor
 
     python bench/load_sipp.py [--steps 50,100,200] [--rate 20] [--profile FILE] [--duplex [--speech]]
     python bench/load_sipp.py --setup-rate 100 [--seconds 10]
-    python bench/load_sipp.py --flood 400 [--flood-calls 8000] [--calls 20] [--rate 2]
+    python bench/load_sipp.py --flood 400 [--flood-calls 8000] [--calls 20] [--rate 2] [--up 100]
 
 ``--duplex``: callers that talk.  Every caller streams speech (rendered by ivr's own TTS and
 G.711 encoder into raw PCMU) in a loop for the whole call with sipp's ``rtp_stream``, offering
@@ -42,9 +42,12 @@ lags, to measure set-up cost alone on a machine others load too).
 
 ``--flood R``: overload.  sipp bound to 127.0.0.2 floods 1 s calls at R per second
 (``--flood-calls`` in all) while sipp bound to 127.0.0.3 places ``--calls`` ordinary calls at
-``--rate``; ivr runs with its default ``[overload]`` settings.  Printed: the ordinary calls'
-success and INVITE-to-200 p50/p99, the flood's calls ok / failed (503 or dropped), ivr's
-``refused`` log records (count and lines), its peak RSS and loop stalls.
+``--rate``; ivr runs with its default ``[overload]`` settings.  Before the flood, sipp bound to
+127.0.0.4 sets up ``--up`` calls (the density scenario, key 1, then on hold music until the flood
+is over), whose RTP from ivr is captured and judged by the density steps' bar: the calls already
+up must keep their quality.  Printed: the ordinary calls' success and INVITE-to-200 p50/p99, the
+flood's calls ok / failed (503 or dropped), ivr's ``refused`` log records (count and lines), its
+peak RSS and loop stalls, and the calls up: ok, streams, lost, max delta and jitter, pass.
 
 Every mode also prints the floor: the CPU one loopback ``sendto`` of an RTP-sized datagram
 costs this process (user and kernel), measured the same way (``/proc``), so CPU per call per
@@ -162,10 +165,11 @@ def free_udp_port() -> int:
 
 
 def sipp_calls(target: str, scenario: Path, calls: int, rate: float, timeout: int, *extra: str,
-               media_port: int | None = None) -> list[str]:
-    """sipp placing ``calls`` calls of ``scenario`` to the service number at ``target`` (host:port),
-    ``rate`` new calls a second, all of them up at once at most, failing after ``timeout`` s."""
-    return ["sipp", target, "-sf", str(scenario), "-i", "127.0.0.1",
+               media_port: int | None = None, ip: str = "127.0.0.1") -> list[str]:
+    """sipp placing ``calls`` calls of ``scenario`` to the service number at ``target`` (host:port)
+    from ``ip``, ``rate`` new calls a second, all of them up at once at most, failing after
+    ``timeout`` s."""
+    return ["sipp", target, "-sf", str(scenario), "-i", ip,
             "-p", str(free_udp_port()), "-mp", str(media_port or free_udp_port()), "-s", "+41435435570",
             "-r", str(rate), "-l", str(calls), "-m", str(calls), "-nostdin",
             "-timeout", f"{timeout}s", "-timeout_error", "-cp", str(free_udp_port()), *extra]
@@ -669,25 +673,57 @@ def run_setup_rate(rate: float, seconds: float, folder: Path) -> int:
 FLOOD_LOG_INTERVAL = 1.0
 
 
-def run_flood(flood_rate: float, flood_calls: int, calls: int, rate: float, folder: Path) -> int:
-    """--flood: one address floods, another places ordinary calls; ivr's default [overload] settings."""
+UP_RATE = 20.0  # --flood: the calls already up are set up at this rate before the flood
+
+
+def run_flood(flood_rate: float, flood_calls: int, calls: int, rate: float, up: int, folder: Path) -> int:
+    """--flood: one address floods, another places ordinary calls, while a third one's calls are up;
+    ivr's default [overload] settings."""
+    global HOLD
     base = random.randrange(33000, 50000, 2)
+    rtp = (base, base + 4 * int(flood_rate * 2 + calls + up) + 200)
     # The default [overload] settings, but refusals logged every second, so the count is complete at the end.
-    server = Server(folder, (base, base + 4 * int(flood_rate * 2 + calls) + 200),
-                    overload=f'[overload]\nlog_interval = "{FLOOD_LOG_INTERVAL:g}s"\n')
+    server = Server(folder, rtp, overload=f'[overload]\nlog_interval = "{FLOOD_LOG_INTERVAL:g}s"\n')
+    flood_seconds = flood_calls / flood_rate
+    HOLD = flood_seconds + 15  # the calls up stay on hold music until after the flood
+    held = Step(up)
+    capture = folder / "up.pcapng"
+    dumpcap = subprocess.Popen(  # what ivr sends the calls that are up (only they are at 127.0.0.4)
+        ["dumpcap", "-q", "-i", "lo", "-f", f"udp and dst host 127.0.0.4 and src portrange {rtp[0]}-{rtp[1]}",
+         "-w", str(capture)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # dumpcap has no ready signal on stdout; give it a moment to open the interface
+    up_sipp: subprocess.Popen[str] | None = None
     try:
+        if up:
+            up_sipp = subprocess.Popen(
+                sipp_calls(f"127.0.0.1:{server.port}", scenario(folder), up, UP_RATE,
+                           int(up / UP_RATE + HOLD) + 60, "-trace_err", "-error_file", str(folder / "up-errors.log"), "-mi", "127.0.0.4",
+                           ip="127.0.0.4"),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder, preexec_fn=lambda: pin(0),
+            )
+            deadline = time.monotonic() + up / UP_RATE + 30
+            while server.count(_keyed) < up and time.monotonic() < deadline and up_sipp.poll() is None:
+                time.sleep(0.1)  # polling the log the server writes
         flood = start_sipp(server, folder / "flood", "127.0.0.2",
                            ["-sn", "uac", "-r", f"{flood_rate:g}", "-d", "1000", "-m", str(flood_calls),
-                            "-l", str(flood_calls), "-timeout", f"{int(flood_calls / flood_rate) + 60}s"], core=0)
+                            "-l", str(flood_calls), "-timeout", f"{int(flood_seconds) + 60}s"], core=0)
         time.sleep(1.0)  # the flood is on before the first ordinary call (a bench pacing, not a synchronisation)
         ordinary = start_sipp(server, folder / "ordinary", "127.0.0.3",
                               ["-sn", "uac", "-r", f"{rate:g}", "-d", "1000", "-m", str(calls),
                                "-timeout", f"{int(calls / rate) + 60}s"], core=0)
         ordinary.finish(calls / rate + 120)
-        flood.finish(flood_calls / flood_rate + 120)
+        flood.finish(flood_seconds + 120)
         rss = rss_peak_mb(server.proc.pid)
+        if up_sipp is not None:
+            output, _ = up_sipp.communicate(timeout=HOLD + 120)
+            held.succeeded = int(_sipp_counter(output, "Successful call"))
         time.sleep(FLOOD_LOG_INTERVAL + 0.5)  # the last refusals are logged at the end of their interval
     finally:
+        if up_sipp is not None and up_sipp.poll() is None:
+            up_sipp.kill()
+        dumpcap.send_signal(signal.SIGINT)
+        dumpcap.wait(30)
         server.stop()
     keep(folder)
     rtts = ordinary.response_times()
@@ -700,7 +736,13 @@ def run_flood(flood_rate: float, flood_calls: int, calls: int, rate: float, fold
           f"{sum(r.get('count', 0) for r in refused):8d} ({len(refused)})"
           f"  {sum(1 for r in server.records if r.get('event') == 'overload'):8d}  {rss:6.0f}  {count:6d} ({longest})",
           flush=True)
-    return 0 if ok == calls else 1
+    if up:
+        rtp_streams(capture, rtp, held)
+        print("calls up during the flood: ok  streams  lost  delta p99/max ms  jitter p99/max ms  pass")
+        print(f"{held.succeeded:30d}/{up:<4d} {held.streams:7d} {held.lost:5d}  {held.delta_p99:8.1f}/{held.delta_max:<8.1f}"
+              f"  {held.jitter_p99:8.2f}/{held.jitter_max:<8.2f}  {'yes' if held.passed and held.streams else 'no'}",
+              flush=True)
+    return 0 if ok == calls and (not up or (held.passed and held.streams)) else 1
 
 
 def _pct(values: list[float], pct: float) -> float:
@@ -734,6 +776,8 @@ def main() -> int:
     parser.add_argument("--flood", type=float, help="flood mode: INVITEs per second from 127.0.0.2")
     parser.add_argument("--flood-calls", type=int, default=8000, help="flood mode: calls the flood places in all")
     parser.add_argument("--calls", type=int, default=20, help="flood mode: ordinary calls from 127.0.0.3")
+    parser.add_argument("--up", type=int, default=100,
+                        help="flood mode: calls from 127.0.0.4 up (on hold music) during the flood, judged by the bar")
     parser.add_argument("--max-lag", help="ivr's [overload] max_lag, e.g. 0 (never shed) or 50ms (default: ivr's)")
     args = parser.parse_args()
     global PIN, PROFILE, HOLD, DUPLEX, MAX_LAG, SPEECH
@@ -755,7 +799,7 @@ def main() -> int:
             return run_setup_rate(args.setup_rate, args.seconds, Path(tmp))
     if args.flood:
         with tempfile.TemporaryDirectory(prefix="ivr-flood-") as tmp:
-            return run_flood(args.flood, args.flood_calls, args.calls, args.rate, Path(tmp))
+            return run_flood(args.flood, args.flood_calls, args.calls, args.rate, args.up, Path(tmp))
     return run_steps(args.steps, args.rate, floor)
 
 
