@@ -185,6 +185,9 @@ def _goertzel_basis(window: int) -> npt.NDArray[np.float32]:
     return basis
 
 
+_ZEROS = np.zeros(2 * 80, dtype=np.float32)  # padding: up to two rows of InbandBank.HOP
+
+
 class InbandBank:
     """In-band DTMF detection (ITU-T Q.23/Q.24 style) for many streams at once: 8 kHz PCM in,
     keys out.
@@ -236,7 +239,6 @@ class InbandBank:
         self.release_windows = release_windows
         self.batch = batch
         self._basis = _goertzel_basis(self.WINDOW)
-        self._offsets = np.arange(self.WINDOW)
         # The samples stay in int16 units (full scale 32768) and the powers unscaled until a
         # window reaches _decide: the floor is converted here once instead of every sample.
         self._floor = 10 ** (min_level / 10) * self.WINDOW / 2  # a tone at min_level, as energy
@@ -255,14 +257,21 @@ class InbandBank:
         return InbandStream(self)
 
     def analyse(self) -> list[tuple[InbandStream, str]]:
-        """Analyse every stream with ``batch`` samples waiting; the keys that started, in order."""
+        """Analyse every stream with ``batch`` samples waiting; the keys that started, in order.
+
+        The streams' audio is laid end to end, each stream starting on a multiple of ``HOP``,
+        and seen as rows of ``HOP`` samples.  A window is then three consecutive rows (80 + 80
+        + 45 samples), so its projections are three matrix products of the rows, shifted by one
+        row each, and its energy three sums: all windows of all streams without copying a
+        window out (a row straddling two streams is computed too, and not used).
+        """
         ready, self._ready = self._ready, []
         if not ready:
             return []
+        window, hop = self.WINDOW, self.HOP
         parts: list[npt.NDArray[Any]] = []
-        starts: list[int] = []
-        spans: list[tuple[int, int, int]] = []  # per stream: offset, samples, windows
-        offset, window, hop = 0, self.WINDOW, self.HOP
+        spans: list[tuple[int, int, int]] = []  # per stream: first row, samples, windows
+        rows = 0
         for stream in ready:
             stream.queued = False
             parts.append(stream.buffer)
@@ -270,40 +279,47 @@ class InbandBank:
             samples = len(stream.buffer) + stream.pending_samples
             stream.pending, stream.pending_samples = [], 0
             count = (samples - window) // hop + 1 if samples >= window else 0
-            starts.extend(range(offset, offset + count * hop, hop))
-            spans.append((offset, samples, count))
-            offset += samples
+            spans.append((rows, samples, count))
+            used = -(-samples // hop)
+            if used * hop > samples:
+                parts.append(_ZEROS[: used * hop - samples])  # the next stream starts on a row
+            rows += used
+        parts.append(_ZEROS[: 2 * hop])  # the last windows reach two rows further
         audio = np.concatenate(parts, dtype=np.float32)
+        blocks = audio.reshape(-1, hop)  # rows + 2 of them
+        tail = window - 2 * hop  # the third row's part of a window (45 samples)
+        squared = blocks * blocks
+        whole, part = squared.sum(axis=1), squared[:, :tail].sum(axis=1)
+        energies = whole[:-2] + whole[1:-1] + part[2:]  # window r: rows r, r + 1 and r + 2
         candidates: list[int] = []
-        energies: npt.NDArray[np.float32] | None = None
         squares: npt.NDArray[np.float32] | None = None
-        if starts:
-            # every window of every stream, one row each: one product for all of them
-            windows = audio[np.add.outer(np.array(starts), self._offsets)]
-            energies = np.einsum("ij,ij->i", windows, windows)
-            if energies.max() >= self._energy_floor:  # else too quiet for two tones anywhere
-                projections = windows @ self._basis
-                squares = projections * projections
-                # The purity check first, for all windows at once, in its weaker form: the
-                # eight fundamentals together must hold min_purity of the window's energy
-                # (row and column peak alone must, in _decide).  Speech and music fail it,
-                # so most windows of talking callers never reach the checks in Python.
-                margins = squares @ self._purity_weights - energies
-                candidates = np.flatnonzero(margins > 0.0).tolist()
+        if energies.max() >= self._energy_floor:  # else too quiet for two tones anywhere
+            b = self._basis
+            projections = blocks[:-2] @ b[:hop]
+            projections += blocks[1:-1] @ b[hop : 2 * hop]
+            projections += blocks[2:, :tail] @ b[2 * hop :]
+            squares = projections * projections
+            # The purity check first, for all windows at once, in its weaker form: the eight
+            # fundamentals together must hold min_purity of the window's energy (row and
+            # column peak alone must, in _decide).  Speech and music fail it, so most windows
+            # of talking callers never reach the checks in Python.
+            margins = squares @ self._purity_weights - energies
+            candidates = np.flatnonzero(margins > 0.0).tolist()
         keys: list[tuple[InbandStream, str]] = []
-        first = 0  # the stream's first window
-        candidates.append(-1)  # (the end)
-        next_candidate, taken = candidates[0], 0
-        for stream, (start, samples, count) in zip(ready, spans, strict=True):
+        candidates.append(rows)  # (the end)
+        taken = 0
+        for stream, (first, samples, count) in zip(ready, spans, strict=True):
+            start = first * hop
             stream.buffer = audio[start + count * hop : start + samples]
-            if first <= next_candidate < first + count:
-                assert energies is not None and squares is not None
+            while candidates[taken] < first:  # a row straddling two streams
+                taken += 1
+            if candidates[taken] < first + count:
+                assert squares is not None
                 for i in range(first, first + count):
                     decision = None
-                    if i == next_candidate:
+                    if i == candidates[taken]:
                         decision = self._decide(float(energies[i]), squares[i])
                         taken += 1
-                        next_candidate = candidates[taken]
                     if key := stream.step(decision, self):
                         keys.append((stream, key))
             elif stream.candidate is None and stream.reported is None:
@@ -311,7 +327,6 @@ class InbandBank:
             else:
                 for _ in range(count):
                     stream.step(None, self)
-            first += count
         return keys
 
     def classify(self, window: npt.NDArray[np.floating[Any]]) -> str | None:
