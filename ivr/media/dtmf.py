@@ -393,11 +393,13 @@ class InbandStream:
 
     def feed(self, pcm16_8k: npt.ArrayLike) -> None:
         """Samples received (any length): analysed once ``batch`` of them are waiting."""
+        bank = self.bank
+        if bank is None:  # closed: a late frame is dropped
+            return
         samples = np.asarray(pcm16_8k)
         self.pending.append(samples)
         self.pending_samples += len(samples)
-        bank = self.bank
-        if not self.queued and bank is not None and self.pending_samples >= bank.batch:
+        if not self.queued and self.pending_samples >= bank.batch:
             self.queued = True
             bank._ready.append(self)  # noqa: SLF001 -- the bank's own list, kept by its streams
 

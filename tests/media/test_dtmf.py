@@ -280,8 +280,8 @@ def test_bank_a_closed_stream_is_not_analysed_and_drops_its_listener() -> None:
     closing.close()
     assert [(s is staying, key) for s, key in bank.analyse()] == [(True, "7")]
     assert closing.listener is None and staying.listener is print
-    closing.feed(tone)  # a late packet after the close: ignored, no error
-    assert bank.analyse() == []
+    closing.feed(tone)  # a late packet after the close: dropped, not kept
+    assert bank.analyse() == [] and closing.pending == []
 
 
 # --------------------------------------------------------------------------- robustness
