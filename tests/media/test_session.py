@@ -385,6 +385,10 @@ def test_inband_dtmf_when_no_telephone_event_is_negotiated() -> None:
         assert keys == ["1", "9", "#"]
         a.close()
         b.close()
+        gone = weakref.ref(b)
+        del b
+        await next_tick(clock, 1)  # the RTCP transport lets go of its protocol a loop turn later
+        assert gone() is None  # no cycle through the in-band bank's listener: freed without gc
 
     with_clock(body)
 
