@@ -187,3 +187,34 @@ def test_follow_me_off_and_on_from_the_phone_keeps_the_pikett_number(tmp_path: P
     assert read_pikett(tmp_path) == {"204": "+41797654321"} and read_forwarding(tmp_path) == {"204": ()}
     assert pause_follow_me(tmp_path, "204", False, ()) == ("+41797001204",)
     assert read_pikett(tmp_path) == {"204": "+41797654321"}
+
+
+def test_a_transfer_reads_an_unchanged_file_from_the_cache_and_sees_a_changed_one(tmp_path: Path) -> None:
+    """Services.choices, what every transfer reads (follow-me, on-call and the numbers chosen):
+    parsed once per change of forwarding.json, then served from the cache."""
+    import io
+
+    from ivr.runtime.calllog import CallLog
+    from ivr.runtime.services import Services
+
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "ivr.toml").write_text(DEPLOYMENT.format(data=tmp_path / "data", may_call_out="true"))
+    (tmp_path / "flow.ivr").write_text(FLOW)
+    config = load_config(tmp_path / "ivr.toml")
+    program = load_flow([tmp_path / "flow.ivr"], prompt_folders=config.prompt_folders, config=config)
+    services = Services(config=config, program=program, ua=None, clock=None,  # type: ignore[arg-type]
+                        calllog=CallLog(io.StringIO()), contact_host="127.0.0.1", media_host="127.0.0.1")
+    try:
+        assert services.choices().numbers == {}  # no file yet
+        write_follow_me(tmp_path / "data", "204", ("+41797001999",))
+        write_pikett(tmp_path / "data", "204", "+41797654321")
+        first = services.choices()
+        assert first.numbers == {"204": ("+41797001999", "+41797654321")}
+        assert services.choices() is first  # the second transfer: not parsed again
+        write_follow_me(tmp_path / "data", "204", ("+41797001888",))
+        second = services.choices()
+        assert second is not first and second.follow_me == {"204": ("+41797001888",)}
+        assert second.numbers == {"204": ("+41797001888", "+41797654321")}
+        assert services.choices() is second
+    finally:
+        services.executor.shutdown()
