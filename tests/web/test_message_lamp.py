@@ -51,6 +51,8 @@ def test_the_lamp_goes_out_when_the_owner_marks_the_message_heard_in_the_console
         message = store.add("202", caller="+41791112233", duration=2.0, source=tone(tmp_path / "msg.wav", 440, 2))
         account = f"<sip:202@{ivr.address}>;auth_pass=bob-secret-202;regint=300;mwi=yes;audio_codecs=PCMU"
         phone = baresip(tone(tmp_path / "quiet.wav", 300, 60), account, modules=("mwi.so",))
+        ivr.wait_for(lambda r: r.get("event") == "register" and r.get("status") == 200 and r.get("aor") == "202",
+                     what="202 registered")
         # lit (the phone may report this first NOTIFY before the test's control connection is up)
         assert "Messages-Waiting: yes" in notified(ivr, "202", "Voice-Message: 1/0")["body"]
 
