@@ -2,8 +2,9 @@
 
 The server's pieces are wired as ``ivr serve`` wires them (its :class:`ServerAgent` with the
 admission gate, :class:`Services`, :class:`Server`'s event handling, a :class:`SipEndpoint`),
-but the SIP socket is a recorder and the caller a sans-IO :class:`UserAgent` fed from it, and
-the media clock is not started: what is measured is the set-up path alone (parsing,
+but the SIP socket is a recorder and the caller a sans-IO :class:`UserAgent` fed from it
+(tests/runtime/wire_harness.py, which the garbage-collection tests use too), and the media
+clock is not started: what is measured is the set-up path alone (parsing,
 transactions and dialogs, SDP, port allocation and the call's RTP sockets, the flow's start,
 the TTS cache lookup, journal rows, log records), with nothing paced by wall-clock time, so
 ``valgrind --tool=callgrind`` counts the same instructions run after run:
@@ -33,18 +34,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from ivr.config import load_config
-from ivr.media.clock import MediaClock
-from ivr.runtime.calllog import CallLog
-from ivr.runtime.deployment import load_flow
-from ivr.runtime.prepare import flow_texts, prerender
-from ivr.runtime.server import Server, ServerAgent
-from ivr.runtime.services import Services
-from ivr.runtime.settings import ServeSettings
-from ivr.sip.transport import SipEndpoint
-from ivr.sip.ua import UserAgent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ivr.config import load_config  # noqa: E402
+from ivr.runtime.calllog import CallLog  # noqa: E402
+from ivr.runtime.deployment import load_flow  # noqa: E402
+from ivr.runtime.prepare import flow_texts, prerender  # noqa: E402
+from tests.runtime.wire_harness import Wired, exchange, wire_server  # noqa: E402  (shared with the gc tests)
 
 FLOW = """\
 number default -> welcome
@@ -57,22 +54,6 @@ menu welcome:
 SDP = (b"v=0\r\no=sipp 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        b"m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
        b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n")
-CALLER = ("127.0.0.1", 5070)
-T1 = 60.0  # no retransmission, however slowly valgrind runs the loop
-
-
-class Recorder(asyncio.DatagramTransport):
-    """The server's UDP socket: what it sends goes to the caller's agent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[bytes] = []
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        self.sent.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
 
 
 async def run_calls(folder: Path, calls: int, profile: cProfile.Profile | None, up: int = 0) -> float:
@@ -84,36 +65,28 @@ async def run_calls(folder: Path, calls: int, profile: cProfile.Profile | None, 
     program = load_flow([flow], config=config)
     prerender(program, config, None)  # as ivr serve does before it binds its port
     calllog = CallLog(io.StringIO(), threaded=True)
-    server = Server(ServeSettings(config, ("127.0.0.1", 5060), 1.0), program, calllog)
-    loop = asyncio.get_running_loop()
-    ua = server.ua = ServerAgent(local_host="127.0.0.1", local_port=5060, contact_host="127.0.0.1", t1=T1)
-    ua.refusal, ua.gate = server._options_refusal, server.admission  # noqa: SLF001 -- wired as Server.run does
-    services = server.services = Services(config=config, program=program, ua=ua, clock=MediaClock(loop),
-                                          calllog=calllog, contact_host="127.0.0.1", media_host="127.0.0.1")
-    endpoint = server.endpoint = services.endpoint = SipEndpoint(ua, on_events=server._on_ua_events)  # noqa: SLF001
-    wire = endpoint._udp = Recorder()  # noqa: SLF001
-    for text, voice, rate in flow_texts(program, config, services.tts.voice_for):  # in memory, as after the first caller
-        services.tts.render(text, voice=voice, rate=rate)
-    caller = UserAgent(local_host=CALLER[0], local_port=CALLER[1], t1=T1)
-    await one_call(caller, endpoint, wire, server, 0)  # the first opens the journal: not measured
+    wired = wire_server(config, program, calllog)
+    for text, voice, rate in flow_texts(program, config, wired.services.tts.voice_for):  # in memory, as after the first caller
+        wired.services.tts.render(text, voice=voice, rate=rate)
+    await one_call(wired, 0)  # the first opens the journal: not measured
     if profile is not None:
         profile.enable()
     start = time.process_time()
     for n in range(1, calls + 1):
-        await one_call(caller, endpoint, wire, server, n)
+        await one_call(wired, n)
     elapsed = time.process_time() - start
     if profile is not None:
         profile.disable()
     if up:
-        await calls_up(caller, endpoint, wire, server, up)
-    services.close_journal()
+        await calls_up(wired, up)
+    wired.services.close_journal()
     calllog.close()
     return elapsed
 
 
-async def calls_up(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, server: Server, count: int) -> None:
+async def calls_up(wired: Wired, count: int) -> None:
     """``count`` calls up at once: the garbage collector's view of them, then of what they leave."""
-    loop = asyncio.get_running_loop()
+    loop, caller = asyncio.get_running_loop(), wired.caller
     gc.collect()
     gc.freeze()  # as ivr serve does after start-up
     before = len(gc.get_objects())
@@ -121,7 +94,7 @@ async def calls_up(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, ser
     for _ in range(count):
         call_id = caller.invite("sip:+41435435570@127.0.0.1:5060", SDP, loop.time(),
                                 from_uri="sip:+41791112233@127.0.0.1", destination=("127.0.0.1", 5060))
-        await exchange(caller, endpoint, wire, lambda c=call_id: caller.calls[c].state == "confirmed")
+        await exchange(wired, lambda c=call_id: caller.calls[c].state == "confirmed")
         ids.append(call_id)
     gc.collect(1)  # the young generations empty: what is left lives as long as the calls
     tracked = len(gc.get_objects()) - before
@@ -132,7 +105,7 @@ async def calls_up(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, ser
         pauses.append(time.thread_time() - start)
     for call_id in ids:
         caller.hangup(call_id, loop.time())
-    await exchange(caller, endpoint, wire, lambda: not server.calls)
+    await exchange(wired, lambda: not wired.server.calls)
     for _ in range(10):
         await asyncio.sleep(0)
     left = gc.collect()
@@ -142,30 +115,13 @@ async def calls_up(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, ser
           file=sys.stderr)
 
 
-async def one_call(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, server: Server, n: int) -> None:
-    loop = asyncio.get_running_loop()
+async def one_call(wired: Wired, n: int) -> None:
+    loop, caller = asyncio.get_running_loop(), wired.caller
     call_id = caller.invite("sip:+41435435570@127.0.0.1:5060", SDP, loop.time(), from_uri="sip:+41791112233@127.0.0.1",
                             destination=("127.0.0.1", 5060))
-    await exchange(caller, endpoint, wire, lambda: caller.calls[call_id].state == "confirmed")
+    await exchange(wired, lambda: caller.calls[call_id].state == "confirmed")
     caller.hangup(call_id, loop.time())
-    await exchange(caller, endpoint, wire, lambda: not server.calls)
-
-
-async def exchange(caller: UserAgent, endpoint: SipEndpoint, wire: Recorder, done: Any) -> None:
-    """Carry messages both ways, letting the loop run the server's tasks, until ``done()``."""
-    loop = asyncio.get_running_loop()
-    for _ in range(10_000):
-        for out in caller.outgoing():
-            endpoint.receive(out.data, CALLER, "udp")
-        sent, wire.sent = wire.sent, []
-        for data in sent:
-            caller.receive(data, ("127.0.0.1", 5060), "udp", loop.time())
-        while caller.next_event() is not None:
-            pass
-        if done():
-            return
-        await asyncio.sleep(0)
-    raise SystemExit("the call did not get through: " + repr(caller.calls))
+    await exchange(wired, lambda: not wired.server.calls)
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ivr.dsl import events as ev
 from ivr.runtime.outcomes import Unreachable
-from ivr.runtime.phones import PhoneCaller, chosen_numbers, trunk_permission
+from ivr.runtime.phones import PhoneCaller, trunk_permission
 from ivr.runtime.ports import CallMedia
 from ivr.runtime.services import Services
 from ivr.runtime.transfer import TransferSession
@@ -54,7 +54,7 @@ def allowed_target(services: Services, phone: PhoneCaller, target: str) -> None:
     if not is_external(target):
         raise ClickToCallError(404, f"{target!r} is neither an extension nor a telephone number")
     refusal = trunk_permission(phone, target, target, services.literal_numbers, services.config,
-                               chosen_numbers(services.forwarding(), services.pikett()))
+                               services.choices().numbers)
     if refusal:
         raise ClickToCallError(403, refusal)
     try:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.runtime.atomic import locked, write_text_atomically
@@ -49,29 +50,61 @@ def _read_raw(data: Path) -> dict[str, dict[str, object]]:
     return {str(k): dict(v) for k, v in raw.items()}
 
 
+@dataclass(frozen=True)
+class Choices:
+    """What the extensions' owners chose in the console, from one parse of the file: follow-me
+    numbers and on-call numbers by extension, and every number each owner chose (``numbers``:
+    both together, what :func:`ivr.runtime.phones.owners_numbers` lets out through a trunk)."""
+
+    follow_me: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    pikett: Mapping[str, str] = field(default_factory=dict)
+    numbers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def read_choices(data: Path) -> Choices:
+    """The owners' choices (all empty without the file), or :class:`ForwardingError` naming the bad entry."""
+    raw = _read_raw(data)
+    follow_me = _follow_me(raw, forwarding_path(data))
+    pikett = _pikett(raw, forwarding_path(data))
+    return Choices(follow_me, pikett, chosen_numbers(follow_me, pikett))
+
+
 def read_forwarding(data: Path) -> dict[str, tuple[str, ...]]:
     """Follow-me numbers by extension, as set in the console ({} without the file)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for extension, entry in _read_raw(data).items():
-        if "follow_me" not in entry:
-            continue
-        numbers = entry["follow_me"]
-        if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
-            raise ForwardingError(f"{forwarding_path(data)}: {extension}: follow_me must be a list of numbers")
-        out[extension] = tuple(numbers)
-    return out
+    return _follow_me(_read_raw(data), forwarding_path(data))
 
 
 def read_pikett(data: Path) -> dict[str, str]:
     """On-call numbers by extension, as set in the console ("": off call; {} without the file)."""
+    return _pikett(_read_raw(data), forwarding_path(data))
+
+
+def _follow_me(raw: dict[str, dict[str, object]], path: Path) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for extension, entry in raw.items():
+        if "follow_me" not in entry:
+            continue
+        numbers = entry["follow_me"]
+        if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
+            raise ForwardingError(f"{path}: {extension}: follow_me must be a list of numbers")
+        out[extension] = tuple(numbers)
+    return out
+
+
+def _pikett(raw: dict[str, dict[str, object]], path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
-    for extension, entry in _read_raw(data).items():
+    for extension, entry in raw.items():
         if "pikett" not in entry:
             continue
         if not isinstance(entry["pikett"], str):
-            raise ForwardingError(f"{forwarding_path(data)}: {extension}: pikett must be a number or \"\"")
+            raise ForwardingError(f"{path}: {extension}: pikett must be a number or \"\"")
         out[extension] = entry["pikett"]
     return out
+
+
+def chosen_numbers(follow_me: Mapping[str, tuple[str, ...]], pikett: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Every number an extension's owner chose in the console: follow-me and on-call."""
+    return {ext: (*follow_me.get(ext, ()), *filter(None, (pikett.get(ext, ""),))) for ext in follow_me.keys() | pikett}
 
 
 def check_number(number: str) -> str:

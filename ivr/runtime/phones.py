@@ -124,14 +124,9 @@ def literal_numbers(program: Program, config: Config) -> frozenset[str]:
     return frozenset(n for n in numbers if n and is_external(n))
 
 
-def chosen_numbers(follow_me: Mapping[str, tuple[str, ...]], pikett: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    """Every number an extension's owner chose in the console: follow-me and on-call."""
-    return {ext: (*follow_me.get(ext, ()), *filter(None, (pikett.get(ext, ""),))) for ext in follow_me.keys() | pikett}
-
-
 def owners_numbers(config: Config, chosen: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
-    """Follow-me numbers the extensions' owners chose themselves (in the console,
-    ivr.runtime.forwarding): only those of an owner who may call out, within their ``allow``
+    """Follow-me and on-call numbers the extensions' owners chose themselves (in the console:
+    ivr.runtime.forwarding.Choices.numbers): only those of an owner who may call out, within their ``allow``
     patterns, so a user cannot send calls out through the trunk that they may not dial."""
     numbers: set[str] = set()
     for extension, picked in chosen.items():

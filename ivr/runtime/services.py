@@ -27,7 +27,7 @@ from ivr.media.prompts import PromptStore
 from ivr.media.tts import TtsEngine
 from ivr.runtime.atomic import StatCached
 from ivr.runtime.calllog import CallLog
-from ivr.runtime.forwarding import ForwardingError, forwarding_path, read_forwarding, read_pikett
+from ivr.runtime.forwarding import Choices, ForwardingError, forwarding_path, read_choices
 from ivr.runtime.phones import Lines, literal_numbers
 from ivr.runtime.switches import SwitchError, SwitchReader
 from ivr.storage import Storage, open_storage
@@ -390,28 +390,18 @@ class Services:
         text = ", ".join(f"{k} {'on' if v else 'off'}" for k, v in sorted(positions.items())) or "all off"
         self.calllog.server("switches", f"switches: {text}", switches=positions)
 
-    def forwarding(self) -> dict[str, tuple[str, ...]]:
-        """Follow-me numbers the extensions' owners set in the console, read per transfer (the file
-        is parsed again only when it changed)."""
+    def choices(self) -> Choices:
+        """What the extensions' owners chose in the console (follow-me, on-call and the numbers
+        both name), read per transfer: one ``stat`` each time, and the file is parsed again only
+        when it changed (ivr.runtime.forwarding)."""
         data = self.data
-        reader: StatCached[dict[str, tuple[str, ...]]] = self._get("forwarding", lambda: StatCached(
-            lambda: read_forwarding(data), lambda: forwarding_path(data), dict))
+        reader: StatCached[Choices] = self._get("forwarding", lambda: StatCached(
+            lambda: read_choices(data), lambda: forwarding_path(data), Choices))
         try:
             return reader.get()
         except ForwardingError:  # a damaged file must not stop a transfer: the deployment's numbers apply
             log.exception("cannot read forwarding in %s", self.data)
-            return {}
-
-    def pikett(self) -> dict[str, str]:
-        """On-call numbers the extensions' owners set in the console, read per transfer like :meth:`forwarding`."""
-        data = self.data
-        reader: StatCached[dict[str, str]] = self._get("pikett", lambda: StatCached(
-            lambda: read_pikett(data), lambda: forwarding_path(data), dict))
-        try:
-            return reader.get()
-        except ForwardingError:  # a damaged file must not stop a transfer: the deployment's numbers apply
-            log.exception("cannot read forwarding in %s", self.data)
-            return {}
+            return Choices()
 
     def close_journal(self) -> None:
         """Write the journal rows still queued, close it and the storage (the server is stopping)."""

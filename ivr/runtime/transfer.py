@@ -292,7 +292,7 @@ def destinations(
     phone = getattr(call, "phone", None)
     refusal = phones.trunk_permission(
         phone, target, getattr(call, "called", ""), services.literal_numbers, config,
-        phones.chosen_numbers(services.forwarding(), services.pikett()),
+        services.choices().numbers,
     )
     if refusal:
         raise Unreachable("failed", refusal)
@@ -398,7 +398,7 @@ class TransferSession:
 
     def _pikett(self, target: str) -> str:
         """The member's on-call number: their choice in the console, else the deployment file's."""
-        chosen = self.services.pikett().get(target)
+        chosen = self.services.choices().pikett.get(target)
         if chosen is not None:
             return chosen
         extension = self.services.config.extension(target)
@@ -406,7 +406,7 @@ class TransferSession:
 
     def _follow_me(self, target: str) -> tuple[str, ...]:
         """The owner's choice in the console (ivr.runtime.forwarding), else the deployment file's."""
-        chosen = self.services.forwarding().get(target)
+        chosen = self.services.choices().follow_me.get(target)
         if chosen is not None:
             return chosen
         extension = self.services.config.extension(target)

@@ -88,6 +88,21 @@ def press(device: Any, keys: str) -> None:
         device.command("sndcode", key)
 
 
+def call_202(baresip: Callable[..., Any], server: IvrServer, mics: Path, numbers: tuple[str, ...]) -> list[Any]:
+    """The phones ``numbers`` registered (each with ``mics/NUMBER.wav``), 201 calling 202, both talking."""
+    devices = {n: phone(baresip, server, n, mics / f"{n}.wav") for n in numbers}
+    devices["201"].command("dial", f"sip:202@{server.address}")
+    devices["201"].wait_event("CALL_ESTABLISHED")
+    devices["202"].wait_event("CALL_ESTABLISHED")
+    return [devices[n] for n in ("201", "202", *sorted(set(numbers) - {"201", "202"}))]
+
+
+def assert_nothing_held(server: IvrServer, http: int) -> None:
+    """After the call's end the server holds no call, transfer leg or conference room."""
+    server.wait_for(lambda r: r.get("event") == "ended", what="the call's end")
+    assert held_by_server(http) == {"ivr_calls_up": 0, "ivr_transfer_legs": 0, "ivr_conference_rooms": 0}
+
+
 def held_by_server(http: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=10) as reply:
         text = reply.read().decode()
@@ -101,11 +116,7 @@ def test_a_recorded_call_is_a_message_with_both_sides(
     server, http = pbx(ivr_server)
     mic201 = noise(tmp_path / "201.wav", 1, CALLER_SECONDS)
     mic202 = noise(tmp_path / "202.wav", 2, 30.0)
-    callee = phone(baresip, server, "202", tmp_path / "202.wav")
-    caller = phone(baresip, server, "201", tmp_path / "201.wav")
-    caller.command("dial", f"sip:202@{server.address}")
-    caller.wait_event("CALL_ESTABLISHED")
-    callee.wait_event("CALL_ESTABLISHED")
+    caller, callee = call_202(baresip, server, tmp_path, ("202", "201"))
     press(caller, "*1")
     started = server.wait_for(lambda r: r.get("event") == "call_recording", what="the recording")
     assert (started["mailbox"], started["other"]) == ("201", "202")
@@ -132,8 +143,7 @@ def test_a_recorded_call_is_a_message_with_both_sides(
         assert sum(s > 0.5 for s in scores) >= len(scores) - 2, f"the recording lacks {who}: {scores}"
     never_sent = noise(tmp_path / "nobody.wav", 3, CALLER_SECONDS)
     assert max(found(recorded, never_sent, 5.0, 8.0)) < 0.2  # the measure finds only what was sent
-    server.wait_for(lambda r: r.get("event") == "ended", what="the call's end")
-    assert held_by_server(http) == {"ivr_calls_up": 0, "ivr_transfer_legs": 0, "ivr_conference_rooms": 0}
+    assert_nothing_held(server, http)
 
 
 def test_a_third_person_added_to_a_call_hears_and_is_heard(
@@ -142,12 +152,7 @@ def test_a_third_person_added_to_a_call_hears_and_is_heard(
     server, http = pbx(ivr_server)
     mics = {"201": noise(tmp_path / "201.wav", 1, CALLER_SECONDS),
             "202": noise(tmp_path / "202.wav", 2, 30.0), "203": noise(tmp_path / "203.wav", 3, 30.0)}
-    third = phone(baresip, server, "203", tmp_path / "203.wav")
-    callee = phone(baresip, server, "202", tmp_path / "202.wav")
-    caller = phone(baresip, server, "201", tmp_path / "201.wav")
-    caller.command("dial", f"sip:202@{server.address}")
-    caller.wait_event("CALL_ESTABLISHED")
-    callee.wait_event("CALL_ESTABLISHED")
+    caller, callee, third = call_202(baresip, server, tmp_path, ("203", "202", "201"))
     press(caller, "*3203#")
     adhoc = server.wait_for(lambda r: r.get("event") == "conference_adhoc", what="the call becoming a room")
     assert (adhoc["by"], adhoc["adding"]) == ("201", "203")
@@ -169,5 +174,4 @@ def test_a_third_person_added_to_a_call_hears_and_is_heard(
                 assert max(scores) < 0.2, f"{listener} hears itself: {scores}"
             else:
                 assert sum(s > 0.5 for s in scores) >= len(scores) - 2, f"{listener} does not hear {talker}: {scores}"
-    server.wait_for(lambda r: r.get("event") == "ended", what="the call's end")
-    assert held_by_server(http) == {"ivr_calls_up": 0, "ivr_transfer_legs": 0, "ivr_conference_rooms": 0}
+    assert_nothing_held(server, http)

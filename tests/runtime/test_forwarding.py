@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,39 +53,56 @@ def invites(tmp_path: Path, may_call_out: bool = True) -> list[str]:
     return [r["uri"].split("@")[0] for r in result.records if r.get("event") == "leg_invite"]
 
 
-def test_the_deployment_files_follow_me_rings_without_a_choice_in_the_console(tmp_path: Path) -> None:
-    assert "sip:+41797001204" in invites(tmp_path)
+def outside(legs: list[str]) -> set[str]:
+    """The numbers a trunk was asked to ring (not the phones)."""
+    return {leg for leg in legs if leg.startswith("sip:+")}
 
 
-def test_the_owners_choice_replaces_the_deployment_files_numbers(tmp_path: Path) -> None:
-    write_follow_me(tmp_path / "data", "204", ("+41797001999",))
-    legs = invites(tmp_path)
-    assert "sip:+41797001999" in legs and "sip:+41797001204" not in legs
+@pytest.mark.parametrize(("choice", "may_call_out", "rung"), [
+    pytest.param(None, True, {"sip:+41797001204"}, id="the deployment file's without a choice in the console"),
+    pytest.param(("+41797001999",), True, {"sip:+41797001999"}, id="the owner's choice replaces the deployment file's"),
+    # the trunk is the deployment's, not the user's to choose
+    pytest.param(("+41797001999",), False, set(), id="an owner who may not call out cannot send calls out"),
+    pytest.param((), True, set(), id="an empty choice turns follow-me off"),
+])
+def test_follow_me_rings_the_owners_choice_within_their_permission(
+    tmp_path: Path, choice: tuple[str, ...] | None, may_call_out: bool, rung: set[str]
+) -> None:
+    if choice is not None:
+        write_follow_me(tmp_path / "data", "204", choice)
+    assert outside(invites(tmp_path, may_call_out)) == rung
 
 
-def test_an_owner_who_may_not_call_out_cannot_send_calls_out_through_the_console(tmp_path: Path) -> None:
-    write_follow_me(tmp_path / "data", "204", ("+41797001999",))
-    legs = invites(tmp_path, may_call_out=False)
-    assert "sip:+41797001999" not in legs  # the trunk is the deployment's, not the user's to choose
-
-
-def test_an_empty_choice_turns_follow_me_off_and_none_restores_it(tmp_path: Path) -> None:
+def test_no_choice_brings_the_deployment_files_follow_me_back(tmp_path: Path) -> None:
     write_follow_me(tmp_path / "data", "204", ())
-    assert not [leg for leg in invites(tmp_path) if leg.startswith("sip:+")]
     write_follow_me(tmp_path / "data", "204", None)
     assert read_forwarding(tmp_path / "data") == {}
     assert "sip:+41797001204" in invites(tmp_path)
 
 
-def test_numbers_are_checked_and_a_damaged_file_is_named(tmp_path: Path) -> None:
+def test_numbers_are_cleaned_of_spaces() -> None:
     assert check_follow_me(["+41 79 700 12 04", "201"]) == ("+41797001204", "201")
-    with pytest.raises(ForwardingError, match=r"^not a phone number: 'sip:evil@x' \(digits, optionally starting with \+\)$"):
-        check_follow_me(["sip:evil@x"])
-    with pytest.raises(ForwardingError, match="^at most 5 follow-me numbers, got 6$"):
-        check_follow_me(["201"] * 6)
-    (tmp_path / "forwarding.json").write_text(json.dumps({"204": {"follow_me": "+4179"}}))
-    with pytest.raises(ForwardingError, match="204: follow_me must be a list of numbers$"):
-        read_forwarding(tmp_path)
+
+
+@pytest.mark.parametrize(("numbers", "message"), [
+    (["sip:evil@x"], r"^not a phone number: 'sip:evil@x' \(digits, optionally starting with \+\)$"),
+    (["201"] * 6, "^at most 5 follow-me numbers, got 6$"),
+])
+def test_a_bad_number_is_refused_by_name(numbers: list[str], message: str) -> None:
+    with pytest.raises(ForwardingError, match=message):
+        check_follow_me(numbers)
+
+
+@pytest.mark.parametrize(("entry", "read", "message"), [
+    ({"follow_me": "+4179"}, read_forwarding, "204: follow_me must be a list of numbers$"),
+    ({"pikett": 41}, read_pikett, '204: pikett must be a number or ""$'),
+])
+def test_a_damaged_file_is_named(
+    tmp_path: Path, entry: dict[str, object], read: Callable[[Path], object], message: str
+) -> None:
+    (tmp_path / "forwarding.json").write_text(json.dumps({"204": entry}))
+    with pytest.raises(ForwardingError, match=message):
+        read(tmp_path)
 
 
 # ------------------------------------------------------------------ the on-call (Pikett) number
@@ -130,22 +148,30 @@ def pikett_call(tmp_path: Path, may_call_out: bool = True) -> tuple[list[str], s
     return legs, done["outcome"]
 
 
-def test_pikett_rings_the_members_on_call_numbers_and_members_go_on_and_off_call_in_the_console(
-    tmp_path: Path,
+# The console's changes, in order, and what the next call to the on-call transfer rings then.
+ON_CALL = [("210", "+41797001210")]
+OFF_CALL = [*ON_CALL, ("206", "")]  # Daniel off call: the deployment file's number no longer rings
+NOBODY = [*OFF_CALL, ("210", None)]
+
+
+@pytest.mark.parametrize(("changes", "may_call_out", "rung", "outcome", "kept"), [
+    pytest.param([], True, ["sip:+41797001206"], "no_answer", {}, id="ivr.toml's numbers, not the phones"),
+    pytest.param(ON_CALL, True, ["sip:+41797001206", "sip:+41797001210"], "no_answer", dict(ON_CALL),
+                 id="a member goes on call"),
+    pytest.param(OFF_CALL, True, ["sip:+41797001210"], "no_answer", dict(OFF_CALL), id="a member goes off call"),
+    pytest.param(NOBODY, True, [], "unavailable", {"206": ""}, id="nobody on call: nobody is rung"),
+    pytest.param(ON_CALL, False, ["sip:+41797001206"], "no_answer", dict(ON_CALL),
+                 id="a member who may not call out is not rung outside"),
+])
+def test_pikett_rings_the_members_on_call_numbers_as_set_in_the_console(
+    tmp_path: Path, changes: list[tuple[str, str | None]], may_call_out: bool, rung: list[str], outcome: str,
+    kept: dict[str, str],
 ) -> None:
-    assert pikett_call(tmp_path) == (["sip:+41797001206"], "no_answer")  # ivr.toml's: not the phones
-    write_pikett(tmp_path / "data", "210", "+41797001210")
-    assert sorted(pikett_call(tmp_path)[0]) == ["sip:+41797001206", "sip:+41797001210"]
-    write_pikett(tmp_path / "data", "206", "")  # Daniel off call: the deployment file's number no longer rings
-    assert pikett_call(tmp_path)[0] == ["sip:+41797001210"]
-    write_pikett(tmp_path / "data", "210", None)
-    assert pikett_call(tmp_path) == ([], "unavailable")  # nobody on call: nobody is rung
-    assert read_pikett(tmp_path / "data") == {"206": ""}
-
-
-def test_an_on_call_number_of_a_member_who_may_not_call_out_does_not_go_out(tmp_path: Path) -> None:
-    write_pikett(tmp_path / "data", "210", "+41797001210")
-    assert pikett_call(tmp_path, may_call_out=False)[0] == ["sip:+41797001206"]
+    for extension, number in changes:
+        write_pikett(tmp_path / "data", extension, number)
+    legs, done = pikett_call(tmp_path, may_call_out)
+    assert (sorted(legs), done) == (rung, outcome)
+    assert read_pikett(tmp_path / "data") == kept
 
 
 def test_follow_me_and_pikett_share_the_file_without_losing_each_other(tmp_path: Path) -> None:
@@ -154,9 +180,6 @@ def test_follow_me_and_pikett_share_the_file_without_losing_each_other(tmp_path:
     write_follow_me(tmp_path, "204", None)
     assert read_forwarding(tmp_path) == {} and read_pikett(tmp_path) == {"204": "+41797654321"}
     assert json.loads((tmp_path / "forwarding.json").read_text()) == {"204": {"pikett": "+41797654321"}}
-    (tmp_path / "forwarding.json").write_text(json.dumps({"204": {"pikett": 41}}))
-    with pytest.raises(ForwardingError, match='204: pikett must be a number or ""$'):
-        read_pikett(tmp_path)
 
 
 def test_follow_me_off_from_the_phone_keeps_the_numbers_aside_and_on_brings_them_back(tmp_path: Path) -> None:
@@ -187,3 +210,34 @@ def test_follow_me_off_and_on_from_the_phone_keeps_the_pikett_number(tmp_path: P
     assert read_pikett(tmp_path) == {"204": "+41797654321"} and read_forwarding(tmp_path) == {"204": ()}
     assert pause_follow_me(tmp_path, "204", False, ()) == ("+41797001204",)
     assert read_pikett(tmp_path) == {"204": "+41797654321"}
+
+
+def test_a_transfer_reads_an_unchanged_file_from_the_cache_and_sees_a_changed_one(tmp_path: Path) -> None:
+    """Services.choices, what every transfer reads (follow-me, on-call and the numbers chosen):
+    parsed once per change of forwarding.json, then served from the cache."""
+    import io
+
+    from ivr.runtime.calllog import CallLog
+    from ivr.runtime.services import Services
+
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "ivr.toml").write_text(DEPLOYMENT.format(data=tmp_path / "data", may_call_out="true"))
+    (tmp_path / "flow.ivr").write_text(FLOW)
+    config = load_config(tmp_path / "ivr.toml")
+    program = load_flow([tmp_path / "flow.ivr"], prompt_folders=config.prompt_folders, config=config)
+    services = Services(config=config, program=program, ua=None, clock=None,  # type: ignore[arg-type]
+                        calllog=CallLog(io.StringIO()), contact_host="127.0.0.1", media_host="127.0.0.1")
+    try:
+        assert services.choices().numbers == {}  # no file yet
+        write_follow_me(tmp_path / "data", "204", ("+41797001999",))
+        write_pikett(tmp_path / "data", "204", "+41797654321")
+        first = services.choices()
+        assert first.numbers == {"204": ("+41797001999", "+41797654321")}
+        assert services.choices() is first  # the second transfer: not parsed again
+        write_follow_me(tmp_path / "data", "204", ("+41797001888",))
+        second = services.choices()
+        assert second is not first and second.follow_me == {"204": ("+41797001888",)}
+        assert second.numbers == {"204": ("+41797001888", "+41797654321")}
+        assert services.choices() is second
+    finally:
+        services.executor.shutdown()

@@ -18,20 +18,14 @@ import json
 import socket
 import struct
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ivr.config import load_config
-from ivr.media.clock import MediaClock
 from ivr.runtime.calllog import CallLog
 from ivr.runtime.deployment import load_flow
 from ivr.runtime.gcwatch import NEVER, FullCollections, GcWatch
-from ivr.runtime.server import Server, ServerAgent
-from ivr.runtime.services import Services
-from ivr.runtime.settings import ServeSettings
-from ivr.sip.transport import SipEndpoint
-from ivr.sip.ua import UserAgent
+from tests.runtime.wire_harness import Wired, exchange, wire_server
 
 FLOW = """\
 number default -> welcome
@@ -41,7 +35,6 @@ menu welcome:
     wait 20s
     1 -> welcome
 """
-CALLER = ("127.0.0.1", 5070)
 
 
 def test_a_collection_over_the_threshold_is_logged_with_its_generation_and_pause() -> None:
@@ -125,9 +118,9 @@ def test_a_whole_call_leaves_no_reference_cycle(tmp_path: Path) -> None:
 async def _one_call(folder: Path) -> list[str]:
     """One call (set-up, prompt, RTP both ways, key 1 by RFC 4733, hang-up); the ivr objects the
     collector then finds unreachable."""
-    server, endpoint, wire = _server(folder)
+    wired = _server(folder)
+    server, caller = wired.server, wired.caller
     gc.collect()  # what start-up (and earlier tests) left is not this call's: ivr serve collects it too
-    caller = UserAgent(local_host=CALLER[0], local_port=CALLER[1], t1=60.0)
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind(("127.0.0.1", 0))
     phone.setblocking(False)
@@ -141,7 +134,8 @@ async def _one_call(folder: Path) -> list[str]:
                % phone.getsockname()[1])
         call_id = caller.invite("sip:100@127.0.0.1:5060", sdp, loop.time(), from_uri="sip:200@127.0.0.1",
                                 destination=("127.0.0.1", 5060))
-        await _exchange(caller, endpoint, wire, lambda: caller.calls[call_id].state == "confirmed")
+        # the server's tasks (TTS in its pool) run between rounds
+        await exchange(wired, lambda: caller.calls[call_id].state == "confirmed", tries=2000, pause=0.005)
         runner = server.calls[call_id]
         assert runner.media is not None
         ivr_rtp = ("127.0.0.1", runner.media.local_port)
@@ -151,13 +145,12 @@ async def _one_call(folder: Path) -> list[str]:
         await asyncio.wait_for(keyed.wait(), 10)
         del runner
         caller.hangup(call_id, loop.time())
-        await _exchange(caller, endpoint, wire, lambda: not server.calls)
+        await exchange(wired, lambda: not server.calls, tries=2000, pause=0.005)
         for _ in range(10):
             await asyncio.sleep(0)
     finally:
         phone.close()
-        assert server.services is not None
-        server.services.close_journal()
+        wired.services.close_journal()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         gc.collect()
@@ -167,8 +160,8 @@ async def _one_call(folder: Path) -> list[str]:
         gc.garbage.clear()
 
 
-def _server(folder: Path) -> tuple[Server, SipEndpoint, Any]:
-    """The server's pieces wired as ``ivr serve`` wires them, its SIP socket a recorder."""
+def _server(folder: Path) -> Wired:
+    """The server's pieces wired as ``ivr serve`` wires them (tests/runtime/wire_harness.py), its clock running."""
     flow = folder / "call.ivr"
     flow.write_text(FLOW)
     toml = folder / "ivr.toml"
@@ -176,45 +169,9 @@ def _server(folder: Path) -> tuple[Server, SipEndpoint, Any]:
                     '[tts]\nengine = "espeak"\n')
     config = load_config(toml, data=folder / "data")
     program = load_flow([flow], config=config)
-    server = Server(ServeSettings(config, ("127.0.0.1", 5060), 1.0), program, CallLog(io.StringIO()))
-    loop = asyncio.get_running_loop()
-    ua = server.ua = ServerAgent(local_host="127.0.0.1", local_port=5060, contact_host="127.0.0.1", t1=60.0)
-    ua.refusal, ua.gate = server._options_refusal, server.admission  # noqa: SLF001 -- as Server.run wires them
-    clock = MediaClock(loop)
-    server.services = Services(config=config, program=program, ua=ua, clock=clock, calllog=server.calllog,
-                               contact_host="127.0.0.1", media_host="127.0.0.1")
-    endpoint = server.endpoint = server.services.endpoint = SipEndpoint(ua, on_events=server._on_ua_events)  # noqa: SLF001
-    wire = endpoint._udp = _Recorder()  # noqa: SLF001
-    clock.start()
-    return server, endpoint, wire
-
-
-class _Recorder(asyncio.DatagramTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[bytes] = []
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        self.sent.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-
-async def _exchange(caller: UserAgent, endpoint: SipEndpoint, wire: _Recorder, done: Any) -> None:
-    loop = asyncio.get_running_loop()
-    for _ in range(2000):
-        for out in caller.outgoing():
-            endpoint.receive(out.data, CALLER, "udp")
-        sent, wire.sent = wire.sent, []
-        for data in sent:
-            caller.receive(data, ("127.0.0.1", 5060), "udp", loop.time())
-        while caller.next_event() is not None:
-            pass
-        if done():
-            return
-        await asyncio.sleep(0.005)  # the server's tasks (TTS in its pool) run meanwhile
-    raise AssertionError("the call did not get there: " + repr(caller.calls))
+    wired = wire_server(config, program, CallLog(io.StringIO()))
+    wired.clock.start()
+    return wired
 
 
 async def _talk(phone: socket.socket, ivr: tuple[str, int]) -> int:

@@ -12,6 +12,7 @@ import pytest
 from ivr.config import ConfigError, load_config
 from ivr.dsl.loader import load_flow
 from ivr.runtime import sipconfig
+from ivr.runtime.forwarding import Choices
 from ivr.runtime.phones import Lines, literal_numbers
 from ivr.runtime.presentation import Shown, person_rung, shown_for
 from ivr.runtime.transfer import destinations
@@ -54,7 +55,7 @@ def services(tmp_path: Path) -> SimpleNamespace:
     program = load_flow([tmp_path / "flow.ivr"])
     return SimpleNamespace(config=config, registrar=lambda: registrar, trunks=sipconfig.trunks(config),
                            contact_host="203.0.113.5", wall=time.time, lines=Lines(), program=program,
-                           literal_numbers=literal_numbers(program, config), forwarding=dict, pikett=dict)
+                           literal_numbers=literal_numbers(program, config), choices=Choices)
 
 
 def leg(services: SimpleNamespace, target: str, ringing: tuple[str, ...], caller: str = CALLER) -> tuple[str, dict[str, str]]:
