@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 SIP_VERSION = "SIP/2.0"
 CRLF = "\r\n"
@@ -470,6 +470,7 @@ class Via:
 # --------------------------------------------------------------------------- headers
 
 _NONE: list[str] = []  # what Headers._values returns for a name not there (never changed)
+_T = TypeVar("_T")
 
 
 class Headers:
@@ -480,13 +481,29 @@ class Headers:
     parsed message serialises back to the same bytes.
     """
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_items", "_index", "_parsed")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(n, v) for n, v in items]
         # Values by normalised name, built at the first lookup and dropped by every change: a
         # message is read a dozen times and a lookup then costs one dict access, not a scan.
         self._index: dict[str, list[str]] | None = None
+        # Structured values (top Via, CSeq, From, To) parsed once, dropped with the index.
+        self._parsed: dict[str, object] | None = None
+
+    def _changed(self) -> None:
+        self._index = self._parsed = None
+
+    def parsed(self, what: str, parse: Callable[[Headers], _T]) -> _T:
+        """``parse(self)``, computed once until the headers change (``what`` names it).  An
+        exception is not kept: a bad value raises at every reading."""
+        memo = self._parsed
+        if memo is None:
+            memo = self._parsed = {}
+        elif what in memo:
+            return memo[what]  # type: ignore[return-value]
+        value = memo[what] = parse(self)
+        return value
 
     def _values(self, key: str) -> list[str]:
         index = self._index
@@ -524,7 +541,7 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
-        self._index = None
+        self._index = self._parsed = None
 
     def set(self, name: str, value: str) -> None:
         """Replace the first ``name`` in place (keeping its position), drop the others, or append."""
@@ -540,7 +557,8 @@ class Headers:
                 out.append((n, v))
         if not done:
             out.append((name, value))
-        self._items, self._index = out, None
+        self._items = out
+        self._changed()
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the value of the first ``name`` header only, keeping name and position."""
@@ -548,17 +566,18 @@ class Headers:
         for index, (n, _) in enumerate(self._items):
             if _key(n) == key:
                 self._items[index] = (n, value)
-                self._index = None
+                self._changed()
                 return
         self.add(name, value)
 
     def remove(self, name: str) -> None:
         key = _key(name)
-        self._items, self._index = [(n, v) for n, v in self._items if _key(n) != key], None
+        self._items = [(n, v) for n, v in self._items if _key(n) != key]
+        self._changed()
 
     def prepend(self, name: str, value: str) -> None:
         self._items.insert(0, (name, value))
-        self._index = None
+        self._changed()
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
@@ -603,35 +622,23 @@ class _MessageMixin:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        value = self.headers.get("CSeq")
-        if value is None:
-            raise ValueError("missing CSeq")
-        parts = value.split()
-        if len(parts) != 2 or not is_digits(parts[0]) or not _TOKEN_RE.fullmatch(parts[1]):
-            raise ValueError(f"invalid CSeq {value!r}")
-        number = int(parts[0])
-        if number >= 2**31:
-            raise ValueError(f"CSeq number {number} too large")
-        return number, parts[1]
+        return self.headers.parsed("cseq", _cseq)
 
     @property
     def via(self) -> list[Via]:
-        return [_via(v) for v in self.headers.get_all("Via")]
+        return list(self.headers.parsed("via", _vias))
 
     @property
     def top_via(self) -> Via:
-        values = self.headers.get_all("Via")
-        if not values:
-            raise ValueError("missing Via")
-        return _via(values[0])
+        return self.headers.parsed("top_via", _top_via)
 
     @property
     def from_(self) -> NameAddr:
-        return _single_nameaddr(self.headers, "From")
+        return self.headers.parsed("from", _from)
 
     @property
     def to(self) -> NameAddr:
-        return _single_nameaddr(self.headers, "To")
+        return self.headers.parsed("to", _to)
 
     @property
     def contact(self) -> list[NameAddr]:
@@ -664,6 +671,38 @@ class _MessageMixin:
     def _serialise(self, start_line: str) -> bytes:
         head = CRLF.join([start_line, *self._head_lines()]) + CRLF + CRLF
         return head.encode("utf-8", "surrogateescape") + self.body
+
+
+def _cseq(headers: Headers) -> tuple[int, str]:
+    value = headers.get("CSeq")
+    if value is None:
+        raise ValueError("missing CSeq")
+    parts = value.split()
+    if len(parts) != 2 or not is_digits(parts[0]) or not _TOKEN_RE.fullmatch(parts[1]):
+        raise ValueError(f"invalid CSeq {value!r}")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise ValueError(f"CSeq number {number} too large")
+    return number, parts[1]
+
+
+def _vias(headers: Headers) -> tuple[Via, ...]:
+    return tuple(_via(v) for v in headers.get_all("Via"))
+
+
+def _top_via(headers: Headers) -> Via:
+    values = headers.get_all("Via")
+    if not values:
+        raise ValueError("missing Via")
+    return _via(values[0])
+
+
+def _from(headers: Headers) -> NameAddr:
+    return _single_nameaddr(headers, "From")
+
+
+def _to(headers: Headers) -> NameAddr:
+    return _single_nameaddr(headers, "To")
 
 
 def _single_nameaddr(headers: Headers, name: str) -> NameAddr:
@@ -944,17 +983,13 @@ def _answerable(request: Request) -> Request | None:
 
 
 def _validate_common(msg: Request | Response) -> None:
-    first: dict[str, str] = {}  # one pass over the header lines, not one per check
-    lines: dict[str, int] = {}
-    for name, value in msg.headers:
-        key = _key(name)
-        first.setdefault(key, value)
-        lines[key] = lines.get(key, 0) + 1
+    lines = msg.headers._values  # noqa: SLF001 -- the header lines by name, from the index every reading uses
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if not first.get(name.lower()):
+        values = lines(name.lower())
+        if not values or not values[0]:
             raise ValueError(f"missing {name}")
     for name in ("CSeq", "Max-Forwards", "Content-Type"):  # none of them a comma list
-        if lines.get(name.lower(), 0) > 1:
+        if len(lines(name.lower())) > 1:
             raise ValueError(f"more than one {name} header")
     _, method = msg.cseq
     if isinstance(msg, Request) and method != msg.method:
@@ -963,7 +998,7 @@ def _validate_common(msg: Request | Response) -> None:
         raise ValueError("Via with a SIP version other than 2.0")
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
-    if not _CALL_ID_RE.fullmatch(msg.call_id) or lines["call-id"] > 1:
+    if not _CALL_ID_RE.fullmatch(msg.call_id) or len(lines("call-id")) > 1:
         # 25.1: words of visible ASCII; a Call-ID names files, journal rows and log lines
         raise ValueError("invalid Call-ID")
     for contact in msg.headers.get_all("Contact"):
