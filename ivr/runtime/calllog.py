@@ -165,7 +165,7 @@ class CallLog:
         """One line of text for ``record`` (on the writer thread in the server)."""
         record["ts"] = _ts(record["ts"])
         if self.fmt == "json":
-            line = json.dumps(record, ensure_ascii=False, default=str)
+            line = _JSON.encode(record)
         elif "call_id" not in record:
             line = f"{record['ts']} {record['message']}"
         else:
@@ -180,8 +180,18 @@ class CallLog:
             pass  # the reader went away; calls go on
 
 
+#: One encoder for every line (``json.dumps`` with options builds a new one per call).
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+_last_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text (replaced whole)
+
+
 def _ts(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    global _last_second
+    second = int(now)
+    last = _last_second
+    if last[0] != second:  # records come in bursts: strftime once per second, not per line
+        last = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{last[1]}.{int(now % 1 * 1000):03d}Z"
 
 
 def _text(value: Any) -> str:
