@@ -41,17 +41,25 @@ def describe(item: Event | Action) -> dict[str, Any]:
     fields kept out of its repr: a storage call's function and its rows)."""
     out: dict[str, Any] = {}
     if is_dataclass(item):
-        for f in fields(item):
-            if not f.repr:
-                continue
-            value = getattr(item, f.name)
+        for name in _shown_fields(type(item)):
+            value = getattr(item, name)
             if isinstance(value, str | int | float | bool | type(None)):
-                out[f.name] = value
+                out[name] = value
             elif isinstance(value, tuple | list):
-                out[f.name] = jsonable(value)  # a ring plan stays a list of lists
+                out[name] = jsonable(value)  # a ring plan stays a list of lists
             else:
-                out[f.name] = str(value)
+                out[name] = str(value)
     return out
+
+
+_SHOWN: dict[type, tuple[str, ...]] = {}  # a few dozen event and action types: their fields never change
+
+
+def _shown_fields(kind: type) -> tuple[str, ...]:
+    names = _SHOWN.get(kind)
+    if names is None:
+        names = _SHOWN[kind] = tuple(f.name for f in fields(kind) if f.repr)
+    return names
 
 
 #: Records queued for the writer thread at most; more are dropped and counted (about 20 s
