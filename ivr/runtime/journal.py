@@ -144,7 +144,8 @@ class Journal:
         self.owns = owns  # close the database with the journal (an embedded file of its own)
         self.live: dict[str, _Live] = {}
         self.failed = False
-        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
+        # Writes, None (stop) and flush markers; a SimpleQueue's put runs no Python code on the loop.
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | threading.Event | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
 
     @classmethod
@@ -181,7 +182,9 @@ class Journal:
     def flush(self) -> None:
         """Wait until every write queued so far is in the database."""
         if self._writer is not None:
-            self._queue.join()
+            done = threading.Event()
+            self._queue.put(done)  # set by the writer once the writes queued before it are done
+            done.wait()
 
     # ------------------------------------------------------------------ writing
 
@@ -265,10 +268,11 @@ class Journal:
                 except queue.Empty:
                     break
             try:
-                self._execute_batch([item for item in batch if item is not None])
+                self._execute_batch([item for item in batch if isinstance(item, tuple)])
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                for item in batch:
+                    if isinstance(item, threading.Event):
+                        item.set()
             if batch[-1] is None:
                 return
 
