@@ -508,10 +508,15 @@ class Headers:
     def _values(self, key: str) -> list[str]:
         index = self._index
         if index is None:
-            index = self._index = {}
-            for n, v in self._items:
-                index.setdefault(_key(n), []).append(v)
+            index = self._build_index()
         return index.get(key, _NONE)
+
+    def _build_index(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for n, v in self._items:
+            index.setdefault(_key(n), []).append(v)
+        self._index = index
+        return index
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -522,13 +527,15 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """Value of the first header line named ``name``: a comma list comes back whole
         (``get_all`` splits it)."""
-        values = self._values(_key(name))
+        index = self._index  # (_values inlined: the commonest reading of a message)
+        values = (index if index is not None else self._build_index()).get(_key(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; comma lists split where the header's grammar allows."""
         key = _key(name)
-        values = self._values(key)
+        index = self._index
+        values = (index if index is not None else self._build_index()).get(key, _NONE)
         if key not in _LIST_HEADERS:
             return list(values)
         out: list[str] = []
