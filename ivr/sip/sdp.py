@@ -15,8 +15,9 @@ Nothing here touches sockets or clocks.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 __all__ = [
@@ -194,6 +195,10 @@ STATIC_PAYLOAD_TYPES: dict[int, RtpMap] = {
 _STATIC_BY_NAME = {rm.encoding: pt for pt, rm in STATIC_PAYLOAD_TYPES.items()}
 
 
+#: ``a=rtpmap`` values parsed once per text (every call from a phone offers the same ones).
+_rtpmap = functools.lru_cache(maxsize=1024)(RtpMap.parse)
+
+
 @dataclass(frozen=True)
 class Media:
     """One media description: ``m=`` and its ``i= c= b= k= a=`` lines (RFC 4566 section 5.14)."""
@@ -250,13 +255,13 @@ class Media:
     def attribute_values(self, name: str) -> list[str]:
         return [a.value for a in self.attributes if a.key == name and a.value is not None]
 
-    @property
-    def rtpmaps(self) -> dict[int, RtpMap]:
+    @functools.cached_property  # read by each step of a negotiation; the media is frozen
+    def rtpmaps(self) -> Mapping[int, RtpMap]:
         """Payload type -> mapping, static types (0, 8 ...) included when not mapped explicitly."""
         maps: dict[int, RtpMap] = {}
         for value in self.attribute_values("rtpmap"):
             try:
-                rm = RtpMap.parse(value)
+                rm = _rtpmap(value)
             except ValueError:
                 continue  # one bad rtpmap must not cost the whole call
             maps.setdefault(rm.payload_type, rm)
