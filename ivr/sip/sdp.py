@@ -144,7 +144,7 @@ class Attribute:
         name, sep, value = text.partition(":")
         return cls(name, value if sep else None)
 
-    @property
+    @functools.cached_property  # looked up by every attribute search; the attribute is frozen
     def key(self) -> str:
         """The name for lookups: stray blanks (``a=sendonly `` from some stacks) ignored."""
         return self.name.strip()
@@ -195,7 +195,9 @@ STATIC_PAYLOAD_TYPES: dict[int, RtpMap] = {
 _STATIC_BY_NAME = {rm.encoding: pt for pt, rm in STATIC_PAYLOAD_TYPES.items()}
 
 
-#: ``a=rtpmap`` values parsed once per text (every call from a phone offers the same ones).
+#: ``a=`` lines and ``a=rtpmap`` values parsed once per text (every call from a phone offers
+#: the same ones; both are frozen, so one parse serves every offer).
+_attribute = functools.lru_cache(maxsize=1024)(Attribute.parse)
 _rtpmap = functools.lru_cache(maxsize=1024)(RtpMap.parse)
 
 
@@ -431,7 +433,7 @@ class _Parser:
         elif kind in "tr":
             self.timing.append((kind, value))
         elif kind == "a":
-            self.attributes.append(Attribute.parse(value))
+            self.attributes.append(_attribute(value))
         else:
             self.extra.append((kind, value))
 
@@ -446,7 +448,7 @@ class _Parser:
         elif kind == "b":
             draft.bandwidths.append(value)
         elif kind == "a":
-            draft.attributes.append(Attribute.parse(value))
+            draft.attributes.append(_attribute(value))
         elif kind in "vosuepztr":
             raise SdpError(f"{kind}= belongs in the session part, before the first m=", line=number)
         else:
