@@ -330,8 +330,11 @@ class SipUri:
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>]+")
 
 
+@functools.lru_cache(maxsize=4096)  # From, To, Contact and Request-URI repeat call after call
 def parse_uri(text: str) -> SipUri | str:
-    """A sip:/sips: URI as :class:`SipUri`; any other absoluteURI (tel:, urn:...) as a string."""
+    """A sip:/sips: URI as :class:`SipUri`; any other absoluteURI (tel:, urn:...) as a string.
+
+    Parsed once per text (the value is frozen and shared; errors are not kept)."""
     text = text.strip()
     if _SIP_SCHEME_RE.match(text):
         return SipUri.parse(text)
