@@ -241,6 +241,7 @@ def is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+@functools.lru_cache(maxsize=4096)  # a Via's or URI's host and port repeat message after message
 def _parse_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
@@ -820,12 +821,14 @@ def _unfold(head: str) -> list[str]:
 def _parse_header_lines(lines: list[str]) -> Headers:
     if len(lines) > MAX_HEADER_FIELDS:
         raise SipParseError(513, f"more than {MAX_HEADER_FIELDS} header fields")
-    headers = Headers()
+    items: list[tuple[str, str]] = []
     for line in lines:
         m = _HEADER_NAME_RE.match(line)
         if not m:
             raise ValueError(f"malformed header line {line[:60]!r}")
-        headers.add(m.group(1), line[m.end() :].strip(" \t"))
+        items.append((m.group(1), line[m.end() :].strip(" \t")))
+    headers = Headers()
+    headers._items = items  # noqa: SLF001 -- built here, owned by the new Headers alone
     return headers
 
 
