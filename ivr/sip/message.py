@@ -492,15 +492,17 @@ class Headers:
         # Values by normalised name, built at the first lookup and dropped by every change: a
         # message is read a dozen times and a lookup then costs one dict access, not a scan.
         self._index: dict[str, list[str]] | None = None
-        # Structured values (top Via, CSeq, From, To) parsed once, dropped with the index.
+        # Structured values (top Via, CSeq, From, To) parsed once, dropped with the index;
+        # named after the header they come from ("via", "via.top"): replace_first drops those.
         self._parsed: dict[str, object] | None = None
 
     def _changed(self) -> None:
         self._index = self._parsed = None
 
     def parsed(self, what: str, parse: Callable[[Headers], _T]) -> _T:
-        """``parse(self)``, computed once until the headers change (``what`` names it).  An
-        exception is not kept: a bad value raises at every reading."""
+        """``parse(self)``, computed once until the headers change (``what`` names it: the
+        header's lower-case name, then ``.`` and a suffix for a second value of one header).
+        An exception is not kept: a bad value raises at every reading."""
         memo = self._parsed
         if memo is None:
             memo = self._parsed = {}
@@ -572,12 +574,19 @@ class Headers:
         self._changed()
 
     def replace_first(self, name: str, value: str) -> None:
-        """Replace the value of the first ``name`` header only, keeping name and position."""
+        """Replace the value of the first ``name`` header only, keeping name and position.
+
+        The index and the values parsed from other headers stay (the agent stamps the top Via
+        of every request it receives, after the parser has read them all)."""
         key = _key(name)
-        for index, (n, _) in enumerate(self._items):
+        for position, (n, _) in enumerate(self._items):
             if _key(n) == key:
-                self._items[index] = (n, value)
-                self._changed()
+                self._items[position] = (n, value)
+                if self._index is not None:
+                    self._index[key][0] = value  # the first line of that name, as in _items
+                if self._parsed is not None:
+                    for what in [w for w in self._parsed if w.partition(".")[0] == key]:
+                        del self._parsed[what]
                 return
         self.add(name, value)
 
@@ -641,7 +650,7 @@ class _MessageMixin:
 
     @property
     def top_via(self) -> Via:
-        return self.headers.parsed("top_via", _top_via)
+        return self.headers.parsed("via.top", _top_via)
 
     @property
     def from_(self) -> NameAddr:
