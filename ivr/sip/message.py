@@ -416,6 +416,7 @@ class NameAddr:
         return f"{disp}<{self.uri}>{format_params(self.params)}"
 
 
+_VERSION_RE = re.compile(r"\d+\.\d+")
 _VIA_RE = re.compile(
     r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(.*)",
     re.S,
@@ -438,7 +439,7 @@ class Via:
         if not m:
             raise ValueError(f"invalid Via {text.strip()!r}")
         name, version, transport, rest = m.groups()
-        if name.upper() != "SIP" or not re.fullmatch(r"\d+\.\d+", version):
+        if name.upper() != "SIP" or not _VERSION_RE.fullmatch(version):
             raise ValueError(f"unsupported Via protocol {name}/{version}")
         sent_by, _, param_text = rest.partition(";")
         host, port = _parse_hostport(sent_by.strip())

@@ -153,6 +153,10 @@ class Attribute:
         return self.name if self.value is None else f"{self.name}:{self.value}"
 
 
+_RTPMAP = re.compile(r"\s*(\d+)\s+([^/\s]+)/(\d+)(?:/(\d+))?\s*")
+_M_PORT = re.compile(r"(\d+)(?:/(\d+))?")
+
+
 @dataclass(frozen=True)
 class RtpMap:
     """``a=rtpmap:<pt> <name>/<rate>[/<channels>]`` (RFC 4566 section 6)."""
@@ -164,7 +168,7 @@ class RtpMap:
 
     @classmethod
     def parse(cls, value: str) -> RtpMap:
-        m = re.fullmatch(r"\s*(\d+)\s+([^/\s]+)/(\d+)(?:/(\d+))?\s*", value)
+        m = _RTPMAP.fullmatch(value)
         if not m:
             raise ValueError(f"a=rtpmap needs '<pt> <name>/<rate>', got {value!r}")
         channels = int(m.group(4)) if m.group(4) else None
@@ -222,7 +226,7 @@ class Media:
         parts = value.split()
         if len(parts) < 4:
             raise ValueError(f"m= needs '<media> <port> <proto> <fmt> ...', got {value!r}")
-        m = re.fullmatch(r"(\d+)(?:/(\d+))?", parts[1])
+        m = _M_PORT.fullmatch(parts[1])
         if not m or int(m.group(1)) > 65535:
             raise ValueError(f"m= port must be 0-65535, got {parts[1]!r}")
         count = int(m.group(2)) if m.group(2) else None
