@@ -832,13 +832,16 @@ def _parse_header_lines(lines: list[str]) -> Headers:
     if len(lines) > MAX_HEADER_FIELDS:
         raise SipParseError(513, f"more than {MAX_HEADER_FIELDS} header fields")
     items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}  # every received message is read by name at once: built in this pass
     for line in lines:
         m = _HEADER_NAME_RE.match(line)
         if not m:
             raise ValueError(f"malformed header line {line[:60]!r}")
-        items.append((m.group(1), line[m.end() :].strip(" \t")))
+        name, value = m.group(1), line[m.end() :].strip(" \t")
+        items.append((name, value))
+        index.setdefault(_key(name), []).append(value)
     headers = Headers()
-    headers._items = items  # noqa: SLF001 -- built here, owned by the new Headers alone
+    headers._items, headers._index = items, index  # noqa: SLF001 -- built here, owned by the new Headers alone
     return headers
 
 
@@ -1005,14 +1008,19 @@ def _answerable(request: Request) -> Request | None:
     return request
 
 
+_REQUIRED = tuple((name, name.lower()) for name in ("Via", "From", "To", "Call-ID", "CSeq"))
+_SINGLE = tuple((name, name.lower()) for name in ("CSeq", "Max-Forwards", "Content-Type"))
+
+
 def _validate_common(msg: Request | Response) -> None:
-    lines = msg.headers._values  # noqa: SLF001 -- the header lines by name, from the index every reading uses
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        values = lines(name.lower())
+    headers = msg.headers  # the header lines by name, from the index every reading uses
+    lines = (headers._index if headers._index is not None else headers._build_index()).get  # noqa: SLF001
+    for name, key in _REQUIRED:
+        values = lines(key)
         if not values or not values[0]:
             raise ValueError(f"missing {name}")
-    for name in ("CSeq", "Max-Forwards", "Content-Type"):  # none of them a comma list
-        if len(lines(name.lower())) > 1:
+    for name, key in _SINGLE:  # none of them a comma list
+        if len(lines(key, _NONE)) > 1:
             raise ValueError(f"more than one {name} header")
     _, method = msg.cseq
     if isinstance(msg, Request) and method != msg.method:
@@ -1021,7 +1029,7 @@ def _validate_common(msg: Request | Response) -> None:
         raise ValueError("Via with a SIP version other than 2.0")
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
-    if not _CALL_ID_RE.fullmatch(msg.call_id) or len(lines("call-id")) > 1:
+    if not _CALL_ID_RE.fullmatch(msg.call_id) or len(lines("call-id", _NONE)) > 1:
         # 25.1: words of visible ASCII; a Call-ID names files, journal rows and log lines
         raise ValueError("invalid Call-ID")
     for contact in msg.headers.get_all("Contact"):
