@@ -1010,6 +1010,7 @@ def _answerable(request: Request) -> Request | None:
 
 _REQUIRED = tuple((name, name.lower()) for name in ("Via", "From", "To", "Call-ID", "CSeq"))
 _SINGLE = tuple((name, name.lower()) for name in ("CSeq", "Max-Forwards", "Content-Type"))
+_NAME_ADDRS = tuple((name, name.lower()) for name in ("Contact", "Record-Route", "Route"))
 
 
 def _validate_common(msg: Request | Response) -> None:
@@ -1032,12 +1033,12 @@ def _validate_common(msg: Request | Response) -> None:
     if not _CALL_ID_RE.fullmatch(msg.call_id) or len(lines("call-id", _NONE)) > 1:
         # 25.1: words of visible ASCII; a Call-ID names files, journal rows and log lines
         raise ValueError("invalid Call-ID")
-    for contact in msg.headers.get_all("Contact"):
-        if contact.strip() != "*":
-            _nameaddr(contact)
-    for name in ("Record-Route", "Route"):
-        for route in msg.headers.get_all(name):
-            _nameaddr(route)  # a dialog built on a broken route set could not be used
+    for name, key in _NAME_ADDRS:
+        if lines(key) is None:
+            continue  # (most messages have no Route; a BYE's response no Contact)
+        for value in headers.get_all(name):
+            if name != "Contact" or value.strip() != "*":
+                _nameaddr(value)  # a dialog built on a broken route set could not be used
 
 
 def _validate_request(request: Request) -> None:
