@@ -24,6 +24,7 @@ packet from elsewhere.  Told the time, never reading a clock.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 LATCH_SECONDS = 10.0
@@ -65,7 +66,7 @@ class Latch:
         """
         if remote is not None:
             remote = (ip_literal(remote[0]), int(remote[1]))
-            if ipaddress.ip_address(remote[0]).is_unspecified:
+            if _address(remote[0]).is_unspecified:
                 remote = None
         if signalling_host is not None:
             self.signalling_host = signalling_host
@@ -103,10 +104,15 @@ class Latch:
         self._rtcp_settled = True
 
 
+@functools.lru_cache(maxsize=1024)  # every call's SDP names one of a few addresses
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(host)
+
+
 def ip_literal(host: str) -> str:
     """The address as the socket layer reports sources (so they compare equal), or ValueError."""
     try:
-        return str(ipaddress.ip_address(host.strip("[]")))
+        return str(_address(host.strip("[]")))
     except ValueError:
         raise ValueError(
             f"remote media host {host!r} is not an IP address (resolve it first)"

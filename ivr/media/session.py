@@ -32,8 +32,9 @@ Symmetric RTP latching (RFC 4961 spirit; hijack-safe)
 
 Receiving
   RTP is read through the loop's :class:`~ivr.media.reactor.Reactor` (one
-  epoll wake-up serves many calls; no asyncio transport per packet); RTCP,
-  a few packets a minute, through an ordinary asyncio datagram endpoint.
+  epoll wake-up serves many calls; no asyncio transport per packet), and so
+  is RTCP on the port above (a transport of its own would cost every call's
+  set-up and tear-down a few loop turns, for a few packets a minute).
   Audio (PCMU/PCMA, whatever the negotiated codec: a re-INVITE may switch) is
   put back in sequence order through a 2-packet / 60 ms reorder window
   (:mod:`ivr.media.reorder`), duplicates and too-late packets are dropped, and
@@ -185,33 +186,6 @@ def _shared_frames(source: SharedPlayer) -> _SharedFrames | None:
     return shared
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(
-        self, receive: Callable[[bytes, tuple[str, int]], None], lost: Callable[[], None]
-    ) -> None:
-        self.receive = receive
-        self.lost = lost
-        self.errors = 0
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            self.receive(data, addr)
-        except Exception:
-            # A failing callback (recorder, recogniser) must not cost the call its media.
-            self.errors += 1
-            if self.errors <= 5 or self.errors % 1000 == 0:
-                log.exception(
-                    "media: handling a packet from %s failed (%d so far)", addr, self.errors
-                )
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a peer that went away: the media timeout handles it.
-        log.debug("RTP socket error: %s", exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost()
-
-
 def _noop(*_: object) -> None:
     return None
 
@@ -314,7 +288,7 @@ class MediaSession:
         self.on_audio = None
         self.on_timeout = _noop
         self._reactor: Reactor | None = None
-        self._rtcp: asyncio.DatagramTransport | None = None
+        self._rtcp: socket.socket | None = None  # the RTCP socket once the reactor watches it
         self._closed = False
         # sending
         self.ssrc = random.getrandbits(32)
@@ -381,8 +355,10 @@ class MediaSession:
         clock: MediaClock,
         media_timeout: float = 30.0,
     ) -> Self:
-        """Bind an even RTP port (and RTCP on port + 1) in ``port_range`` on ``host``."""
-        loop = asyncio.get_running_loop()
+        """Bind an even RTP port (and RTCP on port + 1) in ``port_range`` on ``host``.
+
+        Nothing here waits: a caller awaiting it gets the session in the same turn of the loop
+        (the call's 200 OK goes out without waiting for another turn)."""
         pool = pool_for(port_range)
         rtp_sock, rtcp_sock = pool.bind_pair(host)
         session = cls(
@@ -392,23 +368,18 @@ class MediaSession:
             rtcp_sock=rtcp_sock,
             media_timeout=media_timeout,
         )
+        # RTP (50 packets/s) and RTCP bypass asyncio's transports: see ivr.media.reactor.
+        reactor = get_reactor()
         try:
-            rtcp, _ = await loop.create_datagram_endpoint(
-                lambda: _Endpoint(session._on_rtcp, _noop), sock=rtcp_sock
-            )
-            # RTP (50 packets/s) bypasses asyncio's transport: see ivr.media.reactor.
-            reactor = get_reactor()
             reactor.add(rtp_sock.fileno(), session._rtp_readable)
+            reactor.add(rtcp_sock.fileno(), session._rtcp_readable)
         except BaseException:
+            reactor.remove(rtp_sock.fileno())
             rtp_sock.close()
             rtcp_sock.close()
             pool.release(session.local_port)
             raise
-        # asyncio reads datagrams into a 256 KiB buffer by default, which costs ten
-        # times the system call itself; our packets are small.
-        if hasattr(rtcp, "max_size"):
-            setattr(rtcp, "max_size", RECV_SIZE)  # noqa: B010
-        session._reactor, session._rtcp = reactor, rtcp
+        session._reactor, session._rtcp = reactor, rtcp_sock
         clock.add(session)
         clock.start()  # idempotent: the runner's clock is normally running already
         return session
@@ -424,12 +395,12 @@ class MediaSession:
             self._release(item)
         self._queue.clear()
         self._head = None
-        if self._reactor is not None:
-            self._reactor.remove(self._rtp_sock.fileno())  # before the descriptor is reused
+        if self._reactor is not None:  # before the descriptors are reused
+            self._reactor.remove(self._rtp_sock.fileno())
+            self._reactor.remove(self._rtcp_sock.fileno())
         self._rtp_sock.close()
+        self._rtcp_sock.close()
         self._pool.release(self.local_port)
-        if self._rtcp is not None:
-            self._rtcp.close()
         self._detach()
 
     def _detach(self) -> None:
@@ -955,6 +926,18 @@ class MediaSession:
 
     # ------------------------------------------------------------------ RTCP
 
+    def _rtcp_readable(self, now: float) -> None:
+        """The reactor's handler of the RTCP socket: one datagram."""
+        try:
+            data, addr = self._rtcp_sock.recvfrom(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            # ICMP port unreachable from a peer that went away: the media timeout handles it.
+            log.debug("RTCP socket error on port %d: %s", self.local_port + 1, exc)
+            return
+        self._on_rtcp(data, addr)
+
     def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.remote is None or addr[0] != self.remote[0]:
             self._rejected += 1
@@ -971,8 +954,8 @@ class MediaSession:
     def _send_rtcp(self, now: float, *, bye: bool = False) -> None:
         reporter = self._reporter
         reporter.schedule(now)
-        transport, dest = self._rtcp, self._latch.rtcp_remote
-        if transport is None or dest is None or self._closed:
+        sock, dest = self._rtcp, self._latch.rtcp_remote
+        if sock is None or dest is None or self._closed:
             return
         tick = self.clock.current_tick - (self._tick0 or 0)
         data = reporter.compound(
@@ -984,8 +967,8 @@ class MediaSession:
             bye=bye,
         )
         try:
-            transport.sendto(data, dest)
-        except OSError as exc:  # pragma: no cover - unreachable peers surface in error_received
+            sock.sendto(data, dest)
+        except OSError as exc:  # a full buffer or an unreachable peer: the next report goes out
             log.debug("RTCP send failed: %s", exc)
 
     # ------------------------------------------------------------------ stats

@@ -31,7 +31,7 @@ class StatCached(Generic[T]):
 
     def get(self) -> T:
         try:
-            st = self._path().stat()
+            st = os.stat(self._path())
         except FileNotFoundError:
             self._stamp = None
             return self._missing()

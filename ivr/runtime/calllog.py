@@ -41,17 +41,25 @@ def describe(item: Event | Action) -> dict[str, Any]:
     fields kept out of its repr: a storage call's function and its rows)."""
     out: dict[str, Any] = {}
     if is_dataclass(item):
-        for f in fields(item):
-            if not f.repr:
-                continue
-            value = getattr(item, f.name)
+        for name in _shown_fields(type(item)):
+            value = getattr(item, name)
             if isinstance(value, str | int | float | bool | type(None)):
-                out[f.name] = value
+                out[name] = value
             elif isinstance(value, tuple | list):
-                out[f.name] = jsonable(value)  # a ring plan stays a list of lists
+                out[name] = jsonable(value)  # a ring plan stays a list of lists
             else:
-                out[f.name] = str(value)
+                out[name] = str(value)
     return out
+
+
+_SHOWN: dict[type, tuple[str, ...]] = {}  # a few dozen event and action types: their fields never change
+
+
+def _shown_fields(kind: type) -> tuple[str, ...]:
+    names = _SHOWN.get(kind)
+    if names is None:
+        names = _SHOWN[kind] = tuple(f.name for f in fields(kind) if f.repr)
+    return names
 
 
 #: Records queued for the writer thread at most; more are dropped and counted (about 20 s
@@ -165,7 +173,7 @@ class CallLog:
         """One line of text for ``record`` (on the writer thread in the server)."""
         record["ts"] = _ts(record["ts"])
         if self.fmt == "json":
-            line = json.dumps(record, ensure_ascii=False, default=str)
+            line = _JSON.encode(record)
         elif "call_id" not in record:
             line = f"{record['ts']} {record['message']}"
         else:
@@ -180,8 +188,18 @@ class CallLog:
             pass  # the reader went away; calls go on
 
 
+#: One encoder for every line (``json.dumps`` with options builds a new one per call).
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+_last_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text (replaced whole)
+
+
 def _ts(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    global _last_second
+    second = int(now)
+    last = _last_second
+    if last[0] != second:  # records come in bursts: strftime once per second, not per line
+        last = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{last[1]}.{int(now % 1 * 1000):03d}Z"
 
 
 def _text(value: Any) -> str:

@@ -13,7 +13,7 @@ The runner feeds the journal the same records it writes to the call log
 the call starts (a crash still leaves a trace), updated when it is
 answered, and completed when it ends; the path is kept in memory meanwhile.
 WAL mode lets ``ivr calls`` read while the server writes.  Writes go through
-one writer thread, in order, so a slow disk, a WAL checkpoint or a database
+one writer thread, in order (those queued meanwhile in one transaction), so a slow disk, a WAL checkpoint or a database
 across the network never stalls the event loop that paces every call's media; reads wait for the writes queued
 before them.  A journal that cannot be written is logged and the call goes on:
 the journal never costs a caller their call.
@@ -40,6 +40,7 @@ log = logging.getLogger("ivr.runtime.journal")
 
 __all__ = ["JOURNAL_FILE", "Journal", "JournalRow"]
 MAX_PATH = 400  # entries kept per call: a caller looping in a menu for an hour is not a reason to grow
+MAX_BATCH = 500  # writes the writer thread commits in one transaction at most
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -143,7 +144,8 @@ class Journal:
         self.owns = owns  # close the database with the journal (an embedded file of its own)
         self.live: dict[str, _Live] = {}
         self.failed = False
-        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
+        # Writes, None (stop) and flush markers; a SimpleQueue's put runs no Python code on the loop.
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | threading.Event | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
 
     @classmethod
@@ -180,7 +182,9 @@ class Journal:
     def flush(self) -> None:
         """Wait until every write queued so far is in the database."""
         if self._writer is not None:
-            self._queue.join()
+            done = threading.Event()
+            self._queue.put(done)  # set by the writer once the writes queued before it are done
+            done.wait()
 
     # ------------------------------------------------------------------ writing
 
@@ -257,22 +261,42 @@ class Journal:
 
     def _write_queued(self) -> None:
         while True:
-            item = self._queue.get()
+            batch = [self._queue.get()]
+            while batch[-1] is not None and len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if item is None:
-                    return
-                self._execute(*item)
+                self._execute_batch([item for item in batch if isinstance(item, tuple)])
             finally:
-                self._queue.task_done()
+                for item in batch:
+                    if isinstance(item, threading.Event):
+                        item.set()
+            if batch[-1] is None:
+                return
+
+    def _execute_batch(self, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """The writes queued meanwhile in one transaction: one commit, not one per row (calls
+        setting up at a few hundred a second queue several rows between two commits).  If the
+        database refuses one of them, each is written again on its own, so a bad row costs only
+        itself, as before."""
+        assert self.db is not None
+        if len(writes) > 1:
+            try:
+                with self.db.transaction() as cur:
+                    for sql, params in writes:
+                        cur.execute(sql, _clean(params))
+                return
+            except StorageError:
+                pass
+        for sql, params in writes:
+            self._execute(sql, params)
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
         assert self.db is not None
-        # Text a caller chose may hold bytes that were not UTF-8 (surrogates) or NUL: the
-        # databases refuse them, and the exception would end this writer thread and every
-        # later row with it.
-        params = tuple(_text(p) if isinstance(p, str) else p for p in params)
         try:
-            self.db.execute(sql, params)
+            self.db.execute(sql, _clean(params))
         except StorageError as exc:
             if not self.failed:  # once: a full disk must not flood the log
                 log.error("call journal %s cannot be written: %s", self.path, exc)
@@ -317,6 +341,13 @@ def _entry(event: str, fields: Mapping[str, Any]) -> str:
     if event == "action_done":
         return f"{fields.get('action', 'action')}:{fields.get('result', '')}"
     return event
+
+
+def _clean(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    # Text a caller chose may hold bytes that were not UTF-8 (surrogates) or NUL: the
+    # databases refuse them, and the exception would end the writer thread and every
+    # later row with it.
+    return tuple(_text(p) if isinstance(p, str) else p for p in params)
 
 
 def _text(value: str) -> str:

@@ -2,7 +2,9 @@
 
 Rendering a ``say`` (TTS) or decoding a file takes time, so it runs in the services'
 executor while earlier prompts play; :class:`PromptQueue` hands each loaded source to the
-media session in the order the flow asked for them.  A prompt that cannot be loaded is
+media session in the order the flow asked for them.  A source already in memory (a flow's
+text, rendered at start-up) with nothing queued before it goes to the media session at
+once, without a task.  A prompt that cannot be loaded is
 logged (``prompt_error``) and reported done, so the flow goes on as if it had played.
 Prompts dropped before they were loaded (the flow stopped them) are reported done too:
 whoever started a prompt always learns that it is over.
@@ -63,7 +65,25 @@ class PromptQueue:
     def add(self, item: PendingPrompt) -> None:
         self.pending.append(item)
         if self.task is None or self.task.done():
+            if len(self.pending) == 1 and self._play_ready(item):
+                return
             self.task = asyncio.get_running_loop().create_task(self._work())
+
+    def _play_ready(self, item: PendingPrompt) -> bool:
+        """Play a source that is in memory already, with nothing queued before it: no task and
+        no turn of the loop for the common case (a flow's text, rendered when the server started)."""
+        runner = self.runner
+        if item.ready is None or runner.ended or runner.media is None:
+            return False
+        try:
+            source = item.ready()
+        except Exception:  # noqa: BLE001 -- the task tries again and reports it as it always did
+            return False
+        if source is None:
+            return False
+        self.pending.popleft()
+        runner.media.play(source, prompt_id=item.media_id, barge_in=item.barge_in)
+        return True
 
     def stop(self, *, only_barge_in: bool = True) -> None:
         """Drop prompts not loaded yet; each is over for whoever started it (PromptDone)."""

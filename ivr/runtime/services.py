@@ -417,6 +417,9 @@ class Services:
 
     def _get(self, key: str, build: Callable[[], T]) -> T:
         engines = self._shared if key in PROCESS_WIDE else self._lazy
+        value = engines.get(key)
+        if value is not None:  # built already (every log record asks for the journal): no lock
+            return value
         with self._lock:
             value = engines.get(key)
             if value is None:

@@ -67,13 +67,17 @@ class SwitchReader:
     """:func:`read_switches` for every call, re-reading the file only when its stat changed."""
 
     def __init__(self) -> None:
+        self._given: Path | None = None
         self._data = Path()
+        self._path = switches_path(self._data)
         self._cache: StatCached[dict[str, bool]] = StatCached(
-            lambda: read_switches(self._data), lambda: switches_path(self._data), dict
+            lambda: read_switches(self._data), lambda: self._path, dict
         )
 
     def read(self, data: Path) -> dict[str, bool]:
-        self._data = Path(data)
+        if data != self._given:  # the same folder call after call: its path is made once
+            self._given, self._data = data, Path(data)
+            self._path = switches_path(self._data)
         return dict(self._cache.get())
 
 

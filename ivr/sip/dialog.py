@@ -161,9 +161,12 @@ class Dialog:
             return None
 
 
+_TAG_PARAM = re.compile(r";\s*tag\s*=\s*[^;,\s]*", re.I)
+
+
 def _strip_tag(value: str) -> str:
     """A From/To value without its tag parameter, otherwise as written."""
-    return re.sub(r";\s*tag\s*=\s*[^;,\s]*", "", value, flags=re.I).strip()
+    return _TAG_PARAM.sub("", value).strip()
 
 
 # --------------------------------------------------------------------------- session timers

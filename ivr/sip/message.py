@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 SIP_VERSION = "SIP/2.0"
 CRLF = "\r\n"
@@ -241,6 +241,7 @@ def is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+@functools.lru_cache(maxsize=4096)  # a Via's or URI's host and port repeat message after message
 def _parse_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
@@ -330,8 +331,11 @@ class SipUri:
 _ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:[^\s<>]+")
 
 
+@functools.lru_cache(maxsize=4096)  # From, To, Contact and Request-URI repeat call after call
 def parse_uri(text: str) -> SipUri | str:
-    """A sip:/sips: URI as :class:`SipUri`; any other absoluteURI (tel:, urn:...) as a string."""
+    """A sip:/sips: URI as :class:`SipUri`; any other absoluteURI (tel:, urn:...) as a string.
+
+    Parsed once per text (the value is frozen and shared; errors are not kept)."""
     text = text.strip()
     if _SIP_SCHEME_RE.match(text):
         return SipUri.parse(text)
@@ -412,6 +416,7 @@ class NameAddr:
         return f"{disp}<{self.uri}>{format_params(self.params)}"
 
 
+_VERSION_RE = re.compile(r"\d+\.\d+")
 _VIA_RE = re.compile(
     r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+(.*)",
     re.S,
@@ -434,7 +439,7 @@ class Via:
         if not m:
             raise ValueError(f"invalid Via {text.strip()!r}")
         name, version, transport, rest = m.groups()
-        if name.upper() != "SIP" or not re.fullmatch(r"\d+\.\d+", version):
+        if name.upper() != "SIP" or not _VERSION_RE.fullmatch(version):
             raise ValueError(f"unsupported Via protocol {name}/{version}")
         sent_by, _, param_text = rest.partition(";")
         host, port = _parse_hostport(sent_by.strip())
@@ -470,6 +475,7 @@ class Via:
 # --------------------------------------------------------------------------- headers
 
 _NONE: list[str] = []  # what Headers._values returns for a name not there (never changed)
+_T = TypeVar("_T")
 
 
 class Headers:
@@ -480,21 +486,44 @@ class Headers:
     parsed message serialises back to the same bytes.
     """
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_items", "_index", "_parsed")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(n, v) for n, v in items]
         # Values by normalised name, built at the first lookup and dropped by every change: a
         # message is read a dozen times and a lookup then costs one dict access, not a scan.
         self._index: dict[str, list[str]] | None = None
+        # Structured values (top Via, CSeq, From, To) parsed once, dropped with the index;
+        # named after the header they come from ("via", "via.top"): replace_first drops those.
+        self._parsed: dict[str, object] | None = None
+
+    def _changed(self) -> None:
+        self._index = self._parsed = None
+
+    def parsed(self, what: str, parse: Callable[[Headers], _T]) -> _T:
+        """``parse(self)``, computed once until the headers change (``what`` names it: the
+        header's lower-case name, then ``.`` and a suffix for a second value of one header).
+        An exception is not kept: a bad value raises at every reading."""
+        memo = self._parsed
+        if memo is None:
+            memo = self._parsed = {}
+        elif what in memo:
+            return memo[what]  # type: ignore[return-value]
+        value = memo[what] = parse(self)
+        return value
 
     def _values(self, key: str) -> list[str]:
         index = self._index
         if index is None:
-            index = self._index = {}
-            for n, v in self._items:
-                index.setdefault(_key(n), []).append(v)
+            index = self._build_index()
         return index.get(key, _NONE)
+
+    def _build_index(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for n, v in self._items:
+            index.setdefault(_key(n), []).append(v)
+        self._index = index
+        return index
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -505,13 +534,15 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """Value of the first header line named ``name``: a comma list comes back whole
         (``get_all`` splits it)."""
-        values = self._values(_key(name))
+        index = self._index  # (_values inlined: the commonest reading of a message)
+        values = (index if index is not None else self._build_index()).get(_key(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order; comma lists split where the header's grammar allows."""
         key = _key(name)
-        values = self._values(key)
+        index = self._index
+        values = (index if index is not None else self._build_index()).get(key, _NONE)
         if key not in _LIST_HEADERS:
             return list(values)
         out: list[str] = []
@@ -524,7 +555,7 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
-        self._index = None
+        self._index = self._parsed = None
 
     def set(self, name: str, value: str) -> None:
         """Replace the first ``name`` in place (keeping its position), drop the others, or append."""
@@ -540,25 +571,34 @@ class Headers:
                 out.append((n, v))
         if not done:
             out.append((name, value))
-        self._items, self._index = out, None
+        self._items = out
+        self._changed()
 
     def replace_first(self, name: str, value: str) -> None:
-        """Replace the value of the first ``name`` header only, keeping name and position."""
+        """Replace the value of the first ``name`` header only, keeping name and position.
+
+        The index and the values parsed from other headers stay (the agent stamps the top Via
+        of every request it receives, after the parser has read them all)."""
         key = _key(name)
-        for index, (n, _) in enumerate(self._items):
+        for position, (n, _) in enumerate(self._items):
             if _key(n) == key:
-                self._items[index] = (n, value)
-                self._index = None
+                self._items[position] = (n, value)
+                if self._index is not None:
+                    self._index[key][0] = value  # the first line of that name, as in _items
+                if self._parsed is not None:
+                    for what in [w for w in self._parsed if w.partition(".")[0] == key]:
+                        del self._parsed[what]
                 return
         self.add(name, value)
 
     def remove(self, name: str) -> None:
         key = _key(name)
-        self._items, self._index = [(n, v) for n, v in self._items if _key(n) != key], None
+        self._items = [(n, v) for n, v in self._items if _key(n) != key]
+        self._changed()
 
     def prepend(self, name: str, value: str) -> None:
         self._items.insert(0, (name, value))
-        self._index = None
+        self._changed()
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
@@ -603,35 +643,23 @@ class _MessageMixin:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        value = self.headers.get("CSeq")
-        if value is None:
-            raise ValueError("missing CSeq")
-        parts = value.split()
-        if len(parts) != 2 or not is_digits(parts[0]) or not _TOKEN_RE.fullmatch(parts[1]):
-            raise ValueError(f"invalid CSeq {value!r}")
-        number = int(parts[0])
-        if number >= 2**31:
-            raise ValueError(f"CSeq number {number} too large")
-        return number, parts[1]
+        return self.headers.parsed("cseq", _cseq)
 
     @property
     def via(self) -> list[Via]:
-        return [_via(v) for v in self.headers.get_all("Via")]
+        return list(self.headers.parsed("via", _vias))
 
     @property
     def top_via(self) -> Via:
-        values = self.headers.get_all("Via")
-        if not values:
-            raise ValueError("missing Via")
-        return _via(values[0])
+        return self.headers.parsed("via.top", _top_via)
 
     @property
     def from_(self) -> NameAddr:
-        return _single_nameaddr(self.headers, "From")
+        return self.headers.parsed("from", _from)
 
     @property
     def to(self) -> NameAddr:
-        return _single_nameaddr(self.headers, "To")
+        return self.headers.parsed("to", _to)
 
     @property
     def contact(self) -> list[NameAddr]:
@@ -664,6 +692,38 @@ class _MessageMixin:
     def _serialise(self, start_line: str) -> bytes:
         head = CRLF.join([start_line, *self._head_lines()]) + CRLF + CRLF
         return head.encode("utf-8", "surrogateescape") + self.body
+
+
+def _cseq(headers: Headers) -> tuple[int, str]:
+    value = headers.get("CSeq")
+    if value is None:
+        raise ValueError("missing CSeq")
+    parts = value.split()
+    if len(parts) != 2 or not is_digits(parts[0]) or not _TOKEN_RE.fullmatch(parts[1]):
+        raise ValueError(f"invalid CSeq {value!r}")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise ValueError(f"CSeq number {number} too large")
+    return number, parts[1]
+
+
+def _vias(headers: Headers) -> tuple[Via, ...]:
+    return tuple(_via(v) for v in headers.get_all("Via"))
+
+
+def _top_via(headers: Headers) -> Via:
+    values = headers.get_all("Via")
+    if not values:
+        raise ValueError("missing Via")
+    return _via(values[0])
+
+
+def _from(headers: Headers) -> NameAddr:
+    return _single_nameaddr(headers, "From")
+
+
+def _to(headers: Headers) -> NameAddr:
+    return _single_nameaddr(headers, "To")
 
 
 def _single_nameaddr(headers: Headers, name: str) -> NameAddr:
@@ -771,12 +831,17 @@ def _unfold(head: str) -> list[str]:
 def _parse_header_lines(lines: list[str]) -> Headers:
     if len(lines) > MAX_HEADER_FIELDS:
         raise SipParseError(513, f"more than {MAX_HEADER_FIELDS} header fields")
-    headers = Headers()
+    items: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}  # every received message is read by name at once: built in this pass
     for line in lines:
         m = _HEADER_NAME_RE.match(line)
         if not m:
             raise ValueError(f"malformed header line {line[:60]!r}")
-        headers.add(m.group(1), line[m.end() :].strip(" \t"))
+        name, value = m.group(1), line[m.end() :].strip(" \t")
+        items.append((name, value))
+        index.setdefault(_key(name), []).append(value)
+    headers = Headers()
+    headers._items, headers._index = items, index  # noqa: SLF001 -- built here, owned by the new Headers alone
     return headers
 
 
@@ -943,18 +1008,20 @@ def _answerable(request: Request) -> Request | None:
     return request
 
 
+_REQUIRED = tuple((name, name.lower()) for name in ("Via", "From", "To", "Call-ID", "CSeq"))
+_SINGLE = tuple((name, name.lower()) for name in ("CSeq", "Max-Forwards", "Content-Type"))
+_NAME_ADDRS = tuple((name, name.lower()) for name in ("Contact", "Record-Route", "Route"))
+
+
 def _validate_common(msg: Request | Response) -> None:
-    first: dict[str, str] = {}  # one pass over the header lines, not one per check
-    lines: dict[str, int] = {}
-    for name, value in msg.headers:
-        key = _key(name)
-        first.setdefault(key, value)
-        lines[key] = lines.get(key, 0) + 1
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if not first.get(name.lower()):
+    headers = msg.headers  # the header lines by name, from the index every reading uses
+    lines = (headers._index if headers._index is not None else headers._build_index()).get  # noqa: SLF001
+    for name, key in _REQUIRED:
+        values = lines(key)
+        if not values or not values[0]:
             raise ValueError(f"missing {name}")
-    for name in ("CSeq", "Max-Forwards", "Content-Type"):  # none of them a comma list
-        if lines.get(name.lower(), 0) > 1:
+    for name, key in _SINGLE:  # none of them a comma list
+        if len(lines(key, _NONE)) > 1:
             raise ValueError(f"more than one {name} header")
     _, method = msg.cseq
     if isinstance(msg, Request) and method != msg.method:
@@ -963,15 +1030,15 @@ def _validate_common(msg: Request | Response) -> None:
         raise ValueError("Via with a SIP version other than 2.0")
     msg.from_  # noqa: B018
     msg.to  # noqa: B018
-    if not _CALL_ID_RE.fullmatch(msg.call_id) or lines["call-id"] > 1:
+    if not _CALL_ID_RE.fullmatch(msg.call_id) or len(lines("call-id", _NONE)) > 1:
         # 25.1: words of visible ASCII; a Call-ID names files, journal rows and log lines
         raise ValueError("invalid Call-ID")
-    for contact in msg.headers.get_all("Contact"):
-        if contact.strip() != "*":
-            _nameaddr(contact)
-    for name in ("Record-Route", "Route"):
-        for route in msg.headers.get_all(name):
-            _nameaddr(route)  # a dialog built on a broken route set could not be used
+    for name, key in _NAME_ADDRS:
+        if lines(key) is None:
+            continue  # (most messages have no Route; a BYE's response no Contact)
+        for value in headers.get_all(name):
+            if name != "Contact" or value.strip() != "*":
+                _nameaddr(value)  # a dialog built on a broken route set could not be used
 
 
 def _validate_request(request: Request) -> None:

@@ -15,8 +15,9 @@ Nothing here touches sockets or clocks.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 __all__ = [
@@ -143,13 +144,17 @@ class Attribute:
         name, sep, value = text.partition(":")
         return cls(name, value if sep else None)
 
-    @property
+    @functools.cached_property  # looked up by every attribute search; the attribute is frozen
     def key(self) -> str:
         """The name for lookups: stray blanks (``a=sendonly `` from some stacks) ignored."""
         return self.name.strip()
 
     def __str__(self) -> str:
         return self.name if self.value is None else f"{self.name}:{self.value}"
+
+
+_RTPMAP = re.compile(r"\s*(\d+)\s+([^/\s]+)/(\d+)(?:/(\d+))?\s*")
+_M_PORT = re.compile(r"(\d+)(?:/(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ class RtpMap:
 
     @classmethod
     def parse(cls, value: str) -> RtpMap:
-        m = re.fullmatch(r"\s*(\d+)\s+([^/\s]+)/(\d+)(?:/(\d+))?\s*", value)
+        m = _RTPMAP.fullmatch(value)
         if not m:
             raise ValueError(f"a=rtpmap needs '<pt> <name>/<rate>', got {value!r}")
         channels = int(m.group(4)) if m.group(4) else None
@@ -194,6 +199,12 @@ STATIC_PAYLOAD_TYPES: dict[int, RtpMap] = {
 _STATIC_BY_NAME = {rm.encoding: pt for pt, rm in STATIC_PAYLOAD_TYPES.items()}
 
 
+#: ``a=`` lines and ``a=rtpmap`` values parsed once per text (every call from a phone offers
+#: the same ones; both are frozen, so one parse serves every offer).
+_attribute = functools.lru_cache(maxsize=1024)(Attribute.parse)
+_rtpmap = functools.lru_cache(maxsize=1024)(RtpMap.parse)
+
+
 @dataclass(frozen=True)
 class Media:
     """One media description: ``m=`` and its ``i= c= b= k= a=`` lines (RFC 4566 section 5.14)."""
@@ -215,7 +226,7 @@ class Media:
         parts = value.split()
         if len(parts) < 4:
             raise ValueError(f"m= needs '<media> <port> <proto> <fmt> ...', got {value!r}")
-        m = re.fullmatch(r"(\d+)(?:/(\d+))?", parts[1])
+        m = _M_PORT.fullmatch(parts[1])
         if not m or int(m.group(1)) > 65535:
             raise ValueError(f"m= port must be 0-65535, got {parts[1]!r}")
         count = int(m.group(2)) if m.group(2) else None
@@ -250,13 +261,13 @@ class Media:
     def attribute_values(self, name: str) -> list[str]:
         return [a.value for a in self.attributes if a.key == name and a.value is not None]
 
-    @property
-    def rtpmaps(self) -> dict[int, RtpMap]:
+    @functools.cached_property  # read by each step of a negotiation; the media is frozen
+    def rtpmaps(self) -> Mapping[int, RtpMap]:
         """Payload type -> mapping, static types (0, 8 ...) included when not mapped explicitly."""
         maps: dict[int, RtpMap] = {}
         for value in self.attribute_values("rtpmap"):
             try:
-                rm = RtpMap.parse(value)
+                rm = _rtpmap(value)
             except ValueError:
                 continue  # one bad rtpmap must not cost the whole call
             maps.setdefault(rm.payload_type, rm)
@@ -426,7 +437,7 @@ class _Parser:
         elif kind in "tr":
             self.timing.append((kind, value))
         elif kind == "a":
-            self.attributes.append(Attribute.parse(value))
+            self.attributes.append(_attribute(value))
         else:
             self.extra.append((kind, value))
 
@@ -441,7 +452,7 @@ class _Parser:
         elif kind == "b":
             draft.bandwidths.append(value)
         elif kind == "a":
-            draft.attributes.append(Attribute.parse(value))
+            draft.attributes.append(_attribute(value))
         elif kind in "vosuepztr":
             raise SdpError(f"{kind}= belongs in the session part, before the first m=", line=number)
         else:

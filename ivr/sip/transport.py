@@ -14,8 +14,10 @@ This module is the only SIP code that touches sockets.  It owns:
 * capping inbound TCP connections, in total and per source address (the
   excess is closed at once and logged);
 * the agent's single timer: after every receive, timer and command the
-  endpoint flushes ``outgoing()`` and re-arms ONE ``loop.call_at`` at
-  ``next_timer()`` (the aioquic pattern), so the agent itself never sleeps.
+  endpoint flushes ``outgoing()`` and keeps ONE ``loop.call_at`` armed no
+  later than ``next_timer()`` (the aioquic pattern; a later deadline keeps
+  the earlier handle, which re-arms when it fires), so the agent itself never
+  sleeps.
 
 The agent is told the time from ``loop.time()`` (monotonic); its timers are on
 the same scale, so they can be handed to ``call_at`` directly.
@@ -430,7 +432,11 @@ class SipEndpoint:
 
     def _arm_timer(self) -> None:
         at = self.agent.next_timer()
-        if at == self._timer_at and self._timer is not None:
+        if self._timer is not None and self._timer_at is not None and (at is None or self._timer_at <= at):
+            # The armed timer fires no later than needed: when it does, the agent handles what is
+            # due (perhaps nothing) and it is armed again.  Most messages move the next deadline
+            # later (an ACK stops a 200's retransmissions), and replacing the handle each time
+            # cost a cancel and a call_at per message.
             return
         if self._timer is not None:
             self._timer.cancel()

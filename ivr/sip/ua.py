@@ -784,6 +784,8 @@ def party_text(raw: str) -> str:
     Voice2Mail headers, so control and unencodable characters become U+FFFD.
     """
     text = unquote(raw, errors="replace")[:MAX_PARTY_CHARS]
+    if text.isprintable():  # the usual number: nothing to replace
+        return text
     return "".join(c if c.isprintable() else "\ufffd" for c in text)
 
 

@@ -141,6 +141,26 @@ def test_headers_set_replaces_in_place_and_remove() -> None:
     assert h.items() == [("To", "a"), ("From", "b"), ("X-A", "1")]
 
 
+def test_values_read_after_a_change_are_the_new_ones() -> None:
+    """Headers keep an index and parsed values between readings; every change shows."""
+    msg = parse_message(capture("carrier_invite"))
+    cseq, from_, vias = msg.cseq, msg.from_, msg.via
+    assert msg.top_via.host == "198.51.100.20"
+    msg.headers.replace_first("Via", "SIP/2.0/UDP 192.0.2.9:5070;branch=z9hG4bKnew, SIP/2.0/TCP 192.0.2.8")
+    assert msg.top_via.host == "192.0.2.9" and msg.top_via.port == 5070 and msg.top_via.branch == "z9hG4bKnew"
+    assert [v.host for v in msg.via] == ["192.0.2.9", "192.0.2.8", "198.51.100.30"] != [v.host for v in vias]
+    assert msg.headers.get("v", "").startswith("SIP/2.0/UDP 192.0.2.9:5070")
+    assert msg.cseq == cseq and msg.from_ is from_  # the other headers' values were kept
+    msg.headers.set("CSeq", "99 INVITE")
+    msg.headers.set("From", "<sip:someone@example.com>;tag=x")
+    assert msg.cseq == (99, "INVITE") and msg.from_.tag == "x"
+    msg.headers.remove("Via")
+    with pytest.raises(ValueError, match="missing Via"):
+        msg.top_via  # noqa: B018
+    msg.headers.prepend("Via", "SIP/2.0/UDP 192.0.2.7")
+    assert msg.top_via.host == "192.0.2.7"
+
+
 def test_get_all_respects_quotes_and_brackets() -> None:
     h = Headers([("Contact", '"Smith, J" <sip:a@b;x=1,2>;q=0.5, <sip:c@d>')])
     assert h.get_all("Contact") == ['"Smith, J" <sip:a@b;x=1,2>;q=0.5', "<sip:c@d>"]

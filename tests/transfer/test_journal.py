@@ -139,3 +139,28 @@ def test_writes_run_on_the_journal_thread_and_close_keeps_every_queued_row(tmp_p
     rows = reader.query(limit=1000)
     reader.close()
     assert len(rows) == 200 and all(r.ended is not None and r.outcome == "hangup" for r in rows)
+
+
+def test_rows_queued_together_are_one_commit_and_a_refused_row_costs_only_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal.open(tmp_path)
+    db = journal.db
+    assert db is not None
+    commits: list[str] = []
+    db.connection.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)  # type: ignore[attr-defined]
+    with db._lock:  # type: ignore[attr-defined]  # the writer waits at its first write: the others queue meanwhile
+        for i in range(20):
+            journal.started(f"c{i}", "+41791112233", "+41435435570", at=float(i))
+    journal.flush()
+    assert 1 <= len(commits) <= 2  # one per batch the writer took, not one per row
+    with db._lock:  # type: ignore[attr-defined]
+        journal.ended("c1", outcome="hangup", detail="", cause="normal", at=30.0)
+        journal.ended("c2", outcome="hangup", detail="", cause="normal", at={"not": "a time"})  # type: ignore[arg-type]
+        journal.ended("c3", outcome="hangup", detail="", cause="normal", at=33.0)
+    journal.close()
+    reader = Journal.reader(tmp_path)
+    ended = {r.call_id: r.ended for r in reader.query(limit=100)}
+    reader.close()
+    assert len(ended) == 20 and ended["c1"] == 30.0 and ended["c3"] == 33.0 and ended["c2"] is None
+    assert journal.failed and caplog.text.count("cannot be written") == 1
