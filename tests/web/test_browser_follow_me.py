@@ -18,7 +18,7 @@ from tests.transfer import test_transfer_peers as transfer_peers
 from tests.transfer.harness import peers
 
 from .conftest import HERE, PASSWORDS, WebServer
-from .test_browser import EC, By, browser, pytestmark, shots, wait  # noqa: F401 (fixtures)
+from .test_browser import EC, By, browser, pytestmark, saved_after, shots, wait  # noqa: F401 (fixtures)
 from .test_browser import log_in as browser_log_in
 
 uas = transfer_peers.uas  # a sipp UAS at a free port: here the carrier trunk
@@ -63,8 +63,7 @@ def test_a_user_sets_a_follow_me_number_and_a_transfer_rings_it(
     field = browser.find_element(By.ID, "follow-me")
     field.clear()
     field.send_keys("+41 79 700 12 02")
-    browser.find_element(By.ID, "save").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, "save").click)
     browser.save_screenshot(str(shots / "follow-me.png"))
 
     run = sipp("long_call.xml", web.ivr)

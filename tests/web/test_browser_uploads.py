@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import WebServer
-from .test_browser import EC, By, browser, log_in, pytestmark, shots, wait  # noqa: F401 (fixtures)
+from .test_browser import EC, By, browser, log_in, pytestmark, saved_after, shots, wait  # noqa: F401 (fixtures)
 from .test_uploads import wav
 
 __all__ = ["pytestmark"]
@@ -30,8 +30,7 @@ def test_a_user_uploads_a_greeting_and_plays_it_in_the_browser(
     upload(browser, "file-202-temporary", "upload-202-temporary", tmp_path / "notes.txt")
     error = wait(browser, EC.presence_of_element_located((By.ID, "error")))
     assert error.text == "not a WAV file (expected a RIFF/WAVE header)"
-    upload(browser, "file-202-temporary", "upload-202-temporary", tmp_path / "away.wav")
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, lambda: upload(browser, "file-202-temporary", "upload-202-temporary", tmp_path / "away.wav"))
     player = browser.find_element(By.ID, "play-202-temporary")
     browser.execute_script("arguments[0].preload = 'auto'; arguments[0].load()", player)
     wait(browser, lambda d: d.execute_script("return arguments[0].readyState", player) >= 1)
@@ -39,8 +38,7 @@ def test_a_user_uploads_a_greeting_and_plays_it_in_the_browser(
     browser.execute_script("arguments[0].muted = true; arguments[0].play()", player)
     wait(browser, lambda d: d.execute_script("return arguments[0].currentTime", player) > 0.05)
     browser.save_screenshot(str(shots / "greetings.png"))
-    browser.find_element(By.ID, "remove-202-temporary").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, "remove-202-temporary").click)
     assert not browser.find_elements(By.ID, "play-202-temporary")
     browser.get(web_server.url + "/greetings?lang=de")
     assert "Vorübergehend" in browser.find_element(By.TAG_NAME, "main").text
@@ -53,14 +51,12 @@ def test_an_admin_uploads_a_prompt_recording(browser: Any, web_server: WebServer
     browser.get(web_server.url + "/prompts")
     browser.find_element(By.CSS_SELECTOR, "#prompt-lang option[value=fr]").click()
     browser.find_element(By.ID, "prompt-id").send_keys("voicemail.leave.saved_goodbye")
-    upload(browser, "prompt-file", "prompt-upload", tmp_path / "bye.wav")
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, lambda: upload(browser, "prompt-file", "prompt-upload", tmp_path / "bye.wav"))
     ids = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".prompt-id")]
     assert "voicemail.leave.saved_goodbye" in ids
     assert (web_server.prompts / "fr" / "voicemail.leave.saved_goodbye.wav").is_file()
     browser.save_screenshot(str(shots / "prompts.png"))
-    browser.find_element(By.ID, "remove-fr-voicemail.leave.saved_goodbye").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, "remove-fr-voicemail.leave.saved_goodbye").click)
     assert not (web_server.prompts / "fr" / "voicemail.leave.saved_goodbye.wav").exists()
 
 
@@ -81,8 +77,7 @@ def test_an_admin_adds_renames_and_removes_a_directory_entry(browser: Any, direc
     browser.find_element(By.ID, f"{new}-first_name").send_keys("Erika")
     browser.find_element(By.ID, f"{new}-last_name").send_keys("Graf")
     browser.find_element(By.ID, f"{new}-extension").send_keys("202")
-    browser.find_element(By.ID, f"{new}-save").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, f"{new}-save").click)
     line = lines + 1
     assert csv.read_text().splitlines()[-1].startswith("Erika Graf,Erika,Graf,202")
     last = browser.find_element(By.ID, f"staff-{line}-last_name")
@@ -91,12 +86,10 @@ def test_an_admin_adds_renames_and_removes_a_directory_entry(browser: Any, direc
     display = browser.find_element(By.ID, f"staff-{line}-display_name")
     display.clear()
     display.send_keys("Erika Graf-Huber")
-    browser.find_element(By.ID, f"staff-{line}-save").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, f"staff-{line}-save").click)
     assert csv.read_text().splitlines()[-1].startswith("Erika Graf-Huber,Erika,Graf-Huber,202")
     browser.save_screenshot(str(shots / "directory.png"))
-    browser.find_element(By.ID, f"staff-{line}-remove").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, f"staff-{line}-remove").click)
     assert "Erika" not in csv.read_text()
     assert not browser.find_elements(By.ID, f"staff-{line}-save")
 
@@ -106,12 +99,10 @@ def test_a_user_goes_on_call_with_a_pikett_number(browser: Any, web_server: WebS
     field = browser.find_element(By.ID, "pikett")
     field.clear()
     field.send_keys("+41 79 700 12 01")
-    browser.find_element(By.ID, "save-pikett").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, "save-pikett").click)
     assert browser.find_element(By.ID, "pikett").get_attribute("value") == "+41797001201"
     assert web_server.client("201").get("/api/v1/extensions/201/pikett").json()["pikett"] == "+41797001201"
-    browser.find_element(By.ID, "reset-pikett").click()
-    wait(browser, EC.presence_of_element_located((By.ID, "saved")))
+    saved_after(browser, browser.find_element(By.ID, "reset-pikett").click)
     assert browser.find_element(By.ID, "pikett").get_attribute("value") == ""
     browser.get(web_server.url + "/me?lang=de")
     assert "Pikett-Nummer" in browser.find_element(By.TAG_NAME, "main").text
