@@ -329,12 +329,6 @@ class InbandBank:
                     stream.step(None, self)
         return keys
 
-    def classify(self, window: npt.NDArray[np.floating[Any]]) -> str | None:
-        """The key held in one 205-sample window (floats, full scale 1.0), or None."""
-        raw = np.asarray(window, dtype=np.float32) * np.float32(32768.0)
-        projection = raw @ self._basis
-        return self._decide(float(np.dot(raw, raw)), projection * projection)
-
     def _decide(self, raw_energy: float, squares: npt.NDArray[np.floating[Any]]) -> str | None:
         """The checks of the class docstring on one window: its energy and the squares of its
         32 projections, unscaled (int16 units)."""
@@ -405,20 +399,20 @@ class InbandStream:
 
     def close(self) -> None:
         """Stop: the bank drops the stream, and the stream its listener."""
-        bank, self.bank, self.listener = self.bank, None, None
-        if bank is not None and self.queued:
-            bank._ready.remove(self)  # noqa: SLF001
-        self.queued = False
-        self.pending, self.pending_samples = [], 0
+        self._drop_pending()
+        self.bank = self.listener = None
 
     def reset(self) -> None:
         """Forget the audio and the key state (a new detection from here)."""
-        if self.bank is not None and self.queued:
-            self.bank._ready.remove(self)  # noqa: SLF001
-        self.queued = False
-        self.pending, self.pending_samples = [], 0
+        self._drop_pending()
         self.buffer = np.zeros(0, dtype=np.float32)
         self.candidate, self.count, self.reported, self.absent = None, 0, None, 0
+
+    def _drop_pending(self) -> None:
+        if self.bank is not None and self.queued:
+            self.bank._ready.remove(self)  # noqa: SLF001 -- the bank's own list, kept by its streams
+        self.queued = False
+        self.pending, self.pending_samples = [], 0
 
     def step(self, key: str | None, bank: InbandBank) -> str | None:
         """One window's decision through the hold and release rules; the key if one starts."""
@@ -442,9 +436,6 @@ class GoertzelDetector:
     """In-band DTMF on one stream, keys returned by :meth:`feed`: an :class:`InbandBank` of one
     (its docstring has the checks; the parameters are the bank's)."""
 
-    WINDOW = InbandBank.WINDOW
-    HOP = InbandBank.HOP
-
     def __init__(self, **parameters: Any) -> None:
         self.bank = InbandBank(**parameters)
         self._stream = self.bank.stream()
@@ -456,7 +447,3 @@ class GoertzelDetector:
         """Feed samples (any length); returns the keys that started in the samples analysed."""
         self._stream.feed(pcm16_8k)
         return [key for _, key in self.bank.analyse()]
-
-    def classify(self, window: npt.NDArray[np.floating[Any]]) -> str | None:
-        """The key held in one 205-sample window (floats, full scale 1.0), or None."""
-        return self.bank.classify(window)

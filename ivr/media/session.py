@@ -233,7 +233,6 @@ class MediaSession:
         "on_dtmf",
         "on_timeout",
         "_reactor",
-        "_rtcp",
         "_closed",
         "ssrc",
         "_ts_base",
@@ -288,7 +287,6 @@ class MediaSession:
         self.on_audio = None
         self.on_timeout = _noop
         self._reactor: Reactor | None = None
-        self._rtcp: socket.socket | None = None  # the RTCP socket once the reactor watches it
         self._closed = False
         # sending
         self.ssrc = random.getrandbits(32)
@@ -379,7 +377,7 @@ class MediaSession:
             rtcp_sock.close()
             pool.release(session.local_port)
             raise
-        session._reactor, session._rtcp = reactor, rtcp_sock
+        session._reactor = reactor
         clock.add(session)
         clock.start()  # idempotent: the runner's clock is normally running already
         return session
@@ -954,8 +952,8 @@ class MediaSession:
     def _send_rtcp(self, now: float, *, bye: bool = False) -> None:
         reporter = self._reporter
         reporter.schedule(now)
-        sock, dest = self._rtcp, self._latch.rtcp_remote
-        if sock is None or dest is None or self._closed:
+        dest = self._latch.rtcp_remote
+        if self._reactor is None or dest is None or self._closed:  # (not open yet: nothing to say)
             return
         tick = self.clock.current_tick - (self._tick0 or 0)
         data = reporter.compound(
@@ -967,7 +965,7 @@ class MediaSession:
             bye=bye,
         )
         try:
-            sock.sendto(data, dest)
+            self._rtcp_sock.sendto(data, dest)
         except OSError as exc:  # a full buffer or an unreachable peer: the next report goes out
             log.debug("RTCP send failed: %s", exc)
 
