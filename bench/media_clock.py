@@ -601,8 +601,11 @@ def main() -> int:
                         help="cpu mode: yes (an on_audio consumer), vad (a speech endpointer per call), "
                         "keys (in-band DTMF detection per call), no, or a list")
     parser.add_argument("--source", default="clip,moh", help="send mode: clip, moh or both")
+    parser.add_argument("--blas-threads", action="store_true",
+                        help="leave numpy's BLAS its worker threads (ivr serve keeps it on the loop's thread)")
     args = parser.parse_args()
-    single_threaded_numerics()  # as ivr serve does
+    if not args.blas_threads:
+        single_threaded_numerics()  # as ivr serve does
     # every step bounded: at most 15 s measured after at most 2 s of warm-up, 500 cpu ticks
     seconds, warmup, ticks = (
         min(args.seconds, MAX_SECONDS),

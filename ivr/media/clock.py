@@ -171,7 +171,7 @@ def single_threaded_numerics() -> None:
 
     The media loop's matrix products (every listening call's in-band DTMF analysed in one a
     tick) are small; OpenBLAS hands them to worker threads that spin for the cores the loop
-    itself needs, which made them four times slower on two cores (docs/benchmarks.md).
+    itself needs, which doubled a listening call's CPU (bench/media_clock.py --blas-threads).
     Called by ``ivr serve`` at start-up; numpy may be loaded already, so the limit is set
     through the library (threadpoolctl), not the environment.
     """
