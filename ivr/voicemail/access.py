@@ -41,6 +41,7 @@ MAX_LOGIN_FAILURES = 3
 MENU_TIMEOUT = 8.0
 FIRST_DIGIT_TIMEOUT = 8.0
 INTER_DIGIT_TIMEOUT = 4.0
+MAX_DIGITS = 20  # of a mailbox number or a PIN
 MAX_SILENT_TRIES = 3
 GREETING_MAX_LENGTH = 60.0
 
@@ -141,14 +142,7 @@ class MailboxAccess(Dialogue):
         return self._collect_key(digit, now, self._got_pin)
 
     def _collect_key(self, digit: str, now: float, submit: Step) -> list[Action]:
-        if digit == "#":
-            return submit(now)
-        if digit == "*":
-            self._digits = ""
-        elif digit.isdigit() and len(self._digits) < 20:
-            self._digits += digit
-        self.next_timer = now + INTER_DIGIT_TIMEOUT
-        return []
+        return self.collect_digit(digit, now, submit, limit=MAX_DIGITS, pause=INTER_DIGIT_TIMEOUT)
 
     def _timeout_box(self, now: float) -> list[Action]:
         return self._got_box(now) if self._digits else self._silence(now, self._ask_login)

@@ -120,6 +120,21 @@ class Dialogue(SubMachine):
     def on_hangup(self, now: float) -> list[Action]:
         raise NotImplementedError
 
+    def collect_digit(
+        self, digit: str, now: float, submit: Callable[[float], list[Action]], *, limit: int, pause: float
+    ) -> list[Action]:
+        """One key of a number being typed into ``self._digits`` (a PIN, a mailbox): ``#`` submits,
+        ``*`` starts again, a digit is kept (up to ``limit``), and ``pause`` seconds without a key
+        end the typing (the state's timeout handler decides what that means)."""
+        if digit == "#":
+            return submit(now)
+        if digit == "*":
+            self._digits = ""
+        elif digit.isdigit() and len(self._digits) < limit:
+            self._digits += digit
+        self.next_timer = now + pause
+        return []
+
     def enter(
         self,
         state: str,
@@ -257,14 +272,9 @@ class PinEntry(Dialogue):
         return []
 
     def _key_pin(self, digit: str, now: float) -> list[Action]:
-        if digit == "#":
-            return self._check_pin()
-        if digit == "*":
-            self._digits = ""
-        elif digit.isdigit() and len(self._digits) < MAX_PIN_DIGITS:
-            self._digits += digit
-        self.next_timer = now + PIN_INTER_DIGIT_TIMEOUT
-        return []
+        return self.collect_digit(
+            digit, now, lambda now: self._check_pin(), limit=MAX_PIN_DIGITS, pause=PIN_INTER_DIGIT_TIMEOUT
+        )
 
     def _timeout_pin(self, now: float) -> list[Action]:
         return self._check_pin()
